@@ -1,0 +1,156 @@
+"""The exceptions semcache raises.
+
+Every exception semcache raises on purpose derives from :class:`SemanticCacheError`, so
+``except SemanticCacheError`` catches them all. Errors about bad input also derive from
+the matching builtin (``ValueError`` or ``TypeError``) so that code written against the
+builtins keeps working. Errors from foreign libraries (apsw, faiss, redis, psycopg) are
+translated at the boundary with ``raise ... from exc``.
+
+Hierarchy::
+
+    SemanticCacheError
+    ├── CacheClosedError                 a call on a closed cache, store or index
+    ├── InvalidInputError (ValueError)   bad arguments, raised before anything is written
+    │   ├── InvalidTextError               query/response not a str, or not encodable as UTF-8
+    │   ├── InputTooLargeError             a byte cap was exceeded
+    │   │   ├── QueryTooLargeError
+    │   │   ├── ResponseTooLargeError
+    │   │   └── MetadataTooLargeError
+    │   ├── InvalidMetadataError           metadata that is not a JSON object
+    │   ├── InvalidNamespaceError          empty, oversized or control characters
+    │   ├── InvalidTTLError                negative, NaN or infinite TTL
+    │   ├── InvalidThresholdError          a threshold outside [-1, 1]
+    │   ├── InvalidEmbeddingError          NaN/inf, zero vector, wrong shape or dtype
+    │   │   └── DimensionMismatchError       wrong dimension for this cache
+    │   └── ConfigurationError             constructor arguments that cannot work together
+    ├── EmbedderError                    the embedder raised or returned garbage
+    ├── EmbedderMismatchError            the cache was built with another embedder
+    └── StoreError                       the store failed (I/O, corruption, lock)
+        ├── StoreCorruptError              the database file is not a semcache store
+        └── SchemaVersionError             the file was written by a newer semcache
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheClosedError",
+    "ConfigurationError",
+    "DimensionMismatchError",
+    "EmbedderError",
+    "EmbedderMismatchError",
+    "InputTooLargeError",
+    "InvalidEmbeddingError",
+    "InvalidInputError",
+    "InvalidMetadataError",
+    "InvalidNamespaceError",
+    "InvalidTTLError",
+    "InvalidTextError",
+    "InvalidThresholdError",
+    "MetadataTooLargeError",
+    "QueryTooLargeError",
+    "ResponseTooLargeError",
+    "SchemaVersionError",
+    "SemanticCacheError",
+    "StoreCorruptError",
+    "StoreError",
+]
+
+
+class SemanticCacheError(Exception):
+    """Root of every exception semcache raises on purpose."""
+
+
+class CacheClosedError(SemanticCacheError):
+    """The cache (or its store or index) was closed; open a new one."""
+
+
+class InvalidInputError(SemanticCacheError, ValueError):
+    """An argument was rejected before anything was read or written."""
+
+
+class InvalidTextError(InvalidInputError):
+    """A query or response is not a ``str`` or cannot be encoded as UTF-8.
+
+    Lone surrogates (``"\\ud800"``) are the usual cause: they are not valid Unicode
+    text and no store can keep them.
+    """
+
+
+class InputTooLargeError(InvalidInputError):
+    """An input is larger than its byte cap (UTF-8 bytes)."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} is {size} bytes (UTF-8); the limit is {limit} bytes")
+        self.what = what
+        self.size = size
+        self.limit = limit
+
+
+class QueryTooLargeError(InputTooLargeError):
+    """The query exceeds ``max_query_bytes``."""
+
+
+class ResponseTooLargeError(InputTooLargeError):
+    """The response exceeds ``max_response_bytes``."""
+
+
+class MetadataTooLargeError(InputTooLargeError):
+    """The metadata, serialized as JSON, exceeds ``max_metadata_bytes``."""
+
+
+class InvalidMetadataError(InvalidInputError, TypeError):
+    """Metadata must be a JSON-serializable mapping with string keys (or None)."""
+
+
+class InvalidNamespaceError(InvalidInputError):
+    """A namespace must be a non-empty str of at most 255 UTF-8 bytes without control
+    characters."""
+
+
+class InvalidTTLError(InvalidInputError):
+    """A TTL must be None or a finite number of seconds >= 0."""
+
+
+class InvalidThresholdError(InvalidInputError):
+    """A similarity threshold must be a finite number in [-1, 1]."""
+
+
+class InvalidEmbeddingError(InvalidInputError):
+    """An embedding is not a finite, non-zero, one-dimensional real vector."""
+
+
+class DimensionMismatchError(InvalidEmbeddingError):
+    """An embedding's dimension differs from the cache's."""
+
+    def __init__(self, got: int, expected: int) -> None:
+        super().__init__(f"embedding has dimension {got}; this cache stores dimension {expected}")
+        self.got = got
+        self.expected = expected
+
+
+class ConfigurationError(InvalidInputError):
+    """Constructor arguments that are invalid or cannot work together."""
+
+
+class EmbedderError(SemanticCacheError):
+    """The embedder raised, timed out, or returned something that is not an embedding."""
+
+
+class EmbedderMismatchError(SemanticCacheError):
+    """The cache was written with another embedder (fingerprint or dimension differ).
+
+    Mixing vectors of two models silently serves wrong answers; open the cache with the
+    embedder it was built with, or start a new cache file.
+    """
+
+
+class StoreError(SemanticCacheError):
+    """The store failed: I/O error, lock timeout, or a broken database."""
+
+
+class StoreCorruptError(StoreError):
+    """The store's file is corrupt or is not a semcache store."""
+
+
+class SchemaVersionError(StoreError):
+    """The store was written by a newer version of semcache than this one."""
