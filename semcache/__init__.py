@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._cache import SemanticCache
 from ._errors import (
     CacheClosedError,
     ConfigurationError,
@@ -25,16 +26,23 @@ from ._errors import (
     StoreError,
 )
 from ._index import FlatIndex, VectorIndex
+from ._store import MemoryStore, SQLiteStore, Store
+from ._types import MISS_REASONS, Hit, MetricsEvent
+from .embedders import Embedder, HashingEmbedder
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "MISS_REASONS",
     "CacheClosedError",
     "ConfigurationError",
     "DimensionMismatchError",
+    "Embedder",
     "EmbedderError",
     "EmbedderMismatchError",
     "FlatIndex",
+    "HashingEmbedder",
+    "Hit",
     "InputTooLargeError",
     "InvalidEmbeddingError",
     "InvalidInputError",
@@ -43,11 +51,16 @@ __all__ = [
     "InvalidTTLError",
     "InvalidTextError",
     "InvalidThresholdError",
+    "MemoryStore",
     "MetadataTooLargeError",
+    "MetricsEvent",
     "QueryTooLargeError",
     "ResponseTooLargeError",
+    "SQLiteStore",
     "SchemaVersionError",
+    "SemanticCache",
     "SemanticCacheError",
+    "Store",
     "StoreCorruptError",
     "StoreError",
     "VectorIndex",

@@ -1,0 +1,1063 @@
+"""SemanticCache: orchestration and policy over a Store, per-namespace indexes and an
+Embedder.
+
+The operations that may need an embedding (``get``, ``put``, ``put_many``) are written
+once, as generators that *yield* the texts they need embedded and receive the vectors
+back. :class:`SemanticCache` drives them by calling the embedder in the calling thread;
+the async cache drives the same generators and awaits its embedder, running the
+blocking steps on a thread pool. No operation's logic exists twice.
+
+Each step of a generator runs under the cache's lock; embedding happens outside it, so
+a slow model never blocks other threads' exact hits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import replace
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Final, Literal, TypeAlias, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import (
+    CacheClosedError,
+    ConfigurationError,
+    DimensionMismatchError,
+    EmbedderError,
+    EmbedderMismatchError,
+    InvalidEmbeddingError,
+    InvalidInputError,
+    InvalidMetadataError,
+    InvalidThresholdError,
+    InvalidTTLError,
+    MetadataTooLargeError,
+    QueryTooLargeError,
+    ResponseTooLargeError,
+    StoreCorruptError,
+)
+from ._index import IndexFactory, VectorIndex, backend_names, make_index
+from ._store import Limits, MemoryStore, NewEntry, PutResult, SQLiteStore, Store, StoredEntry
+from ._text import check_namespace, check_size, make_key, normalize_text
+from ._types import MISS_REASONS, Hit, Layer, MetricsEvent, MissReason
+from .embedders import Embedder
+
+__all__ = ["SemanticCache"]
+
+logger = logging.getLogger("semcache")
+
+_T = TypeVar("_T")
+#: What an operation generator yields: texts to embed. It receives their vectors.
+EmbedRequest: TypeAlias = Sequence[str]
+Steps: TypeAlias = Generator[EmbedRequest, Any, _T]
+
+ConfidenceFn = Callable[[str, Hit], float]
+Validator = Callable[[str, Hit], bool]
+MetricsHook = Callable[[MetricsEvent], None]
+
+#: Candidates fetched per semantic lookup; widened when candidates turn out stale.
+_CANDIDATES: Final = 4
+#: Recency updates kept in memory before they are written in one batch.
+_TOUCH_FLUSH: Final = 10_000
+#: Texts per embedder call in put_many.
+_EMBED_BATCH: Final = 64
+_VECTOR_DTYPES: Final = ("float32", "float16")
+_MODES: Final = ("single", "shared")
+
+
+def _check_threshold(value: object, what: str = "similarity_threshold") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidThresholdError(f"{what} must be a number in [-1, 1], got {value!r}")
+    v = float(value)
+    if not -1.0 <= v <= 1.0:  # also rejects NaN
+        raise InvalidThresholdError(f"{what} must be in [-1, 1], got {value!r}")
+    return v
+
+
+def _check_ttl(value: object, what: str = "ttl") -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidTTLError(f"{what} must be None or seconds >= 0, got {value!r}")
+    v = float(value)
+    if not (v >= 0.0 and math.isfinite(v)):
+        raise InvalidTTLError(f"{what} must be finite and >= 0, got {value!r}")
+    return v
+
+
+def _check_count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{what} must be an int >= 1, got {value!r}")
+    return value
+
+
+class SemanticCache:
+    """A two-layer cache for LLM answers: exact (normalized text) then semantic (vectors).
+
+    ``hit = cache.get(prompt)``; on a miss call the LLM and ``cache.put(prompt, answer)``.
+
+    Args:
+        path: a SQLite file to keep the cache in (:class:`SQLiteStore`). With neither
+            ``path`` nor ``store`` the cache lives in memory (:class:`MemoryStore`).
+        embedder: turns text into vectors (see :class:`~semcache.embedders.Embedder`).
+            Without one (and without ``embedding=`` arguments) only exact hits are served.
+        store: a :class:`Store` to use instead of ``path``; the cache closes it on close.
+        similarity_threshold: cosine similarity in [-1, 1] a semantic candidate needs.
+        default_ttl: seconds an entry lives when ``put`` gives no ``ttl`` (None: forever).
+        max_entries: cap on entries in the whole cache, enforced on every put.
+        namespace_quotas: cap on entries per namespace (namespace -> count).
+        confidence_fn: ``confidence_fn(query, hit) -> float`` for semantic candidates;
+            one is served only if the result is >= ``min_confidence``.
+        min_confidence: see ``confidence_fn``.
+        validator: ``validator(query, hit) -> bool``; a hit (either layer) is served only
+            if it returns True.
+        metrics_hook: called with a :class:`MetricsEvent` after every get, put, delete,
+            eviction and expiry; exceptions it raises are logged and ignored.
+        normalize: match the exact layer on NFKC-casefolded, whitespace-collapsed text
+            (False: on the text as given).
+        index_backend: ``"auto"``, ``"flat"`` (more with the native-index extras) or a
+            factory ``f(dim, dtype, options) -> VectorIndex``.
+        index_options: options for the index backend.
+        vector_dtype: ``"float32"`` or ``"float16"`` (half the memory, similarities
+            within 1e-3).
+        multi_process_mode: ``"single"`` (this process owns the store) or ``"shared"``
+            (other processes write too: the index catches up from the store's change log
+            every ``stale_check_interval`` seconds, 0 meaning before every get).
+        stale_check_interval: see ``multi_process_mode``.
+        max_query_bytes: cap on a query's UTF-8 size (put and get).
+        max_response_bytes: cap on a response's UTF-8 size.
+        max_metadata_bytes: cap on the metadata's size as JSON.
+        clock: returns the current time in seconds (injected in tests).
+
+    Raises:
+        ConfigurationError: invalid or conflicting arguments.
+        InvalidThresholdError: ``similarity_threshold`` outside [-1, 1].
+        InvalidTTLError: a negative or non-finite ``default_ttl``.
+        EmbedderMismatchError: the store was written with another embedder
+            (fingerprint or dimension), or with another ``vector_dtype``.
+        StoreError: the store cannot be opened (see :class:`SQLiteStore`).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        embedder: Embedder | None = None,
+        *,
+        store: Store | None = None,
+        similarity_threshold: float = 0.85,
+        default_ttl: float | None = None,
+        max_entries: int | None = None,
+        namespace_quotas: Mapping[str, int] | None = None,
+        confidence_fn: ConfidenceFn | None = None,
+        min_confidence: float = 0.5,
+        validator: Validator | None = None,
+        metrics_hook: MetricsHook | None = None,
+        normalize: bool = True,
+        index_backend: str | IndexFactory = "auto",
+        index_options: Mapping[str, Any] | None = None,
+        vector_dtype: Literal["float32", "float16"] = "float32",
+        multi_process_mode: Literal["single", "shared"] = "single",
+        stale_check_interval: float = 0.0,
+        max_query_bytes: int = 32768,
+        max_response_bytes: int = 4 * 1048576,
+        max_metadata_bytes: int = 65536,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if path is not None and store is not None:
+            raise ConfigurationError("pass either path or store, not both")
+        if embedder is not None and not isinstance(embedder, Embedder):
+            raise ConfigurationError(
+                "embedder must have dim, fingerprint and embed(texts) (see semcache.embedders)"
+            )
+        self._threshold = _check_threshold(similarity_threshold)
+        self._default_ttl = _check_ttl(default_ttl, "default_ttl")
+        self._max_entries = (
+            None if max_entries is None else _check_count(max_entries, "max_entries")
+        )
+        self._quotas = {
+            check_namespace(ns): _check_count(n, f"namespace_quotas[{ns!r}]")
+            for ns, n in (namespace_quotas or {}).items()
+        }
+        if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)):
+            raise ConfigurationError(f"min_confidence must be a number, got {min_confidence!r}")
+        if not math.isfinite(min_confidence):
+            raise ConfigurationError(f"min_confidence must be finite, got {min_confidence!r}")
+        self._min_confidence = float(min_confidence)
+        if not callable(index_backend) and index_backend not in backend_names():
+            raise ConfigurationError(
+                f"unknown index_backend {index_backend!r}; expected one of {backend_names()}"
+            )
+        if vector_dtype not in _VECTOR_DTYPES:
+            raise ConfigurationError(f"vector_dtype must be one of {_VECTOR_DTYPES}")
+        if multi_process_mode not in _MODES:
+            raise ConfigurationError(f"multi_process_mode must be one of {_MODES}")
+        interval = float(stale_check_interval)
+        if not (interval >= 0.0 and math.isfinite(interval)):
+            raise ConfigurationError("stale_check_interval must be finite and >= 0")
+        self._max_query = _check_count(max_query_bytes, "max_query_bytes")
+        self._max_response = _check_count(max_response_bytes, "max_response_bytes")
+        self._max_metadata = _check_count(max_metadata_bytes, "max_metadata_bytes")
+        if not callable(clock):
+            raise ConfigurationError("clock must be a callable returning seconds")
+
+        self._embedder = embedder
+        self._confidence_fn = confidence_fn
+        self._validator = validator
+        self._metrics_hook = metrics_hook
+        self._normalize = bool(normalize)
+        self._index_backend = index_backend
+        self._index_options: Mapping[str, Any] = dict(index_options or {})
+        self._dtype = np.dtype(vector_dtype)
+        self._shared = multi_process_mode == "shared"
+        self._stale_interval = interval
+        self._clock = clock
+
+        self._lock = threading.RLock()
+        self._closed = False
+        self._indexes: dict[str, VectorIndex] = {}
+        self._pending_touch: dict[int, float] = {}
+        self._namespaces_ok: set[str] = set()
+        self._hits: dict[Layer, int] = {"exact": 0, "semantic": 0}
+        self._misses: dict[MissReason, int] = dict.fromkeys(MISS_REASONS, 0)
+        self._counters = {"puts": 0, "deletes": 0, "evictions": 0, "expirations": 0}
+        self._last_sync = -math.inf
+
+        self._store: Store = (
+            store
+            if store is not None
+            else (SQLiteStore(path) if path is not None else MemoryStore())
+        )
+        try:
+            self._dim = self._check_settings()
+            self._seq = self._store.seq()
+            self._rebuild_indexes()
+        except BaseException:
+            self._store.close()
+            raise
+
+    # -- opening ----------------------------------------------------------------------
+    def _check_settings(self) -> int | None:
+        """Reconcile the store's recorded settings with ours; record the missing ones."""
+        store = self._store
+        stored_dtype = store.get_meta("vector_dtype")
+        stored_dim = store.get_meta("dim")
+        stored_fp = store.get_meta("fingerprint")
+        if stored_dtype is not None and stored_dtype != self._dtype.name:
+            raise EmbedderMismatchError(
+                f"the cache stores {stored_dtype} vectors; open it with vector_dtype="
+                f"{stored_dtype!r} (was {self._dtype.name!r})"
+            )
+        dim = int(stored_dim) if stored_dim is not None else None
+        updates = {} if stored_dtype is not None else {"vector_dtype": self._dtype.name}
+        if self._embedder is not None:
+            fp, edim = self._embedder.fingerprint, int(self._embedder.dim)
+            if stored_fp is not None and stored_fp != fp:
+                raise EmbedderMismatchError(
+                    f"the cache was built with embedder {stored_fp!r}, not {fp!r}; "
+                    "use that embedder or a new cache"
+                )
+            if dim is not None and dim != edim:
+                raise EmbedderMismatchError(
+                    f"the cache stores {dim}-dimensional vectors; the embedder makes {edim}"
+                )
+            if stored_fp is None:
+                updates["fingerprint"] = fp
+            if dim is None:
+                updates["dim"] = str(edim)
+                dim = edim
+        if updates:
+            store.set_meta(updates)
+        return dim
+
+    def _rebuild_indexes(self) -> None:
+        """Build every namespace's index from the store's vectors."""
+        for index in self._indexes.values():
+            index.close()
+        self._indexes = {}
+        for batch in self._store.iter_vectors(now=self._clock()):
+            vecs = self._decode(batch.vectors)
+            self._index_for(batch.namespace).add(np.asarray(batch.ids, dtype=np.int64), vecs)
+
+    def _decode(self, blobs: Sequence[bytes]) -> npt.NDArray[Any]:
+        dim = self._dim
+        if dim is None:
+            raise StoreCorruptError("the store holds vectors but no dimension setting")
+        data = b"".join(blobs)
+        if len(data) != len(blobs) * dim * self._dtype.itemsize:
+            raise StoreCorruptError(
+                f"stored vectors do not match dimension {dim} and dtype {self._dtype.name}"
+            )
+        return np.frombuffer(data, dtype=self._dtype).reshape(len(blobs), dim)
+
+    def _index_for(self, namespace: str) -> VectorIndex:
+        index = self._indexes.get(namespace)
+        if index is None:
+            assert self._dim is not None
+            index = make_index(self._index_backend, self._dim, self._dtype, self._index_options)
+            self._indexes[namespace] = index
+        return index
+
+    # -- configuration ----------------------------------------------------------------
+    @property
+    def similarity_threshold(self) -> float:
+        """The cosine similarity in [-1, 1] a semantic candidate needs to be served."""
+        return self._threshold
+
+    def set_similarity_threshold(self, value: float) -> None:
+        """Change the threshold for later gets.
+
+        Raises:
+            InvalidThresholdError: ``value`` is not a number in [-1, 1].
+        """
+        self._threshold = _check_threshold(value)
+
+    @property
+    def embedder(self) -> Embedder | None:
+        """The embedder, or None."""
+        return self._embedder
+
+    @property
+    def store(self) -> Store:
+        """The underlying store."""
+        return self._store
+
+    @property
+    def dim(self) -> int | None:
+        """The vector dimension, or None until the first vector is stored."""
+        return self._dim
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    # -- public API ---------------------------------------------------------------------
+    def get(
+        self,
+        query: str,
+        *,
+        embedding: npt.ArrayLike | None = None,
+        namespace: str = "default",
+        bypass: bool = False,
+    ) -> Hit | None:
+        """Look ``query`` up: exact layer first, then the semantic layer.
+
+        Args:
+            query: the prompt.
+            embedding: the query's embedding if the caller already has it (the embedder
+                is then not called).
+            namespace: the tenant to look in; no other namespace is ever consulted.
+            bypass: force a miss (reason ``"bypass"``) without reading anything.
+
+        Returns:
+            The :class:`Hit`, or None on a miss. An embedder that fails makes a miss
+            (reason ``"embedder_error"``), never an exception.
+
+        Raises:
+            CacheClosedError: the cache was closed.
+            InvalidTextError: ``query`` is not a str or not valid Unicode.
+            QueryTooLargeError: ``query`` is over ``max_query_bytes``.
+            InvalidNamespaceError: a bad namespace name.
+            InvalidEmbeddingError: ``embedding`` has NaN/inf, is zero or not a vector.
+            DimensionMismatchError: ``embedding`` has the wrong dimension.
+            StoreError: the store failed.
+        """
+        return self._drive(self._get_steps(query, embedding, namespace, bypass))
+
+    def put(
+        self,
+        query: str,
+        response: str,
+        *,
+        embedding: npt.ArrayLike | None = None,
+        namespace: str = "default",
+        metadata: Mapping[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        """Store ``response`` for ``query``, replacing an entry with the same normalized
+        query (a fresh ``created_at``; its TTL restarts). Limits are then enforced.
+
+        Args:
+            query: the prompt.
+            response: the answer to serve.
+            embedding: the query's embedding if the caller already has it.
+            namespace: the tenant to write to.
+            metadata: a JSON-serializable mapping returned with hits.
+            ttl: seconds the entry lives (None: ``default_ttl``; 0: expired at once).
+
+        Raises:
+            CacheClosedError, InvalidTextError, QueryTooLargeError, ResponseTooLargeError,
+            MetadataTooLargeError, InvalidMetadataError, InvalidNamespaceError,
+            InvalidTTLError, InvalidEmbeddingError, DimensionMismatchError: bad input,
+                raised before anything is written.
+            EmbedderError: the embedder failed; nothing was written.
+            StoreError: the store failed; nothing was written.
+        """
+        self._drive(self._put_steps([query], [response], embedding, namespace, metadata, ttl))
+
+    def put_many(
+        self,
+        queries: Sequence[str],
+        responses: Sequence[str],
+        *,
+        embeddings: npt.ArrayLike | None = None,
+        namespace: str = "default",
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        ttl: float | None = None,
+    ) -> int:
+        """Store many entries in one transaction (embedded in batches).
+
+        Args:
+            queries: the prompts.
+            responses: one response per prompt.
+            embeddings: an ``(n, dim)`` array of the prompts' embeddings, if known.
+            namespace: the tenant to write to.
+            metadata: one mapping for all entries, or a sequence with one per entry.
+            ttl: as in :meth:`put`.
+
+        Returns:
+            The number of entries written (a query repeated in the batch counts each
+            time; the last one wins).
+
+        Raises:
+            The same as :meth:`put`; all input is checked before anything is written, and
+            either every entry is written or none.
+        """
+        return self._drive(
+            self._put_steps(queries, responses, embeddings, namespace, metadata, ttl)
+        )
+
+    def delete(self, query: str, *, namespace: str = "default") -> bool:
+        """Delete the entry whose normalized query equals ``query``'s.
+
+        Returns:
+            Whether an entry was deleted.
+
+        Raises:
+            CacheClosedError, InvalidTextError, QueryTooLargeError, InvalidNamespaceError,
+            StoreError.
+        """
+        with self._lock:
+            t0 = perf_counter()
+            self._check_open()
+            ns = self._check_ns(namespace)
+            check_size(query, "query", self._max_query, QueryTooLargeError)
+            found = self._store.delete_by_key(self._key(ns, query))
+            if found is None:
+                return False
+            self._unindex([found])
+            self._counters["deletes"] += 1
+            self._emit(MetricsEvent("delete", ns, latency=perf_counter() - t0))
+            return True
+
+    def vacuum(self, *, namespace: str | None = None, compact: bool = True) -> int:
+        """Delete expired entries (in one namespace or all) and, with ``compact``,
+        reclaim index tombstones.
+
+        Returns:
+            The number of expired entries deleted.
+
+        Raises:
+            CacheClosedError, InvalidNamespaceError, StoreError.
+        """
+        with self._lock:
+            self._check_open()
+            ns = None if namespace is None else self._check_ns(namespace)
+            self._flush_touches()
+            removed = self._store.delete_expired(self._clock(), ns)
+            self._unindex(removed)
+            self._count_removals(removed, "expire")
+            if compact:
+                self._compact_indexes()
+            return len(removed)
+
+    def compact(self) -> int:
+        """Rebuild every index at its live size.
+
+        Returns:
+            The number of tombstones reclaimed.
+
+        Raises:
+            CacheClosedError.
+        """
+        with self._lock:
+            self._check_open()
+            return self._compact_indexes()
+
+    def clear_namespace(self, namespace: str) -> int:
+        """Delete every entry of one namespace (no other is touched).
+
+        Returns:
+            How many entries were deleted.
+
+        Raises:
+            CacheClosedError, InvalidNamespaceError, StoreError.
+        """
+        with self._lock:
+            self._check_open()
+            ns = self._check_ns(namespace)
+            count = self._store.clear(ns)
+            index = self._indexes.pop(ns, None)
+            if index is not None:
+                index.close()
+            return count
+
+    def clear(self) -> int:
+        """Delete every entry of every namespace; the indexes start empty.
+
+        Returns:
+            How many entries were deleted.
+
+        Raises:
+            CacheClosedError, StoreError.
+        """
+        with self._lock:
+            self._check_open()
+            count = self._store.clear()
+            for index in self._indexes.values():
+                index.close()
+            self._indexes = {}
+            self._pending_touch = {}
+            return count
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for monitoring.
+
+        Returns:
+            A dict with ``entries`` (namespace -> stored entries, expired included until
+            vacuumed), ``total_entries``, ``hits`` (layer -> count), ``misses`` (reason ->
+            count), ``gets``, ``hit_rate``, ``puts``, ``deletes``, ``evictions``,
+            ``expirations``, ``tombstones`` (namespace -> index tombstones),
+            ``indexed`` (namespace -> live index rows), ``dim``, ``vector_dtype``,
+            ``fingerprint`` and ``index_backend``. Operation counters cover this
+            process since the cache was opened.
+
+        Raises:
+            CacheClosedError, StoreError.
+        """
+        with self._lock:
+            self._check_open()
+            entries = self._store.namespace_counts()
+            hits = sum(self._hits.values())
+            gets = hits + sum(self._misses.values())
+            return {
+                "entries": entries,
+                "total_entries": sum(entries.values()),
+                "hits": dict(self._hits),
+                "misses": dict(self._misses),
+                "gets": gets,
+                "hit_rate": hits / gets if gets else 0.0,
+                **self._counters,
+                "tombstones": {ns: ix.tombstones for ns, ix in sorted(self._indexes.items())},
+                "indexed": {ns: len(ix) for ns, ix in sorted(self._indexes.items())},
+                "dim": self._dim,
+                "vector_dtype": self._dtype.name,
+                "fingerprint": None if self._embedder is None else self._embedder.fingerprint,
+                "index_backend": (
+                    self._index_backend if isinstance(self._index_backend, str) else "custom"
+                ),
+            }
+
+    def close(self) -> None:
+        """Write pending recency, release the indexes and close the store. Idempotent;
+        every later call raises :class:`CacheClosedError`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self._pending_touch:
+                    self._store.touch(self._pending_touch)
+            except Exception:
+                logger.exception("semcache: could not write recency on close")
+            finally:
+                self._pending_touch = {}
+                for index in self._indexes.values():
+                    index.close()
+                self._indexes = {}
+                self._store.close()
+
+    def __enter__(self) -> SemanticCache:
+        self._check_open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"dim={self._dim}"
+        return f"<SemanticCache store={type(self._store).__name__} {state}>"
+
+    # -- driving operation generators -------------------------------------------------
+    def _drive(self, steps: Steps[_T]) -> _T:
+        """Run an operation: its steps under the lock, embedding outside it."""
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            with self._lock:
+                try:
+                    request = steps.throw(error) if error is not None else steps.send(value)
+                except StopIteration as stop:
+                    result: _T = stop.value
+                    return result
+            try:
+                value, error = self._embed_now(request), None
+            except Exception as exc:
+                value, error = None, exc
+
+    def _embed_now(self, texts: EmbedRequest) -> Any:
+        assert self._embedder is not None
+        return self._embedder.embed(list(texts))
+
+    # -- get ----------------------------------------------------------------------------
+    def _get_steps(
+        self, query: str, embedding: npt.ArrayLike | None, namespace: str, bypass: bool
+    ) -> Steps[Hit | None]:
+        t0 = perf_counter()
+        self._check_open()
+        ns = self._check_ns(namespace)
+        check_size(query, "query", self._max_query, QueryTooLargeError)
+        vector = None if embedding is None else self._unit_rows(embedding, 1, "embedding")
+        if bypass:
+            return self._miss(ns, "bypass", None, t0)
+        now = self._clock()
+        reason: MissReason | None = None
+        seen: set[int] = set()
+        entry = self._store.get_by_key(self._key(ns, query))
+        if entry is not None:
+            seen.add(entry.id)
+            if entry.expires_at is not None and entry.expires_at <= now:
+                reason = "expired"
+            else:
+                hit = self._make_hit(entry, 1.0, "exact", 1.0)
+                if self._accept(query, hit):
+                    return self._found(entry.id, hit, now, t0)
+                reason = "validator"
+        if self._shared:
+            self._maybe_sync(now)
+        index = self._indexes.get(ns)
+        if index is None or not len(index) or (vector is None and self._embedder is None):
+            return self._miss(ns, reason or "no_candidate", None, t0)
+        if vector is None:
+            try:
+                raw = yield (query,)
+                self._check_open()
+                vector = self._unit_rows(raw, 1, "embedder output", from_embedder=True)
+            except CacheClosedError:
+                raise
+            except Exception:
+                logger.exception("semcache: embedder failed on get; answering a miss")
+                return self._miss(ns, "embedder_error", None, t0)
+            index = self._indexes.get(ns)  # the lock was released while embedding
+            if index is None or not len(index):
+                return self._miss(ns, reason or "no_candidate", None, t0)
+        return self._search(query, vector[0], ns, index, reason, seen, now, t0)
+
+    def _search(
+        self,
+        query: str,
+        vector: npt.NDArray[np.float32],
+        ns: str,
+        index: VectorIndex,
+        reason: MissReason | None,
+        seen: set[int],
+        now: float,
+        t0: float,
+    ) -> Hit | None:
+        threshold = self._threshold
+        k = min(_CANDIDATES, len(index))
+        best: float | None = None
+        while True:
+            ids, sims = index.search(vector, k)
+            if best is None and len(sims):
+                best = min(1.0, float(sims[0]))
+            candidates = [
+                (i, s) for i, s in zip(ids.tolist(), sims.tolist(), strict=True) if i not in seen
+            ]
+            above = [(i, s) for i, s in candidates if s >= threshold]
+            if not above:
+                if candidates:
+                    reason = reason or "below_threshold"
+                break
+            rows = self._store.get_by_ids([i for i, _ in above])
+            stale: list[int] = []
+            for entry_id, sim in above:
+                seen.add(entry_id)
+                entry = rows.get(entry_id)
+                if entry is None:  # deleted by another process; the index lags
+                    stale.append(entry_id)
+                    continue
+                if entry.expires_at is not None and entry.expires_at <= now:
+                    stale.append(entry_id)  # expiry is final: tombstone in memory only
+                    reason = reason or "expired"
+                    continue
+                hit = self._make_hit(entry, max(-1.0, min(1.0, sim)), "semantic", None)
+                if self._confidence_fn is not None:
+                    confidence = self._confidence(query, hit)
+                    if confidence is None or confidence < self._min_confidence:
+                        reason = reason or "confidence"
+                        continue
+                    hit = replace(hit, confidence=confidence)
+                if not self._accept(query, hit):
+                    reason = reason or "validator"
+                    continue
+                if stale:
+                    index.remove(stale)
+                return self._found(entry_id, hit, now, t0)
+            if stale:
+                index.remove(stale)
+            # Every candidate above the threshold was rejected. Look further only if
+            # the next ones could still be above it.
+            if len(above) < len(candidates) or k >= len(index) + len(stale):
+                break
+            k = min(k * 4, len(index))
+            if not len(index):
+                break
+        return self._miss(ns, reason or "no_candidate", best, t0)
+
+    def _accept(self, query: str, hit: Hit) -> bool:
+        if self._validator is None:
+            return True
+        try:
+            return bool(self._validator(query, hit))
+        except Exception:
+            logger.exception("semcache: validator raised; treating the candidate as rejected")
+            return False
+
+    def _confidence(self, query: str, hit: Hit) -> float | None:
+        assert self._confidence_fn is not None
+        try:
+            value = float(self._confidence_fn(query, hit))
+        except Exception:
+            logger.exception("semcache: confidence_fn raised; treating the candidate as rejected")
+            return None
+        return value if math.isfinite(value) else None
+
+    def _make_hit(
+        self, entry: StoredEntry, similarity: float, layer: Layer, confidence: float | None
+    ) -> Hit:
+        return Hit(
+            entry.response,
+            similarity,
+            layer,
+            entry.query,
+            entry.namespace,
+            None if entry.metadata is None else json.loads(entry.metadata),
+            entry.created_at,
+            entry.expires_at,
+            confidence,
+        )
+
+    def _found(self, entry_id: int, hit: Hit, now: float, t0: float) -> Hit:
+        pending = self._pending_touch
+        pending[entry_id] = now
+        if len(pending) >= _TOUCH_FLUSH:
+            self._flush_touches()
+        self._hits[hit.layer] += 1
+        if self._metrics_hook is not None:
+            self._emit(
+                MetricsEvent(
+                    "get",
+                    hit.namespace,
+                    hit=True,
+                    layer=hit.layer,
+                    similarity=hit.similarity,
+                    latency=perf_counter() - t0,
+                )
+            )
+        return hit
+
+    def _miss(self, ns: str, reason: MissReason, similarity: float | None, t0: float) -> Hit | None:
+        """Count and report a miss; returns None so callers can ``return self._miss(...)``."""
+        self._misses[reason] += 1
+        if self._metrics_hook is not None:
+            self._emit(
+                MetricsEvent(
+                    "get",
+                    ns,
+                    hit=False,
+                    reason=reason,
+                    similarity=similarity,
+                    latency=perf_counter() - t0,
+                )
+            )
+        return None
+
+    # -- put ----------------------------------------------------------------------------
+    def _put_steps(
+        self,
+        queries: Sequence[str],
+        responses: Sequence[str],
+        embeddings: npt.ArrayLike | None,
+        namespace: str,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None,
+        ttl: float | None,
+    ) -> Steps[int]:
+        t0 = perf_counter()
+        self._check_open()
+        ns = self._check_ns(namespace)
+        if isinstance(queries, str) or isinstance(responses, str):
+            raise InvalidInputError("queries and responses must be sequences of str, not a str")
+        queries, responses = list(queries), list(responses)
+        n = len(queries)
+        if len(responses) != n:
+            raise InvalidInputError(f"{n} queries but {len(responses)} responses")
+        for q, r in zip(queries, responses, strict=True):
+            check_size(q, "query", self._max_query, QueryTooLargeError)
+            check_size(r, "response", self._max_response, ResponseTooLargeError)
+        metas = self._metadata_json(metadata, n)
+        life = self._default_ttl if ttl is None else _check_ttl(ttl)
+        vectors = None if embeddings is None else self._unit_rows(embeddings, n, "embeddings")
+        if n == 0:
+            return 0
+        if vectors is None and self._embedder is not None:
+            parts = []
+            for lo in range(0, n, _EMBED_BATCH):
+                chunk = queries[lo : lo + _EMBED_BATCH]
+                try:
+                    raw = yield chunk
+                except Exception as exc:
+                    raise EmbedderError(
+                        f"the embedder failed: {exc!r}; nothing was written"
+                    ) from exc
+                parts.append(
+                    self._unit_rows(raw, len(chunk), "embedder output", from_embedder=True)
+                )
+            self._check_open()
+            vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        now = self._clock()
+        expires = None if life is None else now + life
+        stored = None if vectors is None else vectors.astype(self._dtype, copy=False)
+        new_dim = None
+        if stored is not None and self._dim is None:
+            new_dim = int(stored.shape[1])
+        entries = [
+            NewEntry(
+                self._key(ns, q),
+                ns,
+                q,
+                r,
+                metas[i],
+                None if stored is None else stored[i].tobytes(),
+                now,
+                expires,
+            )
+            for i, (q, r) in enumerate(zip(queries, responses, strict=True))
+        ]
+        limits = None
+        quota = self._quotas.get(ns)
+        if quota is not None or self._max_entries is not None:
+            limits = Limits(self._max_entries, quota)
+        touches, self._pending_touch = self._pending_touch, {}
+        try:
+            result = self._store.put_many(
+                entries,
+                now=now,
+                limits=limits,
+                touches=touches,
+                meta=None if new_dim is None else {"dim": str(new_dim)},
+            )
+        except BaseException:
+            touches.update(self._pending_touch)
+            self._pending_touch = touches
+            raise
+        if new_dim is not None:
+            self._dim = new_dim
+        self._apply_put(ns, result, stored)
+        self._counters["puts"] += n
+        if self._metrics_hook is not None:
+            self._emit(MetricsEvent("put", ns, latency=perf_counter() - t0, count=n))
+        return n
+
+    def _apply_put(self, ns: str, result: PutResult, stored: npt.NDArray[Any] | None) -> None:
+        if stored is not None:
+            self._index_for(ns).add(np.asarray(result.ids, dtype=np.int64), stored)
+        self._unindex(result.replaced)
+        if result.evicted:
+            self._unindex(result.evicted)
+            expired = result.evicted[: result.expired_evicted]
+            evicted = result.evicted[result.expired_evicted :]
+            self._count_removals(expired, "expire")
+            self._count_removals(evicted, "evict")
+
+    def _metadata_json(
+        self, metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None, n: int
+    ) -> list[str | None]:
+        if metadata is None:
+            return [None] * n
+        if isinstance(metadata, Mapping):
+            one = self._one_metadata(metadata)
+            return [one] * n
+        given: object = metadata
+        if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+            raise InvalidMetadataError(
+                f"metadata must be a mapping or a sequence of mappings, got {type(given).__name__}"
+            )
+        if len(metadata) != n:
+            raise InvalidMetadataError(f"{n} entries but {len(metadata)} metadata items")
+        return [None if m is None else self._one_metadata(m) for m in metadata]
+
+    def _one_metadata(self, metadata: object) -> str:
+        if not isinstance(metadata, Mapping):
+            raise InvalidMetadataError(
+                f"metadata must be a mapping with str keys, got {type(metadata).__name__}"
+            )
+        if not all(isinstance(k, str) for k in metadata):
+            raise InvalidMetadataError("metadata keys must be str")
+        try:
+            text = json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidMetadataError(f"metadata is not JSON-serializable: {exc}") from None
+        check_size(text, "metadata", self._max_metadata, MetadataTooLargeError)
+        return text
+
+    # -- shared helpers -------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheClosedError("the cache is closed")
+
+    def _check_ns(self, namespace: str) -> str:
+        if namespace in self._namespaces_ok:
+            return namespace
+        ns = check_namespace(namespace)
+        if len(self._namespaces_ok) < 100_000:
+            self._namespaces_ok.add(ns)
+        return ns
+
+    def _key(self, ns: str, query: str) -> bytes:
+        return make_key(ns, normalize_text(query) if self._normalize else query)
+
+    def _unit_rows(
+        self, value: Any, n: int, what: str, *, from_embedder: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """``value`` as ``n`` unit rows of float32, checked.
+
+        Raises:
+            InvalidEmbeddingError / DimensionMismatchError: caller's embeddings are bad.
+            EmbedderError: the embedder's output is (``from_embedder``).
+        """
+
+        def fail(message: str) -> Exception:
+            if from_embedder:
+                return EmbedderError(f"{what}: {message}")
+            return InvalidEmbeddingError(f"{what}: {message}")
+
+        try:
+            arr = np.asarray(value)
+        except Exception as exc:
+            raise fail(f"not an array ({exc})") from None
+        if arr.dtype.kind not in "fiu":
+            raise fail(f"must hold real numbers, got dtype {arr.dtype}")
+        if arr.ndim == 1 and n == 1:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] == 0:
+            raise fail(f"expected shape ({n}, dim), got {arr.shape}")
+        if self._dim is not None and arr.shape[1] != self._dim:
+            if from_embedder:
+                raise fail(f"dimension {arr.shape[1]}, expected {self._dim}")
+            raise DimensionMismatchError(arr.shape[1], self._dim)
+        out = arr.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise fail("contains NaN or infinity")
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+        if not np.all(norms > 0) or not np.isfinite(norms).all():
+            raise fail("zero (or overflowing) vector has no direction")
+        out /= norms[:, None]
+        return out
+
+    def _unindex(self, removed: Sequence[tuple[int, str]]) -> None:
+        by_ns: dict[str, list[int]] = {}
+        for entry_id, ns in removed:
+            by_ns.setdefault(ns, []).append(entry_id)
+            self._pending_touch.pop(entry_id, None)
+        for ns, ids in by_ns.items():
+            index = self._indexes.get(ns)
+            if index is not None:
+                index.remove(np.asarray(ids, dtype=np.int64))
+
+    def _count_removals(
+        self, removed: Sequence[tuple[int, str]], kind: Literal["evict", "expire"]
+    ) -> None:
+        if not removed:
+            return
+        self._counters["evictions" if kind == "evict" else "expirations"] += len(removed)
+        if self._metrics_hook is None:
+            return
+        per_ns: dict[str, int] = {}
+        for _, ns in removed:
+            per_ns[ns] = per_ns.get(ns, 0) + 1
+        for ns, count in sorted(per_ns.items()):
+            self._emit(MetricsEvent(kind, ns, count=count))
+
+    def _compact_indexes(self) -> int:
+        return sum(index.compact() for index in self._indexes.values())
+
+    def _flush_touches(self) -> None:
+        if self._pending_touch:
+            touches, self._pending_touch = self._pending_touch, {}
+            try:
+                self._store.touch(touches)
+            except BaseException:
+                touches.update(self._pending_touch)
+                self._pending_touch = touches
+                raise
+
+    def _emit(self, event: MetricsEvent) -> None:
+        hook = self._metrics_hook
+        if hook is None:
+            return
+        try:
+            hook(event)
+        except Exception:
+            logger.exception("semcache: metrics_hook raised; ignored")
+
+    def _maybe_sync(self, now: float) -> None:
+        """Shared mode: bring the indexes up to the store's change log."""
+        if now - self._last_sync < self._stale_interval:
+            return
+        self._last_sync = now
+        self._sync()
+
+    def _sync(self) -> None:
+        changes = self._store.changes_since(self._seq)
+        if changes is None:
+            self._seq = self._store.seq()
+            self._rebuild_indexes()
+            return
+        if not changes:
+            return
+        live: dict[int, str] = {}
+        gone: list[tuple[int, str]] = []
+        for change in changes:
+            if change.op == "put":
+                live[change.entry_id] = change.namespace
+            else:
+                live.pop(change.entry_id, None)
+                gone.append((change.entry_id, change.namespace))
+        self._unindex(gone)
+        if live:
+            vectors = self._store.get_vectors(list(live))
+            by_ns: dict[str, tuple[list[int], list[bytes]]] = {}
+            for entry_id in sorted(vectors):
+                ns, blob = vectors[entry_id]
+                ids, blobs = by_ns.setdefault(ns, ([], []))
+                ids.append(entry_id)
+                blobs.append(blob)
+            if by_ns and self._dim is None:
+                dim = self._store.get_meta("dim")
+                self._dim = None if dim is None else int(dim)
+            for ns, (ids, blobs) in by_ns.items():
+                self._index_for(ns).add(np.asarray(ids, dtype=np.int64), self._decode(blobs))
+        self._seq = changes[-1].seq

@@ -1,0 +1,210 @@
+"""The Store contract: the cache's source of truth.
+
+A store keeps entries (key, namespace, query, response, metadata JSON, vector bytes,
+created_at, expires_at, last_access), a small key/value table of cache settings
+(embedder fingerprint, dimension, vector dtype), and a *change log*: every insert and
+delete advances a sequence number, so an index (or another process) can catch up with
+:meth:`Store.changes_since`. Entry ids are assigned by the store, increase, and are
+never reused.
+
+Every implementation passes ``tests/test_store_conformance.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Change",
+    "Limits",
+    "NewEntry",
+    "PutResult",
+    "Store",
+    "StoredEntry",
+    "VectorBatch",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as the store returns it (metadata still JSON text)."""
+
+    id: int
+    key: bytes
+    namespace: str
+    query: str
+    response: str
+    metadata: str | None
+    created_at: float
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry to insert; it replaces any entry with the same ``key``."""
+
+    key: bytes
+    namespace: str
+    query: str
+    response: str
+    metadata: str | None
+    vector: bytes | None
+    created_at: float
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Entry limits enforced inside the put's transaction.
+
+    ``max_entries`` caps the whole store, ``namespace_quota`` the namespace being
+    written. Victims are chosen inside the scope that overflowed: expired entries
+    first (earliest expiry first), then least recently used (oldest ``last_access``,
+    then lowest id).
+    """
+
+    max_entries: int | None = None
+    namespace_quota: int | None = None
+
+
+@dataclass(slots=True)
+class PutResult:
+    """What a put did.
+
+    Attributes:
+        ids: the new entries' ids, in input order (a key repeated in one batch gets one
+            id per occurrence; only the last survives).
+        replaced: ``(id, namespace)`` of entries removed because a new one had their key.
+        evicted: ``(id, namespace)`` of entries removed to respect the limits; may
+            include ids from ``ids``.
+        expired_evicted: how many of ``evicted`` had already expired.
+    """
+
+    ids: list[int] = field(default_factory=list)
+    replaced: list[tuple[int, str]] = field(default_factory=list)
+    evicted: list[tuple[int, str]] = field(default_factory=list)
+    expired_evicted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change-log record: ``op`` is ``"put"`` or ``"delete"`` of ``entry_id``."""
+
+    seq: int
+    op: Literal["put", "delete"]
+    entry_id: int
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class VectorBatch:
+    """Stored vectors of one namespace (raw bytes, in the cache's vector dtype)."""
+
+    namespace: str
+    ids: list[int]
+    vectors: list[bytes]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistent (or in-memory) storage for cache entries.
+
+    All methods are thread-safe. Mutations are atomic: after a crash an entry is either
+    wholly present (row, vector, change record) or absent. Methods raise
+    ``CacheClosedError`` after :meth:`close` and ``StoreError`` on I/O failure.
+    """
+
+    #: Whether the store survives the process (the cache saves index snapshots only then).
+    persistent: bool
+
+    def get_meta(self, name: str) -> str | None:
+        """A setting, or None."""
+        ...
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        """Write settings atomically."""
+        ...
+
+    def get_by_key(self, key: bytes) -> StoredEntry | None:
+        """The entry with this exact-layer key (expired or not), or None."""
+        ...
+
+    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+        """The entries among ``ids`` that exist, by id."""
+        ...
+
+    def put_many(
+        self,
+        entries: Sequence[NewEntry],
+        *,
+        now: float,
+        limits: Limits | None = None,
+        touches: Mapping[int, float] | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        """Insert ``entries`` in order, each replacing an existing entry with its key, then
+        enforce ``limits``; in the same transaction apply ``touches`` (recency, see
+        :meth:`touch`) before choosing victims, and write ``meta``. All entries of one
+        call must share a namespace."""
+        ...
+
+    def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
+        """Delete the entry with this key; return its ``(id, namespace)`` or None."""
+        ...
+
+    def delete_ids(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        """Delete these entries; return ``(id, namespace)`` of those that existed."""
+        ...
+
+    def delete_expired(self, now: float, namespace: str | None = None) -> list[tuple[int, str]]:
+        """Delete entries with ``expires_at <= now`` (in one namespace or all)."""
+        ...
+
+    def clear(self, namespace: str | None = None) -> int:
+        """Delete every entry (of one namespace, or all); return how many."""
+        ...
+
+    def touch(self, access: Mapping[int, float]) -> None:
+        """Record last-access times (id -> time); unknown ids are ignored and a time
+        never moves backwards."""
+        ...
+
+    def count(self, namespace: str | None = None) -> int:
+        """Entries (expired included) in a namespace or in all."""
+        ...
+
+    def namespace_counts(self) -> dict[str, int]:
+        """Entries per non-empty namespace."""
+        ...
+
+    def iter_vectors(
+        self, *, now: float | None = None, batch_size: int = 65536
+    ) -> Iterator[VectorBatch]:
+        """Stored vectors in batches of one namespace each (a namespace may span several
+        batches), ascending id within a namespace; with ``now``, entries already expired
+        are left out."""
+        ...
+
+    def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+        """``id -> (namespace, vector bytes)`` for the entries among ``ids`` that exist
+        and have a vector."""
+        ...
+
+    def seq(self) -> int:
+        """The last change-log sequence number (0 for a new store)."""
+        ...
+
+    def changes_since(self, seq: int) -> list[Change] | None:
+        """Changes after ``seq`` in order, or None when the log no longer reaches back
+        that far (the caller must rebuild from :meth:`iter_vectors`)."""
+        ...
+
+    def prune_changes(self, keep_last: int) -> int:
+        """Drop all but the last ``keep_last`` change records; return how many."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources; idempotent."""
+        ...

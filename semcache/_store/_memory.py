@@ -1,0 +1,312 @@
+"""An in-process store: dictionaries, no persistence."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .._errors import CacheClosedError
+from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+
+__all__ = ["MemoryStore"]
+
+_NO_LIMITS = Limits()
+
+
+@dataclass(slots=True)
+class _Row:
+    entry: StoredEntry
+    vector: bytes | None
+    last_access: float
+
+
+class MemoryStore:
+    """A :class:`~semcache.Store` kept in this process's memory.
+
+    The default for ``SemanticCache()`` without a path. Everything is lost when the
+    process ends; eviction is O(log n) per victim (ordered recency lists and expiry
+    heaps), so it behaves like the SQLite store at any size.
+
+    Args:
+        max_changes: change-log records kept for :meth:`changes_since`.
+    """
+
+    persistent = False
+
+    def __init__(self, *, max_changes: int = 100_000) -> None:
+        self._lock = threading.RLock()
+        self._rows: dict[int, _Row] = {}
+        self._by_key: dict[bytes, int] = {}
+        self._lru: OrderedDict[int, None] = OrderedDict()
+        self._ns_lru: dict[str, OrderedDict[int, None]] = {}
+        self._expiry: list[tuple[float, int]] = []
+        self._ns_expiry: dict[str, list[tuple[float, int]]] = {}
+        self._meta: dict[str, str] = {}
+        self._changes: deque[Change] = deque()
+        self._max_changes = max_changes
+        self._seq = 0
+        self._next_id = 1
+        self._closed = False
+
+    # -- settings ---------------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        with self._lock:
+            self._check_open()
+            return self._meta.get(name)
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        with self._lock:
+            self._check_open()
+            self._meta.update(values)
+
+    # -- reads ------------------------------------------------------------------------
+    def get_by_key(self, key: bytes) -> StoredEntry | None:
+        with self._lock:
+            self._check_open()
+            entry_id = self._by_key.get(key)
+            return None if entry_id is None else self._rows[entry_id].entry
+
+    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+        with self._lock:
+            self._check_open()
+            rows = self._rows
+            return {i: rows[i].entry for i in ids if i in rows}
+
+    def count(self, namespace: str | None = None) -> int:
+        with self._lock:
+            self._check_open()
+            if namespace is None:
+                return len(self._rows)
+            return len(self._ns_lru.get(namespace, ()))
+
+    def namespace_counts(self) -> dict[str, int]:
+        with self._lock:
+            self._check_open()
+            return {ns: len(ids) for ns, ids in self._ns_lru.items() if ids}
+
+    def iter_vectors(
+        self, *, now: float | None = None, batch_size: int = 65536
+    ) -> Iterator[VectorBatch]:
+        with self._lock:
+            self._check_open()
+            snapshot: dict[str, tuple[list[int], list[bytes]]] = {}
+            for entry_id in sorted(self._rows):
+                row = self._rows[entry_id]
+                if row.vector is None:
+                    continue
+                exp = row.entry.expires_at
+                if now is not None and exp is not None and exp <= now:
+                    continue
+                ids, vecs = snapshot.setdefault(row.entry.namespace, ([], []))
+                ids.append(entry_id)
+                vecs.append(row.vector)
+        for ns, (ids, vecs) in sorted(snapshot.items()):
+            for lo in range(0, len(ids), batch_size):
+                yield VectorBatch(ns, ids[lo : lo + batch_size], vecs[lo : lo + batch_size])
+
+    # -- writes -----------------------------------------------------------------------
+    def put_many(
+        self,
+        entries: Sequence[NewEntry],
+        *,
+        now: float,
+        limits: Limits | None = None,
+        touches: Mapping[int, float] | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        limits = limits or _NO_LIMITS
+        with self._lock:
+            self._check_open()
+            result = PutResult()
+            if touches:
+                self._touch(touches)
+            if meta:
+                self._meta.update(meta)
+            for new in entries:
+                old = self._by_key.get(new.key)
+                if old is not None:
+                    result.replaced.append(self._delete(old))
+                result.ids.append(self._insert(new))
+            if entries:
+                ns = entries[0].namespace
+                if limits.namespace_quota is not None:
+                    self._evict(ns, limits.namespace_quota, now, result)
+                if limits.max_entries is not None:
+                    self._evict(None, limits.max_entries, now, result)
+            return result
+
+    def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
+        with self._lock:
+            self._check_open()
+            entry_id = self._by_key.get(key)
+            return None if entry_id is None else self._delete(entry_id)
+
+    def delete_ids(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        with self._lock:
+            self._check_open()
+            return [self._delete(i) for i in ids if i in self._rows]
+
+    def delete_expired(self, now: float, namespace: str | None = None) -> list[tuple[int, str]]:
+        with self._lock:
+            self._check_open()
+            heap = self._expiry if namespace is None else self._ns_expiry.get(namespace, [])
+            out: list[tuple[int, str]] = []
+            while heap and heap[0][0] <= now:
+                exp, entry_id = heapq.heappop(heap)
+                row = self._rows.get(entry_id)
+                if row is not None and row.entry.expires_at == exp:
+                    out.append(self._delete(entry_id))
+            return out
+
+    def clear(self, namespace: str | None = None) -> int:
+        with self._lock:
+            self._check_open()
+            ids = list(self._rows if namespace is None else self._ns_lru.get(namespace, ()))
+            for entry_id in ids:
+                self._delete(entry_id)
+            return len(ids)
+
+    def touch(self, access: Mapping[int, float]) -> None:
+        with self._lock:
+            self._check_open()
+            self._touch(access)
+
+    def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+        with self._lock:
+            self._check_open()
+            out: dict[int, tuple[str, bytes]] = {}
+            for i in ids:
+                row = self._rows.get(i)
+                if row is not None and row.vector is not None:
+                    out[i] = (row.entry.namespace, row.vector)
+            return out
+
+    # -- change log -------------------------------------------------------------------
+    def seq(self) -> int:
+        with self._lock:
+            self._check_open()
+            return self._seq
+
+    def changes_since(self, seq: int) -> list[Change] | None:
+        with self._lock:
+            self._check_open()
+            if seq >= self._seq:
+                return []
+            first = self._changes[0].seq if self._changes else self._seq + 1
+            if seq + 1 < first:
+                return None
+            return [c for c in self._changes if c.seq > seq]
+
+    def prune_changes(self, keep_last: int) -> int:
+        with self._lock:
+            self._check_open()
+            dropped = 0
+            while len(self._changes) > keep_last:
+                self._changes.popleft()
+                dropped += 1
+            return dropped
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._rows.clear()
+            self._by_key.clear()
+            self._lru.clear()
+            self._ns_lru.clear()
+
+    # -- internals --------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheClosedError("store is closed")
+
+    def _log(self, op: Literal["put", "delete"], entry_id: int, namespace: str) -> None:
+        self._seq += 1
+        self._changes.append(Change(self._seq, op, entry_id, namespace))
+        if len(self._changes) > self._max_changes:
+            self._changes.popleft()
+
+    def _insert(self, new: NewEntry) -> int:
+        entry_id = self._next_id
+        self._next_id += 1
+        entry = StoredEntry(
+            entry_id,
+            new.key,
+            new.namespace,
+            new.query,
+            new.response,
+            new.metadata,
+            new.created_at,
+            new.expires_at,
+        )
+        self._rows[entry_id] = _Row(entry, new.vector, new.created_at)
+        self._by_key[new.key] = entry_id
+        self._lru[entry_id] = None
+        self._ns_lru.setdefault(new.namespace, OrderedDict())[entry_id] = None
+        if new.expires_at is not None:
+            if len(self._expiry) > 2 * len(self._rows) + 1024:
+                self._rebuild_heaps()
+            heapq.heappush(self._expiry, (new.expires_at, entry_id))
+            heapq.heappush(
+                self._ns_expiry.setdefault(new.namespace, []), (new.expires_at, entry_id)
+            )
+        self._log("put", entry_id, new.namespace)
+        return entry_id
+
+    def _rebuild_heaps(self) -> None:
+        """Drop heap records of deleted entries (they are skipped lazily otherwise)."""
+        self._expiry = []
+        self._ns_expiry = {}
+        for entry_id, row in self._rows.items():
+            exp = row.entry.expires_at
+            if exp is not None:
+                self._expiry.append((exp, entry_id))
+                self._ns_expiry.setdefault(row.entry.namespace, []).append((exp, entry_id))
+        heapq.heapify(self._expiry)
+        for heap in self._ns_expiry.values():
+            heapq.heapify(heap)
+
+    def _delete(self, entry_id: int) -> tuple[int, str]:
+        row = self._rows.pop(entry_id)
+        ns = row.entry.namespace
+        del self._by_key[row.entry.key]
+        del self._lru[entry_id]
+        ns_lru = self._ns_lru[ns]
+        del ns_lru[entry_id]
+        if not ns_lru:
+            del self._ns_lru[ns]
+            self._ns_expiry.pop(ns, None)
+        self._log("delete", entry_id, ns)
+        return entry_id, ns
+
+    def _touch(self, access: Mapping[int, float]) -> None:
+        for entry_id, when in sorted(access.items(), key=lambda kv: kv[1]):
+            row = self._rows.get(entry_id)
+            if row is None or when < row.last_access:
+                continue
+            row.last_access = when
+            self._lru.move_to_end(entry_id)
+            self._ns_lru[row.entry.namespace].move_to_end(entry_id)
+
+    def _evict(self, namespace: str | None, limit: int, now: float, result: PutResult) -> None:
+        if namespace is None:
+            lru, heap = self._lru, self._expiry
+        else:
+            lru = self._ns_lru.get(namespace, OrderedDict())
+            heap = self._ns_expiry.get(namespace, [])
+        excess = len(lru) - limit
+        while excess > 0 and heap and heap[0][0] <= now:
+            exp, entry_id = heapq.heappop(heap)
+            row = self._rows.get(entry_id)
+            if row is None or row.entry.expires_at != exp:
+                continue
+            result.evicted.append(self._delete(entry_id))
+            result.expired_evicted += 1
+            excess -= 1
+        while excess > 0:
+            entry_id = next(iter(lru))
+            result.evicted.append(self._delete(entry_id))
+            excess -= 1

@@ -1,0 +1,480 @@
+"""The embedded default store: one SQLite file through apsw, in WAL mode."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Final, TypeAlias, TypeVar
+
+import apsw
+
+from .._errors import (
+    CacheClosedError,
+    SchemaVersionError,
+    StoreCorruptError,
+    StoreError,
+)
+from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+
+__all__ = ["SQLiteStore"]
+
+_T = TypeVar("_T")
+# An apsw.Connection. Its stubs type every row value as the union of all SQLite types;
+# rows are unpacked into typed records right here at the boundary, so use Any.
+_Conn: TypeAlias = Any
+
+#: Per-connection settings, applied on every open.
+DEFAULT_PRAGMAS: Final[Mapping[str, str | int]] = {
+    "journal_mode": "wal",
+    "synchronous": "normal",
+    "temp_store": "memory",
+    "cache_size": -65536,  # KiB: 64 MiB of page cache
+    "mmap_size": 1 << 28,
+    "foreign_keys": 0,
+}
+
+# Ordered migrations: (version, description, SQL). Never edit a released one; append.
+MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
+    (
+        1,
+        "entries, namespaces, change log, settings",
+        """
+        CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE entries(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            key BLOB NOT NULL UNIQUE,
+            namespace TEXT NOT NULL,
+            query TEXT NOT NULL,
+            response TEXT NOT NULL,
+            metadata TEXT,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            last_access REAL NOT NULL,
+            vector BLOB
+        );
+        CREATE INDEX entries_lru ON entries(last_access, id);
+        CREATE INDEX entries_ns_lru ON entries(namespace, last_access, id);
+        CREATE INDEX entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
+        CREATE INDEX entries_ns_expiry ON entries(namespace, expires_at)
+            WHERE expires_at IS NOT NULL;
+        CREATE TABLE namespaces(name TEXT PRIMARY KEY, entries INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE changes(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            op INTEGER NOT NULL,
+            entry_id INTEGER NOT NULL,
+            namespace TEXT NOT NULL
+        );
+        CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+            INSERT INTO namespaces(name, entries) VALUES (new.namespace, 1)
+                ON CONFLICT(name) DO UPDATE SET entries = entries + 1;
+            INSERT INTO changes(op, entry_id, namespace) VALUES (1, new.id, new.namespace);
+        END;
+        CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+            UPDATE namespaces SET entries = entries - 1 WHERE name = old.namespace;
+            INSERT INTO changes(op, entry_id, namespace) VALUES (0, old.id, old.namespace);
+        END;
+        """,
+    ),
+)
+SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
+
+_ENTRY_COLUMNS = "id, key, namespace, query, response, metadata, created_at, expires_at"
+_GET_BY_KEY = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE key = ?"
+_INSERT = (
+    "INSERT INTO entries(key, namespace, query, response, metadata, created_at, expires_at,"
+    " last_access, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DELETE_KEY = "DELETE FROM entries WHERE key = ? RETURNING id, namespace"
+_TOUCH = "UPDATE entries SET last_access = ?2 WHERE id = ?1 AND last_access < ?2"
+_PRUNE_EVERY = 1024
+
+
+class SQLiteStore:
+    """A :class:`~semcache.Store` in one SQLite file (WAL, apsw).
+
+    One transaction per put and per put_many; the change log and per-namespace counts
+    are kept by triggers, so they cannot drift from the entries. Safe to use from many
+    threads; several processes may open one file (writers wait up to ``busy_timeout``
+    seconds for the lock).
+
+    Args:
+        path: the database file (created if missing).
+        busy_timeout: seconds a writer waits for another connection's lock.
+        max_changes: change-log records kept for :meth:`changes_since` (older ones are
+            pruned as puts go by).
+        pragmas: overrides of :data:`DEFAULT_PRAGMAS`.
+
+    Raises:
+        StoreCorruptError: the file exists but is not a (healthy) SQLite database.
+        SchemaVersionError: the file was written by a newer semcache.
+        StoreError: the file cannot be opened.
+    """
+
+    persistent = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 10.0,
+        max_changes: int = 100_000,
+        pragmas: Mapping[str, str | int] | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._busy_timeout = busy_timeout
+        self._max_changes = max_changes
+        self._pragmas = {**DEFAULT_PRAGMAS, **(pragmas or {})}
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._closed = False
+        self._conn: _Conn = self._call(self._connect)
+
+    # -- connection -------------------------------------------------------------------
+    def _connect(self) -> _Conn:
+        flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        conn = apsw.Connection(self.path, flags=flags)
+        conn.set_busy_timeout(int(self._busy_timeout * 1000))
+        for name, value in self._pragmas.items():
+            conn.pragma(name, value)
+        self._conn = conn
+        self._migrate()
+        return conn
+
+    def _migrate(self) -> None:
+        with self._write():
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            current = self._conn.execute("SELECT max(version) FROM schema_migrations").get or 0
+            if current > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.path}: schema version {current} was written by a newer semcache "
+                    f"(this one reads up to {SCHEMA_VERSION}); upgrade semcache"
+                )
+            for version, description, sql in MIGRATIONS:
+                if version > current:
+                    self._conn.execute(sql)
+                    self._conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (version, description, time.time()),
+                    )
+
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        return int(
+            self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").get)
+        )
+
+    # -- error translation and transactions -------------------------------------------
+    def _translate(self, exc: apsw.Error) -> Exception:
+        """The semcache exception for an apsw one (raise it ``from exc``)."""
+        if isinstance(exc, (apsw.NotADBError, apsw.CorruptError)):
+            return StoreCorruptError(
+                f"{self.path} is not a healthy semcache database ({exc}); "
+                "restore it from a checkpoint or delete it to start empty"
+            )
+        if isinstance(exc, apsw.BusyError):
+            return StoreError(
+                f"{self.path} stayed locked by another connection for more than "
+                f"{self._busy_timeout:g} s"
+            )
+        if isinstance(exc, (apsw.ConnectionClosedError, apsw.CursorClosedError)):
+            return CacheClosedError("store is closed")
+        return StoreError(f"{self.path}: {exc}")
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except apsw.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _read(self, fn: Callable[[_Conn], _T]) -> _T:
+        if self._closed:
+            raise CacheClosedError("store is closed")
+        return self._call(lambda: fn(self._conn))
+
+    @contextmanager
+    def _write(self) -> Iterator[_Conn]:
+        """A re-entrant IMMEDIATE transaction (the write lock is taken up front)."""
+        with self._lock:
+            if self._closed:
+                raise CacheClosedError("store is closed")
+            conn = self._conn
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield conn
+                finally:
+                    self._depth -= 1
+                return
+            self._call(lambda: conn.execute("BEGIN IMMEDIATE"))
+            self._depth = 1
+            try:
+                yield conn
+            except BaseException:
+                self._depth = 0
+                if not conn.get_autocommit():
+                    conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._call(lambda: conn.execute("COMMIT"))
+
+    def _transact(self, fn: Callable[[_Conn], _T]) -> _T:
+        with self._write() as conn:
+            return self._call(lambda: fn(conn))
+
+    # -- settings ---------------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        value = self._read(
+            lambda c: c.execute("SELECT value FROM meta WHERE name = ?", (name,)).get
+        )
+        return None if value is None else str(value)
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        self._transact(lambda c: self._set_meta(c, values))
+
+    @staticmethod
+    def _set_meta(conn: _Conn, values: Mapping[str, str]) -> None:
+        conn.executemany(
+            "INSERT INTO meta(name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            list(values.items()),
+        )
+
+    # -- reads ------------------------------------------------------------------------
+    def get_by_key(self, key: bytes) -> StoredEntry | None:
+        if self._closed:
+            raise CacheClosedError("store is closed")
+        try:
+            for row in self._conn.execute(_GET_BY_KEY, (key,)):
+                return StoredEntry(*row)
+        except apsw.Error as exc:
+            raise self._translate(exc) from exc
+        return None
+
+    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+        if not ids:
+            return {}
+        sql = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id IN ({','.join('?' * len(ids))})"
+        rows = self._read(lambda c: c.execute(sql, tuple(ids)).fetchall())
+        return {row[0]: StoredEntry(*row) for row in rows}
+
+    def count(self, namespace: str | None = None) -> int:
+        args: tuple[str, ...] = ()
+        if namespace is None:
+            sql = "SELECT total(entries) FROM namespaces"
+        else:
+            sql, args = "SELECT entries FROM namespaces WHERE name = ?", (namespace,)
+        return int(self._read(lambda c: c.execute(sql, args).get) or 0)
+
+    def namespace_counts(self) -> dict[str, int]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
+            ).fetchall()
+        )
+        return {str(name): int(n) for name, n in rows}
+
+    def iter_vectors(
+        self, *, now: float | None = None, batch_size: int = 65536
+    ) -> Iterator[VectorBatch]:
+        sql = "SELECT id, namespace, vector FROM entries WHERE vector IS NOT NULL"
+        args: tuple[Any, ...] = ()
+        if now is not None:
+            sql += " AND (expires_at IS NULL OR expires_at > ?)"
+            args = (now,)
+        rows = self._read(lambda c: c.execute(sql + " ORDER BY id", args).fetchall())
+        pending: dict[str, tuple[list[int], list[bytes]]] = {}
+        for entry_id, ns, vector in rows:
+            ids, vecs = pending.setdefault(ns, ([], []))
+            ids.append(entry_id)
+            vecs.append(vector)
+            if len(ids) >= batch_size:
+                yield VectorBatch(ns, ids, vecs)
+                del pending[ns]
+        for ns in sorted(pending):
+            ids, vecs = pending[ns]
+            yield VectorBatch(ns, ids, vecs)
+
+    # -- writes -----------------------------------------------------------------------
+    def put_many(
+        self,
+        entries: Sequence[NewEntry],
+        *,
+        now: float,
+        limits: Limits | None = None,
+        touches: Mapping[int, float] | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        def run(conn: _Conn) -> PutResult:
+            result = PutResult()
+            if touches:
+                conn.executemany(_TOUCH, list(touches.items()))
+            if meta:
+                self._set_meta(conn, meta)
+            for e in entries:
+                for row in conn.execute(_DELETE_KEY, (e.key,)):
+                    result.replaced.append((row[0], row[1]))
+                conn.execute(
+                    _INSERT,
+                    (
+                        e.key,
+                        e.namespace,
+                        e.query,
+                        e.response,
+                        e.metadata,
+                        e.created_at,
+                        e.expires_at,
+                        e.created_at,
+                        e.vector,
+                    ),
+                )
+                result.ids.append(conn.last_insert_rowid())
+            if entries and limits is not None:
+                ns = entries[0].namespace
+                if limits.namespace_quota is not None:
+                    self._evict(conn, ns, limits.namespace_quota, now, result)
+                if limits.max_entries is not None:
+                    self._evict(conn, None, limits.max_entries, now, result)
+            if result.ids and result.ids[-1] % _PRUNE_EVERY < len(result.ids):
+                self._prune(conn, self._max_changes)
+            return result
+
+        return self._transact(run)
+
+    @staticmethod
+    def _evict(conn: _Conn, ns: str | None, limit: int, now: float, result: PutResult) -> None:
+        args: tuple[str, ...] = ()
+        if ns is None:
+            count = conn.execute("SELECT total(entries) FROM namespaces").get
+            where = ""
+        else:
+            count = conn.execute("SELECT entries FROM namespaces WHERE name = ?", (ns,)).get
+            where, args = "namespace = ? AND ", (ns,)
+        excess = int(count or 0) - limit
+        if excess <= 0:
+            return
+        expired = conn.execute(
+            f"DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE {where}"
+            "expires_at <= ? ORDER BY expires_at LIMIT ?) RETURNING id, namespace",
+            (*args, now, excess),
+        ).fetchall()
+        result.evicted.extend((i, n) for i, n in expired)
+        result.expired_evicted += len(expired)
+        excess -= len(expired)
+        if excess > 0:
+            lru = conn.execute(
+                f"DELETE FROM entries WHERE id IN (SELECT id FROM entries "
+                f"{'WHERE namespace = ? ' if ns is not None else ''}"
+                "ORDER BY last_access, id LIMIT ?) RETURNING id, namespace",
+                (*args, excess),
+            ).fetchall()
+            result.evicted.extend((i, n) for i, n in lru)
+
+    def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
+        rows = self._transact(lambda c: c.execute(_DELETE_KEY, (key,)).fetchall())
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def delete_ids(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        def run(conn: _Conn) -> list[tuple[int, str]]:
+            out: list[tuple[int, str]] = []
+            for entry_id in ids:
+                for row in conn.execute(
+                    "DELETE FROM entries WHERE id = ? RETURNING id, namespace", (entry_id,)
+                ):
+                    out.append((row[0], row[1]))
+            return out
+
+        return self._transact(run)
+
+    def delete_expired(self, now: float, namespace: str | None = None) -> list[tuple[int, str]]:
+        sql = "DELETE FROM entries WHERE expires_at <= ?"
+        args: tuple[Any, ...] = (now,)
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            args = (now, namespace)
+        sql += " RETURNING id, namespace"
+        rows = self._transact(lambda c: c.execute(sql, args).fetchall())
+        return [(i, n) for i, n in rows]
+
+    def clear(self, namespace: str | None = None) -> int:
+        def run(conn: _Conn) -> int:
+            if namespace is None:
+                conn.execute("DELETE FROM entries")
+            else:
+                conn.execute("DELETE FROM entries WHERE namespace = ?", (namespace,))
+            return int(conn.changes())
+
+        return self._transact(run)
+
+    def touch(self, access: Mapping[int, float]) -> None:
+        if access:
+            self._transact(lambda c: c.executemany(_TOUCH, list(access.items())))
+
+    def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+        out: dict[int, tuple[str, bytes]] = {}
+        ids = list(ids)
+        for lo in range(0, len(ids), 500):
+            chunk = ids[lo : lo + 500]
+            sql = (
+                "SELECT id, namespace, vector FROM entries WHERE vector IS NOT NULL"
+                f" AND id IN ({','.join('?' * len(chunk))})"
+            )
+            rows: list[Any] = self._read(partial(_fetchall, sql=sql, args=chunk))
+            for entry_id, ns, vector in rows:
+                out[entry_id] = (ns, vector)
+        return out
+
+    # -- change log -------------------------------------------------------------------
+    def seq(self) -> int:
+        value = self._read(
+            lambda c: c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get
+        )
+        return int(value or 0)
+
+    def changes_since(self, seq: int) -> list[Change] | None:
+        def run(conn: _Conn) -> list[Change] | None:
+            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get or 0
+            if seq >= last:
+                return []
+            first = conn.execute("SELECT min(seq) FROM changes").get
+            if first is None or seq + 1 < first:
+                return None
+            return [
+                Change(s, "put" if op else "delete", entry_id, ns)
+                for s, op, entry_id, ns in conn.execute(
+                    "SELECT seq, op, entry_id, namespace FROM changes WHERE seq > ? ORDER BY seq",
+                    (seq,),
+                )
+            ]
+
+        return self._transact(run)
+
+    def prune_changes(self, keep_last: int) -> int:
+        return self._transact(lambda c: self._prune(c, keep_last))
+
+    @staticmethod
+    def _prune(conn: _Conn, keep_last: int) -> int:
+        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get or 0
+        conn.execute("DELETE FROM changes WHERE seq <= ?", (last - keep_last,))
+        return int(conn.changes())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._conn.pragma("optimize")
+            except apsw.Error:
+                pass
+            self._conn.close()
+
+
+def _fetchall(conn: _Conn, *, sql: str, args: Sequence[Any]) -> list[Any]:
+    return list(conn.execute(sql, tuple(args)).fetchall())
