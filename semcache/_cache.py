@@ -36,6 +36,7 @@ from ._errors import (
     InvalidEmbeddingError,
     InvalidInputError,
     InvalidMetadataError,
+    InvalidTextError,
     InvalidThresholdError,
     InvalidTTLError,
     MetadataTooLargeError,
@@ -809,7 +810,7 @@ class SemanticCache:
         self._check_open()
         ns = self._check_ns(namespace)
         if isinstance(queries, str) or isinstance(responses, str):
-            raise InvalidInputError("queries and responses must be sequences of str, not a str")
+            raise InvalidTextError("queries and responses must be sequences of str, not a str")
         queries, responses = list(queries), list(responses)
         n = len(queries)
         if len(responses) != n:
@@ -968,14 +969,15 @@ class SemanticCache:
             if from_embedder:
                 raise fail(f"dimension {arr.shape[1]}, expected {self._dim}")
             raise DimensionMismatchError(arr.shape[1], self._dim)
-        out = arr.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(np.float32)
         if not np.isfinite(out).all():
             raise fail("contains NaN or infinity")
-        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
-        if not np.all(norms > 0) or not np.isfinite(norms).all():
-            raise fail("zero (or overflowing) vector has no direction")
-        out /= norms[:, None]
-        return out
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64))
+        if not np.all(norms > 0):
+            raise fail("a zero vector has no direction")
+        unit: npt.NDArray[np.float32] = (out / norms[:, None]).astype(np.float32)
+        return unit
 
     def _unindex(self, removed: Sequence[tuple[int, str]]) -> None:
         by_ns: dict[str, list[int]] = {}
