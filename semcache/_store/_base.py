@@ -77,9 +77,9 @@ class PutResult:
         ids: the new entries' ids, in input order (a key repeated in one batch gets one
             id per occurrence; only the last survives).
         replaced: ``(id, namespace)`` of entries removed because a new one had their key.
-        evicted: ``(id, namespace)`` of entries removed to respect the limits; may
-            include ids from ``ids``.
-        expired_evicted: how many of ``evicted`` had already expired.
+        evicted: ``(id, namespace)`` of entries removed to respect the limits, those
+            that had already expired first; may include ids from ``ids``.
+        expired_evicted: how many of ``evicted`` had already expired (its first ones).
     """
 
     ids: list[int] = field(default_factory=list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -28,8 +28,10 @@ class MemoryStore:
     """A :class:`~semcache.Store` kept in this process's memory.
 
     The default for ``SemanticCache()`` without a path. Everything is lost when the
-    process ends; eviction is O(log n) per victim (ordered recency lists and expiry
-    heaps), so it behaves like the SQLite store at any size.
+    process ends; eviction is O(log n) per victim (recency and expiry heaps, whose
+    stale records are skipped lazily and dropped when they outnumber the live ones),
+    so it behaves like the SQLite store at any size, and picks the same victims: the
+    order is ``(last_access, id)`` even when times arrive out of order or tie.
 
     Args:
         max_changes: change-log records kept for :meth:`changes_since`.
@@ -41,8 +43,12 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._rows: dict[int, _Row] = {}
         self._by_key: dict[bytes, int] = {}
-        self._lru: OrderedDict[int, None] = OrderedDict()
-        self._ns_lru: dict[str, OrderedDict[int, None]] = {}
+        # Entry ids per namespace, in insertion (= ascending id) order.
+        self._ns_ids: dict[str, dict[int, None]] = {}
+        # (last_access, id) records; one is current while the row's last_access equals
+        # it (times never move backwards, so a superseded record never becomes current).
+        self._lru: list[tuple[float, int]] = []
+        self._ns_lru: dict[str, list[tuple[float, int]]] = {}
         self._expiry: list[tuple[float, int]] = []
         self._ns_expiry: dict[str, list[tuple[float, int]]] = {}
         self._meta: dict[str, str] = {}
@@ -81,12 +87,12 @@ class MemoryStore:
             self._check_open()
             if namespace is None:
                 return len(self._rows)
-            return len(self._ns_lru.get(namespace, ()))
+            return len(self._ns_ids.get(namespace, ()))
 
     def namespace_counts(self) -> dict[str, int]:
         with self._lock:
             self._check_open()
-            return {ns: len(ids) for ns, ids in self._ns_lru.items() if ids}
+            return {ns: len(ids) for ns, ids in sorted(self._ns_ids.items()) if ids}
 
     def iter_vectors(
         self, *, now: float | None = None, batch_size: int = 65536
@@ -133,10 +139,14 @@ class MemoryStore:
                 result.ids.append(self._insert(new))
             if entries:
                 ns = entries[0].namespace
+                expired: list[tuple[int, str]] = []
+                lru: list[tuple[int, str]] = []
                 if limits.namespace_quota is not None:
-                    self._evict(ns, limits.namespace_quota, now, result)
+                    self._evict(ns, limits.namespace_quota, now, expired, lru)
                 if limits.max_entries is not None:
-                    self._evict(None, limits.max_entries, now, result)
+                    self._evict(None, limits.max_entries, now, expired, lru)
+                result.evicted = expired + lru
+                result.expired_evicted = len(expired)
             return result
 
     def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
@@ -165,7 +175,7 @@ class MemoryStore:
     def clear(self, namespace: str | None = None) -> int:
         with self._lock:
             self._check_open()
-            ids = list(self._rows if namespace is None else self._ns_lru.get(namespace, ()))
+            ids = list(self._rows if namespace is None else self._ns_ids.get(namespace, ()))
             for entry_id in ids:
                 self._delete(entry_id)
             return len(ids)
@@ -215,8 +225,11 @@ class MemoryStore:
             self._closed = True
             self._rows.clear()
             self._by_key.clear()
+            self._ns_ids.clear()
             self._lru.clear()
             self._ns_lru.clear()
+            self._expiry.clear()
+            self._ns_expiry.clear()
 
     # -- internals --------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -244,8 +257,8 @@ class MemoryStore:
         )
         self._rows[entry_id] = _Row(entry, new.vector, new.created_at)
         self._by_key[new.key] = entry_id
-        self._lru[entry_id] = None
-        self._ns_lru.setdefault(new.namespace, OrderedDict())[entry_id] = None
+        self._ns_ids.setdefault(new.namespace, {})[entry_id] = None
+        self._push_recency(entry_id, new.namespace, new.created_at)
         if new.expires_at is not None:
             if len(self._expiry) > 2 * len(self._rows) + 1024:
                 self._rebuild_heaps()
@@ -256,57 +269,80 @@ class MemoryStore:
         self._log("put", entry_id, new.namespace)
         return entry_id
 
+    def _push_recency(self, entry_id: int, namespace: str, when: float) -> None:
+        if len(self._lru) > 2 * len(self._rows) + 1024:
+            self._rebuild_heaps()
+        record = (when, entry_id)
+        heapq.heappush(self._lru, record)
+        heapq.heappush(self._ns_lru.setdefault(namespace, []), record)
+
     def _rebuild_heaps(self) -> None:
-        """Drop heap records of deleted entries (they are skipped lazily otherwise)."""
+        """Drop superseded heap records (they are skipped lazily otherwise)."""
         self._expiry = []
         self._ns_expiry = {}
+        self._lru = []
+        self._ns_lru = {}
         for entry_id, row in self._rows.items():
+            ns = row.entry.namespace
             exp = row.entry.expires_at
             if exp is not None:
                 self._expiry.append((exp, entry_id))
-                self._ns_expiry.setdefault(row.entry.namespace, []).append((exp, entry_id))
-        heapq.heapify(self._expiry)
-        for heap in self._ns_expiry.values():
+                self._ns_expiry.setdefault(ns, []).append((exp, entry_id))
+            self._lru.append((row.last_access, entry_id))
+            self._ns_lru.setdefault(ns, []).append((row.last_access, entry_id))
+        for heap in (self._expiry, self._lru, *self._ns_expiry.values(), *self._ns_lru.values()):
             heapq.heapify(heap)
 
     def _delete(self, entry_id: int) -> tuple[int, str]:
         row = self._rows.pop(entry_id)
         ns = row.entry.namespace
         del self._by_key[row.entry.key]
-        del self._lru[entry_id]
-        ns_lru = self._ns_lru[ns]
-        del ns_lru[entry_id]
-        if not ns_lru:
-            del self._ns_lru[ns]
+        ns_ids = self._ns_ids[ns]
+        del ns_ids[entry_id]
+        if not ns_ids:
+            del self._ns_ids[ns]
+            self._ns_lru.pop(ns, None)
             self._ns_expiry.pop(ns, None)
         self._log("delete", entry_id, ns)
         return entry_id, ns
 
     def _touch(self, access: Mapping[int, float]) -> None:
-        for entry_id, when in sorted(access.items(), key=lambda kv: kv[1]):
+        for entry_id, when in access.items():
             row = self._rows.get(entry_id)
-            if row is None or when < row.last_access:
+            if row is None or when <= row.last_access:
                 continue
             row.last_access = when
-            self._lru.move_to_end(entry_id)
-            self._ns_lru[row.entry.namespace].move_to_end(entry_id)
+            self._push_recency(entry_id, row.entry.namespace, when)
 
-    def _evict(self, namespace: str | None, limit: int, now: float, result: PutResult) -> None:
+    def _evict(
+        self,
+        namespace: str | None,
+        limit: int,
+        now: float,
+        expired: list[tuple[int, str]],
+        lru: list[tuple[int, str]],
+    ) -> None:
+        """Delete entries of ``namespace`` (or of all) beyond ``limit``: expired ones
+        (earliest expiry first) into ``expired``, then least recently used into ``lru``."""
         if namespace is None:
-            lru, heap = self._lru, self._expiry
+            size, recency, expiry = len(self._rows), self._lru, self._expiry
         else:
-            lru = self._ns_lru.get(namespace, OrderedDict())
-            heap = self._ns_expiry.get(namespace, [])
-        excess = len(lru) - limit
-        while excess > 0 and heap and heap[0][0] <= now:
-            exp, entry_id = heapq.heappop(heap)
-            row = self._rows.get(entry_id)
+            size = len(self._ns_ids.get(namespace, ()))
+            recency = self._ns_lru.get(namespace, [])
+            expiry = self._ns_expiry.get(namespace, [])
+        excess = size - limit
+        rows = self._rows
+        while excess > 0 and expiry and expiry[0][0] <= now:
+            exp, entry_id = heapq.heappop(expiry)
+            row = rows.get(entry_id)
             if row is None or row.entry.expires_at != exp:
                 continue
-            result.evicted.append(self._delete(entry_id))
-            result.expired_evicted += 1
+            expired.append(self._delete(entry_id))
             excess -= 1
         while excess > 0:
-            entry_id = next(iter(lru))
-            result.evicted.append(self._delete(entry_id))
+            when, entry_id = heapq.heappop(recency)
+            row = rows.get(entry_id)
+            if row is None or row.last_access != when:
+                continue
+            lru.append(self._delete(entry_id))
             excess -= 1

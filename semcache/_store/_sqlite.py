@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import partial
 from typing import Any, Final, TypeAlias, TypeVar
 
 import apsw
@@ -90,7 +89,12 @@ _INSERT = (
 )
 _DELETE_KEY = "DELETE FROM entries WHERE key = ? RETURNING id, namespace"
 _TOUCH = "UPDATE entries SET last_access = ?2 WHERE id = ?1 AND last_access < ?2"
-_PRUNE_EVERY = 1024
+_LAST_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
+#: Drop change records older than the last ``?`` (a seek on the primary key: cheap when
+#: there is nothing to drop, so it runs in every transaction that logs changes).
+_PRUNE = f"DELETE FROM changes WHERE seq <= coalesce(({_LAST_SEQ}), 0) - ?"
+#: Ids per ``IN (...)`` list, well under SQLite's bound-parameter limit.
+_CHUNK = 500
 
 
 class SQLiteStore:
@@ -98,14 +102,15 @@ class SQLiteStore:
 
     One transaction per put and per put_many; the change log and per-namespace counts
     are kept by triggers, so they cannot drift from the entries. Safe to use from many
-    threads; several processes may open one file (writers wait up to ``busy_timeout``
-    seconds for the lock).
+    threads (one connection, every call under one lock, so a read never sees another
+    thread's transaction half done); several processes may open one file (writers wait
+    up to ``busy_timeout`` seconds for the lock).
 
     Args:
         path: the database file (created if missing).
         busy_timeout: seconds a writer waits for another connection's lock.
         max_changes: change-log records kept for :meth:`changes_since` (older ones are
-            pruned as puts go by).
+            pruned in the transaction that logs newer ones).
         pragmas: overrides of :data:`DEFAULT_PRAGMAS`.
 
     Raises:
@@ -137,11 +142,15 @@ class SQLiteStore:
     def _connect(self) -> _Conn:
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         conn = apsw.Connection(self.path, flags=flags)
-        conn.set_busy_timeout(int(self._busy_timeout * 1000))
-        for name, value in self._pragmas.items():
-            conn.pragma(name, value)
-        self._conn = conn
-        self._migrate()
+        try:
+            conn.set_busy_timeout(int(self._busy_timeout * 1000))
+            for name, value in self._pragmas.items():
+                conn.pragma(name, value)
+            self._conn = conn
+            self._migrate()
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _migrate(self) -> None:
@@ -194,9 +203,12 @@ class SQLiteStore:
             raise self._translate(exc) from exc
 
     def _read(self, fn: Callable[[_Conn], _T]) -> _T:
-        if self._closed:
-            raise CacheClosedError("store is closed")
-        return self._call(lambda: fn(self._conn))
+        # Under the lock: the connection is shared, and a read between two statements
+        # of another thread's transaction would see it half done (or later rolled back).
+        with self._lock:
+            if self._closed:
+                raise CacheClosedError("store is closed")
+            return self._call(lambda: fn(self._conn))
 
     @contextmanager
     def _write(self) -> Iterator[_Conn]:
@@ -248,21 +260,26 @@ class SQLiteStore:
 
     # -- reads ------------------------------------------------------------------------
     def get_by_key(self, key: bytes) -> StoredEntry | None:
-        if self._closed:
-            raise CacheClosedError("store is closed")
-        try:
-            for row in self._conn.execute(_GET_BY_KEY, (key,)):
-                return StoredEntry(*row)
-        except apsw.Error as exc:
-            raise self._translate(exc) from exc
-        return None
+        with self._lock:
+            if self._closed:
+                raise CacheClosedError("store is closed")
+            try:
+                for row in self._conn.execute(_GET_BY_KEY, (key,)):
+                    return StoredEntry(*row)
+            except apsw.Error as exc:
+                raise self._translate(exc) from exc
+            return None
 
     def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
-        if not ids:
-            return {}
-        sql = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id IN ({','.join('?' * len(ids))})"
-        rows = self._read(lambda c: c.execute(sql, tuple(ids)).fetchall())
-        return {row[0]: StoredEntry(*row) for row in rows}
+        def run(conn: _Conn) -> dict[int, StoredEntry]:
+            out: dict[int, StoredEntry] = {}
+            for chunk in _chunks(ids):
+                sql = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id IN ({_marks(chunk)})"
+                for row in conn.execute(sql, chunk):
+                    out[row[0]] = StoredEntry(*row)
+            return out
+
+        return self._read(run)
 
     def count(self, namespace: str | None = None) -> int:
         args: tuple[str, ...] = ()
@@ -337,18 +354,31 @@ class SQLiteStore:
                 result.ids.append(conn.last_insert_rowid())
             if entries and limits is not None:
                 ns = entries[0].namespace
+                expired: list[tuple[int, str]] = []
+                lru: list[tuple[int, str]] = []
                 if limits.namespace_quota is not None:
-                    self._evict(conn, ns, limits.namespace_quota, now, result)
+                    self._evict(conn, ns, limits.namespace_quota, now, expired, lru)
                 if limits.max_entries is not None:
-                    self._evict(conn, None, limits.max_entries, now, result)
-            if result.ids and result.ids[-1] % _PRUNE_EVERY < len(result.ids):
-                self._prune(conn, self._max_changes)
+                    self._evict(conn, None, limits.max_entries, now, expired, lru)
+                result.evicted = expired + lru
+                result.expired_evicted = len(expired)
+            if entries:
+                self._autoprune(conn)
             return result
 
         return self._transact(run)
 
     @staticmethod
-    def _evict(conn: _Conn, ns: str | None, limit: int, now: float, result: PutResult) -> None:
+    def _evict(
+        conn: _Conn,
+        ns: str | None,
+        limit: int,
+        now: float,
+        expired: list[tuple[int, str]],
+        lru: list[tuple[int, str]],
+    ) -> None:
+        """Delete entries of ``ns`` (or of all) beyond ``limit``: expired ones (earliest
+        expiry first) into ``expired``, then least recently used into ``lru``."""
         args: tuple[str, ...] = ()
         if ns is None:
             count = conn.execute("SELECT total(entries) FROM namespaces").get
@@ -359,25 +389,30 @@ class SQLiteStore:
         excess = int(count or 0) - limit
         if excess <= 0:
             return
-        expired = conn.execute(
+        gone = conn.execute(
             f"DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE {where}"
-            "expires_at <= ? ORDER BY expires_at LIMIT ?) RETURNING id, namespace",
+            "expires_at <= ? ORDER BY expires_at, id LIMIT ?) RETURNING id, namespace",
             (*args, now, excess),
         ).fetchall()
-        result.evicted.extend((i, n) for i, n in expired)
-        result.expired_evicted += len(expired)
-        excess -= len(expired)
+        expired.extend((i, n) for i, n in gone)
+        excess -= len(gone)
         if excess > 0:
-            lru = conn.execute(
+            gone = conn.execute(
                 f"DELETE FROM entries WHERE id IN (SELECT id FROM entries "
                 f"{'WHERE namespace = ? ' if ns is not None else ''}"
                 "ORDER BY last_access, id LIMIT ?) RETURNING id, namespace",
                 (*args, excess),
             ).fetchall()
-            result.evicted.extend((i, n) for i, n in lru)
+            lru.extend((i, n) for i, n in gone)
 
     def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
-        rows = self._transact(lambda c: c.execute(_DELETE_KEY, (key,)).fetchall())
+        def run(conn: _Conn) -> list[Any]:
+            rows = conn.execute(_DELETE_KEY, (key,)).fetchall()
+            if rows:
+                self._autoprune(conn)
+            return list(rows)
+
+        rows = self._transact(run)
         return (rows[0][0], rows[0][1]) if rows else None
 
     def delete_ids(self, ids: Sequence[int]) -> list[tuple[int, str]]:
@@ -388,6 +423,8 @@ class SQLiteStore:
                     "DELETE FROM entries WHERE id = ? RETURNING id, namespace", (entry_id,)
                 ):
                     out.append((row[0], row[1]))
+            if out:
+                self._autoprune(conn)
             return out
 
         return self._transact(run)
@@ -399,8 +436,14 @@ class SQLiteStore:
             sql += " AND namespace = ?"
             args = (now, namespace)
         sql += " RETURNING id, namespace"
-        rows = self._transact(lambda c: c.execute(sql, args).fetchall())
-        return [(i, n) for i, n in rows]
+
+        def run(conn: _Conn) -> list[tuple[int, str]]:
+            out = [(i, n) for i, n in conn.execute(sql, args)]
+            if out:
+                self._autoprune(conn)
+            return out
+
+        return self._transact(run)
 
     def clear(self, namespace: str | None = None) -> int:
         def run(conn: _Conn) -> int:
@@ -408,38 +451,41 @@ class SQLiteStore:
                 conn.execute("DELETE FROM entries")
             else:
                 conn.execute("DELETE FROM entries WHERE namespace = ?", (namespace,))
-            return int(conn.changes())
+            count = int(conn.changes())
+            if count:
+                self._autoprune(conn)
+            return count
 
         return self._transact(run)
 
     def touch(self, access: Mapping[int, float]) -> None:
-        if access:
-            self._transact(lambda c: c.executemany(_TOUCH, list(access.items())))
+        if not access:
+            self._read(lambda c: None)  # still raises on a closed store
+            return
+        self._transact(lambda c: c.executemany(_TOUCH, list(access.items())))
 
     def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
-        out: dict[int, tuple[str, bytes]] = {}
-        ids = list(ids)
-        for lo in range(0, len(ids), 500):
-            chunk = ids[lo : lo + 500]
-            sql = (
-                "SELECT id, namespace, vector FROM entries WHERE vector IS NOT NULL"
-                f" AND id IN ({','.join('?' * len(chunk))})"
-            )
-            rows: list[Any] = self._read(partial(_fetchall, sql=sql, args=chunk))
-            for entry_id, ns, vector in rows:
-                out[entry_id] = (ns, vector)
-        return out
+        def run(conn: _Conn) -> dict[int, tuple[str, bytes]]:
+            out: dict[int, tuple[str, bytes]] = {}
+            for chunk in _chunks(ids):
+                sql = (
+                    "SELECT id, namespace, vector FROM entries WHERE vector IS NOT NULL"
+                    f" AND id IN ({_marks(chunk)})"
+                )
+                for entry_id, ns, vector in conn.execute(sql, chunk):
+                    out[entry_id] = (ns, vector)
+            return out
+
+        return self._read(run)
 
     # -- change log -------------------------------------------------------------------
     def seq(self) -> int:
-        value = self._read(
-            lambda c: c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get
-        )
+        value = self._read(lambda c: c.execute(_LAST_SEQ).get)
         return int(value or 0)
 
     def changes_since(self, seq: int) -> list[Change] | None:
         def run(conn: _Conn) -> list[Change] | None:
-            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get or 0
+            last = conn.execute(_LAST_SEQ).get or 0
             if seq >= last:
                 return []
             first = conn.execute("SELECT min(seq) FROM changes").get
@@ -460,9 +506,12 @@ class SQLiteStore:
 
     @staticmethod
     def _prune(conn: _Conn, keep_last: int) -> int:
-        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get or 0
-        conn.execute("DELETE FROM changes WHERE seq <= ?", (last - keep_last,))
+        conn.execute(_PRUNE, (max(0, keep_last),))
         return int(conn.changes())
+
+    def _autoprune(self, conn: _Conn) -> None:
+        """Keep at most ``max_changes`` change records (call after logging changes)."""
+        self._prune(conn, self._max_changes)
 
     def close(self) -> None:
         with self._lock:
@@ -476,5 +525,12 @@ class SQLiteStore:
             self._conn.close()
 
 
-def _fetchall(conn: _Conn, *, sql: str, args: Sequence[Any]) -> list[Any]:
-    return list(conn.execute(sql, tuple(args)).fetchall())
+def _chunks(ids: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """``ids`` in tuples of at most :data:`_CHUNK` (none for no ids)."""
+    ids = tuple(ids)
+    for lo in range(0, len(ids), _CHUNK):
+        yield ids[lo : lo + _CHUNK]
+
+
+def _marks(chunk: Sequence[int]) -> str:
+    return ",".join("?" * len(chunk))
