@@ -1,0 +1,342 @@
+"""SQLiteStore behaviour beyond the Store contract: the file, its schema, transactions,
+the change-log bound and threads. The contract itself is in test_store_conformance.py."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from random import Random
+
+import apsw
+import pytest
+
+from semcache._errors import SchemaVersionError, StoreCorruptError, StoreError
+from semcache._store import Limits, NewEntry, SQLiteStore
+from semcache._store._sqlite import SCHEMA_VERSION
+
+
+def entry(name: str, ns: str = "a", *, t: float = 0.0, exp: float | None = None) -> NewEntry:
+    return NewEntry(f"{ns}/{name}".encode(), ns, f"q {name}", f"r {name}", None, b"vec", t, exp)
+
+
+def key(name: str, ns: str = "a") -> bytes:
+    return f"{ns}/{name}".encode()
+
+
+def bad_entry(name: str) -> NewEntry:
+    """An entry the database refuses (``query`` is NOT NULL)."""
+    return NewEntry(key(name), "a", None, "r", None, None, 0.0, None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "cache.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(db_path)
+    yield s
+    s.close()
+
+
+def peek(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` read through a separate connection (as another process would)."""
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return [tuple(row) for row in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+# -- the file ---------------------------------------------------------------------------
+def test_the_file_is_in_wal_mode(store: SQLiteStore, db_path: Path) -> None:
+    assert peek(db_path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_schema_migrations_records_every_version(store: SQLiteStore, db_path: Path) -> None:
+    rows = peek(db_path, "SELECT version, description, applied_at FROM schema_migrations")
+    assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+    assert all(isinstance(r[1], str) and r[1] for r in rows)
+    assert all(isinstance(r[2], float) for r in rows)
+    assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_reopening_does_not_migrate_again(db_path: Path) -> None:
+    SQLiteStore(db_path).close()
+    before = peek(db_path, "SELECT * FROM schema_migrations")
+    SQLiteStore(db_path).close()
+    assert peek(db_path, "SELECT * FROM schema_migrations") == before
+
+
+def test_a_newer_schema_is_refused(db_path: Path) -> None:
+    SQLiteStore(db_path).close()
+    conn = apsw.Connection(str(db_path))
+    conn.execute("INSERT INTO schema_migrations VALUES (?, 'from the future', 0.0)", (999,))
+    conn.close()
+    with pytest.raises(SchemaVersionError, match="999") as info:
+        SQLiteStore(db_path)
+    assert str(db_path) in str(info.value)
+    # Nothing was changed, and the file still opens with a plain connection.
+    assert peek(db_path, "SELECT max(version) FROM schema_migrations") == [(999,)]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        Random(5).randbytes(8192),
+        b"this is a text file, not a database\n" * 200,
+        b"SQLite format 3\x00" + Random(6).randbytes(4096),
+    ],
+    ids=["random-bytes", "text", "bad-header"],
+)
+def test_a_file_that_is_not_a_database(db_path: Path, content: bytes) -> None:
+    db_path.write_bytes(content)
+    with pytest.raises(StoreCorruptError) as info:
+        SQLiteStore(db_path)
+    assert str(db_path) in str(info.value)
+    assert db_path.read_bytes() == content  # left as it was
+
+
+def test_an_empty_file_is_a_new_store(db_path: Path) -> None:
+    db_path.write_bytes(b"")
+    s = SQLiteStore(db_path)
+    try:
+        assert s.count() == 0
+        assert s.schema_version() == SCHEMA_VERSION
+    finally:
+        s.close()
+
+
+def test_a_foreign_database_is_refused_untouched(db_path: Path) -> None:
+    conn = apsw.Connection(str(db_path))
+    conn.execute("CREATE TABLE entries(x); INSERT INTO entries VALUES (42)")
+    conn.close()
+    with pytest.raises(StoreError, match="entries"):
+        SQLiteStore(db_path)
+    tables = peek(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    assert tables == [("entries",)]
+    assert peek(db_path, "SELECT x FROM entries") == [(42,)]
+
+
+def test_a_missing_directory_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as info:
+        SQLiteStore(tmp_path / "no" / "such" / "dir" / "cache.db")
+    assert "cache.db" in str(info.value)
+
+
+# -- transactions -------------------------------------------------------------------------
+def test_a_failing_put_many_writes_nothing(store: SQLiteStore) -> None:
+    [kept] = store.put_many([entry("kept", t=1.0)], now=1.0).ids
+    [other] = store.put_many([entry("other", t=2.0)], now=2.0).ids
+    seq, counts = store.seq(), store.namespace_counts()
+    with pytest.raises(StoreError):
+        store.put_many(
+            [entry("new1"), entry("kept", t=5.0), entry("new2"), bad_entry("bad")],
+            now=5.0,
+            limits=Limits(max_entries=2),
+            touches={kept: 9.0},
+            meta={"dim": "7"},
+        )
+    assert store.seq() == seq
+    assert store.namespace_counts() == counts
+    assert store.get_by_key(key("new1")) is None
+    assert store.get_by_key(key("new2")) is None
+    got = store.get_by_key(key("kept"))
+    assert got is not None
+    assert (got.id, got.created_at) == (kept, 1.0)  # not replaced
+    assert store.get_meta("dim") is None
+    # The touch was rolled back too: "kept" is still the least recently used.
+    result = store.put_many([entry("x", t=3.0)], now=3.0, limits=Limits(max_entries=2))
+    assert result.evicted == [(kept, "a")]
+    assert store.get_by_ids([other]).keys() == {other}
+
+
+def test_an_exception_during_eviction_rolls_back(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put_many([entry("a"), entry("b")], now=0.0)
+    seq = store.seq()
+
+    def boom(*args: object) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(SQLiteStore, "_evict", staticmethod(boom))
+    with pytest.raises(RuntimeError, match="injected"):
+        store.put_many([entry("c"), entry("a", t=1.0)], now=1.0, limits=Limits(max_entries=1))
+    monkeypatch.undo()
+    assert store.seq() == seq
+    assert store.count() == 2
+    assert store.get_by_key(key("c")) is None
+    # The store still works, and its transaction state is clean.
+    assert store.put_many([entry("c")], now=2.0).ids
+    assert store.count() == 3
+
+
+def test_other_connections_see_only_committed_puts(store: SQLiteStore, db_path: Path) -> None:
+    other = SQLiteStore(db_path)
+    try:
+        [i] = store.put_many([entry("x")], now=0.0).ids
+        got = other.get_by_key(key("x"))
+        assert got is not None
+        assert got.id == i
+        assert other.changes_since(0) == store.changes_since(0)
+        with pytest.raises(StoreError):
+            store.put_many([entry("y"), bad_entry("z")], now=0.0)
+        assert other.get_by_key(key("y")) is None
+        assert other.delete_by_key(key("x")) == (i, "a")
+        assert store.get_by_key(key("x")) is None
+        assert store.seq() == other.seq() == 2
+    finally:
+        other.close()
+
+
+# -- the change log -----------------------------------------------------------------------
+def test_the_change_log_table_never_exceeds_max_changes(db_path: Path) -> None:
+    store = SQLiteStore(db_path, max_changes=20)
+    rng = Random(9)
+    try:
+        for step in range(400):
+            op = rng.random()
+            if op < 0.5:
+                n = rng.randrange(1, 6)
+                store.put_many([entry(f"k{rng.randrange(50)}") for _ in range(n)], now=0.0)
+            elif op < 0.8:
+                store.delete_by_key(key(f"k{rng.randrange(50)}"))
+            elif op < 0.9:
+                store.delete_ids([rng.randrange(1, step + 2) for _ in range(3)])
+            elif op < 0.97:
+                store.put_many([entry(f"e{step}", exp=0.0)], now=0.0)
+                store.delete_expired(1.0)
+            else:
+                store.clear()
+            [(kept, low)] = peek(db_path, "SELECT count(*), min(seq) FROM changes")
+            assert isinstance(kept, int)
+            assert kept <= 20
+            if store.seq() >= 20:
+                assert kept == 20
+                assert low == store.seq() - 19
+    finally:
+        store.close()
+
+
+# -- health -------------------------------------------------------------------------------
+def test_integrity_after_a_workload(db_path: Path) -> None:
+    store = SQLiteStore(db_path, max_changes=100)
+    rng = Random(12)
+    try:
+        for step in range(300):
+            ns = rng.choice(["a", "b", "c"])
+            op = rng.random()
+            now = float(step)
+            if op < 0.55:
+                store.put_many(
+                    [
+                        entry(f"k{rng.randrange(40)}", ns, t=now, exp=now + rng.choice([1, 50]))
+                        for _ in range(rng.randrange(1, 4))
+                    ],
+                    now=now,
+                    limits=Limits(max_entries=60, namespace_quota=25),
+                    touches={rng.randrange(1, step + 2): now},
+                )
+            elif op < 0.75:
+                store.delete_by_key(key(f"k{rng.randrange(40)}", ns))
+            elif op < 0.85:
+                store.delete_expired(now, rng.choice([None, ns]))
+            elif op < 0.9:
+                store.clear(ns)
+            else:
+                store.touch({rng.randrange(1, step + 2): now})
+        counts = store.namespace_counts()
+    finally:
+        store.close()
+    assert peek(db_path, "PRAGMA integrity_check") == [("ok",)]
+    actual = peek(db_path, "SELECT namespace, count(*) FROM entries GROUP BY namespace")
+    assert dict(actual) == counts  # the trigger-kept counts did not drift
+    assert sum(counts.values()) <= 60
+    assert all(n <= 25 for n in counts.values())
+
+
+# -- threads ------------------------------------------------------------------------------
+def run_threads(workers: list[Callable[[], None]]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(workers))
+
+    def wrap(fn: Callable[[], None]) -> None:
+        try:
+            start.wait()
+            fn()
+        except BaseException as exc:  # collected for the assertion in the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wrap, args=(fn,)) for fn in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_threads_leave_a_consistent_store(store: SQLiteStore, db_path: Path) -> None:
+    names = [f"k{i}" for i in range(25)]
+
+    def writer(seed: int) -> Callable[[], None]:
+        def work() -> None:
+            rng = Random(seed)
+            for step in range(120):
+                ns = rng.choice("abc")
+                op = rng.random()
+                if op < 0.5:
+                    store.put_many(
+                        [entry(rng.choice(names), ns, t=float(step)) for _ in range(3)],
+                        now=float(step),
+                        limits=Limits(namespace_quota=15),
+                    )
+                elif op < 0.75:
+                    store.get_by_key(key(rng.choice(names), ns))
+                elif op < 0.9:
+                    store.delete_by_key(key(rng.choice(names), ns))
+                else:
+                    store.get_by_ids(list(range(1, 50)))
+
+        return work
+
+    assert run_threads([writer(seed) for seed in range(4)]) == []
+    counts = store.namespace_counts()
+    assert sum(counts.values()) == store.count()
+    for ns, n in counts.items():
+        assert n == store.count(ns) <= 15
+        assert sum(store.get_by_key(key(name, ns)) is not None for name in names) == n
+    actual = peek(db_path, "SELECT namespace, count(*) FROM entries GROUP BY namespace")
+    assert dict(actual) == counts
+    assert peek(db_path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_readers_never_see_a_transaction_half_done(store: SQLiteStore) -> None:
+    store.put_many([entry("pinned")], now=0.0)
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def replacer() -> None:
+        # Each put deletes the old "pinned" row, then inserts the new one, in one
+        # transaction; a failing put writes "ghost" and then rolls back.
+        try:
+            for i in range(300):
+                store.put_many([entry("pinned", t=float(i))], now=float(i))
+                with pytest.raises(StoreError):
+                    store.put_many([entry("ghost"), bad_entry("bad")], now=float(i))
+        finally:
+            stop.set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            if store.get_by_key(key("pinned")) is None:
+                seen.append("pinned missing")
+            if store.get_by_key(key("ghost")) is not None:
+                seen.append("ghost seen")
+            if store.count() != 1:
+                seen.append("count off")
+
+    assert run_threads([replacer, reader, reader]) == []
+    assert seen == []
