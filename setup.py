@@ -54,15 +54,21 @@ def extensions() -> list:  # type: ignore[type-arg]
             raise
         print(f"semcache: Cython/NumPy missing ({exc}); using NumPy", file=sys.stderr)
         return []
-    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    # Portable flags only: the kernel picks its AVX2/F16C/FMA loops at run time.
+    # SEMCACHE_NATIVE_TUNE=1 adds -march=native for a local, non-shipping build.
+    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-pthread"]
+    link_args = ["-pthread"]
+    if os.environ.get("SEMCACHE_NATIVE_TUNE") == "1":
+        compile_args.append("-march=native")
     if sys.platform == "win32":
-        compile_args = ["/O2"]
+        compile_args, link_args = ["/O2"], []
     exts = [
         Extension(
             f"semcache.{src.stem}",
             [str(src.relative_to(HERE))],
             include_dirs=[np.get_include()],
             extra_compile_args=compile_args,
+            extra_link_args=link_args,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for src in sources

@@ -1,48 +1,74 @@
-"""Exact brute-force index in NumPy: the reference every other backend is tested against."""
+"""Exact brute-force index over a growable row-major matrix, scanned by the fused top-k
+kernel (native when built, NumPy otherwise): the reference every other backend is
+tested against."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import CacheClosedError, DimensionMismatchError, InvalidEmbeddingError
 from ._base import IdArray, ScoreArray
+from ._common import (
+    RowTable,
+    check_dim,
+    check_dtype,
+    check_k,
+    closed_error,
+    prepare_add,
+    prepare_queries,
+    prepare_query,
+    read_snapshot,
+    snapshot_array,
+    snapshot_field,
+    write_snapshot,
+)
+from ._kernel import Kernel, get_kernel
 
 __all__ = ["FlatIndex"]
-
-_SNAPSHOT_KIND = "semcache.flat.v1"
-# float16 rows are widened to float32 in chunks of this many rows during a scan.
-_F16_CHUNK = 8192
 
 
 class FlatIndex:
     """Brute-force inner-product index over a growable row-major matrix.
 
     Rows are appended; removal flips a live bit (a tombstone) and :meth:`compact`
-    rewrites the matrix at its live size. ``dtype`` is float32 or float16; scores are
-    always accumulated in float32.
+    rewrites the matrix at its live size. ``dtype`` is float32 or float16 (half the
+    memory; scores stay within about 1e-3 of float32); scores are always accumulated in
+    float32. ``kernel`` picks the scan: ``"native"``, ``"numpy"``, or None for the
+    active one (see :func:`semcache._index.kernel_name`).
+
+    Raises:
+        ConfigurationError: ``dim < 1``, a dtype other than float32/float16, or an
+            unknown or unbuilt kernel (``ConfigurationError`` is a ``ValueError``).
     """
 
-    backend = "flat-numpy"
+    backend = "flat"
 
-    def __init__(self, dim: int, *, dtype: npt.DTypeLike = np.float32, capacity: int = 64) -> None:
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        dt = np.dtype(dtype)
-        if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
-            raise ValueError(f"dtype must be float32 or float16, got {dt}")
-        self._dim = int(dim)
-        self._dtype = dt
-        cap = max(int(capacity), 1)
-        self._mat = np.zeros((cap, self._dim), dtype=dt)
-        self._ids = np.zeros(cap, dtype=np.int64)
-        self._live = np.zeros(cap, dtype=bool)
-        self._n = 0  # rows used (live + tombstones)
-        self._row_of: dict[int, int] = {}
+    def __init__(
+        self,
+        dim: int,
+        *,
+        dtype: npt.DTypeLike = np.float32,
+        capacity: int = 64,
+        kernel: str | None = None,
+    ) -> None:
+        self._dim = check_dim(dim)
+        self._dtype = check_dtype(dtype)
+        self._kernel: Kernel = get_kernel(kernel)
+        self._rows = RowTable(capacity)
+        self._mat = np.zeros((self._rows.capacity, self._dim), dtype=self._dtype)
         self._closed = False
+
+    @classmethod
+    def from_options(cls, dim: int, dtype: npt.DTypeLike, options: Mapping[str, Any]) -> FlatIndex:
+        """Build from ``make_index`` options (``kernel``)."""
+        from ._common import parse_options
+
+        opts = parse_options("flat", options, ("kernel",))
+        return cls(dim, dtype=dtype, kernel=opts.get("kernel"))
 
     # -- properties -------------------------------------------------------------------
     @property
@@ -54,147 +80,182 @@ class FlatIndex:
         return self._dtype
 
     @property
+    def kernel_name(self) -> str:
+        """``"native"`` or ``"numpy"``: which kernel scans this index."""
+        return self._kernel.NAME
+
+    @property
     def tombstones(self) -> int:
         self._check_open()
-        return self._n - len(self._row_of)
+        return self._rows.tombstones
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by vectors, ids and flags (allocated capacity included)."""
+        self._check_open()
+        return int(self._mat.nbytes + self._rows.ids.nbytes + self._rows.live.nbytes)
 
     def __len__(self) -> int:
         self._check_open()
-        return len(self._row_of)
+        return self._rows.live_count
 
     def __contains__(self, entry_id: object) -> bool:
         self._check_open()
-        return entry_id in self._row_of
+        return entry_id in self._rows.row_of
+
+    def ids(self) -> IdArray:
+        """The live ids, in insertion order."""
+        self._check_open()
+        return self._rows.live_ids()
 
     # -- mutation ---------------------------------------------------------------------
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Add rows; an id already present is replaced (its old row is tombstoned).
+
+        Raises:
+            CacheClosedError: the index is closed.
+            DimensionMismatchError: vectors of another dimension.
+            InvalidEmbeddingError: not 2-d, or ids and vectors of different lengths.
+        """
         self._check_open()
-        id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
-        vecs = np.asarray(vectors)
-        if vecs.ndim == 1:
-            vecs = vecs.reshape(1, -1)
-        if vecs.ndim != 2:
-            raise InvalidEmbeddingError(f"vectors must be 2-d, got shape {vecs.shape}")
-        if vecs.shape[1] != self._dim:
-            raise DimensionMismatchError(vecs.shape[1], self._dim)
-        if vecs.shape[0] != id_arr.shape[0]:
-            raise InvalidEmbeddingError(f"{id_arr.shape[0]} ids but {vecs.shape[0]} vectors")
-        n = id_arr.shape[0]
-        if n == 0:
+        id_arr, vecs = prepare_add(ids, vectors, self._dim)
+        if id_arr.shape[0] == 0:
             return
-        # Later duplicates in one batch win, like successive single adds.
-        _, last = np.unique(id_arr[::-1], return_index=True)
-        if last.shape[0] != n:
-            keep = np.sort(n - 1 - last)
-            id_arr, vecs = id_arr[keep], vecs[keep]
-            n = id_arr.shape[0]
-        self.remove(id_arr)
-        self._reserve(self._n + n)
-        start, stop = self._n, self._n + n
+        self._rows.remove(id_arr)
+        start, stop = self._rows.n, self._rows.n + id_arr.shape[0]
+        self._reserve(stop)
         self._mat[start:stop] = vecs
-        self._ids[start:stop] = id_arr
-        self._live[start:stop] = True
-        self._row_of.update(zip(id_arr.tolist(), range(start, stop), strict=True))
-        self._n = stop
+        self._rows.append(id_arr)
 
     def remove(self, ids: npt.ArrayLike) -> int:
+        """Tombstone the live ones among ``ids``; return how many.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
         self._check_open()
-        removed = 0
-        row_of = self._row_of
-        for i in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
-            row = row_of.pop(i, None)
-            if row is not None:
-                self._live[row] = False
-                removed += 1
-        return removed
+        return len(self._rows.remove(ids))
 
     def compact(self) -> int:
+        """Rewrite the matrix at its live size; return the tombstones reclaimed.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
         self._check_open()
-        reclaimed = self._n - len(self._row_of)
+        reclaimed = self._rows.tombstones
         if reclaimed == 0:
             return 0
-        rows = np.flatnonzero(self._live[: self._n])
+        rows = self._rows.live_rows()
         live = rows.shape[0]
         cap = max(64, live)
         mat = np.zeros((cap, self._dim), dtype=self._dtype)
         mat[:live] = self._mat[rows]
-        ids = np.zeros(cap, dtype=np.int64)
-        ids[:live] = self._ids[rows]
-        alive = np.zeros(cap, dtype=bool)
-        alive[:live] = True
-        self._mat, self._ids, self._live, self._n = mat, ids, alive, live
-        self._row_of = dict(zip(ids[:live].tolist(), range(live), strict=True))
+        self._rows.reset(self._rows.ids[rows], cap)
+        self._mat = mat
         return reclaimed
 
     # -- search -----------------------------------------------------------------------
     def search(self, query: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
-        self._check_open()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
-        if q.shape[0] != self._dim:
-            raise DimensionMismatchError(q.shape[0], self._dim)
-        live = len(self._row_of)
-        if live == 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        scores = self._scores(q)
-        if live < self._n:
-            scores[~self._live[: self._n]] = -np.inf
-        k = min(k, live)
-        if k < scores.shape[0]:
-            top = np.argpartition(scores, -k)[-k:]
-        else:
-            top = np.arange(scores.shape[0])
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return self._ids[top].copy(), scores[top].astype(np.float32, copy=False)
+        """The ``min(k, len(self))`` live ids with the largest inner product, best first.
 
-    def _scores(self, q: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        mat = self._mat[: self._n]
-        if self._dtype == np.float32:
-            return mat @ q
-        out = np.empty(self._n, dtype=np.float32)
-        for lo in range(0, self._n, _F16_CHUNK):
-            hi = min(lo + _F16_CHUNK, self._n)
-            out[lo:hi] = mat[lo:hi].astype(np.float32) @ q
-        return out
+        Raises:
+            CacheClosedError: the index is closed.
+            ValueError: ``k < 1``.
+            DimensionMismatchError: a query of another dimension.
+        """
+        self._check_open()
+        check_k(k)
+        q = prepare_query(query, self._dim)
+        t = self._rows
+        if t.live_count == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        live = t.live if t.live_count < t.n else None
+        rows, scores = self._kernel.topk(self._mat, t.n, live, q, k)
+        return t.ids[rows], scores
+
+    def search_batch(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
+        """:meth:`search` for each row of ``queries`` in one pass over the matrix.
+
+        Returns ids and scores of shape ``(len(queries), min(k, len(self)))``.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            ValueError: ``k < 1``.
+            DimensionMismatchError: queries of another dimension.
+        """
+        self._check_open()
+        check_k(k)
+        q = prepare_queries(queries, self._dim)
+        t = self._rows
+        if t.live_count == 0:
+            m = q.shape[0]
+            return np.empty((m, 0), dtype=np.int64), np.empty((m, 0), dtype=np.float32)
+        live = t.live if t.live_count < t.n else None
+        rows, scores = self._kernel.topk_batch(self._mat, t.n, live, q, k)
+        return t.ids[rows], scores
 
     # -- persistence ------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def live_vectors(self) -> tuple[IdArray, npt.NDArray[Any]]:
+        """Copies of the live ids and their vectors (storage dtype), in row order.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
         self._check_open()
-        rows = np.flatnonzero(self._live[: self._n])
-        with open(path, "wb") as fh:
-            np.savez(
-                fh,
-                kind=np.array(_SNAPSHOT_KIND),
-                dim=np.array(self._dim),
-                ids=self._ids[rows],
-                vectors=self._mat[rows],
-            )
+        rows = self._rows.live_rows()
+        return self._rows.ids[rows], self._mat[rows]
+
+    def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
+        """Write a snapshot (atomically: temporary file, then rename).
+
+        ``meta`` is any JSON object, returned by ``snapshot_info(path).meta``.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            OSError: the file cannot be written.
+        """
+        self._check_open()
+        header, arrays = self._snapshot_parts()
+        header["meta"] = dict(meta or {})
+        write_snapshot(path, "flat", header, arrays)
+
+    def _snapshot_parts(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        ids, vectors = self.live_vectors()
+        header = {"dim": self._dim, "dtype": self._dtype.name, "count": int(ids.shape[0])}
+        return header, {"ids": ids, "vectors": vectors}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> FlatIndex:
+    def load(cls, path: str | os.PathLike[str], *, kernel: str | None = None) -> FlatIndex:
         """Read a snapshot written by :meth:`save`.
 
         Raises:
-            ValueError: the file is not a flat-index snapshot.
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is not a flat-index snapshot, or it is corrupt.
         """
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if str(data["kind"]) != _SNAPSHOT_KIND:
-                    raise ValueError(f"{os.fspath(path)!r} is not a flat index snapshot")
-                dim = int(data["dim"])
-                ids = data["ids"]
-                vectors = data["vectors"]
-        except (OSError, KeyError, EOFError) as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not a flat index snapshot: {exc}") from exc
-        index = cls(dim, dtype=vectors.dtype, capacity=max(64, ids.shape[0]))
+        snap = read_snapshot(path)
+        if snap.backend != "flat":
+            raise ValueError(f"{os.fspath(path)!r} is not a flat index snapshot")
+        return cls._from_snapshot(snap, path, kernel=kernel)
+
+    @classmethod
+    def _from_snapshot(
+        cls, snap: Any, path: str | os.PathLike[str], *, kernel: str | None = None
+    ) -> FlatIndex:
+        dim = int(snapshot_field(snap, "dim", path))
+        ids = snapshot_array(snap, "ids", path)
+        vectors = snapshot_array(snap, "vectors", path)
+        if vectors.ndim != 2 or vectors.shape != (ids.shape[0], dim) or ids.dtype != np.int64:
+            raise ValueError(f"{os.fspath(path)!r}: snapshot arrays have the wrong shape")
+        index = cls(dim, dtype=vectors.dtype, capacity=max(64, ids.shape[0]), kernel=kernel)
         index.add(ids, vectors)
         return index
 
     def close(self) -> None:
+        """Release memory; later calls raise ``CacheClosedError``."""
         self._closed = True
         self._mat = np.zeros((0, self._dim), dtype=self._dtype)
-        self._row_of = {}
+        self._rows = RowTable(1)
 
     # -- internals --------------------------------------------------------------------
     def _reserve(self, rows: int) -> None:
@@ -203,13 +264,11 @@ class FlatIndex:
             return
         new_cap = max(rows, cap * 2)
         mat = np.zeros((new_cap, self._dim), dtype=self._dtype)
-        mat[: self._n] = self._mat[: self._n]
-        ids = np.zeros(new_cap, dtype=np.int64)
-        ids[: self._n] = self._ids[: self._n]
-        alive = np.zeros(new_cap, dtype=bool)
-        alive[: self._n] = self._live[: self._n]
-        self._mat, self._ids, self._live = mat, ids, alive
+        n = self._rows.n
+        mat[:n] = self._mat[:n]
+        self._mat = mat
+        self._rows.grow_to(new_cap)
 
     def _check_open(self) -> None:
         if self._closed:
-            raise CacheClosedError("index is closed")
+            raise closed_error()

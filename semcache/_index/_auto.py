@@ -1,0 +1,460 @@
+"""``auto``: a flat index while a namespace is small, a graph index once it grows.
+
+While ``len(index) < switch_at`` every call goes to a :class:`FlatIndex` (exact, and
+the fastest choice at that size). The add that reaches ``switch_at`` starts building a
+graph (hnswlib if installed, else faiss HNSW; with ``dtype=float16`` faiss is preferred
+because it stores fp16) from the live rows. With ``background=True`` (the default) the
+build runs on a worker thread (hnswlib and faiss release the GIL) while the flat index
+keeps serving every call; adds and removes made meanwhile are recorded and replayed onto
+the graph. The next call after the build finishes replays the few operations still
+pending and swaps the graph in; the flat index is then released. No entry is lost and
+searches are never blocked by the build itself; the swap costs only the replay of the
+operations made during the last moments of the build. With ``background=False`` the add
+that crosses the threshold builds the graph before returning (deterministic; tests).
+
+Memory: during a build the flat matrix and the graph coexist. The index stays a graph
+once switched (compact does not switch back). If no graph library is installed it
+stays flat. A build that fails leaves the index flat and keeps the error in
+:attr:`AutoIndex.build_error`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import ConfigurationError
+from ._base import IdArray, ScoreArray
+from ._common import (
+    Snapshot,
+    check_dim,
+    check_dtype,
+    closed_error,
+    parse_options,
+    read_snapshot,
+    snapshot_field,
+    write_snapshot,
+)
+from ._flat import FlatIndex
+from ._graph import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_M,
+    FaissIndex,
+    HnswlibIndex,
+    _RowGraphIndex,
+)
+
+__all__ = ["DEFAULT_SWITCH_AT", "AutoIndex"]
+
+#: Live rows at which ``auto`` starts building a graph.
+DEFAULT_SWITCH_AT = 50_000
+# Rows inserted per step of a background build (a close() waits at most one step).
+_BUILD_CHUNK = 4096
+
+_F16 = np.dtype(np.float16)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _resolve_graph(graph: str, dtype: np.dtype[Any]) -> str | None:
+    if graph == "none":
+        return None
+    if graph != "auto":
+        return graph
+    order = ("faiss", "hnswlib") if dtype == _F16 else ("hnswlib", "faiss")
+    for name in order:
+        if _installed(name):
+            return name
+    return None
+
+
+class _Builder:
+    """Builds a graph on a worker thread from a frozen view of the flat rows."""
+
+    def __init__(
+        self,
+        make: Callable[[], _RowGraphIndex],
+        ids: IdArray,
+        mat: npt.NDArray[Any],
+        rows: npt.NDArray[Any],
+    ) -> None:
+        self._make = make
+        self._ids, self._mat, self._rows = ids, mat, rows
+        self.lock = threading.Lock()
+        self.pending: list[tuple[str, Any, Any]] = []
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+        self.graph: _RowGraphIndex | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def record(self, op: str, ids: Any, vectors: Any = None) -> None:
+        with self.lock:
+            self.pending.append((op, ids, vectors))
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.run, name="semcache-graph-build", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        try:
+            graph = self._make()
+            # The matrix rows below the frozen row count are never written again by
+            # FlatIndex (adds append, compact allocates anew), so no copy is needed.
+            for lo in range(0, self._rows.shape[0], _BUILD_CHUNK):
+                if self.cancel.is_set():
+                    graph.close()
+                    return
+                chunk = self._rows[lo : lo + _BUILD_CHUNK]
+                graph.add(self._ids[lo : lo + _BUILD_CHUNK], self._mat[chunk])
+            while not self.cancel.is_set():  # catch up on calls made meanwhile
+                with self.lock:
+                    ops, self.pending = self.pending, []
+                if not ops:
+                    break
+                _replay(graph, ops)
+            self.graph = graph
+        except BaseException as exc:  # reported through build_error
+            self.error = exc
+        finally:
+            self._mat = np.empty((0, 0))
+            self.done.set()
+
+
+def _replay(graph: _RowGraphIndex, ops: list[tuple[str, Any, Any]]) -> None:
+    for op, ids, vectors in ops:
+        if op == "add":
+            graph.add(ids, vectors)
+        else:
+            graph.remove(ids)
+
+
+class AutoIndex:
+    """Flat while small, a graph index (hnswlib or faiss HNSW) from ``switch_at`` rows.
+
+    Raises:
+        ConfigurationError: bad parameters, or ``graph`` names a library that is not
+            installed.
+    """
+
+    backend: ClassVar[str] = "auto"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        dtype: npt.DTypeLike = np.float32,
+        switch_at: int = DEFAULT_SWITCH_AT,
+        graph: str = "auto",
+        background: bool = True,
+        M: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
+        build_threads: int | None = None,
+        kernel: str | None = None,
+    ) -> None:
+        self._dim = check_dim(dim)
+        self._dtype = check_dtype(dtype)
+        if switch_at < 1:
+            raise ConfigurationError(f"switch_at must be >= 1, got {switch_at}")
+        if graph not in ("auto", "hnswlib", "faiss", "none"):
+            raise ConfigurationError(f"graph must be auto, hnswlib, faiss or none, got {graph!r}")
+        self._graph_name = _resolve_graph(graph, self._dtype)
+        if self._graph_name is not None and not _installed(self._graph_name):
+            raise ConfigurationError(
+                f"index option graph={graph!r} needs {self._graph_name}: "
+                f"pip install 'semcache[{self._graph_name}]'"
+            )
+        self._switch_at = int(switch_at)
+        self._background = bool(background)
+        self._graph_kw: dict[str, Any] = {
+            "M": int(M),
+            "ef_construction": int(ef_construction),
+            "ef_search": int(ef_search),
+        }
+        self._build_threads = build_threads
+        self._kernel = kernel
+        self._inner: FlatIndex | _RowGraphIndex = FlatIndex(
+            self._dim, dtype=self._dtype, kernel=kernel
+        )
+        self._builder: _Builder | None = None
+        self.build_error: BaseException | None = None
+        self._closed = False
+
+    _OPTION_KEYS: ClassVar[tuple[str, ...]] = (
+        "switch_at",
+        "graph",
+        "background",
+        "M",
+        "ef_construction",
+        "ef_search",
+        "build_threads",
+        "kernel",
+    )
+
+    @classmethod
+    def from_options(cls, dim: int, dtype: npt.DTypeLike, options: Mapping[str, Any]) -> AutoIndex:
+        """Build from ``make_index`` options.
+
+        Raises:
+            ConfigurationError: an unknown option key or a bad value.
+        """
+        return cls(dim, dtype=dtype, **parse_options("auto", options, cls._OPTION_KEYS))
+
+    # -- state --------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._dtype
+
+    @property
+    def active(self) -> str:
+        """The backend serving now: ``"flat"``, ``"hnswlib"`` or ``"faiss"``."""
+        self._check_open()
+        return self._inner.backend
+
+    @property
+    def building(self) -> bool:
+        """True while a background graph build is under way."""
+        self._check_open()
+        return self._builder is not None
+
+    @property
+    def switch_at(self) -> int:
+        return self._switch_at
+
+    @property
+    def tombstones(self) -> int:
+        self._step()
+        return self._inner.tombstones
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the serving index (a graph under construction not included)."""
+        self._step()
+        return self._inner.nbytes
+
+    def __len__(self) -> int:
+        self._step()
+        return len(self._inner)
+
+    def __contains__(self, entry_id: object) -> bool:
+        self._step()
+        return entry_id in self._inner
+
+    def ids(self) -> IdArray:
+        """The live ids."""
+        self._step()
+        return self._inner.ids()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background build to finish and swap it in; True when none is left.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
+        self._check_open()
+        b = self._builder
+        if b is not None and not b.done.wait(timeout):
+            return False
+        self._step()
+        return self._builder is None
+
+    # -- calls --------------------------------------------------------------------------
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Add or replace rows (see :class:`VectorIndex`); may start the graph build.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            DimensionMismatchError: vectors of another dimension.
+            InvalidEmbeddingError: not 2-d, or ids and vectors of different lengths.
+        """
+        self._step()
+        self._inner.add(ids, vectors)
+        if self._builder is not None:
+            self._builder.record("add", np.array(ids, dtype=np.int64), np.array(vectors))
+        self._maybe_start()
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Tombstone the live ones among ``ids``; return how many.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
+        self._step()
+        removed = self._inner.remove(ids)
+        if removed and self._builder is not None:
+            self._builder.record("remove", np.array(ids, dtype=np.int64))
+        return removed
+
+    def compact(self) -> int:
+        """Reclaim tombstones of the serving index; return how many.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
+        self._step()
+        return self._inner.compact()
+
+    def search(self, query: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
+        """Top-k live ids (exact while flat), best first.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            ValueError: ``k < 1``.
+            DimensionMismatchError: a query of another dimension.
+        """
+        self._step()
+        return self._inner.search(query, k)
+
+    def search_batch(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
+        """:meth:`search` for each row of ``queries``.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            ValueError: ``k < 1``.
+            DimensionMismatchError: queries of another dimension.
+        """
+        self._step()
+        return self._inner.search_batch(queries, k)
+
+    # -- switching ----------------------------------------------------------------------
+    def _make_graph(self, build_threads: int | None) -> _RowGraphIndex:
+        kw = dict(self._graph_kw, build_threads=build_threads)
+        if self._graph_name == "faiss":
+            return FaissIndex(self._dim, dtype=self._dtype, kind="hnsw", **kw)
+        return HnswlibIndex(self._dim, dtype=self._dtype, **kw)
+
+    def _maybe_start(self) -> None:
+        inner = self._inner
+        if (
+            self._graph_name is None
+            or self._builder is not None
+            or self.build_error is not None
+            or not isinstance(inner, FlatIndex)
+            or len(inner) < self._switch_at
+        ):
+            return
+        rows = inner._rows.live_rows()
+        ids = inner._rows.ids[rows]
+        if not self._background:
+            graph = self._make_graph(self._build_threads)
+            graph.add(ids, inner._mat[rows])
+            inner.close()
+            self._inner = graph
+            return
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        threads = self._build_threads or max(1, cpus - 1)
+        self._builder = _Builder(lambda: self._make_graph(threads), ids, inner._mat, rows)
+        self._builder.start()
+
+    def _step(self) -> None:
+        """Swap in a finished background graph (called at the start of every call)."""
+        self._check_open()
+        b = self._builder
+        if b is None or not b.done.is_set():
+            return
+        if b.thread is not None:
+            b.thread.join()
+        self._builder = None
+        if b.error is not None or b.graph is None:
+            self.build_error = b.error or RuntimeError("graph build cancelled")
+            return
+        with b.lock:
+            ops, b.pending = b.pending, []
+        _replay(b.graph, ops)
+        old = self._inner
+        self._inner = b.graph
+        old.close()
+
+    # -- persistence --------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        return {
+            "switch_at": self._switch_at,
+            "graph": self._graph_name or "none",
+            "background": self._background,
+            **self._graph_kw,
+        }
+
+    def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
+        """Write a snapshot of the serving index (atomically: temporary file, rename).
+
+        A build in progress is not saved; the loaded index restarts it on its next add.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            OSError: the file cannot be written.
+        """
+        self._step()
+        header, arrays = self._inner._snapshot_parts()
+        header["inner"] = self._inner.backend
+        header["auto"] = self._options()
+        header["meta"] = dict(meta or {})
+        write_snapshot(path, "auto", header, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> AutoIndex:
+        """Read a snapshot written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is not an auto-index snapshot, or it is corrupt.
+        """
+        snap = read_snapshot(path)
+        if snap.backend != "auto":
+            raise ValueError(f"{os.fspath(path)!r} is not an auto index snapshot")
+        return cls._from_snapshot(snap, path)
+
+    @classmethod
+    def _from_snapshot(cls, snap: Snapshot, path: str | os.PathLike[str]) -> AutoIndex:
+        opts = snapshot_field(snap, "auto", path)
+        inner_name = snapshot_field(snap, "inner", path)
+        if not isinstance(opts, dict) or inner_name not in ("flat", "hnswlib", "faiss"):
+            raise ValueError(f"{os.fspath(path)!r}: bad auto snapshot header")
+        try:
+            index = cls(
+                int(snapshot_field(snap, "dim", path)),
+                dtype=np.dtype(str(snapshot_field(snap, "dtype", path))),
+                **parse_options("auto", opts, cls._OPTION_KEYS),
+            )
+        except (ConfigurationError, TypeError) as exc:
+            raise ValueError(f"{os.fspath(path)!r}: bad auto snapshot header: {exc}") from exc
+        inner_cls: Any = {"flat": FlatIndex, "hnswlib": HnswlibIndex, "faiss": FaissIndex}[
+            inner_name
+        ]
+        inner = inner_cls._from_snapshot(Snapshot(inner_name, snap.header, snap.arrays), path)
+        index._inner.close()
+        index._inner = inner
+        return index
+
+    def close(self) -> None:
+        """Stop a build, release memory; later calls raise ``CacheClosedError``."""
+        if self._closed:
+            return
+        b = self._builder
+        if b is not None:
+            b.cancel.set()
+            if b.thread is not None:
+                b.thread.join()
+            if b.graph is not None:
+                b.graph.close()
+            self._builder = None
+        self._inner.close()
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise closed_error()

@@ -1,0 +1,361 @@
+"""Shared plumbing for the index backends: input checks, the id/row table, options,
+and snapshot files (an ``.npz`` container read with ``allow_pickle=False``, written to a
+temporary file and renamed into place)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import (
+    CacheClosedError,
+    ConfigurationError,
+    DimensionMismatchError,
+    InvalidEmbeddingError,
+)
+from ._base import IdArray
+
+__all__ = [
+    "SNAPSHOT_KIND",
+    "RowTable",
+    "Snapshot",
+    "check_dtype",
+    "check_k",
+    "parse_options",
+    "prepare_add",
+    "prepare_queries",
+    "prepare_query",
+    "read_snapshot",
+    "write_snapshot",
+]
+
+#: Format tag of every snapshot this version writes.
+SNAPSHOT_KIND = "semcache.index.v2"
+#: The format FlatIndex wrote before the other backends existed (still readable).
+LEGACY_FLAT_KIND = "semcache.flat.v1"
+
+_F32 = np.dtype(np.float32)
+_F16 = np.dtype(np.float16)
+
+
+# -- input checks -------------------------------------------------------------------------
+def check_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
+    """float32 or float16, else ``ConfigurationError`` (also a ``ValueError``)."""
+    dt = np.dtype(dtype)
+    if dt not in (_F32, _F16):
+        raise ConfigurationError(f"dtype must be float32 or float16, got {dt}")
+    return dt
+
+
+def check_dim(dim: int) -> int:
+    """A positive dimension, else ``ConfigurationError``."""
+    if int(dim) < 1:
+        raise ConfigurationError(f"dim must be >= 1, got {dim}")
+    return int(dim)
+
+
+def check_k(k: int) -> int:
+    """``k >= 1``, else ``ValueError``."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return int(k)
+
+
+def prepare_add(
+    ids: npt.ArrayLike, vectors: npt.ArrayLike, dim: int
+) -> tuple[IdArray, npt.NDArray[Any]]:
+    """Validate an ``add`` batch; later duplicates of an id win, like successive adds."""
+    id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+    vecs = np.asarray(vectors)
+    if vecs.ndim == 1:
+        vecs = vecs.reshape(1, -1)
+    if vecs.ndim != 2:
+        raise InvalidEmbeddingError(f"vectors must be 2-d, got shape {vecs.shape}")
+    if vecs.shape[1] != dim:
+        raise DimensionMismatchError(vecs.shape[1], dim)
+    if vecs.shape[0] != id_arr.shape[0]:
+        raise InvalidEmbeddingError(f"{id_arr.shape[0]} ids but {vecs.shape[0]} vectors")
+    n = id_arr.shape[0]
+    if n > 1:
+        _, last = np.unique(id_arr[::-1], return_index=True)
+        if last.shape[0] != n:
+            keep = np.sort(n - 1 - last)
+            id_arr, vecs = id_arr[keep], vecs[keep]
+    return id_arr, vecs
+
+
+def prepare_query(query: npt.ArrayLike, dim: int) -> npt.NDArray[np.float32]:
+    """One query as a contiguous float32 vector of length ``dim``."""
+    q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+    if q.shape[0] != dim:
+        raise DimensionMismatchError(q.shape[0], dim)
+    return q
+
+
+def prepare_queries(queries: npt.ArrayLike, dim: int) -> npt.NDArray[np.float32]:
+    """A batch of queries as a contiguous float32 ``(m, dim)`` matrix."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if q.ndim == 1:
+        q = q.reshape(1, -1)
+    if q.ndim != 2:
+        raise InvalidEmbeddingError(f"queries must be 2-d, got shape {q.shape}")
+    if q.shape[1] != dim:
+        raise DimensionMismatchError(q.shape[1], dim)
+    return q
+
+
+def closed_error() -> CacheClosedError:
+    return CacheClosedError("index is closed")
+
+
+# -- options ------------------------------------------------------------------------------
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigurationError(f"index option {name!r} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"index option {name!r} must be a bool, got {value!r}")
+    return value
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigurationError(
+            f"index option {name!r} must be one of {list(choices)}, got {value!r}"
+        )
+    return str(value)
+
+
+#: Every option key, with its validator.
+_OPTION_CHECKS: dict[str, Any] = {
+    "M": _positive_int,
+    "ef_construction": _positive_int,
+    "ef_search": _positive_int,
+    "build_threads": _positive_int,
+    "switch_at": _positive_int,
+    "background": _bool,
+    "kind": lambda n, v: _choice(n, v, ("flat", "hnsw")),
+    "graph": lambda n, v: _choice(n, v, ("auto", "hnswlib", "faiss", "none")),
+    "kernel": lambda n, v: _choice(n, v, ("auto", "native", "numpy")),
+}
+
+
+def parse_options(
+    backend: str, options: Mapping[str, Any], allowed: tuple[str, ...]
+) -> dict[str, Any]:
+    """Check ``options`` against the keys ``backend`` understands.
+
+    Raises:
+        ConfigurationError: an unknown key, or a value of the wrong type or range.
+    """
+    if not isinstance(options, Mapping):
+        raise ConfigurationError(f"index options must be a mapping, got {type(options).__name__}")
+    unknown = sorted(str(k) for k in options if k not in allowed)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {unknown} for index backend {backend!r}; "
+            f"it accepts {sorted(allowed)}"
+        )
+    return {k: _OPTION_CHECKS[k](k, v) for k, v in options.items()}
+
+
+# -- id <-> row bookkeeping ---------------------------------------------------------------
+class RowTable:
+    """Rows are appended in order; each holds one id and a live flag.
+
+    Replacing an id tombstones its old row. ``compact`` keeps the live rows in order.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        cap = max(int(capacity), 1)
+        self.ids = np.zeros(cap, dtype=np.int64)
+        self.live = np.zeros(cap, dtype=bool)
+        self.n = 0
+        self.row_of: dict[int, int] = {}
+
+    @property
+    def capacity(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def live_count(self) -> int:
+        return len(self.row_of)
+
+    @property
+    def tombstones(self) -> int:
+        return self.n - len(self.row_of)
+
+    def grow_to(self, cap: int) -> None:
+        if cap <= self.capacity:
+            return
+        ids = np.zeros(cap, dtype=np.int64)
+        ids[: self.n] = self.ids[: self.n]
+        live = np.zeros(cap, dtype=bool)
+        live[: self.n] = self.live[: self.n]
+        self.ids, self.live = ids, live
+
+    def remove(self, ids: npt.ArrayLike) -> list[int]:
+        """Tombstone the live ones among ``ids``; return their rows."""
+        rows = []
+        pop = self.row_of.pop
+        for i in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
+            row = pop(i, None)
+            if row is not None:
+                rows.append(row)
+        if rows:
+            self.live[rows] = False
+        return rows
+
+    def append(self, ids: IdArray) -> tuple[int, int]:
+        """Give fresh rows to ``ids`` (already removed, no duplicates); grow first."""
+        start, stop = self.n, self.n + ids.shape[0]
+        if stop > self.capacity:
+            self.grow_to(max(stop, 2 * self.capacity))
+        self.ids[start:stop] = ids
+        self.live[start:stop] = True
+        self.row_of.update(zip(ids.tolist(), range(start, stop), strict=True))
+        self.n = stop
+        return start, stop
+
+    def live_rows(self) -> npt.NDArray[np.intp]:
+        return np.flatnonzero(self.live[: self.n])
+
+    def reset(self, ids: IdArray, capacity: int | None = None) -> None:
+        """Start over with ``ids`` in rows ``0..len(ids)-1``, all live."""
+        n = ids.shape[0]
+        cap = max(64, n) if capacity is None else max(capacity, n, 1)
+        self.ids = np.zeros(cap, dtype=np.int64)
+        self.ids[:n] = ids
+        self.live = np.zeros(cap, dtype=bool)
+        self.live[:n] = True
+        self.n = n
+        self.row_of = dict(zip(ids.tolist(), range(n), strict=True))
+
+    def restore(self, ids: IdArray, live: npt.NDArray[np.bool_], capacity: int) -> None:
+        """Reload rows ``0..len(ids)-1`` with their live flags (from a snapshot)."""
+        n = ids.shape[0]
+        cap = max(capacity, n, 1)
+        self.ids = np.zeros(cap, dtype=np.int64)
+        self.ids[:n] = ids
+        self.live = np.zeros(cap, dtype=bool)
+        self.live[:n] = live
+        self.n = n
+        rows = np.flatnonzero(live)
+        self.row_of = dict(zip(ids[rows].tolist(), rows.tolist(), strict=True))
+        if len(self.row_of) != rows.shape[0]:
+            raise ValueError("snapshot has the same id live in two rows")
+
+    def live_ids(self) -> IdArray:
+        return self.ids[self.live_rows()].copy()
+
+
+# -- snapshots ----------------------------------------------------------------------------
+@dataclass
+class Snapshot:
+    """A snapshot read back: which backend wrote it, its JSON header, its arrays."""
+
+    backend: str
+    header: dict[str, Any]
+    arrays: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+
+
+def write_snapshot(
+    path: str | os.PathLike[str],
+    backend: str,
+    header: Mapping[str, Any],
+    arrays: Mapping[str, npt.NDArray[Any]],
+) -> None:
+    """Write a snapshot atomically: a temporary file beside ``path``, fsync, rename."""
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(prefix=".semcache-index-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            payload: dict[str, Any] = {f"a_{k}": v for k, v in arrays.items()}
+            np.savez(
+                fh,
+                kind=np.array(SNAPSHOT_KIND),
+                backend=np.array(backend),
+                header=np.array(json.dumps(dict(header), sort_keys=True)),
+                **payload,
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        with contextlib.suppress(OSError):
+            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
+_BAD_FILE = (OSError, KeyError, EOFError, ValueError, zipfile.BadZipFile, json.JSONDecodeError)
+
+
+def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) -> Snapshot:
+    """Read a snapshot written by :func:`write_snapshot` (or a legacy flat snapshot).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a semcache index snapshot, or it is corrupt.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(name)
+    try:
+        with np.load(name, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz container")
+            kind = str(data["kind"])
+            if kind == LEGACY_FLAT_KIND:
+                arrays = {} if header_only else {"ids": data["ids"], "vectors": data["vectors"]}
+                header = {"dim": int(data["dim"]), "dtype": str(data["vectors"].dtype)}
+                return Snapshot("flat", header, arrays)
+            if kind != SNAPSHOT_KIND:
+                raise ValueError(f"unknown snapshot kind {kind!r}")
+            backend = str(data["backend"])
+            header = json.loads(str(data["header"]))
+            if not isinstance(header, dict):
+                raise ValueError("snapshot header is not an object")
+            if header_only:
+                return Snapshot(backend, header)
+            arrays = {k[2:]: data[k] for k in data.files if k.startswith("a_")}
+    except FileNotFoundError:
+        raise
+    except _BAD_FILE as exc:
+        raise ValueError(f"{name!r} is not a semcache index snapshot: {exc}") from exc
+    return Snapshot(backend, header, arrays)
+
+
+def snapshot_array(snap: Snapshot, name: str, path: str | os.PathLike[str]) -> npt.NDArray[Any]:
+    """``snap.arrays[name]``, or ``ValueError`` naming the file."""
+    try:
+        return snap.arrays[name]
+    except KeyError:
+        raise ValueError(f"{os.fspath(path)!r}: snapshot has no {name!r} array") from None
+
+
+def snapshot_field(snap: Snapshot, name: str, path: str | os.PathLike[str]) -> Any:
+    """``snap.header[name]``, or ``ValueError`` naming the file."""
+    try:
+        return snap.header[name]
+    except KeyError:
+        raise ValueError(f"{os.fspath(path)!r}: snapshot header has no {name!r}") from None

@@ -1,0 +1,622 @@
+"""Approximate (graph) and faiss backends: :class:`HnswlibIndex` and :class:`FaissIndex`.
+
+Both keep the same row model as :class:`~semcache._index.FlatIndex`: every added vector
+gets the next internal label (its row), a :class:`RowTable` maps rows to entry ids, and
+replacing or removing an id tombstones its row. Neither graph can truly delete, so
+tombstones are filtered inside the native search (hnswlib ``mark_deleted``; faiss an
+``IDSelectorBitmap``) and :meth:`compact` rebuilds the native index from the live
+vectors. When a filtered graph search comes back with fewer than ``min(k, len)`` hits
+(possible on tiny or heavily tombstoned graphs) the search falls back to an exact scan
+of the live vectors, so the result size contract always holds.
+
+faiss and hnswlib are optional extras, imported only when a backend is built.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import ConfigurationError
+from ._base import IdArray, ScoreArray
+from ._common import (
+    RowTable,
+    Snapshot,
+    check_dim,
+    check_dtype,
+    check_k,
+    closed_error,
+    parse_options,
+    prepare_add,
+    prepare_queries,
+    read_snapshot,
+    snapshot_array,
+    snapshot_field,
+    write_snapshot,
+)
+from ._kernel import kernel as _active_kernel
+
+__all__ = [
+    "DEFAULT_EF_CONSTRUCTION",
+    "DEFAULT_EF_SEARCH",
+    "DEFAULT_M",
+    "FaissIndex",
+    "HnswlibIndex",
+]
+
+DEFAULT_M = 32
+DEFAULT_EF_CONSTRUCTION = 100
+DEFAULT_EF_SEARCH = 64
+
+_F16 = np.dtype(np.float16)
+
+
+def import_faiss() -> Any:
+    """Import faiss or say how to install it.
+
+    Raises:
+        ConfigurationError: faiss is not installed.
+    """
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ConfigurationError(
+            "index backend 'faiss' needs faiss: pip install 'semcache[faiss]'"
+        ) from exc
+    return faiss
+
+
+def import_hnswlib() -> Any:
+    """Import hnswlib or say how to install it.
+
+    Raises:
+        ConfigurationError: hnswlib is not installed.
+    """
+    try:
+        import hnswlib
+    except ImportError as exc:
+        raise ConfigurationError(
+            "index backend 'hnswlib' needs hnswlib: pip install 'semcache[hnswlib]'"
+        ) from exc
+    return hnswlib
+
+
+def _build_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class _RowGraphIndex:
+    """Shared logic; subclasses wrap one native index whose labels are our rows."""
+
+    backend: ClassVar[str] = ""
+    _OPTION_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        dtype: npt.DTypeLike = np.float32,
+        M: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
+        build_threads: int | None = None,
+    ) -> None:
+        self._dim = check_dim(dim)
+        self._dtype = check_dtype(dtype)
+        for name, value in (
+            ("M", M),
+            ("ef_construction", ef_construction),
+            ("ef_search", ef_search),
+        ):
+            if value < 1:
+                raise ConfigurationError(f"{name} must be >= 1, got {value}")
+        self._M = int(M)
+        self._ef_construction = int(ef_construction)
+        self._ef_search = int(ef_search)
+        self._build_threads = int(build_threads) if build_threads else _build_threads()
+        self._rows = RowTable(64)
+        self._closed = False
+        self._native: Any = self._new_native(64)
+
+    @classmethod
+    def from_options(cls, dim: int, dtype: npt.DTypeLike, options: Mapping[str, Any]) -> Any:
+        """Build from ``make_index`` options.
+
+        Raises:
+            ConfigurationError: an unknown option key or a bad value.
+        """
+        opts = parse_options(cls.backend, options, cls._OPTION_KEYS)
+        return cls(dim, dtype=dtype, **opts)
+
+    # -- native hooks -------------------------------------------------------------------
+    def _new_native(self, capacity: int) -> Any:
+        raise NotImplementedError
+
+    def _native_add(self, vecs: npt.NDArray[np.float32], start: int) -> None:
+        raise NotImplementedError
+
+    def _native_tombstone(self, rows: list[int]) -> None:
+        raise NotImplementedError
+
+    def _native_search(
+        self, q: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Rows (-1 when missing) and scores, shape ``(m, k)``."""
+        raise NotImplementedError
+
+    def _native_vectors(self, rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        raise NotImplementedError
+
+    def _native_dump(self) -> npt.NDArray[np.uint8]:
+        raise NotImplementedError
+
+    def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
+        raise NotImplementedError
+
+    def _native_nbytes(self) -> int:
+        raise NotImplementedError
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._dtype
+
+    @property
+    def tombstones(self) -> int:
+        self._check_open()
+        return self._rows.tombstones
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate bytes held (vectors, graph links, id table)."""
+        self._check_open()
+        return int(self._native_nbytes() + self._rows.ids.nbytes + self._rows.live.nbytes)
+
+    @property
+    def ef_search(self) -> int:
+        return self._ef_search
+
+    def __len__(self) -> int:
+        self._check_open()
+        return self._rows.live_count
+
+    def __contains__(self, entry_id: object) -> bool:
+        self._check_open()
+        return entry_id in self._rows.row_of
+
+    def ids(self) -> IdArray:
+        """The live ids, in insertion order."""
+        self._check_open()
+        return self._rows.live_ids()
+
+    # -- mutation -----------------------------------------------------------------------
+    def _prepare(self, vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        vecs = np.asarray(vectors)
+        if self._dtype == _F16 and vecs.dtype != _F16:
+            vecs = vecs.astype(_F16)  # the scores of the float16 vectors, like flat
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Add rows; an id already present is replaced (its old row is tombstoned).
+
+        Raises:
+            CacheClosedError: the index is closed.
+            DimensionMismatchError: vectors of another dimension.
+            InvalidEmbeddingError: not 2-d, or ids and vectors of different lengths.
+        """
+        self._check_open()
+        id_arr, vecs = prepare_add(ids, vectors, self._dim)
+        if id_arr.shape[0] == 0:
+            return
+        self.remove(id_arr)
+        start = self._rows.n
+        self._native_add(self._prepare(vecs), start)
+        self._rows.append(id_arr)
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Tombstone the live ones among ``ids``; return how many.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
+        self._check_open()
+        rows = self._rows.remove(ids)
+        if rows:
+            self._native_tombstone(rows)
+        return len(rows)
+
+    def compact(self) -> int:
+        """Rebuild the native index from the live vectors; return the rows reclaimed.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
+        self._check_open()
+        reclaimed = self._rows.tombstones
+        if reclaimed == 0:
+            return 0
+        rows = self._rows.live_rows()
+        vecs = self._native_vectors(rows) if rows.size else np.empty((0, self._dim), np.float32)
+        ids = self._rows.ids[rows]
+        self._native = self._new_native(max(64, rows.shape[0]))
+        self._rows.reset(ids)
+        if rows.size:
+            self._native_add(np.ascontiguousarray(vecs, dtype=np.float32), 0)
+        return reclaimed
+
+    # -- search -------------------------------------------------------------------------
+    def search(self, query: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
+        """The ``min(k, len(self))`` best live ids (approximate for graphs), best first.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            ValueError: ``k < 1``.
+            DimensionMismatchError: a query of another dimension.
+        """
+        ids, scores = self.search_batch(np.asarray(query, dtype=np.float32).reshape(1, -1), k)
+        return ids[0], scores[0]
+
+    def search_batch(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
+        """:meth:`search` for each row of ``queries``; shape ``(m, min(k, len(self)))``.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            ValueError: ``k < 1``.
+            DimensionMismatchError: queries of another dimension.
+        """
+        self._check_open()
+        check_k(k)
+        q = prepare_queries(queries, self._dim)
+        kk = min(k, self._rows.live_count)
+        m = q.shape[0]
+        if kk == 0:
+            return np.empty((m, 0), dtype=np.int64), np.empty((m, 0), dtype=np.float32)
+        rows, scores = self._native_search(q, kk)
+        short = (rows[:, :kk] < 0).any(axis=1) if rows.shape[1] >= kk else np.ones(m, bool)
+        if short.any():
+            exact_rows, exact_scores = self._exact(q[short], kk)
+            rows = np.array(rows[:, :kk], dtype=np.int64)
+            scores = np.array(scores[:, :kk], dtype=np.float32)
+            rows[short], scores[short] = exact_rows, exact_scores
+        return self._rows.ids[rows[:, :kk]], np.ascontiguousarray(scores[:, :kk], np.float32)
+
+    def _exact(
+        self, q: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        rows = self._rows.live_rows()
+        vecs = np.ascontiguousarray(self._native_vectors(rows), dtype=np.float32)
+        sub, scores = _active_kernel.topk_batch(vecs, vecs.shape[0], None, q, k)
+        return rows[sub].astype(np.int64), scores
+
+    # -- persistence ----------------------------------------------------------------------
+    def _header(self) -> dict[str, Any]:
+        return {
+            "dim": self._dim,
+            "dtype": self._dtype.name,
+            "count": self._rows.live_count,
+            "rows": self._rows.n,
+            "M": self._M,
+            "ef_construction": self._ef_construction,
+            "ef_search": self._ef_search,
+        }
+
+    def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
+        """Write a snapshot (graph included; atomically: temporary file, then rename).
+
+        ``meta`` is any JSON object, returned by ``snapshot_info(path).meta``.
+
+        Raises:
+            CacheClosedError: the index is closed.
+            OSError: the file cannot be written.
+        """
+        self._check_open()
+        header, arrays = self._snapshot_parts()
+        header["meta"] = dict(meta or {})
+        write_snapshot(path, self.backend, header, arrays)
+
+    def _snapshot_parts(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        n = self._rows.n
+        arrays = {
+            "ids": self._rows.ids[:n].copy(),
+            "live": self._rows.live[:n].copy(),
+            "blob": self._native_dump(),
+        }
+        return self._header(), arrays
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Any:
+        """Read a snapshot written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is not a snapshot of this backend, or it is corrupt.
+            ConfigurationError: the backend's library is not installed.
+        """
+        snap = read_snapshot(path)
+        if snap.backend != cls.backend:
+            raise ValueError(f"{os.fspath(path)!r} is not a {cls.backend} index snapshot")
+        return cls._from_snapshot(snap, path)
+
+    @classmethod
+    def _ctor_kwargs(cls, snap: Snapshot, path: str | os.PathLike[str]) -> dict[str, Any]:
+        return {
+            "M": int(snapshot_field(snap, "M", path)),
+            "ef_construction": int(snapshot_field(snap, "ef_construction", path)),
+            "ef_search": int(snapshot_field(snap, "ef_search", path)),
+        }
+
+    @classmethod
+    def _from_snapshot(cls, snap: Snapshot, path: str | os.PathLike[str]) -> Any:
+        try:
+            dim = int(snapshot_field(snap, "dim", path))
+            dtype = np.dtype(str(snapshot_field(snap, "dtype", path)))
+            kwargs = cls._ctor_kwargs(snap, path)
+        except TypeError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: bad snapshot header: {exc}") from exc
+        ids = snapshot_array(snap, "ids", path)
+        live = snapshot_array(snap, "live", path)
+        blob = snapshot_array(snap, "blob", path)
+        n = ids.shape[0]
+        if (
+            ids.dtype != np.int64
+            or live.dtype != np.bool_
+            or live.shape != (n,)
+            or blob.dtype != np.uint8
+        ):
+            raise ValueError(f"{os.fspath(path)!r}: snapshot arrays have the wrong type")
+        index = cls(dim, dtype=dtype, **kwargs)
+        try:
+            index._native = index._native_restore(blob, n, max(64, n))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ValueError(
+                f"{os.fspath(path)!r}: the {cls.backend} graph is corrupt: {exc}"
+            ) from exc
+        index._rows.restore(ids, live, max(64, n))
+        dead = np.flatnonzero(~live)
+        if dead.size:
+            index._restore_tombstones(dead.tolist())
+        return index
+
+    def _restore_tombstones(self, rows: list[int]) -> None:
+        self._native_tombstone(rows)
+
+    def close(self) -> None:
+        """Release memory; later calls raise ``CacheClosedError``."""
+        self._closed = True
+        self._native = None
+        self._rows = RowTable(1)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise closed_error()
+
+
+class HnswlibIndex(_RowGraphIndex):
+    """HNSW graph from hnswlib (``pip install 'semcache[hnswlib]'``).
+
+    hnswlib stores float32 only: with ``dtype=float16`` vectors are rounded to float16
+    (so scores match the flat float16 index) but memory is not halved; use faiss for
+    float16 storage in a graph. Tombstones use hnswlib's ``mark_deleted``.
+
+    Raises:
+        ConfigurationError: hnswlib is not installed, or bad parameters.
+    """
+
+    backend: ClassVar[str] = "hnswlib"
+    _OPTION_KEYS: ClassVar[tuple[str, ...]] = ("M", "ef_construction", "ef_search", "build_threads")
+
+    def _new_native(self, capacity: int) -> Any:
+        hnswlib = import_hnswlib()
+        index = hnswlib.Index(space="ip", dim=self._dim)
+        index.init_index(
+            max_elements=capacity, M=self._M, ef_construction=self._ef_construction, random_seed=100
+        )
+        index.set_ef(self._ef_search)
+        return index
+
+    def _native_add(self, vecs: npt.NDArray[np.float32], start: int) -> None:
+        need = start + vecs.shape[0]
+        cap = self._native.get_max_elements()
+        if need > cap:
+            self._native.resize_index(max(need, 2 * cap))
+        labels = np.arange(start, need, dtype=np.int64)
+        threads = 1 if vecs.shape[0] < 256 else self._build_threads
+        self._native.add_items(vecs, labels, num_threads=threads)
+
+    def _native_tombstone(self, rows: list[int]) -> None:
+        for row in rows:
+            self._native.mark_deleted(row)
+
+    def _restore_tombstones(self, rows: list[int]) -> None:
+        for row in rows:
+            try:
+                self._native.mark_deleted(row)
+            except RuntimeError:
+                pass  # the saved graph kept the mark already
+
+    def _native_search(
+        self, q: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        try:
+            labels, dist = self._native.knn_query(q, k=k, num_threads=1 if q.shape[0] < 16 else -1)
+        except RuntimeError:
+            m = q.shape[0]
+            return np.full((m, k), -1, np.int64), np.zeros((m, k), np.float32)
+        # hnswlib's "ip" distance is 1 - inner product
+        return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+    def _native_vectors(self, rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        if rows.size == 0:
+            return np.empty((0, self._dim), np.float32)
+        return np.asarray(self._native.get_items(rows.tolist()), dtype=np.float32)
+
+    def _native_dump(self) -> npt.NDArray[np.uint8]:
+        with tempfile.TemporaryDirectory(prefix="semcache-hnsw-") as tmp:
+            name = os.path.join(tmp, "graph.bin")
+            self._native.save_index(name)
+            return np.fromfile(name, dtype=np.uint8)
+
+    def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
+        hnswlib = import_hnswlib()
+        index = hnswlib.Index(space="ip", dim=self._dim)
+        with tempfile.TemporaryDirectory(prefix="semcache-hnsw-") as tmp:
+            name = os.path.join(tmp, "graph.bin")
+            blob.tofile(name)
+            index.load_index(name, max_elements=max(capacity, n))
+        if index.get_current_count() != n:
+            raise ValueError(f"graph holds {index.get_current_count()} rows, ids {n}")
+        index.set_ef(self._ef_search)
+        return index
+
+    def _native_nbytes(self) -> int:
+        cap = int(self._native.get_max_elements())
+        # vector + level-0 links (2*M ids + count) + label, per allocated element
+        return cap * (self._dim * 4 + (2 * self._M + 1) * 4 + 8)
+
+
+class FaissIndex(_RowGraphIndex):
+    """faiss index (``pip install 'semcache[faiss]'``): ``kind="flat"`` (exact,
+    ``IndexFlatIP`` / fp16 ``IndexScalarQuantizer``) or ``kind="hnsw"``
+    (``IndexHNSWFlat`` / ``IndexHNSWSQ`` fp16). ``dtype=float16`` stores vectors as
+    fp16 (half the memory). Tombstones are filtered with an ``IDSelectorBitmap``.
+
+    Raises:
+        ConfigurationError: faiss is not installed, or bad parameters.
+    """
+
+    backend: ClassVar[str] = "faiss"
+    _OPTION_KEYS: ClassVar[tuple[str, ...]] = (
+        "kind",
+        "M",
+        "ef_construction",
+        "ef_search",
+        "build_threads",
+    )
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        dtype: npt.DTypeLike = np.float32,
+        kind: str = "flat",
+        M: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
+        build_threads: int | None = None,
+    ) -> None:
+        if kind not in ("flat", "hnsw"):
+            raise ConfigurationError(f"faiss kind must be 'flat' or 'hnsw', got {kind!r}")
+        self._kind = kind
+        self._bitmap = np.zeros(8, dtype=np.uint8)  # bit r set = row r is live
+        super().__init__(
+            dim,
+            dtype=dtype,
+            M=M,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+            build_threads=build_threads,
+        )
+
+    @property
+    def kind(self) -> str:
+        """``"flat"`` or ``"hnsw"``."""
+        return self._kind
+
+    def _new_native(self, capacity: int) -> Any:
+        faiss = import_faiss()
+        ip = faiss.METRIC_INNER_PRODUCT
+        fp16 = self._dtype == _F16
+        if self._kind == "flat":
+            if fp16:
+                index = faiss.IndexScalarQuantizer(self._dim, faiss.ScalarQuantizer.QT_fp16, ip)
+            else:
+                index = faiss.IndexFlatIP(self._dim)
+        elif fp16:
+            index = faiss.IndexHNSWSQ(self._dim, faiss.ScalarQuantizer.QT_fp16, self._M, ip)
+        else:
+            index = faiss.IndexHNSWFlat(self._dim, self._M, ip)
+        if self._kind == "hnsw":
+            index.hnsw.efConstruction = self._ef_construction
+            index.hnsw.efSearch = self._ef_search
+        self._bitmap = np.zeros(max(8, (capacity + 7) // 8), dtype=np.uint8)
+        return index
+
+    def _native_add(self, vecs: npt.NDArray[np.float32], start: int) -> None:
+        if self._native.ntotal != start:  # pragma: no cover - internal invariant
+            raise RuntimeError("faiss index out of step with the row table")
+        self._native.add(vecs)
+        stop = start + vecs.shape[0]
+        if (stop + 7) // 8 > self._bitmap.shape[0]:
+            grown = np.zeros(max((stop + 7) // 8, 2 * self._bitmap.shape[0]), dtype=np.uint8)
+            grown[: self._bitmap.shape[0]] = self._bitmap
+            self._bitmap = grown
+        rows = np.arange(start, stop)
+        np.bitwise_or.at(self._bitmap, rows >> 3, (1 << (rows & 7)).astype(np.uint8))
+
+    def _native_tombstone(self, rows: list[int]) -> None:
+        r = np.asarray(rows, dtype=np.int64)
+        np.bitwise_and.at(self._bitmap, r >> 3, (~(1 << (r & 7))).astype(np.uint8))
+
+    def _native_search(
+        self, q: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        faiss = import_faiss()
+        kwargs: dict[str, Any] = {}
+        if self._rows.tombstones:
+            kwargs["sel"] = faiss.IDSelectorBitmap(self._rows.n, faiss.swig_ptr(self._bitmap))
+        if self._kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self._ef_search, k), **kwargs)
+        elif kwargs:
+            params = faiss.SearchParameters(**kwargs)
+        else:
+            params = None
+        dist, labels = self._native.search(q, k, params=params)
+        return labels.astype(np.int64), dist.astype(np.float32)
+
+    def _native_vectors(self, rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        if rows.size == 0:
+            return np.empty((0, self._dim), np.float32)
+        return np.asarray(self._native.reconstruct_batch(rows.astype(np.int64)), dtype=np.float32)
+
+    def _native_dump(self) -> npt.NDArray[np.uint8]:
+        faiss = import_faiss()
+        return np.asarray(faiss.serialize_index(self._native), dtype=np.uint8)
+
+    def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
+        faiss = import_faiss()
+        index = faiss.deserialize_index(np.ascontiguousarray(blob))
+        if index.ntotal != n or index.d != self._dim:
+            raise ValueError(f"faiss index holds {index.ntotal} rows of dim {index.d}")
+        self._bitmap = np.zeros(max(8, (capacity + 7) // 8), dtype=np.uint8)
+        rows = np.arange(n)
+        np.bitwise_or.at(self._bitmap, rows >> 3, (1 << (rows & 7)).astype(np.uint8))
+        return index
+
+    def _native_nbytes(self) -> int:
+        per = self._dim * (2 if self._dtype == _F16 else 4)
+        if self._kind == "hnsw":
+            per += (2 * self._M) * 4 + 8  # level-0 links, level, offsets (approx.)
+        return int(self._native.ntotal) * per + self._bitmap.nbytes
+
+    def _header(self) -> dict[str, Any]:
+        header = super()._header()
+        header["kind"] = self._kind
+        return header
+
+    @classmethod
+    def _ctor_kwargs(cls, snap: Snapshot, path: str | os.PathLike[str]) -> dict[str, Any]:
+        kwargs = super()._ctor_kwargs(snap, path)
+        kwargs["kind"] = str(snapshot_field(snap, "kind", path))
+        return kwargs
