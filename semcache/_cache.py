@@ -18,8 +18,9 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias, TypeVar
@@ -67,10 +68,25 @@ MetricsHook = Callable[[MetricsEvent], None]
 _CANDIDATES: Final = 4
 #: Recency updates kept in memory before they are written in one batch.
 _TOUCH_FLUSH: Final = 10_000
+#: Entries the exact layer keeps in memory after reading them (single mode only).
+_HOT_ENTRIES: Final = 4096
 #: Texts per embedder call in put_many.
 _EMBED_BATCH: Final = 64
 _VECTOR_DTYPES: Final = ("float32", "float16")
 _MODES: Final = ("single", "shared")
+
+
+@dataclass(slots=True)
+class _SemanticLookup:
+    """Where a get stands after the exact layer missed."""
+
+    query: str
+    namespace: str
+    vector: npt.NDArray[np.float32] | None
+    reason: MissReason | None
+    seen: set[int]
+    now: float
+    t0: float
 
 
 def _check_threshold(value: object, what: str = "similarity_threshold") -> float:
@@ -224,6 +240,10 @@ class SemanticCache:
         self._closed = False
         self._indexes: dict[str, VectorIndex] = {}
         self._pending_touch: dict[int, float] = {}
+        # Exact-layer entries recently read, by key (see _remember); off in shared mode.
+        self._hot: OrderedDict[bytes, StoredEntry] = OrderedDict()
+        self._hot_ids: dict[int, bytes] = {}
+        self._hot_size = 0 if self._shared else _HOT_ENTRIES
         self._namespaces_ok: set[str] = set()
         self._hits: dict[Layer, int] = {"exact": 0, "semantic": 0}
         self._misses: dict[MissReason, int] = dict.fromkeys(MISS_REASONS, 0)
@@ -370,7 +390,11 @@ class SemanticCache:
             DimensionMismatchError: ``embedding`` has the wrong dimension.
             StoreError: the store failed.
         """
-        return self._drive(self._get_steps(query, embedding, namespace, bypass))
+        with self._lock:
+            first = self._get_exact(query, embedding, namespace, bypass)
+        if type(first) is _SemanticLookup:
+            return self._drive(self._get_semantic(first))
+        return first  # type: ignore[return-value]
 
     def put(
         self,
@@ -505,6 +529,7 @@ class SemanticCache:
             self._check_open()
             ns = self._check_ns(namespace)
             count = self._store.clear(ns)
+            self._forget_hot()
             index = self._indexes.pop(ns, None)
             if index is not None:
                 index.close()
@@ -522,6 +547,7 @@ class SemanticCache:
         with self._lock:
             self._check_open()
             count = self._store.clear()
+            self._forget_hot()
             for index in self._indexes.values():
                 index.close()
             self._indexes = {}
@@ -580,6 +606,7 @@ class SemanticCache:
                 logger.exception("semcache: could not write recency on close")
             finally:
                 self._pending_touch = {}
+                self._forget_hot()
                 for index in self._indexes.values():
                     index.close()
                 self._indexes = {}
@@ -623,27 +650,49 @@ class SemanticCache:
         return self._embedder.embed(list(texts))
 
     # -- get ----------------------------------------------------------------------------
-    def _get_steps(
+    def _get_exact(
         self, query: str, embedding: npt.ArrayLike | None, namespace: str, bypass: bool
-    ) -> Steps[Hit | None]:
+    ) -> Hit | _SemanticLookup | None:
+        """Phase one of a get, under the lock: checks, then the exact layer.
+
+        Returns the final answer (a Hit or None), or the state the semantic phase
+        (:meth:`_get_semantic`) continues from.
+        """
         t0 = perf_counter()
-        self._check_open()
-        ns = self._check_ns(namespace)
+        if self._closed:
+            raise CacheClosedError("the cache is closed")
+        ns = namespace if namespace in self._namespaces_ok else self._check_ns(namespace)
         check_size(query, "query", self._max_query, QueryTooLargeError)
         vector = None if embedding is None else self._unit_rows(embedding, 1, "embedding")
         if bypass:
             return self._miss(ns, "bypass", None, t0)
         now = self._clock()
-        reason: MissReason | None = None
-        seen: set[int] = set()
-        entry = self._store.get_by_key(self._key(ns, query))
+        key = make_key(ns, normalize_text(query) if self._normalize else query)
+        hot = self._hot
+        entry = hot.get(key)
         if entry is not None:
-            seen.add(entry.id)
+            hot.move_to_end(key)
+        else:
+            entry = self._store.get_by_key(key)
+            if entry is not None and self._hot_size:
+                self._remember(key, entry)
+        reason: MissReason | None = None
+        if entry is not None:
             if entry.expires_at is not None and entry.expires_at <= now:
                 reason = "expired"
             else:
-                hit = self._make_hit(entry, 1.0, "exact", 1.0)
-                if self._accept(query, hit):
+                hit = Hit(
+                    entry.response,
+                    1.0,
+                    "exact",
+                    entry.query,
+                    ns,
+                    None if entry.metadata is None else json.loads(entry.metadata),
+                    entry.created_at,
+                    entry.expires_at,
+                    1.0,
+                )
+                if self._validator is None or self._accept(query, hit):
                     return self._found(entry.id, hit, now, t0)
                 reason = "validator"
         if self._shared:
@@ -651,9 +700,15 @@ class SemanticCache:
         index = self._indexes.get(ns)
         if index is None or not len(index) or (vector is None and self._embedder is None):
             return self._miss(ns, reason or "no_candidate", None, t0)
+        seen = {entry.id} if entry is not None else set()
+        return _SemanticLookup(query, ns, vector, reason, seen, now, t0)
+
+    def _get_semantic(self, lookup: _SemanticLookup) -> Steps[Hit | None]:
+        """Phase two of a get: embed the query if needed (outside the lock), search."""
+        vector, ns, t0 = lookup.vector, lookup.namespace, lookup.t0
         if vector is None:
             try:
-                raw = yield (query,)
+                raw = yield (lookup.query,)
                 self._check_open()
                 vector = self._unit_rows(raw, 1, "embedder output", from_embedder=True)
             except CacheClosedError:
@@ -661,10 +716,26 @@ class SemanticCache:
             except Exception:
                 logger.exception("semcache: embedder failed on get; answering a miss")
                 return self._miss(ns, "embedder_error", None, t0)
-            index = self._indexes.get(ns)  # the lock was released while embedding
-            if index is None or not len(index):
-                return self._miss(ns, reason or "no_candidate", None, t0)
-        return self._search(query, vector[0], ns, index, reason, seen, now, t0)
+        index = self._indexes.get(ns)  # the lock may have been released meanwhile
+        if index is None or not len(index):
+            return self._miss(ns, lookup.reason or "no_candidate", None, t0)
+        return self._search(
+            lookup.query, vector[0], ns, index, lookup.reason, lookup.seen, lookup.now, t0
+        )
+
+    def _remember(self, key: bytes, entry: StoredEntry) -> None:
+        """Keep an entry in the hot map (single mode only: this process sees every write,
+        so it can keep the map exact by forgetting ids as they are removed)."""
+        hot = self._hot
+        hot[key] = entry
+        self._hot_ids[entry.id] = key
+        if len(hot) > self._hot_size:
+            _, old = hot.popitem(last=False)
+            self._hot_ids.pop(old.id, None)
+
+    def _forget_hot(self) -> None:
+        self._hot.clear()
+        self._hot_ids.clear()
 
     def _search(
         self,
@@ -710,7 +781,7 @@ class SemanticCache:
                     if confidence is None or confidence < self._min_confidence:
                         reason = reason or "confidence"
                         continue
-                    hit = replace(hit, confidence=confidence)
+                    hit.confidence = confidence
                 if not self._accept(query, hit):
                     reason = reason or "validator"
                     continue
@@ -981,9 +1052,13 @@ class SemanticCache:
 
     def _unindex(self, removed: Sequence[tuple[int, str]]) -> None:
         by_ns: dict[str, list[int]] = {}
+        hot_ids = self._hot_ids
         for entry_id, ns in removed:
             by_ns.setdefault(ns, []).append(entry_id)
             self._pending_touch.pop(entry_id, None)
+            key = hot_ids.pop(entry_id, None)
+            if key is not None:
+                del self._hot[key]
         for ns, ids in by_ns.items():
             index = self._indexes.get(ns)
             if index is not None:

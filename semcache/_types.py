@@ -29,7 +29,7 @@ MISS_REASONS: tuple[MissReason, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hit:
     """A cached answer.
 

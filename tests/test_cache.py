@@ -904,3 +904,52 @@ def test_shared_mode_respects_the_check_interval(tmp_path: Path, clock: Clock) -
     finally:
         reader.close()
         writer.close()
+
+
+# -- the exact layer's in-memory map stays coherent ---------------------------------------
+
+
+def test_recently_read_entries_never_outlive_their_removal(
+    make_cache: CacheFactory, clock: Clock
+) -> None:
+    cache = make_cache(max_entries=3)
+    cache.put_many(["a", "b", "c"], ["1", "2", "3"], ttl=100)
+
+    def read_all() -> dict[str, str | None]:
+        return {q: (h.response if (h := cache.get(q)) else None) for q in "abc"}
+
+    assert read_all() == {"a": "1", "b": "2", "c": "3"}
+    cache.put("a", "1b")  # replace
+    cache.delete("b")
+    assert read_all() == {"a": "1b", "b": None, "c": "3"}
+    clock.advance(1)
+    cache.put_many(["d", "e"], ["4", "5"])  # evicts c (least recently used) and a
+    assert cache.get("c") is None
+    clock.advance(200)
+    assert cache.get("d") is not None
+    cache.put("f", "6", ttl=1)
+    assert cache.get("f") is not None
+    clock.advance(2)
+    assert cache.vacuum() == 1
+    assert cache.get("f") is None
+    cache.put("g", "7", namespace="other")
+    assert cache.get("g", namespace="other") is not None
+    assert cache.clear_namespace("other") == 1
+    assert cache.get("g", namespace="other") is None
+    assert cache.get("d") is not None
+    cache.clear()
+    assert cache.get("d") is None
+
+
+def test_shared_mode_exact_layer_sees_other_writers(tmp_path: Path, clock: Clock) -> None:
+    path = str(tmp_path / "shared.db")
+    with (
+        SemanticCache(path, multi_process_mode="shared", clock=clock) as reader,
+        SemanticCache(path, multi_process_mode="shared", clock=clock) as writer,
+    ):
+        writer.put("q", "1")
+        assert reader.get("q").response == "1"  # type: ignore[union-attr]
+        writer.put("q", "2")
+        assert reader.get("q").response == "2"  # type: ignore[union-attr]
+        writer.delete("q")
+        assert reader.get("q") is None

@@ -27,9 +27,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredEntry:
-    """An entry as the store returns it (metadata still JSON text)."""
+    """An entry as the store returns it (metadata still JSON text).
+
+    Not frozen on purpose: it is built once per lookup on the hot path, and a frozen
+    dataclass costs six times as much to construct.
+    """
 
     id: int
     key: bytes
