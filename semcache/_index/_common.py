@@ -321,27 +321,33 @@ def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) ->
     if not os.path.exists(name):
         raise FileNotFoundError(name)
     try:
-        with np.load(name, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
+        with open(name, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz container")
-            kind = str(data["kind"])
-            if kind == LEGACY_FLAT_KIND:
-                arrays = {} if header_only else {"ids": data["ids"], "vectors": data["vectors"]}
-                header = {"dim": int(data["dim"]), "dtype": str(data["vectors"].dtype)}
-                return Snapshot("flat", header, arrays)
-            if kind != SNAPSHOT_KIND:
-                raise ValueError(f"unknown snapshot kind {kind!r}")
-            backend = str(data["backend"])
-            header = json.loads(str(data["header"]))
-            if not isinstance(header, dict):
-                raise ValueError("snapshot header is not an object")
-            if header_only:
-                return Snapshot(backend, header)
-            arrays = {k[2:]: data[k] for k in data.files if k.startswith("a_")}
+            with loaded as data:
+                return _parse(data, header_only)
     except FileNotFoundError:
         raise
     except _BAD_FILE as exc:
         raise ValueError(f"{name!r} is not a semcache index snapshot: {exc}") from exc
+
+
+def _parse(data: Any, header_only: bool) -> Snapshot:
+    kind = str(data["kind"])
+    if kind == LEGACY_FLAT_KIND:
+        arrays = {} if header_only else {"ids": data["ids"], "vectors": data["vectors"]}
+        header = {"dim": int(data["dim"]), "dtype": str(data["vectors"].dtype)}
+        return Snapshot("flat", header, arrays)
+    if kind != SNAPSHOT_KIND:
+        raise ValueError(f"unknown snapshot kind {kind!r}")
+    backend = str(data["backend"])
+    header = json.loads(str(data["header"]))
+    if not isinstance(header, dict):
+        raise ValueError("snapshot header is not an object")
+    if header_only:
+        return Snapshot(backend, header)
+    arrays = {k[2:]: data[k] for k in data.files if k.startswith("a_")}
     return Snapshot(backend, header, arrays)
 
 
