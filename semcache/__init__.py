@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._async import AsyncSemanticCache
 from ._cache import SemanticCache
 from ._errors import (
     CacheClosedError,
@@ -28,13 +29,24 @@ from ._errors import (
 from ._index import FlatIndex, VectorIndex
 from ._store import MemoryStore, SQLiteStore, Store
 from ._types import MISS_REASONS, Hit, MetricsEvent
-from .embedders import Embedder, HashingEmbedder
+from .embedders import (
+    AsyncCallableEmbedder,
+    AsyncEmbedder,
+    CallableEmbedder,
+    Embedder,
+    HashingEmbedder,
+    SentenceTransformerEmbedder,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "MISS_REASONS",
+    "AsyncCallableEmbedder",
+    "AsyncEmbedder",
+    "AsyncSemanticCache",
     "CacheClosedError",
+    "CallableEmbedder",
     "ConfigurationError",
     "DimensionMismatchError",
     "Embedder",
@@ -60,6 +72,7 @@ __all__ = [
     "SchemaVersionError",
     "SemanticCache",
     "SemanticCacheError",
+    "SentenceTransformerEmbedder",
     "Store",
     "StoreCorruptError",
     "StoreError",

@@ -23,11 +23,12 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from ._deadline import call_with_deadline, check_timeout
 from ._errors import (
     CacheClosedError,
     ConfigurationError,
@@ -49,7 +50,8 @@ from ._index import IndexFactory, VectorIndex, backend_names, make_index
 from ._store import Limits, MemoryStore, NewEntry, PutResult, SQLiteStore, Store, StoredEntry
 from ._text import check_namespace, check_size, make_key, normalize_text
 from ._types import MISS_REASONS, Hit, Layer, MetricsEvent, MissReason
-from .embedders import Embedder
+from ._wrap import Effect, Flights, NamespaceSpec, get_or_put_steps, memoize
+from .embedders import Embedder, is_async_embedder
 
 __all__ = ["SemanticCache"]
 
@@ -58,7 +60,8 @@ logger = logging.getLogger("semcache")
 _T = TypeVar("_T")
 #: What an operation generator yields: texts to embed. It receives their vectors.
 EmbedRequest: TypeAlias = Sequence[str]
-Steps: TypeAlias = Generator[EmbedRequest, Any, _T]
+#: Operation generators yield texts to embed or, from get_or_put, an Effect to run.
+Steps: TypeAlias = Generator[EmbedRequest | Effect, Any, _T]
 
 ConfidenceFn = Callable[[str, Hit], float]
 Validator = Callable[[str, Hit], bool]
@@ -72,6 +75,8 @@ _TOUCH_FLUSH: Final = 10_000
 _HOT_ENTRIES: Final = 4096
 #: Texts per embedder call in put_many.
 _EMBED_BATCH: Final = 64
+#: Query embeddings kept from gets for the put that follows a miss.
+_KEPT_QUERY_VECTORS: Final = 256
 _VECTOR_DTYPES: Final = ("float32", "float16")
 _MODES: Final = ("single", "shared")
 
@@ -151,6 +156,9 @@ class SemanticCache:
         max_query_bytes: cap on a query's UTF-8 size (put and get).
         max_response_bytes: cap on a response's UTF-8 size.
         max_metadata_bytes: cap on the metadata's size as JSON.
+        embed_timeout: seconds an embedder call may take (None: no limit); past it a
+            get misses with reason ``"embedder_error"`` and a put raises
+            :class:`EmbedderError`. The late call is abandoned, not interrupted.
         clock: returns the current time in seconds (injected in tests).
 
     Raises:
@@ -161,6 +169,9 @@ class SemanticCache:
             (fingerprint or dimension), or with another ``vector_dtype``.
         StoreError: the store cannot be opened (see :class:`SQLiteStore`).
     """
+
+    #: Whether the embedder may be an AsyncEmbedder (only the async cache's core).
+    _async_embedder_ok: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -185,10 +196,16 @@ class SemanticCache:
         max_query_bytes: int = 32768,
         max_response_bytes: int = 4 * 1048576,
         max_metadata_bytes: int = 65536,
+        embed_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if path is not None and store is not None:
             raise ConfigurationError("pass either path or store, not both")
+        if is_async_embedder(embedder) and not self._async_embedder_ok:
+            raise ConfigurationError(
+                "this embedder's embed is a coroutine function; use AsyncSemanticCache"
+            )
+        self._embed_timeout = check_timeout(embed_timeout)
         if embedder is not None and not isinstance(embedder, Embedder):
             raise ConfigurationError(
                 "embedder must have dim, fingerprint and embed(texts) (see semcache.embedders)"
@@ -249,6 +266,9 @@ class SemanticCache:
         self._misses: dict[MissReason, int] = dict.fromkeys(MISS_REASONS, 0)
         self._counters = {"puts": 0, "deletes": 0, "evictions": 0, "expirations": 0}
         self._last_sync = -math.inf
+        self._flights = Flights()  # get_or_put's computations in progress, by key
+        # Query embeddings made by gets, kept for the put that follows a miss.
+        self._query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
 
         self._store: Store = (
             store
@@ -459,6 +479,90 @@ class SemanticCache:
             self._put_steps(queries, responses, embeddings, namespace, metadata, ttl)
         )
 
+    def get_or_put(
+        self,
+        query: str,
+        compute: Callable[[], str],
+        *,
+        embedding: npt.ArrayLike | None = None,
+        namespace: str = "default",
+        ttl: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The cached response for ``query``, or ``compute()``'s, stored on the way.
+
+        Callers (threads) that miss on the same normalized query and namespace while a
+        computation for it runs wait for that one (single-flight): the LLM is called
+        once, not once per caller. If storing the answer fails (too large, store
+        error) it is still returned and the failure logged.
+
+        Args:
+            query: the prompt.
+            compute: called with no arguments on a miss; returns the response (str).
+            embedding, namespace, ttl, metadata: as in :meth:`get` and :meth:`put`.
+
+        Returns:
+            The response.
+
+        Raises:
+            Exception: whatever ``compute`` raises, in this caller and in those waiting
+                for it; nothing is cached.
+            InvalidTextError: ``compute`` returned something that is not a str.
+            The errors of :meth:`get` and :meth:`put` for bad input.
+        """
+        return self._drive(
+            get_or_put_steps(self, query, compute, embedding, namespace, ttl, metadata)
+        )
+
+    def memoize(
+        self,
+        *,
+        prompt: str = "prompt",
+        namespace: NamespaceSpec = None,
+        ttl: float | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A decorator that serves a function's answers through :meth:`get_or_put`.
+
+        The argument named ``prompt`` is matched semantically; the other arguments pick
+        the namespace, so that an answer is never served for other settings::
+
+            @cache.memoize(namespace=lambda model, temperature: f"{model}@{temperature}")
+            def ask(prompt: str, model: str = "gpt-4o", temperature: float = 0.0) -> str:
+                ...
+
+        Works on sync functions and on coroutine functions (whose cache work then runs
+        on a worker thread, off the event loop).
+
+        Args:
+            prompt: the name of the parameter holding the prompt (a str).
+            namespace: a str; or a callable taking (some of) the function's other
+                arguments by name and returning the namespace; or None (the default):
+                the function's qualified name plus a hash of its other arguments as
+                JSON (a TypeError at call time names them if they are not JSON).
+            ttl: as in :meth:`put`.
+
+        Returns:
+            The decorator; the wrapped function returns what ``get_or_put`` returns.
+
+        Raises:
+            TypeError: (when decorating) the function has no parameter ``prompt``, or
+                the namespace callable takes an argument the function lacks.
+        """
+        from ._async import adrive
+
+        async def arun(
+            text: str, compute: Callable[[], Any], *, namespace: str, ttl: float | None
+        ) -> str:
+            steps = get_or_put_steps(self, text, compute, None, namespace, ttl, None)
+            return await adrive(self, steps, is_async=False)
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return memoize(
+                fn, prompt=prompt, namespace=namespace, ttl=ttl, run=self.get_or_put, arun=arun
+            )
+
+        return decorate
+
     def delete(self, query: str, *, namespace: str = "default") -> bool:
         """Delete the entry whose normalized query equals ``query``'s.
 
@@ -630,24 +734,64 @@ class SemanticCache:
 
     # -- driving operation generators -------------------------------------------------
     def _drive(self, steps: Steps[_T]) -> _T:
-        """Run an operation: its steps under the lock, embedding outside it."""
+        """Run an operation: its steps under the lock, embedding (and effects) outside it."""
         value: Any = None
         error: BaseException | None = None
         while True:
-            with self._lock:
-                try:
-                    request = steps.throw(error) if error is not None else steps.send(value)
-                except StopIteration as stop:
-                    result: _T = stop.value
-                    return result
+            done, out = self._advance(steps, value, error)
+            if done:
+                result: _T = out
+                return result
             try:
-                value, error = self._embed_now(request), None
+                if isinstance(out, Effect):
+                    value, error = out.run(), None
+                else:
+                    value, error = self._embed_now(out), None
             except Exception as exc:
                 value, error = None, exc
+            except BaseException:
+                steps.close()
+                raise
+
+    def _advance(
+        self, steps: Steps[_T], value: Any, error: BaseException | None
+    ) -> tuple[bool, Any]:
+        """Run one step under the lock: ``(True, result)`` or ``(False, request)``.
+        Shared by the sync driver and the async one (which calls it on a worker thread)."""
+        with self._lock:
+            try:
+                request = steps.throw(error) if error is not None else steps.send(value)
+            except StopIteration as stop:
+                return True, stop.value
+        return False, request
 
     def _embed_now(self, texts: EmbedRequest) -> Any:
         assert self._embedder is not None
-        return self._embedder.embed(list(texts))
+        return call_with_deadline(self._embedder.embed, list(texts), self._embed_timeout)
+
+    def _get_steps(
+        self, query: str, embedding: npt.ArrayLike | None, namespace: str, bypass: bool
+    ) -> Steps[Hit | None]:
+        """The whole of a get as one operation generator (for get_or_put and the async
+        cache); the first step runs the exact phase."""
+        first = self._get_exact(query, embedding, namespace, bypass)
+        if type(first) is _SemanticLookup:
+            return (yield from self._get_semantic(first))
+        return first  # type: ignore[return-value]
+
+    def _keep_query_vector(self, query: str, vector: npt.NDArray[np.float32]) -> None:
+        kept = self._query_vectors
+        kept[query] = vector
+        if len(kept) > _KEPT_QUERY_VECTORS:
+            kept.popitem(last=False)
+
+    def _kept_query_vectors(self, queries: Sequence[str]) -> npt.NDArray[np.float32] | None:
+        """The vectors of ``queries`` if a get embedded every one of them (and forget
+        them), else None."""
+        kept = self._query_vectors
+        if not kept or not all(q in kept for q in queries):
+            return None
+        return np.concatenate([kept.pop(q) for q in queries])
 
     # -- get ----------------------------------------------------------------------------
     def _get_exact(
@@ -716,6 +860,7 @@ class SemanticCache:
             except Exception:
                 logger.exception("semcache: embedder failed on get; answering a miss")
                 return self._miss(ns, "embedder_error", None, t0)
+            self._keep_query_vector(lookup.query, vector)
         index = self._indexes.get(ns)  # the lock may have been released meanwhile
         if index is None or not len(index):
             return self._miss(ns, lookup.reason or "no_candidate", None, t0)
@@ -894,6 +1039,8 @@ class SemanticCache:
         vectors = None if embeddings is None else self._unit_rows(embeddings, n, "embeddings")
         if n == 0:
             return 0
+        if vectors is None and self._embedder is not None:
+            vectors = self._kept_query_vectors(queries)  # a missed get embedded them
         if vectors is None and self._embedder is not None:
             parts = []
             for lo in range(0, n, _EMBED_BATCH):

@@ -1,14 +1,15 @@
-"""The Embedder contract."""
+"""The Embedder and AsyncEmbedder contracts."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Embedder"]
+__all__ = ["AsyncEmbedder", "Embedder", "is_async_embedder"]
 
 
 @runtime_checkable
@@ -40,3 +41,28 @@ def unit_rows(rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     np.maximum(norms, np.finfo(np.float32).tiny, out=norms)
     result: npt.NDArray[np.float32] = out / norms
     return result
+
+
+@runtime_checkable
+class AsyncEmbedder(Protocol):
+    """:class:`Embedder` with a coroutine ``embed``, for embedding services reached over
+    the network (use it with :class:`~semcache.AsyncSemanticCache`, which awaits it on
+    the event loop instead of spending a thread on it).
+
+    ``isinstance(obj, AsyncEmbedder)`` only checks that the attributes exist; use
+    :func:`is_async_embedder` to tell an async embedder from a sync one.
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    async def embed(self, texts: Sequence[str]) -> npt.NDArray[Any]: ...
+
+
+def is_async_embedder(embedder: object) -> bool:
+    """Whether ``embedder.embed`` is a coroutine function (an :class:`AsyncEmbedder`)."""
+    embed = getattr(embedder, "embed", None)
+    return embed is not None and inspect.iscoroutinefunction(embed)

