@@ -55,8 +55,6 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             last_access REAL NOT NULL,
             vector BLOB
         );
-        CREATE INDEX entries_lru ON entries(last_access, id);
-        CREATE INDEX entries_ns_lru ON entries(namespace, last_access, id);
         CREATE INDEX entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
         CREATE INDEX entries_ns_expiry ON entries(namespace, expires_at)
             WHERE expires_at IS NOT NULL;
@@ -93,6 +91,12 @@ _LAST_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
 #: Drop change records older than the last ``?`` (a seek on the primary key: cheap when
 #: there is nothing to drop, so it runs in every transaction that logs changes).
 _PRUNE = f"DELETE FROM changes WHERE seq <= coalesce(({_LAST_SEQ}), 0) - ?"
+#: Recency indexes, created by the first put that enforces the limit needing them (each
+#: costs every put and touch about 5 us, so a cache without limits does not keep them).
+_LRU_INDEXES: Final[Mapping[str, str]] = {
+    "global": "CREATE INDEX IF NOT EXISTS entries_lru ON entries(last_access, id)",
+    "namespace": "CREATE INDEX IF NOT EXISTS entries_ns_lru ON entries(namespace, last_access, id)",
+}
 #: Ids per ``IN (...)`` list, well under SQLite's bound-parameter limit.
 _CHUNK = 500
 
@@ -134,6 +138,7 @@ class SQLiteStore:
         self._max_changes = max_changes
         self._pragmas = {**DEFAULT_PRAGMAS, **(pragmas or {})}
         self._lock = threading.RLock()
+        self._lru_indexes: set[str] = set()
         self._depth = 0
         self._closed = False
         self._conn: _Conn = self._call(self._connect)
@@ -357,8 +362,10 @@ class SQLiteStore:
                 expired: list[tuple[int, str]] = []
                 lru: list[tuple[int, str]] = []
                 if limits.namespace_quota is not None:
+                    self._ensure_lru_index(conn, "namespace")
                     self._evict(conn, ns, limits.namespace_quota, now, expired, lru)
                 if limits.max_entries is not None:
+                    self._ensure_lru_index(conn, "global")
                     self._evict(conn, None, limits.max_entries, now, expired, lru)
                 result.evicted = expired + lru
                 result.expired_evicted = len(expired)
@@ -367,6 +374,11 @@ class SQLiteStore:
             return result
 
         return self._transact(run)
+
+    def _ensure_lru_index(self, conn: _Conn, scope: str) -> None:
+        if scope not in self._lru_indexes:
+            conn.execute(_LRU_INDEXES[scope])
+            self._lru_indexes.add(scope)
 
     @staticmethod
     def _evict(
