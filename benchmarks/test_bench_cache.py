@@ -1,0 +1,135 @@
+"""Core-engine benchmarks on SQLiteStore (pytest-benchmark; not part of the test run).
+
+Run:  .venv/bin/python -m pytest benchmarks/test_bench_cache.py \
+          --benchmark-columns=min,median,mean,ops --benchmark-sort=name
+
+Floors measured in the same run, so ratios are meaningful on any machine:
+``apsw_point_lookup`` (one indexed SELECT through apsw, the exact hit's irreducible
+cost) and ``normalize_and_hash`` (NFKC+casefold+blake2b of a typical prompt).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+import numpy as np
+import pytest
+
+from semcache import SemanticCache
+from semcache._text import make_key, normalize_text
+
+DIM = 384
+N = 10_000
+PROMPT = "How do I configure connection pooling for PostgreSQL in a Django app?"
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def vectors() -> np.ndarray:
+    rng = np.random.default_rng(42)
+    return unit(rng.standard_normal((N, DIM)))
+
+
+@pytest.fixture(scope="module")
+def filled(
+    tmp_path_factory: pytest.TempPathFactory, vectors: np.ndarray
+) -> Iterator[SemanticCache]:
+    path = tmp_path_factory.mktemp("bench") / "filled.db"
+    cache = SemanticCache(str(path))
+    queries = [f"{PROMPT} (variant {i})" for i in range(N)]
+    cache.put_many(queries, [f"answer {i}" for i in range(N)], embeddings=vectors)
+    yield cache
+    cache.close()
+
+
+def test_apsw_point_lookup(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    conn = apsw.Connection(str(tmp_path / "floor.db"))
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, key BLOB UNIQUE, v TEXT)")
+    with conn:
+        conn.executemany(
+            "INSERT INTO t(key, v) VALUES (?, ?)",
+            ((make_key("default", str(i)), "x" * 200) for i in range(N)),
+        )
+    key = make_key("default", "77")
+
+    def lookup() -> object:
+        for row in conn.execute("SELECT id, v FROM t WHERE key = ?", (key,)):
+            return row
+        return None
+
+    assert benchmark(lookup) is not None
+
+
+def test_normalize_and_hash(benchmark) -> None:  # type: ignore[no-untyped-def]
+    benchmark(lambda: make_key("default", normalize_text(PROMPT)))
+
+
+def test_get_exact_hit(benchmark, filled: SemanticCache) -> None:  # type: ignore[no-untyped-def]
+    query = f"{PROMPT} (variant 1234)"
+    hit = benchmark(filled.get, query)
+    assert hit is not None
+    assert hit.layer == "exact"
+
+
+def test_get_miss_exact_only(benchmark, filled: SemanticCache) -> None:  # type: ignore[no-untyped-def]
+    assert benchmark(filled.get, "a question nobody asked") is None
+
+
+def test_get_semantic_hit_precomputed_10k(  # type: ignore[no-untyped-def]
+    benchmark, filled: SemanticCache, vectors: np.ndarray
+) -> None:
+    rng = np.random.default_rng(1)
+    query = unit(vectors[4321] + 0.01 * rng.standard_normal(DIM))
+    hit = benchmark(filled.get, "a paraphrase", embedding=query)
+    assert hit is not None
+    assert hit.layer == "semantic"
+
+
+def test_get_semantic_miss_precomputed_10k(  # type: ignore[no-untyped-def]
+    benchmark, filled: SemanticCache
+) -> None:
+    rng = np.random.default_rng(2)
+    query = unit(rng.standard_normal(DIM))
+    assert benchmark(filled.get, "unrelated", embedding=query) is None
+
+
+def test_put(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cache = SemanticCache(str(tmp_path / "put.db"))
+    counter = itertools.count()
+    benchmark(lambda: cache.put(f"{PROMPT} {next(counter)}", "an answer of modest length " * 8))
+    cache.close()
+
+
+def test_put_with_embedding(benchmark, tmp_path: Path, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    cache = SemanticCache(str(tmp_path / "put.db"))
+    counter = itertools.count()
+
+    def put() -> None:
+        i = next(counter)
+        cache.put(f"{PROMPT} {i}", "an answer", embedding=vectors[i % N])
+
+    benchmark(put)
+    cache.close()
+
+
+def test_put_many_10k(benchmark, tmp_path: Path, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    queries = [f"{PROMPT} {i}" for i in range(N)]
+    responses = ["an answer"] * N
+    counter = itertools.count()
+
+    def setup() -> tuple[tuple[SemanticCache], dict[str, object]]:
+        cache = SemanticCache(str(tmp_path / f"many{next(counter)}.db"))
+        return (cache,), {}
+
+    def run(cache: SemanticCache) -> None:
+        cache.put_many(queries, responses, embeddings=vectors)
+        cache.close()
+
+    benchmark.pedantic(run, setup=setup, rounds=3)
