@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from random import Random
+from typing import Any
 
 import apsw
 import pytest
@@ -41,7 +42,7 @@ def store(db_path: Path) -> Iterator[SQLiteStore]:
     s.close()
 
 
-def peek(path: Path, sql: str) -> list[tuple[object, ...]]:
+def peek(path: Path, sql: str) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` read through a separate connection (as another process would)."""
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:

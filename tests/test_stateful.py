@@ -115,7 +115,9 @@ class CacheMachine(RuleBasedStateMachine):
         for k in victims:
             del self.model[k]
 
-    def _model_put(self, queries: list[str], responses: list[str], ns: str, ttl: float | None):
+    def _model_put(
+        self, queries: list[str], responses: list[str], ns: str, ttl: float | None
+    ) -> None:
         expires = None if ttl is None else self.now + float(ttl)
         for query, response in zip(queries, responses, strict=True):
             self.model[(ns, normalize_text(query))] = Entry(
