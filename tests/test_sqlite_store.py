@@ -154,6 +154,28 @@ def test_a_failing_put_many_writes_nothing(store: SQLiteStore) -> None:
     assert store.get_by_ids([other]).keys() == {other}
 
 
+def test_a_rolled_back_put_does_not_forget_the_recency_index(
+    store: SQLiteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first limited put creates the recency index inside its transaction; when that
+    # put fails, the index goes with it and the next limited put must create it again.
+    def indexes() -> set[str]:
+        return {str(n) for (n,) in peek(db_path, "SELECT name FROM sqlite_master")}
+
+    def boom(*args: object) -> None:
+        raise RuntimeError("injected")
+
+    store.put_many([entry("a"), entry("b")], now=0.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(SQLiteStore, "_evict", staticmethod(boom))
+        with pytest.raises(RuntimeError, match="injected"):
+            store.put_many([entry("c")], now=1.0, limits=Limits(1, namespace_quota=1))
+    assert not {"entries_lru", "entries_ns_lru"} & indexes()
+    result = store.put_many([entry("c")], now=1.0, limits=Limits(1, namespace_quota=1))
+    assert len(result.evicted) == 2
+    assert {"entries_lru", "entries_ns_lru"} <= indexes()
+
+
 def test_an_exception_during_eviction_rolls_back(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -235,11 +235,20 @@ class SQLiteStore:
                 yield conn
             except BaseException:
                 self._depth = 0
-                if not conn.get_autocommit():
-                    conn.execute("ROLLBACK")
+                self._rollback(conn)
                 raise
             self._depth = 0
-            self._call(lambda: conn.execute("COMMIT"))
+            try:
+                self._call(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                self._rollback(conn)  # a failed COMMIT leaves the transaction open
+                raise
+
+    def _rollback(self, conn: _Conn) -> None:
+        # An index created inside the transaction is gone again.
+        self._lru_indexes.clear()
+        if not conn.get_autocommit():
+            self._call(lambda: conn.execute("ROLLBACK"))
 
     def _transact(self, fn: Callable[[_Conn], _T]) -> _T:
         with self._write() as conn:
