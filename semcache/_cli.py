@@ -1,0 +1,395 @@
+"""The ``semcache`` command: ``demo``, ``stats PATH`` and ``vacuum PATH``.
+
+``semcache demo`` shows what the cache is for: a built-in session of user questions
+(repeats, paraphrases and look-alikes that mean something else) goes to a simulated LLM
+through a SQLite-backed cache with the bundled all-MiniLM-L6-v2 model, and every call
+is printed (exact hit, semantic hit with its similarity, or miss) with its latency,
+then a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._cache import SemanticCache
+from ._demo_data import ANSWERS, SESSION
+from ._errors import SemanticCacheError
+from ._text import normalize_text
+from ._types import MetricsEvent
+
+__all__ = ["SimulatedLLM", "main"]
+
+_DEFAULT_LATENCY = 0.8
+_NAMESPACE = "demo"
+
+
+class SimulatedLLM:
+    """A stand-in for an LLM: answers the demo's questions, takes a realistic time.
+
+    Each prompt's latency is fixed by its text (between 0.55 and 1.45 times
+    ``mean_latency``), so that runs are reproducible; ``sleep`` is injected so that
+    tests never wait.
+    """
+
+    def __init__(self, mean_latency: float, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.mean_latency = mean_latency
+        self.calls = 0
+        self._sleep = sleep
+        self._intents = {normalize_text(q): intent for q, intent in SESSION}
+
+    def intent(self, prompt: str) -> str | None:
+        """The built-in intent ``prompt`` asks about, if it is one of the session's."""
+        return self._intents.get(normalize_text(prompt))
+
+    def latency(self, prompt: str) -> float:
+        """Seconds a call with ``prompt`` takes."""
+        digest = blake2b(normalize_text(prompt).encode(), digest_size=8).digest()
+        u = int.from_bytes(digest, "big") / 2.0**64
+        return self.mean_latency * (0.55 + 0.9 * u)
+
+    def __call__(self, prompt: str) -> str:
+        self.calls += 1
+        delay = self.latency(prompt)
+        if delay > 0:
+            self._sleep(delay)
+        intent = self.intent(prompt)
+        if intent is not None:
+            return ANSWERS[intent]
+        return f"(simulated LLM) An answer to: {prompt.strip()}"
+
+
+@dataclass(frozen=True)
+class _Call:
+    question: str
+    layer: str | None  # "exact", "semantic" or None for a miss
+    similarity: float | None  # of the hit, or of the best candidate of a miss
+    reason: str | None
+    latency: float
+    avoided: float  # the LLM time a hit saved
+    wrong: bool
+    response: str
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000.0
+    if ms < 10:
+        return f"{ms:.2f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+class _ProgressBar:
+    """``progress(stage, fraction)`` for :meth:`SentenceTransformerEmbedder.load`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._t0 = time.perf_counter()
+        self._last = ""
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        width = 24
+        filled = round(width * fraction)
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"loading the model [{bar}] {fraction:4.0%}  {stage}"
+        if self._tty:
+            pad = " " * max(0, len(self._last) - len(line))
+            self._stream.write("\r" + line + pad)
+            if fraction >= 1.0:
+                elapsed = time.perf_counter() - self._t0
+                self._stream.write(f" ({elapsed:.1f} s)\n")
+        else:
+            elapsed = time.perf_counter() - self._t0
+            self._stream.write(f"{line} ({elapsed:.1f} s)\n")
+        self._last = line
+        self._stream.flush()
+
+
+def _ask(
+    cache: SemanticCache,
+    llm: SimulatedLLM,
+    question: str,
+    intent: str | None,
+    events: list[MetricsEvent],
+) -> _Call:
+    events.clear()
+    t0 = time.perf_counter()
+    hit = cache.get(question, namespace=_NAMESPACE)
+    if hit is None:
+        response = llm(question)
+        cache.put(question, response, namespace=_NAMESPACE)
+    else:
+        response = hit.response
+    latency = time.perf_counter() - t0
+    event = next((e for e in events if e.kind == "get"), None)
+    if hit is not None:
+        served = llm.intent(hit.query)
+        wrong = intent is not None and served is not None and served != intent
+        return _Call(
+            question,
+            hit.layer,
+            hit.similarity,
+            None,
+            latency,
+            llm.latency(question),
+            wrong,
+            response,
+        )
+    return _Call(
+        question,
+        None,
+        None if event is None else event.similarity,
+        None if event is None else event.reason,
+        latency,
+        0.0,
+        False,
+        response,
+    )
+
+
+def _line(n: int, call: _Call, threshold: float) -> str:
+    if call.layer == "exact":
+        result = "hit  exact"
+    elif call.layer == "semantic":
+        result = f"hit  semantic {call.similarity:.3f}"
+    elif call.similarity is not None:
+        result = f"miss (best {call.similarity:.3f})"
+    else:
+        result = "miss"
+    flag = "  <-- WRONG ANSWER" if call.wrong else ""
+    return f"{n:3d}  {result:<22} {_ms(call.latency):>9}  {call.question}{flag}"
+
+
+def _summary(calls: Sequence[_Call], llm_calls: int, threshold: float) -> list[str]:
+    hits = [c for c in calls if c.layer is not None]
+    misses = [c for c in calls if c.layer is None]
+    exact = sum(c.layer == "exact" for c in hits)
+    n = len(calls)
+    rate = len(hits) / n if n else 0.0
+    lines = [
+        "",
+        "summary",
+        f"  calls            {n}",
+        f"  hits             {len(hits)} ({rate:.1%}): {exact} exact, {len(hits) - exact} semantic",
+        f"  misses           {len(misses)}",
+        f"  LLM calls        {llm_calls} made, {n - llm_calls} saved",
+    ]
+    if hits:
+        lines.append(f"  latency p50 hit  {_ms(statistics.median(c.latency for c in hits))}")
+    if misses:
+        lines.append(f"  latency p50 miss {_ms(statistics.median(c.latency for c in misses))}")
+    avoided = sum(c.avoided for c in hits)
+    overhead = sum(c.latency for c in hits)
+    lines.append(
+        f"  time saved       {max(0.0, avoided - overhead):.1f} s "
+        f"(LLM time avoided {avoided:.1f} s, cache time on hits {overhead:.2f} s)"
+    )
+    wrong = sum(c.wrong for c in calls)
+    lines.append(f"  wrong answers    {wrong} (hits answering a different question)")
+    return lines
+
+
+def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .embedders import SentenceTransformerEmbedder
+
+    threshold: float = args.threshold
+    temp_dir = None
+    if args.path is None:
+        temp_dir = tempfile.TemporaryDirectory(prefix="semcache-demo-")
+        path = str(Path(temp_dir.name) / "cache.sqlite")
+        where = f"{path} (temporary; pass --path to keep it)"
+    else:
+        path = args.path
+        where = path
+    llm = SimulatedLLM(args.llm_latency)
+    out.write("semcache demo: a semantic cache in front of a (simulated) LLM\n")
+    out.write(f"  cache file  {where}\n")
+    out.write(f"  embedder    all-MiniLM-L6-v2 (bundled), similarity threshold {threshold}\n")
+    if args.llm_latency > 0:
+        out.write(f"  LLM         simulated, about {args.llm_latency:g} s a call\n\n")
+    else:
+        out.write("  LLM         simulated, answering at once (--llm-latency 0)\n\n")
+    out.flush()
+    try:
+        # One thread: the lowest and steadiest latency for one query at a time.
+        embedder = SentenceTransformerEmbedder(num_threads=1)
+        embedder.load(progress=_ProgressBar(err))
+        events: list[MetricsEvent] = []
+        with SemanticCache(
+            path,
+            embedder,
+            similarity_threshold=threshold,
+            metrics_hook=events.append,
+        ) as cache:
+            calls: list[_Call] = []
+            out.write("  #  result                   latency  question\n")
+            questions: Iterable[tuple[str, str | None]]
+            questions = _typed_questions() if args.interactive else SESSION
+            for question, intent in questions:
+                call = _ask(cache, llm, question, intent, events)
+                calls.append(call)
+                out.write(_line(len(calls), call, threshold) + "\n")
+                if args.interactive:
+                    out.write(f"     {call.response}\n")
+                out.flush()
+            for line in _summary(calls, llm.calls, threshold):
+                out.write(line + "\n")
+            if args.path is not None:
+                out.write(f"\nThe cache is kept in {path}: run the demo again to hit it.\n")
+    finally:
+        if temp_dir is not None:
+            temp_dir.cleanup()
+    return 0
+
+
+def _typed_questions() -> Iterable[tuple[str, str | None]]:
+    interactive = sys.stdin.isatty()
+    if interactive:
+        sys.stdout.write("Type a question (an empty line or Ctrl-D ends):\n")
+    while True:
+        if interactive:
+            sys.stdout.write("> ")
+            sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line or not line.strip():
+            return
+        yield line.strip(), None
+
+
+def _open_existing(path: str) -> SemanticCache:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no cache file at {path}")
+    return SemanticCache(path)
+
+
+def _cmd_stats(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _open_existing(args.path) as cache:
+        stats = cache.stats()
+        fingerprint = cache.store.get_meta("fingerprint")
+    info: dict[str, Any] = {
+        "path": args.path,
+        "file_bytes": os.path.getsize(args.path),
+        "entries": stats["entries"],
+        "total_entries": stats["total_entries"],
+        "dim": stats["dim"],
+        "vector_dtype": stats["vector_dtype"],
+        "fingerprint": fingerprint,
+        "index_backend": stats["index_backend"],
+    }
+    if args.json:
+        out.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        return 0
+    out.write(f"cache        {args.path} ({info['file_bytes'] / 1048576:.2f} MiB)\n")
+    out.write(f"entries      {info['total_entries']}\n")
+    for ns, count in sorted(info["entries"].items()):
+        out.write(f"  {ns:<16} {count}\n")
+    out.write(f"vectors      dim {info['dim']}, {info['vector_dtype']}\n")
+    out.write(f"embedder     {fingerprint or '(none recorded)'}\n")
+    return 0
+
+
+def _cmd_vacuum(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _open_existing(args.path) as cache:
+        removed = cache.vacuum(namespace=args.namespace)
+        left = cache.stats()["total_entries"]
+    out.write(f"removed {removed} expired entries; {left} entries left\n")
+    return 0
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("the threshold is a cosine similarity in [-1, 1]")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 3600.0:
+        raise argparse.ArgumentTypeError("seconds in [0, 3600)")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="semcache", description="A semantic cache for LLM applications."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="send a session of questions through the cache to a simulated LLM",
+        description=(
+            "Send a built-in session of user questions (repeats, paraphrases and "
+            "look-alikes) to a simulated LLM through a SQLite cache with the bundled "
+            "all-MiniLM-L6-v2 model; print every call and a summary."
+        ),
+    )
+    demo.add_argument("--path", help="the cache file (default: a temporary one)")
+    demo.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=0.85,
+        help="cosine similarity a paraphrase needs to be served (default 0.85)",
+    )
+    demo.add_argument(
+        "--llm-latency",
+        type=_seconds,
+        default=_DEFAULT_LATENCY,
+        metavar="SECONDS",
+        help=f"the simulated LLM's mean latency (default {_DEFAULT_LATENCY}; 0: no wait)",
+    )
+    demo.add_argument(
+        "-i",
+        "--interactive",
+        action="store_true",
+        help="type the questions instead of the built-in session",
+    )
+    stats = sub.add_parser("stats", help="show what a cache file holds")
+    stats.add_argument("path", help="the cache file")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    vacuum = sub.add_parser("vacuum", help="delete expired entries from a cache file")
+    vacuum.add_argument("path", help="the cache file")
+    vacuum.add_argument("--namespace", help="only this namespace")
+    return parser
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "demo": _cmd_demo,
+    "stats": _cmd_stats,
+    "vacuum": _cmd_vacuum,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``semcache`` command; returns the exit status (0 ok, 1 error, 2 usage)."""
+    args = _parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    try:
+        return _COMMANDS[args.command](args, out, err)
+    except ImportError as exc:
+        err.write(f"semcache: {exc}\n")
+        return 1
+    except (SemanticCacheError, OSError) as exc:
+        err.write(f"semcache: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        err.write("\nsemcache: interrupted\n")
+        return 130
