@@ -250,6 +250,22 @@ class SQLiteStore:
         if not conn.get_autocommit():
             self._call(lambda: conn.execute("ROLLBACK"))
 
+    def _snapshot(self, fn: Callable[[_Conn], _T]) -> _T:
+        """Run several reads in one deferred (read) transaction: a consistent snapshot
+        that, unlike :meth:`_write`, never waits for or blocks other writers."""
+        with self._lock:
+            if self._closed:
+                raise CacheClosedError("store is closed")
+            conn = self._conn
+            if self._depth:
+                return self._call(lambda: fn(conn))
+            self._call(lambda: conn.execute("BEGIN DEFERRED"))
+            try:
+                return self._call(lambda: fn(conn))
+            finally:
+                if not conn.get_autocommit():
+                    self._call(lambda: conn.execute("COMMIT"))
+
     def _transact(self, fn: Callable[[_Conn], _T]) -> _T:
         with self._write() as conn:
             return self._call(lambda: fn(conn))
@@ -520,7 +536,7 @@ class SQLiteStore:
                 )
             ]
 
-        return self._transact(run)
+        return self._snapshot(run)
 
     def prune_changes(self, keep_last: int) -> int:
         return self._transact(lambda c: self._prune(c, keep_last))
