@@ -23,6 +23,7 @@ cdef extern from "_kernel_impl.h" nogil:
     int sc_simd_enabled
     int sc_max_threads
     int64_t sc_parallel_min_bytes
+    int64_t sc_stream_min_bytes
     int sc_cpu_has_avx2()
     const char *sc_simd_name()
     int64_t sc_topk(const void *mat, int is_f16, int64_t n, int64_t d, const uint8_t *live,
@@ -60,17 +61,20 @@ def info():
         "cpu_has_avx2": bool(sc_cpu_has_avx2()),
         "max_threads": sc_max_threads,
         "parallel_min_bytes": sc_parallel_min_bytes,
+        "stream_min_bytes": sc_stream_min_bytes,
     }
 
 
-def configure(*, max_threads=None, parallel_min_bytes=None, simd=None):
+def configure(*, max_threads=None, parallel_min_bytes=None, simd=None, stream_min_bytes=None):
     """Change the threading and SIMD settings for later calls (process-wide).
 
     ``max_threads``: the most threads one scan may use (1 disables threading).
     ``parallel_min_bytes``: matrix bytes each thread must have to scan before another
     thread is started. ``simd``: False forces the portable loops.
+    ``stream_min_bytes``: single-query scans of at least this many bytes use the
+    one-row streaming loops (DRAM-bound), smaller ones the four-row loops (cache-bound).
     """
-    global sc_max_threads, sc_parallel_min_bytes, sc_simd_enabled
+    global sc_max_threads, sc_parallel_min_bytes, sc_simd_enabled, sc_stream_min_bytes
     if max_threads is not None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be >= 1, got {max_threads}")
@@ -81,6 +85,10 @@ def configure(*, max_threads=None, parallel_min_bytes=None, simd=None):
         sc_parallel_min_bytes = int(parallel_min_bytes)
     if simd is not None:
         sc_simd_enabled = 1 if simd else 0
+    if stream_min_bytes is not None:
+        if stream_min_bytes < 0:
+            raise ValueError(f"stream_min_bytes must be >= 0, got {stream_min_bytes}")
+        sc_stream_min_bytes = int(stream_min_bytes)
 
 
 cdef object _check_matrix(object mat, Py_ssize_t n):

@@ -41,7 +41,8 @@
 /* ---------------------------------------------------------------- run-time settings */
 static int sc_simd_enabled = 1;          /* 0 forces the portable loops */
 static int sc_max_threads = 1;           /* set from Python at import */
-static int64_t sc_parallel_min_bytes = 4 << 20; /* scan size per extra thread */
+static int64_t sc_parallel_min_bytes = 2 << 20; /* scan size per extra thread */
+static int64_t sc_stream_min_bytes = 16 << 20;  /* larger scans use the streaming loops */
 
 /* ------------------------------------------------------------------ float16 helpers */
 static inline float sc_half_to_float(uint16_t h) {
@@ -121,6 +122,9 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
 }
 
 /* The loads differ between the two element types; everything else is shared. */
+#ifndef SC_PF_HINT
+#define SC_PF_HINT _MM_HINT_T0
+#endif
 #ifndef SC_PF_ROWS
 #define SC_PF_ROWS 4
 #endif
@@ -130,7 +134,7 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
 #define SC_TAIL_F16(x) _cvtsh_ss(x)
 
 /* Four rows at a time share each query load; two accumulators per row hide FMA latency. */
-#define SC_DEFINE_AVX2_DOTS(NAME, T, LOAD, TAIL)                                            \
+#define SC_DEFINE_AVX2_DOTS(NAME, T, LOAD, TAIL, PF_EVERY)                                  \
     SC_AVX2 static void NAME(const T *rows, int64_t nrows, int64_t d, const float *q,       \
                              float *out) {                                                  \
         int64_t r = 0;                                                                      \
@@ -143,11 +147,11 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
             int64_t j = 0;                                                                  \
             for (; j + 16 <= d; j += 16) {                                                  \
                 __m256 qa = _mm256_loadu_ps(q + j), qb = _mm256_loadu_ps(q + j + 8);        \
-                if (r + SC_PF_ROWS < nrows) {                                               \
-                    _mm_prefetch((const char *)(a0 + j + SC_PF_ROWS * d), _MM_HINT_T0);     \
-                    _mm_prefetch((const char *)(a1 + j + SC_PF_ROWS * d), _MM_HINT_T0);     \
-                    _mm_prefetch((const char *)(a2 + j + SC_PF_ROWS * d), _MM_HINT_T0);     \
-                    _mm_prefetch((const char *)(a3 + j + SC_PF_ROWS * d), _MM_HINT_T0);     \
+                if (r + SC_PF_ROWS < nrows && (j & (PF_EVERY - 1)) == 0) {                  \
+                    _mm_prefetch((const char *)(a0 + j + SC_PF_ROWS * d), SC_PF_HINT);     \
+                    _mm_prefetch((const char *)(a1 + j + SC_PF_ROWS * d), SC_PF_HINT);     \
+                    _mm_prefetch((const char *)(a2 + j + SC_PF_ROWS * d), SC_PF_HINT);     \
+                    _mm_prefetch((const char *)(a3 + j + SC_PF_ROWS * d), SC_PF_HINT);     \
                 }                                                                           \
                 s0 = _mm256_fmadd_ps(LOAD(a0 + j), qa, s0);                                 \
                 s1 = _mm256_fmadd_ps(LOAD(a1 + j), qa, s1);                                 \
@@ -191,8 +195,43 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
         }                                                                                   \
     }
 
-SC_DEFINE_AVX2_DOTS(sc_dots_f32_avx2, float, SC_LOAD_F32, SC_TAIL_F32)
-SC_DEFINE_AVX2_DOTS(sc_dots_f16_avx2, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
+/* One row at a time: a single sequential stream for the hardware prefetcher, four
+ * accumulators over the row, and a software prefetch SC_PF_BYTES ahead. */
+#ifndef SC_PF_BYTES
+#define SC_PF_BYTES 1024
+#endif
+#define SC_DEFINE_AVX2_DOTS1(NAME, T, LOAD, TAIL)                                           \
+    SC_AVX2 static void NAME(const T *rows, int64_t nrows, int64_t d, const float *q,       \
+                             float *out) {                                                  \
+        const char *end = (const char *)(rows + nrows * d);                                 \
+        for (int64_t r = 0; r < nrows; r++) {                                               \
+            const T *a = rows + r * d;                                                      \
+            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                      \
+            __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();                      \
+            int64_t j = 0;                                                                  \
+            for (; j + 32 <= d; j += 32) {                                                  \
+                const char *pf = (const char *)(a + j) + SC_PF_BYTES;                       \
+                if (pf < end) _mm_prefetch(pf, SC_PF_HINT);                                 \
+                if (sizeof(T) == 4 && pf + 64 < end) _mm_prefetch(pf + 64, SC_PF_HINT);     \
+                s0 = _mm256_fmadd_ps(LOAD(a + j), _mm256_loadu_ps(q + j), s0);              \
+                s1 = _mm256_fmadd_ps(LOAD(a + j + 8), _mm256_loadu_ps(q + j + 8), s1);      \
+                s2 = _mm256_fmadd_ps(LOAD(a + j + 16), _mm256_loadu_ps(q + j + 16), s2);    \
+                s3 = _mm256_fmadd_ps(LOAD(a + j + 24), _mm256_loadu_ps(q + j + 24), s3);    \
+            }                                                                               \
+            for (; j + 8 <= d; j += 8)                                                      \
+                s0 = _mm256_fmadd_ps(LOAD(a + j), _mm256_loadu_ps(q + j), s0);              \
+            float f = sc_hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))); \
+            for (; j < d; j++) f += TAIL(a[j]) * q[j];                                      \
+            out[r] = f;                                                                     \
+        }                                                                                   \
+    }
+
+/* Cache-resident scans are compute-bound: the four-row loops win. Scans streamed from
+ * DRAM are latency-bound: the one-row loops (a single sequential stream) win. */
+SC_DEFINE_AVX2_DOTS(sc_dots_f32_avx2, float, SC_LOAD_F32, SC_TAIL_F32, 16)
+SC_DEFINE_AVX2_DOTS(sc_dots_f16_avx2, uint16_t, SC_LOAD_F16, SC_TAIL_F16, 32)
+SC_DEFINE_AVX2_DOTS1(sc_dots_f32_avx2_stream, float, SC_LOAD_F32, SC_TAIL_F32)
+SC_DEFINE_AVX2_DOTS1(sc_dots_f16_avx2_stream, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
 
 /* Reads every byte once (bandwidth reference for the benchmarks). */
 SC_AVX2 static uint64_t sc_stream_avx2(const uint8_t *p, int64_t nbytes) {
@@ -244,10 +283,15 @@ static const char *sc_simd_name(void) { return sc_use_avx2() ? "avx2+fma+f16c" :
 typedef void (*sc_dots_fn)(const void *rows, int64_t nrows, int64_t d, const float *q,
                            float *out);
 
-static sc_dots_fn sc_pick_dots(int is_f16) {
+static sc_dots_fn sc_pick_dots(int is_f16, int64_t bytes) {
 #if SC_X86
-    if (sc_use_avx2())
+    if (sc_use_avx2()) {
+        if (bytes >= sc_stream_min_bytes)
+            return is_f16 ? (sc_dots_fn)sc_dots_f16_avx2_stream : (sc_dots_fn)sc_dots_f32_avx2_stream;
         return is_f16 ? (sc_dots_fn)sc_dots_f16_avx2 : (sc_dots_fn)sc_dots_f32_avx2;
+    }
+#else
+    (void)bytes;
 #endif
     return is_f16 ? (sc_dots_fn)sc_dots_f16_portable : (sc_dots_fn)sc_dots_f32_portable;
 }
@@ -426,7 +470,8 @@ static int64_t sc_topk(const void *mat, int is_f16, int64_t n, int64_t d, const 
         free(hl);
         return -1;
     }
-    sc_dots_fn dots = sc_pick_dots(is_f16);
+    /* a batch re-reads each block from L2 once per query: the cache-resident loops fit */
+    sc_dots_fn dots = sc_pick_dots(is_f16, nq > 1 ? 0 : bytes);
     /* split on SC_BLOCK boundaries so every worker scans whole blocks */
     int64_t blocks = (n + SC_BLOCK - 1) / SC_BLOCK;
     for (int64_t t = 0; t < nt; t++) {

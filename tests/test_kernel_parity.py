@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from semcache._index import _kernel as selector
 from semcache._index import _kernel_py
 
-KERNELS = ["numpy", "native", "native-portable"]
+# native: its default loop choice; native-stream: the one-row DRAM loops for every scan;
+# native-portable: the C fallback loops (what a CPU without AVX2/F16C/FMA runs).
+KERNELS = ["numpy", "native", "native-stream", "native-portable"]
 
 
 @pytest.fixture(params=KERNELS)
@@ -23,13 +25,16 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[Any]:
     if name.startswith("native") and "native" not in selector.available_kernels():
         pytest.skip("native kernel not built")
     k = selector.get_kernel(name.split("-")[0])
+    before = k.info()
     if name == "native-portable":
         k.configure(simd=False)
+    if name == "native-stream":
+        k.configure(stream_min_bytes=0)
     try:
         yield k
     finally:
-        if name == "native-portable":
-            k.configure(simd=True)
+        if name.startswith("native-"):
+            k.configure(simd=True, stream_min_bytes=before["stream_min_bytes"])
 
 
 def _oracle(mat: np.ndarray, n: int, live: np.ndarray | None, q: np.ndarray, k: int):
@@ -212,12 +217,13 @@ def test_native_and_numpy_agree_exactly(case: tuple[Any, ...]) -> None:
         pytest.skip("native kernel not built")
     mat, n, live, q, k = case
     native = selector.get_kernel("native")
-    for simd in (True, False):
-        native.configure(simd=simd)
+    stream_min = native.info()["stream_min_bytes"]
+    want = _kernel_py.topk(mat, n, live, q, k)
+    for simd, stream in ((True, stream_min), (True, 0), (False, stream_min)):
+        native.configure(simd=simd, stream_min_bytes=stream)
         try:
             got = native.topk(mat, n, live, q, k)
         finally:
-            native.configure(simd=True)
-        want = _kernel_py.topk(mat, n, live, q, k)
+            native.configure(simd=True, stream_min_bytes=stream_min)
         assert got[0].tolist() == want[0].tolist()
         assert got[1].tolist() == want[1].tolist()

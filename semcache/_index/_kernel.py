@@ -49,6 +49,7 @@ class Kernel(Protocol):
         max_threads: int | None = None,
         parallel_min_bytes: int | None = None,
         simd: bool | None = None,
+        stream_min_bytes: int | None = None,
     ) -> None:
         """Tune threading and SIMD (process-wide)."""
         ...

@@ -35,6 +35,7 @@ def configure(
     max_threads: int | None = None,
     parallel_min_bytes: int | None = None,
     simd: bool | None = None,
+    stream_min_bytes: int | None = None,
 ) -> None:
     """Accepted for parity with the native kernel; NumPy has nothing to tune here.
 
