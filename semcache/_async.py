@@ -33,14 +33,13 @@ __all__ = ["AsyncSemanticCache", "adrive"]
 _T = TypeVar("_T")
 
 
-async def adrive(cache: SemanticCache, steps: Steps[_T], *, is_async: bool) -> _T:
+async def adrive(cache: SemanticCache, steps: Steps[_T]) -> _T:
     """Run an operation generator of ``cache`` without blocking the event loop.
 
     Args:
         cache: the core whose lock guards the steps.
-        steps: the operation.
-        is_async: whether ``cache``'s embedder is an AsyncEmbedder (awaited on the
-            loop) rather than a sync one (run on a worker thread).
+        steps: the operation. An AsyncEmbedder is awaited on the loop, a sync one runs
+            on a worker thread (see :func:`~semcache._deadline.acall_with_deadline`).
     """
     value: Any = None
     error: BaseException | None = None
@@ -115,8 +114,6 @@ class AsyncSemanticCache:
         embed_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from .embedders import is_async_embedder
-
         self._core = _AsyncCore(
             path,
             cast(Embedder | None, embedder),
@@ -141,10 +138,9 @@ class AsyncSemanticCache:
             embed_timeout=embed_timeout,
             clock=clock,
         )
-        self._is_async = is_async_embedder(embedder)
 
     async def _run(self, steps: Steps[_T]) -> _T:
-        return await adrive(self._core, steps, is_async=self._is_async)
+        return await adrive(self._core, steps)
 
     # -- configuration (sync: no I/O) ---------------------------------------------------
     @property

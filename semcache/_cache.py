@@ -554,7 +554,7 @@ class SemanticCache:
             text: str, compute: Callable[[], Any], *, namespace: str, ttl: float | None
         ) -> str:
             steps = get_or_put_steps(self, text, compute, None, namespace, ttl, None)
-            return await adrive(self, steps, is_async=False)
+            return await adrive(self, steps)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             return memoize(
