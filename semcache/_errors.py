@@ -23,6 +23,7 @@ Hierarchy::
     │   ├── InvalidEmbeddingError          NaN/inf, zero vector, wrong shape or dtype
     │   │   └── DimensionMismatchError       wrong dimension for this cache
     │   └── ConfigurationError             constructor arguments that cannot work together
+    ├── MissingDependencyError (ImportError)  an optional extra is not installed
     ├── EmbedderError                    the embedder raised or returned garbage
     ├── EmbedderMismatchError            the cache was built with another embedder
     └── StoreError                       the store failed (I/O, corruption, lock)
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidTextError",
     "InvalidThresholdError",
     "MetadataTooLargeError",
+    "MissingDependencyError",
     "QueryTooLargeError",
     "ResponseTooLargeError",
     "SchemaVersionError",
@@ -130,6 +132,11 @@ class DimensionMismatchError(InvalidEmbeddingError):
 
 class ConfigurationError(InvalidInputError):
     """Constructor arguments that are invalid or cannot work together."""
+
+
+class MissingDependencyError(SemanticCacheError, ImportError):
+    """An optional extra is not installed; the message names the command that installs
+    it (for example ``pip install 'semcache[faiss]'``)."""
 
 
 class EmbedderError(SemanticCacheError):

