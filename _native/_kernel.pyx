@@ -39,8 +39,8 @@ _F32 = np.dtype(np.float32)
 
 
 def _default_threads():
-    env = os.environ.get("SEMCACHE_KERNEL_THREADS")
-    if env:
+    env = os.environ.get("SEMCACHE_KERNEL_THREADS", "")
+    if env.strip().isdigit():
         return max(1, int(env))
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -27,7 +27,8 @@
 #define SC_HAVE_PTHREAD 0
 #endif
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(SC_FORCE_PORTABLE)
 #include <immintrin.h>
 #define SC_X86 1
 #else
