@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from semcache import CacheClosedError
+from semcache._errors import MissingDependencyError
 from semcache._index import AutoIndex, load_index, make_index
 from semcache._index import _auto as auto_mod
 
@@ -152,5 +153,5 @@ def test_snapshot_keeps_mode_and_options(tmp_path: Path) -> None:
 
 def test_missing_graph_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auto_mod, "_installed", lambda name: False)
-    with pytest.raises(ValueError, match=r"pip install 'semcache\[hnswlib\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'semcache\[hnswlib\]'"):
         AutoIndex(DIM, graph="hnswlib")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from semcache._errors import ConfigurationError
+from semcache._errors import MissingDependencyError
 from semcache._index import (
     FaissIndex,
     FlatIndex,
@@ -154,5 +154,5 @@ def test_missing_extra_names_install_command(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(ConfigurationError, match=rf"pip install 'semcache\[{backend}\]'"):
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'semcache\[{backend}\]'"):
         make_index(backend, 8, np.float32, {})

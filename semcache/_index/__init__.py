@@ -76,8 +76,9 @@ def make_index(
 
     Raises:
         ConfigurationError: ``backend`` is not a known name or a callable; an unknown
-            option key or a bad value; a dtype other than float32/float16; or the
-            backend's extra is not installed (the message names the pip command).
+            option key or a bad value; a dtype other than float32/float16.
+        MissingDependencyError: the backend's extra is not installed (an ``ImportError``
+            whose message names the pip command).
     """
     dt = np.dtype(dtype)
     opts: Mapping[str, Any] = {} if options is None else options
@@ -137,7 +138,7 @@ def load_index(path: str | os.PathLike[str]) -> VectorIndex:
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a semcache index snapshot, or it is corrupt.
-        ConfigurationError: the snapshot's backend library is not installed.
+        MissingDependencyError: the snapshot's backend library is not installed.
     """
     snap = read_snapshot(path)
     try:

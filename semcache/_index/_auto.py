@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, MissingDependencyError
 from ._base import IdArray, ScoreArray
 from ._common import (
     Snapshot,
@@ -143,8 +143,8 @@ class AutoIndex:
     """Flat while small, a graph index (hnswlib or faiss HNSW) from ``switch_at`` rows.
 
     Raises:
-        ConfigurationError: bad parameters, or ``graph`` names a library that is not
-            installed.
+        ConfigurationError: bad parameters.
+        MissingDependencyError: ``graph`` names a library that is not installed.
     """
 
     backend: ClassVar[str] = "auto"
@@ -171,7 +171,7 @@ class AutoIndex:
             raise ConfigurationError(f"graph must be auto, hnswlib, faiss or none, got {graph!r}")
         self._graph_name = _resolve_graph(graph, self._dtype)
         if self._graph_name is not None and not _installed(self._graph_name):
-            raise ConfigurationError(
+            raise MissingDependencyError(
                 f"index option graph={graph!r} needs {self._graph_name}: "
                 f"pip install 'semcache[{self._graph_name}]'"
             )

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, MissingDependencyError
 from ._base import IdArray, ScoreArray
 from ._common import (
     RowTable,
@@ -60,12 +60,12 @@ def import_faiss() -> Any:
     """Import faiss or say how to install it.
 
     Raises:
-        ConfigurationError: faiss is not installed.
+        MissingDependencyError: faiss is not installed (an ``ImportError``).
     """
     try:
         import faiss
     except ImportError as exc:
-        raise ConfigurationError(
+        raise MissingDependencyError(
             "index backend 'faiss' needs faiss: pip install 'semcache[faiss]'"
         ) from exc
     return faiss
@@ -75,12 +75,12 @@ def import_hnswlib() -> Any:
     """Import hnswlib or say how to install it.
 
     Raises:
-        ConfigurationError: hnswlib is not installed.
+        MissingDependencyError: hnswlib is not installed (an ``ImportError``).
     """
     try:
         import hnswlib
     except ImportError as exc:
-        raise ConfigurationError(
+        raise MissingDependencyError(
             "index backend 'hnswlib' needs hnswlib: pip install 'semcache[hnswlib]'"
         ) from exc
     return hnswlib
@@ -342,7 +342,7 @@ class _RowGraphIndex:
         Raises:
             FileNotFoundError: no file at ``path``.
             ValueError: the file is not a snapshot of this backend, or it is corrupt.
-            ConfigurationError: the backend's library is not installed.
+            MissingDependencyError: the backend's library is not installed.
         """
         snap = read_snapshot(path)
         if snap.backend != cls.backend:
@@ -411,7 +411,8 @@ class HnswlibIndex(_RowGraphIndex):
     float16 storage in a graph. Tombstones use hnswlib's ``mark_deleted``.
 
     Raises:
-        ConfigurationError: hnswlib is not installed, or bad parameters.
+        MissingDependencyError: hnswlib is not installed.
+        ConfigurationError: bad parameters.
     """
 
     backend: ClassVar[str] = "hnswlib"
@@ -493,7 +494,8 @@ class FaissIndex(_RowGraphIndex):
     fp16 (half the memory). Tombstones are filtered with an ``IDSelectorBitmap``.
 
     Raises:
-        ConfigurationError: faiss is not installed, or bad parameters.
+        MissingDependencyError: faiss is not installed.
+        ConfigurationError: bad parameters.
     """
 
     backend: ClassVar[str] = "faiss"
