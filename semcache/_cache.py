@@ -18,9 +18,11 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter
 from types import TracebackType
 from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar
@@ -47,7 +49,17 @@ from ._errors import (
     StoreCorruptError,
 )
 from ._index import IndexFactory, VectorIndex, backend_names, make_index
-from ._store import Limits, MemoryStore, NewEntry, PutResult, SQLiteStore, Store, StoredEntry
+from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
+from ._store import (
+    Change,
+    Limits,
+    MemoryStore,
+    NewEntry,
+    PutResult,
+    SQLiteStore,
+    Store,
+    StoredEntry,
+)
 from ._text import check_namespace, check_size, make_key, normalize_text
 from ._types import MISS_REASONS, Hit, Layer, MetricsEvent, MissReason
 from ._wrap import Effect, Flights, NamespaceSpec, get_or_put_steps, memoize
@@ -118,6 +130,14 @@ def _check_count(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{what} must be an int >= 1, got {value!r}")
     return value
+
+
+def _runner_up(ids: npt.NDArray[Any], sims: npt.NDArray[Any], entry_id: int) -> float | None:
+    """The similarity of the best search result other than ``entry_id`` (sorted results)."""
+    if len(sims) < 2:
+        return None
+    other = sims[1] if int(ids[0]) == entry_id else sims[0]
+    return max(-1.0, min(1.0, float(other)))
 
 
 class SemanticCache:
@@ -278,7 +298,9 @@ class SemanticCache:
         try:
             self._dim = self._check_settings()
             self._seq = self._store.seq()
-            self._rebuild_indexes()
+            self._index_source = "snapshot" if self._warm_start() else "store"
+            if self._index_source == "store":
+                self._rebuild_indexes()
         except BaseException:
             self._store.close()
             raise
@@ -297,6 +319,9 @@ class SemanticCache:
             )
         dim = int(stored_dim) if stored_dim is not None else None
         updates = {} if stored_dtype is not None else {"vector_dtype": self._dtype.name}
+        self._store_id = store.get_meta("store_id")
+        if self._store_id is None:  # names this store in index snapshots
+            self._store_id = updates["store_id"] = uuid.uuid4().hex
         if self._embedder is not None:
             fp, edim = self._embedder.fingerprint, int(self._embedder.dim)
             if stored_fp is not None and stored_fp != fp:
@@ -316,6 +341,53 @@ class SemanticCache:
         if updates:
             store.set_meta(updates)
         return dim
+
+    def _snapshot_target(self) -> tuple[Path, SnapshotPlan] | None:
+        """Where this cache's index snapshots live and what they must match, or None
+        when it keeps none (memory store, custom index factory, no vectors yet)."""
+        folder = snapshot_dir(getattr(self._store, "path", None))
+        if (
+            folder is None
+            or not self._store.persistent
+            or self._dim is None
+            or not isinstance(self._index_backend, str)
+        ):
+            return None
+        options = json.dumps(self._index_options, sort_keys=True, default=repr)
+        plan = SnapshotPlan(
+            str(self._store_id), self._dim, self._dtype.name, f"{self._index_backend} {options}"
+        )
+        return folder, plan
+
+    def _warm_start(self) -> bool:
+        """Load the index snapshots and replay the change log since them."""
+        target = self._snapshot_target()
+        if target is None:
+            return False
+        loaded = load_snapshots(*target)
+        if loaded is None:
+            return False
+        seq, indexes = loaded
+        changes = self._store.changes_since(seq) if seq <= self._store.seq() else None
+        if changes is None:
+            logger.info("semcache: index snapshot is older than the change log; rebuilding")
+            for index in indexes.values():
+                index.close()
+            return False
+        self._indexes = indexes
+        self._seq = seq
+        self._apply_changes(changes)
+        return True
+
+    def _save_snapshots(self) -> None:
+        target = self._snapshot_target()
+        if target is None:
+            return
+        seq = self._seq if self._shared else self._store.seq()
+        try:
+            save_snapshots(*target, seq, self._indexes)
+        except Exception:
+            logger.exception("semcache: could not save index snapshots; the next open rebuilds")
 
     def _rebuild_indexes(self) -> None:
         """Build every namespace's index from the store's vectors."""
@@ -691,14 +763,16 @@ class SemanticCache:
                 "dim": self._dim,
                 "vector_dtype": self._dtype.name,
                 "fingerprint": None if self._embedder is None else self._embedder.fingerprint,
+                "index_source": self._index_source,
                 "index_backend": (
                     self._index_backend if isinstance(self._index_backend, str) else "custom"
                 ),
             }
 
     def close(self) -> None:
-        """Write pending recency, release the indexes and close the store. Idempotent;
-        every later call raises :class:`CacheClosedError`."""
+        """Write pending recency, save the index snapshots (SQLite caches: the next open
+        loads them instead of rebuilding), release the indexes and close the store.
+        Idempotent; every later call raises :class:`CacheClosedError`."""
         with self._lock:
             if self._closed:
                 return
@@ -708,6 +782,8 @@ class SemanticCache:
                     self._store.touch(self._pending_touch)
             except Exception:
                 logger.exception("semcache: could not write recency on close")
+            try:
+                self._save_snapshots()
             finally:
                 self._pending_touch = {}
                 self._forget_hot()
@@ -921,6 +997,7 @@ class SemanticCache:
                     reason = reason or "expired"
                     continue
                 hit = self._make_hit(entry, max(-1.0, min(1.0, sim)), "semantic", None)
+                hit.runner_up = _runner_up(ids, sims, entry_id)
                 if self._confidence_fn is not None:
                     confidence = self._confidence(query, hit)
                     if confidence is None or confidence < self._min_confidence:
@@ -1260,6 +1337,10 @@ class SemanticCache:
             self._seq = self._store.seq()
             self._rebuild_indexes()
             return
+        self._apply_changes(changes)
+
+    def _apply_changes(self, changes: Sequence[Change]) -> None:
+        """Replay change-log records into the indexes (idempotent)."""
         if not changes:
             return
         live: dict[int, str] = {}

@@ -13,6 +13,7 @@ Indexes are not thread-safe by themselves; the cache serializes calls with its l
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -83,8 +84,9 @@ class VectorIndex(Protocol):
         """Reclaim tombstones; return how many."""
         ...
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a snapshot to ``path``."""
+    def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
+        """Write a snapshot to ``path`` (atomically), with ``meta`` (a JSON object) in
+        its header for :func:`~semcache._index.snapshot_info`."""
         ...
 
     def close(self) -> None:

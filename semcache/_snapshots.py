@@ -1,0 +1,138 @@
+"""Index snapshots beside a persistent store: the warm start.
+
+On close the cache saves every namespace's index into ``<store path>.index/`` together
+with ``manifest.json``, which records the store's identity, the change sequence the
+indexes reflect, and the settings they were built with. On open the cache loads them
+and replays the store's change log from that sequence (``Store.changes_since``). The
+snapshot is only an optimisation: whenever anything does not match (another store,
+another dimension, dtype or backend, a sequence the log no longer reaches, a file that
+does not load or belongs to another save), the caller rebuilds from the store.
+
+Replaying the log is idempotent (a put re-adds the stored vector, a delete removes), so
+a snapshot whose files were written after the manifest still converges to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any, Final
+
+from ._index import VectorIndex, load_index, snapshot_info
+
+__all__ = ["SnapshotPlan", "load_snapshots", "save_snapshots", "snapshot_dir"]
+
+logger = logging.getLogger("semcache")
+
+FORMAT: Final = 1
+MANIFEST: Final = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPlan:
+    """What a snapshot must match to be used."""
+
+    store_id: str
+    dim: int
+    dtype: str
+    backend: str
+
+
+def snapshot_dir(store_path: object) -> Path | None:
+    """The snapshot folder for a store file, or None for stores without one."""
+    if not isinstance(store_path, str) or store_path in ("", ":memory:"):
+        return None
+    return Path(store_path + ".index")
+
+
+def _file_name(namespace: str) -> str:
+    return "ns-" + blake2b(namespace.encode(), digest_size=16).hexdigest() + ".npz"
+
+
+def save_snapshots(
+    folder: Path, plan: SnapshotPlan, seq: int, indexes: Mapping[str, VectorIndex]
+) -> None:
+    """Write every index, then the manifest (atomically), then drop files no manifest
+    names.
+
+    Raises:
+        OSError: the folder or a file cannot be written.
+    """
+    folder.mkdir(exist_ok=True)
+    files: dict[str, str] = {}
+    for ns, index in sorted(indexes.items()):
+        name = _file_name(ns)
+        index.save(folder / name, meta={"seq": seq, "namespace": ns})
+        files[ns] = name
+    manifest = {
+        "format": FORMAT,
+        "store_id": plan.store_id,
+        "dim": plan.dim,
+        "dtype": plan.dtype,
+        "backend": plan.backend,
+        "seq": seq,
+        "namespaces": files,
+    }
+    tmp = folder / (MANIFEST + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, folder / MANIFEST)
+    keep = {*files.values(), MANIFEST}
+    for path in folder.iterdir():
+        if path.name not in keep and path.name.startswith("ns-"):
+            path.unlink(missing_ok=True)
+
+
+def load_snapshots(folder: Path, plan: SnapshotPlan) -> tuple[int, dict[str, VectorIndex]] | None:
+    """Load the indexes a manifest names, if it matches ``plan``.
+
+    Returns:
+        ``(seq, indexes)``, or None when there is no usable snapshot (the reason is
+        logged at INFO, or WARNING for a corrupt one).
+    """
+    try:
+        with open(folder / MANIFEST, encoding="utf-8") as fh:
+            manifest: Any = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logger.warning("semcache: unreadable index manifest in %s (%s); rebuilding", folder, exc)
+        return None
+    expected = {
+        "format": FORMAT,
+        "store_id": plan.store_id,
+        "dim": plan.dim,
+        "dtype": plan.dtype,
+        "backend": plan.backend,
+    }
+    if not isinstance(manifest, dict) or any(manifest.get(k) != v for k, v in expected.items()):
+        logger.info("semcache: index snapshot in %s does not match this cache; rebuilding", folder)
+        return None
+    seq, files = manifest.get("seq"), manifest.get("namespaces")
+    if not isinstance(seq, int) or not isinstance(files, dict):
+        logger.warning("semcache: malformed index manifest in %s; rebuilding", folder)
+        return None
+    indexes: dict[str, VectorIndex] = {}
+    try:
+        for ns, name in files.items():
+            path = folder / str(name)
+            info = snapshot_info(path)
+            if info.meta.get("seq") != seq or info.meta.get("namespace") != ns:
+                raise ValueError(f"{path.name} belongs to another save")
+            index = load_index(path)
+            indexes[str(ns)] = index
+            if index.dim != plan.dim or index.dtype.name != plan.dtype:
+                raise ValueError(f"{path.name} holds {index.dtype.name} vectors of {index.dim}")
+    except (OSError, ValueError, ImportError) as exc:
+        for index in indexes.values():
+            index.close()
+        logger.warning("semcache: index snapshot in %s unusable (%s); rebuilding", folder, exc)
+        return None
+    return seq, indexes
