@@ -27,7 +27,7 @@ from ._errors import (
     StoreCorruptError,
     StoreError,
 )
-from ._index import FlatIndex, VectorIndex
+from ._index import FlatIndex, VectorIndex, available_kernels, kernel_name
 from ._store import MemoryStore, SQLiteStore, Store
 from ._types import MISS_REASONS, Hit, MetricsEvent
 from .embedders import (
@@ -80,4 +80,6 @@ __all__ = [
     "StoreError",
     "VectorIndex",
     "__version__",
+    "available_kernels",
+    "kernel_name",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import semcache
 
 
@@ -22,3 +24,10 @@ def test_every_exception_derives_from_the_root() -> None:
     ]
     assert errors
     assert all(issubclass(e, semcache.SemanticCacheError) for e in errors)
+
+
+def test_the_active_kernel_is_reported() -> None:
+    assert semcache.kernel_name() in semcache.available_kernels()
+    if os.environ.get("CI") and not os.environ.get("SEMCACHE_PURE_PYTHON"):
+        # CI builds the extension (SEMCACHE_REQUIRE_NATIVE=1): it must be the one in use.
+        assert semcache.kernel_name() == "native"
