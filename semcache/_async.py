@@ -13,6 +13,7 @@ run on a worker thread. The event loop itself only ever does bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -90,7 +91,7 @@ class AsyncSemanticCache:
 
     def __init__(
         self,
-        path: str | None = None,
+        path: str | os.PathLike[str] | None = None,
         embedder: Embedder | AsyncEmbedder | None = None,
         *,
         store: Store | None = None,

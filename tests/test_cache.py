@@ -953,3 +953,10 @@ def test_shared_mode_exact_layer_sees_other_writers(tmp_path: Path, clock: Clock
         assert reader.get("q").response == "2"  # type: ignore[union-attr]
         writer.delete("q")
         assert reader.get("q") is None
+
+
+def test_path_may_be_a_pathlike(tmp_path: Path) -> None:
+    with SemanticCache(tmp_path / "p.db") as cache:
+        cache.put("q", "r")
+    with SemanticCache(tmp_path / "p.db") as cache:
+        assert cache.get("q") is not None
