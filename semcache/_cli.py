@@ -1,4 +1,5 @@
-"""The ``semcache`` command: ``demo``, ``stats PATH`` and ``vacuum PATH``.
+"""The ``semcache`` command: ``demo``, ``stats PATH``, ``vacuum PATH``, and for hit
+quality ``eval PAIRS.csv`` and ``calibrate PAIRS.csv`` (see :mod:`semcache.quality`).
 
 ``semcache demo`` shows what the cache is for: a built-in session of user questions
 (repeats, paraphrases and look-alikes that mean something else) goes to a simulated LLM
@@ -27,6 +28,7 @@ from ._demo_data import ANSWERS, SESSION
 from ._errors import SemanticCacheError
 from ._text import normalize_text
 from ._types import MetricsEvent
+from .quality._commands import add_calibrate_parser, add_eval_parser, run_calibrate, run_eval
 
 __all__ = ["SimulatedLLM", "main"]
 
@@ -368,6 +370,8 @@ def _parser() -> argparse.ArgumentParser:
     vacuum = sub.add_parser("vacuum", help="delete expired entries from a cache file")
     vacuum.add_argument("path", help="the cache file")
     vacuum.add_argument("--namespace", help="only this namespace")
+    add_eval_parser(sub)
+    add_calibrate_parser(sub)
     return parser
 
 
@@ -375,6 +379,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "demo": _cmd_demo,
     "stats": _cmd_stats,
     "vacuum": _cmd_vacuum,
+    "eval": run_eval,
+    "calibrate": run_calibrate,
 }
 
 

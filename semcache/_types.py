@@ -45,6 +45,10 @@ class Hit:
         expires_at: when it stops being served, or None for never.
         confidence: what ``confidence_fn`` said of this hit; 1.0 for an exact hit and
             None when no ``confidence_fn`` is configured.
+        runner_up: for a semantic hit, the similarity of the best *other* candidate the
+            search found (None for an exact hit or when there was no other candidate).
+            ``similarity - runner_up`` is the margin a verifier can weigh: a query
+            close to two different stored questions is ambiguous.
     """
 
     response: str
@@ -56,6 +60,7 @@ class Hit:
     created_at: float
     expires_at: float | None
     confidence: float | None
+    runner_up: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,59 @@
+"""Hit quality you can measure and control.
+
+- :func:`replay` runs the replay protocol of labelled pairs through a cache and measures
+  hit rate, precision and false hits for any decision rule (``semcache eval``).
+- :class:`Verifier` is a small learned model that decides whether a semantic candidate
+  asks the same thing as the query; :func:`calibrate` trains one and picks its
+  threshold for a target precision on pairs it was not trained on
+  (``semcache calibrate``). Plug it in with ``SemanticCache(...,
+  **verifier.cache_options())``.
+- The guards (:func:`numbers_agree`, :func:`dates_agree`, :func:`negation_agrees`,
+  :func:`entities_agree`, combined with :func:`all_of`) are validators that block
+  classic false hits.
+
+Everything here needs NumPy only.
+"""
+
+from __future__ import annotations
+
+from ._boost import BoostedTrees, fit_boosted_trees
+from ._calibrate import Calibration, calibrate, holdout_split
+from ._embedding_cache import EmbeddingFile
+from ._features import FEATURE_NAMES, pair_features
+from ._guards import all_of, dates_agree, entities_agree, negation_agrees, numbers_agree
+from ._pairs import LabelledPair, PairSet, load_pairs
+from ._replay import QualityPoint, ReplayResult, Rule, replay
+from ._verifier import Verifier
+
+#: The guards by name, as ``semcache eval --guards`` knows them.
+GUARDS = {
+    "numbers": numbers_agree,
+    "dates": dates_agree,
+    "negation": negation_agrees,
+    "entities": entities_agree,
+}
+
+__all__ = [
+    "FEATURE_NAMES",
+    "GUARDS",
+    "BoostedTrees",
+    "Calibration",
+    "EmbeddingFile",
+    "LabelledPair",
+    "PairSet",
+    "QualityPoint",
+    "ReplayResult",
+    "Rule",
+    "Verifier",
+    "all_of",
+    "calibrate",
+    "dates_agree",
+    "entities_agree",
+    "fit_boosted_trees",
+    "holdout_split",
+    "load_pairs",
+    "negation_agrees",
+    "numbers_agree",
+    "pair_features",
+    "replay",
+]

@@ -1,0 +1,188 @@
+"""Cheap features of a (query, cached candidate) pair, for the verifier and the guards.
+
+Everything here is plain Python on short texts: a pair costs tens of microseconds.
+The features compare what embeddings blur: the exact numbers, years and months, a
+negation on one side, the named things (capitalized words), the question word, the
+words only one side has, and the word order (bigrams).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
+from typing import Final
+
+__all__ = ["FEATURE_NAMES", "TextInfo", "pair_features", "text_info"]
+
+
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_WORD: Final = re.compile("[^\\W_]+(?:['\u2019][^\\W_]+)*|\\d+(?:[.,]\\d+)*")
+_NUMBER: Final = re.compile(r"\d+(?:[.,]\d+)*")
+_CAPITALIZED: Final = re.compile("\\b[A-Z][\\w'\u2019.-]*")
+# Capitals right after this are a sentence start, not a name.
+_SENTENCE_START: Final = re.compile(r"(?:.*[.?!:])?[\s\"'(\[]*", re.S)
+_MONTHS: Final = _word_set(
+    "january february march april may june july august september october november "
+    "december jan feb mar apr jun jul aug sep sept oct nov dec"
+)
+_NEGATIONS: Final = _word_set(
+    "not no never none nobody nothing nowhere neither nor without cannot cant dont doesnt "
+    "didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt "
+    "mustnt neednt"
+)
+_QUESTION_WORDS: Final = _word_set(
+    "what how why when where who whom whose which is are was were do does did can could "
+    "should would will shall may might must has have had"
+)
+# Function words: sharing them says little, missing one says little.
+_STOPWORDS: Final = _word_set(
+    "a an the of to in on at for from by with about as into over after before between "
+    "and or but if then so than that this these those there here it its it's i me my "
+    "mine we us our you your he him his she her they them their be been being am is are "
+    "was were do does did doing have has had having can could should would will shall "
+    "may might must what how why when where who whom whose which some any all most more "
+    "much many very just also too get got one s t"
+)
+# Words that name no entity even when capitalized (sentence starts, the pronoun I).
+_NOT_ENTITIES: Final = _STOPWORDS | _QUESTION_WORDS | frozenset({"i", "i'm", "i've", "i'd"})
+
+#: The verifier's inputs, in order (see :func:`pair_features`).
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    "cosine",
+    "margin",
+    "word_jaccard",
+    "content_jaccard",
+    "content_only_query",
+    "content_only_cached",
+    "content_only_min",
+    "content_only_max",
+    "bigram_jaccard",
+    "char3_jaccard",
+    "char5_jaccard",
+    "length_ratio",
+    "word_count_diff",
+    "numbers_differ",
+    "numbers_one_side",
+    "years_or_months_differ",
+    "negation_differs",
+    "entities_only_query",
+    "entities_only_cached",
+    "question_word_differs",
+    "same_words_other_order",
+    "word_count_min",
+)
+
+
+def _apostrophe_free(word: str) -> str:
+    return word.replace("'", "").replace("\u2019", "")
+
+
+@dataclass(frozen=True, slots=True)
+class TextInfo:
+    """What the features need from one text, computed once per text."""
+
+    words: tuple[str, ...]
+    word_set: frozenset[str]
+    content: frozenset[str]
+    bigrams: frozenset[tuple[str, str]]
+    char3: frozenset[str]
+    char5: frozenset[str]
+    numbers: frozenset[str]
+    dates: frozenset[str]
+    negations: int
+    entities: frozenset[str]
+    question_word: str
+    length: int
+
+
+@lru_cache(maxsize=8192)
+def text_info(text: str) -> TextInfo:
+    """Tokens, n-grams, numbers, dates, negations and entities of ``text`` (cached)."""
+    lowered = text.lower()
+    words = tuple(_WORD.findall(lowered))
+    plain = [_apostrophe_free(w) for w in words]
+    numbers = frozenset(n.replace(",", "") for n in _NUMBER.findall(text))
+    years = {n for n in numbers if len(n) == 4 and n[:2] in ("19", "20")}
+    months = {w for w in words if w in _MONTHS and w != "may"}
+    negations = sum(1 for w in plain if w in _NEGATIONS) + sum(
+        1 for w in words if w.endswith(("n't", "n\u2019t"))
+    )
+    entities = frozenset(
+        name
+        for m in _CAPITALIZED.finditer(text)
+        if (name := m.group().rstrip(".").lower()) not in _NOT_ENTITIES
+        and not _SENTENCE_START.fullmatch(text, 0, m.start())
+    )
+    question_word = next((w for w in words[:3] if w in _QUESTION_WORDS), "")
+    squeezed = " ".join(words)
+    padded = f" {squeezed} "
+    return TextInfo(
+        words=words,
+        word_set=frozenset(words),
+        content=frozenset(w for w in words if w not in _STOPWORDS),
+        bigrams=frozenset(pairwise(words)),
+        char3=frozenset(padded[i : i + 3] for i in range(len(padded) - 2)),
+        char5=frozenset(padded[i : i + 5] for i in range(len(padded) - 4)),
+        numbers=numbers,
+        dates=frozenset(years | months),
+        negations=negations,
+        entities=entities,
+        question_word=question_word,
+        length=len(squeezed),
+    )
+
+
+def _jaccard(a: frozenset[object] | frozenset[str], b: frozenset[object] | frozenset[str]) -> float:
+    if not a and not b:
+        return 1.0
+    inter = len(a & b)
+    return inter / (len(a) + len(b) - inter)
+
+
+def pair_features(
+    query: str, cached: str, similarity: float, runner_up: float | None
+) -> list[float]:
+    """The verifier's features of serving ``cached``'s answer for ``query``.
+
+    Args:
+        query: the text just asked.
+        cached: the stored text of the candidate.
+        similarity: their cosine similarity.
+        runner_up: the similarity of the best other candidate (``Hit.runner_up``), or
+            None when there was none.
+
+    Returns:
+        One float per name in :data:`FEATURE_NAMES`.
+    """
+    q, c = text_info(query), text_info(cached)
+    only_q = len(q.content - c.content)
+    only_c = len(c.content - q.content)
+    return [
+        similarity,
+        1.0 if runner_up is None else similarity - runner_up,
+        _jaccard(q.word_set, c.word_set),
+        _jaccard(q.content, c.content),
+        float(only_q),
+        float(only_c),
+        float(min(only_q, only_c)),
+        float(max(only_q, only_c)),
+        _jaccard(q.bigrams, c.bigrams),
+        _jaccard(q.char3, c.char3),
+        _jaccard(q.char5, c.char5),
+        min(q.length, c.length) / max(q.length, c.length, 1),
+        float(abs(len(q.words) - len(c.words))),
+        float(bool(q.numbers) and bool(c.numbers) and q.numbers != c.numbers),
+        float(bool(q.numbers) != bool(c.numbers)),
+        float(q.dates != c.dates),
+        float((q.negations > 0) != (c.negations > 0)),
+        float(len(q.entities - c.entities)),
+        float(len(c.entities - q.entities)),
+        float(q.question_word != c.question_word),
+        float(q.word_set == c.word_set and q.words != c.words),
+        float(min(len(q.words), len(c.words))),
+    ]

@@ -1,0 +1,69 @@
+"""Guards against classic false hits: validators (``validator(query, hit) -> bool``)
+that block a semantic hit when the query and the cached question disagree on
+something an embedding blurs. Pass one as ``SemanticCache(validator=...)``, or several
+combined with :func:`all_of`. Exact hits always pass (the texts are the same).
+
+Measured on the project's labelled pairs (docs/quality.md): keep a guard only where it
+raises precision more than it costs hit rate for your traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .._types import Hit
+from ._features import text_info
+
+__all__ = ["all_of", "dates_agree", "entities_agree", "negation_agrees", "numbers_agree"]
+
+Validator = Callable[[str, Hit], bool]
+
+
+def numbers_agree(query: str, hit: Hit) -> bool:
+    """Block a semantic hit when the two texts hold different numbers ("top 10" vs
+    "top 5"; "iPhone 6" vs "iPhone 7"), or only one of them holds any."""
+    if hit.layer == "exact":
+        return True
+    return text_info(query).numbers == text_info(hit.query).numbers
+
+
+def dates_agree(query: str, hit: Hit) -> bool:
+    """Block a semantic hit when the years (1900-2099) or month names differ."""
+    if hit.layer == "exact":
+        return True
+    return text_info(query).dates == text_info(hit.query).dates
+
+
+def negation_agrees(query: str, hit: Hit) -> bool:
+    """Block a semantic hit when exactly one side is negated ("can I ..." vs "can't I
+    ..."; "with" vs "without")."""
+    if hit.layer == "exact":
+        return True
+    return (text_info(query).negations > 0) == (text_info(hit.query).negations > 0)
+
+
+def entities_agree(query: str, hit: Hit) -> bool:
+    """Block a semantic hit when a capitalized name (a place, a person, a product) on
+    one side is missing from the other ("flights to Paris" vs "flights to Rome").
+
+    Names are found by capitalization, so text typed all in lower case passes."""
+    if hit.layer == "exact":
+        return True
+    return text_info(query).entities == text_info(hit.query).entities
+
+
+def all_of(*validators: Validator) -> Validator:
+    """A validator that accepts a hit only when every one of ``validators`` does.
+
+    Raises:
+        TypeError: an argument is not callable.
+    """
+    for v in validators:
+        if not callable(v):
+            raise TypeError(f"validators must be callable, got {v!r}")
+    chosen = tuple(validators)
+
+    def validate(query: str, hit: Hit) -> bool:
+        return all(v(query, hit) for v in chosen)
+
+    return validate

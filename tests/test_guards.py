@@ -1,0 +1,68 @@
+"""Guards: validators that block classic false hits, alone and combined."""
+
+from __future__ import annotations
+
+import pytest
+
+from semcache import Hit, SemanticCache
+from semcache.embedders import HashingEmbedder
+from semcache.quality import (
+    all_of,
+    dates_agree,
+    entities_agree,
+    negation_agrees,
+    numbers_agree,
+)
+
+
+def _hit(stored: str, layer: str = "semantic") -> Hit:
+    return Hit("answer", 0.9, layer, stored, "default", None, 0.0, None, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("guard", "query", "stored", "ok"),
+    [
+        (numbers_agree, "Top 10 movies", "Top 5 movies", False),
+        (numbers_agree, "Top 10 movies", "top 10 movies!", True),
+        (numbers_agree, "Price of iPhone 7", "Price of iPhone", False),
+        (numbers_agree, "1,000 dollars in euros", "1000 dollars in euros", True),
+        (dates_agree, "Best films of 2019", "Best films of 2020", False),
+        (dates_agree, "Weather in March", "Weather in June", False),
+        (dates_agree, "Weather in March", "weather in march?", True),
+        (dates_agree, "May I come in?", "Can I come in?", True),  # "may" is no month
+        (negation_agrees, "Can I eat eggs?", "Can't I eat eggs?", False),
+        (negation_agrees, "Coffee with sugar", "Coffee without sugar", False),
+        (negation_agrees, "Why is it not working?", "Why doesn't it work?", True),
+        (entities_agree, "Flights to Paris", "Flights to Rome", False),
+        (entities_agree, "Flights to Paris", "flights to Paris?", True),
+        (entities_agree, "What is the capital of France?", "What's the capital of France", True),
+        (entities_agree, "Top places. Visit Rome", "Top places. visit Rome", True),
+    ],
+)
+def test_guards(guard: object, query: str, stored: str, ok: bool) -> None:
+    assert guard(query, _hit(stored)) is ok  # type: ignore[operator]
+
+
+def test_exact_hits_always_pass() -> None:
+    for guard in (numbers_agree, dates_agree, negation_agrees, entities_agree):
+        assert guard("flights to paris", _hit("Flights to Paris", "exact"))
+
+
+def test_all_of_needs_every_guard() -> None:
+    both = all_of(numbers_agree, entities_agree)
+    assert both("Top 10 in Paris", _hit("Top 10 in Paris?"))
+    assert not both("Top 10 in Paris", _hit("Top 5 in Paris"))
+    assert not both("Top 10 in Paris", _hit("Top 10 in Rome"))
+    assert all_of()("a", _hit("b"))
+    with pytest.raises(TypeError):
+        all_of(numbers_agree, 3)  # type: ignore[arg-type]
+
+
+def test_a_guard_blocks_a_hit_in_the_cache() -> None:
+    emb = HashingEmbedder()
+    with SemanticCache(embedder=emb, similarity_threshold=0.5, validator=numbers_agree) as c:
+        c.put("What are the top 10 movies of all time?", "ten")
+        assert c.get("What are the top 5 movies of all time?") is None
+        assert c.stats()["misses"]["validator"] == 1
+        hit = c.get("what are the top 10 movies of all time")
+        assert hit is not None
