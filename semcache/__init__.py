@@ -26,9 +26,10 @@ from ._errors import (
     SemanticCacheError,
     StoreCorruptError,
     StoreError,
+    StoreUnavailableError,
 )
 from ._index import FlatIndex, VectorIndex, available_kernels, kernel_name
-from ._store import MemoryStore, SQLiteStore, Store
+from ._store import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 from ._types import MISS_REASONS, Hit, MetricsEvent
 from .embedders import (
     AsyncCallableEmbedder,
@@ -68,7 +69,9 @@ __all__ = [
     "MetadataTooLargeError",
     "MetricsEvent",
     "MissingDependencyError",
+    "PostgresStore",
     "QueryTooLargeError",
+    "RedisStore",
     "ResponseTooLargeError",
     "SQLiteStore",
     "SchemaVersionError",
@@ -78,6 +81,7 @@ __all__ = [
     "Store",
     "StoreCorruptError",
     "StoreError",
+    "StoreUnavailableError",
     "VectorIndex",
     "__version__",
     "available_kernels",

@@ -47,6 +47,7 @@ from ._errors import (
     QueryTooLargeError,
     ResponseTooLargeError,
     StoreCorruptError,
+    StoreUnavailableError,
 )
 from ._index import IndexFactory, VectorIndex, backend_names, make_index
 from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
@@ -56,9 +57,11 @@ from ._store import (
     MemoryStore,
     NewEntry,
     PutResult,
+    SearchableStore,
     SQLiteStore,
     Store,
     StoredEntry,
+    StoreSearchIndex,
 )
 from ._text import check_namespace, check_size, make_key, normalize_text
 from ._types import MISS_REASONS, Hit, Layer, MetricsEvent, MissReason
@@ -244,7 +247,7 @@ class SemanticCache:
         if not math.isfinite(min_confidence):
             raise ConfigurationError(f"min_confidence must be finite, got {min_confidence!r}")
         self._min_confidence = float(min_confidence)
-        if not callable(index_backend) and index_backend not in backend_names():
+        if not callable(index_backend) and index_backend not in (*backend_names(), "store"):
             raise ConfigurationError(
                 f"unknown index_backend {index_backend!r}; expected one of {backend_names()}"
             )
@@ -298,6 +301,9 @@ class SemanticCache:
         try:
             self._dim = self._check_settings()
             self._seq = self._store.seq()
+            self._store_search = index_backend == "store"
+            if self._store_search:
+                self._check_store_search()
             self._index_source = "snapshot" if self._warm_start() else "store"
             if self._index_source == "store":
                 self._rebuild_indexes()
@@ -394,6 +400,8 @@ class SemanticCache:
         for index in self._indexes.values():
             index.close()
         self._indexes = {}
+        if self._store_search:
+            return  # the store searches: nothing to hold here
         for batch in self._store.iter_vectors(now=self._clock()):
             vecs = self._decode(batch.vectors)
             self._index_for(batch.namespace).add(np.asarray(batch.ids, dtype=np.int64), vecs)
@@ -413,8 +421,34 @@ class SemanticCache:
         index = self._indexes.get(namespace)
         if index is None:
             assert self._dim is not None
-            index = make_index(self._index_backend, self._dim, self._dtype, self._index_options)
+            if self._store_search:
+                store = self._store
+                assert isinstance(store, SearchableStore)
+                index = StoreSearchIndex(store, namespace, self._clock, self._dim, self._dtype)
+            else:
+                index = make_index(self._index_backend, self._dim, self._dtype, self._index_options)
             self._indexes[namespace] = index
+        return index
+
+    def _check_store_search(self) -> None:
+        """``index_backend="store"``: the store must search (Layer 2 runs on its server)."""
+        store = self._store
+        if not isinstance(store, SearchableStore):
+            raise ConfigurationError(
+                f'index_backend="store" needs a store that searches (PostgresStore with '
+                f"pgvector); {type(store).__name__} cannot"
+            )
+        if not store.can_search:
+            raise ConfigurationError(
+                f'index_backend="store": {type(store).__name__} cannot search here: '
+                f'{store.search_unavailable}; use a local index_backend such as "auto"'
+            )
+
+    def _index_of(self, namespace: str) -> VectorIndex | None:
+        """The namespace's index for a get (with a searching store: always one)."""
+        index = self._indexes.get(namespace)
+        if index is None and self._store_search and self._dim is not None:
+            index = self._index_for(namespace)
         return index
 
     # -- configuration ----------------------------------------------------------------
@@ -893,7 +927,11 @@ class SemanticCache:
         if entry is not None:
             hot.move_to_end(key)
         else:
-            entry = self._store.get_by_key(key)
+            try:
+                entry = self._store.get_by_key(key)
+            except StoreUnavailableError:
+                logger.warning("semcache: store unreachable on get; answering a miss")
+                return self._miss(ns, "store_unavailable", None, t0)
             if entry is not None and self._hot_size:
                 self._remember(key, entry)
         reason: MissReason | None = None
@@ -915,11 +953,14 @@ class SemanticCache:
                 if self._validator is None or self._accept(query, hit):
                     return self._found(entry.id, hit, now, t0)
                 reason = "validator"
-        if self._shared:
-            self._maybe_sync(now)
-        index = self._indexes.get(ns)
-        if index is None or not len(index) or (vector is None and self._embedder is None):
-            return self._miss(ns, reason or "no_candidate", None, t0)
+        try:
+            if self._shared:
+                self._maybe_sync(now)
+            index = self._index_of(ns)
+            if index is None or not len(index) or (vector is None and self._embedder is None):
+                return self._miss(ns, reason or "no_candidate", None, t0)
+        except StoreUnavailableError:
+            return self._miss(ns, "store_unavailable", None, t0)
         seen = {entry.id} if entry is not None else set()
         return _SemanticLookup(query, ns, vector, reason, seen, now, t0)
 
@@ -937,12 +978,15 @@ class SemanticCache:
                 logger.exception("semcache: embedder failed on get; answering a miss")
                 return self._miss(ns, "embedder_error", None, t0)
             self._keep_query_vector(lookup.query, vector)
-        index = self._indexes.get(ns)  # the lock may have been released meanwhile
-        if index is None or not len(index):
-            return self._miss(ns, lookup.reason or "no_candidate", None, t0)
-        return self._search(
-            lookup.query, vector[0], ns, index, lookup.reason, lookup.seen, lookup.now, t0
-        )
+        try:
+            index = self._index_of(ns)  # the lock may have been released meanwhile
+            if index is None or not len(index):
+                return self._miss(ns, lookup.reason or "no_candidate", None, t0)
+            return self._search(
+                lookup.query, vector[0], ns, index, lookup.reason, lookup.seen, lookup.now, t0
+            )
+        except StoreUnavailableError:
+            return self._miss(ns, "store_unavailable", None, t0)
 
     def _remember(self, key: bytes, entry: StoredEntry) -> None:
         """Keep an entry in the hot map (single mode only: this process sees every write,
@@ -1326,7 +1370,7 @@ class SemanticCache:
 
     def _maybe_sync(self, now: float) -> None:
         """Shared mode: bring the indexes up to the store's change log."""
-        if now - self._last_sync < self._stale_interval:
+        if self._store_search or now - self._last_sync < self._stale_interval:
             return
         self._last_sync = now
         self._sync()

@@ -28,7 +28,8 @@ Hierarchy::
     ├── EmbedderMismatchError            the cache was built with another embedder
     └── StoreError                       the store failed (I/O, corruption, lock)
         ├── StoreCorruptError              the database file is not a semcache store
-        └── SchemaVersionError             the file was written by a newer semcache
+        ├── SchemaVersionError             the file was written by a newer semcache
+        └── StoreUnavailableError          the store's server is unreachable (timeout, lost link)
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "SemanticCacheError",
     "StoreCorruptError",
     "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -161,3 +163,9 @@ class StoreCorruptError(StoreError):
 
 class SchemaVersionError(StoreError):
     """The store was written by a newer version of semcache than this one."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server (Redis, PostgreSQL) cannot be reached: connection refused or
+    lost, or a timeout. A get answers a miss (reason ``"store_unavailable"``); a put
+    raises. The store reconnects by itself on a later call."""

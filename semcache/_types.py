@@ -16,6 +16,7 @@ MissReason = Literal[
     "validator",
     "expired",
     "embedder_error",
+    "store_unavailable",
 ]
 #: Every reason a get can miss for, in the order ``stats()`` lists them.
 MISS_REASONS: tuple[MissReason, ...] = (
@@ -26,6 +27,7 @@ MISS_REASONS: tuple[MissReason, ...] = (
     "validator",
     "expired",
     "embedder_error",
+    "store_unavailable",
 )
 
 

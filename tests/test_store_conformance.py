@@ -7,6 +7,10 @@ runs the close/reopen tests.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,11 +49,89 @@ class Backend:
     name: str
     persistent: bool
     open: Callable[[Path, Mapping[str, Any]], Store]
+    #: Deletes what the stores opened at ``directory`` left on a server (after a test).
+    cleanup: Callable[[Path], None] | None = None
+
+
+# -- servers (Redis, PostgreSQL) -----------------------------------------------------------
+SERVICES = ("SEMCACHE_REDIS_URL", "SEMCACHE_POSTGRES_DSN")
+
+
+@functools.cache
+def _service_env() -> tuple[dict[str, str], str | None]:
+    """The servers' URLs: from the environment, else from ``scripts/services start``
+    (which starts them, or finds them running); ``(urls, error)``."""
+    if all(os.environ.get(name) for name in SERVICES):
+        return {name: os.environ[name] for name in SERVICES}, None
+    script = Path(__file__).resolve().parents[1] / "scripts" / "services"
+    try:
+        proc = subprocess.run(
+            [str(script), "start"], capture_output=True, text=True, timeout=600, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {}, f"{script} start failed: {exc}"
+    if proc.returncode:
+        return {}, f"{script} start failed ({proc.returncode}): {proc.stderr.strip()}"
+    env = {}
+    for line in proc.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value
+    missing = [name for name in SERVICES if not env.get(name)]
+    return env, (f"{script} start printed no {missing}" if missing else None)
+
+
+def service_url(name: str) -> str:
+    """The URL of a test server (``SEMCACHE_REDIS_URL`` or ``SEMCACHE_POSTGRES_DSN``).
+
+    Never a skip: a missing server fails the test (locally as under CI), since the
+    services script starts one when none is running.
+    """
+    env, error = _service_env()
+    if error is not None:
+        pytest.fail(f"test servers unavailable: {error}", pytrace=False)
+    return env[name]
+
+
+def server_name(directory: Path) -> str:
+    """A name for the store living at ``directory``: the same on reopening, different
+    for every test (the directory is a fresh temporary folder)."""
+    return "t" + hashlib.blake2b(str(directory).encode(), digest_size=10).hexdigest()
+
+
+def open_redis(directory: Path, options: Mapping[str, Any]) -> Store:
+    from semcache._store import RedisStore
+
+    url = service_url("SEMCACHE_REDIS_URL")
+    return RedisStore(url, prefix=f"semcache-test:{server_name(directory)}:", **options)
+
+
+def drop_redis(directory: Path) -> None:
+    from semcache._store import RedisStore
+
+    RedisStore(
+        service_url("SEMCACHE_REDIS_URL"), prefix=f"semcache-test:{server_name(directory)}:"
+    ).drop()
+
+
+def open_postgres(directory: Path, options: Mapping[str, Any]) -> Store:
+    from semcache._store import PostgresStore
+
+    dsn = service_url("SEMCACHE_POSTGRES_DSN")
+    return PostgresStore(dsn, schema=server_name(directory), **options)
+
+
+def drop_postgres(directory: Path) -> None:
+    import psycopg
+
+    with psycopg.connect(service_url("SEMCACHE_POSTGRES_DSN"), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{server_name(directory)}" CASCADE')
 
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("memory", False, lambda d, kw: MemoryStore(**kw)),
     Backend("sqlite", True, lambda d, kw: SQLiteStore(d / "store.db", **kw)),
+    Backend("redis", True, open_redis, drop_redis),
+    Backend("postgres", True, open_postgres, drop_postgres),
 )
 
 
@@ -89,6 +171,9 @@ class StoreFactory:
     def close_all(self) -> None:
         for store in self._opened:
             store.close()
+        if self.backend.cleanup is not None:
+            for home in {home for home, _ in self._homes.values()}:
+                self.backend.cleanup(home)
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)

@@ -1,0 +1,928 @@
+"""A store in PostgreSQL, shared by many processes and hosts
+(``pip install 'semcache[postgres]'``), with optional server-side search (pgvector).
+
+Concurrency. Every transaction that writes entries first locks the single row of
+``log_state`` (``SELECT ... FOR UPDATE``), so writers run one at a time. That one lock
+gives three guarantees at once:
+
+* no lost updates and exact limits: a put counts, evicts and inserts with no other
+  writer in between, so ``max_entries`` and namespace quotas hold across processes;
+* the change log's order is the commit order. Sequence numbers come from the locked
+  row (``seq = seq + 1``, inside the transaction), not from a ``bigserial``, whose
+  values become visible out of order: a reader could read seq 8 committed before seq 7
+  and skip 7 forever. With the lock, the writer that takes seq 8 cannot start before
+  the one that took seq 7 has committed, so ``changes_since`` never skips a change;
+* the log has no gaps (a rolled-back transaction rolls its numbers back).
+
+Writes are short (a put is one pipelined round trip), so the serialization costs far
+less than the LLM call that precedes every put. Recency updates (``touch``) take row
+locks only; deadlocks and serialization failures are retried.
+
+Connections. A small pool (``pool_size``) of autocommit connections, each transaction
+explicit; a connection that breaks is discarded and a new one is opened on the next
+call, so a restarted server is picked up without losing anything it committed. Reads
+that fail on a broken connection are retried once on a fresh one; writes are not (the
+caller learns that the put failed and may retry it).
+
+Text is stored as UTF-8 ``bytea`` (PostgreSQL ``text`` cannot hold NUL characters,
+which queries may contain).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import (
+    CacheClosedError,
+    ConfigurationError,
+    MissingDependencyError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+
+__all__ = ["PostgresStore"]
+
+_T = TypeVar("_T")
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+#: Serializes schema migrations of every semcache schema in a database.
+_MIGRATION_LOCK: Final = 0x53454D43  # "SEMC"
+_RETRIES: Final = 8  # attempts of a transaction that hit a deadlock/serialization failure
+
+# Ordered migrations: (version, description, SQL with {s} = the quoted schema). Never
+# edit a released one; append.
+MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
+    (
+        1,
+        "entries, namespaces, change log, settings",
+        """
+        CREATE TABLE {s}.meta(name text PRIMARY KEY, value text NOT NULL);
+        CREATE SEQUENCE {s}.entry_ids;
+        CREATE TABLE {s}.entries(
+            id bigint PRIMARY KEY DEFAULT nextval('{s}.entry_ids'),
+            key bytea NOT NULL UNIQUE,
+            namespace bytea NOT NULL,
+            query bytea NOT NULL,
+            response bytea NOT NULL,
+            metadata bytea,
+            created_at double precision NOT NULL,
+            expires_at double precision,
+            last_access double precision NOT NULL,
+            vector bytea
+        );
+        CREATE INDEX entries_ns ON {s}.entries(namespace, id);
+        CREATE INDEX entries_lru ON {s}.entries(last_access, id);
+        CREATE INDEX entries_ns_lru ON {s}.entries(namespace, last_access, id);
+        CREATE INDEX entries_expiry ON {s}.entries(expires_at, id)
+            WHERE expires_at IS NOT NULL;
+        CREATE INDEX entries_ns_expiry ON {s}.entries(namespace, expires_at, id)
+            WHERE expires_at IS NOT NULL;
+        CREATE TABLE {s}.namespaces(name bytea PRIMARY KEY, entries bigint NOT NULL);
+        CREATE TABLE {s}.log_state(
+            one boolean PRIMARY KEY DEFAULT true CHECK (one), seq bigint NOT NULL);
+        INSERT INTO {s}.log_state VALUES (true, 0);
+        CREATE TABLE {s}.changes(
+            seq bigint PRIMARY KEY,
+            op smallint NOT NULL,
+            entry_id bigint NOT NULL,
+            namespace bytea NOT NULL
+        );
+        CREATE FUNCTION {s}.entries_log() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE s bigint;
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO {s}.namespaces VALUES (NEW.namespace, 1)
+                    ON CONFLICT (name) DO UPDATE SET entries = namespaces.entries + 1;
+                UPDATE {s}.log_state SET seq = seq + 1 RETURNING seq INTO s;
+                INSERT INTO {s}.changes VALUES (s, 1, NEW.id, NEW.namespace);
+                RETURN NEW;
+            END IF;
+            UPDATE {s}.namespaces SET entries = entries - 1 WHERE name = OLD.namespace;
+            UPDATE {s}.log_state SET seq = seq + 1 RETURNING seq INTO s;
+            INSERT INTO {s}.changes VALUES (s, 0, OLD.id, OLD.namespace);
+            RETURN OLD;
+        END $$;
+        CREATE TRIGGER entries_log AFTER INSERT OR DELETE ON {s}.entries
+            FOR EACH ROW EXECUTE FUNCTION {s}.entries_log();
+        """,
+    ),
+)
+SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
+
+_COLUMNS: Final = "id, key, namespace, query, response, metadata, created_at, expires_at"
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "PostgresStore needs psycopg 3: pip install 'semcache[postgres]'"
+        ) from exc
+    return psycopg
+
+
+def _entry(row: Sequence[Any]) -> StoredEntry:
+    i, k, n, q, r, m, c, x = row
+    return StoredEntry(
+        int(i),
+        bytes(k),
+        bytes(n).decode(),
+        bytes(q).decode(),
+        bytes(r).decode(),
+        None if m is None else bytes(m).decode(),
+        float(c),
+        None if x is None else float(x),
+    )
+
+
+def _pairs(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
+    return [(int(i), bytes(n).decode()) for i, n in rows]
+
+
+def _vector_text(vector: npt.NDArray[Any]) -> str:
+    return "[" + ",".join(map(repr, vector.astype(np.float32).tolist())) + "]"
+
+
+class PostgresStore:
+    """A :class:`~semcache.Store` in a PostgreSQL schema, shared by processes and hosts.
+
+    With pgvector installed in the database (``CREATE EXTENSION vector``, done here
+    when the role may), the store also keeps each vector as a pgvector ``vector`` with
+    an HNSW index (cosine ops) and can answer :meth:`search`: pass
+    ``SemanticCache(store=..., index_backend="store")`` and the cache keeps no index in
+    memory at all, the choice for very large caches. Without pgvector,
+    :attr:`search_unavailable` says why and caches use their local index.
+
+    Args:
+        dsn: a libpq connection string or ``postgresql://`` URL.
+        schema: the schema holding this cache's tables (created if missing); caches in
+            different schemas share a database without seeing each other.
+        max_changes: change-log records kept for :meth:`changes_since`.
+        pool_size: connections kept open (one per concurrent call).
+        connect_timeout: seconds to connect.
+        vector_search: None (server-side search when pgvector is available), False
+            (never), True (required: raise when pgvector is missing).
+        ef_search: HNSW ``ef_search`` (candidate list size) of :meth:`search`; larger
+            is slower and finds more of the true nearest neighbours.
+        hnsw_m: HNSW ``m`` (links per node) of the index, when it is created.
+        hnsw_ef_construction: HNSW ``ef_construction`` of the index.
+        exact_search_below: namespaces with at most this many entries are searched
+            exactly (a scan of that namespace) instead of through the HNSW index.
+
+    Raises:
+        MissingDependencyError: psycopg is not installed.
+        ConfigurationError: an invalid schema name or option, or ``vector_search=True``
+            without pgvector.
+        SchemaVersionError: the schema was written by a newer semcache.
+        StoreUnavailableError: the server cannot be reached.
+        StoreError: another database error.
+    """
+
+    persistent = True
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "semcache",
+        max_changes: int = 100_000,
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+        vector_search: bool | None = None,
+        ef_search: int = 64,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+        exact_search_below: int = 256,
+    ) -> None:
+        self._pg = _import_psycopg()
+        if not _SCHEMA_NAME.match(schema):
+            raise ConfigurationError(
+                f"schema {schema!r} must be lowercase letters, digits and _ (at most 63)"
+            )
+        if pool_size < 1 or max_changes < 0 or not 1 <= ef_search <= 1000:
+            raise ConfigurationError("pool_size >= 1, max_changes >= 0, 1 <= ef_search <= 1000")
+        self.dsn = dsn
+        self.schema = schema
+        self._s = f'"{schema}"'
+        self._max_changes = int(max_changes)
+        self._connect_timeout = connect_timeout
+        self._ef_search = int(ef_search)
+        self._hnsw_m = int(hnsw_m)
+        self._hnsw_ef = int(hnsw_ef_construction)
+        self._exact_below = int(exact_search_below)
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._closed = False
+        self._search = False
+        self._unavailable: str | None = "vector_search=False"
+        self._hnsw_dims: set[int] = set()
+        self._dtype: np.dtype[Any] | None = None
+        self._dim: int | None = None
+        try:
+            self._migrate()
+            if vector_search is not False:
+                self._unavailable = self._enable_search()
+                self._search = self._unavailable is None
+                if vector_search and not self._search:
+                    raise ConfigurationError(f"vector_search=True but {self._unavailable}")
+        except BaseException:
+            self._discard_all()
+            raise
+
+    # -- connections ------------------------------------------------------------------
+    def _connect(self) -> Any:
+        pg = self._pg
+        conn = pg.connect(
+            self.dsn, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+        )
+        try:
+            conn.execute("SELECT set_config('search_path', %s, false)", (self._search_path(),))
+            if self._search:
+                conn.execute(f"SET hnsw.ef_search = {self._ef_search}")
+                try:
+                    conn.execute("SET hnsw.iterative_scan = strict_order")
+                except pg.Error:  # pgvector < 0.8: ef_search alone
+                    pass
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _search_path(self) -> str:
+        return f"{self._s}, public"
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
+        """A pooled connection; one that broke is closed instead of returned."""
+        if self._closed:
+            raise CacheClosedError("store is closed")
+        if not self._slots.acquire(timeout=60):
+            raise StoreUnavailableError("no PostgreSQL connection became free in 60 s")
+        conn = None
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self._connect()
+            yield conn
+        finally:
+            if conn is not None:
+                idle = conn.info.transaction_status == self._pg.pq.TransactionStatus.IDLE
+                if conn.closed or conn.broken or not idle or self._closed:
+                    conn.close()
+                else:
+                    with self._lock:
+                        self._idle.append(conn)
+            self._slots.release()
+
+    def _discard_all(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _run(self, fn: Callable[[Any], _T], *, write: bool) -> _T:
+        """Run ``fn(connection)`` with errors translated; retry deadlocks and
+        serialization failures, and (reads only) a connection that broke."""
+        pg = self._pg
+        errors = pg.errors
+        reconnected = False
+        for attempt in range(_RETRIES):
+            try:
+                with self._conn() as conn:
+                    return fn(conn)
+            except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+                if attempt == _RETRIES - 1:
+                    raise StoreError(f"PostgreSQL: {exc}") from exc
+                time.sleep(0.001 * (attempt + 1))
+            except pg.OperationalError as exc:
+                self._discard_all()  # the server may have restarted: drop them all
+                if not write and not reconnected:
+                    reconnected = True
+                    continue
+                raise StoreUnavailableError(f"PostgreSQL is unreachable: {exc}") from exc
+            except pg.Error as exc:
+                raise StoreError(f"PostgreSQL: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, fn: Callable[[Any], _T]) -> _T:
+        return self._run(fn, write=False)
+
+    def _fetchall(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return self._read(lambda c: list(c.execute(sql, args).fetchall()))
+
+    def _write(self, fn: Callable[[Any], _T]) -> _T:
+        """``fn`` in one transaction that holds the writer lock (see the module doc)."""
+
+        def run(conn: Any) -> _T:
+            with conn.transaction():
+                conn.execute("SELECT seq FROM log_state FOR UPDATE")
+                return fn(conn)
+
+        return self._run(run, write=True)
+
+    # -- schema -----------------------------------------------------------------------
+    def _migrate(self) -> None:
+        s = self._s
+
+        def run(conn: Any) -> None:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations(version integer "
+                    "PRIMARY KEY, description text NOT NULL, applied_at double precision "
+                    "NOT NULL)"
+                )
+                row = conn.execute(f"SELECT max(version) FROM {s}.schema_migrations").fetchone()
+                current = int(row[0] or 0)
+                if current > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"schema {self.schema}: version {current} was written by a newer "
+                        f"semcache (this one reads up to {SCHEMA_VERSION}); upgrade semcache"
+                    )
+                for version, description, sql in MIGRATIONS:
+                    if version > current:
+                        conn.execute(sql.format(s=s))
+                        conn.execute(
+                            f"INSERT INTO {s}.schema_migrations VALUES (%s, %s, %s)",
+                            (version, description, time.time()),
+                        )
+
+        self._run(run, write=True)
+
+    def schema_version(self) -> int:
+        """The schema version of this store's tables.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        row = self._read(
+            lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        )
+        return int(row[0])
+
+    def _enable_search(self) -> str | None:
+        """Set up server-side search; return why it is unavailable, or None."""
+        s = self._s
+
+        def run(conn: Any) -> str | None:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                installed = conn.execute(
+                    "SELECT extnamespace::regnamespace::text FROM pg_extension "
+                    "WHERE extname = 'vector'"
+                ).fetchone()
+                if installed is None:
+                    available = conn.execute(
+                        "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+                    ).fetchone()
+                    if available is None:
+                        return "the pgvector extension is not installed on the server"
+                    try:
+                        with conn.transaction():
+                            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                    except self._pg.Error as exc:
+                        return f"CREATE EXTENSION vector failed ({exc}); ask an admin to run it"
+                    installed = ("public",)
+                ext_schema = str(installed[0])
+                if ext_schema not in ("public", self.schema):
+                    raise ConfigurationError(
+                        f"pgvector lives in schema {ext_schema!r}; semcache expects public"
+                    )
+                conn.execute(
+                    f"ALTER TABLE {s}.entries ADD COLUMN IF NOT EXISTS embedding public.vector"
+                )
+                # Keep embeddings in the row (the bytea copy goes to TOAST instead): an
+                # exact scan or an index scan's recheck then reads no TOAST pages.
+                conn.execute(f"ALTER TABLE {s}.entries ALTER COLUMN embedding SET STORAGE MAIN")
+                return None
+
+        reason = self._run(run, write=True)
+        if reason is None:
+            self._search = True
+            self._discard_all()  # reconnect with the search settings
+            self._load_settings()
+            if self._backfill() and self._dim is not None:
+                # Built in bulk over the backfilled rows: much faster than row by row.
+                dim = self._dim
+                self._write(lambda c: self._create_index(c, dim))
+                self._hnsw_dims.add(dim)
+        return reason
+
+    def _load_settings(self) -> None:
+        def run(conn: Any) -> list[Any]:
+            return list(
+                conn.execute(
+                    "SELECT name, value FROM meta WHERE name IN ('dim', 'vector_dtype')"
+                ).fetchall()
+            )
+
+        values = dict(self._read(run))
+        self._set_settings(values)
+
+    def _set_settings(self, values: Mapping[str, str]) -> None:
+        if "vector_dtype" in values:
+            try:
+                self._dtype = np.dtype(values["vector_dtype"])
+            except TypeError:
+                self._dtype = None
+        if "dim" in values:
+            try:
+                self._dim = int(values["dim"])
+            except ValueError:
+                self._dim = None
+
+    def _backfill(self) -> int:
+        """Give entries written without server-side search their pgvector column;
+        return how many were given one.
+
+        To load a large cache fast, write it with ``vector_search=False`` and open it
+        once with search on: the backfill fills the column and the HNSW index is then
+        built in one pass (inserting row by row into the index costs milliseconds each).
+        """
+        after = done = 0
+        while True:
+            rows = self._fetchall(
+                "SELECT id, vector FROM entries WHERE embedding IS NULL AND "
+                "vector IS NOT NULL AND id > %s ORDER BY id LIMIT 1000",
+                (after,),
+            )
+            if not rows:
+                return done
+            after = int(rows[-1][0])
+            updates = [(e, i) for i, v in rows if (e := self._embedding(bytes(v))) is not None]
+            if updates:
+
+                def run(conn: Any, updates: list[tuple[str, int]] = updates) -> None:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "UPDATE entries SET embedding = %s::vector WHERE id = %s", updates
+                        )
+
+                self._write(run)
+                done += len(updates)
+            if len(rows) < 1000:
+                return done
+
+    def _embedding(self, blob: bytes | None) -> str | None:
+        """The pgvector text of a stored vector, or None if it cannot be one (unknown
+        dtype or dimension, a length that does not match, NaN/inf or zero)."""
+        if blob is None or self._dtype is None or self._dim is None:
+            return None
+        if len(blob) != self._dim * self._dtype.itemsize:
+            return None
+        vec = np.frombuffer(blob, dtype=self._dtype)
+        if not np.all(np.isfinite(vec)) or not np.any(vec):
+            return None
+        return _vector_text(vec)
+
+    # -- settings ---------------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        row = self._read(
+            lambda c: c.execute("SELECT value FROM meta WHERE name = %s", (name,)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        def run(conn: Any) -> None:
+            self._set_meta(conn, values)
+
+        if not values:
+            self._read(lambda c: None)
+            return
+        self._run(lambda c: self._in_transaction(c, run), write=True)
+        self._set_settings(values)
+
+    @staticmethod
+    def _in_transaction(conn: Any, fn: Callable[[Any], _T]) -> _T:
+        with conn.transaction():
+            return fn(conn)
+
+    @staticmethod
+    def _set_meta(conn: Any, values: Mapping[str, str]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO meta(name, value) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                list(values.items()),
+            )
+
+    # -- reads ------------------------------------------------------------------------
+    def get_by_key(self, key: bytes) -> StoredEntry | None:
+        row = self._read(
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM entries WHERE key = %s", (bytes(key),)
+            ).fetchone()
+        )
+        return None if row is None else _entry(row)
+
+    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+        wanted = [int(i) for i in ids]
+        if not wanted:
+            self._read(lambda c: None)
+            return {}
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM entries WHERE id = ANY(%s)", (wanted,)
+            ).fetchall()
+        )
+        return {int(r[0]): _entry(r) for r in rows}
+
+    def count(self, namespace: str | None = None) -> int:
+        if namespace is None:
+            sql, args = "SELECT coalesce(sum(entries), 0) FROM namespaces", ()
+        else:
+            sql = "SELECT entries FROM namespaces WHERE name = %s"
+            args = (namespace.encode(),)  # type: ignore[assignment]
+        row = self._read(lambda c: c.execute(sql, args).fetchone())
+        return 0 if row is None else int(row[0])
+
+    def namespace_counts(self) -> dict[str, int]:
+        rows = self._read(
+            lambda c: c.execute("SELECT name, entries FROM namespaces WHERE entries > 0").fetchall()
+        )
+        counts = {bytes(n).decode(): int(k) for n, k in rows}
+        return {ns: counts[ns] for ns in sorted(counts)}
+
+    def iter_vectors(
+        self, *, now: float | None = None, batch_size: int = 65536
+    ) -> Iterator[VectorBatch]:
+        expiry = "" if now is None else " AND (expires_at IS NULL OR expires_at > %s)"
+        sql = (
+            "SELECT id, vector FROM entries WHERE namespace = %s AND id > %s AND "
+            f"vector IS NOT NULL{expiry} ORDER BY id LIMIT %s"
+        )
+        for ns in self.namespace_counts():
+            after = 0
+            while True:
+                args: tuple[Any, ...] = (ns.encode(), after)
+                args += (() if now is None else (now,)) + (batch_size,)
+                rows = self._fetchall(sql, args)
+                if not rows:
+                    break
+                yield VectorBatch(ns, [int(r[0]) for r in rows], [bytes(r[1]) for r in rows])
+                if len(rows) < batch_size:
+                    break
+                after = int(rows[-1][0])
+
+    def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+        wanted = [int(i) for i in ids]
+        if not wanted:
+            self._read(lambda c: None)
+            return {}
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT id, namespace, vector FROM entries WHERE vector IS NOT NULL "
+                "AND id = ANY(%s)",
+                (wanted,),
+            ).fetchall()
+        )
+        return {int(i): (bytes(n).decode(), bytes(v)) for i, n, v in rows}
+
+    # -- server-side search -----------------------------------------------------------
+    @property
+    def can_search(self) -> bool:
+        """Whether :meth:`search` works (pgvector is installed and enabled)."""
+        return self._search
+
+    @property
+    def search_unavailable(self) -> str | None:
+        """Why :meth:`search` does not work (None when it does)."""
+        return self._unavailable
+
+    def search(
+        self,
+        namespace: str,
+        vector: npt.ArrayLike,
+        k: int,
+        *,
+        now: float | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The ``k`` entries of ``namespace`` nearest to ``vector`` by cosine similarity.
+
+        Namespaces of at most ``exact_search_below`` entries are scanned exactly; larger
+        ones go through the HNSW index, which with pgvector >= 0.8 keeps scanning
+        (``hnsw.iterative_scan``) until ``k`` entries of the namespace are found.
+
+        Args:
+            namespace: where to search (no other namespace is ever returned).
+            vector: the query vector (any length matching the stored dimension).
+            k: how many results at most.
+            now: leave out entries with ``expires_at <= now``.
+
+        Returns:
+            ``(ids, similarities)``, best first.
+
+        Raises:
+            StoreError: search is unavailable (see :attr:`search_unavailable`) or the
+                database failed.
+        """
+        if not self._search:
+            raise StoreError(f"server-side search is unavailable: {self.search_unavailable}")
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        dim = len(query)
+        empty = (np.empty(0, np.int64), np.empty(0, np.float32))
+        if k <= 0 or not np.all(np.isfinite(query)) or not np.any(query):
+            self._read(lambda c: None)
+            return empty
+        text = _vector_text(query)
+        ns = namespace.encode()
+        expiry = "" if now is None else " AND (expires_at IS NULL OR expires_at > %s)"
+        tail: tuple[Any, ...] = () if now is None else (now,)
+
+        def run(conn: Any) -> list[Any]:
+            row = conn.execute("SELECT entries FROM namespaces WHERE name = %s", (ns,)).fetchone()
+            size = 0 if row is None else int(row[0])
+            if size == 0:
+                return []
+            if size <= self._exact_below:
+                # The uncast column does not match the index expression: an exact scan.
+                dist = "embedding <=> %s::vector"
+            else:
+                dist = f"embedding::vector({dim}) <=> %s::vector({dim})"
+            sql = (
+                f"SELECT id, 1 - ({dist}) FROM entries WHERE namespace = %s AND "
+                f"embedding IS NOT NULL AND vector_dims(embedding) = {dim}{expiry} "
+                f"ORDER BY {dist} LIMIT %s"
+            )
+            args = (text, ns, *tail, text, int(k))
+            if size <= self._exact_below:
+                return list(conn.execute(sql, args).fetchall())
+            # The HNSW index, whatever the planner's (often stale) row estimates say: a
+            # bitmap scan plus sort reads every row of the namespace. One round trip.
+            with conn.pipeline(), conn.transaction():
+                conn.execute(
+                    "SELECT set_config('enable_seqscan', 'off', true), "
+                    "set_config('enable_bitmapscan', 'off', true)"
+                )
+                cur = conn.execute(sql, args)
+            return list(cur.fetchall())
+
+        rows = self._read(run)
+        if not rows:
+            return empty
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        sims = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
+        return ids, sims
+
+    # -- writes -----------------------------------------------------------------------
+    def put_many(
+        self,
+        entries: Sequence[NewEntry],
+        *,
+        now: float,
+        limits: Limits | None = None,
+        touches: Mapping[int, float] | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        if meta:
+            self._set_settings(meta)
+        search = self._search
+        if search and (self._dim is None or self._dtype is None) and entries:
+            self._load_settings()  # another process may have recorded them since
+        embeddings = [self._embedding(e.vector) if search else None for e in entries]
+        dim = self._dim
+        need_index = search and dim is not None and dim not in self._hnsw_dims and any(embeddings)
+        if search:
+            insert = (
+                "INSERT INTO entries(key, namespace, query, response, metadata, created_at,"
+                " expires_at, last_access, vector, embedding) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector) RETURNING id"
+            )
+        else:
+            insert = (
+                "INSERT INTO entries(key, namespace, query, response, metadata, created_at,"
+                " expires_at, last_access, vector) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+            )
+
+        def run(conn: Any) -> PutResult:
+            result = PutResult()
+            if touches:
+                self._touch(conn, touches)
+            if meta:
+                self._set_meta(conn, meta)
+            if need_index:
+                self._create_index(conn, dim)
+            pending: list[tuple[Any, Any]] = []
+            with conn.pipeline():
+                for e, emb in zip(entries, embeddings, strict=True):
+                    gone = conn.execute(
+                        "DELETE FROM entries WHERE key = %s RETURNING id, namespace", (e.key,)
+                    )
+                    args: tuple[Any, ...] = (
+                        e.key,
+                        e.namespace.encode(),
+                        e.query.encode(),
+                        e.response.encode(),
+                        None if e.metadata is None else e.metadata.encode(),
+                        e.created_at,
+                        e.expires_at,
+                        e.created_at,
+                        e.vector,
+                    )
+                    if search:
+                        args += (emb,)
+                    pending.append((gone, conn.execute(insert, args)))
+                evictions: list[tuple[bool, Any]] = []
+                if entries and limits is not None:
+                    ns = entries[0].namespace.encode()
+                    if limits.namespace_quota is not None:
+                        evictions += self._evict(conn, ns, limits.namespace_quota, now)
+                    if limits.max_entries is not None:
+                        evictions += self._evict(conn, None, limits.max_entries, now)
+                if entries:
+                    self._autoprune(conn)
+            for gone, inserted in pending:
+                result.replaced += _pairs(gone.fetchall())
+                result.ids.append(int(inserted.fetchone()[0]))
+            expired = [p for is_exp, cur in evictions if is_exp for p in _pairs(cur.fetchall())]
+            lru = [p for is_exp, cur in evictions if not is_exp for p in _pairs(cur.fetchall())]
+            result.evicted = expired + lru
+            result.expired_evicted = len(expired)
+            return result
+
+        result = self._write(run)
+        if need_index and dim is not None:
+            self._hnsw_dims.add(dim)
+        return result
+
+    def _create_index(self, conn: Any, dim: int | None) -> None:
+        """The HNSW index (cosine) over the embeddings of dimension ``dim`` (the cache's
+        one); a partial index, so a stray row of another length cannot break inserts."""
+        conn.execute(
+            f"CREATE INDEX IF NOT EXISTS entries_hnsw_{int(dim or 0)} ON entries USING hnsw "
+            f"((embedding::vector({dim})) vector_cosine_ops) WITH (m = {self._hnsw_m}, "
+            f"ef_construction = {self._hnsw_ef}) WHERE vector_dims(embedding) = {dim}"
+        )
+
+    @staticmethod
+    def _evict(conn: Any, ns: bytes | None, limit: int, now: float) -> list[tuple[bool, Any]]:
+        """Queue (in the pipeline) the deletes of entries of ``ns`` (or of all) beyond
+        ``limit``: expired ones first (earliest expiry), then least recently used. Each
+        statement computes the excess itself, after the statements before it."""
+        if ns is None:
+            size = "(SELECT coalesce(sum(entries), 0)::bigint FROM namespaces)"
+            where, args = "", ()
+        else:
+            size = "(SELECT coalesce(max(entries), 0) FROM namespaces WHERE name = %s)"
+            where, args = "namespace = %s AND ", (ns,)  # type: ignore[assignment]
+        excess = f"greatest(0, {size} - %s)"
+        expired = conn.execute(
+            f"DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE {where}"
+            f"expires_at <= %s ORDER BY expires_at, id LIMIT {excess}) RETURNING id, namespace",
+            (*args, now, *args, limit),
+        )
+        lru_where = "WHERE namespace = %s " if ns is not None else ""
+        lru = conn.execute(
+            f"DELETE FROM entries WHERE id IN (SELECT id FROM entries {lru_where}"
+            f"ORDER BY last_access, id LIMIT {excess}) RETURNING id, namespace",
+            (*args, *args, limit),
+        )
+        return [(True, expired), (False, lru)]
+
+    def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
+        def run(conn: Any) -> list[tuple[int, str]]:
+            rows = conn.execute(
+                "DELETE FROM entries WHERE key = %s RETURNING id, namespace", (bytes(key),)
+            ).fetchall()
+            if rows:
+                self._autoprune(conn)
+            return _pairs(rows)
+
+        rows = self._write(run)
+        return rows[0] if rows else None
+
+    def delete_ids(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        if not wanted:
+            self._read(lambda c: None)
+            return []
+
+        def run(conn: Any) -> list[tuple[int, str]]:
+            rows = conn.execute(
+                "DELETE FROM entries WHERE id = ANY(%s) RETURNING id, namespace", (wanted,)
+            ).fetchall()
+            if rows:
+                self._autoprune(conn)
+            return _pairs(rows)
+
+        return self._write(run)
+
+    def delete_expired(self, now: float, namespace: str | None = None) -> list[tuple[int, str]]:
+        sql = "DELETE FROM entries WHERE expires_at <= %s"
+        args: tuple[Any, ...] = (now,)
+        if namespace is not None:
+            sql += " AND namespace = %s"
+            args += (namespace.encode(),)
+
+        def run(conn: Any) -> list[tuple[int, str]]:
+            rows = conn.execute(sql + " RETURNING id, namespace", args).fetchall()
+            if rows:
+                self._autoprune(conn)
+            return _pairs(rows)
+
+        return self._write(run)
+
+    def clear(self, namespace: str | None = None) -> int:
+        def run(conn: Any) -> int:
+            if namespace is None:
+                cur = conn.execute("DELETE FROM entries")
+            else:
+                cur = conn.execute(
+                    "DELETE FROM entries WHERE namespace = %s", (namespace.encode(),)
+                )
+            count = int(cur.rowcount)
+            if count:
+                self._autoprune(conn)
+            return count
+
+        return self._write(run)
+
+    def touch(self, access: Mapping[int, float]) -> None:
+        if not access:
+            self._read(lambda c: None)
+            return
+        self._run(lambda c: self._in_transaction(c, lambda c2: self._touch(c2, access)), write=True)
+
+    @staticmethod
+    def _touch(conn: Any, access: Mapping[int, float]) -> None:
+        # Ascending ids: concurrent touches lock rows in one order (fewer deadlocks).
+        items = sorted((int(i), float(t)) for i, t in access.items())
+        conn.execute(
+            "UPDATE entries AS e SET last_access = v.t FROM unnest(%s::bigint[], "
+            "%s::float8[]) AS v(id, t) WHERE e.id = v.id AND e.last_access < v.t",
+            ([i for i, _ in items], [t for _, t in items]),
+        )
+
+    # -- change log -------------------------------------------------------------------
+    def seq(self) -> int:
+        row = self._read(lambda c: c.execute("SELECT seq FROM log_state").fetchone())
+        return int(row[0])
+
+    def changes_since(self, seq: int) -> list[Change] | None:
+        def run(conn: Any) -> list[Change] | None:
+            # One statement: a single snapshot of the log and its bounds.
+            rows = conn.execute(
+                "SELECT l.seq, (SELECT min(seq) FROM changes), c.seq, c.op, c.entry_id, "
+                "c.namespace FROM log_state AS l LEFT JOIN changes AS c ON c.seq > %s "
+                "AND l.seq > %s ORDER BY c.seq",
+                (seq, seq),
+            ).fetchall()
+            last, first = int(rows[0][0]), rows[0][1]
+            if seq >= last:
+                return []
+            if first is None or seq + 1 < int(first):
+                return None
+            return [
+                Change(int(s), "put" if op else "delete", int(i), bytes(n).decode())
+                for _, _, s, op, i, n in rows
+            ]
+
+        return self._read(run)
+
+    def prune_changes(self, keep_last: int) -> int:
+        return self._write(lambda c: self._prune(c, keep_last))
+
+    @staticmethod
+    def _prune(conn: Any, keep_last: int) -> int:
+        cur = conn.execute(
+            "DELETE FROM changes WHERE seq <= (SELECT seq FROM log_state) - %s",
+            (max(0, int(keep_last)),),
+        )
+        return int(cur.rowcount)
+
+    def _autoprune(self, conn: Any) -> None:
+        conn.execute(
+            "DELETE FROM changes WHERE seq <= (SELECT seq FROM log_state) - %s",
+            (self._max_changes,),
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._discard_all()
+
+    # -- maintenance ------------------------------------------------------------------
+    def drop(self) -> None:
+        """Drop this store's schema (every entry, setting and change record) and close
+        the store.
+
+        Raises:
+            StoreUnavailableError: the server cannot be reached.
+        """
+        self._run(lambda c: c.execute(f"DROP SCHEMA IF EXISTS {self._s} CASCADE"), write=True)
+        self.close()

@@ -1,0 +1,622 @@
+"""A store in Redis, shared by many processes and hosts (``pip install 'semcache[redis]'``).
+
+Layout, every key under ``prefix`` (``P``); entry ids are zero-padded to 16 digits
+(``I``) so that sorted-set members tie-break by id when scores are equal::
+
+    P meta              hash   setting -> value
+    P id                string last entry id (INCR: ids increase, never reused)
+    P seq               string last change sequence number (INCR)
+    P log               stream change log, stream id "<seq>-0", fields op, id, ns
+    P k                 hash   exact-layer key -> I
+    P e:I               hash   the entry: k n q r [m] [v] c [x]
+    P ns                hash   namespace -> entry count
+    P lru / P lru:NS    zset   I scored by last_access (global / one namespace)
+    P exp / P exp:NS    zset   I scored by expires_at (entries that expire)
+
+Every mutation is one Lua script, so Redis runs it as a unit: no other client sees an
+entry half-written, and the change log, the counts and the recency sets move with the
+entries (scripts validate their input before they write, so an error cannot stop one
+half-way). With AOF persistence Redis logs a script's effects as one MULTI/EXEC block,
+which a crash cannot split either. Entries carry no Redis expiry (``EXPIRE``): a key
+that vanished by itself would leave its id in the sets and counts and log no delete, so
+expired entries are removed by :meth:`RedisStore.delete_expired` (``cache.vacuum()``)
+and by eviction, expired ones first, exactly as the other stores do.
+
+The scripts touch keys they do not declare, which standalone Redis (and Sentinel)
+allows; Redis Cluster does not, so use one primary per cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+from .._errors import (
+    CacheClosedError,
+    ConfigurationError,
+    MissingDependencyError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+
+__all__ = ["RedisStore"]
+
+_T = TypeVar("_T")
+_CHUNK: Final = 1000  # commands per pipeline round trip
+
+# Shared by every script: helpers that keep the sets, counts and log in step.
+_LUA_LIB: Final = r"""
+local P = ARGV[1]
+local MAXCH = tonumber(ARGV[2])
+local function logc(op, id, ns)
+  local s = redis.call('INCR', P .. 'seq')
+  redis.call('XADD', P .. 'log', 'MAXLEN', MAXCH, s .. '-0', 'o', op, 'i', id, 'n', ns)
+end
+local function del(id)
+  local ek = P .. 'e:' .. id
+  local f = redis.call('HMGET', ek, 'k', 'n')
+  if not f[1] then return nil end
+  local ns = f[2]
+  redis.call('DEL', ek)
+  redis.call('HDEL', P .. 'k', f[1])
+  redis.call('ZREM', P .. 'lru', id)
+  redis.call('ZREM', P .. 'lru:' .. ns, id)
+  redis.call('ZREM', P .. 'exp', id)
+  redis.call('ZREM', P .. 'exp:' .. ns, id)
+  if redis.call('HINCRBY', P .. 'ns', ns, -1) <= 0 then redis.call('HDEL', P .. 'ns', ns) end
+  logc('d', id, ns)
+  return ns
+end
+local function touch(id, t)
+  local ns = redis.call('HGET', P .. 'e:' .. id, 'n')
+  if ns then
+    redis.call('ZADD', P .. 'lru', 'GT', 'XX', t, id)
+    redis.call('ZADD', P .. 'lru:' .. ns, 'GT', 'XX', t, id)
+  end
+end
+"""
+
+# ARGV: P, maxch, now, quota|'', max_entries|'', ntouch, (id, t)*, nmeta, (name, value)*,
+# nentries, (key, ns, query, response, has_m, m, has_v, v, created, expires|'')*
+_LUA_PUT: Final = (
+    _LUA_LIB
+    + r"""
+local now = ARGV[3]
+local quota = tonumber(ARGV[4])
+local cap = tonumber(ARGV[5])
+local i = 6
+local nt = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nt do touch(ARGV[i], ARGV[i + 1]); i = i + 2 end
+local nm = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nm do redis.call('HSET', P .. 'meta', ARGV[i], ARGV[i + 1]); i = i + 2 end
+local ne = tonumber(ARGV[i]); i = i + 1
+local ids, replaced, expired, lru = {}, {}, {}, {}
+local ns = nil
+for _ = 1, ne do
+  local key, n = ARGV[i], ARGV[i + 1]
+  ns = ns or n
+  local old = redis.call('HGET', P .. 'k', key)
+  if old then
+    local ons = del(old)
+    if ons then table.insert(replaced, {tonumber(old), ons}) end
+  end
+  local id = string.format('%016d', redis.call('INCR', P .. 'id'))
+  local ek = P .. 'e:' .. id
+  redis.call('HSET', ek, 'k', key, 'n', n, 'q', ARGV[i + 2], 'r', ARGV[i + 3], 'c', ARGV[i + 8])
+  if ARGV[i + 4] == '1' then redis.call('HSET', ek, 'm', ARGV[i + 5]) end
+  if ARGV[i + 6] == '1' then redis.call('HSET', ek, 'v', ARGV[i + 7]) end
+  local exp = ARGV[i + 9]
+  if exp ~= '' then
+    redis.call('HSET', ek, 'x', exp)
+    redis.call('ZADD', P .. 'exp', exp, id)
+    redis.call('ZADD', P .. 'exp:' .. n, exp, id)
+  end
+  redis.call('HSET', P .. 'k', key, id)
+  redis.call('ZADD', P .. 'lru', ARGV[i + 8], id)
+  redis.call('ZADD', P .. 'lru:' .. n, ARGV[i + 8], id)
+  redis.call('HINCRBY', P .. 'ns', n, 1)
+  logc('p', id, n)
+  table.insert(ids, tonumber(id))
+  i = i + 10
+end
+local function evict(size, lruk, expk, limit)
+  local excess = size - limit
+  if excess <= 0 then return end
+  for _, id in ipairs(redis.call('ZRANGE', expk, '-inf', now, 'BYSCORE', 'LIMIT', 0, excess)) do
+    local ons = del(id)
+    table.insert(expired, {tonumber(id), ons})
+    excess = excess - 1
+  end
+  if excess > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', lruk, 0, excess - 1)) do
+      local ons = del(id)
+      table.insert(lru, {tonumber(id), ons})
+    end
+  end
+end
+if ns then
+  if quota then
+    local size = tonumber(redis.call('HGET', P .. 'ns', ns) or '0')
+    evict(size, P .. 'lru:' .. ns, P .. 'exp:' .. ns, quota)
+  end
+  if cap then evict(redis.call('ZCARD', P .. 'lru'), P .. 'lru', P .. 'exp', cap) end
+end
+return {ids, replaced, expired, lru}
+"""
+)
+
+# ARGV: P, maxch, mode ('key' | 'ids'), values...
+_LUA_DELETE: Final = (
+    _LUA_LIB
+    + r"""
+local out = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if ARGV[3] == 'key' then id = redis.call('HGET', P .. 'k', ARGV[i]) end
+  if id then
+    local ns = del(id)
+    if ns then table.insert(out, {tonumber(id), ns}) end
+  end
+end
+return out
+"""
+)
+
+# ARGV: P, maxch, now, ns|'' , has_ns
+_LUA_DELETE_EXPIRED: Final = (
+    _LUA_LIB
+    + r"""
+local expk = P .. 'exp'
+if ARGV[5] == '1' then expk = P .. 'exp:' .. ARGV[4] end
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', expk, '-inf', ARGV[3], 'BYSCORE')) do
+  local ns = del(id)
+  if ns then table.insert(out, {tonumber(id), ns}) end
+end
+return out
+"""
+)
+
+# ARGV: P, maxch, ns|'', has_ns
+_LUA_CLEAR: Final = (
+    _LUA_LIB
+    + r"""
+local lruk = P .. 'lru'
+if ARGV[4] == '1' then lruk = P .. 'lru:' .. ARGV[3] end
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', lruk, 0, -1)) do
+  if del(id) then n = n + 1 end
+end
+return n
+"""
+)
+
+# ARGV: P, maxch, (id, t)*
+_LUA_TOUCH: Final = (
+    _LUA_LIB
+    + r"""
+for i = 3, #ARGV, 2 do touch(ARGV[i], ARGV[i + 1]) end
+return 0
+"""
+)
+
+# ARGV: P, keep
+_LUA_PRUNE: Final = r"""
+return redis.call('XTRIM', ARGV[1] .. 'log', 'MAXLEN', tonumber(ARGV[2]))
+"""
+
+# ARGV: P, key -> the entry's fields, or false (one round trip for the exact layer)
+_LUA_GET_BY_KEY: Final = r"""
+local id = redis.call('HGET', ARGV[1] .. 'k', ARGV[2])
+if not id then return false end
+local f = redis.call('HMGET', ARGV[1] .. 'e:' .. id, 'k', 'n', 'q', 'r', 'm', 'c', 'x')
+if not f[1] then return false end
+table.insert(f, 1, id)
+return f
+"""
+
+# ARGV: P, since -> {last, first or false, flat records (seq, op, id, ns)*} in one snapshot
+_LUA_CHANGES: Final = r"""
+local P = ARGV[1]
+local last = tonumber(redis.call('GET', P .. 'seq') or '0')
+local since = tonumber(ARGV[2])
+if since >= last then return {last, false, {}} end
+local first = redis.call('XRANGE', P .. 'log', '-', '+', 'COUNT', 1)
+if #first == 0 then return {last, false, {}} end
+local firstseq = tonumber(string.match(first[1][1], '^(%d+)'))
+if since + 1 < firstseq then return {last, firstseq, {}} end
+local out = {}
+for _, rec in ipairs(redis.call('XRANGE', P .. 'log', '(' .. since .. '-0', '+')) do
+  local f = rec[2]
+  table.insert(out, string.match(rec[1], '^(%d+)'))
+  table.insert(out, f[2])
+  table.insert(out, f[4])
+  table.insert(out, f[6])
+end
+return {last, firstseq, out}
+"""
+
+_ENTRY_FIELDS: Final = ("k", "n", "q", "r", "m", "c", "x")
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "RedisStore needs redis-py: pip install 'semcache[redis]'"
+        ) from exc
+    return redis
+
+
+def _member(entry_id: int) -> str:
+    return f"{int(entry_id):016d}"
+
+
+def _float_arg(value: float) -> str:
+    # repr round-trips a float exactly (Lua's tostring would keep 14 digits only).
+    return repr(float(value))
+
+
+class RedisStore:
+    """A :class:`~semcache.Store` in a Redis server, shared by processes and hosts.
+
+    Every mutation is one atomic Lua script (see the module docstring for the key
+    layout); reads are single commands, a pipeline, or a read-only script where they
+    must see one instant. Use it with ``SemanticCache(store=RedisStore(url),
+    multi_process_mode="shared")``: each process keeps its own index and catches up
+    from the change log, while ``max_entries`` and namespace quotas are enforced inside
+    the scripts, so they hold across every process and host.
+
+    Connection loss and timeouts raise :class:`~semcache.StoreUnavailableError`;
+    redis-py reconnects on the next call, and nothing the server acknowledged is lost.
+    The store owns (and closes) a client it created from ``url``, never one passed in.
+
+    Args:
+        url: a ``redis://`` or ``rediss://`` URL (or pass ``client``).
+        client: an existing ``redis.Redis`` made with ``decode_responses=False``.
+        prefix: the prefix of every key this store uses; caches with different
+            prefixes share a server without seeing each other.
+        max_changes: change-log records kept for :meth:`changes_since`.
+        socket_timeout: seconds a command may take before it fails (with ``url``).
+        connect_timeout: seconds to connect (with ``url``).
+
+    Raises:
+        MissingDependencyError: redis-py is not installed.
+        ConfigurationError: neither or both of ``url`` and ``client``, an empty prefix,
+            or a client that decodes responses.
+        StoreUnavailableError: the server cannot be reached.
+    """
+
+    persistent = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "semcache:",
+        max_changes: int = 100_000,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        redis = _import_redis()
+        self._redis = redis
+        if (url is None) == (client is None):
+            raise ConfigurationError("RedisStore needs exactly one of url and client")
+        if not prefix:
+            raise ConfigurationError("RedisStore prefix must not be empty")
+        if max_changes < 0:
+            raise ConfigurationError("max_changes must be >= 0")
+        self.prefix = prefix
+        self._p = prefix.encode()
+        self._max_changes = int(max_changes)
+        self._owns_client = client is None
+        if client is None:
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+
+            # Retry a dropped connection (reconnect), never a timeout: a script that ran
+            # but answered late must not run twice.
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, (redis.ConnectionError,)),
+                health_check_interval=30,
+            )
+        elif client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ConfigurationError("RedisStore needs a client made with decode_responses=False")
+        self._client = client
+        self._lock = threading.Lock()
+        self._closed = False
+        self._put = client.register_script(_LUA_PUT)
+        self._delete = client.register_script(_LUA_DELETE)
+        self._delete_expired = client.register_script(_LUA_DELETE_EXPIRED)
+        self._clear = client.register_script(_LUA_CLEAR)
+        self._touch = client.register_script(_LUA_TOUCH)
+        self._prune = client.register_script(_LUA_PRUNE)
+        self._get_key = client.register_script(_LUA_GET_BY_KEY)
+        self._changes = client.register_script(_LUA_CHANGES)
+        try:
+            self._call(client.ping)
+        except BaseException:
+            self._release()
+            raise
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        """Run one Redis call, translating redis-py's errors at the boundary."""
+        if self._closed:
+            raise CacheClosedError("store is closed")
+        redis = self._redis
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailableError(f"Redis is unreachable: {exc}") from exc
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed: {exc}") from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheClosedError("store is closed")
+
+    def _args(self) -> list[Any]:
+        return [self._p, self._max_changes]
+
+    def _hmget_many(self, ids: Sequence[int], fields: Sequence[str]) -> list[list[Any]]:
+        """``HMGET`` of ``fields`` of each entry, in pipelines of :data:`_CHUNK`."""
+        self._check_open()
+        p = self._p + b"e:"
+        out: list[list[Any]] = []
+        for lo in range(0, len(ids), _CHUNK):
+            chunk = ids[lo : lo + _CHUNK]
+
+            def run(chunk: Sequence[int] = chunk) -> list[list[Any]]:
+                pipe = self._client.pipeline(transaction=False)
+                for entry_id in chunk:
+                    pipe.hmget(p + _member(entry_id).encode(), fields)
+                return list(pipe.execute())
+
+            out.extend(self._call(run))
+        return out
+
+    def _zrange_all(self, name: bytes) -> list[bytes]:
+        return list(self._call(lambda: self._client.zrange(name, 0, -1)))
+
+    @staticmethod
+    def _pairs(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
+        return [(int(i), bytes(ns).decode()) for i, ns in rows]
+
+    @staticmethod
+    def _entry(entry_id: int, f: Sequence[Any]) -> StoredEntry:
+        # HMGET of _ENTRY_FIELDS: k, n, q, r and c are always set; m and x may be None.
+        k, n, q, r, m, c, x = f
+        return StoredEntry(
+            entry_id,
+            bytes(k),
+            n.decode(),
+            q.decode(),
+            r.decode(),
+            None if m is None else m.decode(),
+            float(c),
+            None if x is None else float(x),
+        )
+
+    # -- settings ---------------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        value = self._call(lambda: self._client.hget(self._p + b"meta", name))
+        return None if value is None else bytes(value).decode()
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        if not values:
+            self._call(lambda: None)
+            return
+        self._call(lambda: self._client.hset(self._p + b"meta", mapping=dict(values)))
+
+    # -- reads ------------------------------------------------------------------------
+    def get_by_key(self, key: bytes) -> StoredEntry | None:
+        got = self._call(lambda: self._get_key(args=[self._p, key]))
+        if not got:
+            return None
+        return self._entry(int(got[0]), got[1:])
+
+    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+        wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
+        rows = self._hmget_many(wanted, _ENTRY_FIELDS)
+        return {i: self._entry(i, f) for i, f in zip(wanted, rows, strict=True) if f[0] is not None}
+
+    def count(self, namespace: str | None = None) -> int:
+        if namespace is None:
+            return int(self._call(lambda: self._client.zcard(self._p + b"lru")))
+        value = self._call(lambda: self._client.hget(self._p + b"ns", namespace))
+        return int(value or 0)
+
+    def namespace_counts(self) -> dict[str, int]:
+        raw = self._call(lambda: self._client.hgetall(self._p + b"ns"))
+        counts = {bytes(k).decode(): int(v) for k, v in raw.items()}
+        return {ns: counts[ns] for ns in sorted(counts) if counts[ns] > 0}
+
+    def iter_vectors(
+        self, *, now: float | None = None, batch_size: int = 65536
+    ) -> Iterator[VectorBatch]:
+        for ns in self.namespace_counts():
+            lru_key = self._p + b"lru:" + ns.encode()
+            members = self._zrange_all(lru_key)
+            ids = sorted(int(m) for m in members)
+            for lo in range(0, len(ids), batch_size):
+                chunk = ids[lo : lo + batch_size]
+                rows = self._hmget_many(chunk, ("v", "x"))
+                out_ids: list[int] = []
+                vectors: list[bytes] = []
+                for entry_id, (vector, exp) in zip(chunk, rows, strict=True):
+                    if vector is None:
+                        continue
+                    if now is not None and exp is not None and float(exp) <= now:
+                        continue
+                    out_ids.append(entry_id)
+                    vectors.append(bytes(vector))
+                if out_ids:
+                    yield VectorBatch(ns, out_ids, vectors)
+
+    def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+        wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
+        rows = self._hmget_many(wanted, ("n", "v"))
+        return {
+            i: (bytes(ns).decode(), bytes(v))
+            for i, (ns, v) in zip(wanted, rows, strict=True)
+            if ns is not None and v is not None
+        }
+
+    # -- writes -----------------------------------------------------------------------
+    def put_many(
+        self,
+        entries: Sequence[NewEntry],
+        *,
+        now: float,
+        limits: Limits | None = None,
+        touches: Mapping[int, float] | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        quota = "" if limits is None or limits.namespace_quota is None else limits.namespace_quota
+        cap = "" if limits is None or limits.max_entries is None else limits.max_entries
+        args: list[Any] = [*self._args(), _float_arg(now), quota, cap]
+        touches = touches or {}
+        args.append(len(touches))
+        for entry_id, when in touches.items():
+            args += [_member(entry_id), _float_arg(when)]
+        meta = meta or {}
+        args.append(len(meta))
+        for name, value in meta.items():
+            args += [name, value]
+        args.append(len(entries))
+        for e in entries:
+            args += [
+                e.key,
+                e.namespace,
+                e.query,
+                e.response,
+                0 if e.metadata is None else 1,
+                e.metadata or "",
+                0 if e.vector is None else 1,
+                e.vector or b"",
+                _float_arg(e.created_at),
+                "" if e.expires_at is None else _float_arg(e.expires_at),
+            ]
+        ids, replaced, expired, lru = self._call(lambda: self._put(args=args))
+        evicted_expired = self._pairs(expired)
+        return PutResult(
+            ids=[int(i) for i in ids],
+            replaced=self._pairs(replaced),
+            evicted=evicted_expired + self._pairs(lru),
+            expired_evicted=len(evicted_expired),
+        )
+
+    def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
+        rows = self._call(lambda: self._delete(args=[*self._args(), "key", key]))
+        pairs = self._pairs(rows)
+        return pairs[0] if pairs else None
+
+    def delete_ids(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        members = [_member(i) for i in dict.fromkeys(int(i) for i in ids) if i > 0]
+        if not members:
+            self._call(lambda: None)
+            return []
+        rows = self._call(lambda: self._delete(args=[*self._args(), "ids", *members]))
+        return self._pairs(rows)
+
+    def delete_expired(self, now: float, namespace: str | None = None) -> list[tuple[int, str]]:
+        args = [*self._args(), _float_arg(now), namespace or "", 0 if namespace is None else 1]
+        return self._pairs(self._call(lambda: self._delete_expired(args=args)))
+
+    def clear(self, namespace: str | None = None) -> int:
+        args = [*self._args(), namespace or "", 0 if namespace is None else 1]
+        return int(self._call(lambda: self._clear(args=args)))
+
+    def touch(self, access: Mapping[int, float]) -> None:
+        args: list[Any] = self._args()
+        for entry_id, when in access.items():
+            if int(entry_id) > 0:
+                args += [_member(entry_id), _float_arg(when)]
+        if len(args) == 2:
+            self._call(lambda: None)
+            return
+        self._call(lambda: self._touch(args=args))
+
+    # -- change log -------------------------------------------------------------------
+    def seq(self) -> int:
+        return int(self._call(lambda: self._client.get(self._p + b"seq")) or 0)
+
+    def changes_since(self, seq: int) -> list[Change] | None:
+        # Fast path: one GET when nothing changed (shared mode asks before every get).
+        last = int(self._call(lambda: self._client.get(self._p + b"seq")) or 0)
+        if seq >= last:
+            return []
+        last, first, flat = self._call(lambda: self._changes(args=[self._p, int(seq)]))
+        if int(seq) >= int(last):
+            return []
+        if not first or seq + 1 < int(first):
+            return None
+        return [
+            Change(
+                int(flat[j]),
+                "put" if flat[j + 1] == b"p" else "delete",
+                int(flat[j + 2]),
+                bytes(flat[j + 3]).decode(),
+            )
+            for j in range(0, len(flat), 4)
+        ]
+
+    def prune_changes(self, keep_last: int) -> int:
+        return int(self._call(lambda: self._prune(args=[self._p, max(0, int(keep_last))])))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        if self._owns_client:
+            try:
+                self._client.close()
+            except Exception:  # closing a broken connection must not raise
+                pass
+
+    # -- maintenance ------------------------------------------------------------------
+    def drop(self) -> int:
+        """Delete every key under this store's prefix (all its entries, settings and
+        change log) and close the store; returns how many keys were deleted.
+
+        Raises:
+            StoreUnavailableError: the server cannot be reached.
+        """
+
+        def run() -> int:
+            n = 0
+            batch: list[bytes] = []
+            pattern = _glob_escape(self._p) + b"*"
+            for name in self._client.scan_iter(match=pattern, count=1000):
+                batch.append(name)
+                if len(batch) >= 1000:
+                    n += int(self._client.unlink(*batch))
+                    batch = []
+            if batch:
+                n += int(self._client.unlink(*batch))
+            return n
+
+        count = self._call(run)
+        self.close()
+        return count
+
+
+def _glob_escape(raw: bytes) -> bytes:
+    out = bytearray()
+    for byte in raw:
+        if byte in b"*?[]\\":
+            out += b"\\"
+        out.append(byte)
+    return bytes(out)
