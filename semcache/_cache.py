@@ -1102,7 +1102,10 @@ class SemanticCache:
         pending = self._pending_touch
         pending[entry_id] = now
         if len(pending) >= _TOUCH_FLUSH:
-            self._flush_touches()
+            try:
+                self._flush_touches()
+            except StoreUnavailableError:  # kept pending: the next flush retries
+                logger.warning("semcache: store unreachable; recency not written yet")
         self._hits[hit.layer] += 1
         if self._metrics_hook is not None:
             self._emit(

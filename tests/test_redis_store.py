@@ -206,3 +206,22 @@ def test_drop_deletes_every_key_under_the_prefix(tmp_path: Path) -> None:
     again = open_redis(tmp_path, {})
     assert (again.count(), again.seq(), again.get_meta("dim")) == (0, 0, None)
     again.close()
+
+
+def test_hits_from_memory_survive_an_outage_at_a_recency_flush(
+    proxy: TcpProxy, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import semcache._cache
+
+    monkeypatch.setattr(semcache._cache, "_TOUCH_FLUSH", 3)
+    store = RedisStore(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix, connect_timeout=1)
+    cache = SemanticCache(store=store, embedder=HashingEmbedder(32))
+    questions = [f"question number {i}" for i in range(3)]
+    cache.put_many(questions, ["a0", "a1", "a2"])
+    for q in questions:
+        assert cache.get(q) is not None  # now in the hot map; the third get flushes
+    proxy.cut()
+    hits = [cache.get(q) for q in questions]  # from memory; the third flush fails quietly
+    assert [h.response if h else None for h in hits] == ["a0", "a1", "a2"]
+    proxy.restore()
+    cache.close()  # writes the recency kept pending

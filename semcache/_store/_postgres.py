@@ -417,7 +417,13 @@ class PostgresStore:
             if self._backfill() and self._dim is not None:
                 # Built in bulk over the backfilled rows: much faster than row by row.
                 dim = self._dim
-                self._write(lambda c: self._create_index(c, dim))
+
+                def build(conn: Any) -> None:
+                    # Room for the graph in memory: a build that spills is much slower.
+                    conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                    self._create_index(conn, dim)
+
+                self._write(build)
                 self._hnsw_dims.add(dim)
         return reason
 
