@@ -5,7 +5,13 @@ from __future__ import annotations
 from ._async import AsyncSemanticCache
 from ._cache import SemanticCache
 from ._errors import (
+    ArchiveMemberTooLargeError,
     CacheClosedError,
+    CheckpointChecksumError,
+    CheckpointError,
+    CheckpointFormatError,
+    CheckpointMismatchError,
+    CheckpointVersionError,
     ConfigurationError,
     DimensionMismatchError,
     EmbedderError,
@@ -26,7 +32,9 @@ from ._errors import (
     SemanticCacheError,
     StoreCorruptError,
     StoreError,
+    StoreLockedError,
     StoreUnavailableError,
+    UnsafeArchiveError,
 )
 from ._index import FlatIndex, VectorIndex, available_kernels, kernel_name
 from ._store import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
@@ -44,11 +52,17 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "MISS_REASONS",
+    "ArchiveMemberTooLargeError",
     "AsyncCallableEmbedder",
     "AsyncEmbedder",
     "AsyncSemanticCache",
     "CacheClosedError",
     "CallableEmbedder",
+    "CheckpointChecksumError",
+    "CheckpointError",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "CheckpointVersionError",
     "ConfigurationError",
     "DimensionMismatchError",
     "Embedder",
@@ -81,7 +95,9 @@ __all__ = [
     "Store",
     "StoreCorruptError",
     "StoreError",
+    "StoreLockedError",
     "StoreUnavailableError",
+    "UnsafeArchiveError",
     "VectorIndex",
     "__version__",
     "available_kernels",

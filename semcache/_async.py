@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal, TypeVar, cast
 import numpy.typing as npt
 
 from ._cache import ConfidenceFn, MetricsHook, SemanticCache, Steps, Validator
+from ._checkpoint import CheckpointTarget, load_checkpoint
 from ._deadline import acall_with_deadline
 from ._index import IndexFactory
 from ._store import Store
@@ -318,6 +319,40 @@ class AsyncSemanticCache:
             CacheClosedError, StoreError.
         """
         return await asyncio.to_thread(self._core.stats)
+
+    async def dumps(self, dest: CheckpointTarget) -> dict[str, Any]:
+        """See :meth:`SemanticCache.dumps` (runs on a worker thread).
+
+        Raises:
+            The same as :meth:`SemanticCache.dumps`.
+        """
+        return await asyncio.to_thread(self._core.dumps, dest)
+
+    @classmethod
+    async def loads(
+        cls,
+        source: CheckpointTarget,
+        path: str | os.PathLike[str],
+        embedder: Embedder | AsyncEmbedder | None,
+        *,
+        max_member_bytes: int = 1 << 36,
+        **kwargs: Any,
+    ) -> AsyncSemanticCache:
+        """See :meth:`SemanticCache.loads`; the checks, the copy and the opening run on
+        a worker thread.
+
+        Raises:
+            The same as :meth:`SemanticCache.loads`.
+        """
+        return await asyncio.to_thread(
+            load_checkpoint,
+            source,
+            path,
+            cast(Embedder | None, embedder),
+            lambda where, options: cls(where, embedder, **options),
+            max_member_bytes=max_member_bytes,
+            options=kwargs,
+        )
 
     async def aclose(self) -> None:
         """See :meth:`SemanticCache.close`. Idempotent."""

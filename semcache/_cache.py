@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from ._checkpoint import CheckpointTarget, dump_checkpoint, load_checkpoint
 from ._deadline import call_with_deadline, check_timeout
 from ._errors import (
     CacheClosedError,
@@ -47,9 +49,11 @@ from ._errors import (
     QueryTooLargeError,
     ResponseTooLargeError,
     StoreCorruptError,
+    StoreLockedError,
     StoreUnavailableError,
 )
 from ._index import IndexFactory, VectorIndex, backend_names, make_index
+from ._locking import StoreLock, acquire_store_lock, track_fork
 from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
 from ._store import (
     Change,
@@ -88,6 +92,8 @@ _CANDIDATES: Final = 4
 _TOUCH_FLUSH: Final = 10_000
 #: Entries the exact layer keeps in memory after reading them (single mode only).
 _HOT_ENTRIES: Final = 4096
+#: Seconds a fork waits for a cache's lock (longer: the child rebuilds its indexes).
+_FORK_WAIT: Final = 1.0
 #: Texts per embedder call in put_many.
 _EMBED_BATCH: Final = 64
 #: Query embeddings kept from gets for the put that follows a miss.
@@ -174,7 +180,10 @@ class SemanticCache:
             within 1e-3).
         multi_process_mode: ``"single"`` (this process owns the store) or ``"shared"``
             (other processes write too: the index catches up from the store's change log
-            every ``stale_check_interval`` seconds, 0 meaning before every get).
+            every ``stale_check_interval`` seconds, 0 meaning before every get). On a
+            SQLite file, single mode holds an exclusive lock on ``<path>.lock`` and
+            shared mode a shared one, so the two never mix across processes (see
+            docs/reliability.md, also for ``fork()``).
         stale_check_interval: see ``multi_process_mode``.
         max_query_bytes: cap on a query's UTF-8 size (put and get).
         max_response_bytes: cap on a response's UTF-8 size.
@@ -191,6 +200,8 @@ class SemanticCache:
         EmbedderMismatchError: the store was written with another embedder
             (fingerprint or dimension), or with another ``vector_dtype``.
         StoreError: the store cannot be opened (see :class:`SQLiteStore`).
+        StoreLockedError: another process has the SQLite file open in a conflicting
+            ``multi_process_mode``.
     """
 
     #: Whether the embedder may be an AsyncEmbedder (only the async cache's core).
@@ -292,13 +303,20 @@ class SemanticCache:
         self._flights = Flights()  # get_or_put's computations in progress, by key
         # Query embeddings made by gets, kept for the put that follows a miss.
         self._query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        # fork(): see _fork_child and _adopt_fork.
+        self._owner_pid = os.getpid()
+        self._forked = False
+        self._fork_consistent = False
+        self._fork_torn = False
 
         self._store: Store = (
             store
             if store is not None
             else (SQLiteStore(path) if path is not None else MemoryStore())
         )
+        self._store_lock: StoreLock | None = None
         try:
+            self._store_lock = self._claim_store(multi_process_mode)
             self._dim = self._check_settings()
             self._seq = self._store.seq()
             self._store_search = index_backend == "store"
@@ -309,7 +327,69 @@ class SemanticCache:
                 self._rebuild_indexes()
         except BaseException:
             self._store.close()
+            if self._store_lock is not None:
+                self._store_lock.release()
             raise
+        track_fork(self)
+
+    # -- processes: file ownership and fork --------------------------------------------
+    def _claim_store(self, mode: Literal["single", "shared"]) -> StoreLock | None:
+        """Lock a SQLite file for this cache's mode (other stores: nothing to lock)."""
+        path = getattr(self._store, "path", None)
+        if not isinstance(self._store, SQLiteStore) or not isinstance(path, str):
+            return None
+        if path in ("", ":memory:") or path.startswith("file:"):
+            return None
+        return acquire_store_lock(path, mode)
+
+    def _fork_prepare(self) -> None:
+        # Hold the lock across fork() so the child copies no operation half done.
+        self._fork_consistent = self._lock.acquire(timeout=_FORK_WAIT)
+
+    def _fork_parent(self) -> None:
+        if self._fork_consistent:
+            self._fork_consistent = False
+            self._lock.release()
+
+    def _fork_child(self) -> None:
+        # Single-threaded here. Fresh locks and flights (other threads' are gone);
+        # recency and exact entries are the parent's business.
+        self._fork_torn = not self._fork_consistent
+        self._fork_consistent = False
+        self._lock = threading.RLock()
+        self._flights = Flights()
+        self._pending_touch = {}
+        self._forget_hot()
+        self._forked = not self._closed
+
+    def _adopt_fork(self) -> None:
+        """First use in a forked child. A single-mode cache on a SQLite file belongs to
+        the parent: refuse. Otherwise take this process's own claim on the file and
+        catch up (rebuild when the fork caught another thread mid-operation).
+
+        Raises:
+            StoreLockedError: a single-mode SQLite cache, or the file cannot be claimed.
+        """
+        with self._lock:
+            if not self._forked:
+                return
+            claim = self._store_lock
+            if claim is not None and claim.mode == "single":
+                raise StoreLockedError(
+                    f"this cache was opened on {claim.db_path} in single mode by process "
+                    f"{self._owner_pid}; the forked child {os.getpid()} cannot use it. Open "
+                    "it with multi_process_mode='shared' (every process then keeps its own "
+                    "index), or open a new cache in the child once the parent closed its own"
+                )
+            if claim is not None:
+                self._store_lock = acquire_store_lock(claim.db_path, "shared")
+            self._forked = False
+            self._owner_pid = os.getpid()
+            self._last_sync = -math.inf
+            if self._fork_torn:
+                self._fork_torn = False
+                self._seq = self._store.seq()
+                self._rebuild_indexes()
 
     # -- opening ----------------------------------------------------------------------
     def _check_settings(self) -> int | None:
@@ -803,6 +883,76 @@ class SemanticCache:
                 ),
             }
 
+    def dumps(self, dest: CheckpointTarget) -> dict[str, Any]:
+        """Write a checkpoint of this cache to ``dest`` (a path or a binary file object):
+        a tar.gz holding a consistent copy of the SQLite store (SQLite's backup API, from
+        a connection of its own, so other threads and processes keep writing meanwhile),
+        the index snapshots, and ``manifest.json`` (format version, embedder fingerprint,
+        dim, dtype, entries per namespace, SHA-256 and size of every member). A path is
+        written atomically (a temporary file beside it, then renamed).
+
+        Returns:
+            The manifest written.
+
+        Raises:
+            CacheClosedError: the cache is closed.
+            CheckpointError: the store is not a SQLite file (memory and server stores
+                have no file to copy), or the copy failed.
+            OSError: ``dest`` cannot be written.
+        """
+        return dump_checkpoint(self, dest)
+
+    @classmethod
+    def loads(
+        cls,
+        source: CheckpointTarget,
+        path: str | os.PathLike[str],
+        embedder: Embedder | None,
+        *,
+        max_member_bytes: int = 1 << 36,
+        **kwargs: Any,
+    ) -> SemanticCache:
+        """Restore a checkpoint written by :meth:`dumps` into a new cache at ``path``.
+
+        Every member is checked before anything is written (plain files with the names
+        the format expects, no larger than ``max_member_bytes``, sizes and SHA-256 as
+        the manifest says), and the embedder and ``vector_dtype`` must match the
+        manifest. Files are staged in ``<path>.restoring`` and moved into place only
+        when all is well; on any error nothing is left behind, and nothing is ever
+        written outside ``path`` and its sidecars.
+
+        Args:
+            source: the archive (a path or a binary file object).
+            path: where the restored SQLite file goes; it (and its ``-wal``, ``-shm``,
+                ``-journal`` and ``.index`` sidecars) must not exist.
+            embedder: the embedder to open the restored cache with (None: exact hits
+                and precomputed embeddings only).
+            max_member_bytes: refuse members larger than this.
+            **kwargs: further :class:`SemanticCache` arguments; ``vector_dtype``
+                defaults to the checkpoint's.
+
+        Returns:
+            The restored cache, open.
+
+        Raises:
+            CheckpointFormatError: not a semcache checkpoint, or a malformed manifest.
+            CheckpointVersionError: a newer checkpoint format.
+            CheckpointMismatchError: another embedder fingerprint or dim, or dtype.
+            CheckpointChecksumError: a member's size or checksum differs.
+            UnsafeArchiveError: an absolute, ``..``, link, device, duplicate or
+                unexpected member (ArchiveMemberTooLargeError: an oversized one).
+            CheckpointError: ``path`` or a sidecar already exists.
+            The errors of the :class:`SemanticCache` constructor.
+        """
+        return load_checkpoint(
+            source,
+            path,
+            embedder,
+            lambda where, options: cls(where, embedder, **options),
+            max_member_bytes=max_member_bytes,
+            options=kwargs,
+        )
+
     def close(self) -> None:
         """Write pending recency, save the index snapshots (SQLite caches: the next open
         loads them instead of rebuilding), release the indexes and close the store.
@@ -811,20 +961,27 @@ class SemanticCache:
             if self._closed:
                 return
             self._closed = True
+            # A forked child that never used the cache writes nothing on close.
+            forked, self._forked = self._forked, False
             try:
-                if self._pending_touch:
+                if self._pending_touch and not forked:
                     self._store.touch(self._pending_touch)
             except Exception:
                 logger.exception("semcache: could not write recency on close")
             try:
-                self._save_snapshots()
+                if not forked:
+                    self._save_snapshots()
             finally:
                 self._pending_touch = {}
                 self._forget_hot()
                 for index in self._indexes.values():
                     index.close()
                 self._indexes = {}
-                self._store.close()
+                try:
+                    self._store.close()
+                finally:
+                    if self._store_lock is not None:
+                        self._store_lock.release()
 
     def __enter__(self) -> SemanticCache:
         self._check_open()
@@ -913,8 +1070,8 @@ class SemanticCache:
         (:meth:`_get_semantic`) continues from.
         """
         t0 = perf_counter()
-        if self._closed:
-            raise CacheClosedError("the cache is closed")
+        if self._closed or self._forked:
+            self._check_open()
         ns = namespace if namespace in self._namespaces_ok else self._check_ns(namespace)
         check_size(query, "query", self._max_query, QueryTooLargeError)
         vector = None if embedding is None else self._unit_rows(embedding, 1, "embedding")
@@ -1270,6 +1427,8 @@ class SemanticCache:
     def _check_open(self) -> None:
         if self._closed:
             raise CacheClosedError("the cache is closed")
+        if self._forked:
+            self._adopt_fork()
 
     def _check_ns(self, namespace: str) -> str:
         if namespace in self._namespaces_ok:

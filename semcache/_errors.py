@@ -10,6 +10,15 @@ Hierarchy::
 
     SemanticCacheError
     ├── CacheClosedError                 a call on a closed cache, store or index
+    ├── CheckpointError                  a checkpoint cannot be written or restored
+    │   ├── CheckpointFormatError          not a semcache checkpoint, or a malformed manifest
+    │   │   └── CheckpointVersionError       written by a newer semcache (format version)
+    │   ├── CheckpointChecksumError        a member's size or checksum differs from the manifest
+    │   ├── CheckpointMismatchError        another embedder fingerprint, dim or dtype
+    │   │                                  (also an EmbedderMismatchError)
+    │   └── UnsafeArchiveError             an absolute, '..', link, device, duplicate or
+    │       │                              unexpected archive member
+    │       └── ArchiveMemberTooLargeError   a member over the size cap
     ├── InvalidInputError (ValueError)   bad arguments, raised before anything is written
     │   ├── InvalidTextError               query/response not a str, or not encodable as UTF-8
     │   ├── InputTooLargeError             a byte cap was exceeded
@@ -28,6 +37,7 @@ Hierarchy::
     ├── EmbedderMismatchError            the cache was built with another embedder
     └── StoreError                       the store failed (I/O, corruption, lock)
         ├── StoreCorruptError              the database file is not a semcache store
+        ├── StoreLockedError               another process holds the file in a conflicting mode
         ├── SchemaVersionError             the file was written by a newer semcache
         └── StoreUnavailableError          the store's server is unreachable (timeout, lost link)
 """
@@ -35,7 +45,13 @@ Hierarchy::
 from __future__ import annotations
 
 __all__ = [
+    "ArchiveMemberTooLargeError",
     "CacheClosedError",
+    "CheckpointChecksumError",
+    "CheckpointError",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "CheckpointVersionError",
     "ConfigurationError",
     "DimensionMismatchError",
     "EmbedderError",
@@ -56,7 +72,9 @@ __all__ = [
     "SemanticCacheError",
     "StoreCorruptError",
     "StoreError",
+    "StoreLockedError",
     "StoreUnavailableError",
+    "UnsafeArchiveError",
 ]
 
 
@@ -163,6 +181,55 @@ class StoreCorruptError(StoreError):
 
 class SchemaVersionError(StoreError):
     """The store was written by a newer version of semcache than this one."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the cache file in a conflicting mode.
+
+    A ``multi_process_mode="single"`` cache owns its SQLite file alone; a second process
+    opening it (in either mode), or a single-mode opener while shared-mode processes have
+    it open, gets this error. So does a forked child using a single-mode cache its parent
+    opened. Use ``multi_process_mode="shared"`` in every process that needs the file at
+    the same time.
+    """
+
+
+class CheckpointError(SemanticCacheError):
+    """A checkpoint cannot be written (``dumps``) or restored (``loads``); nothing was
+    written outside the destination."""
+
+
+class CheckpointFormatError(CheckpointError):
+    """The archive is not a semcache checkpoint, or its manifest is malformed."""
+
+
+class CheckpointVersionError(CheckpointFormatError):
+    """The checkpoint was written in a newer format than this semcache reads."""
+
+
+class CheckpointChecksumError(CheckpointError):
+    """An archive member's size or SHA-256 differs from the manifest's (a damaged or
+    tampered checkpoint)."""
+
+
+class CheckpointMismatchError(CheckpointError, EmbedderMismatchError):
+    """The checkpoint was made with another embedder (fingerprint or dimension) or
+    vector dtype than the one it is being restored with."""
+
+
+class UnsafeArchiveError(CheckpointError):
+    """An archive member that is not a plain file with a plain relative name the
+    checkpoint format expects: an absolute name, a ``..`` component, a link, a device,
+    FIFO or directory, a duplicate, or a name the manifest does not list."""
+
+    def __init__(self, member: str, reason: str) -> None:
+        super().__init__(f"unsafe checkpoint member {member!r}: {reason}")
+        self.member = member
+        self.reason = reason
+
+
+class ArchiveMemberTooLargeError(UnsafeArchiveError):
+    """An archive member is larger than the size cap ``loads`` was given."""
 
 
 class StoreUnavailableError(StoreError):

@@ -17,6 +17,7 @@ from .._errors import (
     StoreCorruptError,
     StoreError,
 )
+from .._locking import track_fork
 from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
 
 __all__ = ["SQLiteStore"]
@@ -99,6 +100,10 @@ _LRU_INDEXES: Final[Mapping[str, str]] = {
 }
 #: Ids per ``IN (...)`` list, well under SQLite's bound-parameter limit.
 _CHUNK = 500
+#: Connections a forked child inherited: never used there, and never closed either
+#: (closing SQLite's copy of the parent's file state in a child can break the parent's
+#: locks), so they are kept referenced for the life of the child.
+_INHERITED: list[_Conn] = []
 
 
 class SQLiteStore:
@@ -108,7 +113,8 @@ class SQLiteStore:
     are kept by triggers, so they cannot drift from the entries. Safe to use from many
     threads (one connection, every call under one lock, so a read never sees another
     thread's transaction half done); several processes may open one file (writers wait
-    up to ``busy_timeout`` seconds for the lock).
+    up to ``busy_timeout`` seconds for the lock). Safe across ``fork()``: a child opens
+    a connection of its own on first use and never touches the inherited one.
 
     Args:
         path: the database file (created if missing).
@@ -141,7 +147,9 @@ class SQLiteStore:
         self._lru_indexes: set[str] = set()
         self._depth = 0
         self._closed = False
+        self._forked = False  # set in a forked child until it has its own connection
         self._conn: _Conn = self._call(self._connect)
+        track_fork(self)
 
     # -- connection -------------------------------------------------------------------
     def _connect(self) -> _Conn:
@@ -157,6 +165,32 @@ class SQLiteStore:
             conn.close()
             raise
         return conn
+
+    def _reopen(self) -> None:
+        """In a forked child: open a connection of its own (under the lock)."""
+        self._forked = False
+        try:
+            self._call(self._connect)
+        except BaseException:
+            self._forked = True
+            raise
+
+    # Fork handlers (see semcache._locking.track_fork).
+    def _fork_prepare(self) -> None:
+        pass
+
+    def _fork_parent(self) -> None:
+        pass
+
+    def _fork_child(self) -> None:
+        # The child is single-threaded here: a lock another thread held at the fork
+        # would stay held forever, and the connection is the parent's.
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._lru_indexes.clear()
+        if not self._closed:
+            _INHERITED.append(self._conn)
+            self._forked = True
 
     def _migrate(self) -> None:
         with self._write():
@@ -213,6 +247,8 @@ class SQLiteStore:
         with self._lock:
             if self._closed:
                 raise CacheClosedError("store is closed")
+            if self._forked:
+                self._reopen()
             return self._call(lambda: fn(self._conn))
 
     @contextmanager
@@ -221,6 +257,8 @@ class SQLiteStore:
         with self._lock:
             if self._closed:
                 raise CacheClosedError("store is closed")
+            if self._forked:
+                self._reopen()
             conn = self._conn
             if self._depth:
                 self._depth += 1
@@ -256,6 +294,8 @@ class SQLiteStore:
         with self._lock:
             if self._closed:
                 raise CacheClosedError("store is closed")
+            if self._forked:
+                self._reopen()
             conn = self._conn
             if self._depth:
                 return self._call(lambda: fn(conn))
@@ -273,7 +313,7 @@ class SQLiteStore:
         takes this path and the generic context manager costs it about 4 us.
         """
         with self._lock:
-            if self._depth or self._closed:
+            if self._depth or self._closed or self._forked:
                 with self._write() as conn:
                     return self._call(lambda: fn(conn))
             conn = self._conn
@@ -319,6 +359,8 @@ class SQLiteStore:
         with self._lock:
             if self._closed:
                 raise CacheClosedError("store is closed")
+            if self._forked:
+                self._reopen()
             try:
                 for row in self._conn.execute(_GET_BY_KEY, (key,)):
                     return StoredEntry(*row)
@@ -581,6 +623,8 @@ class SQLiteStore:
             if self._closed:
                 return
             self._closed = True
+            if self._forked:  # the inherited connection is the parent's to close
+                return
             try:
                 self._conn.pragma("optimize")
             except apsw.Error:

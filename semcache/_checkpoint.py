@@ -1,0 +1,522 @@
+"""Checkpoints: a whole cache as one tar.gz (``SemanticCache.dumps`` / ``loads``).
+
+Layout of format version 1 (member names are exactly these; nothing else is accepted)::
+
+    manifest.json          first member: what the checkpoint holds (below)
+    store.sqlite           a consistent copy of the SQLite store (rollback journal mode)
+    index/manifest.json    the index snapshots (see semcache._snapshots), when the cache
+    index/ns-<32 hex>.npz  has vectors and a named index backend
+
+``manifest.json``::
+
+    {"format": "semcache-checkpoint", "version": 1, "created_at": <unix time>,
+     "semcache_version": "...", "fingerprint": <embedder fingerprint or null>,
+     "dim": <int or null>, "dtype": "float32" | "float16", "store_id": "...",
+     "seq": <the copy's change sequence>, "entries": {namespace: count},
+     "total_entries": <int>, "files": {member: {"size": <bytes>, "sha256": "<hex>"}}}
+
+Writing: the index snapshots are saved under the cache's lock (so they reflect a known
+change sequence), then the store is copied with SQLite's backup API from a connection of
+its own, in one step: one read transaction, a consistent snapshot, while other threads
+and processes keep writing (WAL readers never block writers). The copy is at least as
+new as the snapshots, so the restored cache loads them and replays the copy's change log
+from their sequence, exactly like a warm start.
+
+Restoring never calls ``extractall``: every member is checked first (plain regular file,
+a name from the layout above, no absolute path or ``..``, no duplicates, a size under
+the cap, listed in the manifest), then each is streamed to a file whose name *this code*
+chooses inside ``<path>.restoring``, hashed on the way and compared with the manifest;
+the store copy must pass ``PRAGMA quick_check`` and match the manifest's counts and
+settings. Only then are the files moved to ``path`` and ``path.index``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+
+import apsw
+
+from ._errors import (
+    ArchiveMemberTooLargeError,
+    CheckpointChecksumError,
+    CheckpointError,
+    CheckpointFormatError,
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    UnsafeArchiveError,
+)
+from ._snapshots import save_snapshots
+from ._store import SQLiteStore
+
+if TYPE_CHECKING:
+    from ._cache import SemanticCache
+    from .embedders import Embedder
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointTarget",
+    "dump_checkpoint",
+    "load_checkpoint",
+    "read_manifest",
+    "remove_restored",
+]
+
+_T = TypeVar("_T")
+#: Where a checkpoint is written to or read from: a path or a binary file object.
+CheckpointTarget: TypeAlias = "str | os.PathLike[str] | IO[bytes]"
+
+FORMAT: Final = "semcache-checkpoint"
+FORMAT_VERSION: Final = 1
+MANIFEST: Final = "manifest.json"
+STORE: Final = "store.sqlite"
+INDEX_DIR: Final = "index"
+_INDEX_MEMBER = re.compile(r"index/(manifest\.json|ns-[0-9a-f]{32}\.npz)")
+#: The manifest is read into memory: it gets a cap of its own.
+_MAX_MANIFEST_BYTES: Final = 64 << 20
+#: Members an archive may have (the store, two manifests, one file per namespace).
+_MAX_MEMBERS: Final = 1_000_000
+_CHUNK: Final = 1 << 20
+_SIDECARS: Final = ("-wal", "-shm", "-journal", ".index")
+
+
+# -- writing --------------------------------------------------------------------------------
+def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, Any]:
+    """Write ``cache`` to ``dest`` as a checkpoint; return its manifest.
+
+    Raises:
+        CacheClosedError: the cache is closed.
+        CheckpointError: the store is not a SQLite file, or copying it failed.
+        OSError: ``dest`` cannot be written.
+    """
+    from . import __version__
+
+    store = cache._store
+    if not isinstance(store, SQLiteStore) or store.path in ("", ":memory:"):
+        raise CheckpointError(
+            f"checkpoints copy a SQLite file; this cache's store is a {type(store).__name__}"
+        )
+    folder = os.path.dirname(os.path.abspath(store.path))
+    work = Path(tempfile.mkdtemp(prefix=".semcache-dump-", dir=folder))
+    try:
+        with cache._lock:
+            cache._check_open()
+            cache._flush_touches()  # the copy carries recency too
+            target = cache._snapshot_target()
+            if target is not None:
+                seq = cache._seq if cache._shared else store.seq()
+                save_snapshots(work / INDEX_DIR, target[1], seq, cache._indexes)
+        copy = work / STORE
+        _backup(store.path, copy, store._busy_timeout)
+        facts = _inspect_store(copy)
+        files = {STORE: copy}
+        index_dir = work / INDEX_DIR
+        if index_dir.is_dir():
+            for item in sorted(index_dir.iterdir()):
+                if _INDEX_MEMBER.fullmatch(f"{INDEX_DIR}/{item.name}"):
+                    files[f"{INDEX_DIR}/{item.name}"] = item
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "created_at": time.time(),
+            "semcache_version": __version__,
+            **facts,
+            "files": {name: _digest(path) for name, path in files.items()},
+        }
+        _write_archive(dest, manifest, files)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _backup(source: str, dest: Path, busy_timeout: float) -> None:
+    """Copy the database at ``source`` into a new file ``dest`` in one backup step."""
+    try:
+        src = apsw.Connection(source, flags=apsw.SQLITE_OPEN_READWRITE)
+        try:
+            src.set_busy_timeout(int(busy_timeout * 1000))
+            dst = apsw.Connection(str(dest))
+            try:
+                with dst.backup("main", src, "main") as backup:
+                    while not backup.step(-1):
+                        pass
+                dst.pragma("journal_mode", "delete")  # one self-contained file
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    except apsw.Error as exc:
+        raise CheckpointError(f"could not copy {source}: {exc}") from exc
+
+
+def _inspect_store(path: Path) -> dict[str, Any]:
+    """Settings, change sequence and counts of a store copy (which must be healthy).
+
+    Raises:
+        CheckpointFormatError: not a healthy semcache store.
+    """
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            check = conn.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                raise CheckpointFormatError(f"the store copy fails PRAGMA quick_check: {check}")
+            meta = {str(k): str(v) for k, v in conn.execute("SELECT name, value FROM meta")}
+            counts = {
+                str(ns): int(n)
+                for ns, n in conn.execute(
+                    "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
+                )
+            }
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchall()
+        finally:
+            conn.close()
+    except apsw.Error as exc:
+        raise CheckpointFormatError(f"the store copy is not a semcache store: {exc}") from exc
+    return {
+        "fingerprint": meta.get("fingerprint"),
+        "dim": int(meta["dim"]) if "dim" in meta else None,
+        "dtype": meta.get("vector_dtype", "float32"),
+        "store_id": meta.get("store_id"),
+        "seq": seq[0] if seq else 0,
+        "entries": counts,
+        "total_entries": sum(counts.values()),
+    }
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": sha.hexdigest()}
+
+
+def _write_archive(
+    dest: CheckpointTarget, manifest: Mapping[str, Any], files: Mapping[str, Path]
+) -> None:
+    """The tar.gz: the manifest first, then the files; a path is written atomically."""
+    if isinstance(dest, (str, os.PathLike)):
+        final = os.fspath(dest)
+        fd, tmp = tempfile.mkstemp(
+            prefix=".semcache-checkpoint-",
+            suffix=".tmp",
+            dir=os.path.dirname(os.path.abspath(final)),
+        )
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                _write_tar(fh, manifest, files)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    else:
+        _write_tar(dest, manifest, files)
+
+
+def _write_tar(fh: IO[bytes], manifest: Mapping[str, Any], files: Mapping[str, Path]) -> None:
+    mtime = int(manifest["created_at"])
+
+    def info(name: str, size: int) -> tarfile.TarInfo:
+        member = tarfile.TarInfo(name)
+        member.size, member.mtime, member.mode = size, mtime, 0o644
+        return member
+
+    body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    with tarfile.open(fileobj=fh, mode="w:gz", format=tarfile.PAX_FORMAT, compresslevel=6) as tar:
+        tar.addfile(info(MANIFEST, len(body)), _BytesReader(body))
+        for name, path in files.items():
+            with open(path, "rb") as src:
+                tar.addfile(info(name, os.fstat(src.fileno()).st_size), src)
+
+
+class _BytesReader:
+    """The smallest file object ``TarFile.addfile`` reads from."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else self._pos + size
+        out, self._pos = self._data[self._pos : end], min(end, len(self._data))
+        return out
+
+
+# -- reading --------------------------------------------------------------------------------
+def load_checkpoint(
+    source: CheckpointTarget,
+    path: str | os.PathLike[str],
+    embedder: Embedder | None,
+    open_cache: Callable[[str, dict[str, Any]], _T],
+    *,
+    max_member_bytes: int,
+    options: Mapping[str, Any],
+) -> _T:
+    """Restore ``source`` into ``path`` (see :func:`restore_files`), then open it with
+    ``open_cache(path, options)``; ``vector_dtype`` defaults to the checkpoint's.
+    A cache that fails to open takes the restored files with it.
+
+    Raises:
+        CheckpointError: see :meth:`SemanticCache.loads`.
+    """
+    manifest = restore_files(source, path, embedder, options.get("vector_dtype"), max_member_bytes)
+    kwargs = dict(options)
+    kwargs.setdefault("vector_dtype", manifest["dtype"])
+    try:
+        return open_cache(os.fspath(path), kwargs)
+    except BaseException:
+        remove_restored(path)
+        raise
+
+
+def read_manifest(source: CheckpointTarget, *, max_member_bytes: int = 1 << 36) -> dict[str, Any]:
+    """The manifest of a checkpoint, after checking every member's header.
+
+    Raises:
+        CheckpointFormatError, CheckpointVersionError, UnsafeArchiveError.
+    """
+    with _open_archive(source) as tar:
+        members = _checked_members(tar, max_member_bytes)
+        return _manifest(tar, members)
+
+
+def restore_files(
+    source: CheckpointTarget,
+    path: str | os.PathLike[str],
+    embedder: Embedder | None,
+    vector_dtype: str | None,
+    max_member_bytes: int,
+) -> dict[str, Any]:
+    """Check ``source`` and write its store to ``path`` and its index snapshots to
+    ``path.index``; return the manifest. Nothing is left behind on error.
+
+    Raises:
+        CheckpointError: ``path`` or a sidecar exists; and the errors of
+            :meth:`SemanticCache.loads`.
+    """
+    if isinstance(max_member_bytes, bool) or not isinstance(max_member_bytes, int):
+        raise CheckpointError(f"max_member_bytes must be an int, got {max_member_bytes!r}")
+    target = os.fspath(path)
+    staging = Path(target + ".restoring")
+    for existing in (target, *(target + s for s in _SIDECARS), str(staging)):
+        if os.path.lexists(existing):
+            raise CheckpointError(
+                f"{existing} already exists; restore a checkpoint into a new path"
+            )
+    with _open_archive(source) as tar:
+        members = _checked_members(tar, max_member_bytes)
+        manifest = _manifest(tar, members)
+        _check_compatible(manifest, embedder, vector_dtype)
+        moved: list[str] = []
+        try:
+            staging.mkdir()
+            for name, member in members.items():
+                if name != MANIFEST:
+                    _extract(tar, member, staging / name, manifest["files"][name])
+            _check_store_copy(staging / STORE, manifest)
+            os.replace(staging / STORE, target)
+            moved.append(target)
+            if (staging / INDEX_DIR).is_dir():
+                os.replace(staging / INDEX_DIR, target + ".index")
+                moved.append(target + ".index")
+        except BaseException:
+            for done in moved:
+                _remove(done)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def remove_restored(path: str | os.PathLike[str]) -> None:
+    """Remove a restored cache's files (after its constructor failed)."""
+    target = os.fspath(path)
+    for name in (target, *(target + s for s in _SIDECARS)):
+        _remove(name)
+
+
+def _remove(name: str) -> None:
+    if os.path.isdir(name) and not os.path.islink(name):
+        shutil.rmtree(name, ignore_errors=True)
+    else:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+
+
+@contextmanager
+def _open_archive(source: CheckpointTarget) -> Iterator[tarfile.TarFile]:
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            tar = tarfile.open(os.fspath(source), mode="r:gz")  # noqa: SIM115
+        else:
+            tar = tarfile.open(fileobj=source, mode="r:gz")  # noqa: SIM115
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise CheckpointFormatError(f"not a semcache checkpoint (a tar.gz): {exc}") from exc
+    try:
+        with tar:
+            yield tar
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise CheckpointFormatError(f"the checkpoint archive is damaged: {exc}") from exc
+
+
+def _checked_members(tar: tarfile.TarFile, max_member_bytes: int) -> dict[str, tarfile.TarInfo]:
+    """Every member, checked by its header alone, by name."""
+    members: dict[str, tarfile.TarInfo] = {}
+    for count, member in enumerate(tar, 1):
+        if count > _MAX_MEMBERS:
+            raise UnsafeArchiveError(member.name, f"more than {_MAX_MEMBERS} members")
+        name = member.name
+        _check_name(name)
+        if member.issym() or member.islnk():
+            raise UnsafeArchiveError(name, f"is a link (to {member.linkname!r})")
+        if member.ischr() or member.isblk():
+            raise UnsafeArchiveError(name, "is a device")
+        if member.isfifo():
+            raise UnsafeArchiveError(name, "is a FIFO")
+        if member.isdir():
+            raise UnsafeArchiveError(name, "is a directory")
+        if not member.isreg():
+            raise UnsafeArchiveError(name, f"is not a regular file (type {member.type!r})")
+        if name in members:
+            raise UnsafeArchiveError(name, "appears twice")
+        if name != MANIFEST and name != STORE and not _INDEX_MEMBER.fullmatch(name):
+            raise UnsafeArchiveError(name, "is not a member of the checkpoint format")
+        limit = _MAX_MANIFEST_BYTES if name == MANIFEST else max_member_bytes
+        if member.size > limit:
+            raise ArchiveMemberTooLargeError(
+                name, f"is {member.size} bytes; the limit is {limit} bytes"
+            )
+        members[name] = member
+    if MANIFEST not in members:
+        raise CheckpointFormatError("not a semcache checkpoint: no manifest.json")
+    return members
+
+
+def _check_name(name: str) -> None:
+    if "\x00" in name or "\\" in name:
+        raise UnsafeArchiveError(name, "has a NUL or backslash in its name")
+    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        raise UnsafeArchiveError(name, "is an absolute path")
+    parts = name.split("/")
+    if ".." in parts:
+        raise UnsafeArchiveError(name, "contains '..'")
+    if any(part in ("", ".") for part in parts):
+        raise UnsafeArchiveError(name, "is not a normalized relative name")
+
+
+def _manifest(tar: tarfile.TarFile, members: Mapping[str, tarfile.TarInfo]) -> dict[str, Any]:
+    """The manifest, checked against the members."""
+    fh = tar.extractfile(members[MANIFEST])
+    assert fh is not None  # a regular file
+    try:
+        manifest = json.loads(fh.read(_MAX_MANIFEST_BYTES + 1))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointFormatError(f"the checkpoint manifest is not JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointFormatError("not a semcache checkpoint: unknown manifest format")
+    version = manifest.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointFormatError(f"malformed checkpoint format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointVersionError(
+            f"the checkpoint has format version {version}; this semcache reads up to "
+            f"{FORMAT_VERSION}: upgrade semcache"
+        )
+    files = manifest.get("files")
+    entries = manifest.get("entries")
+    if (
+        not isinstance(files, dict)
+        or not isinstance(entries, dict)
+        or manifest.get("dtype") not in ("float32", "float16")
+        or not all(
+            isinstance(f, dict)
+            and isinstance(f.get("size"), int)
+            and isinstance(f.get("sha256"), str)
+            for f in files.values()
+        )
+    ):
+        raise CheckpointFormatError("malformed checkpoint manifest")
+    for name in members:
+        if name != MANIFEST and name not in files:
+            raise UnsafeArchiveError(name, "is not listed in the manifest")
+    for name in files:
+        if name not in members:
+            raise CheckpointFormatError(f"the manifest lists {name!r} but the archive lacks it")
+    if STORE not in files:
+        raise CheckpointFormatError("the checkpoint holds no store")
+    return manifest
+
+
+def _check_compatible(
+    manifest: Mapping[str, Any], embedder: Embedder | None, vector_dtype: str | None
+) -> None:
+    fingerprint, dim = manifest.get("fingerprint"), manifest.get("dim")
+    if embedder is not None:
+        if fingerprint is not None and fingerprint != embedder.fingerprint:
+            raise CheckpointMismatchError(
+                f"the checkpoint was made with embedder {fingerprint!r}, not "
+                f"{embedder.fingerprint!r}; restore it with that embedder"
+            )
+        if dim is not None and dim != int(embedder.dim):
+            raise CheckpointMismatchError(
+                f"the checkpoint holds {dim}-dimensional vectors; the embedder makes "
+                f"{int(embedder.dim)}"
+            )
+    if vector_dtype is not None and vector_dtype != manifest["dtype"]:
+        raise CheckpointMismatchError(
+            f"the checkpoint holds {manifest['dtype']} vectors, not {vector_dtype}"
+        )
+
+
+def _extract(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, expected: Mapping[str, Any]
+) -> None:
+    """Stream one member to ``dest`` (a name chosen here), checking size and SHA-256."""
+    dest.parent.mkdir(exist_ok=True)
+    src = tar.extractfile(member)
+    assert src is not None  # checked: a regular file
+    sha = hashlib.sha256()
+    size = 0
+    with open(dest, "xb") as out:
+        while chunk := src.read(_CHUNK):
+            size += len(chunk)
+            if size > expected["size"]:
+                break
+            sha.update(chunk)
+            out.write(chunk)
+    if size != expected["size"] or sha.hexdigest() != expected["sha256"]:
+        raise CheckpointChecksumError(
+            f"checkpoint member {member.name!r} does not match the manifest's size and "
+            "SHA-256: the archive is damaged or was altered"
+        )
+
+
+def _check_store_copy(path: Path, manifest: Mapping[str, Any]) -> None:
+    facts = _inspect_store(path)
+    for name in ("fingerprint", "dim", "dtype", "entries"):
+        if facts[name] != manifest.get(name):
+            raise CheckpointFormatError(
+                f"the checkpoint's store does not match its manifest ({name}: "
+                f"{facts[name]!r} != {manifest.get(name)!r})"
+            )

@@ -1,0 +1,213 @@
+"""Several processes on one SQLite file: single-mode exclusivity and shared-mode catch-up,
+with real processes (multiprocessing, spawn). Every wait is bounded."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semcache import SemanticCache, SQLiteStore, StoreLockedError
+
+DIM = 16
+TIMEOUT = 60.0
+
+
+def unit(i: int) -> np.ndarray:
+    """A fixed unit vector per entry number (seeded)."""
+    v = np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def near(i: int) -> np.ndarray:
+    """A paraphrase of entry ``i``: cosine with it about 0.999."""
+    noise = np.random.default_rng(10_000 + i).standard_normal(DIM).astype(np.float32)
+    v = unit(i) + 0.02 * noise / np.linalg.norm(noise)
+    return v / np.linalg.norm(v)
+
+
+# -- workers (module level: spawn pickles them by name) --------------------------------------
+def try_open(path: str, mode: str) -> str:
+    """Open ``path`` in ``mode``; answer "ok" or the exception's class name."""
+    try:
+        cache = SemanticCache(path, multi_process_mode=mode)  # type: ignore[arg-type]
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    cache.close()
+    return "ok"
+
+
+def write_entries(
+    path: str, first: int, count: int, max_entries: int | None, namespace: str = "default"
+) -> list[int]:
+    """Put entries ``first..first+count`` (one put each) in shared mode; return the acked."""
+    acked = []
+    with SemanticCache(
+        path, multi_process_mode="shared", max_entries=max_entries, similarity_threshold=0.99
+    ) as cache:
+        for i in range(first, first + count):
+            cache.put(f"q{i}", f"a{i}", embedding=unit(i), namespace=namespace)
+            acked.append(i)
+    return acked
+
+
+def serve(path: str, entries: list[int]) -> dict[int, str | None]:
+    """What a fresh shared-mode process serves for paraphrases of ``entries``."""
+    with SemanticCache(path, multi_process_mode="shared", similarity_threshold=0.99) as cache:
+        out = {}
+        for i in entries:
+            hit = cache.get(f"paraphrase {i}", embedding=near(i))
+            out[i] = None if hit is None else hit.response
+        return out
+
+
+@pytest.fixture
+def pool() -> Iterator[ProcessPoolExecutor]:
+    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as executor:
+        yield executor
+
+
+# -- single mode owns the file -----------------------------------------------------------------
+def test_single_mode_refuses_a_second_process(tmp_path: Path, pool: ProcessPoolExecutor) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path):
+        answer = pool.submit(try_open, path, "single").result(TIMEOUT)
+        assert answer.startswith("StoreLockedError")
+        assert path in answer
+        assert "single mode" in answer
+        assert pool.submit(try_open, path, "shared").result(TIMEOUT).startswith("StoreLockedError")
+    # closed: the lock is released
+    assert pool.submit(try_open, path, "single").result(TIMEOUT) == "ok"
+
+
+def test_shared_mode_excludes_single_mode(tmp_path: Path, pool: ProcessPoolExecutor) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path, multi_process_mode="shared"):
+        assert pool.submit(try_open, path, "shared").result(TIMEOUT) == "ok"
+        answer = pool.submit(try_open, path, "single").result(TIMEOUT)
+        assert answer.startswith("StoreLockedError")
+        assert "shared mode" in answer
+    assert pool.submit(try_open, path, "single").result(TIMEOUT) == "ok"
+
+
+def test_one_process_may_mix_modes_and_reopen(tmp_path: Path) -> None:
+    """The lock is per process: caches in one process share it (strongest mode wins)."""
+    path = str(tmp_path / "c.db")
+    shared = SemanticCache(path, multi_process_mode="shared")
+    single = SemanticCache(path)
+    again = SemanticCache(path)
+    for cache in (single, again, shared):
+        cache.close()
+    with SemanticCache(path, multi_process_mode="shared"):
+        pass
+
+
+def test_a_bare_store_takes_no_lock(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path):
+        store = SQLiteStore(path)  # tools (the CLI's stats) read the file directly
+        assert store.count() == 0
+        store.close()
+
+
+def test_lock_refusal_leaves_the_cache_unopened(tmp_path: Path, pool: ProcessPoolExecutor) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path, multi_process_mode="shared") as cache:
+        cache.put("q", "a")
+        assert pool.submit(try_open, path, "single").result(TIMEOUT).startswith("StoreLockedError")
+        assert cache.get("q") is not None  # the refused opener changed nothing here
+    SemanticCache(path).close()  # and nothing is left locked
+
+
+def test_lock_error_is_a_store_error(tmp_path: Path, pool: ProcessPoolExecutor) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path):
+        answer = pool.submit(try_open_raising, path).result(TIMEOUT)
+    assert answer == ["StoreLockedError", "StoreError", "SemanticCacheError"]
+
+
+def try_open_raising(path: str) -> list[str]:
+    try:
+        SemanticCache(path).close()
+    except StoreLockedError as exc:
+        return [c.__name__ for c in type(exc).__mro__[:3]]
+    return []
+
+
+# -- shared mode across processes ---------------------------------------------------------------
+def test_puts_in_other_processes_are_served_here(tmp_path: Path, pool: ProcessPoolExecutor) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path, multi_process_mode="shared", similarity_threshold=0.99) as cache:
+        cache.put("seed", "s", embedding=unit(999))  # fixes the dimension
+        futures = [pool.submit(write_entries, path, k * 100, 40, None) for k in range(2)]
+        acked = [i for f in futures for i in f.result(TIMEOUT)]
+        assert len(acked) == 80
+        for i in acked:  # stale_check_interval=0: caught up before every get
+            hit = cache.get(f"paraphrase {i}", embedding=near(i))
+            assert hit is not None
+            assert hit.response == f"a{i}"
+            assert hit.layer == "semantic"
+        # deletes and a clear here are never served by another process afterwards
+        for i in acked[:20]:
+            assert cache.delete(f"q{i}")
+        served = pool.submit(serve, path, acked).result(TIMEOUT)
+        assert all(served[i] is None for i in acked[:20])
+        assert all(served[i] == f"a{i}" for i in acked[20:])
+        cache.clear()
+        assert set(pool.submit(serve, path, acked).result(TIMEOUT).values()) == {None}
+
+
+def test_a_process_with_an_index_never_serves_what_another_removed(
+    tmp_path: Path, pool: ProcessPoolExecutor
+) -> None:
+    """The reader's index is built before the other process deletes, evicts and clears;
+    a stale index must still never serve those entries, whatever the check interval."""
+    path = str(tmp_path / "c.db")
+    write_entries(path, 0, 30, None)
+    with SemanticCache(
+        path, multi_process_mode="shared", stale_check_interval=3600, similarity_threshold=0.99
+    ) as reader:
+        assert reader.get("paraphrase 3", embedding=near(3)) is not None  # index loaded
+        # another process with a quota of 10 evicts 20 + 10 of these entries
+        pool.submit(write_entries, path, 100, 10, 10).result(TIMEOUT)
+        served = {i: reader.get(f"paraphrase {i}", embedding=near(i)) for i in range(30)}
+        assert all(hit is None for hit in served.values())
+        assert reader.stats()["total_entries"] == 10
+
+
+def test_max_entries_holds_across_processes(tmp_path: Path, pool: ProcessPoolExecutor) -> None:
+    path = str(tmp_path / "c.db")
+    futures = [pool.submit(write_entries, path, k * 1000, 120, 50) for k in range(2)]
+    acked = [i for f in futures for i in f.result(TIMEOUT)]
+    assert len(acked) == 240
+    with SemanticCache(path, multi_process_mode="shared", similarity_threshold=0.99) as cache:
+        stats = cache.stats()
+        assert stats["total_entries"] == 50
+        assert sum(stats["indexed"].values()) == 50
+        hits = [i for i in acked if cache.get(f"paraphrase {i}", embedding=near(i)) is not None]
+        assert len(hits) == 50
+
+
+def test_namespace_quotas_hold_across_processes(tmp_path: Path, pool: ProcessPoolExecutor) -> None:
+    path = str(tmp_path / "c.db")
+
+    futures = [
+        pool.submit(write_quota_entries, path, k * 1000, 60, "tenant-a" if k else "tenant-b")
+        for k in range(2)
+    ]
+    for f in futures:
+        f.result(TIMEOUT)
+    with SemanticCache(path, multi_process_mode="shared") as cache:
+        assert cache.stats()["entries"] == {"tenant-a": 20, "tenant-b": 60}
+
+
+def write_quota_entries(path: str, first: int, count: int, namespace: str) -> None:
+    with SemanticCache(
+        path, multi_process_mode="shared", namespace_quotas={"tenant-a": 20}
+    ) as cache:
+        for i in range(first, first + count):
+            cache.put(f"q{i}", f"a{i}", embedding=unit(i), namespace=namespace)
