@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from ._index import VectorIndex, load_index, snapshot_info
 
@@ -64,6 +64,30 @@ def save_snapshots(
         OSError: the folder or a file cannot be written.
     """
     folder.mkdir(exist_ok=True)
+    with open(folder / ".lock", "a+b") as lock:
+        if not _try_lock(lock):
+            logger.info("semcache: another process is saving index snapshots; skipped")
+            return
+        _save_locked(folder, plan, seq, indexes)
+
+
+def _try_lock(fh: IO[bytes]) -> bool:
+    """An exclusive, non-blocking lock on ``fh`` (released when it is closed): two
+    processes closing at once must not interleave their files."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return True
+    try:
+        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _save_locked(
+    folder: Path, plan: SnapshotPlan, seq: int, indexes: Mapping[str, VectorIndex]
+) -> None:
     files: dict[str, str] = {}
     for ns, index in sorted(indexes.items()):
         name = _file_name(ns)

@@ -4,8 +4,10 @@ never serves a deleted entry and never misses a live one."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import multiprocessing
 import shutil
 from pathlib import Path
 from typing import Any
@@ -154,3 +156,28 @@ def test_memory_caches_keep_no_snapshot(tmp_path: Path) -> None:
         cache.put("q", "a", embedding=VECS[0])
         assert cache.stats()["index_source"] == "store"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_concurrent_save_is_skipped_not_interleaved(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    fill(path)
+    manifest = (tmp_path / "c.db.index" / "manifest.json").read_bytes()
+    with open(tmp_path / "c.db.index" / ".lock", "a+b") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Another process holds the lock: this close must not write (lockf locks are
+        # per process, so take it from a child).
+        ctx = multiprocessing.get_context("spawn")
+        proc = ctx.Process(target=_put_and_close, args=(str(path),))
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert (tmp_path / "c.db.index" / "manifest.json").read_bytes() == manifest
+    with open_cache(path) as cache:  # the snapshot is stale but caught up
+        assert cache.stats()["index_source"] == "snapshot"
+        assert served(cache, 59) == "late"
+
+
+def _put_and_close(path: str) -> None:
+    cache = open_cache(Path(path), multi_process_mode="shared")
+    cache.put("late", "late", embedding=VECS[59])
+    cache.close()
