@@ -209,7 +209,7 @@ class SemanticCache:
 
     def __init__(
         self,
-        path: str | None = None,
+        path: str | os.PathLike[str] | None = None,
         embedder: Embedder | None = None,
         *,
         store: Store | None = None,
