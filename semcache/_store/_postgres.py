@@ -56,6 +56,7 @@ _T = TypeVar("_T")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 #: Serializes schema migrations of every semcache schema in a database.
 _MIGRATION_LOCK: Final = 0x53454D43  # "SEMC"
+_SIZE_TTL: Final = 1.0  # seconds a namespace size picked for a search stays good
 _RETRIES: Final = 8  # attempts of a transaction that hit a deadlock/serialization failure
 
 # Ordered migrations: (version, description, SQL with {s} = the quoted schema). Never
@@ -227,6 +228,7 @@ class PostgresStore:
         self._search = False
         self._unavailable: str | None = "vector_search=False"
         self._hnsw_dims: set[int] = set()
+        self._sizes: dict[str, tuple[int, float]] = {}  # namespace -> (count, when)
         self._dtype: np.dtype[Any] | None = None
         self._dim: int | None = None
         try:
@@ -648,33 +650,28 @@ class PostgresStore:
         expiry = "" if now is None else " AND (expires_at IS NULL OR expires_at > %s)"
         tail: tuple[Any, ...] = () if now is None else (now,)
 
+        size = self._namespace_size(namespace)
+        if size == 0:
+            return empty
+
         def run(conn: Any) -> list[Any]:
-            row = conn.execute("SELECT entries FROM namespaces WHERE name = %s", (ns,)).fetchone()
-            size = 0 if row is None else int(row[0])
-            if size == 0:
-                return []
             if size <= self._exact_below:
-                # The uncast column does not match the index expression: an exact scan.
+                # The uncast column does not match the index expression: an exact scan
+                # of the namespace's rows (found through its btree index).
                 dist = "embedding <=> %s::vector"
+                match = "namespace = %s"
             else:
+                # Through the HNSW index, the namespace filtered inside the index scan
+                # (iterative scan). Written so no btree index can serve it: with stale
+                # statistics the planner would otherwise read and sort the namespace.
                 dist = f"embedding::vector({dim}) <=> %s::vector({dim})"
+                match = "(namespace || ''::bytea) = %s"
             sql = (
-                f"SELECT id, 1 - ({dist}) FROM entries WHERE namespace = %s AND "
+                f"SELECT id, 1 - ({dist}) FROM entries WHERE {match} AND "
                 f"embedding IS NOT NULL AND vector_dims(embedding) = {dim}{expiry} "
                 f"ORDER BY {dist} LIMIT %s"
             )
-            args = (text, ns, *tail, text, int(k))
-            if size <= self._exact_below:
-                return list(conn.execute(sql, args).fetchall())
-            # The HNSW index, whatever the planner's (often stale) row estimates say: a
-            # bitmap scan plus sort reads every row of the namespace. One round trip.
-            with conn.pipeline(), conn.transaction():
-                conn.execute(
-                    "SELECT set_config('enable_seqscan', 'off', true), "
-                    "set_config('enable_bitmapscan', 'off', true)"
-                )
-                cur = conn.execute(sql, args)
-            return list(cur.fetchall())
+            return list(conn.execute(sql, (text, ns, *tail, text, int(k))).fetchall())
 
         rows = self._read(run)
         if not rows:
@@ -682,6 +679,17 @@ class PostgresStore:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         sims = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
         return ids, sims
+
+    def _namespace_size(self, namespace: str) -> int:
+        """The namespace's entry count, read at most once per :data:`_SIZE_TTL` seconds
+        (it only picks the exact or the HNSW path; both answer correctly)."""
+        now = time.monotonic()
+        cached = self._sizes.get(namespace)
+        if cached is not None and now - cached[1] < _SIZE_TTL and cached[0] > 0:
+            return cached[0]
+        size = self.count(namespace)
+        self._sizes[namespace] = (size, now)
+        return size
 
     # -- writes -----------------------------------------------------------------------
     def put_many(

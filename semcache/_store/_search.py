@@ -8,7 +8,9 @@ the store indexes its own rows in the put's transaction).
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,6 +63,7 @@ class StoreSearchIndex:
         self._clock = clock
         self._dim = dim
         self._dtype = dtype
+        self._size = (0, -math.inf)  # (count, monotonic time read)
 
     @property
     def dim(self) -> int:
@@ -75,7 +78,16 @@ class StoreSearchIndex:
         return 0
 
     def __len__(self) -> int:
-        return self._store.count(self._namespace)
+        """The namespace's entries; a non-zero count is reused for up to a second (one
+        get asks several times, and the count only bounds ``k``), zero is always
+        checked again."""
+        size, when = self._size
+        now = time.monotonic()
+        if size > 0 and now - when < 1.0:
+            return size
+        size = self._store.count(self._namespace)
+        self._size = (size, now)
+        return size
 
     def __contains__(self, entry_id: object) -> bool:
         return False  # membership lives on the server; the cache never asks
