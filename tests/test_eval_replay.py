@@ -76,7 +76,7 @@ def test_the_record_predicts_every_served_get() -> None:
         Rule(0.9),
         Rule(0.5, 0.5),
         Rule(0.3, guards=("numbers", "negation")),
-        Rule(0.5, 0.3, ("entities",)),
+        Rule(0.5, 0.3, ("dates",)),
     ]
     mismatches = result.time_rules(rules, sample=len(pairs), seed=1)
     assert mismatches == 0
@@ -91,7 +91,7 @@ def test_the_record_predicts_every_served_get() -> None:
 
 def test_curves_are_monotone_in_hits_and_the_headline_is_the_lowest_threshold() -> None:
     result = replay(synthetic_set(), _embed, floor=0.2)
-    curve = result.curve(grid=101)
+    curve = result.curve(step=0.01)
     hits = [p.hits for p in curve]
     assert hits == sorted(hits, reverse=True)
     head = result.headline(0.95)
@@ -101,6 +101,9 @@ def test_curves_are_monotone_in_hits_and_the_headline_is_the_lowest_threshold() 
     assert all(not p.precision >= 0.95 for p in earlier)
     with pytest.raises(ValueError, match="by must"):
         result.curve(by="nothing")
+    with pytest.raises(ValueError, match="step"):
+        result.curve(step=0.0)
+    assert [p.rule.min_score for p in result.curve(by="score", step=0.5)] == [0.0, 0.5, 1.0]
 
 
 def test_features_are_collected_for_training() -> None:

@@ -73,8 +73,10 @@ def calibrate(
     fitting part and a calibration part sharing no text. The fitting part is replayed
     through a cache (the protocol of :func:`~semcache.quality.replay`) and every
     candidate at or above ``min_similarity`` becomes a training example, labelled by the
-    clusters. The calibration part is replayed with the trained verifier, and the
-    threshold is the lowest score at which the served hits reach ``target_precision``.
+    clusters. The calibration part is replayed with the trained verifier, in a cache
+    that also holds the fitting part's questions (as distractors, so that it is as
+    crowded as a cache of the whole data), and the threshold is the lowest score at
+    which the served hits reach ``target_precision``.
 
     Args:
         pairs: labelled pairs.
@@ -120,12 +122,15 @@ def calibrate(
         )
     model = fit_boosted_trees(fitted.features, labels.astype(np.float64), trees=trees, depth=depth)
     draft = Verifier(model, threshold=0.5, min_similarity=min_similarity)
+    # The fitting part's questions crowd the calibration cache as a cache of the
+    # deployed size would be: a threshold chosen in a sparse cache is too lenient.
     checked = replay(
         cal_part,
         embed,
         floor=min_similarity,
         verifier=draft,
         verifier_floor=min_similarity,
+        distractors=fit_part.stored_texts()[0],
         progress=progress,
     )
     chosen = checked.headline(target_precision, by="score", rule=Rule(min_similarity, 0.0))

@@ -22,7 +22,7 @@ __all__ = ["add_calibrate_parser", "add_eval_parser", "run_calibrate", "run_eval
 
 #: Thresholds of ``--sweep``: the peers' defaults and the range that matters.
 SWEEP = (0.60, 0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
-GUARD_NAMES = ("numbers", "dates", "negation", "entities")
+GUARD_NAMES = ("numbers", "dates", "negation")
 _TARGETS = (0.95, 0.99)
 
 
@@ -149,6 +149,13 @@ def add_calibrate_parser(sub: Any) -> None:
         metavar="F",
         help="share of the pairs never read, for `semcache eval --heldout` (default 0.5; 0: none)",
     )
+    p.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.3,
+        metavar="F",
+        help="share of the rest on which the threshold is chosen (default 0.3)",
+    )
     p.add_argument("--trees", type=int, default=150, help="boosting rounds (default 150)")
 
 
@@ -267,10 +274,10 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"\n({result.truncated} queries had more than 32 candidates above {floor})\n")
     if mismatches:
         out.write(f"\nWARNING: {mismatches} timed gets disagreed with the record\n")
-    curves: dict[str, Sequence[QualityPoint]] = {"cosine": result.curve(grid=401)}
+    curves: dict[str, Sequence[QualityPoint]] = {"cosine": result.curve(step=0.0025)}
     if verifier is not None:
         curves["verifier"] = result.curve(
-            by="score", rule=Rule(verifier.min_similarity, 0.0), grid=401
+            by="score", rule=Rule(verifier.min_similarity, 0.0), step=0.0025
         )
     if args.json:
         data = {
@@ -316,6 +323,7 @@ def run_calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         target_precision=args.target_precision,
         min_similarity=args.min_similarity,
         holdout=args.holdout,
+        calibration_fraction=args.calibration_fraction,
         seed=args.seed,
         trees=args.trees,
         source=os.path.basename(args.pairs),

@@ -9,10 +9,11 @@ words only one side has, and the word order (bigrams).
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["FEATURE_NAMES", "TextInfo", "pair_features", "text_info"]
 
@@ -24,8 +25,6 @@ def _word_set(text: str) -> frozenset[str]:
 _WORD: Final = re.compile("[^\\W_]+(?:['\u2019][^\\W_]+)*|\\d+(?:[.,]\\d+)*")
 _NUMBER: Final = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALIZED: Final = re.compile("\\b[A-Z][\\w'\u2019.-]*")
-# Capitals right after this are a sentence start, not a name.
-_SENTENCE_START: Final = re.compile(r"(?:.*[.?!:])?[\s\"'(\[]*", re.S)
 _MONTHS: Final = _word_set(
     "january february march april may june july august september october november "
     "december jan feb mar apr jun jul aug sep sept oct nov dec"
@@ -88,16 +87,24 @@ class TextInfo:
 
     words: tuple[str, ...]
     word_set: frozenset[str]
-    content: frozenset[str]
+    content: AbstractSet[str]
     bigrams: frozenset[tuple[str, str]]
-    char3: frozenset[str]
-    char5: frozenset[str]
+    char3: AbstractSet[str]
+    char5: AbstractSet[str]
     numbers: frozenset[str]
     dates: frozenset[str]
     negations: int
     entities: frozenset[str]
     question_word: str
     length: int
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    """Whether the word at ``at`` opens a sentence (capitalized for that reason only)."""
+    i = at - 1
+    while i >= 0 and (text[i].isspace() or text[i] in "\"'([\u201c\u2018"):
+        i -= 1
+    return i < 0 or text[i] in ".?!:"
 
 
 @lru_cache(maxsize=8192)
@@ -116,7 +123,7 @@ def text_info(text: str) -> TextInfo:
         name
         for m in _CAPITALIZED.finditer(text)
         if (name := m.group().rstrip(".").lower()) not in _NOT_ENTITIES
-        and not _SENTENCE_START.fullmatch(text, 0, m.start())
+        and not _starts_sentence(text, m.start())
     )
     question_word = next((w for w in words[:3] if w in _QUESTION_WORDS), "")
     squeezed = " ".join(words)
@@ -124,10 +131,10 @@ def text_info(text: str) -> TextInfo:
     return TextInfo(
         words=words,
         word_set=frozenset(words),
-        content=frozenset(w for w in words if w not in _STOPWORDS),
+        content={w for w in words if w not in _STOPWORDS},
         bigrams=frozenset(pairwise(words)),
-        char3=frozenset(padded[i : i + 3] for i in range(len(padded) - 2)),
-        char5=frozenset(padded[i : i + 5] for i in range(len(padded) - 4)),
+        char3={padded[i : i + 3] for i in range(len(padded) - 2)},
+        char5={padded[i : i + 5] for i in range(len(padded) - 4)},
         numbers=numbers,
         dates=frozenset(years | months),
         negations=negations,
@@ -137,7 +144,7 @@ def text_info(text: str) -> TextInfo:
     )
 
 
-def _jaccard(a: frozenset[object] | frozenset[str], b: frozenset[object] | frozenset[str]) -> float:
+def _jaccard(a: AbstractSet[Any], b: AbstractSet[Any]) -> float:
     if not a and not b:
         return 1.0
     inter = len(a & b)

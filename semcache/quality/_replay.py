@@ -191,25 +191,31 @@ class ReplayResult:
         )
 
     def curve(
-        self, *, by: str = "similarity", rule: Rule | None = None, grid: int = 1001
+        self, *, by: str = "similarity", rule: Rule | None = None, step: float = 0.001
     ) -> list[QualityPoint]:
-        """Points on a fine grid of one threshold, the rest of ``rule`` fixed.
+        """Points on a grid of one threshold (multiples of ``step``), the rest of
+        ``rule`` fixed.
 
         Args:
             by: ``"similarity"`` (from the floor to 1) or ``"score"`` (0 to 1).
             rule: the other settings (default: no verifier, no guards, the floor).
-            grid: number of points.
+            step: the grid's spacing.
 
         Raises:
-            ValueError: ``by`` is neither.
+            ValueError: ``by`` is neither, or ``step`` is not in (0, 1].
         """
+        if not 0.0 < step <= 1.0:
+            raise ValueError(f"step must be in (0, 1], got {step}")
         base = rule or Rule(self.floor)
+        count = round(1.0 / step)
         if by == "similarity":
-            values = np.linspace(max(base.min_similarity, self.floor), 1.0, grid)
-            rules = [Rule(float(v), base.min_score, base.guards) for v in values]
+            low = max(base.min_similarity, self.floor)
+            first = math.ceil(round(low / step, 6))
+            values = [round(i * step, 10) for i in range(first, count + 1)]
+            rules = [Rule(v, base.min_score, base.guards) for v in values]
         elif by == "score":
-            values = np.linspace(0.0, 1.0, grid)
-            rules = [Rule(base.min_similarity, float(v), base.guards) for v in values]
+            values = [round(i * step, 10) for i in range(count + 1)]
+            rules = [Rule(base.min_similarity, v, base.guards) for v in values]
         else:
             raise ValueError(f"by must be 'similarity' or 'score', got {by!r}")
         return [self.evaluate(r) for r in rules]
@@ -217,8 +223,8 @@ class ReplayResult:
     def headline(
         self, target: float, *, by: str = "similarity", rule: Rule | None = None
     ) -> QualityPoint | None:
-        """The point at the lowest threshold (on :meth:`curve`'s grid) whose precision
-        is at least ``target``, or None if none reaches it."""
+        """The point at the lowest threshold (a multiple of 0.001, as :meth:`curve`)
+        whose precision is at least ``target``, or None if none reaches it."""
         for point in self.curve(by=by, rule=rule):
             if point.precision >= target:
                 return point
@@ -336,6 +342,7 @@ def replay(
     guards: Mapping[str, Judge] | None = None,
     max_candidates: int = 32,
     feature_floor: float | None = None,
+    distractors: Sequence[str] = (),
     progress: TextIO | None = None,
 ) -> ReplayResult:
     """Run the replay protocol once, recording every candidate down to ``floor``.
@@ -352,6 +359,9 @@ def replay(
         max_candidates: candidates recorded per query at most (the search stops there).
         feature_floor: collect the verifier's features of candidates at or above this
             similarity (for training); None: collect none.
+        distractors: more texts to store (not a step of the protocol): no query of
+            ``pairs`` counts them as correct. Calibration uses them to make its cache as
+            crowded as the one the verifier will face.
         progress: a stream for progress bars (None: silent).
 
     Returns:
@@ -367,6 +377,11 @@ def replay(
     guards = dict(guards or {})
     stored, stored_keys = pairs.stored_texts()
     queries = [p.text_b for p in pairs.pairs]
+    if distractors:
+        known = set(stored_keys)
+        extra = {normalize_text(t): t for t in distractors}
+        stored = stored + [t for k, t in extra.items() if k not in known]
+        stored_keys = stored_keys + [k for k in extra if k not in known]
     stored_clusters = {pairs.cluster(k) for k in stored_keys}
     should = np.array([pairs.cluster(q) in stored_clusters for q in queries], dtype=bool)
     # embed each distinct text once
