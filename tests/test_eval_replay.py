@@ -76,7 +76,7 @@ def test_the_record_predicts_every_served_get() -> None:
         Rule(0.9),
         Rule(0.5, 0.5),
         Rule(0.3, guards=("numbers", "negation")),
-        Rule(0.5, 0.3, ("dates",)),
+        Rule(0.5, 0.3, ("negation",)),
     ]
     mismatches = result.time_rules(rules, sample=len(pairs), seed=1)
     assert mismatches == 0

@@ -8,7 +8,6 @@ from semcache import Hit, SemanticCache
 from semcache.embedders import HashingEmbedder
 from semcache.quality import (
     all_of,
-    dates_agree,
     default_guards,
     negation_agrees,
     numbers_agree,
@@ -26,10 +25,6 @@ def _hit(stored: str, layer: str = "semantic") -> Hit:
         (numbers_agree, "Top 10 movies", "top 10 movies!", True),
         (numbers_agree, "Price of iPhone 7", "Price of iPhone", False),
         (numbers_agree, "1,000 dollars in euros", "1000 dollars in euros", True),
-        (dates_agree, "Best films of 2019", "Best films of 2020", False),
-        (dates_agree, "Weather in March", "Weather in June", False),
-        (dates_agree, "Weather in March", "weather in march?", True),
-        (dates_agree, "May I come in?", "Can I come in?", True),  # "may" is no month
         (negation_agrees, "Can I eat eggs?", "Can't I eat eggs?", False),
         (negation_agrees, "Coffee with sugar", "Coffee without sugar", False),
         (negation_agrees, "Why is it not working?", "Why doesn't it work?", True),
@@ -40,7 +35,7 @@ def test_guards(guard: object, query: str, stored: str, ok: bool) -> None:
 
 
 def test_exact_hits_always_pass() -> None:
-    for guard in (numbers_agree, dates_agree, negation_agrees, default_guards()):
+    for guard in (numbers_agree, negation_agrees, default_guards()):
         assert guard("flights to paris", _hit("Flights to Paris", "exact"))
 
 
@@ -49,9 +44,10 @@ def test_all_of_needs_every_guard() -> None:
     assert both("Top 10 in Paris", _hit("Top 10 in Paris?"))
     assert not both("Top 10 in Paris", _hit("Top 5 in Paris"))
     assert not both("Top 10 in Paris", _hit("Not the top 10 in Paris"))
-    three = default_guards()
-    assert three("Best of 2019", _hit("best of 2019!"))
-    assert not three("Best of 2019", _hit("Best of 2018"))
+    two = default_guards()
+    assert two("Best of 2019", _hit("best of 2019!"))
+    assert not two("Best of 2019", _hit("Best of 2018"))
+    assert not two("Is it safe?", _hit("Is it not safe?"))
     assert all_of()("a", _hit("b"))
     with pytest.raises(TypeError):
         all_of(numbers_agree, 3)  # type: ignore[arg-type]

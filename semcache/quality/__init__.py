@@ -7,9 +7,9 @@
   threshold for a target precision on pairs it was not trained on
   (``semcache calibrate``). Plug it in with ``SemanticCache(...,
   **verifier.cache_options())``.
-- The guards (:func:`numbers_agree`, :func:`dates_agree`, :func:`negation_agrees`;
-  all three: :func:`default_guards`; combine with :func:`all_of`) are validators that
-  block classic false hits.
+- The guards (:func:`numbers_agree`, :func:`negation_agrees`; both:
+  :func:`default_guards`; combine with :func:`all_of`) are validators that block
+  classic false hits.
 
 Everything here needs NumPy only.
 """
@@ -20,7 +20,7 @@ from ._boost import BoostedTrees, fit_boosted_trees
 from ._calibrate import Calibration, calibrate, holdout_split
 from ._embedding_cache import EmbeddingFile
 from ._features import FEATURE_NAMES, pair_features
-from ._guards import all_of, dates_agree, default_guards, negation_agrees, numbers_agree
+from ._guards import all_of, default_guards, negation_agrees, numbers_agree
 from ._pairs import LabelledPair, PairSet, load_pairs
 from ._replay import QualityPoint, ReplayResult, Rule, replay
 from ._verifier import Verifier
@@ -28,7 +28,6 @@ from ._verifier import Verifier
 #: The guards by name, as ``semcache eval --guards`` knows them.
 GUARDS = {
     "numbers": numbers_agree,
-    "dates": dates_agree,
     "negation": negation_agrees,
 }
 
@@ -46,7 +45,6 @@ __all__ = [
     "Verifier",
     "all_of",
     "calibrate",
-    "dates_agree",
     "default_guards",
     "fit_boosted_trees",
     "holdout_split",
