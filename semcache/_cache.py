@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from types import TracebackType
-from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar
+from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -1450,6 +1450,22 @@ class SemanticCache:
             InvalidEmbeddingError / DimensionMismatchError: caller's embeddings are bad.
             EmbedderError: the embedder's output is (``from_embedder``).
         """
+
+        if (
+            n == 1
+            and type(value) is np.ndarray
+            and value.dtype == np.float32
+            and value.ndim == 1
+            and value.shape[0] == self._dim
+        ):
+            # The common case (one float32 vector) in a few microseconds: the squared
+            # norm is finite and positive exactly when every element is finite and one
+            # is non-zero, barring overflow, which the general path below handles.
+            with np.errstate(over="ignore", invalid="ignore"):
+                sq = float(np.dot(value, value))
+            if 0.0 < sq < math.inf:
+                scaled = value / np.float32(math.sqrt(sq))  # float32 / float32 scalar
+                return cast("npt.NDArray[np.float32]", scaled.reshape(1, -1))
 
         def fail(message: str) -> Exception:
             if from_embedder:
