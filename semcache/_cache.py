@@ -91,7 +91,9 @@ _CANDIDATES: Final = 4
 #: Recency updates kept in memory before they are written in one batch.
 _TOUCH_FLUSH: Final = 10_000
 #: Entries the exact layer keeps in memory after reading them (single mode only).
-_HOT_ENTRIES: Final = 4096
+_HOT_ENTRIES: Final = 16_384
+#: ... and at most this many characters of text (entries over 1/64 of it are not kept).
+_HOT_CHARS: Final = 32 * 1048576
 #: Seconds a fork waits for a cache's lock (longer: the child rebuilds its indexes).
 _FORK_WAIT: Final = 1.0
 #: Texts per embedder call in put_many.
@@ -113,6 +115,11 @@ class _SemanticLookup:
     seen: set[int]
     now: float
     t0: float
+
+
+def _hot_size(entry: StoredEntry) -> int:
+    """What an entry counts against the hot map's character budget."""
+    return 64 + len(entry.query) + len(entry.response) + len(entry.metadata or "")
 
 
 def _check_threshold(value: object, what: str = "similarity_threshold") -> float:
@@ -295,6 +302,7 @@ class SemanticCache:
         self._hot: OrderedDict[bytes, StoredEntry] = OrderedDict()
         self._hot_ids: dict[int, bytes] = {}
         self._hot_size = 0 if self._shared else _HOT_ENTRIES
+        self._hot_chars = 0
         self._namespaces_ok: set[str] = set()
         self._hits: dict[Layer, int] = {"exact": 0, "semantic": 0}
         self._misses: dict[MissReason, int] = dict.fromkeys(MISS_REASONS, 0)
@@ -1147,17 +1155,28 @@ class SemanticCache:
 
     def _remember(self, key: bytes, entry: StoredEntry) -> None:
         """Keep an entry in the hot map (single mode only: this process sees every write,
-        so it can keep the map exact by forgetting ids as they are removed)."""
+        so it can keep the map exact by forgetting ids as they are removed). The map is
+        bounded by entries and by characters of text, least recently used out first."""
+        size = _hot_size(entry)
+        if size > _HOT_CHARS // 64:
+            return
         hot = self._hot
+        old = hot.pop(key, None)
+        if old is not None:
+            self._hot_ids.pop(old.id, None)
+            self._hot_chars -= _hot_size(old)
         hot[key] = entry
         self._hot_ids[entry.id] = key
-        if len(hot) > self._hot_size:
-            _, old = hot.popitem(last=False)
-            self._hot_ids.pop(old.id, None)
+        self._hot_chars += size
+        while len(hot) > self._hot_size or self._hot_chars > _HOT_CHARS:
+            _, out = hot.popitem(last=False)
+            self._hot_ids.pop(out.id, None)
+            self._hot_chars -= _hot_size(out)
 
     def _forget_hot(self) -> None:
         self._hot.clear()
         self._hot_ids.clear()
+        self._hot_chars = 0
 
     def _search(
         self,
@@ -1376,6 +1395,24 @@ class SemanticCache:
         if new_dim is not None:
             self._dim = new_dim
         self._apply_put(ns, result, stored)
+        if self._hot_size:  # write-through: a put is usually read back soon
+            gone = {i for i, _ in result.replaced}
+            gone.update(i for i, _ in result.evicted)
+            for entry_id, new in zip(result.ids, entries, strict=True):
+                if entry_id not in gone:
+                    self._remember(
+                        new.key,
+                        StoredEntry(
+                            entry_id,
+                            new.key,
+                            ns,
+                            new.query,
+                            new.response,
+                            new.metadata,
+                            now,
+                            expires,
+                        ),
+                    )
         self._counters["puts"] += n
         if self._metrics_hook is not None:
             self._emit(MetricsEvent("put", ns, latency=perf_counter() - t0, count=n))
@@ -1504,7 +1541,7 @@ class SemanticCache:
             self._pending_touch.pop(entry_id, None)
             key = hot_ids.pop(entry_id, None)
             if key is not None:
-                del self._hot[key]
+                self._hot_chars -= _hot_size(self._hot.pop(key))
         for ns, ids in by_ns.items():
             index = self._indexes.get(ns)
             if index is not None:

@@ -960,3 +960,25 @@ def test_path_may_be_a_pathlike(tmp_path: Path) -> None:
         cache.put("q", "r")
     with SemanticCache(tmp_path / "p.db") as cache:
         assert cache.get("q") is not None
+
+
+def test_the_in_memory_exact_map_is_bounded_and_written_through(
+    make_cache: CacheFactory,
+) -> None:
+    from semcache._cache import _HOT_CHARS, _HOT_ENTRIES
+
+    cache = make_cache()
+    big = "x" * (_HOT_CHARS // 100)
+    cache.put_many([f"big {i}" for i in range(200)], [big] * 200)
+    assert cache._hot_chars <= _HOT_CHARS
+    assert 0 < len(cache._hot) < 200
+    assert cache.get("big 199").response == big  # type: ignore[union-attr]
+    assert cache.get("big 0").response == big  # type: ignore[union-attr]  # from the store
+    cache.clear()
+    n = _HOT_ENTRIES + 10
+    cache.put_many([f"q{i}" for i in range(n)], [str(i) for i in range(n)])
+    assert len(cache._hot) == _HOT_ENTRIES
+    assert cache._hot_chars == sum(64 + len(e.query) + len(e.response) for e in cache._hot.values())
+    cache.put_many(["dup", "DUP", "dup "], ["1", "2", "3"])
+    assert cache.get("dup").response == "3"  # type: ignore[union-attr]
+    assert sum(e.query.strip().lower() == "dup" for e in cache._hot.values()) == 1
