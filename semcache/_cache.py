@@ -301,7 +301,7 @@ class SemanticCache:
         # Exact-layer entries recently read, by key (see _remember); off in shared mode.
         self._hot: OrderedDict[bytes, StoredEntry] = OrderedDict()
         self._hot_ids: dict[int, bytes] = {}
-        self._hot_size = 0 if self._shared else _HOT_ENTRIES
+        self._hot_size = 0  # set once the store is known, below
         self._hot_chars = 0
         self._namespaces_ok: set[str] = set()
         self._hits: dict[Layer, int] = {"exact": 0, "semantic": 0}
@@ -322,6 +322,10 @@ class SemanticCache:
             if store is not None
             else (SQLiteStore(path) if path is not None else MemoryStore())
         )
+        # The in-memory exact map relies on single mode's promise that this process is
+        # the store's only writer (enforced by a lock for SQLite files).
+        if not self._shared:
+            self._hot_size = _HOT_ENTRIES
         self._store_lock: StoreLock | None = None
         try:
             self._store_lock = self._claim_store(multi_process_mode)
