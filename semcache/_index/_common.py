@@ -261,6 +261,49 @@ class RowTable:
         return self.ids[self.live_rows()].copy()
 
 
+class RowIndexBase:
+    """What every backend over a :class:`RowTable` answers the same way: dimension,
+    dtype, live count, membership, live ids, tombstones, and the closed check.
+
+    Subclasses set ``_dim``, ``_dtype``, ``_rows`` and ``_closed``.
+    """
+
+    _dim: int
+    _dtype: np.dtype[Any]
+    _rows: RowTable
+    _closed: bool
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._dtype
+
+    @property
+    def tombstones(self) -> int:
+        self._check_open()
+        return self._rows.tombstones
+
+    def __len__(self) -> int:
+        self._check_open()
+        return self._rows.live_count
+
+    def __contains__(self, entry_id: object) -> bool:
+        self._check_open()
+        return entry_id in self._rows.row_of
+
+    def ids(self) -> IdArray:
+        """The live ids, in insertion order."""
+        self._check_open()
+        return self._rows.live_ids()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise closed_error()
+
+
 # -- snapshots ----------------------------------------------------------------------------
 @dataclass
 class Snapshot:

@@ -13,11 +13,11 @@ import numpy.typing as npt
 
 from ._base import IdArray, ScoreArray
 from ._common import (
+    RowIndexBase,
     RowTable,
     check_dim,
     check_dtype,
     check_k,
-    closed_error,
     prepare_add,
     prepare_queries,
     prepare_query,
@@ -31,7 +31,7 @@ from ._kernel import Kernel, get_kernel
 __all__ = ["FlatIndex"]
 
 
-class FlatIndex:
+class FlatIndex(RowIndexBase):
     """Brute-force inner-product index over a growable row-major matrix.
 
     Rows are appended; removal flips a live bit (a tombstone) and :meth:`compact`
@@ -72,41 +72,15 @@ class FlatIndex:
 
     # -- properties -------------------------------------------------------------------
     @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self._dtype
-
-    @property
     def kernel_name(self) -> str:
         """``"native"`` or ``"numpy"``: which kernel scans this index."""
         return self._kernel.NAME
-
-    @property
-    def tombstones(self) -> int:
-        self._check_open()
-        return self._rows.tombstones
 
     @property
     def nbytes(self) -> int:
         """Bytes held by vectors, ids and flags (allocated capacity included)."""
         self._check_open()
         return int(self._mat.nbytes + self._rows.ids.nbytes + self._rows.live.nbytes)
-
-    def __len__(self) -> int:
-        self._check_open()
-        return self._rows.live_count
-
-    def __contains__(self, entry_id: object) -> bool:
-        self._check_open()
-        return entry_id in self._rows.row_of
-
-    def ids(self) -> IdArray:
-        """The live ids, in insertion order."""
-        self._check_open()
-        return self._rows.live_ids()
 
     # -- mutation ---------------------------------------------------------------------
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
@@ -268,7 +242,3 @@ class FlatIndex:
         mat[:n] = self._mat[:n]
         self._mat = mat
         self._rows.grow_to(new_cap)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise closed_error()

@@ -25,12 +25,12 @@ import numpy.typing as npt
 from .._errors import ConfigurationError, MissingDependencyError
 from ._base import IdArray, ScoreArray
 from ._common import (
+    RowIndexBase,
     RowTable,
     Snapshot,
     check_dim,
     check_dtype,
     check_k,
-    closed_error,
     parse_options,
     prepare_add,
     prepare_queries,
@@ -93,7 +93,7 @@ def _build_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _RowGraphIndex:
+class _RowGraphIndex(RowIndexBase):
     """Shared logic; subclasses wrap one native index whose labels are our rows."""
 
     backend: ClassVar[str] = ""
@@ -166,19 +166,6 @@ class _RowGraphIndex:
 
     # -- properties ---------------------------------------------------------------------
     @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self._dtype
-
-    @property
-    def tombstones(self) -> int:
-        self._check_open()
-        return self._rows.tombstones
-
-    @property
     def nbytes(self) -> int:
         """Approximate bytes held (vectors, graph links, id table)."""
         self._check_open()
@@ -187,19 +174,6 @@ class _RowGraphIndex:
     @property
     def ef_search(self) -> int:
         return self._ef_search
-
-    def __len__(self) -> int:
-        self._check_open()
-        return self._rows.live_count
-
-    def __contains__(self, entry_id: object) -> bool:
-        self._check_open()
-        return entry_id in self._rows.row_of
-
-    def ids(self) -> IdArray:
-        """The live ids, in insertion order."""
-        self._check_open()
-        return self._rows.live_ids()
 
     # -- mutation -----------------------------------------------------------------------
     def _prepare(self, vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
@@ -397,10 +371,6 @@ class _RowGraphIndex:
         self._closed = True
         self._native = None
         self._rows = RowTable(1)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise closed_error()
 
 
 class HnswlibIndex(_RowGraphIndex):
