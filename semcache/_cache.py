@@ -1402,7 +1402,9 @@ class SemanticCache:
         if self._hot_size:  # write-through: a put is usually read back soon
             gone = {i for i, _ in result.replaced}
             gone.update(i for i, _ in result.evicted)
-            for entry_id, new in zip(result.ids, entries, strict=True):
+            # Only the batch's tail can stay in a map of _hot_size entries.
+            tail = max(0, len(entries) - self._hot_size)
+            for entry_id, new in zip(result.ids[tail:], entries[tail:], strict=True):
                 if entry_id not in gone:
                     self._remember(
                         new.key,
