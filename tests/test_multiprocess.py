@@ -7,6 +7,7 @@ import multiprocessing as mp
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,6 +64,19 @@ def serve(path: str, entries: list[int]) -> dict[int, str | None]:
             hit = cache.get(f"paraphrase {i}", embedding=near(i))
             out[i] = None if hit is None else hit.response
         return out
+
+
+def open_fresh_files(paths: list[str], barrier: Any) -> list[str]:
+    """Open each of ``paths`` (new files) the moment every other worker does too."""
+    answers = []
+    for path in paths:
+        barrier.wait(TIMEOUT)
+        try:
+            SQLiteStore(path).close()
+            answers.append("ok")
+        except Exception as exc:
+            answers.append(f"{type(exc).__name__}: {exc}")
+    return answers
 
 
 @pytest.fixture
@@ -211,3 +225,21 @@ def write_quota_entries(path: str, first: int, count: int, namespace: str) -> No
     ) as cache:
         for i in range(first, first + count):
             cache.put(f"q{i}", f"a{i}", embedding=unit(i), namespace=namespace)
+
+
+def test_processes_creating_one_new_file_together_all_open_it(tmp_path: Path) -> None:
+    """Two connections switching a new file to WAL at once get SQLITE_BUSY without the
+    busy handler being asked (SQLite's deadlock rule); opening retries that instead of
+    failing. Before the retry about a third of these rounds failed."""
+    ctx = mp.get_context("spawn")
+    workers = 3
+    paths = [str(tmp_path / f"c{k}.db") for k in range(30)]
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as executor:
+        barrier = manager.Barrier(workers)
+        futures = [executor.submit(open_fresh_files, paths, barrier) for _ in range(workers)]
+        answers = [a for f in futures for a in f.result(TIMEOUT)]
+    assert answers == ["ok"] * (workers * len(paths))
+    for path in paths:
+        store = SQLiteStore(path)
+        assert store.schema_version() >= 1
+        store.close()

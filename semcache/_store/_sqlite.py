@@ -153,6 +153,23 @@ class SQLiteStore:
 
     # -- connection -------------------------------------------------------------------
     def _connect(self) -> _Conn:
+        # SQLite answers some lock conflicts at open with SQLITE_BUSY at once, without
+        # the busy handler: two connections switching a new file to WAL together (each
+        # holds a shared lock and wants the exclusive one) or a WAL recovery in progress.
+        # Those are retried here, with backoff, for up to ``busy_timeout`` seconds.
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                return self._connect_once()
+            except (apsw.BusyError, StoreError) as exc:
+                busy = isinstance(exc, apsw.BusyError) or isinstance(exc.__cause__, apsw.BusyError)
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _connect_once(self) -> _Conn:
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         conn = apsw.Connection(self.path, flags=flags)
         try:
