@@ -28,6 +28,7 @@ DIM = 24
 BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "flat-native": ("flat", {"kernel": "native"}),
     "flat-numpy": ("flat", {"kernel": "numpy"}),
+    "flat-shadow": ("flat", {"shadow": True}),
     "faiss-flat": ("faiss", {"kind": "flat"}),
     "faiss-hnsw": ("faiss", {"kind": "hnsw"}),
     "hnswlib": ("hnswlib", {}),

@@ -162,6 +162,7 @@ class AutoIndex:
         ef_search: int = DEFAULT_EF_SEARCH,
         build_threads: int | None = None,
         kernel: str | None = None,
+        shadow: bool | None = None,
     ) -> None:
         self._dim = check_dim(dim)
         self._dtype = check_dtype(dtype)
@@ -184,8 +185,9 @@ class AutoIndex:
         }
         self._build_threads = build_threads
         self._kernel = kernel
+        self._shadow = shadow
         self._inner: FlatIndex | _RowGraphIndex = FlatIndex(
-            self._dim, dtype=self._dtype, kernel=kernel
+            self._dim, dtype=self._dtype, kernel=kernel, shadow=shadow
         )
         self._builder: _Builder | None = None
         self.build_error: BaseException | None = None
@@ -200,6 +202,7 @@ class AutoIndex:
         "ef_search",
         "build_threads",
         "kernel",
+        "shadow",
     )
 
     @classmethod
@@ -387,6 +390,7 @@ class AutoIndex:
             "graph": self._graph_name or "none",
             "background": self._background,
             **self._graph_kw,
+            **({} if self._shadow is None else {"shadow": self._shadow}),
         }
 
     def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
@@ -435,7 +439,11 @@ class AutoIndex:
         inner_cls: Any = {"flat": FlatIndex, "hnswlib": HnswlibIndex, "faiss": FaissIndex}[
             inner_name
         ]
-        inner = inner_cls._from_snapshot(Snapshot(inner_name, snap.header, snap.arrays), path)
+        inner_snap = Snapshot(inner_name, snap.header, snap.arrays)
+        if inner_cls is FlatIndex:
+            inner = FlatIndex._from_snapshot(inner_snap, path, shadow=index._shadow)
+        else:
+            inner = inner_cls._from_snapshot(inner_snap, path)
         index._inner.close()
         index._inner = inner
         return index

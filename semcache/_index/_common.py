@@ -149,6 +149,7 @@ _OPTION_CHECKS: dict[str, Any] = {
     "kind": lambda n, v: _choice(n, v, ("flat", "hnsw")),
     "graph": lambda n, v: _choice(n, v, ("auto", "hnswlib", "faiss", "none")),
     "kernel": lambda n, v: _choice(n, v, ("auto", "native", "numpy")),
+    "shadow": _bool,
 }
 
 
