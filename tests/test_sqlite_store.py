@@ -244,6 +244,100 @@ def test_the_change_log_table_never_exceeds_max_changes(db_path: Path) -> None:
         store.close()
 
 
+def test_the_change_log_is_pruned_in_batches_and_stays_bounded(db_path: Path) -> None:
+    # max_changes=640 prunes once 10 records were logged: the log always reaches back
+    # max_changes records and never holds more than max_changes + 10 + what one
+    # transaction logged, per connection, with two connections (as two processes)
+    # writing in turn.
+    stores = [SQLiteStore(db_path, max_changes=640), SQLiteStore(db_path, max_changes=640)]
+    reader = apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY)
+    rng = Random(21)
+    try:
+        for step in range(1500):
+            store = stores[step % 2]
+            op = rng.random()
+            if op < 0.8:
+                store.put_many([entry(f"k{rng.randrange(200)}")], now=0.0)
+            elif op < 0.9:
+                store.put_many([entry(f"k{rng.randrange(200)}") for _ in range(3)], now=0.0)
+            else:
+                store.delete_by_key(key(f"k{rng.randrange(200)}"))
+            [(kept, low, last)] = reader.execute("SELECT count(*), min(seq), max(seq) FROM changes")
+            assert kept <= 640 + 2 * (10 + 6)
+            assert kept >= min(last, 640)
+            assert low <= max(1, last - 639)
+            assert store.changes_since(max(0, last - 640)) is not None
+        assert stores[0].seq() > 1500  # the bound was reached many times over
+    finally:
+        reader.close()
+        for store in stores:
+            store.close()
+
+
+def test_a_rolled_back_prune_is_redone(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SQLiteStore(db_path, max_changes=640)  # prunes every 10 records
+    try:
+        for i in range(700):
+            store.put_many([entry(f"k{i}")], now=0.0)
+        [(kept,)] = peek(db_path, "SELECT count(*) FROM changes")
+        assert 640 <= kept <= 650
+        # A put that prunes and then fails: its prune is rolled back with it...
+        store._unpruned = store._prune_every
+        original = SQLiteStore._prune
+
+        def prune_then_fail(conn: Any, keep_last: int) -> int:
+            original(conn, keep_last)
+            raise RuntimeError("injected")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(SQLiteStore, "_prune", staticmethod(prune_then_fail))
+            with pytest.raises(RuntimeError, match="injected"):
+                store.put_many([entry("boom")], now=0.0)
+        assert peek(db_path, "SELECT count(*) FROM changes") == [(kept,)]
+        # ... and the next transaction that logs prunes again.
+        store.put_many([entry("after")], now=0.0)
+        assert peek(db_path, "SELECT count(*) FROM changes") == [(640,)]
+    finally:
+        store.close()
+
+
+# -- the single-entry put ------------------------------------------------------------------
+def test_a_single_put_replaces_by_key_and_logs_both_changes(store: SQLiteStore) -> None:
+    [first] = store.put_many([entry("x", t=1.0)], now=1.0).ids
+    result = store.put_many([entry("x", t=2.0)], now=2.0)
+    [second] = result.ids
+    assert second > first
+    assert result.replaced == [(first, "a")]
+    got = store.get_by_key(key("x"))
+    assert got is not None
+    assert (got.id, got.created_at) == (second, 2.0)
+    assert [(c.op, c.entry_id) for c in store.changes_since(0) or []] == [
+        ("put", first),
+        ("delete", first),
+        ("put", second),
+    ]
+    assert store.count() == 1
+    # A key that was replaced does not skip or reuse ids.
+    [third] = store.put_many([entry("y")], now=3.0).ids
+    assert third == second + 1
+
+
+def test_a_failing_single_put_writes_nothing(store: SQLiteStore) -> None:
+    [kept] = store.put_many([entry("kept")], now=0.0).ids
+    seq = store.seq()
+    with pytest.raises(StoreError):
+        store.put_many([bad_entry("bad")], now=1.0)
+    bad_replacement = NewEntry(key("kept"), "a", None, "r", None, None, 1.0, None)  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        store.put_many([bad_replacement], now=1.0)
+    assert store.seq() == seq
+    got = store.get_by_key(key("kept"))
+    assert got is not None
+    assert got.id == kept  # the delete of the replaced entry was rolled back too
+    assert store.put_many([entry("new")], now=2.0).ids
+    assert store.count() == 2
+
+
 # -- health -------------------------------------------------------------------------------
 def test_integrity_after_a_workload(db_path: Path) -> None:
     store = SQLiteStore(db_path, max_changes=100)
