@@ -117,6 +117,18 @@ class _SemanticLookup:
     t0: float
 
 
+@dataclass(slots=True)
+class _CheckedPut:
+    """A put's input after the checks; ``vectors`` (unit rows) once known."""
+
+    ns: str
+    queries: list[str]
+    responses: list[str]
+    metas: list[str | None]
+    life: float | None
+    vectors: npt.NDArray[np.float32] | None
+
+
 def _hot_size(entry: StoredEntry) -> int:
     """What an entry counts against the hot map's character budget."""
     return 64 + len(entry.query) + len(entry.response) + len(entry.metadata or "")
@@ -643,6 +655,14 @@ class SemanticCache:
             EmbedderError: the embedder failed; nothing was written.
             StoreError: the store failed; nothing was written.
         """
+        if embedding is None and self._embedder is None:
+            # Nothing to embed: the put is one step under the lock, the step _drive would
+            # run, without a generator to drive (a few microseconds of every plain put).
+            t0 = perf_counter()
+            with self._lock:
+                checked = self._check_put([query], [response], None, namespace, metadata, ttl)
+                self._write_put(checked, t0)
+            return
         self._drive(self._put_steps([query], [response], embedding, namespace, metadata, ttl))
 
     def put_many(
@@ -1327,6 +1347,40 @@ class SemanticCache:
         ttl: float | None,
     ) -> Steps[int]:
         t0 = perf_counter()
+        checked = self._check_put(queries, responses, embeddings, namespace, metadata, ttl)
+        queries = checked.queries
+        n = len(queries)
+        if n == 0:
+            return 0
+        if checked.vectors is None and self._embedder is not None:
+            checked.vectors = self._kept_query_vectors(queries)  # a missed get embedded them
+        if checked.vectors is None and self._embedder is not None:
+            parts = []
+            for lo in range(0, n, _EMBED_BATCH):
+                chunk = queries[lo : lo + _EMBED_BATCH]
+                try:
+                    raw = yield chunk
+                except Exception as exc:
+                    raise EmbedderError(
+                        f"the embedder failed: {exc!r}; nothing was written"
+                    ) from exc
+                parts.append(
+                    self._unit_rows(raw, len(chunk), "embedder output", from_embedder=True)
+                )
+            self._check_open()
+            checked.vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return self._write_put(checked, t0)
+
+    def _check_put(
+        self,
+        queries: Sequence[str],
+        responses: Sequence[str],
+        embeddings: npt.ArrayLike | None,
+        namespace: str,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None,
+        ttl: float | None,
+    ) -> _CheckedPut:
+        """A put's input, checked (before anything is embedded or written)."""
         self._check_open()
         ns = self._check_ns(namespace)
         if isinstance(queries, str) or isinstance(responses, str):
@@ -1341,34 +1395,25 @@ class SemanticCache:
         metas = self._metadata_json(metadata, n)
         life = self._default_ttl if ttl is None else _check_ttl(ttl)
         vectors = None if embeddings is None else self._unit_rows(embeddings, n, "embeddings")
-        if n == 0:
-            return 0
-        if vectors is None and self._embedder is not None:
-            vectors = self._kept_query_vectors(queries)  # a missed get embedded them
-        if vectors is None and self._embedder is not None:
-            parts = []
-            for lo in range(0, n, _EMBED_BATCH):
-                chunk = queries[lo : lo + _EMBED_BATCH]
-                try:
-                    raw = yield chunk
-                except Exception as exc:
-                    raise EmbedderError(
-                        f"the embedder failed: {exc!r}; nothing was written"
-                    ) from exc
-                parts.append(
-                    self._unit_rows(raw, len(chunk), "embedder output", from_embedder=True)
-                )
-            self._check_open()
-            vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return _CheckedPut(ns, queries, responses, metas, life, vectors)
+
+    def _write_put(self, checked: _CheckedPut, t0: float) -> int:
+        """Write a checked put (its vectors, if any, known) and keep the indexes and the
+        hot map in step; the last step of every put."""
+        ns, queries, metas = checked.ns, checked.queries, checked.metas
+        responses = checked.responses
+        n = len(queries)
         now = self._clock()
-        expires = None if life is None else now + life
+        expires = None if checked.life is None else now + checked.life
+        vectors = checked.vectors
         stored = None if vectors is None else vectors.astype(self._dtype, copy=False)
         new_dim = None
         if stored is not None and self._dim is None:
             new_dim = int(stored.shape[1])
+        key = self._key
         entries = [
             NewEntry(
-                self._key(ns, q),
+                key(ns, q),
                 ns,
                 q,
                 r,
@@ -1383,28 +1428,33 @@ class SemanticCache:
         quota = self._quotas.get(ns)
         if quota is not None or self._max_entries is not None:
             limits = Limits(self._max_entries, quota)
-        touches, self._pending_touch = self._pending_touch, {}
+        touches = self._pending_touch
+        if touches:
+            self._pending_touch = {}
         try:
             result = self._store.put_many(
                 entries,
                 now=now,
                 limits=limits,
-                touches=touches,
+                touches=touches or None,
                 meta=None if new_dim is None else {"dim": str(new_dim)},
             )
         except BaseException:
-            touches.update(self._pending_touch)
-            self._pending_touch = touches
+            if touches is not self._pending_touch:
+                touches.update(self._pending_touch)
+                self._pending_touch = touches
             raise
         if new_dim is not None:
             self._dim = new_dim
         self._apply_put(ns, result, stored)
         if self._hot_size:  # write-through: a put is usually read back soon
-            gone = {i for i, _ in result.replaced}
-            gone.update(i for i, _ in result.evicted)
+            removed = result.replaced + result.evicted
+            gone = {i for i, _ in removed} if removed else ()
             # Only the batch's tail can stay in a map of _hot_size entries.
-            tail = max(0, len(entries) - self._hot_size)
-            for entry_id, new in zip(result.ids[tail:], entries[tail:], strict=True):
+            tail = n - self._hot_size
+            ids = result.ids
+            for j in range(max(0, tail), n):
+                entry_id, new = ids[j], entries[j]
                 if entry_id not in gone:
                     self._remember(
                         new.key,
@@ -1427,7 +1477,8 @@ class SemanticCache:
     def _apply_put(self, ns: str, result: PutResult, stored: npt.NDArray[Any] | None) -> None:
         if stored is not None:
             self._index_for(ns).add(np.asarray(result.ids, dtype=np.int64), stored)
-        self._unindex(result.replaced)
+        if result.replaced:
+            self._unindex(result.replaced)
         if result.evicted:
             self._unindex(result.evicted)
             expired = result.evicted[: result.expired_evicted]
