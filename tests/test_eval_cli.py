@@ -53,6 +53,27 @@ def test_eval_sweep_prints_tables_and_writes_json(
     assert all(r["p50_get_ms"] > 0 for r in data["rows"])
     assert data["timing_mismatches"] == 0
     assert set(data["headline"]["cosine"]) == {"0.95", "0.99"}
+    assert data["false_hits"] == {}
+
+
+def test_eval_prints_a_sample_of_false_hits(
+    pairs_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "eval.json"
+    args = ["eval", str(pairs_csv), "--embedder", "hashing", "--threshold", "0.5"]
+    args += ["--timing-sample", "0", "--false-hits", "4", "--json", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text(encoding="utf-8"))
+    ((label, hits),) = data["false_hits"].items()
+    assert label.startswith("cos>=")
+    assert 0 < len(hits) <= 4
+    assert f"false hits at {label}: {len(hits)} sampled (seed 0)" in printed
+    for fh in hits:
+        assert f"asked:  {fh['query']}" in printed
+        assert f"served: {fh['served']}" in printed
+    assert main([*args[:-2], "--false-hits", "0"]) == 0
+    assert "false hits at" not in capsys.readouterr().out
 
 
 def test_calibrate_then_eval_on_the_held_out_part(

@@ -61,6 +61,32 @@ def test_a_hand_checked_replay() -> None:
         result.evaluate(Rule(0.4))
     with pytest.raises(ValueError, match="guards"):
         result.evaluate(Rule(0.5, guards=("numbers",)))
+    # the one false hit at 0.5: q2 served a1's answer; none at 0.9
+    (wrong,) = result.false_hits(Rule(0.5))
+    assert (wrong.query, wrong.served, wrong.score) == ("q2", "a1", None)
+    assert wrong.similarity == pytest.approx(0.8, abs=1e-6)
+    assert result.false_hits(Rule(0.9)) == []
+    assert result.false_hits(Rule(0.5), sample=5) == [wrong]
+    with pytest.raises(ValueError, match="guards"):
+        result.false_hits(Rule(0.5, guards=("numbers",)))
+
+
+def test_false_hits_are_what_the_rule_serves_wrongly_and_samples_are_seeded() -> None:
+    pairs = synthetic_set(repeats=4)
+    result = replay(pairs, _embed, floor=0.5)
+    rule = Rule(0.5)
+    every = result.false_hits(rule)
+    point = result.evaluate(rule)
+    assert len(every) == point.hits - point.correct > 3
+    for fh in every:  # each is served, and in another cluster than the query
+        assert fh.similarity >= 0.5
+        assert pairs.cluster(fh.served) != pairs.cluster(fh.query)
+    picked = result.false_hits(rule, sample=3, seed=7)
+    assert len(picked) == 3
+    assert set(picked) <= set(every)
+    assert picked == result.false_hits(rule, sample=3, seed=7)
+    others = [result.false_hits(rule, sample=3, seed=s) for s in range(5)]
+    assert any(o != picked for o in others)  # the seed picks
 
 
 def test_the_record_predicts_every_served_get() -> None:

@@ -22,7 +22,7 @@ from ._embedding_cache import EmbeddingFile
 from ._features import FEATURE_NAMES, pair_features
 from ._guards import all_of, default_guards, negation_agrees, numbers_agree
 from ._pairs import LabelledPair, PairSet, load_pairs
-from ._replay import QualityPoint, ReplayResult, Rule, replay
+from ._replay import FalseHit, QualityPoint, ReplayResult, Rule, replay
 from ._verifier import Verifier
 
 #: The guards by name, as ``semcache eval --guards`` knows them.
@@ -37,6 +37,7 @@ __all__ = [
     "BoostedTrees",
     "Calibration",
     "EmbeddingFile",
+    "FalseHit",
     "LabelledPair",
     "PairSet",
     "QualityPoint",

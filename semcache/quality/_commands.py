@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from ..embedders import Embedder, HashingEmbedder
 from ._calibrate import calibrate, holdout_split
 from ._embedding_cache import EmbeddingFile
 from ._pairs import PairSet, load_pairs
-from ._replay import Embed, QualityPoint, ReplayResult, Rule, replay
+from ._replay import Embed, FalseHit, QualityPoint, ReplayResult, Rule, replay
 from ._report import format_table, plot_curves
 from ._verifier import Verifier
 
@@ -117,6 +118,16 @@ def add_eval_parser(sub: Any) -> None:
         metavar="N",
         help="gets timed per row (default 500; 0: no timing)",
     )
+    p.add_argument(
+        "--false-hits",
+        type=int,
+        default=0,
+        metavar="N",
+        help=(
+            "print a seeded sample of N false hits served at the cosine threshold reaching "
+            "precision 0.95 (and at the verifier's rule): read them to judge the labels"
+        ),
+    )
     p.add_argument("--json", metavar="OUT", help="write every number as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="draw the curves (needs semcache[plot])")
 
@@ -197,6 +208,22 @@ def _headlines(result: ReplayResult, label: str, rule: Rule | None, by: str) -> 
     return lines
 
 
+def _audit(
+    result: ReplayResult, verifier: Verifier | None, n: int, seed: int
+) -> dict[str, list[FalseHit]]:
+    """Samples of false hits: at the cosine headline for precision 0.95 and at the
+    verifier's rule."""
+    if n < 1:
+        raise ConfigurationError("--false-hits must be >= 1")
+    rules: list[Rule] = []
+    point = result.headline(0.95)
+    if point is not None:
+        rules.append(point.rule)
+    if verifier is not None:
+        rules.append(Rule(verifier.min_similarity, verifier.threshold))
+    return {r.describe(): result.false_hits(r, sample=n, seed=seed) for r in rules}
+
+
 def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``semcache eval``."""
     pairs = _pairs(args)
@@ -274,6 +301,13 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"\n({result.truncated} queries had more than 32 candidates above {floor})\n")
     if mismatches:
         out.write(f"\nWARNING: {mismatches} timed gets disagreed with the record\n")
+    audited = _audit(result, verifier, args.false_hits, args.seed) if args.false_hits else {}
+    for label, hits in audited.items():
+        out.write(f"\nfalse hits at {label}: {len(hits)} sampled (seed {args.seed})\n")
+        for fh in hits:
+            score = "" if fh.score is None else f" score {fh.score:.3f}"
+            out.write(f"  {fh.similarity:.3f}{score}  asked:  {fh.query}\n")
+            out.write(f"  {'':>5}{' ' * len(score)}  served: {fh.served}\n")
     curves: dict[str, Sequence[QualityPoint]] = {"cosine": result.curve(step=0.0025)}
     if verifier is not None:
         curves["verifier"] = result.curve(
@@ -304,6 +338,9 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             },
             "curves": {k: [p.to_json() for p in v] for k, v in curves.items()},
             "timing_mismatches": mismatches,
+            "false_hits": {
+                label: [dataclasses.asdict(fh) for fh in hits] for label, hits in audited.items()
+            },
         }
         Path(args.json).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     if args.plot:

@@ -32,7 +32,7 @@ from ._features import pair_features
 from ._pairs import PairSet
 from ._progress import Progress
 
-__all__ = ["QualityPoint", "ReplayResult", "Rule", "replay"]
+__all__ = ["FalseHit", "QualityPoint", "ReplayResult", "Rule", "replay"]
 
 Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 Judge = Callable[[str, Hit], bool]
@@ -107,6 +107,17 @@ class QualityPoint:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class FalseHit:
+    """A hit the labels call wrong: what was asked, the stored text whose answer was
+    served, their similarity, and the verifier's score (None without one)."""
+
+    query: str
+    served: str
+    similarity: float
+    score: float | None
+
+
 @dataclass
 class ReplayResult:
     """The record of one replay: per query, the candidates the cache examined.
@@ -126,6 +137,8 @@ class ReplayResult:
         feature_query: the query index of each feature row.
         stored: how many distinct texts were put.
         timings: rule -> get latencies in seconds (from :meth:`time_rules`).
+        queries: the text asked by each get.
+        candidates: per query, the stored text of each candidate (as ``similarity``).
     """
 
     floor: float
@@ -141,6 +154,8 @@ class ReplayResult:
     labels: npt.NDArray[np.bool_] | None = None
     feature_query: npt.NDArray[np.intp] | None = None
     timings: dict[Rule, list[float]] = field(default_factory=dict)
+    queries: list[str] = field(default_factory=list)
+    candidates: list[list[str]] = field(default_factory=list)
 
     @property
     def gets(self) -> int:
@@ -189,6 +204,43 @@ class ReplayResult:
             false_hits_per_get=(hits - correct) / self.gets if self.gets else math.nan,
             p50_get_ms=None if not times else statistics.median(times) * 1000.0,
         )
+
+    def false_hits(self, rule: Rule, *, sample: int | None = None, seed: int = 0) -> list[FalseHit]:
+        """The hits ``rule`` serves that the labels call wrong, in query order, or a
+        seeded random ``sample`` of them: read them to judge the labels as well as the
+        rule (labelled pair sets leave many true duplicates unlinked).
+
+        Raises:
+            ValueError: as :meth:`evaluate`; or the result holds no texts (built by hand).
+        """
+        missing = [g for g in rule.guards if g not in self.guards]
+        if missing:
+            raise ValueError(f"guards not recorded in this replay: {missing}")
+        if len(self.candidates) != self.gets:
+            raise ValueError("this result holds no candidate texts")
+        served, right = self._served(rule)
+        ok = self.similarity >= rule.min_similarity
+        if rule.min_score is not None:
+            ok &= self.score >= rule.min_score
+        for name in rule.guards:
+            ok &= self.guards[name]
+        first = ok.argmax(axis=1)
+        wrong = np.flatnonzero(served & ~right).tolist()
+        if sample is not None and sample < len(wrong):
+            wrong = sorted(random.Random(seed).sample(wrong, sample))
+        out = []
+        for i in wrong:
+            j = int(first[i])
+            score = float(self.score[i, j])
+            out.append(
+                FalseHit(
+                    query=self.queries[i],
+                    served=self.candidates[i][j],
+                    similarity=float(self.similarity[i, j]),
+                    score=None if math.isnan(score) else score,
+                )
+            )
+        return out
 
     def curve(
         self, *, by: str = "similarity", rule: Rule | None = None, step: float = 0.001
@@ -274,7 +326,7 @@ class _Recorder:
         self.max_candidates = max_candidates
         self.feature_floor = feature_floor
         self.cluster = ""
-        self.rows: list[tuple[float, bool, float, tuple[bool, ...]]] = []
+        self.rows: list[tuple[float, bool, float, tuple[bool, ...], str]] = []
         self.features: list[list[float]] = []
         self.labels: list[bool] = []
         self.feature_query: list[int] = []
@@ -300,7 +352,7 @@ class _Recorder:
         if self.verifier is not None and sim >= self.verifier_floor:
             score = float(self.verifier(query, hit))
         verdicts = tuple(bool(g(query, hit)) for g in self.guards.values())
-        self.rows.append((sim, correct, score, verdicts))
+        self.rows.append((sim, correct, score, verdicts, hit.query))
         if self.feature_floor is not None and sim >= self.feature_floor:
             self.features.append(pair_features(query, hit.query, sim, hit.runner_up))
             self.labels.append(correct)
@@ -406,7 +458,7 @@ def replay(
     query_vecs = [vectors[row_of[normalize_text(q)]] for q in queries]
 
     exact = np.zeros(len(queries), dtype=bool)
-    records: list[list[tuple[float, bool, float, tuple[bool, ...]]]] = []
+    records: list[list[tuple[float, bool, float, tuple[bool, ...], str]]] = []
     truncated = 0
     bar = Progress("replaying", len(queries), progress)
     for i, (query, vec) in enumerate(zip(queries, query_vecs, strict=True)):
@@ -431,7 +483,7 @@ def replay(
     verdicts = {name: np.zeros((n, width), dtype=bool) for name in guards}
     names = list(guards)
     for i, rows in enumerate(records):
-        for j, (s, c, sc, vs) in enumerate(rows):
+        for j, (s, c, sc, vs, _) in enumerate(rows):
             sim[i, j], correct[i, j], score[i, j] = s, c, sc
             for name, v in zip(names, vs, strict=True):
                 verdicts[name][i, j] = v
@@ -445,6 +497,8 @@ def replay(
         guards=verdicts,
         truncated=truncated,
         stored=len(stored),
+        queries=queries,
+        candidates=[[r[4] for r in rows] for rows in records],
     )
     if feature_floor is not None:
         result.features = np.asarray(recorder.features, dtype=np.float64).reshape(
