@@ -11,6 +11,7 @@ from semcache.quality import (
     default_guards,
     negation_agrees,
     numbers_agree,
+    word_order_agrees,
 )
 
 
@@ -28,6 +29,31 @@ def _hit(stored: str, layer: str = "semantic") -> Hit:
         (negation_agrees, "Can I eat eggs?", "Can't I eat eggs?", False),
         (negation_agrees, "Coffee with sugar", "Coffee without sugar", False),
         (negation_agrees, "Why is it not working?", "Why doesn't it work?", True),
+        (word_order_agrees, "Are tigers afraid of cats?", "Are cats afraid of tigers?", False),
+        (
+            word_order_agrees,
+            "Is Flipkart better than Snapdeal?",
+            "Is Snapdeal better than Flipkart?",
+            False,
+        ),
+        (
+            word_order_agrees,
+            "How do you convert ethene to ethane?",
+            "How do you convert ethane to ethene?",
+            False,
+        ),
+        (word_order_agrees, "Are tigers afraid of cats?", "are tigers afraid of cats", True),
+        (word_order_agrees, "How do I gain weight?", "How can I gain weight?", True),
+        (word_order_agrees, "Best phones in 2017", "Best laptops in 2017", True),
+        (word_order_agrees, "Are tigers afraid?", "Are tigers afraid of cats?", True),
+        (
+            word_order_agrees,
+            "What is the difference between a psychopath and a sociopath?",
+            "What's the difference between sociopaths and psychopaths?",
+            True,
+        ),
+        (word_order_agrees, "Java vs Python", "Python versus Java", True),
+        (word_order_agrees, "Java beats Python", "Python beats Java", False),
     ],
 )
 def test_guards(guard: object, query: str, stored: str, ok: bool) -> None:
@@ -35,8 +61,9 @@ def test_guards(guard: object, query: str, stored: str, ok: bool) -> None:
 
 
 def test_exact_hits_always_pass() -> None:
-    for guard in (numbers_agree, negation_agrees, default_guards()):
+    for guard in (numbers_agree, negation_agrees, word_order_agrees, default_guards()):
         assert guard("flights to paris", _hit("Flights to Paris", "exact"))
+    assert word_order_agrees("cats afraid of tigers", _hit("tigers afraid of cats", "exact"))
 
 
 def test_all_of_needs_every_guard() -> None:

@@ -20,7 +20,7 @@ from ._boost import BoostedTrees, fit_boosted_trees
 from ._calibrate import Calibration, calibrate, holdout_split
 from ._embedding_cache import EmbeddingFile
 from ._features import FEATURE_NAMES, pair_features
-from ._guards import all_of, default_guards, negation_agrees, numbers_agree
+from ._guards import all_of, default_guards, negation_agrees, numbers_agree, word_order_agrees
 from ._pairs import LabelledPair, PairSet, load_pairs
 from ._replay import FalseHit, QualityPoint, ReplayResult, Rule, replay
 from ._verifier import Verifier
@@ -29,6 +29,7 @@ from ._verifier import Verifier
 GUARDS = {
     "numbers": numbers_agree,
     "negation": negation_agrees,
+    "order": word_order_agrees,
 }
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "numbers_agree",
     "pair_features",
     "replay",
+    "word_order_agrees",
 ]

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._types import Hit
-from ._features import text_info
+from ._features import _STOPWORDS, text_info
 
-__all__ = ["all_of", "default_guards", "negation_agrees", "numbers_agree"]
+__all__ = ["all_of", "default_guards", "negation_agrees", "numbers_agree", "word_order_agrees"]
 
 Validator = Callable[[str, Hit], bool]
 
@@ -36,6 +36,49 @@ def negation_agrees(query: str, hit: Hit) -> bool:
     if hit.layer == "exact":
         return True
     return (text_info(query).negations > 0) == (text_info(hit.query).negations > 0)
+
+
+#: Words that make swapping two things harmless ("the difference between A and B").
+_SYMMETRIC = frozenset(
+    [
+        "difference",
+        "differences",
+        "between",
+        "vs",
+        "versus",
+        "compare",
+        "comparison",
+        "similarity",
+        "similarities",
+    ]
+)
+
+
+def _content_sequence(text: str) -> list[str]:
+    out = []
+    for word in text_info(text).words:
+        if word in _STOPWORDS:
+            continue
+        w = word.replace("'", "").replace("\u2019", "")
+        out.append(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return out
+
+
+def word_order_agrees(query: str, hit: Hit) -> bool:
+    """Block a semantic hit when the two texts have the same content words in another
+    order ("Are tigers afraid of cats?" vs "Are cats afraid of tigers?"; "voting for A
+    over B" vs "for B over A"), unless both compare things symmetrically ("the
+    difference between A and B"). Embeddings barely see word order, so such pairs score
+    near 1.0; this is the false hit of adversarial word-swap sets (PAWS). It also blocks
+    some harmless reorderings ("best time of the year to visit Finland" vs "time of year
+    it is best to visit Finland"): opt-in, not part of :func:`default_guards`."""
+    if hit.layer == "exact":
+        return True
+    a, b = _content_sequence(query), _content_sequence(hit.query)
+    if a == b or sorted(a) != sorted(b) or len(set(a)) < 2:
+        return True
+    words_q, words_c = text_info(query).word_set, text_info(hit.query).word_set
+    return bool(_SYMMETRIC & words_q and _SYMMETRIC & words_c)
 
 
 def all_of(*validators: Validator) -> Validator:
