@@ -655,12 +655,12 @@ class SemanticCache:
             EmbedderError: the embedder failed; nothing was written.
             StoreError: the store failed; nothing was written.
         """
-        if embedding is None and self._embedder is None:
+        if embedding is not None or self._embedder is None:
             # Nothing to embed: the put is one step under the lock, the step _drive would
             # run, without a generator to drive (a few microseconds of every plain put).
             t0 = perf_counter()
             with self._lock:
-                checked = self._check_put([query], [response], None, namespace, metadata, ttl)
+                checked = self._check_put([query], [response], embedding, namespace, metadata, ttl)
                 self._write_put(checked, t0)
             return
         self._drive(self._put_steps([query], [response], embedding, namespace, metadata, ttl))
