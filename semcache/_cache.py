@@ -1228,7 +1228,7 @@ class SemanticCache:
                 if candidates:
                     reason = reason or "below_threshold"
                 break
-            rows = self._store.get_by_ids([i for i, _ in above])
+            rows = self._entries_by_id([i for i, _ in above])
             stale: list[int] = []
             for entry_id, sim in above:
                 seen.add(entry_id)
@@ -1264,6 +1264,28 @@ class SemanticCache:
             if not len(index):
                 break
         return self._miss(ns, reason or "no_candidate", best, t0)
+
+    def _entries_by_id(self, ids: list[int]) -> dict[int, StoredEntry]:
+        """The entries of ``ids`` that exist: from the hot map where it has them (single
+        mode: exact, see :meth:`_remember`), the rest from the store (then kept)."""
+        if not self._hot_size:
+            return self._store.get_by_ids(ids)
+        hot, hot_ids = self._hot, self._hot_ids
+        found: dict[int, StoredEntry] = {}
+        missing = []
+        for i in ids:
+            key = hot_ids.get(i)
+            if key is None:
+                missing.append(i)
+            else:
+                found[i] = hot[key]
+                hot.move_to_end(key)
+        if missing:
+            fetched = self._store.get_by_ids(missing)
+            for entry in fetched.values():
+                self._remember(entry.key, entry)
+            found.update(fetched)
+        return found
 
     def _accept(self, query: str, hit: Hit) -> bool:
         if self._validator is None:

@@ -982,3 +982,37 @@ def test_the_in_memory_exact_map_is_bounded_and_written_through(
     cache.put_many(["dup", "DUP", "dup "], ["1", "2", "3"])
     assert cache.get("dup").response == "3"  # type: ignore[union-attr]
     assert sum(e.query.strip().lower() == "dup" for e in cache._hot.values()) == 1
+
+
+def test_semantic_hits_read_entries_the_hot_map_holds_without_the_store(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Single mode: a semantic candidate the in-memory map holds is not read from the
+    store; one it does not hold is read once, then kept. Whatever replaces, deletes or
+    expires the entry is seen at once."""
+    vec = np.eye(4, dtype=np.float32)
+    near = np.array([0.99, 0.14, 0.0, 0.0], dtype=np.float32)
+    with SemanticCache(str(tmp_path / "c.db"), clock=clock, similarity_threshold=0.9) as cache:
+        cache.put_many([f"q{i}" for i in range(4)], [f"a{i}" for i in range(4)], embeddings=vec)
+        cache._forget_hot()
+        calls: list[list[int]] = []
+        real = cache.store.get_by_ids
+
+        def counting(ids: list[int]) -> Any:
+            calls.append(list(ids))
+            return real(ids)
+
+        cache.store.get_by_ids = counting  # type: ignore[method-assign]
+        assert cache.get("paraphrase", embedding=near).response == "a0"  # type: ignore[union-attr]
+        assert len(calls) == 1
+        assert cache.get("paraphrase", embedding=near).response == "a0"  # type: ignore[union-attr]
+        assert len(calls) == 1  # the second time from memory
+        cache.put("q0", "new answer", embedding=vec[0])
+        assert cache.get("paraphrase", embedding=near).response == "new answer"  # type: ignore[union-attr]
+        cache.put("q0", "short-lived", embedding=vec[0], ttl=5)
+        clock.advance(10)
+        assert cache.get("paraphrase", embedding=near) is None
+        cache.put("q0", "again", embedding=vec[0])
+        assert cache.delete("q0")
+        assert cache.get("paraphrase", embedding=near) is None
+        assert cache.stats()["misses"]["expired"] == 1
