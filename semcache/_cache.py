@@ -1433,19 +1433,24 @@ class SemanticCache:
         if stored is not None and self._dim is None:
             new_dim = int(stored.shape[1])
         key = self._key
-        entries = [
-            NewEntry(
-                key(ns, q),
-                ns,
-                q,
-                r,
-                metas[i],
-                None if stored is None else stored[i].tobytes(),
-                now,
-                expires,
-            )
-            for i, (q, r) in enumerate(zip(queries, responses, strict=True))
-        ]
+        if n == 1:  # every put: its entry without a comprehension's machinery (~2 us)
+            q = queries[0]
+            vector = None if stored is None else stored[0].tobytes()
+            entries = [NewEntry(key(ns, q), ns, q, responses[0], metas[0], vector, now, expires)]
+        else:
+            entries = [
+                NewEntry(
+                    key(ns, q),
+                    ns,
+                    q,
+                    r,
+                    metas[i],
+                    None if stored is None else stored[i].tobytes(),
+                    now,
+                    expires,
+                )
+                for i, (q, r) in enumerate(zip(queries, responses, strict=True))
+            ]
         limits = None
         quota = self._quotas.get(ns)
         if quota is not None or self._max_entries is not None:
@@ -1470,31 +1475,38 @@ class SemanticCache:
             self._dim = new_dim
         self._apply_put(ns, result, stored)
         if self._hot_size:  # write-through: a put is usually read back soon
-            removed = result.replaced + result.evicted
-            gone = {i for i, _ in removed} if removed else ()
-            # Only the batch's tail can stay in a map of _hot_size entries.
-            tail = n - self._hot_size
             ids = result.ids
-            for j in range(max(0, tail), n):
-                entry_id, new = ids[j], entries[j]
-                if entry_id not in gone:
-                    self._remember(
-                        new.key,
-                        StoredEntry(
-                            entry_id,
-                            new.key,
-                            ns,
-                            new.query,
-                            new.response,
-                            new.metadata,
-                            now,
-                            expires,
-                        ),
-                    )
+            if n == 1 and not result.evicted:  # (what it replaced has an older id)
+                self._remember_put(ids[0], entries[0], now, expires)
+            else:
+                removed = result.replaced + result.evicted
+                gone = {i for i, _ in removed}
+                # Only the batch's tail can stay in a map of _hot_size entries.
+                for j in range(max(0, n - self._hot_size), n):
+                    if ids[j] not in gone:
+                        self._remember_put(ids[j], entries[j], now, expires)
         self._counters["puts"] += n
         if self._metrics_hook is not None:
             self._emit(MetricsEvent("put", ns, latency=perf_counter() - t0, count=n))
         return n
+
+    def _remember_put(
+        self, entry_id: int, new: NewEntry, created_at: float, expires_at: float | None
+    ) -> None:
+        """Keep an entry just written in the hot map (write-through)."""
+        self._remember(
+            new.key,
+            StoredEntry(
+                entry_id,
+                new.key,
+                new.namespace,
+                new.query,
+                new.response,
+                new.metadata,
+                created_at,
+                expires_at,
+            ),
+        )
 
     def _apply_put(self, ns: str, result: PutResult, stored: npt.NDArray[Any] | None) -> None:
         if stored is not None:
