@@ -338,6 +338,40 @@ def test_a_failing_single_put_writes_nothing(store: SQLiteStore) -> None:
     assert store.count() == 2
 
 
+def test_a_single_put_waits_for_another_writer_and_gives_up_cleanly(db_path: Path) -> None:
+    # The plain put is one autocommit INSERT: it must respect another connection's write
+    # transaction like BEGIN IMMEDIATE does (wait busy_timeout, then fail, writing nothing).
+    store = SQLiteStore(db_path, busy_timeout=0.05)
+    other = apsw.Connection(str(db_path))
+    try:
+        [before] = store.put_many([entry("before")], now=0.0).ids
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked"):
+            store.put_many([entry("blocked")], now=1.0)
+        other.execute("COMMIT")
+        assert store.get_by_key(key("blocked")) is None
+        assert store.seq() == 1
+        [after] = store.put_many([entry("after")], now=2.0).ids
+        assert after > before
+        assert [c.entry_id for c in store.changes_since(0) or []] == [before, after]
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_single_put_joins_an_open_transaction(store: SQLiteStore) -> None:
+    def put_then_fail() -> None:
+        with store._write():
+            store.put_many([entry("inside")], now=0.0)
+            raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError, match="undo"):
+        put_then_fail()
+    assert store.get_by_key(key("inside")) is None
+    assert store.seq() == 0
+    assert store.count() == 0
+
+
 # -- health -------------------------------------------------------------------------------
 def test_integrity_after_a_workload(db_path: Path) -> None:
     store = SQLiteStore(db_path, max_changes=100)
