@@ -44,7 +44,7 @@ def test_eval_sweep_prints_tables_and_writes_json(
     assert "cos>=0.850 (semcache default)" in captured.out
     assert "redisvl default" in captured.out
     assert "precision >= 0.95" in captured.out
-    assert "+numbers+negation" in captured.out
+    assert "+numbers+negation+order" in captured.out
     assert "WARNING" not in captured.out
     assert "replaying" in captured.err  # the progress bar
     data = json.loads(out.read_text(encoding="utf-8"))

@@ -23,7 +23,7 @@ __all__ = ["add_calibrate_parser", "add_eval_parser", "run_calibrate", "run_eval
 
 #: Thresholds of ``--sweep``: the peers' defaults and the range that matters.
 SWEEP = (0.60, 0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
-GUARD_NAMES = ("numbers", "negation")
+GUARD_NAMES = ("numbers", "negation", "order")
 _TARGETS = (0.95, 0.99)
 
 
