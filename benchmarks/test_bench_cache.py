@@ -5,7 +5,10 @@ Run:  .venv/bin/python -m pytest benchmarks/test_bench_cache.py \
 
 Floors measured in the same run, so ratios are meaningful on any machine:
 ``apsw_point_lookup`` (one indexed SELECT through apsw, the exact hit's irreducible
-cost) and ``normalize_and_hash`` (NFKC+casefold+blake2b of a typical prompt).
+cost), ``normalize_and_hash`` (NFKC+casefold+blake2b of a typical prompt) and
+``put_floor_sqlite_insert`` (the one INSERT a put of a new key executes, through apsw on
+the store's own schema: the row, its key index, the change-log and count triggers, and
+the WAL commit).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import numpy as np
 import pytest
 
 from semcache import SemanticCache
+from semcache._store import SQLiteStore
+from semcache._store._sqlite import _INSERT_NEW, DEFAULT_PRAGMAS
 from semcache._text import make_key, normalize_text
 
 DIM = 384
@@ -98,6 +103,24 @@ def test_get_semantic_miss_precomputed_10k(  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(2)
     query = unit(rng.standard_normal(DIM))
     assert benchmark(filled.get, "unrelated", embedding=query) is None
+
+
+def test_put_floor_sqlite_insert(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "floor.db"
+    SQLiteStore(path).close()  # the schema
+    conn = apsw.Connection(str(path))
+    for name, value in DEFAULT_PRAGMAS.items():
+        conn.pragma(name, value)
+    cursor = conn.cursor()
+    response = "an answer of modest length " * 8
+    keys = iter([make_key("default", f"{PROMPT} {i}") for i in range(200_000)])
+
+    def insert() -> None:
+        row = (next(keys), "default", PROMPT, response, None, 1.0, None, 1.0, None)
+        cursor.execute(_INSERT_NEW, row)
+
+    benchmark(insert)
+    conn.close()
 
 
 def test_put(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
