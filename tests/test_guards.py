@@ -71,10 +71,11 @@ def test_all_of_needs_every_guard() -> None:
     assert both("Top 10 in Paris", _hit("Top 10 in Paris?"))
     assert not both("Top 10 in Paris", _hit("Top 5 in Paris"))
     assert not both("Top 10 in Paris", _hit("Not the top 10 in Paris"))
-    two = default_guards()
-    assert two("Best of 2019", _hit("best of 2019!"))
-    assert not two("Best of 2019", _hit("Best of 2018"))
-    assert not two("Is it safe?", _hit("Is it not safe?"))
+    three = default_guards()
+    assert three("Best of 2019", _hit("best of 2019!"))
+    assert not three("Best of 2019", _hit("Best of 2018"))
+    assert not three("Is it safe?", _hit("Is it not safe?"))
+    assert not three("Are dogs smarter than cats?", _hit("Are cats smarter than dogs?"))
     assert all_of()("a", _hit("b"))
     with pytest.raises(TypeError):
         all_of(numbers_agree, 3)  # type: ignore[arg-type]

@@ -7,9 +7,9 @@
   threshold for a target precision on pairs it was not trained on
   (``semcache calibrate``). Plug it in with ``SemanticCache(...,
   **verifier.cache_options())``.
-- The guards (:func:`numbers_agree`, :func:`negation_agrees`; both:
-  :func:`default_guards`; combine with :func:`all_of`) are validators that block
-  classic false hits.
+- The guards (:func:`numbers_agree`, :func:`negation_agrees`,
+  :func:`word_order_agrees`; all three: :func:`default_guards`; combine with
+  :func:`all_of`) are validators that block classic false hits.
 
 Everything here needs NumPy only.
 """

@@ -4,10 +4,10 @@ something an embedding blurs. Pass one as ``SemanticCache(validator=...)``, or s
 combined with :func:`all_of`. Exact hits always pass (the texts are the same).
 
 Measured on the project's labelled pairs (docs/quality.md), each of these raises the
-hit rate at equal precision a little. Two more were measured and dropped: named
-entities (capitalized words that differ) cost more hit rate than a higher threshold
-buying the same precision, and dates (years, months) changed nothing that the numbers
-guard did not already catch. Both remain inputs of the verifier, which weighs them.
+hit rate at equal precision (a little on QQP; word order a lot on PAWS). Two more were
+measured and dropped: named entities (capitalized words that differ) cost more hit rate
+than a higher threshold buying the same precision, and dates (years, months) changed
+nothing that the numbers guard did not already catch. Both remain inputs of the verifier, which weighs them.
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ def word_order_agrees(query: str, hit: Hit) -> bool:
     difference between A and B"). Embeddings barely see word order, so such pairs score
     near 1.0; this is the false hit of adversarial word-swap sets (PAWS). It also blocks
     some harmless reorderings ("best time of the year to visit Finland" vs "time of year
-    it is best to visit Finland"): opt-in, not part of :func:`default_guards`."""
+    it is best to visit Finland"). Measured (docs/quality.md): on PAWS it lifts the
+    precision at cos >= 0.85 from 0.665 to 0.741 and the hit rate at precision 0.95 from
+    0.555 to 0.603; on held-out QQP it costs 0.013 of hit rate at cos >= 0.85 and gains
+    0.005 at precision 0.95."""
     if hit.layer == "exact":
         return True
     a, b = _content_sequence(query), _content_sequence(hit.query)
@@ -99,5 +102,5 @@ def all_of(*validators: Validator) -> Validator:
 
 
 def default_guards() -> Validator:
-    """The guards that earned their place, combined: numbers and negation."""
-    return all_of(numbers_agree, negation_agrees)
+    """The guards that earned their place, combined: numbers, negation, word order."""
+    return all_of(numbers_agree, negation_agrees, word_order_agrees)
