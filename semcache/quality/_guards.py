@@ -7,7 +7,8 @@ Measured on the project's labelled pairs (docs/quality.md), each of these raises
 hit rate at equal precision (a little on QQP; word order a lot on PAWS). Two more were
 measured and dropped: named entities (capitalized words that differ) cost more hit rate
 than a higher threshold buying the same precision, and dates (years, months) changed
-nothing that the numbers guard did not already catch. Both remain inputs of the verifier, which weighs them.
+nothing that the numbers guard did not already catch. Both remain inputs of the
+verifier, which weighs them.
 """
 
 from __future__ import annotations
