@@ -124,8 +124,9 @@ def add_eval_parser(sub: Any) -> None:
         default=0,
         metavar="N",
         help=(
-            "print a seeded sample of N false hits served at the cosine threshold reaching "
-            "precision 0.95 (and at the verifier's rule): read them to judge the labels"
+            "print a seeded sample of N false hits served at each --threshold, at the cosine "
+            "threshold reaching precision 0.95 and at the verifier's rule: read them to "
+            "judge the labels"
         ),
     )
     p.add_argument("--json", metavar="OUT", help="write every number as JSON")
@@ -209,15 +210,19 @@ def _headlines(result: ReplayResult, label: str, rule: Rule | None, by: str) -> 
 
 
 def _audit(
-    result: ReplayResult, verifier: Verifier | None, n: int, seed: int
+    result: ReplayResult,
+    verifier: Verifier | None,
+    thresholds: Sequence[float],
+    n: int,
+    seed: int,
 ) -> dict[str, list[FalseHit]]:
-    """Samples of false hits: at the cosine headline for precision 0.95 and at the
-    verifier's rule."""
+    """Samples of false hits: at each ``--threshold``, at the cosine headline for
+    precision 0.95 and at the verifier's rule."""
     if n < 1:
         raise ConfigurationError("--false-hits must be >= 1")
-    rules: list[Rule] = []
+    rules = [Rule(t) for t in thresholds]
     point = result.headline(0.95)
-    if point is not None:
+    if point is not None and point.rule not in rules:
         rules.append(point.rule)
     if verifier is not None:
         rules.append(Rule(verifier.min_similarity, verifier.threshold))
@@ -301,7 +306,11 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"\n({result.truncated} queries had more than 32 candidates above {floor})\n")
     if mismatches:
         out.write(f"\nWARNING: {mismatches} timed gets disagreed with the record\n")
-    audited = _audit(result, verifier, args.false_hits, args.seed) if args.false_hits else {}
+    audited = (
+        _audit(result, verifier, sorted(set(args.threshold or [])), args.false_hits, args.seed)
+        if args.false_hits
+        else {}
+    )
     for label, hits in audited.items():
         out.write(f"\nfalse hits at {label}: {len(hits)} sampled (seed {args.seed})\n")
         for fh in hits:
