@@ -12,10 +12,14 @@
  * - Large scans are split across threads with plain pthreads created per call (no
  *   OpenMP runtime to ship, nothing to break after fork()); small scans run on the
  *   calling thread. Nothing here touches Python objects: callers release the GIL.
+ * - The int8 shadow scan (sc_topk_i8) ranks rows by an *upper bound* on their float32
+ *   score computed from int8 codes; see the int8 section below for the exact float
+ *   operations (the NumPy twin repeats them bit for bit).
  */
 #ifndef SEMCACHE_KERNEL_IMPL_H
 #define SEMCACHE_KERNEL_IMPL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +37,19 @@
 #define SC_X86 1
 #else
 #define SC_X86 0
+#endif
+
+/* SC_OPAQUE(v): an empty asm the value must pass through, so that the compiler cannot
+ * fuse a multiply with a later add (fp-contract): the int8 bound's float operations
+ * must round exactly as written, as in the NumPy twin. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define SC_OPAQUE(v) __asm__("" : "+x"(v))
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
+#define SC_OPAQUE(v) __asm__("" : "+w"(v))
+#elif defined(__GNUC__) || defined(__clang__)
+#define SC_OPAQUE(v) __asm__("" : "+m"(v))
+#else
+#define SC_OPAQUE(v) ((void)0)
 #endif
 
 /* Rows scored per block before their scores enter the heaps. */
@@ -104,6 +121,27 @@ static void sc_dots_f16_portable(const uint16_t *rows, int64_t nrows, int64_t d,
         }
         for (; j < d; j++) s0 += sc_half_to_float(a[j]) * q[j];
         out[r] = (s0 + s1) + (s2 + s3);
+    }
+}
+
+static void sc_dots_f32_portable_idx(const float *rows, const int64_t *idx, int64_t nrows,
+                                     int64_t d, const float *q, float *out) {
+    for (int64_t r = 0; r < nrows; r++) sc_dots_f32_portable(rows + idx[r] * d, 1, d, q, out + r);
+}
+
+static void sc_dots_f16_portable_idx(const uint16_t *rows, const int64_t *idx, int64_t nrows,
+                                     int64_t d, const float *q, float *out) {
+    for (int64_t r = 0; r < nrows; r++) sc_dots_f16_portable(rows + idx[r] * d, 1, d, q, out + r);
+}
+
+static void sc_dots_i8_portable(const int8_t *rows, int64_t nrows, int64_t d, const int8_t *qc,
+                                const uint8_t *qm, int32_t *out) {
+    (void)qm;
+    for (int64_t r = 0; r < nrows; r++) {
+        const int8_t *a = rows + r * d;
+        int32_t s = 0;
+        for (int64_t j = 0; j < d; j++) s += (int32_t)a[j] * qc[j];
+        out[r] = s;
     }
 }
 
@@ -234,6 +272,131 @@ SC_DEFINE_AVX2_DOTS(sc_dots_f16_avx2, uint16_t, SC_LOAD_F16, SC_TAIL_F16, 32)
 SC_DEFINE_AVX2_DOTS1(sc_dots_f32_avx2_stream, float, SC_LOAD_F32, SC_TAIL_F32)
 SC_DEFINE_AVX2_DOTS1(sc_dots_f16_avx2_stream, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
 
+/* The four-row loops over rows picked by index (rescoring candidates without a gather):
+ * same accumulators and order as SC_DEFINE_AVX2_DOTS, so a row scores as it would in a
+ * contiguous four-row group. */
+#define SC_DEFINE_AVX2_DOTS_IDX(NAME, T, LOAD, TAIL)                                        \
+    SC_AVX2 static void NAME(const T *rows, const int64_t *idx, int64_t nrows, int64_t d,   \
+                             const float *q, float *out) {                                  \
+        int64_t r = 0;                                                                      \
+        for (; r + 4 <= nrows; r += 4) {                                                    \
+            const T *a0 = rows + idx[r] * d, *a1 = rows + idx[r + 1] * d;                   \
+            const T *a2 = rows + idx[r + 2] * d, *a3 = rows + idx[r + 3] * d;               \
+            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                      \
+            __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();                      \
+            __m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();                      \
+            __m256 t2 = _mm256_setzero_ps(), t3 = _mm256_setzero_ps();                      \
+            int64_t j = 0;                                                                  \
+            for (; j + 16 <= d; j += 16) {                                                  \
+                __m256 qa = _mm256_loadu_ps(q + j), qb = _mm256_loadu_ps(q + j + 8);        \
+                s0 = _mm256_fmadd_ps(LOAD(a0 + j), qa, s0);                                 \
+                s1 = _mm256_fmadd_ps(LOAD(a1 + j), qa, s1);                                 \
+                s2 = _mm256_fmadd_ps(LOAD(a2 + j), qa, s2);                                 \
+                s3 = _mm256_fmadd_ps(LOAD(a3 + j), qa, s3);                                 \
+                t0 = _mm256_fmadd_ps(LOAD(a0 + j + 8), qb, t0);                             \
+                t1 = _mm256_fmadd_ps(LOAD(a1 + j + 8), qb, t1);                             \
+                t2 = _mm256_fmadd_ps(LOAD(a2 + j + 8), qb, t2);                             \
+                t3 = _mm256_fmadd_ps(LOAD(a3 + j + 8), qb, t3);                             \
+            }                                                                               \
+            for (; j + 8 <= d; j += 8) {                                                    \
+                __m256 qa = _mm256_loadu_ps(q + j);                                         \
+                s0 = _mm256_fmadd_ps(LOAD(a0 + j), qa, s0);                                 \
+                s1 = _mm256_fmadd_ps(LOAD(a1 + j), qa, s1);                                 \
+                s2 = _mm256_fmadd_ps(LOAD(a2 + j), qa, s2);                                 \
+                s3 = _mm256_fmadd_ps(LOAD(a3 + j), qa, s3);                                 \
+            }                                                                               \
+            float f0 = sc_hsum256(_mm256_add_ps(s0, t0));                                   \
+            float f1 = sc_hsum256(_mm256_add_ps(s1, t1));                                   \
+            float f2 = sc_hsum256(_mm256_add_ps(s2, t2));                                   \
+            float f3 = sc_hsum256(_mm256_add_ps(s3, t3));                                   \
+            for (; j < d; j++) {                                                            \
+                f0 += TAIL(a0[j]) * q[j];                                                   \
+                f1 += TAIL(a1[j]) * q[j];                                                   \
+                f2 += TAIL(a2[j]) * q[j];                                                   \
+                f3 += TAIL(a3[j]) * q[j];                                                   \
+            }                                                                               \
+            out[r] = f0;                                                                    \
+            out[r + 1] = f1;                                                                \
+            out[r + 2] = f2;                                                                \
+            out[r + 3] = f3;                                                                \
+        }                                                                                   \
+        for (; r < nrows; r++) {                                                            \
+            const T *a0 = rows + idx[r] * d;                                                \
+            __m256 s0 = _mm256_setzero_ps();                                                \
+            int64_t j = 0;                                                                  \
+            for (; j + 8 <= d; j += 8) s0 = _mm256_fmadd_ps(LOAD(a0 + j), _mm256_loadu_ps(q + j), s0); \
+            float f0 = sc_hsum256(s0);                                                      \
+            for (; j < d; j++) f0 += TAIL(a0[j]) * q[j];                                    \
+            out[r] = f0;                                                                    \
+        }                                                                                   \
+    }
+
+SC_DEFINE_AVX2_DOTS_IDX(sc_dots_f32_avx2_idx, float, SC_LOAD_F32, SC_TAIL_F32)
+SC_DEFINE_AVX2_DOTS_IDX(sc_dots_f16_avx2_idx, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
+
+/* int8 rows against int8 query codes, int32 sums. The sign trick: sign_epi8 moves the
+ * query's signs onto the row codes, maddubs multiplies them by |query| (unsigned) and
+ * adds pairs (|products| <= 127 * 127, pairs <= 32258: no int16 saturation), madd with
+ * ones widens to int32. Four rows share each query load. Exact integer arithmetic: the
+ * result does not depend on the order. */
+SC_AVX2 static void sc_dots_i8_avx2(const int8_t *rows, int64_t nrows, int64_t d,
+                                    const int8_t *qc, const uint8_t *qm, int32_t *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t d32 = d & ~(int64_t)31;
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4) {
+        const int8_t *a0 = rows + r * d, *a1 = a0 + d, *a2 = a1 + d, *a3 = a2 + d;
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+        __m256i s2 = _mm256_setzero_si256(), s3 = _mm256_setzero_si256();
+        for (int64_t j = 0; j < d32; j += 32) {
+            const __m256i qs = _mm256_loadu_si256((const __m256i *)(qc + j));
+            const __m256i qa = _mm256_loadu_si256((const __m256i *)(qm + j));
+            if (r + SC_PF_ROWS < nrows && (j & 63) == 0) {
+                _mm_prefetch((const char *)(a0 + j + SC_PF_ROWS * d), SC_PF_HINT);
+                _mm_prefetch((const char *)(a1 + j + SC_PF_ROWS * d), SC_PF_HINT);
+                _mm_prefetch((const char *)(a2 + j + SC_PF_ROWS * d), SC_PF_HINT);
+                _mm_prefetch((const char *)(a3 + j + SC_PF_ROWS * d), SC_PF_HINT);
+            }
+            __m256i p0 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a0 + j)), qs);
+            __m256i p1 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a1 + j)), qs);
+            __m256i p2 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a2 + j)), qs);
+            __m256i p3 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a3 + j)), qs);
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(qa, p0), ones));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(qa, p1), ones));
+            s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(_mm256_maddubs_epi16(qa, p2), ones));
+            s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(_mm256_maddubs_epi16(qa, p3), ones));
+        }
+        /* [s0 s1 s2 s3] lane sums in one vector */
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+        __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        int32_t f[4];
+        _mm_storeu_si128((__m128i *)f, sum);
+        for (int64_t j = d32; j < d; j++) {
+            f[0] += (int32_t)a0[j] * qc[j];
+            f[1] += (int32_t)a1[j] * qc[j];
+            f[2] += (int32_t)a2[j] * qc[j];
+            f[3] += (int32_t)a3[j] * qc[j];
+        }
+        memcpy(out + r, f, sizeof f);
+    }
+    for (; r < nrows; r++) {
+        const int8_t *a0 = rows + r * d;
+        __m256i s0 = _mm256_setzero_si256();
+        for (int64_t j = 0; j < d32; j += 32) {
+            const __m256i qs = _mm256_loadu_si256((const __m256i *)(qc + j));
+            const __m256i qa = _mm256_loadu_si256((const __m256i *)(qm + j));
+            __m256i p0 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a0 + j)), qs);
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(qa, p0), ones));
+        }
+        __m128i v = _mm_add_epi32(_mm256_castsi256_si128(s0), _mm256_extracti128_si256(s0, 1));
+        v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+        v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
+        int32_t f0 = _mm_cvtsi128_si32(v);
+        for (int64_t j = d32; j < d; j++) f0 += (int32_t)a0[j] * qc[j];
+        out[r] = f0;
+    }
+}
+
 /* Reads every byte once (bandwidth reference for the benchmarks). */
 SC_AVX2 static uint64_t sc_stream_avx2(const uint8_t *p, int64_t nbytes) {
     __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
@@ -347,6 +510,22 @@ static inline void sc_heap_push(sc_heap *h, float s, int64_t r) {
 }
 
 /* ----------------------------------------------------------------------- scan workers */
+typedef void (*sc_dots_i8_fn)(const int8_t *rows, int64_t nrows, int64_t d, const int8_t *qc,
+                              const uint8_t *qm, int32_t *out);
+typedef void (*sc_bounds_fn)(const int32_t *dots, int64_t nb, const float *scale,
+                             const float *wnorm, const float *resid, const float *c, float *up,
+                             float *low, float *top);
+
+/* What an int8 scan needs besides the codes (see the int8 section). */
+typedef struct {
+    const float *scale, *wnorm, *resid; /* per row: delta_r, |x^_r| (up), |x_r - x^_r| (up) */
+    const int8_t *qc;                   /* query codes */
+    const uint8_t *qm;                  /* |query codes| */
+    float c[4];                         /* delta_q, s_q, n_q, tau */
+    sc_dots_i8_fn dots;
+    sc_bounds_fn bounds;
+} sc_i8;
+
 typedef struct {
     const uint8_t *mat; /* row-major, itemsize bytes per element */
     int is_f16;
@@ -360,12 +539,85 @@ typedef struct {
     int64_t *heap_r;
     int64_t *heap_len; /* nq */
     sc_dots_fn dots;
+    const sc_i8 *i8; /* non-NULL: mat holds int8 codes, scores are upper bounds (nq = 1) */
+    /* int8 candidate mode (collect != 0): the heap keeps the k best lower bounds, and
+     * rows whose upper bound reaches the k-th of them so far are collected here */
+    int collect;
+    float *cand_s;
+    int64_t *cand_r;
+    int64_t cand_len, cand_cap;
+    int oom;
 } sc_job;
+
+/* Append a candidate, growing the buffer (first pruning it by the current floor). */
+static inline void sc_cand_add(sc_job *job, float ub, int64_t row, float floor) {
+    if (job->cand_len == job->cand_cap) {
+        int64_t m = 0;
+        for (int64_t i = 0; i < job->cand_len; i++) {
+            if (job->cand_s[i] >= floor) {
+                job->cand_s[m] = job->cand_s[i];
+                job->cand_r[m++] = job->cand_r[i];
+            }
+        }
+        job->cand_len = m;
+        if (m * 2 > job->cand_cap) {
+            int64_t cap = job->cand_cap * 2;
+            float *ns = (float *)realloc(job->cand_s, sizeof(float) * (size_t)cap);
+            if (ns) job->cand_s = ns;
+            int64_t *nr = ns ? (int64_t *)realloc(job->cand_r, sizeof(int64_t) * (size_t)cap) : NULL;
+            if (nr) job->cand_r = nr;
+            if (!ns || !nr) {
+                job->oom = 1;
+                return;
+            }
+            job->cand_cap = cap;
+        }
+    }
+    job->cand_s[job->cand_len] = ub;
+    job->cand_r[job->cand_len++] = row;
+}
+
+/* An int8 scan worker. Heap mode: the k best upper bounds. Candidate mode: the heap
+ * keeps the k best lower bounds, whose least (the floor) is at most the k-th float32
+ * score; a row whose upper bound is below the floor cannot enter the top k, every
+ * other row is collected. */
+static void sc_run_job_i8(sc_job *job) {
+    float up[SC_BLOCK], low[SC_BLOCK], top[2];
+    int32_t dots[SC_BLOCK];
+    const sc_i8 *c = job->i8;
+    const int64_t d = job->d;
+    const uint8_t *live = job->live;
+    sc_heap h = {job->heap_s, job->heap_r, job->k, 0};
+    float root = -INFINITY; /* the heap's least key once full: keys below it stay out */
+    for (int64_t b = job->lo; b < job->hi && !job->oom; b += SC_BLOCK) {
+        int64_t nb = job->hi - b < SC_BLOCK ? job->hi - b : SC_BLOCK;
+        c->dots((const int8_t *)job->mat + b * d, nb, d, c->qc, c->qm, dots);
+        c->bounds(dots, nb, c->scale + b, c->wnorm + b, c->resid + b, c->c, up, low, top);
+        const float *key = job->collect ? low : up;
+        if ((job->collect ? top[1] : top[0]) >= root) {
+            for (int64_t i = 0; i < nb; i++) {
+                if (key[i] >= root && (!live || live[b + i])) {
+                    sc_heap_push(&h, key[i], b + i);
+                    if (h.len == h.cap) root = h.s[0];
+                }
+            }
+        }
+        if (!job->collect || top[0] < root) continue;
+        for (int64_t i = 0; i < nb; i++) {
+            if (up[i] >= root && (!live || live[b + i])) sc_cand_add(job, up[i], b + i, root);
+        }
+    }
+    job->heap_len[0] = h.len;
+}
 
 static void sc_run_job(sc_job *job) {
     float scores[SC_BLOCK];
     const int64_t d = job->d;
     const int64_t rowbytes = d * (job->is_f16 ? 2 : 4);
+    if (job->i8) {
+        sc_run_job_i8(job);
+        return;
+    }
     for (int64_t qi = 0; qi < job->nq; qi++) job->heap_len[qi] = 0;
     for (int64_t b = job->lo; b < job->hi; b += SC_BLOCK) {
         int64_t nb = job->hi - b < SC_BLOCK ? job->hi - b : SC_BLOCK;
@@ -441,16 +693,8 @@ static void sc_sort_hits(float *s, int64_t *r, int64_t n) {
     /* now ascending by "worse" order from the end: index 0 holds the best */
 }
 
-/*
- * Top-k for nq queries. out_rows/out_scores: nq * k, best first; returns the number of
- * hits per query (min(k, live rows)), or -1 when memory runs out.
- */
-static int64_t sc_topk(const void *mat, int is_f16, int64_t n, int64_t d, const uint8_t *live,
-                       const float *queries, int64_t nq, int64_t k, int64_t *out_rows,
-                       float *out_scores) {
-    if (n <= 0 || k <= 0 || nq <= 0) return 0;
-    if (k > n) k = n;
-    int64_t bytes = n * d * (is_f16 ? 2 : 4);
+/* Threads for a scan of `bytes` bytes: one per sc_parallel_min_bytes, capped. */
+static int64_t sc_threads_for(int64_t bytes) {
     int64_t nt = 1;
     if (sc_max_threads > 1 && sc_parallel_min_bytes > 0) {
         nt = bytes / sc_parallel_min_bytes;
@@ -461,37 +705,11 @@ static int64_t sc_topk(const void *mat, int is_f16, int64_t n, int64_t d, const 
 #if !SC_HAVE_PTHREAD
     nt = 1;
 #endif
-    float *hs = (float *)malloc(sizeof(float) * (size_t)(nt * nq * k));
-    int64_t *hr = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt * nq * k));
-    int64_t *hl = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt * nq));
-    sc_job jobs[SC_MAX_THREADS];
-    if (!hs || !hr || !hl) {
-        free(hs);
-        free(hr);
-        free(hl);
-        return -1;
-    }
-    /* a batch re-reads each block from L2 once per query: the cache-resident loops fit */
-    sc_dots_fn dots = sc_pick_dots(is_f16, nq > 1 ? 0 : bytes);
-    /* split on SC_BLOCK boundaries so every worker scans whole blocks */
-    int64_t blocks = (n + SC_BLOCK - 1) / SC_BLOCK;
-    for (int64_t t = 0; t < nt; t++) {
-        sc_job *j = &jobs[t];
-        j->mat = (const uint8_t *)mat;
-        j->is_f16 = is_f16;
-        j->d = d;
-        j->live = live;
-        j->queries = queries;
-        j->nq = nq;
-        j->k = k;
-        j->lo = (blocks * t / nt) * SC_BLOCK;
-        j->hi = (blocks * (t + 1) / nt) * SC_BLOCK;
-        if (j->hi > n) j->hi = n;
-        j->heap_s = hs + t * nq * k;
-        j->heap_r = hr + t * nq * k;
-        j->heap_len = hl + t * nq;
-        j->dots = dots;
-    }
+    return nt;
+}
+
+/* Run jobs[0] here and the others on threads of their own. */
+static void sc_run_jobs(sc_job *jobs, int64_t nt) {
 #if SC_HAVE_PTHREAD
     pthread_t tids[SC_MAX_THREADS];
     int started[SC_MAX_THREADS];
@@ -505,8 +723,39 @@ static int64_t sc_topk(const void *mat, int is_f16, int64_t n, int64_t d, const 
             sc_run_job(&jobs[t]); /* could not start a thread: do its share here */
     }
 #else
-    sc_run_job(&jobs[0]);
+    for (int64_t t = 0; t < nt; t++) sc_run_job(&jobs[t]);
 #endif
+}
+
+/* Run `proto` over rows [0, n) split across threads, merge the heaps, write the sorted
+ * hits. k <= n. Returns the hits per query, or -1 when memory runs out. */
+static int64_t sc_topk_run(const sc_job *proto, int64_t n, int64_t bytes, int64_t *out_rows,
+                           float *out_scores) {
+    const int64_t nq = proto->nq, k = proto->k;
+    int64_t nt = sc_threads_for(bytes);
+    float *hs = (float *)malloc(sizeof(float) * (size_t)(nt * nq * k));
+    int64_t *hr = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt * nq * k));
+    int64_t *hl = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt * nq));
+    sc_job jobs[SC_MAX_THREADS];
+    if (!hs || !hr || !hl) {
+        free(hs);
+        free(hr);
+        free(hl);
+        return -1;
+    }
+    /* split on SC_BLOCK boundaries so every worker scans whole blocks */
+    int64_t blocks = (n + SC_BLOCK - 1) / SC_BLOCK;
+    for (int64_t t = 0; t < nt; t++) {
+        sc_job *j = &jobs[t];
+        *j = *proto;
+        j->lo = (blocks * t / nt) * SC_BLOCK;
+        j->hi = (blocks * (t + 1) / nt) * SC_BLOCK;
+        if (j->hi > n) j->hi = n;
+        j->heap_s = hs + t * nq * k;
+        j->heap_r = hr + t * nq * k;
+        j->heap_len = hl + t * nq;
+    }
+    sc_run_jobs(jobs, nt);
     int64_t found = 0;
     for (int64_t qi = 0; qi < nq; qi++) {
         /* merge the per-thread heaps into the first one */
@@ -525,6 +774,411 @@ static int64_t sc_topk(const void *mat, int is_f16, int64_t n, int64_t d, const 
     free(hs);
     free(hr);
     free(hl);
+    return found;
+}
+
+/*
+ * Top-k for nq queries. out_rows/out_scores: nq * k, best first; returns the number of
+ * hits per query (min(k, live rows)), or -1 when memory runs out.
+ */
+static int64_t sc_topk(const void *mat, int is_f16, int64_t n, int64_t d, const uint8_t *live,
+                       const float *queries, int64_t nq, int64_t k, int64_t *out_rows,
+                       float *out_scores) {
+    if (n <= 0 || k <= 0 || nq <= 0) return 0;
+    if (k > n) k = n;
+    int64_t bytes = n * d * (is_f16 ? 2 : 4);
+    sc_job proto;
+    memset(&proto, 0, sizeof proto);
+    proto.mat = (const uint8_t *)mat;
+    proto.is_f16 = is_f16;
+    proto.d = d;
+    proto.live = live;
+    proto.queries = queries;
+    proto.nq = nq;
+    proto.k = k;
+    /* a batch re-reads each block from L2 once per query: the cache-resident loops fit */
+    proto.dots = sc_pick_dots(is_f16, nq > 1 ? 0 : bytes);
+    return sc_topk_run(&proto, n, bytes, out_rows, out_scores);
+}
+
+/*
+ * Top-k among the rows idx[0..m) of a float32/float16 matrix (distinct, in range: the
+ * caller checks), on the calling thread, ties to the lower row: rescoring candidates
+ * in place of a gather and a scan.
+ */
+static int64_t sc_topk_rows(const void *mat, int is_f16, int64_t d, const int64_t *idx,
+                            int64_t m, const float *q, int64_t k, int64_t *out_rows,
+                            float *out_scores) {
+    float scores[SC_BLOCK];
+    if (m <= 0 || k <= 0) return 0;
+    if (k > m) k = m;
+    sc_heap h = {out_scores, out_rows, k, 0};
+    for (int64_t b = 0; b < m; b += SC_BLOCK) {
+        int64_t nb = m - b < SC_BLOCK ? m - b : SC_BLOCK;
+#if SC_X86
+        if (sc_use_avx2()) {
+            if (is_f16)
+                sc_dots_f16_avx2_idx((const uint16_t *)mat, idx + b, nb, d, q, scores);
+            else
+                sc_dots_f32_avx2_idx((const float *)mat, idx + b, nb, d, q, scores);
+        } else
+#endif
+        if (is_f16)
+            sc_dots_f16_portable_idx((const uint16_t *)mat, idx + b, nb, d, q, scores);
+        else
+            sc_dots_f32_portable_idx((const float *)mat, idx + b, nb, d, q, scores);
+        for (int64_t i = 0; i < nb; i++) sc_heap_push(&h, scores[i], idx[b + i]);
+    }
+    sc_sort_hits(h.s, h.r, h.len);
+    return h.len;
+}
+
+/* ------------------------------------------------------------------------ int8 shadow
+ * Row r holds codes c_r (int8, |c| <= 127) and a scale delta_r (float32) with
+ * x^_r = delta_r c_r, plus w_r >= |x^_r| and rho_r >= |x_r - x^_r| (float32, rounded
+ * up; computed by the NumPy code in _kernel_py.quantize_rows). A query q is quantized
+ * here the same way (sc_i8_query, repeated operation for operation by
+ * _kernel_py.quantize_query), giving codes e, delta_q and float32 constants
+ * s_q >= |q - q^| (+ slack), n_q >= |q| (+ slack), tau. The scan's score for row r is
+ *
+ *     ub_r = fl(fl(delta_r * fl(fl((float)D_r) * delta_q)) +
+ *               fl(fl(fl(w_r * s_q) + fl(rho_r * n_q)) + tau))
+ *
+ * with D_r = sum_i c_ri e_i in int32 (exact) and every operation a float32 operation
+ * rounded to nearest, no fused multiply-add: an upper bound on the float32 score of
+ * row r whatever order a float32 kernel sums it in, and lb_r (the same with the error
+ * term subtracted) a lower bound (the argument is in semcache/_index/_flat.py). */
+#define SC_I8_MAX_D 65536                    /* |D_r| <= 16129 d < 2^31 */
+#define SC_I8_MAX_ABS 1099511627776.0        /* 2^40: bounds stay far below FLT_MAX */
+#define SC_I8_TAU 7.888609052210118e-31f     /* 2^-100: covers underflow */
+
+static void sc_i8_bounds_portable(const int32_t *dots, int64_t nb, const float *scale,
+                                  const float *wnorm, const float *resid, const float *c,
+                                  float *up, float *low, float *top) {
+    const float dq = c[0], sq = c[1], qn = c[2], tau = c[3];
+    float mu = -INFINITY, ml = -INFINITY;
+    for (int64_t i = 0; i < nb; i++) {
+        float t = (float)dots[i] * dq;
+        SC_OPAQUE(t);
+        float a = scale[i] * t;
+        SC_OPAQUE(a);
+        float b = wnorm[i] * sq;
+        SC_OPAQUE(b);
+        float e = resid[i] * qn;
+        SC_OPAQUE(e);
+        float err = (b + e) + tau;
+        up[i] = a + err;
+        low[i] = a - err;
+        if (up[i] > mu) mu = up[i];
+        if (low[i] > ml) ml = low[i];
+    }
+    top[0] = mu; /* the block's largest bounds: whole blocks skip the filters */
+    top[1] = ml;
+}
+
+#if SC_X86
+SC_AVX2 static void sc_i8_bounds_avx2(const int32_t *dots, int64_t nb, const float *scale,
+                                      const float *wnorm, const float *resid, const float *c,
+                                      float *up, float *low, float *top) {
+    const __m256 dq = _mm256_set1_ps(c[0]), sq = _mm256_set1_ps(c[1]);
+    const __m256 qn = _mm256_set1_ps(c[2]), tau = _mm256_set1_ps(c[3]);
+    __m256 mu = _mm256_set1_ps(-INFINITY), ml = mu;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(dots + i))), dq);
+        SC_OPAQUE(t);
+        __m256 a = _mm256_mul_ps(_mm256_loadu_ps(scale + i), t);
+        SC_OPAQUE(a);
+        __m256 b = _mm256_mul_ps(_mm256_loadu_ps(wnorm + i), sq);
+        SC_OPAQUE(b);
+        __m256 e = _mm256_mul_ps(_mm256_loadu_ps(resid + i), qn);
+        SC_OPAQUE(e);
+        __m256 err = _mm256_add_ps(_mm256_add_ps(b, e), tau);
+        __m256 u = _mm256_add_ps(a, err), l = _mm256_sub_ps(a, err);
+        _mm256_storeu_ps(up + i, u);
+        _mm256_storeu_ps(low + i, l);
+        mu = _mm256_max_ps(mu, u);
+        ml = _mm256_max_ps(ml, l);
+    }
+    float lanes_u[8], lanes_l[8];
+    _mm256_storeu_ps(lanes_u, mu);
+    _mm256_storeu_ps(lanes_l, ml);
+    float tu = -INFINITY, tl = -INFINITY;
+    if (i < nb)
+        sc_i8_bounds_portable(dots + i, nb - i, scale + i, wnorm + i, resid + i, c, up + i,
+                              low + i, top);
+    if (i < nb) {
+        tu = top[0];
+        tl = top[1];
+    }
+    for (int j = 0; j < 8; j++) {
+        if (lanes_u[j] > tu) tu = lanes_u[j];
+        if (lanes_l[j] > tl) tl = lanes_l[j];
+    }
+    top[0] = tu;
+    top[1] = tl;
+}
+#endif
+
+/* Round half to even, |v| < 2^51 (the default rounding mode). */
+static double sc_rint(double v) {
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    double t = v + magic;
+    SC_OPAQUE(t);
+    return t - magic;
+}
+
+/* The least float32 >= x (1 + 2^-30), x >= 0: room for float64 rounding. */
+static float sc_up_f32(double x) {
+    x = x * (1.0 + 9.313225746154785e-10);
+    float f = (float)x;
+    if ((double)f < x) {
+        uint32_t bits;
+        memcpy(&bits, &f, sizeof bits);
+        bits++;
+        memcpy(&f, &bits, sizeof f);
+    }
+    return f;
+}
+
+/* Quantize a query: codes e (and |e|), c = {delta_q, s_q, n_q, tau}. Returns 0, or 1
+ * when the query is out of the int8 path's range (an element beyond 2^40, not finite,
+ * or d too large): the caller scans float32 instead. */
+static int sc_i8_query(const float *q, int64_t d, int8_t *qc, uint8_t *qm, float *c) {
+    float m = 0.f;
+    for (int64_t j = 0; j < d; j++) {
+        float a = fabsf(q[j]);
+        if (!(a <= m)) m = a; /* NaN sticks */
+    }
+    if (!((double)m <= SC_I8_MAX_ABS) || d > SC_I8_MAX_D) return 1;
+    const float dq = (float)((double)m / 127.0);
+    double s2 = 0.0, n2 = 0.0;
+    for (int64_t j = 0; j < d; j++) {
+        double qj = (double)q[j], e = 0.0;
+        if (dq > 0.f) {
+            e = sc_rint(qj / (double)dq);
+            if (e > 127.0) e = 127.0;
+            if (e < -127.0) e = -127.0;
+        }
+        qc[j] = (int8_t)e;
+        qm[j] = (uint8_t)(e < 0 ? -e : e);
+        double p = (double)dq * e; /* exact */
+        SC_OPAQUE(p);
+        double t = qj - p;
+        double tt = t * t;
+        SC_OPAQUE(tt);
+        s2 = s2 + tt;
+        double qq = qj * qj; /* exact */
+        SC_OPAQUE(qq);
+        n2 = n2 + qq;
+    }
+    const double sig = sqrt(s2), nq = sqrt(n2);
+    const double eps = (double)(d + 64) * 2.384185791015625e-07; /* (d + 64) 2^-22 */
+    double a = eps * (nq + sig);
+    SC_OPAQUE(a);
+    c[0] = dq;
+    c[1] = sc_up_f32(sig + a);
+    c[2] = sc_up_f32(nq * (1.0 + eps));
+    c[3] = SC_I8_TAU;
+    return 0;
+}
+
+/* Quantize the query and fill an int8 context; returns 0, -1 (memory) or -2 (range).
+ * *qbuf must be freed by the caller. */
+static int sc_i8_setup(sc_i8 *ctx, const float *aux, int64_t stride, int64_t d, const float *q,
+                       int8_t **qbuf) {
+    int8_t *qc = (int8_t *)malloc((size_t)(2 * d + 64));
+    *qbuf = qc;
+    if (!qc) return -1;
+    uint8_t *qm = (uint8_t *)(qc + d + 32);
+    if (sc_i8_query(q, d, qc, qm, ctx->c)) return -2;
+    ctx->scale = aux;
+    ctx->wnorm = aux + stride;
+    ctx->resid = aux + 2 * stride;
+    ctx->qc = qc;
+    ctx->qm = qm;
+    ctx->dots = sc_dots_i8_portable;
+    ctx->bounds = sc_i8_bounds_portable;
+#if SC_X86
+    if (sc_use_avx2()) {
+        ctx->dots = sc_dots_i8_avx2;
+        ctx->bounds = sc_i8_bounds_avx2;
+    }
+#endif
+    return 0;
+}
+
+/*
+ * Top-k rows of an int8 shadow by upper bound (see above), one query. codes: n x d,
+ * aux: 3 x stride floats (scale, wnorm, resid). Returns the hits, -1 when memory runs
+ * out, -2 when the query is out of range (nothing written).
+ */
+static int64_t sc_topk_i8(const int8_t *codes, const float *aux, int64_t stride, int64_t n,
+                          int64_t d, const uint8_t *live, const float *q, int64_t k,
+                          int64_t *out_rows, float *out_scores) {
+    if (n <= 0 || k <= 0) return 0;
+    if (k > n) k = n;
+    sc_i8 ctx;
+    int8_t *qbuf;
+    int rc = sc_i8_setup(&ctx, aux, stride, d, q, &qbuf);
+    if (rc) {
+        free(qbuf);
+        return rc;
+    }
+    sc_job proto;
+    memset(&proto, 0, sizeof proto);
+    proto.mat = (const uint8_t *)codes;
+    proto.d = d;
+    proto.live = live;
+    proto.queries = q;
+    proto.nq = 1;
+    proto.k = k;
+    proto.i8 = &ctx;
+    int64_t found = sc_topk_run(&proto, n, n * d, out_rows, out_scores);
+    free(qbuf);
+    return found;
+}
+
+/* Both bounds of every row of codes[:n] (single thread): 0, -1 or -2 as above. */
+static int sc_bounds_i8(const int8_t *codes, const float *aux, int64_t stride, int64_t n,
+                        int64_t d, const float *q, float *up, float *low) {
+    sc_i8 ctx;
+    int8_t *qbuf;
+    int rc = sc_i8_setup(&ctx, aux, stride, d, q, &qbuf);
+    if (rc == 0) {
+        int32_t dots[SC_BLOCK];
+        for (int64_t b = 0; b < n; b += SC_BLOCK) {
+            int64_t nb = n - b < SC_BLOCK ? n - b : SC_BLOCK;
+            ctx.dots(codes + b * d, nb, d, ctx.qc, ctx.qm, dots);
+            float top[2];
+            ctx.bounds(dots, nb, ctx.scale + b, ctx.wnorm + b, ctx.resid + b, ctx.c, up + b,
+                       low + b, top);
+        }
+    }
+    free(qbuf);
+    return rc;
+}
+
+/*
+ * The float32 top-k of mat[:n] through its int8 shadow, in one pass. Each worker keeps
+ * the k best lower bounds and collects the rows whose upper bound reaches the least of
+ * them (the floor: at least k rows score at least the floor in float32, so the k-th
+ * float32 score is no lower, and a row whose upper bound is below it can neither beat
+ * nor tie the k-th). The candidates of all workers are cut by the global floor, sorted
+ * by upper bound and rescored from the float32 matrix four at a time, stopping once
+ * the next upper bound is below the k-th score so far.
+ *
+ * Returns the hits (min(k, live rows)), -1 when memory runs out, -2 when the query is
+ * out of range, -3 when more than max_cand rows are candidates (scan float32 instead);
+ * *ncand receives the number of candidates and *nrescored the rows rescored.
+ */
+static int64_t sc_search_i8(const int8_t *codes, const float *aux, int64_t stride, int64_t n,
+                            int64_t d, const uint8_t *live, const float *mat, const float *q,
+                            int64_t k, int64_t max_cand, int64_t *out_rows, float *out_scores,
+                            int64_t *ncand, int64_t *nrescored) {
+    *ncand = *nrescored = 0;
+    if (n <= 0 || k <= 0) return 0;
+    if (k > n) k = n;
+    sc_i8 ctx;
+    int8_t *qbuf;
+    int rc = sc_i8_setup(&ctx, aux, stride, d, q, &qbuf);
+    if (rc) {
+        free(qbuf);
+        return rc;
+    }
+    const int64_t nt = sc_threads_for(n * d);
+    const int64_t cap0 = 2 * k + 2 * SC_BLOCK;
+    float *hs = (float *)malloc(sizeof(float) * (size_t)(nt * k));
+    int64_t *hr = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt * k));
+    int64_t hl[SC_MAX_THREADS];
+    sc_job jobs[SC_MAX_THREADS];
+    int64_t found = -1, blocks = (n + SC_BLOCK - 1) / SC_BLOCK, m = 0;
+    float *cs = NULL;
+    int64_t *cr = NULL;
+    int oom = !hs || !hr;
+    for (int64_t t = 0; t < nt; t++) {
+        sc_job *j = &jobs[t];
+        memset(j, 0, sizeof *j);
+        j->mat = (const uint8_t *)codes;
+        j->d = d;
+        j->live = live;
+        j->queries = q;
+        j->nq = 1;
+        j->k = k;
+        j->i8 = &ctx;
+        j->collect = 1;
+        j->lo = (blocks * t / nt) * SC_BLOCK;
+        j->hi = (blocks * (t + 1) / nt) * SC_BLOCK;
+        if (j->hi > n) j->hi = n;
+        j->heap_s = hs ? hs + t * k : NULL;
+        j->heap_r = hr ? hr + t * k : NULL;
+        j->heap_len = hl + t;
+        j->cand_cap = cap0;
+        j->cand_s = (float *)malloc(sizeof(float) * (size_t)cap0);
+        j->cand_r = (int64_t *)malloc(sizeof(int64_t) * (size_t)cap0);
+        if (!j->cand_s || !j->cand_r) oom = 1;
+    }
+    if (oom) goto done;
+    sc_run_jobs(jobs, nt);
+    for (int64_t t = 0; t < nt; t++) oom |= jobs[t].oom;
+    if (oom) goto done;
+    {
+        /* the global floor: the k-th best lower bound of all workers */
+        sc_heap h = {hs, hr, k, hl[0]};
+        for (int64_t t = 1; t < nt; t++)
+            for (int64_t i = 0; i < hl[t]; i++) sc_heap_push(&h, hs[t * k + i], hr[t * k + i]);
+        const float floor = h.len == k ? h.s[0] : -INFINITY;
+        int64_t total = 0;
+        for (int64_t t = 0; t < nt; t++) total += jobs[t].cand_len;
+        cs = (float *)malloc(sizeof(float) * (size_t)(total + 1));
+        cr = (int64_t *)malloc(sizeof(int64_t) * (size_t)(total + 1));
+        if (!cs || !cr) goto done;
+        for (int64_t t = 0; t < nt; t++) {
+            for (int64_t i = 0; i < jobs[t].cand_len; i++) {
+                if (jobs[t].cand_s[i] >= floor) {
+                    cs[m] = jobs[t].cand_s[i];
+                    cr[m++] = jobs[t].cand_r[i];
+                }
+            }
+        }
+    }
+    *ncand = m;
+    if (m > max_cand) {
+        found = -3;
+        goto done;
+    }
+    sc_sort_hits(cs, cr, m); /* largest upper bound first */
+    {
+        const int64_t kk = k < m ? k : m;
+        sc_heap h = {out_scores, out_rows, kk, 0};
+        float scores[4];
+        int64_t j = 0;
+        while (j < m) {
+            if (h.len == kk && cs[j] < h.s[0]) break; /* the rest cannot beat or tie */
+            int64_t g = m - j < 4 ? m - j : 4;
+#if SC_X86
+            if (sc_use_avx2())
+                sc_dots_f32_avx2_idx(mat, cr + j, g, d, q, scores);
+            else
+#endif
+                sc_dots_f32_portable_idx(mat, cr + j, g, d, q, scores);
+            for (int64_t i = 0; i < g; i++) sc_heap_push(&h, scores[i], cr[j + i]);
+            j += g;
+        }
+        *nrescored = j;
+        sc_sort_hits(h.s, h.r, h.len);
+        found = h.len;
+    }
+done:
+    for (int64_t t = 0; t < nt; t++) {
+        free(jobs[t].cand_s);
+        free(jobs[t].cand_r);
+    }
+    free(hs);
+    free(hr);
+    free(cs);
+    free(cr);
+    free(qbuf);
     return found;
 }
 
@@ -553,16 +1207,7 @@ static void *sc_stream_main(void *arg) {
 
 /* Read nbytes once with the same threading rule as sc_topk: the bandwidth floor. */
 static uint64_t sc_stream(const void *p, int64_t nbytes) {
-    int64_t nt = 1;
-    if (sc_max_threads > 1 && sc_parallel_min_bytes > 0) {
-        nt = nbytes / sc_parallel_min_bytes;
-        if (nt > sc_max_threads) nt = sc_max_threads;
-        if (nt > SC_MAX_THREADS) nt = SC_MAX_THREADS;
-        if (nt < 1) nt = 1;
-    }
-#if !SC_HAVE_PTHREAD
-    nt = 1;
-#endif
+    int64_t nt = sc_threads_for(nbytes);
     sc_stream_job jobs[SC_MAX_THREADS];
     int64_t chunk = (nbytes / nt) & ~(int64_t)127;
     for (int64_t t = 0; t < nt; t++) {

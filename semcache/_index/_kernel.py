@@ -35,6 +35,42 @@ class Kernel(Protocol):
         """Top-k live rows of ``mat[:n]`` for each query."""
         ...
 
+    def topk_i8(
+        self, codes: Any, aux: Any, n: int, live: Any, query: npt.ArrayLike, k: int
+    ) -> tuple[Rows, Scores] | None:
+        """Top-k live rows of an int8 shadow by upper bound on their float32 score."""
+        ...
+
+    def search_i8(
+        self,
+        codes: Any,
+        aux: Any,
+        mat: Any,
+        n: int,
+        live: Any,
+        query: npt.ArrayLike,
+        k: int,
+        max_candidates: int,
+    ) -> tuple[Rows, Scores, int] | None:
+        """The float32 top-k through an int8 shadow (and the candidate count), or None."""
+        ...
+
+    def bounds_i8(
+        self, codes: Any, aux: Any, n: int, query: npt.ArrayLike
+    ) -> tuple[Any, Any] | None:
+        """Upper and lower bounds of every shadow row's float32 score."""
+        ...
+
+    def topk_rows(
+        self, mat: Any, rows: npt.ArrayLike, query: npt.ArrayLike, k: int
+    ) -> tuple[Rows, Scores]:
+        """Top-k of the given rows of ``mat`` (a rescore)."""
+        ...
+
+    def quantize_query(self, query: npt.ArrayLike) -> tuple[Any, Any] | None:
+        """A query's int8 codes and bound constants, as :meth:`topk_i8` computes them."""
+        ...
+
     def stream_bytes(self, arr: npt.ArrayLike) -> int:
         """Read an array once (benchmark helper)."""
         ...
