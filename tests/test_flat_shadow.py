@@ -1,4 +1,4 @@
-"""The float16 shadow of a float32 flat index: searches give what a float32 scan gives."""
+"""The int8 shadow of a float32 flat index: searches give what a float32 scan gives."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_many_equal_scores_break_ties_by_row_like_a_float32_scan() -> None:
     assert np.allclose(scores, 1.0, atol=1e-6)
 
 
-def test_values_beyond_float16_range_drop_the_shadow() -> None:
+def test_large_values_keep_the_shadow_and_values_beyond_its_range_drop_it() -> None:
     rng = np.random.default_rng(2)
     dim = 8
     rows = rng.standard_normal((200, dim)).astype(np.float32)
@@ -86,12 +86,20 @@ def test_values_beyond_float16_range_drop_the_shadow() -> None:
     for i in (index, plain):
         i.add(np.arange(200), rows)
     assert index.shadowed
-    big = np.full((1, dim), 1e6, dtype=np.float32)  # float16 overflows past 65504
+    big = np.full((1, dim), 1e6, dtype=np.float32)  # beyond float16, fine for int8 scales
     for i in (index, plain):
         i.add([500], big)
+    assert index.shadowed
+    assert_same(index, plain, np.vstack([rows[:5], big / 1e6]), 3)
+    huge_query = rows[0] * np.float32(2.0**45)  # beyond the int8 path: scans float32
+    assert index.search(huge_query, 3)[0].tolist() == plain.search(huge_query, 3)[0].tolist()
+    huge = np.full((1, dim), 2.0**41, dtype=np.float32)  # beyond 2**40: no shadow
+    for i in (index, plain):
+        i.add([501], huge)
     assert not index.shadowed
     assert_same(index, plain, np.vstack([rows[:5], big / 1e6]), 3)
-    assert index.search(big[0] / 1e6, 1)[0].tolist() == [500]
+    assert index.search(big[0] / 1e6, 1)[0].tolist() == [501]
+    assert index.search(-big[0] / 1e6, 1)[0].tolist() == plain.search(-big[0] / 1e6, 1)[0].tolist()
 
 
 def test_shadow_is_automatic_from_a_size_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,18 +112,19 @@ def test_shadow_is_automatic_from_a_size_on(monkeypatch: pytest.MonkeyPatch) -> 
     index.add([99], rng.standard_normal((1, 8)).astype(np.float32))
     assert index.shadowed
     assert index.nbytes > before
-    half = FlatIndex(8, dtype=np.float16, shadow=True)  # float16 needs no shadow
+    half = FlatIndex(8, dtype=np.float16, shadow=True)  # a float16 index keeps none
     half.add(np.arange(200), rng.standard_normal((200, 8)))
     assert not half.shadowed
 
 
-def test_shadow_costs_half_the_matrix_in_memory() -> None:
+def test_shadow_costs_a_quarter_of_the_matrix_and_12_bytes_a_row() -> None:
     rng = np.random.default_rng(4)
     rows = rng.standard_normal((1000, 32)).astype(np.float32)
     on, off = FlatIndex(32, shadow=True), FlatIndex(32, shadow=False)
     for i in (on, off):
         i.add(np.arange(1000), rows)
-    assert on.nbytes - off.nbytes == off._mat.nbytes // 2
+    capacity = off._mat.shape[0]
+    assert on.nbytes - off.nbytes == off._mat.nbytes // 4 + 12 * capacity
 
 
 def test_shadow_option_round_trips_through_snapshots(tmp_path: Path) -> None:
@@ -142,21 +151,97 @@ def test_bad_shadow_option_raises() -> None:
         make_index("flat", 8, np.float32, {"shadow": "yes"})
 
 
-def test_near_ties_finer_than_float16_widen_the_candidates() -> None:
-    """Scores closer together than float16 can tell apart: the shadow's top candidates
-    miss some of the float32 top-k, and only widening the candidate set finds them."""
-    rng = np.random.default_rng(6)
+def near_ties(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """300 rows whose scores against the queries lie closer together than the int8
+    bounds can tell apart, among 1700 others."""
+    rng = np.random.default_rng(seed)
     dim = 64
     base = rng.standard_normal(dim)
     base /= np.linalg.norm(base)
-    rows = base + 2e-4 * rng.standard_normal((2000, dim))
+    near = base + 2e-3 * rng.standard_normal((300, dim))
+    rows = np.vstack([near, clustered(rng, 1700, dim)])[rng.permutation(2000)]
     rows = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-    shadowed = FlatIndex(dim, shadow=True)
-    plain = FlatIndex(dim, shadow=False)
+    queries = (base + 1e-2 * rng.standard_normal((10, dim))).astype(np.float32)
+    return rows, queries
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_near_ties_need_candidates_far_beyond_the_top_bounds(kernel: str) -> None:
+    """The int8 ranking is too coarse for these rows: rescoring a fixed number of the
+    best bounds (an always-accept shortcut) misses rows of the float32 top-k; the search
+    rescores every row whose upper bound reaches the k-th lower bound and is exact."""
+    rows, queries = near_ties(6)
+    shadowed = FlatIndex(64, shadow=True, kernel=kernel)
+    plain = FlatIndex(64, shadow=False, kernel=kernel)
     for index in (shadowed, plain):
         index.add(np.arange(2000), rows)
-    queries = (base + 1e-3 * rng.standard_normal((10, dim))).astype(np.float32)
-    top_half = [set(shadowed._kernel.topk(shadowed._half, 2000, None, q, 32)[0]) for q in queries]
-    top_full = [set(plain.search(q, 4)[0]) for q in queries]
-    assert any(not full <= half for full, half in zip(top_full, top_half, strict=True))
+    kern, codes, aux = shadowed._kernel, shadowed._codes, shadowed._aux
+    assert codes is not None
+    assert aux is not None
+    shortcut_wrong = 0
+    for q in queries:
+        want = plain.search(q, 4)[0].tolist()
+        # the mutation: accept the 32 best upper bounds, rescored, without the check
+        top = kern.topk_i8(codes, aux, 2000, None, q, 32)
+        assert top is not None
+        shortcut_wrong += kern.topk_rows(rows, top[0], q, 4)[0].tolist() != want
+        hit = kern.search_i8(codes, aux, rows, 2000, None, q, 4, 2000)
+        assert hit is not None
+        assert hit[2] > 32  # the bounds demanded many more candidates
+        assert hit[0].tolist() == want
+    assert shortcut_wrong > 0
     assert_same(shadowed, plain, queries, 4)
+
+
+def test_too_many_candidates_fall_back_to_a_float32_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows, queries = near_ties(7)
+    shadowed = FlatIndex(64, shadow=True)
+    plain = FlatIndex(64, shadow=False)
+    for index in (shadowed, plain):
+        index.add(np.arange(2000), rows)
+    calls: list[str] = []
+    kern = shadowed._kernel
+
+    class Spy:
+        NAME = kern.NAME
+
+        def search_i8(self, *args: object) -> object:
+            hit = kern.search_i8(*args)  # type: ignore[arg-type]
+            calls.append("refused" if hit is None else "proven")
+            return hit
+
+        def topk(self, *args: object) -> object:
+            calls.append("float32")
+            return kern.topk(*args)  # type: ignore[arg-type]
+
+    shadowed._kernel = Spy()  # type: ignore[assignment]
+    assert_same(shadowed, plain, queries[:3], 4)
+    assert calls == ["proven"] * 3
+    calls.clear()
+    monkeypatch.setattr(_flat, "_SHADOW_MAX_SHARE", 200)  # at most 10 candidates
+    assert_same(shadowed, plain, queries[:3], 4)
+    assert calls == ["refused", "float32"] * 3
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_rows_of_any_scale_tombstones_and_growth(kernel: str) -> None:
+    rng = np.random.default_rng(8)
+    dim = 40  # not a multiple of 32
+    shadowed = FlatIndex(dim, shadow=True, kernel=kernel, capacity=64)
+    plain = FlatIndex(dim, shadow=False, kernel=kernel, capacity=64)
+    for start in range(0, 1500, 300):
+        rows = clustered(rng, 300, dim) * np.exp(rng.uniform(-8, 8, (300, 1))).astype(np.float32)
+        rows[:3] = 0.0  # all-zero rows
+        rows[3] = 1e-30  # tiny
+        for index in (shadowed, plain):
+            index.add(np.arange(start, start + 300), rows)
+    gone = rng.choice(1500, 600, replace=False)
+    for index in (shadowed, plain):
+        index.remove(gone)
+    assert shadowed.shadowed
+    queries = np.vstack([clustered(rng, 8, dim), plain.live_vectors()[1][::150]])
+    for k in (1, 4, 30):
+        for q in queries:
+            a, b = shadowed.search(q, k), plain.search(q, k)
+            assert a[0].tolist() == b[0].tolist()
+            np.testing.assert_allclose(a[1], b[1], rtol=1e-6, atol=0)

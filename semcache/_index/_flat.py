@@ -27,18 +27,14 @@ from ._common import (
     write_snapshot,
 )
 from ._kernel import Kernel, get_kernel
+from ._kernel_py import quantize_rows
 
 __all__ = ["FlatIndex"]
 
-#: A float32 matrix at least this large gets a float16 shadow copy (``shadow=None``).
+#: A float32 matrix at least this large gets an int8 shadow (``shadow=None``).
 SHADOW_MIN_BYTES = 4 << 20
-#: Candidates the shadow scan keeps per wanted hit, and at least.
-_SHADOW_FACTOR = 8
-_SHADOW_MIN_CANDIDATES = 32
-#: Bound on |float16 score - float32 score| per unit of ``|q| * |x|``: float16 keeps 11
-#: significant bits (relative error <= 2**-11 per element, so <= 2**-11 |q||x| on the
-#: inner product by Cauchy-Schwarz); twice that covers float32 accumulation.
-_SHADOW_EPS = 2.0**-10
+#: More than live rows // this many candidates: scan float32 instead of rescoring.
+_SHADOW_MAX_SHARE = 4
 
 
 class FlatIndex(RowIndexBase):
@@ -50,12 +46,35 @@ class FlatIndex(RowIndexBase):
     float32. ``kernel`` picks the scan: ``"native"``, ``"numpy"``, or None for the
     active one (see :func:`semcache._index.kernel_name`).
 
-    A float32 index may keep a float16 *shadow* of its matrix (``shadow``: True, False,
-    or None for "once the matrix reaches :data:`SHADOW_MIN_BYTES`"). A search then
-    scans the shadow (half the bytes: the scan is bound by memory bandwidth), rescores
-    the best candidates from the float32 rows, and widens the candidate set until no row
-    left out can beat the k-th result (float16 scores are within ``2**-11 |q||x|`` of
-    float32 ones): the results are those of a float32 scan, for 50% more memory.
+    A float32 index may keep an int8 *shadow* of its matrix (``shadow``: True, False, or
+    None for "once the matrix reaches :data:`SHADOW_MIN_BYTES`"): per row ``r`` a scale
+    ``delta_r = max|x_r| / 127`` and codes ``c_r = round(x_r / delta_r)``, so
+    ``x^_r = delta_r c_r``, with ``w_r >= |x^_r|`` and ``rho_r >= |x_r - x^_r|``
+    (Euclidean norms, computed in float64 and rounded up; 12 bytes per row). A search
+    quantizes the query the same way (``q^ = delta_q e``, ``sigma_q = |q - q^|``) and the
+    kernel scores each row with an *upper bound* on its float32 score:
+
+        x_r . q = x^_r . q^ + (x_r - x^_r) . q + x^_r . (q - q^)
+               <= delta_r delta_q (c_r . e) + rho_r |q| + w_r sigma_q       (Cauchy-Schwarz)
+
+    ``c_r . e`` is an exact int32 sum. A float32 kernel's score ``s_r`` is within
+    ``gamma_d sum_i |x_ri q_i| <= gamma_d (w_r + rho_r) |q|`` of ``x_r . q``
+    (``gamma_d = d u / (1 - d u)``, ``u = 2**-24``, any summation order, fused or not),
+    and evaluating the bound in float32 (six roundings) errs by at most ``7u`` times
+    the sum of its terms' magnitudes, itself at most ``w_r (|q| + sigma_q) + ...``
+    since ``|x^_r . q^| <= w_r |q^|``. Both slacks are covered by inflating the query's
+    constants by ``eps = (d + 64) 2**-22 >= 4 (gamma_d + 4u)``: the kernel uses
+    ``s_q = sigma_q + eps (|q| + sigma_q)`` and ``n_q = |q| (1 + eps)`` (rounded up),
+    plus ``tau = 2**-100`` for underflow. So every row's float32 score is at most its
+    bound ``ub_r`` (``_kernel_py.topk_i8`` spells out the operations).
+
+    The scan keeps the ``max(16k, 64)`` rows of largest bound; they are rescored from
+    the float32 rows. Every row left out has ``s_r <= ub_r <= ub_min`` (the least kept
+    bound); if ``ub_min`` is below the k-th rescored score, no row left out can beat or
+    tie the k-th result, so the rescored top-k *is* the float32 top-k (ties to the lower
+    row). Otherwise the candidate set widens four-fold, up to a full float32 scan. The
+    shadow costs a quarter of the matrix again; elements beyond ``2**40`` in magnitude
+    drop it (a query beyond that scans float32).
 
     Raises:
         ConfigurationError: ``dim < 1``, a dtype other than float32/float16, or an
@@ -80,8 +99,10 @@ class FlatIndex(RowIndexBase):
         self._mat = np.zeros((self._rows.capacity, self._dim), dtype=self._dtype)
         self._closed = False
         self._shadow_mode = None if shadow is None else bool(shadow)
-        self._half: npt.NDArray[np.float16] | None = None  # rows [:n] mirror self._mat
-        self._max_norm = 0.0  # of any row ever added (a bound; never lowered)
+        # the int8 shadow: codes (capacity, dim) and aux (3, capacity), rows [:n] mirror
+        # self._mat (see the class docstring)
+        self._codes: npt.NDArray[np.int8] | None = None
+        self._aux: npt.NDArray[np.float32] | None = None
 
     @classmethod
     def from_options(cls, dim: int, dtype: npt.DTypeLike, options: Mapping[str, Any]) -> FlatIndex:
@@ -99,16 +120,18 @@ class FlatIndex(RowIndexBase):
 
     @property
     def shadowed(self) -> bool:
-        """Whether searches scan a float16 shadow of the float32 matrix."""
-        return self._half is not None
+        """Whether searches scan an int8 shadow of the float32 matrix."""
+        return self._codes is not None
 
     @property
     def nbytes(self) -> int:
         """Bytes held by vectors (the shadow included), ids and flags (allocated
         capacity included)."""
         self._check_open()
-        half = 0 if self._half is None else self._half.nbytes
-        return int(self._mat.nbytes + half + self._rows.ids.nbytes + self._rows.live.nbytes)
+        shadow = 0
+        if self._codes is not None and self._aux is not None:
+            shadow = self._codes.nbytes + self._aux.nbytes
+        return int(self._mat.nbytes + shadow + self._rows.ids.nbytes + self._rows.live.nbytes)
 
     # -- mutation ---------------------------------------------------------------------
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
@@ -128,16 +151,14 @@ class FlatIndex(RowIndexBase):
         self._reserve(stop)
         self._mat[start:stop] = vecs
         self._rows.append(id_arr)
-        if self._dtype == np.float32 and self._shadow_mode is not False:
-            norms = np.sqrt(np.einsum("ij,ij->i", vecs, vecs, dtype=np.float64))
-            self._max_norm = max(self._max_norm, float(norms.max()))
-            if self._half is not None:
-                with np.errstate(over="ignore"):
-                    self._half[start:stop] = self._mat[start:stop]
-                if not np.isfinite(self._half[start:stop]).all():
-                    self._half, self._shadow_mode = None, False  # beyond float16's range
+        if self._codes is not None and self._aux is not None:
+            quantized = quantize_rows(self._mat[start:stop])
+            if quantized is None:  # beyond the int8 path's range: drop the shadow
+                self._codes, self._aux, self._shadow_mode = None, None, False
             else:
-                self._maybe_shadow()
+                self._codes[start:stop], self._aux[:, start:stop] = quantized
+        else:
+            self._maybe_shadow()
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Tombstone the live ones among ``ids``; return how many.
@@ -164,10 +185,13 @@ class FlatIndex(RowIndexBase):
         mat = np.zeros((cap, self._dim), dtype=self._dtype)
         mat[:live] = self._mat[rows]
         self._rows.reset(self._rows.ids[rows], cap)
+        if self._codes is not None and self._aux is not None:
+            codes = np.zeros((cap, self._dim), dtype=np.int8)
+            codes[:live] = self._codes[rows]
+            aux = np.zeros((3, cap), dtype=np.float32)
+            aux[:, :live] = self._aux[:, rows]
+            self._codes, self._aux = codes, aux
         self._mat = mat
-        if self._half is not None:
-            self._half = None
-            self._maybe_shadow()
         return reclaimed
 
     # -- search -----------------------------------------------------------------------
@@ -186,7 +210,7 @@ class FlatIndex(RowIndexBase):
         if t.live_count == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         live = t.live if t.live_count < t.n else None
-        if self._half is not None:
+        if self._codes is not None:
             rows, scores = self._shadow_topk(live, q, k)
         else:
             rows, scores = self._kernel.topk(self._mat, t.n, live, q, k)
@@ -195,24 +219,18 @@ class FlatIndex(RowIndexBase):
     def _shadow_topk(
         self, live: npt.NDArray[np.bool_] | None, q: npt.NDArray[np.float32], k: int
     ) -> tuple[npt.NDArray[np.int64], ScoreArray]:
-        """The float32 top-k through the float16 shadow (see the class docstring)."""
-        assert self._half is not None
+        """The float32 top-k through the int8 shadow (see the class docstring)."""
+        assert self._codes is not None
+        assert self._aux is not None
         t = self._rows
         k = min(k, t.live_count)
-        qnorm = float(np.sqrt(np.dot(q, q)))
-        # relative rounding, plus float16's subnormal spacing for tiny elements
-        eps = qnorm * (_SHADOW_EPS * self._max_norm + 2.0**-24 * np.sqrt(self._dim))
-        wanted = max(k * _SHADOW_FACTOR, _SHADOW_MIN_CANDIDATES)
-        while wanted < t.live_count:
-            cand, approx = self._kernel.topk(self._half, t.n, live, q, wanted)
-            # Rescore in row order, so that ties break by row as in a float32 scan.
-            cand = np.sort(cand)
-            sub, scores = self._kernel.topk(self._mat[cand], cand.shape[0], None, q, k)
-            # A row left out scores at most approx[-1] in float16, so at most
-            # approx[-1] + eps in float32: it cannot beat (or tie) the k-th result.
-            if float(approx[-1]) + eps < float(scores[-1]):
-                return cand[sub], scores
-            wanted *= 4
+        # past a quarter of the live rows, a contiguous float32 scan is cheaper than
+        # rescoring the candidates one by one
+        hit = self._kernel.search_i8(
+            self._codes, self._aux, self._mat, t.n, live, q, k, t.live_count // _SHADOW_MAX_SHARE
+        )
+        if hit is not None:
+            return hit[0], hit[1]
         return self._kernel.topk(self._mat, t.n, live, q, k)
 
     def search_batch(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
@@ -316,7 +334,7 @@ class FlatIndex(RowIndexBase):
         """Release memory; later calls raise ``CacheClosedError``."""
         self._closed = True
         self._mat = np.zeros((0, self._dim), dtype=self._dtype)
-        self._half = None
+        self._codes = self._aux = None
         self._rows = RowTable(1)
 
     # -- internals --------------------------------------------------------------------
@@ -329,23 +347,27 @@ class FlatIndex(RowIndexBase):
         n = self._rows.n
         mat[:n] = self._mat[:n]
         self._mat = mat
-        if self._half is not None:
-            half = np.zeros((new_cap, self._dim), dtype=np.float16)
-            half[:n] = self._half[:n]
-            self._half = half
+        if self._codes is not None and self._aux is not None:
+            codes = np.zeros((new_cap, self._dim), dtype=np.int8)
+            codes[:n] = self._codes[:n]
+            aux = np.zeros((3, new_cap), dtype=np.float32)
+            aux[:, :n] = self._aux[:, :n]
+            self._codes, self._aux = codes, aux
         self._rows.grow_to(new_cap)
 
     def _maybe_shadow(self) -> None:
-        """Build the float16 shadow when it is wanted and absent."""
-        if self._half is not None or self._dtype != np.float32 or self._shadow_mode is False:
+        """Build the int8 shadow when it is wanted and absent."""
+        if self._codes is not None or self._dtype != np.float32 or self._shadow_mode is False:
             return
         n = self._rows.n
         if self._shadow_mode is None and n * self._dim * 4 < SHADOW_MIN_BYTES:
             return
-        with np.errstate(over="ignore"):
-            half = self._mat.astype(np.float16)
-        if not np.isfinite(half[:n]).all():
-            # A value beyond float16's range (65504): the shadow would mislead.
+        quantized = quantize_rows(self._mat[:n])
+        if quantized is None:
+            # An element beyond 2**40 (or a dimension beyond 65536): no shadow.
             self._shadow_mode = False
             return
-        self._half = half
+        cap = self._mat.shape[0]
+        self._codes = np.zeros((cap, self._dim), dtype=np.int8)
+        self._aux = np.zeros((3, cap), dtype=np.float32)
+        self._codes[:n], self._aux[:, :n] = quantized
