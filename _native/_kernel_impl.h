@@ -514,7 +514,7 @@ typedef void (*sc_dots_i8_fn)(const int8_t *rows, int64_t nrows, int64_t d, cons
                               const uint8_t *qm, int32_t *out);
 typedef void (*sc_bounds_fn)(const int32_t *dots, int64_t nb, const float *scale,
                              const float *wnorm, const float *resid, const float *c, float *up,
-                             float *low, float *top);
+                             float *low, float thr, uint64_t *bits);
 
 /* What an int8 scan needs besides the codes (see the int8 section). */
 typedef struct {
@@ -581,30 +581,46 @@ static inline void sc_cand_add(sc_job *job, float ub, int64_t row, float floor) 
  * keeps the k best lower bounds, whose least (the floor) is at most the k-th float32
  * score; a row whose upper bound is below the floor cannot enter the top k, every
  * other row is collected. */
+static inline int sc_ctz64(uint64_t m) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(m);
+#else
+    int n = 0;
+    while (!(m & 1)) {
+        m >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
 static void sc_run_job_i8(sc_job *job) {
-    float up[SC_BLOCK], low[SC_BLOCK], top[2];
+    float up[SC_BLOCK], low[SC_BLOCK];
     int32_t dots[SC_BLOCK];
+    uint64_t bits[SC_BLOCK / 64];
     const sc_i8 *c = job->i8;
     const int64_t d = job->d;
     const uint8_t *live = job->live;
     sc_heap h = {job->heap_s, job->heap_r, job->k, 0};
-    float root = -INFINITY; /* the heap's least key once full: keys below it stay out */
+    /* the heap's least key once full: a row whose key is below it stays out, and (in
+     * candidate mode) so does a row whose upper bound is below it */
+    float root = -INFINITY;
     for (int64_t b = job->lo; b < job->hi && !job->oom; b += SC_BLOCK) {
         int64_t nb = job->hi - b < SC_BLOCK ? job->hi - b : SC_BLOCK;
         c->dots((const int8_t *)job->mat + b * d, nb, d, c->qc, c->qm, dots);
-        c->bounds(dots, nb, c->scale + b, c->wnorm + b, c->resid + b, c->c, up, low, top);
-        const float *key = job->collect ? low : up;
-        if ((job->collect ? top[1] : top[0]) >= root) {
-            for (int64_t i = 0; i < nb; i++) {
-                if (key[i] >= root && (!live || live[b + i])) {
-                    sc_heap_push(&h, key[i], b + i);
+        /* bits: up >= root at the block's start (root only rises: a superset) */
+        c->bounds(dots, nb, c->scale + b, c->wnorm + b, c->resid + b, c->c, up, low, root, bits);
+        for (int64_t w = 0; w < (nb + 63) / 64; w++) {
+            for (uint64_t m = bits[w]; m; m &= m - 1) {
+                const int64_t i = w * 64 + sc_ctz64(m);
+                if (live && !live[b + i]) continue;
+                const float key = job->collect ? low[i] : up[i];
+                if (key >= root) {
+                    sc_heap_push(&h, key, b + i);
                     if (h.len == h.cap) root = h.s[0];
                 }
+                if (job->collect && up[i] >= root) sc_cand_add(job, up[i], b + i, root);
             }
-        }
-        if (!job->collect || top[0] < root) continue;
-        for (int64_t i = 0; i < nb; i++) {
-            if (up[i] >= root && (!live || live[b + i])) sc_cand_add(job, up[i], b + i, root);
         }
     }
     job->heap_len[0] = h.len;
@@ -852,11 +868,13 @@ static int64_t sc_topk_rows(const void *mat, int is_f16, int64_t d, const int64_
 #define SC_I8_MAX_ABS 1099511627776.0        /* 2^40: bounds stay far below FLT_MAX */
 #define SC_I8_TAU 7.888609052210118e-31f     /* 2^-100: covers underflow */
 
+/* Both bounds of nb <= SC_BLOCK rows, and bits[i / 64] bit i % 64 set where up[i] >= thr
+ * (NaN-free inputs): the rows a scan has to look at. */
 static void sc_i8_bounds_portable(const int32_t *dots, int64_t nb, const float *scale,
                                   const float *wnorm, const float *resid, const float *c,
-                                  float *up, float *low, float *top) {
+                                  float *up, float *low, float thr, uint64_t *bits) {
     const float dq = c[0], sq = c[1], qn = c[2], tau = c[3];
-    float mu = -INFINITY, ml = -INFINITY;
+    for (int64_t w = 0; w < (nb + 63) / 64; w++) bits[w] = 0;
     for (int64_t i = 0; i < nb; i++) {
         float t = (float)dots[i] * dq;
         SC_OPAQUE(t);
@@ -869,21 +887,19 @@ static void sc_i8_bounds_portable(const int32_t *dots, int64_t nb, const float *
         float err = (b + e) + tau;
         up[i] = a + err;
         low[i] = a - err;
-        if (up[i] > mu) mu = up[i];
-        if (low[i] > ml) ml = low[i];
+        bits[i >> 6] |= (uint64_t)(up[i] >= thr) << (i & 63);
     }
-    top[0] = mu; /* the block's largest bounds: whole blocks skip the filters */
-    top[1] = ml;
 }
 
 #if SC_X86
 SC_AVX2 static void sc_i8_bounds_avx2(const int32_t *dots, int64_t nb, const float *scale,
                                       const float *wnorm, const float *resid, const float *c,
-                                      float *up, float *low, float *top) {
+                                      float *up, float *low, float thr, uint64_t *bits) {
     const __m256 dq = _mm256_set1_ps(c[0]), sq = _mm256_set1_ps(c[1]);
     const __m256 qn = _mm256_set1_ps(c[2]), tau = _mm256_set1_ps(c[3]);
-    __m256 mu = _mm256_set1_ps(-INFINITY), ml = mu;
+    const __m256 th = _mm256_set1_ps(thr);
     int64_t i = 0;
+    for (int64_t w = 0; w < (nb + 63) / 64; w++) bits[w] = 0;
     for (; i + 8 <= nb; i += 8) {
         __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(dots + i))), dq);
         SC_OPAQUE(t);
@@ -894,29 +910,18 @@ SC_AVX2 static void sc_i8_bounds_avx2(const int32_t *dots, int64_t nb, const flo
         __m256 e = _mm256_mul_ps(_mm256_loadu_ps(resid + i), qn);
         SC_OPAQUE(e);
         __m256 err = _mm256_add_ps(_mm256_add_ps(b, e), tau);
-        __m256 u = _mm256_add_ps(a, err), l = _mm256_sub_ps(a, err);
+        __m256 u = _mm256_add_ps(a, err);
         _mm256_storeu_ps(up + i, u);
-        _mm256_storeu_ps(low + i, l);
-        mu = _mm256_max_ps(mu, u);
-        ml = _mm256_max_ps(ml, l);
+        _mm256_storeu_ps(low + i, _mm256_sub_ps(a, err));
+        uint64_t m = (uint64_t)_mm256_movemask_ps(_mm256_cmp_ps(u, th, _CMP_GE_OQ));
+        bits[i >> 6] |= m << (i & 63);
     }
-    float lanes_u[8], lanes_l[8];
-    _mm256_storeu_ps(lanes_u, mu);
-    _mm256_storeu_ps(lanes_l, ml);
-    float tu = -INFINITY, tl = -INFINITY;
-    if (i < nb)
-        sc_i8_bounds_portable(dots + i, nb - i, scale + i, wnorm + i, resid + i, c, up + i,
-                              low + i, top);
     if (i < nb) {
-        tu = top[0];
-        tl = top[1];
+        uint64_t rest[SC_BLOCK / 64];
+        sc_i8_bounds_portable(dots + i, nb - i, scale + i, wnorm + i, resid + i, c, up + i,
+                              low + i, thr, rest);
+        bits[i >> 6] |= rest[0] << (i & 63); /* i is a multiple of 8, nb - i < 8 */
     }
-    for (int j = 0; j < 8; j++) {
-        if (lanes_u[j] > tu) tu = lanes_u[j];
-        if (lanes_l[j] > tl) tl = lanes_l[j];
-    }
-    top[0] = tu;
-    top[1] = tl;
 }
 #endif
 
@@ -952,11 +957,14 @@ static int sc_i8_query(const float *q, int64_t d, int8_t *qc, uint8_t *qm, float
     }
     if (!((double)m <= SC_I8_MAX_ABS) || d > SC_I8_MAX_D) return 1;
     const float dq = (float)((double)m / 127.0);
+    const double inv = dq > 0.f ? 1.0 / (double)dq : 0.0;
     double s2 = 0.0, n2 = 0.0;
     for (int64_t j = 0; j < d; j++) {
         double qj = (double)q[j], e = 0.0;
         if (dq > 0.f) {
-            e = sc_rint(qj / (double)dq);
+            double v = qj * inv;
+            SC_OPAQUE(v);
+            e = sc_rint(v);
             if (e > 127.0) e = 127.0;
             if (e < -127.0) e = -127.0;
         }
@@ -1050,13 +1058,25 @@ static int sc_bounds_i8(const int8_t *codes, const float *aux, int64_t stride, i
         for (int64_t b = 0; b < n; b += SC_BLOCK) {
             int64_t nb = n - b < SC_BLOCK ? n - b : SC_BLOCK;
             ctx.dots(codes + b * d, nb, d, ctx.qc, ctx.qm, dots);
-            float top[2];
+            uint64_t bits[SC_BLOCK / 64];
             ctx.bounds(dots, nb, ctx.scale + b, ctx.wnorm + b, ctx.resid + b, ctx.c, up + b,
-                       low + b, top);
+                       low + b, INFINITY, bits);
         }
     }
     free(qbuf);
     return rc;
+}
+
+/* Ask for rows idx[0..m) of a float32 matrix ahead of their use. */
+static inline void sc_prefetch_rows(const float *mat, const int64_t *idx, int64_t m, int64_t d) {
+#if defined(__GNUC__) || defined(__clang__)
+    for (int64_t i = 0; i < m; i++) {
+        const char *p = (const char *)(mat + idx[i] * d);
+        for (int64_t o = 0; o < d * 4; o += 64) __builtin_prefetch(p + o);
+    }
+#else
+    (void)mat, (void)idx, (void)m, (void)d;
+#endif
 }
 
 /*
@@ -1153,9 +1173,11 @@ static int64_t sc_search_i8(const int8_t *codes, const float *aux, int64_t strid
         sc_heap h = {out_scores, out_rows, kk, 0};
         float scores[4];
         int64_t j = 0;
+        sc_prefetch_rows(mat, cr, m < 8 ? m : 8, d); /* rows are scattered: fetch ahead */
         while (j < m) {
             if (h.len == kk && cs[j] < h.s[0]) break; /* the rest cannot beat or tie */
             int64_t g = m - j < 4 ? m - j : 4;
+            if (j + 8 < m) sc_prefetch_rows(mat, cr + j + 8, m - j - 8 < 4 ? m - j - 8 : 4, d);
 #if SC_X86
             if (sc_use_avx2())
                 sc_dots_f32_avx2_idx(mat, cr + j, g, d, q, scores);

@@ -236,7 +236,8 @@ def quantize_query(
     """The query's int8 codes and float32 constants ``(delta_q, s_q, n_q, tau)``, the
     very values the native kernel computes, or None when out of range.
 
-    ``delta_q = float32(max|q| / 127)``, codes ``e = clip(rint(q / delta_q), -127, 127)``;
+    ``delta_q = float32(max|q| / 127)``, codes ``e = clip(rint(q * (1 / delta_q)), -127,
+    127)`` (float64, half to even);
     in float64, summed left to right: ``sigma = sqrt(sum (q - delta_q e)**2)``,
     ``nq = sqrt(sum q**2)``; with ``eps = (d + 64) 2**-22``:
     ``s_q = up(sigma + eps (nq + sigma))``, ``n_q = up(nq (1 + eps))``, ``tau = 2**-100``.
@@ -250,7 +251,7 @@ def quantize_query(
     q64 = q.astype(np.float64)
     e = np.zeros(d, dtype=np.float64)
     if dq > 0:
-        e = np.clip(np.rint(q64 / np.float64(dq)), -127.0, 127.0)
+        e = np.clip(np.rint(q64 * (1.0 / np.float64(dq))), -127.0, 127.0)
     t = q64 - np.float64(dq) * e
     s2 = float(np.cumsum(t * t)[-1]) if d else 0.0  # left to right, as in C
     n2 = float(np.cumsum(q64 * q64)[-1]) if d else 0.0
