@@ -65,8 +65,9 @@ F = {"f32": np.float32, "f16": np.float16}
 @pytest.mark.parametrize("dt", ["f32", "f16"])
 @pytest.mark.parametrize("impl", ["flat-native", "flat-native-shadow", "flat-numpy", "faiss-flat"])
 def test_search_exact(benchmark: Any, impl: str, dt: str, n: int) -> None:
-    """``flat-native`` scans the float32 matrix; ``flat-native-shadow`` scans its float16
-    shadow and rescores in float32 (same results; the default from 4 MiB on)."""
+    """``flat-native`` scans the float32 matrix; ``flat-native-shadow`` scans its int8
+    shadow and rescores the candidates in float32 (same results; the default from 4 MiB
+    on)."""
     if impl.startswith("flat-native") and "native" not in available_kernels():
         pytest.skip("native kernel not built")
     if impl == "flat-native-shadow" and dt == "f16":
@@ -83,6 +84,20 @@ def test_search_exact(benchmark: Any, impl: str, dt: str, n: int) -> None:
     benchmark.group = f"search k=1 exact {n // 1000}k"
     benchmark.extra_info["bytes_per_vector"] = index.nbytes / n
     benchmark(_cycle(qs, lambda q: index.search(q, 1)))
+    index.close()
+
+
+@NATIVE
+@pytest.mark.parametrize("n", SIZES, ids=lambda n: f"{n // 1000}k")
+@pytest.mark.parametrize("impl", ["flat-native", "flat-native-shadow"])
+def test_search_exact_k4(benchmark: Any, impl: str, n: int) -> None:
+    """k=4 (the shadow rescores more candidates than at k=1), float32."""
+    x = clustered(n)
+    qs = queries(x, 64)
+    index = FlatIndex(DIM, capacity=n, kernel="native", shadow=impl == "flat-native-shadow")
+    index.add(np.arange(n), x)
+    benchmark.group = f"search k=4 exact {n // 1000}k"
+    benchmark(_cycle(qs, lambda q: index.search(q, 4)))
     index.close()
 
 
