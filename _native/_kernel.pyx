@@ -41,6 +41,8 @@ cdef extern from "_kernel_impl.h" nogil:
                          int64_t m, const float *q, int64_t k, int64_t *out_rows,
                          float *out_scores)
     int sc_i8_query(const float *q, int64_t d, int8_t *qc, uint8_t *qm, float *c)
+    int sc_i8_quantize_rows(const float *x, int64_t m, int64_t d, int8_t *codes, float *aux,
+                            int64_t stride)
     int64_t sc_search_i8(const int8_t *codes, const float *aux, int64_t stride, int64_t n,
                          int64_t d, const uint8_t *live, const float *mat, const float *q,
                          int64_t k, int64_t max_cand, int64_t *out_rows, float *out_scores,
@@ -402,3 +404,23 @@ def quantize_query(query):
                    <uint8_t *>cnp.PyArray_DATA(qm), <float *>cnp.PyArray_DATA(c)):
         return None
     return qc, c
+
+
+def quantize_rows(x):
+    """Int8 codes ``(m, d)`` and ``aux`` ``(3, m)`` of float32 rows, the very values
+    ``_kernel_py.quantize_rows`` computes, or None when out of range."""
+    cdef cnp.ndarray xa = np.ascontiguousarray(x, dtype=np.float32)
+    if xa.ndim != 2:
+        raise ValueError("x must be 2-d")
+    cdef int64_t m = xa.shape[0]
+    cdef int64_t d = xa.shape[1]
+    cdef cnp.ndarray codes = np.empty((m, d), dtype=np.int8)
+    cdef cnp.ndarray aux = np.empty((3, m), dtype=np.float32)
+    cdef int rc
+    with nogil:
+        rc = sc_i8_quantize_rows(<const float *>cnp.PyArray_DATA(xa), m, d,
+                                 <int8_t *>cnp.PyArray_DATA(codes),
+                                 <float *>cnp.PyArray_DATA(aux), m)
+    if rc:
+        return None
+    return codes, aux

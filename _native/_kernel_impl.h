@@ -946,6 +946,47 @@ static float sc_up_f32(double x) {
     return f;
 }
 
+/* Quantize m rows of x (m x d float32) into codes (m x d) and aux (scale, wnorm, resid:
+ * 3 x stride floats), exactly as _kernel_py.quantize_rows does. Returns 0, or -2 when
+ * an element is beyond 2^40 (or not finite) or d is too large (outputs undefined). */
+static int sc_i8_quantize_rows(const float *x, int64_t m, int64_t d, int8_t *codes, float *aux,
+                               int64_t stride) {
+    if (d > SC_I8_MAX_D) return -2;
+    for (int64_t r = 0; r < m; r++) {
+        const float *xr = x + r * d;
+        int8_t *cr = codes + r * d;
+        float peak = 0.f;
+        for (int64_t j = 0; j < d; j++) {
+            float a = fabsf(xr[j]);
+            if (!(a <= peak)) peak = a; /* NaN sticks */
+        }
+        if (!((double)peak <= SC_I8_MAX_ABS)) return -2;
+        const float dl = (float)((double)peak / 127.0);
+        const double inv = dl > 0.f ? 1.0 / (double)dl : 0.0;
+        double c2 = 0.0, r2 = 0.0;
+        for (int64_t j = 0; j < d; j++) {
+            double xj = (double)xr[j];
+            double v = xj * inv;
+            SC_OPAQUE(v);
+            double e = sc_rint(v);
+            if (e > 127.0) e = 127.0;
+            if (e < -127.0) e = -127.0;
+            cr[j] = (int8_t)e;
+            c2 += e * e; /* integers: exact */
+            double p = (double)dl * e; /* exact */
+            SC_OPAQUE(p);
+            double t = xj - p;
+            double tt = t * t;
+            SC_OPAQUE(tt);
+            r2 = r2 + tt;
+        }
+        aux[r] = dl;
+        aux[stride + r] = sc_up_f32((double)dl * sqrt(c2));
+        aux[2 * stride + r] = sc_up_f32(sqrt(r2));
+    }
+    return 0;
+}
+
 /* Quantize a query: codes e (and |e|), c = {delta_q, s_q, n_q, tau}. Returns 0, or 1
  * when the query is out of the int8 path's range (an element beyond 2^40, not finite,
  * or d too large): the caller scans float32 instead. */

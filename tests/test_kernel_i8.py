@@ -46,6 +46,29 @@ SHAPES = [(1, 1), (2, 3), (7, 31), (40, 33), (300, 64), (1000, 100), (600, 384)]
 
 
 @pytest.mark.parametrize(("n", "d"), SHAPES)
+def test_row_quantization_agrees_bit_for_bit(native: Any, n: int, d: int) -> None:
+    x = _data(n * 11 + d, n, d)
+    if n > 3:
+        x[2] = 1e-38  # a scale that underflows float32: codes 0, the error is all of x
+        x[3, 0] = 2.0**40  # the largest element allowed
+    want = _kernel_py.quantize_rows(x)
+    got = native.quantize_rows(x)
+    assert want is not None
+    assert got is not None
+    assert got[0].tolist() == want[0].tolist()
+    assert _bits(got[1]) == _bits(want[1])
+    codes, aux = got
+    assert np.abs(codes.astype(np.int16)).max(initial=0) <= 127
+    x64 = x.astype(np.float64)
+    approx = aux[0, :, None].astype(np.float64) * codes
+    assert (np.linalg.norm(approx, axis=1) <= aux[1]).all()
+    assert (np.linalg.norm(x64 - approx, axis=1) <= aux[2]).all()
+    x[0, 0] = np.float32(2.0**41)
+    assert native.quantize_rows(x) is None
+    assert _kernel_py.quantize_rows(x) is None
+
+
+@pytest.mark.parametrize(("n", "d"), SHAPES)
 def test_query_quantization_and_bounds_agree_bit_for_bit(native: Any, n: int, d: int) -> None:
     x = _data(n * 7 + d, n, d)
     quantized = _kernel_py.quantize_rows(x)

@@ -27,7 +27,6 @@ from ._common import (
     write_snapshot,
 )
 from ._kernel import Kernel, get_kernel
-from ._kernel_py import quantize_rows
 
 __all__ = ["FlatIndex"]
 
@@ -152,7 +151,7 @@ class FlatIndex(RowIndexBase):
         self._mat[start:stop] = vecs
         self._rows.append(id_arr)
         if self._codes is not None and self._aux is not None:
-            quantized = quantize_rows(self._mat[start:stop])
+            quantized = self._kernel.quantize_rows(self._mat[start:stop])
             if quantized is None:  # beyond the int8 path's range: drop the shadow
                 self._codes, self._aux, self._shadow_mode = None, None, False
             else:
@@ -362,7 +361,7 @@ class FlatIndex(RowIndexBase):
         n = self._rows.n
         if self._shadow_mode is None and n * self._dim * 4 < SHADOW_MIN_BYTES:
             return
-        quantized = quantize_rows(self._mat[:n])
+        quantized = self._kernel.quantize_rows(self._mat[:n])
         if quantized is None:
             # An element beyond 2**40 (or a dimension beyond 65536): no shadow.
             self._shadow_mode = False

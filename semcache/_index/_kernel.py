@@ -67,6 +67,10 @@ class Kernel(Protocol):
         """Top-k of the given rows of ``mat`` (a rescore)."""
         ...
 
+    def quantize_rows(self, x: Any) -> tuple[Any, Any] | None:
+        """Int8 codes and per-row aux of float32 rows (the shadow), or None."""
+        ...
+
     def quantize_query(self, query: npt.ArrayLike) -> tuple[Any, Any] | None:
         """A query's int8 codes and bound constants, as :meth:`topk_i8` computes them."""
         ...

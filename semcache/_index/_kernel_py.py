@@ -203,30 +203,31 @@ def quantize_rows(
     """Int8 codes ``(m, d)`` and ``aux`` ``(3, m)`` float32 for float32 rows, or None
     when an element exceeds :data:`I8_MAX_ABS` (or the dimension :data:`I8_MAX_DIM`).
 
-    Per row: ``delta = float32(max|x| / 127)``, codes ``clip(rint(x / delta), -127,
-    127)`` (0 where ``delta == 0``), so ``x^ = delta * codes``; ``aux[0] = delta``,
-    ``aux[1]`` >= ``|x^|`` and ``aux[2]`` >= ``|x - x^|`` (float64, rounded up).
+    Per row, as for a query (:func:`quantize_query`): ``delta = float32(max|x| / 127)``,
+    codes ``clip(rint(x * (1 / delta)), -127, 127)`` (float64; 0 where ``delta == 0``),
+    so ``x^ = delta * codes``; ``aux[0] = delta``, ``aux[1] = up(delta |codes|)`` >=
+    ``|x^|`` and ``aux[2] = up(|x - x^|)`` (float64, the squares summed left to right).
+    The native kernel's ``quantize_rows`` computes the same bits.
     """
-    x = np.asarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
     m, d = x.shape
     codes = np.zeros((m, d), dtype=np.int8)
     aux = np.zeros((3, m), dtype=np.float32)
     if m == 0:
         return codes, aux
-    peak = np.abs(x).max(axis=1).astype(np.float64)
+    peak = np.abs(x).max(axis=1).astype(np.float64) if d else np.zeros(m)
     if d > I8_MAX_DIM or not (peak <= I8_MAX_ABS).all():
         return None
     delta = (peak / 127.0).astype(np.float32)
+    d64 = delta.astype(np.float64)
+    inv = np.divide(1.0, d64, out=np.zeros(m), where=d64 > 0)
     x64 = x.astype(np.float64)
-    d64 = delta.astype(np.float64)[:, None]
-    nz = delta > 0
-    c = np.zeros((m, d), dtype=np.float64)
-    c[nz] = np.clip(np.rint(x64[nz] / d64[nz]), -127.0, 127.0)
+    c = np.clip(np.rint(x64 * inv[:, None]), -127.0, 127.0)
     codes[:] = c
     aux[0] = delta
-    aux[1] = _up_f32(d64[:, 0] * np.sqrt(np.einsum("ij,ij->i", c, c)))
-    r = x64 - d64 * c
-    aux[2] = _up_f32(np.sqrt(np.einsum("ij,ij->i", r, r)))
+    aux[1] = _up_f32(d64 * np.sqrt(np.einsum("ij,ij->i", c, c)))
+    r = x64 - d64[:, None] * c
+    aux[2] = _up_f32(np.sqrt(np.cumsum(r * r, axis=1)[:, -1] if d else np.zeros(m)))
     return codes, aux
 
 
