@@ -173,12 +173,24 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
 #define SC_TAIL_F16(x) _cvtsh_ss(x)
 
 /* Four rows at a time share each query load; two accumulators per row hide FMA latency. */
-#define SC_DEFINE_AVX2_DOTS(NAME, T, LOAD, TAIL, PF_EVERY)                                  \
-    SC_AVX2 static void NAME(const T *rows, int64_t nrows, int64_t d, const float *q,       \
-                             float *out) {                                                  \
+/* The four-row loop, over contiguous rows (IDX NULL: row r at rows + r d, with a
+ * software prefetch every PF_EVERY columns) or over rows picked by index (row r at
+ * rows + IDX[r] d, no prefetch: rescoring candidates without a gather). Both use the
+ * same accumulators in the same order, so a row scores alike either way. Inlined into
+ * each entry point with IDX and PF_EVERY constant, so each compiles to its own loop. */
+#define SC_DEFINE_AVX2_DOTS4(NAME, T, LOAD, TAIL)                                           \
+    SC_AVX2 static inline __attribute__((always_inline)) void NAME(                         \
+        const T *rows, const int64_t *idx, int64_t nrows, int64_t d, const float *q,        \
+        float *out, int64_t pf_every) {                                                     \
         int64_t r = 0;                                                                      \
         for (; r + 4 <= nrows; r += 4) {                                                    \
-            const T *a0 = rows + r * d, *a1 = a0 + d, *a2 = a1 + d, *a3 = a2 + d;           \
+            const T *a0, *a1, *a2, *a3;                                                     \
+            if (idx) {                                                                      \
+                a0 = rows + idx[r] * d, a1 = rows + idx[r + 1] * d;                         \
+                a2 = rows + idx[r + 2] * d, a3 = rows + idx[r + 3] * d;                     \
+            } else {                                                                        \
+                a0 = rows + r * d, a1 = a0 + d, a2 = a1 + d, a3 = a2 + d;                   \
+            }                                                                               \
             __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                      \
             __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();                      \
             __m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();                      \
@@ -186,7 +198,7 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
             int64_t j = 0;                                                                  \
             for (; j + 16 <= d; j += 16) {                                                  \
                 __m256 qa = _mm256_loadu_ps(q + j), qb = _mm256_loadu_ps(q + j + 8);        \
-                if (r + SC_PF_ROWS < nrows && (j & (PF_EVERY - 1)) == 0) {                  \
+                if (!idx && pf_every && r + SC_PF_ROWS < nrows && (j & (pf_every - 1)) == 0) { \
                     _mm_prefetch((const char *)(a0 + j + SC_PF_ROWS * d), SC_PF_HINT);     \
                     _mm_prefetch((const char *)(a1 + j + SC_PF_ROWS * d), SC_PF_HINT);     \
                     _mm_prefetch((const char *)(a2 + j + SC_PF_ROWS * d), SC_PF_HINT);     \
@@ -224,7 +236,7 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
             out[r + 3] = f3;                                                                \
         }                                                                                   \
         for (; r < nrows; r++) {                                                            \
-            const T *a0 = rows + r * d;                                                     \
+            const T *a0 = rows + (idx ? idx[r] : r) * d;                                    \
             __m256 s0 = _mm256_setzero_ps();                                                \
             int64_t j = 0;                                                                  \
             for (; j + 8 <= d; j += 8) s0 = _mm256_fmadd_ps(LOAD(a0 + j), _mm256_loadu_ps(q + j), s0); \
@@ -267,72 +279,27 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
 
 /* Cache-resident scans are compute-bound: the four-row loops win. Scans streamed from
  * DRAM are latency-bound: the one-row loops (a single sequential stream) win. */
-SC_DEFINE_AVX2_DOTS(sc_dots_f32_avx2, float, SC_LOAD_F32, SC_TAIL_F32, 16)
-SC_DEFINE_AVX2_DOTS(sc_dots_f16_avx2, uint16_t, SC_LOAD_F16, SC_TAIL_F16, 32)
+SC_DEFINE_AVX2_DOTS4(sc_dots4_f32, float, SC_LOAD_F32, SC_TAIL_F32)
+SC_DEFINE_AVX2_DOTS4(sc_dots4_f16, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
+SC_AVX2 static void sc_dots_f32_avx2(const float *rows, int64_t nrows, int64_t d,
+                                     const float *q, float *out) {
+    sc_dots4_f32(rows, NULL, nrows, d, q, out, 16);
+}
+SC_AVX2 static void sc_dots_f16_avx2(const uint16_t *rows, int64_t nrows, int64_t d,
+                                     const float *q, float *out) {
+    sc_dots4_f16(rows, NULL, nrows, d, q, out, 32);
+}
+SC_AVX2 static void sc_dots_f32_avx2_idx(const float *rows, const int64_t *idx, int64_t nrows,
+                                         int64_t d, const float *q, float *out) {
+    sc_dots4_f32(rows, idx, nrows, d, q, out, 0);
+}
+SC_AVX2 static void sc_dots_f16_avx2_idx(const uint16_t *rows, const int64_t *idx,
+                                         int64_t nrows, int64_t d, const float *q, float *out) {
+    sc_dots4_f16(rows, idx, nrows, d, q, out, 0);
+}
 SC_DEFINE_AVX2_DOTS1(sc_dots_f32_avx2_stream, float, SC_LOAD_F32, SC_TAIL_F32)
 SC_DEFINE_AVX2_DOTS1(sc_dots_f16_avx2_stream, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
 
-/* The four-row loops over rows picked by index (rescoring candidates without a gather):
- * same accumulators and order as SC_DEFINE_AVX2_DOTS, so a row scores as it would in a
- * contiguous four-row group. */
-#define SC_DEFINE_AVX2_DOTS_IDX(NAME, T, LOAD, TAIL)                                        \
-    SC_AVX2 static void NAME(const T *rows, const int64_t *idx, int64_t nrows, int64_t d,   \
-                             const float *q, float *out) {                                  \
-        int64_t r = 0;                                                                      \
-        for (; r + 4 <= nrows; r += 4) {                                                    \
-            const T *a0 = rows + idx[r] * d, *a1 = rows + idx[r + 1] * d;                   \
-            const T *a2 = rows + idx[r + 2] * d, *a3 = rows + idx[r + 3] * d;               \
-            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                      \
-            __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();                      \
-            __m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();                      \
-            __m256 t2 = _mm256_setzero_ps(), t3 = _mm256_setzero_ps();                      \
-            int64_t j = 0;                                                                  \
-            for (; j + 16 <= d; j += 16) {                                                  \
-                __m256 qa = _mm256_loadu_ps(q + j), qb = _mm256_loadu_ps(q + j + 8);        \
-                s0 = _mm256_fmadd_ps(LOAD(a0 + j), qa, s0);                                 \
-                s1 = _mm256_fmadd_ps(LOAD(a1 + j), qa, s1);                                 \
-                s2 = _mm256_fmadd_ps(LOAD(a2 + j), qa, s2);                                 \
-                s3 = _mm256_fmadd_ps(LOAD(a3 + j), qa, s3);                                 \
-                t0 = _mm256_fmadd_ps(LOAD(a0 + j + 8), qb, t0);                             \
-                t1 = _mm256_fmadd_ps(LOAD(a1 + j + 8), qb, t1);                             \
-                t2 = _mm256_fmadd_ps(LOAD(a2 + j + 8), qb, t2);                             \
-                t3 = _mm256_fmadd_ps(LOAD(a3 + j + 8), qb, t3);                             \
-            }                                                                               \
-            for (; j + 8 <= d; j += 8) {                                                    \
-                __m256 qa = _mm256_loadu_ps(q + j);                                         \
-                s0 = _mm256_fmadd_ps(LOAD(a0 + j), qa, s0);                                 \
-                s1 = _mm256_fmadd_ps(LOAD(a1 + j), qa, s1);                                 \
-                s2 = _mm256_fmadd_ps(LOAD(a2 + j), qa, s2);                                 \
-                s3 = _mm256_fmadd_ps(LOAD(a3 + j), qa, s3);                                 \
-            }                                                                               \
-            float f0 = sc_hsum256(_mm256_add_ps(s0, t0));                                   \
-            float f1 = sc_hsum256(_mm256_add_ps(s1, t1));                                   \
-            float f2 = sc_hsum256(_mm256_add_ps(s2, t2));                                   \
-            float f3 = sc_hsum256(_mm256_add_ps(s3, t3));                                   \
-            for (; j < d; j++) {                                                            \
-                f0 += TAIL(a0[j]) * q[j];                                                   \
-                f1 += TAIL(a1[j]) * q[j];                                                   \
-                f2 += TAIL(a2[j]) * q[j];                                                   \
-                f3 += TAIL(a3[j]) * q[j];                                                   \
-            }                                                                               \
-            out[r] = f0;                                                                    \
-            out[r + 1] = f1;                                                                \
-            out[r + 2] = f2;                                                                \
-            out[r + 3] = f3;                                                                \
-        }                                                                                   \
-        for (; r < nrows; r++) {                                                            \
-            const T *a0 = rows + idx[r] * d;                                                \
-            __m256 s0 = _mm256_setzero_ps();                                                \
-            int64_t j = 0;                                                                  \
-            for (; j + 8 <= d; j += 8) s0 = _mm256_fmadd_ps(LOAD(a0 + j), _mm256_loadu_ps(q + j), s0); \
-            float f0 = sc_hsum256(s0);                                                      \
-            for (; j < d; j++) f0 += TAIL(a0[j]) * q[j];                                    \
-            out[r] = f0;                                                                    \
-        }                                                                                   \
-    }
-
-SC_DEFINE_AVX2_DOTS_IDX(sc_dots_f32_avx2_idx, float, SC_LOAD_F32, SC_TAIL_F32)
-SC_DEFINE_AVX2_DOTS_IDX(sc_dots_f16_avx2_idx, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
 
 /* int8 rows against int8 query codes, int32 sums. The sign trick: sign_epi8 moves the
  * query's signs onto the row codes, maddubs multiplies them by |query| (unsigned) and

@@ -114,6 +114,22 @@ _CHUNK = 500
 _INHERITED: list[_Conn] = []
 
 
+def _row(e: NewEntry) -> tuple[Any, ...]:
+    """The parameters of ``_INSERT`` / ``_INSERT_NEW`` for ``e`` (``last_access`` starts
+    at ``created_at``)."""
+    return (
+        e.key,
+        e.namespace,
+        e.query,
+        e.response,
+        e.metadata,
+        e.created_at,
+        e.expires_at,
+        e.created_at,
+        e.vector,
+    )
+
+
 class SQLiteStore:
     """A :class:`~semcache.Store` in one SQLite file (WAL, apsw).
 
@@ -473,17 +489,7 @@ class SQLiteStore:
             cur = self._cur
             ids, replaced = result.ids, result.replaced
             for e in entries:
-                row = (
-                    e.key,
-                    e.namespace,
-                    e.query,
-                    e.response,
-                    e.metadata,
-                    e.created_at,
-                    e.expires_at,
-                    e.created_at,
-                    e.vector,
-                )
+                row = _row(e)
                 cur.execute(_INSERT_NEW, row)
                 if not conn.changes():  # the key is taken: replace its entry
                     replaced.extend((i, n) for i, n in cur.execute(_DELETE_KEY, (e.key,)))
@@ -516,17 +522,7 @@ class SQLiteStore:
         ``COMMIT`` statements saves ~3.5 us. A key that is taken (the insert did
         nothing) or a change log due for pruning takes :meth:`_transact`.
         """
-        row = (
-            e.key,
-            e.namespace,
-            e.query,
-            e.response,
-            e.metadata,
-            e.created_at,
-            e.expires_at,
-            e.created_at,
-            e.vector,
-        )
+        row = _row(e)
         with self._lock:
             if not (self._depth or self._closed or self._forked) and (
                 self._unpruned + 1 < self._prune_every
