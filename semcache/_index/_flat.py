@@ -64,16 +64,21 @@ class FlatIndex(RowIndexBase):
     since ``|x^_r . q^| <= w_r |q^|``. Both slacks are covered by inflating the query's
     constants by ``eps = (d + 64) 2**-22 >= 4 (gamma_d + 4u)``: the kernel uses
     ``s_q = sigma_q + eps (|q| + sigma_q)`` and ``n_q = |q| (1 + eps)`` (rounded up),
-    plus ``tau = 2**-100`` for underflow. So every row's float32 score is at most its
-    bound ``ub_r`` (``_kernel_py.topk_i8`` spells out the operations).
+    plus ``tau = 2**-100`` for underflow. So every row's float32 score lies between its
+    bounds ``lb_r <= s_r <= ub_r`` (``_kernel_py.topk_i8`` spells out the operations).
 
-    The scan keeps the ``max(16k, 64)`` rows of largest bound; they are rescored from
-    the float32 rows. Every row left out has ``s_r <= ub_r <= ub_min`` (the least kept
-    bound); if ``ub_min`` is below the k-th rescored score, no row left out can beat or
-    tie the k-th result, so the rescored top-k *is* the float32 top-k (ties to the lower
-    row). Otherwise the candidate set widens four-fold, up to a full float32 scan. The
-    shadow costs a quarter of the matrix again; elements beyond ``2**40`` in magnitude
-    drop it (a query beyond that scans float32).
+    The search (``search_i8``) makes one pass over the shadow and keeps the ``k`` largest
+    lower bounds; their least, the *floor*, is at most the k-th float32 score. A row
+    whose upper bound is below the floor can neither beat nor tie the k-th result; every
+    other row is a candidate. Candidates are rescored from the float32 rows in order of
+    upper bound, stopping once the next upper bound is below the k-th score so far. So
+    the rescored top-k *is* the float32 top-k (ties to the lower row). The one freedom
+    left is rounding: rows whose float32 scores differ only by the order of summation
+    (a plain scan of 16 MB or more sums in another order than the rescoring, and the
+    NumPy twin's matrix products block as BLAS pleases) may trade places. Past a quarter
+    of the live rows as candidates, the search scans float32 instead. The shadow costs a
+    quarter of the matrix again plus 12 bytes a row; elements beyond ``2**40`` in
+    magnitude drop it (a query beyond that scans float32).
 
     Raises:
         ConfigurationError: ``dim < 1``, a dtype other than float32/float16, or an
