@@ -235,12 +235,18 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
             out[r + 2] = f2;                                                                \
             out[r + 3] = f3;                                                                \
         }                                                                                   \
+        /* the last rows, one at a time in the same order as above: a row scores alike  \
+         * whatever its place in a group of four */                                         \
         for (; r < nrows; r++) {                                                            \
             const T *a0 = rows + (idx ? idx[r] : r) * d;                                    \
-            __m256 s0 = _mm256_setzero_ps();                                                \
+            __m256 s0 = _mm256_setzero_ps(), t0 = _mm256_setzero_ps();                      \
             int64_t j = 0;                                                                  \
+            for (; j + 16 <= d; j += 16) {                                                  \
+                s0 = _mm256_fmadd_ps(LOAD(a0 + j), _mm256_loadu_ps(q + j), s0);             \
+                t0 = _mm256_fmadd_ps(LOAD(a0 + j + 8), _mm256_loadu_ps(q + j + 8), t0);     \
+            }                                                                               \
             for (; j + 8 <= d; j += 8) s0 = _mm256_fmadd_ps(LOAD(a0 + j), _mm256_loadu_ps(q + j), s0); \
-            float f0 = sc_hsum256(s0);                                                      \
+            float f0 = sc_hsum256(_mm256_add_ps(s0, t0));                                   \
             for (; j < d; j++) f0 += TAIL(a0[j]) * q[j];                                    \
             out[r] = f0;                                                                    \
         }                                                                                   \
@@ -252,18 +258,19 @@ SC_AVX2 static inline float sc_hsum256(__m256 v) {
 #define SC_PF_BYTES 1024
 #endif
 #define SC_DEFINE_AVX2_DOTS1(NAME, T, LOAD, TAIL)                                           \
-    SC_AVX2 static void NAME(const T *rows, int64_t nrows, int64_t d, const float *q,       \
-                             float *out) {                                                  \
-        const char *end = (const char *)(rows + nrows * d);                                 \
+    SC_AVX2 static inline __attribute__((always_inline)) void NAME(                         \
+        const T *rows, const int64_t *idx, int64_t nrows, int64_t d, const float *q,        \
+        float *out) {                                                                       \
+        const char *end = (const char *)(rows + nrows * d); /* contiguous rows only */      \
         for (int64_t r = 0; r < nrows; r++) {                                               \
-            const T *a = rows + r * d;                                                      \
+            const T *a = rows + (idx ? idx[r] : r) * d;                                     \
             __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                      \
             __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();                      \
             int64_t j = 0;                                                                  \
             for (; j + 32 <= d; j += 32) {                                                  \
                 const char *pf = (const char *)(a + j) + SC_PF_BYTES;                       \
-                if (pf < end) _mm_prefetch(pf, SC_PF_HINT);                                 \
-                if (sizeof(T) == 4 && pf + 64 < end) _mm_prefetch(pf + 64, SC_PF_HINT);     \
+                if (!idx && pf < end) _mm_prefetch(pf, SC_PF_HINT);                         \
+                if (!idx && sizeof(T) == 4 && pf + 64 < end) _mm_prefetch(pf + 64, SC_PF_HINT); \
                 s0 = _mm256_fmadd_ps(LOAD(a + j), _mm256_loadu_ps(q + j), s0);              \
                 s1 = _mm256_fmadd_ps(LOAD(a + j + 8), _mm256_loadu_ps(q + j + 8), s1);      \
                 s2 = _mm256_fmadd_ps(LOAD(a + j + 16), _mm256_loadu_ps(q + j + 16), s2);    \
@@ -297,8 +304,23 @@ SC_AVX2 static void sc_dots_f16_avx2_idx(const uint16_t *rows, const int64_t *id
                                          int64_t nrows, int64_t d, const float *q, float *out) {
     sc_dots4_f16(rows, idx, nrows, d, q, out, 0);
 }
-SC_DEFINE_AVX2_DOTS1(sc_dots_f32_avx2_stream, float, SC_LOAD_F32, SC_TAIL_F32)
-SC_DEFINE_AVX2_DOTS1(sc_dots_f16_avx2_stream, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
+SC_DEFINE_AVX2_DOTS1(sc_dots1_f32, float, SC_LOAD_F32, SC_TAIL_F32)
+SC_DEFINE_AVX2_DOTS1(sc_dots1_f16, uint16_t, SC_LOAD_F16, SC_TAIL_F16)
+SC_AVX2 static void sc_dots_f32_avx2_stream(const float *rows, int64_t nrows, int64_t d,
+                                            const float *q, float *out) {
+    sc_dots1_f32(rows, NULL, nrows, d, q, out);
+}
+SC_AVX2 static void sc_dots_f16_avx2_stream(const uint16_t *rows, int64_t nrows, int64_t d,
+                                            const float *q, float *out) {
+    sc_dots1_f16(rows, NULL, nrows, d, q, out);
+}
+/* Rescoring rows picked by index in the streaming loop's order: what a float32 scan of a
+ * matrix of sc_stream_min_bytes or more computes for them, bit for bit. */
+SC_AVX2 static void sc_dots_f32_avx2_stream_idx(const float *rows, const int64_t *idx,
+                                                int64_t nrows, int64_t d, const float *q,
+                                                float *out) {
+    sc_dots1_f32(rows, idx, nrows, d, q, out);
+}
 
 
 /* int8 rows against int8 query codes, int32 sums. The sign trick: sign_epi8 moves the
@@ -1178,6 +1200,7 @@ static int64_t sc_search_i8(const int8_t *codes, const float *aux, int64_t strid
     sc_sort_hits(cs, cr, m); /* largest upper bound first */
     {
         const int64_t kk = k < m ? k : m;
+        const int stream = n * d * (int64_t)sizeof(float) >= sc_stream_min_bytes;
         sc_heap h = {out_scores, out_rows, kk, 0};
         float scores[4];
         int64_t j = 0;
@@ -1187,9 +1210,12 @@ static int64_t sc_search_i8(const int8_t *codes, const float *aux, int64_t strid
             int64_t g = m - j < 4 ? m - j : 4;
             if (j + 8 < m) sc_prefetch_rows(mat, cr + j + 8, m - j - 8 < 4 ? m - j - 8 : 4, d);
 #if SC_X86
-            if (sc_use_avx2())
-                sc_dots_f32_avx2_idx(mat, cr + j, g, d, q, scores);
-            else
+            if (sc_use_avx2()) {
+                if (stream) /* a plain scan of this matrix would sum in this order */
+                    sc_dots_f32_avx2_stream_idx(mat, cr + j, g, d, q, scores);
+                else
+                    sc_dots_f32_avx2_idx(mat, cr + j, g, d, q, scores);
+            } else
 #endif
                 sc_dots_f32_portable_idx(mat, cr + j, g, d, q, scores);
             for (int64_t i = 0; i < g; i++) sc_heap_push(&h, scores[i], cr[j + i]);

@@ -72,10 +72,11 @@ class FlatIndex(RowIndexBase):
     whose upper bound is below the floor can neither beat nor tie the k-th result; every
     other row is a candidate. Candidates are rescored from the float32 rows in order of
     upper bound, stopping once the next upper bound is below the k-th score so far. So
-    the rescored top-k *is* the float32 top-k (ties to the lower row). The one freedom
-    left is rounding: rows whose float32 scores differ only by the order of summation
-    (a plain scan of 16 MB or more sums in another order than the rescoring, and the
-    NumPy twin's matrix products block as BLAS pleases) may trade places. Past a quarter
+    the rescored top-k *is* the float32 top-k (ties to the lower row). The native
+    kernel rescores each row in the order a plain scan of the same matrix sums it, so its
+    ids and scores are a plain scan's to the last bit; the NumPy twin's matrix products
+    sum as BLAS pleases, so there rows whose scores differ only by the order of
+    summation (a unit in the last place) may trade places. Past a quarter
     of the live rows as candidates, the search scans float32 instead. The shadow costs a
     quarter of the matrix again plus 12 bytes a row; elements beyond ``2**40`` in
     magnitude drop it (a query beyond that scans float32).
