@@ -642,12 +642,31 @@ static void sc_run_job(sc_job *job) {
     }
 }
 
-#if SC_HAVE_PTHREAD
 static void *sc_thread_main(void *arg) {
     sc_run_job((sc_job *)arg);
     return NULL;
 }
+
+/* Run fn on each of the nt jobs laid out `size` bytes apart: the first here, the others
+ * on threads of their own (here too, when a thread cannot start). */
+static void sc_parallel(void *jobs, size_t size, int64_t nt, void *(*fn)(void *)) {
+    char *base = (char *)jobs;
+#if SC_HAVE_PTHREAD
+    pthread_t tids[SC_MAX_THREADS];
+    int started[SC_MAX_THREADS];
+    for (int64_t t = 1; t < nt; t++)
+        started[t] = pthread_create(&tids[t], NULL, fn, base + t * size) == 0;
+    fn(base);
+    for (int64_t t = 1; t < nt; t++) {
+        if (started[t])
+            pthread_join(tids[t], NULL);
+        else
+            fn(base + t * size);
+    }
+#else
+    for (int64_t t = 0; t < nt; t++) fn(base + t * size);
 #endif
+}
 
 /* Sort hits best first: higher score, then lower row. */
 static void sc_sort_hits(float *s, int64_t *r, int64_t n) {
@@ -715,21 +734,7 @@ static int64_t sc_threads_for(int64_t bytes) {
 
 /* Run jobs[0] here and the others on threads of their own. */
 static void sc_run_jobs(sc_job *jobs, int64_t nt) {
-#if SC_HAVE_PTHREAD
-    pthread_t tids[SC_MAX_THREADS];
-    int started[SC_MAX_THREADS];
-    for (int64_t t = 1; t < nt; t++)
-        started[t] = pthread_create(&tids[t], NULL, sc_thread_main, &jobs[t]) == 0;
-    sc_run_job(&jobs[0]);
-    for (int64_t t = 1; t < nt; t++) {
-        if (started[t])
-            pthread_join(tids[t], NULL);
-        else
-            sc_run_job(&jobs[t]); /* could not start a thread: do its share here */
-    }
-#else
-    for (int64_t t = 0; t < nt; t++) sc_run_job(&jobs[t]);
-#endif
+    sc_parallel(jobs, sizeof(sc_job), nt, sc_thread_main);
 }
 
 /* Run `proto` over rows [0, n) split across threads, merge the heaps, write the sorted
@@ -1254,12 +1259,10 @@ static void sc_stream_run(sc_stream_job *j) {
     j->acc = sc_stream_portable(j->p, j->nbytes);
 }
 
-#if SC_HAVE_PTHREAD
 static void *sc_stream_main(void *arg) {
     sc_stream_run((sc_stream_job *)arg);
     return NULL;
 }
-#endif
 
 /* Read nbytes once with the same threading rule as sc_topk: the bandwidth floor. */
 static uint64_t sc_stream(const void *p, int64_t nbytes) {
@@ -1271,21 +1274,7 @@ static uint64_t sc_stream(const void *p, int64_t nbytes) {
         jobs[t].nbytes = t == nt - 1 ? nbytes - t * chunk : chunk;
         jobs[t].acc = 0;
     }
-#if SC_HAVE_PTHREAD
-    pthread_t tids[SC_MAX_THREADS];
-    int started[SC_MAX_THREADS];
-    for (int64_t t = 1; t < nt; t++)
-        started[t] = pthread_create(&tids[t], NULL, sc_stream_main, &jobs[t]) == 0;
-    sc_stream_run(&jobs[0]);
-    for (int64_t t = 1; t < nt; t++) {
-        if (started[t])
-            pthread_join(tids[t], NULL);
-        else
-            sc_stream_run(&jobs[t]);
-    }
-#else
-    sc_stream_run(&jobs[0]);
-#endif
+    sc_parallel(jobs, sizeof(sc_stream_job), nt, sc_stream_main);
     uint64_t acc = 0;
     for (int64_t t = 0; t < nt; t++) acc ^= jobs[t].acc;
     return acc;
