@@ -1027,14 +1027,17 @@ static int sc_i8_query(const float *q, int64_t d, int8_t *qc, uint8_t *qm, float
 }
 
 /* Quantize the query and fill an int8 context; returns 0, -1 (memory) or -2 (range).
- * *qbuf must be freed by the caller. */
-static int sc_i8_setup(sc_i8 *ctx, const float *aux, int64_t stride, int64_t d, const float *q,
-                       int8_t **qbuf) {
+ * On 0 the context owns the query buffer (sc_i8_done frees it); otherwise nothing is
+ * left to free. */
+static int sc_i8_setup(sc_i8 *ctx, const float *aux, int64_t stride, int64_t d,
+                       const float *q) {
     int8_t *qc = (int8_t *)malloc((size_t)(2 * d + 64));
-    *qbuf = qc;
     if (!qc) return -1;
     uint8_t *qm = (uint8_t *)(qc + d + 32);
-    if (sc_i8_query(q, d, qc, qm, ctx->c)) return -2;
+    if (sc_i8_query(q, d, qc, qm, ctx->c)) {
+        free(qc);
+        return -2;
+    }
     ctx->scale = aux;
     ctx->wnorm = aux + stride;
     ctx->resid = aux + 2 * stride;
@@ -1051,6 +1054,8 @@ static int sc_i8_setup(sc_i8 *ctx, const float *aux, int64_t stride, int64_t d, 
     return 0;
 }
 
+static void sc_i8_done(sc_i8 *ctx) { free((void *)ctx->qc); }
+
 /*
  * Top-k rows of an int8 shadow by upper bound (see above), one query. codes: n x d,
  * aux: 3 x stride floats (scale, wnorm, resid). Returns the hits, -1 when memory runs
@@ -1062,12 +1067,8 @@ static int64_t sc_topk_i8(const int8_t *codes, const float *aux, int64_t stride,
     if (n <= 0 || k <= 0) return 0;
     if (k > n) k = n;
     sc_i8 ctx;
-    int8_t *qbuf;
-    int rc = sc_i8_setup(&ctx, aux, stride, d, q, &qbuf);
-    if (rc) {
-        free(qbuf);
-        return rc;
-    }
+    int rc = sc_i8_setup(&ctx, aux, stride, d, q);
+    if (rc) return rc;
     sc_job proto;
     memset(&proto, 0, sizeof proto);
     proto.mat = (const uint8_t *)codes;
@@ -1078,7 +1079,7 @@ static int64_t sc_topk_i8(const int8_t *codes, const float *aux, int64_t stride,
     proto.k = k;
     proto.i8 = &ctx;
     int64_t found = sc_topk_run(&proto, n, n * d, out_rows, out_scores);
-    free(qbuf);
+    sc_i8_done(&ctx);
     return found;
 }
 
@@ -1086,8 +1087,7 @@ static int64_t sc_topk_i8(const int8_t *codes, const float *aux, int64_t stride,
 static int sc_bounds_i8(const int8_t *codes, const float *aux, int64_t stride, int64_t n,
                         int64_t d, const float *q, float *up, float *low) {
     sc_i8 ctx;
-    int8_t *qbuf;
-    int rc = sc_i8_setup(&ctx, aux, stride, d, q, &qbuf);
+    int rc = sc_i8_setup(&ctx, aux, stride, d, q);
     if (rc == 0) {
         int32_t dots[SC_BLOCK];
         for (int64_t b = 0; b < n; b += SC_BLOCK) {
@@ -1097,8 +1097,8 @@ static int sc_bounds_i8(const int8_t *codes, const float *aux, int64_t stride, i
             ctx.bounds(dots, nb, ctx.scale + b, ctx.wnorm + b, ctx.resid + b, ctx.c, up + b,
                        low + b, INFINITY, bits);
         }
+        sc_i8_done(&ctx);
     }
-    free(qbuf);
     return rc;
 }
 
@@ -1135,12 +1135,8 @@ static int64_t sc_search_i8(const int8_t *codes, const float *aux, int64_t strid
     if (n <= 0 || k <= 0) return 0;
     if (k > n) k = n;
     sc_i8 ctx;
-    int8_t *qbuf;
-    int rc = sc_i8_setup(&ctx, aux, stride, d, q, &qbuf);
-    if (rc) {
-        free(qbuf);
-        return rc;
-    }
+    int rc = sc_i8_setup(&ctx, aux, stride, d, q);
+    if (rc) return rc;
     const int64_t nt = sc_threads_for(n * d);
     const int64_t cap0 = 2 * k + 2 * SC_BLOCK;
     float *hs = (float *)malloc(sizeof(float) * (size_t)(nt * k));
@@ -1239,7 +1235,7 @@ done:
     free(hr);
     free(cs);
     free(cr);
-    free(qbuf);
+    sc_i8_done(&ctx);
     return found;
 }
 

@@ -329,6 +329,31 @@ def _check_i8(codes: Any, aux: Any, n: int, k: int) -> None:
         raise ValueError(f"n must be in [0, {codes.shape[0]}], got {n}")
 
 
+def _i8_search_setup(
+    codes: Any, aux: Any, n: int, live: Any, query: npt.ArrayLike, k: int
+) -> (
+    tuple[npt.NDArray[np.float32], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]], Rows]
+    | None
+):
+    """Checked arguments of an int8 search: the query as a float32 vector, every row's
+    ``(upper, lower)`` bounds and the live rows; None when the query is out of range.
+
+    Raises:
+        ValueError: ``k < 1``, arrays of the wrong shape, dtype or layout, or a query of
+            another dimension.
+    """
+    _check_i8(codes, aux, n, k)
+    _check_live(live, n)
+    q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+    if q.shape[0] != codes.shape[1]:
+        raise ValueError(f"query has dimension {q.shape[0]}, mat has {codes.shape[1]}")
+    bounds = _bounds(codes, aux, n, q)
+    if bounds is None:
+        return None
+    rows = np.arange(n, dtype=np.int64) if live is None else np.flatnonzero(live[:n])
+    return q, bounds, rows
+
+
 def topk_i8(
     codes: Any, aux: Any, n: int, live: Any, query: npt.ArrayLike, k: int
 ) -> tuple[Rows, Scores] | None:
@@ -340,16 +365,10 @@ def topk_i8(
     Raises:
         ValueError: ``k < 1`` or arrays of the wrong shape, dtype or layout.
     """
-    _check_i8(codes, aux, n, k)
-    _check_live(live, n)
-    q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
-    if q.shape[0] != codes.shape[1]:
-        raise ValueError(f"query has dimension {q.shape[0]}, mat has {codes.shape[1]}")
-    bounds = _bounds(codes, aux, n, q)
-    if bounds is None:
+    checked = _i8_search_setup(codes, aux, n, live, query, k)
+    if checked is None:
         return None
-    ub = bounds[0]
-    rows = np.arange(n, dtype=np.int64) if live is None else np.flatnonzero(live[:n])
+    _, (ub, _), rows = checked
     kk = min(k, rows.shape[0])
     if kk == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
@@ -403,8 +422,6 @@ def search_i8(
     Raises:
         ValueError: ``k < 1`` or arrays of the wrong shape, dtype or layout.
     """
-    _check_i8(codes, aux, n, k)
-    _check_live(live, n)
     if (
         not isinstance(mat, np.ndarray)
         or mat.ndim != 2
@@ -414,14 +431,10 @@ def search_i8(
         or mat.shape[1] != codes.shape[1]
     ):
         raise ValueError("mat must be a C-contiguous float32 array matching the codes")
-    q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
-    if q.shape[0] != codes.shape[1]:
-        raise ValueError(f"query has dimension {q.shape[0]}, mat has {codes.shape[1]}")
-    bounds = _bounds(codes, aux, n, q)
-    if bounds is None:
+    checked = _i8_search_setup(codes, aux, n, live, query, k)
+    if checked is None:
         return None
-    up, low = bounds
-    rows = np.arange(n, dtype=np.int64) if live is None else np.flatnonzero(live[:n])
+    q, (up, low), rows = checked
     kk = min(k, rows.shape[0])
     if kk == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), 0
