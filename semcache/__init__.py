@@ -37,6 +37,7 @@ from ._errors import (
     UnsafeArchiveError,
 )
 from ._index import FlatIndex, VectorIndex, available_kernels, kernel_name
+from ._dist import VERSION
 from ._store import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 from ._types import MISS_REASONS, Hit, MetricsEvent
 from .embedders import (
@@ -48,7 +49,7 @@ from .embedders import (
     SentenceTransformerEmbedder,
 )
 
-__version__ = "0.1.0.dev0"
+__version__ = VERSION
 
 __all__ = [
     "MISS_REASONS",

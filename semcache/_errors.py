@@ -156,7 +156,7 @@ class ConfigurationError(InvalidInputError):
 
 class MissingDependencyError(SemanticCacheError, ImportError):
     """An optional extra is not installed; the message names the command that installs
-    it (for example ``pip install 'semcache[faiss]'``)."""
+    it (for example ``pip install 'semcache-engine[faiss]'``)."""
 
 
 class EmbedderError(SemanticCacheError):

@@ -147,7 +147,7 @@ def test_plot_without_matplotlib_names_the_extra(
         ]
     )
     assert code == 1
-    assert "semcache[plot]" in capsys.readouterr().err
+    assert "semcache-engine[plot]" in capsys.readouterr().err
 
 
 def test_an_embedding_file_refuses_another_embedder(tmp_path: Path) -> None:

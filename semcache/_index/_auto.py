@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .._dist import install_hint
 from .._errors import ConfigurationError, MissingDependencyError
 from ._base import IdArray, ScoreArray
 from ._common import (
@@ -174,7 +175,7 @@ class AutoIndex:
         if self._graph_name is not None and not _installed(self._graph_name):
             raise MissingDependencyError(
                 f"index option graph={graph!r} needs {self._graph_name}: "
-                f"pip install 'semcache[{self._graph_name}]'"
+                f"{install_hint(self._graph_name)}"
             )
         self._switch_at = int(switch_at)
         self._background = bool(background)

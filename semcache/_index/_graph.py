@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .._dist import install_hint
 from .._errors import ConfigurationError, MissingDependencyError
 from ._base import IdArray, ScoreArray
 from ._common import (
@@ -66,7 +67,7 @@ def import_faiss() -> Any:
         import faiss
     except ImportError as exc:
         raise MissingDependencyError(
-            "index backend 'faiss' needs faiss: pip install 'semcache[faiss]'"
+            f"index backend 'faiss' needs faiss: {install_hint('faiss')}"
         ) from exc
     return faiss
 
@@ -81,7 +82,7 @@ def import_hnswlib() -> Any:
         import hnswlib
     except ImportError as exc:
         raise MissingDependencyError(
-            "index backend 'hnswlib' needs hnswlib: pip install 'semcache[hnswlib]'"
+            f"index backend 'hnswlib' needs hnswlib: {install_hint('hnswlib')}"
         ) from exc
     return hnswlib
 
@@ -374,7 +375,7 @@ class _RowGraphIndex(RowIndexBase):
 
 
 class HnswlibIndex(_RowGraphIndex):
-    """HNSW graph from hnswlib (``pip install 'semcache[hnswlib]'``).
+    """HNSW graph from hnswlib (``pip install 'semcache-engine[hnswlib]'``).
 
     hnswlib stores float32 only: with ``dtype=float16`` vectors are rounded to float16
     (so scores match the flat float16 index) but memory is not halved; use faiss for
@@ -458,7 +459,7 @@ class HnswlibIndex(_RowGraphIndex):
 
 
 class FaissIndex(_RowGraphIndex):
-    """faiss index (``pip install 'semcache[faiss]'``): ``kind="flat"`` (exact,
+    """faiss index (``pip install 'semcache-engine[faiss]'``): ``kind="flat"`` (exact,
     ``IndexFlatIP`` / fp16 ``IndexScalarQuantizer``) or ``kind="hnsw"``
     (``IndexHNSWFlat`` / ``IndexHNSWSQ`` fp16). ``dtype=float16`` stores vectors as
     fp16 (half the memory). Tombstones are filtered with an ``IDSelectorBitmap``.

