@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._async import AsyncSemanticCache
 from ._cache import SemanticCache
+from ._dist import VERSION
 from ._errors import (
     ArchiveMemberTooLargeError,
     CacheClosedError,
@@ -37,15 +38,16 @@ from ._errors import (
     UnsafeArchiveError,
 )
 from ._index import FlatIndex, VectorIndex, available_kernels, kernel_name
-from ._dist import VERSION
 from ._store import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 from ._types import MISS_REASONS, Hit, MetricsEvent
 from .embedders import (
     AsyncCallableEmbedder,
     AsyncEmbedder,
+    AsyncOnnxEmbedder,
     CallableEmbedder,
     Embedder,
     HashingEmbedder,
+    OnnxEmbedder,
     SentenceTransformerEmbedder,
 )
 
@@ -56,6 +58,7 @@ __all__ = [
     "ArchiveMemberTooLargeError",
     "AsyncCallableEmbedder",
     "AsyncEmbedder",
+    "AsyncOnnxEmbedder",
     "AsyncSemanticCache",
     "CacheClosedError",
     "CallableEmbedder",
@@ -84,6 +87,7 @@ __all__ = [
     "MetadataTooLargeError",
     "MetricsEvent",
     "MissingDependencyError",
+    "OnnxEmbedder",
     "PostgresStore",
     "QueryTooLargeError",
     "RedisStore",

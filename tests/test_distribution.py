@@ -6,10 +6,10 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import semcache
 from semcache._dist import DISTRIBUTION, EXTRAS, install_hint
@@ -78,9 +78,11 @@ def test_missing_dependency_messages_are_built_from_install_hint() -> None:
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 where = f"{path.relative_to(ROOT)}:{node.lineno}"
-                assert "pip install 'semcache" not in node.value or node.value.startswith(
-                    ("\n", " ")
-                ) or _is_docstring(node), where
+                assert (
+                    "pip install 'semcache" not in node.value
+                    or node.value.startswith(("\n", " "))
+                    or _is_docstring(node)
+                ), where
 
 
 def _is_docstring(node: ast.Constant) -> bool:

@@ -246,9 +246,7 @@ def _import_redis() -> Any:
     try:
         import redis
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"RedisStore needs redis-py: {install_hint('redis')}"
-        ) from exc
+        raise MissingDependencyError(f"RedisStore needs redis-py: {install_hint('redis')}") from exc
     return redis
 
 

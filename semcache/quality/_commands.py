@@ -29,6 +29,14 @@ _TARGETS = (0.95, 0.99)
 
 def _embedder(name: str) -> Embedder:
     if name == "minilm":
+        from ..embedders import default_embedder
+
+        return default_embedder(batch_size=64)
+    if name == "onnx":
+        from ..embedders import OnnxEmbedder
+
+        return OnnxEmbedder(batch_size=64)
+    if name == "st":
         from ..embedders import SentenceTransformerEmbedder
 
         return SentenceTransformerEmbedder(batch_size=64)
@@ -61,10 +69,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("pairs", metavar="PAIRS.csv", help="labelled pairs: text_a,text_b,label")
     p.add_argument(
         "--embedder",
-        choices=("minilm", "hashing"),
+        choices=("minilm", "onnx", "st", "hashing"),
         default="minilm",
-        help="minilm: all-MiniLM-L6-v2 (bundled; the default); hashing: the "
-        "dependency-free test embedder",
+        help="minilm (the default): all-MiniLM-L6-v2, on onnxruntime (int8) when the onnx "
+        "extra is installed, else on sentence-transformers; onnx / st: that one; hashing: "
+        "the dependency-free test embedder",
     )
     p.add_argument(
         "--embedding-cache",
@@ -130,7 +139,9 @@ def add_eval_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("--json", metavar="OUT", help="write every number as JSON")
-    p.add_argument("--plot", metavar="OUT.png", help="draw the curves (needs semcache-engine[plot])")
+    p.add_argument(
+        "--plot", metavar="OUT.png", help="draw the curves (needs semcache-engine[plot])"
+    )
 
 
 def add_calibrate_parser(sub: Any) -> None:
