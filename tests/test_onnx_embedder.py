@@ -19,9 +19,10 @@ from semcache.embedders import (
     AsyncOnnxEmbedder,
     OnnxEmbedder,
     SentenceTransformerEmbedder,
+    _default,
+    _onnx,
     default_embedder,
 )
-from semcache.embedders import _default, _onnx
 
 pytestmark = pytest.mark.slow
 
