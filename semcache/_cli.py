@@ -204,7 +204,8 @@ def _summary(calls: Sequence[_Call], llm_calls: int, threshold: float) -> list[s
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .embedders import SentenceTransformerEmbedder
+    from .embedders import OnnxEmbedder, SentenceTransformerEmbedder, default_embedder
+    from .embedders._default import default_embedder_kind
 
     threshold: float = args.threshold
     temp_dir = None
@@ -218,7 +219,11 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     llm = SimulatedLLM(args.llm_latency)
     out.write("semcache demo: a semantic cache in front of a (simulated) LLM\n")
     out.write(f"  cache file  {where}\n")
-    out.write(f"  embedder    all-MiniLM-L6-v2 (bundled), similarity threshold {threshold}\n")
+    runtime = {"onnx": "int8 on onnxruntime", "st": "sentence-transformers"}
+    kind = default_embedder_kind()
+    out.write(
+        f"  embedder    all-MiniLM-L6-v2 ({runtime[kind]}), similarity threshold {threshold}\n"
+    )
     if args.llm_latency > 0:
         out.write(f"  LLM         simulated, about {args.llm_latency:g} s a call\n\n")
     else:
@@ -226,8 +231,12 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.flush()
     try:
         # One thread: the lowest and steadiest latency for one query at a time.
-        embedder = SentenceTransformerEmbedder(num_threads=1)
-        embedder.load(progress=_ProgressBar(err))
+        embedder = default_embedder(threads=1)
+        bar = _ProgressBar(err)
+        if isinstance(embedder, OnnxEmbedder):
+            embedder.load(progress=lambda stage, done, total: bar(stage, done / (total or 1)))
+        elif isinstance(embedder, SentenceTransformerEmbedder):
+            embedder.load(progress=bar)
         events: list[MetricsEvent] = []
         with SemanticCache(
             path,
