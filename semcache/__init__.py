@@ -38,6 +38,7 @@ from ._errors import (
     UnsafeArchiveError,
 )
 from ._index import FlatIndex, VectorIndex, available_kernels, kernel_name
+from ._progress import ProgressBar, ProgressCallback
 from ._store import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 from ._types import MISS_REASONS, Hit, MetricsEvent
 from .embedders import (
@@ -89,6 +90,8 @@ __all__ = [
     "MissingDependencyError",
     "OnnxEmbedder",
     "PostgresStore",
+    "ProgressBar",
+    "ProgressCallback",
     "QueryTooLargeError",
     "RedisStore",
     "ResponseTooLargeError",

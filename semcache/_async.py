@@ -25,6 +25,7 @@ from ._cache import ConfidenceFn, MetricsHook, SemanticCache, Steps, Validator
 from ._checkpoint import CheckpointTarget, load_checkpoint
 from ._deadline import acall_with_deadline
 from ._index import IndexFactory
+from ._progress import ProgressCallback
 from ._store import Store
 from ._types import Hit
 from ._wrap import Effect, NamespaceSpec, get_or_put_steps, memoize
@@ -115,6 +116,7 @@ class AsyncSemanticCache:
         max_metadata_bytes: int = 65536,
         embed_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self._core = _AsyncCore(
             path,
@@ -139,6 +141,7 @@ class AsyncSemanticCache:
             max_metadata_bytes=max_metadata_bytes,
             embed_timeout=embed_timeout,
             clock=clock,
+            progress=progress,
         )
 
     async def _run(self, steps: Steps[_T]) -> _T:
@@ -221,13 +224,17 @@ class AsyncSemanticCache:
         namespace: str = "default",
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         ttl: float | None = None,
+        progress: ProgressCallback | None = None,
     ) -> int:
-        """See :meth:`SemanticCache.put_many`.
+        """See :meth:`SemanticCache.put_many` (``progress`` is called on the worker
+        thread running each step, as there).
 
         Raises:
             The same as :meth:`SemanticCache.put_many`.
         """
-        steps = self._core._put_steps(queries, responses, embeddings, namespace, metadata, ttl)
+        steps = self._core._put_steps(
+            queries, responses, embeddings, namespace, metadata, ttl, progress=progress
+        )
         return await self._run(steps)
 
     async def get_or_put(

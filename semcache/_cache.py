@@ -54,6 +54,7 @@ from ._errors import (
 )
 from ._index import IndexFactory, VectorIndex, backend_names, make_index
 from ._locking import StoreLock, acquire_store_lock, track_fork
+from ._progress import ProgressCallback
 from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
 from ._store import (
     Change,
@@ -98,6 +99,8 @@ _HOT_CHARS: Final = 32 * 1048576
 _FORK_WAIT: Final = 1.0
 #: Texts per embedder call in put_many.
 _EMBED_BATCH: Final = 64
+#: Vectors per progress report while an index is rebuilt with a ``progress`` callback.
+_PROGRESS_BATCH: Final = 8192
 #: Query embeddings kept from gets for the put that follows a miss.
 _KEPT_QUERY_VECTORS: Final = 256
 _VECTOR_DTYPES: Final = ("float32", "float16")
@@ -211,6 +214,13 @@ class SemanticCache:
             get misses with reason ``"embedder_error"`` and a put raises
             :class:`EmbedderError`. The late call is abandoned, not interrupted.
         clock: returns the current time in seconds (injected in tests).
+        progress: ``progress(stage, done, total)`` while the cache opens (see
+            :data:`~semcache.ProgressCallback`): stage ``"load index"`` while index
+            snapshots load (0 then 1 of 1), ``"index"`` while the indexes are rebuilt
+            from the store (``done`` vectors indexed; ``total`` is the store's entry
+            count, an estimate: expired entries and entries without a vector are
+            skipped, and the last call has ``done == total``). Not kept after the
+            constructor. An exception it raises propagates: the cache is not opened.
 
     Raises:
         ConfigurationError: invalid or conflicting arguments.
@@ -251,6 +261,7 @@ class SemanticCache:
         max_metadata_bytes: int = 65536,
         embed_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
+        progress: ProgressCallback | None = None,
     ) -> None:
         if path is not None and store is not None:
             raise ConfigurationError("pass either path or store, not both")
@@ -346,9 +357,9 @@ class SemanticCache:
             self._store_search = index_backend == "store"
             if self._store_search:
                 self._check_store_search()
-            self._index_source = "snapshot" if self._warm_start() else "store"
+            self._index_source = "snapshot" if self._warm_start(progress) else "store"
             if self._index_source == "store":
-                self._rebuild_indexes()
+                self._rebuild_indexes(progress)
         except BaseException:
             self._store.close()
             if self._store_lock is not None:
@@ -469,12 +480,16 @@ class SemanticCache:
         )
         return folder, plan
 
-    def _warm_start(self) -> bool:
+    def _warm_start(self, progress: ProgressCallback | None = None) -> bool:
         """Load the index snapshots and replay the change log since them."""
         target = self._snapshot_target()
-        if target is None:
+        if target is None or not target[0].is_dir():
             return False
+        if progress is not None:
+            progress("load index", 0, 1)
         loaded = load_snapshots(*target)
+        if progress is not None:
+            progress("load index", 1, 1)
         if loaded is None:
             return False
         seq, indexes = loaded
@@ -499,16 +514,30 @@ class SemanticCache:
         except Exception:
             logger.exception("semcache: could not save index snapshots; the next open rebuilds")
 
-    def _rebuild_indexes(self) -> None:
-        """Build every namespace's index from the store's vectors."""
+    def _rebuild_indexes(self, progress: ProgressCallback | None = None) -> None:
+        """Build every namespace's index from the store's vectors (reporting to
+        ``progress``, in batches of :data:`_PROGRESS_BATCH` vectors, if given)."""
         for index in self._indexes.values():
             index.close()
         self._indexes = {}
         if self._store_search:
             return  # the store searches: nothing to hold here
-        for batch in self._store.iter_vectors(now=self._clock()):
+        total = 0 if progress is None else self._store.count()
+        report = progress if total else None  # an empty store: nothing to report
+        if report is None:
+            batches = self._store.iter_vectors(now=self._clock())
+        else:
+            report("index", 0, total)
+            batches = self._store.iter_vectors(now=self._clock(), batch_size=_PROGRESS_BATCH)
+        done = 0
+        for batch in batches:
             vecs = self._decode(batch.vectors)
             self._index_for(batch.namespace).add(np.asarray(batch.ids, dtype=np.int64), vecs)
+            if report is not None:
+                done += len(batch.ids)
+                report("index", done, max(total, done))
+        if report is not None and done < total:
+            report("index", done, done)
 
     def _decode(self, blobs: Sequence[bytes]) -> npt.NDArray[Any]:
         dim = self._dim
@@ -674,6 +703,7 @@ class SemanticCache:
         namespace: str = "default",
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         ttl: float | None = None,
+        progress: ProgressCallback | None = None,
     ) -> int:
         """Store many entries in one transaction (embedded in batches).
 
@@ -684,6 +714,13 @@ class SemanticCache:
             namespace: the tenant to write to.
             metadata: one mapping for all entries, or a sequence with one per entry.
             ttl: as in :meth:`put`.
+            progress: ``progress(stage, done, total)`` (see
+                :data:`~semcache.ProgressCallback`): ``("embed", k, n)`` after each
+                batch of texts is embedded (from ``k = 0``; not when ``embeddings``
+                are given), then ``("write", n, n)`` once the entries are stored and
+                indexed. An exception it raises propagates: raised from an ``"embed"``
+                call, nothing was written (a way to cancel); raised from the
+                ``"write"`` call, every entry is stored and indexed already.
 
         Returns:
             The number of entries written (a query repeated in the batch counts each
@@ -694,7 +731,9 @@ class SemanticCache:
             either every entry is written or none.
         """
         return self._drive(
-            self._put_steps(queries, responses, embeddings, namespace, metadata, ttl)
+            self._put_steps(
+                queries, responses, embeddings, namespace, metadata, ttl, progress=progress
+            )
         )
 
     def get_or_put(
@@ -1367,6 +1406,8 @@ class SemanticCache:
         namespace: str,
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None,
         ttl: float | None,
+        *,
+        progress: ProgressCallback | None = None,
     ) -> Steps[int]:
         t0 = perf_counter()
         checked = self._check_put(queries, responses, embeddings, namespace, metadata, ttl)
@@ -1377,6 +1418,8 @@ class SemanticCache:
         if checked.vectors is None and self._embedder is not None:
             checked.vectors = self._kept_query_vectors(queries)  # a missed get embedded them
         if checked.vectors is None and self._embedder is not None:
+            if progress is not None:
+                progress("embed", 0, n)
             parts = []
             for lo in range(0, n, _EMBED_BATCH):
                 chunk = queries[lo : lo + _EMBED_BATCH]
@@ -1389,9 +1432,14 @@ class SemanticCache:
                 parts.append(
                     self._unit_rows(raw, len(chunk), "embedder output", from_embedder=True)
                 )
+                if progress is not None:
+                    progress("embed", lo + len(chunk), n)
             self._check_open()
             checked.vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return self._write_put(checked, t0)
+        written = self._write_put(checked, t0)
+        if progress is not None:
+            progress("write", written, written)
+        return written
 
     def _check_put(
         self,

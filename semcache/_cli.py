@@ -1,5 +1,12 @@
-"""The ``semcache`` command: ``demo``, ``stats PATH``, ``vacuum PATH``, and for hit
-quality ``eval PAIRS.csv`` and ``calibrate PAIRS.csv`` (see :mod:`semcache.quality`).
+"""The ``semcache`` command: ``demo``, ``stats PATH``, ``ls PATH``, ``vacuum PATH``, and
+for hit quality ``eval PAIRS.csv`` and ``calibrate PAIRS.csv`` (see
+:mod:`semcache.quality`).
+
+``stats`` and ``ls`` only read (:mod:`semcache._inspect`): no lock, no index, no write,
+safe beside a running application. ``vacuum`` opens the file as a cache and refuses,
+saying which process holds it, when an application owns it in single mode. Long work
+(loading the model, an index, embedding) is drawn on stderr by one
+:class:`~semcache.ProgressBar`.
 
 ``semcache demo`` shows what the cache is for: a built-in session of user questions
 (repeats, paraphrases and look-alikes that mean something else) goes to a simulated LLM
@@ -19,13 +26,17 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from hashlib import blake2b
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from ._cache import SemanticCache
 from ._demo_data import ANSWERS, SESSION
-from ._errors import SemanticCacheError
+from ._dist import DISTRIBUTION, VERSION
+from ._errors import ConfigurationError, SemanticCacheError, StoreLockedError
+from ._inspect import CacheFile, lock_holder
+from ._progress import ProgressBar, ProgressCallback
 from ._text import normalize_text
 from ._types import MetricsEvent
 from .quality._commands import add_calibrate_parser, add_eval_parser, run_calibrate, run_eval
@@ -34,6 +45,8 @@ __all__ = ["SimulatedLLM", "main"]
 
 _DEFAULT_LATENCY = 0.8
 _NAMESPACE = "demo"
+#: Seconds opening a cache (loading or rebuilding its index) takes before it is drawn.
+_QUIET_OPEN = 0.5
 
 
 class SimulatedLLM:
@@ -90,33 +103,6 @@ def _ms(seconds: float) -> str:
     if ms < 1000:
         return f"{ms:.0f} ms"
     return f"{seconds:.2f} s"
-
-
-class _ProgressBar:
-    """``progress(stage, fraction)`` for :meth:`SentenceTransformerEmbedder.load`."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._t0 = time.perf_counter()
-        self._last = ""
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        width = 24
-        filled = round(width * fraction)
-        bar = "#" * filled + "-" * (width - filled)
-        line = f"loading the model [{bar}] {fraction:4.0%}  {stage}"
-        if self._tty:
-            pad = " " * max(0, len(self._last) - len(line))
-            self._stream.write("\r" + line + pad)
-            if fraction >= 1.0:
-                elapsed = time.perf_counter() - self._t0
-                self._stream.write(f" ({elapsed:.1f} s)\n")
-        else:
-            elapsed = time.perf_counter() - self._t0
-            self._stream.write(f"{line} ({elapsed:.1f} s)\n")
-        self._last = line
-        self._stream.flush()
 
 
 def _ask(
@@ -203,8 +189,67 @@ def _summary(calls: Sequence[_Call], llm_calls: int, threshold: float) -> list[s
     return lines
 
 
+def _demo_embedder() -> Any:
+    """The demo's embedder, not loaded yet (:func:`~semcache.embedders.default_embedder`)."""
+    from .embedders import default_embedder
+
+
+    # One thread: the lowest and steadiest latency for one query at a time.
+    return default_embedder(threads=1)
+
+
+def _load_model(embedder: Any, progress: ProgressCallback) -> None:
+    """Load the embedder's model now, drawing its progress (embedders without a
+    ``load`` method load nothing up front)."""
+    load = getattr(embedder, "load", None)
+    if callable(load):
+        load(progress=progress)
+
+
+def _check_cache_path(path: str) -> None:
+    """Refuse a ``--path`` the demo cannot use, before any model is loaded.
+
+    Raises:
+        ConfigurationError: the folder is missing or not writable, the path is a
+            directory, a file that is not a semcache cache, or a cache another process
+            holds.
+    """
+    target = Path(path)
+    parent = target.absolute().parent
+    if not parent.is_dir():
+        raise ConfigurationError(f"--path {path}: the folder {parent} does not exist")
+    if target.is_dir():
+        raise ConfigurationError(
+            f"--path {path} is a directory; name a file in it, e.g. {target / 'demo.sqlite'}"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"--path {path}: the folder {parent} is not writable (the cache keeps its "
+            "lock file and index snapshot beside the file)"
+        )
+    if not target.exists():
+        return
+    if not target.is_file():
+        raise ConfigurationError(f"--path {path} is not a regular file")
+    if not os.access(target, os.R_OK | os.W_OK):
+        raise ConfigurationError(f"--path {path} is not readable and writable")
+    if target.stat().st_size == 0:
+        return  # an empty file: SQLite makes a new database of it
+    try:
+        CacheFile(path)
+    except (SemanticCacheError, OSError) as exc:
+        raise ConfigurationError(
+            f"--path {path} is not a semcache cache file ({exc}); name a new file"
+        ) from exc
+    holder = lock_holder(path)
+    if holder is not None:  # the demo owns its file (single mode)
+        raise ConfigurationError(
+            f"--path {path} is open in another process: {holder.describe()}; close it "
+            "or name another file"
+        )
+
+
 def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .embedders import OnnxEmbedder, SentenceTransformerEmbedder, default_embedder
     from .embedders._default import default_embedder_kind
 
     threshold: float = args.threshold
@@ -216,6 +261,7 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         path = args.path
         where = path
+        _check_cache_path(path)
     llm = SimulatedLLM(args.llm_latency)
     out.write("semcache demo: a semantic cache in front of a (simulated) LLM\n")
     out.write(f"  cache file  {where}\n")
@@ -230,20 +276,19 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write("  LLM         simulated, answering at once (--llm-latency 0)\n\n")
     out.flush()
     try:
-        # One thread: the lowest and steadiest latency for one query at a time.
-        embedder = default_embedder(threads=1)
-        bar = _ProgressBar(err)
-        if isinstance(embedder, OnnxEmbedder):
-            embedder.load(progress=lambda stage, done, total: bar(stage, done / (total or 1)))
-        elif isinstance(embedder, SentenceTransformerEmbedder):
-            embedder.load(progress=bar)
+        embedder = _demo_embedder()
+        with ProgressBar(err) as bar:
+            _load_model(embedder, bar)
         events: list[MetricsEvent] = []
-        with SemanticCache(
-            path,
-            embedder,
-            similarity_threshold=threshold,
-            metrics_hook=events.append,
-        ) as cache:
+        with ProgressBar(err, delay=_QUIET_OPEN) as bar:
+            cache = SemanticCache(
+                path,
+                embedder,
+                similarity_threshold=threshold,
+                metrics_hook=events.append,
+                progress=bar,
+            )
+        with cache:
             calls: list[_Call] = []
             out.write("  #  result                   latency  question\n")
             questions: Iterable[tuple[str, str | None]]
@@ -279,26 +324,8 @@ def _typed_questions() -> Iterable[tuple[str, str | None]]:
         yield line.strip(), None
 
 
-def _open_existing(path: str) -> SemanticCache:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no cache file at {path}")
-    return SemanticCache(path)
-
-
 def _cmd_stats(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with _open_existing(args.path) as cache:
-        stats = cache.stats()
-        fingerprint = cache.store.get_meta("fingerprint")
-    info: dict[str, Any] = {
-        "path": args.path,
-        "file_bytes": os.path.getsize(args.path),
-        "entries": stats["entries"],
-        "total_entries": stats["total_entries"],
-        "dim": stats["dim"],
-        "vector_dtype": stats["vector_dtype"],
-        "fingerprint": fingerprint,
-        "index_backend": stats["index_backend"],
-    }
+    info = CacheFile(args.path).info(time.time()).to_json()
     if args.json:
         out.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
         return 0
@@ -306,13 +333,94 @@ def _cmd_stats(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.write(f"entries      {info['total_entries']}\n")
     for ns, count in sorted(info["entries"].items()):
         out.write(f"  {ns:<16} {count}\n")
-    out.write(f"vectors      dim {info['dim']}, {info['vector_dtype']}\n")
-    out.write(f"embedder     {fingerprint or '(none recorded)'}\n")
+    if info["expired_entries"]:
+        out.write(f"expired      {info['expired_entries']} (semcache vacuum removes them)\n")
+    if info["dim"] is None:
+        out.write("vectors      none yet\n")
+    else:
+        out.write(f"vectors      dim {info['dim']}, {info['vector_dtype']}\n")
+    out.write(f"embedder     {info['fingerprint'] or '(none recorded)'}\n")
+    snap = info["index_snapshot"]
+    if snap is None:
+        out.write("index        no snapshot (built from the entries when a cache opens)\n")
+    else:
+        out.write(
+            f"index        snapshot {snap['bytes'] / 1048576:.2f} MiB, backend "
+            f"{snap['backend'] or '?'}, change {snap['seq']} of {info['seq']}\n"
+        )
     return 0
 
 
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cmd_ls(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    cache = CacheFile(args.path)
+    limit = None if args.limit == 0 else args.limit
+    entries = cache.entries(args.namespace, limit)
+    total = cache.count(args.namespace)
+    now = time.time()
+    if args.json:
+        data = {
+            "path": args.path,
+            "namespace": args.namespace,
+            "total": total,
+            "entries": [
+                {**e.to_json(), "expired": e.expires_at is not None and e.expires_at <= now}
+                for e in entries
+            ],
+        }
+        out.write(json.dumps(data, indent=2) + "\n")
+        return 0
+    out.write(
+        f"{'id':>6}  {'namespace':<12} {'created (UTC)':<19}  {'expires (UTC)':<19}  "
+        f"{'last used (UTC)':<19}  {'bytes':>8}  query\n"
+    )
+    for e in entries:
+        query = " ".join(e.query.split())
+        if len(query) > 60:
+            query = query[:59] + "\u2026"
+        expires = _when(e.expires_at)
+        if e.expires_at is not None and e.expires_at <= now:
+            expires = "expired"
+        out.write(
+            f"{e.id:>6}  {e.namespace[:12]:<12} {_when(e.created_at):<19}  {expires:<19}  "
+            f"{_when(e.last_access):<19}  {e.size:>8}  {query}\n"
+        )
+    scope = "" if args.namespace is None else f" in namespace {args.namespace!r}"
+    more = "" if len(entries) >= total else "; --limit N shows more, --limit 0 all"
+    out.write(f"{len(entries)} of {total} entries{scope}, newest first{more}\n")
+    return 0
+
+
+def _locked_message(path: str, holder: str) -> str:
+    return (
+        f"{path} is open in another process: {holder}. A cache in single mode owns its "
+        "file, so vacuum cannot run beside it: close that application and run "
+        "`semcache vacuum` again, or call cache.vacuum() from inside it. Nothing was changed."
+    )
+
+
 def _cmd_vacuum(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with _open_existing(args.path) as cache:
+    path = args.path
+    CacheFile(path)  # a semcache file (read only): never turn another file into one
+    holder = lock_holder(path)
+    if holder is not None and holder.mode == "single":
+        raise StoreLockedError(_locked_message(path, holder.describe()))
+    # Shared-mode applications replay the change log: vacuum joins them in shared mode.
+    mode: Literal["single", "shared"] = "shared" if holder is not None else "single"
+    try:
+        with ProgressBar(err, delay=_QUIET_OPEN) as bar:
+            cache = SemanticCache(path, multi_process_mode=mode, progress=bar)
+    except StoreLockedError as exc:  # taken between the probe and the open
+        now = lock_holder(path)
+        raise StoreLockedError(
+            _locked_message(path, now.describe() if now is not None else "a cache holds it")
+        ) from exc
+    with cache:
         removed = cache.vacuum(namespace=args.namespace)
         left = cache.stats()["total_entries"]
     out.write(f"removed {removed} expired entries; {left} entries left\n")
@@ -339,10 +447,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a count >= 0 (0: no limit)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="semcache", description="A semantic cache for LLM applications."
     )
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
@@ -353,7 +472,11 @@ def _parser() -> argparse.ArgumentParser:
             "all-MiniLM-L6-v2 model; print every call and a summary."
         ),
     )
-    demo.add_argument("--path", help="the cache file (default: a temporary one)")
+    demo.add_argument(
+        "--path",
+        help="the cache file, kept for the next run (default: a temporary one); a new "
+        "file or an existing semcache cache, in a writable folder",
+    )
     demo.add_argument(
         "--threshold",
         type=_threshold,
@@ -373,10 +496,46 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="type the questions instead of the built-in session",
     )
-    stats = sub.add_parser("stats", help="show what a cache file holds")
+    stats = sub.add_parser(
+        "stats",
+        help="show what a cache file holds (read only)",
+        description=(
+            "Show a SQLite cache file's entries per namespace, expired entries, vector "
+            "settings, embedder and index snapshot. Reads only: takes no lock, loads no "
+            "index and writes nothing, so it is safe beside a running application."
+        ),
+    )
     stats.add_argument("path", help="the cache file")
     stats.add_argument("--json", action="store_true", help="print JSON")
-    vacuum = sub.add_parser("vacuum", help="delete expired entries from a cache file")
+    ls = sub.add_parser(
+        "ls",
+        help="list a cache file's entries (read only)",
+        description=(
+            "List the entries of a SQLite cache file, newest first: id, namespace, when "
+            "it was created, expires and was last used (UTC), its size in bytes (query, "
+            "response, metadata and vector) and its query. Reads only, like stats."
+        ),
+    )
+    ls.add_argument("path", help="the cache file")
+    ls.add_argument("--namespace", help="only this namespace")
+    ls.add_argument(
+        "--limit",
+        type=_limit,
+        default=20,
+        metavar="K",
+        help="show at most K entries (default 20; 0: all)",
+    )
+    ls.add_argument("--json", action="store_true", help="print JSON (full queries)")
+    vacuum = sub.add_parser(
+        "vacuum",
+        help="delete expired entries from a cache file",
+        description=(
+            "Delete the expired entries of a SQLite cache file and compact its index. "
+            "The file must not be open in single mode by an application (vacuum then "
+            "says which process holds it and changes nothing: close it, or call "
+            "cache.vacuum() in it); beside shared-mode applications it runs in shared mode."
+        ),
+    )
     vacuum.add_argument("path", help="the cache file")
     vacuum.add_argument("--namespace", help="only this namespace")
     add_eval_parser(sub)
@@ -387,6 +546,7 @@ def _parser() -> argparse.ArgumentParser:
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "demo": _cmd_demo,
     "stats": _cmd_stats,
+    "ls": _cmd_ls,
     "vacuum": _cmd_vacuum,
     "eval": run_eval,
     "calibrate": run_calibrate,

@@ -73,6 +73,12 @@ def lock_path(db_path: str) -> str:
     return os.path.realpath(db_path) + LOCK_SUFFIX
 
 
+def held_here(key: str) -> bool:
+    """Whether this process holds the lock file ``key`` (a :func:`lock_path`)."""
+    with _registry_lock:
+        return key in _held
+
+
 def _try_lock(fd: int, mode: Mode) -> bool:
     """Take (or convert to) ``mode`` without waiting; False when another process holds
     a conflicting lock (a failed conversion keeps the lock already held)."""

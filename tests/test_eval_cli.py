@@ -46,7 +46,8 @@ def test_eval_sweep_prints_tables_and_writes_json(
     assert "precision >= 0.95" in captured.out
     assert "+numbers+negation+order" in captured.out
     assert "WARNING" not in captured.out
-    assert "replaying" in captured.err  # the progress bar
+    assert "replay [" in captured.err  # the progress bar (semcache.ProgressBar)
+    assert "100% 384/384" in captured.err
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["gets"] == len(synthetic_pairs(repeats=6))
     assert [r["min_similarity"] for r in data["rows"]][:2] == [0.6, 0.7]

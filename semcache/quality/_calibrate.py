@@ -10,6 +10,7 @@ from typing import TextIO
 import numpy as np
 
 from .._errors import InvalidInputError
+from .._progress import ProgressCallback, as_progress
 from ._boost import fit_boosted_trees
 from ._pairs import PairSet
 from ._replay import Embed, QualityPoint, Rule, replay
@@ -65,7 +66,7 @@ def calibrate(
     trees: int = 150,
     depth: int = 3,
     source: str | None = None,
-    progress: TextIO | None = None,
+    progress: ProgressCallback | TextIO | None = None,
 ) -> Calibration:
     """Train a verifier and pick its threshold for ``target_precision``.
 
@@ -88,7 +89,8 @@ def calibrate(
         seed: drives the splits.
         trees, depth: the model's size.
         source: a name for the data, kept in the file.
-        progress: a stream for progress bars.
+        progress: a :data:`~semcache.ProgressCallback` (the stages of
+            :func:`~semcache.quality.replay`, twice), or a stream to draw them on.
 
     Returns:
         The :class:`Calibration`.
@@ -109,6 +111,7 @@ def calibrate(
     )
     if not len(fit_part) or not len(cal_part):
         raise InvalidInputError("too few pairs to split into fitting and calibration parts")
+    progress = as_progress(progress)
     fitted = replay(
         fit_part, embed, floor=min_similarity, feature_floor=min_similarity, progress=progress
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .._errors import ConfigurationError
+from .._progress import ProgressBar, ProgressCallback
 from ..embedders import Embedder, HashingEmbedder
 from ._calibrate import calibrate, holdout_split
 from ._embedding_cache import EmbeddingFile
@@ -182,15 +183,42 @@ def add_calibrate_parser(sub: Any) -> None:
     p.add_argument("--trees", type=int, default=150, help="boosting rounds (default 150)")
 
 
+class _LoadsWithProgress:
+    """An embedder whose model loads, drawing its progress, on its first ``embed`` (never
+    when an embedding file already holds every vector)."""
+
+    def __init__(self, embedder: Embedder, progress: ProgressCallback) -> None:
+        self._embedder = embedder
+        self._progress = progress
+        self._loaded = False
+
+    @property
+    def dim(self) -> int:
+        return int(self._embedder.dim)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._embedder.fingerprint
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        if not self._loaded:
+            self._loaded = True
+            load = getattr(self._embedder, "load", None)
+            if callable(load):
+                load(progress=self._progress)
+        return self._embedder.embed(texts)
+
+
 class _Source:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, progress: ProgressCallback | None) -> None:
         self.embedder = _embedder(args.embedder)
-        self.file = (
-            None
-            if args.embedding_cache is None
-            else EmbeddingFile(self.embedder, args.embedding_cache)
+        loading: Embedder = (
+            self.embedder if progress is None else _LoadsWithProgress(self.embedder, progress)
         )
-        self.embed: Embed = self.embedder.embed if self.file is None else self.file.embed
+        self.file = (
+            None if args.embedding_cache is None else EmbeddingFile(loading, args.embedding_cache)
+        )
+        self.embed: Embed = loading.embed if self.file is None else self.file.embed
 
     def save(self) -> None:
         if self.file is not None:
@@ -260,8 +288,8 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not thresholds and verifier is None:
         thresholds = [0.85]
     floor = min([*thresholds, *([verifier.min_similarity] if verifier else [])])
-    progress = None if args.quiet else err
-    source = _Source(args)
+    progress = None if args.quiet else ProgressBar(err)
+    source = _Source(args, progress)
     from . import GUARDS
 
     result = replay(
@@ -371,9 +399,10 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def run_calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``semcache calibrate``."""
     pairs = _pairs(args)
-    source = _Source(args)
     if not 0.0 <= args.holdout < 1.0:
         raise ConfigurationError("--holdout must be in [0, 1)")
+    progress = None if args.quiet else ProgressBar(err)
+    source = _Source(args, progress)
     cal = calibrate(
         pairs,
         source.embed,
@@ -384,7 +413,7 @@ def run_calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         seed=args.seed,
         trees=args.trees,
         source=os.path.basename(args.pairs),
-        progress=None if args.quiet else err,
+        progress=progress,
     )
     source.save()
     cal.verifier.save(args.out)

@@ -26,11 +26,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .._cache import SemanticCache
+from .._progress import ProgressCallback, as_progress
 from .._text import normalize_text
 from .._types import Hit
 from ._features import pair_features
 from ._pairs import PairSet
-from ._progress import Progress
 
 __all__ = ["FalseHit", "QualityPoint", "ReplayResult", "Rule", "replay"]
 
@@ -288,12 +288,13 @@ class ReplayResult:
         sample: int,
         *,
         seed: int = 0,
-        progress: TextIO | None = None,
+        progress: ProgressCallback | TextIO | None = None,
     ) -> int:
         """Serve a sample of queries with each rule for real, timing every get.
 
         Fills :attr:`timings`. Available only on the result of :func:`replay` (which
-        keeps what it needs), once.
+        keeps what it needs), once. ``progress``: a :data:`~semcache.ProgressCallback`
+        (stage ``"time"``) or a stream to draw a bar on.
 
         Returns:
             How many served gets disagreed with the record (0 when the record is exact).
@@ -301,7 +302,7 @@ class ReplayResult:
         runner = self._runner
         if runner is None:
             raise RuntimeError("this result cannot time rules (already done or not kept)")
-        mismatches: int = runner(self, rules, sample, seed, progress)
+        mismatches: int = runner(self, rules, sample, seed, as_progress(progress))
         return mismatches
 
     _runner: Any = None
@@ -370,15 +371,16 @@ class _Validator:
 
 
 def _embed_all(
-    embed: Embed, texts: Sequence[str], progress: TextIO | None, label: str
+    embed: Embed, texts: Sequence[str], progress: ProgressCallback | None
 ) -> npt.NDArray[np.float32]:
-    bar = Progress(label, len(texts), progress)
     parts = []
     for lo in range(0, len(texts), _EMBED_BATCH):
+        if progress is not None:
+            progress("embed", lo, len(texts))
         chunk = texts[lo : lo + _EMBED_BATCH]
         parts.append(np.asarray(embed(chunk), dtype=np.float32))
-        bar.advance(len(chunk))
-    bar.close()
+    if progress is not None and texts:
+        progress("embed", len(texts), len(texts))
     if not parts:
         return np.zeros((0, 1), dtype=np.float32)
     return np.concatenate(parts)
@@ -395,7 +397,7 @@ def replay(
     max_candidates: int = 32,
     feature_floor: float | None = None,
     distractors: Sequence[str] = (),
-    progress: TextIO | None = None,
+    progress: ProgressCallback | TextIO | None = None,
 ) -> ReplayResult:
     """Run the replay protocol once, recording every candidate down to ``floor``.
 
@@ -414,7 +416,8 @@ def replay(
         distractors: more texts to store (not a step of the protocol): no query of
             ``pairs`` counts them as correct. Calibration uses them to make its cache as
             crowded as the one the verifier will face.
-        progress: a stream for progress bars (None: silent).
+        progress: a :data:`~semcache.ProgressCallback` (stages ``"embed"`` and
+            ``"replay"``), or a stream to draw them on (None: silent).
 
     Returns:
         The :class:`ReplayResult`.
@@ -441,7 +444,8 @@ def replay(
     for text in [*stored, *queries]:
         distinct.setdefault(normalize_text(text), text)
     keys = list(distinct)
-    vectors = _embed_all(embed, [distinct[k] for k in keys], progress, "embedding")
+    report = as_progress(progress)
+    vectors = _embed_all(embed, [distinct[k] for k in keys], report)
     row_of = {k: i for i, k in enumerate(keys)}
     stored_vecs = vectors[[row_of[k] for k in stored_keys]]
 
@@ -460,7 +464,6 @@ def replay(
     exact = np.zeros(len(queries), dtype=bool)
     records: list[list[tuple[float, bool, float, tuple[bool, ...], str]]] = []
     truncated = 0
-    bar = Progress("replaying", len(queries), progress)
     for i, (query, vec) in enumerate(zip(queries, query_vecs, strict=True)):
         recorder.cluster = pairs.cluster(query)
         recorder.rows = []
@@ -470,10 +473,10 @@ def replay(
         exact[i] = hit is not None and hit.layer == "exact"
         truncated += recorder.truncated
         records.append(recorder.rows)
-        if i % 256 == 255:
-            bar.advance(256)
-    bar.advance(len(queries) % 256)
-    bar.close()
+        if report is not None and i % 256 == 0:
+            report("replay", i, len(queries))
+    if report is not None:
+        report("replay", len(queries), len(queries))
 
     width = max(1, max(len(r) for r in records))
     n = len(queries)
@@ -508,14 +511,20 @@ def replay(
         result.feature_query = np.asarray(recorder.feature_query, dtype=np.intp)
 
     def run_timing(
-        res: ReplayResult, rules: Sequence[Rule], sample: int, seed: int, stream: TextIO | None
+        res: ReplayResult,
+        rules: Sequence[Rule],
+        sample: int,
+        seed: int,
+        report: ProgressCallback | None,
     ) -> int:
         res._runner = None
         picked = sorted(random.Random(seed).sample(range(n), min(sample, n)))
         mismatches = 0
-        bar = Progress("timing", len(rules) * len(picked), stream)
+        total = len(rules) * len(picked)
         try:
-            for rule in rules:
+            for k, rule in enumerate(rules):
+                if report is not None:
+                    report("time", k * len(picked), total)
                 served, right = res._served(rule)
                 cache.set_similarity_threshold(rule.min_similarity)
                 recorder.serving = rule
@@ -531,9 +540,9 @@ def replay(
                     if got != bool(served[i]) or ok != bool(right[i]):
                         mismatches += 1
                 res.timings[rule] = times
-                bar.advance(len(picked))
+            if report is not None:
+                report("time", total, total)
         finally:
-            bar.close()
             cache.close()
         return mismatches
 
