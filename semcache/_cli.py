@@ -249,6 +249,22 @@ def _check_cache_path(path: str) -> None:
         )
 
 
+def _check_cache_embedder(path: str, embedder: Any) -> None:
+    """Refuse a cache file built with another embedder before its model is loaded.
+
+    Raises:
+        ConfigurationError: the file records another embedder's fingerprint.
+    """
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    recorded = CacheFile(path).info(time.time()).fingerprint
+    if recorded is not None and recorded != embedder.fingerprint:
+        raise ConfigurationError(
+            f"--path {path} was built with the embedder {recorded!r}, not the demo's "
+            f"{embedder.fingerprint!r}; name another file"
+        )
+
+
 def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .embedders._default import default_embedder_kind
 
@@ -277,6 +293,8 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.flush()
     try:
         embedder = _demo_embedder()
+        if args.path is not None:
+            _check_cache_embedder(path, embedder)
         with ProgressBar(err) as bar:
             _load_model(embedder, bar)
         events: list[MetricsEvent] = []

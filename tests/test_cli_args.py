@@ -143,6 +143,25 @@ def test_demo_accepts_a_new_file_or_its_own_cache(
     capsys.readouterr()
 
 
+def test_demo_path_of_another_embedder_is_refused_before_the_model_loads(
+    tmp_path: Path,
+    no_model: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "c.sqlite"
+    with SemanticCache(path, HashingEmbedder(dim=8)) as cache:
+        cache.put("q", "a")
+    loaded: list[object] = []
+    monkeypatch.setattr(cli, "_load_model", lambda embedder, bar: loaded.append(embedder))
+    before = path.read_bytes()
+    assert main(["demo", "--llm-latency", "0", "--path", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "was built with the embedder 'hashing-v1:dim=8" in err
+    assert loaded == []
+    assert path.read_bytes() == before
+
+
 @pytest.mark.parametrize("argv", [["ls", "x", "--limit", "-1"], ["ls", "x", "--limit", "a"]])
 def test_bad_ls_limits_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
