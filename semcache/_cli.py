@@ -193,7 +193,6 @@ def _demo_embedder() -> Any:
     """The demo's embedder, not loaded yet (:func:`~semcache.embedders.default_embedder`)."""
     from .embedders import default_embedder
 
-
     # One thread: the lowest and steadiest latency for one query at a time.
     return default_embedder(threads=1)
 
