@@ -137,6 +137,12 @@ def test_opening_reports_the_rebuild_and_the_snapshot_load(tmp_path: Path) -> No
     with SemanticCache(progress=rec):  # an empty store: nothing to report
         pass
     assert rec.calls == []
+    shutil.rmtree(str(path) + ".index")
+    rec = Recorder()
+    acache = AsyncSemanticCache(path, HashingEmbedder(dim=DIM), progress=rec)
+    asyncio.run(acache.aclose())
+    assert rec.calls[0] == ("index", 0, 21)
+    assert rec.calls[-1] == ("index", 20, 20)
 
 
 def test_a_callback_failing_while_opening_leaves_the_file_usable(tmp_path: Path) -> None:
