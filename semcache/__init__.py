@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._async import AsyncSemanticCache
 from ._cache import SemanticCache
-from ._dist import VERSION
+from ._dist import VERSION as __version__
 from ._errors import (
     ArchiveMemberTooLargeError,
     CacheClosedError,
@@ -51,8 +51,6 @@ from .embedders import (
     OnnxEmbedder,
     SentenceTransformerEmbedder,
 )
-
-__version__ = VERSION
 
 __all__ = [
     "MISS_REASONS",

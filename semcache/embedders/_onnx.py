@@ -16,16 +16,17 @@ import importlib
 import importlib.util
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from .._dist import install_hint
 from .._errors import ConfigurationError, EmbedderError, MissingDependencyError
+from .._progress import ProgressCallback
 
 __all__ = [
     "DEFAULT_ONNX_MODEL",
@@ -53,8 +54,9 @@ _DIM: Final = 384
 _MAX_TOKENS: Final = 256
 _TOKENIZER: Final = Path(__file__).parent / "_data" / "minilm-tokenizer.json"
 
-#: ``progress(stage, done, total)``: called while the model loads.
-LoadProgress = Callable[[str, int, "int | None"], None]
+#: The model load's progress callback: a :data:`~semcache.ProgressCallback`.
+LoadProgress: TypeAlias = ProgressCallback
+_STAGE: Final = "load model"
 
 
 def _noop(stage: str, done: int, total: int | None) -> None:
@@ -245,9 +247,9 @@ class OnnxEmbedder:
         embed.
 
         Args:
-            progress: called as ``progress(stage, done, total)`` while loading (stages:
-                "checking model", "loading model", "warming up"; ``done`` of ``total``
-                stages).
+            progress: called as ``progress("load model", step, 3)`` as each of the three
+                steps ends (checking the files, loading the model, warming up; one call
+                with ``step`` 0 first).
 
         Raises:
             MissingDependencyError: onnxruntime or tokenizers cannot be imported, or the
@@ -259,16 +261,16 @@ class OnnxEmbedder:
         report = progress or _noop
         with self._load_lock:
             if self.loaded:  # loaded before, or by another thread meanwhile
-                report("ready", 3, 3)
+                report(_STAGE, 3, 3)
                 return
-            report("checking model", 0, 3)
+            report(_STAGE, 0, 3)
             self._check_files()
-            report("loading model", 1, 3)
+            report(_STAGE, 1, 3)
             ort = _import("onnxruntime")
             tokenizers = _import("tokenizers")
             tokenizer = self._make_tokenizer(tokenizers)
             session = self._make_session(ort)
-            report("warming up", 2, 3)
+            report(_STAGE, 2, 3)
             out = self._run(session, tokenizer, ["warm up"])
             if self._dim is not None and out.shape[1] != self._dim:
                 raise EmbedderError(
@@ -278,7 +280,7 @@ class OnnxEmbedder:
             self._dim = int(out.shape[1])
             self._tokenizer = tokenizer
             self._session = session
-        report("ready", 3, 3)
+        report(_STAGE, 3, 3)
 
     def _check_files(self) -> None:
         if not self._model_path.is_file():
