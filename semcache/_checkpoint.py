@@ -12,7 +12,7 @@ Layout of format version 1 (member names are exactly these; nothing else is acce
     {"format": "semcache-checkpoint", "version": 1, "created_at": <unix time>,
      "semcache_version": "...", "fingerprint": <embedder fingerprint or null>,
      "dim": <int or null>, "dtype": "float32" | "float16", "store_id": "...",
-     "seq": <the copy's change sequence>, "entries": {namespace: count},
+     "seq": <int, the copy's change sequence>, "entries": {namespace: count},
      "total_entries": <int>, "files": {member: {"size": <bytes>, "sha256": "<hex>"}}}
 
 Writing: the index snapshots are saved under the cache's lock (so they reflect a known
@@ -26,8 +26,10 @@ Restoring never calls ``extractall``: every member is checked first (plain regul
 a name from the layout above, no absolute path or ``..``, no duplicates, a size under
 the cap, listed in the manifest), then each is streamed to a file whose name *this code*
 chooses inside ``<path>.restoring``, hashed on the way and compared with the manifest;
-the store copy must pass ``PRAGMA quick_check`` and match the manifest's counts and
-settings. Only then are the files moved to ``path`` and ``path.index``.
+the store copy must be exactly what semcache writes (see :func:`_check_store_file`: the
+schema of its recorded version and nothing else, ``PRAGMA integrity_check``, namespace
+counts equal to its rows) and match the manifest's counts, sequence and settings. Only
+then are the files moved to ``path`` and ``path.index``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
@@ -59,6 +62,7 @@ from ._errors import (
 )
 from ._snapshots import save_snapshots
 from ._store import SQLiteStore
+from ._store._sqlite import _LRU_INDEXES, MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from ._cache import SemanticCache
@@ -180,7 +184,7 @@ def _inspect_store(path: Path) -> dict[str, Any]:
                     "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
                 )
             }
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchall()
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get
         finally:
             conn.close()
     except apsw.Error as exc:
@@ -190,7 +194,7 @@ def _inspect_store(path: Path) -> dict[str, Any]:
         "dim": int(meta["dim"]) if "dim" in meta else None,
         "dtype": meta.get("vector_dtype", "float32"),
         "store_id": meta.get("store_id"),
-        "seq": seq[0] if seq else 0,
+        "seq": int(seq or 0),
         "entries": counts,
         "total_entries": sum(counts.values()),
     }
@@ -465,6 +469,16 @@ def _manifest(tar: tarfile.TarFile, members: Mapping[str, tarfile.TarInfo]) -> d
             raise CheckpointFormatError(f"the manifest lists {name!r} but the archive lacks it")
     if STORE not in files:
         raise CheckpointFormatError("the checkpoint holds no store")
+    seq = manifest.get("seq")
+    if (
+        isinstance(seq, list)
+        and len(seq) == 1
+        and isinstance(seq[0], int)
+        and not isinstance(seq[0], bool)
+    ):
+        seq = manifest["seq"] = seq[0]  # earlier semcache wrote a one-item list
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise CheckpointFormatError(f"malformed checkpoint manifest: seq {seq!r}")
     return manifest
 
 
@@ -513,10 +527,187 @@ def _extract(
 
 
 def _check_store_copy(path: Path, manifest: Mapping[str, Any]) -> None:
+    """The store copy must be a store exactly as semcache makes it, agreeing with itself
+    and with the manifest (see :func:`_check_store_file`)."""
+    _check_store_file(path)
     facts = _inspect_store(path)
-    for name in ("fingerprint", "dim", "dtype", "entries"):
+    for name in ("fingerprint", "dim", "dtype", "entries", "seq"):
         if facts[name] != manifest.get(name):
             raise CheckpointFormatError(
                 f"the checkpoint's store does not match its manifest ({name}: "
                 f"{facts[name]!r} != {manifest.get(name)!r})"
             )
+
+
+#: The SQLite file header of a copy ``dumps`` writes: the magic string, then (bytes 18
+#: and 19) the rollback-journal file format versions (a WAL file would say 2).
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+#: One ``sqlite_master`` row: type, name, table, SQL (the root page differs by file).
+_SchemaRow: TypeAlias = "tuple[str, str, str, str | None]"
+_SCHEMA_QUERY: Final = "SELECT type, name, tbl_name, sql FROM sqlite_master"
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """What a fresh store of one schema version holds: the objects it always has, the
+    ones semcache may add later (recency indexes, the planner's statistics), and its
+    header fields."""
+
+    required: frozenset[_SchemaRow]
+    optional: frozenset[_SchemaRow]
+    pragmas: tuple[tuple[str, object], ...]
+
+
+_PRAGMAS: Final = ("user_version", "application_id", "encoding")
+
+
+def _expected_schema(version: int) -> _Schema:
+    """The schema of a store at ``version``, read from stores built by the code that
+    builds them (so it cannot drift from it).
+
+    The current version is a fresh :class:`SQLiteStore` in a temporary file; an older
+    one replays the migrations up to it. Cached per version.
+    """
+    cached = _SCHEMAS.get(version)
+    if cached is not None:
+        return cached
+    with tempfile.TemporaryDirectory(prefix="semcache-schema-") as tmp:
+        store = SQLiteStore(os.path.join(tmp, "fresh.db"))
+        try:
+            conn = store._conn
+            if version != SCHEMA_VERSION:
+                # The table of applied migrations as the store creates it, then the
+                # migrations up to ``version`` on an empty database.
+                ddl = conn.execute(
+                    "SELECT sql FROM sqlite_master WHERE name = 'schema_migrations'"
+                ).get
+                old = apsw.Connection(":memory:")
+                old.execute(str(ddl))
+                for number, _, sql in MIGRATIONS:
+                    if number <= version:
+                        old.execute(sql)
+                store.close()
+                conn = old
+            required = frozenset(_schema_rows(conn))
+            pragmas = tuple((p, conn.execute(f"PRAGMA {p}").get) for p in _PRAGMAS)
+            for sql in _LRU_INDEXES.values():
+                conn.execute(sql)
+            conn.execute("ANALYZE")  # sqlite_stat1 (and sqlite_stat4 where compiled in)
+            optional = frozenset(_schema_rows(conn)) - required
+            if conn is not store._conn:
+                conn.close()
+        finally:
+            store.close()
+    schema = _SCHEMAS[version] = _Schema(required, optional, pragmas)
+    return schema
+
+
+_SCHEMAS: dict[int, _Schema] = {}
+
+
+def _schema_rows(conn: Any) -> list[_SchemaRow]:
+    return [
+        (str(t), str(n), str(tb), None if q is None else str(q))
+        for t, n, tb, q in conn.execute(_SCHEMA_QUERY)
+    ]
+
+
+def _check_store_file(path: Path) -> None:
+    """Refuse a store copy that is not exactly what semcache writes: a rollback-journal
+    SQLite file whose tables, indexes, triggers and views are those of its recorded
+    schema version (names and SQL; nothing else: no trigger, view or table of its own),
+    with the header fields a fresh store has, namespace counts equal to its rows, vectors
+    of the recorded size, and change sequences no lower than the ids in use. Cheap next
+    to the SHA-256 already computed: a few scans of the rows, no content compared.
+
+    Raises:
+        CheckpointFormatError: anything else.
+        CheckpointVersionError: a schema version newer than this semcache's.
+    """
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise CheckpointFormatError("the store copy is not a SQLite database")
+    if header[18:20] != b"\x01\x01":
+        raise CheckpointFormatError(
+            "the store copy is not in rollback-journal mode (dumps never writes a WAL file)"
+        )
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            _check_store_conn(conn)
+        finally:
+            conn.close()
+    except apsw.Error as exc:
+        raise CheckpointFormatError(f"the store copy is not a semcache store: {exc}") from exc
+
+
+def _check_store_conn(conn: Any) -> None:
+    # integrity_check, not quick_check: it also proves every index agrees with its table
+    # (a key index pointing at another row would serve another entry's answer); on a
+    # 105 MB store it costs 0.17 s against quick_check's 0.09 s.
+    check = conn.execute("PRAGMA integrity_check").fetchall()
+    if check != [("ok",)]:
+        raise CheckpointFormatError(f"the store copy fails PRAGMA integrity_check: {check[:5]}")
+    names = {row[1] for row in conn.execute(_SCHEMA_QUERY)}
+    if "schema_migrations" not in names:
+        raise CheckpointFormatError("the store copy is not a semcache store: no schema version")
+    versions = [int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")]
+    version = max(versions, default=0)
+    if version > SCHEMA_VERSION:
+        raise CheckpointVersionError(
+            f"the checkpoint's store has schema version {version}; this semcache reads up "
+            f"to {SCHEMA_VERSION}: upgrade semcache"
+        )
+    if version < 1 or sorted(versions) != list(range(1, version + 1)):
+        raise CheckpointFormatError(f"the store copy has schema versions {sorted(versions)}")
+    expected = _expected_schema(version)
+    rows = set(_schema_rows(conn))
+    missing = expected.required - rows
+    extra = rows - expected.required - expected.optional
+    if missing or extra:
+        what = sorted(f"{r[0]} {r[1]!r}" for r in extra) or ["changed or missing objects"]
+        raise CheckpointFormatError(
+            f"the store copy's schema is not the one semcache creates (schema version "
+            f"{version}): {', '.join(what)}"
+        )
+    for name, value in expected.pragmas:
+        found = conn.execute(f"PRAGMA {name}").get
+        if found != value:
+            raise CheckpointFormatError(f"the store copy has PRAGMA {name} = {found!r}")
+    counts = {
+        str(ns): int(n)
+        for ns, n in conn.execute("SELECT namespace, count(*) FROM entries GROUP BY namespace")
+    }
+    recorded = {str(ns): n for ns, n in conn.execute("SELECT name, entries FROM namespaces")}
+    if {ns: n for ns, n in recorded.items() if n != 0} != counts:
+        raise CheckpointFormatError(
+            "the store copy's namespace counts do not match its rows: the checkpoint was altered"
+        )
+    meta = {str(k): v for k, v in conn.execute("SELECT name, value FROM meta")}
+    vectors = conn.execute("SELECT count(*) FROM entries WHERE vector IS NOT NULL").get
+    dim, dtype = meta.get("dim"), meta.get("vector_dtype", "float32")
+    if dtype not in ("float32", "float16"):
+        raise CheckpointFormatError(f"the store copy records vector dtype {dtype!r}")
+    if dim is not None or vectors:
+        if not (
+            isinstance(dim, str) and dim.isascii() and dim.isdigit() and 0 < int(dim) < 1 << 20
+        ):
+            raise CheckpointFormatError(f"the store copy records dimension {dim!r}")
+        size = int(dim) * (2 if dtype == "float16" else 4)
+        bad = conn.execute(
+            "SELECT count(*) FROM entries WHERE vector IS NOT NULL AND length(vector) != ?",
+            (size,),
+        ).get
+        if bad:
+            raise CheckpointFormatError(
+                f"{bad} vectors in the store copy are not {dim} {dtype} values"
+            )
+    sequences = {str(n): s for n, s in conn.execute("SELECT name, seq FROM sqlite_sequence")}
+    for table, column in (("entries", "id"), ("changes", "seq")):
+        top = conn.execute(f"SELECT max({column}) FROM {table}").get
+        if top is not None and not (
+            isinstance(sequences.get(table), int) and sequences[table] >= top
+        ):
+            raise CheckpointFormatError(f"the store copy's sequence of {table} is behind its rows")

@@ -369,3 +369,132 @@ def test_read_manifest(checkpoint: Path) -> None:
     assert manifest["format"] == "semcache-checkpoint"
     assert manifest["version"] == 1
     assert manifest["total_entries"] == 20
+
+
+# -- the store copy: exactly semcache's schema, counts that match the rows ------------------
+def forge_store(
+    tmp_path: Path, checkpoint: Path, sql: str, *, manifest_change: dict[str, Any] | None = None
+) -> Path:
+    """A consistent forgery: the store copy altered by ``sql``, the manifest's size and
+    SHA-256 (and ``manifest_change``) updated to match, so only the store checks can
+    refuse it."""
+    import apsw
+
+    def change(manifest: dict[str, Any], files: dict[str, bytes]) -> None:
+        db = tmp_path / "forged.sqlite"
+        db.write_bytes(files["store.sqlite"])
+        conn = apsw.Connection(str(db))
+        conn.execute(sql)
+        conn.close()
+        data = db.read_bytes()
+        db.unlink()
+        files["store.sqlite"] = data
+        manifest["files"]["store.sqlite"] = {
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        manifest.update(manifest_change or {})
+
+    return rewrite(checkpoint, tmp_path / "forged.tar.gz", change)
+
+
+def test_namespace_counts_are_checked_against_the_rows(tmp_path: Path, checkpoint: Path) -> None:
+    archive = forge_store(
+        tmp_path,
+        checkpoint,
+        "UPDATE namespaces SET entries = 1 WHERE name = 'default'",
+        manifest_change={"entries": {"default": 1}, "total_entries": 1},
+    )
+    expect_refusal(tmp_path, archive, CheckpointFormatError, "counts do not match its rows")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TRIGGER rewrite AFTER INSERT ON entries BEGIN "
+        "UPDATE entries SET response = 'pwned' WHERE id = new.id; END",
+        "CREATE VIEW everything AS SELECT * FROM entries",
+        "CREATE TABLE extra(x)",
+        "CREATE INDEX extra_idx ON entries(query)",
+        # a trigger of semcache's name doing something else
+        "DROP TRIGGER entries_delete; CREATE TRIGGER entries_delete AFTER DELETE ON entries "
+        "BEGIN SELECT 1; END",
+        # an optional index under its name but other columns
+        "CREATE INDEX entries_lru ON entries(query)",
+        "DROP INDEX entries_expiry",
+    ],
+    ids=["trigger", "view", "table", "index", "changed-trigger", "changed-lru", "missing-index"],
+)
+def test_only_semcaches_own_schema_is_restored(tmp_path: Path, checkpoint: Path, sql: str) -> None:
+    archive = forge_store(tmp_path, checkpoint, sql)
+    expect_refusal(tmp_path, archive, CheckpointFormatError, "schema is not the one semcache")
+
+
+@pytest.mark.parametrize(
+    ("sql", "match"),
+    [
+        ("PRAGMA user_version = 7", "user_version"),
+        ("PRAGMA application_id = 42", "application_id"),
+        ("PRAGMA journal_mode = wal", "rollback-journal"),
+        ("UPDATE entries SET vector = x'00' WHERE id = 3", "vectors in the store copy"),
+        ("UPDATE meta SET value = '-4' WHERE name = 'dim'", "dimension"),
+        ("UPDATE sqlite_sequence SET seq = 1 WHERE name = 'entries'", "sequence of entries"),
+        ("DELETE FROM schema_migrations", "schema version"),
+    ],
+)
+def test_store_copy_header_and_rows_are_checked(
+    tmp_path: Path, checkpoint: Path, sql: str, match: str
+) -> None:
+    archive = forge_store(tmp_path, checkpoint, sql)
+    expect_refusal(tmp_path, archive, CheckpointFormatError, match)
+
+
+def test_a_newer_store_schema_is_a_version_error(tmp_path: Path, checkpoint: Path) -> None:
+    archive = forge_store(
+        tmp_path, checkpoint, "INSERT INTO schema_migrations VALUES (99, 'future', 0)"
+    )
+    expect_refusal(tmp_path, archive, CheckpointVersionError, "schema version 99")
+
+
+def test_the_restored_cache_keeps_its_quotas(tmp_path: Path, checkpoint: Path) -> None:
+    # With correct counts a quota holds after restore (the forgery above is what broke it).
+    with SemanticCache.loads(
+        checkpoint, tmp_path / "r.db", HashingEmbedder(32), namespace_quotas={"default": 20}
+    ) as cache:
+        cache.put("one more", "x")
+        assert cache.stats()["entries"] == {"default": 20}
+
+
+def test_optional_objects_semcache_creates_are_accepted(tmp_path: Path) -> None:
+    # Recency indexes (created by a limit) and the planner's statistics (PRAGMA optimize
+    # on close) are semcache's own: such a store restores.
+    path = str(tmp_path / "src.db")
+    with SemanticCache(path, max_entries=5, namespace_quotas={"t": 2}) as cache:
+        for i in range(8):
+            cache.put(f"q{i}", "a", embedding=unit(i))
+            cache.put(f"t{i}", "a", embedding=unit(i), namespace="t")
+    import apsw
+
+    conn = apsw.Connection(path)
+    conn.execute("ANALYZE")
+    names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert {"entries_lru", "entries_ns_lru", "sqlite_stat1"} <= names
+    with SemanticCache(path) as cache:
+        cache.dumps(tmp_path / "cp.tar.gz")
+    with SemanticCache.loads(tmp_path / "cp.tar.gz", tmp_path / "r.db", None) as restored:
+        assert restored.stats()["entries"] == {"default": 3, "t": 2}
+
+
+def test_manifest_seq_is_a_number(tmp_path: Path, checkpoint: Path) -> None:
+    manifest = read_manifest(checkpoint)
+    assert type(manifest["seq"]) is int
+    assert manifest["seq"] == 20  # twenty puts, one change each
+    # A manifest written as a one-item list (by earlier versions) still loads.
+    old = rewrite(checkpoint, tmp_path / "old.tar.gz", lambda m, f: m.update(seq=[m["seq"]]))
+    assert read_manifest(old)["seq"] == 20
+    SemanticCache.loads(old, tmp_path / "r.db", None).close()
+    for bad in ("20", -1, [1, 2], True):
+        archive = rewrite(checkpoint, tmp_path / "bad.tar.gz", lambda m, f: m.update(seq=bad))  # noqa: B023
+        expect_refusal(tmp_path, archive, CheckpointFormatError, "seq")
+        archive.unlink()
