@@ -487,7 +487,7 @@ class SemanticCache:
             return False
         if progress is not None:
             progress("load index", 0, 1)
-        loaded = load_snapshots(*target)
+        loaded = load_snapshots(*target, store_seq=self._store.seq())
         if progress is not None:
             progress("load index", 1, 1)
         if loaded is None:

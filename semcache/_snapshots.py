@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -48,6 +49,9 @@ def snapshot_dir(store_path: object) -> Path | None:
     if not isinstance(store_path, str) or store_path in ("", ":memory:"):
         return None
     return Path(store_path + ".index")
+
+
+_FILE_NAME: Final = re.compile(r"ns-[0-9a-f]{32}\.npz")
 
 
 def _file_name(namespace: str) -> str:
@@ -114,8 +118,21 @@ def _save_locked(
             path.unlink(missing_ok=True)
 
 
-def load_snapshots(folder: Path, plan: SnapshotPlan) -> tuple[int, dict[str, VectorIndex]] | None:
+#: The largest manifest read (it names one file per namespace).
+_MAX_MANIFEST_BYTES: Final = 64 << 20
+
+
+def load_snapshots(
+    folder: Path, plan: SnapshotPlan, *, store_seq: int | None = None
+) -> tuple[int, dict[str, VectorIndex]] | None:
     """Load the indexes a manifest names, if it matches ``plan``.
+
+    Nothing a snapshot says is trusted before it is bounded: the manifest's size, its
+    sequence (not past ``store_seq``, the store's), each file's dimension and dtype (the
+    plan's) and live count (at most ``store_seq``: every live entry was put once) are
+    checked from the headers before any array is read, and reading never allocates more
+    than a file's size (see ``semcache._index``). Any failure, whatever its kind, means
+    a rebuild from the store, never an error.
 
     Returns:
         ``(seq, indexes)``, or None when there is no usable snapshot (the reason is
@@ -123,10 +140,12 @@ def load_snapshots(folder: Path, plan: SnapshotPlan) -> tuple[int, dict[str, Vec
     """
     try:
         with open(folder / MANIFEST, encoding="utf-8") as fh:
+            if os.fstat(fh.fileno()).st_size > _MAX_MANIFEST_BYTES:
+                raise ValueError(f"larger than {_MAX_MANIFEST_BYTES} bytes")
             manifest: Any = json.load(fh)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         logger.warning("semcache: unreadable index manifest in %s (%s); rebuilding", folder, exc)
         return None
     expected = {
@@ -140,21 +159,36 @@ def load_snapshots(folder: Path, plan: SnapshotPlan) -> tuple[int, dict[str, Vec
         logger.info("semcache: index snapshot in %s does not match this cache; rebuilding", folder)
         return None
     seq, files = manifest.get("seq"), manifest.get("namespaces")
-    if not isinstance(seq, int) or not isinstance(files, dict):
+    if (
+        isinstance(seq, bool)
+        or not isinstance(seq, int)
+        or seq < 0
+        or not isinstance(files, dict)
+        or not all(isinstance(n, str) and _FILE_NAME.fullmatch(n) for n in files.values())
+    ):
         logger.warning("semcache: malformed index manifest in %s; rebuilding", folder)
         return None
+    if store_seq is not None and seq > store_seq:
+        logger.info("semcache: index snapshot in %s is newer than the store; rebuilding", folder)
+        return None
+    # Every live entry was put once, and each put advanced the store's sequence.
+    bound = store_seq if store_seq is not None else 1 << 62
     indexes: dict[str, VectorIndex] = {}
     try:
         for ns, name in files.items():
-            path = folder / str(name)
+            path = folder / name
             info = snapshot_info(path)
             if info.meta.get("seq") != seq or info.meta.get("namespace") != ns:
                 raise ValueError(f"{path.name} belongs to another save")
+            if info.dim != plan.dim or info.dtype != plan.dtype or not 0 <= info.count <= bound:
+                raise ValueError(
+                    f"{path.name} claims {info.count} {info.dtype} vectors of {info.dim}"
+                )
             index = load_index(path)
             indexes[str(ns)] = index
-            if index.dim != plan.dim or index.dtype.name != plan.dtype:
+            if index.dim != plan.dim or index.dtype.name != plan.dtype or len(index) > bound:
                 raise ValueError(f"{path.name} holds {index.dtype.name} vectors of {index.dim}")
-    except (OSError, ValueError, ImportError) as exc:
+    except Exception as exc:  # a snapshot is never trusted: any failure rebuilds
         for index in indexes.values():
             index.close()
         logger.warning("semcache: index snapshot in %s unusable (%s); rebuilding", folder, exc)

@@ -4,6 +4,11 @@ imported lazily and a missing one names its install command."""
 from __future__ import annotations
 
 import builtins
+import hashlib
+import io
+import json
+import struct
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -11,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from semcache import SemanticCache
 from semcache._errors import MissingDependencyError
 from semcache._index import (
     FaissIndex,
@@ -20,6 +26,7 @@ from semcache._index import (
     make_index,
     snapshot_info,
 )
+from semcache._index._common import SNAPSHOT_KIND
 
 
 def _flat(tmp_path: Path) -> Path:
@@ -158,3 +165,263 @@ def test_missing_extra_names_install_command(
         MissingDependencyError, match=rf"pip install 'semcache-engine\[{backend}\]'"
     ):
         make_index(backend, 8, np.float32, {})
+
+
+# -- hostile headers: every size is bounded before anything is allocated -------------------
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    """An .npy member that claims ``shape`` and holds no data."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf,
+        {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False,
+            "shape": shape,
+        },
+    )
+    return buf.getvalue()
+
+
+def _write_raw(path: Path, backend: str, header: dict[str, Any], members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("kind.npy", _npy(np.array(SNAPSHOT_KIND)))
+        zf.writestr("backend.npy", _npy(np.array(backend)))
+        zf.writestr("header.npy", _npy(np.array(json.dumps(header))))
+        for name, data in members.items():
+            zf.writestr(f"a_{name}.npy", data)
+    return path
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _resave(path: Path, arrays: dict[str, np.ndarray], **header: Any) -> Path:
+    arrays = dict(arrays)
+    if header:
+        merged = json.loads(str(arrays["header"]))
+        merged.update(header)
+        arrays["header"] = np.array(json.dumps(merged))
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "members", "match"),
+    [
+        # a header dimension that would size a 233 TiB matrix
+        (
+            {"dim": 10**12, "dtype": "float32", "count": 0},
+            {"ids": _npy(np.zeros(0, np.int64)), "vectors": _npy_header((0, 10**12), "float32")},
+            "dim",
+        ),
+        # an array that claims 8 TiB and holds nothing
+        (
+            {"dim": 8, "dtype": "float32", "count": 0},
+            {"ids": _npy_header((2**40,), "int64"), "vectors": _npy(np.zeros((0, 8), np.float32))},
+            "claims",
+        ),
+        (
+            {"dim": 8, "dtype": "float32", "count": 0},
+            {"ids": _npy(np.zeros(0, np.int64)), "vectors": _npy_header((2**20, 8), "float32")},
+            "claims",
+        ),
+    ],
+    ids=["dim", "ids", "vectors"],
+)
+def test_sizes_claimed_by_a_header_are_bounded(
+    tmp_path: Path, header: dict[str, Any], members: dict[str, bytes], match: str
+) -> None:
+    path = _write_raw(tmp_path / "hostile.npz", "flat", header, members)
+    with pytest.raises(ValueError, match=match):  # was MemoryError
+        load_index(path)
+
+
+def test_compressed_members_are_refused(tmp_path: Path) -> None:
+    # a compressed member could expand far beyond the file's size
+    arrays = _arrays(_flat(tmp_path))
+    path = tmp_path / "deflated.npz"
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    with pytest.raises(ValueError, match="not a stored"):
+        load_index(path)
+
+
+@pytest.mark.parametrize(
+    ("backend", "options"),
+    [
+        ("hnswlib", {}),
+        ("faiss", {"kind": "hnsw"}),
+        ("faiss", {"kind": "flat"}),
+        ("auto", {"switch_at": 4}),
+    ],
+)
+@pytest.mark.parametrize("field", ["M", "ef_search", "ef_construction", "dim"])
+def test_graph_header_parameters_are_bounded(
+    tmp_path: Path, backend: str, options: dict[str, Any], field: str
+) -> None:
+    index = make_index(backend, 8, np.float32, options)
+    index.add(np.arange(10), np.eye(10, 8, dtype=np.float32))
+    index.save(tmp_path / "good.npz")
+    arrays = _arrays(tmp_path / "good.npz")
+    header = json.loads(str(arrays["header"]))
+    if backend == "auto" and field != "dim":
+        header["auto"][field] = 10**9
+    else:
+        header[field] = 10**9
+    arrays["header"] = np.array(json.dumps(header))
+    path = _resave(tmp_path / "big.npz", arrays)
+    with pytest.raises(ValueError, match=field if backend != "auto" or field == "dim" else "over"):
+        load_index(path)
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "fmt"),
+    [
+        (16, 10**15, "<Q"),  # cur_element_count: more rows than the ids
+        (24, 1 << 40, "<Q"),  # size_data_per_element
+        (8, 1 << 50, "<Q"),  # max_elements, with the count above the capacity given
+        (48, 1 << 30, "<i"),  # maxlevel
+        (88, 1 << 40, "<Q"),  # ef_construction
+    ],
+)
+def test_hnswlib_blob_header_is_checked(tmp_path: Path, offset: int, value: int, fmt: str) -> None:
+    index = make_index("hnswlib", 8, np.float32, {})
+    index.add(np.arange(10), np.eye(10, 8, dtype=np.float32))
+    index.save(tmp_path / "good.npz")
+    arrays = _arrays(tmp_path / "good.npz")
+    blob = bytearray(arrays["a_blob"].tobytes())
+    struct.pack_into(fmt, blob, offset, value)
+    if offset == 8:
+        struct.pack_into("<Q", blob, 16, 1000)  # count over the capacity: hnswlib uses max_elements
+    arrays["a_blob"] = np.frombuffer(bytes(blob), dtype=np.uint8)
+    with pytest.raises(ValueError, match="corrupt"):
+        load_index(_resave(tmp_path / "bad.npz", arrays))
+
+
+def test_hnswlib_level0_links_are_checked(tmp_path: Path) -> None:
+    index = make_index("hnswlib", 8, np.float32, {"M": 4})
+    index.add(np.arange(10), np.eye(10, 8, dtype=np.float32))
+    index.save(tmp_path / "good.npz")
+    arrays = _arrays(tmp_path / "good.npz")
+    blob = bytearray(arrays["a_blob"].tobytes())
+    struct.pack_into("<I", blob, 96 + 4, 10**6)  # row 0's first neighbour: far outside
+    arrays["a_blob"] = np.frombuffer(bytes(blob), dtype=np.uint8)
+    with pytest.raises(ValueError, match="link"):
+        load_index(_resave(tmp_path / "bad.npz", arrays))
+
+
+def test_faiss_vector_sizes_are_bounded_by_the_blob(tmp_path: Path) -> None:
+    index = make_index("faiss", 8, np.float32, {"kind": "flat"})
+    index.add(np.arange(10), np.eye(10, 8, dtype=np.float32))
+    index.save(tmp_path / "good.npz")
+    arrays = _arrays(tmp_path / "good.npz")
+    blob = bytearray(arrays["a_blob"].tobytes())
+    # IndexFlatIP: fourcc, d, ntotal, two dummies, is_trained, metric type, then the
+    # codes' size in floats: claim 64 GiB.
+    struct.pack_into("<Q", blob, 4 + 4 + 8 + 8 + 8 + 1 + 4, 1 << 34)
+    arrays["a_blob"] = np.frombuffer(bytes(blob), dtype=np.uint8)
+    with pytest.raises(ValueError, match="corrupt"):
+        load_index(_resave(tmp_path / "bad.npz", arrays))
+    # the header's rows and dim must agree with the snapshot's
+    blob = bytearray(_arrays(tmp_path / "good.npz")["a_blob"].tobytes())
+    struct.pack_into("<q", blob, 8, 11)
+    arrays["a_blob"] = np.frombuffer(bytes(blob), dtype=np.uint8)
+    with pytest.raises(ValueError, match="corrupt"):
+        load_index(_resave(tmp_path / "bad2.npz", arrays))
+
+
+# -- a hostile sidecar or checkpoint snapshot: the cache opens and rebuilds ----------------
+def _hostile_flat(path: Path, meta: dict[str, Any]) -> None:
+    _write_raw(
+        path,
+        "flat",
+        {"dim": 10**12, "dtype": "float32", "count": 0, "meta": meta},
+        {"ids": _npy(np.zeros(0, np.int64)), "vectors": _npy_header((0, 10**12), "float32")},
+    )
+
+
+def _unit(i: int) -> np.ndarray:
+    v = np.random.default_rng(i).standard_normal(8).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize("backend", ["flat", "auto", "hnswlib"])
+def test_a_hostile_sidecar_snapshot_is_rebuilt_on_open(tmp_path: Path, backend: str) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path, index_backend=backend, similarity_threshold=0.99) as cache:
+        for i in range(20):
+            cache.put(f"q{i}", f"a{i}", embedding=_unit(i))
+    folder = Path(path + ".index")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for ns, name in manifest["namespaces"].items():
+        _hostile_flat(folder / name, {"seq": manifest["seq"], "namespace": ns})
+    with SemanticCache(path, index_backend=backend, similarity_threshold=0.99) as cache:
+        assert cache.stats()["index_source"] == "store"
+        assert cache.get("x", embedding=_unit(3)).response == "a3"  # type: ignore[union-attr]
+
+
+def test_a_snapshot_claiming_more_rows_than_the_store_ever_had(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path, index_backend="flat") as cache:
+        for i in range(5):
+            cache.put(f"q{i}", f"a{i}", embedding=_unit(i))
+    folder = Path(path + ".index")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (name,) = manifest["namespaces"].values()
+    _resave(folder / name, _arrays(folder / name), count=10**6)
+    with SemanticCache(path, index_backend="flat") as cache:
+        assert cache.stats()["index_source"] == "store"
+    # a manifest sequence past the store's
+    manifest["seq"] = 10**9
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with SemanticCache(path, index_backend="flat") as cache:
+        assert cache.stats()["index_source"] == "store"
+
+
+def test_a_hostile_snapshot_inside_a_checkpoint_is_rebuilt(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.db")
+    with SemanticCache(path, index_backend="flat", similarity_threshold=0.99) as cache:
+        for i in range(20):
+            cache.put(f"q{i}", f"a{i}", embedding=_unit(i))
+        cache.dumps(tmp_path / "cp.tar.gz")
+    with tarfile.open(tmp_path / "cp.tar.gz", "r:gz") as tar:
+        files = {}
+        for member in tar.getmembers():
+            fh = tar.extractfile(member)
+            assert fh is not None
+            files[member.name] = fh.read()
+    manifest = json.loads(files.pop("manifest.json"))
+    index_manifest = json.loads(files["index/manifest.json"])
+    for ns, name in index_manifest["namespaces"].items():
+        hostile = tmp_path / "hostile.npz"
+        _hostile_flat(hostile, {"seq": index_manifest["seq"], "namespace": ns})
+        data = hostile.read_bytes()
+        files[f"index/{name}"] = data
+        manifest["files"][f"index/{name}"] = {
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    with tarfile.open(tmp_path / "forged.tar.gz", "w:gz") as tar:
+        for name, data in [("manifest.json", json.dumps(manifest).encode()), *files.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    restored = SemanticCache.loads(
+        tmp_path / "forged.tar.gz",
+        tmp_path / "r.db",
+        None,
+        similarity_threshold=0.99,
+        index_backend="flat",
+    )
+    with restored:
+        assert restored.stats()["index_source"] == "store"
+        assert restored.get("x", embedding=_unit(7)).response == "a7"  # type: ignore[union-attr]

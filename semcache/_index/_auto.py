@@ -32,7 +32,11 @@ from .._dist import install_hint
 from .._errors import ConfigurationError, MissingDependencyError
 from ._base import IdArray, ScoreArray
 from ._common import (
+    MAX_DIM,
+    MAX_EF,
+    MAX_M,
     Snapshot,
+    bounded_field,
     check_dim,
     check_dtype,
     closed_error,
@@ -52,6 +56,9 @@ from ._graph import (
 )
 
 __all__ = ["DEFAULT_SWITCH_AT", "AutoIndex"]
+
+#: Options a snapshot's header may state, and their bounds (checked before use).
+_BOUNDS = {"M": MAX_M, "ef_construction": MAX_EF, "ef_search": MAX_EF, "build_threads": 1024}
 
 #: Live rows at which ``auto`` starts building a graph.
 DEFAULT_SWITCH_AT = 50_000
@@ -430,10 +437,14 @@ class AutoIndex:
         if not isinstance(opts, dict) or inner_name not in ("flat", "hnswlib", "faiss"):
             raise ValueError(f"{os.fspath(path)!r}: bad auto snapshot header")
         try:
+            parsed = parse_options("auto", opts, cls._OPTION_KEYS)
+            for name, high in _BOUNDS.items():
+                if isinstance(parsed.get(name), int) and parsed[name] > high:
+                    raise ConfigurationError(f"{name} {parsed[name]} over {high}")
             index = cls(
-                int(snapshot_field(snap, "dim", path)),
+                bounded_field(snap, "dim", path, MAX_DIM),
                 dtype=np.dtype(str(snapshot_field(snap, "dtype", path))),
-                **parse_options("auto", opts, cls._OPTION_KEYS),
+                **parsed,
             )
         except (ConfigurationError, TypeError) as exc:
             raise ValueError(f"{os.fspath(path)!r}: bad auto snapshot header: {exc}") from exc

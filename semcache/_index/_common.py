@@ -366,6 +366,8 @@ def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) ->
         raise FileNotFoundError(name)
     try:
         with open(name, "rb") as fh:
+            _check_container(fh, os.fstat(fh.fileno()).st_size)
+            fh.seek(0)
             loaded = np.load(fh, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz container")
@@ -375,6 +377,66 @@ def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) ->
         raise
     except _BAD_FILE as exc:
         raise ValueError(f"{name!r} is not a semcache index snapshot: {exc}") from exc
+
+
+#: Members a snapshot holds: kind, backend, header and a few arrays.
+_MAX_MEMBERS = 16
+#: Header fields a loader trusts only within these bounds (every size a snapshot states
+#: is checked before anything is allocated from it): the dimension (the widest models
+#: make 12,288), a graph's M and its ef values.
+MAX_DIM = 1 << 16
+MAX_M = 4096
+MAX_EF = 1 << 20
+
+
+def _check_container(fh: Any, file_size: int) -> None:
+    """Refuse a snapshot whose arrays claim more bytes than the file holds, before
+    NumPy allocates them: every member stored uncompressed (as ``np.savez`` writes it)
+    and inside the file, and every array's shape times its item size within its member.
+    So reading a snapshot never allocates more than its size on disk, whatever its
+    headers say.
+
+    Raises:
+        ValueError: a member that breaks these rules.
+    """
+    with zipfile.ZipFile(fh) as zf:
+        infos = zf.infolist()
+        if len(infos) > _MAX_MEMBERS:
+            raise ValueError(f"{len(infos)} members (at most {_MAX_MEMBERS})")
+        for info in infos:
+            if (
+                info.compress_type != zipfile.ZIP_STORED
+                or info.compress_size != info.file_size
+                or info.header_offset + info.compress_size > file_size
+                or not info.filename.endswith(".npy")
+            ):
+                raise ValueError(f"member {info.filename!r} is not a stored .npy array")
+            with zf.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f"member {info.filename!r}: .npy version {version}")
+                if dtype.hasobject:
+                    raise ValueError(f"member {info.filename!r} holds Python objects")
+                count = 1
+                for extent in shape:
+                    count *= int(extent)
+                if count * dtype.itemsize > info.file_size:
+                    raise ValueError(
+                        f"member {info.filename!r} claims {shape} {dtype} values, more than "
+                        f"its {info.file_size} bytes"
+                    )
+
+
+def bounded_field(snap: Snapshot, name: str, path: str | os.PathLike[str], high: int) -> int:
+    """An int header field in ``[1, high]``, or ``ValueError`` naming the file."""
+    value = snapshot_field(snap, name, path)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{os.fspath(path)!r}: snapshot {name} {value!r} out of [1, {high}]")
+    return value
 
 
 def _parse(data: Any, header_only: bool) -> Snapshot:

@@ -13,8 +13,10 @@ import numpy.typing as npt
 
 from ._base import IdArray, ScoreArray
 from ._common import (
+    MAX_DIM,
     RowIndexBase,
     RowTable,
+    bounded_field,
     check_dim,
     check_dtype,
     check_k,
@@ -23,7 +25,6 @@ from ._common import (
     prepare_query,
     read_snapshot,
     snapshot_array,
-    snapshot_field,
     write_snapshot,
 )
 from ._kernel import Kernel, get_kernel
@@ -317,7 +318,7 @@ class FlatIndex(RowIndexBase):
         kernel: str | None = None,
         shadow: bool | None = None,
     ) -> FlatIndex:
-        dim = int(snapshot_field(snap, "dim", path))
+        dim = bounded_field(snap, "dim", path, MAX_DIM)
         ids = snapshot_array(snap, "ids", path)
         vectors = snapshot_array(snap, "vectors", path)
         if vectors.ndim != 2 or vectors.shape != (ids.shape[0], dim) or ids.dtype != np.int64:

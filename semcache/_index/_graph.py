@@ -15,7 +15,9 @@ faiss and hnswlib are optional extras, imported only when a backend is built.
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -26,9 +28,13 @@ from .._dist import install_hint
 from .._errors import ConfigurationError, MissingDependencyError
 from ._base import IdArray, ScoreArray
 from ._common import (
+    MAX_DIM,
+    MAX_EF,
+    MAX_M,
     RowIndexBase,
     RowTable,
     Snapshot,
+    bounded_field,
     check_dim,
     check_dtype,
     check_k,
@@ -327,15 +333,15 @@ class _RowGraphIndex(RowIndexBase):
     @classmethod
     def _ctor_kwargs(cls, snap: Snapshot, path: str | os.PathLike[str]) -> dict[str, Any]:
         return {
-            "M": int(snapshot_field(snap, "M", path)),
-            "ef_construction": int(snapshot_field(snap, "ef_construction", path)),
-            "ef_search": int(snapshot_field(snap, "ef_search", path)),
+            "M": bounded_field(snap, "M", path, MAX_M),
+            "ef_construction": bounded_field(snap, "ef_construction", path, MAX_EF),
+            "ef_search": bounded_field(snap, "ef_search", path, MAX_EF),
         }
 
     @classmethod
     def _from_snapshot(cls, snap: Snapshot, path: str | os.PathLike[str]) -> Any:
         try:
-            dim = int(snapshot_field(snap, "dim", path))
+            dim = bounded_field(snap, "dim", path, MAX_DIM)
             dtype = np.dtype(str(snapshot_field(snap, "dtype", path)))
             kwargs = cls._ctor_kwargs(snap, path)
         except TypeError as exc:
@@ -346,11 +352,19 @@ class _RowGraphIndex(RowIndexBase):
         n = ids.shape[0]
         if (
             ids.dtype != np.int64
+            or ids.ndim != 1
             or live.dtype != np.bool_
             or live.shape != (n,)
             or blob.dtype != np.uint8
+            or blob.ndim != 1
         ):
             raise ValueError(f"{os.fspath(path)!r}: snapshot arrays have the wrong type")
+        try:
+            cls._check_blob(blob, n, dim, dtype, kwargs)
+        except (ValueError, struct.error) as exc:
+            raise ValueError(
+                f"{os.fspath(path)!r}: the {cls.backend} graph is corrupt: {exc}"
+            ) from exc
         index = cls(dim, dtype=dtype, **kwargs)
         try:
             index._native = index._native_restore(blob, n, max(64, n))
@@ -363,6 +377,18 @@ class _RowGraphIndex(RowIndexBase):
         if dead.size:
             index._restore_tombstones(dead.tolist())
         return index
+
+    @classmethod
+    def _check_blob(
+        cls, blob: npt.NDArray[np.uint8], n: int, dim: int, dtype: np.dtype[Any], kw: Any
+    ) -> None:
+        """Refuse a native blob whose header disagrees with the snapshot's (rows, dim,
+        parameters) or claims more bytes than it holds, before the library reads it.
+
+        Raises:
+            ValueError: it does.
+        """
+        raise NotImplementedError
 
     def _restore_tombstones(self, rows: list[int]) -> None:
         self._native_tombstone(rows)
@@ -439,6 +465,40 @@ class HnswlibIndex(_RowGraphIndex):
             name = os.path.join(tmp, "graph.bin")
             self._native.save_index(name)
             return np.fromfile(name, dtype=np.uint8)
+
+    #: hnswlib's file header: offsetLevel0, max_elements, cur_element_count,
+    #: size_data_per_element, label_offset, offsetData (size_t), maxlevel (int),
+    #: enterpoint_node (uint32), maxM, maxM0, M (size_t), mult (double), ef_construction.
+    _HEADER = struct.Struct("<6QiI3QdQ")
+
+    @classmethod
+    def _check_blob(
+        cls, blob: npt.NDArray[np.uint8], n: int, dim: int, dtype: np.dtype[Any], kw: Any
+    ) -> None:
+        # hnswlib sizes its arrays by this header (max_elements when the count exceeds
+        # the capacity given) and checks the link lists against the file size; the rest
+        # is checked here: every size against the snapshot's rows, dim and M, the
+        # level-0 links (count and neighbours) against the rows.
+        (off0, _, count, per, label_off, data_off, max_level, entry, max_m, max_m0, m, _, efc) = (
+            cls._HEADER.unpack(blob[: cls._HEADER.size].tobytes())
+        )
+        links0 = (2 * kw["M"] + 1) * 4
+        expected = (0, n, links0 + dim * 4 + 8, links0 + dim * 4, links0, kw["M"], 2 * kw["M"])
+        if (off0, count, per, label_off, data_off, max_m, max_m0) != expected or m != kw["M"]:
+            raise ValueError("header does not match the snapshot's rows, dim or M")
+        if efc > MAX_EF or not -1 <= max_level <= 64:
+            raise ValueError("header parameters out of range")
+        if (n == 0) != (entry == 0xFFFFFFFF) or (n and entry >= n):
+            raise ValueError("entry point out of range")
+        start = cls._HEADER.size
+        if start + n * per > blob.shape[0]:
+            raise ValueError(f"{n} rows of {per} bytes do not fit in {blob.shape[0]}")
+        level0 = blob[start : start + n * per].reshape(n, per)
+        sizes = level0[:, 0:2].copy().view(np.uint16).reshape(n)
+        links = level0[:, 4:links0].copy().view(np.uint32).reshape(n, 2 * kw["M"])
+        used = np.arange(2 * kw["M"]) < sizes[:, None].astype(np.int64)
+        if (sizes > 2 * kw["M"]).any() or (links[used] >= n).any():
+            raise ValueError("a level-0 link points outside the graph")
 
     def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
         hnswlib = import_hnswlib()
@@ -567,9 +627,33 @@ class FaissIndex(_RowGraphIndex):
         faiss = import_faiss()
         return np.asarray(faiss.serialize_index(self._native), dtype=np.uint8)
 
+    #: The fourcc of each kind and dtype this class writes (IndexFlatIP,
+    #: IndexScalarQuantizer fp16, IndexHNSWFlat, IndexHNSWSQ fp16), then faiss's index
+    #: header: d (int32), ntotal (int64).
+    _FOURCC: ClassVar[dict[tuple[str, bool], bytes]] = {
+        ("flat", False): b"IxFI",
+        ("flat", True): b"IxSQ",
+        ("hnsw", False): b"IHNf",
+        ("hnsw", True): b"IHNs",
+    }
+
+    @classmethod
+    def _check_blob(
+        cls, blob: npt.NDArray[np.uint8], n: int, dim: int, dtype: np.dtype[Any], kw: Any
+    ) -> None:
+        # faiss sizes every vector it reads by a count in the blob; those are bounded by
+        # the blob's size at deserialization (see _native_restore); here the header.
+        fourcc = cls._FOURCC.get((kw["kind"], dtype == _F16))
+        head = blob[:16].tobytes()
+        if len(head) < 16 or head[:4] != fourcc:
+            raise ValueError(f"not a faiss {kw['kind']} {dtype.name} index")
+        d, ntotal = struct.unpack_from("<iq", head, 4)
+        if d != dim or ntotal != n:
+            raise ValueError(f"faiss index claims {ntotal} rows of dim {d}")
+
     def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
         faiss = import_faiss()
-        index = faiss.deserialize_index(np.ascontiguousarray(blob))
+        index = _deserialize_bounded(faiss, np.ascontiguousarray(blob))
         if index.ntotal != n or index.d != self._dim:
             raise ValueError(f"faiss index holds {index.ntotal} rows of dim {index.d}")
         self._bitmap = np.zeros(max(8, (capacity + 7) // 8), dtype=np.uint8)
@@ -593,3 +677,22 @@ class FaissIndex(_RowGraphIndex):
         kwargs = super()._ctor_kwargs(snap, path)
         kwargs["kind"] = str(snapshot_field(snap, "kind", path))
         return kwargs
+
+
+_FAISS_LIMIT_LOCK = threading.Lock()
+
+
+def _deserialize_bounded(faiss: Any, blob: npt.NDArray[np.uint8]) -> Any:
+    """``faiss.deserialize_index`` with every vector it reads capped at the blob's size
+    (faiss >= 1.14.2; its default cap is 1 TB, and a vector is allocated and zeroed
+    before its bytes are read), so a blob that claims more than it holds fails fast."""
+    setter = getattr(faiss, "set_deserialization_vector_byte_limit", None)
+    if setter is None:  # pragma: no cover - older faiss: the header checks only
+        return faiss.deserialize_index(blob)
+    with _FAISS_LIMIT_LOCK:
+        previous = faiss.get_deserialization_vector_byte_limit()
+        setter(max(int(blob.shape[0]), 1 << 16))
+        try:
+            return faiss.deserialize_index(blob)
+        finally:
+            setter(previous)
