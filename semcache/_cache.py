@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._checkpoint import CheckpointTarget, dump_checkpoint, load_checkpoint
+from ._checkpoint import CheckpointTarget, dump_checkpoint, load_checkpoint, sweep_stale
 from ._deadline import call_with_deadline, check_timeout
 from ._errors import (
     CacheClosedError,
@@ -375,7 +375,9 @@ class SemanticCache:
             return None
         if path in ("", ":memory:") or path.startswith("file:"):
             return None
-        return acquire_store_lock(path, mode)
+        claim = acquire_store_lock(path, mode)
+        sweep_stale(os.path.dirname(os.path.abspath(path)))  # what killed dumps/loads left
+        return claim
 
     def _fork_prepare(self) -> None:
         # Hold the lock across fork() so the child copies no operation half done.

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -51,6 +52,11 @@ from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import apsw
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: leftovers are not swept
+    fcntl = None  # type: ignore[assignment]
+
 from ._errors import (
     ArchiveMemberTooLargeError,
     CheckpointChecksumError,
@@ -60,6 +66,7 @@ from ._errors import (
     CheckpointVersionError,
     UnsafeArchiveError,
 )
+from ._locking import lock_path
 from ._snapshots import save_snapshots
 from ._store import SQLiteStore
 from ._store._sqlite import _LRU_INDEXES, MIGRATIONS, SCHEMA_VERSION
@@ -76,6 +83,7 @@ __all__ = [
     "load_checkpoint",
     "read_manifest",
     "remove_restored",
+    "sweep_stale",
 ]
 
 _T = TypeVar("_T")
@@ -94,6 +102,7 @@ _MAX_MANIFEST_BYTES: Final = 64 << 20
 _MAX_MEMBERS: Final = 1_000_000
 _CHUNK: Final = 1 << 20
 _SIDECARS: Final = ("-wal", "-shm", "-journal", ".index")
+logger = logging.getLogger("semcache")
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -113,7 +122,8 @@ def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, A
             f"checkpoints copy a SQLite file; this cache's store is a {type(store).__name__}"
         )
     folder = os.path.dirname(os.path.abspath(store.path))
-    work = Path(tempfile.mkdtemp(prefix=".semcache-dump-", dir=folder))
+    sweep_stale(folder)
+    work, owner = _owned_dir(folder, _DUMP_PREFIX)
     try:
         with cache._lock:
             cache._check_open()
@@ -124,6 +134,7 @@ def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, A
                 save_snapshots(work / INDEX_DIR, target[1], seq, cache._indexes)
         copy = work / STORE
         _backup(store.path, copy, store._busy_timeout)
+        _pause("dump:copied")
         facts = _inspect_store(copy)
         files = {STORE: copy}
         index_dir = work / INDEX_DIR
@@ -143,6 +154,7 @@ def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, A
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        os.close(owner)
 
 
 def _backup(source: str, dest: Path, busy_timeout: float) -> None:
@@ -216,14 +228,16 @@ def _write_archive(
     """The tar.gz: the manifest first, then the files; a path is written atomically."""
     if isinstance(dest, (str, os.PathLike)):
         final = os.fspath(dest)
+        folder = os.path.dirname(os.path.abspath(final))
+        sweep_stale(folder)
         fd, tmp = tempfile.mkstemp(
-            prefix=".semcache-checkpoint-",
-            suffix=".tmp",
-            dir=os.path.dirname(os.path.abspath(final)),
+            prefix=f"{_ARCHIVE_PREFIX}{os.getpid()}-", suffix=_ARCHIVE_SUFFIX, dir=folder
         )
         try:
+            _lock_fd(fd)  # held until the file is closed: its owner is alive
             with os.fdopen(fd, "wb") as fh:
                 _write_tar(fh, manifest, files)
+                _pause("dump:archive")
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
@@ -282,6 +296,8 @@ def load_checkpoint(
     Raises:
         CheckpointError: see :meth:`SemanticCache.loads`.
     """
+    lock_file = lock_path(os.fspath(path))
+    had_lock_file = os.path.lexists(lock_file)
     manifest = restore_files(source, path, embedder, options.get("vector_dtype"), max_member_bytes)
     kwargs = dict(options)
     kwargs.setdefault("vector_dtype", manifest["dtype"])
@@ -289,6 +305,8 @@ def load_checkpoint(
         return open_cache(os.fspath(path), kwargs)
     except BaseException:
         remove_restored(path)
+        if not had_lock_file:  # the failed open's lock file; no other cache uses the path
+            _remove(lock_file)
         raise
 
 
@@ -320,7 +338,9 @@ def restore_files(
     if isinstance(max_member_bytes, bool) or not isinstance(max_member_bytes, int):
         raise CheckpointError(f"max_member_bytes must be an int, got {max_member_bytes!r}")
     target = os.fspath(path)
-    staging = Path(target + ".restoring")
+    staging = Path(target + _RESTORING)
+    if _is_stale(staging):  # left by a loads that was killed
+        shutil.rmtree(staging, ignore_errors=True)
     for existing in (target, *(target + s for s in _SIDECARS), str(staging)):
         if os.path.lexists(existing):
             raise CheckpointError(
@@ -331,8 +351,10 @@ def restore_files(
         manifest = _manifest(tar, members)
         _check_compatible(manifest, embedder, vector_dtype)
         moved: list[str] = []
+        owner = -1
         try:
             staging.mkdir()
+            owner = _own(staging)
             for name, member in members.items():
                 if name != MANIFEST:
                     _extract(tar, member, staging / name, manifest["files"][name])
@@ -348,6 +370,8 @@ def restore_files(
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if owner >= 0:
+                os.close(owner)
     return manifest
 
 
@@ -711,3 +735,124 @@ def _check_store_conn(conn: Any) -> None:
             isinstance(sequences.get(table), int) and sequences[table] >= top
         ):
             raise CheckpointFormatError(f"the store copy's sequence of {table} is behind its rows")
+
+
+# -- leftovers of a killed dumps or loads ---------------------------------------------------
+#: ``dumps`` works in ``<folder of the store>/.semcache-dump-<pid>-<random>/`` (the store
+#: copy and the index snapshots) and writes the archive to
+#: ``<folder of dest>/.semcache-checkpoint-<pid>-<random>.tmp`` before renaming it;
+#: ``loads`` stages in ``<path>.restoring/``. Each holds a POSIX lock while its owner
+#: works (on ``.owner`` inside a folder, on the file itself), which the kernel drops
+#: when the owner dies, SIGKILL included: a leftover whose lock is free and whose owner
+#: is another process is removed by the next ``dumps`` beside it, the next ``loads``
+#: into that path and the next open of a cache in that folder.
+_DUMP_PREFIX: Final = ".semcache-dump-"
+_ARCHIVE_PREFIX: Final = ".semcache-checkpoint-"
+_ARCHIVE_SUFFIX: Final = ".tmp"
+_RESTORING: Final = ".restoring"
+_OWNER: Final = ".owner"
+_LEFTOVER = re.compile(
+    rf"({re.escape(_DUMP_PREFIX)}(\d+)-[^/]+|{re.escape(_ARCHIVE_PREFIX)}(\d+)-[^/]+"
+    rf"{re.escape(_ARCHIVE_SUFFIX)}|.+{re.escape(_RESTORING)})"
+)
+
+#: A test hook: called with a step's name at the points where a test kills a dumps.
+_pause: Callable[[str], None] = lambda where: None  # noqa: E731
+
+
+def _lock_fd(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _own(folder: Path) -> int:
+    """Mark ``folder`` as this process's: ``.owner`` (holding the pid), locked, appears
+    under its name only once locked. Returns the descriptor to close when done."""
+    tmp = folder / f"{_OWNER}.{os.getpid()}"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        _lock_fd(fd)
+        os.write(fd, str(os.getpid()).encode())
+        os.replace(tmp, folder / _OWNER)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _owned_dir(folder: str, prefix: str) -> tuple[Path, int]:
+    work = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=folder))
+    try:
+        return work, _own(work)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _owner_pid(path: Path) -> int | None:
+    match = _LEFTOVER.fullmatch(path.name)
+    if match is None:
+        return None
+    pid = match.group(2) or match.group(3)
+    if pid is None:  # a .restoring folder: the pid is in its .owner file
+        try:
+            pid = (path / _OWNER).read_text(encoding="ascii")[:20]
+        except (OSError, ValueError):
+            return None
+    return int(pid) if pid.isdigit() else None
+
+
+def _is_stale(path: Path) -> bool:
+    """Whether ``path`` is a leftover of a dead ``dumps`` or ``loads``: a name of ours
+    with an owner pid that is not this process, and an owner lock nobody holds (taking
+    it here proves the owner is gone). Checking one of this process's own would drop
+    its lock (closing any descriptor of a file drops the process's POSIX locks on it),
+    so those are never touched."""
+    if fcntl is None or not os.path.lexists(path):  # pragma: no cover - not POSIX
+        return False
+    pid = _owner_pid(path)
+    if pid is None or pid == os.getpid():
+        return False
+    lock = path if path.name.endswith(_ARCHIVE_SUFFIX) and not path.is_dir() else path / _OWNER
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # the owner is alive
+    finally:
+        os.close(fd)
+    return True
+
+
+def sweep_stale(folder: str | os.PathLike[str]) -> list[str]:
+    """Remove the leftovers of killed ``dumps`` and ``loads`` runs in ``folder`` (see
+    above); return what was removed. Never raises: a folder that cannot be listed is
+    left alone."""
+    removed: list[str] = []
+    try:
+        with os.scandir(folder) as entries:
+            names = [
+                e.name
+                for e in entries
+                if e.name.startswith(".semcache-") or e.name.endswith(_RESTORING)
+            ]
+    except OSError:
+        return removed
+    for name in names:
+        path = Path(folder, name)
+        try:
+            if not _is_stale(path):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(str(path))
+        except OSError:
+            continue
+    if removed:
+        logger.info("semcache: removed leftovers of killed checkpoint runs: %s", removed)
+    return removed
