@@ -425,3 +425,28 @@ def test_a_hostile_snapshot_inside_a_checkpoint_is_rebuilt(tmp_path: Path) -> No
     with restored:
         assert restored.stats()["index_source"] == "store"
         assert restored.get("x", embedding=_unit(7)).response == "a7"  # type: ignore[union-attr]
+
+
+def test_hnswlib_upper_level_links_are_checked(tmp_path: Path) -> None:
+    m, dim, n = 4, 8, 300
+    index = make_index("hnswlib", dim, np.float32, {"M": m})
+    vectors = np.random.default_rng(5).standard_normal((n, dim)).astype(np.float32)
+    index.add(np.arange(n), vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    index.save(tmp_path / "good.npz")
+    arrays = _arrays(tmp_path / "good.npz")
+    good = arrays["a_blob"].tobytes()
+    per = struct.unpack_from("<Q", good, 24)[0]
+    pos = 96 + n * per
+    while struct.unpack_from("<I", good, pos)[0] == 0:  # the first row with upper levels
+        pos += 4
+    cases = {
+        "link": (pos + 4 + 4, "<I", 10**6),  # its first upper-level link: outside
+        "fit": (pos, "<I", 10**6),  # its list's size: past the end
+        "levels": (48, "<i", struct.unpack_from("<i", good, 48)[0] + 1),  # maxlevel
+    }
+    for match, (offset, fmt, value) in cases.items():
+        blob = bytearray(good)
+        struct.pack_into(fmt, blob, offset, value)
+        arrays["a_blob"] = np.frombuffer(bytes(blob), dtype=np.uint8)
+        with pytest.raises(ValueError, match=match):
+            load_index(_resave(tmp_path / f"bad-{match}.npz", arrays))

@@ -499,6 +499,9 @@ class HnswlibIndex(_RowGraphIndex):
         used = np.arange(2 * kw["M"]) < sizes[:, None].astype(np.int64)
         if (sizes > 2 * kw["M"]).any() or (links[used] >= n).any():
             raise ValueError("a level-0 link points outside the graph")
+        top = _check_upper_links(blob, start + n * per, n, kw["M"], max_level, entry)
+        if n and top != max_level:
+            raise ValueError(f"the entry point has {top} levels, the header says {max_level}")
 
     def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
         hnswlib = import_hnswlib()
@@ -677,6 +680,58 @@ class FaissIndex(_RowGraphIndex):
         kwargs = super()._ctor_kwargs(snap, path)
         kwargs["kind"] = str(snapshot_field(snap, "kind", path))
         return kwargs
+
+
+def _check_upper_links(
+    blob: npt.NDArray[np.uint8], pos: int, n: int, m: int, max_level: int, entry: int
+) -> int:
+    """Walk hnswlib's upper-level link lists (per row: a uint32 byte count, then one
+    block of a count and ``m`` links per level) and check each against the blob's end,
+    ``max_level`` and the rows, so that no search or add reads outside the graph. The
+    walk is one pass over the counts; the blocks are checked together.
+
+    Returns:
+        The entry point's level.
+
+    Raises:
+        ValueError: a list that does not fit or links outside the graph.
+    """
+    per_level = (m + 1) * 4
+    data = memoryview(blob)
+    end = blob.shape[0]
+    size_at = struct.Struct("<I").unpack_from
+    starts: list[int] = []  # the offset of every level block
+    entry_level = 0
+    try:
+        for row in range(n):
+            (size,) = size_at(data, pos)
+            pos += 4
+            if size:
+                levels, rest = divmod(size, per_level)
+                if rest or pos + size > end or levels > max_level:
+                    raise ValueError(f"row {row}'s upper-level links do not fit")
+                starts.extend(range(pos, pos + size, per_level))
+                if row == entry:
+                    entry_level = levels
+                pos += size
+    except struct.error:
+        raise ValueError("the upper-level links end early") from None
+    if pos != end:
+        raise ValueError("bytes after the last link list")
+    if starts:
+        at = np.asarray(starts, dtype=np.int64)
+        counts = blob[at].astype(np.int64) | (blob[at + 1].astype(np.int64) << 8)
+        cells = at[:, None] + 4 + 4 * np.arange(m, dtype=np.int64)[None, :]
+        links = (
+            blob[cells].astype(np.int64)
+            | (blob[cells + 1].astype(np.int64) << 8)
+            | (blob[cells + 2].astype(np.int64) << 16)
+            | (blob[cells + 3].astype(np.int64) << 24)
+        )
+        used = np.arange(m)[None, :] < counts[:, None]
+        if (counts > m).any() or (links[used] >= n).any():
+            raise ValueError("an upper-level link points outside the graph")
+    return entry_level
 
 
 _FAISS_LIMIT_LOCK = threading.Lock()
