@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from ._index import VectorIndex, load_index, snapshot_info
+from ._index._common import SNAPSHOT_TMP_PREFIX
 
 __all__ = ["SnapshotPlan", "load_snapshots", "save_snapshots", "snapshot_dir"]
 
@@ -52,6 +53,7 @@ def snapshot_dir(store_path: object) -> Path | None:
 
 
 _FILE_NAME: Final = re.compile(r"ns-[0-9a-f]{32}\.npz")
+_TMP_NAME: Final = re.compile(re.escape(SNAPSHOT_TMP_PREFIX) + r"(\d+)-.+\.tmp")
 
 
 def _file_name(namespace: str) -> str:
@@ -115,6 +117,11 @@ def _save_locked(
     keep = {*files.values(), MANIFEST}
     for path in folder.iterdir():
         if path.name not in keep and path.name.startswith("ns-"):
+            path.unlink(missing_ok=True)
+        # A temporary file of another process, while this one holds the folder's lock:
+        # the leftover of a writer that was killed.
+        match = _TMP_NAME.fullmatch(path.name)
+        if match is not None and int(match.group(1)) != os.getpid():
             path.unlink(missing_ok=True)
 
 

@@ -175,3 +175,18 @@ def test_a_killed_loads_staging_folder_is_swept_by_the_next_loads(tmp_path: Path
     with SemanticCache.loads(tmp_path / "cp.tar.gz", tmp_path / "r.db", None) as cache:
         assert cache.stats()["entries"] == {"default": 20}
     assert not staging.exists()
+
+
+def test_a_killed_snapshot_writers_temporary_file_is_swept_by_the_next_save(
+    tmp_path: Path,
+) -> None:
+    make_cache(tmp_path / "c.db")
+    folder = tmp_path / "c.db.index"
+    dead = folder / ".semcache-index-999999999-x1.tmp"  # no process has this pid
+    dead.write_bytes(b"half a snapshot")
+    mine = folder / f".semcache-index-{os.getpid()}-x2.tmp"  # this process's: kept
+    mine.write_bytes(b"in progress")
+    with SemanticCache(str(tmp_path / "c.db")) as cache:
+        cache.put("more", "x", embedding=unit(99))
+    assert not dead.exists()
+    assert mine.exists()

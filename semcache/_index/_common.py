@@ -324,7 +324,11 @@ def write_snapshot(
     """Write a snapshot atomically: a temporary file beside ``path``, fsync, rename."""
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".semcache-index-", suffix=".tmp", dir=directory)
+    # The pid in the name tells a killed writer's leftover from a live one's (see
+    # semcache._snapshots, which sweeps them).
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{SNAPSHOT_TMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=directory
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             payload: dict[str, Any] = {f"a_{k}": v for k, v in arrays.items()}
@@ -379,6 +383,8 @@ def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) ->
         raise ValueError(f"{name!r} is not a semcache index snapshot: {exc}") from exc
 
 
+#: Temporary snapshot files are named ``<prefix><pid>-<random>.tmp``.
+SNAPSHOT_TMP_PREFIX = ".semcache-index-"
 #: Members a snapshot holds: kind, backend, header and a few arrays.
 _MAX_MEMBERS = 16
 #: Header fields a loader trusts only within these bounds (every size a snapshot states

@@ -697,6 +697,7 @@ def _check_upper_links(
         ValueError: a list that does not fit or links outside the graph.
     """
     per_level = (m + 1) * 4
+    blob = np.ascontiguousarray(blob)
     data = memoryview(blob.data)
     end = blob.shape[0]
     size_at = struct.Struct("<I").unpack_from
