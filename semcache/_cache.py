@@ -991,8 +991,10 @@ class SemanticCache:
         the format expects, no larger than ``max_member_bytes``, sizes and SHA-256 as
         the manifest says), and the embedder and ``vector_dtype`` must match the
         manifest. Files are staged in ``<path>.restoring`` and moved into place only
-        when all is well; on any error nothing is left behind, and nothing is ever
-        written outside ``path`` and its sidecars.
+        when all is well; on any error nothing is left behind (the ``<path>.lock`` a
+        failed open created included), and nothing is ever written outside ``path`` and
+        its sidecars. Index snapshots in the archive are never trusted: a bad one is
+        rebuilt from the store.
 
         Args:
             source: the archive (a path or a binary file object).
@@ -1008,8 +1010,12 @@ class SemanticCache:
             The restored cache, open.
 
         Raises:
-            CheckpointFormatError: not a semcache checkpoint, or a malformed manifest.
-            CheckpointVersionError: a newer checkpoint format.
+            CheckpointFormatError: not a semcache checkpoint, a malformed manifest, or a
+                store copy that is not exactly as semcache writes it (a trigger, view,
+                table or index of its own, other header fields, namespace counts that
+                differ from its rows, vectors of another size, a failed
+                ``integrity_check``).
+            CheckpointVersionError: a newer checkpoint format or store schema version.
             CheckpointMismatchError: another embedder fingerprint or dim, or dtype.
             CheckpointChecksumError: a member's size or checksum differs.
             UnsafeArchiveError: an absolute, ``..``, link, device, duplicate or
