@@ -498,3 +498,36 @@ def test_manifest_seq_is_a_number(tmp_path: Path, checkpoint: Path) -> None:
         archive = rewrite(checkpoint, tmp_path / "bad.tar.gz", lambda m, f: m.update(seq=bad))  # noqa: B023
         expect_refusal(tmp_path, archive, CheckpointFormatError, "seq")
         archive.unlink()
+
+
+def test_an_index_that_disagrees_with_its_table_is_refused(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    # A key index entry altered in place: quick_check passes, the exact layer would look
+    # up another row; integrity_check sees it.
+    import apsw
+
+    def change(manifest: dict[str, Any], files: dict[str, bytes]) -> None:
+        data = bytearray(files["store.sqlite"])
+        db = tmp_path / "probe.sqlite"
+        db.write_bytes(data)
+        conn = apsw.Connection(str(db))
+        root = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_entries_1'"
+        ).get
+        page = conn.execute("PRAGMA page_size").get
+        conn.close()
+        data[root * page - 3] ^= 0x01  # inside the index's last cell
+        db.write_bytes(data)
+        conn = apsw.Connection(str(db))
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        conn.close()
+        db.unlink()
+        files["store.sqlite"] = bytes(data)
+        manifest["files"]["store.sqlite"] = {
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+
+    archive = rewrite(checkpoint, tmp_path / "forged.tar.gz", change)
+    expect_refusal(tmp_path, archive, CheckpointFormatError, "integrity_check")
