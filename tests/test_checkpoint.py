@@ -531,3 +531,19 @@ def test_an_index_that_disagrees_with_its_table_is_refused(
 
     archive = rewrite(checkpoint, tmp_path / "forged.tar.gz", change)
     expect_refusal(tmp_path, archive, CheckpointFormatError, "integrity_check")
+
+
+def test_older_schema_versions_are_derived_from_the_migrations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An older version's schema comes from replaying the migrations up to it; for the
+    # current version that must give what a fresh SQLiteStore has.
+    import semcache._checkpoint as checkpoint
+
+    fresh = checkpoint._expected_schema(checkpoint.SCHEMA_VERSION)
+    monkeypatch.setattr(checkpoint, "_SCHEMAS", {})
+    monkeypatch.setattr(checkpoint, "SCHEMA_VERSION", checkpoint.SCHEMA_VERSION + 1)
+    replayed = checkpoint._expected_schema(checkpoint.SCHEMA_VERSION - 1)
+    assert replayed == fresh
+    assert ("trigger", "entries_insert", "entries") in {r[:3] for r in fresh.required}
+    assert ("index", "entries_lru", "entries") in {r[:3] for r in fresh.optional}
