@@ -190,3 +190,25 @@ def test_a_killed_snapshot_writers_temporary_file_is_swept_by_the_next_save(
         cache.put("more", "x", embedding=unit(99))
     assert not dead.exists()
     assert mine.exists()
+
+
+def test_hnswlib_scratch_folders_of_dead_processes_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("hnswlib")
+    import tempfile
+
+    from semcache._index import make_index
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / f"semcache-hnsw-{2**22 + 1}-abc"  # above any Linux pid_max
+    dead.mkdir()
+    (dead / "graph.bin").write_bytes(b"a graph")
+    mine = tmp_path / f"semcache-hnsw-{os.getpid()}-def"
+    mine.mkdir()
+    index = make_index("hnswlib", DIM, np.float32, {})
+    index.add(np.arange(3), np.stack([unit(i) for i in range(3)]))
+    index.save(tmp_path / "g.npz")
+    assert not dead.exists()
+    assert mine.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz", mine.name]

@@ -15,7 +15,9 @@ faiss and hnswlib are optional extras, imported only when a backend is built.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -461,7 +463,7 @@ class HnswlibIndex(_RowGraphIndex):
         return np.asarray(self._native.get_items(rows.tolist()), dtype=np.float32)
 
     def _native_dump(self) -> npt.NDArray[np.uint8]:
-        with tempfile.TemporaryDirectory(prefix="semcache-hnsw-") as tmp:
+        with _hnsw_scratch() as tmp:
             name = os.path.join(tmp, "graph.bin")
             self._native.save_index(name)
             return np.fromfile(name, dtype=np.uint8)
@@ -506,7 +508,7 @@ class HnswlibIndex(_RowGraphIndex):
     def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
         hnswlib = import_hnswlib()
         index = hnswlib.Index(space="ip", dim=self._dim)
-        with tempfile.TemporaryDirectory(prefix="semcache-hnsw-") as tmp:
+        with _hnsw_scratch() as tmp:
             name = os.path.join(tmp, "graph.bin")
             blob.tofile(name)
             index.load_index(name, max_elements=max(capacity, n))
@@ -680,6 +682,39 @@ class FaissIndex(_RowGraphIndex):
         kwargs = super()._ctor_kwargs(snap, path)
         kwargs["kind"] = str(snapshot_field(snap, "kind", path))
         return kwargs
+
+
+_HNSW_SCRATCH = "semcache-hnsw-"
+
+
+def _hnsw_scratch() -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for hnswlib's file I/O, named with this process's pid; the
+    folders of processes that died (SIGKILL leaves a graph-sized file behind) are
+    removed first."""
+    root = tempfile.gettempdir()
+    try:
+        with os.scandir(root) as entries:
+            names = [e.name for e in entries if e.name.startswith(_HNSW_SCRATCH)]
+    except OSError:
+        names = []
+    for name in names:
+        pid = name[len(_HNSW_SCRATCH) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{_HNSW_SCRATCH}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a reused pid counts as alive: kept)."""
+    if sys.platform == "win32":  # pragma: no cover - os.kill(pid, 0) sends CTRL_C there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by another user
+    return True
 
 
 def _check_upper_links(
