@@ -19,7 +19,6 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -103,6 +102,9 @@ _EMBED_BATCH: Final = 64
 _PROGRESS_BATCH: Final = 8192
 #: Query embeddings kept from gets for the put that follows a miss.
 _KEPT_QUERY_VECTORS: Final = 256
+#: A candidate's score from its stored vector may differ from the index's by this much
+#: (summation order, float16 rounding) and still be the entry the index holds.
+_SAME_SCORE: Final = 1e-3
 _VECTOR_DTYPES: Final = ("float32", "float16")
 _MODES: Final = ("single", "shared")
 
@@ -331,6 +333,10 @@ class SemanticCache:
         self._misses: dict[MissReason, int] = dict.fromkeys(MISS_REASONS, 0)
         self._counters = {"puts": 0, "deletes": 0, "evictions": 0, "expirations": 0}
         self._last_sync = -math.inf
+        # A candidate did not match its index row (see _proven): the store is not the
+        # one indexed. Rebuild at the next get, once per store position.
+        self._index_suspect = False
+        self._suspect_rebuilt: tuple[str, int] | None = None
         self._flights = Flights()  # get_or_put's computations in progress, by key
         # Query embeddings made by gets, kept for the put that follows a miss.
         self._query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
@@ -425,8 +431,7 @@ class SemanticCache:
             self._last_sync = -math.inf
             if self._fork_torn:
                 self._fork_torn = False
-                self._seq = self._store.seq()
-                self._rebuild_indexes()
+                self._resync()
 
     # -- opening ----------------------------------------------------------------------
     def _check_settings(self) -> int | None:
@@ -442,9 +447,8 @@ class SemanticCache:
             )
         dim = int(stored_dim) if stored_dim is not None else None
         updates = {} if stored_dtype is not None else {"vector_dtype": self._dtype.name}
-        self._store_id = store.get_meta("store_id")
-        if self._store_id is None:  # names this store in index snapshots
-            self._store_id = updates["store_id"] = uuid.uuid4().hex
+        # The store's identity: what the indexes were built from (see _resync).
+        self._store_id = store.identity()
         if self._embedder is not None:
             fp, edim = self._embedder.fingerprint, int(self._embedder.dim)
             if stored_fp is not None and stored_fp != fp:
@@ -495,9 +499,10 @@ class SemanticCache:
         if loaded is None:
             return False
         seq, indexes = loaded
-        changes = self._store.changes_since(seq) if seq <= self._store.seq() else None
+        # None also when the store's sequence is below the snapshot's (an older copy).
+        changes = self._store.changes_since(seq, self._store_id)
         if changes is None:
-            logger.info("semcache: index snapshot is older than the change log; rebuilding")
+            logger.info("semcache: index snapshot does not match the store's log; rebuilding")
             for index in indexes.values():
                 index.close()
             return False
@@ -1190,7 +1195,7 @@ class SemanticCache:
                     return self._found(entry.id, hit, now, t0)
                 reason = "validator"
         try:
-            if self._shared:
+            if self._shared or self._index_suspect:
                 self._maybe_sync(now)
             index = self._index_of(ns)
             if index is None or not len(index) or (vector is None and self._embedder is None):
@@ -1275,7 +1280,7 @@ class SemanticCache:
                 if candidates:
                     reason = reason or "below_threshold"
                 break
-            rows = self._entries_by_id([i for i, _ in above])
+            rows, fetched = self._entries_by_id([i for i, _ in above])
             stale: list[int] = []
             for entry_id, sim in above:
                 seen.add(entry_id)
@@ -1283,6 +1288,12 @@ class SemanticCache:
                 if entry is None:  # deleted by another process; the index lags
                     stale.append(entry_id)
                     continue
+                if not self._proven(entry, ns, vector, sim, entry_id in fetched):
+                    stale.append(entry_id)  # the id now names another entry
+                    self._index_suspect = True
+                    continue
+                if entry_id in fetched and self._hot_size:
+                    self._remember(entry.key, entry)
                 if entry.expires_at is not None and entry.expires_at <= now:
                     stale.append(entry_id)  # expiry is final: tombstone in memory only
                     reason = reason or "expired"
@@ -1312,11 +1323,38 @@ class SemanticCache:
                 break
         return self._miss(ns, reason or "no_candidate", best, t0)
 
-    def _entries_by_id(self, ids: list[int]) -> dict[int, StoredEntry]:
-        """The entries of ``ids`` that exist: from the hot map where it has them (single
-        mode: exact, see :meth:`_remember`), the rest from the store (then kept)."""
+    def _proven(
+        self,
+        entry: StoredEntry,
+        ns: str,
+        vector: npt.NDArray[np.float32],
+        sim: float,
+        fetched: bool,
+    ) -> bool:
+        """Whether ``entry`` is the row the index scored ``sim``: the same namespace and,
+        when just read from the store (``fetched``, with its vector), a stored vector
+        that scores the query alike. An id alone proves nothing once a store lost its
+        data or its tail and numbered its entries again. An entry from the hot map
+        (single mode) is one this process wrote or read and proved already."""
+        if entry.namespace != ns:
+            return False
+        if not fetched or self._store_search:  # the store searched its own rows
+            return True
+        blob, entry.vector = entry.vector, None  # the hot map keeps entries without it
+        dim = self._dim
+        if blob is None or dim is None or len(blob) != dim * self._dtype.itemsize:
+            return False
+        row = np.frombuffer(blob, dtype=self._dtype).astype(np.float32)
+        return abs(float(row @ vector) - sim) <= _SAME_SCORE
+
+    def _entries_by_id(self, ids: list[int]) -> tuple[dict[int, StoredEntry], set[int]]:
+        """The entries of ``ids`` that exist, and which of them were read from the store
+        (with their vectors, for :meth:`_proven`): the hot map's where it has them
+        (single mode: exact, see :meth:`_remember`), the rest from the store."""
+        vectors = not self._store_search
         if not self._hot_size:
-            return self._store.get_by_ids(ids)
+            fetched = self._store.get_by_ids(ids, vectors=vectors)
+            return fetched, set(fetched)
         hot, hot_ids = self._hot, self._hot_ids
         found: dict[int, StoredEntry] = {}
         missing = []
@@ -1327,12 +1365,11 @@ class SemanticCache:
             else:
                 found[i] = hot[key]
                 hot.move_to_end(key)
-        if missing:
-            fetched = self._store.get_by_ids(missing)
-            for entry in fetched.values():
-                self._remember(entry.key, entry)
-            found.update(fetched)
-        return found
+        if not missing:
+            return found, set()
+        fetched = self._store.get_by_ids(missing, vectors=vectors)
+        found.update(fetched)
+        return found, set(fetched)
 
     def _accept(self, query: str, hit: Hit) -> bool:
         if self._validator is None:
@@ -1731,19 +1768,55 @@ class SemanticCache:
             logger.exception("semcache: metrics_hook raised; ignored")
 
     def _maybe_sync(self, now: float) -> None:
-        """Shared mode: bring the indexes up to the store's change log."""
-        if self._store_search or now - self._last_sync < self._stale_interval:
+        """Shared mode: bring the indexes up to the store's change log. Any mode: rebuild
+        them once a candidate proved them wrong (see :meth:`_proven`)."""
+        if self._store_search:
+            return
+        if self._index_suspect:
+            self._index_suspect = False
+            if self._rebuild_once():
+                self._last_sync = now
+                return
+        if not self._shared or now - self._last_sync < self._stale_interval:
             return
         self._last_sync = now
         self._sync()
 
+    def _rebuild_once(self) -> bool:
+        """Rebuild from the store unless already done at its present position (a custom
+        index that scores loosely must not rebuild on every get)."""
+        here = (self._store.identity(), self._store.seq())
+        if here == self._suspect_rebuilt:
+            return False
+        logger.warning("semcache: the index does not match the store any more; rebuilding")
+        self._resync()
+        self._suspect_rebuilt = here
+        return True
+
     def _sync(self) -> None:
-        changes = self._store.changes_since(self._seq)
+        changes = self._store.changes_since(self._seq, self._store_id)
         if changes is None:
-            self._seq = self._store.seq()
-            self._rebuild_indexes()
+            # The log no longer reaches back, or the store is not the one indexed: its
+            # identity changed (data lost or replaced) or its sequence went backwards.
+            self._resync()
             return
         self._apply_changes(changes)
+
+    def _resync(self) -> None:
+        """Rebuild the indexes from the store as it is now, and forget what this process
+        kept of the store it had (exact entries, recency of ids that may be reissued)."""
+        store = self._store
+        self._store_id = store.identity()
+        if self._dim is not None and store.get_meta("dim") is None:
+            # The store lost its settings with its data: record this cache's again.
+            settings = {"dim": str(self._dim), "vector_dtype": self._dtype.name}
+            if self._embedder is not None:
+                settings["fingerprint"] = self._embedder.fingerprint
+            store.set_meta(settings)
+        self._seq = store.seq()
+        self._forget_hot()
+        self._pending_touch.clear()
+        self._rebuild_indexes()
 
     def _apply_changes(self, changes: Sequence[Change]) -> None:
         """Replay change-log records into the indexes (idempotent)."""

@@ -998,9 +998,9 @@ def test_semantic_hits_read_entries_the_hot_map_holds_without_the_store(
         calls: list[list[int]] = []
         real = cache.store.get_by_ids
 
-        def counting(ids: list[int]) -> Any:
+        def counting(ids: list[int], **options: Any) -> Any:
             calls.append(list(ids))
-            return real(ids)
+            return real(ids, **options)
 
         cache.store.get_by_ids = counting  # type: ignore[method-assign]
         assert cache.get("paraphrase", embedding=near).response == "a0"  # type: ignore[union-attr]

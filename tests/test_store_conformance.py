@@ -13,7 +13,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -673,8 +673,57 @@ def test_changes_log_puts_and_deletes_in_order(store: Store) -> None:
     ]
     assert store.seq() == 5
     assert store.changes_since(5) == []
-    assert store.changes_since(99) == []
     assert store.changes_since(3) == changes[2:]
+
+
+# -- identity: a reader's position is (identity, seq) ------------------------------------
+def test_identity_is_stable_and_names_one_store(store_factory: StoreFactory) -> None:
+    store, other = store_factory(), store_factory()
+    identity = store.identity()
+    assert isinstance(identity, str)
+    assert identity
+    put(store, entry("x"))
+    store.clear()
+    assert store.identity() == identity  # writes and clear keep it
+    assert other.identity() != identity
+
+
+def test_changes_since_a_sequence_the_store_never_reached_is_none(store: Store) -> None:
+    # The store went backwards (lost its tail, restarted empty): the caller must rebuild.
+    put(store, entry("x"), entry("y"))
+    assert store.changes_since(2) == []
+    assert store.changes_since(3) is None
+    assert store.changes_since(99, store.identity()) is None
+
+
+def test_changes_since_checks_the_identity(store_factory: StoreFactory) -> None:
+    store, other = store_factory(), store_factory()
+    [x] = put(store, entry("x"))
+    mine = store.identity()
+    assert store.changes_since(0, mine) == [Change(1, "put", x, "a")]
+    assert store.changes_since(1, mine) == []
+    assert store.changes_since(0, other.identity()) is None
+    assert store.changes_since(1, other.identity()) is None  # even when nothing changed
+
+
+def test_get_by_ids_with_vectors(store: Store) -> None:
+    a, b = entry("a"), entry("b", vector=None)
+    ids = put(store, a, b)
+    plain = store.get_by_ids(ids)
+    assert [plain[i].vector for i in ids] == [None, None]
+    got = store.get_by_ids([*ids, 999], vectors=True)
+    assert set(got) == set(ids)
+    assert got[ids[0]] == StoredEntry(*astuple(stored(a, ids[0]))[:8], a.vector)
+    assert got[ids[1]] == stored(b, ids[1])  # stored without a vector
+
+
+def test_identity_survives_reopening(persistent_factory: StoreFactory) -> None:
+    store = persistent_factory()
+    put(store, entry("x"))
+    identity = store.identity()
+    store = persistent_factory.reopen(store)
+    assert store.identity() == identity
+    assert store.changes_since(1, identity) == []
 
 
 def test_every_kind_of_removal_is_logged(store: Store) -> None:
@@ -756,6 +805,7 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "get_vectors_empty": lambda s: s.get_vectors([]),
     "seq": lambda s: s.seq(),
     "changes_since": lambda s: s.changes_since(0),
+    "identity": lambda s: s.identity(),
     "prune_changes": lambda s: s.prune_changes(0),
 }
 

@@ -7,6 +7,18 @@ delete advances a sequence number, so an index (or another process) can catch up
 :meth:`Store.changes_since`. Entry ids are assigned by the store, increase, and are
 never reused.
 
+A store also has an *identity* (:meth:`Store.identity`): a random token created with
+the store's data and kept with it. Data that was lost or replaced (a server restarted
+without persistence, ``FLUSHDB``, a dropped schema, a deleted file) comes back with
+another identity, and numbers its entries and changes from 1 again. A reader's
+position in a store is therefore the pair ``(identity, seq)``: :meth:`Store.changes_since`
+answers None (rebuild) when the identity is not the store's any more, or when the
+store's sequence is below ``seq`` (it lost its tail: restored from an older copy,
+failed over to a lagging replica). Within one identity a store never reissues an id,
+except when it loses its tail, which the two checks cannot always see once the store
+has moved past ``seq`` again; a cache therefore also proves every candidate it serves
+against the candidate's stored vector (see ``SemanticCache``).
+
 Every implementation passes ``tests/test_store_conformance.py``.
 """
 
@@ -43,6 +55,8 @@ class StoredEntry:
     metadata: str | None
     created_at: float
     expires_at: float | None
+    #: The stored vector (raw bytes), only from ``get_by_ids(..., vectors=True)``.
+    vector: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -139,8 +153,9 @@ class Store(Protocol):
         """The entry with this exact-layer key (expired or not), or None."""
         ...
 
-    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
-        """The entries among ``ids`` that exist, by id."""
+    def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
+        """The entries among ``ids`` that exist, by id; with ``vectors``, each carries its
+        stored vector (``StoredEntry.vector``, None for an entry stored without one)."""
         ...
 
     def put_many(
@@ -204,9 +219,16 @@ class Store(Protocol):
         """The last change-log sequence number (0 for a new store)."""
         ...
 
-    def changes_since(self, seq: int) -> list[Change] | None:
-        """Changes after ``seq`` in order, or None when the log no longer reaches back
-        that far (the caller must rebuild from :meth:`iter_vectors`)."""
+    def identity(self) -> str:
+        """This store's identity: a random token created with its data (see the module
+        docstring); a store whose data was lost or replaced has another one."""
+        ...
+
+    def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
+        """Changes after ``seq`` in order, or None when the caller must rebuild from
+        :meth:`iter_vectors`: the log no longer reaches back that far, the store's
+        sequence is below ``seq`` (it went backwards), or ``identity`` is given and is
+        not the store's. The check and the records are one consistent read."""
         ...
 
     def prune_changes(self, keep_last: int) -> int:

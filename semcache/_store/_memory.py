@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class MemoryStore:
         self._max_changes = max_changes
         self._seq = 0
         self._next_id = 1
+        self._identity = uuid.uuid4().hex
         self._closed = False
 
     # -- settings ---------------------------------------------------------------------
@@ -76,11 +78,29 @@ class MemoryStore:
             entry_id = self._by_key.get(key)
             return None if entry_id is None else self._rows[entry_id].entry
 
-    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+    def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
         with self._lock:
             self._check_open()
             rows = self._rows
-            return {i: rows[i].entry for i in ids if i in rows}
+            if not vectors:
+                return {i: rows[i].entry for i in ids if i in rows}
+            out: dict[int, StoredEntry] = {}
+            for i in ids:
+                row = rows.get(i)
+                if row is not None:
+                    e = row.entry
+                    out[i] = StoredEntry(
+                        e.id,
+                        e.key,
+                        e.namespace,
+                        e.query,
+                        e.response,
+                        e.metadata,
+                        e.created_at,
+                        e.expires_at,
+                        row.vector,
+                    )
+            return out
 
     def count(self, namespace: str | None = None) -> int:
         with self._lock:
@@ -201,10 +221,17 @@ class MemoryStore:
             self._check_open()
             return self._seq
 
-    def changes_since(self, seq: int) -> list[Change] | None:
+    def identity(self) -> str:
         with self._lock:
             self._check_open()
-            if seq >= self._seq:
+            return self._identity
+
+    def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
+        with self._lock:
+            self._check_open()
+            if seq > self._seq or (identity is not None and identity != self._identity):
+                return None
+            if seq == self._seq:
                 return []
             first = self._changes[0].seq if self._changes else self._seq + 1
             if seq + 1 < first:

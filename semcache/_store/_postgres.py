@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
@@ -134,7 +135,7 @@ def _import_psycopg() -> Any:
 
 
 def _entry(row: Sequence[Any]) -> StoredEntry:
-    i, k, n, q, r, m, c, x = row
+    i, k, n, q, r, m, c, x = row[:8]
     return StoredEntry(
         int(i),
         bytes(k),
@@ -144,6 +145,7 @@ def _entry(row: Sequence[Any]) -> StoredEntry:
         None if m is None else bytes(m).decode(),
         float(c),
         None if x is None else float(x),
+        None if len(row) < 9 or row[8] is None else bytes(row[8]),
     )
 
 
@@ -362,6 +364,11 @@ class PostgresStore:
                             f"INSERT INTO {s}.schema_migrations VALUES (%s, %s, %s)",
                             (version, description, time.time()),
                         )
+                # The store's identity, created with its data (see Store.identity).
+                conn.execute(
+                    f"INSERT INTO {s}.meta VALUES ('store_id', %s) ON CONFLICT (name) DO NOTHING",
+                    (uuid.uuid4().hex,),
+                )
 
         self._run(run, write=True)
 
@@ -537,14 +544,15 @@ class PostgresStore:
         )
         return None if row is None else _entry(row)
 
-    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+    def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
         wanted = [int(i) for i in ids]
         if not wanted:
             self._read(lambda c: None)
             return {}
+        columns = _COLUMNS + ", vector" if vectors else _COLUMNS
         rows = self._read(
             lambda c: c.execute(
-                f"SELECT {_COLUMNS} FROM entries WHERE id = ANY(%s)", (wanted,)
+                f"SELECT {columns} FROM entries WHERE id = ANY(%s)", (wanted,)
             ).fetchall()
         )
         return {int(r[0]): _entry(r) for r in rows}
@@ -887,23 +895,34 @@ class PostgresStore:
         row = self._read(lambda c: c.execute("SELECT seq FROM log_state").fetchone())
         return int(row[0])
 
-    def changes_since(self, seq: int) -> list[Change] | None:
+    def identity(self) -> str:
+        row = self._read(
+            lambda c: c.execute("SELECT value FROM meta WHERE name = 'store_id'").fetchone()
+        )
+        if row is None:  # only a schema emptied by hand lacks one
+            raise StoreError(f"schema {self.schema}: the store has no identity (store_id)")
+        return str(row[0])
+
+    def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
         def run(conn: Any) -> list[Change] | None:
-            # One statement: a single snapshot of the log and its bounds.
+            # One statement: a single snapshot of the identity, the log and its bounds.
             rows = conn.execute(
-                "SELECT l.seq, (SELECT min(seq) FROM changes), c.seq, c.op, c.entry_id, "
+                "SELECT l.seq, (SELECT min(seq) FROM changes), "
+                "(SELECT value FROM meta WHERE name = 'store_id'), c.seq, c.op, c.entry_id, "
                 "c.namespace FROM log_state AS l LEFT JOIN changes AS c ON c.seq > %s "
                 "AND l.seq > %s ORDER BY c.seq",
                 (seq, seq),
             ).fetchall()
-            last, first = int(rows[0][0]), rows[0][1]
-            if seq >= last:
+            last, first, current = int(rows[0][0]), rows[0][1], rows[0][2]
+            if seq > last or (identity is not None and current != identity):
+                return None
+            if seq == last:
                 return []
             if first is None or seq + 1 < int(first):
                 return None
             return [
                 Change(int(s), "put" if op else "delete", int(i), bytes(n).decode())
-                for _, _, s, op, i, n in rows
+                for _, _, _, s, op, i, n in rows
             ]
 
         return self._read(run)

@@ -28,7 +28,9 @@ allows; Redis Cluster does not, so use one primary per cache.
 
 from __future__ import annotations
 
+import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
@@ -218,12 +220,18 @@ table.insert(f, 1, id)
 return f
 """
 
-# ARGV: P, since -> {last, first or false, flat records (seq, op, id, ns)*} in one snapshot
+# ARGV: P, since, check_identity ('1' | '0'), identity -> {-1} when the caller must
+# rebuild (another identity, or the sequence is below since), else
+# {last, first or false, flat records (seq, op, id, ns)*}, all in one snapshot
 _LUA_CHANGES: Final = r"""
 local P = ARGV[1]
+if ARGV[3] == '1' and redis.call('HGET', P .. 'meta', 'store_id') ~= ARGV[4] then
+  return {-1}
+end
 local last = tonumber(redis.call('GET', P .. 'seq') or '0')
 local since = tonumber(ARGV[2])
-if since >= last then return {last, false, {}} end
+if since > last then return {-1} end
+if since == last then return {last, false, {}} end
 local first = redis.call('XRANGE', P .. 'log', '-', '+', 'COUNT', 1)
 if #first == 0 then return {last, false, {}} end
 local firstseq = tonumber(string.match(first[1][1], '^(%d+)'))
@@ -239,7 +247,17 @@ end
 return {last, firstseq, out}
 """
 
+# ARGV: P, a fresh token -> the store's identity (the token, if it had none yet)
+_LUA_IDENTITY: Final = r"""
+redis.call('HSETNX', ARGV[1] .. 'meta', 'store_id', ARGV[2])
+return redis.call('HGET', ARGV[1] .. 'meta', 'store_id')
+"""
+
+#: Keys a store has once, after its prefix (see the module docstring).
+_FIXED_KEYS: Final = (b"meta", b"id", b"seq", b"log", b"k", b"ns", b"lru", b"exp")
+
 _ENTRY_FIELDS: Final = ("k", "n", "q", "r", "m", "c", "x")
+_ENTRY_FIELDS_V: Final = (*_ENTRY_FIELDS, "v")
 
 
 def _import_redis() -> Any:
@@ -339,6 +357,7 @@ class RedisStore:
         self._prune = client.register_script(_LUA_PRUNE)
         self._get_key = client.register_script(_LUA_GET_BY_KEY)
         self._changes = client.register_script(_LUA_CHANGES)
+        self._identity = client.register_script(_LUA_IDENTITY)
         try:
             self._call(client.ping)
         except BaseException:
@@ -391,8 +410,9 @@ class RedisStore:
 
     @staticmethod
     def _entry(entry_id: int, f: Sequence[Any]) -> StoredEntry:
-        # HMGET of _ENTRY_FIELDS: k, n, q, r and c are always set; m and x may be None.
-        k, n, q, r, m, c, x = f
+        # HMGET of _ENTRY_FIELDS (or _ENTRY_FIELDS_V): k, n, q, r and c are always set;
+        # m, x and v may be None.
+        k, n, q, r, m, c, x = f[:7]
         return StoredEntry(
             entry_id,
             bytes(k),
@@ -402,6 +422,7 @@ class RedisStore:
             None if m is None else m.decode(),
             float(c),
             None if x is None else float(x),
+            None if len(f) < 8 or f[7] is None else bytes(f[7]),
         )
 
     # -- settings ---------------------------------------------------------------------
@@ -422,9 +443,9 @@ class RedisStore:
             return None
         return self._entry(int(got[0]), got[1:])
 
-    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+    def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
         wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
-        rows = self._hmget_many(wanted, _ENTRY_FIELDS)
+        rows = self._hmget_many(wanted, _ENTRY_FIELDS_V if vectors else _ENTRY_FIELDS)
         return {i: self._entry(i, f) for i, f in zip(wanted, rows, strict=True) if f[0] is not None}
 
     def count(self, namespace: str | None = None) -> int:
@@ -548,12 +569,19 @@ class RedisStore:
     def seq(self) -> int:
         return int(self._call(lambda: self._client.get(self._p + b"seq")) or 0)
 
-    def changes_since(self, seq: int) -> list[Change] | None:
-        # Fast path: one GET when nothing changed (shared mode asks before every get).
-        last = int(self._call(lambda: self._client.get(self._p + b"seq")) or 0)
-        if seq >= last:
-            return []
-        last, first, flat = self._call(lambda: self._changes(args=[self._p, int(seq)]))
+    def identity(self) -> str:
+        # Created by the first call that finds none (a new or flushed server).
+        token = uuid.uuid4().hex
+        return bytes(self._call(lambda: self._identity(args=[self._p, token]))).decode()
+
+    def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
+        # One script: the identity, the bounds and the records in one snapshot (and one
+        # round trip when nothing changed: shared mode asks before every get).
+        args = [self._p, int(seq), 0 if identity is None else 1, identity or ""]
+        got = self._call(lambda: self._changes(args=args))
+        if int(got[0]) < 0:
+            return None
+        last, first, flat = got
         if int(seq) >= int(last):
             return []
         if not first or seq + 1 < int(first):
@@ -587,24 +615,35 @@ class RedisStore:
 
     # -- maintenance ------------------------------------------------------------------
     def drop(self) -> int:
-        """Delete every key under this store's prefix (all its entries, settings and
-        change log) and close the store; returns how many keys were deleted.
+        """Delete this store's keys (all its entries, settings and change log) and close
+        the store; returns how many keys were deleted.
+
+        Only this store's own keys go (see the module docstring): the fixed ones, its
+        entries ``P e:<16 digits>``, and ``P lru:NS`` / ``P exp:NS`` of its namespaces.
+        A store whose prefix merely starts with this one (``app:v2:`` under ``app:``)
+        is left alone.
 
         Raises:
             StoreUnavailableError: the server cannot be reached.
         """
+        p = self._p
+        entry_key = re.compile(re.escape(p) + rb"e:[0-9]{16}\Z")
 
         def run() -> int:
+            client = self._client
             n = 0
             batch: list[bytes] = []
-            pattern = _glob_escape(self._p) + b"*"
-            for name in self._client.scan_iter(match=pattern, count=1000):
-                batch.append(name)
+            for name in client.scan_iter(match=_glob_escape(p) + b"e:*", count=1000):
+                if entry_key.match(bytes(name)):
+                    batch.append(name)
                 if len(batch) >= 1000:
-                    n += int(self._client.unlink(*batch))
+                    n += int(client.unlink(*batch))
                     batch = []
-            if batch:
-                n += int(self._client.unlink(*batch))
+            names = [bytes(ns) for ns in client.hkeys(p + b"ns")]
+            batch += [p + k for k in _FIXED_KEYS]
+            batch += [p + kind + ns for ns in names for kind in (b"lru:", b"exp:")]
+            for lo in range(0, len(batch), 1000):
+                n += int(client.unlink(*batch[lo : lo + 1000]))
             return n
 
         count = self._call(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
@@ -94,6 +95,7 @@ _INSERT_NEW = _INSERT + " ON CONFLICT(key) DO NOTHING"
 _DELETE_KEY = "DELETE FROM entries WHERE key = ? RETURNING id, namespace"
 _TOUCH = "UPDATE entries SET last_access = ?2 WHERE id = ?1 AND last_access < ?2"
 _LAST_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
+_IDENTITY = "SELECT value FROM meta WHERE name = 'store_id'"
 #: Drop change records older than the last ``?`` (a seek on the primary key).
 _PRUNE = f"DELETE FROM changes WHERE seq <= coalesce(({_LAST_SEQ}), 0) - ?"
 #: The change log is pruned once this many records were logged since the last prune
@@ -258,6 +260,12 @@ class SQLiteStore:
                         "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                         (version, description, time.time()),
                     )
+            # The store's identity, created with its data (an older file has one already:
+            # the cache wrote it under the same name).
+            self._conn.execute(
+                "INSERT INTO meta(name, value) VALUES ('store_id', ?) ON CONFLICT(name) DO NOTHING",
+                (uuid.uuid4().hex,),
+            )
 
     def schema_version(self) -> int:
         """The schema version of the open file."""
@@ -419,11 +427,13 @@ class SQLiteStore:
                 raise self._translate(exc) from exc
             return None
 
-    def get_by_ids(self, ids: Sequence[int]) -> dict[int, StoredEntry]:
+    def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
+        columns = _ENTRY_COLUMNS + ", vector" if vectors else _ENTRY_COLUMNS
+
         def run(conn: _Conn) -> dict[int, StoredEntry]:
             out: dict[int, StoredEntry] = {}
             for chunk in _chunks(ids):
-                sql = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id IN ({_marks(chunk)})"
+                sql = f"SELECT {columns} FROM entries WHERE id IN ({_marks(chunk)})"
                 for row in conn.execute(sql, chunk):
                     out[row[0]] = StoredEntry(*row)
             return out
@@ -670,10 +680,18 @@ class SQLiteStore:
         value = self._read(lambda c: c.execute(_LAST_SEQ).get)
         return int(value or 0)
 
-    def changes_since(self, seq: int) -> list[Change] | None:
+    def identity(self) -> str:
+        value = self._read(lambda c: c.execute(_IDENTITY).get)
+        if value is None:  # every open creates one: only a hand-edited file lacks it
+            raise StoreCorruptError(f"{self.path} has no store identity (meta store_id)")
+        return str(value)
+
+    def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
         def run(conn: _Conn) -> list[Change] | None:
             last = conn.execute(_LAST_SEQ).get or 0
-            if seq >= last:
+            if seq > last or (identity is not None and conn.execute(_IDENTITY).get != identity):
+                return None
+            if seq == last:
                 return []
             first = conn.execute("SELECT min(seq) FROM changes").get
             if first is None or seq + 1 < first:
