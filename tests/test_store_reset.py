@@ -1,0 +1,315 @@
+"""A store that lost its data or its tail is never served as the one a process indexed.
+
+Two shared-mode caches on one store: the writer puts ten entries, the reader indexes
+them and serves one; then the store is reset behind the reader's back (a Redis restart
+without persistence, ``FLUSHDB``, a restart from an older RDB file, a PostgreSQL schema
+dropped and created again, a SQLite file restored from an older copy) and the writer
+puts ten other entries, which get the old entries' ids again. The reader must answer
+a paraphrase of an old question with a miss, never with a new entry's answer, and must
+serve the new entries once it caught up.
+
+Also: ``RedisStore.drop`` deletes its own keys only, never those of a store whose
+prefix starts with its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import apsw
+import numpy as np
+import numpy.typing as npt
+import pytest
+import redis
+from test_store_conformance import drop_postgres, server_name, service_url
+
+from semcache import SemanticCache
+from semcache._store import PostgresStore, RedisStore, SQLiteStore, Store
+
+DIM = 16
+THRESHOLD = 0.9
+
+
+def unit_rows(seed: int, n: int) -> npt.NDArray[np.float32]:
+    rows = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+OLD_Q = [f"old question {i}" for i in range(10)]
+OLD_A = [f"old answer {i}" for i in range(10)]
+OLD_V = unit_rows(1, 10)
+NEW_Q = [f"new question {i}" for i in range(10)]
+NEW_A = [f"new answer {i}" for i in range(10)]
+NEW_V = unit_rows(2, 10)
+# Far apart: no old vector is near a new one, so any hit across them is a wrong answer.
+assert float(np.max(OLD_V @ NEW_V.T)) < THRESHOLD
+
+
+def open_cache(store: Store) -> SemanticCache:
+    return SemanticCache(store=store, multi_process_mode="shared", similarity_threshold=THRESHOLD)
+
+
+def answer(cache: SemanticCache, query: str, vector: npt.NDArray[np.float32]) -> str | None:
+    hit = cache.get(query, embedding=vector)
+    return None if hit is None else hit.response
+
+
+def check_reader(ask: Any, old: list[int], new: list[int]) -> None:
+    """After the reset: paraphrases of old questions miss; new entries are served."""
+    for i in old:
+        assert ask(f"paraphrase of {OLD_Q[i]}", OLD_V[i]) is None, f"old question {i}"
+    for i in new:
+        assert ask(f"paraphrase of {NEW_Q[i]}", NEW_V[i]) == NEW_A[i], f"new question {i}"
+
+
+# -- Redis: a private server, restarted and flushed, and a reader in another process ----
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of this test only (its own port and folder, no persistence unless
+    a test asks for an RDB file with ``SAVE``), which the test may restart or flush."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[str] | None = None
+        self.drain: threading.Thread | None = None
+
+    def start(self) -> None:
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "dir": str(self.directory),
+            "save": "",
+            "appendonly": "no",
+            "logfile": "",
+            "daemonize": "no",
+        }
+        self.proc = subprocess.Popen(
+            ["redis-server", *(arg for name, v in options.items() for arg in (f"--{name}", v))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # blocks until the server says it is ready
+            if "Ready to accept connections" in line:
+                # Keep draining its log, so the server never blocks on a full pipe.
+                self.drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
+                self.drain.start()
+                return
+        code = self.proc.wait()
+        self.proc.stdout.close()
+        raise RuntimeError(f"redis-server exited with {code}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # no save points: nothing is written on the way out
+            self.proc.wait(timeout=60)
+            if self.drain is not None:
+                self.drain.join()  # the log ends with the process
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def command(self, *args: str) -> Any:
+        with redis.Redis(port=self.port) as client:
+            return client.execute_command(*args)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def reader_process(conn: Connection, url: str) -> None:
+    """The reader: a shared-mode cache in its own process, asked over ``conn``."""
+    cache = open_cache(RedisStore(url, prefix="app:"))
+    try:
+        while True:
+            request = conn.recv()
+            if request is None:
+                break
+            query, vector = request
+            conn.send(answer(cache, query, np.asarray(vector, dtype=np.float32)))
+    finally:
+        cache.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reset", ["restart", "flushdb", "older_rdb"])
+def test_redis_reset_is_never_served_as_the_store_it_was(
+    private_redis: PrivateRedis, reset: str
+) -> None:
+    writer = open_cache(RedisStore(private_redis.url, prefix="app:"))
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe()
+    reader = ctx.Process(target=reader_process, args=(there, private_redis.url))
+    try:
+        if reset == "older_rdb":
+            # The server keeps an RDB file of the first five entries only: a restart
+            # brings the store back five changes behind (as does a failover to a
+            # lagging replica), with its identity, and the ids 6..10 are issued again.
+            writer.put_many(OLD_Q[:5], OLD_A[:5], embeddings=OLD_V[:5])
+            private_redis.command("SAVE")
+            writer.put_many(OLD_Q[5:], OLD_A[5:], embeddings=OLD_V[5:])
+        else:
+            writer.put_many(OLD_Q, OLD_A, embeddings=OLD_V)
+        reader.start()
+
+        def ask(query: str, vector: npt.NDArray[np.float32]) -> str | None:
+            here.send((query, vector.tolist()))
+            got: str | None = here.recv()
+            return got
+
+        assert ask("paraphrase of old question 7", OLD_V[7]) == OLD_A[7]
+        if reset == "flushdb":
+            private_redis.command("FLUSHDB")
+        else:
+            private_redis.restart()
+        writer.put_many(NEW_Q, NEW_A, embeddings=NEW_V)
+        # The old ids now name new entries (restart, flushdb: 1..10; older_rdb: 6..15).
+        if reset == "older_rdb":
+            check_reader(ask, old=list(range(5, 10)), new=list(range(10)))
+            for i in range(5):  # the entries the RDB file kept are still served
+                assert ask(f"paraphrase of {OLD_Q[i]}", OLD_V[i]) == OLD_A[i]
+        else:
+            check_reader(ask, old=list(range(10)), new=list(range(10)))
+    finally:
+        here.send(None)
+        reader.join(timeout=60)
+        writer.close()
+    assert reader.exitcode == 0
+
+
+def test_a_flushed_store_gets_its_settings_back(private_redis: PrivateRedis) -> None:
+    """After FLUSHDB the first process that notices records its settings again, so a
+    process opened later still knows the dimension and the vector dtype."""
+    cache = open_cache(RedisStore(private_redis.url, prefix="app:"))
+    try:
+        cache.put_many(OLD_Q, OLD_A, embeddings=OLD_V)
+        private_redis.command("FLUSHDB")
+        assert answer(cache, OLD_Q[0], OLD_V[0]) is None
+        store = RedisStore(private_redis.url, prefix="app:")
+        assert (store.get_meta("dim"), store.get_meta("vector_dtype")) == (str(DIM), "float32")
+        store.close()
+    finally:
+        cache.close()
+
+
+# -- PostgreSQL: the schema dropped and created again -------------------------------------
+@pytest.mark.slow
+def test_postgres_schema_recreated_is_never_served_as_the_old_one(tmp_path: Path) -> None:
+    dsn, schema = service_url("SEMCACHE_POSTGRES_DSN"), server_name(tmp_path)
+    writer = open_cache(PostgresStore(dsn, schema=schema))
+    reader = open_cache(PostgresStore(dsn, schema=schema))
+    try:
+        writer.put_many(OLD_Q, OLD_A, embeddings=OLD_V)
+        assert answer(reader, "paraphrase of old question 3", OLD_V[3]) == OLD_A[3]
+        writer.close()
+        PostgresStore(dsn, schema=schema).drop()
+        writer = open_cache(PostgresStore(dsn, schema=schema))  # creates it again
+        writer.put_many(NEW_Q, NEW_A, embeddings=NEW_V)  # ids 1..10 again
+        check_reader(lambda q, v: answer(reader, q, v), old=list(range(10)), new=list(range(10)))
+    finally:
+        reader.close()
+        writer.close()
+        drop_postgres(tmp_path)
+
+
+# -- SQLite: the file restored from an older copy while both caches hold it open --------
+def copy_database(source: Path, dest: Path) -> None:
+    """SQLite's online backup: ``dest`` becomes a copy of ``source``, in place, while
+    other connections hold either open (they see the new content at once)."""
+    src, dst = apsw.Connection(str(source)), apsw.Connection(str(dest))
+    try:
+        with dst.backup("main", src, "main") as backup:
+            backup.step()
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_sqlite_file_restored_from_an_older_copy(tmp_path: Path) -> None:
+    path, older = tmp_path / "cache.db", tmp_path / "older.db"
+    writer = open_cache(SQLiteStore(path))
+    reader = open_cache(SQLiteStore(path))
+    try:
+        writer.put_many(OLD_Q[:5], OLD_A[:5], embeddings=OLD_V[:5])
+        copy_database(path, older)
+        writer.put_many(OLD_Q[5:], OLD_A[5:], embeddings=OLD_V[5:])
+        assert answer(reader, "paraphrase of old question 7", OLD_V[7]) == OLD_A[7]
+        copy_database(older, path)  # five changes behind, the same identity
+        writer.put_many(NEW_Q, NEW_A, embeddings=NEW_V)  # ids 6..15: past the reader
+        check_reader(lambda q, v: answer(reader, q, v), old=list(range(5, 10)), new=list(range(10)))
+        for i in range(5):  # the entries the older copy kept are still served
+            assert answer(reader, f"paraphrase of {OLD_Q[i]}", OLD_V[i]) == OLD_A[i]
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_sqlite_restored_copy_behind_the_reader_is_rebuilt(tmp_path: Path) -> None:
+    """The sequence went backwards and nobody wrote since: the reader notices at once."""
+    path, older = tmp_path / "cache.db", tmp_path / "older.db"
+    writer = open_cache(SQLiteStore(path))
+    reader = open_cache(SQLiteStore(path))
+    try:
+        writer.put_many(OLD_Q[:5], OLD_A[:5], embeddings=OLD_V[:5])
+        copy_database(path, older)
+        writer.put_many(OLD_Q[5:], OLD_A[5:], embeddings=OLD_V[5:])
+        assert answer(reader, "paraphrase of old question 7", OLD_V[7]) == OLD_A[7]
+        copy_database(older, path)
+        assert answer(reader, "paraphrase of old question 7", OLD_V[7]) is None
+        assert reader.stats()["indexed"] == {"default": 5}
+    finally:
+        reader.close()
+        writer.close()
+
+
+# -- RedisStore.drop: its own keys only ------------------------------------------------------
+def test_redis_drop_leaves_a_store_under_a_longer_prefix_alone(tmp_path: Path) -> None:
+    url = service_url("SEMCACHE_REDIS_URL")
+    base = f"semcache-test:{server_name(tmp_path)}:"
+    outer = open_cache(RedisStore(url, prefix=base + "app:"))
+    inner = open_cache(RedisStore(url, prefix=base + "app:v2:"))
+    try:
+        for ns in ("default", "v2", "lru"):
+            outer.put_many(OLD_Q, OLD_A, embeddings=OLD_V, namespace=ns, ttl=3600)
+            inner.put_many(NEW_Q, NEW_A, embeddings=NEW_V, namespace=ns, ttl=3600)
+        before = inner.stats()["entries"]
+        with redis.Redis.from_url(url) as admin:
+            inner_keys = set(admin.scan_iter(match=base + "app:v2:*"))
+            outer.close()
+            RedisStore(url, prefix=base + "app:").drop()
+            left = set(admin.scan_iter(match=base + "*"))
+        assert left == inner_keys  # every key of the outer store went, no other
+        inner.close()
+        inner = open_cache(RedisStore(url, prefix=base + "app:v2:"))
+        assert inner.stats()["entries"] == before
+        for ns in ("default", "v2", "lru"):
+            hit = inner.get(f"paraphrase of {NEW_Q[5]}", embedding=NEW_V[5], namespace=ns)
+            assert hit is not None
+            assert hit.response == NEW_A[5]
+    finally:
+        inner.close()
+        RedisStore(url, prefix=base + "app:v2:").drop()
