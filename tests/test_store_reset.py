@@ -15,6 +15,7 @@ prefix starts with its own.
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import socket
 import subprocess
 import threading
@@ -313,3 +314,26 @@ def test_redis_drop_leaves_a_store_under_a_longer_prefix_alone(tmp_path: Path) -
     finally:
         inner.close()
         RedisStore(url, prefix=base + "app:v2:").drop()
+
+
+def test_sqlite_file_deleted_and_created_again(tmp_path: Path) -> None:
+    """The file (with its -wal, -shm and index snapshots) is deleted and a new cache is
+    created at its path while the reader holds the old one open: the reader follows the
+    path to the new store, and never serves the deleted one's entries."""
+    path = tmp_path / "cache.db"
+    writer = open_cache(SQLiteStore(path))
+    reader = open_cache(SQLiteStore(path))
+    try:
+        writer.put_many(OLD_Q, OLD_A, embeddings=OLD_V)
+        assert answer(reader, "paraphrase of old question 3", OLD_V[3]) == OLD_A[3]
+        writer.close()
+        for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        shutil.rmtree(tmp_path / "cache.db.index", ignore_errors=True)
+        writer = open_cache(SQLiteStore(path))
+        writer.put_many(NEW_Q, NEW_A, embeddings=NEW_V)  # ids 1..10 again
+        check_reader(lambda q, v: answer(reader, q, v), old=list(range(10)), new=list(range(10)))
+        assert reader.get(OLD_Q[3]) is None  # the exact layer reads the new file too
+    finally:
+        reader.close()
+        writer.close()

@@ -178,6 +178,7 @@ class SQLiteStore:
         self._depth = 0
         self._closed = False
         self._forked = False  # set in a forked child until it has its own connection
+        self._file: tuple[int, int] | None = None  # (device, inode) of the open file
         self._conn: _Conn = self._call(self._connect)
         track_fork(self)
 
@@ -209,6 +210,7 @@ class SQLiteStore:
             self._conn = conn
             self._cur = conn.cursor()  # one cursor for the put path (saves ~0.5 us a call)
             self._migrate()
+            self._file = _file_id(self.path)
         except BaseException:
             conn.close()
             raise
@@ -272,6 +274,25 @@ class SQLiteStore:
         return int(
             self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").get)
         )
+
+    def _follow_path(self) -> None:
+        """Open the file now at :attr:`path` if it is not the one open (it was deleted
+        and created again, or another file was moved there): a shared-mode reader then
+        sees the store that is there, with its own identity, and rebuilds. While no file
+        is there, the open one is kept."""
+        if self._file is None:
+            return
+        now = _file_id(self.path)
+        if now is None or now == self._file:
+            return
+        with self._lock:
+            if self._closed or self._forked or self._depth:
+                return
+            old = self._conn
+            self._lru_indexes.clear()
+            self._unpruned = self._prune_every
+            self._call(self._connect)
+            old.close()
 
     # -- error translation and transactions -------------------------------------------
     def _translate(self, exc: apsw.Error) -> Exception:
@@ -681,12 +702,15 @@ class SQLiteStore:
         return int(value or 0)
 
     def identity(self) -> str:
+        self._follow_path()
         value = self._read(lambda c: c.execute(_IDENTITY).get)
         if value is None:  # every open creates one: only a hand-edited file lacks it
             raise StoreCorruptError(f"{self.path} has no store identity (meta store_id)")
         return str(value)
 
     def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
+        self._follow_path()
+
         def run(conn: _Conn) -> list[Change] | None:
             last = conn.execute(_LAST_SEQ).get or 0
             if seq > last or (identity is not None and conn.execute(_IDENTITY).get != identity):
@@ -734,6 +758,17 @@ class SQLiteStore:
             except apsw.Error:
                 pass
             self._conn.close()
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of a database file, or None (in-memory, URI, or missing)."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[tuple[int, ...]]:
