@@ -3,7 +3,7 @@
 Layout, every key under ``prefix`` (``P``); entry ids are zero-padded to 16 digits
 (``I``) so that sorted-set members tie-break by id when scores are equal::
 
-    P meta              hash   setting -> value
+    P meta              hash   setting -> value (store_id: the store's identity)
     P id                string last entry id (INCR: ids increase, never reused)
     P seq               string last change sequence number (INCR)
     P log               stream change log, stream id "<seq>-0", fields op, id, ns
@@ -24,6 +24,10 @@ and by eviction, expired ones first, exactly as the other stores do.
 
 The scripts touch keys they do not declare, which standalone Redis (and Sentinel)
 allows; Redis Cluster does not, so use one primary per cache.
+
+These are all the keys of a store (:meth:`RedisStore.drop` deletes exactly them), so
+prefixes may nest (``app:`` and ``app:v2:``) unless one is another followed by
+``lru:``, ``exp:`` or ``e:``, whose keys would be the other's.
 """
 
 from __future__ import annotations
@@ -295,7 +299,8 @@ class RedisStore:
         url: a ``redis://`` or ``rediss://`` URL (or pass ``client``).
         client: an existing ``redis.Redis`` made with ``decode_responses=False``.
         prefix: the prefix of every key this store uses; caches with different
-            prefixes share a server without seeing each other.
+            prefixes share a server without seeing each other (a prefix may start with
+            another, but not with another followed by ``lru:``, ``exp:`` or ``e:``).
         max_changes: change-log records kept for :meth:`changes_since`.
         socket_timeout: seconds a command may take before it fails (with ``url``).
         connect_timeout: seconds to connect (with ``url``).
