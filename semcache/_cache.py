@@ -333,7 +333,7 @@ class SemanticCache:
         self._misses: dict[MissReason, int] = dict.fromkeys(MISS_REASONS, 0)
         self._counters = {"puts": 0, "deletes": 0, "evictions": 0, "expirations": 0}
         self._last_sync = -math.inf
-        # A candidate did not match its index row (see _proven): the store is not the
+        # A candidate did not match its index row (see _own_score): the store is not the
         # one indexed. Rebuild at the next get, once per store position.
         self._index_suspect = False
         self._suspect_rebuilt: tuple[str, int] | None = None
@@ -1288,10 +1288,14 @@ class SemanticCache:
                 if entry is None:  # deleted by another process; the index lags
                     stale.append(entry_id)
                     continue
-                if not self._proven(entry, ns, vector, sim, entry_id in fetched):
+                score = self._own_score(entry, ns, vector, sim, entry_id in fetched)
+                if score is None:
                     stale.append(entry_id)  # the id now names another entry
-                    self._index_suspect = True
                     continue
+                if score < threshold:  # the index scored a row the store no longer has
+                    reason = reason or "below_threshold"
+                    continue
+                sim = score
                 if entry_id in fetched and self._hot_size:
                     self._remember(entry.key, entry)
                 if entry.expires_at is not None and entry.expires_at <= now:
@@ -1323,33 +1327,45 @@ class SemanticCache:
                 break
         return self._miss(ns, reason or "no_candidate", best, t0)
 
-    def _proven(
+    def _own_score(
         self,
         entry: StoredEntry,
         ns: str,
         vector: npt.NDArray[np.float32],
         sim: float,
         fetched: bool,
-    ) -> bool:
-        """Whether ``entry`` is the row the index scored ``sim``: the same namespace and,
-        when just read from the store (``fetched``, with its vector), a stored vector
-        that scores the query alike. An id alone proves nothing once a store lost its
-        data or its tail and numbered its entries again. An entry from the hot map
-        (single mode) is one this process wrote or read and proved already."""
+    ) -> float | None:
+        """The similarity to serve ``entry`` at, the index having scored its id ``sim``;
+        None when the id names an entry the index cannot have held (another namespace,
+        no vector, another dimension).
+
+        An id alone proves nothing once a store lost its data or its tail and numbered
+        its entries again, so an entry just read from the store (``fetched``, with its
+        vector) is scored from its own stored vector. When that score differs from the
+        index's by more than :data:`_SAME_SCORE`, the index is out of date (or scores
+        loosely) and is rebuilt at the next get; the entry's own score is what the
+        threshold sees. An entry from the hot map (single mode) is one this process
+        wrote or read and scored already.
+        """
         if entry.namespace != ns:
-            return False
+            self._index_suspect = True
+            return None
         if not fetched or self._store_search:  # the store searched its own rows
-            return True
+            return sim
         blob, entry.vector = entry.vector, None  # the hot map keeps entries without it
         dim = self._dim
         if blob is None or dim is None or len(blob) != dim * self._dtype.itemsize:
-            return False
-        row = np.frombuffer(blob, dtype=self._dtype).astype(np.float32)
-        return abs(float(row @ vector) - sim) <= _SAME_SCORE
+            self._index_suspect = True
+            return None
+        own = float(np.frombuffer(blob, dtype=self._dtype).astype(np.float32) @ vector)
+        if abs(own - sim) <= _SAME_SCORE:
+            return sim
+        self._index_suspect = True
+        return max(-1.0, min(1.0, own))
 
     def _entries_by_id(self, ids: list[int]) -> tuple[dict[int, StoredEntry], set[int]]:
         """The entries of ``ids`` that exist, and which of them were read from the store
-        (with their vectors, for :meth:`_proven`): the hot map's where it has them
+        (with their vectors, for :meth:`_own_score`): the hot map's where it has them
         (single mode: exact, see :meth:`_remember`), the rest from the store."""
         vectors = not self._store_search
         if not self._hot_size:
@@ -1769,7 +1785,7 @@ class SemanticCache:
 
     def _maybe_sync(self, now: float) -> None:
         """Shared mode: bring the indexes up to the store's change log. Any mode: rebuild
-        them once a candidate proved them wrong (see :meth:`_proven`)."""
+        them once a candidate's own score proved them out of date (see :meth:`_own_score`)."""
         if self._store_search:
             return
         if self._index_suspect:

@@ -31,7 +31,7 @@ import pytest
 import redis
 from test_store_conformance import drop_postgres, server_name, service_url
 
-from semcache import SemanticCache
+from semcache import FlatIndex, SemanticCache
 from semcache._store import PostgresStore, RedisStore, SQLiteStore, Store
 
 DIM = 16
@@ -337,3 +337,54 @@ def test_sqlite_file_deleted_and_created_again(tmp_path: Path) -> None:
     finally:
         reader.close()
         writer.close()
+
+
+# -- the candidate's own score ------------------------------------------------------------
+class LooseIndex(FlatIndex):
+    """A custom index that reports every score 0.05 too high (as a lossy one may)."""
+
+    def search(self, query: npt.ArrayLike, k: int) -> tuple[Any, Any]:
+        ids, sims = super().search(query, k)
+        return ids, sims + np.float32(0.05)
+
+
+def test_a_candidate_is_served_at_its_own_score_and_a_loose_index_rebuilds_once(
+    tmp_path: Path,
+) -> None:
+    """The threshold sees the score of the entry's stored vector, not the index's; an
+    index whose scores differ is rebuilt once per store position, never at every get.
+    (Single mode serves entries it holds in memory at the index's score, as before.)"""
+    rebuilds = 0
+
+    def factory(dim: int, dtype: Any, options: Any) -> LooseIndex:
+        return LooseIndex(dim, dtype=dtype)
+
+    cache = SemanticCache(
+        str(tmp_path / "c.db"),
+        index_backend=factory,
+        similarity_threshold=THRESHOLD,
+        multi_process_mode="shared",  # no in-memory entries: every candidate is read
+    )
+    real = cache._rebuild_indexes
+
+    def counting() -> None:
+        nonlocal rebuilds
+        rebuilds += 1
+        real()
+
+    cache._rebuild_indexes = counting  # type: ignore[method-assign]
+    try:
+        cache.put("q", "a", embedding=OLD_V[0])
+        side = OLD_V[1] - (OLD_V[1] @ OLD_V[0]) * OLD_V[0]
+        side /= np.linalg.norm(side)
+        off = 0.88 * OLD_V[0] + np.sqrt(1 - 0.88**2) * side  # below the threshold
+        near = 0.98 * OLD_V[0] + np.sqrt(1 - 0.98**2) * side
+        for _ in range(3):
+            assert cache.get("off", embedding=off) is None  # the index says 0.93
+            hit = cache.get("near", embedding=near)
+            assert hit is not None
+            assert hit.response == "a"
+            assert hit.similarity == pytest.approx(float(near @ OLD_V[0]), abs=1e-6)
+        assert rebuilds == 1
+    finally:
+        cache.close()

@@ -16,7 +16,7 @@ answers None (rebuild) when the identity is not the store's any more, or when th
 store's sequence is below ``seq`` (it lost its tail: restored from an older copy,
 failed over to a lagging replica). Within one identity a store never reissues an id,
 except when it loses its tail, which the two checks cannot always see once the store
-has moved past ``seq`` again; a cache therefore also proves every candidate it serves
+has moved past ``seq`` again; a cache therefore also scores every candidate it serves
 against the candidate's stored vector (see ``SemanticCache``).
 
 Every implementation passes ``tests/test_store_conformance.py``.
