@@ -340,6 +340,19 @@ def test_sqlite_file_deleted_and_created_again(tmp_path: Path) -> None:
 
 
 # -- the candidate's own score ------------------------------------------------------------
+def count_rebuilds(cache: SemanticCache) -> list[None]:
+    """A list that grows by one at each rebuild of ``cache``'s indexes from now on."""
+    rebuilds: list[None] = []
+    real = cache._rebuild_indexes
+
+    def counting() -> None:
+        rebuilds.append(None)
+        real()
+
+    cache._rebuild_indexes = counting  # type: ignore[method-assign]
+    return rebuilds
+
+
 class LooseIndex(FlatIndex):
     """A custom index that reports every score 0.05 too high (as a lossy one may)."""
 
@@ -354,7 +367,6 @@ def test_a_candidate_is_served_at_its_own_score_and_a_loose_index_rebuilds_once(
     """The threshold sees the score of the entry's stored vector, not the index's; an
     index whose scores differ is rebuilt once per store position, never at every get.
     (Single mode serves entries it holds in memory at the index's score, as before.)"""
-    rebuilds = 0
 
     def factory(dim: int, dtype: Any, options: Any) -> LooseIndex:
         return LooseIndex(dim, dtype=dtype)
@@ -365,14 +377,7 @@ def test_a_candidate_is_served_at_its_own_score_and_a_loose_index_rebuilds_once(
         similarity_threshold=THRESHOLD,
         multi_process_mode="shared",  # no in-memory entries: every candidate is read
     )
-    real = cache._rebuild_indexes
-
-    def counting() -> None:
-        nonlocal rebuilds
-        rebuilds += 1
-        real()
-
-    cache._rebuild_indexes = counting  # type: ignore[method-assign]
+    rebuilds = count_rebuilds(cache)
     try:
         cache.put("q", "a", embedding=OLD_V[0])
         side = OLD_V[1] - (OLD_V[1] @ OLD_V[0]) * OLD_V[0]
@@ -385,6 +390,37 @@ def test_a_candidate_is_served_at_its_own_score_and_a_loose_index_rebuilds_once(
             assert hit is not None
             assert hit.response == "a"
             assert hit.similarity == pytest.approx(float(near @ OLD_V[0]), abs=1e-6)
-        assert rebuilds == 1
+        assert len(rebuilds) == 1
+    finally:
+        cache.close()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("backend", ["flat", "auto", "hnswlib", "faiss"])
+def test_built_in_indexes_score_as_the_stored_vectors(
+    tmp_path: Path, backend: str, dtype: str
+) -> None:
+    """Every built-in index scores a candidate as its stored vector does (within the
+    tolerance), so a cache in normal use never takes its own index for out of date."""
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((500, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    cache = SemanticCache(
+        str(tmp_path / "c.db"),
+        index_backend=backend,
+        vector_dtype=dtype,  # type: ignore[arg-type]
+        multi_process_mode="shared",
+        similarity_threshold=0.8,
+    )
+    rebuilds = count_rebuilds(cache)
+    try:
+        cache.put_many(
+            [f"q{i}" for i in range(500)], [f"a{i}" for i in range(500)], embeddings=vecs
+        )
+        noise = 0.05 * rng.standard_normal((100, DIM)).astype(np.float32)
+        answers = [answer(cache, "paraphrase", vecs[i] + noise[i]) for i in range(100)]
+        assert answers == [f"a{i}" for i in range(100)]
+        assert not cache._index_suspect
+        assert rebuilds == []
     finally:
         cache.close()
