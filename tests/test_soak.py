@@ -8,6 +8,11 @@ Rerun and print the figures::
 
     SEMCACHE_SOAK_SECONDS=60 SEMCACHE_SOAK_REPORT=soak.json \\
         .venv/bin/python -m pytest tests/test_soak.py -m soak -s -q
+
+``test_full_cache_memory_is_flat`` puts 40,000 entries of 384 dimensions into a cache
+capped at 4,000 (``max_entries``: every put past the cap evicts one) and checks that the
+index's tombstones and bytes stay bounded (automatic compaction, see
+``semcache._index._common.compaction_due``); it prints the RSS it measured.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 import pytest
 
 from semcache import SemanticCache
+from semcache._index._common import COMPACT_MIN_TOMBSTONES
 
 DIM = 32
 QUOTA = 2000  # entries the churning namespace keeps
@@ -178,3 +184,58 @@ def test_soak(tmp_path: Path) -> None:
         assert r["rss_full_mib"] is not None
         assert (r["rss_end_mib"] - r["rss_full_mib"]) * 2**20 < RSS_GROWTH_LIMIT, report
     assert report["counts"]["put"] > 1000
+
+
+FULL_DIM, FULL_CAP, FULL_PUTS = 384, 4000, 40_000
+
+
+@pytest.mark.soak
+def test_full_cache_memory_is_flat(tmp_path: Path) -> None:
+    """A full cache's memory stays flat: eviction tombstones are reclaimed by the index
+    itself, so once past its first cycle it never holds more than twice the cap in rows
+    (it grew to 40,000 rows, all but 4,000 of them tombstones, before automatic
+    compaction)."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((FULL_PUTS, FULL_DIM)).astype(np.float32)
+    # per row: float32 vector, int8 shadow codes and 3 float32 scales, id, live flag
+    row_bytes = FULL_DIM * 4 + FULL_DIM + 12 + 8 + 1
+    bound = 2 * FULL_CAP * row_bytes
+    worst_tombstones = worst_bytes = steady_bytes = 0
+    rss_mib: dict[int, float] = {}
+    with SemanticCache(str(tmp_path / "full.db"), max_entries=FULL_CAP) as cache:
+        for i in range(FULL_PUTS):
+            cache.put(f"q{i}", f"a{i}", embedding=vectors[i])
+            if i + 1 < FULL_CAP:
+                continue
+            index: Any = cache._indexes["default"]
+            worst_tombstones = max(worst_tombstones, index.tombstones)
+            worst_bytes = max(worst_bytes, index.nbytes)
+            if i >= 2 * FULL_CAP:  # past the first cycle's growth by doubling
+                steady_bytes = max(steady_bytes, index.nbytes)
+            if (i + 1) % FULL_CAP == 0:
+                rss_mib[i + 1] = round(rss() / 2**20, 1)
+        stats = cache.stats()
+    assert stats["total_entries"] == FULL_CAP
+    assert stats["indexed"] == {"default": FULL_CAP}
+    assert stats["evictions"] == FULL_PUTS - FULL_CAP
+    assert worst_tombstones < max(FULL_CAP, COMPACT_MIN_TOMBSTONES)
+    assert steady_bytes <= bound
+    assert worst_bytes <= 2 * bound  # capacity doubling may overshoot while filling
+    report = {
+        "dim": FULL_DIM,
+        "max_entries": FULL_CAP,
+        "puts": FULL_PUTS,
+        "worst_tombstones": worst_tombstones,
+        "worst_index_mib": round(worst_bytes / 2**20, 1),
+        "steady_index_mib": round(steady_bytes / 2**20, 1),
+        "index_bound_mib": round(bound / 2**20, 1),
+        "rss_mib_by_puts": rss_mib,
+        "rss_growth_mib_after_full": round(rss_mib[FULL_PUTS] - rss_mib[FULL_CAP], 1),
+        "rss_growth_mib_last_half": round(rss_mib[FULL_PUTS] - rss_mib[FULL_PUTS // 2], 1),
+    }
+    text = json.dumps(report, indent=1)
+    print("\nfull-cache memory:", text)
+    (tmp_path / "full_cache_memory.json").write_text(text)
+    # Loose (RSS is not deterministic): without compaction the index alone grows by
+    # about 36 MiB over the last half; with it, RSS is flat there.
+    assert report["rss_growth_mib_last_half"] < 16, report

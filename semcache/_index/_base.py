@@ -4,8 +4,11 @@ An index maps entry ids (``int64``, assigned by the store, never reused) to unit
 and answers top-k queries by inner product, which equals cosine similarity because
 every vector is unit-normalized before it gets here. Removal is by tombstone: a removed
 id is never returned by :meth:`VectorIndex.search`, and :meth:`VectorIndex.compact`
-reclaims the space. The store, not the index, is the source of truth: an index can
-always be rebuilt from the store's vectors, so snapshots are an optimisation.
+reclaims the space. The built-in backends also compact themselves once tombstones reach
+``max(live rows, 1024)`` (``_common.compaction_due``), so churn (a full cache evicting on
+every put) never grows an index past about twice its live rows. The store, not the
+index, is the source of truth: an index can always be rebuilt from the store's vectors,
+so snapshots are an optimisation.
 
 Indexes are not thread-safe by themselves; the cache serializes calls with its lock.
 """

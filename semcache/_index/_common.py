@@ -25,11 +25,13 @@ from .._errors import (
 from ._base import IdArray
 
 __all__ = [
+    "COMPACT_MIN_TOMBSTONES",
     "SNAPSHOT_KIND",
     "RowTable",
     "Snapshot",
     "check_dtype",
     "check_k",
+    "compaction_due",
     "parse_options",
     "prepare_add",
     "prepare_queries",
@@ -172,6 +174,24 @@ def parse_options(
     return {k: _OPTION_CHECKS[k](k, v) for k, v in options.items()}
 
 
+# -- automatic compaction -----------------------------------------------------------------
+#: The fewest tombstones that make an index compact itself (see :func:`compaction_due`).
+COMPACT_MIN_TOMBSTONES = 1024
+
+
+def compaction_due(live: int, tombstones: int) -> bool:
+    """Whether an index with ``live`` rows and ``tombstones`` removed rows reclaims them
+    now: once ``tombstones >= max(live, COMPACT_MIN_TOMBSTONES)``.
+
+    So at most half of a large index's rows are dead (a full cache whose evictions
+    tombstone one row per put holds at most twice its live rows), and a compaction,
+    which copies the live rows, comes after at least as many removals as it copies:
+    its cost spread over those removals is a constant number of row copies each, and
+    no run of puts pays for more than one compaction per doubling of the tombstones.
+    """
+    return tombstones >= max(live, COMPACT_MIN_TOMBSTONES)
+
+
 # -- id <-> row bookkeeping ---------------------------------------------------------------
 class RowTable:
     """Rows are appended in order; each holds one id and a live flag.
@@ -299,6 +319,15 @@ class RowIndexBase:
         """The live ids, in insertion order."""
         self._check_open()
         return self._rows.live_ids()
+
+    def compact(self) -> int:
+        raise NotImplementedError
+
+    def _maybe_compact(self) -> None:
+        """Reclaim the tombstones when :func:`compaction_due` says so (after removals)."""
+        rows = self._rows
+        if compaction_due(rows.live_count, rows.tombstones):
+            self.compact()
 
     def _check_open(self) -> None:
         if self._closed:

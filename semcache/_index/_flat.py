@@ -41,10 +41,11 @@ class FlatIndex(RowIndexBase):
     """Brute-force inner-product index over a growable row-major matrix.
 
     Rows are appended; removal flips a live bit (a tombstone) and :meth:`compact`
-    rewrites the matrix at its live size. ``dtype`` is float32 or float16 (half the
-    memory; scores stay within about 1e-3 of float32); scores are always accumulated in
-    float32. ``kernel`` picks the scan: ``"native"``, ``"numpy"``, or None for the
-    active one (see :func:`semcache._index.kernel_name`).
+    rewrites the matrix at its live size, by itself once the tombstones reach
+    ``max(live rows, 1024)`` (see ``_common.compaction_due``). ``dtype`` is float32 or
+    float16 (half the memory; scores stay within about 1e-3 of float32); scores are
+    always accumulated in float32. ``kernel`` picks the scan: ``"native"``, ``"numpy"``,
+    or None for the active one (see :func:`semcache._index.kernel_name`).
 
     A float32 index may keep an int8 *shadow* of its matrix (``shadow``: True, False, or
     None for "once the matrix reaches :data:`SHADOW_MIN_BYTES`"): per row ``r`` a scale
@@ -152,7 +153,8 @@ class FlatIndex(RowIndexBase):
         id_arr, vecs = prepare_add(ids, vectors, self._dim)
         if id_arr.shape[0] == 0:
             return
-        self._rows.remove(id_arr)
+        if self._rows.remove(id_arr):
+            self._maybe_compact()  # before growing: replaced rows may make room
         start, stop = self._rows.n, self._rows.n + id_arr.shape[0]
         self._reserve(stop)
         self._mat[start:stop] = vecs
@@ -173,7 +175,10 @@ class FlatIndex(RowIndexBase):
             CacheClosedError: the index is closed.
         """
         self._check_open()
-        return len(self._rows.remove(ids))
+        removed = len(self._rows.remove(ids))
+        if removed:
+            self._maybe_compact()
+        return removed
 
     def compact(self) -> int:
         """Rewrite the matrix at its live size; return the tombstones reclaimed.

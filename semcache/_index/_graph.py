@@ -218,6 +218,7 @@ class _RowGraphIndex(RowIndexBase):
         rows = self._rows.remove(ids)
         if rows:
             self._native_tombstone(rows)
+            self._maybe_compact()
         return len(rows)
 
     def compact(self) -> int:
