@@ -31,6 +31,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ._checkpoint import CheckpointTarget, dump_checkpoint, load_checkpoint, sweep_stale
+from ._checks import check_callable as _check_callable
+from ._checks import check_choice as _check_choice
+from ._checks import check_count as _check_count
+from ._checks import check_flag as _check_flag
+from ._checks import check_number as _check_number
+from ._checks import check_threshold as _check_threshold
+from ._checks import check_ttl as _check_ttl
+from ._checks import show as _show
 from ._deadline import call_with_deadline, check_timeout
 from ._errors import (
     CacheClosedError,
@@ -41,17 +49,17 @@ from ._errors import (
     InvalidEmbeddingError,
     InvalidInputError,
     InvalidMetadataError,
+    InvalidNamespaceError,
     InvalidTextError,
-    InvalidThresholdError,
-    InvalidTTLError,
     MetadataTooLargeError,
     QueryTooLargeError,
     ResponseTooLargeError,
+    SemanticCacheError,
     StoreCorruptError,
     StoreLockedError,
     StoreUnavailableError,
 )
-from ._index import IndexFactory, VectorIndex, backend_names, make_index
+from ._index import IndexFactory, VectorIndex, backend_names, check_index_options, make_index
 from ._locking import StoreLock, acquire_store_lock, track_fork
 from ._progress import ProgressCallback
 from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
@@ -139,30 +147,52 @@ def _hot_size(entry: StoredEntry) -> int:
     return 64 + len(entry.query) + len(entry.response) + len(entry.metadata or "")
 
 
-def _check_threshold(value: object, what: str = "similarity_threshold") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidThresholdError(f"{what} must be a number in [-1, 1], got {value!r}")
-    v = float(value)
-    if not -1.0 <= v <= 1.0:  # also rejects NaN
-        raise InvalidThresholdError(f"{what} must be in [-1, 1], got {value!r}")
-    return v
+def _check_path(path: object) -> None:
+    if path is None:
+        return
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigurationError(f"path must be a str or os.PathLike, got {_show(path)}")
+    name = os.fspath(path)
+    if not isinstance(name, str) or "\x00" in name:
+        raise ConfigurationError(f"path must be a file name without NUL, got {_show(path)}")
 
 
-def _check_ttl(value: object, what: str = "ttl") -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidTTLError(f"{what} must be None or seconds >= 0, got {value!r}")
-    v = float(value)
-    if not (v >= 0.0 and math.isfinite(v)):
-        raise InvalidTTLError(f"{what} must be finite and >= 0, got {value!r}")
-    return v
+def _check_quotas(quotas: object) -> dict[str, int]:
+    if quotas is None:
+        return {}
+    if not isinstance(quotas, Mapping):
+        raise ConfigurationError(
+            f"namespace_quotas must be a mapping of namespace to count, got {_show(quotas)}"
+        )
+    out = {}
+    for ns, n in quotas.items():
+        try:
+            name = check_namespace(ns)
+        except InvalidNamespaceError as exc:
+            raise InvalidNamespaceError(f"namespace_quotas: {exc}") from None
+        out[name] = _check_count(n, f"namespace_quotas[{name!r}]")
+    return out
 
 
-def _check_count(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{what} must be an int >= 1, got {value!r}")
-    return value
+def _check_index_config(
+    backend: object, options: object, dtype: str
+) -> tuple[str | IndexFactory, dict[str, Any]]:
+    """``index_backend`` and ``index_options``, checked before anything is opened: the
+    dimension may not be known yet (see :func:`check_index_options`)."""
+    if not callable(backend) and (
+        not isinstance(backend, str) or backend not in (*backend_names(), "store")
+    ):
+        raise ConfigurationError(
+            f"unknown index_backend {_show(backend)}; expected one of {backend_names()}, "
+            '"store" or a factory'
+        )
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise ConfigurationError(f"index_options must be a mapping, got {_show(options)}")
+    opts = dict(options)
+    check_index_options(backend, np.dtype(dtype), opts)
+    return backend, opts
 
 
 def _runner_up(ids: npt.NDArray[Any], sims: npt.NDArray[Any], entry_id: int) -> float | None:
@@ -265,6 +295,11 @@ class SemanticCache:
         clock: Callable[[], float] = time.time,
         progress: ProgressCallback | None = None,
     ) -> None:
+        # Every argument is checked here, before the store is opened or created: a bad
+        # one raises a semcache error naming it and leaves no file behind.
+        _check_path(path)
+        if store is not None and not isinstance(store, Store):
+            raise ConfigurationError(f"store must be a semcache Store, got {_show(store)}")
         if path is not None and store is not None:
             raise ConfigurationError("pass either path or store, not both")
         if is_async_embedder(embedder) and not self._async_embedder_ok:
@@ -281,39 +316,37 @@ class SemanticCache:
         self._max_entries = (
             None if max_entries is None else _check_count(max_entries, "max_entries")
         )
-        self._quotas = {
-            check_namespace(ns): _check_count(n, f"namespace_quotas[{ns!r}]")
-            for ns, n in (namespace_quotas or {}).items()
-        }
-        if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)):
-            raise ConfigurationError(f"min_confidence must be a number, got {min_confidence!r}")
-        if not math.isfinite(min_confidence):
-            raise ConfigurationError(f"min_confidence must be finite, got {min_confidence!r}")
-        self._min_confidence = float(min_confidence)
-        if not callable(index_backend) and index_backend not in (*backend_names(), "store"):
+        self._quotas = _check_quotas(namespace_quotas)
+        for name, fn in (
+            ("confidence_fn", confidence_fn),
+            ("validator", validator),
+            ("metrics_hook", metrics_hook),
+        ):
+            _check_callable(fn, name)
+        self._min_confidence = _check_number(min_confidence, "min_confidence", ConfigurationError)
+        self._normalize = _check_flag(normalize, "normalize", ConfigurationError)
+        _check_choice(vector_dtype, "vector_dtype", _VECTOR_DTYPES)
+        _check_choice(multi_process_mode, "multi_process_mode", _MODES)
+        interval = _check_number(stale_check_interval, "stale_check_interval", ConfigurationError)
+        if interval < 0.0:
             raise ConfigurationError(
-                f"unknown index_backend {index_backend!r}; expected one of {backend_names()}"
+                f"stale_check_interval must be seconds >= 0, got {_show(stale_check_interval)}"
             )
-        if vector_dtype not in _VECTOR_DTYPES:
-            raise ConfigurationError(f"vector_dtype must be one of {_VECTOR_DTYPES}")
-        if multi_process_mode not in _MODES:
-            raise ConfigurationError(f"multi_process_mode must be one of {_MODES}")
-        interval = float(stale_check_interval)
-        if not (interval >= 0.0 and math.isfinite(interval)):
-            raise ConfigurationError("stale_check_interval must be finite and >= 0")
         self._max_query = _check_count(max_query_bytes, "max_query_bytes")
         self._max_response = _check_count(max_response_bytes, "max_response_bytes")
         self._max_metadata = _check_count(max_metadata_bytes, "max_metadata_bytes")
         if not callable(clock):
-            raise ConfigurationError("clock must be a callable returning seconds")
+            raise ConfigurationError(
+                f"clock must be a callable returning seconds, got {_show(clock)}"
+            )
+        backend, options = _check_index_config(index_backend, index_options, vector_dtype)
 
         self._embedder = embedder
         self._confidence_fn = confidence_fn
         self._validator = validator
         self._metrics_hook = metrics_hook
-        self._normalize = bool(normalize)
-        self._index_backend = index_backend
-        self._index_options: Mapping[str, Any] = dict(index_options or {})
+        self._index_backend = backend
+        self._index_options: Mapping[str, Any] = options
         self._dtype = np.dtype(vector_dtype)
         self._shared = multi_process_mode == "shared"
         self._stale_interval = interval
@@ -561,13 +594,36 @@ class SemanticCache:
         index = self._indexes.get(namespace)
         if index is None:
             assert self._dim is not None
-            if self._store_search:
-                store = self._store
-                assert isinstance(store, SearchableStore)
-                index = StoreSearchIndex(store, namespace, self._clock, self._dim, self._dtype)
-            else:
-                index = make_index(self._index_backend, self._dim, self._dtype, self._index_options)
-            self._indexes[namespace] = index
+            index = self._indexes[namespace] = self._new_index(namespace, self._dim)
+        return index
+
+    def _new_index(self, namespace: str, dim: int) -> VectorIndex:
+        """An empty index for ``namespace``. A put makes its namespace's first index
+        before it writes, so an index that cannot be built fails the put, not after.
+
+        Raises:
+            ConfigurationError: the ``index_backend`` factory failed or returned no
+                VectorIndex; a built-in backend refused its options for ``dim``.
+        """
+        if self._store_search:
+            store = self._store
+            assert isinstance(store, SearchableStore)
+            return StoreSearchIndex(store, namespace, self._clock, dim, self._dtype)
+        backend = self._index_backend
+        try:
+            index = make_index(backend, dim, self._dtype, self._index_options)
+        except SemanticCacheError:
+            raise
+        except Exception as exc:
+            if not callable(backend):
+                raise
+            raise ConfigurationError(
+                f"the index_backend factory failed for dim {dim}: {exc!r}"
+            ) from exc
+        if not isinstance(index, VectorIndex):
+            raise ConfigurationError(
+                f"the index_backend factory returned {type(index).__name__}, not a VectorIndex"
+            )
         return index
 
     def _check_store_search(self) -> None:
@@ -863,6 +919,7 @@ class SemanticCache:
         with self._lock:
             self._check_open()
             ns = None if namespace is None else self._check_ns(namespace)
+            _check_flag(compact, "compact", InvalidInputError)
             self._flush_touches()
             removed = self._store.delete_expired(self._clock(), ns)
             self._unindex(removed)
@@ -1159,7 +1216,7 @@ class SemanticCache:
         ns = namespace if namespace in self._namespaces_ok else self._check_ns(namespace)
         check_size(query, "query", self._max_query, QueryTooLargeError)
         vector = None if embedding is None else self._unit_rows(embedding, 1, "embedding")
-        if bypass:
+        if bypass is not False and _check_flag(bypass, "bypass", InvalidInputError):
             return self._miss(ns, "bypass", None, t0)
         now = self._clock()
         key = make_key(ns, normalize_text(query) if self._normalize else query)
@@ -1516,7 +1573,13 @@ class SemanticCache:
         ns = self._check_ns(namespace)
         if isinstance(queries, str) or isinstance(responses, str):
             raise InvalidTextError("queries and responses must be sequences of str, not a str")
-        queries, responses = list(queries), list(responses)
+        try:
+            queries, responses = list(queries), list(responses)
+        except TypeError:
+            raise InvalidTextError(
+                f"queries and responses must be sequences of str, got {_show(queries)} and "
+                f"{_show(responses)}"
+            ) from None
         n = len(queries)
         if len(responses) != n:
             raise InvalidInputError(f"{n} queries but {len(responses)} responses")
@@ -1564,6 +1627,9 @@ class SemanticCache:
         quota = self._quotas.get(ns)
         if quota is not None or self._max_entries is not None:
             limits = Limits(self._max_entries, quota)
+        fresh = None  # the namespace's first index, built before anything is written
+        if stored is not None and not self._store_search and ns not in self._indexes:
+            fresh = self._new_index(ns, int(stored.shape[1]))
         touches = self._pending_touch
         if touches:
             self._pending_touch = {}
@@ -1579,9 +1645,13 @@ class SemanticCache:
             if touches is not self._pending_touch:
                 touches.update(self._pending_touch)
                 self._pending_touch = touches
+            if fresh is not None:
+                fresh.close()
             raise
         if new_dim is not None:
             self._dim = new_dim
+        if fresh is not None:
+            self._indexes[ns] = fresh
         self._apply_put(ns, result, stored)
         if self._hot_size:  # write-through: a put is usually read back soon
             ids = result.ids

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import numbers
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._checks import show
 from ._errors import ConfigurationError, EmbedderError
 
 __all__ = ["acall_with_deadline", "call_with_deadline", "check_timeout", "start_in_thread"]
@@ -30,11 +32,14 @@ def check_timeout(value: object, what: str = "embed_timeout") -> float | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{what} must be None or seconds > 0, got {value!r}")
-    v = float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"{what} must be None or seconds > 0, got {show(value)}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond a float's range
+        v = float("inf")
     if not 0.0 < v < float("inf"):
-        raise ConfigurationError(f"{what} must be finite and > 0, got {value!r}")
+        raise ConfigurationError(f"{what} must be finite and > 0, got {show(value)}")
     return v
 
 

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import numpy.typing as npt
 
-from ._errors import InvalidTextError, ResponseTooLargeError, StoreError
+from ._checks import check_ttl, show
+from ._errors import InvalidInputError, InvalidTextError, ResponseTooLargeError, StoreError
 
 if TYPE_CHECKING:
     from ._cache import SemanticCache
@@ -222,6 +223,12 @@ def get_or_put_steps(
     metadata: Mapping[str, Any] | None,
 ) -> Steps[str]:
     """The one body of ``get_or_put`` (sync and async)."""
+    # What the put would refuse, refused before the get and before compute() is paid for.
+    if not callable(compute):
+        raise InvalidInputError(f"compute must be a callable, got {show(compute)}")
+    check_ttl(ttl)
+    if metadata is not None:
+        cache._metadata_json(metadata, 1)
     while True:
         hit = yield from cache._get_steps(query, embedding, namespace, False)
         if hit is not None:
@@ -351,6 +358,7 @@ def memoize(
         TypeError: ``fn`` has no parameter ``prompt``, or is sync while only ``arun``
             is given, or the namespace callable asks for arguments ``fn`` lacks.
     """
+    check_ttl(ttl)
     sig = inspect.signature(fn)
     param = sig.parameters.get(prompt)
     if param is None or param.kind in (

@@ -44,6 +44,7 @@ __all__ = [
     "VectorIndex",
     "available_kernels",
     "backend_names",
+    "check_index_options",
     "kernel_name",
     "load_index",
     "make_index",
@@ -91,6 +92,30 @@ def make_index(
             f"unknown index_backend {backend!r}; expected one of {backend_names()}"
         ) from None
     return factory(dim, dt, opts)
+
+
+def check_index_options(
+    backend: str | IndexFactory, dtype: npt.DTypeLike, options: Mapping[str, Any]
+) -> None:
+    """Check ``options`` for ``backend`` before any vector (or dimension) is known: a
+    named backend builds and discards an empty one-dimensional index with them, which
+    checks every key, value, kernel and extra exactly as the real indexes will. (No
+    built-in option depends on the dimension.) A factory's options are its own
+    business; ``"store"`` takes none.
+
+    Raises:
+        ConfigurationError: an unknown key or a bad value.
+        MissingDependencyError: the options need an extra that is not installed.
+    """
+    if callable(backend):
+        return
+    if backend == "store":
+        if options:
+            raise ConfigurationError(
+                f'index_backend="store" takes no index_options, got {sorted(map(str, options))}'
+            )
+        return
+    make_index(backend, 1, dtype, options).close()
 
 
 _LOADERS: dict[str, Any] = {

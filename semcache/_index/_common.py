@@ -120,33 +120,50 @@ def closed_error() -> CacheClosedError:
 
 
 # -- options ------------------------------------------------------------------------------
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigurationError(f"index option {name!r} must be an int >= 1, got {value!r}")
-    return int(value)
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge int"
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _int_in(lo: int, hi: int) -> Any:
+    """A check for an int option in ``[lo, hi]`` (the upper bounds keep the native
+    libraries' C integers and allocations sane: hnswlib and faiss crash on ``M=1``)."""
+
+    def check(name: str, value: Any) -> int:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or not lo <= int(value) <= hi
+        ):
+            raise ConfigurationError(
+                f"index_options[{name!r}] must be an int in [{lo}, {hi}], got {_show(value)}"
+            )
+        return int(value)
+
+    return check
 
 
 def _bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ConfigurationError(f"index option {name!r} must be a bool, got {value!r}")
+        raise ConfigurationError(f"index_options[{name!r}] must be a bool, got {_show(value)}")
     return value
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ConfigurationError(
-            f"index option {name!r} must be one of {list(choices)}, got {value!r}"
+            f"index_options[{name!r}] must be one of {list(choices)}, got {_show(value)}"
         )
-    return str(value)
+    return value
 
 
 #: Every option key, with its validator.
 _OPTION_CHECKS: dict[str, Any] = {
-    "M": _positive_int,
-    "ef_construction": _positive_int,
-    "ef_search": _positive_int,
-    "build_threads": _positive_int,
-    "switch_at": _positive_int,
+    "M": _int_in(2, 1024),
+    "ef_construction": _int_in(1, 1 << 16),
+    "ef_search": _int_in(1, 1 << 16),
+    "build_threads": _int_in(1, 4096),
+    "switch_at": _int_in(1, 2**62),
     "background": _bool,
     "kind": lambda n, v: _choice(n, v, ("flat", "hnsw")),
     "graph": lambda n, v: _choice(n, v, ("auto", "hnswlib", "faiss", "none")),
@@ -164,12 +181,12 @@ def parse_options(
         ConfigurationError: an unknown key, or a value of the wrong type or range.
     """
     if not isinstance(options, Mapping):
-        raise ConfigurationError(f"index options must be a mapping, got {type(options).__name__}")
-    unknown = sorted(str(k) for k in options if k not in allowed)
+        raise ConfigurationError(f"index_options must be a mapping, got {type(options).__name__}")
+    unknown = sorted(_show(k) for k in options if not isinstance(k, str) or k not in allowed)
     if unknown:
         raise ConfigurationError(
-            f"unknown option(s) {unknown} for index backend {backend!r}; "
-            f"it accepts {sorted(allowed)}"
+            f"index_options: unknown option(s) {', '.join(unknown)} for index backend "
+            f"{backend!r}; it accepts {sorted(allowed)}"
         )
     return {k: _OPTION_CHECKS[k](k, v) for k, v in options.items()}
 
