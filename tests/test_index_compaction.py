@@ -92,3 +92,31 @@ def test_small_index_keeps_tombstones_until_floor() -> None:
     index.remove(np.arange(90, dtype=np.int64))
     assert index.tombstones == 90  # under the floor: no compaction for a handful
     assert index.compact() == 90
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("hnswlib"), reason="needs hnswlib")
+def test_auto_rebuilds_its_graph_on_the_build_thread() -> None:
+    """Once a graph, ``auto`` does not rebuild it in the call that makes the tombstones
+    due: the rebuild runs on the build thread, the old graph serves meanwhile."""
+    live = 1200
+    index = make_index("auto", DIM, np.float32, {"graph": "hnswlib", "switch_at": 100})
+    index.add(np.arange(live, dtype=np.int64), rows(range(live)))
+    assert index.wait(60)
+    assert index.active == "hnswlib"
+    rebuilds = 0
+    for i in range(live, live + 3 * live):
+        index.add(np.array([i], dtype=np.int64), rows(range(1), seed=i))
+        index.remove(np.array([i - live], dtype=np.int64))
+        if index.building:  # started by this remove: the call did not compact itself
+            assert index._inner.tombstones >= live
+            rebuilds += 1
+            assert index.wait(60)
+            assert index.tombstones == 0
+            assert index.active == "hnswlib"
+        assert index.tombstones < live
+    assert rebuilds == 3
+    assert len(index) == live
+    last = live + 3 * live - 1
+    ids, _ = index.search(rows(range(1), seed=last)[0], 1)
+    assert ids.tolist() == [last]
+    index.close()

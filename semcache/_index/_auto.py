@@ -13,7 +13,11 @@ operations made during the last moments of the build. With ``background=False`` 
 that crosses the threshold builds the graph before returning (deterministic; tests).
 
 Memory: during a build the flat matrix and the graph coexist. The index stays a graph
-once switched (compact does not switch back). If no graph library is installed it
+once switched (compact does not switch back). Tombstones are reclaimed by themselves
+once they reach ``max(live rows, 1024)`` (``_common.compaction_due``): the flat index
+copies its live rows in place; a graph is rebuilt from a copy of its live rows on the
+build thread (as above: it keeps serving, calls made meanwhile are replayed, the next
+call swaps), or in place with ``background=False``. If no graph library is installed it
 stays flat. A build that fails leaves the index flat and keeps the error in
 :attr:`AutoIndex.build_error`.
 """
@@ -40,6 +44,7 @@ from ._common import (
     check_dim,
     check_dtype,
     closed_error,
+    compaction_due,
     parse_options,
     read_snapshot,
     snapshot_field,
@@ -298,9 +303,12 @@ class AutoIndex:
         if self._builder is not None:
             self._builder.record("add", np.array(ids, dtype=np.int64), np.array(vectors))
         self._maybe_start()
+        self._maybe_compact_graph()  # replaced ids are tombstones too
 
     def remove(self, ids: npt.ArrayLike) -> int:
-        """Tombstone the live ones among ``ids``; return how many.
+        """Tombstone the live ones among ``ids``; return how many. A graph whose
+        tombstones reach ``compaction_due`` is rebuilt from its live rows on the build
+        thread (with ``background``; else it compacts itself in place).
 
         Raises:
             CacheClosedError: the index is closed.
@@ -309,6 +317,8 @@ class AutoIndex:
         removed = self._inner.remove(ids)
         if removed and self._builder is not None:
             self._builder.record("remove", np.array(ids, dtype=np.int64))
+        if removed:
+            self._maybe_compact_graph()
         return removed
 
     def compact(self) -> int:
@@ -345,9 +355,39 @@ class AutoIndex:
     # -- switching ----------------------------------------------------------------------
     def _make_graph(self, build_threads: int | None) -> _RowGraphIndex:
         kw = dict(self._graph_kw, build_threads=build_threads)
+        graph: _RowGraphIndex
         if self._graph_name == "faiss":
-            return FaissIndex(self._dim, dtype=self._dtype, kind="hnsw", **kw)
-        return HnswlibIndex(self._dim, dtype=self._dtype, **kw)
+            graph = FaissIndex(self._dim, dtype=self._dtype, kind="hnsw", **kw)
+        else:
+            graph = HnswlibIndex(self._dim, dtype=self._dtype, **kw)
+        graph.auto_compact = not self._background
+        return graph
+
+    def _threads(self) -> int:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        return self._build_threads or max(1, cpus - 1)
+
+    def _maybe_compact_graph(self) -> None:
+        """Rebuild a graph whose tombstones are due (``compaction_due``) on the build
+        thread, from a copy of its live rows; calls meanwhile are recorded and replayed,
+        as for the first build. A flat index compacts itself (a copy, no rebuild)."""
+        inner = self._inner
+        if (
+            not self._background
+            or isinstance(inner, FlatIndex)
+            or self._builder is not None
+            or self.build_error is not None
+            or not compaction_due(len(inner), inner.tombstones)
+        ):
+            return
+        rows = inner._rows.live_rows()
+        ids = inner._rows.ids[rows].copy()
+        vectors = np.ascontiguousarray(inner._native_vectors(rows), dtype=np.float32)
+        threads = self._threads()
+        self._builder = _Builder(
+            lambda: self._make_graph(threads), ids, vectors, np.arange(ids.shape[0])
+        )
+        self._builder.start()
 
     def _maybe_start(self) -> None:
         inner = self._inner
@@ -367,8 +407,7 @@ class AutoIndex:
             inner.close()
             self._inner = graph
             return
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        threads = self._build_threads or max(1, cpus - 1)
+        threads = self._threads()
         self._builder = _Builder(lambda: self._make_graph(threads), ids, inner._mat, rows)
         self._builder.start()
 
@@ -456,6 +495,7 @@ class AutoIndex:
             inner = FlatIndex._from_snapshot(inner_snap, path, shadow=index._shadow)
         else:
             inner = inner_cls._from_snapshot(inner_snap, path)
+            inner.auto_compact = not index._background
         index._inner.close()
         index._inner = inner
         return index

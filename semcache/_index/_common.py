@@ -340,10 +340,14 @@ class RowIndexBase:
     def compact(self) -> int:
         raise NotImplementedError
 
+    #: Whether removals compact the index by themselves (an AutoIndex turns this off
+    #: on its graph, which it compacts on its build thread instead).
+    auto_compact: bool = True
+
     def _maybe_compact(self) -> None:
         """Reclaim the tombstones when :func:`compaction_due` says so (after removals)."""
         rows = self._rows
-        if compaction_due(rows.live_count, rows.tombstones):
+        if self.auto_compact and compaction_due(rows.live_count, rows.tombstones):
             self.compact()
 
     def _check_open(self) -> None:
