@@ -254,10 +254,16 @@ class SemanticCache:
             skipped, and the last call has ``done == total``). Not kept after the
             constructor. An exception it raises propagates: the cache is not opened.
 
+    Every argument is checked before the store is opened or created (docs/api.md,
+    "Inputs and their errors"); each error names the argument.
+
     Raises:
-        ConfigurationError: invalid or conflicting arguments.
-        InvalidThresholdError: ``similarity_threshold`` outside [-1, 1].
-        InvalidTTLError: a negative or non-finite ``default_ttl``.
+        ConfigurationError: invalid or conflicting arguments, a wrong type, an unknown
+            or bad ``index_options`` key or value.
+        InvalidThresholdError: ``similarity_threshold`` not a number in [-1, 1].
+        InvalidTTLError: a negative, non-finite or non-numeric ``default_ttl``.
+        InvalidNamespaceError: a ``namespace_quotas`` key that is not a valid namespace.
+        MissingDependencyError: ``index_options`` need an extra that is not installed.
         EmbedderMismatchError: the store was written with another embedder
             (fingerprint or dimension), or with another ``vector_dtype``.
         StoreError: the store cannot be opened (see :class:`SQLiteStore`).
@@ -710,6 +716,7 @@ class SemanticCache:
             InvalidNamespaceError: a bad namespace name.
             InvalidEmbeddingError: ``embedding`` has NaN/inf, is zero or not a vector.
             DimensionMismatchError: ``embedding`` has the wrong dimension.
+            InvalidInputError: ``bypass`` is not a bool.
             StoreError: the store failed.
         """
         with self._lock:
@@ -744,6 +751,8 @@ class SemanticCache:
             MetadataTooLargeError, InvalidMetadataError, InvalidNamespaceError,
             InvalidTTLError, InvalidEmbeddingError, DimensionMismatchError: bad input,
                 raised before anything is written.
+            ConfigurationError: the namespace's first index cannot be built (a custom
+                ``index_backend`` factory failed); nothing was written.
             EmbedderError: the embedder failed; nothing was written.
             StoreError: the store failed; nothing was written.
         """
@@ -828,7 +837,9 @@ class SemanticCache:
             Exception: whatever ``compute`` raises, in this caller and in those waiting
                 for it; nothing is cached.
             InvalidTextError: ``compute`` returned something that is not a str.
-            The errors of :meth:`get` and :meth:`put` for bad input.
+            InvalidInputError: ``compute`` is not callable.
+            The errors of :meth:`get` and :meth:`put` for bad input (``ttl`` and
+                ``metadata`` are checked before ``compute`` is called).
         """
         return self._drive(
             get_or_put_steps(self, query, compute, embedding, namespace, ttl, metadata)
@@ -867,6 +878,7 @@ class SemanticCache:
         Raises:
             TypeError: (when decorating) the function has no parameter ``prompt``, or
                 the namespace callable takes an argument the function lacks.
+            InvalidTTLError: (when decorating) a bad ``ttl``.
         """
         from ._async import adrive
 
@@ -915,6 +927,7 @@ class SemanticCache:
 
         Raises:
             CacheClosedError, InvalidNamespaceError, StoreError.
+            InvalidInputError: ``compact`` is not a bool.
         """
         with self._lock:
             self._check_open()

@@ -1,7 +1,9 @@
 """The exceptions semcache raises.
 
 Every exception semcache raises on purpose derives from :class:`SemanticCacheError`, so
-``except SemanticCacheError`` catches them all. Errors about bad input also derive from
+``except SemanticCacheError`` catches them all. A bad argument always gets one of the
+:class:`InvalidInputError` family, whose message names the argument (no bare
+``TypeError`` or ``OverflowError`` from deep inside). Errors about bad input also derive from
 the matching builtin (``ValueError`` or ``TypeError``) so that code written against the
 builtins keeps working. Errors from foreign libraries (apsw, faiss, redis, psycopg) are
 translated at the boundary with ``raise ... from exc``.
@@ -27,11 +29,12 @@ Hierarchy::
     │   │   └── MetadataTooLargeError
     │   ├── InvalidMetadataError           metadata that is not a JSON object
     │   ├── InvalidNamespaceError          empty, oversized or control characters
-    │   ├── InvalidTTLError                negative, NaN or infinite TTL
-    │   ├── InvalidThresholdError          a threshold outside [-1, 1]
+    │   ├── InvalidTTLError                negative, NaN, infinite or non-numeric TTL
+    │   ├── InvalidThresholdError          a threshold that is not a number in [-1, 1]
     │   ├── InvalidEmbeddingError          NaN/inf, zero vector, wrong shape or dtype
     │   │   └── DimensionMismatchError       wrong dimension for this cache
-    │   └── ConfigurationError             constructor arguments that cannot work together
+    │   └── ConfigurationError             a bad constructor argument (type, range, unknown
+    │                                      index option), or ones that cannot work together
     ├── MissingDependencyError (ImportError)  an optional extra is not installed
     ├── EmbedderError                    the embedder raised or returned garbage
     ├── EmbedderMismatchError            the cache was built with another embedder
@@ -130,7 +133,8 @@ class InvalidNamespaceError(InvalidInputError):
 
 
 class InvalidTTLError(InvalidInputError):
-    """A TTL must be None or a finite number of seconds >= 0."""
+    """A TTL must be None or a finite number of seconds >= 0 (an int or a float, not a
+    bool)."""
 
 
 class InvalidThresholdError(InvalidInputError):
@@ -151,7 +155,8 @@ class DimensionMismatchError(InvalidEmbeddingError):
 
 
 class ConfigurationError(InvalidInputError):
-    """Constructor arguments that are invalid or cannot work together."""
+    """Constructor arguments that are invalid (a wrong type, out of range, an unknown or
+    bad ``index_options`` key) or cannot work together; the message names the argument."""
 
 
 class MissingDependencyError(SemanticCacheError, ImportError):
