@@ -327,6 +327,7 @@ class SemanticCache:
             ("confidence_fn", confidence_fn),
             ("validator", validator),
             ("metrics_hook", metrics_hook),
+            ("progress", progress),
         ):
             _check_callable(fn, name)
         self._min_confidence = _check_number(min_confidence, "min_confidence", ConfigurationError)
@@ -1542,6 +1543,7 @@ class SemanticCache:
     ) -> Steps[int]:
         t0 = perf_counter()
         checked = self._check_put(queries, responses, embeddings, namespace, metadata, ttl)
+        _check_callable(progress, "progress", InvalidInputError)
         queries = checked.queries
         n = len(queries)
         if n == 0:

@@ -114,14 +114,16 @@ def check_flag(value: object, what: str, error: type[InvalidInputError]) -> bool
     return bool(value)
 
 
-def check_callable(value: object, what: str) -> None:
+def check_callable(
+    value: object, what: str, error: type[InvalidInputError] = ConfigurationError
+) -> None:
     """None or a callable.
 
     Raises:
-        ConfigurationError: anything else.
+        ``error`` (naming ``what``; ``ConfigurationError`` by default): anything else.
     """
     if value is not None and not callable(value):
-        raise ConfigurationError(f"{what} must be a callable or None, got {show(value)}")
+        raise error(f"{what} must be a callable or None, got {show(value)}")
 
 
 def check_choice(value: object, what: str, choices: tuple[str, ...]) -> None:

@@ -142,6 +142,7 @@ CONSTRUCTOR_CASES = [
     *_cases("confidence_fn", NOT_CALLABLES, ConfigurationError),
     *_cases("validator", NOT_CALLABLES, ConfigurationError),
     *_cases("metrics_hook", NOT_CALLABLES, ConfigurationError),
+    *_cases("progress", NOT_CALLABLES, ConfigurationError),
     *_cases("clock", [*NOT_CALLABLES, None], ConfigurationError),
     *_cases("embedder", [5, "hashing", object()], ConfigurationError),
 ]
@@ -319,6 +320,8 @@ for _v in [5, "q", None, 3.5]:
     _method("put_many", (_v, ["a"]), {}, InvalidTextError, "queries")
 _method("put_many", (["q", "r"], ["a"]), {}, InvalidInputError, "responses")
 _method("put_many", (["q"], ["a"]), {"metadata": [{}, {}]}, InvalidMetadataError, "metadata")
+for _v in NOT_CALLABLES:
+    _method("put_many", (["q"], ["a"]), {"progress": _v}, InvalidInputError, "progress")
 for _v in [5, "answer", None]:
     _method("get_or_put", ("q", _v), {}, InvalidInputError, "compute")
 
