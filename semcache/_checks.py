@@ -28,7 +28,9 @@ __all__ = [
     "check_choice",
     "check_count",
     "check_flag",
+    "check_int",
     "check_number",
+    "check_seconds",
     "check_threshold",
     "check_ttl",
     "show",
@@ -88,8 +90,8 @@ def check_ttl(value: object, what: str = "ttl") -> float | None:
     return v
 
 
-def check_count(value: object, what: str) -> int:
-    """A count or byte cap: an int (not a bool, not a float) in [1, :data:`MAX_COUNT`].
+def check_int(value: object, what: str, lo: int = 1, hi: int = MAX_COUNT) -> int:
+    """An int (not a bool, not a float; NumPy's too) in ``[lo, hi]``.
 
     Raises:
         ConfigurationError: anything else.
@@ -97,10 +99,33 @@ def check_count(value: object, what: str) -> int:
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Integral)
-        or not 1 <= int(value) <= MAX_COUNT
+        or not lo <= int(value) <= hi
     ):
-        raise ConfigurationError(f"{what} must be an int in [1, 2**63 - 1], got {show(value)}")
+        top = "2**63 - 1" if hi == MAX_COUNT else str(hi)
+        raise ConfigurationError(f"{what} must be an int in [{lo}, {top}], got {show(value)}")
     return int(value)
+
+
+def check_count(value: object, what: str) -> int:
+    """A count or byte cap: an int in [1, :data:`MAX_COUNT`].
+
+    Raises:
+        ConfigurationError: anything else.
+    """
+    return check_int(value, what)
+
+
+def check_seconds(value: object, what: str, *, zero_ok: bool = False) -> float:
+    """A finite duration in seconds, > 0 (or >= 0 with ``zero_ok``).
+
+    Raises:
+        ConfigurationError: anything else.
+    """
+    v = check_number(value, what, ConfigurationError)
+    if v < 0.0 or (v == 0.0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigurationError(f"{what} must be seconds {bound}, got {show(value)}")
+    return v
 
 
 def check_flag(value: object, what: str, error: type[InvalidInputError]) -> bool:

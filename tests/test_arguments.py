@@ -397,3 +397,79 @@ def test_every_constructor_parameter_has_a_case() -> None:
     assert inspect.signature(AsyncSemanticCache.__init__).parameters.keys() == (
         inspect.signature(SemanticCache.__init__).parameters.keys()
     )
+
+
+# -- store constructors -------------------------------------------------------------------
+STORE_CASES = [
+    *_cases("busy_timeout", [*NOT_NUMBERS, None, -1], ConfigurationError),
+    *_cases("max_changes", [-1, 1.5, True, "9", None, HUGE, math.nan], ConfigurationError),
+    *_cases("pragmas", [5, "wal", [("a", 1)]], ConfigurationError),
+]
+
+
+@pytest.mark.parametrize(("param", "value", "error"), STORE_CASES)
+def test_sqlite_store_refuses(tmp_path: Path, param: str, value: Any, error: Any) -> None:
+    from semcache import SQLiteStore
+
+    with pytest.raises(error) as info:
+        SQLiteStore(str(tmp_path / "s.db"), **{param: value})
+    assert param in str(info.value)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("max_changes", -1),
+        ("max_changes", HUGE),
+        ("max_changes", "9"),
+        ("socket_timeout", HUGE),
+        ("socket_timeout", 0),
+        ("socket_timeout", math.nan),
+        ("connect_timeout", "2"),
+        ("connect_timeout", -1),
+        ("prefix", 5),
+        ("prefix", ""),
+        ("url", 5),
+    ],
+)
+def test_redis_store_refuses(param: str, value: Any) -> None:
+    """Checked before any connection (the address below is never dialled)."""
+    pytest.importorskip("redis")
+    from semcache import RedisStore
+
+    kwargs: dict[str, Any] = {"url": "redis://127.0.0.1:9/0", param: value}
+    with pytest.raises(ConfigurationError) as info:
+        RedisStore(**kwargs)
+    assert param in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("max_changes", -1),
+        ("max_changes", True),
+        ("pool_size", 0),
+        ("pool_size", HUGE),
+        ("connect_timeout", math.inf),
+        ("connect_timeout", HUGE),
+        ("ef_search", 0),
+        ("ef_search", 10**6),
+        ("hnsw_m", 1),
+        ("hnsw_m", "16"),
+        ("hnsw_ef_construction", 10**9),
+        ("exact_search_below", -5),
+        ("vector_search", "yes"),
+        ("schema", 5),
+        ("dsn", 5),
+    ],
+)
+def test_postgres_store_refuses(param: str, value: Any) -> None:
+    """Checked before any connection (the address below is never dialled)."""
+    pytest.importorskip("psycopg")
+    from semcache import PostgresStore
+
+    kwargs: dict[str, Any] = {"dsn": "postgresql://127.0.0.1:9/none", param: value}
+    with pytest.raises(ConfigurationError) as info:
+        PostgresStore(**kwargs)
+    assert param in str(info.value)

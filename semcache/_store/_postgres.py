@@ -41,6 +41,7 @@ from typing import Any, Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from .._checks import check_int, check_seconds, show
 from .._dist import install_hint
 from .._errors import (
     CacheClosedError,
@@ -185,8 +186,10 @@ class PostgresStore:
 
     Raises:
         MissingDependencyError: psycopg is not installed.
-        ConfigurationError: an invalid schema name or option, or ``vector_search=True``
-            without pgvector.
+        ConfigurationError: an invalid schema name or option (each named in the
+            message: ``pool_size`` 1..1024, ``ef_search`` 1..1000, ``hnsw_m`` 2..100,
+            ``hnsw_ef_construction`` 4..1000, ints >= 0, finite timeouts > 0), checked
+            before connecting; or ``vector_search=True`` without pgvector.
         SchemaVersionError: the schema was written by a newer semcache.
         StoreUnavailableError: the server cannot be reached.
         StoreError: another database error.
@@ -209,12 +212,23 @@ class PostgresStore:
         exact_search_below: int = 256,
     ) -> None:
         self._pg = _import_psycopg()
-        if not _SCHEMA_NAME.match(schema):
+        if not isinstance(dsn, str):
+            raise ConfigurationError(f"dsn must be a str, got {show(dsn)}")
+        if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
             raise ConfigurationError(
-                f"schema {schema!r} must be lowercase letters, digits and _ (at most 63)"
+                f"schema {show(schema)} must be lowercase letters, digits and _ (at most 63)"
             )
-        if pool_size < 1 or max_changes < 0 or not 1 <= ef_search <= 1000:
-            raise ConfigurationError("pool_size >= 1, max_changes >= 0, 1 <= ef_search <= 1000")
+        max_changes = check_int(max_changes, "max_changes", 0)
+        pool_size = check_int(pool_size, "pool_size", 1, 1024)
+        connect_timeout = check_seconds(connect_timeout, "connect_timeout")
+        if vector_search is not None and not isinstance(vector_search, bool):
+            raise ConfigurationError(
+                f"vector_search must be None or a bool, got {show(vector_search)}"
+            )
+        ef_search = check_int(ef_search, "ef_search", 1, 1000)
+        hnsw_m = check_int(hnsw_m, "hnsw_m", 2, 100)  # pgvector's ranges
+        hnsw_ef_construction = check_int(hnsw_ef_construction, "hnsw_ef_construction", 4, 1000)
+        exact_search_below = check_int(exact_search_below, "exact_search_below", 0)
         self.dsn = dsn
         self.schema = schema
         self._s = f'"{schema}"'

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
+from .._checks import check_int, check_seconds, show
 from .._dist import install_hint
 from .._errors import (
     CacheClosedError,
@@ -308,7 +309,8 @@ class RedisStore:
     Raises:
         MissingDependencyError: redis-py is not installed.
         ConfigurationError: neither or both of ``url`` and ``client``, an empty prefix,
-            or a client that decodes responses.
+            or a client that decodes responses; a bad argument (``max_changes`` not an
+            int >= 0, a timeout not finite seconds > 0), named in the message.
         StoreUnavailableError: the server cannot be reached.
     """
 
@@ -328,10 +330,15 @@ class RedisStore:
         self._redis = redis
         if (url is None) == (client is None):
             raise ConfigurationError("RedisStore needs exactly one of url and client")
-        if not prefix:
-            raise ConfigurationError("RedisStore prefix must not be empty")
-        if max_changes < 0:
-            raise ConfigurationError("max_changes must be >= 0")
+        if url is not None and not isinstance(url, str):
+            raise ConfigurationError(f"url must be a str, got {show(url)}")
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigurationError(
+                f"RedisStore prefix must be a non-empty str, got {show(prefix)}"
+            )
+        max_changes = check_int(max_changes, "max_changes", 0)
+        socket_timeout = check_seconds(socket_timeout, "socket_timeout")
+        connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.prefix = prefix
         self._p = prefix.encode()
         self._max_changes = int(max_changes)

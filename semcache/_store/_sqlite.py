@@ -12,8 +12,10 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
 
 import apsw
 
+from .._checks import check_int, check_seconds, show
 from .._errors import (
     CacheClosedError,
+    ConfigurationError,
     SchemaVersionError,
     StoreCorruptError,
     StoreError,
@@ -152,6 +154,9 @@ class SQLiteStore:
         pragmas: overrides of :data:`DEFAULT_PRAGMAS`.
 
     Raises:
+        ConfigurationError: a bad argument (``path`` not a str or os.PathLike,
+            ``busy_timeout`` not finite seconds >= 0, ``max_changes`` not an int >= 0,
+            ``pragmas`` not a mapping); nothing is opened.
         StoreCorruptError: the file exists but is not a (healthy) SQLite database.
         SchemaVersionError: the file was written by a newer semcache.
         StoreError: the file cannot be opened.
@@ -167,6 +172,12 @@ class SQLiteStore:
         max_changes: int = 100_000,
         pragmas: Mapping[str, str | int] | None = None,
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+            raise ConfigurationError(f"path must be a str or os.PathLike, got {show(path)}")
+        busy_timeout = check_seconds(busy_timeout, "busy_timeout", zero_ok=True)
+        max_changes = check_int(max_changes, "max_changes", 0)
+        if pragmas is not None and not isinstance(pragmas, Mapping):
+            raise ConfigurationError(f"pragmas must be a mapping, got {show(pragmas)}")
         self.path = os.fspath(path)
         self._busy_timeout = busy_timeout
         self._max_changes = max_changes
