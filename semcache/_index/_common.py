@@ -348,7 +348,10 @@ class RowIndexBase:
         """Reclaim the tombstones when :func:`compaction_due` says so (after removals)."""
         rows = self._rows
         if self.auto_compact and compaction_due(rows.live_count, rows.tombstones):
-            self.compact()
+            self._auto_compact()
+
+    def _auto_compact(self) -> None:
+        self.compact()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -187,12 +187,20 @@ class FlatIndex(RowIndexBase):
             CacheClosedError: the index is closed.
         """
         self._check_open()
+        return self._compact(spare=False)
+
+    def _auto_compact(self) -> None:
+        # Leave room for as many rows again: a full cache's next cycle of puts then
+        # appends without growing (one copy per cycle, not a compaction and a growth).
+        self._compact(spare=True)
+
+    def _compact(self, *, spare: bool) -> int:
         reclaimed = self._rows.tombstones
         if reclaimed == 0:
             return 0
         rows = self._rows.live_rows()
         live = rows.shape[0]
-        cap = max(64, live)
+        cap = max(64, 2 * live if spare else live)
         mat = np.zeros((cap, self._dim), dtype=self._dtype)
         mat[:live] = self._mat[rows]
         self._rows.reset(self._rows.ids[rows], cap)
