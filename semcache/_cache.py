@@ -1047,6 +1047,7 @@ class SemanticCache:
             CacheClosedError: the cache is closed.
             CheckpointError: the store is not a SQLite file (memory and server stores
                 have no file to copy), or the copy failed.
+            InvalidInputError: ``dest`` is neither a path nor a binary file object.
             OSError: ``dest`` cannot be written.
         """
         return dump_checkpoint(self, dest)
@@ -1097,6 +1098,9 @@ class SemanticCache:
             UnsafeArchiveError: an absolute, ``..``, link, device, duplicate or
                 unexpected member (ArchiveMemberTooLargeError: an oversized one).
             CheckpointError: ``path`` or a sidecar already exists.
+            InvalidInputError: ``source`` is neither a path nor a binary file object,
+                ``path`` is not a path (ConfigurationError: ``max_member_bytes`` is not
+                an int >= 1); checked before anything is read or written.
             The errors of the :class:`SemanticCache` constructor.
         """
         return load_checkpoint(

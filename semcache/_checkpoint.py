@@ -57,6 +57,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: leftovers are not swept
     fcntl = None  # type: ignore[assignment]
 
+from ._checks import check_count, check_path, check_stream_target
 from ._errors import (
     ArchiveMemberTooLargeError,
     CheckpointChecksumError,
@@ -112,10 +113,12 @@ def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, A
     Raises:
         CacheClosedError: the cache is closed.
         CheckpointError: the store is not a SQLite file, or copying it failed.
+        InvalidInputError: ``dest`` is neither a path nor a binary file object.
         OSError: ``dest`` cannot be written.
     """
     from . import __version__
 
+    check_stream_target(dest, "dest", "write")
     store = cache._store
     if not isinstance(store, SQLiteStore) or store.path in ("", ":memory:"):
         raise CheckpointError(
@@ -295,7 +298,12 @@ def load_checkpoint(
 
     Raises:
         CheckpointError: see :meth:`SemanticCache.loads`.
+        InvalidInputError: a bad ``source`` or ``path`` (ConfigurationError: a bad
+            ``max_member_bytes``), before anything is read or written.
     """
+    check_stream_target(source, "source", "read")
+    check_path(path, "path")
+    check_count(max_member_bytes, "max_member_bytes")
     lock_file = lock_path(os.fspath(path))
     had_lock_file = os.path.lexists(lock_file)
     manifest = restore_files(source, path, embedder, options.get("vector_dtype"), max_member_bytes)
@@ -335,8 +343,7 @@ def restore_files(
         CheckpointError: ``path`` or a sidecar exists; and the errors of
             :meth:`SemanticCache.loads`.
     """
-    if isinstance(max_member_bytes, bool) or not isinstance(max_member_bytes, int):
-        raise CheckpointError(f"max_member_bytes must be an int, got {max_member_bytes!r}")
+    check_count(max_member_bytes, "max_member_bytes")
     target = os.fspath(path)
     staging = Path(target + _RESTORING)
     if _is_stale(staging):  # left by a loads that was killed

@@ -30,7 +30,9 @@ __all__ = [
     "check_flag",
     "check_int",
     "check_number",
+    "check_path",
     "check_seconds",
+    "check_stream_target",
     "check_threshold",
     "check_ttl",
     "show",
@@ -159,3 +161,36 @@ def check_choice(value: object, what: str, choices: tuple[str, ...]) -> None:
     """
     if not isinstance(value, str) or value not in choices:
         raise ConfigurationError(f"{what} must be one of {choices}, got {show(value)}")
+
+
+def check_path(value: object, what: str) -> str:
+    """A file-system path: a non-empty ``str`` or ``os.PathLike`` of one.
+
+    Raises:
+        InvalidInputError: anything else.
+    """
+    import os
+
+    if isinstance(value, str | os.PathLike):
+        path = os.fspath(value)
+        if isinstance(path, str) and path:
+            return path
+    raise InvalidInputError(f"{what} must be a path (str or os.PathLike), got {show(value)}")
+
+
+def check_stream_target(value: object, what: str, method: str) -> None:
+    """A checkpoint's source or destination: a path (see :func:`check_path`) or a
+    binary file object with a ``method`` (``"read"`` or ``"write"``) method.
+
+    Raises:
+        InvalidInputError: anything else.
+    """
+    import os
+
+    if isinstance(value, str | os.PathLike):
+        check_path(value, what)
+        return
+    if not callable(getattr(value, method, None)):
+        raise InvalidInputError(
+            f"{what} must be a path or a binary file object with .{method}(), got {show(value)}"
+        )

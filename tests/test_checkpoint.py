@@ -28,8 +28,10 @@ from semcache import (
     CheckpointFormatError,
     CheckpointMismatchError,
     CheckpointVersionError,
+    ConfigurationError,
     EmbedderMismatchError,
     HashingEmbedder,
+    InvalidInputError,
     SemanticCache,
     UnsafeArchiveError,
 )
@@ -547,3 +549,48 @@ def test_older_schema_versions_are_derived_from_the_migrations(
     assert replayed == fresh
     assert ("trigger", "entries_insert", "entries") in {r[:3] for r in fresh.required}
     assert ("index", "entries_lru", "entries") in {r[:3] for r in fresh.optional}
+
+
+# -- arguments ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dest", [5, "", None, object(), b"cp.tar.gz"])
+def test_dumps_refuses_a_bad_destination_by_name(tmp_path: Path, dest: object) -> None:
+    with SemanticCache(str(tmp_path / "c.db")) as cache:
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with pytest.raises(InvalidInputError, match="dest"):
+            cache.dumps(dest)  # type: ignore[arg-type]
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("source", "where", "limit", "name", "error"),
+    [
+        (5, "new.db", 1 << 20, "source", InvalidInputError),
+        (None, "new.db", 1 << 20, "source", InvalidInputError),
+        ("cp", None, 1 << 20, "path", InvalidInputError),
+        ("cp", 7, 1 << 20, "path", InvalidInputError),
+        ("cp", "new.db", 0, "max_member_bytes", ConfigurationError),
+        ("cp", "new.db", -1, "max_member_bytes", ConfigurationError),
+        ("cp", "new.db", True, "max_member_bytes", ConfigurationError),
+        ("cp", "new.db", 1.5, "max_member_bytes", ConfigurationError),
+        ("cp", "new.db", 10**400, "max_member_bytes", ConfigurationError),
+    ],
+)
+def test_loads_refuses_bad_arguments_by_name_before_writing(
+    tmp_path: Path,
+    checkpoint: Path,
+    source: object,
+    where: object,
+    limit: object,
+    name: str,
+    error: type[Exception],
+) -> None:
+    source = checkpoint if source == "cp" else source
+    where = str(tmp_path / where) if isinstance(where, str) else where
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(error, match=name):
+        SemanticCache.loads(source, where, HashingEmbedder(32), max_member_bytes=limit)  # type: ignore[arg-type]
+    with pytest.raises(error, match=name):
+        asyncio.run(
+            AsyncSemanticCache.loads(source, where, HashingEmbedder(32), max_member_bytes=limit)  # type: ignore[arg-type]
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
