@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semcache import SemanticCache
+from semcache import ConfigurationError, SemanticCache
 from semcache._checkpoint import sweep_stale
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and signals")
@@ -42,7 +42,8 @@ def test_a_failed_loads_leaves_no_lock_file(tmp_path: Path) -> None:
     def failing_factory(dim: int, dtype: object, options: object) -> object:
         raise RuntimeError("factory failed")  # after the lock was taken
 
-    with pytest.raises(RuntimeError, match="factory failed"):
+    # The factory's failure reaches the caller as a ConfigurationError (issue 10, item 4).
+    with pytest.raises(ConfigurationError, match="factory failed"):
         SemanticCache.loads(
             tmp_path / "cp.tar.gz", tmp_path / "r.db", None, index_backend=failing_factory
         )
