@@ -44,7 +44,7 @@ def default_embedder_kind() -> str:
     )
 
 
-def default_embedder(*, threads: int | None = None, batch_size: int = 32) -> Embedder:
+def default_embedder(*, threads: int | None = None, batch_size: int | None = None) -> Embedder:
     """all-MiniLM-L6-v2: :class:`OnnxEmbedder` (int8, no torch) when the ``onnx`` extra is
     installed, else :class:`SentenceTransformerEmbedder` (the ``st`` extra). The two make
     slightly different vectors and have different fingerprints: a cache built with one
@@ -52,7 +52,7 @@ def default_embedder(*, threads: int | None = None, batch_size: int = 32) -> Emb
 
     Args:
         threads: the model's threads (None: the embedder's default).
-        batch_size: texts per forward pass.
+        batch_size: texts per forward pass (None: the embedder's own default).
 
     Raises:
         MissingDependencyError: neither extra is installed.
@@ -60,7 +60,11 @@ def default_embedder(*, threads: int | None = None, batch_size: int = 32) -> Emb
     if default_embedder_kind() == "onnx":
         from ._onnx import OnnxEmbedder
 
+        if batch_size is None:
+            return OnnxEmbedder(threads=threads)
         return OnnxEmbedder(threads=threads, batch_size=batch_size)
     from ._sentence_transformers import SentenceTransformerEmbedder
 
+    if batch_size is None:
+        return SentenceTransformerEmbedder(num_threads=threads)
     return SentenceTransformerEmbedder(num_threads=threads, batch_size=batch_size)

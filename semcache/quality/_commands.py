@@ -32,11 +32,11 @@ def _embedder(name: str) -> Embedder:
     if name == "minilm":
         from ..embedders import default_embedder
 
-        return default_embedder(batch_size=64)
+        return default_embedder()
     if name == "onnx":
         from ..embedders import OnnxEmbedder
 
-        return OnnxEmbedder(batch_size=64)
+        return OnnxEmbedder()
     if name == "st":
         from ..embedders import SentenceTransformerEmbedder
 
