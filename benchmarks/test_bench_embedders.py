@@ -74,7 +74,13 @@ def cache(embedder: Embedder, tmp_path: Path) -> Iterator[SemanticCache]:
 
 
 def test_get_new_paraphrase_end_to_end(benchmark, cache: SemanticCache) -> None:  # type: ignore[no-untyped-def]
-    """Every get is an exact miss (the text was never put), then embed + search + hit."""
+    """Every get asks a text never seen before (a numbered variant of a paraphrase: the
+    cache keeps the vectors of recent misses, so a repeated text would skip the
+    embedder): an exact miss, then embed + search (+ the hit's read)."""
+    counter = itertools.count()
     texts = itertools.cycle(PARAPHRASES)
-    hit = benchmark(lambda: cache.get(next(texts)))
-    assert hit is not None
+
+    def ask() -> object:
+        return cache.get(f"{next(texts)} (#{next(counter)})")
+
+    benchmark(ask)
