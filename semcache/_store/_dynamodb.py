@@ -825,22 +825,22 @@ class DynamoDBStore:
             except StoreError as exc:
                 if not self._is_conditional_failure(exc):
                     raise
-            head = self._head()
-            if head is None:
+            current = self._head()
+            if current is None:
                 self._init_head()
                 continue
-            holder = _str(head, "lk")
+            holder = _str(current, "lk")
             if holder is None:
                 continue
             if holder == token:  # our update landed; its answer was lost
-                return token, self._finish(token, head)
+                return token, self._finish(token, current)
             if holder != seen:
                 seen, seen_at = holder, time.monotonic()
             if holder in self._dead_tokens or time.monotonic() - seen_at > self._lease:
-                head = self._take_over(holder, token)
-                if head is not None:
+                taken = self._take_over(holder, token)
+                if taken is not None:
                     self._dead_tokens.discard(holder)
-                    return token, head
+                    return token, taken
                 seen = None
                 continue
             time.sleep(delay)
