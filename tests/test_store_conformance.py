@@ -151,12 +151,11 @@ def open_dynamodb(directory: Path, options: Mapping[str, Any]) -> Store:
 
 
 def drop_dynamodb(directory: Path) -> None:
-    from semcache._store import DynamoDBStore
-
-    name = f"semcache-{server_name(directory)}"
     client = dynamodb_client()
-    if name in client.list_tables()["TableNames"]:
-        DynamoDBStore(name, client=client).drop()
+    try:
+        client.delete_table(TableName=f"semcache-{server_name(directory)}")
+    except client.exceptions.ResourceNotFoundException:
+        pass
 
 
 BACKENDS: tuple[Backend, ...] = (

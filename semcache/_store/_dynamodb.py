@@ -523,7 +523,7 @@ class DynamoDBStore:
             config = Config(
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
-                retries={"max_attempts": int(max_attempts), "mode": "standard"},
+                retries={"total_max_attempts": int(max_attempts), "mode": "standard"},
                 max_pool_connections=32,
             )
             client = boto3.session.Session().client(
@@ -1285,18 +1285,32 @@ class DynamoDBStore:
 
     # -- maintenance ------------------------------------------------------------------
     def drop(self) -> None:
-        """Delete the table (every entry, setting and change record) and close the store.
+        """Delete the table (every entry, setting and change record), wait until it is
+        gone, and close the store.
 
         Raises:
-            StoreUnavailableError: DynamoDB cannot be reached.
+            StoreUnavailableError: DynamoDB cannot be reached, or the table was still
+                being deleted after 120 s.
         """
-        try:
-            self._call(lambda: self._client.delete_table(TableName=self.table_name))
-        except StoreError as exc:
-            cause = exc.__cause__
-            code = ""
-            if isinstance(cause, self._botocore_errors.ClientError):
-                code = cause.response.get("Error", {}).get("Code", "")
-            if code != "ResourceNotFoundException":
-                raise
+        gone = False
+        deadline = time.monotonic() + 120
+        while not gone:
+            try:
+                self._call(lambda: self._client.delete_table(TableName=self.table_name))
+                time.sleep(0.01)
+            except StoreError as exc:
+                cause = exc.__cause__
+                code = ""
+                if isinstance(cause, self._botocore_errors.ClientError):
+                    code = cause.response.get("Error", {}).get("Code", "")
+                if code == "ResourceNotFoundException":
+                    gone = True
+                elif code == "ResourceInUseException":  # being deleted
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailableError(
+                            f"table {self.table_name!r} is still being deleted after 120 s"
+                        ) from exc
+                    time.sleep(0.05)
+                else:
+                    raise
         self.close()

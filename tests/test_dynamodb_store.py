@@ -1,0 +1,338 @@
+"""DynamoDBStore beyond the conformance suite, on a real DynamoDB-compatible server
+(dynalite, started by ``scripts/services``): a server that goes away or throttles (a get
+is a miss, a put raises, botocore's retries are used), writers that die half-way (the
+next writer completes their journal, or nothing of theirs is seen), a table that is
+recreated behind a reader, and the errors raised before anything is written."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from test_redis_store import TcpProxy
+from test_store_conformance import (
+    drop_dynamodb,
+    dynamodb_client,
+    entry,
+    key,
+    server_name,
+    service_url,
+)
+
+from semcache import (
+    ConfigurationError,
+    InvalidNamespaceError,
+    MissingDependencyError,
+    SemanticCache,
+    StoreUnavailableError,
+)
+from semcache._store import Change, DynamoDBStore, Limits
+from semcache.embedders import HashingEmbedder
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Iterator[str]:
+    yield f"semcache-{server_name(tmp_path)}"
+    drop_dynamodb(tmp_path)
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any credentials do for dynalite; the store's own client reads them here."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def open_store(table: str, **options: Any) -> DynamoDBStore:
+    return DynamoDBStore(table, client=dynamodb_client(), create=True, **options)
+
+
+def dynalite_target() -> tuple[str, int]:
+    parts = urlsplit(service_url("SEMCACHE_DYNAMODB_URL"))
+    assert parts.hostname is not None
+    assert parts.port is not None
+    return parts.hostname, parts.port
+
+
+# -- an unreachable or throttling server ---------------------------------------------------
+@pytest.mark.usefixtures("credentials")
+def test_unreachable_server_get_is_a_miss_put_raises_then_reconnects(table: str) -> None:
+    proxy = TcpProxy(dynalite_target())
+    try:
+        store = DynamoDBStore(
+            table,
+            endpoint_url=f"http://127.0.0.1:{proxy.port}",
+            region="us-east-1",
+            create=True,
+            connect_timeout=0.5,
+            read_timeout=2,
+            max_attempts=2,
+        )
+        cache = SemanticCache(store=store, embedder=HashingEmbedder(32))
+        cache.put("What is the capital of France?", "Paris")
+        proxy.cut()
+        assert cache.get("What is the capital of Spain?") is None
+        with pytest.raises(StoreUnavailableError):
+            cache.put("How tall is Mount Everest?", "8849 m")
+        proxy.restore()
+        assert cache.stats()["misses"]["store_unavailable"] == 1
+        hit = cache.get("What is the capital of France?")
+        assert hit is not None
+        assert hit.response == "Paris"
+        cache.put("How tall is Mount Everest?", "8849 m")  # the failed put left no lock
+        assert cache.stats()["total_entries"] == 2
+        cache.close()
+    finally:
+        proxy.close()
+
+
+def test_unreachable_at_open_raises_store_unavailable(credentials: None) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connection refused
+        with pytest.raises(StoreUnavailableError):
+            DynamoDBStore(
+                "semcache-nowhere",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region="us-east-1",
+                connect_timeout=0.3,
+                max_attempts=1,
+            )
+
+
+def test_throttling_is_retried_by_botocore_then_a_miss(table: str, credentials: None) -> None:
+    store = DynamoDBStore(
+        table, endpoint_url=service_url("SEMCACHE_DYNAMODB_URL"), region="us-east-1",
+        create=True, max_attempts=3,
+    )  # fmt: skip
+    cache = SemanticCache(store=store, embedder=HashingEmbedder(32))
+    cache.put("What is the capital of France?", "Paris")
+    from botocore.awsrequest import AWSResponse
+
+    attempts: list[str] = []
+
+    class Raw:
+        def stream(self, **_: Any) -> Iterator[bytes]:
+            yield b""
+
+    def throttle(request: Any, **_: Any) -> AWSResponse:
+        attempts.append(request.headers["X-Amz-Target"].decode())
+        body = json.dumps(
+            {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "slow"}
+        ).encode()
+        response = AWSResponse(
+            request.url, 400, {"Content-Type": "application/x-amz-json-1.0"}, Raw()
+        )
+        response._content = body
+        return response
+
+    events = store._client.meta.events
+    events.register_first("before-send.dynamodb.GetItem", throttle)
+    try:
+        # Single mode serves its own writes from memory; another question needs the store.
+        assert cache.get("What is the capital of Spain?") is None
+        assert cache.stats()["misses"]["store_unavailable"] == 1
+        assert attempts == ["DynamoDB_20120810.GetItem"] * 3  # botocore's own retries
+    finally:
+        events.unregister("before-send.dynamodb.GetItem", throttle)
+    hit = cache.get("What is the capital of France?")
+    assert hit is not None
+    assert hit.response == "Paris"
+    cache.close()
+
+
+# -- writers that die half-way -------------------------------------------------------------
+def test_a_writer_that_dies_applying_is_completed_by_the_next_writer(table: str) -> None:
+    dying = open_store(table, lock_lease=0.3)
+    [old] = dying.put_many([entry("x", t=1.0)], now=1.0).ids
+    applied: list[int] = []
+    real = dying._batch_write
+
+    def die_half_way(writes: Any, deadline: Any) -> None:
+        first = dict(list(writes.items())[: len(writes) // 2])
+        real(first, deadline)
+        applied.append(len(first))
+        raise StoreUnavailableError("the writer died")
+
+    dying._batch_write = die_half_way  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError):
+        dying.put_many([entry("x", t=2.0, response="new"), entry("y", t=2.0)], now=2.0)
+    assert applied
+    # Another process: it waits out the lease, then applies the journal before its own put.
+    other = open_store(table, lock_lease=0.3)
+    started = time.monotonic()
+    [z] = other.put_many([entry("z", ns="b", t=3.0)], now=3.0).ids
+    assert time.monotonic() - started >= 0.3
+    new_x, y = other.get_by_key(key("x")), other.get_by_key(key("y"))
+    assert new_x is not None
+    assert new_x.response == "new"
+    assert y is not None
+    assert other.get_by_ids([old]) == {}
+    assert other.namespace_counts() == {"a": 2, "b": 1}
+    assert other.count() == 3
+    assert other.changes_since(1) == [
+        Change(2, "delete", old, "a"),
+        Change(3, "put", new_x.id, "a"),
+        Change(4, "put", y.id, "a"),
+        Change(5, "put", z, "b"),
+    ]
+    assert {b.namespace: b.ids for b in other.iter_vectors()} == {"a": [new_x.id, y.id], "b": [z]}
+    dying.close()
+    other.close()
+
+
+def test_a_writer_that_dies_before_its_journal_leaves_nothing(table: str) -> None:
+    dying = open_store(table, lock_lease=0.3)
+    [a] = dying.put_many([entry("a", t=1.0)], now=1.0).ids
+
+    def die(*_: Any) -> None:
+        raise StoreUnavailableError("the writer died")
+
+    dying._store_journal = die  # type: ignore[assignment,method-assign]
+    with pytest.raises(StoreUnavailableError):
+        dying.put_many([entry("b", t=2.0)], now=2.0, limits=Limits(max_entries=1))
+    other = open_store(table, lock_lease=0.3)
+    assert other.get_by_key(key("b")) is None
+    assert other.get_by_key(key("a")) is not None
+    assert other.changes_since(0) == [Change(1, "put", a, "a")]
+    [c] = other.put_many([entry("c", t=3.0)], now=3.0).ids  # takes the lock over
+    assert c > a
+    assert other.count() == 2
+    dying.close()
+    other.close()
+
+
+def test_the_same_process_takes_its_own_dead_lock_back_at_once(table: str) -> None:
+    store = open_store(table, lock_lease=600)
+    real = store._batch_write
+    failures = [1]
+
+    def fail_once(writes: Any, deadline: Any) -> None:
+        if failures:
+            failures.pop()
+            raise StoreUnavailableError("connection lost")
+        real(writes, deadline)
+
+    store._batch_write = fail_once  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError):
+        store.put_many([entry("x")], now=0.0)
+    started = time.monotonic()
+    store.put_many([entry("y")], now=0.0)  # no 600 s wait: the lock was its own
+    assert time.monotonic() - started < 30
+    assert [c.op for c in store.changes_since(0) or []] == ["put", "put"]
+    assert store.count() == 2
+    store.close()
+
+
+# -- a table recreated behind a reader -----------------------------------------------------
+def test_a_recreated_table_is_detected_not_served_through(table: str) -> None:
+    embedder = HashingEmbedder(64)
+    writer = SemanticCache(store=open_store(table), embedder=embedder)
+    reader = SemanticCache(
+        store=open_store(table), embedder=embedder, multi_process_mode="shared",
+        stale_check_interval=0, similarity_threshold=0.6,
+    )  # fmt: skip
+    writer.put("What is the capital of France?", "Paris")
+    hit = reader.get("What is the capital city of France?")
+    assert hit is not None
+    assert hit.response == "Paris"
+    identity = reader._store.identity()  # type: ignore[attr-defined]
+    # The table is deleted and created again; the new one numbers from 1 again.
+    DynamoDBStore(table, client=dynamodb_client()).drop()
+    fresh = SemanticCache(store=open_store(table), embedder=embedder)
+    fresh.put("How tall is Mount Everest?", "8849 m")
+    assert fresh._store.identity() != identity  # type: ignore[attr-defined]
+    assert reader.get("What is the capital city of France?") is None
+    assert reader.get("What is the capital of France?") is None
+    hit = reader.get("How tall is Mount Everest?")
+    assert hit is not None
+    assert hit.response == "8849 m"
+    for cache in (writer, reader, fresh):
+        cache.close()
+
+
+def test_changes_since_after_a_reset_is_none(table: str) -> None:
+    store = open_store(table)
+    store.put_many([entry("x")], now=0.0)
+    assert store.changes_since(1) == []
+    DynamoDBStore(table, client=dynamodb_client()).drop()
+    open_store(table).put_many([entry("y")], now=0.0)
+    assert store.changes_since(1) is None  # the same seq, another table
+    store.close()
+
+
+# -- bad input and configuration -----------------------------------------------------------
+def test_an_oversized_namespace_is_refused_before_anything_is_written(table: str) -> None:
+    store = open_store(table)
+    with pytest.raises(InvalidNamespaceError):
+        store.put_many([entry("ok"), entry("x", ns="n" * 1001)], now=0.0)
+    assert store.count() == 0
+    assert store.seq() == 0
+    store.close()
+
+
+def test_entries_over_the_item_limit_are_split_and_deleted_whole(table: str) -> None:
+    store = open_store(table)
+    big = "\u4e2d" * 400_000  # 1.2 MB of UTF-8: five items
+    [x] = store.put_many([entry("x", response=big)], now=0.0).ids
+    got = store.get_by_key(key("x"))
+    assert got is not None
+    assert got.response == big
+    [x2] = store.put_many([entry("x", response="small")], now=0.0).ids
+    got = store.get_by_key(key("x"))
+    assert got is not None
+    assert (got.id, got.response) == (x2, "small")
+    assert store.get_by_ids([x]) == {}
+    raw = dynamodb_client().scan(TableName=table)["Items"]
+    assert [i["sk"]["S"] for i in raw if i["pk"]["S"].startswith("k#")] == ["0"]
+    store.close()
+
+
+def test_a_missing_table_needs_create(table: str) -> None:
+    with pytest.raises(ConfigurationError, match="create=True"):
+        DynamoDBStore(table, client=dynamodb_client())
+
+
+def test_a_table_with_another_key_schema_is_refused(table: str) -> None:
+    client = dynamodb_client()
+    client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    try:
+        with pytest.raises(ConfigurationError, match="pk"):
+            DynamoDBStore(table, client=client)
+    finally:
+        client.delete_table(TableName=table)
+
+
+def test_bad_options_are_refused() -> None:
+    for options in ({"max_changes": -1}, {"lock_lease": 0}, {"max_attempts": 0}):
+        with pytest.raises(ConfigurationError):
+            DynamoDBStore("semcache-x", client=dynamodb_client(), **options)
+    with pytest.raises(ConfigurationError):
+        DynamoDBStore("", client=dynamodb_client())
+
+
+def test_without_boto3_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    with pytest.raises(MissingDependencyError, match=r"semcache-engine\[dynamodb\]"):
+        DynamoDBStore("semcache-x")
+
+
+def test_a_client_passed_in_is_not_closed(table: str) -> None:
+    client = dynamodb_client()
+    store = open_store(table)
+    store.close()
+    assert client.list_tables()["TableNames"] is not None  # still usable
