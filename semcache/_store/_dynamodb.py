@@ -408,18 +408,26 @@ class _Plan:
         if excess <= 0:
             return expired, lru
         upper = _sortable(now) + "#~"
-        for sk in list(self._take(self.scan(pk_exp, upper), excess)):
-            ns = self.remove(int(sk.rpartition("#")[2]))
+        for entry_id in self._victims(self.scan(pk_exp, upper), excess):
+            ns = self.remove(entry_id)
             if ns is not None:
-                expired.append((int(sk.rpartition("#")[2]), ns))
+                expired.append((entry_id, ns))
         excess -= len(expired)
         if excess > 0:
-            for sk in list(self._take(self.scan(pk_lru), excess)):
-                entry_id = int(sk.rpartition("#")[2])
+            for entry_id in self._victims(self.scan(pk_lru), excess):
                 ns = self.remove(entry_id)
                 if ns is not None:
                     lru.append((entry_id, ns))
         return expired, lru
+
+    def _victims(self, sort_keys: Iterator[str], n: int) -> list[int]:
+        """The ids of the first ``n`` sort keys, their states and entries read in two
+        batches (not two reads per victim)."""
+        ids = [int(sk.rpartition("#")[2]) for sk in self._take(sort_keys, n)]
+        self.prefetch([(f"e#{_pad(i)}", "a") for i in ids])
+        states = [self.state(i) for i in ids]
+        self.prefetch([(f"k#{_str(s, 'h')}", "0") for s in states if s is not None])
+        return ids
 
     @staticmethod
     def _take(it: Iterator[str], n: int) -> Iterator[str]:
@@ -1111,7 +1119,10 @@ class DynamoDBStore:
                         p.touch(i, t)
                     for name, value in (meta or {}).items():
                         p.put(("#m", str(name)), {"v": _s(str(value))})
-                p.prefetch([(f"k#{_key_hash(e.key)}", "0") for e in chunk])
+                # One read for the keys' current entries and the namespace's count.
+                counts = [("c", chunk[0].namespace)] if chunk else []
+                keys: list[Key] = [(f"k#{_key_hash(e.key)}", "0") for e in chunk]
+                p.prefetch([*keys, *counts])
                 olds = [p.get((f"k#{_key_hash(e.key)}", "0")) for e in chunk]
                 p.prefetch([(f"e#{_pad(_int(o, 'i'))}", "a") for o in olds if o is not None])
                 for e in chunk:
