@@ -297,6 +297,27 @@ def test_entries_over_the_item_limit_are_split_and_deleted_whole(table: str) -> 
     store.close()
 
 
+def test_a_split_entry_read_across_a_replacement_is_never_mixed(table: str) -> None:
+    store = open_store(table)
+    big = "\u4e2d" * 400_000
+    [x] = store.put_many([entry("x", response=big)], now=0.0).ids
+    # What a reader can meet while another writer replaces the entry: a part of the
+    # other entry beside this one's first item.
+    [part] = [
+        i
+        for i in dynamodb_client().scan(TableName=table)["Items"]
+        if i["pk"]["S"].startswith("k#") and i["sk"]["S"] == "1"
+    ]
+    part["i"] = {"N": str(x + 1)}
+    part["b"] = {"B": b"\x00" * len(part["b"]["B"])}
+    dynamodb_client().put_item(TableName=table, Item=part)
+    with pytest.raises(StoreUnavailableError, match="changed while it was read"):
+        store.get_by_key(key("x"))
+    with pytest.raises(StoreUnavailableError):
+        store.get_by_ids([x])
+    store.close()
+
+
 def test_a_missing_table_needs_create(table: str) -> None:
     with pytest.raises(ConfigurationError, match="create=True"):
         DynamoDBStore(table, client=dynamodb_client())

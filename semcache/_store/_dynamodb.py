@@ -328,7 +328,7 @@ class _Plan:
             item["np"] = _n(parts)
             item["b"] = _b(chunks[0])
             for i, chunk in enumerate(chunks[1:], 1):
-                self.put((f"k#{h}", str(i)), {"b": _b(chunk)})
+                self.put((f"k#{h}", str(i)), {"i": _n(entry_id), "b": _b(chunk)})
         self.put((f"k#{h}", "0"), item)
         state: Item = {"h": _s(h), "n": _s(ns), "a": _f(e.created_at), "np": _n(parts)}
         member: Item = {}
@@ -841,7 +841,7 @@ class DynamoDBStore:
             if holder is None:
                 continue
             if holder == token:  # our update landed; its answer was lost
-                return token, self._finish(token, current)
+                return token, self._finish_or_mark(token, current)
             if holder != seen:
                 seen, seen_at = holder, time.monotonic()
             if holder in self._dead_tokens or time.monotonic() - seen_at > self._lease:
@@ -863,10 +863,19 @@ class DynamoDBStore:
             if self._is_conditional_failure(exc):
                 return None
             raise
-        return self._finish(token, head)
+        return self._finish_or_mark(token, head)
+
+    def _finish_or_mark(self, token: str, head: Item) -> Item:
+        try:
+            return self._finish(token, head)
+        except BaseException:
+            self._dead_tokens.add(token)  # ours: the next call takes it back at once
+            raise
 
     def _finish(self, token: str, head: Item) -> Item:
-        """Apply the journal found in ``head`` (a dead writer's), keeping the lock."""
+        """Apply the journal found in ``head`` (a dead writer's), keeping the lock; like
+        any writer, within a third of the lease from now."""
+        deadline = time.monotonic() + self._lease / 3
         raw = _bytes(head, "jn")
         if raw is None and "jc" in head:
             parts = [
@@ -881,7 +890,7 @@ class DynamoDBStore:
         if raw is None:
             return head
         writes, values = _decode_journal(raw)
-        self._batch_write(writes, None)
+        self._batch_write(writes, deadline)
         return self._update_head(
             _SET_HEAD + " REMOVE #jn, #jc, #jt",
             "#lk = :me",
@@ -1005,11 +1014,17 @@ class DynamoDBStore:
         parts = _int(item, "np", 1)
         if parts <= 1:
             return []
-        pk = str(item["pk"]["S"])
-        rest = [p for p in self._query(pk, after="0") if p["sk"]["S"].isdigit()]
+        pk, entry_id = str(item["pk"]["S"]), _int(item, "i")
+        # Parts carry the entry's id: a read that raced a replacement (parts of the old
+        # entry, or some of them) is noticed, never served as a mix of two entries.
+        rest = [
+            p
+            for p in self._query(pk, after="0")
+            if p["sk"]["S"].isdigit() and int(p["sk"]["S"]) < parts and _int(p, "i") == entry_id
+        ]
         rest.sort(key=lambda p: int(p["sk"]["S"]))
         if len(rest) != parts - 1:
-            raise StoreUnavailableError("entry changed while it was read; try again")
+            raise StoreUnavailableError("the entry changed while it was read; try again")
         return rest
 
     def get_by_key(self, key: bytes) -> StoredEntry | None:
