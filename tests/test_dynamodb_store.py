@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from random import Random
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -186,6 +187,36 @@ def test_a_writer_that_dies_applying_is_completed_by_the_next_writer(table: str)
         Change(5, "put", z, "b"),
     ]
     assert {b.namespace: b.ids for b in other.iter_vectors()} == {"a": [new_x.id, y.id], "b": [z]}
+    dying.close()
+    other.close()
+
+
+def test_a_journal_too_large_for_the_head_is_completed_from_its_parts(table: str) -> None:
+    dying = open_store(table, lock_lease=0.3)
+    rng = Random(5)
+    big = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=900_000))  # no compression
+    real = dying._batch_write
+    calls: list[int] = []
+
+    def die_applying(writes: Any, deadline: Any) -> None:
+        calls.append(len(writes))
+        if len(calls) == 1:  # the journal's parts
+            assert all(pk == "#j" for pk, _ in writes)
+            real(writes, deadline)
+            return
+        raise StoreUnavailableError("the writer died")
+
+    dying._batch_write = die_applying  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError):
+        dying.put_many([entry("x", response=big)], now=0.0)
+    assert calls[0] >= 2  # the journal went to parts
+    # A lease long enough for the taker to apply 900 kB within a third of it.
+    other = open_store(table, lock_lease=6)
+    other.put_many([entry("y")], now=1.0)
+    got = other.get_by_key(key("x"))
+    assert got is not None
+    assert got.response == big
+    assert [c.op for c in other.changes_since(0) or []] == ["put", "put"]
     dying.close()
     other.close()
 
