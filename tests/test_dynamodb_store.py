@@ -294,10 +294,28 @@ def test_a_recreated_table_is_detected_not_served_through(table: str) -> None:
 def test_changes_since_after_a_reset_is_none(table: str) -> None:
     store = open_store(table)
     store.put_many([entry("x")], now=0.0)
-    assert store.changes_since(1) == []
+    identity = store.identity()
+    assert store.changes_since(1, identity) == []
     DynamoDBStore(table, client=dynamodb_client()).drop()
     open_store(table).put_many([entry("y")], now=0.0)
-    assert store.changes_since(1) is None  # the same seq, another table
+    assert store.changes_since(1, identity) is None  # the same seq, another table
+    assert store.changes_since(1) == []  # without an identity the sequence alone
+    store.close()
+
+
+def test_a_table_restored_from_an_older_copy_is_none_to_a_reader_past_it(table: str) -> None:
+    store = open_store(table)
+    client = dynamodb_client()
+    copy = client.scan(TableName=table, ConsistentRead=True)["Items"]
+    store.put_many([entry("x"), entry("y")], now=0.0)
+    identity = store.identity()
+    for item in client.scan(TableName=table, ConsistentRead=True)["Items"]:
+        client.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+    for item in copy:  # a point-in-time restore: the same identity, seq 0 again
+        client.put_item(TableName=table, Item=item)
+    assert store.identity() == identity
+    assert store.changes_since(2, identity) is None
+    assert store.changes_since(0, identity) == []
     store.close()
 
 
@@ -367,14 +385,6 @@ def test_a_table_with_another_key_schema_is_refused(table: str) -> None:
             DynamoDBStore(table, client=client)
     finally:
         client.delete_table(TableName=table)
-
-
-def test_bad_options_are_refused() -> None:
-    for options in ({"max_changes": -1}, {"lock_lease": 0}, {"max_attempts": 0}):
-        with pytest.raises(ConfigurationError):
-            DynamoDBStore("semcache-x", client=dynamodb_client(), **options)
-    with pytest.raises(ConfigurationError):
-        DynamoDBStore("", client=dynamodb_client())
 
 
 def test_without_boto3_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,6 +57,7 @@ import base64
 import hashlib
 import heapq
 import json
+import re
 import struct
 import threading
 import time
@@ -66,6 +67,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, Final, TypeVar
 
+from .._checks import check_flag, check_int, check_seconds, show
 from .._dist import install_hint
 from .._errors import (
     CacheClosedError,
@@ -83,6 +85,7 @@ _T = TypeVar("_T")
 Item = dict[str, dict[str, Any]]
 Key = tuple[str, str]
 
+_TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _HEAD: Final[Key] = ("#h", "-")
 _HEAD_FIELDS: Final = ("gen", "seq", "id", "low", "gc", "cnt", "lk", "jn", "jc", "jt")
 _SET_HEAD: Final = "SET #seq = :seq, #id = :id, #low = :low, #gc = :gc, #cnt = :cnt"
@@ -516,10 +519,20 @@ class DynamoDBStore:
         import botocore.exceptions
 
         self._botocore_errors = botocore.exceptions
-        if not table_name or not isinstance(table_name, str):
-            raise ConfigurationError("DynamoDBStore needs a table name")
-        if max_changes < 0 or lock_lease <= 0 or max_attempts < 1:
-            raise ConfigurationError("max_changes >= 0, lock_lease > 0, max_attempts >= 1")
+        if not isinstance(table_name, str) or not _TABLE_NAME.fullmatch(table_name):
+            raise ConfigurationError(
+                "table_name must be 3 to 255 letters, digits, '_', '-' or '.', got "
+                f"{show(table_name)}"
+            )
+        for name, value in (("region", region), ("endpoint_url", endpoint_url)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigurationError(f"{name} must be a str or None, got {show(value)}")
+        check_flag(create, "create", ConfigurationError)
+        max_changes = check_int(max_changes, "max_changes", 0)
+        lock_lease = check_seconds(lock_lease, "lock_lease")
+        connect_timeout = check_seconds(connect_timeout, "connect_timeout")
+        read_timeout = check_seconds(read_timeout, "read_timeout")
+        max_attempts = check_int(max_attempts, "max_attempts", 1, 100)
         self.table_name = table_name
         self._max_changes = int(max_changes)
         self._lease = float(lock_lease)
@@ -540,13 +553,10 @@ class DynamoDBStore:
         self._client = client
         self._wlock = threading.Lock()  # one writer per process at a time
         self._dead_tokens: set[str] = set()  # our locks left behind by a failed write
-        self._identity: str | None = None
         try:
             self._open_table(create)
-            head = self._head() or self._init_head()
-            self._identity = _str(head, "gen")
-            if "lk" in head and "jn" not in head and "jc" not in head:
-                pass  # a writer is planning (or died planning): nothing to finish
+            if self._head() is None:  # a new table: its head, with a new identity
+                self._init_head()
         except BaseException:
             self._release_client()
             raise
@@ -1004,9 +1014,8 @@ class DynamoDBStore:
             metadata,
             float(str(_str(item, "c"))),
             None if x is None else float(x),
+            vector if vectors else None,
         )
-        if vectors:
-            entry.vector = vector  # type: ignore[attr-defined,unused-ignore]
         return entry
 
     def _parts(self, item: Item) -> list[Item]:
@@ -1261,14 +1270,12 @@ class DynamoDBStore:
         head = self._head()
         if head is None:  # the table was emptied: a new identity on the next write
             return None if seq > 0 or identity is not None else []
-        current = _str(head, "gen")
-        expected = identity if identity is not None else self._identity
-        if current != expected:
-            if identity is None:  # no caller-held identity: follow the store's, rebuild
-                self._identity = current
+        if identity is not None and _str(head, "gen") != identity:
             return None
         last, low = _int(head, "seq"), _int(head, "low", 1)
-        if seq >= last:
+        if seq > last:  # the store went backwards (a restore from an older backup)
+            return None
+        if seq == last:
             return []
         if seq + 1 < low:
             return None
