@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,6 +150,50 @@ def test_throttling_is_retried_by_botocore_then_a_miss(table: str, credentials: 
     assert hit is not None
     assert hit.response == "Paris"
     cache.close()
+
+
+# -- writers on several store instances (as from several hosts) -----------------------
+def test_writers_on_separate_instances_contend_for_the_lock_and_keep_limits(table: str) -> None:
+    stores = [open_store(table) for _ in range(4)]  # no shared in-process lock
+    start = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def work(wid: int) -> None:
+        rng = Random(wid)
+        try:
+            start.wait()
+            for i in range(25):
+                name = f"k{rng.randrange(15)}"
+                if rng.random() < 0.8:
+                    stores[wid].put_many(
+                        [entry(name, t=float(i))],
+                        now=float(i),
+                        limits=Limits(namespace_quota=6, max_entries=8),
+                    )
+                else:
+                    stores[wid].delete_by_key(key(name))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store = stores[0]
+    assert store.count() == store.count("a") <= 6
+    live = {e.id for e in (store.get_by_key(key(f"k{k}")) for k in range(15)) if e}
+    assert len(live) == store.count()
+    changes = store.changes_since(0)
+    assert changes is not None
+    assert [c.seq for c in changes] == list(range(1, store.seq() + 1))
+    alive: set[int] = set()
+    for change in changes:  # the log replays to exactly what is stored
+        (alive.add if change.op == "put" else alive.discard)(change.entry_id)
+    assert alive == live
+    for s in stores:
+        s.close()
 
 
 # -- writers that die half-way -------------------------------------------------------------
