@@ -236,6 +236,55 @@ def test_a_writer_that_dies_applying_is_completed_by_the_next_writer(table: str)
     other.close()
 
 
+class FakeTime:
+    """Stands in for the store module's ``time``: a monotonic clock that only moves
+    when the store sleeps or the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_writer_past_a_third_of_its_lease_stops_and_is_completed(
+    table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import semcache._store._dynamodb as module
+
+    clock = FakeTime()
+    monkeypatch.setattr(module, "time", clock)
+    slow = open_store(table, lock_lease=30)
+    real = slow._batch_write
+    calls: list[int] = []
+
+    def stalls(writes: Any, deadline: Any) -> None:
+        calls.append(len(writes))
+        real(dict(list(writes.items())[:3]), deadline)  # lands
+        clock.now += 11  # then a call takes 11 s: past a third of the lease
+        real(dict(list(writes.items())[3:]), deadline)  # refused: the deadline is checked
+
+    slow._batch_write = stalls  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError, match="third of lock_lease"):
+        slow.put_many([entry("x")], now=0.0)
+    other = open_store(table, lock_lease=30)
+    waited_from = clock.now
+    [y] = other.put_many([entry("y")], now=1.0).ids
+    assert clock.now - waited_from > 30  # it waited the lease out (on the fake clock)
+    x = other.get_by_key(key("x"))
+    assert x is not None
+    assert [(c.op, c.entry_id) for c in other.changes_since(0) or []] == [
+        ("put", x.id),
+        ("put", y),
+    ]
+    assert other.count() == 2
+    slow.close()
+    other.close()
+
+
 def test_a_journal_too_large_for_the_head_is_completed_from_its_parts(table: str) -> None:
     dying = open_store(table, lock_lease=0.3)
     rng = Random(5)
