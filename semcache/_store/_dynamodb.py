@@ -10,9 +10,11 @@ in sort keys, as 16 hex digits that sort like the floats (``T``)::
                                 writer lock and the journal of the write in progress
     #m              NAME        a setting
     #j              TOKEN#n     a journal too large for the head, in parts
-    k#H             0, 1, ...   the entry with key hash H (blake2b-128 of the key): id,
-                                key, namespace, texts, vector, times; an entry over
-                                :data:`_PART` bytes is split over several items
+    k#H             0           the entry with key hash H (blake2b-128 of the key): id,
+                                key, namespace, texts, vector, times (the exact layer)
+    e#I             0           the same entry again, under its id (semantic
+                                candidates); an entry over :data:`_PART` bytes is split
+                                over e#I / 0, 1, ... and k#H then says where it is
     e#I             a           the entry's state: key hash, namespace, last access,
                                 expiry, parts
     m#NS            I           a namespace's member: vector, expiry (for the index)
@@ -317,21 +319,29 @@ class _Plan:
         if e.expires_at is not None:
             item["x"] = _f(e.expires_at)
         parts = 1
+        pad = _pad(entry_id)
         if len(e.key) + sum(len(f) for f in fields if f is not None) <= _PART:
+            # The whole entry twice: under its key (the exact layer's one GetItem) and
+            # under its id (a semantic candidate's one BatchGetItem).
             item["q"] = _s(e.query)
             item["r"] = _s(e.response)
             if e.metadata is not None:
                 item["m"] = _s(e.metadata)
             if e.vector is not None:
                 item["v"] = _b(e.vector)
+            self.put((f"e#{pad}", "0"), item)
         else:
+            # Split under its id only, parts written once and never overwritten (a new
+            # entry has a new id); the key's item says where they are.
             blob = _pack(fields)
             chunks = [blob[lo : lo + _PART] for lo in range(0, len(blob), _PART)]
             parts = len(chunks)
             item["np"] = _n(parts)
-            item["b"] = _b(chunks[0])
-            for i, chunk in enumerate(chunks[1:], 1):
-                self.put((f"k#{h}", str(i)), {"i": _n(entry_id), "b": _b(chunk)})
+            for i, chunk in enumerate(chunks):
+                self.put(
+                    (f"e#{pad}", str(i)),
+                    {**item, "b": _b(chunk)} if i == 0 else {"i": _n(entry_id), "b": _b(chunk)},
+                )
         self.put((f"k#{h}", "0"), item)
         state: Item = {"h": _s(h), "n": _s(ns), "a": _f(e.created_at), "np": _n(parts)}
         member: Item = {}
@@ -369,10 +379,11 @@ class _Plan:
             tk = _time_key(float(x), entry_id)
             self.delete(("x", tk))
             self.delete((f"x#{ns}", tk))
+        for i in range(parts):
+            self.delete((f"e#{pad}", str(i)))
         content = self.get((f"k#{h}", "0"))
         if content is not None and _int(content, "i") == entry_id:
-            for i in range(parts):
-                self.delete((f"k#{h}", str(i)))
+            self.delete((f"k#{h}", "0"))
         self._add_count(ns, -1)
         self.log("d", entry_id, ns)
         return ns
@@ -468,9 +479,10 @@ class DynamoDBStore:
     table's lock (see the module docstring for the items and the write protocol).
 
     Reads are strongly consistent ``GetItem`` / ``BatchGetItem`` / ``Query`` calls: an
-    exact-layer lookup is one ``GetItem``; a semantic candidate is two (its state, then
-    its entry). A write takes five round trips or so, more when it evicts. Entries
-    larger than 300 KB (texts, metadata and vector) are split over several items.
+    exact-layer lookup is one ``GetItem`` (the entry is kept under its key), semantic
+    candidates one ``BatchGetItem`` (and under its id). A write takes five round trips
+    or so, more when it evicts. Entries larger than 300 KB (texts, metadata and vector)
+    are split over several items.
 
     Throttling and connection errors are retried by botocore (``retries`` with
     ``mode="standard"``); when the retries run out they raise
@@ -992,20 +1004,18 @@ class DynamoDBStore:
 
     # -- reads ------------------------------------------------------------------------
     @staticmethod
-    def _fields(item: Item, rest: Sequence[Item]) -> tuple[str, str, str | None, bytes | None]:
-        """``(query, response, metadata, vector)`` of an entry's item(s)."""
+    def _fields(item: Item, parts: Sequence[Item]) -> tuple[str, str, str | None, bytes | None]:
+        """``(query, response, metadata, vector)`` of an entry's item (or, for a split
+        entry, of its parts)."""
         if "np" in item:
-            blob = bytes(item["b"]["B"]) + b"".join(bytes(p["b"]["B"]) for p in rest)
-            q, r, m, v = _unpack(blob, 4)
+            q, r, m, v = _unpack(b"".join(bytes(p["b"]["B"]) for p in parts), 4)
             return (q or b"").decode(), (r or b"").decode(), None if m is None else m.decode(), v
         return str(item["q"]["S"]), str(item["r"]["S"]), _str(item, "m"), _bytes(item, "v")
 
-    def _entry(
-        self, item: Item, rest: Sequence[Item] = (), *, vectors: bool = False
-    ) -> StoredEntry:
-        query, response, metadata, vector = self._fields(item, rest)
+    def _entry(self, item: Item, *, vectors: bool = False) -> StoredEntry:
+        query, response, metadata, vector = self._fields(item, self._parts(item))
         x = _str(item, "x")
-        entry = StoredEntry(
+        return StoredEntry(
             _int(item, "i"),
             bytes(item["k"]["B"]),
             str(item["n"]["S"]),
@@ -1016,55 +1026,39 @@ class DynamoDBStore:
             None if x is None else float(x),
             vector if vectors else None,
         )
-        return entry
 
     def _parts(self, item: Item) -> list[Item]:
-        """The further parts of a split entry (none for an entry in one item)."""
-        parts = _int(item, "np", 1)
-        if parts <= 1:
+        """All parts of a split entry, in order (none for an entry in one item)."""
+        if "np" not in item:
             return []
-        pk, entry_id = str(item["pk"]["S"]), _int(item, "i")
-        # Parts carry the entry's id: a read that raced a replacement (parts of the old
-        # entry, or some of them) is noticed, never served as a mix of two entries.
-        rest = [
+        parts, entry_id = _int(item, "np"), _int(item, "i")
+        # Parts carry the entry's id: a read that met a part of anything else (or not
+        # all of them: the entry was deleted meanwhile) is noticed, never served.
+        found = [
             p
-            for p in self._query(pk, after="0")
+            for p in self._query(f"e#{_pad(entry_id)}")
             if p["sk"]["S"].isdigit() and int(p["sk"]["S"]) < parts and _int(p, "i") == entry_id
         ]
-        rest.sort(key=lambda p: int(p["sk"]["S"]))
-        if len(rest) != parts - 1:
+        found.sort(key=lambda p: int(p["sk"]["S"]))
+        if len(found) != parts:
             raise StoreUnavailableError("the entry changed while it was read; try again")
-        return rest
+        return found
 
     def get_by_key(self, key: bytes) -> StoredEntry | None:
         item = self._get((f"k#{_key_hash(key)}", "0"))
         if item is None or bytes(item["k"]["B"]) != bytes(key):
             return None
-        return self._entry(item, self._parts(item))
+        return self._entry(item)
 
     def _contents(self, ids: Sequence[int]) -> dict[int, Item]:
+        """The entries' items under their ids (one BatchGetItem per 100 ids)."""
         wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
         self._check_open()
-        states = self._batch_get([(f"e#{_pad(i)}", "a") for i in wanted])
-        hashes = {
-            i: str(_str(s, "h"))
-            for (pk, _), s in states.items()
-            if s is not None
-            for i in [int(pk[2:])]
-        }
-        contents = self._batch_get([(f"k#{h}", "0") for h in dict.fromkeys(hashes.values())])
-        out: dict[int, Item] = {}
-        for i, h in hashes.items():
-            item = contents.get((f"k#{h}", "0"))
-            if item is not None and _int(item, "i") == i:
-                out[i] = item
-        return out
+        got = self._batch_get([(f"e#{_pad(i)}", "0") for i in wanted])
+        return {_int(item, "i"): item for item in got.values() if item is not None}
 
     def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
-        return {
-            i: self._entry(item, self._parts(item), vectors=vectors)
-            for i, item in self._contents(ids).items()
-        }
+        return {i: self._entry(item, vectors=vectors) for i, item in self._contents(ids).items()}
 
     def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
         out: dict[int, tuple[str, bytes]] = {}
