@@ -1,5 +1,7 @@
-"""Store benchmarks: SQLiteStore, RedisStore, PostgresStore with a local index and
-PostgresStore searching on the server (pgvector HNSW), at 10k and 100k entries.
+"""Store benchmarks: SQLiteStore, RedisStore, PostgresStore with a local index,
+PostgresStore searching on the server (pgvector HNSW), and DynamoDBStore (against
+dynalite, a local emulator: its figures say nothing of AWS latency), at 10k and 100k
+entries.
 
 Not part of the test run. Needs the servers (``scripts/services start``; the variables
 are read from its env file when unset). Two ways to run:
@@ -38,15 +40,16 @@ import numpy.typing as npt
 import pytest
 
 from semcache import SemanticCache
-from semcache._store import PostgresStore, RedisStore, SQLiteStore, Store
+from semcache._store import DynamoDBStore, PostgresStore, RedisStore, SQLiteStore, Store
 
 DIM = 384
-KINDS = ("sqlite", "redis", "postgres", "postgres-pgvector")
+KINDS = ("sqlite", "redis", "postgres", "postgres-pgvector", "dynamodb")
+SERVICES = ("SEMCACHE_REDIS_URL", "SEMCACHE_POSTGRES_DSN", "SEMCACHE_DYNAMODB_URL")
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def service_env() -> dict[str, str]:
-    names = ("SEMCACHE_REDIS_URL", "SEMCACHE_POSTGRES_DSN")
+    names = SERVICES
     if all(os.environ.get(n) for n in names):
         return {n: os.environ[n] for n in names}
     out = subprocess.run(
@@ -73,6 +76,17 @@ def open_store(kind: str, name: str, folder: Path, *, search: bool | None = None
         return SQLiteStore(folder / f"{name}.db")
     if kind == "redis":
         return RedisStore(env["SEMCACHE_REDIS_URL"], prefix=f"bench:{name}:")
+    if kind == "dynamodb":
+        import boto3
+
+        client = boto3.session.Session().client(
+            "dynamodb",
+            endpoint_url=env["SEMCACHE_DYNAMODB_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        return DynamoDBStore(name.replace("_", "-"), client=client, create=True)
     pgvector = kind == "postgres-pgvector" if search is None else search
     return PostgresStore(env["SEMCACHE_POSTGRES_DSN"], schema=name, vector_search=pgvector)
 
@@ -97,7 +111,7 @@ def fill(kind: str, n: int, folder: Path) -> None:
     load_kind = "postgres" if kind == "postgres-pgvector" else kind
     if kind != "sqlite":
         store = open_store(load_kind, name, folder, search=False)
-        if isinstance(store, (RedisStore, PostgresStore)):
+        if isinstance(store, (RedisStore, PostgresStore, DynamoDBStore)):
             store.drop()
         else:
             store.close()
@@ -123,7 +137,7 @@ def drop(kind: str, n: int, folder: Path) -> None:
     store = open_store(
         "postgres" if kind.startswith("postgres") else kind, name_of(kind, n), folder, search=False
     )
-    assert isinstance(store, (RedisStore, PostgresStore))
+    assert isinstance(store, (RedisStore, PostgresStore, DynamoDBStore))
     store.drop()
 
 
@@ -247,9 +261,17 @@ def main() -> None:
                 drop(kind, n, folder)
                 row = (kind, n, load, opened, results, scale)
                 rows.append(row)
-                print(format_row(row), flush=True)
+                print(format_row(row), f"(load average {load_average()})", flush=True)
     print()
     print(table(rows))
+
+
+def load_average() -> str:
+    """The 1-minute load average (other work on the machine skews every figure)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 def format_row(row: tuple[Any, ...]) -> str:

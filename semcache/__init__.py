@@ -39,7 +39,7 @@ from ._errors import (
 )
 from ._index import FlatIndex, VectorIndex, available_kernels, kernel_name
 from ._progress import ProgressBar, ProgressCallback
-from ._store import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
+from ._store import DynamoDBStore, MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 from ._types import MISS_REASONS, Hit, MetricsEvent
 from .embedders import (
     AsyncCallableEmbedder,
@@ -68,6 +68,7 @@ __all__ = [
     "CheckpointVersionError",
     "ConfigurationError",
     "DimensionMismatchError",
+    "DynamoDBStore",
     "Embedder",
     "EmbedderError",
     "EmbedderMismatchError",

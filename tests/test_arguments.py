@@ -473,3 +473,38 @@ def test_postgres_store_refuses(param: str, value: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         PostgresStore(**kwargs)
     assert param in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("table_name", 5),
+        ("table_name", "ab"),
+        ("table_name", "has space"),
+        ("region", 5),
+        ("endpoint_url", b"http://x"),
+        ("create", "yes"),
+        ("max_changes", -1),
+        ("max_changes", True),
+        ("lock_lease", 0),
+        ("lock_lease", math.nan),
+        ("connect_timeout", HUGE),
+        ("read_timeout", -1),
+        ("max_attempts", 0),
+        ("max_attempts", 1.5),
+    ],
+)
+def test_dynamodb_store_refuses(param: str, value: Any) -> None:
+    """Checked before any connection (the endpoint below is never dialled)."""
+    pytest.importorskip("boto3")
+    from semcache import DynamoDBStore
+
+    kwargs: dict[str, Any] = {
+        "table_name": "semcache-args",
+        "endpoint_url": "http://127.0.0.1:9",
+        "region": "us-east-1",
+        param: value,
+    }
+    with pytest.raises(ConfigurationError) as info:
+        DynamoDBStore(**kwargs)
+    assert param in str(info.value)

@@ -1,4 +1,4 @@
-"""Several processes share one Redis / one PostgreSQL store through SemanticCache in
+"""Several processes share one Redis / PostgreSQL / DynamoDB store through SemanticCache in
 shared mode, doing mixed puts, gets and deletes: no acknowledged write is lost, no
 acknowledged delete comes back, quotas hold, and every process's index catches up."""
 
@@ -10,20 +10,34 @@ from random import Random
 from typing import Any
 
 import pytest
-from test_store_conformance import drop_postgres, drop_redis, server_name, service_url
+from test_store_conformance import (
+    drop_dynamodb,
+    drop_postgres,
+    drop_redis,
+    dynamodb_client,
+    server_name,
+    service_url,
+)
 
 from semcache import SemanticCache
-from semcache._store import PostgresStore, RedisStore, Store
+from semcache._store import DynamoDBStore, PostgresStore, RedisStore, Store
 from semcache.embedders import HashingEmbedder
 
 WORKERS = 4
 OPS = 120
 SHARED_QUOTA = 5
+URLS = {
+    "redis": "SEMCACHE_REDIS_URL",
+    "postgres": "SEMCACHE_POSTGRES_DSN",
+    "dynamodb": "SEMCACHE_DYNAMODB_URL",
+}
 
 
 def open_store(kind: str, url: str, name: str) -> Store:
     if kind == "redis":
         return RedisStore(url, prefix=f"semcache-test:{name}:")
+    if kind == "dynamodb":
+        return DynamoDBStore(f"semcache-{name}", client=dynamodb_client(), create=True)
     return PostgresStore(url, schema=name)
 
 
@@ -71,9 +85,9 @@ def worker(kind: str, url: str, name: str, wid: int) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["redis", "postgres"])
+@pytest.mark.parametrize("kind", ["redis", "postgres", "dynamodb"])
 def test_processes_sharing_one_store_lose_nothing(kind: str, tmp_path: Path) -> None:
-    url = service_url("SEMCACHE_REDIS_URL" if kind == "redis" else "SEMCACHE_POSTGRES_DSN")
+    url = service_url(URLS[kind])
     name = server_name(tmp_path)
     open_cache(kind, url, name).close()  # create the schema once, before the race
     try:
@@ -100,4 +114,4 @@ def test_processes_sharing_one_store_lose_nothing(kind: str, tmp_path: Path) -> 
         finally:
             cache.close()
     finally:
-        (drop_redis if kind == "redis" else drop_postgres)(tmp_path)
+        {"redis": drop_redis, "postgres": drop_postgres, "dynamodb": drop_dynamodb}[kind](tmp_path)

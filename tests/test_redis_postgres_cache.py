@@ -1,5 +1,6 @@
-"""SemanticCache on the server stores: Redis, PostgreSQL with a local index, and
-PostgreSQL searching on the server (pgvector, ``index_backend="store"``)."""
+"""SemanticCache on the server stores: Redis, PostgreSQL with a local index,
+PostgreSQL searching on the server (pgvector, ``index_backend="store"``), and DynamoDB
+(dynalite)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 from test_store_conformance import (
+    drop_dynamodb,
     drop_postgres,
     drop_redis,
+    open_dynamodb,
     open_postgres,
     open_redis,
 )
@@ -21,7 +24,8 @@ from semcache._store import PostgresStore, Store
 from semcache.embedders import HashingEmbedder
 
 EMBEDDER = HashingEmbedder(64)
-KINDS = ("redis", "postgres", "postgres-search")
+KINDS = ("redis", "postgres", "postgres-search", "dynamodb")
+DROP = {"redis": drop_redis, "dynamodb": drop_dynamodb}
 
 
 class Clock:
@@ -45,6 +49,8 @@ def open_cache(kind: str, tmp_path: Path) -> Iterator[Callable[..., SemanticCach
     def open_store() -> Store:
         if kind == "redis":
             return open_redis(tmp_path, {})
+        if kind == "dynamodb":
+            return open_dynamodb(tmp_path, {})
         return open_postgres(tmp_path, {"vector_search": kind == "postgres-search"})
 
     def make(**options: Any) -> SemanticCache:
@@ -58,7 +64,7 @@ def open_cache(kind: str, tmp_path: Path) -> Iterator[Callable[..., SemanticCach
     yield make
     for cache in opened:
         cache.close()
-    (drop_redis if kind == "redis" else drop_postgres)(tmp_path)
+    DROP.get(kind, drop_postgres)(tmp_path)
 
 
 def test_put_get_exact_semantic_delete(open_cache: Callable[..., SemanticCache]) -> None:

@@ -54,7 +54,7 @@ class Backend:
 
 
 # -- servers (Redis, PostgreSQL) -----------------------------------------------------------
-SERVICES = ("SEMCACHE_REDIS_URL", "SEMCACHE_POSTGRES_DSN")
+SERVICES = ("SEMCACHE_REDIS_URL", "SEMCACHE_POSTGRES_DSN", "SEMCACHE_DYNAMODB_URL")
 
 
 @functools.cache
@@ -81,7 +81,8 @@ def _service_env() -> tuple[dict[str, str], str | None]:
 
 
 def service_url(name: str) -> str:
-    """The URL of a test server (``SEMCACHE_REDIS_URL`` or ``SEMCACHE_POSTGRES_DSN``).
+    """The URL of a test server (``SEMCACHE_REDIS_URL``, ``SEMCACHE_POSTGRES_DSN`` or
+    ``SEMCACHE_DYNAMODB_URL``).
 
     Never a skip: a missing server fails the test (locally as under CI), since the
     services script starts one when none is running.
@@ -127,11 +128,42 @@ def drop_postgres(directory: Path) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{server_name(directory)}" CASCADE')
 
 
+@functools.cache
+def dynamodb_client() -> Any:
+    """A boto3 client of the test DynamoDB server (dynalite; any credentials do)."""
+    import boto3
+
+    return boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=service_url("SEMCACHE_DYNAMODB_URL"),
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def open_dynamodb(directory: Path, options: Mapping[str, Any]) -> Store:
+    from semcache._store import DynamoDBStore
+
+    return DynamoDBStore(
+        f"semcache-{server_name(directory)}", client=dynamodb_client(), create=True, **options
+    )
+
+
+def drop_dynamodb(directory: Path) -> None:
+    client = dynamodb_client()
+    try:
+        client.delete_table(TableName=f"semcache-{server_name(directory)}")
+    except client.exceptions.ResourceNotFoundException:
+        pass
+
+
 BACKENDS: tuple[Backend, ...] = (
     Backend("memory", False, lambda d, kw: MemoryStore(**kw)),
     Backend("sqlite", True, lambda d, kw: SQLiteStore(d / "store.db", **kw)),
     Backend("redis", True, open_redis, drop_redis),
     Backend("postgres", True, open_postgres, drop_postgres),
+    Backend("dynamodb", True, open_dynamodb, drop_dynamodb),
 )
 
 

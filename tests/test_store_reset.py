@@ -3,7 +3,8 @@
 Two shared-mode caches on one store: the writer puts ten entries, the reader indexes
 them and serves one; then the store is reset behind the reader's back (a Redis restart
 without persistence, ``FLUSHDB``, a restart from an older RDB file, a PostgreSQL schema
-dropped and created again, a SQLite file restored from an older copy) and the writer
+dropped and created again, a DynamoDB table recreated or restored from an older copy,
+a SQLite file restored from an older copy) and the writer
 puts ten other entries, which get the old entries' ids again. The reader must answer
 a paraphrase of an old question with a miss, never with a new entry's answer, and must
 serve the new entries once it caught up.
@@ -29,10 +30,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import redis
-from test_store_conformance import drop_postgres, server_name, service_url
+from test_store_conformance import (
+    drop_dynamodb,
+    drop_postgres,
+    dynamodb_client,
+    server_name,
+    service_url,
+)
 
 from semcache import FlatIndex, SemanticCache
-from semcache._store import PostgresStore, RedisStore, SQLiteStore, Store
+from semcache._store import DynamoDBStore, PostgresStore, RedisStore, SQLiteStore, Store
 
 DIM = 16
 THRESHOLD = 0.9
@@ -235,6 +242,38 @@ def test_postgres_schema_recreated_is_never_served_as_the_old_one(tmp_path: Path
         reader.close()
         writer.close()
         drop_postgres(tmp_path)
+
+
+# -- DynamoDB: the table recreated, or restored from an older copy ---------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("reset", ["recreated", "older_copy"])
+def test_dynamodb_table_reset_is_never_served_as_the_old_one(tmp_path: Path, reset: str) -> None:
+    client = dynamodb_client()
+    table = f"semcache-{server_name(tmp_path)}"
+
+    def store() -> DynamoDBStore:
+        return DynamoDBStore(table, client=client, create=True)
+
+    writer, reader = open_cache(store()), open_cache(store())
+    try:
+        copy = client.scan(TableName=table, ConsistentRead=True)["Items"]  # settings only
+        writer.put_many(OLD_Q, OLD_A, embeddings=OLD_V)
+        assert answer(reader, "paraphrase of old question 3", OLD_V[3]) == OLD_A[3]
+        writer.close()
+        if reset == "recreated":
+            DynamoDBStore(table, client=client).drop()
+        else:  # a point-in-time restore: the same identity, an older sequence
+            for item in client.scan(TableName=table, ConsistentRead=True)["Items"]:
+                client.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+            for item in copy:
+                client.put_item(TableName=table, Item=item)
+        writer = open_cache(store())
+        writer.put_many(NEW_Q, NEW_A, embeddings=NEW_V)  # ids 1..10 again
+        check_reader(lambda q, v: answer(reader, q, v), old=list(range(10)), new=list(range(10)))
+    finally:
+        reader.close()
+        writer.close()
+        drop_dynamodb(tmp_path)
 
 
 # -- SQLite: the file restored from an older copy while both caches hold it open --------

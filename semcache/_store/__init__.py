@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import Change, Limits, NewEntry, PutResult, Store, StoredEntry, VectorBatch
+from ._dynamodb import DynamoDBStore
 from ._memory import MemoryStore
 from ._postgres import PostgresStore
 from ._redis import RedisStore
@@ -11,6 +12,7 @@ from ._sqlite import SQLiteStore
 
 __all__ = [
     "Change",
+    "DynamoDBStore",
     "Limits",
     "MemoryStore",
     "NewEntry",

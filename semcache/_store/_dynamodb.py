@@ -1,0 +1,1343 @@
+"""A store in one Amazon DynamoDB table, shared by many processes and hosts
+(``pip install 'semcache-engine[dynamodb]'``).
+
+Items. The table has a string partition key ``pk`` and a string sort key ``sk``. Entry
+ids are zero-padded to 20 digits (``I``); times are kept as exact ``repr`` strings and,
+in sort keys, as 16 hex digits that sort like the floats (``T``)::
+
+    pk              sk          what
+    #h              -           head: identity, seq, last id, count, log bounds, the
+                                writer lock and the journal of the write in progress
+    #m              NAME        a setting
+    #j              TOKEN#n     a journal too large for the head, in parts
+    k#H             0           the entry with key hash H (blake2b-128 of the key): id,
+                                key, namespace, texts, vector, times (the exact layer)
+    e#I             0           the same entry again, under its id (semantic
+                                candidates); an entry over :data:`_PART` bytes is split
+                                over e#I / 0, 1, ... and k#H then says where it is
+    e#I             a           the entry's state: key hash, namespace, last access,
+                                expiry, parts
+    m#NS            I           a namespace's member: vector, expiry (for the index)
+    r / r#NS        T(a)#I      recency, all / one namespace (least recent first)
+    x / x#NS        T(x)#I      expiry, all / one namespace (entries that expire)
+    c               NS          a namespace's entry count
+    l               seq         a change-log record: op, id, namespace
+
+Writes. DynamoDB's transactions (``TransactWriteItems``) hold at most 100 items and 4 MB,
+and the emulator the tests run against (dynalite) has none, so every mutation is
+serialized by one conditional write instead: a writer takes the lock in the head item
+(``SET lk`` if no one holds it), reads what it needs and plans every item it will write,
+stores that plan (the *journal*) in the head under the lock, applies it (idempotent puts
+and deletes, in ``BatchWriteItem`` calls), then moves the head forward (sequence number,
+last id, counts) and releases the lock in one conditional update. Limits are therefore
+exact across processes and hosts: the writer that counts and evicts is the only one.
+
+A writer that dies keeps the lock. Another one that sees the same lock token for
+``lock_lease`` seconds (its own monotonic clock, so clocks of other hosts do not matter)
+takes the lock over and first applies the dead writer's journal, if it stored one: a
+mutation is either wholly applied or not at all (a writer that dies before storing its
+journal has written nothing that anything refers to). A live writer stops writing once
+``lock_lease / 3`` seconds have passed since it took the lock (raising
+:class:`~semcache.StoreUnavailableError`), so a takeover can never race a writer that is
+still applying; this holds while one SDK call (with its retries) takes less than
+``2 * lock_lease / 3``.
+
+Readers take no lock. The change log's records are written while the journal is applied
+but counted (``seq``) only when the head moves, so :meth:`DynamoDBStore.changes_since`
+never returns a record before all of its mutation is in place; ``get_by_key`` may see an
+entry a moment before the writer returns.
+
+Expiry. DynamoDB's own TTL deletes items in the background, days late and without the
+change log or the counts, so entries carry no TTL attribute: ``expires_at`` is checked
+on every read (by the cache), and expired entries are removed by ``vacuum()`` and by
+eviction, expired ones first, as in the other stores.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import json
+import re
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from typing import Any, Final, TypeVar
+
+from .._checks import check_flag, check_int, check_seconds, show
+from .._dist import install_hint
+from .._errors import (
+    CacheClosedError,
+    ConfigurationError,
+    InvalidNamespaceError,
+    MissingDependencyError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+
+__all__ = ["DynamoDBStore"]
+
+_T = TypeVar("_T")
+Item = dict[str, dict[str, Any]]
+Key = tuple[str, str]
+
+_TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+_HEAD: Final[Key] = ("#h", "-")
+_HEAD_FIELDS: Final = ("gen", "seq", "id", "low", "gc", "cnt", "lk", "jn", "jc", "jt")
+_SET_HEAD: Final = "SET #seq = :seq, #id = :id, #low = :low, #gc = :gc, #cnt = :cnt"
+#: Bytes of an entry's texts, metadata and vector kept in one item; larger entries are
+#: split (DynamoDB's item limit is 400 KB, names and the other attributes included).
+_PART: Final = 300_000
+#: Journal bytes (compressed) kept in the head item; more go to ``#j`` parts.
+_JOURNAL_INLINE: Final = 200_000
+_JOURNAL_PART: Final = 300_000
+_MAX_NAMESPACE_BYTES: Final = 1000  # sort keys hold at most 1024 bytes
+_BATCH_WRITE: Final = 25  # BatchWriteItem's limit
+_BATCH_GET: Final = 100  # BatchGetItem's limit
+_PUT_CHUNK: Final = 100  # entries per mutation of put_many
+_DELETE_CHUNK: Final = 200  # entries per mutation of clear / delete_expired / delete_ids
+_RETRYABLE: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "LimitExceededException",
+    }
+)
+
+
+def _import_boto3() -> Any:
+    try:
+        import boto3
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"DynamoDBStore needs boto3: {install_hint('dynamodb')}"
+        ) from exc
+    return boto3
+
+
+# -- encodings ----------------------------------------------------------------------------
+def _pad(n: int) -> str:
+    return f"{int(n):020d}"
+
+
+def _sortable(value: float) -> str:
+    """16 hex digits that sort as ``value`` does (IEEE 754 bits, sign folded)."""
+    bits = struct.unpack(">Q", struct.pack(">d", float(value) + 0.0))[0]
+    bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits >> 63 else bits | 1 << 63
+    return f"{bits:016x}"
+
+
+def _time_key(value: float, entry_id: int) -> str:
+    return f"{_sortable(value)}#{_pad(entry_id)}"
+
+
+def _key_hash(key: bytes) -> str:
+    return hashlib.blake2b(bytes(key), digest_size=16).hexdigest()
+
+
+def _s(value: str) -> dict[str, Any]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, Any]:
+    return {"N": str(int(value))}
+
+
+def _f(value: float) -> dict[str, Any]:
+    return {"S": repr(float(value))}
+
+
+def _b(value: bytes) -> dict[str, Any]:
+    return {"B": bytes(value)}
+
+
+def _key(pk: str, sk: str) -> Item:
+    return {"pk": _s(pk), "sk": _s(sk)}
+
+
+def _int(item: Item, name: str, default: int = 0) -> int:
+    value = item.get(name)
+    return default if value is None else int(value["N"])
+
+
+def _str(item: Item, name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else str(value["S"])
+
+
+def _bytes(item: Item, name: str) -> bytes | None:
+    value = item.get(name)
+    return None if value is None else bytes(value["B"])
+
+
+def _pack(fields: Sequence[bytes | None]) -> bytes:
+    out = bytearray()
+    for value in fields:
+        if value is None:
+            out += b"\x00"
+        else:
+            out += b"\x01" + len(value).to_bytes(8, "big") + value
+    return bytes(out)
+
+
+def _unpack(blob: bytes, count: int) -> list[bytes | None]:
+    out: list[bytes | None] = []
+    pos = 0
+    for _ in range(count):
+        if blob[pos] == 0:
+            out.append(None)
+            pos += 1
+            continue
+        size = int.from_bytes(blob[pos + 1 : pos + 9], "big")
+        out.append(blob[pos + 9 : pos + 9 + size])
+        pos += 9 + size
+    return out
+
+
+def _encode_journal(writes: Mapping[Key, Item | None], head: Mapping[str, int]) -> bytes:
+    def value(v: dict[str, Any]) -> list[str]:
+        ((kind, raw),) = v.items()
+        if kind == "B":
+            return ["B", base64.b64encode(raw).decode()]
+        return [kind, str(raw)]
+
+    rows = [
+        [pk, sk, None if item is None else {n: value(v) for n, v in item.items()}]
+        for (pk, sk), item in writes.items()
+    ]
+    return zlib.compress(json.dumps({"w": rows, "h": dict(head)}).encode(), 1)
+
+
+def _decode_journal(raw: bytes) -> tuple[dict[Key, Item | None], dict[str, int]]:
+    data = json.loads(zlib.decompress(raw))
+
+    def value(v: list[str]) -> dict[str, Any]:
+        if v[0] == "B":
+            return {"B": base64.b64decode(v[1])}
+        return {v[0]: v[1]}
+
+    writes: dict[Key, Item | None] = {}
+    for pk, sk, item in data["w"]:
+        writes[(pk, sk)] = None if item is None else {n: value(v) for n, v in item.items()}
+    return writes, {k: int(v) for k, v in data["h"].items()}
+
+
+# -- a mutation's plan --------------------------------------------------------------------
+class _Plan:
+    """The items one mutation writes, planned under the lock. Reads go through the plan,
+    so later steps see earlier ones (a key repeated in a batch, the batch's own entries
+    as eviction victims)."""
+
+    def __init__(self, store: DynamoDBStore, head: Item) -> None:
+        self.store = store
+        self.writes: dict[Key, Item | None] = {}
+        self.seq = _int(head, "seq")
+        self.last_id = _int(head, "id")
+        self.low = _int(head, "low", 1)
+        self.gc = _int(head, "gc", 1)
+        self.total = _int(head, "cnt")
+        self.start_seq = self.seq
+        self._cache: dict[Key, Item | None] = {}
+        self._counts: dict[str, int] = {}
+        self.changed_head = False
+
+    # reads, overlay first
+    def prefetch(self, keys: Iterable[Key]) -> None:
+        wanted = [k for k in dict.fromkeys(keys) if k not in self.writes and k not in self._cache]
+        if wanted:
+            self._cache.update(self.store._batch_get(wanted))
+
+    def get(self, key: Key) -> Item | None:
+        if key in self.writes:
+            return self.writes[key]
+        if key not in self._cache:
+            self.prefetch([key])
+        return self._cache.get(key)
+
+    def put(self, key: Key, item: Item) -> None:
+        self.writes[key] = {**_key(*key), **item}
+
+    def delete(self, key: Key) -> None:
+        self.writes[key] = None
+
+    def count(self, ns: str) -> int:
+        if ns not in self._counts:
+            item = self.get(("c", ns))
+            self._counts[ns] = 0 if item is None else _int(item, "n")
+        return self._counts[ns]
+
+    def _add_count(self, ns: str, delta: int) -> None:
+        n = self.count(ns) + delta
+        self._counts[ns] = n
+        self.total += delta
+        if n > 0:
+            self.put(("c", ns), {"n": _n(n)})
+        else:
+            self.delete(("c", ns))
+
+    def log(self, op: str, entry_id: int, ns: str) -> None:
+        self.seq += 1
+        self.put(("l", _pad(self.seq)), {"o": _s(op), "i": _n(entry_id), "n": _s(ns)})
+
+    # entries
+    def state(self, entry_id: int) -> Item | None:
+        return self.get((f"e#{_pad(entry_id)}", "a"))
+
+    def insert(self, e: NewEntry) -> tuple[int, tuple[int, str] | None]:
+        h = _key_hash(e.key)
+        replaced = None
+        head = self.get((f"k#{h}", "0"))
+        if head is not None:
+            old = _int(head, "i")
+            ns = self.remove(old)
+            if ns is not None:
+                replaced = (old, ns)
+        self.last_id += 1
+        entry_id = self.last_id
+        ns = e.namespace
+        fields = [
+            e.query.encode(),
+            e.response.encode(),
+            None if e.metadata is None else e.metadata.encode(),
+            None if e.vector is None else bytes(e.vector),
+        ]
+        item: Item = {
+            "i": _n(entry_id),
+            "k": _b(e.key),
+            "n": _s(ns),
+            "c": _f(e.created_at),
+        }
+        if e.expires_at is not None:
+            item["x"] = _f(e.expires_at)
+        parts = 1
+        pad = _pad(entry_id)
+        if len(e.key) + sum(len(f) for f in fields if f is not None) <= _PART:
+            # The whole entry twice: under its key (the exact layer's one GetItem) and
+            # under its id (a semantic candidate's one BatchGetItem).
+            item["q"] = _s(e.query)
+            item["r"] = _s(e.response)
+            if e.metadata is not None:
+                item["m"] = _s(e.metadata)
+            if e.vector is not None:
+                item["v"] = _b(e.vector)
+            self.put((f"e#{pad}", "0"), item)
+        else:
+            # Split under its id only, parts written once and never overwritten (a new
+            # entry has a new id); the key's item says where they are.
+            blob = _pack(fields)
+            chunks = [blob[lo : lo + _PART] for lo in range(0, len(blob), _PART)]
+            parts = len(chunks)
+            item["np"] = _n(parts)
+            for i, chunk in enumerate(chunks):
+                self.put(
+                    (f"e#{pad}", str(i)),
+                    {**item, "b": _b(chunk)} if i == 0 else {"i": _n(entry_id), "b": _b(chunk)},
+                )
+        self.put((f"k#{h}", "0"), item)
+        state: Item = {"h": _s(h), "n": _s(ns), "a": _f(e.created_at), "np": _n(parts)}
+        member: Item = {}
+        if e.vector is not None:
+            member["v"] = _b(e.vector)
+        if e.expires_at is not None:
+            state["x"] = _f(e.expires_at)
+            member["x"] = _f(e.expires_at)
+            tk = _time_key(e.expires_at, entry_id)
+            self.put(("x", tk), {})
+            self.put((f"x#{ns}", tk), {})
+        self.put((f"e#{_pad(entry_id)}", "a"), state)
+        self.put((f"m#{ns}", _pad(entry_id)), member)
+        rk = _time_key(e.created_at, entry_id)
+        self.put(("r", rk), {})
+        self.put((f"r#{ns}", rk), {})
+        self._add_count(ns, 1)
+        self.log("p", entry_id, ns)
+        return entry_id, replaced
+
+    def remove(self, entry_id: int) -> str | None:
+        """Plan the delete of an entry; its namespace, or None if it does not exist."""
+        state = self.state(entry_id)
+        if state is None:
+            return None
+        h, ns, parts = _str(state, "h"), str(_str(state, "n")), _int(state, "np", 1)
+        pad = _pad(entry_id)
+        self.delete((f"e#{pad}", "a"))
+        self.delete((f"m#{ns}", pad))
+        rk = _time_key(float(str(_str(state, "a"))), entry_id)
+        self.delete(("r", rk))
+        self.delete((f"r#{ns}", rk))
+        x = _str(state, "x")
+        if x is not None:
+            tk = _time_key(float(x), entry_id)
+            self.delete(("x", tk))
+            self.delete((f"x#{ns}", tk))
+        for i in range(parts):
+            self.delete((f"e#{pad}", str(i)))
+        content = self.get((f"k#{h}", "0"))
+        if content is not None and _int(content, "i") == entry_id:
+            self.delete((f"k#{h}", "0"))
+        self._add_count(ns, -1)
+        self.log("d", entry_id, ns)
+        return ns
+
+    def touch(self, entry_id: int, when: float) -> None:
+        key = (f"e#{_pad(entry_id)}", "a")
+        state = self.get(key)
+        if state is None:
+            return
+        old = float(str(_str(state, "a")))
+        if not when > old:
+            return
+        ns = str(_str(state, "n"))
+        for pk in ("r", f"r#{ns}"):
+            self.delete((pk, _time_key(old, entry_id)))
+            self.put((pk, _time_key(when, entry_id)), {})
+        self.put(key, {**{k: v for k, v in state.items() if k not in ("pk", "sk")}, "a": _f(when)})
+
+    def scan(self, pk: str, upper: str | None = None) -> Iterator[str]:
+        """Sort keys of partition ``pk`` (up to ``upper``) as the plan leaves them,
+        ascending: the table's, less the plan's deletes, merged with the plan's puts."""
+        mine = sorted(
+            sk
+            for (p, sk), item in self.writes.items()
+            if p == pk and item is not None and (upper is None or sk <= upper)
+        )
+        table = (sk for sk in self.store._query_keys(pk, upper) if (pk, sk) not in self.writes)
+        yield from heapq.merge(table, mine)
+
+    def evict(
+        self, pk_lru: str, pk_exp: str, size: int, limit: int, now: float
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        excess = size - limit
+        expired: list[tuple[int, str]] = []
+        lru: list[tuple[int, str]] = []
+        if excess <= 0:
+            return expired, lru
+        upper = _sortable(now) + "#~"
+        for entry_id in self._victims(self.scan(pk_exp, upper), excess):
+            ns = self.remove(entry_id)
+            if ns is not None:
+                expired.append((entry_id, ns))
+        excess -= len(expired)
+        if excess > 0:
+            for entry_id in self._victims(self.scan(pk_lru), excess):
+                ns = self.remove(entry_id)
+                if ns is not None:
+                    lru.append((entry_id, ns))
+        return expired, lru
+
+    def _victims(self, sort_keys: Iterator[str], n: int) -> list[int]:
+        """The ids of the first ``n`` sort keys, their states and entries read in two
+        batches (not two reads per victim)."""
+        ids = [int(sk.rpartition("#")[2]) for sk in self._take(sort_keys, n)]
+        self.prefetch([(f"e#{_pad(i)}", "a") for i in ids])
+        states = [self.state(i) for i in ids]
+        self.prefetch([(f"k#{_str(s, 'h')}", "0") for s in states if s is not None])
+        return ids
+
+    @staticmethod
+    def _take(it: Iterator[str], n: int) -> Iterator[str]:
+        for i, value in enumerate(it):
+            if i >= n:
+                return
+            yield value
+
+    def head_values(self) -> dict[str, int]:
+        return {
+            "seq": self.seq,
+            "id": self.last_id,
+            "low": self.low,
+            "gc": self.gc,
+            "cnt": self.total,
+        }
+
+    def trim_log(self, max_changes: int) -> None:
+        """Move the log's lower bound up to keep ``max_changes`` records, and delete
+        some records below it (at most a few per change, so no write grows large)."""
+        self.low = max(self.low, self.seq - max_changes + 1)
+        budget = 2 * (self.seq - self.start_seq) + 50
+        stop = min(self.low, self.gc + budget)
+        for s in range(self.gc, stop):
+            self.delete(("l", _pad(s)))
+        self.gc = max(self.gc, stop)
+
+
+class DynamoDBStore:
+    """A :class:`~semcache.Store` in one DynamoDB table, shared by processes and hosts.
+
+    Use it with ``SemanticCache(store=DynamoDBStore(...), multi_process_mode="shared")``:
+    each process keeps its own index and catches up from the change log, while
+    ``max_entries`` and namespace quotas are enforced by the one writer that holds the
+    table's lock (see the module docstring for the items and the write protocol).
+
+    Reads are strongly consistent ``GetItem`` / ``BatchGetItem`` / ``Query`` calls: an
+    exact-layer lookup is one ``GetItem`` (the entry is kept under its key), semantic
+    candidates one ``BatchGetItem`` (and under its id). A write takes five round trips
+    or so, more when it evicts. Entries larger than 300 KB (texts, metadata and vector)
+    are split over several items.
+
+    Throttling and connection errors are retried by botocore (``retries`` with
+    ``mode="standard"``); when the retries run out they raise
+    :class:`~semcache.StoreUnavailableError` (the cache counts a miss on get), and a
+    write that failed half-way is completed by the next writer from its journal.
+
+    Args:
+        table_name: the table (partition key ``pk``, sort key ``sk``, both strings).
+        client: a ``boto3`` DynamoDB client; else one is made from ``region``,
+            ``endpoint_url`` and the usual AWS configuration (environment, profile).
+        region: the AWS region of the client this store makes.
+        endpoint_url: another endpoint (DynamoDB Local, dynalite, a VPC endpoint).
+        create: create the table (on-demand billing) when it does not exist.
+        max_changes: change-log records kept for :meth:`changes_since`.
+        lock_lease: seconds after which a writer that holds the lock without moving is
+            presumed dead and its lock taken over (see the module docstring).
+        connect_timeout: seconds to connect (client made here).
+        read_timeout: seconds a call may take (client made here).
+        max_attempts: attempts per call, retries included (client made here).
+
+    Raises:
+        MissingDependencyError: boto3 is not installed.
+        ConfigurationError: an invalid option, a missing table without ``create``, or
+            a table with another key schema.
+        StoreUnavailableError: DynamoDB cannot be reached.
+        StoreError: another DynamoDB error.
+    """
+
+    persistent = True
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: Any = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        create: bool = False,
+        max_changes: int = 100_000,
+        lock_lease: float = 60.0,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        max_attempts: int = 3,
+    ) -> None:
+        boto3 = _import_boto3()
+        import botocore.exceptions
+
+        self._botocore_errors = botocore.exceptions
+        if not isinstance(table_name, str) or not _TABLE_NAME.fullmatch(table_name):
+            raise ConfigurationError(
+                "table_name must be 3 to 255 letters, digits, '_', '-' or '.', got "
+                f"{show(table_name)}"
+            )
+        for name, value in (("region", region), ("endpoint_url", endpoint_url)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigurationError(f"{name} must be a str or None, got {show(value)}")
+        check_flag(create, "create", ConfigurationError)
+        max_changes = check_int(max_changes, "max_changes", 0)
+        lock_lease = check_seconds(lock_lease, "lock_lease")
+        connect_timeout = check_seconds(connect_timeout, "connect_timeout")
+        read_timeout = check_seconds(read_timeout, "read_timeout")
+        max_attempts = check_int(max_attempts, "max_attempts", 1, 100)
+        self.table_name = table_name
+        self._max_changes = int(max_changes)
+        self._lease = float(lock_lease)
+        self._closed = False
+        self._owns_client = client is None
+        if client is None:
+            from botocore.config import Config
+
+            config = Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"total_max_attempts": int(max_attempts), "mode": "standard"},
+                max_pool_connections=32,
+            )
+            client = boto3.session.Session().client(
+                "dynamodb", region_name=region, endpoint_url=endpoint_url, config=config
+            )
+        self._client = client
+        self._wlock = threading.Lock()  # one writer per process at a time
+        self._dead_tokens: set[str] = set()  # our locks left behind by a failed write
+        try:
+            self._open_table(create)
+            if self._head() is None:  # a new table: its head, with a new identity
+                self._init_head()
+        except BaseException:
+            self._release_client()
+            raise
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        """Run one DynamoDB call, translating botocore's errors at the boundary."""
+        if self._closed:
+            raise CacheClosedError("store is closed")
+        try:
+            return fn()
+        except self._botocore_errors.BotoCoreError as exc:
+            raise self._translate(exc) from exc
+        except self._botocore_errors.ClientError as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: Exception) -> StoreError:
+        errors = self._botocore_errors
+        if isinstance(exc, errors.ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _RETRYABLE:
+                return StoreUnavailableError(f"DynamoDB is unavailable ({code}): {exc}")
+            if code == "ResourceNotFoundException":
+                return StoreError(f"DynamoDB table {self.table_name!r} is missing: {exc}")
+            return StoreError(f"DynamoDB failed: {exc}")
+        if isinstance(exc, (errors.ConnectionError, errors.HTTPClientError)):
+            return StoreUnavailableError(f"DynamoDB is unreachable: {exc}")
+        return StoreError(f"DynamoDB failed: {exc}")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheClosedError("store is closed")
+
+    def _is_conditional_failure(self, exc: BaseException) -> bool:
+        cause = exc.__cause__
+        return (
+            isinstance(cause, self._botocore_errors.ClientError)
+            and cause.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+        )
+
+    def _open_table(self, create: bool) -> None:
+        errors = self._botocore_errors
+        try:
+            desc = self._client.describe_table(TableName=self.table_name)["Table"]
+        except errors.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise self._translate(exc) from exc
+            if not create:
+                raise ConfigurationError(
+                    f"DynamoDB table {self.table_name!r} does not exist; pass create=True "
+                    "or create it with string keys pk (HASH) and sk (RANGE)"
+                ) from exc
+            desc = self._create_table()
+        except errors.BotoCoreError as exc:
+            raise self._translate(exc) from exc
+        schema = {(k["AttributeName"], k["KeyType"]) for k in desc["KeySchema"]}
+        types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
+        if (
+            schema != {("pk", "HASH"), ("sk", "RANGE")}
+            or types.get("pk") != "S"
+            or (types.get("sk") != "S")
+        ):
+            raise ConfigurationError(
+                f"DynamoDB table {self.table_name!r} must have string keys pk (HASH) and "
+                f"sk (RANGE); it has {sorted(schema)}"
+            )
+
+    def _create_table(self) -> dict[str, Any]:
+        errors = self._botocore_errors
+        try:
+            self._call(
+                lambda: self._client.create_table(
+                    TableName=self.table_name,
+                    KeySchema=[
+                        {"AttributeName": "pk", "KeyType": "HASH"},
+                        {"AttributeName": "sk", "KeyType": "RANGE"},
+                    ],
+                    AttributeDefinitions=[
+                        {"AttributeName": "pk", "AttributeType": "S"},
+                        {"AttributeName": "sk", "AttributeType": "S"},
+                    ],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+            )
+        except StoreError as exc:  # another process created it first
+            cause = exc.__cause__
+            if not (
+                isinstance(cause, errors.ClientError)
+                and cause.response.get("Error", {}).get("Code") == "ResourceInUseException"
+            ):
+                raise
+        deadline = time.monotonic() + 120
+        while True:
+            desc: dict[str, Any] = self._call(
+                lambda: self._client.describe_table(TableName=self.table_name)
+            )["Table"]
+            if desc["TableStatus"] == "ACTIVE":
+                return desc
+            if time.monotonic() > deadline:
+                raise StoreUnavailableError(f"table {self.table_name!r} is not ACTIVE after 120 s")
+            time.sleep(0.02)
+
+    def _get(self, key: Key, projection: Sequence[str] | None = None) -> Item | None:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": _key(*key),
+            "ConsistentRead": True,
+        }
+        if projection:
+            kwargs["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(projection)))
+            kwargs["ExpressionAttributeNames"] = {f"#a{i}": n for i, n in enumerate(projection)}
+        got = self._call(lambda: self._client.get_item(**kwargs))
+        item: Item | None = got.get("Item")
+        return item
+
+    def _batch_get(self, keys: Sequence[Key]) -> dict[Key, Item | None]:
+        """Strongly consistent reads of ``keys``: ``key -> item`` (None if absent)."""
+        self._check_open()
+        out: dict[Key, Item | None] = dict.fromkeys(keys)
+        unique = list(dict.fromkeys(keys))
+        for lo in range(0, len(unique), _BATCH_GET):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [_key(*k) for k in unique[lo : lo + _BATCH_GET]],
+                    "ConsistentRead": True,
+                }
+            }
+            delay = 0.01
+            while request:
+                got = self._call(lambda r=request: self._client.batch_get_item(RequestItems=r))  # type: ignore[misc]
+                for item in got.get("Responses", {}).get(self.table_name, []):
+                    out[(item["pk"]["S"], item["sk"]["S"])] = item
+                request = got.get("UnprocessedKeys") or {}
+                if request:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        return out
+
+    def _query(
+        self,
+        pk: str,
+        *,
+        after: str | None = None,
+        upper: str | None = None,
+        projection: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Item]:
+        """Items of partition ``pk`` in ascending sort key, ``after < sk <= upper``."""
+        names = {"#pk": "pk"}
+        values: dict[str, Any] = {":pk": _s(pk)}
+        cond = "#pk = :pk"
+        if after is not None or upper is not None or projection is not None:
+            names["#sk"] = "sk"
+        if after is not None and upper is not None:
+            cond += " AND #sk BETWEEN :lo AND :hi"
+            values[":lo"] = _s(after + "\x00")
+            values[":hi"] = _s(upper)
+        elif after is not None:
+            cond += " AND #sk > :lo"
+            values[":lo"] = _s(after)
+        elif upper is not None:
+            cond += " AND #sk <= :hi"
+            values[":hi"] = _s(upper)
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": cond,
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": True,
+        }
+        if projection is not None:
+            for i, name in enumerate(projection):
+                names[f"#a{i}"] = name
+            kwargs["ProjectionExpression"] = ", ".join(
+                ["#sk", *(f"#a{i}" for i in range(len(projection)))]
+            )
+        kwargs["ExpressionAttributeNames"] = names
+        if limit is not None:
+            kwargs["Limit"] = limit
+        while True:
+            got = self._call(lambda: self._client.query(**kwargs))
+            yield from got.get("Items", [])
+            last = got.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    def _query_keys(self, pk: str, upper: str | None = None) -> Iterator[str]:
+        for item in self._query(pk, upper=upper, projection=(), limit=200):
+            yield str(item["sk"]["S"])
+
+    def _batch_write(self, writes: Mapping[Key, Item | None], deadline: float | None) -> None:
+        """Apply puts and deletes (idempotent), ``_BATCH_WRITE`` per call."""
+        requests = [
+            {"DeleteRequest": {"Key": _key(*k)}} if item is None else {"PutRequest": {"Item": item}}
+            for k, item in writes.items()
+        ]
+        for lo in range(0, len(requests), _BATCH_WRITE):
+            pending: dict[str, Any] = {self.table_name: requests[lo : lo + _BATCH_WRITE]}
+            delay = 0.01
+            while pending:
+                self._check_deadline(deadline)
+                got = self._call(
+                    lambda p=pending: self._client.batch_write_item(RequestItems=p)  # type: ignore[misc]
+                )
+                pending = got.get("UnprocessedItems") or {}
+                if pending:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+
+    def _check_deadline(self, deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise StoreUnavailableError(
+                "DynamoDB write took longer than a third of lock_lease; the next writer "
+                "completes it from its journal"
+            )
+
+    # -- the head and the lock --------------------------------------------------------
+    def _update_head(
+        self, expr: str, cond: str, values: Mapping[str, Any], *, new: bool = False
+    ) -> Item:
+        """A conditional ``UpdateItem`` of the head; ``#name`` in the expressions are
+        attribute names (all aliased: DynamoDB reserves hundreds of words)."""
+        names = {f"#{n}": n for n in _HEAD_FIELDS if f"#{n}" in expr or f"#{n}" in cond}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": _key(*_HEAD),
+            "UpdateExpression": expr,
+            "ConditionExpression": cond,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": dict(values),
+        }
+        if new:
+            kwargs["ReturnValues"] = "ALL_NEW"
+        got = self._call(lambda: self._client.update_item(**kwargs))
+        attributes: Item = got.get("Attributes", {})
+        return attributes
+
+    def _head(self) -> Item | None:
+        return self._get(_HEAD)
+
+    def _init_head(self) -> Item:
+        """Create the head item of a new (or wiped) table: a new identity."""
+        item = {
+            **_key(*_HEAD),
+            "gen": _s(uuid.uuid4().hex),
+            "seq": _n(0),
+            "id": _n(0),
+            "low": _n(1),
+            "gc": _n(1),
+            "cnt": _n(0),
+        }
+        try:
+            self._call(
+                lambda: self._client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            )
+        except StoreError as exc:
+            if not self._is_conditional_failure(exc):
+                raise
+        head = self._head()
+        if head is None:  # deleted again at once: try once more on the next call
+            raise StoreError(f"DynamoDB table {self.table_name!r}: its head item vanished")
+        return head
+
+    def _acquire(self) -> tuple[str, Item]:
+        """Take the writer lock; returns ``(token, head)``. Finishes (rolls forward) the
+        journal of a writer that died holding the lock."""
+        token = uuid.uuid4().hex
+        seen: str | None = None
+        seen_at = 0.0
+        delay = 0.002
+        while True:
+            try:
+                head = self._update_head(
+                    "SET #lk = :me",
+                    "attribute_exists(#gen) AND attribute_not_exists(#lk)",
+                    {":me": _s(token)},
+                    new=True,
+                )
+                return token, head
+            except StoreError as exc:
+                if not self._is_conditional_failure(exc):
+                    raise
+            current = self._head()
+            if current is None:
+                self._init_head()
+                continue
+            holder = _str(current, "lk")
+            if holder is None:
+                continue
+            if holder == token:  # our update landed; its answer was lost
+                return token, self._finish_or_mark(token, current)
+            if holder != seen:
+                seen, seen_at = holder, time.monotonic()
+            if holder in self._dead_tokens or time.monotonic() - seen_at > self._lease:
+                taken = self._take_over(holder, token)
+                if taken is not None:
+                    self._dead_tokens.discard(holder)
+                    return token, taken
+                seen = None
+                continue
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    def _take_over(self, holder: str, token: str) -> Item | None:
+        try:
+            head = self._update_head(
+                "SET #lk = :me", "#lk = :old", {":me": _s(token), ":old": _s(holder)}, new=True
+            )
+        except StoreError as exc:
+            if self._is_conditional_failure(exc):
+                return None
+            raise
+        return self._finish_or_mark(token, head)
+
+    def _finish_or_mark(self, token: str, head: Item) -> Item:
+        try:
+            return self._finish(token, head)
+        except BaseException:
+            self._dead_tokens.add(token)  # ours: the next call takes it back at once
+            raise
+
+    def _finish(self, token: str, head: Item) -> Item:
+        """Apply the journal found in ``head`` (a dead writer's), keeping the lock; like
+        any writer, within a third of the lease from now."""
+        deadline = time.monotonic() + self._lease / 3
+        raw = _bytes(head, "jn")
+        if raw is None and "jc" in head:
+            parts = [
+                bytes(item["b"]["B"])
+                for item in self._query(
+                    "#j", after=f"{_str(head, 'jt')}#", upper=f"{_str(head, 'jt')}#~"
+                )
+            ]
+            if len(parts) != _int(head, "jc"):
+                raise StoreError("DynamoDB journal is incomplete")
+            raw = b"".join(parts)
+        if raw is None:
+            return head
+        writes, values = _decode_journal(raw)
+        self._batch_write(writes, deadline)
+        return self._update_head(
+            _SET_HEAD + " REMOVE #jn, #jc, #jt",
+            "#lk = :me",
+            {":me": _s(token), **{f":{k}": _n(v) for k, v in values.items()}},
+            new=True,
+        )
+
+    def _release(self, token: str, values: Mapping[str, int] | None) -> None:
+        if values is None:
+            expr, vals = "REMOVE #lk", {":me": _s(token)}
+        else:
+            expr = _SET_HEAD + " REMOVE #lk, #jn, #jc, #jt"
+            vals = {":me": _s(token), **{f":{k}": _n(v) for k, v in values.items()}}
+        try:
+            self._update_head(expr, "#lk = :me", vals)
+        except StoreError as exc:
+            if not self._is_conditional_failure(exc):
+                self._dead_tokens.add(token)
+                raise
+            # A retry of an update that landed: the lock is no longer ours. Anything else
+            # (our lock taken over) means our journal was applied by the taker.
+
+    def _mutate(self, fn: Callable[[_Plan], _T]) -> _T:
+        """Run ``fn`` (planning) under the writer lock, then store, apply and commit."""
+        self._check_open()
+        with self._wlock:
+            token, head = self._acquire()
+            started = time.monotonic()
+            deadline = started + self._lease / 3
+            try:
+                plan = _Plan(self, head)
+                result = fn(plan)
+                plan.trim_log(self._max_changes)
+            except BaseException:
+                try:
+                    self._release(token, None)
+                except BaseException:
+                    self._dead_tokens.add(token)
+                raise
+            values = plan.head_values()
+            if not plan.writes and values == _Plan(self, head).head_values():
+                self._release(token, None)
+                return result
+            try:
+                self._check_deadline(deadline)
+                parts = self._store_journal(token, plan, values)
+                self._batch_write(plan.writes, deadline)
+                self._release(token, values)
+            except BaseException:
+                self._dead_tokens.add(token)
+                raise
+            if parts:  # a journal in parts: no longer needed (a leftover is harmless)
+                self._batch_write(dict.fromkeys(parts), None)
+            return result
+
+    def _store_journal(self, token: str, plan: _Plan, values: Mapping[str, int]) -> list[Key]:
+        """Store the journal in the head (or in parts, named in the head); returns the
+        parts, to delete once the mutation is committed."""
+        raw = _encode_journal(plan.writes, values)
+        parts: dict[Key, Item | None] = {}
+        if len(raw) <= _JOURNAL_INLINE:
+            expr, vals = "SET #jn = :j", {":j": _b(raw)}
+        else:
+            for i, lo in enumerate(range(0, len(raw), _JOURNAL_PART)):
+                sk = f"{token}#{i:06d}"
+                parts[("#j", sk)] = {**_key("#j", sk), "b": _b(raw[lo : lo + _JOURNAL_PART])}
+            self._batch_write(parts, None)
+            expr = "SET #jc = :c, #jt = :t"
+            vals = {":c": _n(len(parts)), ":t": _s(token)}
+        self._update_head(expr, "#lk = :me", {":me": _s(token), **vals})
+        return list(parts)
+
+    # -- settings ---------------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        item = self._get(("#m", name)) if name else None
+        self._check_open()
+        return None if item is None else _str(item, "v")
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        self._check_open()
+        if not values:
+            return
+
+        def plan(p: _Plan) -> None:
+            for name, value in values.items():
+                p.put(("#m", str(name)), {"v": _s(str(value))})
+
+        self._mutate(plan)
+
+    # -- reads ------------------------------------------------------------------------
+    @staticmethod
+    def _fields(item: Item, parts: Sequence[Item]) -> tuple[str, str, str | None, bytes | None]:
+        """``(query, response, metadata, vector)`` of an entry's item (or, for a split
+        entry, of its parts)."""
+        if "np" in item:
+            q, r, m, v = _unpack(b"".join(bytes(p["b"]["B"]) for p in parts), 4)
+            return (q or b"").decode(), (r or b"").decode(), None if m is None else m.decode(), v
+        return str(item["q"]["S"]), str(item["r"]["S"]), _str(item, "m"), _bytes(item, "v")
+
+    def _entry(self, item: Item, *, vectors: bool = False) -> StoredEntry:
+        query, response, metadata, vector = self._fields(item, self._parts(item))
+        x = _str(item, "x")
+        return StoredEntry(
+            _int(item, "i"),
+            bytes(item["k"]["B"]),
+            str(item["n"]["S"]),
+            query,
+            response,
+            metadata,
+            float(str(_str(item, "c"))),
+            None if x is None else float(x),
+            vector if vectors else None,
+        )
+
+    def _parts(self, item: Item) -> list[Item]:
+        """All parts of a split entry, in order (none for an entry in one item)."""
+        if "np" not in item:
+            return []
+        parts, entry_id = _int(item, "np"), _int(item, "i")
+        # Parts carry the entry's id: a read that met a part of anything else (or not
+        # all of them: the entry was deleted meanwhile) is noticed, never served.
+        found = [
+            p
+            for p in self._query(f"e#{_pad(entry_id)}")
+            if p["sk"]["S"].isdigit() and int(p["sk"]["S"]) < parts and _int(p, "i") == entry_id
+        ]
+        found.sort(key=lambda p: int(p["sk"]["S"]))
+        if len(found) != parts:
+            raise StoreUnavailableError("the entry changed while it was read; try again")
+        return found
+
+    def get_by_key(self, key: bytes) -> StoredEntry | None:
+        item = self._get((f"k#{_key_hash(key)}", "0"))
+        if item is None or bytes(item["k"]["B"]) != bytes(key):
+            return None
+        return self._entry(item)
+
+    def _contents(self, ids: Sequence[int]) -> dict[int, Item]:
+        """The entries' items under their ids (one BatchGetItem per 100 ids)."""
+        wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
+        self._check_open()
+        got = self._batch_get([(f"e#{_pad(i)}", "0") for i in wanted])
+        return {_int(item, "i"): item for item in got.values() if item is not None}
+
+    def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
+        return {i: self._entry(item, vectors=vectors) for i, item in self._contents(ids).items()}
+
+    def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+        out: dict[int, tuple[str, bytes]] = {}
+        for i, item in self._contents(ids).items():
+            vector = self._fields(item, self._parts(item))[3]
+            if vector is not None:
+                out[i] = (str(item["n"]["S"]), vector)
+        return out
+
+    def count(self, namespace: str | None = None) -> int:
+        if namespace is None:
+            head = self._head()
+            return 0 if head is None else _int(head, "cnt")
+        if not namespace:
+            self._check_open()
+            return 0
+        item = self._get(("c", namespace))
+        return 0 if item is None else _int(item, "n")
+
+    def namespace_counts(self) -> dict[str, int]:
+        counts = {str(i["sk"]["S"]): _int(i, "n") for i in self._query("c")}
+        return {ns: counts[ns] for ns in sorted(counts) if counts[ns] > 0}
+
+    def iter_vectors(
+        self, *, now: float | None = None, batch_size: int = 65536
+    ) -> Iterator[VectorBatch]:
+        for ns in self.namespace_counts():
+            ids: list[int] = []
+            vectors: list[bytes] = []
+            for item in self._query(f"m#{ns}"):
+                vector = _bytes(item, "v")
+                if vector is None:
+                    continue
+                x = _str(item, "x")
+                if now is not None and x is not None and float(x) <= now:
+                    continue
+                ids.append(int(item["sk"]["S"]))
+                vectors.append(vector)
+                if len(ids) >= batch_size:
+                    yield VectorBatch(ns, ids, vectors)
+                    ids, vectors = [], []
+            if ids:
+                yield VectorBatch(ns, ids, vectors)
+
+    # -- writes -----------------------------------------------------------------------
+    @staticmethod
+    def _check_namespace(namespace: str) -> None:
+        if not namespace or len(namespace.encode()) > _MAX_NAMESPACE_BYTES:
+            raise InvalidNamespaceError(
+                f"DynamoDBStore namespaces are 1 to {_MAX_NAMESPACE_BYTES} bytes (UTF-8)"
+            )
+
+    def put_many(
+        self,
+        entries: Sequence[NewEntry],
+        *,
+        now: float,
+        limits: Limits | None = None,
+        touches: Mapping[int, float] | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        self._check_open()
+        for e in entries:
+            self._check_namespace(e.namespace)
+        result = PutResult()
+        expired_all: list[tuple[int, str]] = []
+        lru_all: list[tuple[int, str]] = []
+        chunks = [entries[lo : lo + _PUT_CHUNK] for lo in range(0, len(entries), _PUT_CHUNK)]
+        for n, chunk in enumerate(chunks or [[]]):
+
+            def plan(p: _Plan, chunk: Sequence[NewEntry] = chunk, first: bool = n == 0) -> None:
+                if first:
+                    touched = [(int(i), float(t)) for i, t in (touches or {}).items() if int(i) > 0]
+                    p.prefetch([(f"e#{_pad(i)}", "a") for i, _ in touched])
+                    for i, t in touched:
+                        p.touch(i, t)
+                    for name, value in (meta or {}).items():
+                        p.put(("#m", str(name)), {"v": _s(str(value))})
+                # One read for the keys' current entries and the namespace's count.
+                counts = [("c", chunk[0].namespace)] if chunk else []
+                keys: list[Key] = [(f"k#{_key_hash(e.key)}", "0") for e in chunk]
+                p.prefetch([*keys, *counts])
+                olds = [p.get((f"k#{_key_hash(e.key)}", "0")) for e in chunk]
+                p.prefetch([(f"e#{_pad(_int(o, 'i'))}", "a") for o in olds if o is not None])
+                for e in chunk:
+                    entry_id, replaced = p.insert(e)
+                    result.ids.append(entry_id)
+                    if replaced is not None:
+                        result.replaced.append(replaced)
+                if chunk and limits is not None:
+                    ns = chunk[0].namespace
+                    if limits.namespace_quota is not None:
+                        exp, lru = p.evict(
+                            f"r#{ns}", f"x#{ns}", p.count(ns), limits.namespace_quota, now
+                        )
+                        expired_all.extend(exp)
+                        lru_all.extend(lru)
+                    if limits.max_entries is not None:
+                        exp, lru = p.evict("r", "x", p.total, limits.max_entries, now)
+                        expired_all.extend(exp)
+                        lru_all.extend(lru)
+
+            self._mutate(plan)
+        result.evicted = expired_all + lru_all
+        result.expired_evicted = len(expired_all)
+        return result
+
+    def _delete_ids_mutation(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+
+        def plan(p: _Plan) -> None:
+            p.prefetch([(f"e#{_pad(i)}", "a") for i in ids])
+            states = [p.state(i) for i in ids]
+            p.prefetch([(f"k#{_str(s, 'h')}", "0") for s in states if s is not None])
+            for i in ids:
+                ns = p.remove(i)
+                if ns is not None:
+                    out.append((i, ns))
+
+        self._mutate(plan)
+        return out
+
+    def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
+        out: list[tuple[int, str]] = []
+        h = _key_hash(key)
+
+        def plan(p: _Plan) -> None:
+            item = p.get((f"k#{h}", "0"))
+            if item is None or bytes(item["k"]["B"]) != bytes(key):
+                return
+            entry_id = _int(item, "i")
+            ns = p.remove(entry_id)
+            if ns is not None:
+                out.append((entry_id, ns))
+
+        self._mutate(plan)
+        return out[0] if out else None
+
+    def delete_ids(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        self._check_open()
+        wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
+        out: list[tuple[int, str]] = []
+        for lo in range(0, len(wanted), _DELETE_CHUNK):
+            out += self._delete_ids_mutation(wanted[lo : lo + _DELETE_CHUNK])
+        return out
+
+    def delete_expired(self, now: float, namespace: str | None = None) -> list[tuple[int, str]]:
+        self._check_open()
+        pk = "x" if namespace is None else f"x#{namespace}"
+        upper = _sortable(now) + "#~"
+        out: list[tuple[int, str]] = []
+        while True:
+            rows = self._query(pk, upper=upper, projection=(), limit=_DELETE_CHUNK)
+            ids = [int(str(i["sk"]["S"]).rpartition("#")[2]) for i in islice(rows, _DELETE_CHUNK)]
+            if not ids:
+                return out
+            out += self._delete_ids_mutation(ids)
+
+    def clear(self, namespace: str | None = None) -> int:
+        self._check_open()
+        spaces = list(self.namespace_counts()) if namespace is None else [namespace]
+        n = 0
+        for ns in spaces:
+            if not ns:
+                continue
+            while True:
+                rows = self._query(f"m#{ns}", projection=(), limit=_DELETE_CHUNK)
+                ids = [int(i["sk"]["S"]) for i in islice(rows, _DELETE_CHUNK)]
+                if not ids:
+                    break
+                n += len(self._delete_ids_mutation(ids))
+        return n
+
+    def touch(self, access: Mapping[int, float]) -> None:
+        self._check_open()
+        items = [(int(i), float(t)) for i, t in access.items() if int(i) > 0]
+        for lo in range(0, len(items), _DELETE_CHUNK):
+            chunk = items[lo : lo + _DELETE_CHUNK]
+
+            def plan(p: _Plan, chunk: list[tuple[int, float]] = chunk) -> None:
+                p.prefetch([(f"e#{_pad(i)}", "a") for i, _ in chunk])
+                for i, t in chunk:
+                    p.touch(i, t)
+
+            self._mutate(plan)
+
+    # -- change log -------------------------------------------------------------------
+    def seq(self) -> int:
+        head = self._head()
+        return 0 if head is None else _int(head, "seq")
+
+    def identity(self) -> str:
+        """This store's identity: a random token made with the table's head item; a
+        table that was emptied or recreated has another one.
+
+        Raises:
+            StoreUnavailableError: DynamoDB cannot be reached.
+        """
+        head = self._head() or self._init_head()
+        return str(_str(head, "gen"))
+
+    def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
+        head = self._head()
+        if head is None:  # the table was emptied: a new identity on the next write
+            return None if seq > 0 or identity is not None else []
+        if identity is not None and _str(head, "gen") != identity:
+            return None
+        last, low = _int(head, "seq"), _int(head, "low", 1)
+        if seq > last:  # the store went backwards (a restore from an older backup)
+            return None
+        if seq == last:
+            return []
+        if seq + 1 < low:
+            return None
+        out = [
+            Change(
+                int(item["sk"]["S"]),
+                "put" if item["o"]["S"] == "p" else "delete",
+                _int(item, "i"),
+                str(item["n"]["S"]),
+            )
+            for item in self._query("l", after=_pad(seq), upper=_pad(last))
+        ]
+        if [c.seq for c in out] != list(range(seq + 1, last + 1)):
+            return None  # pruned while we read
+        return out
+
+    def prune_changes(self, keep_last: int) -> int:
+        lows: list[int] = []
+
+        def plan(p: _Plan) -> _Plan:
+            lows.append(p.low)
+            p.trim_log(max(0, int(keep_last)))
+            return p
+
+        p = self._mutate(plan)
+        return p.low - lows[0]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._release_client()
+
+    def _release_client(self) -> None:
+        if self._owns_client:
+            try:
+                self._client.close()
+            except Exception:  # closing a broken connection must not raise
+                pass
+
+    # -- maintenance ------------------------------------------------------------------
+    def drop(self) -> None:
+        """Delete the table (every entry, setting and change record), wait until it is
+        gone, and close the store.
+
+        Raises:
+            StoreUnavailableError: DynamoDB cannot be reached, or the table was still
+                being deleted after 120 s.
+        """
+        gone = False
+        deadline = time.monotonic() + 120
+        while not gone:
+            try:
+                self._call(lambda: self._client.delete_table(TableName=self.table_name))
+                time.sleep(0.01)
+            except StoreError as exc:
+                cause = exc.__cause__
+                code = ""
+                if isinstance(cause, self._botocore_errors.ClientError):
+                    code = cause.response.get("Error", {}).get("Code", "")
+                if code == "ResourceNotFoundException":
+                    gone = True
+                elif code == "ResourceInUseException":  # being deleted
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailableError(
+                            f"table {self.table_name!r} is still being deleted after 120 s"
+                        ) from exc
+                    time.sleep(0.05)
+                else:
+                    raise
+        self.close()
