@@ -99,3 +99,17 @@ def test_messages_build_install_commands_with_install_hint() -> None:
                 names = [m.group(1) for m in HINT.finditer(node.value)]
                 assert not [n for n in names if n.lower().startswith("semcache")], where
     assert checked > 100
+
+
+def test_every_folder_of_the_package_is_shipped() -> None:
+    """A folder missing from ``packages`` is left out of the wheel (the vendored
+    tokenizer was, at first: an editable install hid it)."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(d.relative_to(ROOT).parts)
+        for d in [ROOT / "semcache", *(ROOT / "semcache").rglob("*")]
+        if d.is_dir() and d.name != "__pycache__" and any(f.is_file() for f in d.iterdir())
+    }
+    assert on_disk == listed
+    data = PYPROJECT["tool"]["setuptools"]["package-data"]["semcache.embedders._data"]
+    assert "*.json" in data
