@@ -17,7 +17,22 @@ DISTRIBUTION: Final = "semcache-engine"
 VERSION: Final = "0.2.0.dev0"
 #: The extras ``pyproject.toml`` defines (checked by a test).
 EXTRAS: Final = frozenset(
-    {"onnx", "st", "faiss", "hnswlib", "plot", "redis", "postgres", "dynamodb", "dev", "all"}
+    {
+        "onnx",
+        "st",
+        "faiss",
+        "hnswlib",
+        "plot",
+        "redis",
+        "postgres",
+        "dynamodb",
+        "openai",
+        "serve",
+        "langchain",
+        "litellm",
+        "dev",
+        "all",
+    }
 )
 
 
