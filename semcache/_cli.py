@@ -39,6 +39,7 @@ from ._inspect import CacheFile, lock_holder
 from ._progress import ProgressBar, ProgressCallback
 from ._text import normalize_text
 from ._types import MetricsEvent
+from .integrations._serve_cli import add_serve_parser, run_serve
 from .quality._commands import add_calibrate_parser, add_eval_parser, run_calibrate, run_eval
 
 __all__ = ["SimulatedLLM", "main"]
@@ -557,6 +558,7 @@ def _parser() -> argparse.ArgumentParser:
     vacuum.add_argument("--namespace", help="only this namespace")
     add_eval_parser(sub)
     add_calibrate_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
@@ -567,6 +569,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "vacuum": _cmd_vacuum,
     "eval": run_eval,
     "calibrate": run_calibrate,
+    "serve": run_serve,
 }
 
 

@@ -200,6 +200,11 @@ class Flights:
         with self._cond:
             return len(self._table)
 
+    def followers(self) -> int:
+        """How many callers wait for the flights in progress (for monitoring)."""
+        with self._cond:
+            return sum(f.followers for f in self._table.values())
+
     def wait_for_followers(self, key: bytes, count: int, timeout: float) -> bool:
         """Block until the flight for ``key`` has ``count`` followers (tests use this to
         know every caller is waiting); False on timeout."""

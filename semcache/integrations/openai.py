@@ -49,7 +49,11 @@ if TYPE_CHECKING:
 else:
     httpx = require("httpx", "openai", "semcache.integrations.openai")
 
-__all__ = ["AsyncCachingTransport", "CachingTransport"]
+__all__ = ["AsyncCachingTransport", "CachingTransport", "Tenant"]
+
+
+#: A fixed tenant, or a function of the request (the proxy hashes a header with it).
+Tenant = str | Callable[["httpx.Request"], str | None] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ class _Door:
         self,
         cache: AnyCache,
         policy: ChatPolicy | None,
-        tenant: str | None,
+        tenant: Tenant,
         ttl: float | None,
     ) -> None:
         self.core = core_of(cache)
@@ -78,6 +82,9 @@ class _Door:
         self.policy = policy if policy is not None else ChatPolicy()
         self.tenant = tenant
         self.ttl = ttl
+
+    def tenant_of(self, request: httpx.Request) -> str | None:
+        return self.tenant(request) if callable(self.tenant) else self.tenant
 
     def metadata(self, plan: Plan) -> Mapping[str, Any]:
         return {"semcache.chat": dict(plan.key.label)}
@@ -122,9 +129,9 @@ class _Door:
 
 
 class _Tee(httpx.SyncByteStream):
-    """Hands a streamed answer on as it comes, and has it stored once it is complete:
-    when the stream ends, or when the client closes it after ``[DONE]`` (the ``openai``
-    SDK stops reading there)."""
+    """Hands a streamed answer on as it comes, and has it stored once it is complete: as
+    soon as ``[DONE]`` arrives, before that last chunk is handed on (so a client that
+    asks again at once finds it; the ``openai`` SDK stops reading at ``[DONE]``)."""
 
     def __init__(self, response: httpx.Response, done: Callable[[StreamAssembler], None]) -> None:
         self._response = response
@@ -139,6 +146,8 @@ class _Tee(httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._response.iter_bytes():
             self._assembler.feed(chunk)
+            if self._assembler.done:
+                self._finish()  # stored before the client sees [DONE]
             yield chunk
         self._finish()
 
@@ -167,6 +176,8 @@ class _AsyncTee(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._response.aiter_bytes():
             self._assembler.feed(chunk)
+            if self._assembler.done:
+                await self._finish()  # stored before the client sees [DONE]
             yield chunk
         await self._finish()
 
@@ -186,7 +197,8 @@ class CachingTransport(httpx.BaseTransport):
         transport: the transport that reaches the network (default
             ``httpx.HTTPTransport()``); closed with this one.
         policy: what may be cached (default :class:`ChatPolicy()`).
-        tenant: kept apart from other tenants (e.g. ``tenant_of(api_key)``).
+        tenant: kept apart from other tenants (e.g. ``tenant_of(api_key)``), or a
+            function of the ``httpx.Request`` that returns the tenant (None: shared).
         ttl: seconds a stored answer lives (None: the cache's ``default_ttl``).
 
     Raises:
@@ -199,7 +211,7 @@ class CachingTransport(httpx.BaseTransport):
         transport: httpx.BaseTransport | None = None,
         *,
         policy: ChatPolicy | None = None,
-        tenant: str | None = None,
+        tenant: Tenant = None,
         ttl: float | None = None,
     ) -> None:
         self._door = _Door(cache, policy, tenant, ttl)
@@ -214,7 +226,7 @@ class CachingTransport(httpx.BaseTransport):
         if not is_chat_completions(request.method, request.url.path):
             return self._inner.handle_request(request)
         door = self._door
-        plan, reason = plan_request(request.read(), door.policy, door.tenant)
+        plan, reason = plan_request(request.read(), door.policy, door.tenant_of(request))
         if plan is None:
             response = self._inner.handle_request(request)
             response.headers[HEADER] = f"bypass; reason={reason}"
@@ -287,7 +299,7 @@ class AsyncCachingTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         policy: ChatPolicy | None = None,
-        tenant: str | None = None,
+        tenant: Tenant = None,
         ttl: float | None = None,
     ) -> None:
         self._door = _Door(cache, policy, tenant, ttl)
@@ -302,7 +314,7 @@ class AsyncCachingTransport(httpx.AsyncBaseTransport):
         if not is_chat_completions(request.method, request.url.path):
             return await self._inner.handle_async_request(request)
         door = self._door
-        plan, reason = plan_request(await request.aread(), door.policy, door.tenant)
+        plan, reason = plan_request(await request.aread(), door.policy, door.tenant_of(request))
         if plan is None:
             response = await self._inner.handle_async_request(request)
             response.headers[HEADER] = f"bypass; reason={reason}"

@@ -1,0 +1,109 @@
+"""The ``semcache serve`` command line (the proxy itself is in :mod:`.server`, imported
+only when the command runs)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any, TextIO
+
+__all__ = ["add_serve_parser", "run_serve"]
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError("must be a number >= 0")
+    return value
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("the threshold is a cosine similarity in [-1, 1]")
+    return value
+
+
+def add_serve_parser(sub: Any) -> None:
+    """Register ``semcache serve`` on the subcommands ``sub``."""
+    serve = sub.add_parser(
+        "serve",
+        help="run an OpenAI-compatible caching proxy in front of an LLM API",
+        description=(
+            "Serve /v1/chat/completions from the cache and forward everything else to "
+            "--upstream (see docs/integrations.md). The API key is forwarded, never stored."
+        ),
+    )
+    serve.add_argument(
+        "--upstream",
+        required=True,
+        help="the API base to forward to, e.g. https://api.openai.com/v1",
+    )
+    serve.add_argument("--path", help="the cache file (default: in memory)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=0.85,
+        help="cosine similarity a paraphrase needs to be served (default 0.85)",
+    )
+    serve.add_argument(
+        "--tenant-header",
+        metavar="HEADER",
+        help="keep callers apart by this request header (hashed), e.g. authorization",
+    )
+    serve.add_argument(
+        "--max-temperature",
+        type=_number,
+        default=0.5,
+        help="cache requests up to this temperature (unset counts as 1.0; default 0.5)",
+    )
+    serve.add_argument(
+        "--cache-tool-calls", action="store_true", help="also store answers that call tools"
+    )
+    serve.add_argument("--ttl", type=_number, help="seconds an answer is kept (default: forever)")
+    serve.add_argument(
+        "--exact-only",
+        action="store_true",
+        help="no embedding model: serve exact repeats only",
+    )
+
+
+def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run the proxy until interrupted.
+
+    Raises:
+        MissingDependencyError: the ``serve`` extra (or, without --exact-only, an
+            embedding model) is not installed.
+    """
+    from .._async import AsyncSemanticCache
+    from ._flow import core_of
+    from .chat import ChatPolicy
+    from .server import create_app, run
+
+    embedder = None
+    if not args.exact_only:
+        from ..embedders import default_embedder
+
+        embedder = default_embedder()
+    policy = ChatPolicy(
+        max_temperature=args.max_temperature, cache_tool_calls=args.cache_tool_calls
+    )
+    cache = AsyncSemanticCache(args.path, embedder, similarity_threshold=args.threshold)
+    try:
+        app = create_app(
+            cache, args.upstream, policy=policy, tenant_header=args.tenant_header, ttl=args.ttl
+        )
+        out.write(f"semcache: proxy for {args.upstream} on http://{args.host}:{args.port}/v1\n")
+        out.flush()
+        run(app, host=args.host, port=args.port)
+    finally:
+        core_of(cache).close()
+    return 0
