@@ -1,0 +1,219 @@
+"""A LangChain LLM cache (extra ``langchain``)::
+
+    from langchain_core.globals import set_llm_cache
+    set_llm_cache(SemanticLLMCache(SemanticCache("llm.sqlite3", default_embedder())))
+
+Chat models and completion models both work. LangChain hands the cache a ``prompt`` (for
+a chat model, its message list serialized with ``langchain_core.load.dumps``) and an
+``llm_string`` (the model's class, settings and call parameters). The cache splits them
+as every other door does (:mod:`semcache.integrations.chat`): the last user message is
+matched semantically; the earlier messages (system prompt, turns) and the whole
+``llm_string`` make the namespace (``langchain:<model>:<hash>``), so another model,
+setting or system prompt is never served. A chat prompt whose last message is not the
+user's, or has image parts, is not cached. Generations are stored with LangChain's own
+``dumps`` and come back with its ``loads``: they round-trip exactly.
+
+Unlike the other doors, no temperature cap applies: with ``set_llm_cache`` (or a model's
+``cache=``) the application has already decided that this model's answers are cached.
+Generations that were cut short (``finish_reason`` other than ``"stop"`` when the model
+reports one) or that call tools (unless ``ChatPolicy(cache_tool_calls=True)``) are not
+stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from . import require
+from ._flow import AnyCache, aget, aput, core_of, put
+from .chat import ChatKey, ChatPolicy, Uncacheable, chat_key
+
+if TYPE_CHECKING:
+    from langchain_core.caches import BaseCache
+    from langchain_core.load import dumps, loads
+    from langchain_core.messages import BaseMessage, convert_to_openai_messages
+    from langchain_core.outputs import Generation
+else:
+    require("langchain_core", "langchain", "semcache.integrations.langchain")
+    from langchain_core.caches import BaseCache
+    from langchain_core.load import dumps, loads
+    from langchain_core.messages import BaseMessage, convert_to_openai_messages
+    from langchain_core.outputs import Generation
+
+__all__ = ["SemanticLLMCache"]
+
+_PREFIX = "langchain:"
+
+
+def _loads(text: str, allowed: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "loads is in beta"
+        try:
+            return loads(text, allowed_objects=allowed)
+        except TypeError:  # langchain-core before allowed_objects
+            return loads(text)
+
+
+def _dumps(value: Any) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return str(dumps(value))
+
+
+#: ``('model', 'gpt-4o')`` in the ``str(sorted(params))`` form of a non-serializable model.
+_PARAM = re.compile(r"\('(model|model_name|model_id|_type)', '([^']{1,200})'\)")
+
+
+def _model_name(llm_string: str) -> str:
+    """The model's name from an ``llm_string`` when it says (for the readable prefix of
+    the namespace; the whole string is hashed anyway)."""
+    head = llm_string.split("---", 1)[0]
+    try:
+        spec = json.loads(head)
+    except ValueError:
+        spec = None
+    if isinstance(spec, dict):
+        kwargs = spec.get("kwargs") or {}
+        for field in ("model", "model_name", "model_id"):
+            if isinstance(kwargs.get(field), str):
+                return str(kwargs[field])
+        ids = spec.get("id")
+        if isinstance(ids, list) and ids:
+            return str(ids[-1])
+    found: dict[str, str] = {m.group(1): m.group(2) for m in _PARAM.finditer(llm_string)}
+    for field in ("model", "model_name", "model_id", "_type"):
+        if field in found:
+            return found[field]
+    return "langchain"
+
+
+class SemanticLLMCache(BaseCache):
+    """A LangChain ``BaseCache`` on a semcache cache.
+
+    Args:
+        cache: a :class:`~semcache.SemanticCache` or :class:`~semcache.AsyncSemanticCache`
+            (either serves both the sync and the async methods).
+        policy: which generations are stored (only ``cache_tool_calls`` applies).
+        ttl: seconds a stored answer lives (None: the cache's ``default_ttl``).
+
+    Raises:
+        TypeError: ``cache`` is not a semcache cache.
+    """
+
+    def __init__(
+        self, cache: AnyCache, *, policy: ChatPolicy | None = None, ttl: float | None = None
+    ) -> None:
+        self._core = core_of(cache)
+        self._cache = cache
+        self._policy = policy if policy is not None else ChatPolicy()
+        self._ttl = ttl
+
+    # -- the split ---------------------------------------------------------------------
+    def _key(self, prompt: str, llm_string: str) -> ChatKey | None:
+        messages: Any = None
+        if prompt.startswith("["):
+            try:
+                messages = _loads(prompt, "messages")
+            except Exception:
+                messages = None
+        if (
+            isinstance(messages, list)
+            and messages
+            and all(isinstance(m, BaseMessage) for m in messages)
+        ):
+            kind, wire = "chat", convert_to_openai_messages(messages)
+        else:
+            kind, wire = "llm", [{"role": "user", "content": prompt}]
+        request = {
+            "model": _model_name(llm_string),
+            "messages": wire,
+            "langchain": {"kind": kind, "llm_string": llm_string},
+        }
+        try:
+            key = chat_key(request)
+        except Uncacheable:
+            return None
+        # Its own prefix, so that clear() deletes this door's entries and no others.
+        return replace(key, namespace=_PREFIX + key.namespace.removeprefix("chat:"))
+
+    def _storable(self, return_val: Sequence[Generation]) -> str | None:
+        if not return_val:
+            return None
+        for generation in return_val:
+            info = generation.generation_info or {}
+            reason = info.get("finish_reason")
+            message = getattr(generation, "message", None)
+            calls = bool(getattr(message, "tool_calls", None))
+            if reason is None and message is not None:
+                metadata = getattr(message, "response_metadata", None) or {}
+                reason = metadata.get("finish_reason")
+            allowed = ("stop", "tool_calls") if self._policy.cache_tool_calls else ("stop",)
+            if reason is not None and reason not in allowed:
+                return None
+            if calls and not self._policy.cache_tool_calls:
+                return None
+        return _dumps(list(return_val))
+
+    def _revive(self, text: str) -> list[Generation] | None:
+        try:
+            value = _loads(text, "core")
+        except Exception:
+            return None
+        if isinstance(value, list) and all(isinstance(g, Generation) for g in value):
+            return value
+        return None
+
+    @staticmethod
+    def _metadata(key: ChatKey) -> dict[str, Any]:
+        label = dict(key.label)
+        label.pop("params", None)
+        return {"semcache.langchain": label}
+
+    # -- BaseCache ---------------------------------------------------------------------
+    def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        """The cached generations for ``prompt`` with this model, or None."""
+        key = self._key(prompt, llm_string)
+        if key is None:
+            return None
+        hit = self._core.get(key.text, namespace=key.namespace)
+        return None if hit is None else self._revive(hit.response)
+
+    def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+        """Store ``return_val`` (if cacheable); a failure to store is logged, not raised."""
+        key = self._key(prompt, llm_string)
+        text = None if key is None else self._storable(return_val)
+        if key is not None and text is not None:
+            put(self._core, key.text, text, key.namespace, self._metadata(key), self._ttl)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Delete every entry this door wrote (the namespaces starting with
+        ``langchain:``); other entries of the cache are kept."""
+        for namespace in list(self._core.stats()["entries"]):
+            if namespace.startswith(_PREFIX):
+                self._core.clear_namespace(namespace)
+
+    async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        """:meth:`lookup` without blocking the event loop."""
+        key = self._key(prompt, llm_string)
+        if key is None:
+            return None
+        hit = await aget(self._cache, key.text, key.namespace)
+        return None if hit is None else self._revive(hit.response)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+        """:meth:`update` without blocking the event loop."""
+        key = self._key(prompt, llm_string)
+        text = None if key is None else self._storable(return_val)
+        if key is not None and text is not None:
+            await aput(self._cache, key.text, text, key.namespace, self._metadata(key), self._ttl)
+
+    async def aclear(self, **kwargs: Any) -> None:
+        """:meth:`clear` without blocking the event loop."""
+        import asyncio
+
+        await asyncio.to_thread(self.clear)
