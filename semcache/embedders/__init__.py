@@ -10,6 +10,10 @@
   torch is imported lazily).
 * :class:`CallableEmbedder` / :class:`AsyncCallableEmbedder`: wrap your own function,
   e.g. an HTTP embedding API.
+* :class:`OpenAIEmbedder` / :class:`AsyncOpenAIEmbedder`: the OpenAI embeddings API or
+  any OpenAI-compatible server (``pip install 'semcache-engine[openai]'``).
+* :class:`LangChainEmbedder` / :class:`AsyncLangChainEmbedder`: any LangChain
+  ``Embeddings`` (the fingerprint is derived from its model settings).
 """
 
 from __future__ import annotations
@@ -18,18 +22,24 @@ from ._base import AsyncEmbedder, Embedder, is_async_embedder
 from ._callable import AsyncCallableEmbedder, CallableEmbedder
 from ._default import default_embedder
 from ._hashing import HashingEmbedder
+from ._langchain import AsyncLangChainEmbedder, LangChainEmbedder
 from ._onnx import AsyncOnnxEmbedder, OnnxEmbedder
+from ._openai import AsyncOpenAIEmbedder, OpenAIEmbedder
 from ._sentence_transformers import DEFAULT_MODEL, SentenceTransformerEmbedder
 
 __all__ = [
     "DEFAULT_MODEL",
     "AsyncCallableEmbedder",
     "AsyncEmbedder",
+    "AsyncLangChainEmbedder",
     "AsyncOnnxEmbedder",
+    "AsyncOpenAIEmbedder",
     "CallableEmbedder",
     "Embedder",
     "HashingEmbedder",
+    "LangChainEmbedder",
     "OnnxEmbedder",
+    "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
     "default_embedder",
     "is_async_embedder",
