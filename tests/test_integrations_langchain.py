@@ -158,3 +158,23 @@ def _args(model: Any, text: str) -> tuple[str, str]:
     from langchain_core.load import dumps
 
     return dumps([HumanMessage(text)]), model._get_llm_string()
+
+
+def test_async_embedder_serves_the_async_path_and_refuses_the_sync_one() -> None:
+    from semcache import AsyncCallableEmbedder, ConfigurationError
+
+    base = HashingEmbedder(dim=32)
+
+    async def embed(texts: list[str]) -> Any:
+        return base.embed(texts)
+
+    async def main() -> None:
+        embedder = AsyncCallableEmbedder(embed, 32, "hashing-async:32")
+        async with AsyncSemanticCache(embedder=embedder) as cache:
+            lc = SemanticLLMCache(cache)
+            await lc.aupdate(Q, "llm", [Generation(text="Paris")])
+            assert await lc.alookup(Q, "llm") == [Generation(text="Paris")]
+            with pytest.raises(ConfigurationError, match="async"):
+                lc.lookup(Q, "llm")
+
+    asyncio.run(main())

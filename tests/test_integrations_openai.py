@@ -347,3 +347,43 @@ def test_async_transport_single_flight_with_a_sync_cache(upstream: Upstream) -> 
             await client.close()
 
     asyncio.run(main())
+
+
+def _async_embedder() -> Any:
+    from semcache import AsyncCallableEmbedder
+
+    base = HashingEmbedder(dim=32)
+
+    async def embed(texts: list[str]) -> Any:
+        return base.embed(texts)
+
+    return AsyncCallableEmbedder(embed, 32, "hashing-async:32")
+
+
+def test_sync_transport_refuses_an_async_embedder() -> None:
+    from semcache import ConfigurationError
+
+    async def main() -> None:
+        async with AsyncSemanticCache(embedder=_async_embedder()) as cache:
+            with pytest.raises(ConfigurationError, match="async"):
+                CachingTransport(cache)
+
+    asyncio.run(main())
+
+
+def test_async_transport_with_an_async_embedder(upstream: Upstream) -> None:
+    async def main() -> None:
+        async with AsyncSemanticCache(embedder=_async_embedder()) as cache:
+            client = make_async_client(upstream, cache)
+            params: dict[str, Any] = {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": Q}],
+                "temperature": 0,
+            }
+            await client.chat.completions.create(**params)
+            raw = await client.chat.completions.with_raw_response.create(**params)
+            assert raw.headers["x-semcache"].startswith("hit")
+            assert upstream.chat_calls == 1
+            await client.close()
+
+    asyncio.run(main())

@@ -17,9 +17,10 @@ from typing import Any, Generic, TypeVar
 
 from .._async import AsyncSemanticCache, adrive
 from .._cache import SemanticCache, Steps
-from .._errors import SemanticCacheError
+from .._errors import ConfigurationError, SemanticCacheError
 from .._types import Hit
 from .._wrap import ABANDONED, Compute, Wait
+from ..embedders import is_async_embedder
 
 __all__ = [
     "Fetched",
@@ -31,6 +32,7 @@ __all__ = [
     "put",
     "serve",
     "serve_steps",
+    "sync_core",
 ]
 
 logger = logging.getLogger("semcache")
@@ -70,6 +72,22 @@ def core_of(cache: AnyCache) -> SemanticCache:
     if isinstance(cache, SemanticCache):
         return cache
     raise TypeError(f"expected a SemanticCache or AsyncSemanticCache, got {type(cache).__name__}")
+
+
+def sync_core(cache: AnyCache, what: str) -> SemanticCache:
+    """:func:`core_of`, for a door that works without an event loop.
+
+    Raises:
+        TypeError: ``cache`` is not a semcache cache.
+        ConfigurationError: its embedder is an AsyncEmbedder, which only an event loop
+            can drive (use the door's async form).
+    """
+    core = core_of(cache)
+    if is_async_embedder(core._embedder):
+        raise ConfigurationError(
+            f"{what} cannot use a cache whose embedder is async; use its async form"
+        )
+    return core
 
 
 def _store_steps(

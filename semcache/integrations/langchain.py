@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import require
-from ._flow import AnyCache, aget, aput, core_of, put
+from ._flow import AnyCache, aget, aput, core_of, put, sync_core
 from .chat import ChatKey, ChatPolicy, Uncacheable, chat_key
 
 if TYPE_CHECKING:
@@ -176,19 +176,30 @@ class SemanticLLMCache(BaseCache):
 
     # -- BaseCache ---------------------------------------------------------------------
     def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
-        """The cached generations for ``prompt`` with this model, or None."""
+        """The cached generations for ``prompt`` with this model, or None.
+
+        Raises:
+            ConfigurationError: the cache's embedder is async (LangChain's async path
+                calls :meth:`alookup`).
+        """
+        core = sync_core(self._cache, "SemanticLLMCache.lookup")
         key = self._key(prompt, llm_string)
         if key is None:
             return None
-        hit = self._core.get(key.text, namespace=key.namespace)
+        hit = core.get(key.text, namespace=key.namespace)
         return None if hit is None else self._revive(hit.response)
 
     def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
-        """Store ``return_val`` (if cacheable); a failure to store is logged, not raised."""
+        """Store ``return_val`` (if cacheable); a failure to store is logged, not raised.
+
+        Raises:
+            ConfigurationError: the cache's embedder is async.
+        """
+        core = sync_core(self._cache, "SemanticLLMCache.update")
         key = self._key(prompt, llm_string)
         text = None if key is None else self._storable(return_val)
         if key is not None and text is not None:
-            put(self._core, key.text, text, key.namespace, self._metadata(key), self._ttl)
+            put(core, key.text, text, key.namespace, self._metadata(key), self._ttl)
 
     def clear(self, **kwargs: Any) -> None:
         """Delete every entry this door wrote (the namespaces starting with

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from . import require
-from ._flow import AnyCache, Fetched, Served, aserve, core_of, serve
+from ._flow import AnyCache, Fetched, Served, aserve, core_of, serve, sync_core
 from ._wire import fresh, storable
 from .chat import ChatKey, ChatPolicy, Uncacheable, chat_key
 
@@ -125,9 +125,11 @@ class SemanticLiteLLM:
             A ``litellm.ModelResponse`` (or what LiteLLM returns for ``stream=True``).
 
         Raises:
+            ConfigurationError: the cache's embedder is async (use :meth:`acompletion`).
             Exception: whatever ``litellm.completion`` raises (nothing is stored; callers
                 waiting for the same answer receive the same error).
         """
+        core = sync_core(self._cache, "SemanticLiteLLM.completion")
         key = self._key(kwargs)
         if key is None:
             return litellm.completion(**kwargs)
@@ -136,7 +138,7 @@ class SemanticLiteLLM:
             return self._fetched(litellm.completion(**kwargs))
 
         metadata = {"semcache.chat": dict(key.label)}
-        served = serve(self._core, key.text, key.namespace, fetch, metadata, self._ttl)
+        served = serve(core, key.text, key.namespace, fetch, metadata, self._ttl)
         return self._result(served)
 
     async def acompletion(self, **kwargs: Any) -> Any:

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import require
-from ._flow import AnyCache, Fetched, Served, aget, aput, aserve, core_of, put, serve
+from ._flow import AnyCache, Fetched, Served, aget, aput, aserve, core_of, put, serve, sync_core
 from ._wire import (
     DROPPED_HEADERS,
     HEADER,
@@ -203,6 +203,8 @@ class CachingTransport(httpx.BaseTransport):
 
     Raises:
         TypeError: ``cache`` is not a semcache cache.
+        ConfigurationError: the cache's embedder is async (use
+            :class:`AsyncCachingTransport`).
     """
 
     def __init__(
@@ -214,6 +216,7 @@ class CachingTransport(httpx.BaseTransport):
         tenant: Tenant = None,
         ttl: float | None = None,
     ) -> None:
+        sync_core(cache, "CachingTransport")
         self._door = _Door(cache, policy, tenant, ttl)
         self._inner = transport if transport is not None else httpx.HTTPTransport()
 
