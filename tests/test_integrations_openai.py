@@ -16,6 +16,7 @@ httpx = pytest.importorskip("httpx")
 from chat_upstream import Upstream, running_upstream  # noqa: E402
 
 from semcache import AsyncSemanticCache, HashingEmbedder, OnnxEmbedder, SemanticCache  # noqa: E402
+from semcache.integrations._flow import flight_key  # noqa: E402
 from semcache.integrations.chat import ChatPolicy, chat_key  # noqa: E402
 from semcache.integrations.openai import AsyncCachingTransport, CachingTransport  # noqa: E402
 
@@ -230,7 +231,7 @@ def test_two_concurrent_identical_misses_make_one_upstream_call(upstream: Upstre
                 "temperature": 0,
             }
         )
-        assert cache._flights.wait_for_followers(cache._key(key.namespace, Q), 1, 30)
+        assert cache._flights.wait_for_followers(flight_key(cache, key.namespace, Q), 1, 30)
         gate.set()
         for t in threads:
             t.join()
@@ -239,6 +240,34 @@ def test_two_concurrent_identical_misses_make_one_upstream_call(upstream: Upstre
         assert notes == ["miss", "miss; shared"]
         contents = {r.parse().choices[0].message.content for r in results}
         assert contents == {f"answer #1 to: {Q}"}
+
+
+def test_get_or_put_on_the_same_key_never_joins_a_doors_flight(upstream: Upstream) -> None:
+    with SemanticCache() as cache:
+        client = make_client(upstream, cache)
+        gate = upstream.hold()
+        door = threading.Thread(target=ask, args=(client,))
+        door.start()
+        assert upstream.wait_for_calls(1)
+        key = chat_key(
+            {
+                "model": "gpt-4o-mini",
+                "messages": [SYSTEM, {"role": "user", "content": Q}],
+                "temperature": 0,
+            }
+        )
+        results: list[Any] = []
+        other = threading.Thread(
+            target=lambda: results.append(
+                cache.get_or_put(Q, lambda: "own", namespace=key.namespace)
+            )
+        )
+        other.start()
+        other.join(30)  # a bound only: it must not wait for the door's upstream call
+        gate.set()
+        other.join()
+        door.join()
+        assert results == ["own"]
 
 
 def test_concurrent_misses_share_an_upstream_error_and_store_nothing(upstream: Upstream) -> None:
@@ -265,7 +294,7 @@ def test_concurrent_misses_share_an_upstream_error_and_store_nothing(upstream: U
                 "temperature": 0,
             }
         )
-        assert cache._flights.wait_for_followers(cache._key(key.namespace, Q), 1, 30)
+        assert cache._flights.wait_for_followers(flight_key(cache, key.namespace, Q), 1, 30)
         gate.set()
         for t in threads:
             t.join()
@@ -335,11 +364,11 @@ def test_async_transport_single_flight_with_a_sync_cache(upstream: Upstream) -> 
                 "temperature": 0,
             }
             key = chat_key(params)
-            flight_key = cache._key(key.namespace, Q)
+            fkey = flight_key(cache, key.namespace, Q)
             first = asyncio.ensure_future(client.chat.completions.create(**params))
             assert await asyncio.to_thread(upstream.wait_for_calls, 1)
             second = asyncio.ensure_future(client.chat.completions.create(**params))
-            assert await asyncio.to_thread(cache._flights.wait_for_followers, flight_key, 1, 30)
+            assert await asyncio.to_thread(cache._flights.wait_for_followers, fkey, 1, 30)
             gate.set()
             a, b = await asyncio.gather(first, second)
             assert a.choices[0].message.content == b.choices[0].message.content

@@ -29,6 +29,7 @@ __all__ = [
     "aput",
     "aserve",
     "core_of",
+    "flight_key",
     "put",
     "serve",
     "serve_steps",
@@ -72,6 +73,15 @@ def core_of(cache: AnyCache) -> SemanticCache:
     if isinstance(cache, SemanticCache):
         return cache
     raise TypeError(f"expected a SemanticCache or AsyncSemanticCache, got {type(cache).__name__}")
+
+
+#: Appended to an entry's key to name the flights of the doors (see :func:`flight_key`).
+_FLIGHT_SUFFIX = b"\x00door"
+
+
+def flight_key(cache: SemanticCache, namespace: str, query: str) -> bytes:
+    """The single-flight key of a door's lookup (for tests and monitoring)."""
+    return cache._key(namespace, query) + _FLIGHT_SUFFIX
 
 
 def sync_core(cache: AnyCache, what: str) -> SemanticCache:
@@ -120,7 +130,9 @@ def serve_steps(
         if hit is not None:
             return Served(hit, None)
         key = cache._key(namespace, query)
-        flight, leader = cache._flights.join(key)
+        # Its own flights: a get_or_put on the same key expects a str, not a Fetched.
+        fkey = key + _FLIGHT_SUFFIX
+        flight, leader = cache._flights.join(fkey)
         if not leader:
             result = yield Wait(flight)
             if result is ABANDONED:
@@ -134,7 +146,7 @@ def serve_steps(
             ):
                 hit = cache._make_hit(entry, 1.0, "exact", 1.0)
                 if cache._accept(query, hit):
-                    cache._flights.land(key, flight)
+                    cache._flights.land(fkey, flight)
                     flight.abandon()  # waiters look again and find it
                     return Served(hit, None)
             fetched = yield Compute(fetch)
@@ -143,14 +155,14 @@ def serve_steps(
             if fetched.store is not None:
                 yield from _store_steps(cache, query, fetched.store, namespace, metadata, ttl)
         except Exception as exc:
-            cache._flights.land(key, flight)
+            cache._flights.land(fkey, flight)
             flight.fail(exc)
             raise
         except BaseException:
-            cache._flights.land(key, flight)
+            cache._flights.land(fkey, flight)
             flight.abandon()
             raise
-        cache._flights.land(key, flight)
+        cache._flights.land(fkey, flight)
         flight.finish(fetched)
         return Served(None, fetched)
 
