@@ -173,3 +173,24 @@ def test_proxy_tenant_header_keeps_keys_apart(upstream: Upstream, tmp_path: Path
         namespaces = httpx.get(f"{base}/stats").json()["cache"]["entries"]
         assert len(namespaces) == 2
         assert tenant_of("Bearer sk-a") != tenant_of("Bearer sk-b")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--upstream", "api.openai.com/v1"], "not an http(s) URL"),
+        (["--upstream", "ftp://x/v1"], "not an http(s) URL"),
+        (["--upstream", "http://x/v1", "--port", "70000"], "1..65535"),
+        (["--upstream", "http://x/v1", "--threshold", "2"], "cosine similarity"),
+        (["--upstream", "http://x/v1", "--max-temperature", "-1"], ">= 0"),
+    ],
+)
+def test_serve_rejects_bad_arguments(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from semcache._cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["serve", *args])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 __all__ = ["add_serve_parser", "run_serve"]
 
@@ -30,6 +31,25 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _upstream(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(
+            f"not an http(s) URL: {text!r} (e.g. https://api.openai.com/v1)"
+        )
+    return text
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError("a port is in 1..65535")
+    return value
+
+
 def add_serve_parser(sub: Any) -> None:
     """Register ``semcache serve`` on the subcommands ``sub``."""
     serve = sub.add_parser(
@@ -43,11 +63,12 @@ def add_serve_parser(sub: Any) -> None:
     serve.add_argument(
         "--upstream",
         required=True,
+        type=_upstream,
         help="the API base to forward to, e.g. https://api.openai.com/v1",
     )
     serve.add_argument("--path", help="the cache file (default: in memory)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
     serve.add_argument(
         "--threshold",
         type=_threshold,
