@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from semcache import HashingEmbedder, SemanticCache
+from semcache import ConfigurationError, HashingEmbedder, SemanticCache
 from semcache.integrations.chat import (
     IGNORED_FIELDS,
     ChatPolicy,
@@ -225,9 +225,9 @@ def test_non_numeric_temperature_is_not_cached() -> None:
     assert reason(ChatPolicy().check_request, req(temperature=True)) == "temperature"
 
 
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), "1"])
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), -math.inf, True, "1"])
 def test_policy_rejects_a_bad_cap(bad: Any) -> None:
-    with pytest.raises(ValueError, match="max_temperature"):
+    with pytest.raises(ConfigurationError, match="max_temperature"):
         ChatPolicy(max_temperature=bad)
 
 

@@ -27,11 +27,12 @@ answers:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any, Final
+
+from .._errors import ConfigurationError, SemanticCacheError
 
 __all__ = [
     "IGNORED_FIELDS",
@@ -69,8 +70,9 @@ DEFAULT_TEMPERATURE: Final = 1.0
 _MODEL_CHARS: Final = 64
 
 
-class Uncacheable(Exception):
-    """A request (or response) the cache must not serve or store; ``reason`` says why."""
+class Uncacheable(SemanticCacheError):
+    """A request (or response) the cache must not serve or store; ``reason`` says why.
+    The doors catch it and forward the request uncached."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -202,17 +204,18 @@ class ChatPolicy:
             replaying it is the application's decision.
 
     Raises:
-        ValueError: ``max_temperature`` is negative or NaN.
+        ConfigurationError: ``max_temperature`` is negative, NaN or not a number.
     """
 
     max_temperature: float = 0.5
     cache_tool_calls: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_temperature, int | float) or not (
-            self.max_temperature >= 0 or math.isinf(self.max_temperature)
-        ):
-            raise ValueError(f"max_temperature must be >= 0, got {self.max_temperature!r}")
+        value = self.max_temperature
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ConfigurationError(
+                f"max_temperature must be a number >= 0, got {self.max_temperature!r}"
+            )
 
     def check_request(self, request: Mapping[str, Any]) -> None:
         """Refuse a request the cache must neither serve nor store.
