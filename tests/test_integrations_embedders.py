@@ -1,11 +1,9 @@
 """OpenAIEmbedder (against a real OpenAI-compatible server on 127.0.0.1), LangChainEmbedder
-(langchain-core's deterministic embeddings), their automatic fingerprints, and the
-install hints of every integration module."""
+(langchain-core's deterministic embeddings) and their automatic fingerprints."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,36 +142,3 @@ def test_async_langchain_embedder() -> None:
             assert await cache.get("a") is not None
 
     asyncio.run(main())
-
-
-# -- install hints -----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("module", "missing", "extra"),
-    [
-        ("semcache.integrations.openai", "httpx", "openai"),
-        ("semcache.integrations.server", "starlette", "serve"),
-        ("semcache.integrations.langchain", "langchain_core", "langchain"),
-        ("semcache.integrations.litellm", "litellm", "litellm"),
-    ],
-)
-def test_an_integration_without_its_library_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch, module: str, missing: str, extra: str
-) -> None:
-    monkeypatch.setitem(sys.modules, missing, None)
-    monkeypatch.delitem(sys.modules, module, raising=False)
-    with pytest.raises(MissingDependencyError, match=rf"semcache-engine\[{extra}\]"):
-        importlib.import_module(module)
-
-
-def test_import_semcache_imports_no_integration_library() -> None:
-    import subprocess
-
-    code = (
-        "import sys, semcache, semcache.integrations, semcache.embedders; "
-        "print(sorted(m for m in ('httpx', 'openai', 'starlette', 'langchain_core', "
-        "'litellm') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"

@@ -30,8 +30,8 @@ from typing import Any
 from . import require
 from ._flow import AnyCache, core_of
 from .chat import ChatPolicy, tenant_of
-from .openai import AsyncCachingTransport
 
+# Before the transport's own check, so that the hint names this extra.
 require("httpx", "serve", "semcache.integrations.server")
 require("starlette", "serve", "semcache.integrations.server")
 
@@ -41,6 +41,8 @@ from starlette.background import BackgroundTask  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
+
+from .openai import AsyncCachingTransport  # noqa: E402
 
 __all__ = ["create_app", "run"]
 
