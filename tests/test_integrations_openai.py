@@ -303,6 +303,31 @@ def test_concurrent_misses_share_an_upstream_error_and_store_nothing(upstream: U
         assert cache.stats()["total_entries"] == 0
 
 
+def test_labels_say_what_each_namespace_covers(upstream: Upstream) -> None:
+    with SemanticCache() as cache:
+        transport = CachingTransport(cache)
+        client = openai.OpenAI(
+            base_url=upstream.url,
+            api_key="sk-test",
+            max_retries=0,
+            http_client=httpx.Client(transport=transport),
+        )
+        _OPEN.append(client)
+        assert transport.labels == {}
+        ask(client, seed=3)
+        [namespace] = cache.stats()["entries"]
+        label = {
+            "model": "gpt-4o-mini",
+            "turns": 1,
+            "system": "You are terse.",
+            "params": ["seed", "temperature"],
+        }
+        assert transport.labels == {namespace: label}
+        hit = cache.get(Q, namespace=namespace)
+        assert hit is not None
+        assert hit.metadata == {"semcache.chat": label}
+
+
 def test_tenant_keeps_callers_apart(upstream: Upstream) -> None:
     with SemanticCache() as cache:
         one = make_client(upstream, cache, tenant="a")

@@ -131,6 +131,14 @@ def test_proxy_serves_repeats_and_paraphrases_and_keeps_walls(
     namespaces = stats["cache"]["entries"]
     assert any(ns.startswith("chat:gpt-4o-mini:") for ns in namespaces)
     assert any(ns.startswith("chat:gpt-4o:") for ns in namespaces)
+    labels = [stats["labels"][ns] for ns in namespaces]
+    assert {
+        "model": "gpt-4o-mini",
+        "turns": 1,
+        "system": "You are terse.",
+        "params": ["temperature"],
+    } in labels
+    assert any(label.get("system") == "Answer in French." for label in labels)
     # The API key is never stored.
     for path in tmp_path.glob("proxy.sqlite3*"):
         assert b"sk-test" not in path.read_bytes()

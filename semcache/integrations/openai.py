@@ -23,6 +23,8 @@ and stored once the stream has ended with ``[DONE]``.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -51,6 +53,9 @@ else:
 
 __all__ = ["AsyncCachingTransport", "CachingTransport", "Tenant"]
 
+
+#: How many namespace labels a transport remembers (see ``labels``).
+_LABELS = 4096
 
 #: A fixed tenant, or a function of the request (the proxy hashes a header with it).
 Tenant = str | Callable[["httpx.Request"], str | None] | None
@@ -82,12 +87,21 @@ class _Door:
         self.policy = policy if policy is not None else ChatPolicy()
         self.tenant = tenant
         self.ttl = ttl
+        #: What each namespace this door stored into covers (the latest _LABELS).
+        self.labels: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._labels_lock = threading.Lock()
 
     def tenant_of(self, request: httpx.Request) -> str | None:
         return self.tenant(request) if callable(self.tenant) else self.tenant
 
     def metadata(self, plan: Plan) -> Mapping[str, Any]:
-        return {"semcache.chat": dict(plan.key.label)}
+        label = dict(plan.key.label)
+        with self._labels_lock:
+            self.labels[plan.key.namespace] = label
+            self.labels.move_to_end(plan.key.namespace)
+            while len(self.labels) > _LABELS:
+                self.labels.popitem(last=False)
+        return {"semcache.chat": label}
 
     def hit_response(self, plan: Plan, hit: Any) -> httpx.Response | None:
         """The answer to ``plan`` from ``hit``, or None if the entry is not a completion."""
@@ -269,6 +283,14 @@ class CachingTransport(httpx.BaseTransport):
             return self._inner.handle_request(request)
         return door.fetched_response(served)
 
+    @property
+    def labels(self) -> dict[str, dict[str, Any]]:
+        """What each namespace this transport stored answers into covers (model, system
+        prompt start, turns, parameter names, tenant), for the most recent 4096: the
+        readable side of ``cache.stats()["entries"]``."""
+        with self._door._labels_lock:
+            return {ns: dict(label) for ns, label in self._door.labels.items()}
+
     def close(self) -> None:
         """Close the wrapped transport (not the cache)."""
         self._inner.close()
@@ -360,6 +382,14 @@ class AsyncCachingTransport(httpx.AsyncBaseTransport):
                 return answer
             return await self._inner.handle_async_request(request)
         return door.fetched_response(served)
+
+    @property
+    def labels(self) -> dict[str, dict[str, Any]]:
+        """What each namespace this transport stored answers into covers (model, system
+        prompt start, turns, parameter names, tenant), for the most recent 4096: the
+        readable side of ``cache.stats()["entries"]``."""
+        with self._door._labels_lock:
+            return {ns: dict(label) for ns, label in self._door.labels.items()}
 
     async def aclose(self) -> None:
         """Close the wrapped transport (not the cache)."""

@@ -12,8 +12,9 @@ streaming, single-flight across all clients of the proxy):
 * ``GET /healthz``: ``{"status": "ok"}``;
 * ``GET /stats``: the cache's ``stats()``, the proxy's own counts and the upstream calls
   in progress (``{"cache": ..., "proxy": {"hit": n, "miss": n, "bypass": n, "other": n},
-  "in_flight": {"flights": n, "followers": n}}``; ``followers`` are requests waiting for
-  an identical one's answer).
+  "in_flight": {"flights": n, "followers": n}, "labels": {namespace: label}}``;
+  ``followers`` are requests waiting for an identical one's answer; ``labels`` say what
+  each namespace the proxy stored into since it started covers).
 
 The client's ``Authorization`` header is forwarded to the upstream and never stored; with
 ``tenant_header`` the value of that header (e.g. ``authorization``: one cache per API
@@ -139,6 +140,7 @@ def create_app(
                 "cache": numbers,
                 "proxy": {k: counts[k] for k in ("hit", "miss", "bypass", "other")},
                 "in_flight": {"flights": len(flights), "followers": flights.followers()},
+                "labels": caching.labels,
             }
         )
 
