@@ -87,7 +87,7 @@ class _Door:
         self.policy = policy if policy is not None else ChatPolicy()
         self.tenant = tenant
         self.ttl = ttl
-        #: What each namespace this door stored into covers (the latest _LABELS).
+        #: What the namespace of each cacheable request seen covers (the latest _LABELS).
         self.labels: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._labels_lock = threading.Lock()
 
@@ -285,9 +285,9 @@ class CachingTransport(httpx.BaseTransport):
 
     @property
     def labels(self) -> dict[str, dict[str, Any]]:
-        """What each namespace this transport stored answers into covers (model, system
-        prompt start, turns, parameter names, tenant), for the most recent 4096: the
-        readable side of ``cache.stats()["entries"]``."""
+        """What the namespace of each cacheable request this transport has seen covers
+        (model, system prompt start, turns, parameter names, tenant), for the most recent
+        4096: the readable side of ``cache.stats()["entries"]``."""
         with self._door._labels_lock:
             return {ns: dict(label) for ns, label in self._door.labels.items()}
 
@@ -385,9 +385,9 @@ class AsyncCachingTransport(httpx.AsyncBaseTransport):
 
     @property
     def labels(self) -> dict[str, dict[str, Any]]:
-        """What each namespace this transport stored answers into covers (model, system
-        prompt start, turns, parameter names, tenant), for the most recent 4096: the
-        readable side of ``cache.stats()["entries"]``."""
+        """What the namespace of each cacheable request this transport has seen covers
+        (model, system prompt start, turns, parameter names, tenant), for the most recent
+        4096: the readable side of ``cache.stats()["entries"]``."""
         with self._door._labels_lock:
             return {ns: dict(label) for ns, label in self._door.labels.items()}
 

@@ -14,7 +14,7 @@ streaming, single-flight across all clients of the proxy):
   in progress (``{"cache": ..., "proxy": {"hit": n, "miss": n, "bypass": n, "other": n},
   "in_flight": {"flights": n, "followers": n}, "labels": {namespace: label}}``;
   ``followers`` are requests waiting for an identical one's answer; ``labels`` say what
-  each namespace the proxy stored into since it started covers).
+  the namespaces of the cacheable requests seen since the start cover).
 
 The client's ``Authorization`` header is forwarded to the upstream and never stored; with
 ``tenant_header`` the value of that header (e.g. ``authorization``: one cache per API
