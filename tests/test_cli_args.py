@@ -32,7 +32,7 @@ def test_every_subcommand_has_a_description_and_help(capsys: pytest.CaptureFixtu
     parser = cli._parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     helps = {a.dest: a.help for a in sub._choices_actions}
-    assert set(sub.choices) == {"demo", "stats", "ls", "vacuum", "eval", "calibrate"}
+    assert set(sub.choices) == {"demo", "stats", "ls", "vacuum", "eval", "calibrate", "serve"}
     for name, command in sub.choices.items():
         assert command.description, name
         assert helps.get(name), name
