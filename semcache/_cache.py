@@ -195,6 +195,21 @@ def _check_index_config(
     return backend, opts
 
 
+def _resolve_guards(guards: object) -> Validator | None:
+    """The ``guards`` argument as a validator (None: no guards)."""
+    if guards is None:
+        return None
+    if isinstance(guards, str):
+        if guards != "default":
+            raise ConfigurationError(f"guards must be 'default', None or a callable: {guards!r}")
+        from .quality._guards import default_guards  # not at import: quality imports us
+
+        return default_guards()
+    if not callable(guards):
+        raise ConfigurationError(f"guards must be 'default', None or a callable, got {guards!r}")
+    return cast(Validator, guards)
+
+
 def _runner_up(ids: npt.NDArray[Any], sims: npt.NDArray[Any], entry_id: int) -> float | None:
     """The similarity of the best search result other than ``entry_id`` (sorted results)."""
     if len(sims) < 2:
@@ -253,6 +268,12 @@ class SemanticCache:
             count, an estimate: expired entries and entries without a vector are
             skipped, and the last call has ``done == total``). Not kept after the
             constructor. An exception it raises propagates: the cache is not opened.
+        guards: ``guards(query, hit) -> bool`` for semantic candidates, checked before
+            ``validator``: ``"default"`` (the default) is
+            :func:`semcache.quality.default_guards` (a candidate whose numbers, negation
+            or word order differ from the query's is not served: "What is 2+3?" never
+            gets the answer of "What is 2+2?"); None turns them off; or pass your own.
+            Measured in docs/quality.md ("Guards on by default").
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.
@@ -300,6 +321,7 @@ class SemanticCache:
         embed_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         progress: ProgressCallback | None = None,
+        guards: Validator | Literal["default"] | None = "default",
     ) -> None:
         # Every argument is checked here, before the store is opened or created: a bad
         # one raises a semcache error naming it and leaves no file behind.
@@ -351,6 +373,7 @@ class SemanticCache:
         self._embedder = embedder
         self._confidence_fn = confidence_fn
         self._validator = validator
+        self._guards = _resolve_guards(guards)
         self._metrics_hook = metrics_hook
         self._index_backend = backend
         self._index_options: Mapping[str, Any] = options
@@ -1463,10 +1486,13 @@ class SemanticCache:
         return found, set(fetched)
 
     def _accept(self, query: str, hit: Hit) -> bool:
-        if self._validator is None:
+        guards = self._guards
+        if self._validator is None and (guards is None or hit.layer == "exact"):
             return True
         try:
-            return bool(self._validator(query, hit))
+            if guards is not None and hit.layer != "exact" and not guards(query, hit):
+                return False
+            return self._validator is None or bool(self._validator(query, hit))
         except Exception:
             logger.exception("semcache: validator raised; treating the candidate as rejected")
             return False

@@ -14,6 +14,7 @@ from .._errors import ConfigurationError
 from .._progress import ProgressBar, ProgressCallback
 from ..embedders import Embedder, HashingEmbedder
 from ._calibrate import calibrate, holdout_split
+from ._clusters import file_kind
 from ._embedding_cache import EmbeddingFile
 from ._pairs import PairSet, load_pairs
 from ._replay import Embed, FalseHit, QualityPoint, ReplayResult, Rule, replay
@@ -66,8 +67,16 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pairs", metavar="PAIRS.csv", help="labelled pairs: text_a,text_b,label")
+def _common(p: argparse.ArgumentParser, *, clusters: bool = False) -> None:
+    if clusters:
+        p.add_argument(
+            "pairs",
+            metavar="FILE.csv",
+            help="labelled pairs (text_a,text_b,label) or a cluster set (text,cluster,split); "
+            "the header tells which",
+        )
+    else:
+        p.add_argument("pairs", metavar="PAIRS.csv", help="labelled pairs: text_a,text_b,label")
     p.add_argument(
         "--embedder",
         choices=("minilm", "onnx", "st", "hashing"),
@@ -100,7 +109,19 @@ def add_eval_parser(sub: Any) -> None:
             "precision is >= 0.95 (and 0.99)."
         ),
     )
-    _common(p)
+    _common(p, clusters=True)
+    p.add_argument(
+        "--protocol",
+        choices=("static", "stream"),
+        help="on a cluster set (text,cluster,split): the static or the stream replay "
+        "(default static); refused on a pair file",
+    )
+    p.add_argument(
+        "--per-cluster",
+        type=int,
+        metavar="S",
+        help="static replay: train texts stored per cluster at most (default 10)",
+    )
     p.add_argument(
         "--threshold",
         type=_similarity,
@@ -269,7 +290,18 @@ def _audit(
 
 
 def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``semcache eval``."""
+    """``semcache eval``: the replay protocol on a pair file, the static or stream
+    replay on a cluster set (told apart by the CSV's header)."""
+    kind = file_kind(args.pairs)
+    if kind == "clusters":
+        from ._cluster_commands import run_cluster_eval
+
+        return run_cluster_eval(args, out, err)
+    if args.protocol is not None or args.per_cluster is not None:
+        raise ConfigurationError(
+            f"{args.pairs} is a pair file (text_a,text_b,label): --protocol and "
+            "--per-cluster apply to cluster sets (text,cluster,split) only"
+        )
     pairs = _pairs(args)
     verifier = None if args.verifier is None else Verifier.load(args.verifier)
     if args.heldout:
