@@ -14,13 +14,19 @@ from .._cache import SemanticCache
 from .._errors import ConfigurationError
 from .._progress import ProgressBar
 from .._types import Hit
-from ._clusters import StreamPoint, StreamVectors, load_clusters, static_replay
+from ._clusters import (
+    StreamPoint,
+    StreamVectors,
+    load_clusters,
+    shipped_defaults,
+    static_replay,
+)
 from ._clusters import stream_replay as _stream_run
 from ._commands import GUARD_NAMES, _Source
 from ._replay import QualityPoint, Rule
 from ._report import format_table, plot_curves
 
-__all__ = ["STREAM_GRID", "run_cluster_eval", "shipped_defaults"]
+__all__ = ["STREAM_GRID", "run_cluster_eval"]
 
 Judge = Callable[[str, Hit], bool]
 #: The precision targets of the static headline and the error budgets of the stream's.
@@ -31,16 +37,6 @@ STREAM_GRID = tuple(round(0.70 + 0.01 * i, 2) for i in range(30))
 _REFINE = (0.0025, 0.005, 0.0075)
 #: The static replay records candidates down to this similarity.
 _STATIC_FLOOR = 0.5
-
-
-def shipped_defaults() -> tuple[float, Judge | None]:
-    """What ``SemanticCache()`` serves with, nothing tuned: its default similarity
-    threshold and the guards it applies by default (None: none)."""
-    probe = SemanticCache()
-    try:
-        return probe.similarity_threshold, probe._guards
-    finally:
-        probe.close()
 
 
 def _guard_names(args: argparse.Namespace) -> list[str]:

@@ -48,6 +48,7 @@ __all__ = [
     "StreamPoint",
     "file_kind",
     "load_clusters",
+    "shipped_defaults",
     "static_replay",
     "stream_replay",
 ]
@@ -57,6 +58,16 @@ _PAIR_COLUMNS = frozenset({"text_a", "text_b", "label"})
 _CLUSTER_COLUMNS = frozenset({"text", "cluster", "split"})
 #: The prefix of an out-of-scope cluster: one text each, never stored.
 OOS_PREFIX = "oos:"
+
+
+def shipped_defaults() -> tuple[float, Judge | None]:
+    """What ``SemanticCache()`` serves with, nothing tuned: its default similarity
+    threshold and the guards it applies by default (None: none)."""
+    probe = SemanticCache()
+    try:
+        return probe.similarity_threshold, probe._guards
+    finally:
+        probe.close()
 
 
 def file_kind(path: str | Path) -> str:

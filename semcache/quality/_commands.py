@@ -6,15 +6,16 @@ import argparse
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from .._errors import ConfigurationError
 from .._progress import ProgressBar, ProgressCallback
+from .._types import Hit
 from ..embedders import Embedder, HashingEmbedder
 from ._calibrate import calibrate, holdout_split
-from ._clusters import file_kind
+from ._clusters import file_kind, shipped_defaults
 from ._embedding_cache import EmbeddingFile
 from ._pairs import PairSet, load_pairs
 from ._replay import Embed, FalseHit, QualityPoint, ReplayResult, Rule, replay
@@ -324,13 +325,20 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     source = _Source(args, progress)
     from . import GUARDS
 
+    # "default": the guards SemanticCache applies with its shipped settings
+    _, default_guard = shipped_defaults()
+    judges: dict[str, Callable[[str, Hit], bool]] = {g: GUARDS[g] for g in guards}
+    if default_guard is not None:
+        judges["default"] = default_guard
+    default_rule = Rule(floor, None, ("default",) if default_guard is not None else ())
+    combo = tuple(guards) if len(guards) > 1 else None
     result = replay(
         pairs,
         source.embed,
         floor=floor,
         verifier=verifier,
         verifier_floor=verifier.min_similarity if verifier else -1.0,
-        guards={g: GUARDS[g] for g in guards},
+        guards=judges,
         progress=progress,
     )
     source.save()
@@ -372,6 +380,11 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             result, f"cosine +{g}", Rule(floor, None, (g,)), "similarity"
         )
         lines += guard_headlines[g]
+    if combo is not None:
+        lines += _headlines(
+            result, "cosine +" + "+".join(combo), Rule(floor, None, combo), "similarity"
+        )
+    lines += _headlines(result, "default (shipped guards)", default_rule, "similarity")
     out.write("\n".join(lines) + "\n")
     if result.truncated:
         out.write(f"\n({result.truncated} queries had more than 32 candidates above {floor})\n")
@@ -388,7 +401,10 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             score = "" if fh.score is None else f" score {fh.score:.3f}"
             out.write(f"  {fh.similarity:.3f}{score}  asked:  {fh.query}\n")
             out.write(f"  {'':>5}{' ' * len(score)}  served: {fh.served}\n")
-    curves: dict[str, Sequence[QualityPoint]] = {"cosine": result.curve(step=0.0025)}
+    curves: dict[str, Sequence[QualityPoint]] = {
+        "cosine": result.curve(step=0.0025),
+        "default": result.curve(rule=default_rule, step=0.0025),
+    }
     if verifier is not None:
         curves["verifier"] = result.curve(
             by="score", rule=Rule(verifier.min_similarity, 0.0), step=0.0025
@@ -409,7 +425,15 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     )
                     for t in _TARGETS
                 }
-                for kind, by, r in [("cosine", "similarity", None)]
+                for kind, by, r in [
+                    ("cosine", "similarity", None),
+                    ("default", "similarity", default_rule),
+                ]
+                + (
+                    []
+                    if combo is None
+                    else [("cosine+" + "+".join(combo), "similarity", Rule(floor, None, combo))]
+                )
                 + (
                     []
                     if verifier is None
