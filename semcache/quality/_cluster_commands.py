@@ -33,8 +33,9 @@ Judge = Callable[[str, Hit], bool]
 PRECISIONS = (0.95, 0.99)
 BUDGETS = (0.01, 0.001)
 #: The cosine thresholds every stream sweep runs (refined by 0.0025 near each budget).
-STREAM_GRID = tuple(round(0.70 + 0.01 * i, 2) for i in range(30))
-_REFINE = (0.0025, 0.005, 0.0075)
+STREAM_GRID = tuple(sorted({round(0.70 + 0.02 * i, 2) for i in range(15)} | {0.85, 0.95, 0.99}))
+#: The resolution the stream sweep refines each budget's threshold to.
+_RESOLUTION = 0.0025
 #: The static replay records candidates down to this similarity.
 _STATIC_FLOOR = 0.5
 
@@ -216,8 +217,10 @@ def _sweep(
     guards: tuple[str, ...],
     progress: ProgressBar | None,
 ) -> list[StreamPoint]:
-    """Stream runs of a cosine threshold (with ``guards``) over ``thresholds``, refined
-    by 0.0025 below the best grid point of each budget."""
+    """Stream runs of a cosine threshold (with ``guards``) over ``thresholds``; then, for
+    each budget, a bisection between the lowest grid threshold within it and the grid
+    threshold below, down to 0.0025 (the error rate falls as the threshold rises, so
+    the lowest threshold within the budget serves the most)."""
     from . import GUARDS, all_of
 
     validator = None if not guards else all_of(*(GUARDS[g] for g in guards))
@@ -241,10 +244,23 @@ def _sweep(
     for t in thresholds:
         run(t)
     for budget in BUDGETS:
-        best = _best(list(done.values()), budget)
-        if best is not None:
-            for d in _REFINE:
-                run(best.min_similarity - d)
+        ok = [t for t, p in done.items() if p.error_rate <= budget]
+        if not ok:
+            continue
+        hi = min(ok)
+        below = [t for t in done if t < hi]
+        if not below:
+            continue
+        lo = max(below)
+        while hi - lo > _RESOLUTION + 1e-9:
+            mid = round(round((lo + hi) / 2 / _RESOLUTION) * _RESOLUTION, 4)
+            if mid in (lo, hi):
+                break
+            run(mid)
+            if done[mid].error_rate <= budget:
+                hi = mid
+            else:
+                lo = mid
     return [done[t] for t in sorted(done)]
 
 
