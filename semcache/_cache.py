@@ -199,14 +199,14 @@ def _resolve_guards(guards: object) -> Validator | None:
     """The ``guards`` argument as a validator (None: no guards)."""
     if guards is None:
         return None
-    if isinstance(guards, str):
-        if guards != "default":
-            raise ConfigurationError(f"guards must be 'default', None or a callable: {guards!r}")
+    if isinstance(guards, str) and guards == "default":
         from .quality._guards import default_guards  # not at import: quality imports us
 
         return default_guards()
-    if not callable(guards):
-        raise ConfigurationError(f"guards must be 'default', None or a callable, got {guards!r}")
+    if isinstance(guards, str) or not callable(guards):
+        raise ConfigurationError(
+            f"guards must be 'default', None or a callable, got {_show(guards)}"
+        )
     return cast(Validator, guards)
 
 
