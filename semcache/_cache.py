@@ -200,9 +200,10 @@ def _resolve_guards(guards: object) -> Validator | None:
     if guards is None:
         return None
     if isinstance(guards, str) and guards == "default":
-        from .quality._guards import default_guards  # not at import: quality imports us
+        # not at import: quality imports this module
+        from .quality._guards import all_of, negation_agrees, numbers_agree
 
-        return default_guards()
+        return all_of(numbers_agree, negation_agrees)
     if isinstance(guards, str) or not callable(guards):
         raise ConfigurationError(
             f"guards must be 'default', None or a callable, got {_show(guards)}"
@@ -268,11 +269,13 @@ class SemanticCache:
             count, an estimate: expired entries and entries without a vector are
             skipped, and the last call has ``done == total``). Not kept after the
             constructor. An exception it raises propagates: the cache is not opened.
-        guards: ``guards(query, hit) -> bool`` for semantic candidates, checked before
-            ``validator``: ``"default"`` (the default) is
-            :func:`semcache.quality.default_guards` (a candidate whose numbers, negation
-            or word order differ from the query's is not served: "What is 2+3?" never
-            gets the answer of "What is 2+2?"); None turns them off; or pass your own.
+        guards: ``guards(query, hit) -> bool`` for semantic candidates, checked after
+            ``confidence_fn`` and before ``validator``. ``"default"`` (the default):
+            :func:`~semcache.quality.numbers_agree` and
+            :func:`~semcache.quality.negation_agrees` (a candidate whose numbers or
+            negation differ from the query's is not served: "What is 2+3?" never gets
+            the answer of "What is 2+2?"); None: no guards; or your own, such as
+            :func:`~semcache.quality.default_guards` (those two and word order).
             Measured in docs/quality.md ("Guards on by default").
 
     Every argument is checked before the store is opened or created (docs/api.md,

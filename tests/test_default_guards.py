@@ -1,5 +1,5 @@
-"""SemanticCache's default guards (numbers, negation, word order): on unless
-``guards=None``; the issue's three false hits with the real default embedder."""
+"""SemanticCache's default guards (numbers and negation; word order is opt-in): on
+unless ``guards=None``; the issue's three false hits with the real default embedder."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from semcache import AsyncSemanticCache, SemanticCache
 from semcache._errors import ConfigurationError
 from semcache.embedders import CallableEmbedder, OnnxEmbedder
-from semcache.quality import numbers_agree
+from semcache.quality import default_guards, numbers_agree
 
 Q1, Q2 = "What are the top 10 movies?", "What are the top 5 movies?"
 
@@ -42,6 +42,19 @@ def test_guards_are_on_by_default_and_off_with_none() -> None:
         hit = c.get(Q2)
         assert hit is not None
         assert hit.response == "ten"
+
+
+def test_word_order_is_not_a_default_guard() -> None:
+    """Measured: on QQP it blocks harmless reorderings more than it saves (see
+    docs/quality.md); default_guards() adds it for adversarial traffic."""
+    swapped = "Are cats afraid of tigers?"
+    with SemanticCache(embedder=EMB) as c:
+        c.put("Are tigers afraid of cats?", "no")
+        assert c.get(swapped) is not None
+        assert c.get("Are tigers not afraid of cats?") is None  # negation: blocked
+    with SemanticCache(embedder=EMB, guards=default_guards()) as c:
+        c.put("Are tigers afraid of cats?", "no")
+        assert c.get(swapped) is None
 
 
 def test_guards_run_before_the_validator_and_on_semantic_candidates_only() -> None:
