@@ -92,7 +92,8 @@ def test_get_semantic_hit_precomputed_10k(  # type: ignore[no-untyped-def]
 ) -> None:
     rng = np.random.default_rng(1)
     query = unit(vectors[4321] + 0.01 * rng.standard_normal(DIM))
-    hit = benchmark(filled.get, "a paraphrase", embedding=query)
+    # the number matches the stored text's, so the default guards pass it (and are timed)
+    hit = benchmark(filled.get, "a paraphrase (variant 4321)", embedding=query)
     assert hit is not None
     assert hit.layer == "semantic"
 

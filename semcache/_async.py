@@ -117,6 +117,7 @@ class AsyncSemanticCache:
         embed_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         progress: ProgressCallback | None = None,
+        guards: Validator | Literal["default"] | None = "default",
     ) -> None:
         self._core = _AsyncCore(
             path,
@@ -142,6 +143,7 @@ class AsyncSemanticCache:
             embed_timeout=embed_timeout,
             clock=clock,
             progress=progress,
+            guards=guards,
         )
 
     async def _run(self, steps: Steps[_T]) -> _T:

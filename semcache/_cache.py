@@ -195,6 +195,22 @@ def _check_index_config(
     return backend, opts
 
 
+def _resolve_guards(guards: object) -> Validator | None:
+    """The ``guards`` argument as a validator (None: no guards)."""
+    if guards is None:
+        return None
+    if isinstance(guards, str) and guards == "default":
+        # not at import: quality imports this module
+        from .quality._guards import all_of, negation_agrees, numbers_agree
+
+        return all_of(numbers_agree, negation_agrees)
+    if isinstance(guards, str) or not callable(guards):
+        raise ConfigurationError(
+            f"guards must be 'default', None or a callable, got {_show(guards)}"
+        )
+    return cast(Validator, guards)
+
+
 def _runner_up(ids: npt.NDArray[Any], sims: npt.NDArray[Any], entry_id: int) -> float | None:
     """The similarity of the best search result other than ``entry_id`` (sorted results)."""
     if len(sims) < 2:
@@ -253,6 +269,14 @@ class SemanticCache:
             count, an estimate: expired entries and entries without a vector are
             skipped, and the last call has ``done == total``). Not kept after the
             constructor. An exception it raises propagates: the cache is not opened.
+        guards: ``guards(query, hit) -> bool`` for semantic candidates, checked after
+            ``confidence_fn`` and before ``validator``. ``"default"`` (the default):
+            :func:`~semcache.quality.numbers_agree` and
+            :func:`~semcache.quality.negation_agrees` (a candidate whose numbers or
+            negation differ from the query's is not served: "What is 2+3?" never gets
+            the answer of "What is 2+2?"); None: no guards; or your own, such as
+            :func:`~semcache.quality.default_guards` (those two and word order).
+            Measured in docs/quality.md ("Guards on by default").
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.
@@ -300,6 +324,7 @@ class SemanticCache:
         embed_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         progress: ProgressCallback | None = None,
+        guards: Validator | Literal["default"] | None = "default",
     ) -> None:
         # Every argument is checked here, before the store is opened or created: a bad
         # one raises a semcache error naming it and leaves no file behind.
@@ -351,6 +376,7 @@ class SemanticCache:
         self._embedder = embedder
         self._confidence_fn = confidence_fn
         self._validator = validator
+        self._guards = _resolve_guards(guards)
         self._metrics_hook = metrics_hook
         self._index_backend = backend
         self._index_options: Mapping[str, Any] = options
@@ -1463,10 +1489,13 @@ class SemanticCache:
         return found, set(fetched)
 
     def _accept(self, query: str, hit: Hit) -> bool:
-        if self._validator is None:
+        guards = self._guards
+        if self._validator is None and (guards is None or hit.layer == "exact"):
             return True
         try:
-            return bool(self._validator(query, hit))
+            if guards is not None and hit.layer != "exact" and not guards(query, hit):
+                return False
+            return self._validator is None or bool(self._validator(query, hit))
         except Exception:
             logger.exception("semcache: validator raised; treating the candidate as rejected")
             return False

@@ -141,6 +141,7 @@ CONSTRUCTOR_CASES = [
     *_cases("namespace_quotas", [{"": 1}, {1: 1}, {"a\x00": 1}], InvalidNamespaceError),
     *_cases("confidence_fn", NOT_CALLABLES, ConfigurationError),
     *_cases("validator", NOT_CALLABLES, ConfigurationError),
+    *_cases("guards", [*NOT_CALLABLES, "all", "Default"], ConfigurationError),
     *_cases("metrics_hook", NOT_CALLABLES, ConfigurationError),
     *_cases("progress", NOT_CALLABLES, ConfigurationError),
     *_cases("clock", [*NOT_CALLABLES, None], ConfigurationError),

@@ -67,7 +67,8 @@ def test_round_trip_serves_the_same_answers(tmp_path: Path) -> None:
     assert manifest["dim"] == DIM
     assert manifest["dtype"] == "float32"
     assert set(manifest["files"]) >= {"store.sqlite", "index/manifest.json"}
-    restored = SemanticCache.loads(tmp_path / "cp.tar.gz", tmp_path / "new.db", None)
+    # guards off: the lookups below use a placeholder text ("paraphrase" vs "q7")
+    restored = SemanticCache.loads(tmp_path / "cp.tar.gz", tmp_path / "new.db", None, guards=None)
     with restored:
         assert restored.stats()["index_source"] == "snapshot"
         for i in range(30):
@@ -113,7 +114,8 @@ def test_dumps_is_consistent_while_threads_write(tmp_path: Path) -> None:
             thread.join(30)
     for k, manifest in enumerate(manifests):
         path = tmp_path / f"r{k}.db"
-        with SemanticCache.loads(tmp_path / f"cp{k}.tar.gz", path, None) as restored:
+        # guards off: the lookups below use a placeholder text ("x" vs "w12")
+        with SemanticCache.loads(tmp_path / f"cp{k}.tar.gz", path, None, guards=None) as restored:
             total = manifest["total_entries"]
             assert restored.stats()["total_entries"] == total
             assert sum(restored.stats()["indexed"].values()) == total

@@ -54,6 +54,12 @@ def test_eval_sweep_prints_tables_and_writes_json(
     assert all(r["p50_get_ms"] > 0 for r in data["rows"])
     assert data["timing_mismatches"] == 0
     assert set(data["headline"]["cosine"]) == {"0.95", "0.99"}
+    # the shipped default guards (numbers and negation) are a family of their own
+    assert set(data["headline"]) == {"cosine", "default", "cosine+numbers+negation+order"}
+    for target in ("0.95", "0.99"):
+        assert data["headline"]["default"][target]["guards"] == ["default"]
+    assert "default (shipped guards)" in captured.out
+    assert set(data["curves"]) == {"cosine", "default"}
     assert data["false_hits"] == {}
 
 

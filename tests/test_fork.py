@@ -68,7 +68,10 @@ def in_child(fn: Callable[[], Any]) -> Any:
 
 def test_shared_cache_works_in_a_forked_child(tmp_path: Path) -> None:
     path = str(tmp_path / "c.db")
-    with SemanticCache(path, multi_process_mode="shared", similarity_threshold=0.99) as cache:
+    # guards off: lookups use a placeholder text ("x" against "q0")
+    with SemanticCache(
+        path, multi_process_mode="shared", similarity_threshold=0.99, guards=None
+    ) as cache:
         cache.put_many(
             ["q0", "q1", "q2"], ["a0", "a1", "a2"], embeddings=np.stack([unit(i) for i in range(3)])
         )
@@ -162,7 +165,10 @@ def test_fork_while_another_thread_holds_the_cache(
     cache: fresh locks, and indexes rebuilt from the store."""
     monkeypatch.setattr(semcache._cache, "_FORK_WAIT", 0.01)
     path = str(tmp_path / "c.db")
-    with SemanticCache(path, multi_process_mode="shared", similarity_threshold=0.99) as cache:
+    # guards off: lookups use a placeholder text ("x" against "q0")
+    with SemanticCache(
+        path, multi_process_mode="shared", similarity_threshold=0.99, guards=None
+    ) as cache:
         cache.put("q0", "a0", embedding=unit(0))
         holding, release = threading.Event(), threading.Event()
 

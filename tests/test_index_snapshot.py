@@ -364,7 +364,10 @@ def test_a_hostile_sidecar_snapshot_is_rebuilt_on_open(tmp_path: Path, backend: 
     manifest = json.loads((folder / "manifest.json").read_text())
     for ns, name in manifest["namespaces"].items():
         _hostile_flat(folder / name, {"seq": manifest["seq"], "namespace": ns})
-    with SemanticCache(path, index_backend=backend, similarity_threshold=0.99) as cache:
+    # guards off: the lookup uses a placeholder text ("x" against "q3")
+    with SemanticCache(
+        path, index_backend=backend, similarity_threshold=0.99, guards=None
+    ) as cache:
         assert cache.stats()["index_source"] == "store"
         assert cache.get("x", embedding=_unit(3)).response == "a3"  # type: ignore[union-attr]
 
@@ -421,6 +424,7 @@ def test_a_hostile_snapshot_inside_a_checkpoint_is_rebuilt(tmp_path: Path) -> No
         None,
         similarity_threshold=0.99,
         index_backend="flat",
+        guards=None,  # the lookup uses a placeholder text
     )
     with restored:
         assert restored.stats()["index_source"] == "store"

@@ -87,7 +87,7 @@ def test_a_callback_failing_after_the_write_leaves_every_entry_stored() -> None:
         assert hit is not None
         assert hit.response == "a 69"
         vector = HashingEmbedder(dim=DIM).embed(["q 42"])[0]
-        hit = cache.get("another text", embedding=vector)  # indexed: a semantic hit
+        hit = cache.get("another text 42", embedding=vector)  # indexed: a semantic hit
         assert hit is not None
         assert hit.layer == "semantic"
         assert hit.query == "q 42"

@@ -450,6 +450,7 @@ def test_built_in_indexes_score_as_the_stored_vectors(
         vector_dtype=dtype,  # type: ignore[arg-type]
         multi_process_mode="shared",
         similarity_threshold=0.8,
+        guards=None,  # lookups use placeholder texts
     )
     rebuilds = count_rebuilds(cache)
     try:

@@ -9,7 +9,11 @@
   **verifier.cache_options())``.
 - The guards (:func:`numbers_agree`, :func:`negation_agrees`,
   :func:`word_order_agrees`; all three: :func:`default_guards`; combine with
-  :func:`all_of`) are validators that block classic false hits.
+  :func:`all_of`) are validators that block classic false hits; ``SemanticCache``
+  applies numbers and negation unless built with ``guards=None`` (``guards=``
+  :func:`default_guards` adds word order).
+- ``semcache eval`` also runs the static and stream replays of a cluster set
+  (``text,cluster,split``; see ``_clusters``).
 
 Everything here needs NumPy only.
 """

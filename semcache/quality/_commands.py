@@ -6,14 +6,16 @@ import argparse
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from .._errors import ConfigurationError
 from .._progress import ProgressBar, ProgressCallback
+from .._types import Hit
 from ..embedders import Embedder, HashingEmbedder
 from ._calibrate import calibrate, holdout_split
+from ._clusters import file_kind, shipped_defaults
 from ._embedding_cache import EmbeddingFile
 from ._pairs import PairSet, load_pairs
 from ._replay import Embed, FalseHit, QualityPoint, ReplayResult, Rule, replay
@@ -66,8 +68,16 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pairs", metavar="PAIRS.csv", help="labelled pairs: text_a,text_b,label")
+def _common(p: argparse.ArgumentParser, *, clusters: bool = False) -> None:
+    if clusters:
+        p.add_argument(
+            "pairs",
+            metavar="FILE.csv",
+            help="labelled pairs (text_a,text_b,label) or a cluster set (text,cluster,split); "
+            "the header tells which",
+        )
+    else:
+        p.add_argument("pairs", metavar="PAIRS.csv", help="labelled pairs: text_a,text_b,label")
     p.add_argument(
         "--embedder",
         choices=("minilm", "onnx", "st", "hashing"),
@@ -100,7 +110,19 @@ def add_eval_parser(sub: Any) -> None:
             "precision is >= 0.95 (and 0.99)."
         ),
     )
-    _common(p)
+    _common(p, clusters=True)
+    p.add_argument(
+        "--protocol",
+        choices=("static", "stream"),
+        help="on a cluster set (text,cluster,split): the static or the stream replay "
+        "(default static); refused on a pair file",
+    )
+    p.add_argument(
+        "--per-cluster",
+        type=int,
+        metavar="S",
+        help="static replay: train texts stored per cluster at most (default 10)",
+    )
     p.add_argument(
         "--threshold",
         type=_similarity,
@@ -269,7 +291,18 @@ def _audit(
 
 
 def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``semcache eval``."""
+    """``semcache eval``: the replay protocol on a pair file, the static or stream
+    replay on a cluster set (told apart by the CSV's header)."""
+    kind = file_kind(args.pairs)
+    if kind == "clusters":
+        from ._cluster_commands import run_cluster_eval
+
+        return run_cluster_eval(args, out, err)
+    if args.protocol is not None or args.per_cluster is not None:
+        raise ConfigurationError(
+            f"{args.pairs} is a pair file (text_a,text_b,label): --protocol and "
+            "--per-cluster apply to cluster sets (text,cluster,split) only"
+        )
     pairs = _pairs(args)
     verifier = None if args.verifier is None else Verifier.load(args.verifier)
     if args.heldout:
@@ -292,13 +325,20 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     source = _Source(args, progress)
     from . import GUARDS
 
+    # "default": the guards SemanticCache applies with its shipped settings
+    _, default_guard = shipped_defaults()
+    judges: dict[str, Callable[[str, Hit], bool]] = {g: GUARDS[g] for g in guards}
+    if default_guard is not None:
+        judges["default"] = default_guard
+    default_rule = Rule(floor, None, ("default",) if default_guard is not None else ())
+    combo = tuple(guards) if len(guards) > 1 else None
     result = replay(
         pairs,
         source.embed,
         floor=floor,
         verifier=verifier,
         verifier_floor=verifier.min_similarity if verifier else -1.0,
-        guards={g: GUARDS[g] for g in guards},
+        guards=judges,
         progress=progress,
     )
     source.save()
@@ -340,6 +380,11 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             result, f"cosine +{g}", Rule(floor, None, (g,)), "similarity"
         )
         lines += guard_headlines[g]
+    if combo is not None:
+        lines += _headlines(
+            result, "cosine +" + "+".join(combo), Rule(floor, None, combo), "similarity"
+        )
+    lines += _headlines(result, "default (shipped guards)", default_rule, "similarity")
     out.write("\n".join(lines) + "\n")
     if result.truncated:
         out.write(f"\n({result.truncated} queries had more than 32 candidates above {floor})\n")
@@ -356,7 +401,10 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             score = "" if fh.score is None else f" score {fh.score:.3f}"
             out.write(f"  {fh.similarity:.3f}{score}  asked:  {fh.query}\n")
             out.write(f"  {'':>5}{' ' * len(score)}  served: {fh.served}\n")
-    curves: dict[str, Sequence[QualityPoint]] = {"cosine": result.curve(step=0.0025)}
+    curves: dict[str, Sequence[QualityPoint]] = {
+        "cosine": result.curve(step=0.0025),
+        "default": result.curve(rule=default_rule, step=0.0025),
+    }
     if verifier is not None:
         curves["verifier"] = result.curve(
             by="score", rule=Rule(verifier.min_similarity, 0.0), step=0.0025
@@ -377,7 +425,15 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     )
                     for t in _TARGETS
                 }
-                for kind, by, r in [("cosine", "similarity", None)]
+                for kind, by, r in [
+                    ("cosine", "similarity", None),
+                    ("default", "similarity", default_rule),
+                ]
+                + (
+                    []
+                    if combo is None
+                    else [("cosine+" + "+".join(combo), "similarity", Rule(floor, None, combo))]
+                )
                 + (
                     []
                     if verifier is None

@@ -1,7 +1,10 @@
 """Guards against classic false hits: validators (``validator(query, hit) -> bool``)
 that block a semantic hit when the query and the cached question disagree on
-something an embedding blurs. Pass one as ``SemanticCache(validator=...)``, or several
-combined with :func:`all_of`. Exact hits always pass (the texts are the same).
+something an embedding blurs. ``SemanticCache`` applies :func:`numbers_agree` and
+:func:`negation_agrees` by default (``guards="default"``; ``guards=None`` turns them
+off); pass others as ``guards=`` (:func:`default_guards` adds word order) or
+``validator=``, several combined with :func:`all_of`. Exact hits always
+pass (the texts are the same).
 
 Measured on the project's labelled pairs (docs/quality.md), each of these raises the
 hit rate at equal precision (a little on QQP; word order a lot on PAWS). Two more were

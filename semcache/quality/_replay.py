@@ -457,6 +457,7 @@ def replay(
         min_confidence=0.5,
         validator=validator,
         index_backend="flat",
+        guards=None,  # the rules' guards are recorded (and served) through the validator
     )
     cache.put_many(stored, stored, embeddings=stored_vecs)
     query_vecs = [vectors[row_of[normalize_text(q)]] for q in queries]

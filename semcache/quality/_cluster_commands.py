@@ -1,0 +1,378 @@
+"""``semcache eval`` on a cluster set: the static and stream replays (see ``_clusters``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .._cache import SemanticCache
+from .._errors import ConfigurationError
+from .._progress import ProgressBar
+from .._types import Hit
+from ._clusters import (
+    StreamPoint,
+    StreamVectors,
+    load_clusters,
+    shipped_defaults,
+    static_replay,
+)
+from ._clusters import stream_replay as _stream_run
+from ._commands import GUARD_NAMES, _Source
+from ._replay import QualityPoint, Rule
+from ._report import format_table, plot_curves
+
+__all__ = ["STREAM_GRID", "run_cluster_eval"]
+
+Judge = Callable[[str, Hit], bool]
+#: The precision targets of the static headline and the error budgets of the stream's.
+PRECISIONS = (0.95, 0.99)
+BUDGETS = (0.01, 0.001)
+#: The cosine thresholds every stream sweep runs (refined by 0.0025 near each budget).
+STREAM_GRID = tuple(sorted({round(0.70 + 0.02 * i, 2) for i in range(15)} | {0.85, 0.95, 0.99}))
+#: The resolution the stream sweep refines each budget's threshold to.
+_RESOLUTION = 0.0025
+#: The static replay records candidates down to this similarity.
+_STATIC_FLOOR = 0.5
+
+
+def _guard_names(args: argparse.Namespace) -> list[str]:
+    guards = list(GUARD_NAMES) if args.guards == "all" else [g for g in args.guards.split(",") if g]
+    unknown = sorted(set(guards) - set(GUARD_NAMES))
+    if unknown:
+        raise ConfigurationError(f"unknown guard(s) {unknown}; known: {GUARD_NAMES}")
+    return guards
+
+
+def _refuse_pair_options(args: argparse.Namespace) -> None:
+    used = [
+        flag
+        for flag, value in [
+            ("--verifier", args.verifier),
+            ("--heldout", args.heldout),
+            ("--sample", args.sample),
+            ("--false-hits", args.false_hits),
+        ]
+        if value
+    ]
+    if used:
+        raise ConfigurationError(
+            f"{args.pairs} is a cluster set: {', '.join(used)} apply to pair files only"
+        )
+
+
+def run_cluster_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``semcache eval CLUSTERS.csv --protocol static|stream``."""
+    _refuse_pair_options(args)
+    protocol = args.protocol or "static"
+    if protocol == "stream" and args.per_cluster is not None:
+        raise ConfigurationError("--per-cluster applies to the static replay only")
+    per_cluster = 10 if args.per_cluster is None else args.per_cluster
+    if per_cluster < 1:
+        raise ConfigurationError("--per-cluster must be >= 1")
+    if args.timing_sample < 0:
+        raise ConfigurationError("--timing-sample must be >= 0")
+    guards = _guard_names(args)
+    clusters = load_clusters(args.pairs)
+    progress = None if args.quiet else ProgressBar(err)
+    source = _Source(args, progress)
+    name = os.path.basename(args.pairs)
+    default_threshold, default_guard = shipped_defaults()
+    if protocol == "static":
+        data = _static(args, clusters, source, progress, guards, per_cluster, out)
+    else:
+        data = _stream(args, clusters, source, progress, guards, out)
+    source.save()
+    data = {
+        "file": name,
+        "protocol": protocol,
+        "embedder": source.embedder.fingerprint,
+        "defaults": {
+            "similarity_threshold": default_threshold,
+            "guards": default_guard is not None,
+        },
+        **data,
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def _families(guards: Sequence[str], default_guard: Judge | None) -> dict[str, tuple[str, ...]]:
+    """Rule family -> the guards its rules run with."""
+    out: dict[str, tuple[str, ...]] = {"cosine": ()}
+    out["default"] = ("default",) if default_guard is not None else ()
+    for g in guards:
+        out[f"cosine+{g}"] = (g,)
+    if len(guards) > 1:
+        out["cosine+" + "+".join(guards)] = tuple(guards)
+    return out
+
+
+def _static(
+    args: argparse.Namespace,
+    clusters: Any,
+    source: _Source,
+    progress: ProgressBar | None,
+    guards: list[str],
+    per_cluster: int,
+    out: TextIO,
+) -> dict[str, Any]:
+    from . import GUARDS
+
+    default_threshold, default_guard = shipped_defaults()
+    judges: dict[str, Judge] = {g: GUARDS[g] for g in guards}
+    if default_guard is not None:
+        judges["default"] = default_guard
+    floor = min([_STATIC_FLOOR, *(args.threshold or [])])
+    result = static_replay(
+        clusters,
+        source.embed,
+        per_cluster=per_cluster,
+        floor=floor,
+        guards=judges,
+        progress=progress,
+    )
+    families = _families(guards, default_guard)
+    headline: dict[str, dict[str, Any]] = {}
+    heads: dict[str, dict[float, QualityPoint | None]] = {}
+    for family, fg in families.items():
+        heads[family] = {t: result.headline(t, fg) for t in PRECISIONS}
+        headline[family] = {
+            f"precision_{t}": None
+            if p is None
+            else {"hit_rate": p.hit_rate, "knob": p.rule.min_similarity, "precision": p.precision}
+            for t, p in heads[family].items()
+        }
+    # the rows: the asked thresholds (default: the shipped one) and each family's
+    # headline rules, timed
+    thresholds = sorted(set(args.threshold or []) | {default_threshold})
+    rules: list[Rule] = []
+    for family, fg in families.items():
+        for t in thresholds:
+            rules.append(Rule(t, None, fg))
+        for p in heads[family].values():
+            if p is not None:
+                rules.append(p.rule)
+    rules = list(dict.fromkeys(rules))
+    mismatches = 0
+    if args.timing_sample > 0:
+        mismatches = result.time_rules(rules, args.timing_sample, seed=args.seed, progress=progress)
+    points = [result.evaluate(r) for r in rules]
+    curves = {family: result.curve(fg, step=0.0025) for family, fg in families.items()}
+    name = os.path.basename(args.pairs)
+    out.write(
+        f"{name}: static replay, S={per_cluster}: {result.stored} stored, {result.gets} gets, "
+        f"{int(result.in_scope.sum())} in scope, embedder {source.embedder.fingerprint}\n"
+        f"(default: SemanticCache's shipped settings, threshold {default_threshold}"
+        f"{' and its default guards' if default_guard is not None else ', no guards'}; "
+        "+default in a rule: those guards)\n\n"
+    )
+    out.write(format_table(points) + "\n")
+    out.write("\nheadline (lowest threshold reaching the precision; thresholds on a 0.001 grid)\n")
+    for family in families:
+        for t, p in heads[family].items():
+            if p is None:
+                out.write(f"  {family:<34} precision >= {t}: never reached\n")
+            else:
+                out.write(
+                    f"  {family:<34} precision >= {t}: hit rate {p.hit_rate:.3f} "
+                    f"(precision {p.precision:.3f}, {p.rule.describe()})\n"
+                )
+    if result.truncated:
+        out.write(f"\n({result.truncated} queries had more than 32 candidates above {floor})\n")
+    if mismatches:
+        out.write(f"\nWARNING: {mismatches} timed gets disagreed with the record\n")
+    if args.plot:
+        plot_curves(curves, args.plot, title=f"{name} static S={per_cluster}")
+    return {
+        "per_cluster": per_cluster,
+        "stored": result.stored,
+        "gets": result.gets,
+        "in_scope": int(result.in_scope.sum()),
+        "exact_hits": int(result.exact.sum()),
+        "rows": [p.to_json() for p in points],
+        "rules": {family: [p.to_json() for p in c] for family, c in curves.items()},
+        "headline": headline,
+        "timing_mismatches": mismatches,
+    }
+
+
+def _best(points: Sequence[StreamPoint], budget: float) -> StreamPoint | None:
+    """The point with the highest hit rate whose error rate is within ``budget`` (ties:
+    the lower threshold)."""
+    ok = [p for p in points if p.error_rate <= budget]
+    if not ok:
+        return None
+    return max(ok, key=lambda p: (p.hit_rate, -p.min_similarity))
+
+
+def _sweep(
+    data: StreamVectors,
+    thresholds: Sequence[float],
+    guards: tuple[str, ...],
+    progress: ProgressBar | None,
+) -> list[StreamPoint]:
+    """Stream runs of a cosine threshold (with ``guards``) over ``thresholds``; then, for
+    each budget, a bisection between the lowest grid threshold within it and the grid
+    threshold below, down to 0.0025 (the error rate falls as the threshold rises, so
+    the lowest threshold within the budget serves the most)."""
+    from . import GUARDS, all_of
+
+    validator = None if not guards else all_of(*(GUARDS[g] for g in guards))
+    done: dict[float, StreamPoint] = {}
+
+    def run(t: float) -> None:
+        t = round(t, 4)
+        if t in done or not -1.0 <= t <= 1.0:
+            return
+        rule = Rule(t, None, guards)
+
+        def make() -> SemanticCache:
+            return SemanticCache(
+                similarity_threshold=t, validator=validator, index_backend="flat", guards=None
+            )
+
+        done[t] = _stream_run(
+            data, make, label=f"stream {rule.describe()}", guards=guards, progress=progress
+        )
+
+    for t in thresholds:
+        run(t)
+    for budget in BUDGETS:
+        ok = [t for t, p in done.items() if p.error_rate <= budget]
+        if not ok:
+            continue
+        hi = min(ok)
+        below = [t for t in done if t < hi]
+        if not below:
+            continue
+        lo = max(below)
+        while hi - lo > _RESOLUTION + 1e-9:
+            mid = round(round((lo + hi) / 2 / _RESOLUTION) * _RESOLUTION, 4)
+            if mid in (lo, hi):
+                break
+            run(mid)
+            if done[mid].error_rate <= budget:
+                hi = mid
+            else:
+                lo = mid
+    return [done[t] for t in sorted(done)]
+
+
+def _stream(
+    args: argparse.Namespace,
+    clusters: Any,
+    source: _Source,
+    progress: ProgressBar | None,
+    guards: list[str],
+    out: TextIO,
+) -> dict[str, Any]:
+    data = StreamVectors(clusters, source.embed, progress)
+    default_threshold, default_guard = shipped_defaults()
+    grid = sorted(set(STREAM_GRID) | set(args.threshold or []))
+    families: dict[str, list[StreamPoint]] = {"cosine": _sweep(data, grid, (), progress)}
+    if guards:
+        family = "cosine+" + "+".join(guards)
+        families[family] = _sweep(data, grid, tuple(guards), progress)
+    default = _stream_run(
+        data,
+        lambda: SemanticCache(index_backend="flat"),
+        label="default",
+        guards=("default",) if default_guard is not None else (),
+        progress=progress,
+    )
+    families["default"] = [default]
+    headline: dict[str, dict[str, Any]] = {}
+    for family, points in families.items():
+        entry: dict[str, Any] = {}
+        for budget in BUDGETS:
+            p = default if family == "default" else _best(points, budget)
+            entry[f"error_{budget}"] = (
+                None
+                if p is None
+                else {
+                    "hit_rate": p.hit_rate,
+                    "error_rate": p.error_rate,
+                    "llm_calls": p.llm_calls,
+                    "knob": p.min_similarity,
+                    "within_budget": p.error_rate <= budget,
+                }
+            )
+        headline[family] = entry
+    name = os.path.basename(args.pairs)
+    out.write(
+        f"{name}: stream replay: {len(data.texts)} gets, embedder "
+        f"{source.embedder.fingerprint}\n(default: SemanticCache's shipped settings, "
+        f"threshold {default_threshold}"
+        f"{' and its default guards' if default_guard is not None else ', no guards'})\n\n"
+    )
+    rows = [*families["cosine"], *[p for f, ps in families.items() if f != "cosine" for p in ps]]
+    out.write(_stream_table(rows) + "\n")
+    out.write("\nheadline (cosine: the best threshold within the budget, chosen in hindsight)\n")
+    for family, entry in headline.items():
+        for key, h in entry.items():
+            limit = key.split("_", 1)[1]
+            if h is None:
+                out.write(f"  {family:<34} error <= {limit}: never reached\n")
+            else:
+                note = "" if h["within_budget"] else " (over the budget)"
+                out.write(
+                    f"  {family:<34} error <= {limit}: hit rate {h['hit_rate']:.3f}, error "
+                    f"{h['error_rate']:.4f}, {h['llm_calls']} LLM calls at cos>="
+                    f"{h['knob']:.4f}{note}\n"
+                )
+    if args.plot:
+        _plot_stream(families, args.plot, title=f"{name} stream")
+    return {
+        "gets": len(data.texts),
+        "rules": {family: [p.to_json() for p in ps] for family, ps in families.items()},
+        "headline": headline,
+    }
+
+
+def _stream_table(points: Sequence[StreamPoint]) -> str:
+    header = ["rule", "hits", "exact", "wrong", "LLM calls", "hit rate", "error rate", "p50 get"]
+    rows = [
+        [
+            p.label.removeprefix("stream "),
+            str(p.hits),
+            str(p.exact_hits),
+            str(p.wrong),
+            str(p.llm_calls),
+            f"{p.hit_rate:.3f}",
+            f"{p.error_rate:.4f}",
+            "-" if math.isnan(p.p50_get_us) else f"{p.p50_get_us:.0f} us",
+        ]
+        for p in points
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)])
+
+
+def _plot_stream(families: dict[str, list[StreamPoint]], path: str, *, title: str) -> None:
+    """Hit rate against error rate per family, through the pair plot's machinery (the
+    error rate drawn as 1 - error so that up is better)."""
+    curves = {
+        family: [
+            QualityPoint(
+                rule=Rule(p.min_similarity),
+                gets=p.gets,
+                should_hit=p.gets,
+                hits=p.hits,
+                correct=p.hits - p.wrong,
+                exact_hits=p.exact_hits,
+                hit_rate=p.hit_rate,
+                precision=1.0 - p.error_rate,
+                false_hits_per_get=p.error_rate,
+            )
+            for p in ps
+        ]
+        for family, ps in families.items()
+    }
+    plot_curves(curves, path, title=title + " (y: 1 - error rate)")

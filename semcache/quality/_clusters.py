@@ -1,0 +1,583 @@
+"""The replays on a cluster set (``../shared/data/eval/README.md``, "Replays on a
+cluster set") run through the public API.
+
+A cluster set is a CSV ``text,cluster,split``: every text belongs to exactly one cluster
+(an intent), so every pair of texts is labelled. The answer stored for a text is its
+cluster: a hit is correct when the response it serves equals the query's cluster.
+Out-of-scope rows (cluster ``oos:N``) are each their own cluster and are never stored.
+
+- **static** (:func:`static_replay`): put the ``train`` texts, at most S per cluster
+  (drawn with ``numpy.random.default_rng(0)`` over the clusters in sorted order,
+  ``rng.choice(members, min(S, n), replace=False)``), then get every ``test`` and
+  ``oos_test`` text. As :func:`~semcache.quality.replay` does, one recording pass notes
+  every candidate the cache examines (its similarity, whether it is correct, each guard's
+  verdict) and rejects it, so any rule's hits follow from the record; a timing pass then
+  serves a sample with each rule for real and checks it against the record.
+- **stream** (:func:`stream_replay`): every text in the order
+  ``numpy.random.default_rng(0).permutation(n)``; get it, and on a miss put it with its
+  cluster (the "LLM"'s answer). What is stored depends on past hits, so each rule is a
+  run of its own, on a fresh in-memory cache with a flat (exact) index and precomputed
+  vectors.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from .._cache import SemanticCache
+from .._errors import InvalidInputError
+from .._progress import ProgressCallback, as_progress
+from .._text import normalize_text
+from .._types import Hit
+from ._replay import Embed, QualityPoint, Rule, _embed_all
+
+__all__ = [
+    "ClusterSet",
+    "StaticResult",
+    "StreamPoint",
+    "file_kind",
+    "load_clusters",
+    "shipped_defaults",
+    "static_replay",
+    "stream_replay",
+]
+
+Judge = Callable[[str, Hit], bool]
+_PAIR_COLUMNS = frozenset({"text_a", "text_b", "label"})
+_CLUSTER_COLUMNS = frozenset({"text", "cluster", "split"})
+#: The prefix of an out-of-scope cluster: one text each, never stored.
+OOS_PREFIX = "oos:"
+
+
+def shipped_defaults() -> tuple[float, Judge | None]:
+    """What ``SemanticCache()`` serves with, nothing tuned: its default similarity
+    threshold and the guards it applies by default (None: none)."""
+    probe = SemanticCache()
+    try:
+        return probe.similarity_threshold, probe._guards
+    finally:
+        probe.close()
+
+
+def file_kind(path: str | Path) -> str:
+    """``"pairs"`` (``text_a,text_b,label``) or ``"clusters"`` (``text,cluster,split``),
+    from the CSV's header.
+
+    Raises:
+        FileNotFoundError: no such file.
+        InvalidInputError: the header is neither.
+    """
+    with open(path, newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    columns = {c.strip() for c in header}
+    if columns >= _PAIR_COLUMNS:
+        return "pairs"
+    if columns >= _CLUSTER_COLUMNS:
+        return "clusters"
+    raise InvalidInputError(
+        f"{path}: the header {header} is neither a pair file (text_a,text_b,label) nor a "
+        "cluster file (text,cluster,split)"
+    )
+
+
+@dataclass(frozen=True)
+class ClusterSet:
+    """The rows of a cluster file, texts normalized (NFKC, casefold, collapsed
+    whitespace) as the protocol says.
+
+    Attributes:
+        texts: per row, the normalized text.
+        clusters: per row, its cluster.
+        splits: per row, its split (``train``, ``test``, ``oos_test`` ...).
+    """
+
+    texts: list[str]
+    clusters: list[str]
+    splits: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @staticmethod
+    def in_scope(cluster: str) -> bool:
+        """Whether a cluster is one that stored texts can answer (not ``oos:``)."""
+        return not cluster.startswith(OOS_PREFIX)
+
+    def static_sample(self, per_cluster: int) -> list[int]:
+        """The rows the static replay puts: at most ``per_cluster`` ``train`` rows of
+        each in-scope cluster, drawn with ``numpy.random.default_rng(0)`` over the
+        clusters in sorted order (``rng.choice(members, min(S, n), replace=False)``,
+        members in file order), returned in that order.
+
+        Raises:
+            InvalidInputError: ``per_cluster`` < 1.
+        """
+        if per_cluster < 1:
+            raise InvalidInputError(f"per_cluster must be >= 1, got {per_cluster}")
+        members: dict[str, list[int]] = {}
+        for i, (cluster, split) in enumerate(zip(self.clusters, self.splits, strict=True)):
+            if split == "train" and self.in_scope(cluster):
+                members.setdefault(cluster, []).append(i)
+        rng = np.random.default_rng(0)
+        out: list[int] = []
+        for cluster in sorted(members):
+            rows = members[cluster]
+            picked = rng.choice(rows, min(per_cluster, len(rows)), replace=False)
+            out.extend(int(r) for r in picked)
+        return out
+
+    def static_queries(self) -> list[int]:
+        """The rows the static replay gets: every ``test`` and ``oos_test`` row, in file
+        order."""
+        return [i for i, s in enumerate(self.splits) if s in ("test", "oos_test")]
+
+    def stream_order(self) -> list[int]:
+        """Every row in the order ``numpy.random.default_rng(0).permutation(n)``."""
+        return [int(i) for i in np.random.default_rng(0).permutation(len(self.texts))]
+
+
+def load_clusters(path: str | Path) -> ClusterSet:
+    """Read a cluster file: a CSV ``text,cluster,split`` (a header row first).
+
+    Raises:
+        FileNotFoundError: no such file.
+        InvalidInputError: a missing column, or an empty cluster.
+    """
+    texts: list[str] = []
+    clusters: list[str] = []
+    splits: list[str] = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = _CLUSTER_COLUMNS - set(reader.fieldnames or ())
+        if missing:
+            raise InvalidInputError(f"{path}: missing column(s) {sorted(missing)}")
+        for line, row in enumerate(reader, start=2):
+            cluster = (row["cluster"] or "").strip()
+            if not cluster:
+                raise InvalidInputError(f"{path}:{line}: empty cluster")
+            texts.append(normalize_text(row["text"] or ""))
+            clusters.append(cluster)
+            splits.append((row["split"] or "").strip())
+    return ClusterSet(texts, clusters, splits)
+
+
+def _vectors(
+    clusters: ClusterSet, rows: Sequence[int], embed: Embed, report: ProgressCallback | None
+) -> dict[str, npt.NDArray[np.float32]]:
+    """The vector of each distinct text of ``rows``, embedded once."""
+    distinct = list(dict.fromkeys(clusters.texts[i] for i in rows))
+    vectors = _embed_all(embed, distinct, report)
+    return {t: vectors[k] for k, t in enumerate(distinct)}
+
+
+class _Recorder:
+    """The recording cache's ``confidence_fn``: notes and rejects every candidate; when
+    serving (the timing pass), accepts."""
+
+    def __init__(self, guards: Mapping[str, Judge], max_candidates: int) -> None:
+        self.guards = dict(guards)
+        self.max_candidates = max_candidates
+        self.cluster = ""
+        self.rows: list[tuple[float, bool, tuple[bool, ...]]] = []
+        self.truncated = False
+        self.serving = False
+
+    def __call__(self, query: str, hit: Hit) -> float:
+        if self.serving:
+            return 1.0
+        if len(self.rows) >= self.max_candidates:
+            self.truncated = True
+            return 1.0  # stop the search here
+        verdicts = tuple(bool(g(query, hit)) for g in self.guards.values())
+        self.rows.append((hit.similarity, hit.response == self.cluster, verdicts))
+        return -math.inf  # rejected: the cache goes on to the next candidate
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.active: tuple[Judge, ...] = ()
+
+    def __call__(self, query: str, hit: Hit) -> bool:
+        return all(g(query, hit) for g in self.active)
+
+
+@dataclass
+class StaticResult:
+    """The record of one static replay: per query, the candidates the cache examined.
+
+    Attributes:
+        floor: the similarity threshold the recording cache ran with.
+        exact: per query, whether the exact layer answered (every rule serves it).
+        exact_correct: per query, whether that exact hit was the query's cluster.
+        in_scope: per query, whether it should hit (its cluster is not out of scope).
+        similarity, correct: per candidate, ``(queries, width)``, padded with -inf.
+        guards: guard name -> per-candidate verdicts.
+        truncated: queries whose candidates were cut at ``max_candidates``.
+        stored: texts put.
+        timings: rule -> get latencies in seconds (from :meth:`time_rules`).
+    """
+
+    floor: float
+    exact: npt.NDArray[np.bool_]
+    exact_correct: npt.NDArray[np.bool_]
+    in_scope: npt.NDArray[np.bool_]
+    similarity: npt.NDArray[np.float64]
+    correct: npt.NDArray[np.bool_]
+    guards: dict[str, npt.NDArray[np.bool_]]
+    truncated: int
+    stored: int
+    timings: dict[Rule, list[float]] = field(default_factory=dict)
+    _runner: Any = None
+
+    @property
+    def gets(self) -> int:
+        """Queries asked."""
+        return int(self.exact.shape[0])
+
+    def _served(self, rule: Rule) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        if rule.min_score is not None:
+            raise ValueError("a cluster replay records no verifier scores")
+        missing = [g for g in rule.guards if g not in self.guards]
+        if missing:
+            raise ValueError(f"guards not recorded in this replay: {missing}")
+        if rule.min_similarity < self.floor - 1e-12:
+            raise ValueError(f"the replay recorded candidates down to {self.floor} only")
+        ok = self.similarity >= rule.min_similarity
+        for name in rule.guards:
+            ok &= self.guards[name]
+        served = ok.any(axis=1) & ~self.exact
+        first = ok.argmax(axis=1)
+        right = self.correct[np.arange(self.gets), first] & served
+        return served, right
+
+    def evaluate(self, rule: Rule) -> QualityPoint:
+        """The protocol's numbers for ``rule``: hit rate is correct hits / in-scope
+        queries, precision correct hits / hits.
+
+        Raises:
+            ValueError: the rule's threshold is below the recorded floor, it names a
+                guard that was not recorded, or it has a verifier score.
+        """
+        served, right = self._served(rule)
+        exact = int(self.exact.sum())
+        hits = exact + int(served.sum())
+        correct = int((self.exact & self.exact_correct).sum()) + int(right.sum())
+        should = int(self.in_scope.sum())
+        times = self.timings.get(rule)
+        return QualityPoint(
+            rule=rule,
+            gets=self.gets,
+            should_hit=should,
+            hits=hits,
+            correct=correct,
+            exact_hits=exact,
+            hit_rate=correct / should if should else math.nan,
+            precision=correct / hits if hits else math.nan,
+            false_hits_per_get=(hits - correct) / self.gets if self.gets else math.nan,
+            p50_get_ms=None if not times else statistics.median(times) * 1000.0,
+        )
+
+    def curve(self, guards: tuple[str, ...] = (), *, step: float = 0.001) -> list[QualityPoint]:
+        """The points of the similarity thresholds on a grid of ``step`` from the floor
+        to 1, with ``guards``.
+
+        Raises:
+            ValueError: ``step`` is not in (0, 1]; as :meth:`evaluate`.
+        """
+        if not 0.0 < step <= 1.0:
+            raise ValueError(f"step must be in (0, 1], got {step}")
+        count = round(1.0 / step)
+        first = math.ceil(round(self.floor / step, 6))
+        return [
+            self.evaluate(Rule(round(i * step, 10), None, guards)) for i in range(first, count + 1)
+        ]
+
+    def headline(self, target: float, guards: tuple[str, ...] = ()) -> QualityPoint | None:
+        """The point at the lowest threshold (0.001 grid) whose precision is at least
+        ``target``, or None if none reaches it."""
+        for point in self.curve(guards):
+            if point.precision >= target:
+                return point
+        return None
+
+    def time_rules(
+        self,
+        rules: Sequence[Rule],
+        sample: int,
+        *,
+        seed: int = 0,
+        progress: ProgressCallback | TextIO | None = None,
+    ) -> int:
+        """Serve a seeded sample of the queries with each rule for real, timing every
+        get (fills :attr:`timings`; once, on the result of :func:`static_replay`).
+
+        Returns:
+            How many served gets disagreed with the record (0 when the record is exact).
+        """
+        runner = self._runner
+        if runner is None:
+            raise RuntimeError("this result cannot time rules (already done or not kept)")
+        mismatches: int = runner(self, rules, sample, seed, as_progress(progress))
+        return mismatches
+
+
+def static_replay(
+    clusters: ClusterSet,
+    embed: Embed,
+    *,
+    per_cluster: int = 10,
+    floor: float = 0.5,
+    guards: Mapping[str, Judge] | None = None,
+    max_candidates: int = 32,
+    progress: ProgressCallback | TextIO | None = None,
+) -> StaticResult:
+    """The static replay, recording every candidate down to ``floor``.
+
+    Args:
+        clusters: the cluster set.
+        embed: ``embed(texts) -> (n, dim)`` vectors, called in batches.
+        per_cluster: S, the ``train`` texts stored per cluster at most.
+        floor: the lowest similarity threshold any rule will use.
+        guards: name -> ``validator(query, hit) -> bool``, each recorded per candidate.
+        max_candidates: candidates recorded per query at most.
+        progress: a :data:`~semcache.ProgressCallback` (stages ``"embed"``, ``"static"``
+            and, when timing, ``"time"``) or a stream to draw them on (None: silent).
+
+    Raises:
+        InvalidInputError: ``per_cluster`` < 1.
+        ValueError: nothing to store or nothing to ask, or ``max_candidates`` < 1.
+    """
+    if max_candidates < 1:
+        raise ValueError("max_candidates must be >= 1")
+    guards = dict(guards or {})
+    stored = clusters.static_sample(per_cluster)
+    asked = clusters.static_queries()
+    if not stored or not asked:
+        raise ValueError("a static replay needs train rows to store and test rows to ask")
+    report = as_progress(progress)
+    vec = _vectors(clusters, [*stored, *asked], embed, report)
+    texts, labels = clusters.texts, clusters.clusters
+
+    recorder = _Recorder(guards, max_candidates)
+    validator = _Validator()
+    cache = SemanticCache(
+        similarity_threshold=floor,
+        confidence_fn=recorder,
+        min_confidence=0.5,
+        validator=validator,
+        index_backend="flat",
+        guards=None,  # the rules' guards are recorded (and served) through the validator
+    )
+    put = [texts[i] for i in stored]
+    cache.put_many(put, [labels[i] for i in stored], embeddings=np.stack([vec[t] for t in put]))
+    n = len(asked)
+    exact = np.zeros(n, dtype=bool)
+    exact_correct = np.zeros(n, dtype=bool)
+    in_scope = np.array([clusters.in_scope(labels[i]) for i in asked], dtype=bool)
+    records: list[list[tuple[float, bool, tuple[bool, ...]]]] = []
+    truncated = 0
+    for k, i in enumerate(asked):
+        recorder.cluster = labels[i]
+        recorder.rows = []
+        recorder.truncated = False
+        hit = cache.get(texts[i], embedding=vec[texts[i]])
+        if hit is not None and hit.layer == "exact":
+            exact[k] = True
+            exact_correct[k] = hit.response == labels[i]
+        truncated += recorder.truncated
+        records.append(recorder.rows)
+        if report is not None and k % 256 == 0:
+            report("static", k, n)
+    if report is not None:
+        report("static", n, n)
+
+    width = max(1, max(len(r) for r in records))
+    sim = np.full((n, width), -np.inf)
+    correct = np.zeros((n, width), dtype=bool)
+    verdicts = {name: np.zeros((n, width), dtype=bool) for name in guards}
+    names = list(guards)
+    for k, rows in enumerate(records):
+        for j, (s, c, vs) in enumerate(rows):
+            sim[k, j], correct[k, j] = s, c
+            for name, v in zip(names, vs, strict=True):
+                verdicts[name][k, j] = v
+    result = StaticResult(
+        floor=floor,
+        exact=exact,
+        exact_correct=exact_correct,
+        in_scope=in_scope,
+        similarity=sim,
+        correct=correct,
+        guards=verdicts,
+        truncated=truncated,
+        stored=len(stored),
+    )
+
+    def run_timing(
+        res: StaticResult,
+        rules: Sequence[Rule],
+        sample: int,
+        seed: int,
+        report: ProgressCallback | None,
+    ) -> int:
+        res._runner = None
+        picked = sorted(random.Random(seed).sample(range(n), min(sample, n)))
+        mismatches = 0
+        total = len(rules) * len(picked)
+        recorder.serving = True
+        try:
+            for r, rule in enumerate(rules):
+                if report is not None:
+                    report("time", r * len(picked), total)
+                served, right = res._served(rule)
+                cache.set_similarity_threshold(rule.min_similarity)
+                validator.active = tuple(guards[g] for g in rule.guards)
+                times = []
+                for k in picked:
+                    text = texts[asked[k]]
+                    t0 = perf_counter()
+                    hit = cache.get(text, embedding=vec[text])
+                    times.append(perf_counter() - t0)
+                    got = hit is not None and hit.layer == "semantic"
+                    ok = got and hit is not None and hit.response == labels[asked[k]]
+                    if got != bool(served[k]) or ok != bool(right[k]):
+                        mismatches += 1
+                res.timings[rule] = times
+            if report is not None:
+                report("time", total, total)
+        finally:
+            cache.close()
+        return mismatches
+
+    result._runner = run_timing
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPoint:
+    """What one configuration does on the stream replay.
+
+    Attributes:
+        label: the configuration (a rule's description, or ``"default"``).
+        min_similarity: its similarity threshold.
+        guards: the guards it ran with (names).
+        gets: texts asked (every row of the file).
+        hits: hits served (exact and semantic).
+        wrong: hits whose response is not the text's cluster.
+        exact_hits: hits served by the exact layer.
+        llm_calls: misses (each calls the "LLM" and puts its answer).
+        hit_rate: ``hits / gets``.
+        error_rate: ``wrong / gets``.
+        p50_get_us: median latency of a get, in microseconds.
+    """
+
+    label: str
+    min_similarity: float
+    guards: tuple[str, ...]
+    gets: int
+    hits: int
+    wrong: int
+    exact_hits: int
+    llm_calls: int
+    hit_rate: float
+    error_rate: float
+    p50_get_us: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "rule": self.label,
+            "min_similarity": self.min_similarity,
+            "guards": list(self.guards),
+            "gets": self.gets,
+            "hits": self.hits,
+            "wrong": self.wrong,
+            "exact_hits": self.exact_hits,
+            "llm_calls": self.llm_calls,
+            "hit_rate": self.hit_rate,
+            "error_rate": self.error_rate,
+            "p50_get_us": self.p50_get_us,
+        }
+
+
+class StreamVectors:
+    """The stream replay's texts in order with their precomputed vectors (embed once,
+    run many configurations)."""
+
+    def __init__(
+        self, clusters: ClusterSet, embed: Embed, progress: ProgressCallback | None = None
+    ) -> None:
+        order = clusters.stream_order()
+        vec = _vectors(clusters, order, embed, progress)
+        self.texts = [clusters.texts[i] for i in order]
+        self.clusters = [clusters.clusters[i] for i in order]
+        self.vectors = [vec[t] for t in self.texts]
+
+
+def stream_replay(
+    data: StreamVectors,
+    make_cache: Callable[[], SemanticCache],
+    *,
+    label: str,
+    guards: tuple[str, ...] = (),
+    progress: ProgressCallback | TextIO | None = None,
+) -> StreamPoint:
+    """One stream replay: for each text in order, ``get``; on a miss ``put`` it with its
+    cluster. The cache comes from ``make_cache()`` (empty) and is closed after.
+
+    Args:
+        data: the texts, clusters and vectors in stream order.
+        make_cache: builds the configuration to measure.
+        label: names it in the result (and the progress stage).
+        guards: the names of the guards it runs with (for the result).
+        progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
+    """
+    report = as_progress(progress)
+    cache = make_cache()
+    n = len(data.texts)
+    hits = wrong = exact = 0
+    times: list[float] = []
+    try:
+        for k, (text, cluster, vector) in enumerate(
+            zip(data.texts, data.clusters, data.vectors, strict=True)
+        ):
+            if report is not None and k % 512 == 0:
+                report(label, k, n)
+            t0 = perf_counter()
+            hit = cache.get(text, embedding=vector)
+            times.append(perf_counter() - t0)
+            if hit is None:
+                cache.put(text, cluster, embedding=vector)
+                continue
+            hits += 1
+            exact += hit.layer == "exact"
+            wrong += hit.response != cluster
+        if report is not None:
+            report(label, n, n)
+        threshold = cache.similarity_threshold
+    finally:
+        cache.close()
+    return StreamPoint(
+        label=label,
+        min_similarity=threshold,
+        guards=guards,
+        gets=n,
+        hits=hits,
+        wrong=wrong,
+        exact_hits=exact,
+        llm_calls=n - hits,
+        hit_rate=hits / n if n else math.nan,
+        error_rate=wrong / n if n else math.nan,
+        p50_get_us=statistics.median(times) * 1e6 if times else math.nan,
+    )
