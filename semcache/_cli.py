@@ -31,6 +31,7 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from . import _argtypes as argtypes
 from ._cache import SemanticCache
 from ._demo_data import ANSWERS, SESSION
 from ._dist import DISTRIBUTION, VERSION
@@ -445,36 +446,6 @@ def _cmd_vacuum(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("the threshold is a cosine similarity in [-1, 1]")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value < 3600.0:
-        raise argparse.ArgumentTypeError("seconds in [0, 3600)")
-    return value
-
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a count >= 0 (0: no limit)")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="semcache", description="A semantic cache for LLM applications."
@@ -497,13 +468,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--threshold",
-        type=_threshold,
+        type=argtypes.similarity,
         default=0.85,
         help="cosine similarity a paraphrase needs to be served (default 0.85)",
     )
     demo.add_argument(
         "--llm-latency",
-        type=_seconds,
+        type=argtypes.seconds,
         default=_DEFAULT_LATENCY,
         metavar="SECONDS",
         help=f"the simulated LLM's mean latency (default {_DEFAULT_LATENCY}; 0: no wait)",
@@ -538,7 +509,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--namespace", help="only this namespace")
     ls.add_argument(
         "--limit",
-        type=_limit,
+        type=argtypes.count,
         default=20,
         metavar="K",
         help="show at most K entries (default 20; 0: all)",

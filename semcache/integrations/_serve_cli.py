@@ -4,31 +4,12 @@ only when the command runs)."""
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from .. import _argtypes as argtypes
+
 __all__ = ["add_serve_parser", "run_serve"]
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if math.isnan(value) or value < 0:
-        raise argparse.ArgumentTypeError("must be a number >= 0")
-    return value
-
-
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("the threshold is a cosine similarity in [-1, 1]")
-    return value
 
 
 def _upstream(text: str) -> str:
@@ -38,16 +19,6 @@ def _upstream(text: str) -> str:
             f"not an http(s) URL: {text!r} (e.g. https://api.openai.com/v1)"
         )
     return text
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError("a port is in 1..65535")
-    return value
 
 
 def add_serve_parser(sub: Any) -> None:
@@ -68,10 +39,10 @@ def add_serve_parser(sub: Any) -> None:
     )
     serve.add_argument("--path", help="the cache file (default: in memory)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    serve.add_argument("--port", type=argtypes.port, default=8000, help="port to listen on")
     serve.add_argument(
         "--threshold",
-        type=_threshold,
+        type=argtypes.similarity,
         default=0.85,
         help="cosine similarity a paraphrase needs to be served (default 0.85)",
     )
@@ -82,14 +53,16 @@ def add_serve_parser(sub: Any) -> None:
     )
     serve.add_argument(
         "--max-temperature",
-        type=_number,
+        type=argtypes.number,
         default=0.5,
         help="cache requests up to this temperature (unset counts as 1.0; default 0.5)",
     )
     serve.add_argument(
         "--cache-tool-calls", action="store_true", help="also store answers that call tools"
     )
-    serve.add_argument("--ttl", type=_number, help="seconds an answer is kept (default: forever)")
+    serve.add_argument(
+        "--ttl", type=argtypes.number, help="seconds an answer is kept (default: forever)"
+    )
     serve.add_argument(
         "--exact-only",
         action="store_true",

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .. import _argtypes as argtypes
 from .._errors import ConfigurationError
 from .._progress import ProgressBar, ProgressCallback
 from .._types import Hit
@@ -46,26 +47,6 @@ def _embedder(name: str) -> Embedder:
     if name == "hashing":
         return HashingEmbedder()
     raise ConfigurationError(f"unknown embedder {name!r}")
-
-
-def _similarity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("a cosine similarity in [-1, 1]")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value < 1.0 and value != 1.0:
-        raise argparse.ArgumentTypeError("a fraction in (0, 1]")
-    return value
 
 
 def _common(p: argparse.ArgumentParser, *, clusters: bool = False) -> None:
@@ -125,7 +106,7 @@ def add_eval_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--threshold",
-        type=_similarity,
+        type=argtypes.similarity,
         action="append",
         metavar="T",
         help="a cosine threshold to report (repeatable)",
@@ -179,11 +160,11 @@ def add_calibrate_parser(sub: Any) -> None:
         ),
     )
     _common(p)
-    p.add_argument("--target-precision", type=_fraction, default=0.95, metavar="P")
+    p.add_argument("--target-precision", type=argtypes.fraction, default=0.95, metavar="P")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the verifier")
     p.add_argument(
         "--min-similarity",
-        type=_similarity,
+        type=argtypes.similarity,
         default=0.7,
         metavar="T",
         help="cosine floor: candidates below it are never served (default 0.7)",
