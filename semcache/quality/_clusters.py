@@ -27,7 +27,7 @@ import math
 import random
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any, TextIO
@@ -40,7 +40,7 @@ from .._errors import InvalidInputError
 from .._progress import ProgressCallback, as_progress
 from .._text import normalize_text
 from .._types import Hit
-from ._replay import Embed, QualityPoint, Rule, _embed_all
+from ._replay import Embed, QualityPoint, ReplayResult, Rule, _embed_all
 
 __all__ = [
     "ClusterSet",
@@ -212,124 +212,43 @@ class _Validator:
         return all(g(query, hit) for g in self.active)
 
 
-@dataclass
-class StaticResult:
-    """The record of one static replay: per query, the candidates the cache examined.
+class StaticResult(ReplayResult):
+    """The record of one static replay: a :class:`ReplayResult` whose queries should hit
+    when they are in scope, whose exact hits are judged by cluster
+    (``exact_correct``), and which records no verifier scores.
 
-    Attributes:
-        floor: the similarity threshold the recording cache ran with.
-        exact: per query, whether the exact layer answered (every rule serves it).
-        exact_correct: per query, whether that exact hit was the query's cluster.
-        in_scope: per query, whether it should hit (its cluster is not out of scope).
-        similarity, correct: per candidate, ``(queries, width)``, padded with -inf.
-        guards: guard name -> per-candidate verdicts.
-        truncated: queries whose candidates were cut at ``max_candidates``.
-        stored: texts put.
-        timings: rule -> get latencies in seconds (from :meth:`time_rules`).
+    Use :meth:`curve` and :meth:`headline` with a tuple of guard names (the rule's other
+    knob is the similarity threshold, swept from the floor).
     """
 
-    floor: float
-    exact: npt.NDArray[np.bool_]
-    exact_correct: npt.NDArray[np.bool_]
-    in_scope: npt.NDArray[np.bool_]
-    similarity: npt.NDArray[np.float64]
-    correct: npt.NDArray[np.bool_]
-    guards: dict[str, npt.NDArray[np.bool_]]
-    truncated: int
-    stored: int
-    timings: dict[Rule, list[float]] = field(default_factory=dict)
-    _runner: Any = None
-
     @property
-    def gets(self) -> int:
-        """Queries asked."""
-        return int(self.exact.shape[0])
+    def in_scope(self) -> npt.NDArray[np.bool_]:
+        """Per query, whether it should hit (its cluster is not out of scope)."""
+        return self.should_hit
 
     def _served(self, rule: Rule) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         if rule.min_score is not None:
             raise ValueError("a cluster replay records no verifier scores")
-        missing = [g for g in rule.guards if g not in self.guards]
-        if missing:
-            raise ValueError(f"guards not recorded in this replay: {missing}")
-        if rule.min_similarity < self.floor - 1e-12:
-            raise ValueError(f"the replay recorded candidates down to {self.floor} only")
-        ok = self.similarity >= rule.min_similarity
-        for name in rule.guards:
-            ok &= self.guards[name]
-        served = ok.any(axis=1) & ~self.exact
-        first = ok.argmax(axis=1)
-        right = self.correct[np.arange(self.gets), first] & served
-        return served, right
+        return super()._served(rule)
 
-    def evaluate(self, rule: Rule) -> QualityPoint:
-        """The protocol's numbers for ``rule``: hit rate is correct hits / in-scope
-        queries, precision correct hits / hits.
-
-        Raises:
-            ValueError: the rule's threshold is below the recorded floor, it names a
-                guard that was not recorded, or it has a verifier score.
-        """
-        served, right = self._served(rule)
-        exact = int(self.exact.sum())
-        hits = exact + int(served.sum())
-        correct = int((self.exact & self.exact_correct).sum()) + int(right.sum())
-        should = int(self.in_scope.sum())
-        times = self.timings.get(rule)
-        return QualityPoint(
-            rule=rule,
-            gets=self.gets,
-            should_hit=should,
-            hits=hits,
-            correct=correct,
-            exact_hits=exact,
-            hit_rate=correct / should if should else math.nan,
-            precision=correct / hits if hits else math.nan,
-            false_hits_per_get=(hits - correct) / self.gets if self.gets else math.nan,
-            p50_get_ms=None if not times else statistics.median(times) * 1000.0,
-        )
-
-    def curve(self, guards: tuple[str, ...] = (), *, step: float = 0.001) -> list[QualityPoint]:
+    def curve(  # type: ignore[override]
+        self, guards: tuple[str, ...] = (), *, step: float = 0.001
+    ) -> list[QualityPoint]:
         """The points of the similarity thresholds on a grid of ``step`` from the floor
         to 1, with ``guards``.
 
         Raises:
             ValueError: ``step`` is not in (0, 1]; as :meth:`evaluate`.
         """
-        if not 0.0 < step <= 1.0:
-            raise ValueError(f"step must be in (0, 1], got {step}")
-        count = round(1.0 / step)
-        first = math.ceil(round(self.floor / step, 6))
-        return [
-            self.evaluate(Rule(round(i * step, 10), None, guards)) for i in range(first, count + 1)
-        ]
+        return super().curve(rule=Rule(self.floor, None, guards), step=step)
 
-    def headline(self, target: float, guards: tuple[str, ...] = ()) -> QualityPoint | None:
+    def headline(  # type: ignore[override]
+        self, target: float, guards: tuple[str, ...] = ()
+    ) -> QualityPoint | None:
         """The point at the lowest threshold (0.001 grid) whose precision is at least
         ``target``, or None if none reaches it."""
-        for point in self.curve(guards):
-            if point.precision >= target:
-                return point
-        return None
-
-    def time_rules(
-        self,
-        rules: Sequence[Rule],
-        sample: int,
-        *,
-        seed: int = 0,
-        progress: ProgressCallback | TextIO | None = None,
-    ) -> int:
-        """Serve a seeded sample of the queries with each rule for real, timing every
-        get (fills :attr:`timings`; once, on the result of :func:`static_replay`).
-
-        Returns:
-            How many served gets disagreed with the record (0 when the record is exact).
-        """
-        runner = self._runner
-        if runner is None:
-            raise RuntimeError("this result cannot time rules (already done or not kept)")
-        mismatches: int = runner(self, rules, sample, seed, as_progress(progress))
-        return mismatches
+        points: list[QualityPoint] = super().curve(rule=Rule(self.floor, None, guards))
+        return next((p for p in points if p.precision >= target), None)
 
 
 def static_replay(
@@ -415,13 +334,14 @@ def static_replay(
     result = StaticResult(
         floor=floor,
         exact=exact,
-        exact_correct=exact_correct,
-        in_scope=in_scope,
+        should_hit=in_scope,
         similarity=sim,
         correct=correct,
+        score=np.full((n, width), np.nan),
         guards=verdicts,
         truncated=truncated,
         stored=len(stored),
+        exact_correct=exact_correct,
     )
 
     def run_timing(

@@ -139,6 +139,8 @@ class ReplayResult:
         timings: rule -> get latencies in seconds (from :meth:`time_rules`).
         queries: the text asked by each get.
         candidates: per query, the stored text of each candidate (as ``similarity``).
+        exact_correct: per query, whether its exact hit was right (None: every exact hit
+            is, as in the pairs protocol, where an exact repeat is in its own cluster).
     """
 
     floor: float
@@ -156,6 +158,7 @@ class ReplayResult:
     timings: dict[Rule, list[float]] = field(default_factory=dict)
     queries: list[str] = field(default_factory=list)
     candidates: list[list[str]] = field(default_factory=list)
+    exact_correct: npt.NDArray[np.bool_] | None = None
 
     @property
     def gets(self) -> int:
@@ -189,7 +192,8 @@ class ReplayResult:
         served, right = self._served(rule)
         exact = int(self.exact.sum())
         hits = exact + int(served.sum())
-        correct = exact + int(right.sum())
+        exact_right = exact if self.exact_correct is None else int(self.exact_correct.sum())
+        correct = exact_right + int(right.sum())
         should = int(self.should_hit.sum())
         times = self.timings.get(rule)
         return QualityPoint(
