@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AsyncEmbedder", "Embedder", "is_async_embedder"]
+__all__ = ["AsyncEmbedder", "Embedder", "LazyModel", "is_async_embedder"]
 
 
 @runtime_checkable
@@ -66,3 +66,37 @@ def is_async_embedder(embedder: object) -> bool:
     """Whether ``embedder.embed`` is a coroutine function (an :class:`AsyncEmbedder`)."""
     embed = getattr(embedder, "embed", None)
     return embed is not None and inspect.iscoroutinefunction(embed)
+
+
+class LazyModel:
+    """What the model-backed embedders share: a model that loads on first use (or on
+    ``load``), a ``name`` that identifies it in the fingerprint, and a ``dim`` that is
+    known without loading when it was given (else loading tells it).
+
+    Subclasses set ``_name`` and ``_dim`` (None when unknown) and implement
+    :meth:`load`, which must set ``_dim``.
+    """
+
+    _name: str
+    _dim: int | None
+
+    @property
+    def name(self) -> str:
+        """The model's identity, as used in the fingerprint."""
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        """Vector length (loads the model if it was not given and is not known).
+
+        Raises:
+            MissingDependencyError, EmbedderError: see the subclass's ``load``.
+        """
+        if self._dim is None:
+            self.load()
+        assert self._dim is not None
+        return self._dim
+
+    def load(self, progress: Any = None) -> None:
+        """Load the model now (subclasses implement it)."""
+        raise NotImplementedError

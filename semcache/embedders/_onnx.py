@@ -27,6 +27,7 @@ import numpy.typing as npt
 from .._dist import install_hint
 from .._errors import ConfigurationError, EmbedderError, MissingDependencyError
 from .._progress import ProgressCallback
+from ._base import LazyModel
 
 __all__ = [
     "DEFAULT_ONNX_MODEL",
@@ -110,7 +111,7 @@ def default_threads() -> int:
     return max(1, min(4, cpus // 2))
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(LazyModel):
     """An :class:`~semcache.embedders.Embedder` running all-MiniLM-L6-v2 (int8) on
     onnxruntime: 384-dimensional unit vectors, mean pooling over tokens, no torch.
 
@@ -206,11 +207,6 @@ class OnnxEmbedder:
 
     # -- identity -------------------------------------------------------------------------
     @property
-    def name(self) -> str:
-        """The model's identity, as used in the fingerprint."""
-        return self._name
-
-    @property
     def model_path(self) -> Path:
         """The ONNX file this embedder runs."""
         return self._model_path
@@ -219,18 +215,6 @@ class OnnxEmbedder:
     def threads(self) -> int:
         """onnxruntime's intra-op threads."""
         return self._threads
-
-    @property
-    def dim(self) -> int:
-        """Vector length (loads the model if it is not known).
-
-        Raises:
-            MissingDependencyError, EmbedderError: see :meth:`load`.
-        """
-        if self._dim is None:
-            self.load()
-        assert self._dim is not None
-        return self._dim
 
     @property
     def fingerprint(self) -> str:

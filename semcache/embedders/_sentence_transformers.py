@@ -21,6 +21,7 @@ import numpy.typing as npt
 from .._dist import install_hint
 from .._errors import ConfigurationError, EmbedderError, MissingDependencyError
 from .._progress import ProgressCallback
+from ._base import LazyModel
 
 __all__ = ["DEFAULT_MODEL", "INSTALL_HINT", "LoadProgress", "SentenceTransformerEmbedder"]
 
@@ -66,7 +67,7 @@ def bundled_model_path() -> Path:
     return path
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(LazyModel):
     """An :class:`~semcache.embedders.Embedder` running a sentence-transformers model.
 
     The model loads lazily: on the first :meth:`embed` (or :meth:`load`, which can
@@ -143,23 +144,6 @@ class SentenceTransformerEmbedder:
         self._encode_lock = threading.Lock()
 
     # -- identity -------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        """The model's identity, as used in the fingerprint."""
-        return self._name
-
-    @property
-    def dim(self) -> int:
-        """Vector length (loads the model if it was not given and is not known).
-
-        Raises:
-            MissingDependencyError, EmbedderError: see :meth:`load`.
-        """
-        if self._dim is None:
-            self.load()
-        assert self._dim is not None
-        return self._dim
-
     @property
     def fingerprint(self) -> str:
         """``sentence-transformers:<name>:dim=<dim>:normalize=<0|1>``."""
