@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import math
-import random
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from .._errors import InvalidInputError
 from .._progress import ProgressCallback, as_progress
 from .._text import normalize_text
 from .._types import Hit
-from ._replay import Embed, QualityPoint, ReplayResult, Rule, _embed_all
+from ._replay import Embed, QualityPoint, ReplayResult, Rule, _embed_all, timing_pass
 
 __all__ = [
     "ClusterSet",
@@ -344,43 +343,19 @@ def static_replay(
         exact_correct=exact_correct,
     )
 
-    def run_timing(
-        res: StaticResult,
-        rules: Sequence[Rule],
-        sample: int,
-        seed: int,
-        report: ProgressCallback | None,
-    ) -> int:
-        res._runner = None
-        picked = sorted(random.Random(seed).sample(range(n), min(sample, n)))
-        mismatches = 0
-        total = len(rules) * len(picked)
-        recorder.serving = True
-        try:
-            for r, rule in enumerate(rules):
-                if report is not None:
-                    report("time", r * len(picked), total)
-                served, right = res._served(rule)
-                cache.set_similarity_threshold(rule.min_similarity)
-                validator.active = tuple(guards[g] for g in rule.guards)
-                times = []
-                for k in picked:
-                    text = texts[asked[k]]
-                    t0 = perf_counter()
-                    hit = cache.get(text, embedding=vec[text])
-                    times.append(perf_counter() - t0)
-                    got = hit is not None and hit.layer == "semantic"
-                    ok = got and hit is not None and hit.response == labels[asked[k]]
-                    if got != bool(served[k]) or ok != bool(right[k]):
-                        mismatches += 1
-                res.timings[rule] = times
-            if report is not None:
-                report("time", total, total)
-        finally:
-            cache.close()
-        return mismatches
+    recorder.serving = True
 
-    result._runner = run_timing
+    def serve(rule: Rule) -> None:
+        validator.active = tuple(guards[g] for g in rule.guards)
+
+    def ask(k: int) -> Hit | None:
+        text = texts[asked[k]]
+        return cache.get(text, embedding=vec[text])
+
+    def right_answer(k: int, hit: Hit) -> bool:
+        return hit.response == labels[asked[k]]
+
+    result._runner = timing_pass(cache, n, serve, ask, right_answer)
     return result
 
 

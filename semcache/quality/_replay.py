@@ -515,7 +515,35 @@ def replay(
         result.labels = np.asarray(recorder.labels, dtype=bool)
         result.feature_query = np.asarray(recorder.feature_query, dtype=np.intp)
 
-    def run_timing(
+    def serve(rule: Rule) -> None:
+        recorder.serving = rule
+        recorder.served_score = verifier
+        validator.active = tuple(guards[g] for g in rule.guards)
+
+    def ask(i: int) -> Hit | None:
+        return cache.get(queries[i], embedding=query_vecs[i])
+
+    def right_answer(i: int, hit: Hit) -> bool:
+        return pairs.cluster(hit.query) == pairs.cluster(queries[i])
+
+    result._runner = timing_pass(cache, n, serve, ask, right_answer)
+    return result
+
+
+def timing_pass(
+    cache: SemanticCache,
+    queries: int,
+    serve: Callable[[Rule], None],
+    ask: Callable[[int], Hit | None],
+    right_answer: Callable[[int, Hit], bool],
+) -> Callable[[ReplayResult, Sequence[Rule], int, int, ProgressCallback | None], int]:
+    """The runner behind :meth:`ReplayResult.time_rules`, shared by every replay: for each
+    rule (``serve(rule)`` sets the cache up for it), ask a seeded sample of the queries
+    for real (``ask(i)``), time each get and count the gets whose hit (semantic or not,
+    and ``right_answer``) disagrees with what the record predicted. Runs once, then
+    closes ``cache``."""
+
+    def run(
         res: ReplayResult,
         rules: Sequence[Rule],
         sample: int,
@@ -523,7 +551,7 @@ def replay(
         report: ProgressCallback | None,
     ) -> int:
         res._runner = None
-        picked = sorted(random.Random(seed).sample(range(n), min(sample, n)))
+        picked = sorted(random.Random(seed).sample(range(queries), min(sample, queries)))
         mismatches = 0
         total = len(rules) * len(picked)
         try:
@@ -532,16 +560,14 @@ def replay(
                     report("time", k * len(picked), total)
                 served, right = res._served(rule)
                 cache.set_similarity_threshold(rule.min_similarity)
-                recorder.serving = rule
-                recorder.served_score = verifier
-                validator.active = tuple(guards[g] for g in rule.guards)
+                serve(rule)
                 times = []
                 for i in picked:
                     t0 = perf_counter()
-                    hit = cache.get(queries[i], embedding=query_vecs[i])
+                    hit = ask(i)
                     times.append(perf_counter() - t0)
                     got = hit is not None and hit.layer == "semantic"
-                    ok = got and pairs.cluster(hit.query) == pairs.cluster(queries[i])  # type: ignore[union-attr]
+                    ok = hit is not None and got and right_answer(i, hit)
                     if got != bool(served[i]) or ok != bool(right[i]):
                         mismatches += 1
                 res.timings[rule] = times
@@ -551,5 +577,4 @@ def replay(
             cache.close()
         return mismatches
 
-    result._runner = run_timing
-    return result
+    return run
