@@ -69,11 +69,13 @@ from ._store import (
     MemoryStore,
     NewEntry,
     PutResult,
-    SearchableStore,
+    SearchIndexFactory,
     SQLiteStore,
     Store,
     StoredEntry,
-    StoreSearchIndex,
+    claim_store,
+    local_path,
+    search_index_factory,
 )
 from ._text import check_namespace, check_size, make_key, normalize_text
 from ._types import MISS_REASONS, Hit, Layer, MetricsEvent, MissReason
@@ -422,13 +424,14 @@ class SemanticCache:
         if not self._shared:
             self._hot_size = _HOT_ENTRIES
         self._store_lock: StoreLock | None = None
+        self._search_factory: SearchIndexFactory | None = None  # index_backend="store"
         try:
             self._store_lock = self._claim_store(multi_process_mode)
             self._dim = self._check_settings()
             self._seq = self._store.seq()
             self._store_search = index_backend == "store"
             if self._store_search:
-                self._check_store_search()
+                self._search_factory = self._check_store_search()
             self._index_source = "snapshot" if self._warm_start(progress) else "store"
             if self._index_source == "store":
                 self._rebuild_indexes(progress)
@@ -441,14 +444,11 @@ class SemanticCache:
 
     # -- processes: file ownership and fork --------------------------------------------
     def _claim_store(self, mode: Literal["single", "shared"]) -> StoreLock | None:
-        """Lock a SQLite file for this cache's mode (other stores: nothing to lock)."""
-        path = getattr(self._store, "path", None)
-        if not isinstance(self._store, SQLiteStore) or not isinstance(path, str):
-            return None
-        if path in ("", ":memory:") or path.startswith("file:"):
-            return None
-        claim = acquire_store_lock(path, mode)
-        sweep_stale(os.path.dirname(os.path.abspath(path)))  # what killed dumps/loads left
+        """Lock the store's file for this cache's mode (stores without one: nothing)."""
+        claim = claim_store(self._store, mode)
+        path = local_path(self._store)
+        if claim is not None and path is not None:
+            sweep_stale(os.path.dirname(os.path.abspath(path)))  # what killed dumps/loads left
         return claim
 
     def _fork_prepare(self) -> None:
@@ -538,7 +538,7 @@ class SemanticCache:
     def _snapshot_target(self) -> tuple[Path, SnapshotPlan] | None:
         """Where this cache's index snapshots live and what they must match, or None
         when it keeps none (memory store, custom index factory, no vectors yet)."""
-        folder = snapshot_dir(getattr(self._store, "path", None))
+        folder = snapshot_dir(local_path(self._store))
         if (
             folder is None
             or not self._store.persistent
@@ -638,10 +638,8 @@ class SemanticCache:
             ConfigurationError: the ``index_backend`` factory failed or returned no
                 VectorIndex; a built-in backend refused its options for ``dim``.
         """
-        if self._store_search:
-            store = self._store
-            assert isinstance(store, SearchableStore)
-            return StoreSearchIndex(store, namespace, self._clock, dim, self._dtype)
+        if self._search_factory is not None:
+            return self._search_factory(namespace, self._clock, dim, self._dtype)
         backend = self._index_backend
         try:
             index = make_index(backend, dim, self._dtype, self._index_options)
@@ -659,19 +657,17 @@ class SemanticCache:
             )
         return index
 
-    def _check_store_search(self) -> None:
-        """``index_backend="store"``: the store must search (Layer 2 runs on its server)."""
+    def _check_store_search(self) -> SearchIndexFactory:
+        """``index_backend="store"``: the store must search (Layer 2 runs on its server);
+        its index factory, chosen once."""
         store = self._store
-        if not isinstance(store, SearchableStore):
+        factory = search_index_factory(store)
+        if factory is None:
             raise ConfigurationError(
                 f'index_backend="store" needs a store that searches (PostgresStore with '
                 f"pgvector); {type(store).__name__} cannot"
             )
-        if not store.can_search:
-            raise ConfigurationError(
-                f'index_backend="store": {type(store).__name__} cannot search here: '
-                f'{store.search_unavailable}; use a local index_backend such as "auto"'
-            )
+        return factory
 
     def _index_of(self, namespace: str) -> VectorIndex | None:
         """The namespace's index for a get (with a searching store: always one)."""

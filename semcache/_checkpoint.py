@@ -26,7 +26,7 @@ Restoring never calls ``extractall``: every member is checked first (plain regul
 a name from the layout above, no absolute path or ``..``, no duplicates, a size under
 the cap, listed in the manifest), then each is streamed to a file whose name *this code*
 chooses inside ``<path>.restoring``, hashed on the way and compared with the manifest;
-the store copy must be exactly what semcache writes (see :func:`_check_store_file`: the
+the store copy must be exactly what semcache writes (see :meth:`SQLiteStore.check_copy`: the
 schema of its recorded version and nothing else, ``PRAGMA integrity_check``, namespace
 counts equal to its rows) and match the manifest's counts, sequence and settings. Only
 then are the files moved to ``path`` and ``path.index``.
@@ -46,11 +46,8 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
-
-import apsw
 
 try:
     import fcntl
@@ -65,12 +62,12 @@ from ._errors import (
     CheckpointFormatError,
     CheckpointMismatchError,
     CheckpointVersionError,
+    StoreError,
     UnsafeArchiveError,
 )
 from ._locking import lock_path
 from ._snapshots import save_snapshots
-from ._store import SQLiteStore
-from ._store._sqlite import _LRU_INDEXES, MIGRATIONS, SCHEMA_VERSION
+from ._store import SQLiteStore, file_backup, local_path
 
 if TYPE_CHECKING:
     from ._cache import SemanticCache
@@ -119,12 +116,12 @@ def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, A
     from . import __version__
 
     check_stream_target(dest, "dest", "write")
-    store = cache._store
-    if not isinstance(store, SQLiteStore) or store.path in ("", ":memory:"):
+    store, path = file_backup(cache._store), local_path(cache._store)
+    if store is None or path is None:
         raise CheckpointError(
-            f"checkpoints copy a SQLite file; this cache's store is a {type(store).__name__}"
+            f"checkpoints copy a SQLite file; this cache's store is a {type(cache._store).__name__}"
         )
-    folder = os.path.dirname(os.path.abspath(store.path))
+    folder = os.path.dirname(os.path.abspath(path))
     sweep_stale(folder)
     work, owner = _owned_dir(folder, _DUMP_PREFIX)
     try:
@@ -133,12 +130,15 @@ def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, A
             cache._flush_touches()  # the copy carries recency too
             target = cache._snapshot_target()
             if target is not None:
-                seq = cache._seq if cache._shared else store.seq()
+                seq = cache._seq if cache._shared else cache._store.seq()
                 save_snapshots(work / INDEX_DIR, target[1], seq, cache._indexes)
         copy = work / STORE
-        _backup(store.path, copy, store._busy_timeout)
+        try:
+            store.backup(copy)
+        except StoreError as exc:
+            raise CheckpointError(str(exc)) from exc
         _pause("dump:copied")
-        facts = _inspect_store(copy)
+        facts = store.inspect_copy(copy)
         files = {STORE: copy}
         index_dir = work / INDEX_DIR
         if index_dir.is_dir():
@@ -158,61 +158,6 @@ def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, A
     finally:
         shutil.rmtree(work, ignore_errors=True)
         os.close(owner)
-
-
-def _backup(source: str, dest: Path, busy_timeout: float) -> None:
-    """Copy the database at ``source`` into a new file ``dest`` in one backup step."""
-    try:
-        src = apsw.Connection(source, flags=apsw.SQLITE_OPEN_READWRITE)
-        try:
-            src.set_busy_timeout(int(busy_timeout * 1000))
-            dst = apsw.Connection(str(dest))
-            try:
-                with dst.backup("main", src, "main") as backup:
-                    while not backup.step(-1):
-                        pass
-                dst.pragma("journal_mode", "delete")  # one self-contained file
-            finally:
-                dst.close()
-        finally:
-            src.close()
-    except apsw.Error as exc:
-        raise CheckpointError(f"could not copy {source}: {exc}") from exc
-
-
-def _inspect_store(path: Path) -> dict[str, Any]:
-    """Settings, change sequence and counts of a store copy (which must be healthy).
-
-    Raises:
-        CheckpointFormatError: not a healthy semcache store.
-    """
-    try:
-        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-        try:
-            check = conn.execute("PRAGMA quick_check").fetchall()
-            if check != [("ok",)]:
-                raise CheckpointFormatError(f"the store copy fails PRAGMA quick_check: {check}")
-            meta = {str(k): str(v) for k, v in conn.execute("SELECT name, value FROM meta")}
-            counts = {
-                str(ns): int(n)
-                for ns, n in conn.execute(
-                    "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
-                )
-            }
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get
-        finally:
-            conn.close()
-    except apsw.Error as exc:
-        raise CheckpointFormatError(f"the store copy is not a semcache store: {exc}") from exc
-    return {
-        "fingerprint": meta.get("fingerprint"),
-        "dim": int(meta["dim"]) if "dim" in meta else None,
-        "dtype": meta.get("vector_dtype", "float32"),
-        "store_id": meta.get("store_id"),
-        "seq": int(seq or 0),
-        "entries": counts,
-        "total_entries": sum(counts.values()),
-    }
 
 
 def _digest(path: Path) -> dict[str, Any]:
@@ -559,189 +504,16 @@ def _extract(
 
 def _check_store_copy(path: Path, manifest: Mapping[str, Any]) -> None:
     """The store copy must be a store exactly as semcache makes it, agreeing with itself
-    and with the manifest (see :func:`_check_store_file`)."""
-    _check_store_file(path)
-    facts = _inspect_store(path)
+    and with the manifest (see :meth:`SQLiteStore.check_copy`: format version 1 carries
+    a SQLite store)."""
+    SQLiteStore.check_copy(path)
+    facts = SQLiteStore.inspect_copy(path)
     for name in ("fingerprint", "dim", "dtype", "entries", "seq"):
         if facts[name] != manifest.get(name):
             raise CheckpointFormatError(
                 f"the checkpoint's store does not match its manifest ({name}: "
                 f"{facts[name]!r} != {manifest.get(name)!r})"
             )
-
-
-#: The SQLite file header of a copy ``dumps`` writes: the magic string, then (bytes 18
-#: and 19) the rollback-journal file format versions (a WAL file would say 2).
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
-
-#: One ``sqlite_master`` row: type, name, table, SQL (the root page differs by file).
-_SchemaRow: TypeAlias = "tuple[str, str, str, str | None]"
-_SCHEMA_QUERY: Final = "SELECT type, name, tbl_name, sql FROM sqlite_master"
-
-
-@dataclass(frozen=True)
-class _Schema:
-    """What a fresh store of one schema version holds: the objects it always has, the
-    ones semcache may add later (recency indexes, the planner's statistics), and its
-    header fields."""
-
-    required: frozenset[_SchemaRow]
-    optional: frozenset[_SchemaRow]
-    pragmas: tuple[tuple[str, object], ...]
-
-
-_PRAGMAS: Final = ("user_version", "application_id", "encoding")
-
-
-def _expected_schema(version: int) -> _Schema:
-    """The schema of a store at ``version``, read from stores built by the code that
-    builds them (so it cannot drift from it).
-
-    The current version is a fresh :class:`SQLiteStore` in a temporary file; an older
-    one replays the migrations up to it. Cached per version.
-    """
-    cached = _SCHEMAS.get(version)
-    if cached is not None:
-        return cached
-    with tempfile.TemporaryDirectory(prefix="semcache-schema-") as tmp:
-        store = SQLiteStore(os.path.join(tmp, "fresh.db"))
-        try:
-            conn = store._conn
-            if version != SCHEMA_VERSION:
-                # The table of applied migrations as the store creates it, then the
-                # migrations up to ``version`` on an empty database.
-                ddl = conn.execute(
-                    "SELECT sql FROM sqlite_master WHERE name = 'schema_migrations'"
-                ).get
-                old = apsw.Connection(":memory:")
-                old.execute(str(ddl))
-                for number, _, sql in MIGRATIONS:
-                    if number <= version:
-                        old.execute(sql)
-                store.close()
-                conn = old
-            required = frozenset(_schema_rows(conn))
-            pragmas = tuple((p, conn.execute(f"PRAGMA {p}").get) for p in _PRAGMAS)
-            for sql in _LRU_INDEXES.values():
-                conn.execute(sql)
-            conn.execute("ANALYZE")  # sqlite_stat1 (and sqlite_stat4 where compiled in)
-            optional = frozenset(_schema_rows(conn)) - required
-            if conn is not store._conn:
-                conn.close()
-        finally:
-            store.close()
-    schema = _SCHEMAS[version] = _Schema(required, optional, pragmas)
-    return schema
-
-
-_SCHEMAS: dict[int, _Schema] = {}
-
-
-def _schema_rows(conn: Any) -> list[_SchemaRow]:
-    return [
-        (str(t), str(n), str(tb), None if q is None else str(q))
-        for t, n, tb, q in conn.execute(_SCHEMA_QUERY)
-    ]
-
-
-def _check_store_file(path: Path) -> None:
-    """Refuse a store copy that is not exactly what semcache writes: a rollback-journal
-    SQLite file whose tables, indexes, triggers and views are those of its recorded
-    schema version (names and SQL; nothing else: no trigger, view or table of its own),
-    with the header fields a fresh store has, namespace counts equal to its rows, vectors
-    of the recorded size, and change sequences no lower than the ids in use. Cheap next
-    to the SHA-256 already computed: a few scans of the rows, no content compared.
-
-    Raises:
-        CheckpointFormatError: anything else.
-        CheckpointVersionError: a schema version newer than this semcache's.
-    """
-    with open(path, "rb") as fh:
-        header = fh.read(100)
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise CheckpointFormatError("the store copy is not a SQLite database")
-    if header[18:20] != b"\x01\x01":
-        raise CheckpointFormatError(
-            "the store copy is not in rollback-journal mode (dumps never writes a WAL file)"
-        )
-    try:
-        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-        try:
-            _check_store_conn(conn)
-        finally:
-            conn.close()
-    except apsw.Error as exc:
-        raise CheckpointFormatError(f"the store copy is not a semcache store: {exc}") from exc
-
-
-def _check_store_conn(conn: Any) -> None:
-    # integrity_check, not quick_check: it also proves every index agrees with its table
-    # (a key index pointing at another row would serve another entry's answer); on a
-    # 105 MB store it costs 0.17 s against quick_check's 0.09 s.
-    check = conn.execute("PRAGMA integrity_check").fetchall()
-    if check != [("ok",)]:
-        raise CheckpointFormatError(f"the store copy fails PRAGMA integrity_check: {check[:5]}")
-    names = {row[1] for row in conn.execute(_SCHEMA_QUERY)}
-    if "schema_migrations" not in names:
-        raise CheckpointFormatError("the store copy is not a semcache store: no schema version")
-    versions = [int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")]
-    version = max(versions, default=0)
-    if version > SCHEMA_VERSION:
-        raise CheckpointVersionError(
-            f"the checkpoint's store has schema version {version}; this semcache reads up "
-            f"to {SCHEMA_VERSION}: upgrade semcache"
-        )
-    if version < 1 or sorted(versions) != list(range(1, version + 1)):
-        raise CheckpointFormatError(f"the store copy has schema versions {sorted(versions)}")
-    expected = _expected_schema(version)
-    rows = set(_schema_rows(conn))
-    missing = expected.required - rows
-    extra = rows - expected.required - expected.optional
-    if missing or extra:
-        what = sorted(f"{r[0]} {r[1]!r}" for r in extra) or ["changed or missing objects"]
-        raise CheckpointFormatError(
-            f"the store copy's schema is not the one semcache creates (schema version "
-            f"{version}): {', '.join(what)}"
-        )
-    for name, value in expected.pragmas:
-        found = conn.execute(f"PRAGMA {name}").get
-        if found != value:
-            raise CheckpointFormatError(f"the store copy has PRAGMA {name} = {found!r}")
-    counts = {
-        str(ns): int(n)
-        for ns, n in conn.execute("SELECT namespace, count(*) FROM entries GROUP BY namespace")
-    }
-    recorded = {str(ns): n for ns, n in conn.execute("SELECT name, entries FROM namespaces")}
-    if {ns: n for ns, n in recorded.items() if n != 0} != counts:
-        raise CheckpointFormatError(
-            "the store copy's namespace counts do not match its rows: the checkpoint was altered"
-        )
-    meta = {str(k): v for k, v in conn.execute("SELECT name, value FROM meta")}
-    vectors = conn.execute("SELECT count(*) FROM entries WHERE vector IS NOT NULL").get
-    dim, dtype = meta.get("dim"), meta.get("vector_dtype", "float32")
-    if dtype not in ("float32", "float16"):
-        raise CheckpointFormatError(f"the store copy records vector dtype {dtype!r}")
-    if dim is not None or vectors:
-        if not (
-            isinstance(dim, str) and dim.isascii() and dim.isdigit() and 0 < int(dim) < 1 << 20
-        ):
-            raise CheckpointFormatError(f"the store copy records dimension {dim!r}")
-        size = int(dim) * (2 if dtype == "float16" else 4)
-        bad = conn.execute(
-            "SELECT count(*) FROM entries WHERE vector IS NOT NULL AND length(vector) != ?",
-            (size,),
-        ).get
-        if bad:
-            raise CheckpointFormatError(
-                f"{bad} vectors in the store copy are not {dim} {dtype} values"
-            )
-    sequences = {str(n): s for n, s in conn.execute("SELECT name, seq FROM sqlite_sequence")}
-    for table, column in (("entries", "id"), ("changes", "seq")):
-        top = conn.execute(f"SELECT max({column}) FROM {table}").get
-        if top is not None and not (
-            isinstance(sequences.get(table), int) and sequences[table] >= top
-        ):
-            raise CheckpointFormatError(f"the store copy's sequence of {table} is behind its rows")
 
 
 # -- leftovers of a killed dumps or loads ---------------------------------------------------

@@ -46,7 +46,10 @@ class SnapshotPlan:
 
 
 def snapshot_dir(store_path: object) -> Path | None:
-    """The snapshot folder for a store file, or None for stores without one."""
+    """The snapshot folder for a store file (a str or a Path), or None for stores
+    without one."""
+    if isinstance(store_path, Path):
+        store_path = str(store_path)
     if not isinstance(store_path, str) or store_path in ("", ":memory:"):
         return None
     return Path(store_path + ".index")

@@ -33,6 +33,7 @@ from semcache import (
     HashingEmbedder,
     InvalidInputError,
     SemanticCache,
+    SQLiteStore,
     UnsafeArchiveError,
 )
 from semcache._checkpoint import read_manifest
@@ -542,12 +543,15 @@ def test_older_schema_versions_are_derived_from_the_migrations(
 ) -> None:
     # An older version's schema comes from replaying the migrations up to it; for the
     # current version that must give what a fresh SQLiteStore has.
-    import semcache._checkpoint as checkpoint
+    import semcache._store._sqlite_schema as schema
 
-    fresh = checkpoint._expected_schema(checkpoint.SCHEMA_VERSION)
-    monkeypatch.setattr(checkpoint, "_SCHEMAS", {})
-    monkeypatch.setattr(checkpoint, "SCHEMA_VERSION", checkpoint.SCHEMA_VERSION + 1)
-    replayed = checkpoint._expected_schema(checkpoint.SCHEMA_VERSION - 1)
+    def create(path: str) -> None:
+        SQLiteStore(path).close()
+
+    fresh = schema._expected_schema(schema.SCHEMA_VERSION, create)
+    monkeypatch.setattr(schema, "_SCHEMAS", {})
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", schema.SCHEMA_VERSION + 1)
+    replayed = schema._expected_schema(schema.SCHEMA_VERSION - 1, create)
     assert replayed == fresh
     assert ("trigger", "entries_insert", "entries") in {r[:3] for r in fresh.required}
     assert ("index", "entries_lru", "entries") in {r[:3] for r in fresh.optional}

@@ -18,11 +18,19 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+import apsw
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semcache._errors import CacheClosedError
+from semcache import VectorIndex
+from semcache._errors import (
+    CacheClosedError,
+    CheckpointFormatError,
+    ConfigurationError,
+)
+from semcache._locking import lock_path
 from semcache._store import (
     Change,
     Limits,
@@ -32,6 +40,10 @@ from semcache._store import (
     SQLiteStore,
     Store,
     StoredEntry,
+    claim_store,
+    file_backup,
+    local_path,
+    search_index_factory,
 )
 
 
@@ -1068,3 +1080,116 @@ def test_a_reopened_store_still_respects_max_changes(persistent_factory: StoreFa
     put(store, entry("more"))
     assert store.changes_since(8) is not None
     assert store.changes_since(7) is None
+
+
+# -- capabilities (optional members; see semcache._store._base) -----------------------------
+def test_local_path_is_a_file_that_holds_the_data_or_none(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    path = local_path(store)
+    if path is None:
+        assert file_backup(store) is None  # nothing to copy or keep snapshots beside
+        assert claim_store(store, "single") is None
+        return
+    put(store, entry("k"))
+    assert path.is_file()
+    assert path.parent.is_relative_to(store_factory.root)
+
+
+def test_claim_locks_the_local_file_until_released(store_factory: StoreFactory) -> None:
+    # Another process's conflicting claim is refused: tests/test_multiprocess.py.
+    store = store_factory()
+    claim = claim_store(store, "single")
+    if claim is None:
+        assert local_path(store) is None  # only a local file has an owner to enforce
+        return
+    path = local_path(store)
+    assert path is not None
+    assert os.path.exists(lock_path(str(path)))
+    claim.release()
+    again = claim_store(store, "shared")
+    assert again is not None
+    again.release()
+
+
+def test_a_backup_copy_passes_its_checks_and_states_its_facts(
+    store_factory: StoreFactory, tmp_path: Path
+) -> None:
+    store = store_factory()
+    backup = file_backup(store)
+    if backup is None:
+        return  # checkpoints refuse such a store (tests/test_checkpoint.py)
+    store.set_meta({"dim": "4", "vector_dtype": "float32"})
+    rows = np.eye(4, dtype=np.float32)
+    put(store, entry("k1", vector=rows[0].tobytes()), entry("k2", vector=rows[1].tobytes()))
+    copy = tmp_path / "copy"
+    backup.backup(copy)
+    backup.check_copy(copy)
+    facts = backup.inspect_copy(copy)
+    assert facts["entries"] == store.namespace_counts() == {"a": 2}
+    assert (facts["seq"], facts["store_id"]) == (store.seq(), store.identity())
+    conn = apsw.Connection(str(copy))  # a copy with a table of its own is refused
+    conn.execute("CREATE TABLE extra(x)")
+    conn.close()
+    with pytest.raises(CheckpointFormatError):
+        backup.check_copy(copy)
+
+
+def test_search_index_factory_is_none_or_builds_live_views(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    try:
+        factory = search_index_factory(store)
+    except ConfigurationError:
+        return  # the store searches, but not here (PostgreSQL without pgvector)
+    if factory is None:
+        return
+    store.set_meta({"dim": "4", "vector_dtype": "float32"})
+    near, far = np.eye(4, dtype=np.float32)[:2]
+    [stored, _] = put(store, entry("k", vector=near.tobytes()), entry("f", vector=far.tobytes()))
+    [elsewhere] = put(store, entry("k", "b", vector=near.tobytes()))
+    index = factory("a", lambda: 0.0, 4, np.dtype(np.float32))
+    assert isinstance(index, VectorIndex)
+    assert len(index) == 2
+    assert stored in index
+    assert elsewhere not in index
+    ids, _ = index.search(near, 1)
+    assert ids.tolist() == [stored]
+    with pytest.raises(ValueError):
+        index.search(near, 0)
+    index.close()
+    with pytest.raises(CacheClosedError):
+        len(index)
+
+
+class _Bare:
+    """A third-party store written before the capabilities: none of their members."""
+
+
+def test_a_store_without_a_capability_is_treated_as_lacking_it() -> None:
+    bare = _Bare()
+    assert local_path(bare) is None
+    assert claim_store(bare, "single") is None
+    assert file_backup(bare) is None
+    assert search_index_factory(bare) is None
+
+
+class _LegacySearch:
+    """A third-party store that searched before ``search_index_factory`` existed."""
+
+    can_search = True
+    search_unavailable = None
+
+    def count(self, namespace: str | None = None) -> int:
+        return 1
+
+    def get_by_ids(self, ids: Any, *, vectors: bool = False) -> dict[int, Any]:
+        return {}
+
+    def search(self, namespace: str, vector: Any, k: int, *, now: float | None = None) -> Any:
+        return np.array([7], dtype=np.int64), np.array([1.0], dtype=np.float32)
+
+
+def test_a_store_that_searched_before_the_capability_still_searches() -> None:
+    factory = search_index_factory(_LegacySearch())
+    assert factory is not None
+    index = factory("a", lambda: 0.0, 4, np.dtype(np.float32))
+    assert index.search(np.ones(4, dtype=np.float32), 1)[0].tolist() == [7]

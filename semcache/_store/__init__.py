@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
-from ._base import Change, Limits, NewEntry, PutResult, Store, StoredEntry, VectorBatch
+from ._base import (
+    Change,
+    FileBackup,
+    Limits,
+    LocalFile,
+    NewEntry,
+    PutResult,
+    SearchIndexFactory,
+    ServerSearch,
+    Store,
+    StoredEntry,
+    VectorBatch,
+    claim_store,
+    file_backup,
+    local_path,
+)
 from ._dynamodb import DynamoDBStore
 from ._memory import MemoryStore
 from ._postgres import PostgresStore
 from ._redis import RedisStore
-from ._search import SearchableStore, StoreSearchIndex
+from ._search import SearchableStore, StoreSearchIndex, search_index_factory
 from ._sqlite import SQLiteStore
 
 __all__ = [
     "Change",
     "DynamoDBStore",
+    "FileBackup",
     "Limits",
+    "LocalFile",
     "MemoryStore",
     "NewEntry",
     "PostgresStore",
     "PutResult",
     "RedisStore",
     "SQLiteStore",
+    "SearchIndexFactory",
     "SearchableStore",
+    "ServerSearch",
     "Store",
     "StoreSearchIndex",
     "StoredEntry",
     "VectorBatch",
+    "claim_store",
+    "file_backup",
+    "local_path",
+    "search_index_factory",
 ]

@@ -20,22 +20,60 @@ has moved past ``seq`` again; a cache therefore also scores every candidate it s
 against the candidate's stored vector (see ``SemanticCache``).
 
 Every implementation passes ``tests/test_store_conformance.py``.
+
+Capabilities
+------------
+Beyond the :class:`Store` protocol a store may offer what a cache asks of some stores
+only. Each is optional: a store without the member (a third-party store written before
+it existed) is treated as lacking the capability, through the accessors below, so the
+cache never names a store class.
+
+* ``local_path`` (:class:`LocalFile`): the local file that holds the data, or None.
+  The cache keeps its index snapshots beside it (``<path>.index``); checkpoint work
+  files and their leftovers live in its folder. Absent: None.
+* ``claim(mode)`` (:class:`LocalFile`): take the ownership of that file a cache's
+  ``multi_process_mode`` needs (``"single"``: this process alone; ``"shared"``: only
+  shared caches), returning the lock to release at close, or None when there is
+  nothing to lock. Absent: nothing is locked.
+* ``backup(dest)``, ``inspect_copy(path)``, ``check_copy(path)`` (:class:`FileBackup`):
+  a consistent one-file copy of the store for checkpoints, and the checks and facts of
+  such a copy (the store's own schema lives with the store). Absent, or no
+  ``local_path``: the cache cannot be checkpointed.
+* ``search_index_factory()`` (:class:`ServerSearch`): server-side search offered as the
+  index backend ``index_backend="store"``, chosen once when the cache opens. Absent or
+  None: the store cannot search (a store that predates it but has ``search``,
+  ``can_search`` and ``search_unavailable``, ``semcache._store._search.SearchableStore``,
+  still searches).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .._index import VectorIndex
+    from .._locking import StoreLock
 
 __all__ = [
     "Change",
+    "FileBackup",
     "Limits",
+    "LocalFile",
     "NewEntry",
     "PutResult",
+    "SearchIndexFactory",
+    "ServerSearch",
     "Store",
     "StoredEntry",
     "VectorBatch",
+    "claim_store",
+    "file_backup",
+    "local_path",
 ]
 
 
@@ -238,3 +276,98 @@ class Store(Protocol):
     def close(self) -> None:
         """Flush and release resources; idempotent."""
         ...
+
+
+# -- capabilities (optional; see the module docstring) --------------------------------------
+#: What ``index_backend="store"`` builds per namespace: ``(namespace, clock, dim, dtype)``
+#: to a :class:`~semcache.VectorIndex` whose rows live on the store's server.
+SearchIndexFactory: TypeAlias = (
+    "Callable[[str, Callable[[], float], int, np.dtype[Any]], VectorIndex]"
+)
+
+
+@runtime_checkable
+class LocalFile(Protocol):
+    """A store kept in a local file."""
+
+    @property
+    def local_path(self) -> Path | None:
+        """The file that holds the data, or None (in memory, a URI, a server)."""
+        ...
+
+    def claim(self, mode: Literal["single", "shared"]) -> StoreLock | None:
+        """Lock the file for a cache of this ``multi_process_mode``; None when there is
+        nothing to lock.
+
+        Raises:
+            StoreLockedError: another cache holds the file in a conflicting mode.
+        """
+        ...
+
+
+@runtime_checkable
+class FileBackup(Protocol):
+    """A store that can copy itself into one self-contained file (checkpoints)."""
+
+    def backup(self, dest: Path) -> None:
+        """Write a consistent copy of the store to the new file ``dest``.
+
+        Raises:
+            StoreError: the copy failed.
+        """
+        ...
+
+    def inspect_copy(self, path: Path) -> dict[str, Any]:
+        """Facts of a copy: ``fingerprint``, ``dim``, ``dtype``, ``store_id``, ``seq``,
+        ``entries`` (namespace -> count) and ``total_entries``.
+
+        Raises:
+            CheckpointFormatError: not a healthy copy of such a store.
+        """
+        ...
+
+    def check_copy(self, path: Path) -> None:
+        """Refuse a copy that is not exactly what :meth:`backup` writes.
+
+        Raises:
+            CheckpointFormatError: anything else.
+            CheckpointVersionError: a schema newer than this semcache's.
+        """
+        ...
+
+
+@runtime_checkable
+class ServerSearch(Protocol):
+    """A store that answers Layer 2 itself."""
+
+    def search_index_factory(self) -> SearchIndexFactory | None:
+        """The index factory of ``index_backend="store"``, or None when this store
+        cannot search.
+
+        Raises:
+            ConfigurationError: the store searches, but not here (why is in the message).
+        """
+        ...
+
+
+def local_path(store: object) -> Path | None:
+    """``store.local_path``; None for a store without the capability."""
+    path = getattr(store, "local_path", None)
+    return path if isinstance(path, Path) else None
+
+
+def claim_store(store: object, mode: Literal["single", "shared"]) -> StoreLock | None:
+    """``store.claim(mode)``; None (nothing locked) for a store without the capability.
+
+    Raises:
+        StoreLockedError: see :meth:`LocalFile.claim`.
+    """
+    claim = getattr(store, "claim", None)
+    return claim(mode) if callable(claim) else None
+
+
+def file_backup(store: object) -> FileBackup | None:
+    """The store as a :class:`FileBackup` when it has a local file and can copy it."""
+    if local_path(store) is None or not isinstance(store, FileBackup):
+        return None
+    return store

@@ -67,7 +67,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from .._checks import check_flag, check_int, check_seconds, show
 from .._dist import install_hint
@@ -1296,6 +1296,18 @@ class DynamoDBStore:
 
         p = self._mutate(plan)
         return p.low - lows[0]
+
+    # -- capabilities (see semcache._store._base) ---------------------------------------
+    #: No local file: index snapshots are not kept, and checkpoints refuse the store.
+    local_path: None = None
+
+    def claim(self, mode: Literal["single", "shared"]) -> None:
+        """Nothing to lock: the service arbitrates its clients."""
+        return
+
+    def search_index_factory(self) -> None:
+        """None: the store does not search (the cache keeps a local index)."""
+        return
 
     def close(self) -> None:
         if self._closed:

@@ -247,6 +247,18 @@ class MemoryStore:
                 dropped += 1
             return dropped
 
+    # -- capabilities (see semcache._store._base) ---------------------------------------
+    #: No local file: index snapshots are not kept, and checkpoints refuse the store.
+    local_path: None = None
+
+    def claim(self, mode: Literal["single", "shared"]) -> None:
+        """Nothing to lock: the entries live in this process."""
+        return
+
+    def search_index_factory(self) -> None:
+        """None: the store does not search (the cache keeps a local index)."""
+        return
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

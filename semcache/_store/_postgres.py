@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -51,7 +51,16 @@ from .._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+from ._base import (
+    Change,
+    Limits,
+    NewEntry,
+    PutResult,
+    SearchIndexFactory,
+    StoredEntry,
+    VectorBatch,
+)
+from ._search import search_factory
 
 __all__ = ["PostgresStore"]
 
@@ -957,6 +966,22 @@ class PostgresStore:
             "DELETE FROM changes WHERE seq <= (SELECT seq FROM log_state) - %s",
             (self._max_changes,),
         )
+
+    # -- capabilities (see semcache._store._base) ---------------------------------------
+    #: No local file: index snapshots are not kept, and checkpoints refuse the store.
+    local_path: None = None
+
+    def claim(self, mode: Literal["single", "shared"]) -> None:
+        """Nothing to lock: the server arbitrates its clients."""
+        return
+
+    def search_index_factory(self) -> SearchIndexFactory:
+        """One :class:`~semcache._store.StoreSearchIndex` per namespace (pgvector).
+
+        Raises:
+            ConfigurationError: pgvector is not available (see :attr:`search_unavailable`).
+        """
+        return search_factory(self)
 
     def close(self) -> None:
         if self._closed:

@@ -1,13 +1,20 @@
 """Server-side search: a store that answers Layer 2 itself (PostgreSQL + pgvector).
 
-``SemanticCache(store=..., index_backend="store")`` keeps no vector index in memory; it
-asks the store through :class:`StoreSearchIndex`, which has the part of the
-:class:`~semcache.VectorIndex` interface the cache uses (adds and removes are no-ops:
-the store indexes its own rows in the put's transaction).
+``SemanticCache(store=..., index_backend="store")`` keeps no vector index in memory: it
+takes the store's index factory once (the ``search_index_factory`` capability, see
+``semcache._store._base``; :func:`search_factory` makes it for a
+:class:`SearchableStore`), and each namespace's :class:`StoreSearchIndex` asks the store.
+The index is a live view of the store's rows: the store indexes them in the put's
+transaction and drops them in the delete's, so ``add`` and ``remove`` have nothing left
+to do (``remove`` finds the rows already gone and answers 0), membership and size are
+the store's, and there are no tombstones. It has no local snapshot: ``save`` raises
+``NotImplementedError`` (a store that searches keeps no local file, so a cache never
+saves one).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -17,7 +24,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SearchableStore", "StoreSearchIndex"]
+from .._errors import CacheClosedError, ConfigurationError
+from ._base import SearchIndexFactory
+
+__all__ = ["SearchableStore", "StoreSearchIndex", "search_factory", "search_index_factory"]
 
 
 @runtime_checkable
@@ -38,12 +48,46 @@ class SearchableStore(Protocol):
         """Entries in a namespace."""
         ...
 
+    def get_by_ids(self, ids: Any, *, vectors: bool = False) -> Mapping[int, Any]:
+        """The entries among ``ids`` that exist, by id (with a ``namespace``)."""
+        ...
+
     def search(
         self, namespace: str, vector: npt.ArrayLike, k: int, *, now: float | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """``(ids, cosine similarities)`` of the ``k`` nearest entries, best first,
         leaving out those expired at ``now``."""
         ...
+
+
+def search_factory(store: SearchableStore) -> SearchIndexFactory:
+    """The ``search_index_factory`` of a store that searches: one
+    :class:`StoreSearchIndex` per namespace.
+
+    Raises:
+        ConfigurationError: the store cannot search here (its ``search_unavailable``).
+    """
+    if not store.can_search:
+        raise ConfigurationError(
+            f'index_backend="store": {type(store).__name__} cannot search here: '
+            f'{store.search_unavailable}; use a local index_backend such as "auto"'
+        )
+    return functools.partial(StoreSearchIndex, store)
+
+
+def search_index_factory(store: object) -> SearchIndexFactory | None:
+    """``store.search_index_factory()`` (see ``semcache._store._base``); for a store
+    without that member, :func:`search_factory` when it is a :class:`SearchableStore`,
+    else None.
+
+    Raises:
+        ConfigurationError: the store searches, but not here.
+    """
+    method = getattr(store, "search_index_factory", None)
+    if callable(method):
+        factory: SearchIndexFactory | None = method()
+        return factory
+    return search_factory(store) if isinstance(store, SearchableStore) else None
 
 
 class StoreSearchIndex:
@@ -64,6 +108,11 @@ class StoreSearchIndex:
         self._dim = dim
         self._dtype = dtype
         self._size = (0, -math.inf)  # (count, monotonic time read)
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheClosedError("the index is closed")
 
     @property
     def dim(self) -> int:
@@ -81,6 +130,7 @@ class StoreSearchIndex:
         """The namespace's entries; a non-zero count is reused for up to a second (one
         get asks several times, and the count only bounds ``k``), zero is always
         checked again."""
+        self._check_open()
         size, when = self._size
         now = time.monotonic()
         if size > 0 and now - when < 1.0:
@@ -90,22 +140,39 @@ class StoreSearchIndex:
         return size
 
     def __contains__(self, entry_id: object) -> bool:
-        return False  # membership lives on the server; the cache never asks
+        """Whether the store holds ``entry_id`` in this namespace (one round trip)."""
+        self._check_open()
+        if isinstance(entry_id, bool) or not isinstance(entry_id, (int, np.integer)):
+            return False
+        found = self._store.get_by_ids([int(entry_id)]).get(int(entry_id))
+        return found is not None and found.namespace == self._namespace
 
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
         """Nothing to do: the store indexed the rows when it wrote them."""
+        self._check_open()
 
     def remove(self, ids: npt.ArrayLike) -> int:
-        """Nothing to do: the store's deletes remove the rows from its index."""
+        """Nothing to do: the store's deletes removed the rows from its index (0 of
+        ``ids`` are still here to remove)."""
+        self._check_open()
         return 0
 
     def search(
         self, query: npt.ArrayLike, k: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """The store's ``k`` nearest live entries of this namespace."""
+        """The store's ``k`` nearest live entries of this namespace.
+
+        Raises:
+            ValueError: ``k < 1``.
+        """
+        self._check_open()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         return self._store.search(self._namespace, query, k, now=self._clock())
 
     def compact(self) -> int:
+        """Nothing to reclaim (no tombstones)."""
+        self._check_open()
         return 0
 
     def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
@@ -113,4 +180,5 @@ class StoreSearchIndex:
         raise NotImplementedError("a store-side index has no local snapshot")
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Later calls raise ``CacheClosedError`` (the store stays open)."""
+        self._closed = True

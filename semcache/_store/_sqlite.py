@@ -8,7 +8,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
+from pathlib import Path
+from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeAlias, TypeVar
 
 import apsw
 
@@ -20,10 +21,19 @@ from .._errors import (
     StoreCorruptError,
     StoreError,
 )
-from .._locking import track_fork
+from .._locking import StoreLock, acquire_store_lock, track_fork
 from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+from ._sqlite_schema import (
+    DEFAULT_PRAGMAS,
+    LRU_INDEXES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    backup,
+    check_copy,
+    inspect_copy,
+)
 
-__all__ = ["SQLiteStore"]
+__all__ = ["DEFAULT_PRAGMAS", "MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -31,58 +41,6 @@ _P = ParamSpec("_P")
 # rows are unpacked into typed records right here at the boundary, so use Any.
 _Conn: TypeAlias = Any
 
-#: Per-connection settings, applied on every open.
-DEFAULT_PRAGMAS: Final[Mapping[str, str | int]] = {
-    "journal_mode": "wal",
-    "synchronous": "normal",
-    "temp_store": "memory",
-    "cache_size": -65536,  # KiB: 64 MiB of page cache
-    "mmap_size": 1 << 28,
-    "foreign_keys": 0,
-}
-
-# Ordered migrations: (version, description, SQL). Never edit a released one; append.
-MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
-    (
-        1,
-        "entries, namespaces, change log, settings",
-        """
-        CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-        CREATE TABLE entries(
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            key BLOB NOT NULL UNIQUE,
-            namespace TEXT NOT NULL,
-            query TEXT NOT NULL,
-            response TEXT NOT NULL,
-            metadata TEXT,
-            created_at REAL NOT NULL,
-            expires_at REAL,
-            last_access REAL NOT NULL,
-            vector BLOB
-        );
-        CREATE INDEX entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
-        CREATE INDEX entries_ns_expiry ON entries(namespace, expires_at)
-            WHERE expires_at IS NOT NULL;
-        CREATE TABLE namespaces(name TEXT PRIMARY KEY, entries INTEGER NOT NULL) WITHOUT ROWID;
-        CREATE TABLE changes(
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            op INTEGER NOT NULL,
-            entry_id INTEGER NOT NULL,
-            namespace TEXT NOT NULL
-        );
-        CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
-            INSERT INTO namespaces(name, entries) VALUES (new.namespace, 1)
-                ON CONFLICT(name) DO UPDATE SET entries = entries + 1;
-            INSERT INTO changes(op, entry_id, namespace) VALUES (1, new.id, new.namespace);
-        END;
-        CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
-            UPDATE namespaces SET entries = entries - 1 WHERE name = old.namespace;
-            INSERT INTO changes(op, entry_id, namespace) VALUES (0, old.id, old.namespace);
-        END;
-        """,
-    ),
-)
-SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
 
 _ENTRY_COLUMNS = "id, key, namespace, query, response, metadata, created_at, expires_at"
 _GET_BY_KEY = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE key = ?"
@@ -104,12 +62,6 @@ _PRUNE = f"DELETE FROM changes WHERE seq <= coalesce(({_LAST_SEQ}), 0) - ?"
 #: (by this connection), or a 64th of ``max_changes`` if that is less: the statement and
 #: the page it dirties are paid once per batch, not once per put.
 _PRUNE_EVERY: Final = 256
-#: Recency indexes, created by the first put that enforces the limit needing them (each
-#: costs every put and touch about 5 us, so a cache without limits does not keep them).
-_LRU_INDEXES: Final[Mapping[str, str]] = {
-    "global": "CREATE INDEX IF NOT EXISTS entries_lru ON entries(last_access, id)",
-    "namespace": "CREATE INDEX IF NOT EXISTS entries_ns_lru ON entries(namespace, last_access, id)",
-}
 #: Ids per ``IN (...)`` list, well under SQLite's bound-parameter limit.
 _CHUNK = 500
 #: Connections a forked child inherited: never used there, and never closed either
@@ -594,7 +546,7 @@ class SQLiteStore:
 
     def _ensure_lru_index(self, conn: _Conn, scope: str) -> None:
         if scope not in self._lru_indexes:
-            conn.execute(_LRU_INDEXES[scope])
+            conn.execute(LRU_INDEXES[scope])
             self._lru_indexes.add(scope)
 
     @staticmethod
@@ -770,10 +722,58 @@ class SQLiteStore:
                 pass
             self._conn.close()
 
+    # -- capabilities (see semcache._store._base) ---------------------------------------
+    @property
+    def local_path(self) -> Path | None:
+        """The database file; None in memory (``""``, ``":memory:"``) or for a
+        ``file:`` URI."""
+        if _is_local(self.path):
+            return Path(self.path)
+        return None
+
+    def claim(self, mode: Literal["single", "shared"]) -> StoreLock | None:
+        """Lock the file for a cache of ``multi_process_mode`` ``mode`` (see
+        ``semcache._locking``); None in memory or for a URI.
+
+        Raises:
+            StoreLockedError: another cache holds the file in a conflicting mode.
+        """
+        if not _is_local(self.path):
+            return None
+        return acquire_store_lock(self.path, mode)
+
+    def backup(self, dest: Path) -> None:
+        """Copy the database into the new file ``dest`` in one step, from a connection
+        of its own (a consistent snapshot while others write). Raises StoreError."""
+        backup(self.path, dest, self._busy_timeout)
+
+    @staticmethod
+    def inspect_copy(path: Path) -> dict[str, Any]:
+        """Settings, change sequence and namespace counts of a copy (see
+        :meth:`backup`). Raises CheckpointFormatError: not a healthy semcache store."""
+        return inspect_copy(path)
+
+    @staticmethod
+    def check_copy(path: Path) -> None:
+        """Refuse a copy that is not exactly what :meth:`backup` writes (schema of its
+        recorded version and nothing else, header, integrity, counts, vector sizes,
+        sequences): CheckpointFormatError, or CheckpointVersionError for a newer one."""
+        check_copy(path, _create)
+
+
+def _create(path: str) -> None:
+    """A fresh store at ``path``: what :meth:`SQLiteStore.check_copy` compares with."""
+    SQLiteStore(path).close()
+
+
+def _is_local(path: str) -> bool:
+    """Whether ``path`` names a file (not in-memory, not a URI)."""
+    return path not in ("", ":memory:") and not path.startswith("file:")
+
 
 def _file_id(path: str) -> tuple[int, int] | None:
     """``(device, inode)`` of a database file, or None (in-memory, URI, or missing)."""
-    if path in ("", ":memory:") or path.startswith("file:"):
+    if not _is_local(path):
         return None
     try:
         st = os.stat(path)
