@@ -491,3 +491,26 @@ def test_readers_never_see_a_transaction_half_done(store: SQLiteStore) -> None:
 
     assert run_threads([replacer, reader, reader]) == []
     assert seen == []
+
+
+# -- capabilities ---------------------------------------------------------------------------
+def test_local_path_and_claim_follow_the_database_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rules _claim_store and _snapshot_target applied to SQLiteStore by name, now the
+    # store's own: in memory nothing; a "file:" name keeps its snapshots but takes no lock.
+    memory = SQLiteStore(":memory:")
+    assert memory.local_path is None
+    assert memory.claim("single") is None
+    memory.close()
+    store = SQLiteStore(tmp_path / "c.db")
+    assert store.local_path == tmp_path / "c.db"
+    claim = store.claim("single")
+    assert claim is not None
+    claim.release()
+    store.close()
+    monkeypatch.chdir(tmp_path)
+    named = SQLiteStore("file:odd.db")
+    assert named.local_path == Path("file:odd.db")
+    assert named.claim("single") is None
+    named.close()

@@ -292,7 +292,7 @@ class LocalFile(Protocol):
 
     @property
     def local_path(self) -> Path | None:
-        """The file that holds the data, or None (in memory, a URI, a server)."""
+        """The file that holds the data, or None (in memory, on a server)."""
         ...
 
     def claim(self, mode: Literal["single", "shared"]) -> StoreLock | None:

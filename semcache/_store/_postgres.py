@@ -39,14 +39,11 @@ from contextlib import contextmanager
 from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from .._checks import check_int, check_seconds, show
-from .._dist import install_hint
 from .._errors import (
     CacheClosedError,
     ConfigurationError,
-    MissingDependencyError,
     SchemaVersionError,
     StoreError,
     StoreUnavailableError,
@@ -60,114 +57,26 @@ from ._base import (
     StoredEntry,
     VectorBatch,
 )
+from ._postgres_schema import (
+    COLUMNS,
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    entry_of,
+    import_psycopg,
+    row_pairs,
+)
+from ._postgres_search import _Search
 from ._search import search_factory
 
-__all__ = ["PostgresStore"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
 
 _T = TypeVar("_T")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
-#: Serializes schema migrations of every semcache schema in a database.
-_MIGRATION_LOCK: Final = 0x53454D43  # "SEMC"
-_SIZE_TTL: Final = 1.0  # seconds a namespace size picked for a search stays good
 _RETRIES: Final = 8  # attempts of a transaction that hit a deadlock/serialization failure
 
-# Ordered migrations: (version, description, SQL with {s} = the quoted schema). Never
-# edit a released one; append.
-MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
-    (
-        1,
-        "entries, namespaces, change log, settings",
-        """
-        CREATE TABLE {s}.meta(name text PRIMARY KEY, value text NOT NULL);
-        CREATE SEQUENCE {s}.entry_ids;
-        CREATE TABLE {s}.entries(
-            id bigint PRIMARY KEY DEFAULT nextval('{s}.entry_ids'),
-            key bytea NOT NULL UNIQUE,
-            namespace bytea NOT NULL,
-            query bytea NOT NULL,
-            response bytea NOT NULL,
-            metadata bytea,
-            created_at double precision NOT NULL,
-            expires_at double precision,
-            last_access double precision NOT NULL,
-            vector bytea
-        );
-        CREATE INDEX entries_ns ON {s}.entries(namespace, id);
-        CREATE INDEX entries_lru ON {s}.entries(last_access, id);
-        CREATE INDEX entries_ns_lru ON {s}.entries(namespace, last_access, id);
-        CREATE INDEX entries_expiry ON {s}.entries(expires_at, id)
-            WHERE expires_at IS NOT NULL;
-        CREATE INDEX entries_ns_expiry ON {s}.entries(namespace, expires_at, id)
-            WHERE expires_at IS NOT NULL;
-        CREATE TABLE {s}.namespaces(name bytea PRIMARY KEY, entries bigint NOT NULL);
-        CREATE TABLE {s}.log_state(
-            one boolean PRIMARY KEY DEFAULT true CHECK (one), seq bigint NOT NULL);
-        INSERT INTO {s}.log_state VALUES (true, 0);
-        CREATE TABLE {s}.changes(
-            seq bigint PRIMARY KEY,
-            op smallint NOT NULL,
-            entry_id bigint NOT NULL,
-            namespace bytea NOT NULL
-        );
-        CREATE FUNCTION {s}.entries_log() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE s bigint;
-        BEGIN
-            IF TG_OP = 'INSERT' THEN
-                INSERT INTO {s}.namespaces VALUES (NEW.namespace, 1)
-                    ON CONFLICT (name) DO UPDATE SET entries = namespaces.entries + 1;
-                UPDATE {s}.log_state SET seq = seq + 1 RETURNING seq INTO s;
-                INSERT INTO {s}.changes VALUES (s, 1, NEW.id, NEW.namespace);
-                RETURN NEW;
-            END IF;
-            UPDATE {s}.namespaces SET entries = entries - 1 WHERE name = OLD.namespace;
-            UPDATE {s}.log_state SET seq = seq + 1 RETURNING seq INTO s;
-            INSERT INTO {s}.changes VALUES (s, 0, OLD.id, OLD.namespace);
-            RETURN OLD;
-        END $$;
-        CREATE TRIGGER entries_log AFTER INSERT OR DELETE ON {s}.entries
-            FOR EACH ROW EXECUTE FUNCTION {s}.entries_log();
-        """,
-    ),
-)
-SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
 
-_COLUMNS: Final = "id, key, namespace, query, response, metadata, created_at, expires_at"
-
-
-def _import_psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"PostgresStore needs psycopg 3: {install_hint('postgres')}"
-        ) from exc
-    return psycopg
-
-
-def _entry(row: Sequence[Any]) -> StoredEntry:
-    i, k, n, q, r, m, c, x = row[:8]
-    return StoredEntry(
-        int(i),
-        bytes(k),
-        bytes(n).decode(),
-        bytes(q).decode(),
-        bytes(r).decode(),
-        None if m is None else bytes(m).decode(),
-        float(c),
-        None if x is None else float(x),
-        None if len(row) < 9 or row[8] is None else bytes(row[8]),
-    )
-
-
-def _pairs(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
-    return [(int(i), bytes(n).decode()) for i, n in rows]
-
-
-def _vector_text(vector: npt.NDArray[Any]) -> str:
-    return "[" + ",".join(map(repr, vector.astype(np.float32).tolist())) + "]"
-
-
-class PostgresStore:
+class PostgresStore(_Search):
     """A :class:`~semcache.Store` in a PostgreSQL schema, shared by processes and hosts.
 
     With pgvector installed in the database (``CREATE EXTENSION vector``, done here
@@ -220,7 +129,7 @@ class PostgresStore:
         hnsw_ef_construction: int = 64,
         exact_search_below: int = 256,
     ) -> None:
-        self._pg = _import_psycopg()
+        self._pg = import_psycopg()
         if not isinstance(dsn, str):
             raise ConfigurationError(f"dsn must be a str, got {show(dsn)}")
         if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
@@ -366,7 +275,7 @@ class PostgresStore:
 
         def run(conn: Any) -> None:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations(version integer "
@@ -406,60 +315,6 @@ class PostgresStore:
         )
         return int(row[0])
 
-    def _enable_search(self) -> str | None:
-        """Set up server-side search; return why it is unavailable, or None."""
-        s = self._s
-
-        def run(conn: Any) -> str | None:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                installed = conn.execute(
-                    "SELECT extnamespace::regnamespace::text FROM pg_extension "
-                    "WHERE extname = 'vector'"
-                ).fetchone()
-                if installed is None:
-                    available = conn.execute(
-                        "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
-                    ).fetchone()
-                    if available is None:
-                        return "the pgvector extension is not installed on the server"
-                    try:
-                        with conn.transaction():
-                            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-                    except self._pg.Error as exc:
-                        return f"CREATE EXTENSION vector failed ({exc}); ask an admin to run it"
-                    installed = ("public",)
-                ext_schema = str(installed[0])
-                if ext_schema not in ("public", self.schema):
-                    raise ConfigurationError(
-                        f"pgvector lives in schema {ext_schema!r}; semcache expects public"
-                    )
-                conn.execute(
-                    f"ALTER TABLE {s}.entries ADD COLUMN IF NOT EXISTS embedding public.vector"
-                )
-                # Keep embeddings in the row (the bytea copy goes to TOAST instead): an
-                # exact scan or an index scan's recheck then reads no TOAST pages.
-                conn.execute(f"ALTER TABLE {s}.entries ALTER COLUMN embedding SET STORAGE MAIN")
-                return None
-
-        reason = self._run(run, write=True)
-        if reason is None:
-            self._search = True
-            self._discard_all()  # reconnect with the search settings
-            self._load_settings()
-            if self._backfill() and self._dim is not None:
-                # Built in bulk over the backfilled rows: much faster than row by row.
-                dim = self._dim
-
-                def build(conn: Any) -> None:
-                    # Room for the graph in memory: a build that spills is much slower.
-                    conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-                    self._create_index(conn, dim)
-
-                self._write(build)
-                self._hnsw_dims.add(dim)
-        return reason
-
     def _load_settings(self) -> None:
         def run(conn: Any) -> list[Any]:
             return list(
@@ -482,50 +337,6 @@ class PostgresStore:
                 self._dim = int(values["dim"])
             except ValueError:
                 self._dim = None
-
-    def _backfill(self) -> int:
-        """Give entries written without server-side search their pgvector column;
-        return how many were given one.
-
-        To load a large cache fast, write it with ``vector_search=False`` and open it
-        once with search on: the backfill fills the column and the HNSW index is then
-        built in one pass (inserting row by row into the index costs milliseconds each).
-        """
-        after = done = 0
-        while True:
-            rows = self._fetchall(
-                "SELECT id, vector FROM entries WHERE embedding IS NULL AND "
-                "vector IS NOT NULL AND id > %s ORDER BY id LIMIT 1000",
-                (after,),
-            )
-            if not rows:
-                return done
-            after = int(rows[-1][0])
-            updates = [(e, i) for i, v in rows if (e := self._embedding(bytes(v))) is not None]
-            if updates:
-
-                def run(conn: Any, updates: list[tuple[str, int]] = updates) -> None:
-                    with conn.cursor() as cur:
-                        cur.executemany(
-                            "UPDATE entries SET embedding = %s::vector WHERE id = %s", updates
-                        )
-
-                self._write(run)
-                done += len(updates)
-            if len(rows) < 1000:
-                return done
-
-    def _embedding(self, blob: bytes | None) -> str | None:
-        """The pgvector text of a stored vector, or None if it cannot be one (unknown
-        dtype or dimension, a length that does not match, NaN/inf or zero)."""
-        if blob is None or self._dtype is None or self._dim is None:
-            return None
-        if len(blob) != self._dim * self._dtype.itemsize:
-            return None
-        vec = np.frombuffer(blob, dtype=self._dtype)
-        if not np.all(np.isfinite(vec)) or not np.any(vec):
-            return None
-        return _vector_text(vec)
 
     # -- settings ---------------------------------------------------------------------
     def get_meta(self, name: str) -> str | None:
@@ -562,23 +373,23 @@ class PostgresStore:
     def get_by_key(self, key: bytes) -> StoredEntry | None:
         row = self._read(
             lambda c: c.execute(
-                f"SELECT {_COLUMNS} FROM entries WHERE key = %s", (bytes(key),)
+                f"SELECT {COLUMNS} FROM entries WHERE key = %s", (bytes(key),)
             ).fetchone()
         )
-        return None if row is None else _entry(row)
+        return None if row is None else entry_of(row)
 
     def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
         wanted = [int(i) for i in ids]
         if not wanted:
             self._read(lambda c: None)
             return {}
-        columns = _COLUMNS + ", vector" if vectors else _COLUMNS
+        columns = COLUMNS + ", vector" if vectors else COLUMNS
         rows = self._read(
             lambda c: c.execute(
                 f"SELECT {columns} FROM entries WHERE id = ANY(%s)", (wanted,)
             ).fetchall()
         )
-        return {int(r[0]): _entry(r) for r in rows}
+        return {int(r[0]): entry_of(r) for r in rows}
 
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:
@@ -630,98 +441,6 @@ class PostgresStore:
             ).fetchall()
         )
         return {int(i): (bytes(n).decode(), bytes(v)) for i, n, v in rows}
-
-    # -- server-side search -----------------------------------------------------------
-    @property
-    def can_search(self) -> bool:
-        """Whether :meth:`search` works (pgvector is installed and enabled)."""
-        return self._search
-
-    @property
-    def search_unavailable(self) -> str | None:
-        """Why :meth:`search` does not work (None when it does)."""
-        return self._unavailable
-
-    def search(
-        self,
-        namespace: str,
-        vector: npt.ArrayLike,
-        k: int,
-        *,
-        now: float | None = None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """The ``k`` entries of ``namespace`` nearest to ``vector`` by cosine similarity.
-
-        Namespaces of at most ``exact_search_below`` entries are scanned exactly; larger
-        ones go through the HNSW index, which with pgvector >= 0.8 keeps scanning
-        (``hnsw.iterative_scan``) until ``k`` entries of the namespace are found.
-
-        Args:
-            namespace: where to search (no other namespace is ever returned).
-            vector: the query vector (any length matching the stored dimension).
-            k: how many results at most.
-            now: leave out entries with ``expires_at <= now``.
-
-        Returns:
-            ``(ids, similarities)``, best first.
-
-        Raises:
-            StoreError: search is unavailable (see :attr:`search_unavailable`) or the
-                database failed.
-        """
-        if not self._search:
-            raise StoreError(f"server-side search is unavailable: {self.search_unavailable}")
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        dim = len(query)
-        empty = (np.empty(0, np.int64), np.empty(0, np.float32))
-        if k <= 0 or not np.all(np.isfinite(query)) or not np.any(query):
-            self._read(lambda c: None)
-            return empty
-        text = _vector_text(query)
-        ns = namespace.encode()
-        expiry = "" if now is None else " AND (expires_at IS NULL OR expires_at > %s)"
-        tail: tuple[Any, ...] = () if now is None else (now,)
-
-        size = self._namespace_size(namespace)
-        if size == 0:
-            return empty
-
-        def run(conn: Any) -> list[Any]:
-            if size <= self._exact_below:
-                # The uncast column does not match the index expression: an exact scan
-                # of the namespace's rows (found through its btree index).
-                dist = "embedding <=> %s::vector"
-                match = "namespace = %s"
-            else:
-                # Through the HNSW index, the namespace filtered inside the index scan
-                # (iterative scan). Written so no btree index can serve it: with stale
-                # statistics the planner would otherwise read and sort the namespace.
-                dist = f"embedding::vector({dim}) <=> %s::vector({dim})"
-                match = "(namespace || ''::bytea) = %s"
-            sql = (
-                f"SELECT id, 1 - ({dist}) FROM entries WHERE {match} AND "
-                f"embedding IS NOT NULL AND vector_dims(embedding) = {dim}{expiry} "
-                f"ORDER BY {dist} LIMIT %s"
-            )
-            return list(conn.execute(sql, (text, ns, *tail, text, int(k))).fetchall())
-
-        rows = self._read(run)
-        if not rows:
-            return empty
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        sims = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
-        return ids, sims
-
-    def _namespace_size(self, namespace: str) -> int:
-        """The namespace's entry count, read at most once per :data:`_SIZE_TTL` seconds
-        (it only picks the exact or the HNSW path; both answer correctly)."""
-        now = time.monotonic()
-        cached = self._sizes.get(namespace)
-        if cached is not None and now - cached[1] < _SIZE_TTL and cached[0] > 0:
-            return cached[0]
-        size = self.count(namespace)
-        self._sizes[namespace] = (size, now)
-        return size
 
     # -- writes -----------------------------------------------------------------------
     def put_many(
@@ -792,10 +511,10 @@ class PostgresStore:
                 if entries:
                     self._autoprune(conn)
             for gone, inserted in pending:
-                result.replaced += _pairs(gone.fetchall())
+                result.replaced += row_pairs(gone.fetchall())
                 result.ids.append(int(inserted.fetchone()[0]))
-            expired = [p for is_exp, cur in evictions if is_exp for p in _pairs(cur.fetchall())]
-            lru = [p for is_exp, cur in evictions if not is_exp for p in _pairs(cur.fetchall())]
+            expired = [p for is_exp, cur in evictions if is_exp for p in row_pairs(cur.fetchall())]
+            lru = [p for is_exp, cur in evictions if not is_exp for p in row_pairs(cur.fetchall())]
             result.evicted = expired + lru
             result.expired_evicted = len(expired)
             return result
@@ -804,15 +523,6 @@ class PostgresStore:
         if need_index and dim is not None:
             self._hnsw_dims.add(dim)
         return result
-
-    def _create_index(self, conn: Any, dim: int | None) -> None:
-        """The HNSW index (cosine) over the embeddings of dimension ``dim`` (the cache's
-        one); a partial index, so a stray row of another length cannot break inserts."""
-        conn.execute(
-            f"CREATE INDEX IF NOT EXISTS entries_hnsw_{int(dim or 0)} ON entries USING hnsw "
-            f"((embedding::vector({dim})) vector_cosine_ops) WITH (m = {self._hnsw_m}, "
-            f"ef_construction = {self._hnsw_ef}) WHERE vector_dims(embedding) = {dim}"
-        )
 
     @staticmethod
     def _evict(conn: Any, ns: bytes | None, limit: int, now: float) -> list[tuple[bool, Any]]:
@@ -846,7 +556,7 @@ class PostgresStore:
             ).fetchall()
             if rows:
                 self._autoprune(conn)
-            return _pairs(rows)
+            return row_pairs(rows)
 
         rows = self._write(run)
         return rows[0] if rows else None
@@ -863,7 +573,7 @@ class PostgresStore:
             ).fetchall()
             if rows:
                 self._autoprune(conn)
-            return _pairs(rows)
+            return row_pairs(rows)
 
         return self._write(run)
 
@@ -878,7 +588,7 @@ class PostgresStore:
             rows = conn.execute(sql + " RETURNING id, namespace", args).fetchall()
             if rows:
                 self._autoprune(conn)
-            return _pairs(rows)
+            return row_pairs(rows)
 
         return self._write(run)
 

@@ -725,15 +725,14 @@ class SQLiteStore:
     # -- capabilities (see semcache._store._base) ---------------------------------------
     @property
     def local_path(self) -> Path | None:
-        """The database file; None in memory (``""``, ``":memory:"``) or for a
-        ``file:`` URI."""
-        if _is_local(self.path):
-            return Path(self.path)
-        return None
+        """The database file; None in memory (``""``, ``":memory:"``)."""
+        if self.path in ("", ":memory:"):
+            return None
+        return Path(self.path)
 
     def claim(self, mode: Literal["single", "shared"]) -> StoreLock | None:
         """Lock the file for a cache of ``multi_process_mode`` ``mode`` (see
-        ``semcache._locking``); None in memory or for a URI.
+        ``semcache._locking``); None in memory or for a name starting ``file:``.
 
         Raises:
             StoreLockedError: another cache holds the file in a conflicting mode.
