@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit
 
 from semcache import (
     ArchiveMemberTooLargeError,
@@ -41,18 +42,13 @@ from semcache._checkpoint import read_manifest
 DIM = 16
 
 
-def unit(i: int) -> np.ndarray:
-    v = np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
 def fill(cache: SemanticCache, n: int = 30) -> None:
     cache.put_many(
         [f"q{i}" for i in range(n)],
         [f"a{i}" for i in range(n)],
-        embeddings=np.stack([unit(i) for i in range(n)]),
+        embeddings=np.stack([unit(i, DIM) for i in range(n)]),
     )
-    cache.put("other", "o", embedding=unit(500), namespace="tenant")
+    cache.put("other", "o", embedding=unit(500, DIM), namespace="tenant")
 
 
 def listing(folder: Path) -> set[str]:
@@ -73,7 +69,7 @@ def test_round_trip_serves_the_same_answers(tmp_path: Path) -> None:
     with restored:
         assert restored.stats()["index_source"] == "snapshot"
         for i in range(30):
-            hit = restored.get("paraphrase", embedding=unit(i))
+            hit = restored.get("paraphrase", embedding=unit(i, DIM))
             assert (hit.response if hit else None) == (None if i == 7 else f"a{i}")
         assert restored.get("other", namespace="tenant").response == "o"  # type: ignore[union-attr]
         assert restored.stats()["entries"] == {"default": 29, "tenant": 1}
@@ -100,7 +96,7 @@ def test_dumps_is_consistent_while_threads_write(tmp_path: Path) -> None:
         def writer() -> None:
             i = 1000
             while not stop.is_set() and i < 6000:
-                cache.put(f"w{i}", f"b{i}", embedding=unit(i))
+                cache.put(f"w{i}", f"b{i}", embedding=unit(i, DIM))
                 written.append(i)
                 i += 1
 
@@ -125,7 +121,7 @@ def test_dumps_is_consistent_while_threads_write(tmp_path: Path) -> None:
             assert present == written[: len(present)]
             assert len(present) == total - 11
             for i in present[-5:]:
-                hit = restored.get("x", embedding=unit(i))
+                hit = restored.get("x", embedding=unit(i, DIM))
                 assert hit is not None
                 assert hit.response == f"b{i}"
 
@@ -133,11 +129,11 @@ def test_dumps_is_consistent_while_threads_write(tmp_path: Path) -> None:
 def test_async_dumps_and_loads(tmp_path: Path) -> None:
     async def main() -> list[str | None]:
         async with AsyncSemanticCache(str(tmp_path / "c.db"), similarity_threshold=0.99) as cache:
-            await cache.put("q", "a", embedding=unit(1))
+            await cache.put("q", "a", embedding=unit(1, DIM))
             await cache.dumps(tmp_path / "cp.tar.gz")
         restored = await AsyncSemanticCache.loads(tmp_path / "cp.tar.gz", tmp_path / "n.db", None)
         async with restored:
-            hit = await restored.get("x", embedding=unit(1))
+            hit = await restored.get("x", embedding=unit(1, DIM))
             exact = await restored.get("q")
             return [hit.response if hit else None, exact.response if exact else None]
 
@@ -476,8 +472,8 @@ def test_optional_objects_semcache_creates_are_accepted(tmp_path: Path) -> None:
     path = str(tmp_path / "src.db")
     with SemanticCache(path, max_entries=5, namespace_quotas={"t": 2}) as cache:
         for i in range(8):
-            cache.put(f"q{i}", "a", embedding=unit(i))
-            cache.put(f"t{i}", "a", embedding=unit(i), namespace="t")
+            cache.put(f"q{i}", "a", embedding=unit(i, DIM))
+            cache.put(f"t{i}", "a", embedding=unit(i, DIM), namespace="t")
     import apsw
 
     conn = apsw.Connection(path)

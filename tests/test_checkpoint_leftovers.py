@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import unit
 
 from semcache import ConfigurationError, SemanticCache
 from semcache._checkpoint import sweep_stale
@@ -22,15 +23,10 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and
 DIM = 8
 
 
-def unit(i: int) -> np.ndarray:
-    v = np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
 def make_cache(path: Path, n: int = 20) -> None:
     with SemanticCache(str(path)) as cache:
         for i in range(n):
-            cache.put(f"q{i}", f"a{i}", embedding=unit(i))
+            cache.put(f"q{i}", f"a{i}", embedding=unit(i, DIM))
 
 
 def test_a_failed_loads_leaves_no_lock_file(tmp_path: Path) -> None:
@@ -105,7 +101,7 @@ def test_a_dumps_killed_while_copying_is_swept_on_the_next_open(tmp_path: Path) 
     assert (tmp_path / left / "store.sqlite").stat().st_size > 0
     with SemanticCache(str(tmp_path / "c.db")) as cache:
         assert leftovers(tmp_path) == []
-        assert cache.get("q3", embedding=unit(3)).response == "a3"  # type: ignore[union-attr]
+        assert cache.get("q3", embedding=unit(3, DIM)).response == "a3"  # type: ignore[union-attr]
 
 
 def test_a_dumps_killed_while_writing_the_archive_is_swept_by_the_next_dumps(
@@ -188,7 +184,7 @@ def test_a_killed_snapshot_writers_temporary_file_is_swept_by_the_next_save(
     mine = folder / f".semcache-index-{os.getpid()}-x2.tmp"  # this process's: kept
     mine.write_bytes(b"in progress")
     with SemanticCache(str(tmp_path / "c.db")) as cache:
-        cache.put("more", "x", embedding=unit(99))
+        cache.put("more", "x", embedding=unit(99, DIM))
     assert not dead.exists()
     assert mine.exists()
 
@@ -208,7 +204,7 @@ def test_hnswlib_scratch_folders_of_dead_processes_are_removed(
     mine = tmp_path / f"semcache-hnsw-{os.getpid()}-def"
     mine.mkdir()
     index = make_index("hnswlib", DIM, np.float32, {})
-    index.add(np.arange(3), np.stack([unit(i) for i in range(3)]))
+    index.add(np.arange(3), np.stack([unit(i, DIM) for i in range(3)]))
     index.save(tmp_path / "g.npz")
     assert not dead.exists()
     assert mine.exists()

@@ -21,6 +21,7 @@ from pathlib import Path
 import apsw
 import numpy as np
 import pytest
+from conftest import unit
 
 from semcache import SemanticCache, StoreCorruptError
 
@@ -89,11 +90,6 @@ while True:
         cache = SemanticCache(path, similarity_threshold=0.99)
         say("R")
 """
-
-
-def unit(k: int) -> np.ndarray:
-    v = np.random.default_rng(k).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
 
 
 @dataclass
@@ -193,12 +189,12 @@ def check_served(path: Path, ledger: Ledger) -> None:
             exact = cache.get(f"q{k}")
             assert exact is not None
             assert exact.response == f"a{k}"
-            semantic = cache.get(f"paraphrase {k}", embedding=unit(k))
+            semantic = cache.get(f"paraphrase {k}", embedding=unit(k, DIM))
             assert semantic is not None, f"entry {k} is not in the index"
             assert semantic.response == f"a{k}"
         for k in sorted(ledger.deleted):
             assert cache.get(f"q{k}") is None
-            assert cache.get(f"paraphrase {k}", embedding=unit(k)) is None
+            assert cache.get(f"paraphrase {k}", embedding=unit(k, DIM)) is None
         stats = cache.stats()
         assert stats["indexed"].get("default", 0) == stats["entries"].get("default", 0)
 

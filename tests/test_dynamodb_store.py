@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import FakeClock
 from test_redis_store import TcpProxy
 from test_store_conformance import (
     drop_dynamodb,
@@ -236,27 +237,15 @@ def test_a_writer_that_dies_applying_is_completed_by_the_next_writer(table: str)
     other.close()
 
 
-class FakeTime:
-    """Stands in for the store module's ``time``: a monotonic clock that only moves
-    when the store sleeps or the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_a_writer_past_a_third_of_its_lease_stops_and_is_completed(
     table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import semcache._store._dynamodb as module
+    import semcache._store._dynamodb_table as table_module
 
-    clock = FakeTime()
+    clock = FakeClock(1000.0)  # the store modules' time: moves when they sleep
     monkeypatch.setattr(module, "time", clock)
+    monkeypatch.setattr(table_module, "time", clock)
     slow = open_store(table, lock_lease=30)
     real = slow._batch_write
     calls: list[int] = []

@@ -14,17 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit
 
 import semcache._cache
 from semcache import SemanticCache, SQLiteStore, StoreLockedError
 
 DIM = 8
 TIMEOUT = 30.0
-
-
-def unit(i: int) -> np.ndarray:
-    v = np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
 
 
 def in_child(fn: Callable[[], Any]) -> Any:
@@ -73,23 +69,26 @@ def test_shared_cache_works_in_a_forked_child(tmp_path: Path) -> None:
         path, multi_process_mode="shared", similarity_threshold=0.99, guards=None
     ) as cache:
         cache.put_many(
-            ["q0", "q1", "q2"], ["a0", "a1", "a2"], embeddings=np.stack([unit(i) for i in range(3)])
+            ["q0", "q1", "q2"],
+            ["a0", "a1", "a2"],
+            embeddings=np.stack([unit(i, DIM) for i in range(3)]),
         )
 
         def child() -> list[str | None]:
             out = [
-                h.response if (h := cache.get("x", embedding=unit(i))) else None for i in range(3)
+                h.response if (h := cache.get("x", embedding=unit(i, DIM))) else None
+                for i in range(3)
             ]
-            cache.put("q3", "a3", embedding=unit(3))
+            cache.put("q3", "a3", embedding=unit(3, DIM))
             cache.delete("q0")
             cache.close()  # the child's close saves nothing over the parent's files
             return out
 
         assert in_child(child) == ["a0", "a1", "a2"]
         # the parent sees the child's writes and still works on its own connection
-        assert cache.get("x", embedding=unit(3)).response == "a3"  # type: ignore[union-attr]
-        assert cache.get("x", embedding=unit(0)) is None
-        cache.put("q4", "a4", embedding=unit(4))
+        assert cache.get("x", embedding=unit(3, DIM)).response == "a3"  # type: ignore[union-attr]
+        assert cache.get("x", embedding=unit(0, DIM)) is None
+        cache.put("q4", "a4", embedding=unit(4, DIM))
         assert cache.get("q4") is not None
     store = SQLiteStore(path)
     try:
@@ -102,7 +101,7 @@ def test_shared_cache_works_in_a_forked_child(tmp_path: Path) -> None:
 def test_single_mode_cache_refuses_in_a_forked_child(tmp_path: Path) -> None:
     path = str(tmp_path / "c.db")
     with SemanticCache(path) as cache:
-        cache.put("q", "a", embedding=unit(0))
+        cache.put("q", "a", embedding=unit(0, DIM))
 
         def child() -> list[str]:
             seen = []
@@ -169,7 +168,7 @@ def test_fork_while_another_thread_holds_the_cache(
     with SemanticCache(
         path, multi_process_mode="shared", similarity_threshold=0.99, guards=None
     ) as cache:
-        cache.put("q0", "a0", embedding=unit(0))
+        cache.put("q0", "a0", embedding=unit(0, DIM))
         holding, release = threading.Event(), threading.Event()
 
         def hold() -> None:
@@ -183,12 +182,12 @@ def test_fork_while_another_thread_holds_the_cache(
         try:
 
             def child() -> tuple[str | None, bool]:
-                hit = cache.get("x", embedding=unit(0))
-                cache.put("q1", "a1", embedding=unit(1))
+                hit = cache.get("x", embedding=unit(0, DIM))
+                cache.put("q1", "a1", embedding=unit(1, DIM))
                 return (None if hit is None else hit.response), cache._index_source == "store"
 
             assert in_child(child)[0] == "a0"
         finally:
             release.set()
             holder.join(TIMEOUT)
-        assert cache.get("x", embedding=unit(1)).response == "a1"  # type: ignore[union-attr]
+        assert cache.get("x", embedding=unit(1, DIM)).response == "a1"  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -69,11 +70,6 @@ def utf8_len(text: str) -> int | None:
         return len(text.encode())
     except UnicodeEncodeError:
         return None
-
-
-def unit(seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
 
 
 @SETTINGS
@@ -218,7 +214,7 @@ def test_any_namespace_name_is_accepted_or_refused(cache: SemanticCache, namespa
     ],
 )
 def test_bad_embeddings_are_refused(cache: SemanticCache, embedding: Any, error: type) -> None:
-    cache.put("first", "r", embedding=unit(0))
+    cache.put("first", "r", embedding=unit(0, DIM))
     with pytest.raises(error):
         cache.put("q", "r", embedding=embedding)
     with pytest.raises(error):
@@ -278,7 +274,9 @@ def test_concurrent_close_gives_results_or_cache_closed(cache: SemanticCache) ->
         i = 0
         while True:
             try:
-                cache.put(f"t{t}-{i}", "r", embedding=unit(i)) if i % 2 else cache.get(f"q{i % 50}")
+                cache.put(f"t{t}-{i}", "r", embedding=unit(i, DIM)) if i % 2 else cache.get(
+                    f"q{i % 50}"
+                )
             except CacheClosedError:
                 closed_seen.set()
                 return
@@ -327,7 +325,7 @@ def test_no_namespace_sees_another(
         model: dict[str, dict[int, str]] = {ns: {} for ns in NAMESPACES}
         for op, ns, k in ops:
             if op == "put":
-                cache.put(f"q{k}", f"{ns}:{k}", embedding=unit(k), namespace=ns)
+                cache.put(f"q{k}", f"{ns}:{k}", embedding=unit(k, DIM), namespace=ns)
                 model[ns].pop(k, None)
                 model[ns][k] = f"{ns}:{k}"
             elif op == "delete":
@@ -339,7 +337,7 @@ def test_no_namespace_sees_another(
             else:
                 for hit in (
                     cache.get(f"q{k}", namespace=ns),
-                    cache.get("paraphrase", embedding=unit(k), namespace=ns),
+                    cache.get("paraphrase", embedding=unit(k, DIM), namespace=ns),
                 ):
                     if hit is not None:
                         assert hit.namespace == ns
@@ -358,6 +356,6 @@ def test_no_namespace_sees_another(
             assert counts.get("a", 0) == len(model["a"])
         for ns in ("b", "c"):
             for k, response in model[ns].items():
-                hit = cache.get("x", embedding=unit(k), namespace=ns)
+                hit = cache.get("x", embedding=unit(k, DIM), namespace=ns)
                 assert hit is not None
                 assert hit.response == response

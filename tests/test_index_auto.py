@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit_rows
 
 from semcache import CacheClosedError
 from semcache._errors import MissingDependencyError
@@ -15,11 +16,6 @@ from semcache._index import AutoIndex, load_index, make_index
 from semcache._index import _auto as auto_mod
 
 DIM = 16
-
-
-def _unit(n: int, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 class _Gate:
@@ -52,7 +48,7 @@ def test_switch_in_background_keeps_every_change(
     monkeypatch: pytest.MonkeyPatch, graph: str, dtype: Any
 ) -> None:
     gate = _Gate(monkeypatch)
-    vecs = _unit(400, seed=1)
+    vecs = unit_rows(400, DIM, seed=1)
     index = make_index("auto", DIM, dtype, {"switch_at": 100, "graph": graph})
     assert isinstance(index, AutoIndex)
     index.add(np.arange(99), vecs[:99])
@@ -88,7 +84,7 @@ def test_switch_in_background_keeps_every_change(
 def test_close_during_build_stops_the_builder(monkeypatch: pytest.MonkeyPatch) -> None:
     gate = _Gate(monkeypatch)
     index = AutoIndex(DIM, switch_at=10)
-    index.add(np.arange(20), _unit(20))
+    index.add(np.arange(20), unit_rows(20, DIM))
     assert gate.entered.wait(30)
     builder = index._builder
     assert builder is not None
@@ -96,7 +92,7 @@ def test_close_during_build_stops_the_builder(monkeypatch: pytest.MonkeyPatch) -
     index.close()
     assert builder.done.is_set()
     with pytest.raises(CacheClosedError):
-        index.search(_unit(1)[0], 1)
+        index.search(unit_rows(1, DIM)[0], 1)
     with pytest.raises(CacheClosedError):
         index.wait()
 
@@ -107,7 +103,7 @@ def test_failed_build_stays_flat(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(AutoIndex, "_make_graph", broken)
     index = AutoIndex(DIM, switch_at=10)
-    vecs = _unit(30)
+    vecs = unit_rows(30, DIM)
     index.add(np.arange(30), vecs)
     assert index.wait(30)
     assert index.active == "flat"
@@ -121,7 +117,7 @@ def test_failed_build_stays_flat(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_graph_library_auto_stays_flat(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auto_mod, "_installed", lambda name: False)
     index = AutoIndex(DIM, switch_at=5)
-    index.add(np.arange(50), _unit(50))
+    index.add(np.arange(50), unit_rows(50, DIM))
     assert index.active == "flat"
     assert not index.building
     index.close()
@@ -130,13 +126,13 @@ def test_without_graph_library_auto_stays_flat(monkeypatch: pytest.MonkeyPatch) 
 def test_float16_prefers_faiss_float32_prefers_hnswlib() -> None:
     for dtype, want in ((np.float32, "hnswlib"), (np.float16, "faiss")):
         index = AutoIndex(DIM, dtype=dtype, switch_at=5, background=False)
-        index.add(np.arange(10), _unit(10))
+        index.add(np.arange(10), unit_rows(10, DIM))
         assert index.active == want
         index.close()
 
 
 def test_snapshot_keeps_mode_and_options(tmp_path: Path) -> None:
-    vecs = _unit(60)
+    vecs = unit_rows(60, DIM)
     for switch_at, want in ((1000, "flat"), (20, "hnswlib")):
         index = AutoIndex(DIM, switch_at=switch_at, background=False, ef_search=33)
         index.add(np.arange(60), vecs)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit_rows
 
 from semcache import CacheClosedError, DimensionMismatchError, InvalidEmbeddingError
 from semcache._errors import ConfigurationError
@@ -66,11 +67,6 @@ def make(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["f32", "f16"])
 
 
-def _unit(n: int, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 def _exact(vecs: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list[int]:
     scores = vecs @ q
     order = np.argsort(-scores, kind="stable")[:k]
@@ -85,19 +81,19 @@ def test_protocol_and_empty_index(make: Callable[..., Any], dtype: Any) -> None:
     assert index.dtype == np.dtype(dtype)
     assert len(index) == 0
     assert index.tombstones == 0
-    ids, sims = index.search(_unit(1)[0], 5)
+    ids, sims = index.search(unit_rows(1, DIM)[0], 5)
     assert ids.shape == sims.shape == (0,)
     assert ids.dtype == np.int64
     assert sims.dtype == np.float32
     assert index.compact() == 0
     with pytest.raises(ValueError):
-        index.search(_unit(1)[0], 0)
+        index.search(unit_rows(1, DIM)[0], 0)
 
 
 @DTYPES
 def test_search_finds_exact_neighbours_best_first(make: Callable[..., Any], dtype: Any) -> None:
     index = make(dtype)
-    vecs = _unit(200)
+    vecs = unit_rows(200, DIM)
     ids = np.arange(1000, 1200, dtype=np.int64)
     index.add(ids, vecs)
     _settle(index)
@@ -113,7 +109,7 @@ def test_search_finds_exact_neighbours_best_first(make: Callable[..., Any], dtyp
 @DTYPES
 def test_k_larger_than_index(make: Callable[..., Any], dtype: Any) -> None:
     index = make(dtype)
-    vecs = _unit(5)
+    vecs = unit_rows(5, DIM)
     index.add(np.arange(5), vecs)
     ids, sims = index.search(vecs[0], 50)
     assert sorted(ids.tolist()) == [0, 1, 2, 3, 4]
@@ -123,7 +119,7 @@ def test_k_larger_than_index(make: Callable[..., Any], dtype: Any) -> None:
 @DTYPES
 def test_remove_missing_and_twice(make: Callable[..., Any], dtype: Any) -> None:
     index = make(dtype)
-    index.add(np.arange(3), _unit(3))
+    index.add(np.arange(3), unit_rows(3, DIM))
     assert index.remove([99]) == 0
     assert index.remove([1, 1, 99]) == 1
     assert index.remove([1]) == 0
@@ -135,7 +131,7 @@ def test_remove_missing_and_twice(make: Callable[..., Any], dtype: Any) -> None:
 @DTYPES
 def test_add_existing_id_replaces(make: Callable[..., Any], dtype: Any) -> None:
     index = make(dtype)
-    vecs = _unit(40, seed=1)
+    vecs = unit_rows(40, DIM, seed=1)
     index.add(np.arange(30), vecs[:30])
     index.add([3], vecs[35])
     _settle(index)
@@ -155,7 +151,7 @@ def test_add_existing_id_replaces(make: Callable[..., Any], dtype: Any) -> None:
 @DTYPES
 def test_tombstones_never_returned_and_compact(make: Callable[..., Any], dtype: Any) -> None:
     index = make(dtype)
-    vecs = _unit(120, seed=2)
+    vecs = unit_rows(120, DIM, seed=2)
     ids = np.arange(120, dtype=np.int64)
     index.add(ids, vecs)
     removed = ids[::3]
@@ -179,7 +175,7 @@ def test_tombstones_never_returned_and_compact(make: Callable[..., Any], dtype: 
 @DTYPES
 def test_remove_everything(make: Callable[..., Any], dtype: Any) -> None:
     index = make(dtype)
-    vecs = _unit(30, seed=3)
+    vecs = unit_rows(30, DIM, seed=3)
     index.add(np.arange(30), vecs)
     assert index.remove(np.arange(30)) == 30
     _settle(index)
@@ -195,7 +191,7 @@ def test_remove_everything(make: Callable[..., Any], dtype: Any) -> None:
 @DTYPES
 def test_save_load_round_trip(make: Callable[..., Any], dtype: Any, tmp_path: Path) -> None:
     index = make(dtype)
-    vecs = _unit(81, seed=4)
+    vecs = unit_rows(81, DIM, seed=4)
     index.add(np.arange(80), vecs[:80])
     index.remove([4, 5])
     index.add([6], vecs[80])  # a fresh vector: no exact ties for the order to depend on
@@ -229,9 +225,9 @@ def test_save_load_round_trip(make: Callable[..., Any], dtype: Any, tmp_path: Pa
 @DTYPES
 def test_use_after_close(make: Callable[..., Any], dtype: Any, tmp_path: Path) -> None:
     index = make(dtype)
-    index.add(np.arange(3), _unit(3))
+    index.add(np.arange(3), unit_rows(3, DIM))
     index.close()
-    q = _unit(1)[0]
+    q = unit_rows(1, DIM)[0]
     calls: list[Callable[[], object]] = [
         lambda: index.add([1], q),
         lambda: index.remove([1]),
@@ -256,7 +252,7 @@ def test_bad_input(make: Callable[..., Any], dtype: Any) -> None:
     with pytest.raises(DimensionMismatchError):
         index.add([1], np.ones(DIM + 1, np.float32))
     with pytest.raises(InvalidEmbeddingError):
-        index.add([1, 2], _unit(3))
+        index.add([1, 2], unit_rows(3, DIM))
     with pytest.raises(DimensionMismatchError):
         index.search(np.ones(DIM - 1, np.float32), 1)
     index.add([], np.empty((0, DIM), np.float32))
@@ -266,7 +262,7 @@ def test_bad_input(make: Callable[..., Any], dtype: Any) -> None:
 @DTYPES
 def test_search_batch_matches_search(make: Callable[..., Any], dtype: Any) -> None:
     index = make(dtype)
-    vecs = _unit(150, seed=5)
+    vecs = unit_rows(150, DIM, seed=5)
     index.add(np.arange(150), vecs)
     index.remove([10, 11])
     _settle(index)
@@ -279,7 +275,7 @@ def test_search_batch_matches_search(make: Callable[..., Any], dtype: Any) -> No
 
 
 def test_float16_halves_memory_and_stays_close() -> None:
-    vecs = _unit(4000, seed=6)
+    vecs = unit_rows(4000, DIM, seed=6)
     f32 = FlatIndex(DIM)
     f16 = FlatIndex(DIM, dtype=np.float16)
     for index in (f32, f16):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit
 
 from semcache import SemanticCache
 from semcache._errors import MissingDependencyError
@@ -349,17 +350,12 @@ def _hostile_flat(path: Path, meta: dict[str, Any]) -> None:
     )
 
 
-def _unit(i: int) -> np.ndarray:
-    v = np.random.default_rng(i).standard_normal(8).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
 @pytest.mark.parametrize("backend", ["flat", "auto", "hnswlib"])
 def test_a_hostile_sidecar_snapshot_is_rebuilt_on_open(tmp_path: Path, backend: str) -> None:
     path = str(tmp_path / "c.db")
     with SemanticCache(path, index_backend=backend, similarity_threshold=0.99) as cache:
         for i in range(20):
-            cache.put(f"q{i}", f"a{i}", embedding=_unit(i))
+            cache.put(f"q{i}", f"a{i}", embedding=unit(i, 8))
     folder = Path(path + ".index")
     manifest = json.loads((folder / "manifest.json").read_text())
     for ns, name in manifest["namespaces"].items():
@@ -369,14 +365,14 @@ def test_a_hostile_sidecar_snapshot_is_rebuilt_on_open(tmp_path: Path, backend: 
         path, index_backend=backend, similarity_threshold=0.99, guards=None
     ) as cache:
         assert cache.stats()["index_source"] == "store"
-        assert cache.get("x", embedding=_unit(3)).response == "a3"  # type: ignore[union-attr]
+        assert cache.get("x", embedding=unit(3, 8)).response == "a3"  # type: ignore[union-attr]
 
 
 def test_a_snapshot_claiming_more_rows_than_the_store_ever_had(tmp_path: Path) -> None:
     path = str(tmp_path / "c.db")
     with SemanticCache(path, index_backend="flat") as cache:
         for i in range(5):
-            cache.put(f"q{i}", f"a{i}", embedding=_unit(i))
+            cache.put(f"q{i}", f"a{i}", embedding=unit(i, 8))
     folder = Path(path + ".index")
     manifest = json.loads((folder / "manifest.json").read_text())
     (name,) = manifest["namespaces"].values()
@@ -394,7 +390,7 @@ def test_a_hostile_snapshot_inside_a_checkpoint_is_rebuilt(tmp_path: Path) -> No
     path = str(tmp_path / "c.db")
     with SemanticCache(path, index_backend="flat", similarity_threshold=0.99) as cache:
         for i in range(20):
-            cache.put(f"q{i}", f"a{i}", embedding=_unit(i))
+            cache.put(f"q{i}", f"a{i}", embedding=unit(i, 8))
         cache.dumps(tmp_path / "cp.tar.gz")
     with tarfile.open(tmp_path / "cp.tar.gz", "r:gz") as tar:
         files = {}
@@ -428,7 +424,7 @@ def test_a_hostile_snapshot_inside_a_checkpoint_is_rebuilt(tmp_path: Path) -> No
     )
     with restored:
         assert restored.stats()["index_source"] == "store"
-        assert restored.get("x", embedding=_unit(7)).response == "a7"  # type: ignore[union-attr]
+        assert restored.get("x", embedding=unit(7, 8)).response == "a7"  # type: ignore[union-attr]
 
 
 def test_hnswlib_upper_level_links_are_checked(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,17 +45,12 @@ def _oracle(mat: np.ndarray, n: int, live: np.ndarray | None, q: np.ndarray, k: 
     return np.array(order, dtype=np.int64), scores[order]
 
 
-def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize(("n", "d"), [(1, 1), (7, 3), (300, 17), (1000, 384), (5000, 64)])
 def test_topk_matches_oracle(kernel: Any, dtype: Any, n: int, d: int) -> None:
     rng = np.random.default_rng(n * 1000 + d)
-    mat = _unit(rng, n, d).astype(dtype)
-    q = _unit(rng, 1, d)[0]
+    mat = unit_rows(n, d, rng).astype(dtype)
+    q = unit_rows(1, d, rng)[0]
     for k in (1, 5, n + 3):
         rows, scores = kernel.topk(mat, n, None, q, k)
         want_rows, want_scores = _oracle(mat, n, None, q, k)
@@ -70,7 +66,7 @@ def test_topk_matches_oracle(kernel: Any, dtype: Any, n: int, d: int) -> None:
 
 def test_live_mask_skips_tombstones(kernel: Any) -> None:
     rng = np.random.default_rng(1)
-    mat = _unit(rng, 2000, 32)
+    mat = unit_rows(2000, 32, rng)
     live = rng.random(2000) < 0.3
     q = mat[5]
     live[5] = False
@@ -113,9 +109,9 @@ def test_only_first_n_rows_are_scanned(kernel: Any) -> None:
 
 def test_batch_equals_single_queries(kernel: Any) -> None:
     rng = np.random.default_rng(2)
-    mat = _unit(rng, 3000, 48).astype(np.float16)
+    mat = unit_rows(3000, 48, rng).astype(np.float16)
     live = rng.random(3000) < 0.9
-    qs = _unit(rng, 9, 48)
+    qs = unit_rows(9, 48, rng)
     rows, scores = kernel.topk_batch(mat, 3000, live, qs, 4)
     assert rows.shape == scores.shape == (9, 4)
     for i in range(9):
@@ -126,8 +122,8 @@ def test_batch_equals_single_queries(kernel: Any) -> None:
 
 def test_threaded_scan_equals_single_thread(kernel: Any) -> None:
     rng = np.random.default_rng(3)
-    mat = _unit(rng, 20_000, 64)
-    q = _unit(rng, 1, 64)[0]
+    mat = unit_rows(20_000, 64, rng)
+    q = unit_rows(1, 64, rng)[0]
     before = kernel.info()
     kernel.configure(max_threads=1)
     base = kernel.topk(mat, 20_000, None, q, 7)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit
 
 from semcache import SemanticCache, SQLiteStore, StoreLockedError
 
@@ -18,16 +19,10 @@ DIM = 16
 TIMEOUT = 60.0
 
 
-def unit(i: int) -> np.ndarray:
-    """A fixed unit vector per entry number (seeded)."""
-    v = np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
 def near(i: int) -> np.ndarray:
     """A paraphrase of entry ``i``: cosine with it about 0.999."""
     noise = np.random.default_rng(10_000 + i).standard_normal(DIM).astype(np.float32)
-    v = unit(i) + 0.02 * noise / np.linalg.norm(noise)
+    v = unit(i, DIM) + 0.02 * noise / np.linalg.norm(noise)
     return v / np.linalg.norm(v)
 
 
@@ -51,7 +46,7 @@ def write_entries(
         path, multi_process_mode="shared", max_entries=max_entries, similarity_threshold=0.99
     ) as cache:
         for i in range(first, first + count):
-            cache.put(f"q{i}", f"a{i}", embedding=unit(i), namespace=namespace)
+            cache.put(f"q{i}", f"a{i}", embedding=unit(i, DIM), namespace=namespace)
             acked.append(i)
     return acked
 
@@ -156,7 +151,7 @@ def try_open_raising(path: str) -> list[str]:
 def test_puts_in_other_processes_are_served_here(tmp_path: Path, pool: ProcessPoolExecutor) -> None:
     path = str(tmp_path / "c.db")
     with SemanticCache(path, multi_process_mode="shared", similarity_threshold=0.99) as cache:
-        cache.put("seed", "s", embedding=unit(999))  # fixes the dimension
+        cache.put("seed", "s", embedding=unit(999, DIM))  # fixes the dimension
         futures = [pool.submit(write_entries, path, k * 100, 40, None) for k in range(2)]
         acked = [i for f in futures for i in f.result(TIMEOUT)]
         assert len(acked) == 80
@@ -224,7 +219,7 @@ def write_quota_entries(path: str, first: int, count: int, namespace: str) -> No
         path, multi_process_mode="shared", namespace_quotas={"tenant-a": 20}
     ) as cache:
         for i in range(first, first + count):
-            cache.put(f"q{i}", f"a{i}", embedding=unit(i), namespace=namespace)
+            cache.put(f"q{i}", f"a{i}", embedding=unit(i, DIM), namespace=namespace)
 
 
 def test_processes_creating_one_new_file_together_all_open_it(tmp_path: Path) -> None:

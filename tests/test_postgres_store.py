@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 import pytest
+from conftest import unit_rows
 from test_redis_store import TcpProxy
 from test_store_conformance import drop_postgres, entry, server_name, service_url
 
@@ -27,12 +28,6 @@ def schema(tmp_path: Path) -> Iterator[str]:
 
 def dsn() -> str:
     return service_url("SEMCACHE_POSTGRES_DSN")
-
-
-def unit_rows(rng: np.random.Generator, n: int, dim: int) -> npt.NDArray[np.float32]:
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    out: npt.NDArray[np.float32] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
 
 
 def fill(
@@ -57,11 +52,11 @@ def test_search_finds_the_nearest_neighbour_inside_a_small_namespace(
     store = PostgresStore(dsn(), schema=schema, exact_search_below=exact_below)
     assert store.can_search
     store.set_meta({"dim": str(dim), "vector_dtype": "float32"})
-    big = unit_rows(rng, 2000, dim)
-    small = unit_rows(rng, 20, dim)
+    big = unit_rows(2000, dim, rng)
+    small = unit_rows(20, dim, rng)
     fill(store, "big", big)
     small_ids = fill(store, "small", small)
-    queries = unit_rows(rng, 10, dim)
+    queries = unit_rows(10, dim, rng)
     for q in queries:
         ids, sims = store.search("small", q, 3)
         truth = np.argsort(-(small @ q))[:3]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FakeClock
 
 from semcache import AsyncSemanticCache, ProgressBar, SemanticCache
 from semcache._cache import _EMBED_BATCH
@@ -156,21 +157,13 @@ def test_a_callback_failing_while_opening_leaves_the_file_usable(tmp_path: Path)
 
 
 # -- the bar ------------------------------------------------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Tty(io.StringIO):
     def isatty(self) -> bool:
         return True
 
 
 def test_bar_on_a_log_draws_a_line_every_tenth() -> None:
-    clock, log = Clock(), io.StringIO()
+    clock, log = FakeClock(100.0), io.StringIO()
     bar = ProgressBar(log, clock=clock)
     for done in range(1001):
         clock.now += 0.001
@@ -187,7 +180,7 @@ def test_bar_on_a_log_draws_a_line_every_tenth() -> None:
 
 
 def test_bar_on_a_terminal_redraws_in_place_throttled() -> None:
-    clock, tty = Clock(), Tty()
+    clock, tty = FakeClock(100.0), Tty()
     bar = ProgressBar(tty, clock=clock, interval=0.1)
     for done in range(10_001):
         clock.now += 0.0001  # 10k calls in 1 s: at most one draw per 0.1 s
@@ -199,7 +192,7 @@ def test_bar_on_a_terminal_redraws_in_place_throttled() -> None:
 
 
 def test_bar_stages_unknown_totals_and_close() -> None:
-    clock, log = Clock(), io.StringIO()
+    clock, log = FakeClock(100.0), io.StringIO()
     with ProgressBar(log, clock=clock) as bar:
         bar("load model", 0, 4)
         clock.now += 2.0
@@ -219,7 +212,7 @@ def test_bar_stages_unknown_totals_and_close() -> None:
 
 
 def test_bar_delay_hides_quick_stages() -> None:
-    clock, log = Clock(), io.StringIO()
+    clock, log = FakeClock(100.0), io.StringIO()
     bar = ProgressBar(log, clock=clock, delay=0.5)
     bar("load index", 0, 1)
     clock.now += 0.1

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import FakeClock
 from test_store_conformance import (
     drop_dynamodb,
     drop_postgres,
@@ -26,14 +27,6 @@ from semcache.embedders import HashingEmbedder
 EMBEDDER = HashingEmbedder(64)
 KINDS = ("redis", "postgres", "postgres-search", "dynamodb")
 DROP = {"redis": drop_redis, "dynamodb": drop_dynamodb}
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture(params=KINDS)
@@ -98,28 +91,28 @@ def test_namespaces_are_walls(open_cache: Callable[..., SemanticCache]) -> None:
 def test_quota_and_max_entries_evict_least_recently_used(
     open_cache: Callable[..., SemanticCache],
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     cache = open_cache(max_entries=5, namespace_quotas={"q": 2}, clock=clock)
     topics = ["volcanoes erupt", "penguins swim", "bread rises"]
     for i, topic in enumerate(topics):
-        clock.t += 1
+        clock.advance(1)
         cache.put(f"why {topic}", f"a{i}", namespace="q")
     assert cache.stats()["entries"] == {"q": 2}
     assert cache.get("why volcanoes erupt", namespace="q") is None
     assert cache.get("why bread rises", namespace="q") is not None
     for i in range(6):
-        clock.t += 1
+        clock.advance(1)
         cache.put(f"global question {i}", f"g{i}")
     assert cache.stats()["total_entries"] == 5
     assert cache.get("global question 5") is not None
 
 
 def test_ttl_expiry_and_vacuum(open_cache: Callable[..., SemanticCache]) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     cache = open_cache(clock=clock)
     cache.put("What is the capital of France?", "Paris", ttl=10)
     cache.put("How tall is Mount Everest?", "8849 m")
-    clock.t += 11
+    clock.advance(11)
     assert cache.get("What is the capital of France?") is None
     assert cache.get("What is the capital city of France?") is None
     assert cache.stats()["misses"]["expired"] >= 1

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit
 
 from semcache import SemanticCache
 from semcache._index._common import COMPACT_MIN_TOMBSTONES
@@ -37,11 +38,6 @@ QUOTA = 2000  # entries the churning namespace keeps
 SECONDS = float(os.environ.get("SEMCACHE_SOAK_SECONDS", "40"))
 PROCESSES, PROCESS_THREADS, LOCAL_THREADS = 2, 2, 2
 RSS_GROWTH_LIMIT = 48 << 20  # bytes a process may grow once the cache is full
-
-
-def unit(k: int) -> np.ndarray:
-    v = np.random.default_rng(k).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
 
 
 def rss() -> int:
@@ -86,13 +82,13 @@ def soak(path: str, seconds: float, worker: int, threads: int) -> dict[str, Any]
                     if r < 0.3:
                         hit = cache.get(f"q{j}", namespace="churn")
                     else:
-                        hit = cache.get("paraphrase", embedding=unit(j), namespace="churn")
+                        hit = cache.get("paraphrase", embedding=unit(j, DIM), namespace="churn")
                     local["get"] += 1
                     local["hit"] += hit is not None
                 elif r < 0.85:
                     key = base + k
                     k += 1
-                    cache.put(f"q{key}", f"a{key}", embedding=unit(key), namespace="churn")
+                    cache.put(f"q{key}", f"a{key}", embedding=unit(key, DIM), namespace="churn")
                     mine.append(key)
                     if len(mine) > QUOTA:
                         mine.pop(0)
@@ -100,7 +96,7 @@ def soak(path: str, seconds: float, worker: int, threads: int) -> dict[str, Any]
                 elif r < 0.88:
                     key = base + k
                     k += 1
-                    cache.put(f"d{key}", f"a{key}", embedding=unit(key), namespace="durable")
+                    cache.put(f"d{key}", f"a{key}", embedding=unit(key, DIM), namespace="durable")
                     durable[t].append(key)
                     local["put"] += 1
                 elif r < 0.999 and mine:
@@ -159,7 +155,7 @@ def test_soak(tmp_path: Path) -> None:
         assert stats["entries"]["churn"] <= QUOTA
         assert stats["entries"]["durable"] == len(durable)
         for k in durable:  # no acknowledged write lost, every one served by a new process
-            hit = cache.get("x", embedding=unit(k), namespace="durable")
+            hit = cache.get("x", embedding=unit(k, DIM), namespace="durable")
             assert hit is not None
             assert hit.response == f"a{k}"
     ops = sum(r["ops"] for r in results)

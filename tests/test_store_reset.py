@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import redis
+from conftest import unit_rows
 from test_store_conformance import (
     drop_dynamodb,
     drop_postgres,
@@ -45,17 +46,12 @@ DIM = 16
 THRESHOLD = 0.9
 
 
-def unit_rows(seed: int, n: int) -> npt.NDArray[np.float32]:
-    rows = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
 OLD_Q = [f"old question {i}" for i in range(10)]
 OLD_A = [f"old answer {i}" for i in range(10)]
-OLD_V = unit_rows(1, 10)
+OLD_V = unit_rows(10, DIM, 1)
 NEW_Q = [f"new question {i}" for i in range(10)]
 NEW_A = [f"new answer {i}" for i in range(10)]
-NEW_V = unit_rows(2, 10)
+NEW_V = unit_rows(10, DIM, 2)
 # Far apart: no old vector is near a new one, so any hit across them is a wrong answer.
 assert float(np.max(OLD_V @ NEW_V.T)) < THRESHOLD
 

@@ -12,21 +12,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from conftest import unit_rows
 
 from semcache import SemanticCache, SQLiteStore
 
 DIM = 16
 
 
-def unit_rows(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rows = rng.standard_normal((n, DIM)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-VECS = unit_rows(60, 3)
+VECS = unit_rows(60, DIM, 3)
 
 
 def open_cache(path: Path, **kwargs: Any) -> SemanticCache:
