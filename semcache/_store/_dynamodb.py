@@ -13,7 +13,7 @@ in sort keys, as 16 hex digits that sort like the floats (``T``)::
     k#H             0           the entry with key hash H (blake2b-128 of the key): id,
                                 key, namespace, texts, vector, times (the exact layer)
     e#I             0           the same entry again, under its id (semantic
-                                candidates); an entry over :data:`_PART` bytes is split
+                                candidates); an entry over :data:`PART` bytes is split
                                 over e#I / 0, 1, ... and k#H then says where it is
     e#I             a           the entry's state: key hash, namespace, last access,
                                 expiry, parts
@@ -60,7 +60,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .._checks import check_flag, check_int, check_seconds, show
 from .._errors import (
@@ -71,40 +71,41 @@ from .._errors import (
 )
 from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
 from ._dynamodb_codec import (
-    _DELETE_CHUNK,
-    _HEAD,
-    _HEAD_FIELDS,
-    _JOURNAL_INLINE,
-    _JOURNAL_PART,
-    _MAX_NAMESPACE_BYTES,
-    _PUT_CHUNK,
-    _SET_HEAD,
-    _T,
-    _TABLE_NAME,
+    DELETE_CHUNK,
+    HEAD,
+    HEAD_FIELDS,
+    JOURNAL_INLINE,
+    JOURNAL_PART,
+    MAX_NAMESPACE_BYTES,
+    PUT_CHUNK,
+    SET_HEAD,
+    TABLE_NAME,
     Item,
     Key,
-    _b,
-    _bytes,
-    _decode_journal,
-    _encode_journal,
-    _import_boto3,
-    _int,
-    _key,
-    _key_hash,
-    _n,
-    _pad,
-    _s,
-    _sortable,
-    _str,
-    _unpack,
+    attr_b,
+    attr_n,
+    attr_s,
+    decode_journal,
+    encode_journal,
+    get_bytes,
+    get_int,
+    get_str,
+    import_boto3,
+    item_key,
+    key_hash,
+    pad_id,
+    sortable,
+    unpack_parts,
 )
-from ._dynamodb_plan import _Plan
-from ._dynamodb_table import _Table
+from ._dynamodb_plan import Plan
+from ._dynamodb_table import Table
 
 __all__ = ["DynamoDBStore"]
 
+_T = TypeVar("_T")
 
-class DynamoDBStore(_Table):
+
+class DynamoDBStore(Table):
     """A :class:`~semcache.Store` in one DynamoDB table, shared by processes and hosts.
 
     Use it with ``SemanticCache(store=DynamoDBStore(...), multi_process_mode="shared")``:
@@ -161,11 +162,11 @@ class DynamoDBStore(_Table):
         read_timeout: float = 5.0,
         max_attempts: int = 3,
     ) -> None:
-        boto3 = _import_boto3()
+        boto3 = import_boto3()
         import botocore.exceptions
 
         self._botocore_errors = botocore.exceptions
-        if not isinstance(table_name, str) or not _TABLE_NAME.fullmatch(table_name):
+        if not isinstance(table_name, str) or not TABLE_NAME.fullmatch(table_name):
             raise ConfigurationError(
                 "table_name must be 3 to 255 letters, digits, '_', '-' or '.', got "
                 f"{show(table_name)}"
@@ -213,10 +214,10 @@ class DynamoDBStore(_Table):
     ) -> Item:
         """A conditional ``UpdateItem`` of the head; ``#name`` in the expressions are
         attribute names (all aliased: DynamoDB reserves hundreds of words)."""
-        names = {f"#{n}": n for n in _HEAD_FIELDS if f"#{n}" in expr or f"#{n}" in cond}
+        names = {f"#{n}": n for n in HEAD_FIELDS if f"#{n}" in expr or f"#{n}" in cond}
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "Key": _key(*_HEAD),
+            "Key": item_key(*HEAD),
             "UpdateExpression": expr,
             "ConditionExpression": cond,
             "ExpressionAttributeNames": names,
@@ -229,18 +230,18 @@ class DynamoDBStore(_Table):
         return attributes
 
     def _head(self) -> Item | None:
-        return self._get(_HEAD)
+        return self._get(HEAD)
 
     def _init_head(self) -> Item:
         """Create the head item of a new (or wiped) table: a new identity."""
         item = {
-            **_key(*_HEAD),
-            "gen": _s(uuid.uuid4().hex),
-            "seq": _n(0),
-            "id": _n(0),
-            "low": _n(1),
-            "gc": _n(1),
-            "cnt": _n(0),
+            **item_key(*HEAD),
+            "gen": attr_s(uuid.uuid4().hex),
+            "seq": attr_n(0),
+            "id": attr_n(0),
+            "low": attr_n(1),
+            "gc": attr_n(1),
+            "cnt": attr_n(0),
         }
         try:
             self._call(
@@ -270,7 +271,7 @@ class DynamoDBStore(_Table):
                 head = self._update_head(
                     "SET #lk = :me",
                     "attribute_exists(#gen) AND attribute_not_exists(#lk)",
-                    {":me": _s(token)},
+                    {":me": attr_s(token)},
                     new=True,
                 )
                 return token, head
@@ -281,7 +282,7 @@ class DynamoDBStore(_Table):
             if current is None:
                 self._init_head()
                 continue
-            holder = _str(current, "lk")
+            holder = get_str(current, "lk")
             if holder is None:
                 continue
             if holder == token:  # our update landed; its answer was lost
@@ -301,7 +302,10 @@ class DynamoDBStore(_Table):
     def _take_over(self, holder: str, token: str) -> Item | None:
         try:
             head = self._update_head(
-                "SET #lk = :me", "#lk = :old", {":me": _s(token), ":old": _s(holder)}, new=True
+                "SET #lk = :me",
+                "#lk = :old",
+                {":me": attr_s(token), ":old": attr_s(holder)},
+                new=True,
             )
         except StoreError as exc:
             if self._is_conditional_failure(exc):
@@ -320,34 +324,34 @@ class DynamoDBStore(_Table):
         """Apply the journal found in ``head`` (a dead writer's), keeping the lock; like
         any writer, within a third of the lease from now."""
         deadline = time.monotonic() + self._lease / 3
-        raw = _bytes(head, "jn")
+        raw = get_bytes(head, "jn")
         if raw is None and "jc" in head:
             parts = [
                 bytes(item["b"]["B"])
                 for item in self._query(
-                    "#j", after=f"{_str(head, 'jt')}#", upper=f"{_str(head, 'jt')}#~"
+                    "#j", after=f"{get_str(head, 'jt')}#", upper=f"{get_str(head, 'jt')}#~"
                 )
             ]
-            if len(parts) != _int(head, "jc"):
+            if len(parts) != get_int(head, "jc"):
                 raise StoreError("DynamoDB journal is incomplete")
             raw = b"".join(parts)
         if raw is None:
             return head
-        writes, values = _decode_journal(raw)
+        writes, values = decode_journal(raw)
         self._batch_write(writes, deadline)
         return self._update_head(
-            _SET_HEAD + " REMOVE #jn, #jc, #jt",
+            SET_HEAD + " REMOVE #jn, #jc, #jt",
             "#lk = :me",
-            {":me": _s(token), **{f":{k}": _n(v) for k, v in values.items()}},
+            {":me": attr_s(token), **{f":{k}": attr_n(v) for k, v in values.items()}},
             new=True,
         )
 
     def _release(self, token: str, values: Mapping[str, int] | None) -> None:
         if values is None:
-            expr, vals = "REMOVE #lk", {":me": _s(token)}
+            expr, vals = "REMOVE #lk", {":me": attr_s(token)}
         else:
-            expr = _SET_HEAD + " REMOVE #lk, #jn, #jc, #jt"
-            vals = {":me": _s(token), **{f":{k}": _n(v) for k, v in values.items()}}
+            expr = SET_HEAD + " REMOVE #lk, #jn, #jc, #jt"
+            vals = {":me": attr_s(token), **{f":{k}": attr_n(v) for k, v in values.items()}}
         try:
             self._update_head(expr, "#lk = :me", vals)
         except StoreError as exc:
@@ -357,7 +361,7 @@ class DynamoDBStore(_Table):
             # A retry of an update that landed: the lock is no longer ours. Anything else
             # (our lock taken over) means our journal was applied by the taker.
 
-    def _mutate(self, fn: Callable[[_Plan], _T]) -> _T:
+    def _mutate(self, fn: Callable[[Plan], _T]) -> _T:
         """Run ``fn`` (planning) under the writer lock, then store, apply and commit."""
         self._check_open()
         with self._wlock:
@@ -365,7 +369,7 @@ class DynamoDBStore(_Table):
             started = time.monotonic()
             deadline = started + self._lease / 3
             try:
-                plan = _Plan(self, head)
+                plan = Plan(self, head)
                 result = fn(plan)
                 plan.trim_log(self._max_changes)
             except BaseException:
@@ -375,7 +379,7 @@ class DynamoDBStore(_Table):
                     self._dead_tokens.add(token)
                 raise
             values = plan.head_values()
-            if not plan.writes and values == _Plan(self, head).head_values():
+            if not plan.writes and values == Plan(self, head).head_values():
                 self._release(token, None)
                 return result
             try:
@@ -390,37 +394,37 @@ class DynamoDBStore(_Table):
                 self._batch_write(dict.fromkeys(parts), None)
             return result
 
-    def _store_journal(self, token: str, plan: _Plan, values: Mapping[str, int]) -> list[Key]:
+    def _store_journal(self, token: str, plan: Plan, values: Mapping[str, int]) -> list[Key]:
         """Store the journal in the head (or in parts, named in the head); returns the
         parts, to delete once the mutation is committed."""
-        raw = _encode_journal(plan.writes, values)
+        raw = encode_journal(plan.writes, values)
         parts: dict[Key, Item | None] = {}
-        if len(raw) <= _JOURNAL_INLINE:
-            expr, vals = "SET #jn = :j", {":j": _b(raw)}
+        if len(raw) <= JOURNAL_INLINE:
+            expr, vals = "SET #jn = :j", {":j": attr_b(raw)}
         else:
-            for i, lo in enumerate(range(0, len(raw), _JOURNAL_PART)):
+            for i, lo in enumerate(range(0, len(raw), JOURNAL_PART)):
                 sk = f"{token}#{i:06d}"
-                parts[("#j", sk)] = {**_key("#j", sk), "b": _b(raw[lo : lo + _JOURNAL_PART])}
+                parts[("#j", sk)] = {**item_key("#j", sk), "b": attr_b(raw[lo : lo + JOURNAL_PART])}
             self._batch_write(parts, None)
             expr = "SET #jc = :c, #jt = :t"
-            vals = {":c": _n(len(parts)), ":t": _s(token)}
-        self._update_head(expr, "#lk = :me", {":me": _s(token), **vals})
+            vals = {":c": attr_n(len(parts)), ":t": attr_s(token)}
+        self._update_head(expr, "#lk = :me", {":me": attr_s(token), **vals})
         return list(parts)
 
     # -- settings ---------------------------------------------------------------------
     def get_meta(self, name: str) -> str | None:
         item = self._get(("#m", name)) if name else None
         self._check_open()
-        return None if item is None else _str(item, "v")
+        return None if item is None else get_str(item, "v")
 
     def set_meta(self, values: Mapping[str, str]) -> None:
         self._check_open()
         if not values:
             return
 
-        def plan(p: _Plan) -> None:
+        def plan(p: Plan) -> None:
             for name, value in values.items():
-                p.put(("#m", str(name)), {"v": _s(str(value))})
+                p.put(("#m", str(name)), {"v": attr_s(str(value))})
 
         self._mutate(plan)
 
@@ -430,21 +434,21 @@ class DynamoDBStore(_Table):
         """``(query, response, metadata, vector)`` of an entry's item (or, for a split
         entry, of its parts)."""
         if "np" in item:
-            q, r, m, v = _unpack(b"".join(bytes(p["b"]["B"]) for p in parts), 4)
+            q, r, m, v = unpack_parts(b"".join(bytes(p["b"]["B"]) for p in parts), 4)
             return (q or b"").decode(), (r or b"").decode(), None if m is None else m.decode(), v
-        return str(item["q"]["S"]), str(item["r"]["S"]), _str(item, "m"), _bytes(item, "v")
+        return str(item["q"]["S"]), str(item["r"]["S"]), get_str(item, "m"), get_bytes(item, "v")
 
     def _entry(self, item: Item, *, vectors: bool = False) -> StoredEntry:
         query, response, metadata, vector = self._fields(item, self._parts(item))
-        x = _str(item, "x")
+        x = get_str(item, "x")
         return StoredEntry(
-            _int(item, "i"),
+            get_int(item, "i"),
             bytes(item["k"]["B"]),
             str(item["n"]["S"]),
             query,
             response,
             metadata,
-            float(str(_str(item, "c"))),
+            float(str(get_str(item, "c"))),
             None if x is None else float(x),
             vector if vectors else None,
         )
@@ -453,13 +457,13 @@ class DynamoDBStore(_Table):
         """All parts of a split entry, in order (none for an entry in one item)."""
         if "np" not in item:
             return []
-        parts, entry_id = _int(item, "np"), _int(item, "i")
+        parts, entry_id = get_int(item, "np"), get_int(item, "i")
         # Parts carry the entry's id: a read that met a part of anything else (or not
         # all of them: the entry was deleted meanwhile) is noticed, never served.
         found = [
             p
-            for p in self._query(f"e#{_pad(entry_id)}")
-            if p["sk"]["S"].isdigit() and int(p["sk"]["S"]) < parts and _int(p, "i") == entry_id
+            for p in self._query(f"e#{pad_id(entry_id)}")
+            if p["sk"]["S"].isdigit() and int(p["sk"]["S"]) < parts and get_int(p, "i") == entry_id
         ]
         found.sort(key=lambda p: int(p["sk"]["S"]))
         if len(found) != parts:
@@ -467,7 +471,7 @@ class DynamoDBStore(_Table):
         return found
 
     def get_by_key(self, key: bytes) -> StoredEntry | None:
-        item = self._get((f"k#{_key_hash(key)}", "0"))
+        item = self._get((f"k#{key_hash(key)}", "0"))
         if item is None or bytes(item["k"]["B"]) != bytes(key):
             return None
         return self._entry(item)
@@ -476,8 +480,8 @@ class DynamoDBStore(_Table):
         """The entries' items under their ids (one BatchGetItem per 100 ids)."""
         wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
         self._check_open()
-        got = self._batch_get([(f"e#{_pad(i)}", "0") for i in wanted])
-        return {_int(item, "i"): item for item in got.values() if item is not None}
+        got = self._batch_get([(f"e#{pad_id(i)}", "0") for i in wanted])
+        return {get_int(item, "i"): item for item in got.values() if item is not None}
 
     def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
         return {i: self._entry(item, vectors=vectors) for i, item in self._contents(ids).items()}
@@ -493,15 +497,15 @@ class DynamoDBStore(_Table):
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:
             head = self._head()
-            return 0 if head is None else _int(head, "cnt")
+            return 0 if head is None else get_int(head, "cnt")
         if not namespace:
             self._check_open()
             return 0
         item = self._get(("c", namespace))
-        return 0 if item is None else _int(item, "n")
+        return 0 if item is None else get_int(item, "n")
 
     def namespace_counts(self) -> dict[str, int]:
-        counts = {str(i["sk"]["S"]): _int(i, "n") for i in self._query("c")}
+        counts = {str(i["sk"]["S"]): get_int(i, "n") for i in self._query("c")}
         return {ns: counts[ns] for ns in sorted(counts) if counts[ns] > 0}
 
     def iter_vectors(
@@ -511,10 +515,10 @@ class DynamoDBStore(_Table):
             ids: list[int] = []
             vectors: list[bytes] = []
             for item in self._query(f"m#{ns}"):
-                vector = _bytes(item, "v")
+                vector = get_bytes(item, "v")
                 if vector is None:
                     continue
-                x = _str(item, "x")
+                x = get_str(item, "x")
                 if now is not None and x is not None and float(x) <= now:
                     continue
                 ids.append(int(item["sk"]["S"]))
@@ -528,9 +532,9 @@ class DynamoDBStore(_Table):
     # -- writes -----------------------------------------------------------------------
     @staticmethod
     def _check_namespace(namespace: str) -> None:
-        if not namespace or len(namespace.encode()) > _MAX_NAMESPACE_BYTES:
+        if not namespace or len(namespace.encode()) > MAX_NAMESPACE_BYTES:
             raise InvalidNamespaceError(
-                f"DynamoDBStore namespaces are 1 to {_MAX_NAMESPACE_BYTES} bytes (UTF-8)"
+                f"DynamoDBStore namespaces are 1 to {MAX_NAMESPACE_BYTES} bytes (UTF-8)"
             )
 
     def put_many(
@@ -548,23 +552,23 @@ class DynamoDBStore(_Table):
         result = PutResult()
         expired_all: list[tuple[int, str]] = []
         lru_all: list[tuple[int, str]] = []
-        chunks = [entries[lo : lo + _PUT_CHUNK] for lo in range(0, len(entries), _PUT_CHUNK)]
+        chunks = [entries[lo : lo + PUT_CHUNK] for lo in range(0, len(entries), PUT_CHUNK)]
         for n, chunk in enumerate(chunks or [[]]):
 
-            def plan(p: _Plan, chunk: Sequence[NewEntry] = chunk, first: bool = n == 0) -> None:
+            def plan(p: Plan, chunk: Sequence[NewEntry] = chunk, first: bool = n == 0) -> None:
                 if first:
                     touched = [(int(i), float(t)) for i, t in (touches or {}).items() if int(i) > 0]
-                    p.prefetch([(f"e#{_pad(i)}", "a") for i, _ in touched])
+                    p.prefetch([(f"e#{pad_id(i)}", "a") for i, _ in touched])
                     for i, t in touched:
                         p.touch(i, t)
                     for name, value in (meta or {}).items():
-                        p.put(("#m", str(name)), {"v": _s(str(value))})
+                        p.put(("#m", str(name)), {"v": attr_s(str(value))})
                 # One read for the keys' current entries and the namespace's count.
                 counts = [("c", chunk[0].namespace)] if chunk else []
-                keys: list[Key] = [(f"k#{_key_hash(e.key)}", "0") for e in chunk]
+                keys: list[Key] = [(f"k#{key_hash(e.key)}", "0") for e in chunk]
                 p.prefetch([*keys, *counts])
-                olds = [p.get((f"k#{_key_hash(e.key)}", "0")) for e in chunk]
-                p.prefetch([(f"e#{_pad(_int(o, 'i'))}", "a") for o in olds if o is not None])
+                olds = [p.get((f"k#{key_hash(e.key)}", "0")) for e in chunk]
+                p.prefetch([(f"e#{pad_id(get_int(o, 'i'))}", "a") for o in olds if o is not None])
                 for e in chunk:
                     entry_id, replaced = p.insert(e)
                     result.ids.append(entry_id)
@@ -591,10 +595,10 @@ class DynamoDBStore(_Table):
     def _delete_ids_mutation(self, ids: Sequence[int]) -> list[tuple[int, str]]:
         out: list[tuple[int, str]] = []
 
-        def plan(p: _Plan) -> None:
-            p.prefetch([(f"e#{_pad(i)}", "a") for i in ids])
+        def plan(p: Plan) -> None:
+            p.prefetch([(f"e#{pad_id(i)}", "a") for i in ids])
             states = [p.state(i) for i in ids]
-            p.prefetch([(f"k#{_str(s, 'h')}", "0") for s in states if s is not None])
+            p.prefetch([(f"k#{get_str(s, 'h')}", "0") for s in states if s is not None])
             for i in ids:
                 ns = p.remove(i)
                 if ns is not None:
@@ -605,13 +609,13 @@ class DynamoDBStore(_Table):
 
     def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
         out: list[tuple[int, str]] = []
-        h = _key_hash(key)
+        h = key_hash(key)
 
-        def plan(p: _Plan) -> None:
+        def plan(p: Plan) -> None:
             item = p.get((f"k#{h}", "0"))
             if item is None or bytes(item["k"]["B"]) != bytes(key):
                 return
-            entry_id = _int(item, "i")
+            entry_id = get_int(item, "i")
             ns = p.remove(entry_id)
             if ns is not None:
                 out.append((entry_id, ns))
@@ -623,18 +627,18 @@ class DynamoDBStore(_Table):
         self._check_open()
         wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
         out: list[tuple[int, str]] = []
-        for lo in range(0, len(wanted), _DELETE_CHUNK):
-            out += self._delete_ids_mutation(wanted[lo : lo + _DELETE_CHUNK])
+        for lo in range(0, len(wanted), DELETE_CHUNK):
+            out += self._delete_ids_mutation(wanted[lo : lo + DELETE_CHUNK])
         return out
 
     def delete_expired(self, now: float, namespace: str | None = None) -> list[tuple[int, str]]:
         self._check_open()
         pk = "x" if namespace is None else f"x#{namespace}"
-        upper = _sortable(now) + "#~"
+        upper = sortable(now) + "#~"
         out: list[tuple[int, str]] = []
         while True:
-            rows = self._query(pk, upper=upper, projection=(), limit=_DELETE_CHUNK)
-            ids = [int(str(i["sk"]["S"]).rpartition("#")[2]) for i in islice(rows, _DELETE_CHUNK)]
+            rows = self._query(pk, upper=upper, projection=(), limit=DELETE_CHUNK)
+            ids = [int(str(i["sk"]["S"]).rpartition("#")[2]) for i in islice(rows, DELETE_CHUNK)]
             if not ids:
                 return out
             out += self._delete_ids_mutation(ids)
@@ -647,8 +651,8 @@ class DynamoDBStore(_Table):
             if not ns:
                 continue
             while True:
-                rows = self._query(f"m#{ns}", projection=(), limit=_DELETE_CHUNK)
-                ids = [int(i["sk"]["S"]) for i in islice(rows, _DELETE_CHUNK)]
+                rows = self._query(f"m#{ns}", projection=(), limit=DELETE_CHUNK)
+                ids = [int(i["sk"]["S"]) for i in islice(rows, DELETE_CHUNK)]
                 if not ids:
                     break
                 n += len(self._delete_ids_mutation(ids))
@@ -657,11 +661,11 @@ class DynamoDBStore(_Table):
     def touch(self, access: Mapping[int, float]) -> None:
         self._check_open()
         items = [(int(i), float(t)) for i, t in access.items() if int(i) > 0]
-        for lo in range(0, len(items), _DELETE_CHUNK):
-            chunk = items[lo : lo + _DELETE_CHUNK]
+        for lo in range(0, len(items), DELETE_CHUNK):
+            chunk = items[lo : lo + DELETE_CHUNK]
 
-            def plan(p: _Plan, chunk: list[tuple[int, float]] = chunk) -> None:
-                p.prefetch([(f"e#{_pad(i)}", "a") for i, _ in chunk])
+            def plan(p: Plan, chunk: list[tuple[int, float]] = chunk) -> None:
+                p.prefetch([(f"e#{pad_id(i)}", "a") for i, _ in chunk])
                 for i, t in chunk:
                     p.touch(i, t)
 
@@ -670,7 +674,7 @@ class DynamoDBStore(_Table):
     # -- change log -------------------------------------------------------------------
     def seq(self) -> int:
         head = self._head()
-        return 0 if head is None else _int(head, "seq")
+        return 0 if head is None else get_int(head, "seq")
 
     def identity(self) -> str:
         """This store's identity: a random token made with the table's head item; a
@@ -680,15 +684,15 @@ class DynamoDBStore(_Table):
             StoreUnavailableError: DynamoDB cannot be reached.
         """
         head = self._head() or self._init_head()
-        return str(_str(head, "gen"))
+        return str(get_str(head, "gen"))
 
     def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
         head = self._head()
         if head is None:  # the table was emptied: a new identity on the next write
             return None if seq > 0 or identity is not None else []
-        if identity is not None and _str(head, "gen") != identity:
+        if identity is not None and get_str(head, "gen") != identity:
             return None
-        last, low = _int(head, "seq"), _int(head, "low", 1)
+        last, low = get_int(head, "seq"), get_int(head, "low", 1)
         if seq > last:  # the store went backwards (a restore from an older backup)
             return None
         if seq == last:
@@ -699,10 +703,10 @@ class DynamoDBStore(_Table):
             Change(
                 int(item["sk"]["S"]),
                 "put" if item["o"]["S"] == "p" else "delete",
-                _int(item, "i"),
+                get_int(item, "i"),
                 str(item["n"]["S"]),
             )
-            for item in self._query("l", after=_pad(seq), upper=_pad(last))
+            for item in self._query("l", after=pad_id(seq), upper=pad_id(last))
         ]
         if [c.seq for c in out] != list(range(seq + 1, last + 1)):
             return None  # pruned while we read
@@ -711,7 +715,7 @@ class DynamoDBStore(_Table):
     def prune_changes(self, keep_last: int) -> int:
         lows: list[int] = []
 
-        def plan(p: _Plan) -> _Plan:
+        def plan(p: Plan) -> Plan:
             lows.append(p.low)
             p.trim_log(max(0, int(keep_last)))
             return p

@@ -10,31 +10,30 @@ import re
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from .._dist import install_hint
 from .._errors import MissingDependencyError
 
-_T = TypeVar("_T")
 Item = dict[str, dict[str, Any]]
 Key = tuple[str, str]
 
-_TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
-_HEAD: Final[Key] = ("#h", "-")
-_HEAD_FIELDS: Final = ("gen", "seq", "id", "low", "gc", "cnt", "lk", "jn", "jc", "jt")
-_SET_HEAD: Final = "SET #seq = :seq, #id = :id, #low = :low, #gc = :gc, #cnt = :cnt"
+TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+HEAD: Final[Key] = ("#h", "-")
+HEAD_FIELDS: Final = ("gen", "seq", "id", "low", "gc", "cnt", "lk", "jn", "jc", "jt")
+SET_HEAD: Final = "SET #seq = :seq, #id = :id, #low = :low, #gc = :gc, #cnt = :cnt"
 #: Bytes of an entry's texts, metadata and vector kept in one item; larger entries are
 #: split (DynamoDB's item limit is 400 KB, names and the other attributes included).
-_PART: Final = 300_000
+PART: Final = 300_000
 #: Journal bytes (compressed) kept in the head item; more go to ``#j`` parts.
-_JOURNAL_INLINE: Final = 200_000
-_JOURNAL_PART: Final = 300_000
-_MAX_NAMESPACE_BYTES: Final = 1000  # sort keys hold at most 1024 bytes
-_BATCH_WRITE: Final = 25  # BatchWriteItem's limit
-_BATCH_GET: Final = 100  # BatchGetItem's limit
-_PUT_CHUNK: Final = 100  # entries per mutation of put_many
-_DELETE_CHUNK: Final = 200  # entries per mutation of clear / delete_expired / delete_ids
-_RETRYABLE: Final = frozenset(
+JOURNAL_INLINE: Final = 200_000
+JOURNAL_PART: Final = 300_000
+MAX_NAMESPACE_BYTES: Final = 1000  # sort keys hold at most 1024 bytes
+BATCH_WRITE: Final = 25  # BatchWriteItem's limit
+BATCH_GET: Final = 100  # BatchGetItem's limit
+PUT_CHUNK: Final = 100  # entries per mutation of put_many
+DELETE_CHUNK: Final = 200  # entries per mutation of clear / delete_expired / delete_ids
+RETRYABLE: Final = frozenset(
     {
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
@@ -46,7 +45,7 @@ _RETRYABLE: Final = frozenset(
 )
 
 
-def _import_boto3() -> Any:
+def import_boto3() -> Any:
     try:
         import boto3
     except ImportError as exc:
@@ -57,61 +56,61 @@ def _import_boto3() -> Any:
 
 
 # -- encodings ----------------------------------------------------------------------------
-def _pad(n: int) -> str:
+def pad_id(n: int) -> str:
     return f"{int(n):020d}"
 
 
-def _sortable(value: float) -> str:
+def sortable(value: float) -> str:
     """16 hex digits that sort as ``value`` does (IEEE 754 bits, sign folded)."""
     bits = struct.unpack(">Q", struct.pack(">d", float(value) + 0.0))[0]
     bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits >> 63 else bits | 1 << 63
     return f"{bits:016x}"
 
 
-def _time_key(value: float, entry_id: int) -> str:
-    return f"{_sortable(value)}#{_pad(entry_id)}"
+def time_key(value: float, entry_id: int) -> str:
+    return f"{sortable(value)}#{pad_id(entry_id)}"
 
 
-def _key_hash(key: bytes) -> str:
+def key_hash(key: bytes) -> str:
     return hashlib.blake2b(bytes(key), digest_size=16).hexdigest()
 
 
-def _s(value: str) -> dict[str, Any]:
+def attr_s(value: str) -> dict[str, Any]:
     return {"S": value}
 
 
-def _n(value: int) -> dict[str, Any]:
+def attr_n(value: int) -> dict[str, Any]:
     return {"N": str(int(value))}
 
 
-def _f(value: float) -> dict[str, Any]:
+def attr_f(value: float) -> dict[str, Any]:
     return {"S": repr(float(value))}
 
 
-def _b(value: bytes) -> dict[str, Any]:
+def attr_b(value: bytes) -> dict[str, Any]:
     return {"B": bytes(value)}
 
 
-def _key(pk: str, sk: str) -> Item:
-    return {"pk": _s(pk), "sk": _s(sk)}
+def item_key(pk: str, sk: str) -> Item:
+    return {"pk": attr_s(pk), "sk": attr_s(sk)}
 
 
-def _int(item: Item, name: str, default: int = 0) -> int:
+def get_int(item: Item, name: str, default: int = 0) -> int:
     value = item.get(name)
     return default if value is None else int(value["N"])
 
 
-def _str(item: Item, name: str) -> str | None:
+def get_str(item: Item, name: str) -> str | None:
     value = item.get(name)
     return None if value is None else str(value["S"])
 
 
-def _bytes(item: Item, name: str) -> bytes | None:
+def get_bytes(item: Item, name: str) -> bytes | None:
     value = item.get(name)
     return None if value is None else bytes(value["B"])
 
 
-def _pack(fields: Sequence[bytes | None]) -> bytes:
+def pack_parts(fields: Sequence[bytes | None]) -> bytes:
     out = bytearray()
     for value in fields:
         if value is None:
@@ -121,7 +120,7 @@ def _pack(fields: Sequence[bytes | None]) -> bytes:
     return bytes(out)
 
 
-def _unpack(blob: bytes, count: int) -> list[bytes | None]:
+def unpack_parts(blob: bytes, count: int) -> list[bytes | None]:
     out: list[bytes | None] = []
     pos = 0
     for _ in range(count):
@@ -135,7 +134,7 @@ def _unpack(blob: bytes, count: int) -> list[bytes | None]:
     return out
 
 
-def _encode_journal(writes: Mapping[Key, Item | None], head: Mapping[str, int]) -> bytes:
+def encode_journal(writes: Mapping[Key, Item | None], head: Mapping[str, int]) -> bytes:
     def value(v: dict[str, Any]) -> list[str]:
         ((kind, raw),) = v.items()
         if kind == "B":
@@ -149,7 +148,7 @@ def _encode_journal(writes: Mapping[Key, Item | None], head: Mapping[str, int]) 
     return zlib.compress(json.dumps({"w": rows, "h": dict(head)}).encode(), 1)
 
 
-def _decode_journal(raw: bytes) -> tuple[dict[Key, Item | None], dict[str, int]]:
+def decode_journal(raw: bytes) -> tuple[dict[Key, Item | None], dict[str, int]]:
     data = json.loads(zlib.decompress(raw))
 
     def value(v: list[str]) -> dict[str, Any]:

@@ -9,21 +9,21 @@ from typing import TYPE_CHECKING
 
 from ._base import NewEntry
 from ._dynamodb_codec import (
-    _PART,
+    PART,
     Item,
     Key,
-    _b,
-    _f,
-    _int,
-    _key,
-    _key_hash,
-    _n,
-    _pack,
-    _pad,
-    _s,
-    _sortable,
-    _str,
-    _time_key,
+    attr_b,
+    attr_f,
+    attr_n,
+    attr_s,
+    get_int,
+    get_str,
+    item_key,
+    key_hash,
+    pack_parts,
+    pad_id,
+    sortable,
+    time_key,
 )
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 # -- a mutation's plan --------------------------------------------------------------------
-class _Plan:
+class Plan:
     """The items one mutation writes, planned under the lock. Reads go through the plan,
     so later steps see earlier ones (a key repeated in a batch, the batch's own entries
     as eviction victims)."""
@@ -39,11 +39,11 @@ class _Plan:
     def __init__(self, store: DynamoDBStore, head: Item) -> None:
         self.store = store
         self.writes: dict[Key, Item | None] = {}
-        self.seq = _int(head, "seq")
-        self.last_id = _int(head, "id")
-        self.low = _int(head, "low", 1)
-        self.gc = _int(head, "gc", 1)
-        self.total = _int(head, "cnt")
+        self.seq = get_int(head, "seq")
+        self.last_id = get_int(head, "id")
+        self.low = get_int(head, "low", 1)
+        self.gc = get_int(head, "gc", 1)
+        self.total = get_int(head, "cnt")
         self.start_seq = self.seq
         self._cache: dict[Key, Item | None] = {}
         self._counts: dict[str, int] = {}
@@ -63,7 +63,7 @@ class _Plan:
         return self._cache.get(key)
 
     def put(self, key: Key, item: Item) -> None:
-        self.writes[key] = {**_key(*key), **item}
+        self.writes[key] = {**item_key(*key), **item}
 
     def delete(self, key: Key) -> None:
         self.writes[key] = None
@@ -71,7 +71,7 @@ class _Plan:
     def count(self, ns: str) -> int:
         if ns not in self._counts:
             item = self.get(("c", ns))
-            self._counts[ns] = 0 if item is None else _int(item, "n")
+            self._counts[ns] = 0 if item is None else get_int(item, "n")
         return self._counts[ns]
 
     def _add_count(self, ns: str, delta: int) -> None:
@@ -79,24 +79,24 @@ class _Plan:
         self._counts[ns] = n
         self.total += delta
         if n > 0:
-            self.put(("c", ns), {"n": _n(n)})
+            self.put(("c", ns), {"n": attr_n(n)})
         else:
             self.delete(("c", ns))
 
     def log(self, op: str, entry_id: int, ns: str) -> None:
         self.seq += 1
-        self.put(("l", _pad(self.seq)), {"o": _s(op), "i": _n(entry_id), "n": _s(ns)})
+        self.put(("l", pad_id(self.seq)), {"o": attr_s(op), "i": attr_n(entry_id), "n": attr_s(ns)})
 
     # entries
     def state(self, entry_id: int) -> Item | None:
-        return self.get((f"e#{_pad(entry_id)}", "a"))
+        return self.get((f"e#{pad_id(entry_id)}", "a"))
 
     def insert(self, e: NewEntry) -> tuple[int, tuple[int, str] | None]:
-        h = _key_hash(e.key)
+        h = key_hash(e.key)
         replaced = None
         head = self.get((f"k#{h}", "0"))
         if head is not None:
-            old = _int(head, "i")
+            old = get_int(head, "i")
             ns = self.remove(old)
             if ns is not None:
                 replaced = (old, ns)
@@ -110,51 +110,58 @@ class _Plan:
             None if e.vector is None else bytes(e.vector),
         ]
         item: Item = {
-            "i": _n(entry_id),
-            "k": _b(e.key),
-            "n": _s(ns),
-            "c": _f(e.created_at),
+            "i": attr_n(entry_id),
+            "k": attr_b(e.key),
+            "n": attr_s(ns),
+            "c": attr_f(e.created_at),
         }
         if e.expires_at is not None:
-            item["x"] = _f(e.expires_at)
+            item["x"] = attr_f(e.expires_at)
         parts = 1
-        pad = _pad(entry_id)
-        if len(e.key) + sum(len(f) for f in fields if f is not None) <= _PART:
+        pad = pad_id(entry_id)
+        if len(e.key) + sum(len(f) for f in fields if f is not None) <= PART:
             # The whole entry twice: under its key (the exact layer's one GetItem) and
             # under its id (a semantic candidate's one BatchGetItem).
-            item["q"] = _s(e.query)
-            item["r"] = _s(e.response)
+            item["q"] = attr_s(e.query)
+            item["r"] = attr_s(e.response)
             if e.metadata is not None:
-                item["m"] = _s(e.metadata)
+                item["m"] = attr_s(e.metadata)
             if e.vector is not None:
-                item["v"] = _b(e.vector)
+                item["v"] = attr_b(e.vector)
             self.put((f"e#{pad}", "0"), item)
         else:
             # Split under its id only, parts written once and never overwritten (a new
             # entry has a new id); the key's item says where they are.
-            blob = _pack(fields)
-            chunks = [blob[lo : lo + _PART] for lo in range(0, len(blob), _PART)]
+            blob = pack_parts(fields)
+            chunks = [blob[lo : lo + PART] for lo in range(0, len(blob), PART)]
             parts = len(chunks)
-            item["np"] = _n(parts)
+            item["np"] = attr_n(parts)
             for i, chunk in enumerate(chunks):
                 self.put(
                     (f"e#{pad}", str(i)),
-                    {**item, "b": _b(chunk)} if i == 0 else {"i": _n(entry_id), "b": _b(chunk)},
+                    {**item, "b": attr_b(chunk)}
+                    if i == 0
+                    else {"i": attr_n(entry_id), "b": attr_b(chunk)},
                 )
         self.put((f"k#{h}", "0"), item)
-        state: Item = {"h": _s(h), "n": _s(ns), "a": _f(e.created_at), "np": _n(parts)}
+        state: Item = {
+            "h": attr_s(h),
+            "n": attr_s(ns),
+            "a": attr_f(e.created_at),
+            "np": attr_n(parts),
+        }
         member: Item = {}
         if e.vector is not None:
-            member["v"] = _b(e.vector)
+            member["v"] = attr_b(e.vector)
         if e.expires_at is not None:
-            state["x"] = _f(e.expires_at)
-            member["x"] = _f(e.expires_at)
-            tk = _time_key(e.expires_at, entry_id)
+            state["x"] = attr_f(e.expires_at)
+            member["x"] = attr_f(e.expires_at)
+            tk = time_key(e.expires_at, entry_id)
             self.put(("x", tk), {})
             self.put((f"x#{ns}", tk), {})
-        self.put((f"e#{_pad(entry_id)}", "a"), state)
-        self.put((f"m#{ns}", _pad(entry_id)), member)
-        rk = _time_key(e.created_at, entry_id)
+        self.put((f"e#{pad_id(entry_id)}", "a"), state)
+        self.put((f"m#{ns}", pad_id(entry_id)), member)
+        rk = time_key(e.created_at, entry_id)
         self.put(("r", rk), {})
         self.put((f"r#{ns}", rk), {})
         self._add_count(ns, 1)
@@ -166,40 +173,42 @@ class _Plan:
         state = self.state(entry_id)
         if state is None:
             return None
-        h, ns, parts = _str(state, "h"), str(_str(state, "n")), _int(state, "np", 1)
-        pad = _pad(entry_id)
+        h, ns, parts = get_str(state, "h"), str(get_str(state, "n")), get_int(state, "np", 1)
+        pad = pad_id(entry_id)
         self.delete((f"e#{pad}", "a"))
         self.delete((f"m#{ns}", pad))
-        rk = _time_key(float(str(_str(state, "a"))), entry_id)
+        rk = time_key(float(str(get_str(state, "a"))), entry_id)
         self.delete(("r", rk))
         self.delete((f"r#{ns}", rk))
-        x = _str(state, "x")
+        x = get_str(state, "x")
         if x is not None:
-            tk = _time_key(float(x), entry_id)
+            tk = time_key(float(x), entry_id)
             self.delete(("x", tk))
             self.delete((f"x#{ns}", tk))
         for i in range(parts):
             self.delete((f"e#{pad}", str(i)))
         content = self.get((f"k#{h}", "0"))
-        if content is not None and _int(content, "i") == entry_id:
+        if content is not None and get_int(content, "i") == entry_id:
             self.delete((f"k#{h}", "0"))
         self._add_count(ns, -1)
         self.log("d", entry_id, ns)
         return ns
 
     def touch(self, entry_id: int, when: float) -> None:
-        key = (f"e#{_pad(entry_id)}", "a")
+        key = (f"e#{pad_id(entry_id)}", "a")
         state = self.get(key)
         if state is None:
             return
-        old = float(str(_str(state, "a")))
+        old = float(str(get_str(state, "a")))
         if not when > old:
             return
-        ns = str(_str(state, "n"))
+        ns = str(get_str(state, "n"))
         for pk in ("r", f"r#{ns}"):
-            self.delete((pk, _time_key(old, entry_id)))
-            self.put((pk, _time_key(when, entry_id)), {})
-        self.put(key, {**{k: v for k, v in state.items() if k not in ("pk", "sk")}, "a": _f(when)})
+            self.delete((pk, time_key(old, entry_id)))
+            self.put((pk, time_key(when, entry_id)), {})
+        self.put(
+            key, {**{k: v for k, v in state.items() if k not in ("pk", "sk")}, "a": attr_f(when)}
+        )
 
     def scan(self, pk: str, upper: str | None = None) -> Iterator[str]:
         """Sort keys of partition ``pk`` (up to ``upper``) as the plan leaves them,
@@ -220,7 +229,7 @@ class _Plan:
         lru: list[tuple[int, str]] = []
         if excess <= 0:
             return expired, lru
-        upper = _sortable(now) + "#~"
+        upper = sortable(now) + "#~"
         for entry_id in self._victims(self.scan(pk_exp, upper), excess):
             ns = self.remove(entry_id)
             if ns is not None:
@@ -237,9 +246,9 @@ class _Plan:
         """The ids of the first ``n`` sort keys, their states and entries read in two
         batches (not two reads per victim)."""
         ids = [int(sk.rpartition("#")[2]) for sk in self._take(sort_keys, n)]
-        self.prefetch([(f"e#{_pad(i)}", "a") for i in ids])
+        self.prefetch([(f"e#{pad_id(i)}", "a") for i in ids])
         states = [self.state(i) for i in ids]
-        self.prefetch([(f"k#{_str(s, 'h')}", "0") for s in states if s is not None])
+        self.prefetch([(f"k#{get_str(s, 'h')}", "0") for s in states if s is not None])
         return ids
 
     @staticmethod
@@ -265,5 +274,5 @@ class _Plan:
         budget = 2 * (self.seq - self.start_seq) + 50
         stop = min(self.low, self.gc + budget)
         for s in range(self.gc, stop):
-            self.delete(("l", _pad(s)))
+            self.delete(("l", pad_id(s)))
         self.gc = max(self.gc, stop)

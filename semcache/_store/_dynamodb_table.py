@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._errors import (
     CacheClosedError,
@@ -15,18 +15,19 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ._dynamodb_codec import (
-    _BATCH_GET,
-    _BATCH_WRITE,
-    _RETRYABLE,
-    _T,
+    BATCH_GET,
+    BATCH_WRITE,
+    RETRYABLE,
     Item,
     Key,
-    _key,
-    _s,
+    attr_s,
+    item_key,
 )
 
+_T = TypeVar("_T")
 
-class _Table:
+
+class Table:
     """The table calls :class:`~semcache._store._dynamodb.DynamoDBStore` builds on
     (it sets these attributes)."""
 
@@ -51,7 +52,7 @@ class _Table:
         errors = self._botocore_errors
         if isinstance(exc, errors.ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in _RETRYABLE:
+            if code in RETRYABLE:
                 return StoreUnavailableError(f"DynamoDB is unavailable ({code}): {exc}")
             if code == "ResourceNotFoundException":
                 return StoreError(f"DynamoDB table {self.table_name!r} is missing: {exc}")
@@ -136,7 +137,7 @@ class _Table:
     def _get(self, key: Key, projection: Sequence[str] | None = None) -> Item | None:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "Key": _key(*key),
+            "Key": item_key(*key),
             "ConsistentRead": True,
         }
         if projection:
@@ -151,10 +152,10 @@ class _Table:
         self._check_open()
         out: dict[Key, Item | None] = dict.fromkeys(keys)
         unique = list(dict.fromkeys(keys))
-        for lo in range(0, len(unique), _BATCH_GET):
+        for lo in range(0, len(unique), BATCH_GET):
             request: dict[str, Any] = {
                 self.table_name: {
-                    "Keys": [_key(*k) for k in unique[lo : lo + _BATCH_GET]],
+                    "Keys": [item_key(*k) for k in unique[lo : lo + BATCH_GET]],
                     "ConsistentRead": True,
                 }
             }
@@ -180,20 +181,20 @@ class _Table:
     ) -> Iterator[Item]:
         """Items of partition ``pk`` in ascending sort key, ``after < sk <= upper``."""
         names = {"#pk": "pk"}
-        values: dict[str, Any] = {":pk": _s(pk)}
+        values: dict[str, Any] = {":pk": attr_s(pk)}
         cond = "#pk = :pk"
         if after is not None or upper is not None or projection is not None:
             names["#sk"] = "sk"
         if after is not None and upper is not None:
             cond += " AND #sk BETWEEN :lo AND :hi"
-            values[":lo"] = _s(after + "\x00")
-            values[":hi"] = _s(upper)
+            values[":lo"] = attr_s(after + "\x00")
+            values[":hi"] = attr_s(upper)
         elif after is not None:
             cond += " AND #sk > :lo"
-            values[":lo"] = _s(after)
+            values[":lo"] = attr_s(after)
         elif upper is not None:
             cond += " AND #sk <= :hi"
-            values[":hi"] = _s(upper)
+            values[":hi"] = attr_s(upper)
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": cond,
@@ -222,13 +223,15 @@ class _Table:
             yield str(item["sk"]["S"])
 
     def _batch_write(self, writes: Mapping[Key, Item | None], deadline: float | None) -> None:
-        """Apply puts and deletes (idempotent), ``_BATCH_WRITE`` per call."""
+        """Apply puts and deletes (idempotent), ``BATCH_WRITE`` per call."""
         requests = [
-            {"DeleteRequest": {"Key": _key(*k)}} if item is None else {"PutRequest": {"Item": item}}
+            {"DeleteRequest": {"Key": item_key(*k)}}
+            if item is None
+            else {"PutRequest": {"Item": item}}
             for k, item in writes.items()
         ]
-        for lo in range(0, len(requests), _BATCH_WRITE):
-            pending: dict[str, Any] = {self.table_name: requests[lo : lo + _BATCH_WRITE]}
+        for lo in range(0, len(requests), BATCH_WRITE):
+            pending: dict[str, Any] = {self.table_name: requests[lo : lo + BATCH_WRITE]}
             delay = 0.01
             while pending:
                 self._check_deadline(deadline)

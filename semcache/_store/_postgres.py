@@ -66,7 +66,7 @@ from ._postgres_schema import (
     import_psycopg,
     row_pairs,
 )
-from ._postgres_search import _Search
+from ._postgres_search import PgvectorSearch
 from ._search import search_factory
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
@@ -76,7 +76,7 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 _RETRIES: Final = 8  # attempts of a transaction that hit a deadlock/serialization failure
 
 
-class PostgresStore(_Search):
+class PostgresStore(PgvectorSearch):
     """A :class:`~semcache.Store` in a PostgreSQL schema, shared by processes and hosts.
 
     With pgvector installed in the database (``CREATE EXTENSION vector``, done here

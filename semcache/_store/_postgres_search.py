@@ -17,7 +17,7 @@ _T = TypeVar("_T")
 _SIZE_TTL: Final = 1.0  # seconds a namespace size picked for a search stays good
 
 
-class _Search:
+class PgvectorSearch:
     """The search half of :class:`~semcache._store._postgres.PostgresStore` (which
     sets these attributes and provides the connection helpers below)."""
 
