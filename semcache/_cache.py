@@ -60,6 +60,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._index import IndexFactory, VectorIndex, backend_names, check_index_options, make_index
+from ._keyfilter import KeyFilter, KeyMemo
 from ._locking import StoreLock, acquire_store_lock, track_fork
 from ._progress import ProgressCallback
 from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
@@ -396,6 +397,11 @@ class SemanticCache:
         self._hot_ids: dict[int, bytes] = {}
         self._hot_size = 0  # set once the store is known, below
         self._hot_chars = 0
+        # Keys of recent queries, and (single mode) a filter that proves a key absent.
+        self._key_memo = KeyMemo(
+            lambda ns, q: make_key(ns, normalize_text(q) if self._normalize else q)
+        )
+        self._key_filter: KeyFilter | None = None
         self._namespaces_ok: set[str] = set()
         self._hits: dict[Layer, int] = {"exact": 0, "semantic": 0}
         self._misses: dict[MissReason, int] = dict.fromkeys(MISS_REASONS, 0)
@@ -423,6 +429,9 @@ class SemanticCache:
         # the store's only writer (enforced by a lock for SQLite files).
         if not self._shared:
             self._hot_size = _HOT_ENTRIES
+            stored_keys = getattr(self._store, "stored_keys", None)
+            if callable(stored_keys):
+                self._key_filter = KeyFilter(stored_keys)
         self._store_lock: StoreLock | None = None
         self._search_factory: SearchIndexFactory | None = None  # index_backend="store"
         try:
@@ -1259,14 +1268,19 @@ class SemanticCache:
         if bypass is not False and _check_flag(bypass, "bypass", InvalidInputError):
             return self._miss(ns, "bypass", None, t0)
         now = self._clock()
-        key = make_key(ns, normalize_text(query) if self._normalize else query)
+        key = self._key_memo.key(ns, query)
         hot = self._hot
         entry = hot.get(key)
         if entry is not None:
             hot.move_to_end(key)
         else:
             try:
-                entry = self._store.get_by_key(key)
+                kf = self._key_filter
+                entry = (
+                    None
+                    if kf is not None and not kf.may_contain(key)
+                    else self._store.get_by_key(key)
+                )
             except StoreUnavailableError:
                 logger.warning("semcache: store unreachable on get; answering a miss")
                 return self._miss(ns, "store_unavailable", None, t0)
@@ -1274,6 +1288,8 @@ class SemanticCache:
                 self._remember(key, entry)
         reason: MissReason | None = None
         if entry is not None:
+            if self._key_memo.last is query:  # computed: keep it for the next ask
+                self._key_memo.remember(ns, query, key)
             if entry.expires_at is not None and entry.expires_at <= now:
                 reason = "expired"
             else:
@@ -1347,6 +1363,8 @@ class SemanticCache:
             self._hot_chars -= _hot_size(out)
 
     def _forget_hot(self) -> None:
+        if self._key_filter is not None:
+            self._key_filter.invalidate()
         self._hot.clear()
         self._hot_ids.clear()
         self._hot_chars = 0
@@ -1674,6 +1692,9 @@ class SemanticCache:
         fresh = None  # the namespace's first index, built before anything is written
         if stored is not None and not self._store_search and ns not in self._indexes:
             fresh = self._new_index(ns, int(stored.shape[1]))
+        if self._key_filter is not None:  # before the write: a failure leaves a false positive
+            for new in entries:
+                self._key_filter.add(new.key)
         touches = self._pending_touch
         if touches:
             self._pending_touch = {}
@@ -1790,7 +1811,7 @@ class SemanticCache:
         return ns
 
     def _key(self, ns: str, query: str) -> bytes:
-        return make_key(ns, normalize_text(query) if self._normalize else query)
+        return self._key_memo.key(ns, query)
 
     def _unit_rows(
         self, value: Any, n: int, what: str, *, from_embedder: bool = False

@@ -114,6 +114,16 @@ class MemoryStore:
             self._check_open()
             return {ns: len(ids) for ns, ids in sorted(self._ns_ids.items()) if ids}
 
+    def stored_keys(self) -> list[bytes]:
+        """Every stored key (the cache's exact-layer filter is filled from them).
+
+        Raises:
+            CacheClosedError: the store is closed.
+        """
+        with self._lock:
+            self._check_open()
+            return list(self._by_key)
+
     def iter_vectors(
         self, *, now: float | None = None, batch_size: int = 65536
     ) -> Iterator[VectorBatch]:

@@ -440,6 +440,16 @@ class SQLiteStore:
         )
         return {str(name): int(n) for name, n in rows}
 
+    def stored_keys(self) -> list[bytes]:
+        """Every stored key (the cache's exact-layer filter is filled from them).
+
+        Raises:
+            CacheClosedError: the store is closed.
+            StoreError: the read failed.
+        """
+        rows = self._read(lambda c: c.execute("SELECT key FROM entries").fetchall())
+        return [row[0] for row in rows]
+
     def iter_vectors(
         self, *, now: float | None = None, batch_size: int = 65536
     ) -> Iterator[VectorBatch]:
