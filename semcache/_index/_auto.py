@@ -24,9 +24,11 @@ stays flat. A build that fails leaves the index flat and keeps the error in
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,13 +62,76 @@ from ._graph import (
     _RowGraphIndex,
 )
 
-__all__ = ["DEFAULT_SWITCH_AT", "AutoIndex"]
+__all__ = ["DEFAULT_SWITCH_AT", "AutoIndex", "CostModel", "measured_cost"]
 
 #: Options a snapshot's header may state, and their bounds (checked before use).
 _BOUNDS = {"M": MAX_M, "ef_construction": MAX_EF, "ef_search": MAX_EF, "build_threads": 1024}
 
-#: Live rows at which ``auto`` starts building a graph.
+#: Live rows at which ``auto`` first considers a graph (``decide="measure"``: it probes
+#: there, and again at every doubling after a probe that kept it flat).
 DEFAULT_SWITCH_AT = 50_000
+#: Rows of the probe's sample graph, and the queries it times.
+DEFAULT_PROBE_ROWS = 8192
+_PROBE_QUERIES = 64
+#: Recall@1 (against the exact scan, on near duplicates of the namespace's own rows) the
+#: graph must reach; the probe raises ``ef_search`` (up to ``_MAX_PROBE_EF``) to get it.
+DEFAULT_RECALL = 0.99
+_MAX_PROBE_EF = 1024
+#: The probe's prediction must beat the flat scan by this factor to start a full build
+#: (an extrapolation is not a measurement); the built graph must then beat it outright.
+_PROBE_MARGIN = 1.25
+
+#: ``cost(backend, rows, run)``: seconds ``run()`` (one pass over the probe's queries)
+#: takes on ``backend`` holding ``rows`` rows. Tests inject a model; the default times it.
+#: ``cost(backend, rows, run, calls)``: seconds per search of ``run()``, which makes
+#: ``calls`` searches on ``backend`` holding ``rows`` rows. Tests inject a model; the
+#: default times it.
+CostModel = Callable[[str, int, Callable[[], object], int], float]
+
+
+def measured_cost(backend: str, rows: int, run: Callable[[], object], calls: int) -> float:
+    """The best of two timed runs after a warm one, per search (the minimum: other load
+    only ever adds time)."""
+    run()
+    best = math.inf
+    for _ in range(2):
+        t0 = perf_counter()
+        run()
+        best = min(best, perf_counter() - t0)
+    return best / max(calls, 1)
+
+
+def _probe_queries(
+    mat: npt.NDArray[Any], rows: npt.NDArray[Any], n: int, seed: int
+) -> npt.NDArray[np.float32]:
+    """Near duplicates (a paraphrase's distance: cosine ~0.95) of ``n`` of ``rows``."""
+    rng = np.random.default_rng(seed)
+    pick = rows[rng.choice(rows.shape[0], size=min(n, rows.shape[0]), replace=False)]
+    base = np.asarray(mat[np.sort(pick)], dtype=np.float32)
+    noise = rng.standard_normal(base.shape).astype(np.float32)
+    noise *= 0.3 / np.linalg.norm(noise, axis=1, keepdims=True)
+    q = base + noise
+    out: npt.NDArray[np.float32] = q / np.linalg.norm(q, axis=1, keepdims=True)
+    return out
+
+
+def _top1(index: Any, queries: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    return np.array([int(index.search(q, 1)[0][0]) for q in queries], dtype=np.int64)
+
+
+def _timer(index: Any, queries: npt.NDArray[np.float32]) -> Callable[[], object]:
+    def run() -> object:
+        for q in queries:
+            index.search(q, 1)
+        return None
+
+    return run
+
+
+class _Decision(dict[str, Any]):
+    """One probe or verification: rows, stage, flat_s, graph_s, recall, ef, switch."""
+
+
 # Rows inserted per step of a background build (a close() waits at most one step).
 _BUILD_CHUNK = 4096
 
@@ -100,9 +165,12 @@ class _Builder:
         ids: IdArray,
         mat: npt.NDArray[Any],
         rows: npt.NDArray[Any],
+        probe: Callable[[], _Decision] | None = None,
     ) -> None:
         self._make = make
         self._ids, self._mat, self._rows = ids, mat, rows
+        self._probe = probe
+        self.decision: _Decision | None = None
         self.lock = threading.Lock()
         self.pending: list[tuple[str, Any, Any]] = []
         self.cancel = threading.Event()
@@ -121,7 +189,13 @@ class _Builder:
 
     def run(self) -> None:
         try:
+            if self._probe is not None:
+                self.decision = self._probe()
+                if not self.decision["switch"]:
+                    return
             graph = self._make()
+            if self.decision is not None:
+                graph.set_ef_search(self.decision["ef"])
             # The matrix rows below the frozen row count are never written again by
             # FlatIndex (adds append, compact allocates anew), so no copy is needed.
             for lo in range(0, self._rows.shape[0], _BUILD_CHUNK):
@@ -167,7 +241,7 @@ class AutoIndex:
         dim: int,
         *,
         dtype: npt.DTypeLike = np.float32,
-        switch_at: int = DEFAULT_SWITCH_AT,
+        switch_at: int | None = None,
         graph: str = "auto",
         background: bool = True,
         M: int = DEFAULT_M,
@@ -176,11 +250,29 @@ class AutoIndex:
         build_threads: int | None = None,
         kernel: str | None = None,
         shadow: bool | None = None,
+        decide: str | None = None,
+        recall: float = DEFAULT_RECALL,
+        probe_rows: int = DEFAULT_PROBE_ROWS,
+        cost: CostModel | None = None,
     ) -> None:
         self._dim = check_dim(dim)
         self._dtype = check_dtype(dtype)
-        if switch_at < 1:
+        if switch_at is not None and switch_at < 1:
             raise ConfigurationError(f"switch_at must be >= 1, got {switch_at}")
+        if decide is None:  # a row count given explicitly is obeyed as before
+            decide = "measure" if switch_at is None else "rows"
+        if decide not in ("measure", "rows"):
+            raise ConfigurationError(f"decide must be measure or rows, got {decide!r}")
+        if not 0.0 < recall <= 1.0:
+            raise ConfigurationError(f"recall must be in (0, 1], got {recall!r}")
+        if probe_rows < 256:
+            raise ConfigurationError(f"probe_rows must be >= 256, got {probe_rows}")
+        self._decide = decide
+        self._recall = float(recall)
+        self._probe_rows = int(probe_rows)
+        self._cost: CostModel = cost or measured_cost
+        #: Every probe and verification made, oldest first (see :meth:`_probe`).
+        self.decisions: list[dict[str, Any]] = []
         if graph not in ("auto", "hnswlib", "faiss", "none"):
             raise ConfigurationError(f"graph must be auto, hnswlib, faiss or none, got {graph!r}")
         self._graph_name = _resolve_graph(graph, self._dtype)
@@ -189,7 +281,8 @@ class AutoIndex:
                 f"index option graph={graph!r} needs {self._graph_name}: "
                 f"{install_hint(self._graph_name)}"
             )
-        self._switch_at = int(switch_at)
+        self._switch_at = DEFAULT_SWITCH_AT if switch_at is None else int(switch_at)
+        self._next_at = self._switch_at  # doubles after each probe that keeps it flat
         self._background = bool(background)
         self._graph_kw: dict[str, Any] = {
             "M": int(M),
@@ -216,6 +309,9 @@ class AutoIndex:
         "build_threads",
         "kernel",
         "shadow",
+        "decide",
+        "recall",
+        "probe_rows",
     )
 
     @classmethod
@@ -364,8 +460,13 @@ class AutoIndex:
         return graph
 
     def _threads(self) -> int:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        return self._build_threads or max(1, cpus - 1)
+        """Build threads: every core (the flat index keeps serving meanwhile; hnswlib and
+        faiss release the GIL)."""
+        if hasattr(os, "sched_getaffinity"):
+            cpus = len(os.sched_getaffinity(0))
+        else:
+            cpus = os.cpu_count() or 1
+        return self._build_threads or max(1, cpus)
 
     def _maybe_compact_graph(self) -> None:
         """Rebuild a graph whose tombstones are due (``compaction_due``) on the build
@@ -396,20 +497,129 @@ class AutoIndex:
             or self._builder is not None
             or self.build_error is not None
             or not isinstance(inner, FlatIndex)
-            or len(inner) < self._switch_at
+            or len(inner) < self._next_at
         ):
             return
         rows = inner._rows.live_rows()
         ids = inner._rows.ids[rows]
+        mat = inner._mat
+        probe: Callable[[], _Decision] | None = None
+        threads = self._threads() if self._background else self._build_threads
+        if self._decide == "measure":
+            flat_s = self._flat_cost(inner, mat, rows)
+            n = int(rows.shape[0])
+            probe = lambda: self._probe(mat, rows, flat_s, n, threads)  # noqa: E731
         if not self._background:
+            decision = None if probe is None else probe()
+            if decision is not None:
+                self.decisions.append(decision)
+                if not decision["switch"]:
+                    self._next_at = 2 * len(inner)
+                    return
             graph = self._make_graph(self._build_threads)
-            graph.add(ids, inner._mat[rows])
-            inner.close()
-            self._inner = graph
+            if decision is not None:
+                graph.set_ef_search(decision["ef"])
+            graph.add(ids, mat[rows])
+            self._swap_in(graph)
             return
-        threads = self._threads()
-        self._builder = _Builder(lambda: self._make_graph(threads), ids, inner._mat, rows)
+        self._builder = _Builder(lambda: self._make_graph(threads), ids, mat, rows, probe)
         self._builder.start()
+
+    # -- measuring ----------------------------------------------------------------------
+    def _flat_cost(self, flat: FlatIndex, mat: npt.NDArray[Any], rows: npt.NDArray[Any]) -> float:
+        """Seconds per search of the flat index as it is (16 near-duplicate queries)."""
+        queries = _probe_queries(mat, rows, 16, seed=int(rows.shape[0]))
+        return self._cost("flat", len(flat), _timer(flat, queries), len(queries))
+
+    def _probe(
+        self,
+        mat: npt.NDArray[Any],
+        rows: npt.NDArray[Any],
+        flat_s: float,
+        n: int,
+        threads: int | None,
+    ) -> _Decision:
+        """Predict what a graph of all ``n`` rows would cost a get, from a graph of a
+        sample of them (``probe_rows``) built at a quarter and at all of the sample:
+        raise ``ef_search`` until near duplicates of the namespace's own rows find their
+        exact top-1 at the required ``recall``, then extrapolate the time per search
+        from the two sizes (a power law, exponent clamped to [0.05, 1]). Runs on the
+        build thread (it only reads rows below the frozen count)."""
+        rng = np.random.default_rng(n)
+        size = min(n, self._probe_rows)
+        pick = np.sort(rng.choice(rows.shape[0], size=size, replace=False))
+        vecs = np.ascontiguousarray(mat[rows[pick]], dtype=np.float32)
+        part = max(size // 4, 1)
+        queries = _probe_queries(vecs, np.arange(part), _PROBE_QUERIES, seed=n + 1)
+        exact = np.argmax(queries @ vecs.T, axis=1)
+        graph = self._make_graph(threads)
+        try:
+            graph.add(np.arange(part), vecs[:part])
+            nq = len(queries)
+            small = self._cost(graph.backend, part, _timer(graph, queries), nq)
+            graph.add(np.arange(part, size), vecs[part:])
+            full = self._cost(graph.backend, size, _timer(graph, queries), nq)
+            ef = graph.ef_search
+            got = float(np.mean(_top1(graph, queries) == exact))
+            while got < self._recall and ef < _MAX_PROBE_EF:
+                ef = min(2 * ef, _MAX_PROBE_EF)
+                graph.set_ef_search(ef)
+                got = float(np.mean(_top1(graph, queries) == exact))
+            at_ef = full
+            if ef != self._graph_kw["ef_search"]:
+                at_ef = self._cost(graph.backend, size, _timer(graph, queries), nq)
+        finally:
+            graph.close()
+        slope = 1.0
+        if size > part and small > 0.0 and full > 0.0:
+            slope = math.log(full / small) / math.log(size / part)
+        slope = min(max(slope, 0.05), 1.0)
+        predicted = at_ef * (n / size) ** slope
+        return _Decision(
+            rows=n,
+            stage="probe",
+            flat_s=flat_s,
+            graph_s=predicted,
+            recall=got,
+            ef=ef,
+            switch=got >= self._recall and predicted * _PROBE_MARGIN < flat_s,
+        )
+
+    def _verify(self, graph: _RowGraphIndex) -> _Decision:
+        """Measure the built graph against the flat index it would replace, on the same
+        near-duplicate queries: recall@1 against the exact scan, and time per search."""
+        flat = self._inner
+        assert isinstance(flat, FlatIndex)
+        rows = flat._rows.live_rows()
+        n = int(rows.shape[0])
+        queries = _probe_queries(flat._mat, rows, 32, seed=n + 2)
+        got = float(np.mean(_top1(graph, queries) == _top1(flat, queries)))
+        flat_s = self._cost("flat", n, _timer(flat, queries[:16]), 16)
+        graph_s = self._cost(graph.backend, n, _timer(graph, queries), len(queries))
+        return _Decision(
+            rows=n,
+            stage="verify",
+            flat_s=flat_s,
+            graph_s=graph_s,
+            recall=got,
+            ef=graph.ef_search,
+            switch=got >= self._recall and graph_s < flat_s,
+        )
+
+    def _swap_in(self, graph: _RowGraphIndex) -> None:
+        """Serve from ``graph`` if it is no slower (``decide="measure"``: verified), else
+        keep the flat index and probe again at twice the rows."""
+        old = self._inner
+        if self._decide == "measure" and isinstance(old, FlatIndex):
+            decision = self._verify(graph)
+            self.decisions.append(decision)
+            if not decision["switch"]:
+                graph.close()
+                self._next_at = 2 * len(old)
+                return
+        self._graph_kw["ef_search"] = graph.ef_search  # kept by later rebuilds and snapshots
+        self._inner = graph
+        old.close()
 
     def _step(self) -> None:
         """Swap in a finished background graph (called at the start of every call)."""
@@ -420,20 +630,26 @@ class AutoIndex:
         if b.thread is not None:
             b.thread.join()
         self._builder = None
+        if b.decision is not None:
+            self.decisions.append(b.decision)
+        if b.error is None and b.decision is not None and not b.decision["switch"]:
+            self._next_at = 2 * len(self._inner)  # the probe kept it flat
+            return
         if b.error is not None or b.graph is None:
             self.build_error = b.error or RuntimeError("graph build cancelled")
             return
         with b.lock:
             ops, b.pending = b.pending, []
         _replay(b.graph, ops)
-        old = self._inner
-        self._inner = b.graph
-        old.close()
+        self._swap_in(b.graph)
 
     # -- persistence --------------------------------------------------------------------
     def _options(self) -> dict[str, Any]:
         return {
             "switch_at": self._switch_at,
+            "decide": self._decide,
+            "recall": self._recall,
+            "probe_rows": self._probe_rows,
             "graph": self._graph_name or "none",
             "background": self._background,
             **self._graph_kw,

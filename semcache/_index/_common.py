@@ -149,6 +149,16 @@ def _bool(name: str, value: Any) -> bool:
     return value
 
 
+def _unit_interval(name: str, value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0.0 < float(value) <= 1.0
+    ):
+        raise ConfigurationError(f"index_options[{name!r}] must be in (0, 1], got {_show(value)}")
+    return float(value)
+
+
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ConfigurationError(
@@ -169,6 +179,9 @@ _OPTION_CHECKS: dict[str, Any] = {
     "graph": lambda n, v: _choice(n, v, ("auto", "hnswlib", "faiss", "none")),
     "kernel": lambda n, v: _choice(n, v, ("auto", "native", "numpy")),
     "shadow": _bool,
+    "decide": lambda n, v: _choice(n, v, ("measure", "rows")),
+    "recall": lambda n, v: _unit_interval(n, v),
+    "probe_rows": _int_in(256, 1 << 24),
 }
 
 

@@ -184,6 +184,19 @@ class _RowGraphIndex(RowIndexBase):
     def ef_search(self) -> int:
         return self._ef_search
 
+    def set_ef_search(self, ef: int) -> None:
+        """Search with ``ef`` candidates from now on (the ``auto`` probe raises it until
+        the recall it needs is reached).
+
+        Raises:
+            ConfigurationError: ``ef`` < 1.
+        """
+        if ef < 1:
+            raise ConfigurationError(f"ef_search must be >= 1, got {ef}")
+        self._ef_search = int(ef)
+        if isinstance(self, HnswlibIndex):
+            self._native.set_ef(self._ef_search)
+
     # -- mutation -----------------------------------------------------------------------
     def _prepare(self, vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         vecs = np.asarray(vectors)
