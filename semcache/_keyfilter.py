@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
+
 __all__ = ["KeyFilter", "KeyMemo"]
 
 #: Bits of filter per key it is sized for (3 probes: ~0.5% false positives when full).
@@ -95,12 +97,16 @@ class KeyFilter:
         nbits = 64
         while nbits < want and nbits < _MAX_BITS:
             nbits <<= 1
-        bits = bytearray(nbits >> 3)
         mask = nbits - 1
-        for key in keys:
-            h = int.from_bytes(key, "little")
-            for p in (h & mask, (h >> 32) & mask, (h >> 64) & mask):
-                bits[p >> 3] |= 1 << (p & 7)
+        table = np.zeros(nbits >> 3, dtype=np.uint8)
+        if keys:  # vectorized (1M keys: ~0.1 s): the same bits as add() sets
+            halves = np.frombuffer(b"".join(keys), dtype="<u8").reshape(-1, 2)
+            m = np.uint64(mask)
+            for p in (halves[:, 0] & m, (halves[:, 0] >> np.uint64(32)) & m, halves[:, 1] & m):
+                np.bitwise_or.at(
+                    table, p >> np.uint64(3), np.left_shift(1, p & np.uint64(7)).astype(np.uint8)
+                )
+        bits = bytearray(table.tobytes())
         self._mask = mask
         self._capacity = nbits // _BITS_PER_KEY
         self._added = len(keys)
