@@ -79,7 +79,7 @@ DEFAULT_RECALL = 0.99
 _MAX_PROBE_EF = 1024
 #: The probe's prediction must beat the flat scan by this factor to start a full build
 #: (an extrapolation is not a measurement); the built graph must then beat it outright.
-_PROBE_MARGIN = 1.25
+_PROBE_MARGIN = 1.5
 
 #: ``cost(backend, rows, run)``: seconds ``run()`` (one pass over the probe's queries)
 #: takes on ``backend`` holding ``rows`` rows. Tests inject a model; the default times it.
