@@ -92,11 +92,15 @@ def main() -> None:
         index = HnswlibIndex(
             DIM, M=args.M, ef_construction=args.ef_construction, build_threads=args.threads
         )
-        for lo in range(0, n, CHUNK):
-            hi = min(n, lo + CHUNK)
-            index.add(np.arange(lo, hi, dtype=np.int64), np.asarray(x[lo:hi]))
-            if lo % (CHUNK * 8) == 0:
-                print(f"  built {hi:,} in {time.perf_counter() - t0:.0f} s", flush=True)
+        offset = x.offset  # read chunks with plain reads: mapped pages would count as RSS
+        with open(folder / f"vectors-{n}.npy", "rb") as fh:
+            for lo in range(0, n, CHUNK):
+                hi = min(n, lo + CHUNK)
+                fh.seek(offset + lo * DIM * 4)
+                chunk = np.fromfile(fh, dtype=np.float32, count=(hi - lo) * DIM)
+                index.add(np.arange(lo, hi, dtype=np.int64), chunk.reshape(-1, DIM))
+                if lo % (CHUNK * 8) == 0:
+                    print(f"  built {hi:,} in {time.perf_counter() - t0:.0f} s", flush=True)
         build_s = time.perf_counter() - t0
         peak = rss.done()
         final = index.nbytes
