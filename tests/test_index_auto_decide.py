@@ -197,3 +197,27 @@ def test_bad_decide_options_raise(options: dict[str, Any]) -> None:
 def test_build_uses_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auto_mod.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert AutoIndex(DIM)._threads() == 4
+
+
+@pytest.mark.parametrize(
+    ("switch_at", "decide"), [(auto_mod.DEFAULT_SWITCH_AT, "measure"), (100, "rows")]
+)
+def test_a_snapshot_written_before_decide_existed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, switch_at: int, decide: str
+) -> None:
+    index = AutoIndex(DIM, switch_at=switch_at, decide="rows")
+    index.add(np.arange(10), unit(10, seed=10))
+    original = index._options
+
+    def old_options() -> dict[str, Any]:
+        opts = original()
+        for key in ("decide", "recall", "probe_rows"):
+            opts.pop(key)
+        return opts
+
+    monkeypatch.setattr(index, "_options", old_options)
+    index.save(tmp_path / "old.idx")
+    loaded = load_index(tmp_path / "old.idx")
+    assert isinstance(loaded, AutoIndex)
+    assert loaded._decide == decide  # the old default now measures; a chosen count is kept
+    assert len(loaded) == 10

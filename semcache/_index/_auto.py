@@ -693,6 +693,9 @@ class AutoIndex:
             raise ValueError(f"{os.fspath(path)!r}: bad auto snapshot header")
         try:
             parsed = parse_options("auto", opts, cls._OPTION_KEYS)
+            if "decide" not in parsed and parsed.get("switch_at") == DEFAULT_SWITCH_AT:
+                # written before decide existed, with the default: measure from now on
+                parsed["decide"] = "measure"
             for name, high in _BOUNDS.items():
                 if isinstance(parsed.get(name), int) and parsed[name] > high:
                     raise ConfigurationError(f"{name} {parsed[name]} over {high}")
