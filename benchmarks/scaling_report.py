@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("SEMCACHE_KERNEL_THREADS", "1")
 
@@ -102,6 +103,49 @@ def run_procs(path: str, mix: str, n: int, workers: int, seconds: float) -> floa
     return sum(counts) / seconds
 
 
+class _TimedLock:
+    """Wraps the cache's lock and sums the time it is held (outermost holds only)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock, self.held, self.depth, self.since = lock, 0.0, 0, 0.0
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.depth += 1
+        if self.depth == 1:
+            self.since = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.held += time.perf_counter() - self.since
+        self.lock.release()
+
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        return bool(self.lock.acquire(*args, **kwargs))
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def lock_share(path: str, mix: str, n: int, x: np.ndarray) -> tuple[float, float]:
+    """One thread: µs per get, and the share of that time the cache lock is held (so
+    1 / share bounds what threads can gain)."""
+    cache = SemanticCache(path)
+    qs = queries(mix, n, 0, x)
+    for q, v in qs[:100]:
+        cache.get(q, embedding=v)
+    timed = _TimedLock(cache._lock)
+    cache._lock = timed  # type: ignore[assignment]
+    t0 = time.perf_counter()
+    for q, v in qs:
+        cache.get(q, embedding=v)
+    total = time.perf_counter() - t0
+    cache._lock = timed.lock
+    cache.close()
+    return total / len(qs) * 1e6, timed.held / total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=10_000)
@@ -129,6 +173,11 @@ def main() -> None:
                     rates.append(run_procs(path, mix, n, w, args.seconds))
             cells = " | ".join(f"{r:,.0f} ({r / rates[0]:.2f})" for r in rates)
             print(f"| {kind} | {mix} | {cells} |", flush=True)
+    print("| mix | µs per get (1 thread) | cache lock held | thread ceiling |")
+    print("|---|---|---|---|")
+    for mix in ("exact", "semantic"):
+        us, share = lock_share(path, mix, n, x)
+        print(f"| {mix} | {us:.1f} | {share:.0%} | {1 / share:.2f}x |")
     print(f"load average after: {os.getloadavg()}")
 
 

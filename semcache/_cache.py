@@ -1310,8 +1310,10 @@ class SemanticCache:
         try:
             if self._shared or self._index_suspect:
                 self._maybe_sync(now)
+            if vector is None and self._embedder is None:  # nothing to search with
+                return self._miss(ns, reason or "no_candidate", None, t0)
             index = self._index_of(ns)
-            if index is None or not len(index) or (vector is None and self._embedder is None):
+            if index is None or not len(index):
                 return self._miss(ns, reason or "no_candidate", None, t0)
         except StoreUnavailableError:
             return self._miss(ns, "store_unavailable", None, t0)
