@@ -221,3 +221,33 @@ def test_a_snapshot_written_before_decide_existed(
     assert isinstance(loaded, AutoIndex)
     assert loaded._decide == decide  # the old default now measures; a chosen count is kept
     assert len(loaded) == 10
+
+
+def test_close_stops_a_probe_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_cost(backend: str, rows: int, run: Callable[[], object], calls: int) -> float:
+        if backend != "flat":  # the probe's first measurement: hold it until close() runs
+            entered.set()
+            assert release.wait(30)
+        return 1e-9 if backend != "flat" else rows * 1e-7
+
+    index = AutoIndex(
+        DIM,
+        graph="hnswlib",
+        switch_at=600,
+        decide="measure",
+        probe_rows=2048,
+        background=True,
+        build_threads=1,
+        cost=slow_cost,
+    )
+    index.add(np.arange(3000), unit(3000, seed=11))
+    assert entered.wait(30)
+    closer = threading.Thread(target=index.close)
+    closer.start()
+    release.set()
+    closer.join(30)
+    assert not closer.is_alive()

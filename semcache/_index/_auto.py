@@ -81,8 +81,6 @@ _MAX_PROBE_EF = 1024
 #: (an extrapolation is not a measurement); the built graph must then beat it outright.
 _PROBE_MARGIN = 1.5
 
-#: ``cost(backend, rows, run)``: seconds ``run()`` (one pass over the probe's queries)
-#: takes on ``backend`` holding ``rows`` rows. Tests inject a model; the default times it.
 #: ``cost(backend, rows, run, calls)``: seconds per search of ``run()``, which makes
 #: ``calls`` searches on ``backend`` holding ``rows`` rows. Tests inject a model; the
 #: default times it.
@@ -128,6 +126,10 @@ def _timer(index: Any, queries: npt.NDArray[np.float32]) -> Callable[[], object]
     return run
 
 
+class _Cancelled(Exception):
+    """close() stopped a probe."""
+
+
 class _Decision(dict[str, Any]):
     """One probe or verification: rows, stage, flat_s, graph_s, recall, ef, switch."""
 
@@ -165,7 +167,7 @@ class _Builder:
         ids: IdArray,
         mat: npt.NDArray[Any],
         rows: npt.NDArray[Any],
-        probe: Callable[[], _Decision] | None = None,
+        probe: Callable[[threading.Event], _Decision] | None = None,
     ) -> None:
         self._make = make
         self._ids, self._mat, self._rows = ids, mat, rows
@@ -190,7 +192,10 @@ class _Builder:
     def run(self) -> None:
         try:
             if self._probe is not None:
-                self.decision = self._probe()
+                try:
+                    self.decision = self._probe(self.cancel)
+                except _Cancelled:
+                    return
                 if not self.decision["switch"]:
                     return
             graph = self._make()
@@ -503,14 +508,14 @@ class AutoIndex:
         rows = inner._rows.live_rows()
         ids = inner._rows.ids[rows]
         mat = inner._mat
-        probe: Callable[[], _Decision] | None = None
+        probe: Callable[[threading.Event], _Decision] | None = None
         threads = self._threads() if self._background else self._build_threads
         if self._decide == "measure":
             flat_s = self._flat_cost(inner, mat, rows)
             n = int(rows.shape[0])
-            probe = lambda: self._probe(mat, rows, flat_s, n, threads)  # noqa: E731
+            probe = lambda cancel: self._probe(mat, rows, flat_s, n, threads, cancel)  # noqa: E731
         if not self._background:
-            decision = None if probe is None else probe()
+            decision = None if probe is None else probe(threading.Event())
             if decision is not None:
                 self.decisions.append(decision)
                 if not decision["switch"]:
@@ -538,13 +543,15 @@ class AutoIndex:
         flat_s: float,
         n: int,
         threads: int | None,
+        cancel: threading.Event,
     ) -> _Decision:
         """Predict what a graph of all ``n`` rows would cost a get, from a graph of a
         sample of them (``probe_rows``) built at a quarter and at all of the sample:
         raise ``ef_search`` until near duplicates of the namespace's own rows find their
         exact top-1 at the required ``recall``, then extrapolate the time per search
         from the two sizes (a power law, exponent clamped to [0.05, 1]). Runs on the
-        build thread (it only reads rows below the frozen count)."""
+        build thread (it only reads rows below the frozen count); ``cancel`` (close())
+        stops it between chunks of 1024 rows."""
         rng = np.random.default_rng(n)
         size = min(n, self._probe_rows)
         pick = np.sort(rng.choice(rows.shape[0], size=size, replace=False))
@@ -553,11 +560,19 @@ class AutoIndex:
         queries = _probe_queries(vecs, np.arange(part), _PROBE_QUERIES, seed=n + 1)
         exact = np.argmax(queries @ vecs.T, axis=1)
         graph = self._make_graph(threads)
+
+        def add(lo: int, hi: int) -> None:
+            for start in range(lo, hi, 1024):
+                if cancel.is_set():
+                    raise _Cancelled
+                stop = min(hi, start + 1024)
+                graph.add(np.arange(start, stop), vecs[start:stop])
+
         try:
-            graph.add(np.arange(part), vecs[:part])
+            add(0, part)
             nq = len(queries)
             small = self._cost(graph.backend, part, _timer(graph, queries), nq)
-            graph.add(np.arange(part, size), vecs[part:])
+            add(part, size)
             full = self._cost(graph.backend, size, _timer(graph, queries), nq)
             ef = graph.ef_search
             got = float(np.mean(_top1(graph, queries) == exact))
