@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit_rows
 
 from semcache._errors import ConfigurationError
 from semcache._index import AutoIndex, load_index, make_index
@@ -21,8 +22,7 @@ pytest.importorskip("hnswlib")
 
 
 def unit(n: int, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return unit_rows(n, DIM, seed)
 
 
 class Costs:

@@ -10,19 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FakeClock
 
 import semcache._keyfilter as kf
 from semcache import SemanticCache, StoreError
 from semcache._keyfilter import KeyFilter, KeyMemo
 from semcache._text import make_key, normalize_text
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def keys(n: int, tag: str = "k") -> list[bytes]:
@@ -114,12 +107,7 @@ def test_memo_remembers_only_what_it_is_told(monkeypatch: pytest.MonkeyPatch) ->
 
 
 # -- in the cache ------------------------------------------------------------------------
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def open_cache(path: Path, clock: Clock, **kw: Any) -> SemanticCache:
+def open_cache(path: Path, clock: FakeClock, **kw: Any) -> SemanticCache:
     return SemanticCache(str(path), clock=clock, **kw)
 
 
@@ -136,7 +124,7 @@ def count_store_lookups(cache: SemanticCache, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_miss_of_a_never_stored_prompt_asks_no_store(
-    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = open_cache(tmp_path / "c.db", clock)
     cache.put_many([f"q {i}" for i in range(100)], ["a"] * 100)
@@ -150,7 +138,7 @@ def test_a_miss_of_a_never_stored_prompt_asks_no_store(
 
 
 def test_every_write_path_and_reopen_keeps_stored_keys_visible(
-    tmp_path: Path, clock: Clock
+    tmp_path: Path, clock: FakeClock
 ) -> None:
     path = tmp_path / "c.db"
     cache = open_cache(path, clock)
@@ -170,11 +158,11 @@ def test_every_write_path_and_reopen_keeps_stored_keys_visible(
     cache.close()
 
 
-def test_ttl_delete_clear_and_clear_namespace(tmp_path: Path, clock: Clock) -> None:
+def test_ttl_delete_clear_and_clear_namespace(tmp_path: Path, clock: FakeClock) -> None:
     cache = open_cache(tmp_path / "c.db", clock)
     assert cache.get("warm") is None
     cache.put("short", "s", ttl=10)
-    clock.now += 11
+    clock.advance(11)
     assert cache.get("short") is None
     assert cache.stats()["misses"]["expired"] == 1  # found in the store, then expired
     cache.put("short", "again", ttl=10)
@@ -199,7 +187,7 @@ def test_ttl_delete_clear_and_clear_namespace(tmp_path: Path, clock: Clock) -> N
 
 
 def test_a_failed_put_leaves_only_a_false_positive(
-    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = open_cache(tmp_path / "c.db", clock)
     assert cache.get("x") is None
@@ -220,7 +208,7 @@ def test_a_failed_put_leaves_only_a_false_positive(
     cache.close()
 
 
-def test_loads_restores_a_cache_whose_keys_hit(tmp_path: Path, clock: Clock) -> None:
+def test_loads_restores_a_cache_whose_keys_hit(tmp_path: Path, clock: FakeClock) -> None:
     cache = open_cache(tmp_path / "c.db", clock)
     cache.put_many([f"q {i}" for i in range(50)], [f"a {i}" for i in range(50)])
     archive = tmp_path / "c.tar"
@@ -235,7 +223,7 @@ def test_loads_restores_a_cache_whose_keys_hit(tmp_path: Path, clock: Clock) -> 
     restored.close()
 
 
-def test_memory_store_uses_the_filter_too(clock: Clock) -> None:
+def test_memory_store_uses_the_filter_too(clock: FakeClock) -> None:
     cache = SemanticCache(clock=clock)
     assert cache._key_filter is not None
     assert cache.get("q") is None
