@@ -61,6 +61,8 @@ def _cycle(items: list[str]) -> Callable[[], str]:
 
 
 def _record(benchmark: Any, group: str, who: str) -> None:
+    if benchmark.stats is None:  # --benchmark-disable: nothing was timed
+        return
     stats = benchmark.stats.stats
     _RESULTS[(group, who)] = (stats.median, stats.min)
 
