@@ -1,9 +1,9 @@
 """The exact layer against diskcache, side by side in one pytest-benchmark run.
 
-Run (diskcache is not a semcache dependency; install it beside, e.g. into a folder)::
+Run (diskcache is not a semcache dependency; the ``dev`` extra pins it for this benchmark,
+so ``scripts/bootstrap --all`` installs it)::
 
-    .venv/bin/pip install --target /tmp/bench-site diskcache==5.6.3
-    PYTHONPATH=.:/tmp/bench-site .venv/bin/python -m pytest \\
+    .venv/bin/python -m pytest \\
         benchmarks/test_bench_exact_peers.py -p no:cacheprovider -s \\
         --benchmark-columns=min,median,mean,rounds --benchmark-group-by=group
 
