@@ -179,6 +179,12 @@ def test_static_replay_arithmetic(static_csv: Path) -> None:
     assert guarded is not None
     assert guarded.rule.min_similarity == pytest.approx(0.5)
     assert guarded.hit_rate == pytest.approx(0.8)
+    # answers that agree (recorded as the pseudo-guard "agree"): a candidate whose
+    # nearest other candidate has another answer is blocked ("doors open now": a1
+    # 0.766 / b1 0.643; "a song please": b1 0.866 / a1 0.5); one alone passes, right
+    # ("please open the doors") or wrong ("sing 7 songs", the oos query)
+    assert numbers(0.5, ("agree",)) == (4, 2, 0.4, 0.5)
+    assert numbers(0.5, ("agree", "numbers")) == (2, 2, 0.4, 1.0)
     # serving each rule for real agrees with the record
     rules = [Rule(t) for t in (0.99, 0.94, 0.9, 0.75)] + [Rule(0.75, None, ("numbers",))]
     assert result.time_rules(rules, 6) == 0
@@ -238,13 +244,16 @@ def test_cli_static_json(
     assert cosine["precision_0.95"]["hit_rate"] == pytest.approx(0.4)
     # SemanticCache's shipped guards include numbers: both false hits are blocked
     assert data["defaults"] == {"similarity_threshold": 0.85, "guards": True}
+    # and answers that agree block the candidates whose nearest other candidate has
+    # another answer: "doors open now" (a1 0.766, b1 0.643) and "a song please"
     default = data["headline"]["default"]
     assert default["precision_0.99"]["knob"] == pytest.approx(0.5)
-    assert default["precision_0.99"]["hit_rate"] == pytest.approx(0.8)
+    assert default["precision_0.99"]["hit_rate"] == pytest.approx(0.4)
     rows = {r["rule"]: r for r in data["rows"]}
     assert rows["cos>=0.850"]["hits"] == 5
     assert rows["cos>=0.850"]["p50_get_ms"] > 0
-    assert rows["cos>=0.850 +default"]["hits"] == 3
+    assert rows["cos>=0.850 +default+agree"]["hits"] == 2  # the exact repeat, 0.985 a1
+    assert rows["cos>=0.850 +default+agree"]["p50_get_ms"] is None  # read from the record
     assert data["timing_mismatches"] == 0
     curve = {round(p["min_similarity"], 4): p for p in data["rules"]["cosine"]}
     assert curve[0.75]["precision"] == pytest.approx(4 / 6)
@@ -279,16 +288,20 @@ def test_cli_stream_json(
         "error_rate": 0.0,
         "llm_calls": 6,
         "knob": pytest.approx(0.985),
+        "verifications": 0,
         "within_budget": True,
     }
     # the numbers guard: from cos>=0.70 no wrong hit, p1 and p4 served
     guarded = data["headline"]["cosine+numbers"]["error_0.001"]
     assert (guarded["hit_rate"], guarded["error_rate"]) == (pytest.approx(2 / 6), 0.0)
-    # default: one run at the shipped settings (0.85 and its guards), the same for both
+    # default: the error budget, one run per budget; six gets teach it too little to
+    # serve anything (every LLM call is an observation, none is a verification)
     default = data["headline"]["default"]
-    assert default["error_0.01"] == default["error_0.001"]
-    assert (default["error_0.01"]["llm_calls"], default["error_0.01"]["error_rate"]) == (4, 0.0)
-    assert len(data["rules"]["default"]) == 1
+    for budget in (0.01, 0.001):
+        point = default[f"error_{budget}"]
+        assert (point["llm_calls"], point["error_rate"], point["knob"]) == (6, 0.0, budget)
+        assert point["verifications"] == 0
+    assert len(data["rules"]["default"]) == 2
 
 
 def test_cli_refuses_protocol_on_pairs_and_pair_options_on_clusters(

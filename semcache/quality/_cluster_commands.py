@@ -15,8 +15,10 @@ from .._errors import ConfigurationError
 from .._progress import ProgressBar
 from .._types import Hit
 from ._clusters import (
+    AGREE,
     StreamPoint,
     StreamVectors,
+    budget_stream_replay,
     load_clusters,
     shipped_defaults,
     static_replay,
@@ -103,9 +105,11 @@ def run_cluster_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _families(guards: Sequence[str], default_guard: Judge | None) -> dict[str, tuple[str, ...]]:
-    """Rule family -> the guards its rules run with."""
+    """Rule family -> the guards its rules run with (static; ``default``: the shipped
+    guards and answers that agree, the nearest other candidate having the same
+    answer)."""
     out: dict[str, tuple[str, ...]] = {"cosine": ()}
-    out["default"] = ("default",) if default_guard is not None else ()
+    out["default"] = ("default", AGREE) if default_guard is not None else (AGREE,)
     for g in guards:
         out[f"cosine+{g}"] = (g,)
     if len(guards) > 1:
@@ -161,7 +165,8 @@ def _static(
     rules = list(dict.fromkeys(rules))
     mismatches = 0
     if args.timing_sample > 0:
-        mismatches = result.time_rules(rules, args.timing_sample, seed=args.seed, progress=progress)
+        timed = [r for r in rules if AGREE not in r.guards]  # read from the record only
+        mismatches = result.time_rules(timed, args.timing_sample, seed=args.seed, progress=progress)
     points = [result.evaluate(r) for r in rules]
     curves = {family: result.curve(fg, step=0.0025) for family, fg in families.items()}
     name = os.path.basename(args.pairs)
@@ -170,7 +175,8 @@ def _static(
         f"{int(result.in_scope.sum())} in scope, embedder {source.embedder.fingerprint}\n"
         f"(default: SemanticCache's shipped settings, threshold {default_threshold}"
         f"{' and its default guards' if default_guard is not None else ', no guards'}; "
-        "+default in a rule: those guards)\n\n"
+        "+default in a rule: those guards; +agree: the nearest other candidate has the same "
+        "answer)\n\n"
     )
     out.write(format_table(points) + "\n")
     out.write("\nheadline (lowest threshold reaching the precision; thresholds on a 0.001 grid)\n")
@@ -273,25 +279,26 @@ def _stream(
     out: TextIO,
 ) -> dict[str, Any]:
     data = StreamVectors(clusters, source.embed, progress)
-    default_threshold, default_guard = shipped_defaults()
+    _, default_guard = shipped_defaults()
     grid = sorted(set(STREAM_GRID) | set(args.threshold or []))
     families: dict[str, list[StreamPoint]] = {"cosine": _sweep(data, grid, (), progress)}
     if guards:
         family = "cosine+" + "+".join(guards)
         families[family] = _sweep(data, grid, tuple(guards), progress)
-    default = _stream_run(
-        data,
-        lambda: SemanticCache(index_backend="flat"),
-        label="default",
-        guards=("default",) if default_guard is not None else (),
-        progress=progress,
-    )
-    families["default"] = [default]
+    # default: the shipped guards and the error budget (with agreement evidence and
+    # per-entry records), run once per budget, nothing swept
+    defaults = {
+        budget: budget_stream_replay(
+            data, budget, guard=default_guard, label=f"default, budget {budget}", progress=progress
+        )
+        for budget in BUDGETS
+    }
+    families["default"] = list(defaults.values())
     headline: dict[str, dict[str, Any]] = {}
     for family, points in families.items():
         entry: dict[str, Any] = {}
         for budget in BUDGETS:
-            p = default if family == "default" else _best(points, budget)
+            p = defaults[budget] if family == "default" else _best(points, budget)
             entry[f"error_{budget}"] = (
                 None
                 if p is None
@@ -299,7 +306,8 @@ def _stream(
                     "hit_rate": p.hit_rate,
                     "error_rate": p.error_rate,
                     "llm_calls": p.llm_calls,
-                    "knob": p.min_similarity,
+                    "knob": budget if family == "default" else p.min_similarity,
+                    "verifications": p.verifications,
                     "within_budget": p.error_rate <= budget,
                 }
             )
@@ -307,9 +315,9 @@ def _stream(
     name = os.path.basename(args.pairs)
     out.write(
         f"{name}: stream replay: {len(data.texts)} gets, embedder "
-        f"{source.embedder.fingerprint}\n(default: SemanticCache's shipped settings, "
-        f"threshold {default_threshold}"
-        f"{' and its default guards' if default_guard is not None else ', no guards'})\n\n"
+        f"{source.embedder.fingerprint}\n(default: SemanticCache's shipped "
+        f"{'guards' if default_guard is not None else 'settings, no guards'} with the error "
+        "budget set to each target: agreement evidence, per-entry records, verification)\n\n"
     )
     rows = [*families["cosine"], *[p for f, ps in families.items() if f != "cosine" for p in ps]]
     out.write(_stream_table(rows) + "\n")
@@ -321,10 +329,14 @@ def _stream(
                 out.write(f"  {family:<34} error <= {limit}: never reached\n")
             else:
                 note = "" if h["within_budget"] else " (over the budget)"
+                how = (
+                    f"budget {h['knob']} ({h['verifications']} verifications)"
+                    if family == "default"
+                    else f"cos>={h['knob']:.4f}"
+                )
                 out.write(
                     f"  {family:<34} error <= {limit}: hit rate {h['hit_rate']:.3f}, error "
-                    f"{h['error_rate']:.4f}, {h['llm_calls']} LLM calls at cos>="
-                    f"{h['knob']:.4f}{note}\n"
+                    f"{h['error_rate']:.4f}, {h['llm_calls']} LLM calls at {how}{note}\n"
                 )
     if args.plot:
         _plot_stream(families, args.plot, title=f"{name} stream")

@@ -39,6 +39,7 @@ from .._errors import InvalidInputError
 from .._progress import ProgressCallback, as_progress
 from .._text import normalize_text
 from .._types import Hit
+from ._agreement import same_answer
 from ._replay import Embed, QualityPoint, ReplayResult, Rule, _embed_all, timing_pass
 
 __all__ = [
@@ -57,6 +58,10 @@ _PAIR_COLUMNS = frozenset({"text_a", "text_b", "label"})
 _CLUSTER_COLUMNS = frozenset({"text", "cluster", "split"})
 #: The prefix of an out-of-scope cluster: one text each, never stored.
 OOS_PREFIX = "oos:"
+#: The static record's pseudo-guard: the candidate's nearest other candidate (among
+#: those recorded) has the same answer, or there is none (``_agreement``: not split).
+#: Not timed (it reads the record, not one candidate).
+AGREE = "agree"
 
 
 def shipped_defaults() -> tuple[float, Judge | None]:
@@ -188,7 +193,7 @@ class _Recorder:
         self.guards = dict(guards)
         self.max_candidates = max_candidates
         self.cluster = ""
-        self.rows: list[tuple[float, bool, tuple[bool, ...]]] = []
+        self.rows: list[tuple[float, bool, tuple[bool, ...], object]] = []
         self.truncated = False
         self.serving = False
 
@@ -199,7 +204,7 @@ class _Recorder:
             self.truncated = True
             return 1.0  # stop the search here
         verdicts = tuple(bool(g(query, hit)) for g in self.guards.values())
-        self.rows.append((hit.similarity, hit.response == self.cluster, verdicts))
+        self.rows.append((hit.similarity, hit.response == self.cluster, verdicts, hit.response))
         return -math.inf  # rejected: the cache goes on to the next candidate
 
 
@@ -303,7 +308,7 @@ def static_replay(
     exact = np.zeros(n, dtype=bool)
     exact_correct = np.zeros(n, dtype=bool)
     in_scope = np.array([clusters.in_scope(labels[i]) for i in asked], dtype=bool)
-    records: list[list[tuple[float, bool, tuple[bool, ...]]]] = []
+    records: list[list[tuple[float, bool, tuple[bool, ...], object]]] = []
     truncated = 0
     for k, i in enumerate(asked):
         recorder.cluster = labels[i]
@@ -325,11 +330,16 @@ def static_replay(
     correct = np.zeros((n, width), dtype=bool)
     verdicts = {name: np.zeros((n, width), dtype=bool) for name in guards}
     names = list(guards)
+    agree = np.zeros((n, width), dtype=bool)
     for k, rows in enumerate(records):
-        for j, (s, c, vs) in enumerate(rows):
+        for j, (s, c, vs, response) in enumerate(rows):
             sim[k, j], correct[k, j] = s, c
             for name, v in zip(names, vs, strict=True):
                 verdicts[name][k, j] = v
+            # answers that agree: the nearest other candidate (if any) has the same answer
+            other = 1 if j == 0 else 0
+            agree[k, j] = other >= len(rows) or same_answer(rows[other][3], response)
+    verdicts[AGREE] = agree
     result = StaticResult(
         floor=floor,
         exact=exact,
@@ -375,6 +385,8 @@ class StreamPoint:
         hit_rate: ``hits / gets``.
         error_rate: ``wrong / gets``.
         p50_get_us: median latency of a get, in microseconds.
+        verifications: LLM calls made to check a candidate that could have been
+            served (counted in ``llm_calls``).
     """
 
     label: str
@@ -388,6 +400,7 @@ class StreamPoint:
     hit_rate: float
     error_rate: float
     p50_get_us: float
+    verifications: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -403,6 +416,7 @@ class StreamPoint:
             "hit_rate": self.hit_rate,
             "error_rate": self.error_rate,
             "p50_get_us": self.p50_get_us,
+            "verifications": self.verifications,
         }
 
 
@@ -475,4 +489,139 @@ def stream_replay(
         hit_rate=hits / n if n else math.nan,
         error_rate=wrong / n if n else math.nan,
         p50_get_us=statistics.median(times) * 1e6 if times else math.nan,
+    )
+
+
+class _Collector:
+    """The budget replay's ``confidence_fn``: notes the first ``k`` candidates (nearest
+    first) and rejects them, then stops the search."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.hits: list[Hit] = []
+
+    def __call__(self, query: str, hit: Hit) -> float:
+        if len(self.hits) >= self.k:
+            return 1.0  # stop the search (the hit it returns is not used)
+        self.hits.append(hit)
+        return -math.inf
+
+
+def budget_stream_replay(
+    data: StreamVectors,
+    budget: float,
+    *,
+    k: int = 8,
+    floor: float = 0.5,
+    guard: Judge | None = None,
+    use_agreement: bool = True,
+    use_records: bool = True,
+    label: str | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | TextIO | None = None,
+) -> StreamPoint:
+    """The stream replay with an :class:`~semcache.quality._budget.ErrorBudget`
+    deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
+
+    Each get reads the first ``k`` candidates at or above ``floor`` (nearest first,
+    through a recording ``confidence_fn``); the candidate to serve is the first the
+    ``guard`` accepts, and the others are its agreement evidence. The budget decides:
+    serve (a hit), verify (an LLM call: the fresh answer is served and put, and the
+    budget observes whether the stored one was right) or miss (an LLM call, put, and the
+    same observation for free). Exact repeats are served by the exact layer.
+
+    Args:
+        data: the texts, clusters and vectors in stream order.
+        budget: wrong answers per get allowed.
+        k: candidates read per get.
+        floor: the lowest similarity considered.
+        guard: ``guard(query, hit) -> bool`` a served candidate must pass (None: none).
+        use_agreement: False: every candidate counts as alone (the table is then one
+            curve of similarity), to measure what agreement adds.
+        use_records: False: no per-entry records, to measure what they add.
+        label: names the result (default ``"default, budget B"``).
+        seed: the budget's verification draws.
+        progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
+    """
+    from ._agreement import ALONE, Agreement, Candidate, agreement, same_answer
+    from ._budget import EntryRecord, ErrorBudget
+
+    label = label or f"default, budget {budget}"
+    report = as_progress(progress)
+    policy = ErrorBudget(budget, floor=floor, seed=seed)
+    collector = _Collector(k)
+    cache = SemanticCache(
+        similarity_threshold=floor,
+        confidence_fn=collector,
+        min_confidence=0.5,
+        index_backend="flat",
+        guards=None,
+    )
+    records: dict[str, EntryRecord] = {}
+    n = len(data.texts)
+    hits = wrong = exact = 0
+    times: list[float] = []
+    try:
+        for i, (text, cluster, vector) in enumerate(
+            zip(data.texts, data.clusters, data.vectors, strict=True)
+        ):
+            if report is not None and i % 512 == 0:
+                report(label, i, n)
+            t0 = perf_counter()
+            collector.hits = []
+            hit = cache.get(text, embedding=vector)
+            if hit is not None and hit.layer == "exact":
+                times.append(perf_counter() - t0)
+                policy.decide(None)  # a get that cannot be wrong by the budget's count
+                hits += 1
+                exact += 1
+                wrong += hit.response != cluster
+                continue
+            found = collector.hits
+            served = next((j for j, h in enumerate(found) if guard is None or guard(text, h)), None)
+            ev: Agreement | None = None
+            record: EntryRecord | None = None
+            if served is not None:
+                order = [found[served], *found[:served], *found[served + 1 :]]
+                ev = agreement(
+                    [Candidate(h.similarity, h.response) for h in order], k=k, budget_us=1e9
+                )
+                if not use_agreement:
+                    ev = Agreement(ev.similarity, 0, 1, None, ALONE)
+                if use_records:
+                    record = records.setdefault(found[served].query, EntryRecord())
+            decision = policy.decide(ev, record)
+            times.append(perf_counter() - t0)
+            if decision.action == "serve":
+                assert served is not None
+                hits += 1
+                wrong += found[served].response != cluster
+                continue
+            # an LLM call (a miss or a verification): learn from its answer, and put it
+            if ev is not None and served is not None:
+                policy.observe(ev, record, same_answer(found[served].response, cluster), decision)
+                if use_records:
+                    for j, h in enumerate(found):
+                        if j != served:
+                            records.setdefault(h.query, EntryRecord()).add(
+                                h.similarity, same_answer(h.response, cluster)
+                            )
+            cache.put(text, cluster, embedding=vector)
+        if report is not None:
+            report(label, n, n)
+    finally:
+        cache.close()
+    return StreamPoint(
+        label=label,
+        min_similarity=floor,
+        guards=(),
+        gets=n,
+        hits=hits,
+        wrong=wrong,
+        exact_hits=exact,
+        llm_calls=n - hits,
+        hit_rate=hits / n if n else math.nan,
+        error_rate=wrong / n if n else math.nan,
+        p50_get_us=statistics.median(times) * 1e6 if times else math.nan,
+        verifications=policy.verifications,
     )

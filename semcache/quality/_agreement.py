@@ -1,0 +1,158 @@
+"""Answers that agree: evidence from the stored answers of the k nearest candidates.
+
+A stored answer is safer to serve when the stored prompts around the query got the
+same answer, and riskier when a nearby prompt got another one ("What is 2+2?" next to
+"What is 2+3?"). :func:`agreement` reads the candidates a semantic search returns
+(nearest first) and sums that up as an :class:`Agreement`: the candidate to serve,
+how many of the others share its answer, how near the nearest other answer is, and an
+evidence class (:data:`ALONE`, :data:`SPLIT`, :data:`MIXED`, :data:`UNANIMOUS`) that the
+error budget (``_budget``) learns a risk curve for.
+
+Answers are compared with ``same_answer(a, b) -> bool``: by default
+:func:`same_answer`, equality after normalization (NFKC, casefold, collapsed
+whitespace) for text, plain equality otherwise. An application whose answers vary in
+wording passes its own (for instance a comparison of answer embeddings made at put).
+
+The cost is bounded twice: at most ``k`` candidates are read, and reading stops once
+``budget_us`` microseconds have passed (the evidence is then what was read so far).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from time import perf_counter_ns
+
+from .._text import normalize_text
+
+__all__ = [
+    "ALONE",
+    "EVIDENCE_CLASSES",
+    "MIXED",
+    "SPLIT",
+    "UNANIMOUS",
+    "Agreement",
+    "Candidate",
+    "agreement",
+    "same_answer",
+]
+
+SameAnswer = Callable[[object, object], bool]
+
+#: The candidate served is the only one read (nothing near it to agree or disagree).
+ALONE = 0
+#: The nearest other candidate has another answer.
+SPLIT = 1
+#: The nearest other candidate has the same answer; some candidate read has another.
+MIXED = 2
+#: Every candidate read (two or more) has the same answer.
+UNANIMOUS = 3
+#: The classes, in order.
+EVIDENCE_CLASSES = (ALONE, SPLIT, MIXED, UNANIMOUS)
+
+
+def same_answer(a: object, b: object) -> bool:
+    """Whether two answers are the same: equal after normalization (NFKC, casefold,
+    collapsed whitespace) when both are text, equal otherwise."""
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b or normalize_text(a) == normalize_text(b)
+    if isinstance(a, bytes | bytearray) and isinstance(b, bytes | bytearray):
+        return bytes(a) == bytes(b)
+    try:
+        return bool(a == b)
+    except Exception:  # an answer whose == raises is not the same as anything
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A semantic candidate: how similar its stored prompt is to the query, and its
+    stored answer."""
+
+    similarity: float
+    response: object
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """What the k nearest candidates say about serving the first.
+
+    Attributes:
+        similarity: the served candidate's similarity to the query.
+        support: the other candidates read that have its answer.
+        examined: the candidates read, the served one included.
+        rival: the highest similarity of a candidate read with another answer (None:
+            none had another answer).
+        evidence: :data:`ALONE`, :data:`SPLIT`, :data:`MIXED` or :data:`UNANIMOUS`.
+        truncated: reading stopped at the time budget before ``k`` candidates.
+    """
+
+    similarity: float
+    support: int
+    examined: int
+    rival: float | None
+    evidence: int
+    truncated: bool = False
+
+    @property
+    def margin(self) -> float | None:
+        """``similarity - rival`` (None without a rival)."""
+        return None if self.rival is None else self.similarity - self.rival
+
+
+def agreement(
+    candidates: Sequence[Candidate],
+    *,
+    k: int = 8,
+    budget_us: float = 50.0,
+    same: SameAnswer = same_answer,
+    clock: Callable[[], int] = perf_counter_ns,
+) -> Agreement:
+    """The evidence the k nearest candidates give about serving ``candidates[0]``.
+
+    Args:
+        candidates: nearest first; the first is the one that would be served.
+        k: read at most this many (the first included).
+        budget_us: stop reading once this many microseconds have passed (the first
+            candidate is always read).
+        same: ``same(a, b) -> bool``, whether two answers are the same.
+        clock: nanoseconds (injectable for tests).
+
+    Raises:
+        ValueError: no candidate, ``k`` < 1 or a negative ``budget_us``.
+    """
+    if not candidates:
+        raise ValueError("agreement needs at least one candidate")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if budget_us < 0:
+        raise ValueError(f"budget_us must be >= 0, got {budget_us}")
+    start = clock()
+    limit = int(budget_us * 1000)
+    first = candidates[0]
+    support = 0
+    examined = 1
+    rival: float | None = None
+    nearest_same: bool | None = None
+    truncated = False
+    for c in candidates[1:k]:
+        if clock() - start > limit:
+            truncated = True
+            break
+        examined += 1
+        agrees = same(first.response, c.response)
+        if nearest_same is None:
+            nearest_same = agrees
+        if agrees:
+            support += 1
+        elif rival is None or c.similarity > rival:
+            rival = c.similarity
+    if nearest_same is None:
+        evidence = ALONE
+    elif not nearest_same:
+        evidence = SPLIT
+    elif rival is not None:
+        evidence = MIXED
+    else:
+        evidence = UNANIMOUS
+    return Agreement(first.similarity, support, examined, rival, evidence, truncated)

@@ -1,0 +1,386 @@
+"""An error budget the cache keeps: serve, verify or miss, learnt online.
+
+In the spirit of vCache (ICLR 2026: per-entry decision thresholds learnt online from
+observations of (similarity, was the cached answer correct)); written from the idea,
+not from its code. The pieces, each small and testable on its own:
+
+- :class:`RiskTable`: the estimated probability that serving a candidate is wrong, as
+  a function of its similarity, one curve per evidence class of
+  :func:`~semcache.quality._agreement.agreement` (alone, split, mixed, unanimous).
+  Counts per similarity bin; the estimate is the pooled-adjacent-violators fit
+  (risk does not rise with similarity) shrunk towards 1/2 by one pseudo-observation,
+  with a Wilson upper bound.
+- :class:`EntryRecord`: what one entry has been observed to do (the similarities at
+  which its answer was right or wrong), at most :data:`MAX_OBSERVATIONS`, newest
+  kept. A wrong answer at similarity s is evidence against serving it at s or below; a
+  right answer at s is evidence for serving it at s or above. It is meant to be
+  persisted with the entry (:meth:`EntryRecord.to_json`).
+- :class:`ErrorBudget`: the policy. For each get it estimates the candidate's risk
+  (table and record combined), and serves when that risk is below a level chosen
+  from the budget itself: the largest level such that serving every recent get whose
+  risk is at or below it would, by the estimates, have cost at most ``budget`` wrong
+  answers per get. Where the estimate is uncertain (its upper bound above the
+  level) it sometimes verifies instead: calls the LLM anyway, serves the fresh answer,
+  and records whether the stored one was right. A small share of confident hits is
+  verified too, so a drifting curve is noticed. Every LLM call of a miss is an
+  observation as well (the fresh answer is compared with the rejected candidate), so
+  the risky region is learnt at no extra cost.
+
+What it guarantees, and under which assumptions, is in docs/quality.md ("An error
+budget the cache keeps"): the wrong answers per get stay within the budget in
+expectation when the estimates are calibrated, i.e. when the observations within an
+evidence class and similarity bin are exchangeable with the gets that follow.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._agreement import EVIDENCE_CLASSES, Agreement
+
+__all__ = [
+    "MAX_OBSERVATIONS",
+    "Decision",
+    "EntryRecord",
+    "ErrorBudget",
+    "RiskTable",
+]
+
+#: Observations an :class:`EntryRecord` keeps (the newest).
+MAX_OBSERVATIONS = 16
+#: How many observations of its own the table's estimate counts as, for one entry.
+ENTRY_PRIOR = 4.0
+#: The one-sided normal quantile of the upper bound (95%).
+Z_UPPER = 1.645
+#: The predicted and measured wrong answers the budget's correction starts from.
+CORRECTION_PRIOR = 2.0
+
+Action = Literal["serve", "verify", "miss"]
+
+
+def _wilson_upper(wrong: float, n: float, z: float = Z_UPPER) -> float:
+    """The Wilson score upper bound of a proportion (1 with no observation)."""
+    if n <= 0:
+        return 1.0
+    p = wrong / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(max(0.0, p * (1 - p) / n + z2 / (4 * n * n)))
+    return min(1.0, (centre + spread) / (1 + z2 / n))
+
+
+def _pav_nonincreasing(
+    rates: Sequence[float], weights: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """Pool adjacent violators: the weighted least-squares nonincreasing fit of
+    ``rates``; per position, the fitted rate and the total weight of its block.
+    Positions of weight 0 take the block below them (the higher risk), or the first
+    block when none is below."""
+    blocks: list[list[float]] = []  # [rate, weight, first, last]
+    for i, (r, w) in enumerate(zip(rates, weights, strict=True)):
+        if w <= 0:
+            continue
+        blocks.append([r, w, i, i])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            r2, w2, _, last = blocks.pop()
+            b = blocks[-1]
+            b[0] = (b[0] * b[1] + r2 * w2) / (b[1] + w2)
+            b[1] += w2
+            b[3] = last
+    n = len(rates)
+    fit = [math.nan] * n
+    mass = [0.0] * n
+    for k, (r, w, first, _) in enumerate(blocks):
+        lo = 0 if k == 0 else int(first)
+        hi = n - 1 if k == len(blocks) - 1 else int(blocks[k + 1][2]) - 1
+        for i in range(lo, hi + 1):
+            fit[i], mass[i] = r, w
+    return fit, mass
+
+
+class RiskTable:
+    """The probability that serving a candidate is wrong, per evidence class and
+    similarity bin, learnt from observations.
+
+    Args:
+        floor: the lowest similarity considered (lower ones share the first bin).
+        width: the width of a similarity bin.
+
+    Raises:
+        ValueError: ``floor`` not in [-1, 1) or ``width`` not in (0, 1].
+    """
+
+    def __init__(self, *, floor: float = 0.5, width: float = 0.02) -> None:
+        if not -1.0 <= floor < 1.0:
+            raise ValueError(f"floor must be in [-1, 1), got {floor}")
+        if not 0.0 < width <= 1.0:
+            raise ValueError(f"width must be in (0, 1], got {width}")
+        self.floor = floor
+        self.width = width
+        self.bins = max(1, math.ceil((1.0 - floor) / width - 1e-9))
+        classes = len(EVIDENCE_CLASSES)
+        self.n = [[0.0] * self.bins for _ in range(classes)]
+        self.wrong = [[0.0] * self.bins for _ in range(classes)]
+        self._fit: list[tuple[list[float], list[float]] | None] = [None] * classes
+
+    def bin(self, similarity: float) -> int:
+        """The bin of a similarity."""
+        b = int((similarity - self.floor) / self.width)
+        return min(self.bins - 1, max(0, b))
+
+    def add(self, evidence: int, similarity: float, correct: bool, weight: float = 1.0) -> None:
+        """Record one observation."""
+        b = self.bin(similarity)
+        self.n[evidence][b] += weight
+        if not correct:
+            self.wrong[evidence][b] += weight
+        self._fit[evidence] = None
+
+    def risk(self, evidence: int, similarity: float) -> tuple[float, float]:
+        """The estimated risk of serving at ``similarity`` in ``evidence`` and its
+        upper bound: (mean, upper)."""
+        fit = self._fit[evidence]
+        if fit is None:
+            counts, bad = self.n[evidence], self.wrong[evidence]
+            rates = [w / c if c > 0 else 0.0 for w, c in zip(bad, counts, strict=True)]
+            fit = self._fit[evidence] = _pav_nonincreasing(rates, counts)
+        rate, mass = fit[0][self.bin(similarity)], fit[1][self.bin(similarity)]
+        if math.isnan(rate):
+            return 0.5, 1.0
+        wrong = rate * mass
+        # one pseudo-observation of risk 1/2: no data means "as likely wrong as right"
+        mean = (wrong + 0.5) / (mass + 1.0)
+        return mean, max(mean, _wilson_upper(wrong, mass))
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts, JSON-ready."""
+        return {"floor": self.floor, "width": self.width, "n": self.n, "wrong": self.wrong}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RiskTable:
+        """The table :meth:`to_json` wrote.
+
+        Raises:
+            ValueError: malformed data.
+        """
+        try:
+            table = cls(floor=float(data["floor"]), width=float(data["width"]))
+            n = [[float(x) for x in row] for row in data["n"]]
+            wrong = [[float(x) for x in row] for row in data["wrong"]]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a risk table: {exc}") from None
+        shape = (len(EVIDENCE_CLASSES), table.bins)
+        for rows in (n, wrong):
+            if len(rows) != shape[0] or any(len(r) != shape[1] for r in rows):
+                raise ValueError("a risk table of another shape")
+        table.n, table.wrong = n, wrong
+        return table
+
+
+@dataclass
+class EntryRecord:
+    """What one stored entry has been observed to do: (similarity, was its answer
+    right) pairs, the newest :data:`MAX_OBSERVATIONS` kept."""
+
+    observations: list[tuple[float, bool]] = field(default_factory=list)
+
+    def add(self, similarity: float, correct: bool) -> None:
+        """Record one observation (dropping the oldest beyond the cap)."""
+        self.observations.append((float(similarity), bool(correct)))
+        if len(self.observations) > MAX_OBSERVATIONS:
+            del self.observations[: len(self.observations) - MAX_OBSERVATIONS]
+
+    def evidence(self, similarity: float) -> tuple[int, int]:
+        """(wrong answers seen at ``similarity`` or above, right answers seen at it or
+        below): the observations that speak about serving at ``similarity`` when risk
+        does not rise with similarity."""
+        wrong = sum(1 for s, c in self.observations if not c and s >= similarity)
+        right = sum(1 for s, c in self.observations if c and s <= similarity)
+        return wrong, right
+
+    def to_json(self) -> list[list[float]]:
+        """JSON-ready: ``[[similarity, 1 or 0], ...]``."""
+        return [[round(s, 6), 1.0 if c else 0.0] for s, c in self.observations]
+
+    @classmethod
+    def from_json(cls, data: Iterable[Sequence[float]]) -> EntryRecord:
+        """The record :meth:`to_json` wrote.
+
+        Raises:
+            ValueError: malformed data.
+        """
+        try:
+            obs = [(float(s), bool(c)) for s, c in data]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not an entry record: {exc}") from None
+        return cls(obs[-MAX_OBSERVATIONS:])
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a get's candidate.
+
+    Attributes:
+        action: ``"serve"`` the stored answer, ``"verify"`` (call the LLM, serve its
+            answer, observe whether the stored one was right) or ``"miss"``.
+        risk: the estimated probability that the stored answer is wrong (1 with no
+            candidate).
+        upper: its upper bound.
+        level: the risk level the budget allowed at this get.
+        share: the probability with which a servable candidate was verified (0 for a
+            miss).
+    """
+
+    action: Action
+    risk: float
+    upper: float
+    level: float
+    share: float = 0.0
+
+
+class ErrorBudget:
+    """The serve / verify / miss policy that keeps wrong answers per get within
+    ``budget``.
+
+    Args:
+        budget: the wrong answers per get allowed (0 < budget < 1).
+        floor: the lowest similarity a candidate is considered at.
+        width: the similarity bins' width.
+        window: how many recent gets the serving level is chosen from.
+        refresh: recompute the serving level every this many gets.
+        verify_share: the share of confident hits verified anyway (None: the budget,
+            at least 0.5%, at most 5%).
+        seed: the random draws of verification.
+        table: learnt counts to start from (:meth:`RiskTable.from_json`).
+
+    Raises:
+        ValueError: a setting out of range.
+    """
+
+    def __init__(
+        self,
+        budget: float,
+        *,
+        floor: float = 0.5,
+        width: float = 0.02,
+        window: int = 4096,
+        refresh: int = 32,
+        verify_share: float | None = None,
+        seed: int = 0,
+        table: RiskTable | None = None,
+    ) -> None:
+        if not 0.0 < budget < 1.0:
+            raise ValueError(f"budget must be in (0, 1), got {budget}")
+        if window < 1 or refresh < 1:
+            raise ValueError("window and refresh must be >= 1")
+        if verify_share is None:
+            verify_share = min(0.05, max(0.005, budget))
+        if not 0.0 <= verify_share <= 1.0:
+            raise ValueError(f"verify_share must be in [0, 1], got {verify_share}")
+        self.budget = budget
+        self.floor = floor
+        self.table = table if table is not None else RiskTable(floor=floor, width=width)
+        self.verify_share = verify_share
+        self._risks: deque[float] = deque(maxlen=window)
+        self._refresh = refresh
+        self._since = refresh
+        self._level = 0.0
+        self._rng = random.Random(seed)
+        self.gets = 0
+        self.verifications = 0
+        self.observations = 0
+        #: wrong answers the estimates predict for the candidates within the level
+        self.predicted = 0.0
+        #: the same, measured: the verified ones' wrong answers, each weighted by
+        #: 1 / its verification probability (an unbiased estimate)
+        self.measured = 0.0
+
+    @property
+    def level(self) -> float:
+        """The risk level serving is allowed at now."""
+        return self._level
+
+    @property
+    def correction(self) -> float:
+        """Measured over predicted wrong answers of the candidates within the level,
+        each side starting at :data:`CORRECTION_PRIOR` (1 until measurements say
+        otherwise); the estimates are scaled by it when the level is chosen."""
+        return (self.measured + CORRECTION_PRIOR) / (self.predicted + CORRECTION_PRIOR)
+
+    def _update_level(self) -> None:
+        allowed = self.budget * len(self._risks) / max(1.0, self.correction)
+        total = 0.0
+        level = 0.0
+        for r in sorted(self._risks):
+            if total + r > allowed:
+                break
+            total += r
+            level = r
+        self._level = level
+
+    def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
+        """The estimated risk of serving the candidate ``ev`` describes, and its upper
+        bound: the table's curve, updated by the entry's own observations (the table
+        counting as :data:`ENTRY_PRIOR` of them)."""
+        mean, upper = self.table.risk(ev.evidence, ev.similarity)
+        if record is None or not record.observations:
+            return mean, upper
+        wrong, right = record.evidence(ev.similarity)
+        if wrong + right == 0:
+            return mean, upper
+        total = ENTRY_PRIOR + wrong + right
+        return (ENTRY_PRIOR * mean + wrong) / total, (ENTRY_PRIOR * upper + wrong) / total
+
+    def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
+        """What to do at this get: ``ev`` sums up its best candidate (None: no
+        candidate at or above the floor), ``record`` is that entry's."""
+        self.gets += 1
+        self._since += 1
+        if self._since >= self._refresh:
+            self._since = 0
+            self._update_level()
+        level = self._level
+        if ev is None or ev.similarity < self.floor:
+            self._risks.append(0.0)
+            return Decision("miss", 1.0, 1.0, level)
+        mean, upper = self.risk(ev, record)
+        self._risks.append(mean)
+        if mean > level:
+            return Decision("miss", mean, upper, level)
+        self.predicted += mean
+        share = self.verify_share
+        if upper > level:  # uncertain: verify in proportion to the doubt
+            share = max(share, (upper - level) / (upper - mean))
+        if self._rng.random() < share:
+            self.verifications += 1
+            return Decision("verify", mean, upper, level, share)
+        return Decision("serve", mean, upper, level, share)
+
+    def observe(
+        self,
+        ev: Agreement,
+        record: EntryRecord | None,
+        correct: bool,
+        decision: Decision | None = None,
+    ) -> None:
+        """Learn whether the candidate ``ev`` describes had the right answer (from a
+        verification or from the LLM call of a miss); ``decision``: what :meth:`decide`
+        said at that get (a verification also measures the budget's own accuracy)."""
+        if ev.similarity < self.floor:
+            return
+        if decision is not None and decision.action == "verify" and not correct:
+            self.measured += 1.0 / decision.share
+        self.observations += 1
+        self.table.add(ev.evidence, ev.similarity, correct)
+        if record is not None:
+            record.add(ev.similarity, correct)
+
+    def feedback(self, record: EntryRecord, similarity: float, correct: bool) -> None:
+        """An application's report on a hit it was served: only the entry learns (a
+        report is not a random sample of hits, so the table does not)."""
+        record.add(similarity, correct)
