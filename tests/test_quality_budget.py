@@ -19,6 +19,7 @@ from semcache.quality._agreement import (
     Candidate,
     agreement,
     same_answer,
+    voted,
 )
 from semcache.quality._budget import (
     MAX_OBSERVATIONS,
@@ -164,12 +165,13 @@ def test_measured_errors_above_the_prediction_lower_the_level() -> None:
     assert budget.level < level
 
 
-@pytest.mark.parametrize(("target", "of_oracle"), [(0.01, 0.75), (0.001, 0.35)])
+@pytest.mark.parametrize(("target", "of_oracle"), [(0.01, 0.55), (0.001, 0.3)])
 def test_budget_holds_on_a_synthetic_stream(target: float, of_oracle: float) -> None:
     """Candidates whose risk falls with similarity in each evidence class (a made-up
     curve, not CLINC150's): wrong answers per get stay within the budget, and the hits
-    are a fair share of an oracle's that knows every get's true risk (measured: 0.83
-    of it at 0.01, 0.41 at 0.001; the gap is the cost of learning and verifying)."""
+    are a fair share of an oracle's that knows every get's true risk (measured: 0.63
+    of it at 0.01, 0.36 at 0.001, with 0.0035 and 0.0002 wrong per get: the cost of
+    learning, verifying and keeping one standard deviation spare)."""
     rng = random.Random(7)
     budget = ErrorBudget(target, seed=1)
     gets = 30_000
@@ -201,3 +203,12 @@ def test_budget_holds_on_a_synthetic_stream(target: float, of_oracle: float) -> 
         total, oracle = total + r, oracle + 1
     assert wrong / gets <= target
     assert served >= of_oracle * oracle
+
+
+def test_vote_picks_the_answer_the_neighbours_share() -> None:
+    cands = _c((0.90, "b"), (0.89, "a"), (0.88, "a"), (0.5, "c"))
+    assert voted(cands) == 1  # a: 1.77 against b: 0.90
+    assert voted(cands, k=2) == 0  # a tie within the first two: the nearer answer
+    assert voted(_c((0.9, "x"))) == 0
+    with pytest.raises(ValueError):
+        voted([])

@@ -35,6 +35,7 @@ __all__ = [
     "Candidate",
     "agreement",
     "same_answer",
+    "voted",
 ]
 
 SameAnswer = Callable[[object, object], bool]
@@ -156,3 +157,27 @@ def agreement(
     else:
         evidence = UNANIMOUS
     return Agreement(first.similarity, support, examined, rival, evidence, truncated)
+
+
+def voted(candidates: Sequence[Candidate], *, k: int = 8, same: SameAnswer = same_answer) -> int:
+    """The index of the candidate to serve by the vote of the ``k`` nearest: the
+    nearest candidate of the answer whose candidates' similarities sum highest (ties:
+    the nearer answer). 0 when the nearest candidate's answer wins.
+
+    Raises:
+        ValueError: no candidate, or ``k`` < 1.
+    """
+    if not candidates:
+        raise ValueError("a vote needs at least one candidate")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    groups: list[tuple[int, float]] = []  # (index of the group's nearest, total)
+    for i, c in enumerate(candidates[:k]):
+        for g, (first, total) in enumerate(groups):
+            if same(candidates[first].response, c.response):
+                groups[g] = (first, total + c.similarity)
+                break
+        else:
+            groups.append((i, c.similarity))
+    best = max(groups, key=lambda g: (g[1], -g[0]))
+    return best[0]

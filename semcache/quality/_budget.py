@@ -59,6 +59,8 @@ ENTRY_PRIOR = 4.0
 Z_UPPER = 1.645
 #: The predicted and measured wrong answers the budget's correction starts from.
 CORRECTION_PRIOR = 2.0
+#: The standard deviations of the count of wrong answers kept spare (:attr:`ErrorBudget.target`).
+SPARE_SD = 1.0
 
 Action = Literal["serve", "verify", "miss"]
 
@@ -312,8 +314,20 @@ class ErrorBudget:
         otherwise); the estimates are scaled by it when the level is chosen."""
         return (self.measured + CORRECTION_PRIOR) / (self.predicted + CORRECTION_PRIOR)
 
+    @property
+    def target(self) -> float:
+        """The wrong answers per get the level aims at: the budget less one standard
+        deviation of the count of wrong answers the gets so far allow (a Poisson
+        count of ``budget * gets``), so that chance leaves the measured rate within
+        the budget more often than not; 0 until ``budget * gets`` exceeds
+        :data:`SPARE_SD` squared."""
+        expected = self.budget * self.gets
+        if expected <= SPARE_SD * SPARE_SD:
+            return 0.0
+        return self.budget * (1.0 - SPARE_SD / math.sqrt(expected))
+
     def _update_level(self) -> None:
-        allowed = self.budget * len(self._risks) / max(1.0, self.correction)
+        allowed = self.target * len(self._risks) / max(1.0, self.correction)
         total = 0.0
         level = 0.0
         for r in sorted(self._risks):

@@ -516,6 +516,7 @@ def budget_stream_replay(
     guard: Judge | None = None,
     use_agreement: bool = True,
     use_records: bool = True,
+    vote: bool = True,
     label: str | None = None,
     seed: int = 0,
     progress: ProgressCallback | TextIO | None = None,
@@ -524,8 +525,9 @@ def budget_stream_replay(
     deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
 
     Each get reads the first ``k`` candidates at or above ``floor`` (nearest first,
-    through a recording ``confidence_fn``); the candidate to serve is the first the
-    ``guard`` accepts, and the others are its agreement evidence. The budget decides:
+    through a recording ``confidence_fn``); the candidate to serve is the nearest of
+    the answer they vote for (``vote``) if the ``guard`` accepts it, else the next the
+    guard accepts, and the others are its agreement evidence. The budget decides:
     serve (a hit), verify (an LLM call: the fresh answer is served and put, and the
     budget observes whether the stored one was right) or miss (an LLM call, put, and the
     same observation for free). Exact repeats are served by the exact layer.
@@ -539,11 +541,14 @@ def budget_stream_replay(
         use_agreement: False: every candidate counts as alone (the table is then one
             curve of similarity), to measure what agreement adds.
         use_records: False: no per-entry records, to measure what they add.
+        vote: the candidate to serve is the nearest of the answer the ``k`` nearest
+            vote for (similarities summed; :func:`~semcache.quality._agreement.voted`);
+            False: the nearest the guard accepts.
         label: names the result (default ``"default, budget B"``).
         seed: the budget's verification draws.
         progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
     """
-    from ._agreement import ALONE, Agreement, Candidate, agreement, same_answer
+    from ._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
     from ._budget import EntryRecord, ErrorBudget
 
     label = label or f"default, budget {budget}"
@@ -578,6 +583,9 @@ def budget_stream_replay(
                 wrong += hit.response != cluster
                 continue
             found = collector.hits
+            if vote and len(found) > 1:
+                top = voted([Candidate(h.similarity, h.response) for h in found], k=k)
+                found = [found[top], *found[:top], *found[top + 1 :]]
             served = next((j for j, h in enumerate(found) if guard is None or guard(text, h)), None)
             ev: Agreement | None = None
             record: EntryRecord | None = None
