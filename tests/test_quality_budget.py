@@ -8,6 +8,7 @@ import itertools
 import math
 import random
 
+import numpy as np
 import pytest
 
 from semcache.quality._agreement import (
@@ -23,11 +24,13 @@ from semcache.quality._agreement import (
 )
 from semcache.quality._budget import (
     MAX_OBSERVATIONS,
+    Decision,
     EntryRecord,
     ErrorBudget,
     RiskTable,
     _pav_nonincreasing,
 )
+from semcache.quality._clusters import StreamVectors, budget_stream_replay
 
 
 def _c(*pairs: tuple[float, str]) -> list[Candidate]:
@@ -212,3 +215,87 @@ def test_vote_picks_the_answer_the_neighbours_share() -> None:
     assert voted(_c((0.9, "x"))) == 0
     with pytest.raises(ValueError):
         voted([])
+
+
+class _Scripted(ErrorBudget):
+    """The budget's decisions read from a script (the replay's accounting is what is
+    tested here); observations are logged."""
+
+    def __init__(self, actions: list[str]) -> None:
+        super().__init__(0.01)
+        self.actions = actions
+        self.seen: list[Agreement | None] = []
+        self.observed: list[tuple[float, bool, str]] = []
+
+    def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
+        self.seen.append(ev)
+        action = self.actions[len(self.seen) - 1]
+        self.verifications += action == "verify"
+        return Decision(action, 0.0, 0.0, 0.0, 1.0)  # type: ignore[arg-type]
+
+    def observe(
+        self,
+        ev: Agreement,
+        record: EntryRecord | None,
+        correct: bool,
+        decision: Decision | None = None,
+    ) -> None:
+        assert decision is not None
+        self.observed.append((round(ev.similarity, 3), correct, decision.action))
+
+
+def _stream(rows: list[tuple[str, str, float]]) -> StreamVectors:
+    data = StreamVectors.__new__(StreamVectors)
+    dim = 8
+    data.texts = [t for t, _, _ in rows]
+    data.clusters = [c for _, c, _ in rows]
+    data.vectors = []
+    for _, _, angle in rows:
+        v = np.zeros(dim, dtype=np.float32)
+        v[0], v[1] = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        data.vectors.append(v)
+    return data
+
+
+@pytest.mark.parametrize("vote", [True, False])
+def test_budget_replay_counts_verifications_as_llm_calls_and_votes(vote: bool) -> None:
+    data = _stream(
+        [
+            ("open the door", "a", 0.0),  # nothing stored: miss, put
+            ("open the door please", "a", 10.0),  # r1 0.985: served, right
+            ("play music", "b", 35.0),  # r1 0.819: verified, wrong; put
+            ("open that door", "a", 5.0),  # r1 0.996, r3 0.866: verified, right; put
+            # r3 0.974 (b), r4 0.956 (a), r1 0.927 (a): the vote serves r4, right; the
+            # nearest, r3, would be wrong
+            ("open up the door", "a", 22.0),
+        ]
+    )
+    policy = _Scripted(["miss", "serve", "verify", "verify", "serve"])
+    p = budget_stream_replay(data, 0.01, policy=policy, vote=vote)
+    assert (p.hits, p.llm_calls, p.verifications) == (2, 3, 2)
+    assert p.wrong == (0 if vote else 1)
+    assert policy.seen[0] is None
+    assert policy.observed == [(0.819, False, "verify"), (0.996, True, "verify")]
+    last = policy.seen[-1]
+    assert last is not None
+    if vote:
+        assert round(last.similarity, 3) == 0.956
+        assert (last.evidence, last.support, round(last.rival or 0, 3)) == (SPLIT, 1, 0.974)
+    else:
+        assert round(last.similarity, 3) == 0.974
+        assert last.evidence == SPLIT
+
+
+def test_an_answer_more_likely_wrong_than_right_is_never_served() -> None:
+    budget = ErrorBudget(0.01, refresh=1)
+    for _ in range(100):
+        budget.observe(_ev(0.7), None, False)
+        budget.observe(_ev(0.7), None, True)
+        budget.observe(_ev(0.7), None, False)
+    # plenty of budget (gets that cannot go wrong) and a few such candidates: serving
+    # them all would still cost less than the budget allows
+    for i in range(5000):
+        budget.decide(_ev(0.7) if i % 100 == 0 else None)
+    assert budget.risk(_ev(0.7))[0] > 0.5
+    assert budget.decide(_ev(0.7)).action == "miss"
+    assert budget.level <= 0.5

@@ -59,6 +59,9 @@ ENTRY_PRIOR = 4.0
 Z_UPPER = 1.645
 #: The predicted and measured wrong answers the budget's correction starts from.
 CORRECTION_PRIOR = 2.0
+#: The highest risk ever served: an answer more likely wrong than right is not, however
+#: much of the budget is left.
+MAX_LEVEL = 0.5
 #: The standard deviations of the count of wrong answers kept spare (:attr:`ErrorBudget.target`).
 SPARE_SD = 1.0
 
@@ -335,7 +338,7 @@ class ErrorBudget:
                 break
             total += r
             level = r
-        self._level = level
+        self._level = min(level, MAX_LEVEL)
 
     def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper

@@ -40,6 +40,7 @@ from .._progress import ProgressCallback, as_progress
 from .._text import normalize_text
 from .._types import Hit
 from ._agreement import same_answer
+from ._budget import ErrorBudget
 from ._replay import Embed, QualityPoint, ReplayResult, Rule, _embed_all, timing_pass
 
 __all__ = [
@@ -519,6 +520,7 @@ def budget_stream_replay(
     vote: bool = True,
     label: str | None = None,
     seed: int = 0,
+    policy: ErrorBudget | None = None,
     progress: ProgressCallback | TextIO | None = None,
 ) -> StreamPoint:
     """The stream replay with an :class:`~semcache.quality._budget.ErrorBudget`
@@ -546,14 +548,17 @@ def budget_stream_replay(
             False: the nearest the guard accepts.
         label: names the result (default ``"default, budget B"``).
         seed: the budget's verification draws.
+        policy: the budget to run (default: a new ``ErrorBudget(budget, floor=floor,
+            seed=seed)``).
         progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
     """
     from ._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
-    from ._budget import EntryRecord, ErrorBudget
+    from ._budget import EntryRecord
 
     label = label or f"default, budget {budget}"
     report = as_progress(progress)
-    policy = ErrorBudget(budget, floor=floor, seed=seed)
+    if policy is None:
+        policy = ErrorBudget(budget, floor=floor, seed=seed)
     collector = _Collector(k)
     cache = SemanticCache(
         similarity_threshold=floor,
