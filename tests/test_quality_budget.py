@@ -5,6 +5,7 @@ policy, including a synthetic stream (not CLINC150) on which the budget must hol
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 
@@ -299,3 +300,21 @@ def test_an_answer_more_likely_wrong_than_right_is_never_served() -> None:
     assert budget.risk(_ev(0.7))[0] > 0.5
     assert budget.decide(_ev(0.7)).action == "miss"
     assert budget.level <= 0.5
+
+
+def test_budget_state_round_trips() -> None:
+    budget = ErrorBudget(0.001)
+    for _ in range(300):
+        d = budget.decide(_ev(0.97))
+        budget.observe(_ev(0.97), None, True, d)
+    budget.measured = 3.0
+    copy = ErrorBudget.from_json(json.loads(json.dumps(budget.to_json())), seed=5)
+    assert (copy.budget, copy.gets, copy.measured, copy.predicted) == (
+        0.001,
+        300,
+        3.0,
+        budget.predicted,
+    )
+    assert copy.risk(_ev(0.97)) == budget.risk(_ev(0.97))
+    with pytest.raises(ValueError):
+        ErrorBudget.from_json({"budget": 0.01})

@@ -397,6 +397,35 @@ class ErrorBudget:
         if record is not None:
             record.add(ev.similarity, correct)
 
+    def to_json(self) -> dict[str, Any]:
+        """What the budget has learnt, JSON-ready, to persist per namespace beside the
+        entries' records: the table, the correction's counts and the gets seen (the
+        window of recent risks is not kept: it refills)."""
+        return {
+            "budget": self.budget,
+            "table": self.table.to_json(),
+            "predicted": self.predicted,
+            "measured": self.measured,
+            "gets": self.gets,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **options: Any) -> ErrorBudget:
+        """The budget :meth:`to_json` wrote; ``options`` as the constructor's.
+
+        Raises:
+            ValueError: malformed data.
+        """
+        try:
+            table = RiskTable.from_json(data["table"])
+            out = cls(float(data["budget"]), floor=table.floor, table=table, **options)
+            out.predicted = float(data["predicted"])
+            out.measured = float(data["measured"])
+            out.gets = int(data["gets"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not an error budget: {exc}") from None
+        return out
+
     def feedback(self, record: EntryRecord, similarity: float, correct: bool) -> None:
         """An application's report on a hit it was served: only the entry learns (a
         report is not a random sample of hits, so the table does not)."""
