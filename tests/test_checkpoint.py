@@ -399,14 +399,35 @@ def forge_store(
     return rewrite(checkpoint, tmp_path / "forged.tar.gz", change)
 
 
-def test_namespace_counts_are_checked_against_the_rows(tmp_path: Path, checkpoint: Path) -> None:
+@pytest.mark.parametrize("kept", [True, False], ids=["counts-kept", "no-counts"])
+def test_namespace_counts_are_checked_against_the_rows(
+    tmp_path: Path, checkpoint: Path, kept: bool
+) -> None:
+    # A store that keeps counts (its count triggers, as a put with a limit creates them)
+    # must record its rows' counts; one that does not keeps the table empty.
+    from semcache._store._sqlite_schema import COUNT_TRIGGERS
+
+    sql = "INSERT INTO namespaces(name, entries) VALUES ('default', 1);"
+    if kept:
+        sql = "; ".join(COUNT_TRIGGERS) + "; " + sql
     archive = forge_store(
         tmp_path,
         checkpoint,
-        "UPDATE namespaces SET entries = 1 WHERE name = 'default'",
-        manifest_change={"entries": {"default": 1}, "total_entries": 1},
+        sql,
+        manifest_change={"entries": {"default": 1}, "total_entries": 1} if kept else None,
     )
     expect_refusal(tmp_path, archive, CheckpointFormatError, "counts do not match its rows")
+
+
+def test_a_store_that_keeps_counts_restores(tmp_path: Path) -> None:
+    # The count triggers a limit creates are part of semcache's own schema.
+    with SemanticCache(str(tmp_path / "src.db"), HashingEmbedder(32), max_entries=15) as cache:
+        cache.put_many([f"question {i}" for i in range(20)], [f"answer {i}" for i in range(20)])
+        cache.dumps(tmp_path / "cp.tar.gz")
+    with SemanticCache.loads(
+        tmp_path / "cp.tar.gz", str(tmp_path / "dst.db"), HashingEmbedder(32)
+    ) as cache:
+        assert cache.stats()["total_entries"] == 15
 
 
 @pytest.mark.parametrize(

@@ -372,6 +372,98 @@ def test_a_single_put_joins_an_open_transaction(store: SQLiteStore) -> None:
     assert store.count() == 0
 
 
+# -- namespace counts: kept only once a limit needs them ----------------------------------
+def count_triggers(path: Path) -> list[str]:
+    return [
+        r[0] for r in peek(path, "SELECT name FROM sqlite_master WHERE name LIKE 'entries_count_%'")
+    ]
+
+
+def test_puts_without_limits_write_no_counts(store: SQLiteStore, db_path: Path) -> None:
+    store.put_many([entry("x"), entry("y", "b")], now=0.0)
+    store.put_many([entry("z")], now=0.0)
+    store.put_many([entry("z")], now=0.0)  # a replace
+    store.delete_by_key(key("y", "b"))
+    # no page of the namespaces table written; the counts are read from the rows
+    assert peek(db_path, "SELECT * FROM namespaces") == []
+    assert count_triggers(db_path) == []
+    assert store.namespace_counts() == {"a": 2}
+    assert (store.count(), store.count("a"), store.count("b")) == (2, 2, 0)
+
+
+def test_a_limit_set_later_counts_the_rows_already_there(store: SQLiteStore, db_path: Path) -> None:
+    store.put_many([entry(f"k{i}", t=float(i)) for i in range(5)], now=0.0)
+    store.put_many([entry("b1", "b", t=9.0)], now=0.0)
+    result = store.put_many([entry("new", t=9.0)], now=9.0, limits=Limits(max_entries=4))
+    assert sorted(i for i, _ in result.evicted) == [1, 2, 3]  # least recently used first
+    assert sorted(count_triggers(db_path)) == ["entries_count_delete", "entries_count_insert"]
+    assert dict(peek(db_path, "SELECT name, entries FROM namespaces")) == {"a": 3, "b": 1}
+    # from now on every put counts, with or without limits
+    store.put_many([entry("more", "b")], now=9.0)
+    store.delete_by_key(key("k4"))
+    assert store.namespace_counts() == {"a": 2, "b": 2}
+    assert dict(peek(db_path, "SELECT name, entries FROM namespaces")) == {"a": 2, "b": 2}
+
+
+def test_a_process_with_limits_sees_the_rows_of_one_without(db_path: Path) -> None:
+    plain, limited = SQLiteStore(db_path), SQLiteStore(db_path)  # two processes' stores
+    try:
+        plain.put_many([entry(f"p{i}", t=float(i)) for i in range(3)], now=0.0)
+        limited.put_many([entry("l0", t=5.0)], now=5.0, limits=Limits(namespace_quota=3))
+        assert limited.count("a") == 3
+        # the plain store's next puts are counted by the file's triggers
+        plain.put_many([entry("p3", t=6.0), entry("p4", t=7.0)], now=7.0)
+        assert plain.namespace_counts() == {"a": 5}
+        result = limited.put_many([entry("l1", t=8.0)], now=8.0, limits=Limits(namespace_quota=3))
+        assert len(result.evicted) == 3
+        assert limited.count("a") == plain.count("a") == 3
+    finally:
+        plain.close()
+        limited.close()
+
+
+def test_a_rolled_back_limited_put_leaves_no_count_triggers(
+    store: SQLiteStore, db_path: Path
+) -> None:
+    store.put_many([entry("x")], now=0.0)
+    with pytest.raises(StoreError):
+        store.put_many([entry("y"), bad_entry("z")], now=0.0, limits=Limits(max_entries=5))
+    assert count_triggers(db_path) == []
+    assert peek(db_path, "SELECT * FROM namespaces") == []
+    store.put_many([entry("y")], now=0.0, limits=Limits(max_entries=1))  # starts them again
+    assert store.namespace_counts() == {"a": 1}
+    assert len(count_triggers(db_path)) == 2
+
+
+def test_a_version_1_file_keeps_its_counts(db_path: Path) -> None:
+    # A file of the first schema (its entry triggers counted): migrated, it keeps
+    # counting (a process of the older semcache may still have it open).
+    from semcache._store._sqlite_schema import MIGRATIONS
+
+    conn = apsw.Connection(str(db_path))
+    conn.execute(
+        "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, "
+        "description TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    conn.execute(MIGRATIONS[0][2])
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 'v1', 0.0)")
+    conn.execute(
+        "INSERT INTO entries(key, namespace, query, response, created_at, last_access) "
+        "VALUES (x'01', 'a', 'q', 'r', 0, 0), (x'02', 'b', 'q', 'r', 0, 0)"
+    )
+    conn.close()
+    store = SQLiteStore(db_path)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert len(count_triggers(db_path)) == 2
+        store.put_many([entry("x")], now=0.0)
+        store.delete_by_key(b"\x02")
+        assert dict(peek(db_path, "SELECT name, entries FROM namespaces")) == {"a": 2, "b": 0}
+        assert store.namespace_counts() == {"a": 2}
+    finally:
+        store.close()
+
+
 # -- health -------------------------------------------------------------------------------
 def test_integrity_after_a_workload(db_path: Path) -> None:
     store = SQLiteStore(db_path, max_changes=100)

@@ -24,13 +24,17 @@ from .._errors import (
 from .._locking import StoreLock, acquire_store_lock, track_fork
 from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
 from ._sqlite_schema import (
+    COUNT_TRIGGERS,
     DEFAULT_PRAGMAS,
     LRU_INDEXES,
     MIGRATIONS,
     SCHEMA_VERSION,
     backup,
     check_copy,
+    counts_kept,
     inspect_copy,
+    namespace_counts,
+    start_counts,
 )
 
 __all__ = ["DEFAULT_PRAGMAS", "MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
@@ -138,6 +142,7 @@ class SQLiteStore:
         self._pragmas = {**DEFAULT_PRAGMAS, **(pragmas or {})}
         self._lock = threading.RLock()
         self._lru_indexes: set[str] = set()
+        self._counting = False  # this connection saw the file keep namespace counts
         self._depth = 0
         self._closed = False
         self._forked = False  # set in a forked child until it has its own connection
@@ -172,6 +177,7 @@ class SQLiteStore:
                 conn.pragma(name, value)
             self._conn = conn
             self._cur = conn.cursor()  # one cursor for the put path (saves ~0.5 us a call)
+            self._counting = False
             self._migrate()
             self._file = _file_id(self.path)
         except BaseException:
@@ -201,6 +207,7 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._lru_indexes.clear()
+        self._counting = False
         self._unpruned = self._prune_every
         if not self._closed:
             _INHERITED.append(self._conn)
@@ -225,6 +232,9 @@ class SQLiteStore:
                         "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                         (version, description, time.time()),
                     )
+            if current == 1:  # its counts are right: it keeps counting (see MIGRATIONS)
+                for sql in COUNT_TRIGGERS:
+                    self._conn.execute(sql)
             # The store's identity, created with its data (an older file has one already:
             # the cache wrote it under the same name).
             self._conn.execute(
@@ -253,6 +263,7 @@ class SQLiteStore:
                 return
             old = self._conn
             self._lru_indexes.clear()
+            self._counting = False
             self._unpruned = self._prune_every
             self._call(self._connect)
             old.close()
@@ -322,8 +333,10 @@ class SQLiteStore:
                 raise
 
     def _rollback(self, conn: _Conn) -> None:
-        # An index created inside the transaction is gone again, and so is a prune.
+        # An index created inside the transaction is gone again, and so are the count
+        # triggers and a prune.
         self._lru_indexes.clear()
+        self._counting = False
         self._unpruned = self._prune_every
         if not conn.get_autocommit():
             self._call(lambda: conn.execute("ROLLBACK"))
@@ -425,20 +438,11 @@ class SQLiteStore:
         return self._read(run)
 
     def count(self, namespace: str | None = None) -> int:
-        args: tuple[str, ...] = ()
-        if namespace is None:
-            sql = "SELECT total(entries) FROM namespaces"
-        else:
-            sql, args = "SELECT entries FROM namespaces WHERE name = ?", (namespace,)
-        return int(self._read(lambda c: c.execute(sql, args).get) or 0)
+        counts = self._snapshot(lambda c: namespace_counts(c, namespace))
+        return sum(counts.values())
 
     def namespace_counts(self) -> dict[str, int]:
-        rows = self._read(
-            lambda c: c.execute(
-                "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
-            ).fetchall()
-        )
-        return {str(name): int(n) for name, n in rows}
+        return self._snapshot(namespace_counts)
 
     def stored_keys(self) -> list[bytes]:
         """Every stored key (the cache's exact-layer filter is filled from them).
@@ -503,6 +507,8 @@ class SQLiteStore:
                 ns = entries[0].namespace
                 expired: list[tuple[int, str]] = []
                 lru: list[tuple[int, str]] = []
+                if not self._counting:
+                    self._ensure_counts(conn)
                 if limits.namespace_quota is not None:
                     self._ensure_lru_index(conn, "namespace")
                     self._evict(conn, ns, limits.namespace_quota, now, expired, lru)
@@ -553,6 +559,13 @@ class SQLiteStore:
             result = PutResult([conn.last_insert_rowid()], replaced)
         self._autoprune(conn, 1 + len(result.replaced))
         return result
+
+    def _ensure_counts(self, conn: _Conn) -> None:
+        """Keep namespace counts from now on (eviction reads them): create the count
+        triggers, with the counts of the rows, unless the file keeps them already."""
+        if not counts_kept(conn):
+            start_counts(conn)
+        self._counting = True
 
     def _ensure_lru_index(self, conn: _Conn, scope: str) -> None:
         if scope not in self._lru_indexes:

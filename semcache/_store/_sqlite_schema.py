@@ -17,6 +17,7 @@ import apsw
 from .._errors import CheckpointFormatError, CheckpointVersionError, StoreError
 
 __all__ = [
+    "COUNT_TRIGGERS",
     "DEFAULT_PRAGMAS",
     "LRU_INDEXES",
     "MIGRATIONS",
@@ -76,6 +77,25 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
         END;
         """,
     ),
+    (
+        2,
+        "namespace counts kept by triggers of their own (only once a limit needs them)",
+        # The change log stays in the entry triggers; the counts move to the triggers of
+        # COUNT_TRIGGERS. SQLiteStore creates those when it migrates a version 1 file (its
+        # counts are right): a file that counted keeps counting, so a process of an older
+        # semcache that still has it open reads right counts. A new file has none of them
+        # until a put enforces a limit (see SQLiteStore._ensure_counts).
+        """
+        DROP TRIGGER entries_insert;
+        DROP TRIGGER entries_delete;
+        CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+            INSERT INTO changes(op, entry_id, namespace) VALUES (1, new.id, new.namespace);
+        END;
+        CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+            INSERT INTO changes(op, entry_id, namespace) VALUES (0, old.id, old.namespace);
+        END;
+        """,
+    ),
 )
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
 #: Recency indexes, created by the first put that enforces the limit needing them (each
@@ -84,6 +104,69 @@ LRU_INDEXES: Final[Mapping[str, str]] = {
     "global": "CREATE INDEX IF NOT EXISTS entries_lru ON entries(last_access, id)",
     "namespace": "CREATE INDEX IF NOT EXISTS entries_ns_lru ON entries(namespace, last_access, id)",
 }
+
+#: The triggers that keep the ``namespaces`` table equal to the rows (schema version 2 on).
+#: A store creates them, with the counts of the rows, in the transaction of the first
+#: put that enforces ``max_entries`` or a namespace quota (its eviction reads the counts):
+#: keeping them costs every put and delete a page write. Never dropped: a process with
+#: limits may share the file. Without them the table is empty and counts are read from
+#: the rows (:func:`namespace_counts`).
+COUNT_TRIGGERS: Final[tuple[str, ...]] = (
+    """CREATE TRIGGER entries_count_insert AFTER INSERT ON entries BEGIN
+            INSERT INTO namespaces(name, entries) VALUES (new.namespace, 1)
+                ON CONFLICT(name) DO UPDATE SET entries = entries + 1;
+        END""",
+    """CREATE TRIGGER entries_count_delete AFTER DELETE ON entries BEGIN
+            UPDATE namespaces SET entries = entries - 1 WHERE name = old.namespace;
+        END""",
+)
+_COUNT_TRIGGER_NAMES: Final = ("entries_count_insert", "entries_count_delete")
+
+
+def counts_kept(conn: Any) -> bool:
+    """Whether the ``namespaces`` table of the open file is kept equal to its rows: schema
+    version 1 (its entry triggers count), or the triggers of :data:`COUNT_TRIGGERS`.
+    Read it in the transaction that reads the counts."""
+    found = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?)",
+        _COUNT_TRIGGER_NAMES,
+    ).get
+    if found:
+        return True
+    version = conn.execute("SELECT max(version) FROM schema_migrations").get
+    return int(version or 0) < 2
+
+
+def start_counts(conn: Any) -> None:
+    """Create the count triggers and fill ``namespaces`` from the rows (in the caller's
+    write transaction; the file must not keep counts yet)."""
+    conn.execute("DELETE FROM namespaces")
+    conn.execute(
+        "INSERT INTO namespaces(name, entries) SELECT namespace, count(*) FROM entries "
+        "GROUP BY namespace"
+    )
+    for sql in COUNT_TRIGGERS:
+        conn.execute(sql)
+
+
+def namespace_counts(conn: Any, namespace: str | None = None) -> dict[str, int]:
+    """Entries per namespace (with at least one; of ``namespace`` only if given): from
+    ``namespaces`` where it is kept, else counted from the rows (a scan). Call it inside
+    a read transaction (the answer and :func:`counts_kept` from one snapshot)."""
+    if counts_kept(conn):
+        sql = "SELECT name, entries FROM namespaces WHERE entries > 0"
+        if namespace is not None:
+            rows = conn.execute(sql + " AND name = ?", (namespace,))
+        else:
+            rows = conn.execute(sql + " ORDER BY name")
+    elif namespace is not None:
+        n = conn.execute("SELECT count(*) FROM entries WHERE namespace = ?", (namespace,)).get
+        rows = [(namespace, n)] if n else []
+    else:
+        rows = conn.execute(
+            "SELECT namespace, count(*) FROM entries GROUP BY namespace ORDER BY namespace"
+        )
+    return {str(ns): int(n) for ns, n in rows}
 
 
 def backup(source: str, dest: Path, busy_timeout: float) -> None:
@@ -124,12 +207,7 @@ def inspect_copy(path: Path) -> dict[str, Any]:
             if check != [("ok",)]:
                 raise CheckpointFormatError(f"the store copy fails PRAGMA quick_check: {check}")
             meta = {str(k): str(v) for k, v in conn.execute("SELECT name, value FROM meta")}
-            counts = {
-                str(ns): int(n)
-                for ns, n in conn.execute(
-                    "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
-                )
-            }
+            counts = namespace_counts(conn)
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get
         finally:
             conn.close()
@@ -202,6 +280,9 @@ def _expected_schema(version: int, create: Callable[[str], None]) -> _Schema:
             pragmas = tuple((p, conn.execute(f"PRAGMA {p}").get) for p in _PRAGMAS)
             for sql in LRU_INDEXES.values():
                 conn.execute(sql)
+            if version >= 2:
+                for sql in COUNT_TRIGGERS:
+                    conn.execute(sql)
             conn.execute("ANALYZE")  # sqlite_stat1 (and sqlite_stat4 where compiled in)
             optional = frozenset(_schema_rows(conn)) - required
         finally:
@@ -288,6 +369,11 @@ def _check_store_conn(conn: Any, create: Callable[[str], None]) -> None:
         for ns, n in conn.execute("SELECT namespace, count(*) FROM entries GROUP BY namespace")
     }
     recorded = {str(ns): n for ns, n in conn.execute("SELECT name, entries FROM namespaces")}
+    triggers = {r[1] for r in rows if r[0] == "trigger"} & set(_COUNT_TRIGGER_NAMES)
+    if triggers and len(triggers) != len(_COUNT_TRIGGER_NAMES):
+        raise CheckpointFormatError("the store copy has one of the two count triggers")
+    if version >= 2 and not triggers:
+        counts = {}  # no counts kept: the table must be empty
     if {ns: n for ns, n in recorded.items() if n != 0} != counts:
         raise CheckpointFormatError(
             "the store copy's namespace counts do not match its rows: the checkpoint was altered"
