@@ -82,6 +82,28 @@ def test_truncated_and_bit_flipped_files(tmp_path: Path) -> None:
         load_index(tmp_path / "flipped")
 
 
+@pytest.mark.parametrize("backend", ["hnswlib", "faiss"])
+def test_a_graph_blob_is_mapped_and_its_crc_checked(tmp_path: Path, backend: str) -> None:
+    # The graph's blob is read by mapping the file (no copy into memory); a bit flipped
+    # inside it still fails the zip directory's CRC-32, before the library reads it.
+    from semcache._index._common import read_snapshot
+
+    opts = {"kind": "hnsw"} if backend == "faiss" else {}
+    index = make_index(backend, 8, np.float32, opts)
+    index.add(np.arange(10), np.eye(10, 8, dtype=np.float32))
+    path = tmp_path / "good"
+    index.save(path)
+    blob = read_snapshot(path).arrays["blob"]
+    assert isinstance(blob.base, np.memmap) or isinstance(blob, np.memmap)
+    assert len(load_index(path)) == 10
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(blob[:64].tobytes()) + blob.shape[0] // 2
+    data[at] ^= 0x01
+    (tmp_path / "flipped").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="CRC"):
+        load_index(tmp_path / "flipped")
+
+
 def test_backend_mismatch(tmp_path: Path) -> None:
     path = _flat(tmp_path)
     with pytest.raises(ValueError, match="not a hnswlib index snapshot"):

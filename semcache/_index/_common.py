@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -442,11 +443,55 @@ def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) ->
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz container")
             with loaded as data:
-                return _parse(data, header_only)
+                snap = _parse(data, header_only, name)
+            return snap
     except FileNotFoundError:
         raise
     except _BAD_FILE as exc:
         raise ValueError(f"{name!r} is not a semcache index snapshot: {exc}") from exc
+
+
+#: Arrays read by mapping the file rather than copying it into memory: a graph's native
+#: blob (a gigabyte at a million rows), which the loader hands on to the library.
+_MAPPED: frozenset[str] = frozenset({"a_blob"})
+
+
+def _mapped_member(path: str, info: zipfile.ZipInfo) -> npt.NDArray[Any]:
+    """The array of a stored ``.npy`` member, mapped read-only from the file (no copy),
+    after its CRC-32 is checked against the zip directory as a read of the member would.
+
+    Raises:
+        ValueError: a bad local header, .npy header or CRC.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError(f"member {info.filename!r}: bad local header")
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+        start += int.from_bytes(local[28:30], "little")
+        fh.seek(start)
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"member {info.filename!r}: .npy version {version}")
+        body = fh.tell()
+    if fortran or dtype.hasobject:
+        raise ValueError(f"member {info.filename!r} is not a plain C-order array")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if body - start + nbytes != info.file_size:
+        raise ValueError(f"member {info.filename!r}: its array does not fill it")
+    whole = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(info.file_size,))
+    crc = 0
+    for lo in range(0, info.file_size, 1 << 26):  # the check a read of the member makes
+        crc = zlib.crc32(whole[lo : lo + (1 << 26)], crc)
+    if crc != info.CRC:
+        raise ValueError(f"member {info.filename!r}: bad CRC-32")
+    array: npt.NDArray[Any] = whole[body - start :].view(dtype).reshape(shape)
+    return array
 
 
 #: Temporary snapshot files are named ``<prefix><pid>-<random>.tmp``.
@@ -511,7 +556,7 @@ def bounded_field(snap: Snapshot, name: str, path: str | os.PathLike[str], high:
     return value
 
 
-def _parse(data: Any, header_only: bool) -> Snapshot:
+def _parse(data: Any, header_only: bool, path: str) -> Snapshot:
     kind = str(data["kind"])
     if kind == LEGACY_FLAT_KIND:
         arrays = {} if header_only else {"ids": data["ids"], "vectors": data["vectors"]}
@@ -525,7 +570,12 @@ def _parse(data: Any, header_only: bool) -> Snapshot:
         raise ValueError("snapshot header is not an object")
     if header_only:
         return Snapshot(backend, header)
-    arrays = {k[2:]: data[k] for k in data.files if k.startswith("a_")}
+    infos = {i.filename: i for i in data.zip.infolist()}
+    arrays = {
+        k[2:]: _mapped_member(path, infos[k + ".npy"]) if k in _MAPPED else data[k]
+        for k in data.files
+        if k.startswith("a_")
+    }
     return Snapshot(backend, header, arrays)
 
 

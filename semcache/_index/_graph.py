@@ -480,7 +480,13 @@ class HnswlibIndex(_RowGraphIndex):
         with _hnsw_scratch() as tmp:
             name = os.path.join(tmp, "graph.bin")
             self._native.save_index(name)
-            return np.fromfile(name, dtype=np.uint8)
+            if sys.platform == "win32":  # pragma: no cover - a mapped file is not deletable
+                return np.fromfile(name, dtype=np.uint8)
+            # Mapped, not read: the snapshot writer streams it into its file (a
+            # gigabyte at a million rows, never copied into memory); the pages stay
+            # readable after the scratch folder is removed.
+            dump: npt.NDArray[np.uint8] = np.memmap(name, dtype=np.uint8, mode="r")
+            return dump
 
     #: hnswlib's file header: offsetLevel0, max_elements, cur_element_count,
     #: size_data_per_element, label_offset, offsetData (size_t), maxlevel (int),
