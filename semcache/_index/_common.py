@@ -487,7 +487,7 @@ def _mapped_member(path: str, info: zipfile.ZipInfo) -> npt.NDArray[Any]:
     whole = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(info.file_size,))
     crc = 0
     for lo in range(0, info.file_size, 1 << 26):  # the check a read of the member makes
-        crc = zlib.crc32(memoryview(whole[lo : lo + (1 << 26)]), crc)
+        crc = zlib.crc32(whole[lo : lo + (1 << 26)].data, crc)
     if crc != info.CRC:
         raise ValueError(f"member {info.filename!r}: bad CRC-32")
     array: npt.NDArray[Any] = whole[body - start :].view(dtype).reshape(shape)
