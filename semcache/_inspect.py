@@ -41,7 +41,6 @@ from ._errors import SchemaVersionError, StoreCorruptError, StoreError
 from ._locking import held_here, lock_path
 from ._snapshots import MANIFEST, snapshot_dir
 from ._store._sqlite import SCHEMA_VERSION
-from ._store._sqlite_schema import namespace_counts
 
 __all__ = ["CacheFile", "EntryInfo", "FileInfo", "LockHolder", "lock_holder"]
 
@@ -182,7 +181,11 @@ class CacheFile:
     def _check_schema(self, conn: _Conn) -> int:
         tables = {
             str(name)
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            # namespaces is a view in a store that no limit needed (its counts are read
+            # from the rows; see semcache._store._sqlite_schema.COUNT_VIEW)
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            )
         }
         missing = _TABLES - tables
         if missing:
@@ -205,7 +208,12 @@ class CacheFile:
 
         def run(conn: _Conn) -> FileInfo:
             meta = {str(k): str(v) for k, v in conn.execute("SELECT name, value FROM meta")}
-            counts = namespace_counts(conn)
+            counts = {
+                str(name): int(n)
+                for name, n in conn.execute(
+                    "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
+                )
+            }
             expired = conn.execute("SELECT count(*) FROM entries WHERE expires_at <= ?", (now,)).get
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get
             dim = meta.get("dim")
@@ -261,7 +269,12 @@ class CacheFile:
 
     def count(self, namespace: str | None = None) -> int:
         """Entries stored (of ``namespace``, or of all)."""
-        return sum(self._read(lambda c: namespace_counts(c, namespace)).values())
+        args: tuple[str, ...] = ()
+        if namespace is None:
+            sql = "SELECT total(entries) FROM namespaces"
+        else:
+            sql, args = "SELECT entries FROM namespaces WHERE name = ?", (namespace,)
+        return int(self._read(lambda c: c.execute(sql, args).get) or 0)
 
 
 def _identity(path: str) -> tuple[int, int, int, int]:

@@ -399,24 +399,28 @@ def forge_store(
     return rewrite(checkpoint, tmp_path / "forged.tar.gz", change)
 
 
-@pytest.mark.parametrize("kept", [True, False], ids=["counts-kept", "no-counts"])
-def test_namespace_counts_are_checked_against_the_rows(
-    tmp_path: Path, checkpoint: Path, kept: bool
-) -> None:
-    # A store that keeps counts (its count triggers, as a put with a limit creates them)
-    # must record its rows' counts; one that does not keeps the table empty.
-    from semcache._store._sqlite_schema import COUNT_TRIGGERS
+def test_namespace_counts_are_checked_against_the_rows(tmp_path: Path, checkpoint: Path) -> None:
+    # counts kept (the table and triggers a put with a limit creates), but forged
+    from semcache._store._sqlite_schema import COUNT_TABLE, COUNT_TRIGGERS
 
-    sql = "INSERT INTO namespaces(name, entries) VALUES ('default', 1);"
-    if kept:
-        sql = "; ".join(COUNT_TRIGGERS) + "; " + sql
+    sql = "; ".join(("DROP VIEW namespaces", COUNT_TABLE, *COUNT_TRIGGERS))
     archive = forge_store(
         tmp_path,
         checkpoint,
-        sql,
-        manifest_change={"entries": {"default": 1}, "total_entries": 1} if kept else None,
+        sql + "; INSERT INTO namespaces(name, entries) VALUES ('default', 1)",
+        manifest_change={"entries": {"default": 1}, "total_entries": 1},
     )
     expect_refusal(tmp_path, archive, CheckpointFormatError, "counts do not match its rows")
+
+
+def test_counts_kept_without_their_triggers_are_refused(tmp_path: Path, checkpoint: Path) -> None:
+    from semcache._store._sqlite_schema import COUNT_TABLE, COUNT_TRIGGERS
+
+    sql = "; ".join(("DROP VIEW namespaces", COUNT_TABLE, COUNT_TRIGGERS[0]))
+    archive = forge_store(
+        tmp_path, checkpoint, sql + "; INSERT INTO namespaces SELECT 'default', 20"
+    )
+    expect_refusal(tmp_path, archive, CheckpointFormatError, "schema is not the one semcache")
 
 
 def test_a_store_that_keeps_counts_restores(tmp_path: Path) -> None:

@@ -373,10 +373,14 @@ def test_a_single_put_joins_an_open_transaction(store: SQLiteStore) -> None:
 
 
 # -- namespace counts: kept only once a limit needs them ----------------------------------
-def count_triggers(path: Path) -> list[str]:
-    return [
-        r[0] for r in peek(path, "SELECT name FROM sqlite_master WHERE name LIKE 'entries_count_%'")
-    ]
+def counts_object(path: Path) -> tuple[str, list[str]]:
+    """What ``namespaces`` is in the file (view or table) and the count triggers."""
+    kind = peek(path, "SELECT type FROM sqlite_master WHERE name = 'namespaces'")[0][0]
+    names = "SELECT name FROM sqlite_master WHERE name LIKE 'entries_count_%' ORDER BY name"
+    return kind, [r[0] for r in peek(path, names)]
+
+
+KEPT = ("table", ["entries_count_delete", "entries_count_insert"])
 
 
 def test_puts_without_limits_write_no_counts(store: SQLiteStore, db_path: Path) -> None:
@@ -384,11 +388,11 @@ def test_puts_without_limits_write_no_counts(store: SQLiteStore, db_path: Path) 
     store.put_many([entry("z")], now=0.0)
     store.put_many([entry("z")], now=0.0)  # a replace
     store.delete_by_key(key("y", "b"))
-    # no page of the namespaces table written; the counts are read from the rows
-    assert peek(db_path, "SELECT * FROM namespaces") == []
-    assert count_triggers(db_path) == []
+    # no count page written: namespaces is a view that counts the rows
+    assert counts_object(db_path) == ("view", [])
     assert store.namespace_counts() == {"a": 2}
     assert (store.count(), store.count("a"), store.count("b")) == (2, 2, 0)
+    assert peek(db_path, "SELECT name, entries FROM namespaces") == [("a", 2)]
 
 
 def test_a_limit_set_later_counts_the_rows_already_there(store: SQLiteStore, db_path: Path) -> None:
@@ -396,13 +400,16 @@ def test_a_limit_set_later_counts_the_rows_already_there(store: SQLiteStore, db_
     store.put_many([entry("b1", "b", t=9.0)], now=0.0)
     result = store.put_many([entry("new", t=9.0)], now=9.0, limits=Limits(max_entries=4))
     assert sorted(i for i, _ in result.evicted) == [1, 2, 3]  # least recently used first
-    assert sorted(count_triggers(db_path)) == ["entries_count_delete", "entries_count_insert"]
+    assert counts_object(db_path) == KEPT
     assert dict(peek(db_path, "SELECT name, entries FROM namespaces")) == {"a": 3, "b": 1}
     # from now on every put counts, with or without limits
     store.put_many([entry("more", "b")], now=9.0)
     store.delete_by_key(key("k4"))
     assert store.namespace_counts() == {"a": 2, "b": 2}
     assert dict(peek(db_path, "SELECT name, entries FROM namespaces")) == {"a": 2, "b": 2}
+    store.close()
+    assert SQLiteStore(db_path).namespace_counts() == {"a": 2, "b": 2}  # reopened
+    assert counts_object(db_path) == KEPT
 
 
 def test_a_process_with_limits_sees_the_rows_of_one_without(db_path: Path) -> None:
@@ -413,26 +420,24 @@ def test_a_process_with_limits_sees_the_rows_of_one_without(db_path: Path) -> No
         assert limited.count("a") == 3
         # the plain store's next puts are counted by the file's triggers
         plain.put_many([entry("p3", t=6.0), entry("p4", t=7.0)], now=7.0)
-        assert plain.namespace_counts() == {"a": 5}
+        plain.put_many([entry("p5", t=7.5)], now=7.5)  # the single-row put
+        assert plain.namespace_counts() == {"a": 6}
         result = limited.put_many([entry("l1", t=8.0)], now=8.0, limits=Limits(namespace_quota=3))
-        assert len(result.evicted) == 3
+        assert len(result.evicted) == 4
         assert limited.count("a") == plain.count("a") == 3
     finally:
         plain.close()
         limited.close()
 
 
-def test_a_rolled_back_limited_put_leaves_no_count_triggers(
-    store: SQLiteStore, db_path: Path
-) -> None:
+def test_a_rolled_back_limited_put_leaves_the_view(store: SQLiteStore, db_path: Path) -> None:
     store.put_many([entry("x")], now=0.0)
     with pytest.raises(StoreError):
         store.put_many([entry("y"), bad_entry("z")], now=0.0, limits=Limits(max_entries=5))
-    assert count_triggers(db_path) == []
-    assert peek(db_path, "SELECT * FROM namespaces") == []
-    store.put_many([entry("y")], now=0.0, limits=Limits(max_entries=1))  # starts them again
+    assert counts_object(db_path) == ("view", [])
+    store.put_many([entry("y")], now=0.0, limits=Limits(max_entries=1))  # counts from now
     assert store.namespace_counts() == {"a": 1}
-    assert len(count_triggers(db_path)) == 2
+    assert counts_object(db_path) == KEPT
 
 
 def test_a_version_1_file_keeps_its_counts(db_path: Path) -> None:
@@ -455,7 +460,7 @@ def test_a_version_1_file_keeps_its_counts(db_path: Path) -> None:
     store = SQLiteStore(db_path)
     try:
         assert store.schema_version() == SCHEMA_VERSION
-        assert len(count_triggers(db_path)) == 2
+        assert counts_object(db_path) == KEPT
         store.put_many([entry("x")], now=0.0)
         store.delete_by_key(b"\x02")
         assert dict(peek(db_path, "SELECT name, entries FROM namespaces")) == {"a": 2, "b": 0}

@@ -33,8 +33,8 @@ from ._sqlite_schema import (
     check_copy,
     counts_kept,
     inspect_copy,
-    namespace_counts,
     start_counts,
+    stop_counts,
 )
 
 __all__ = ["DEFAULT_PRAGMAS", "MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
@@ -232,7 +232,9 @@ class SQLiteStore:
                         "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                         (version, description, time.time()),
                     )
-            if current == 1:  # its counts are right: it keeps counting (see MIGRATIONS)
+            if current == 0:  # a new file: counts are read from the rows (COUNT_VIEW)
+                stop_counts(self._conn)
+            elif current == 1:  # its counts are right: it keeps counting (see MIGRATIONS)
                 for sql in COUNT_TRIGGERS:
                     self._conn.execute(sql)
             # The store's identity, created with its data (an older file has one already:
@@ -438,11 +440,20 @@ class SQLiteStore:
         return self._read(run)
 
     def count(self, namespace: str | None = None) -> int:
-        counts = self._snapshot(lambda c: namespace_counts(c, namespace))
-        return sum(counts.values())
+        args: tuple[str, ...] = ()
+        if namespace is None:
+            sql = "SELECT total(entries) FROM namespaces"
+        else:
+            sql, args = "SELECT entries FROM namespaces WHERE name = ?", (namespace,)
+        return int(self._read(lambda c: c.execute(sql, args).get) or 0)
 
     def namespace_counts(self) -> dict[str, int]:
-        return self._snapshot(namespace_counts)
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
+            ).fetchall()
+        )
+        return {str(name): int(n) for name, n in rows}
 
     def stored_keys(self) -> list[bytes]:
         """Every stored key (the cache's exact-layer filter is filled from them).
@@ -561,8 +572,8 @@ class SQLiteStore:
         return result
 
     def _ensure_counts(self, conn: _Conn) -> None:
-        """Keep namespace counts from now on (eviction reads them): create the count
-        triggers, with the counts of the rows, unless the file keeps them already."""
+        """Keep namespace counts from now on (eviction reads them on every put): the
+        table of the rows' counts and its triggers, unless the file keeps them already."""
         if not counts_kept(conn):
             start_counts(conn)
         self._counting = True

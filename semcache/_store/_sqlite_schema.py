@@ -17,7 +17,9 @@ import apsw
 from .._errors import CheckpointFormatError, CheckpointVersionError, StoreError
 
 __all__ = [
+    "COUNT_TABLE",
     "COUNT_TRIGGERS",
+    "COUNT_VIEW",
     "DEFAULT_PRAGMAS",
     "LRU_INDEXES",
     "MIGRATIONS",
@@ -80,11 +82,10 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
     (
         2,
         "namespace counts kept by triggers of their own (only once a limit needs them)",
-        # The change log stays in the entry triggers; the counts move to the triggers of
-        # COUNT_TRIGGERS. SQLiteStore creates those when it migrates a version 1 file (its
-        # counts are right): a file that counted keeps counting, so a process of an older
-        # semcache that still has it open reads right counts. A new file has none of them
-        # until a put enforces a limit (see SQLiteStore._ensure_counts).
+        # The change log stays in the entry triggers; the counts move to COUNT_TRIGGERS.
+        # SQLiteStore creates those when it migrates a version 1 file (its counts are
+        # right: it keeps counting, and a process of an older semcache that still has it
+        # open reads right counts); a new file gets the view instead (see COUNT_VIEW).
         """
         DROP TRIGGER entries_insert;
         DROP TRIGGER entries_delete;
@@ -105,12 +106,20 @@ LRU_INDEXES: Final[Mapping[str, str]] = {
     "namespace": "CREATE INDEX IF NOT EXISTS entries_ns_lru ON entries(namespace, last_access, id)",
 }
 
-#: The triggers that keep the ``namespaces`` table equal to the rows (schema version 2 on).
-#: A store creates them, with the counts of the rows, in the transaction of the first
-#: put that enforces ``max_entries`` or a namespace quota (its eviction reads the counts):
-#: keeping them costs every put and delete a page write. Never dropped: a process with
-#: limits may share the file. Without them the table is empty and counts are read from
-#: the rows (:func:`namespace_counts`).
+#: Namespace counts. A store that no limit has needed has ``namespaces`` as a view that
+#: counts the rows when read (every put then writes no count page; reading counts scans
+#: the rows). The first put that enforces ``max_entries`` or a namespace quota (its
+#: eviction reads the counts on every put) turns it into the table that schema version
+#: 1 always had, filled from the rows, kept by the triggers of :data:`COUNT_TRIGGERS`, in
+#: its own transaction (:func:`start_counts`); it stays a table (a process with limits
+#: may share the file). Readers see the same name and columns either way.
+COUNT_TABLE: Final = (
+    "CREATE TABLE namespaces(name TEXT PRIMARY KEY, entries INTEGER NOT NULL) WITHOUT ROWID"
+)
+COUNT_VIEW: Final = (
+    "CREATE VIEW namespaces(name, entries) AS "
+    "SELECT namespace, count(*) FROM entries GROUP BY namespace"
+)
 COUNT_TRIGGERS: Final[tuple[str, ...]] = (
     """CREATE TRIGGER entries_count_insert AFTER INSERT ON entries BEGIN
             INSERT INTO namespaces(name, entries) VALUES (new.namespace, 1)
@@ -120,53 +129,30 @@ COUNT_TRIGGERS: Final[tuple[str, ...]] = (
             UPDATE namespaces SET entries = entries - 1 WHERE name = old.namespace;
         END""",
 )
-_COUNT_TRIGGER_NAMES: Final = ("entries_count_insert", "entries_count_delete")
 
 
 def counts_kept(conn: Any) -> bool:
-    """Whether the ``namespaces`` table of the open file is kept equal to its rows: schema
-    version 1 (its entry triggers count), or the triggers of :data:`COUNT_TRIGGERS`.
-    Read it in the transaction that reads the counts."""
-    found = conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?)",
-        _COUNT_TRIGGER_NAMES,
-    ).get
-    if found:
-        return True
-    version = conn.execute("SELECT max(version) FROM schema_migrations").get
-    return int(version or 0) < 2
+    """Whether ``namespaces`` is the kept table (not the counting view)."""
+    return conn.execute("SELECT type FROM sqlite_master WHERE name = 'namespaces'").get == "table"
+
+
+def stop_counts(conn: Any) -> None:
+    """A new store's ``namespaces``: the view (in the caller's write transaction)."""
+    conn.execute("DROP TABLE namespaces")
+    conn.execute(COUNT_VIEW)
 
 
 def start_counts(conn: Any) -> None:
-    """Create the count triggers and fill ``namespaces`` from the rows (in the caller's
-    write transaction; the file must not keep counts yet)."""
-    conn.execute("DELETE FROM namespaces")
+    """Replace the view with the table of the rows' counts and its triggers (in the
+    caller's write transaction; ``namespaces`` must be the view)."""
+    conn.execute("DROP VIEW namespaces")
+    conn.execute(COUNT_TABLE)
     conn.execute(
         "INSERT INTO namespaces(name, entries) SELECT namespace, count(*) FROM entries "
         "GROUP BY namespace"
     )
     for sql in COUNT_TRIGGERS:
         conn.execute(sql)
-
-
-def namespace_counts(conn: Any, namespace: str | None = None) -> dict[str, int]:
-    """Entries per namespace (with at least one; of ``namespace`` only if given): from
-    ``namespaces`` where it is kept, else counted from the rows (a scan). Call it inside
-    a read transaction (the answer and :func:`counts_kept` from one snapshot)."""
-    if counts_kept(conn):
-        sql = "SELECT name, entries FROM namespaces WHERE entries > 0"
-        if namespace is not None:
-            rows = conn.execute(sql + " AND name = ?", (namespace,))
-        else:
-            rows = conn.execute(sql + " ORDER BY name")
-    elif namespace is not None:
-        n = conn.execute("SELECT count(*) FROM entries WHERE namespace = ?", (namespace,)).get
-        rows = [(namespace, n)] if n else []
-    else:
-        rows = conn.execute(
-            "SELECT namespace, count(*) FROM entries GROUP BY namespace ORDER BY namespace"
-        )
-    return {str(ns): int(n) for ns, n in rows}
 
 
 def backup(source: str, dest: Path, busy_timeout: float) -> None:
@@ -207,7 +193,12 @@ def inspect_copy(path: Path) -> dict[str, Any]:
             if check != [("ok",)]:
                 raise CheckpointFormatError(f"the store copy fails PRAGMA quick_check: {check}")
             meta = {str(k): str(v) for k, v in conn.execute("SELECT name, value FROM meta")}
-            counts = namespace_counts(conn)
+            counts = {
+                str(ns): int(n)
+                for ns, n in conn.execute(
+                    "SELECT name, entries FROM namespaces WHERE entries > 0 ORDER BY name"
+                )
+            }
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get
         finally:
             conn.close()
@@ -242,6 +233,9 @@ class _Schema:
     required: frozenset[_SchemaRow]
     optional: frozenset[_SchemaRow]
     pragmas: tuple[tuple[str, object], ...]
+    #: Objects of which a store holds one set or the other, whole (version 2 on: the
+    #: counting view, or the kept table and its triggers).
+    variants: tuple[frozenset[_SchemaRow], ...] = ()
 
 
 _PRAGMAS: Final = ("user_version", "application_id", "encoding")
@@ -274,20 +268,26 @@ def _expected_schema(version: int, create: Callable[[str], None]) -> _Schema:
                 for number, _, sql in MIGRATIONS:
                     if number <= version:
                         conn.execute(sql)
+                if version >= 2:  # what SQLiteStore._migrate does to a new file
+                    stop_counts(conn)
             # Closing the fresh store ran PRAGMA optimize: its statistics are optional.
             rows = _schema_rows(conn)
             required = frozenset(r for r in rows if not r[1].startswith("sqlite_stat"))
             pragmas = tuple((p, conn.execute(f"PRAGMA {p}").get) for p in _PRAGMAS)
             for sql in LRU_INDEXES.values():
                 conn.execute(sql)
-            if version >= 2:
-                for sql in COUNT_TRIGGERS:
-                    conn.execute(sql)
             conn.execute("ANALYZE")  # sqlite_stat1 (and sqlite_stat4 where compiled in)
             optional = frozenset(_schema_rows(conn)) - required
+            variants: tuple[frozenset[_SchemaRow], ...] = ()
+            if not counts_kept(conn):  # the view; the table is the other variant
+                before = frozenset(_schema_rows(conn))
+                start_counts(conn)
+                after = frozenset(_schema_rows(conn))
+                variants = (before - after, after - before)
+                required -= variants[0]
         finally:
             conn.close()
-    schema = _SCHEMAS[version] = _Schema(required, optional, pragmas)
+    schema = _SCHEMAS[version] = _Schema(required, optional, pragmas, variants)
     return schema
 
 
@@ -352,8 +352,14 @@ def _check_store_conn(conn: Any, create: Callable[[str], None]) -> None:
         raise CheckpointFormatError(f"the store copy has schema versions {sorted(versions)}")
     expected = _expected_schema(version, create)
     rows = set(_schema_rows(conn))
-    missing = expected.required - rows
-    extra = rows - expected.required - expected.optional
+    # the variant present whole (else the first: what it lacks is missing)
+    chosen = next(
+        (v for v in expected.variants if v <= rows),
+        expected.variants[0] if expected.variants else frozenset(),
+    )
+    required = expected.required | chosen
+    missing = required - rows
+    extra = rows - required - expected.optional
     if missing or extra:
         what = sorted(f"{r[0]} {r[1]!r}" for r in extra) or ["changed or missing objects"]
         raise CheckpointFormatError(
@@ -369,11 +375,6 @@ def _check_store_conn(conn: Any, create: Callable[[str], None]) -> None:
         for ns, n in conn.execute("SELECT namespace, count(*) FROM entries GROUP BY namespace")
     }
     recorded = {str(ns): n for ns, n in conn.execute("SELECT name, entries FROM namespaces")}
-    triggers = {r[1] for r in rows if r[0] == "trigger"} & set(_COUNT_TRIGGER_NAMES)
-    if triggers and len(triggers) != len(_COUNT_TRIGGER_NAMES):
-        raise CheckpointFormatError("the store copy has one of the two count triggers")
-    if version >= 2 and not triggers:
-        counts = {}  # no counts kept: the table must be empty
     if {ns: n for ns, n in recorded.items() if n != 0} != counts:
         raise CheckpointFormatError(
             "the store copy's namespace counts do not match its rows: the checkpoint was altered"
