@@ -133,7 +133,8 @@ COUNT_TRIGGERS: Final[tuple[str, ...]] = (
 
 def counts_kept(conn: Any) -> bool:
     """Whether ``namespaces`` is the kept table (not the counting view)."""
-    return conn.execute("SELECT type FROM sqlite_master WHERE name = 'namespaces'").get == "table"
+    kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'namespaces'").get
+    return bool(kind == "table")
 
 
 def stop_counts(conn: Any) -> None:
