@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._async import AsyncSemanticCache
 from ._cache import SemanticCache
-from ._dist import VERSION as __version__
+from ._version import __version__
 from ._errors import (
     ArchiveMemberTooLargeError,
     CacheClosedError,

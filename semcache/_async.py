@@ -1,13 +1,11 @@
-"""AsyncSemanticCache: the same core as :class:`SemanticCache`, driven from an event loop.
+"""AsyncSemanticCache: the asyncio facade over the same engine as :class:`SemanticCache`.
 
-Nothing here re-implements an operation. An :class:`AsyncSemanticCache` owns a
-:class:`SemanticCache` (its *core*) and drives the core's operation generators
-(``_get_steps``, ``_put_steps``, ``get_or_put_steps``) with :func:`adrive`: each step
-runs under the core's lock on a worker thread (``asyncio.to_thread``), an
-:class:`~semcache.embedders.AsyncEmbedder` is awaited on the loop, a sync embedder runs
-on a worker thread, and the effects of ``get_or_put`` are awaited (:meth:`Effect.arun`).
-Methods that never embed (``delete``, ``vacuum``, ``stats``...) are the core's methods
-run on a worker thread. The event loop itself only ever does bookkeeping.
+Nothing here re-implements an operation: get, put, put_many and get_or_put are the
+engine's operation generators driven by :func:`~semcache._drive.adrive` (each step
+under the engine's lock on a worker thread, an AsyncEmbedder awaited on the loop, a
+sync embedder on a worker thread, effects awaited). Methods that never embed
+(``delete``, ``vacuum``, ``stats``...) are the engine's methods run on a worker thread.
+The event loop itself only ever does bookkeeping.
 """
 
 from __future__ import annotations
@@ -17,61 +15,27 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Any, Literal, cast
 
 import numpy.typing as npt
 
-from ._cache import ConfidenceFn, MetricsHook, SemanticCache, Steps, Validator
-from ._checkpoint import CheckpointTarget, load_checkpoint
-from ._deadline import acall_with_deadline
+from ._checkpoint import CheckpointTarget, dump_checkpoint, load_checkpoint
+from ._checks import check_threshold
+from ._drive import adrive, arun_first
+from ._engine import Engine
+from ._get import start_get
+from ._get_or_put import get_or_put_steps
 from ._index import IndexFactory
+from ._memoize import NamespaceSpec, memoize
+from ._metrics import MetricsHook
+from ._options import ConfidenceFn, Options, Validator
 from ._progress import ProgressCallback
+from ._put import start_put
 from ._store import Store
 from ._types import Hit
-from ._wrap import Effect, NamespaceSpec, get_or_put_steps, memoize
 from .embedders import AsyncEmbedder, Embedder
 
-__all__ = ["AsyncSemanticCache", "adrive"]
-
-_T = TypeVar("_T")
-
-
-async def adrive(cache: SemanticCache, steps: Steps[_T]) -> _T:
-    """Run an operation generator of ``cache`` without blocking the event loop.
-
-    Args:
-        cache: the core whose lock guards the steps.
-        steps: the operation. An AsyncEmbedder is awaited on the loop, a sync one runs
-            on a worker thread (see :func:`~semcache._deadline.acall_with_deadline`).
-    """
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        done, out = await asyncio.to_thread(cache._advance, steps, value, error)
-        if done:
-            result: _T = out
-            return result
-        try:
-            if isinstance(out, Effect):
-                value = await out.arun()
-            else:
-                embedder = cache._embedder
-                assert embedder is not None
-                embed = embedder.embed
-                value = await acall_with_deadline(embed, list(out), cache._embed_timeout)
-            error = None
-        except Exception as exc:
-            value, error = None, exc
-        except BaseException:  # cancelled: no step is running, so close it here
-            steps.close()
-            raise
-
-
-class _AsyncCore(SemanticCache):
-    """The core of an AsyncSemanticCache: may hold an AsyncEmbedder, which only
-    :func:`adrive` ever calls."""
-
-    _async_embedder_ok: ClassVar[bool] = True
+__all__ = ["AsyncSemanticCache", "async_engine_of"]
 
 
 class AsyncSemanticCache:
@@ -119,41 +83,13 @@ class AsyncSemanticCache:
         progress: ProgressCallback | None = None,
         guards: Validator | Literal["default"] | None = "default",
     ) -> None:
-        self._core = _AsyncCore(
-            path,
-            cast(Embedder | None, embedder),
-            store=store,
-            similarity_threshold=similarity_threshold,
-            default_ttl=default_ttl,
-            max_entries=max_entries,
-            namespace_quotas=namespace_quotas,
-            confidence_fn=confidence_fn,
-            min_confidence=min_confidence,
-            validator=validator,
-            metrics_hook=metrics_hook,
-            normalize=normalize,
-            index_backend=index_backend,
-            index_options=index_options,
-            vector_dtype=vector_dtype,
-            multi_process_mode=multi_process_mode,
-            stale_check_interval=stale_check_interval,
-            max_query_bytes=max_query_bytes,
-            max_response_bytes=max_response_bytes,
-            max_metadata_bytes=max_metadata_bytes,
-            embed_timeout=embed_timeout,
-            clock=clock,
-            progress=progress,
-            guards=guards,
-        )
-
-    async def _run(self, steps: Steps[_T]) -> _T:
-        return await adrive(self._core, steps)
+        self._engine = Engine(Options.from_call(locals(), async_embedder=True))
 
     # -- configuration (sync: no I/O) ---------------------------------------------------
     @property
     def similarity_threshold(self) -> float:
         """The cosine similarity in [-1, 1] a semantic candidate needs to be served."""
-        return self._core.similarity_threshold
+        return self._engine.threshold
 
     def set_similarity_threshold(self, value: float) -> None:
         """Change the threshold for later gets (no I/O, so not a coroutine).
@@ -161,27 +97,27 @@ class AsyncSemanticCache:
         Raises:
             InvalidThresholdError: ``value`` is not a number in [-1, 1].
         """
-        self._core.set_similarity_threshold(value)
+        self._engine.threshold = check_threshold(value)
 
     @property
     def embedder(self) -> Embedder | AsyncEmbedder | None:
         """The embedder, or None."""
-        return self._core.embedder
+        return self._engine.embedder
 
     @property
     def store(self) -> Store:
         """The underlying store."""
-        return self._core.store
+        return self._engine.store
 
     @property
     def dim(self) -> int | None:
         """The vector dimension, or None until the first vector is stored."""
-        return self._core.dim
+        return self._engine.dim
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
-        return self._core.closed
+        return self._engine.closed
 
     # -- operations -----------------------------------------------------------------------
     async def get(
@@ -197,7 +133,8 @@ class AsyncSemanticCache:
         Raises:
             The same as :meth:`SemanticCache.get`.
         """
-        return await self._run(self._core._get_steps(query, embedding, namespace, bypass))
+        eng = self._engine
+        return cast(Hit | None, await arun_first(eng, start_get, query, embedding, namespace, bypass))
 
     async def put(
         self,
@@ -214,8 +151,8 @@ class AsyncSemanticCache:
         Raises:
             The same as :meth:`SemanticCache.put`.
         """
-        steps = self._core._put_steps([query], [response], embedding, namespace, metadata, ttl)
-        await self._run(steps)
+        args = ([query], [response], embedding, namespace, metadata, ttl)
+        await arun_first(self._engine, start_put, *args)
 
     async def put_many(
         self,
@@ -234,10 +171,8 @@ class AsyncSemanticCache:
         Raises:
             The same as :meth:`SemanticCache.put_many`.
         """
-        steps = self._core._put_steps(
-            queries, responses, embeddings, namespace, metadata, ttl, progress=progress
-        )
-        return await self._run(steps)
+        args = (queries, responses, embeddings, namespace, metadata, ttl, progress)
+        return cast(int, await arun_first(self._engine, start_put, *args))
 
     async def get_or_put(
         self,
@@ -256,8 +191,10 @@ class AsyncSemanticCache:
         Raises:
             The same as :meth:`SemanticCache.get_or_put`.
         """
-        steps = get_or_put_steps(self._core, query, compute, embedding, namespace, ttl, metadata)
-        return await self._run(steps)
+        eng = self._engine
+        return await adrive(
+            eng, get_or_put_steps(eng, query, compute, embedding, namespace, ttl, metadata)
+        )
 
     def memoize(
         self,
@@ -287,7 +224,7 @@ class AsyncSemanticCache:
         Raises:
             The same as :meth:`SemanticCache.delete`.
         """
-        return await asyncio.to_thread(self._core.delete, query, namespace=namespace)
+        return await asyncio.to_thread(self._engine.delete, query, namespace)
 
     async def vacuum(self, *, namespace: str | None = None, compact: bool = True) -> int:
         """See :meth:`SemanticCache.vacuum`.
@@ -295,7 +232,7 @@ class AsyncSemanticCache:
         Raises:
             The same as :meth:`SemanticCache.vacuum`.
         """
-        return await asyncio.to_thread(self._core.vacuum, namespace=namespace, compact=compact)
+        return await asyncio.to_thread(self._engine.vacuum, namespace, compact)
 
     async def compact(self) -> int:
         """See :meth:`SemanticCache.compact`.
@@ -303,7 +240,7 @@ class AsyncSemanticCache:
         Raises:
             CacheClosedError.
         """
-        return await asyncio.to_thread(self._core.compact)
+        return await asyncio.to_thread(self._engine.compact)
 
     async def clear_namespace(self, namespace: str) -> int:
         """See :meth:`SemanticCache.clear_namespace`.
@@ -311,7 +248,7 @@ class AsyncSemanticCache:
         Raises:
             The same as :meth:`SemanticCache.clear_namespace`.
         """
-        return await asyncio.to_thread(self._core.clear_namespace, namespace)
+        return await asyncio.to_thread(self._engine.clear_namespace, namespace)
 
     async def clear(self) -> int:
         """See :meth:`SemanticCache.clear`.
@@ -319,7 +256,7 @@ class AsyncSemanticCache:
         Raises:
             CacheClosedError, StoreError.
         """
-        return await asyncio.to_thread(self._core.clear)
+        return await asyncio.to_thread(self._engine.clear)
 
     async def stats(self) -> dict[str, Any]:
         """See :meth:`SemanticCache.stats`.
@@ -327,7 +264,7 @@ class AsyncSemanticCache:
         Raises:
             CacheClosedError, StoreError.
         """
-        return await asyncio.to_thread(self._core.stats)
+        return await asyncio.to_thread(self._engine.stats)
 
     async def dumps(self, dest: CheckpointTarget) -> dict[str, Any]:
         """See :meth:`SemanticCache.dumps` (runs on a worker thread).
@@ -335,7 +272,8 @@ class AsyncSemanticCache:
         Raises:
             The same as :meth:`SemanticCache.dumps`.
         """
-        return await asyncio.to_thread(self._core.dumps, dest)
+        eng = self._engine
+        return await asyncio.to_thread(dump_checkpoint, eng.store, dest, eng.checkpoint_snapshot)
 
     @classmethod
     async def loads(
@@ -365,10 +303,10 @@ class AsyncSemanticCache:
 
     async def aclose(self) -> None:
         """See :meth:`SemanticCache.close`. Idempotent."""
-        await asyncio.to_thread(self._core.close)
+        await asyncio.to_thread(self._engine.close)
 
     async def __aenter__(self) -> AsyncSemanticCache:
-        self._core._check_open()
+        self._engine.check_open()
         return self
 
     async def __aexit__(
@@ -380,4 +318,9 @@ class AsyncSemanticCache:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return "<Async" + SemanticCache.__repr__(self._core)[1:]
+        return self._engine.describe("AsyncSemanticCache")
+
+
+def async_engine_of(cache: AsyncSemanticCache) -> Engine:
+    """The engine behind ``cache`` (for the integrations' operation generators)."""
+    return cache._engine

@@ -66,11 +66,10 @@ from ._errors import (
     UnsafeArchiveError,
 )
 from ._locking import lock_path
-from ._snapshots import save_snapshots
-from ._store import SQLiteStore, file_backup, local_path
+from ._store import SQLiteStore, Store, file_backup, local_path
+from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._cache import SemanticCache
     from .embedders import Embedder
 
 __all__ = [
@@ -104,8 +103,12 @@ logger = logging.getLogger("semcache")
 
 
 # -- writing --------------------------------------------------------------------------------
-def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, Any]:
-    """Write ``cache`` to ``dest`` as a checkpoint; return its manifest.
+def dump_checkpoint(
+    store: Store, dest: CheckpointTarget, snapshot: Callable[[Path], None]
+) -> dict[str, Any]:
+    """Write a checkpoint of a cache over ``store`` to ``dest``; return its manifest.
+    ``snapshot(folder)`` writes the cache's pending recency to the store and its index
+    snapshots into ``folder``, under the cache's lock (raising if it is closed).
 
     Raises:
         CacheClosedError: the cache is closed.
@@ -113,32 +116,24 @@ def dump_checkpoint(cache: SemanticCache, dest: CheckpointTarget) -> dict[str, A
         InvalidInputError: ``dest`` is neither a path nor a binary file object.
         OSError: ``dest`` cannot be written.
     """
-    from . import __version__
-
     check_stream_target(dest, "dest", "write")
-    store, path = file_backup(cache._store), local_path(cache._store)
-    if store is None or path is None:
+    backup, path = file_backup(store), local_path(store)
+    if backup is None or path is None:
         raise CheckpointError(
-            f"checkpoints copy a SQLite file; this cache's store is a {type(cache._store).__name__}"
+            f"checkpoints copy a SQLite file; this cache's store is a {type(store).__name__}"
         )
     folder = os.path.dirname(os.path.abspath(path))
     sweep_stale(folder)
     work, owner = _owned_dir(folder, _DUMP_PREFIX)
     try:
-        with cache._lock:
-            cache._check_open()
-            cache._flush_touches()  # the copy carries recency too
-            target = cache._snapshot_target()
-            if target is not None:
-                seq = cache._seq if cache._shared else cache._store.seq()
-                save_snapshots(work / INDEX_DIR, target[1], seq, cache._indexes)
+        snapshot(work / INDEX_DIR)
         copy = work / STORE
         try:
-            store.backup(copy)
+            backup.backup(copy)
         except StoreError as exc:
             raise CheckpointError(str(exc)) from exc
         _pause("dump:copied")
-        facts = store.inspect_copy(copy)
+        facts = backup.inspect_copy(copy)
         files = {STORE: copy}
         index_dir = work / INDEX_DIR
         if index_dir.is_dir():

@@ -1,8 +1,8 @@
 """The one lookup-or-fetch operation every door runs: ``get_or_put`` generalised to
 answers that are not always stored and to callers that need the :class:`Hit`.
 
-Like :func:`semcache._wrap.get_or_put_steps` it is an operation generator driven by the
-cache's own drivers (``SemanticCache._drive`` or :func:`semcache._async.adrive`), with
+Like :func:`semcache._get_or_put.get_or_put_steps` it is an operation generator over the
+cache's engine, driven by :func:`semcache._drive.drive` or :func:`~semcache._drive.adrive`, with
 the same single-flight: callers that miss on the same key while a fetch runs wait for
 it and share its result, stored or not (an upstream error reaches every waiter once,
 instead of once per waiter).
@@ -15,11 +15,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .._async import AsyncSemanticCache, adrive
-from .._cache import SemanticCache, Steps
+from .._async import AsyncSemanticCache, async_engine_of
+from .._cache import SemanticCache, engine_of, sync_view
+from .._drive import Steps, adrive, drive
+from .._engine import Engine
 from .._errors import ConfigurationError, SemanticCacheError
+from .._flight import ABANDONED, Flights
+from .._get import accept, get_steps, make_hit
+from .._get_or_put import Compute, Wait
+from .._put import put_steps
 from .._types import Hit
-from .._wrap import ABANDONED, Compute, Wait
 from ..embedders import is_async_embedder
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "aserve",
     "core_of",
     "flight_key",
+    "flights_of",
     "put",
     "serve",
     "serve_steps",
@@ -69,7 +75,7 @@ def core_of(cache: AnyCache) -> SemanticCache:
         TypeError: ``cache`` is neither a SemanticCache nor an AsyncSemanticCache.
     """
     if isinstance(cache, AsyncSemanticCache):
-        return cache._core
+        return sync_view(async_engine_of(cache))
     if isinstance(cache, SemanticCache):
         return cache
     raise TypeError(f"expected a SemanticCache or AsyncSemanticCache, got {type(cache).__name__}")
@@ -79,9 +85,14 @@ def core_of(cache: AnyCache) -> SemanticCache:
 _FLIGHT_SUFFIX = b"\x00door"
 
 
-def flight_key(cache: SemanticCache, namespace: str, query: str) -> bytes:
+def flight_key(cache: AnyCache, namespace: str, query: str) -> bytes:
     """The single-flight key of a door's lookup (for tests and monitoring)."""
-    return cache._key(namespace, query) + _FLIGHT_SUFFIX
+    return engine_of(core_of(cache)).key(namespace, query) + _FLIGHT_SUFFIX
+
+
+def flights_of(cache: AnyCache) -> Flights:
+    """The computations in progress of ``cache`` (for tests and monitoring)."""
+    return engine_of(core_of(cache)).flights
 
 
 def sync_core(cache: AnyCache, what: str) -> SemanticCache:
@@ -93,7 +104,7 @@ def sync_core(cache: AnyCache, what: str) -> SemanticCache:
             can drive (use the door's async form).
     """
     core = core_of(cache)
-    if is_async_embedder(core._embedder):
+    if is_async_embedder(core.embedder):
         raise ConfigurationError(
             f"{what} cannot use a cache whose embedder is async; use its async form"
         )
@@ -101,7 +112,7 @@ def sync_core(cache: AnyCache, what: str) -> SemanticCache:
 
 
 def _store_steps(
-    cache: SemanticCache,
+    eng: Engine,
     query: str,
     text: str,
     namespace: str,
@@ -109,14 +120,14 @@ def _store_steps(
     ttl: float | None,
 ) -> Steps[None]:
     try:
-        yield from cache._put_steps([query], [text], None, namespace, metadata, ttl)
+        yield from put_steps(eng, [query], [text], None, namespace, metadata, ttl)
     except SemanticCacheError:
         # The answer was paid for: hand it back even if it cannot be kept.
         logger.exception("semcache: could not store the response; returning it")
 
 
 def serve_steps(
-    cache: SemanticCache,
+    eng: Engine,
     query: str,
     namespace: str,
     fetch: Callable[[], Any],
@@ -126,13 +137,14 @@ def serve_steps(
     """Look ``query`` up; on a miss lead (or wait for) one ``fetch()`` returning a
     :class:`Fetched`, whose ``store`` text is kept."""
     while True:
-        hit = yield from cache._get_steps(query, None, namespace, False)
+        hit = yield from get_steps(eng, query, None, namespace, False)
         if hit is not None:
             return Served(hit, None)
-        key = cache._key(namespace, query)
+        key = eng.key(namespace, query)
         # Its own flights: a get_or_put on the same key expects a str, not a Fetched.
         fkey = key + _FLIGHT_SUFFIX
-        flight, leader = cache._flights.join(fkey)
+        flights = eng.flights
+        flight, leader = flights.join(fkey)
         if not leader:
             result = yield Wait(flight)
             if result is ABANDONED:
@@ -140,29 +152,27 @@ def serve_steps(
             return Served(None, result, shared=True)
         try:
             # A leader that finished just before this one joined has stored the answer.
-            entry = cache._store.get_by_key(key)
-            if entry is not None and (
-                entry.expires_at is None or entry.expires_at > cache._clock()
-            ):
-                hit = cache._make_hit(entry, 1.0, "exact", 1.0)
-                if cache._accept(query, hit):
-                    cache._flights.land(fkey, flight)
+            entry = eng.store.get_by_key(key)
+            if entry is not None and (entry.expires_at is None or entry.expires_at > eng.clock()):
+                hit = make_hit(entry, 1.0, "exact", 1.0)
+                if accept(eng, query, hit):
+                    flights.land(fkey, flight)
                     flight.abandon()  # waiters look again and find it
                     return Served(hit, None)
             fetched = yield Compute(fetch)
             if not isinstance(fetched, Fetched):
                 raise TypeError("fetch must return a Fetched")
             if fetched.store is not None:
-                yield from _store_steps(cache, query, fetched.store, namespace, metadata, ttl)
+                yield from _store_steps(eng, query, fetched.store, namespace, metadata, ttl)
         except Exception as exc:
-            cache._flights.land(fkey, flight)
+            flights.land(fkey, flight)
             flight.fail(exc)
             raise
         except BaseException:
-            cache._flights.land(fkey, flight)
+            flights.land(fkey, flight)
             flight.abandon()
             raise
-        cache._flights.land(fkey, flight)
+        flights.land(fkey, flight)
         flight.finish(fetched)
         return Served(None, fetched)
 
@@ -176,7 +186,8 @@ def serve(
     ttl: float | None = None,
 ) -> Served[_V]:
     """:func:`serve_steps`, blocking."""
-    return cache._drive(serve_steps(cache, query, namespace, fetch, metadata, ttl))
+    eng = engine_of(cache)
+    return drive(eng, serve_steps(eng, query, namespace, fetch, metadata, ttl))
 
 
 async def aserve(
@@ -188,14 +199,14 @@ async def aserve(
     ttl: float | None = None,
 ) -> Served[_V]:
     """:func:`serve_steps` on an event loop."""
-    core = core_of(cache)
-    return await adrive(core, serve_steps(core, query, namespace, fetch, metadata, ttl))
+    eng = engine_of(core_of(cache))
+    return await adrive(eng, serve_steps(eng, query, namespace, fetch, metadata, ttl))
 
 
 async def aget(cache: AnyCache, query: str, namespace: str) -> Hit | None:
     """``cache.get`` on an event loop, for either kind of cache."""
-    core = core_of(cache)
-    return await adrive(core, core._get_steps(query, None, namespace, False))
+    eng = engine_of(core_of(cache))
+    return await adrive(eng, get_steps(eng, query, None, namespace, False))
 
 
 async def aput(
@@ -207,8 +218,8 @@ async def aput(
     ttl: float | None,
 ) -> None:
     """Store an answer on an event loop; a failure is logged, never raised."""
-    core = core_of(cache)
-    await adrive(core, _store_steps(core, query, text, namespace, metadata, ttl))
+    eng = engine_of(core_of(cache))
+    await adrive(eng, _store_steps(eng, query, text, namespace, metadata, ttl))
 
 
 def put(
@@ -220,4 +231,5 @@ def put(
     ttl: float | None,
 ) -> None:
     """Store an answer, blocking; a failure is logged, never raised."""
-    cache._drive(_store_steps(cache, query, text, namespace, metadata, ttl))
+    eng = engine_of(cache)
+    drive(eng, _store_steps(eng, query, text, namespace, metadata, ttl))

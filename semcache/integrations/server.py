@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from . import require
-from ._flow import AnyCache, core_of
+from ._flow import AnyCache, core_of, flights_of
 from .chat import ChatPolicy, tenant_of
 
 # Before the transport's own check, so that the hint names this extra.
@@ -134,7 +134,7 @@ def create_app(
     async def stats(request: Request) -> Response:
         result = cache.stats()
         numbers: dict[str, Any] = await result if not isinstance(result, dict) else result
-        flights = core._flights
+        flights = flights_of(core)
         return JSONResponse(
             {
                 "cache": numbers,

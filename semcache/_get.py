@@ -1,0 +1,338 @@
+"""A get: the exact layer, then the semantic layer, as one operation.
+
+:func:`start_get` is the get's first step (checks, then the exact layer), run under the
+engine's lock. It returns the answer (a :class:`Hit` or None) when the exact layer
+settles it, or the generator that continues: embed the query if needed (yielding its
+text to the driver, outside the lock) and search the namespace's index. The drivers in
+:mod:`semcache._drive` run both; :func:`get_steps` is the whole get as one generator
+(for get_or_put).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Generator
+from time import perf_counter
+from types import GeneratorType
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ._checks import check_flag
+from ._engine import Engine
+from ._errors import CacheClosedError, InvalidInputError, QueryTooLargeError, StoreUnavailableError
+from ._index import VectorIndex
+from ._ownership import Lifecycle
+from ._store import StoredEntry
+from ._text import check_size, make_key, normalize_text
+from ._types import Hit, Layer, MissReason
+
+__all__ = ["GetSteps", "get_steps", "make_hit", "start_get"]
+
+logger = logging.getLogger("semcache")
+
+#: Candidates fetched per semantic lookup; widened when candidates turn out stale.
+_CANDIDATES: Final = 4
+#: A candidate's score from its stored vector may differ from the index's by this much
+#: (summation order, float16 rounding) and still be the entry the index holds.
+_SAME_SCORE: Final = 1e-3
+_OPEN: Final = Lifecycle.OPEN
+
+#: The rest of a get after its first step: yields texts to embed, returns the answer.
+GetSteps = Generator[Any, Any, Hit | None]
+
+
+def make_hit(
+    entry: StoredEntry, similarity: float, layer: Layer, confidence: float | None
+) -> Hit:
+    """The one place a :class:`Hit` is made from a stored entry."""
+    return Hit(
+        entry.response,
+        similarity,
+        layer,
+        entry.query,
+        entry.namespace,
+        None if entry.metadata is None else json.loads(entry.metadata),
+        entry.created_at,
+        entry.expires_at,
+        confidence,
+    )
+
+
+def get_steps(
+    eng: Engine, query: str, embedding: npt.ArrayLike | None, namespace: str, bypass: bool
+) -> GetSteps:
+    """The whole of a get as one generator; its first step runs :func:`start_get`."""
+    first = start_get(eng, query, embedding, namespace, bypass)
+    if type(first) is GeneratorType:
+        return (yield from first)
+    return first  # type: ignore[return-value]
+
+
+def start_get(
+    eng: Engine, query: str, embedding: npt.ArrayLike | None, namespace: str, bypass: bool
+) -> Hit | GetSteps | None:
+    """A get's first step, under the lock: checks, then the exact layer.
+
+    Returns the answer (a Hit or None), or the generator of the semantic layer.
+    """
+    t0 = perf_counter()
+    if eng.owner.state is not _OPEN:
+        eng.check_open()
+    ns = namespace if namespace in eng.namespaces_ok else eng.check_ns(namespace)
+    check_size(query, "query", eng.max_query, QueryTooLargeError)
+    vector = None if embedding is None else eng.unit_rows(embedding, 1, "embedding")
+    if bypass is not False and check_flag(bypass, "bypass", InvalidInputError):
+        return miss(eng, ns, "bypass", None, t0)
+    now = eng.clock()
+    key = make_key(ns, normalize_text(query) if eng.normalize else query)
+    hot = eng.hot
+    entry = hot.entries.get(key)
+    if entry is not None:
+        hot.entries.move_to_end(key)
+    else:
+        try:
+            entry = eng.store.get_by_key(key)
+        except StoreUnavailableError:
+            logger.warning("semcache: store unreachable on get; answering a miss")
+            return miss(eng, ns, "store_unavailable", None, t0)
+        if entry is not None and hot.capacity:
+            hot.remember(key, entry)
+    reason: MissReason | None = None
+    if entry is not None:
+        if entry.expires_at is not None and entry.expires_at <= now:
+            reason = "expired"
+        else:
+            hit = make_hit(entry, 1.0, "exact", 1.0)
+            if eng.validator is None or accept(eng, query, hit):
+                return found(eng, entry.id, hit, now, t0)
+            reason = "validator"
+    try:
+        if eng.shared or eng.indexes.suspect:
+            eng.indexes.maybe_sync(now)
+        index = eng.indexes.of(ns)
+        if index is None or not len(index) or (vector is None and eng.embedder is None):
+            return miss(eng, ns, reason or "no_candidate", None, t0)
+    except StoreUnavailableError:
+        return miss(eng, ns, "store_unavailable", None, t0)
+    seen = {entry.id} if entry is not None else set()
+    return _semantic(eng, query, ns, vector, reason, seen, now, t0)
+
+
+def _semantic(
+    eng: Engine,
+    query: str,
+    ns: str,
+    vector: npt.NDArray[np.float32] | None,
+    reason: MissReason | None,
+    seen: set[int],
+    now: float,
+    t0: float,
+) -> GetSteps:
+    """A get's semantic layer: embed the query if needed (outside the lock), search."""
+    if vector is None:
+        try:
+            raw = yield (query,)
+            eng.check_open()
+            vector = eng.unit_rows(raw, 1, "embedder output", from_embedder=True)
+        except CacheClosedError:
+            raise
+        except Exception:
+            logger.exception("semcache: embedder failed on get; answering a miss")
+            return miss(eng, ns, "embedder_error", None, t0)
+        eng.keep_query_vector(query, vector)
+    try:
+        index = eng.indexes.of(ns)  # the lock may have been released meanwhile
+        if index is None or not len(index):
+            return miss(eng, ns, reason or "no_candidate", None, t0)
+        return _search(eng, query, vector[0], ns, index, reason, seen, now, t0)
+    except StoreUnavailableError:
+        return miss(eng, ns, "store_unavailable", None, t0)
+
+
+def _runner_up(ids: npt.NDArray[Any], sims: npt.NDArray[Any], entry_id: int) -> float | None:
+    """The similarity of the best search result other than ``entry_id`` (sorted results)."""
+    if len(sims) < 2:
+        return None
+    other = sims[1] if int(ids[0]) == entry_id else sims[0]
+    return max(-1.0, min(1.0, float(other)))
+
+
+def _search(
+    eng: Engine,
+    query: str,
+    vector: npt.NDArray[np.float32],
+    ns: str,
+    index: VectorIndex,
+    reason: MissReason | None,
+    seen: set[int],
+    now: float,
+    t0: float,
+) -> Hit | None:
+    threshold = eng.threshold
+    k = min(_CANDIDATES, len(index))
+    best: float | None = None
+    while True:
+        ids, sims = index.search(vector, k)
+        if best is None and len(sims):
+            best = min(1.0, float(sims[0]))
+        candidates = [
+            (i, s) for i, s in zip(ids.tolist(), sims.tolist(), strict=True) if i not in seen
+        ]
+        above = [(i, s) for i, s in candidates if s >= threshold]
+        if not above:
+            if candidates:
+                reason = reason or "below_threshold"
+            break
+        rows, fetched = _entries_by_id(eng, [i for i, _ in above])
+        stale: list[int] = []
+        for entry_id, sim in above:
+            seen.add(entry_id)
+            entry = rows.get(entry_id)
+            if entry is None:  # deleted by another process; the index lags
+                stale.append(entry_id)
+                continue
+            score = _own_score(eng, entry, ns, vector, sim, entry_id in fetched)
+            if score is None:
+                stale.append(entry_id)  # the id now names another entry
+                continue
+            if score < threshold:  # the index scored a row the store no longer has
+                reason = reason or "below_threshold"
+                continue
+            sim = score
+            if entry_id in fetched and eng.hot.capacity:
+                eng.hot.remember(entry.key, entry)
+            if entry.expires_at is not None and entry.expires_at <= now:
+                stale.append(entry_id)  # expiry is final: tombstone in memory only
+                reason = reason or "expired"
+                continue
+            hit = make_hit(entry, max(-1.0, min(1.0, sim)), "semantic", None)
+            hit.runner_up = _runner_up(ids, sims, entry_id)
+            if eng.confidence_fn is not None:
+                confidence = _confidence(eng, query, hit)
+                if confidence is None or confidence < eng.options.min_confidence:
+                    reason = reason or "confidence"
+                    continue
+                hit.confidence = confidence
+            if not accept(eng, query, hit):
+                reason = reason or "validator"
+                continue
+            if stale:
+                index.remove(stale)
+            return found(eng, entry_id, hit, now, t0)
+        if stale:
+            index.remove(stale)
+        # Every candidate above the threshold was rejected. Look further only if the
+        # next ones could still be above it.
+        if len(above) < len(candidates) or k >= len(index) + len(stale):
+            break
+        k = min(k * 4, len(index))
+        if not len(index):
+            break
+    return miss(eng, ns, reason or "no_candidate", best, t0)
+
+
+def _own_score(
+    eng: Engine,
+    entry: StoredEntry,
+    ns: str,
+    vector: npt.NDArray[np.float32],
+    sim: float,
+    fetched: bool,
+) -> float | None:
+    """The similarity to serve ``entry`` at, the index having scored its id ``sim``;
+    None when the id names an entry the index cannot have held (another namespace, no
+    vector, another dimension).
+
+    An id alone proves nothing once a store lost its data or its tail and numbered its
+    entries again, so an entry just read from the store (``fetched``, with its vector)
+    is scored from its own stored vector. When that score differs from the index's by
+    more than :data:`_SAME_SCORE`, the index is out of date (or scores loosely) and is
+    rebuilt at the next get; the entry's own score is what the threshold sees. An entry
+    from the hot map (single mode) is one this process wrote or read and scored already.
+    """
+    indexes = eng.indexes
+    if entry.namespace != ns:
+        indexes.suspect = True
+        return None
+    if not fetched or eng.store_search:  # the store searched its own rows
+        return sim
+    blob, entry.vector = entry.vector, None  # the hot map keeps entries without it
+    dim, dtype = indexes.dim, indexes.dtype
+    if blob is None or dim is None or len(blob) != dim * dtype.itemsize:
+        indexes.suspect = True
+        return None
+    own = float(np.frombuffer(blob, dtype=dtype).astype(np.float32) @ vector)
+    if abs(own - sim) <= _SAME_SCORE:
+        return sim
+    indexes.suspect = True
+    return max(-1.0, min(1.0, own))
+
+
+def _entries_by_id(eng: Engine, ids: list[int]) -> tuple[dict[int, StoredEntry], set[int]]:
+    """The entries of ``ids`` that exist, and which of them were read from the store
+    (with their vectors, for :func:`_own_score`): the hot map's where it has them
+    (single mode: exact, see :class:`~semcache._hot.HotMap`), the rest from the store."""
+    vectors = not eng.store_search
+    hot = eng.hot
+    if not hot.capacity:
+        fetched = eng.store.get_by_ids(ids, vectors=vectors)
+        return fetched, set(fetched)
+    found_: dict[int, StoredEntry] = {}
+    missing = []
+    for i in ids:
+        entry = hot.by_id(i)
+        if entry is None:
+            missing.append(i)
+        else:
+            found_[i] = entry
+    if not missing:
+        return found_, set()
+    fetched = eng.store.get_by_ids(missing, vectors=vectors)
+    found_.update(fetched)
+    return found_, set(fetched)
+
+
+def accept(eng: Engine, query: str, hit: Hit) -> bool:
+    """Whether the guards (semantic hits) and the validator let ``hit`` be served; one
+    that raises rejects it."""
+    guards, validator = eng.guards, eng.validator
+    if validator is None and (guards is None or hit.layer == "exact"):
+        return True
+    try:
+        if guards is not None and hit.layer != "exact" and not guards(query, hit):
+            return False
+        return validator is None or bool(validator(query, hit))
+    except Exception:
+        logger.exception("semcache: validator raised; treating the candidate as rejected")
+        return False
+
+
+def _confidence(eng: Engine, query: str, hit: Hit) -> float | None:
+    assert eng.confidence_fn is not None
+    try:
+        value = float(eng.confidence_fn(query, hit))
+    except Exception:
+        logger.exception("semcache: confidence_fn raised; treating the candidate as rejected")
+        return None
+    return value if math.isfinite(value) else None
+
+
+def found(eng: Engine, entry_id: int, hit: Hit, now: float, t0: float) -> Hit:
+    """Count a hit and note its recency (written in batches)."""
+    if eng.recency.touch(entry_id, now):
+        try:
+            eng.flush_touches()
+        except StoreUnavailableError:  # kept pending: the next flush retries
+            logger.warning("semcache: store unreachable; recency not written yet")
+    eng.metrics.hit(hit, t0)
+    return hit
+
+
+def miss(eng: Engine, ns: str, reason: MissReason, similarity: float | None, t0: float) -> None:
+    """Count and report a miss; returns None so callers can ``return miss(...)``."""
+    eng.metrics.miss(ns, reason, similarity, t0)
+    return None

@@ -1,0 +1,245 @@
+"""A put (and put_many) as one operation.
+
+:func:`start_put` is its first step, under the engine's lock: every input checked
+before anything is embedded or written. With the vectors known (given, embedded by the
+get that missed, or no embedder) it writes and returns the count; otherwise it returns
+the generator that yields the texts to embed, in batches, and then writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from types import GeneratorType
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ._checks import check_callable, check_ttl, show
+from ._engine import Engine
+from ._errors import (
+    EmbedderError,
+    InvalidInputError,
+    InvalidTextError,
+    QueryTooLargeError,
+    ResponseTooLargeError,
+)
+from ._progress import ProgressCallback
+from ._store import Limits, NewEntry, PutResult
+from ._text import check_size
+
+__all__ = ["PutSteps", "put_steps", "start_put"]
+
+#: Texts per embedder call in put_many.
+EMBED_BATCH: Final = 64
+
+#: The rest of a put after its first step: yields texts to embed, returns the count.
+PutSteps = Generator[Any, Any, int]
+Metadata = Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None
+
+
+@dataclass(slots=True)
+class _CheckedPut:
+    """A put's input after the checks; ``vectors`` (unit rows) once known."""
+
+    ns: str
+    queries: list[str]
+    responses: list[str]
+    metas: list[str | None]
+    life: float | None
+    vectors: npt.NDArray[np.float32] | None
+
+
+def put_steps(
+    eng: Engine,
+    queries: Sequence[str],
+    responses: Sequence[str],
+    embeddings: npt.ArrayLike | None,
+    namespace: str,
+    metadata: Metadata,
+    ttl: float | None,
+    progress: ProgressCallback | None = None,
+) -> PutSteps:
+    """The whole of a put as one generator; its first step runs :func:`start_put`."""
+    first = start_put(eng, queries, responses, embeddings, namespace, metadata, ttl, progress)
+    if type(first) is GeneratorType:
+        return (yield from first)
+    return first  # type: ignore[return-value]
+
+
+def start_put(
+    eng: Engine,
+    queries: Sequence[str],
+    responses: Sequence[str],
+    embeddings: npt.ArrayLike | None,
+    namespace: str,
+    metadata: Metadata,
+    ttl: float | None,
+    progress: ProgressCallback | None = None,
+) -> int | PutSteps:
+    """A put's first step, under the lock: the count written, or the generator that
+    embeds and then writes."""
+    t0 = perf_counter()
+    checked = check_put(eng, queries, responses, embeddings, namespace, metadata, ttl)
+    if progress is not None:
+        check_callable(progress, "progress", InvalidInputError)
+    n = len(checked.queries)
+    if n == 0:
+        return 0
+    if checked.vectors is None and eng.embedder is not None:
+        checked.vectors = eng.kept_query_vectors(checked.queries)  # a missed get embedded them
+        if checked.vectors is None:
+            return _embed_then_write(eng, checked, t0, progress)
+    written = write_put(eng, checked, t0)
+    if progress is not None:
+        progress("write", written, written)
+    return written
+
+
+def _embed_then_write(
+    eng: Engine, checked: _CheckedPut, t0: float, progress: ProgressCallback | None
+) -> PutSteps:
+    queries = checked.queries
+    n = len(queries)
+    if progress is not None:
+        progress("embed", 0, n)
+    parts = []
+    for lo in range(0, n, EMBED_BATCH):
+        chunk = queries[lo : lo + EMBED_BATCH]
+        try:
+            raw = yield chunk
+        except Exception as exc:
+            raise EmbedderError(f"the embedder failed: {exc!r}; nothing was written") from exc
+        parts.append(eng.unit_rows(raw, len(chunk), "embedder output", from_embedder=True))
+        if progress is not None:
+            progress("embed", lo + len(chunk), n)
+    eng.check_open()
+    checked.vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    written = write_put(eng, checked, t0)
+    if progress is not None:
+        progress("write", written, written)
+    return written
+
+
+def check_put(
+    eng: Engine,
+    queries: Sequence[str],
+    responses: Sequence[str],
+    embeddings: npt.ArrayLike | None,
+    namespace: str,
+    metadata: Metadata,
+    ttl: float | None,
+) -> _CheckedPut:
+    """A put's input, checked (before anything is embedded or written)."""
+    eng.check_open()
+    ns = eng.check_ns(namespace)
+    if isinstance(queries, str) or isinstance(responses, str):
+        raise InvalidTextError("queries and responses must be sequences of str, not a str")
+    try:
+        queries, responses = list(queries), list(responses)
+    except TypeError:
+        raise InvalidTextError(
+            f"queries and responses must be sequences of str, got {show(queries)} and "
+            f"{show(responses)}"
+        ) from None
+    n = len(queries)
+    if len(responses) != n:
+        raise InvalidInputError(f"{n} queries but {len(responses)} responses")
+    max_query, max_response = eng.max_query, eng.options.max_response_bytes
+    for q, r in zip(queries, responses, strict=True):
+        check_size(q, "query", max_query, QueryTooLargeError)
+        check_size(r, "response", max_response, ResponseTooLargeError)
+    metas = eng.metadata_json(metadata, n)
+    life = eng.options.default_ttl if ttl is None else check_ttl(ttl)
+    vectors = None if embeddings is None else eng.unit_rows(embeddings, n, "embeddings")
+    return _CheckedPut(ns, queries, responses, metas, life, vectors)
+
+
+def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
+    """Write a checked put (its vectors, if any, known) and keep the indexes and the
+    hot map in step; the last step of every put."""
+    ns, queries, metas = checked.ns, checked.queries, checked.metas
+    responses = checked.responses
+    indexes = eng.indexes
+    n = len(queries)
+    now = eng.clock()
+    expires = None if checked.life is None else now + checked.life
+    vectors = checked.vectors
+    stored = None if vectors is None else vectors.astype(indexes.dtype, copy=False)
+    new_dim = None
+    if stored is not None and indexes.dim is None:
+        new_dim = int(stored.shape[1])
+    key = eng.key
+    if n == 1:  # every put: its entry without a comprehension's machinery (~2 us)
+        q = queries[0]
+        vector = None if stored is None else stored[0].tobytes()
+        entries = [NewEntry(key(ns, q), ns, q, responses[0], metas[0], vector, now, expires)]
+    else:
+        entries = [
+            NewEntry(
+                key(ns, q),
+                ns,
+                q,
+                r,
+                metas[i],
+                None if stored is None else stored[i].tobytes(),
+                now,
+                expires,
+            )
+            for i, (q, r) in enumerate(zip(queries, responses, strict=True))
+        ]
+    limits = None
+    options = eng.options
+    quota = options.namespace_quotas.get(ns)
+    if quota is not None or options.max_entries is not None:
+        limits = Limits(options.max_entries, quota)
+    fresh = None  # the namespace's first index, built before anything is written
+    if stored is not None and not eng.store_search and ns not in indexes.by_ns:
+        fresh = indexes.new(ns, int(stored.shape[1]))
+    touches = eng.recency.take()
+    try:
+        result = eng.store.put_many(
+            entries,
+            now=now,
+            limits=limits,
+            touches=touches or None,
+            meta=None if new_dim is None else {"dim": str(new_dim)},
+        )
+    except BaseException:
+        eng.recency.restore(touches)
+        if fresh is not None:
+            fresh.close()
+        raise
+    if new_dim is not None:
+        indexes.dim = new_dim
+    if fresh is not None:
+        indexes.by_ns[ns] = fresh
+    _apply_put(eng, ns, result, stored)
+    hot = eng.hot
+    if hot.capacity:  # write-through: a put is usually read back soon
+        ids = result.ids
+        if n == 1 and not result.evicted:  # (what it replaced has an older id)
+            hot.remember_new(ids[0], entries[0], now, expires)
+        else:
+            gone = {i for i, _ in result.replaced + result.evicted}
+            # Only the batch's tail can stay in a map of hot.capacity entries.
+            for j in range(max(0, n - hot.capacity), n):
+                if ids[j] not in gone:
+                    hot.remember_new(ids[j], entries[j], now, expires)
+    eng.metrics.put(ns, n, t0)
+    return n
+
+
+def _apply_put(eng: Engine, ns: str, result: PutResult, stored: npt.NDArray[Any] | None) -> None:
+    if stored is not None:
+        eng.indexes.for_ns(ns).add(np.asarray(result.ids, dtype=np.int64), stored)
+    if result.replaced:
+        eng.unindex(result.replaced)
+    if result.evicted:
+        eng.unindex(result.evicted)
+        expired = result.evicted[: result.expired_evicted]
+        evicted = result.evicted[result.expired_evicted :]
+        eng.metrics.removals(expired, "expire")
+        eng.metrics.removals(evicted, "evict")
