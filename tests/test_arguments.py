@@ -38,6 +38,7 @@ from semcache import (
     SemanticCache,
     SemanticCacheError,
 )
+from semcache.integrations._flow import core_of
 
 DIM = 8
 HUGE = 10**400
@@ -337,7 +338,7 @@ def test_method_refuses(
     cls: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], error: Any, name: str
 ) -> None:
     cache = cls(store=MemoryStore(), embedder=HashingEmbedder(DIM))
-    core: SemanticCache = cache._core if isinstance(cache, AsyncSemanticCache) else cache
+    core = core_of(cache)  # the sync view of the same engine
     core.put_many(["seed", "other"], ["s", "o"], embeddings=np.stack([_vec(1), _vec(2)]))
     before = _snapshot(core)
     computed: list[int] = []

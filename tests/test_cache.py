@@ -34,6 +34,7 @@ from semcache import (
     SemanticCache,
     SQLiteStore,
 )
+from semcache._cache import engine_of
 
 DIM = 8
 
@@ -965,23 +966,24 @@ def test_path_may_be_a_pathlike(tmp_path: Path) -> None:
 def test_the_in_memory_exact_map_is_bounded_and_written_through(
     make_cache: CacheFactory,
 ) -> None:
-    from semcache._cache import _HOT_CHARS, _HOT_ENTRIES
+    from semcache._hot import HOT_CHARS, HOT_ENTRIES, entry_size
 
     cache = make_cache()
-    big = "x" * (_HOT_CHARS // 100)
+    hot = engine_of(cache).hot
+    big = "x" * (HOT_CHARS // 100)
     cache.put_many([f"big {i}" for i in range(200)], [big] * 200)
-    assert cache._hot_chars <= _HOT_CHARS
-    assert 0 < len(cache._hot) < 200
+    assert hot.chars <= HOT_CHARS
+    assert 0 < len(hot) < 200
     assert cache.get("big 199").response == big  # type: ignore[union-attr]
     assert cache.get("big 0").response == big  # type: ignore[union-attr]  # from the store
     cache.clear()
-    n = _HOT_ENTRIES + 10
+    n = HOT_ENTRIES + 10
     cache.put_many([f"q{i}" for i in range(n)], [str(i) for i in range(n)])
-    assert len(cache._hot) == _HOT_ENTRIES
-    assert cache._hot_chars == sum(64 + len(e.query) + len(e.response) for e in cache._hot.values())
+    assert len(hot) == HOT_ENTRIES
+    assert hot.chars == sum(entry_size(e) for e in hot.entries.values())
     cache.put_many(["dup", "DUP", "dup "], ["1", "2", "3"])
     assert cache.get("dup").response == "3"  # type: ignore[union-attr]
-    assert sum(e.query.strip().lower() == "dup" for e in cache._hot.values()) == 1
+    assert sum(e.query.strip().lower() == "dup" for e in hot.entries.values()) == 1
 
 
 def test_semantic_hits_read_entries_the_hot_map_holds_without_the_store(
@@ -996,7 +998,7 @@ def test_semantic_hits_read_entries_the_hot_map_holds_without_the_store(
         str(tmp_path / "c.db"), clock=clock, similarity_threshold=0.9, guards=None
     ) as cache:  # no guards: "paraphrase" holds no number, "q0" does
         cache.put_many([f"q{i}" for i in range(4)], [f"a{i}" for i in range(4)], embeddings=vec)
-        cache._forget_hot()
+        engine_of(cache).hot.clear()
         calls: list[list[int]] = []
         real = cache.store.get_by_ids
 

@@ -17,9 +17,16 @@ from semcache import (
     InvalidTextError,
     SemanticCache,
 )
+from semcache._cache import engine_of
+from semcache.integrations._flow import core_of, flights_of
 
 QUESTION = "what is the meaning of life"
 N = 8
+
+
+def _key(cache: Any, namespace: str, query: str) -> bytes:
+    """The exact-layer key (and single-flight key) of ``query``."""
+    return engine_of(core_of(cache)).key(namespace, query)
 
 
 class CountingEmbedder(HashingEmbedder):
@@ -61,7 +68,7 @@ def test_get_or_put_propagates_and_never_caches_an_exception() -> None:
         cache.get_or_put(QUESTION, broken)
     assert cache.stats()["total_entries"] == 0
     assert cache.get_or_put(QUESTION, lambda: "fine") == "fine"
-    assert len(cache._flights) == 0
+    assert len(flights_of(cache)) == 0
 
 
 def test_get_or_put_needs_a_str_response() -> None:
@@ -125,15 +132,15 @@ def test_threads_missing_on_one_key_call_the_llm_once() -> None:
         return "42"
 
     threads, results = _threads_on_one_key(cache, compute)
-    key = cache._key("default", QUESTION)
-    assert cache._flights.wait_for_followers(key, N - 1, timeout=10)
+    key = _key(cache, "default", QUESTION)
+    assert flights_of(cache).wait_for_followers(key, N - 1, timeout=10)
     gate.set()
     for t in threads:
         t.join()
     assert calls == [1]
     assert results == ["42"] * N
     assert cache.stats()["puts"] == 1
-    assert len(cache._flights) == 0
+    assert len(flights_of(cache)) == 0
 
 
 def test_threads_waiting_on_a_failed_computation_get_its_error() -> None:
@@ -147,7 +154,7 @@ def test_threads_waiting_on_a_failed_computation_get_its_error() -> None:
         raise ConnectionError("the LLM is down")
 
     threads, results = _threads_on_one_key(cache, compute)
-    assert cache._flights.wait_for_followers(cache._key("default", QUESTION), N - 1, 10)
+    assert flights_of(cache).wait_for_followers(_key(cache, "default", QUESTION), N - 1, 10)
     gate.set()
     for t in threads:
         t.join()
@@ -169,8 +176,8 @@ def test_tasks_missing_on_one_key_call_the_llm_once() -> None:
                 return "42"
 
             tasks = [asyncio.create_task(cache.get_or_put(QUESTION, compute)) for _ in range(N)]
-            key = cache._core._key("default", QUESTION)
-            waiting = cache._core._flights.wait_for_followers
+            key = _key(cache, "default", QUESTION)
+            waiting = flights_of(cache).wait_for_followers
             assert await asyncio.to_thread(waiting, key, N - 1, 10)
             gate.set()
             assert await asyncio.gather(*tasks) == ["42"] * N
@@ -196,8 +203,8 @@ def test_a_cancelled_leader_hands_over_to_a_waiting_task() -> None:
             leader = asyncio.create_task(cache.get_or_put(QUESTION, never))
             await started.wait()
             follower = asyncio.create_task(cache.get_or_put(QUESTION, quick))
-            key = cache._core._key("default", QUESTION)
-            waiting = cache._core._flights.wait_for_followers
+            key = _key(cache, "default", QUESTION)
+            waiting = flights_of(cache).wait_for_followers
             assert await asyncio.to_thread(waiting, key, 1, 10)
             leader.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -223,10 +230,10 @@ def test_a_thread_can_wait_for_a_task_on_the_same_flight() -> None:
             return "from the task"
 
         task = asyncio.create_task(ask(QUESTION))
-        key = cache._key("mixed", QUESTION)
+        key = _key(cache, "mixed", QUESTION)
         joined = asyncio.to_thread(cache.get_or_put, QUESTION, lambda: "thread", namespace="mixed")
         thread_result = asyncio.ensure_future(joined)
-        assert await asyncio.to_thread(cache._flights.wait_for_followers, key, 1, 10)
+        assert await asyncio.to_thread(flights_of(cache).wait_for_followers, key, 1, 10)
         gate.set()
         assert await task == "from the task"
         assert await thread_result == "from the task"
