@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ._async import AsyncSemanticCache
 from ._cache import SemanticCache
-from ._version import __version__
 from ._errors import (
     ArchiveMemberTooLargeError,
     CacheClosedError,
@@ -41,6 +40,7 @@ from ._index import FlatIndex, VectorIndex, available_kernels, kernel_name
 from ._progress import ProgressBar, ProgressCallback
 from ._store import DynamoDBStore, MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 from ._types import MISS_REASONS, Hit, MetricsEvent
+from ._version import __version__
 from .embedders import (
     AsyncCallableEmbedder,
     AsyncEmbedder,

@@ -134,7 +134,9 @@ class AsyncSemanticCache:
             The same as :meth:`SemanticCache.get`.
         """
         eng = self._engine
-        return cast(Hit | None, await arun_first(eng, start_get, query, embedding, namespace, bypass))
+        return cast(
+            Hit | None, await arun_first(eng, start_get, query, embedding, namespace, bypass)
+        )
 
     async def put(
         self,

@@ -213,8 +213,8 @@ class SemanticCache:
         with eng.lock:
             out = start_get(eng, query, embedding, namespace, bypass)
         if type(out) is GeneratorType:
-            return drive(eng, out)
-        return out  # type: ignore[return-value]
+            return cast(Hit | None, drive(eng, out))
+        return cast(Hit | None, out)
 
     def put(
         self,
@@ -326,7 +326,9 @@ class SemanticCache:
                 ``metadata`` are checked before ``compute`` is called).
         """
         eng = self._engine
-        return drive(eng, get_or_put_steps(eng, query, compute, embedding, namespace, ttl, metadata))
+        return drive(
+            eng, get_or_put_steps(eng, query, compute, embedding, namespace, ttl, metadata)
+        )
 
     def memoize(
         self,
@@ -368,7 +370,9 @@ class SemanticCache:
         async def arun(
             text: str, compute: Callable[[], Any], *, namespace: str, ttl: float | None
         ) -> str:
-            return await adrive(eng, get_or_put_steps(eng, text, compute, None, namespace, ttl, None))
+            return await adrive(
+                eng, get_or_put_steps(eng, text, compute, None, namespace, ttl, None)
+            )
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             return memoize(

@@ -68,10 +68,7 @@ def drive(eng: Engine, steps: Steps[_T]) -> _T:
             result: _T = out
             return result
         try:
-            if isinstance(out, Effect):
-                value = out.run()
-            else:
-                value = eng.embed(out)
+            value = out.run() if isinstance(out, Effect) else eng.embed(out)
             error = None
         except Exception as exc:
             value, error = None, exc

@@ -383,4 +383,3 @@ class Engine:
     def describe(self, name: str) -> str:
         state = "closed" if self.closed else f"dim={self.indexes.dim}"
         return f"<{name} store={type(self.store).__name__} {state}>"
-

@@ -16,7 +16,7 @@ import math
 from collections.abc import Generator
 from time import perf_counter
 from types import GeneratorType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -45,9 +45,7 @@ _OPEN: Final = Lifecycle.OPEN
 GetSteps = Generator[Any, Any, Hit | None]
 
 
-def make_hit(
-    entry: StoredEntry, similarity: float, layer: Layer, confidence: float | None
-) -> Hit:
+def make_hit(entry: StoredEntry, similarity: float, layer: Layer, confidence: float | None) -> Hit:
     """The one place a :class:`Hit` is made from a stored entry."""
     return Hit(
         entry.response,
@@ -68,8 +66,8 @@ def get_steps(
     """The whole of a get as one generator; its first step runs :func:`start_get`."""
     first = start_get(eng, query, embedding, namespace, bypass)
     if type(first) is GeneratorType:
-        return (yield from first)
-    return first  # type: ignore[return-value]
+        return (yield from cast(GetSteps, first))
+    return cast(Hit | None, first)
 
 
 def start_get(
@@ -332,7 +330,9 @@ def found(eng: Engine, entry_id: int, hit: Hit, now: float, t0: float) -> Hit:
     return hit
 
 
-def miss(eng: Engine, ns: str, reason: MissReason, similarity: float | None, t0: float) -> None:
+def miss(
+    eng: Engine, ns: str, reason: MissReason, similarity: float | None, t0: float
+) -> Hit | None:
     """Count and report a miss; returns None so callers can ``return miss(...)``."""
     eng.metrics.miss(ns, reason, similarity, t0)
     return None

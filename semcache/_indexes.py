@@ -56,13 +56,13 @@ class IndexSet:
         #: The store's change sequence the indexes reflect.
         self.seq = 0
         #: The store's identity when the indexes were built (see :meth:`resync`).
-        self.store_id: object = None
+        self.store_id: str | None = None
         #: "snapshot" (warm start) or "store" (rebuilt at open).
         self.source = "store"
         #: A candidate did not match its index row (see ``_get.own_score``): the store
         #: is not the one indexed. Rebuilt at the next get, once per store position.
         self.suspect = False
-        self._suspect_rebuilt: tuple[object, int] | None = None
+        self._suspect_rebuilt: tuple[str, int] | None = None
         self._last_sync = -math.inf
         self._forget = forget
         self._search_factory: SearchIndexFactory | None = None  # index_backend="store"

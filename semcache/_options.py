@@ -19,8 +19,16 @@ from typing import Any, Final, Literal, cast
 
 import numpy as np
 
-from ._checks import check_callable, check_choice, check_count, check_flag, check_number
-from ._checks import check_threshold, check_ttl, show
+from ._checks import (
+    check_callable,
+    check_choice,
+    check_count,
+    check_flag,
+    check_number,
+    check_threshold,
+    check_ttl,
+    show,
+)
 from ._deadline import check_timeout
 from ._errors import ConfigurationError, InvalidNamespaceError
 from ._index import IndexFactory, backend_names, check_index_options
@@ -164,8 +172,7 @@ class Options:
         )
         if interval < 0.0:
             raise ConfigurationError(
-                "stale_check_interval must be seconds >= 0, got "
-                f"{show(a['stale_check_interval'])}"
+                f"stale_check_interval must be seconds >= 0, got {show(a['stale_check_interval'])}"
             )
         max_query = check_count(a["max_query_bytes"], "max_query_bytes")
         max_response = check_count(a["max_response_bytes"], "max_response_bytes")
@@ -180,7 +187,7 @@ class Options:
         )
         return cls(
             path=path,
-            embedder=cast(Embedder | None, embedder),
+            embedder=embedder,
             store=store,
             similarity_threshold=threshold,
             default_ttl=default_ttl,

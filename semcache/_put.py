@@ -12,7 +12,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from types import GeneratorType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -65,8 +65,8 @@ def put_steps(
     """The whole of a put as one generator; its first step runs :func:`start_put`."""
     first = start_put(eng, queries, responses, embeddings, namespace, metadata, ttl, progress)
     if type(first) is GeneratorType:
-        return (yield from first)
-    return first  # type: ignore[return-value]
+        return (yield from cast(PutSteps, first))
+    return cast(int, first)
 
 
 def start_put(

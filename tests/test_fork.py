@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from conftest import unit
 
-import semcache._cache
+import semcache._ownership
 from semcache import SemanticCache, SQLiteStore, StoreLockedError
+from semcache._cache import engine_of
 
 DIM = 8
 TIMEOUT = 30.0
@@ -162,7 +163,7 @@ def test_fork_while_another_thread_holds_the_cache(
 ) -> None:
     """A fork that cannot get the cache's lock in time still gives the child a usable
     cache: fresh locks, and indexes rebuilt from the store."""
-    monkeypatch.setattr(semcache._cache, "_FORK_WAIT", 0.01)
+    monkeypatch.setattr(semcache._ownership, "FORK_WAIT", 0.01)
     path = str(tmp_path / "c.db")
     # guards off: lookups use a placeholder text ("x" against "q0")
     with SemanticCache(
@@ -172,7 +173,7 @@ def test_fork_while_another_thread_holds_the_cache(
         holding, release = threading.Event(), threading.Event()
 
         def hold() -> None:
-            with cache._lock, cache.store._lock:  # type: ignore[attr-defined]
+            with engine_of(cache).lock, cache.store._lock:  # type: ignore[attr-defined]
                 holding.set()
                 release.wait(TIMEOUT)
 
@@ -184,7 +185,8 @@ def test_fork_while_another_thread_holds_the_cache(
             def child() -> tuple[str | None, bool]:
                 hit = cache.get("x", embedding=unit(0, DIM))
                 cache.put("q1", "a1", embedding=unit(1, DIM))
-                return (None if hit is None else hit.response), cache._index_source == "store"
+                source = engine_of(cache).indexes.source
+                return (None if hit is None else hit.response), source == "store"
 
             assert in_child(child)[0] == "a0"
         finally:

@@ -49,7 +49,9 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[tuple[str, str | None]]]
                 )
                 for alias in node.names:
                     sub = f"{target}.{alias.name}"
-                    if sub in modules or (target.startswith("semcache") and alias.name == "_kernel"):
+                    if sub in modules or (
+                        target.startswith("semcache") and alias.name == "_kernel"
+                    ):
                         edges.add((sub, None))  # a submodule (the native kernel too)
                     elif target in modules:
                         edges.add((target, alias.name))

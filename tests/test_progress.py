@@ -14,8 +14,8 @@ import pytest
 from conftest import FakeClock
 
 from semcache import AsyncSemanticCache, ProgressBar, SemanticCache
-from semcache._cache import _EMBED_BATCH
 from semcache._progress import as_progress
+from semcache._put import EMBED_BATCH as _EMBED_BATCH
 from semcache.embedders import HashingEmbedder
 
 DIM = 16

@@ -40,6 +40,7 @@ from test_store_conformance import (
 )
 
 from semcache import FlatIndex, SemanticCache
+from semcache._cache import engine_of
 from semcache._store import DynamoDBStore, PostgresStore, RedisStore, SQLiteStore, Store
 
 DIM = 16
@@ -378,13 +379,14 @@ def test_sqlite_file_deleted_and_created_again(tmp_path: Path) -> None:
 def count_rebuilds(cache: SemanticCache) -> list[None]:
     """A list that grows by one at each rebuild of ``cache``'s indexes from now on."""
     rebuilds: list[None] = []
-    real = cache._rebuild_indexes
+    indexes = engine_of(cache).indexes
+    real = indexes.rebuild
 
-    def counting() -> None:
+    def counting(progress: Any = None) -> None:
         rebuilds.append(None)
-        real()
+        real(progress)
 
-    cache._rebuild_indexes = counting  # type: ignore[method-assign]
+    indexes.rebuild = counting  # type: ignore[method-assign]
     return rebuilds
 
 
@@ -456,7 +458,7 @@ def test_built_in_indexes_score_as_the_stored_vectors(
         noise = 0.05 * rng.standard_normal((100, DIM)).astype(np.float32)
         answers = [answer(cache, "paraphrase", vecs[i] + noise[i]) for i in range(100)]
         assert answers == [f"a{i}" for i in range(100)]
-        assert not cache._index_suspect
+        assert not engine_of(cache).indexes.suspect
         assert rebuilds == []
     finally:
         cache.close()

@@ -16,6 +16,7 @@ import pytest
 from conftest import unit_rows
 
 from semcache import SemanticCache, SQLiteStore
+from semcache._indexes import IndexSet
 
 DIM = 16
 
@@ -48,10 +49,10 @@ def test_reopen_loads_the_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     fill(path)
     assert (tmp_path / "c.db.index" / "manifest.json").exists()
 
-    def no_rebuild(self: SemanticCache) -> None:
+    def no_rebuild(self: IndexSet, progress: object = None) -> None:
         raise AssertionError("rebuilt although a valid snapshot exists")
 
-    monkeypatch.setattr(SemanticCache, "_rebuild_indexes", no_rebuild)
+    monkeypatch.setattr(IndexSet, "rebuild", no_rebuild)
     with open_cache(path) as cache:
         assert cache.stats()["index_source"] == "snapshot"
         assert [served(cache, i) for i in range(40)] == [f"a{i}" for i in range(40)]

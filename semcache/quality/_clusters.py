@@ -34,7 +34,7 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from .._cache import SemanticCache
+from .._cache import SemanticCache, engine_of
 from .._errors import InvalidInputError
 from .._progress import ProgressCallback, as_progress
 from .._text import normalize_text
@@ -70,7 +70,7 @@ def shipped_defaults() -> tuple[float, Judge | None]:
     threshold and the guards it applies by default (None: none)."""
     probe = SemanticCache()
     try:
-        return probe.similarity_threshold, probe._guards
+        return probe.similarity_threshold, engine_of(probe).guards
     finally:
         probe.close()
 
