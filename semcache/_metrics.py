@@ -37,20 +37,19 @@ class Metrics:
         except Exception:
             logger.exception("semcache: metrics_hook raised; ignored")
 
-    def hit(self, hit: Hit, t0: float) -> None:
-        """Count a get served (``t0``: its ``perf_counter`` start)."""
-        self.hits[hit.layer] += 1
-        if self.hook is not None:
-            self.emit(
-                MetricsEvent(
-                    "get",
-                    hit.namespace,
-                    hit=True,
-                    layer=hit.layer,
-                    similarity=hit.similarity,
-                    latency=perf_counter() - t0,
-                )
+    def emit_hit(self, hit: Hit, t0: float) -> None:
+        """Report a get served (``t0``: its ``perf_counter`` start). The count itself
+        (``hits[layer] += 1``) is made by the get, inline: it is on every hit's path."""
+        self.emit(
+            MetricsEvent(
+                "get",
+                hit.namespace,
+                hit=True,
+                layer=hit.layer,
+                similarity=hit.similarity,
+                latency=perf_counter() - t0,
             )
+        )
 
     def miss(self, ns: str, reason: MissReason, similarity: float | None, t0: float) -> None:
         """Count a get that missed."""
