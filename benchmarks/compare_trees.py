@@ -5,8 +5,9 @@ print each benchmark's median per tree and their ratio (median of the rounds' me
 
 Each tree must have its native kernel built in place (``setup.py build_ext --inplace``).
 Times are CPU time of the benchmarking process (``time.process_time``), so that
-other processes on a loaded machine do not blur the comparison. Rounds alternate old/new (new/old on odd rounds) so that load on the machine falls on
-both alike; the benchmark file used is NEW_TREE's, run with each tree on PYTHONPATH.
+other processes on a loaded machine do not blur the comparison. Rounds alternate
+old/new (new/old on odd rounds) so that what load remains falls on both alike; the
+benchmark file used is NEW_TREE's, run with each tree on PYTHONPATH.
 """
 
 from __future__ import annotations

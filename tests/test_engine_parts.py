@@ -88,7 +88,8 @@ def test_options_are_checked_once_into_their_values() -> None:
     assert opts.namespace_quotas == {"a": 3}
     assert opts.dtype == np.dtype("float16")
     assert opts.guards is not None  # "default" resolved to the guard function
-    assert not opts.shared and not opts.store_search
+    assert not opts.shared
+    assert not opts.store_search
     assert Options.check(guards=None, multi_process_mode="shared").shared
     with pytest.raises(InvalidThresholdError):
         Options.check(similarity_threshold=2)
@@ -136,7 +137,9 @@ def test_hot_map_replaces_forgets_and_writes_through() -> None:
     hot.remember_new(5, NewEntry(b"n", "default", "q", "r", None, None, 1.0, 2.0), 1.0, 2.0)
     assert hot.by_id(5).expires_at == 2.0  # type: ignore[union-attr]
     hot.forget([2, 5, 99])
-    assert len(hot) == 0 and hot.chars == 0 and hot.keys == {}
+    assert len(hot) == 0
+    assert hot.chars == 0
+    assert hot.keys == {}
 
 
 # -- the recency buffer -----------------------------------------------------------------------
@@ -155,7 +158,8 @@ def test_recency_asks_for_a_flush_when_full_and_keeps_touches_a_failed_write_los
     assert recency.pending == {1: 1.0, 2: 5.0, 3: 1.0}
     written: list[dict[int, float]] = []
     recency.flush(written.append)
-    assert written == [{1: 1.0, 2: 5.0, 3: 1.0}] and len(recency) == 0
+    assert written == [{1: 1.0, 2: 5.0, 3: 1.0}]
+    assert len(recency) == 0
     recency.touch(7, 1.0)
     taken = recency.take()
     recency.restore(taken)
@@ -176,8 +180,11 @@ def test_metrics_count_and_report_and_survive_a_failing_hook() -> None:
     metrics.put("a", 3, time.perf_counter())
     metrics.removals([(1, "a"), (2, "b"), (3, "a")], "evict")
     snap = metrics.snapshot()
-    assert snap["misses"]["no_candidate"] == 1 and snap["gets"] == 1 and snap["hit_rate"] == 0
-    assert snap["puts"] == 3 and snap["evictions"] == 3
+    assert snap["misses"]["no_candidate"] == 1
+    assert snap["gets"] == 1
+    assert snap["hit_rate"] == 0
+    assert snap["puts"] == 3
+    assert snap["evictions"] == 3
     assert [(e.kind, e.namespace, e.count) for e in events[2:]] == [
         ("evict", "a", 2),
         ("evict", "b", 1),
@@ -201,16 +208,19 @@ def test_index_set_rebuilds_from_the_store_and_catches_up_from_its_log() -> None
     forgotten: list[Any] = []
     indexes = IndexSet(store, Options.check(store=store), forgotten.append)
     indexes.open(None)
-    assert indexes.source == "store" and indexes.indexed() == {"default": 3}
+    assert indexes.source == "store"
+    assert indexes.indexed() == {"default": 3}
     assert indexes.seq == store.seq()
     deleted = store.delete_by_key(b"k0")
     assert deleted is not None
     changes = store.changes_since(indexes.seq)
     assert changes is not None
     indexes.apply_changes(changes)
-    assert indexes.indexed() == {"default": 2} and indexes.tombstones() == {"default": 1}
+    assert indexes.indexed() == {"default": 2}
+    assert indexes.tombstones() == {"default": 1}
     assert forgotten == [[deleted[0]]]
-    assert indexes.compact() == 1 and indexes.tombstones() == {"default": 0}
+    assert indexes.compact() == 1
+    assert indexes.tombstones() == {"default": 0}
     assert indexes.seq == store.seq()
 
 
@@ -245,19 +255,23 @@ def test_index_set_resync_makes_the_cache_forget_everything() -> None:
     store.clear()
     assert store.changes_since(indexes.seq) is not None
     indexes.resync()
-    assert forgotten == [None] and indexes.indexed() == {}
+    assert forgotten == [None]
+    assert indexes.indexed() == {}
 
 
 # -- ownership and fork -----------------------------------------------------------------------
 def test_ownership_lifecycle_through_a_fork_and_close() -> None:
     resets: list[Any] = []
     owner = Ownership(None, resets.append)
-    assert owner.state is Lifecycle.OPEN and not owner.check_open()
+    assert owner.state is Lifecycle.OPEN
+    assert not owner.check_open()
     owner._fork_prepare()
     owner._fork_child()  # the lock was held across the fork: a consistent copy
-    assert owner.state is Lifecycle.FORKED and resets == [owner.lock]
+    assert owner.state is Lifecycle.FORKED
+    assert resets == [owner.lock]
     assert owner.check_open()  # first use in the child: adopt
-    assert owner.adopt() is False and owner.state is Lifecycle.OPEN
+    assert owner.adopt() is False
+    assert owner.state is Lifecycle.OPEN
     blocker = threading.Thread(target=owner.lock.acquire)
     blocker.start()
     blocker.join()
@@ -265,7 +279,8 @@ def test_ownership_lifecycle_through_a_fork_and_close() -> None:
     owner._fork_child()
     assert owner.state is Lifecycle.FORKED_TORN
     assert owner.adopt() is True  # rebuild
-    assert owner.close() is False and owner.state is Lifecycle.CLOSED
+    assert owner.close() is False
+    assert owner.state is Lifecycle.CLOSED
     assert owner.close() is None
     with pytest.raises(CacheClosedError):
         owner.check_open()
@@ -293,12 +308,17 @@ def test_flights_have_one_leader_per_key_and_waiters_get_its_result() -> None:
     flights = Flights()
     flight, leader = flights.join(b"k")
     again, second = flights.join(b"k")
-    assert leader and not second and again is flight and flight.followers == 1
+    assert leader
+    assert not second
+    assert again is flight
+    assert flight.followers == 1
     other, third = flights.join(b"other")
-    assert third and other is not flight
+    assert third
+    assert other is not flight
     flights.land(b"k", flight)
     flight.finish("answer")
-    assert flight.wait() == "answer" and len(flights) == 1
+    assert flight.wait() == "answer"
+    assert len(flights) == 1
     other.abandon()
     assert other.wait() is ABANDONED
 
