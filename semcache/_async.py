@@ -26,7 +26,7 @@ from ._engine import Engine
 from ._get import start_get
 from ._get_or_put import get_or_put_steps
 from ._index import IndexFactory
-from ._memoize import NamespaceSpec, memoize
+from ._memoize import AsyncMemoizer, NamespaceSpec, memoize
 from ._metrics import MetricsHook
 from ._options import ConfidenceFn, Options, Validator
 from ._progress import ProgressCallback
@@ -204,7 +204,7 @@ class AsyncSemanticCache:
         prompt: str = "prompt",
         namespace: NamespaceSpec = None,
         ttl: float | None = None,
-    ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[str]]]:
+    ) -> AsyncMemoizer:
         """See :meth:`SemanticCache.memoize`; for coroutine functions only.
 
         Raises:
@@ -212,13 +212,12 @@ class AsyncSemanticCache:
                 parameter, or a namespace callable asking for unknown arguments.
         """
 
-        def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[str]]:
-            wrapped = memoize(
+        def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+            return memoize(
                 fn, prompt=prompt, namespace=namespace, ttl=ttl, run=None, arun=self.get_or_put
             )
-            return cast(Callable[..., Awaitable[str]], wrapped)
 
-        return decorate
+        return cast(AsyncMemoizer, decorate)
 
     async def delete(self, query: str, *, namespace: str = "default") -> bool:
         """See :meth:`SemanticCache.delete`.

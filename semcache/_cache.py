@@ -25,7 +25,7 @@ from ._engine import Engine
 from ._get import start_get
 from ._get_or_put import get_or_put_steps
 from ._index import IndexFactory
-from ._memoize import NamespaceSpec, memoize
+from ._memoize import Memoizer, NamespaceSpec, memoize
 from ._metrics import MetricsHook
 from ._options import ConfidenceFn, Options, Validator
 from ._progress import ProgressCallback
@@ -336,7 +336,7 @@ class SemanticCache:
         prompt: str = "prompt",
         namespace: NamespaceSpec = None,
         ttl: float | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> Memoizer:
         """A decorator that serves a function's answers through :meth:`get_or_put`.
 
         The argument named ``prompt`` is matched semantically; the other arguments pick
@@ -379,7 +379,7 @@ class SemanticCache:
                 fn, prompt=prompt, namespace=namespace, ttl=ttl, run=self.get_or_put, arun=arun
             )
 
-        return decorate
+        return cast(Memoizer, decorate)
 
     def delete(self, query: str, *, namespace: str = "default") -> bool:
         """Delete the entry whose normalized query equals ``query``'s.

@@ -10,14 +10,39 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from hashlib import blake2b
-from typing import Any
+from typing import Any, ParamSpec, Protocol, overload
 
 from ._checks import check_ttl
 from ._errors import InvalidTextError
 
-__all__ = ["NamespaceSpec", "memoize"]
+__all__ = ["AsyncMemoizer", "Memoizer", "NamespaceSpec", "memoize"]
+
+_P = ParamSpec("_P")
+
+
+class Memoizer(Protocol):
+    """What ``SemanticCache.memoize(...)`` returns: a decorator that keeps the wrapped
+    function's parameters; the result is the response (str), awaited for a coroutine
+    function."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[_P, Coroutine[Any, Any, Any]]
+    ) -> Callable[_P, Coroutine[Any, Any, str]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[_P, Any]) -> Callable[_P, str]: ...
+
+
+class AsyncMemoizer(Protocol):
+    """What ``AsyncSemanticCache.memoize(...)`` returns (coroutine functions only)."""
+
+    def __call__(
+        self, fn: Callable[_P, Awaitable[Any]]
+    ) -> Callable[_P, Coroutine[Any, Any, str]]: ...
+
 
 NamespaceSpec = str | Callable[..., str] | None
 

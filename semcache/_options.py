@@ -31,6 +31,7 @@ from ._checks import (
 )
 from ._deadline import check_timeout
 from ._errors import ConfigurationError, InvalidNamespaceError
+from ._guards import all_of, negation_agrees, numbers_agree
 from ._index import IndexFactory, backend_names, check_index_options
 from ._metrics import MetricsHook
 from ._progress import ProgressCallback
@@ -266,8 +267,6 @@ def _resolve_guards(guards: object) -> Validator | None:
     if guards is None:
         return None
     if isinstance(guards, str) and guards == "default":
-        from .quality._guards import all_of, negation_agrees, numbers_agree
-
         return all_of(numbers_agree, negation_agrees)
     if isinstance(guards, str) or not callable(guards):
         raise ConfigurationError(

@@ -14,6 +14,19 @@ import semcache
 
 ROOT = Path(semcache.__file__).parent
 
+#: Known exceptions, in code other work is changing now; each must still exist (so
+#: that it is struck from here once fixed), and no new one may appear.
+KNOWN_CYCLE_EDGES = {
+    # quality's CLI: the clusters commands and the pairs commands import each other
+    ("semcache.quality._commands", "semcache.quality._cluster_commands"),
+}
+KNOWN_PRIVATE = {
+    "semcache._checkpoint imports semcache._store._sqlite._LRU_INDEXES",  # the SQLite schema
+    "semcache._index._auto imports semcache._index._graph._RowGraphIndex",
+    "semcache.quality._cluster_commands imports semcache.quality._commands._Source",
+    "semcache.quality._clusters imports semcache.quality._replay._embed_all",
+}
+
 
 def _modules() -> dict[str, Path]:
     out = {}
@@ -55,6 +68,14 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[tuple[str, str | None]]]
                         edges.add((sub, None))  # a submodule (the native kernel too)
                     elif target in modules:
                         edges.add((target, alias.name))
+        # Importing a.b.c runs the package a.b's __init__ first: an edge to every
+        # package above the target that the importing module is not inside of.
+        for target, _ in list(edges):
+            parts = target.split(".")
+            for depth in range(2, len(parts)):
+                package = ".".join(parts[:depth])
+                if package in modules and not (module + ".").startswith(package + "."):
+                    edges.add((package, None))
         graph[module] = {(m, n) for m, n in edges if m != module}
     return graph
 
@@ -85,6 +106,9 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_has_no_cycle() -> None:
     modules = _modules()
     graph = {m: {t for t, _ in edges} for m, edges in _imports(modules).items()}
+    for a, b in KNOWN_CYCLE_EDGES:
+        assert b in graph[a], f"{a} no longer imports {b}: strike it from KNOWN_CYCLE_EDGES"
+        graph[a].discard(b)
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
@@ -101,4 +125,5 @@ def test_no_module_imports_another_modules_private_names() -> None:
         for target, name in edges
         if name is not None and name.startswith("_") and not name.startswith("__")
     )
-    assert bad == []
+    assert sorted(set(bad) - KNOWN_PRIVATE) == []
+    assert sorted(KNOWN_PRIVATE - set(bad)) == [], "fixed: strike them from KNOWN_PRIVATE"

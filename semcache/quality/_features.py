@@ -8,47 +8,13 @@ words only one side has, and the word order (bigrams).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from functools import lru_cache
-from itertools import pairwise
 from typing import Any, Final
+
+from .._textinfo import TextInfo, text_info
 
 __all__ = ["FEATURE_NAMES", "TextInfo", "pair_features", "text_info"]
 
-
-def _word_set(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_WORD: Final = re.compile("[^\\W_]+(?:['\u2019][^\\W_]+)*|\\d+(?:[.,]\\d+)*")
-_NUMBER: Final = re.compile(r"\d+(?:[.,]\d+)*")
-_CAPITALIZED: Final = re.compile("\\b[A-Z][\\w'\u2019.-]*")
-_MONTHS: Final = _word_set(
-    "january february march april may june july august september october november "
-    "december jan feb mar apr jun jul aug sep sept oct nov dec"
-)
-_NEGATIONS: Final = _word_set(
-    "not no never none nobody nothing nowhere neither nor without cannot cant dont doesnt "
-    "didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt "
-    "mustnt neednt"
-)
-_QUESTION_WORDS: Final = _word_set(
-    "what how why when where who whom whose which is are was were do does did can could "
-    "should would will shall may might must has have had"
-)
-# Function words: sharing them says little, missing one says little.
-_STOPWORDS: Final = _word_set(
-    "a an the of to in on at for from by with about as into over after before between "
-    "and or but if then so than that this these those there here it its it's i me my "
-    "mine we us our you your he him his she her they them their be been being am is are "
-    "was were do does did doing have has had having can could should would will shall "
-    "may might must what how why when where who whom whose which some any all most more "
-    "much many very just also too get got one s t"
-)
-# Words that name no entity even when capitalized (sentence starts, the pronoun I).
-_NOT_ENTITIES: Final = _STOPWORDS | _QUESTION_WORDS | frozenset({"i", "i'm", "i've", "i'd"})
 
 #: The verifier's inputs, in order (see :func:`pair_features`).
 FEATURE_NAMES: Final[tuple[str, ...]] = (
@@ -75,73 +41,6 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "same_words_other_order",
     "word_count_min",
 )
-
-
-def _apostrophe_free(word: str) -> str:
-    return word.replace("'", "").replace("\u2019", "")
-
-
-@dataclass(frozen=True, slots=True)
-class TextInfo:
-    """What the features need from one text, computed once per text."""
-
-    words: tuple[str, ...]
-    word_set: frozenset[str]
-    content: AbstractSet[str]
-    bigrams: frozenset[tuple[str, str]]
-    char3: AbstractSet[str]
-    char5: AbstractSet[str]
-    numbers: frozenset[str]
-    dates: frozenset[str]
-    negations: int
-    entities: frozenset[str]
-    question_word: str
-    length: int
-
-
-def _starts_sentence(text: str, at: int) -> bool:
-    """Whether the word at ``at`` opens a sentence (capitalized for that reason only)."""
-    i = at - 1
-    while i >= 0 and (text[i].isspace() or text[i] in "\"'([\u201c\u2018"):
-        i -= 1
-    return i < 0 or text[i] in ".?!:"
-
-
-@lru_cache(maxsize=8192)
-def text_info(text: str) -> TextInfo:
-    """Tokens, n-grams, numbers, dates, negations and entities of ``text`` (cached)."""
-    lowered = text.lower()
-    words = tuple(_WORD.findall(lowered))
-    plain = [_apostrophe_free(w) for w in words]
-    numbers = frozenset(n.replace(",", "") for n in _NUMBER.findall(text))
-    years = {n for n in numbers if len(n) == 4 and n[:2] in ("19", "20")}
-    months = {w for w in words if w in _MONTHS and w != "may"}
-    negations = sum(1 for w in plain if w in _NEGATIONS) + sum(
-        1 for w in words if w.endswith(("n't", "n\u2019t"))
-    )
-    entities = frozenset(
-        name
-        for m in _CAPITALIZED.finditer(text)
-        if (name := m.group().rstrip(".").lower()) not in _NOT_ENTITIES
-        and not _starts_sentence(text, m.start())
-    )
-    question_word = next((w for w in words[:3] if w in _QUESTION_WORDS), "")
-    squeezed = " ".join(words)
-    padded = f" {squeezed} "
-    return TextInfo(
-        words=words,
-        word_set=frozenset(words),
-        content={w for w in words if w not in _STOPWORDS},
-        bigrams=frozenset(pairwise(words)),
-        char3={padded[i : i + 3] for i in range(len(padded) - 2)},
-        char5={padded[i : i + 5] for i in range(len(padded) - 4)},
-        numbers=numbers,
-        dates=frozenset(years | months),
-        negations=negations,
-        entities=entities,
-        question_word=question_word,
-        length=len(squeezed),
-    )
 
 
 def _jaccard(a: AbstractSet[Any], b: AbstractSet[Any]) -> float:
