@@ -19,7 +19,7 @@ litellm = pytest.importorskip("litellm")
 from chat_upstream import Upstream, running_upstream  # noqa: E402
 
 from semcache import AsyncSemanticCache, HashingEmbedder, OnnxEmbedder, SemanticCache  # noqa: E402
-from semcache.integrations._flow import flight_key  # noqa: E402
+from semcache.integrations._flow import flight_key, flights_of  # noqa: E402
 from semcache.integrations.chat import chat_key  # noqa: E402
 from semcache.integrations.litellm import LITELLM_IGNORED, SemanticLiteLLM  # noqa: E402
 
@@ -126,7 +126,7 @@ def test_two_concurrent_identical_misses_make_one_call(upstream: Upstream) -> No
         threads[1].start()
         wall = {k: v for k, v in params(upstream).items() if k not in LITELLM_IGNORED}
         key = chat_key(wall)
-        assert cache._flights.wait_for_followers(flight_key(cache, key.namespace, Q), 1, 30)
+        assert flights_of(cache).wait_for_followers(flight_key(cache, key.namespace, Q), 1, 30)
         gate.set()
         for t in threads:
             t.join()

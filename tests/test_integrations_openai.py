@@ -16,7 +16,7 @@ httpx = pytest.importorskip("httpx")
 from chat_upstream import Upstream, running_upstream  # noqa: E402
 
 from semcache import AsyncSemanticCache, HashingEmbedder, OnnxEmbedder, SemanticCache  # noqa: E402
-from semcache.integrations._flow import flight_key  # noqa: E402
+from semcache.integrations._flow import flight_key, flights_of  # noqa: E402
 from semcache.integrations.chat import ChatPolicy, chat_key  # noqa: E402
 from semcache.integrations.openai import AsyncCachingTransport, CachingTransport  # noqa: E402
 
@@ -231,7 +231,7 @@ def test_two_concurrent_identical_misses_make_one_upstream_call(upstream: Upstre
                 "temperature": 0,
             }
         )
-        assert cache._flights.wait_for_followers(flight_key(cache, key.namespace, Q), 1, 30)
+        assert flights_of(cache).wait_for_followers(flight_key(cache, key.namespace, Q), 1, 30)
         gate.set()
         for t in threads:
             t.join()
@@ -294,7 +294,7 @@ def test_concurrent_misses_share_an_upstream_error_and_store_nothing(upstream: U
                 "temperature": 0,
             }
         )
-        assert cache._flights.wait_for_followers(flight_key(cache, key.namespace, Q), 1, 30)
+        assert flights_of(cache).wait_for_followers(flight_key(cache, key.namespace, Q), 1, 30)
         gate.set()
         for t in threads:
             t.join()
@@ -393,7 +393,7 @@ def test_async_transport_single_flight_with_a_sync_cache(upstream: Upstream) -> 
             first = asyncio.ensure_future(client.chat.completions.create(**params))
             assert await asyncio.to_thread(upstream.wait_for_calls, 1)
             second = asyncio.ensure_future(client.chat.completions.create(**params))
-            assert await asyncio.to_thread(cache._flights.wait_for_followers, fkey, 1, 30)
+            assert await asyncio.to_thread(flights_of(cache).wait_for_followers, fkey, 1, 30)
             gate.set()
             a, b = await asyncio.gather(first, second)
             assert a.choices[0].message.content == b.choices[0].message.content
