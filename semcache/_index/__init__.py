@@ -54,11 +54,13 @@ __all__ = [
 #: A callable building an empty index: ``factory(dim, dtype, options)``.
 IndexFactory = Callable[[int, np.dtype[Any], Mapping[str, Any]], VectorIndex]
 
-_BACKENDS: dict[str, IndexFactory] = {
-    "auto": AutoIndex.from_options,
-    "faiss": FaissIndex.from_options,
-    "flat": FlatIndex.from_options,
-    "hnswlib": HnswlibIndex.from_options,
+#: The built-in backends by name, the one registry: each class builds an empty index
+#: (``from_options``) and restores one from its snapshot (``_from_snapshot``).
+_BACKENDS: dict[str, Any] = {
+    "auto": AutoIndex,
+    "faiss": FaissIndex,
+    "flat": FlatIndex,
+    "hnswlib": HnswlibIndex,
 }
 
 
@@ -86,7 +88,7 @@ def make_index(
     if callable(backend):
         return backend(dim, dt, opts)
     try:
-        factory = _BACKENDS[backend]
+        factory: IndexFactory = _BACKENDS[backend].from_options
     except KeyError:
         raise ConfigurationError(
             f"unknown index_backend {backend!r}; expected one of {backend_names()}"
@@ -116,14 +118,6 @@ def check_index_options(
             )
         return
     make_index(backend, 1, dtype, options).close()
-
-
-_LOADERS: dict[str, Any] = {
-    "auto": AutoIndex,
-    "faiss": FaissIndex,
-    "flat": FlatIndex,
-    "hnswlib": HnswlibIndex,
-}
 
 
 @dataclass(frozen=True)
@@ -167,7 +161,7 @@ def load_index(path: str | os.PathLike[str]) -> VectorIndex:
     """
     snap = read_snapshot(path)
     try:
-        cls = _LOADERS[snap.backend]
+        cls = _BACKENDS[snap.backend]
     except KeyError:
         raise ValueError(f"{os.fspath(path)!r}: unknown index backend {snap.backend!r}") from None
     index: VectorIndex = cls._from_snapshot(snap, path)
