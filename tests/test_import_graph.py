@@ -19,6 +19,8 @@ ROOT = Path(semcache.__file__).parent
 KNOWN_CYCLE_EDGES = {
     # quality's CLI: the clusters commands and the pairs commands import each other
     ("semcache.quality._commands", "semcache.quality._cluster_commands"),
+    # the DynamoDB mutation plan names DynamoDBStore under TYPE_CHECKING
+    ("semcache._store._dynamodb_plan", "semcache._store._dynamodb"),
 }
 KNOWN_PRIVATE = {
     "semcache._checkpoint imports semcache._store._sqlite._LRU_INDEXES",  # the SQLite schema
