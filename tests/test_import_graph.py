@@ -23,7 +23,6 @@ KNOWN_CYCLE_EDGES = {
     ("semcache._store._dynamodb_plan", "semcache._store._dynamodb"),
 }
 KNOWN_PRIVATE = {
-    "semcache._checkpoint imports semcache._store._sqlite._LRU_INDEXES",  # the SQLite schema
     "semcache._index._auto imports semcache._index._graph._RowGraphIndex",
     "semcache.quality._cluster_commands imports semcache.quality._commands._Source",
     "semcache.quality._clusters imports semcache.quality._replay._embed_all",
