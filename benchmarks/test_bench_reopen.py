@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from semcache import SemanticCache
+from semcache._cache import engine_of
 
 N = int(os.environ.get("SEMCACHE_BENCH_REOPEN_N", "1000000"))
 DIM = 384
@@ -55,7 +56,7 @@ def reopen_and_get(path: Path, probe: np.ndarray, expect: str) -> None:
         assert hit is not None
         assert hit.response == "answer 0"
     finally:
-        cache._save_snapshots = lambda: None  # type: ignore[method-assign]
+        engine_of(cache).indexes.save = lambda folder=None: None  # type: ignore[method-assign]
         cache.close()
 
 

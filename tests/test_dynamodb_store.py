@@ -359,12 +359,12 @@ def test_a_recreated_table_is_detected_not_served_through(table: str) -> None:
     hit = reader.get("What is the capital city of France?")
     assert hit is not None
     assert hit.response == "Paris"
-    identity = reader._store.identity()  # type: ignore[attr-defined]
+    identity = reader.store.identity()
     # The table is deleted and created again; the new one numbers from 1 again.
     DynamoDBStore(table, client=dynamodb_client()).drop()
     fresh = SemanticCache(store=open_store(table), embedder=embedder)
     fresh.put("How tall is Mount Everest?", "8849 m")
-    assert fresh._store.identity() != identity  # type: ignore[attr-defined]
+    assert fresh.store.identity() != identity
     assert reader.get("What is the capital city of France?") is None
     assert reader.get("What is the capital of France?") is None
     hit = reader.get("How tall is Mount Everest?")

@@ -46,7 +46,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 DIM = 4
 
 
-def unit(i: int) -> np.ndarray:
+def axis(i: int) -> np.ndarray:
+    """The i-th basis vector (distinct entries score 0 against each other)."""
     v = np.zeros(DIM, dtype=np.float32)
     v[i % DIM] = 1.0
     return v
@@ -196,7 +197,7 @@ def _store_with(n: int) -> MemoryStore:
     store = MemoryStore()
     store.set_meta({"dim": str(DIM), "vector_dtype": "float32"})
     entries = [
-        NewEntry(f"k{i}".encode(), "default", f"q{i}", "r", None, unit(i).tobytes(), 0.0, None)
+        NewEntry(f"k{i}".encode(), "default", f"q{i}", "r", None, axis(i).tobytes(), 0.0, None)
         for i in range(n)
     ]
     store.put_many(entries, now=0.0)
@@ -227,14 +228,14 @@ def test_index_set_rebuilds_from_the_store_and_catches_up_from_its_log() -> None
 def test_index_set_snapshots_record_the_position_they_reflect(tmp_path: Path) -> None:
     path = str(tmp_path / "c.db")
     with SemanticCache(path) as cache:
-        cache.put_many(["a", "b"], ["1", "2"], embeddings=np.stack([unit(0), unit(1)]))
+        cache.put_many(["a", "b"], ["1", "2"], embeddings=np.stack([axis(0), axis(1)]))
     store = SQLiteStore(path)
     try:
         shared = IndexSet(store, Options.check(multi_process_mode="shared"), lambda ids: None)
         shared.open(None)
         assert shared.source == "snapshot"
         store.put_many(
-            [NewEntry(b"x", "default", "x", "y", None, unit(2).tobytes(), 0.0, None)], now=0.0
+            [NewEntry(b"x", "default", "x", "y", None, axis(2).tobytes(), 0.0, None)], now=0.0
         )
         # shared mode: what the indexes caught up to; single mode: the store itself
         assert shared.snapshot_seq() == shared.seq < store.seq()
@@ -353,7 +354,7 @@ class _Embedder:
     fingerprint = "test-parts"
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        return np.stack([unit(len(t)) for t in texts])
+        return np.stack([axis(len(t)) for t in texts])
 
 
 def _operation(eng: Engine, log: list[str]) -> Generator[Any, Any, str]:
