@@ -69,6 +69,10 @@ class Engine:
         self.threshold = options.similarity_threshold
         self.normalize = options.normalize
         self.max_query = options.max_query_bytes
+        self.max_response = options.max_response_bytes
+        self.default_ttl = options.default_ttl
+        self.max_entries = options.max_entries
+        self.quotas = options.namespace_quotas
         self.shared = options.shared
         self.validator = options.validator
         self.guards = options.guards

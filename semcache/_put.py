@@ -147,12 +147,12 @@ def check_put(
     n = len(queries)
     if len(responses) != n:
         raise InvalidInputError(f"{n} queries but {len(responses)} responses")
-    max_query, max_response = eng.max_query, eng.options.max_response_bytes
+    max_query, max_response = eng.max_query, eng.max_response
     for q, r in zip(queries, responses, strict=True):
         check_size(q, "query", max_query, QueryTooLargeError)
         check_size(r, "response", max_response, ResponseTooLargeError)
     metas = eng.metadata_json(metadata, n)
-    life = eng.options.default_ttl if ttl is None else check_ttl(ttl)
+    life = eng.default_ttl if ttl is None else check_ttl(ttl)
     vectors = None if embeddings is None else eng.unit_rows(embeddings, n, "embeddings")
     return _CheckedPut(ns, queries, responses, metas, life, vectors)
 
@@ -191,10 +191,9 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
             for i, (q, r) in enumerate(zip(queries, responses, strict=True))
         ]
     limits = None
-    options = eng.options
-    quota = options.namespace_quotas.get(ns)
-    if quota is not None or options.max_entries is not None:
-        limits = Limits(options.max_entries, quota)
+    quota = eng.quotas.get(ns)
+    if quota is not None or eng.max_entries is not None:
+        limits = Limits(eng.max_entries, quota)
     fresh = None  # the namespace's first index, built before anything is written
     if stored is not None and not eng.store_search and ns not in indexes.by_ns:
         fresh = indexes.new(ns, int(stored.shape[1]))

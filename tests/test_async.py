@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from conftest import FakeClock
 
 from semcache import (
     AsyncCallableEmbedder,
@@ -27,15 +28,6 @@ from semcache import (
     SemanticCache,
 )
 from semcache._store import NewEntry
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # -- parity ---------------------------------------------------------------------------------
 # Each step: (method, args, kwargs). "advance" moves the injected clock. Every result (or
@@ -114,7 +106,7 @@ def _record(value: Any) -> Any:
     return value
 
 
-def _make(cls: type, clock: Clock, events: list[MetricsEvent], path: Path) -> Any:
+def _make(cls: type, clock: FakeClock, events: list[MetricsEvent], path: Path) -> Any:
     return cls(
         str(path),
         HashingEmbedder(64),
@@ -125,7 +117,7 @@ def _make(cls: type, clock: Clock, events: list[MetricsEvent], path: Path) -> An
 
 
 def _run_sync(tmp_path: Path) -> tuple[list[Any], list[tuple[Any, ...]]]:
-    clock, events, out = Clock(), [], []
+    clock, events, out = FakeClock(), [], []
     cache = _make(SemanticCache, clock, events, tmp_path / "sync.sqlite")
     for method, args, kwargs in SCENARIO:
         if method == "advance":
@@ -143,7 +135,7 @@ def _run_sync(tmp_path: Path) -> tuple[list[Any], list[tuple[Any, ...]]]:
 
 
 async def _run_async(tmp_path: Path) -> tuple[list[Any], list[tuple[Any, ...]]]:
-    clock, events, out = Clock(), [], []
+    clock, events, out = FakeClock(), [], []
     cache = _make(AsyncSemanticCache, clock, events, tmp_path / "async.sqlite")
     async with cache:
         for method, args, kwargs in SCENARIO:

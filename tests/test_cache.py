@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import FakeClock
 
 from semcache import (
     CacheClosedError,
@@ -37,19 +38,6 @@ from semcache import (
 from semcache._cache import engine_of
 
 DIM = 8
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def vec(*head: float) -> np.ndarray:
@@ -93,16 +81,11 @@ def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 CacheFactory = Callable[..., SemanticCache]
 
 
 @pytest.fixture
-def make_cache(store_kind: str, tmp_path: Path, clock: Clock) -> Iterator[CacheFactory]:
+def make_cache(store_kind: str, tmp_path: Path, clock: FakeClock) -> Iterator[CacheFactory]:
     """Builds caches on the parametrized store; for SQLite every call (re)opens the same
     file, for memory a call with ``reopen=True`` is not allowed (nothing persists)."""
     opened: list[SemanticCache] = []
@@ -129,7 +112,7 @@ def cache(make_cache: CacheFactory) -> SemanticCache:
 # -- exact layer ---------------------------------------------------------------------------
 
 
-def test_exact_hit_returns_the_stored_entry(cache: SemanticCache, clock: Clock) -> None:
+def test_exact_hit_returns_the_stored_entry(cache: SemanticCache, clock: FakeClock) -> None:
     cache.put("What is the capital of France?", "Paris", metadata={"model": "m1"}, ttl=60)
     hit = cache.get("What is the capital of France?")
     assert hit == Hit(
@@ -343,7 +326,7 @@ def test_bypass_reads_nothing(cache: SemanticCache) -> None:
 # -- put, replace, delete ------------------------------------------------------------------
 
 
-def test_put_replaces_and_restarts_ttl(cache: SemanticCache, clock: Clock) -> None:
+def test_put_replaces_and_restarts_ttl(cache: SemanticCache, clock: FakeClock) -> None:
     cache.put("q", "old", ttl=10, embedding=vec(1))
     clock.advance(8)
     cache.put("Q ", "new", ttl=10, embedding=vec(1))
@@ -402,7 +385,7 @@ def test_put_many_validates_everything_before_writing(cache: SemanticCache) -> N
 # -- TTL and vacuum ------------------------------------------------------------------------
 
 
-def test_ttl_default_and_expiry(make_cache: CacheFactory, clock: Clock) -> None:
+def test_ttl_default_and_expiry(make_cache: CacheFactory, clock: FakeClock) -> None:
     cache = make_cache(default_ttl=100)
     cache.put("a", "1", embedding=vec(1))
     cache.put("b", "2", ttl=10, embedding=vec(0, 1))
@@ -428,7 +411,7 @@ def test_ttl_zero_is_expired_at_once_and_negative_is_rejected(cache: SemanticCac
             cache.put("q", "r", ttl=bad)
 
 
-def test_vacuum_is_namespace_scoped(cache: SemanticCache, clock: Clock) -> None:
+def test_vacuum_is_namespace_scoped(cache: SemanticCache, clock: FakeClock) -> None:
     cache.put("x", "1", namespace="a", ttl=1)
     cache.put("x", "1", namespace="b", ttl=1)
     clock.advance(2)
@@ -437,7 +420,7 @@ def test_vacuum_is_namespace_scoped(cache: SemanticCache, clock: Clock) -> None:
 
 
 def test_expired_semantic_candidates_do_not_hide_live_ones(
-    cache: SemanticCache, clock: Clock
+    cache: SemanticCache, clock: FakeClock
 ) -> None:
     for i in range(10):
         cache.put(f"short{i}", "gone", ttl=5, embedding=at_angle(0.999 - i * 0.0001))
@@ -451,7 +434,7 @@ def test_expired_semantic_candidates_do_not_hide_live_ones(
 # -- limits --------------------------------------------------------------------------------
 
 
-def test_max_entries_evicts_least_recently_used(make_cache: CacheFactory, clock: Clock) -> None:
+def test_max_entries_evicts_least_recently_used(make_cache: CacheFactory, clock: FakeClock) -> None:
     cache = make_cache(max_entries=3)
     for name in ("a", "b", "c"):
         cache.put(name, name, embedding=vec(1))
@@ -474,7 +457,7 @@ def test_hits_do_not_write_to_disk(cache: SemanticCache) -> None:
     assert touched == []
 
 
-def test_expired_entries_are_evicted_first(make_cache: CacheFactory, clock: Clock) -> None:
+def test_expired_entries_are_evicted_first(make_cache: CacheFactory, clock: FakeClock) -> None:
     cache = make_cache(max_entries=2)
     cache.put("old-but-live", "1")
     clock.advance(1)
@@ -487,7 +470,7 @@ def test_expired_entries_are_evicted_first(make_cache: CacheFactory, clock: Cloc
 
 
 def test_namespace_quota_evicts_only_inside_its_namespace(
-    make_cache: CacheFactory, clock: Clock
+    make_cache: CacheFactory, clock: FakeClock
 ) -> None:
     events: list[MetricsEvent] = []
     cache = make_cache(namespace_quotas={"small": 2}, metrics_hook=events.append)
@@ -510,7 +493,7 @@ def test_put_many_larger_than_quota_keeps_the_last(make_cache: CacheFactory) -> 
     assert cache.stats()["indexed"] == {"default": 3}
 
 
-def test_recency_survives_reopen(tmp_path: Path, clock: Clock) -> None:
+def test_recency_survives_reopen(tmp_path: Path, clock: FakeClock) -> None:
     def make_cache(**kwargs: Any) -> SemanticCache:
         return SemanticCache(str(tmp_path / "c.db"), clock=clock, **kwargs)
 
@@ -685,7 +668,7 @@ def test_embedder_garbage_is_an_embedder_error(make_cache: CacheFactory, output:
 # -- metrics hook --------------------------------------------------------------------------
 
 
-def test_metrics_events(make_cache: CacheFactory, clock: Clock) -> None:
+def test_metrics_events(make_cache: CacheFactory, clock: FakeClock) -> None:
     events: list[MetricsEvent] = []
     cache = make_cache(metrics_hook=events.append, max_entries=2)
     cache.put("a", "1", embedding=vec(1), ttl=5)
@@ -780,7 +763,7 @@ def test_constructor_rejects_bad_arguments(tmp_path: Path) -> None:
 # -- persistence ---------------------------------------------------------------------------
 
 
-def test_reopen_restores_entries_index_and_settings(tmp_path: Path, clock: Clock) -> None:
+def test_reopen_restores_entries_index_and_settings(tmp_path: Path, clock: FakeClock) -> None:
     path = str(tmp_path / "c.db")
     emb = HashingEmbedder(64)
     with SemanticCache(path, emb, clock=clock, similarity_threshold=0.6) as cache:
@@ -872,7 +855,7 @@ def test_threads_share_one_cache(make_cache: CacheFactory) -> None:
     assert sum(stats["indexed"].values()) == stats["total_entries"]
 
 
-def test_shared_mode_catches_up_with_another_writer(tmp_path: Path, clock: Clock) -> None:
+def test_shared_mode_catches_up_with_another_writer(tmp_path: Path, clock: FakeClock) -> None:
     path = str(tmp_path / "shared.db")
     reader = SemanticCache(path, multi_process_mode="shared", clock=clock)
     writer = SemanticCache(path, multi_process_mode="shared", clock=clock)
@@ -891,7 +874,7 @@ def test_shared_mode_catches_up_with_another_writer(tmp_path: Path, clock: Clock
         writer.close()
 
 
-def test_shared_mode_respects_the_check_interval(tmp_path: Path, clock: Clock) -> None:
+def test_shared_mode_respects_the_check_interval(tmp_path: Path, clock: FakeClock) -> None:
     path = str(tmp_path / "shared.db")
     reader = SemanticCache(path, multi_process_mode="shared", stale_check_interval=30, clock=clock)
     writer = SemanticCache(path, clock=clock)
@@ -911,7 +894,7 @@ def test_shared_mode_respects_the_check_interval(tmp_path: Path, clock: Clock) -
 
 
 def test_recently_read_entries_never_outlive_their_removal(
-    make_cache: CacheFactory, clock: Clock
+    make_cache: CacheFactory, clock: FakeClock
 ) -> None:
     cache = make_cache(max_entries=3)
     cache.put_many(["a", "b", "c"], ["1", "2", "3"], ttl=100)
@@ -942,7 +925,7 @@ def test_recently_read_entries_never_outlive_their_removal(
     assert cache.get("d") is None
 
 
-def test_shared_mode_exact_layer_sees_other_writers(tmp_path: Path, clock: Clock) -> None:
+def test_shared_mode_exact_layer_sees_other_writers(tmp_path: Path, clock: FakeClock) -> None:
     path = str(tmp_path / "shared.db")
     with (
         SemanticCache(path, multi_process_mode="shared", clock=clock) as reader,
@@ -987,7 +970,7 @@ def test_the_in_memory_exact_map_is_bounded_and_written_through(
 
 
 def test_semantic_hits_read_entries_the_hot_map_holds_without_the_store(
-    tmp_path: Path, clock: Clock
+    tmp_path: Path, clock: FakeClock
 ) -> None:
     """Single mode: a semantic candidate the in-memory map holds is not read from the
     store; one it does not hold is read once, then kept. Whatever replaces, deletes or
