@@ -28,6 +28,7 @@ os.environ.setdefault("SEMCACHE_KERNEL_THREADS", "1")
 import numpy as np
 
 from semcache import SemanticCache
+from semcache._cache import engine_of
 
 DIM = 384
 
@@ -135,13 +136,14 @@ def lock_share(path: str, mix: str, n: int, x: np.ndarray) -> tuple[float, float
     qs = queries(mix, n, 0, x)
     for q, v in qs[:100]:
         cache.get(q, embedding=v)
-    timed = _TimedLock(cache._lock)
-    cache._lock = timed  # type: ignore[assignment]
+    eng = engine_of(cache)
+    timed = _TimedLock(eng.lock)
+    eng.lock = timed  # type: ignore[assignment]
     t0 = time.perf_counter()
     for q, v in qs:
         cache.get(q, embedding=v)
     total = time.perf_counter() - t0
-    cache._lock = timed.lock
+    eng.lock = timed.lock
     cache.close()
     return total / len(qs) * 1e6, timed.held / total
 

@@ -42,6 +42,7 @@ from ._errors import (
 from ._flight import Flights
 from ._hot import HOT_ENTRIES, HotMap
 from ._indexes import IndexSet
+from ._keyfilter import KeyFilter, KeyMemo
 from ._metrics import Metrics
 from ._options import Options
 from ._ownership import Lifecycle, Ownership, claim
@@ -86,6 +87,10 @@ class Engine:
         # The in-memory exact map relies on single mode's promise that this process is
         # the store's only writer (enforced by a lock for SQLite files).
         self.hot = HotMap(0 if self.shared else HOT_ENTRIES)
+        # Keys of recent queries, and (single mode) a filter that proves a key absent.
+        normalize = self.normalize
+        self.key_memo = KeyMemo(lambda ns, q: make_key(ns, normalize_text(q) if normalize else q))
+        self.key_filter: KeyFilter | None = None
         self.flights = Flights()  # get_or_put's computations in progress, by key
         # Query embeddings made by gets, kept for the put that follows a miss.
         self.query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
@@ -96,6 +101,10 @@ class Engine:
             if store is not None
             else (SQLiteStore(path) if path is not None else MemoryStore())
         )
+        if not self.shared:
+            stored_keys = getattr(self.store, "stored_keys", None)
+            if callable(stored_keys):
+                self.key_filter = KeyFilter(stored_keys)
         self.indexes = IndexSet(self.store, options, self._forget)
         self.owner = Ownership(None, self._child_reset)
         self.lock: threading.RLock = self.owner.lock
@@ -137,7 +146,7 @@ class Engine:
         self.lock = lock
         self.flights = Flights()
         self.recency.clear()
-        self.hot.clear()
+        self.forget_exact()
 
     def close(self) -> None:
         """Write pending recency, save the index snapshots, release the indexes and
@@ -156,7 +165,7 @@ class Engine:
                     self.indexes.save()
             finally:
                 self.recency.clear()
-                self.hot.clear()
+                self.forget_exact()
                 self.indexes.close()
                 try:
                     self.store.close()
@@ -186,7 +195,13 @@ class Engine:
 
     def key(self, ns: str, query: str) -> bytes:
         """The exact layer's key of ``query`` in ``ns``."""
-        return make_key(ns, normalize_text(query) if self.normalize else query)
+        return self.key_memo.key(ns, query)
+
+    def forget_exact(self) -> None:
+        """Forget every exact entry kept in memory (the store changed under them)."""
+        if self.key_filter is not None:
+            self.key_filter.invalidate()
+        self.hot.clear()
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Call the embedder (sync drivers), within ``embed_timeout``."""
@@ -302,7 +317,7 @@ class Engine:
         """Entries left the store (None: anything may have): drop what this process
         kept of them."""
         if ids is None:
-            self.hot.clear()
+            self.forget_exact()
             self.recency.clear()
         else:
             self.hot.forget(ids)
@@ -353,7 +368,7 @@ class Engine:
             self.check_open()
             ns = self.check_ns(namespace)
             count = self.store.clear(ns)
-            self.hot.clear()
+            self.forget_exact()
             self.indexes.drop(ns)
             return count
 
@@ -361,7 +376,7 @@ class Engine:
         with self.lock:
             self.check_open()
             count = self.store.clear()
-            self.hot.clear()
+            self.forget_exact()
             self.indexes.close()
             self.recency.clear()
             return count

@@ -27,7 +27,7 @@ from ._errors import CacheClosedError, InvalidInputError, QueryTooLargeError, St
 from ._index import VectorIndex
 from ._ownership import Lifecycle
 from ._store import StoredEntry
-from ._text import check_size, make_key, normalize_text
+from ._text import check_size
 from ._types import Hit, Layer, MissReason
 
 __all__ = ["GetSteps", "get_steps", "make_hit", "start_get"]
@@ -86,14 +86,18 @@ def start_get(
     if bypass is not False and check_flag(bypass, "bypass", InvalidInputError):
         return miss(eng, ns, "bypass", None, t0)
     now = eng.clock()
-    key = make_key(ns, normalize_text(query) if eng.normalize else query)
+    memo = eng.key_memo
+    key = memo.key(ns, query)
     hot = eng.hot.entries
     entry = hot.get(key)
     if entry is not None:
         hot.move_to_end(key)
     else:
         try:
-            entry = eng.store.get_by_key(key)
+            kf = eng.key_filter
+            entry = (
+                None if kf is not None and not kf.may_contain(key) else eng.store.get_by_key(key)
+            )
         except StoreUnavailableError:
             logger.warning("semcache: store unreachable on get; answering a miss")
             return miss(eng, ns, "store_unavailable", None, t0)
@@ -101,6 +105,8 @@ def start_get(
             eng.hot.remember(key, entry)
     reason: MissReason | None = None
     if entry is not None:
+        if memo.last is query:  # computed: keep it for the next ask
+            memo.remember(ns, query, key)
         if entry.expires_at is not None and entry.expires_at <= now:
             reason = "expired"
         else:
@@ -111,8 +117,10 @@ def start_get(
     try:
         if eng.shared or eng.indexes.suspect:
             eng.indexes.maybe_sync(now)
+        if vector is None and eng.embedder is None:  # nothing to search with
+            return miss(eng, ns, reason or "no_candidate", None, t0)
         index = eng.indexes.of(ns)
-        if index is None or not len(index) or (vector is None and eng.embedder is None):
+        if index is None or not len(index):
             return miss(eng, ns, reason or "no_candidate", None, t0)
     except StoreUnavailableError:
         return miss(eng, ns, "store_unavailable", None, t0)

@@ -197,6 +197,10 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
     fresh = None  # the namespace's first index, built before anything is written
     if stored is not None and not eng.store_search and ns not in indexes.by_ns:
         fresh = indexes.new(ns, int(stored.shape[1]))
+    kf = eng.key_filter
+    if kf is not None:  # before the write: a failure leaves a false positive
+        for new in entries:
+            kf.add(new.key)
     touches = eng.recency.take()
     try:
         result = eng.store.put_many(

@@ -14,6 +14,7 @@ from conftest import FakeClock
 
 import semcache._keyfilter as kf
 from semcache import SemanticCache, StoreError
+from semcache._cache import engine_of
 from semcache._keyfilter import KeyFilter, KeyMemo
 from semcache._text import make_key, normalize_text
 
@@ -113,13 +114,13 @@ def open_cache(path: Path, clock: FakeClock, **kw: Any) -> SemanticCache:
 
 def count_store_lookups(cache: SemanticCache, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     seen: list[bytes] = []
-    real = cache._store.get_by_key
+    real = cache.store.get_by_key
 
     def spy(key: bytes) -> Any:
         seen.append(key)
         return real(key)
 
-    monkeypatch.setattr(cache._store, "get_by_key", spy)
+    monkeypatch.setattr(cache.store, "get_by_key", spy)
     return seen
 
 
@@ -128,7 +129,8 @@ def test_a_miss_of_a_never_stored_prompt_asks_no_store(
 ) -> None:
     cache = open_cache(tmp_path / "c.db", clock)
     cache.put_many([f"q {i}" for i in range(100)], ["a"] * 100)
-    cache._forget_hot()  # the hot map would answer hits anyway; make them read the store
+    # the hot map would answer hits anyway; make them read the store
+    engine_of(cache).forget_exact()
     lookups = count_store_lookups(cache, monkeypatch)
     assert cache.get("a prompt nobody stored") is None
     assert lookups == []
@@ -195,11 +197,11 @@ def test_a_failed_put_leaves_only_a_false_positive(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise StoreError("disk full")
 
-    real = cache._store.put_many
-    monkeypatch.setattr(cache._store, "put_many", fail)
+    real = cache.store.put_many
+    monkeypatch.setattr(cache.store, "put_many", fail)
     with pytest.raises(StoreError):
         cache.put("x", "1")
-    monkeypatch.setattr(cache._store, "put_many", real)
+    monkeypatch.setattr(cache.store, "put_many", real)
     assert cache.get("x") is None  # asked the store: not there
     cache.put("x", "2")
     hit = cache.get("x")
@@ -225,7 +227,7 @@ def test_loads_restores_a_cache_whose_keys_hit(tmp_path: Path, clock: FakeClock)
 
 def test_memory_store_uses_the_filter_too(clock: FakeClock) -> None:
     cache = SemanticCache(clock=clock)
-    assert cache._key_filter is not None
+    assert engine_of(cache).key_filter is not None
     assert cache.get("q") is None
     cache.put("q", "a")
     assert cache.get("q") is not None
@@ -244,7 +246,7 @@ cache.close()
 def test_shared_mode_sees_another_process_put(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     cache = SemanticCache(str(path), multi_process_mode="shared")
-    assert cache._key_filter is None  # shared mode: every exact lookup reads the file
+    assert engine_of(cache).key_filter is None  # shared mode: every exact lookup reads the file
     assert cache.get("written elsewhere") is None
     env_path = str(Path(__file__).resolve().parents[1])
     subprocess.run(

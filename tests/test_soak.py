@@ -31,6 +31,7 @@ import pytest
 from conftest import unit
 
 from semcache import SemanticCache
+from semcache._cache import engine_of
 from semcache._index._common import COMPACT_MIN_TOMBSTONES
 
 DIM = 32
@@ -206,7 +207,7 @@ def test_full_cache_memory_is_flat(tmp_path: Path) -> None:
             cache.put(f"q{i}", f"a{i}", embedding=vectors[i])
             if i + 1 < FULL_CAP:
                 continue
-            index: Any = cache._indexes["default"]
+            index: Any = engine_of(cache).indexes.by_ns["default"]
             worst_tombstones = max(worst_tombstones, index.tombstones)
             worst_bytes = max(worst_bytes, index.nbytes)
             if i >= 2 * FULL_CAP:  # past the first cycle's growth by doubling
