@@ -59,7 +59,7 @@ from ._graph import (
     DEFAULT_M,
     FaissIndex,
     HnswlibIndex,
-    _RowGraphIndex,
+    RowGraphIndex,
 )
 
 __all__ = ["DEFAULT_SWITCH_AT", "AutoIndex", "CostModel", "measured_cost"]
@@ -163,7 +163,7 @@ class _Builder:
 
     def __init__(
         self,
-        make: Callable[[], _RowGraphIndex],
+        make: Callable[[], RowGraphIndex],
         ids: IdArray,
         mat: npt.NDArray[Any],
         rows: npt.NDArray[Any],
@@ -177,7 +177,7 @@ class _Builder:
         self.pending: list[tuple[str, Any, Any]] = []
         self.cancel = threading.Event()
         self.done = threading.Event()
-        self.graph: _RowGraphIndex | None = None
+        self.graph: RowGraphIndex | None = None
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
 
@@ -223,7 +223,7 @@ class _Builder:
             self.done.set()
 
 
-def _replay(graph: _RowGraphIndex, ops: list[tuple[str, Any, Any]]) -> None:
+def _replay(graph: RowGraphIndex, ops: list[tuple[str, Any, Any]]) -> None:
     for op, ids, vectors in ops:
         if op == "add":
             graph.add(ids, vectors)
@@ -297,7 +297,7 @@ class AutoIndex:
         self._build_threads = build_threads
         self._kernel = kernel
         self._shadow = shadow
-        self._inner: FlatIndex | _RowGraphIndex = FlatIndex(
+        self._inner: FlatIndex | RowGraphIndex = FlatIndex(
             self._dim, dtype=self._dtype, kernel=kernel, shadow=shadow
         )
         self._builder: _Builder | None = None
@@ -454,9 +454,9 @@ class AutoIndex:
         return self._inner.search_batch(queries, k)
 
     # -- switching ----------------------------------------------------------------------
-    def _make_graph(self, build_threads: int | None) -> _RowGraphIndex:
+    def _make_graph(self, build_threads: int | None) -> RowGraphIndex:
         kw = dict(self._graph_kw, build_threads=build_threads)
-        graph: _RowGraphIndex
+        graph: RowGraphIndex
         if self._graph_name == "faiss":
             graph = FaissIndex(self._dim, dtype=self._dtype, kind="hnsw", **kw)
         else:
@@ -600,7 +600,7 @@ class AutoIndex:
             switch=got >= self._recall and predicted * _PROBE_MARGIN < flat_s,
         )
 
-    def _verify(self, graph: _RowGraphIndex) -> _Decision:
+    def _verify(self, graph: RowGraphIndex) -> _Decision:
         """Measure the built graph against the flat index it would replace, on the same
         near-duplicate queries: recall@1 against the exact scan, and time per search."""
         flat = self._inner
@@ -621,7 +621,7 @@ class AutoIndex:
             switch=got >= self._recall and graph_s < flat_s,
         )
 
-    def _swap_in(self, graph: _RowGraphIndex) -> None:
+    def _swap_in(self, graph: RowGraphIndex) -> None:
         """Serve from ``graph`` if it is no slower (``decide="measure"``: verified), else
         keep the flat index and probe again at twice the rows."""
         old = self._inner

@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_M",
     "FaissIndex",
     "HnswlibIndex",
+    "RowGraphIndex",
 ]
 
 DEFAULT_M = 32
@@ -102,7 +103,7 @@ def _build_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _RowGraphIndex(RowIndexBase):
+class RowGraphIndex(RowIndexBase):
     """Shared logic; subclasses wrap one native index whose labels are our rows."""
 
     backend: ClassVar[str] = ""
@@ -416,7 +417,7 @@ class _RowGraphIndex(RowIndexBase):
         self._rows = RowTable(1)
 
 
-class HnswlibIndex(_RowGraphIndex):
+class HnswlibIndex(RowGraphIndex):
     """HNSW graph from hnswlib (``pip install 'semcache-engine[hnswlib]'``).
 
     hnswlib stores float32 only: with ``dtype=float16`` vectors are rounded to float16
@@ -543,7 +544,7 @@ class HnswlibIndex(_RowGraphIndex):
         return cap * (self._dim * 4 + (2 * self._M + 1) * 4 + 8)
 
 
-class FaissIndex(_RowGraphIndex):
+class FaissIndex(RowGraphIndex):
     """faiss index (``pip install 'semcache-engine[faiss]'``): ``kind="flat"`` (exact,
     ``IndexFlatIP`` / fp16 ``IndexScalarQuantizer``) or ``kind="hnsw"``
     (``IndexHNSWFlat`` / ``IndexHNSWSQ`` fp16). ``dtype=float16`` stores vectors as

@@ -24,9 +24,9 @@ from ._clusters import (
     static_replay,
 )
 from ._clusters import stream_replay as _stream_run
-from ._commands import GUARD_NAMES, _Source
 from ._replay import QualityPoint, Rule
 from ._report import format_table, plot_curves
+from ._source import GUARD_NAMES, Source
 
 __all__ = ["STREAM_GRID", "run_cluster_eval"]
 
@@ -81,7 +81,7 @@ def run_cluster_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     guards = _guard_names(args)
     clusters = load_clusters(args.pairs)
     progress = None if args.quiet else ProgressBar(err)
-    source = _Source(args, progress)
+    source = Source(args, progress)
     name = os.path.basename(args.pairs)
     default_threshold, default_guard = shipped_defaults()
     if protocol == "static":
@@ -120,7 +120,7 @@ def _families(guards: Sequence[str], default_guard: Judge | None) -> dict[str, t
 def _static(
     args: argparse.Namespace,
     clusters: Any,
-    source: _Source,
+    source: Source,
     progress: ProgressBar | None,
     guards: list[str],
     per_cluster: int,
@@ -273,7 +273,7 @@ def _sweep(
 def _stream(
     args: argparse.Namespace,
     clusters: Any,
-    source: _Source,
+    source: Source,
     progress: ProgressBar | None,
     guards: list[str],
     out: TextIO,

@@ -41,7 +41,7 @@ from .._text import normalize_text
 from .._types import Hit
 from ._agreement import same_answer
 from ._budget import ErrorBudget
-from ._replay import Embed, QualityPoint, ReplayResult, Rule, _embed_all, timing_pass
+from ._replay import Embed, QualityPoint, ReplayResult, Rule, embed_all, timing_pass
 
 __all__ = [
     "ClusterSet",
@@ -182,7 +182,7 @@ def _vectors(
 ) -> dict[str, npt.NDArray[np.float32]]:
     """The vector of each distinct text of ``rows``, embedded once."""
     distinct = list(dict.fromkeys(clusters.texts[i] for i in rows))
-    vectors = _embed_all(embed, distinct, report)
+    vectors = embed_all(embed, distinct, report)
     return {t: vectors[k] for k, t in enumerate(distinct)}
 
 

@@ -12,41 +12,22 @@ from typing import Any, TextIO
 
 from .. import _argtypes as argtypes
 from .._errors import ConfigurationError
-from .._progress import ProgressBar, ProgressCallback
+from .._progress import ProgressBar
 from .._types import Hit
-from ..embedders import Embedder, HashingEmbedder
 from ._calibrate import calibrate, holdout_split
+from ._cluster_commands import run_cluster_eval
 from ._clusters import file_kind, shipped_defaults
-from ._embedding_cache import EmbeddingFile
 from ._pairs import PairSet, load_pairs
-from ._replay import Embed, FalseHit, QualityPoint, ReplayResult, Rule, replay
+from ._replay import FalseHit, QualityPoint, ReplayResult, Rule, replay
 from ._report import format_table, plot_curves
+from ._source import GUARD_NAMES, Source
 from ._verifier import Verifier
 
 __all__ = ["add_calibrate_parser", "add_eval_parser", "run_calibrate", "run_eval"]
 
 #: Thresholds of ``--sweep``: the peers' defaults and the range that matters.
 SWEEP = (0.60, 0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
-GUARD_NAMES = ("numbers", "negation", "order")
 _TARGETS = (0.95, 0.99)
-
-
-def _embedder(name: str) -> Embedder:
-    if name == "minilm":
-        from ..embedders import default_embedder
-
-        return default_embedder()
-    if name == "onnx":
-        from ..embedders import OnnxEmbedder
-
-        return OnnxEmbedder()
-    if name == "st":
-        from ..embedders import SentenceTransformerEmbedder
-
-        return SentenceTransformerEmbedder(batch_size=64)
-    if name == "hashing":
-        return HashingEmbedder()
-    raise ConfigurationError(f"unknown embedder {name!r}")
 
 
 def _common(p: argparse.ArgumentParser, *, clusters: bool = False) -> None:
@@ -186,48 +167,6 @@ def add_calibrate_parser(sub: Any) -> None:
     p.add_argument("--trees", type=int, default=150, help="boosting rounds (default 150)")
 
 
-class _LoadsWithProgress:
-    """An embedder whose model loads, drawing its progress, on its first ``embed`` (never
-    when an embedding file already holds every vector)."""
-
-    def __init__(self, embedder: Embedder, progress: ProgressCallback) -> None:
-        self._embedder = embedder
-        self._progress = progress
-        self._loaded = False
-
-    @property
-    def dim(self) -> int:
-        return int(self._embedder.dim)
-
-    @property
-    def fingerprint(self) -> str:
-        return self._embedder.fingerprint
-
-    def embed(self, texts: Sequence[str]) -> Any:
-        if not self._loaded:
-            self._loaded = True
-            load = getattr(self._embedder, "load", None)
-            if callable(load):
-                load(progress=self._progress)
-        return self._embedder.embed(texts)
-
-
-class _Source:
-    def __init__(self, args: argparse.Namespace, progress: ProgressCallback | None) -> None:
-        self.embedder = _embedder(args.embedder)
-        loading: Embedder = (
-            self.embedder if progress is None else _LoadsWithProgress(self.embedder, progress)
-        )
-        self.file = (
-            None if args.embedding_cache is None else EmbeddingFile(loading, args.embedding_cache)
-        )
-        self.embed: Embed = loading.embed if self.file is None else self.file.embed
-
-    def save(self) -> None:
-        if self.file is not None:
-            self.file.save()
-
-
 def _pairs(args: argparse.Namespace) -> PairSet:
     pairs = load_pairs(args.pairs)
     if args.sample is not None:
@@ -276,8 +215,6 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     replay on a cluster set (told apart by the CSV's header)."""
     kind = file_kind(args.pairs)
     if kind == "clusters":
-        from ._cluster_commands import run_cluster_eval
-
         return run_cluster_eval(args, out, err)
     if args.protocol is not None or args.per_cluster is not None:
         raise ConfigurationError(
@@ -303,7 +240,7 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         thresholds = [0.85]
     floor = min([*thresholds, *([verifier.min_similarity] if verifier else [])])
     progress = None if args.quiet else ProgressBar(err)
-    source = _Source(args, progress)
+    source = Source(args, progress)
     from . import GUARDS
 
     # "default": the guards SemanticCache applies with its shipped settings
@@ -439,7 +376,7 @@ def run_calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not 0.0 <= args.holdout < 1.0:
         raise ConfigurationError("--holdout must be in [0, 1)")
     progress = None if args.quiet else ProgressBar(err)
-    source = _Source(args, progress)
+    source = Source(args, progress)
     cal = calibrate(
         pairs,
         source.embed,

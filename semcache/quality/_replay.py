@@ -32,7 +32,7 @@ from .._types import Hit
 from ._features import pair_features
 from ._pairs import PairSet
 
-__all__ = ["FalseHit", "QualityPoint", "ReplayResult", "Rule", "replay"]
+__all__ = ["FalseHit", "QualityPoint", "ReplayResult", "Rule", "embed_all", "replay"]
 
 Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 Judge = Callable[[str, Hit], bool]
@@ -374,9 +374,12 @@ class _Validator:
         return all(g(query, hit) for g in self.active)
 
 
-def _embed_all(
+def embed_all(
     embed: Embed, texts: Sequence[str], progress: ProgressCallback | None
 ) -> npt.NDArray[np.float32]:
+    """``texts`` embedded in batches of ``_EMBED_BATCH``: one float32 row each, in order
+    (no texts: a ``(0, 1)`` array); ``progress("embed", done, total)`` before each batch
+    and once at the end."""
     parts = []
     for lo in range(0, len(texts), _EMBED_BATCH):
         if progress is not None:
@@ -449,7 +452,7 @@ def replay(
         distinct.setdefault(normalize_text(text), text)
     keys = list(distinct)
     report = as_progress(progress)
-    vectors = _embed_all(embed, [distinct[k] for k in keys], report)
+    vectors = embed_all(embed, [distinct[k] for k in keys], report)
     row_of = {k: i for i, k in enumerate(keys)}
     stored_vecs = vectors[[row_of[k] for k in stored_keys]]
 
