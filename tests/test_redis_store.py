@@ -212,13 +212,13 @@ def test_drop_deletes_every_key_under_the_prefix(tmp_path: Path) -> None:
 
 
 def test_hits_from_memory_survive_an_outage_at_a_recency_flush(
-    proxy: TcpProxy, prefix: str, monkeypatch: pytest.MonkeyPatch
+    proxy: TcpProxy, prefix: str
 ) -> None:
-    import semcache._cache
+    from semcache._cache import engine_of
 
-    monkeypatch.setattr(semcache._cache, "_TOUCH_FLUSH", 3)
     store = RedisStore(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix, connect_timeout=1)
     cache = SemanticCache(store=store, embedder=HashingEmbedder(32))
+    engine_of(cache).recency.limit = 3  # flush every third distinct hit
     questions = [f"question number {i}" for i in range(3)]
     cache.put_many(questions, ["a0", "a1", "a2"])
     for q in questions:
