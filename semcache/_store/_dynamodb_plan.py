@@ -27,7 +27,7 @@ from ._dynamodb_codec import (
 )
 
 if TYPE_CHECKING:
-    from ._dynamodb import DynamoDBStore
+    from ._dynamodb_table import Table
 
 
 # -- a mutation's plan --------------------------------------------------------------------
@@ -36,7 +36,7 @@ class Plan:
     so later steps see earlier ones (a key repeated in a batch, the batch's own entries
     as eviction victims)."""
 
-    def __init__(self, store: DynamoDBStore, head: Item) -> None:
+    def __init__(self, store: Table, head: Item) -> None:
         self.store = store
         self.writes: dict[Key, Item | None] = {}
         self.seq = get_int(head, "seq")
