@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,14 +16,25 @@ from .._checks import check_int, check_seconds, show
 from .._errors import (
     CacheClosedError,
     ConfigurationError,
-    SchemaVersionError,
     StoreCorruptError,
     StoreError,
 )
 from .._locking import StoreLock, acquire_store_lock, track_fork
 from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+from ._sqlite_ops import (
+    IDENTITY,
+    LAST_SEQ,
+    batches,
+    chunks,
+    evict,
+    file_id,
+    is_local,
+    marks,
+    read_changes,
+    read_vectors,
+    translate,
+)
 from ._sqlite_schema import (
-    COUNT_TRIGGERS,
     DEFAULT_PRAGMAS,
     LRU_INDEXES,
     MIGRATIONS,
@@ -33,8 +43,8 @@ from ._sqlite_schema import (
     check_copy,
     counts_kept,
     inspect_copy,
+    migrate,
     start_counts,
-    stop_counts,
 )
 
 __all__ = ["DEFAULT_PRAGMAS", "MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
@@ -58,16 +68,12 @@ _INSERT = (
 _INSERT_NEW = _INSERT + " ON CONFLICT(key) DO NOTHING"
 _DELETE_KEY = "DELETE FROM entries WHERE key = ? RETURNING id, namespace"
 _TOUCH = "UPDATE entries SET last_access = ?2 WHERE id = ?1 AND last_access < ?2"
-_LAST_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
-_IDENTITY = "SELECT value FROM meta WHERE name = 'store_id'"
 #: Drop change records older than the last ``?`` (a seek on the primary key).
-_PRUNE = f"DELETE FROM changes WHERE seq <= coalesce(({_LAST_SEQ}), 0) - ?"
+_PRUNE = f"DELETE FROM changes WHERE seq <= coalesce(({LAST_SEQ}), 0) - ?"
 #: The change log is pruned once this many records were logged since the last prune
 #: (by this connection), or a 64th of ``max_changes`` if that is less: the statement and
 #: the page it dirties are paid once per batch, not once per put.
 _PRUNE_EVERY: Final = 256
-#: Ids per ``IN (...)`` list, well under SQLite's bound-parameter limit.
-_CHUNK = 500
 #: Connections a forked child inherited: never used there, and never closed either
 #: (closing SQLite's copy of the parent's file state in a child can break the parent's
 #: locks), so they are kept referenced for the life of the child.
@@ -179,7 +185,7 @@ class SQLiteStore:
             self._cur = conn.cursor()  # one cursor for the put path (saves ~0.5 us a call)
             self._counting = False
             self._migrate()
-            self._file = _file_id(self.path)
+            self._file = file_id(self.path)
         except BaseException:
             conn.close()
             raise
@@ -215,34 +221,7 @@ class SQLiteStore:
 
     def _migrate(self) -> None:
         with self._write():
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations("
-                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)"
-            )
-            current = self._conn.execute("SELECT max(version) FROM schema_migrations").get or 0
-            if current > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{self.path}: schema version {current} was written by a newer semcache "
-                    f"(this one reads up to {SCHEMA_VERSION}); upgrade semcache"
-                )
-            for version, description, sql in MIGRATIONS:
-                if version > current:
-                    self._conn.execute(sql)
-                    self._conn.execute(
-                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                        (version, description, time.time()),
-                    )
-            if current == 0:  # a new file: counts are read from the rows (COUNT_VIEW)
-                stop_counts(self._conn)
-            elif current == 1:  # its counts are right: it keeps counting (see MIGRATIONS)
-                for sql in COUNT_TRIGGERS:
-                    self._conn.execute(sql)
-            # The store's identity, created with its data (an older file has one already:
-            # the cache wrote it under the same name).
-            self._conn.execute(
-                "INSERT INTO meta(name, value) VALUES ('store_id', ?) ON CONFLICT(name) DO NOTHING",
-                (uuid.uuid4().hex,),
-            )
+            migrate(self._conn, self.path)
 
     def schema_version(self) -> int:
         """The schema version of the open file."""
@@ -257,7 +236,7 @@ class SQLiteStore:
         is there, the open one is kept."""
         if self._file is None:
             return
-        now = _file_id(self.path)
+        now = file_id(self.path)
         if now is None or now == self._file:
             return
         with self._lock:
@@ -273,19 +252,7 @@ class SQLiteStore:
     # -- error translation and transactions -------------------------------------------
     def _translate(self, exc: apsw.Error) -> Exception:
         """The semcache exception for an apsw one (raise it ``from exc``)."""
-        if isinstance(exc, (apsw.NotADBError, apsw.CorruptError)):
-            return StoreCorruptError(
-                f"{self.path} is not a healthy semcache database ({exc}); "
-                "restore it from a checkpoint or delete it to start empty"
-            )
-        if isinstance(exc, apsw.BusyError):
-            return StoreError(
-                f"{self.path} stayed locked by another connection for more than "
-                f"{self._busy_timeout:g} s"
-            )
-        if isinstance(exc, (apsw.ConnectionClosedError, apsw.CursorClosedError)):
-            return CacheClosedError("store is closed")
-        return StoreError(f"{self.path}: {exc}")
+        return translate(exc, self.path, self._busy_timeout)
 
     def _call(self, fn: Callable[[], _T]) -> _T:
         try:
@@ -431,8 +398,8 @@ class SQLiteStore:
 
         def run(conn: _Conn) -> dict[int, StoredEntry]:
             out: dict[int, StoredEntry] = {}
-            for chunk in _chunks(ids):
-                sql = f"SELECT {columns} FROM entries WHERE id IN ({_marks(chunk)})"
+            for chunk in chunks(ids):
+                sql = f"SELECT {columns} FROM entries WHERE id IN ({marks(chunk)})"
                 for row in conn.execute(sql, chunk):
                     out[row[0]] = StoredEntry(*row)
             return out
@@ -474,17 +441,7 @@ class SQLiteStore:
             sql += " AND (expires_at IS NULL OR expires_at > ?)"
             args = (now,)
         rows = self._read(lambda c: c.execute(sql + " ORDER BY id", args).fetchall())
-        pending: dict[str, tuple[list[int], list[bytes]]] = {}
-        for entry_id, ns, vector in rows:
-            ids, vecs = pending.setdefault(ns, ([], []))
-            ids.append(entry_id)
-            vecs.append(vector)
-            if len(ids) >= batch_size:
-                yield VectorBatch(ns, ids, vecs)
-                del pending[ns]
-        for ns in sorted(pending):
-            ids, vecs = pending[ns]
-            yield VectorBatch(ns, ids, vecs)
+        yield from batches(rows, batch_size)
 
     # -- writes -----------------------------------------------------------------------
     def put_many(
@@ -583,42 +540,7 @@ class SQLiteStore:
             conn.execute(LRU_INDEXES[scope])
             self._lru_indexes.add(scope)
 
-    @staticmethod
-    def _evict(
-        conn: _Conn,
-        ns: str | None,
-        limit: int,
-        now: float,
-        expired: list[tuple[int, str]],
-        lru: list[tuple[int, str]],
-    ) -> None:
-        """Delete entries of ``ns`` (or of all) beyond ``limit``: expired ones (earliest
-        expiry first) into ``expired``, then least recently used into ``lru``."""
-        args: tuple[str, ...] = ()
-        if ns is None:
-            count = conn.execute("SELECT total(entries) FROM namespaces").get
-            where = ""
-        else:
-            count = conn.execute("SELECT entries FROM namespaces WHERE name = ?", (ns,)).get
-            where, args = "namespace = ? AND ", (ns,)
-        excess = int(count or 0) - limit
-        if excess <= 0:
-            return
-        gone = conn.execute(
-            f"DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE {where}"
-            "expires_at <= ? ORDER BY expires_at, id LIMIT ?) RETURNING id, namespace",
-            (*args, now, excess),
-        ).fetchall()
-        expired.extend((i, n) for i, n in gone)
-        excess -= len(gone)
-        if excess > 0:
-            gone = conn.execute(
-                f"DELETE FROM entries WHERE id IN (SELECT id FROM entries "
-                f"{'WHERE namespace = ? ' if ns is not None else ''}"
-                "ORDER BY last_access, id LIMIT ?) RETURNING id, namespace",
-                (*args, excess),
-            ).fetchall()
-            lru.extend((i, n) for i, n in gone)
+    _evict = staticmethod(evict)  # a class attribute: tests replace it
 
     def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
         def run(conn: _Conn) -> list[Any]:
@@ -680,27 +602,16 @@ class SQLiteStore:
         self._transact(lambda c: c.executemany(_TOUCH, list(access.items())))
 
     def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
-        def run(conn: _Conn) -> dict[int, tuple[str, bytes]]:
-            out: dict[int, tuple[str, bytes]] = {}
-            for chunk in _chunks(ids):
-                sql = (
-                    "SELECT id, namespace, vector FROM entries WHERE vector IS NOT NULL"
-                    f" AND id IN ({_marks(chunk)})"
-                )
-                for entry_id, ns, vector in conn.execute(sql, chunk):
-                    out[entry_id] = (ns, vector)
-            return out
-
-        return self._read(run)
+        return self._read(lambda c: read_vectors(c, ids))
 
     # -- change log -------------------------------------------------------------------
     def seq(self) -> int:
-        value = self._read(lambda c: c.execute(_LAST_SEQ).get)
+        value = self._read(lambda c: c.execute(LAST_SEQ).get)
         return int(value or 0)
 
     def identity(self) -> str:
         self._follow_path()
-        value = self._read(lambda c: c.execute(_IDENTITY).get)
+        value = self._read(lambda c: c.execute(IDENTITY).get)
         if value is None:  # every open creates one: only a hand-edited file lacks it
             raise StoreCorruptError(f"{self.path} has no store identity (meta store_id)")
         return str(value)
@@ -708,24 +619,7 @@ class SQLiteStore:
     def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
         self._follow_path()
 
-        def run(conn: _Conn) -> list[Change] | None:
-            last = conn.execute(_LAST_SEQ).get or 0
-            if seq > last or (identity is not None and conn.execute(_IDENTITY).get != identity):
-                return None
-            if seq == last:
-                return []
-            first = conn.execute("SELECT min(seq) FROM changes").get
-            if first is None or seq + 1 < first:
-                return None
-            return [
-                Change(s, "put" if op else "delete", entry_id, ns)
-                for s, op, entry_id, ns in conn.execute(
-                    "SELECT seq, op, entry_id, namespace FROM changes WHERE seq > ? ORDER BY seq",
-                    (seq,),
-                )
-            ]
-
-        return self._snapshot(run)
+        return self._snapshot(lambda c: read_changes(c, seq, identity))
 
     def prune_changes(self, keep_last: int) -> int:
         return self._transact(lambda c: self._prune(c, keep_last))
@@ -771,7 +665,7 @@ class SQLiteStore:
         Raises:
             StoreLockedError: another cache holds the file in a conflicting mode.
         """
-        if not _is_local(self.path):
+        if not is_local(self.path):
             return None
         return acquire_store_lock(self.path, mode)
 
@@ -797,30 +691,3 @@ class SQLiteStore:
 def _create(path: str) -> None:
     """A fresh store at ``path``: what :meth:`SQLiteStore.check_copy` compares with."""
     SQLiteStore(path).close()
-
-
-def _is_local(path: str) -> bool:
-    """Whether ``path`` names a file (not in-memory, not a URI)."""
-    return path not in ("", ":memory:") and not path.startswith("file:")
-
-
-def _file_id(path: str) -> tuple[int, int] | None:
-    """``(device, inode)`` of a database file, or None (in-memory, URI, or missing)."""
-    if not _is_local(path):
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def _chunks(ids: Sequence[int]) -> Iterator[tuple[int, ...]]:
-    """``ids`` in tuples of at most :data:`_CHUNK` (none for no ids)."""
-    ids = tuple(ids)
-    for lo in range(0, len(ids), _CHUNK):
-        yield ids[lo : lo + _CHUNK]
-
-
-def _marks(chunk: Sequence[int]) -> str:
-    return ",".join("?" * len(chunk))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,12 @@ from typing import Any, Final, TypeAlias
 
 import apsw
 
-from .._errors import CheckpointFormatError, CheckpointVersionError, StoreError
+from .._errors import (
+    CheckpointFormatError,
+    CheckpointVersionError,
+    SchemaVersionError,
+    StoreError,
+)
 
 __all__ = [
     "COUNT_TABLE",
@@ -27,6 +34,7 @@ __all__ = [
     "backup",
     "check_copy",
     "inspect_copy",
+    "migrate",
 ]
 
 #: Per-connection settings, applied on every open.
@@ -154,6 +162,43 @@ def start_counts(conn: Any) -> None:
     )
     for sql in COUNT_TRIGGERS:
         conn.execute(sql)
+
+
+def migrate(conn: Any, path: str) -> None:
+    """Bring the file open on ``conn`` to :data:`SCHEMA_VERSION` (call in a write
+    transaction), and give it an identity if it has none.
+
+    Raises:
+        SchemaVersionError: the file was written by a newer semcache.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations("
+        "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    current = conn.execute("SELECT max(version) FROM schema_migrations").get or 0
+    if current > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path}: schema version {current} was written by a newer semcache "
+            f"(this one reads up to {SCHEMA_VERSION}); upgrade semcache"
+        )
+    for version, description, sql in MIGRATIONS:
+        if version > current:
+            conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                (version, description, time.time()),
+            )
+    if current == 0:  # a new file: counts are read from the rows (COUNT_VIEW)
+        stop_counts(conn)
+    elif current == 1:  # its counts are right: it keeps counting (see MIGRATIONS)
+        for sql in COUNT_TRIGGERS:
+            conn.execute(sql)
+    # The store's identity, created with its data (an older file has one already: the
+    # cache wrote it under the same name).
+    conn.execute(
+        "INSERT INTO meta(name, value) VALUES ('store_id', ?) ON CONFLICT(name) DO NOTHING",
+        (uuid.uuid4().hex,),
+    )
 
 
 def backup(source: str, dest: Path, busy_timeout: float) -> None:

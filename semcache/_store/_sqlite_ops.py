@@ -1,0 +1,161 @@
+"""The SQLite store's statements that need no store (see ``_sqlite``): eviction, the
+change-log and vector reads, error translation, and the file's identity."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Final
+
+import apsw
+
+from .._errors import CacheClosedError, StoreCorruptError, StoreError
+from ._base import Change, VectorBatch
+
+__all__ = [
+    "IDENTITY",
+    "LAST_SEQ",
+    "batches",
+    "chunks",
+    "evict",
+    "file_id",
+    "is_local",
+    "marks",
+    "read_changes",
+    "read_vectors",
+    "translate",
+]
+
+LAST_SEQ: Final = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
+IDENTITY: Final = "SELECT value FROM meta WHERE name = 'store_id'"
+#: Ids per ``IN (...)`` list, well under SQLite's bound-parameter limit.
+_CHUNK: Final = 500
+
+
+def evict(
+    conn: Any,
+    ns: str | None,
+    limit: int,
+    now: float,
+    expired: list[tuple[int, str]],
+    lru: list[tuple[int, str]],
+) -> None:
+    """Delete entries of ``ns`` (or of all) beyond ``limit``: expired ones (earliest
+    expiry first) into ``expired``, then least recently used into ``lru``."""
+    args: tuple[str, ...] = ()
+    if ns is None:
+        count = conn.execute("SELECT total(entries) FROM namespaces").get
+        where = ""
+    else:
+        count = conn.execute("SELECT entries FROM namespaces WHERE name = ?", (ns,)).get
+        where, args = "namespace = ? AND ", (ns,)
+    excess = int(count or 0) - limit
+    if excess <= 0:
+        return
+    gone = conn.execute(
+        f"DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE {where}"
+        "expires_at <= ? ORDER BY expires_at, id LIMIT ?) RETURNING id, namespace",
+        (*args, now, excess),
+    ).fetchall()
+    expired.extend((i, n) for i, n in gone)
+    excess -= len(gone)
+    if excess > 0:
+        gone = conn.execute(
+            f"DELETE FROM entries WHERE id IN (SELECT id FROM entries "
+            f"{'WHERE namespace = ? ' if ns is not None else ''}"
+            "ORDER BY last_access, id LIMIT ?) RETURNING id, namespace",
+            (*args, excess),
+        ).fetchall()
+        lru.extend((i, n) for i, n in gone)
+
+
+def read_changes(conn: Any, seq: int, identity: str | None) -> list[Change] | None:
+    """The change records after ``seq`` (see ``Store.changes_since``), in one snapshot."""
+    last = conn.execute(LAST_SEQ).get or 0
+    if seq > last or (identity is not None and conn.execute(IDENTITY).get != identity):
+        return None
+    if seq == last:
+        return []
+    first = conn.execute("SELECT min(seq) FROM changes").get
+    if first is None or seq + 1 < first:
+        return None
+    return [
+        Change(s, "put" if op else "delete", entry_id, ns)
+        for s, op, entry_id, ns in conn.execute(
+            "SELECT seq, op, entry_id, namespace FROM changes WHERE seq > ? ORDER BY seq",
+            (seq,),
+        )
+    ]
+
+
+def batches(rows: Iterable[tuple[int, str, bytes]], batch_size: int) -> Iterator[VectorBatch]:
+    """``(id, namespace, vector)`` rows in batches of one namespace, of at most
+    ``batch_size`` (full ones as they fill, then the rest by namespace)."""
+    pending: dict[str, tuple[list[int], list[bytes]]] = {}
+    for entry_id, ns, vector in rows:
+        ids, vecs = pending.setdefault(ns, ([], []))
+        ids.append(entry_id)
+        vecs.append(vector)
+        if len(ids) >= batch_size:
+            yield VectorBatch(ns, ids, vecs)
+            del pending[ns]
+    for ns in sorted(pending):
+        ids, vecs = pending[ns]
+        yield VectorBatch(ns, ids, vecs)
+
+
+def read_vectors(conn: Any, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+    """``id -> (namespace, vector)`` of those of ``ids`` stored with a vector."""
+    out: dict[int, tuple[str, bytes]] = {}
+    for chunk in chunks(ids):
+        sql = (
+            "SELECT id, namespace, vector FROM entries WHERE vector IS NOT NULL"
+            f" AND id IN ({marks(chunk)})"
+        )
+        for entry_id, ns, vector in conn.execute(sql, chunk):
+            out[entry_id] = (ns, vector)
+    return out
+
+
+def translate(exc: apsw.Error, path: str, busy_timeout: float) -> Exception:
+    """The semcache exception for an apsw one on the file ``path`` (raise it ``from
+    exc``)."""
+    if isinstance(exc, (apsw.NotADBError, apsw.CorruptError)):
+        return StoreCorruptError(
+            f"{path} is not a healthy semcache database ({exc}); "
+            "restore it from a checkpoint or delete it to start empty"
+        )
+    if isinstance(exc, apsw.BusyError):
+        return StoreError(
+            f"{path} stayed locked by another connection for more than {busy_timeout:g} s"
+        )
+    if isinstance(exc, (apsw.ConnectionClosedError, apsw.CursorClosedError)):
+        return CacheClosedError("store is closed")
+    return StoreError(f"{path}: {exc}")
+
+
+def is_local(path: str) -> bool:
+    """Whether ``path`` names a file (not in-memory, not a URI)."""
+    return path not in ("", ":memory:") and not path.startswith("file:")
+
+
+def file_id(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of a database file, or None (in-memory, URI, or missing)."""
+    if not is_local(path):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def chunks(ids: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """``ids`` in tuples of at most :data:`_CHUNK` (none for no ids)."""
+    ids = tuple(ids)
+    for lo in range(0, len(ids), _CHUNK):
+        yield ids[lo : lo + _CHUNK]
+
+
+def marks(chunk: Sequence[int]) -> str:
+    return ",".join("?" * len(chunk))
