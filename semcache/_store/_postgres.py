@@ -33,7 +33,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Literal, TypeVar
@@ -44,7 +43,6 @@ from .._checks import check_int, check_seconds, show
 from .._errors import (
     CacheClosedError,
     ConfigurationError,
-    SchemaVersionError,
     StoreError,
     StoreUnavailableError,
 )
@@ -59,11 +57,13 @@ from ._base import (
 )
 from ._postgres_schema import (
     COLUMNS,
-    MIGRATION_LOCK,
     MIGRATIONS,
     SCHEMA_VERSION,
     entry_of,
+    evict,
     import_psycopg,
+    migrate,
+    read_changes,
     row_pairs,
 )
 from ._postgres_search import PgvectorSearch
@@ -271,38 +271,7 @@ class PostgresStore(PgvectorSearch):
 
     # -- schema -----------------------------------------------------------------------
     def _migrate(self) -> None:
-        s = self._s
-
-        def run(conn: Any) -> None:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations(version integer "
-                    "PRIMARY KEY, description text NOT NULL, applied_at double precision "
-                    "NOT NULL)"
-                )
-                row = conn.execute(f"SELECT max(version) FROM {s}.schema_migrations").fetchone()
-                current = int(row[0] or 0)
-                if current > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"schema {self.schema}: version {current} was written by a newer "
-                        f"semcache (this one reads up to {SCHEMA_VERSION}); upgrade semcache"
-                    )
-                for version, description, sql in MIGRATIONS:
-                    if version > current:
-                        conn.execute(sql.format(s=s))
-                        conn.execute(
-                            f"INSERT INTO {s}.schema_migrations VALUES (%s, %s, %s)",
-                            (version, description, time.time()),
-                        )
-                # The store's identity, created with its data (see Store.identity).
-                conn.execute(
-                    f"INSERT INTO {s}.meta VALUES ('store_id', %s) ON CONFLICT (name) DO NOTHING",
-                    (uuid.uuid4().hex,),
-                )
-
-        self._run(run, write=True)
+        self._run(lambda conn: migrate(conn, self._s, self.schema), write=True)
 
     def schema_version(self) -> int:
         """The schema version of this store's tables.
@@ -505,9 +474,9 @@ class PostgresStore(PgvectorSearch):
                 if entries and limits is not None:
                     ns = entries[0].namespace.encode()
                     if limits.namespace_quota is not None:
-                        evictions += self._evict(conn, ns, limits.namespace_quota, now)
+                        evictions += evict(conn, ns, limits.namespace_quota, now)
                     if limits.max_entries is not None:
-                        evictions += self._evict(conn, None, limits.max_entries, now)
+                        evictions += evict(conn, None, limits.max_entries, now)
                 if entries:
                     self._autoprune(conn)
             for gone, inserted in pending:
@@ -523,31 +492,6 @@ class PostgresStore(PgvectorSearch):
         if need_index and dim is not None:
             self._hnsw_dims.add(dim)
         return result
-
-    @staticmethod
-    def _evict(conn: Any, ns: bytes | None, limit: int, now: float) -> list[tuple[bool, Any]]:
-        """Queue (in the pipeline) the deletes of entries of ``ns`` (or of all) beyond
-        ``limit``: expired ones first (earliest expiry), then least recently used. Each
-        statement computes the excess itself, after the statements before it."""
-        if ns is None:
-            size = "(SELECT coalesce(sum(entries), 0)::bigint FROM namespaces)"
-            where, args = "", ()
-        else:
-            size = "(SELECT coalesce(max(entries), 0) FROM namespaces WHERE name = %s)"
-            where, args = "namespace = %s AND ", (ns,)  # type: ignore[assignment]
-        excess = f"greatest(0, {size} - %s)"
-        expired = conn.execute(
-            f"DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE {where}"
-            f"expires_at <= %s ORDER BY expires_at, id LIMIT {excess}) RETURNING id, namespace",
-            (*args, now, *args, limit),
-        )
-        lru_where = "WHERE namespace = %s " if ns is not None else ""
-        lru = conn.execute(
-            f"DELETE FROM entries WHERE id IN (SELECT id FROM entries {lru_where}"
-            f"ORDER BY last_access, id LIMIT {excess}) RETURNING id, namespace",
-            (*args, *args, limit),
-        )
-        return [(True, expired), (False, lru)]
 
     def delete_by_key(self, key: bytes) -> tuple[int, str] | None:
         def run(conn: Any) -> list[tuple[int, str]]:
@@ -637,28 +581,7 @@ class PostgresStore(PgvectorSearch):
         return str(row[0])
 
     def changes_since(self, seq: int, identity: str | None = None) -> list[Change] | None:
-        def run(conn: Any) -> list[Change] | None:
-            # One statement: a single snapshot of the identity, the log and its bounds.
-            rows = conn.execute(
-                "SELECT l.seq, (SELECT min(seq) FROM changes), "
-                "(SELECT value FROM meta WHERE name = 'store_id'), c.seq, c.op, c.entry_id, "
-                "c.namespace FROM log_state AS l LEFT JOIN changes AS c ON c.seq > %s "
-                "AND l.seq > %s ORDER BY c.seq",
-                (seq, seq),
-            ).fetchall()
-            last, first, current = int(rows[0][0]), rows[0][1], rows[0][2]
-            if seq > last or (identity is not None and current != identity):
-                return None
-            if seq == last:
-                return []
-            if first is None or seq + 1 < int(first):
-                return None
-            return [
-                Change(int(s), "put" if op else "delete", int(i), bytes(n).decode())
-                for _, _, _, s, op, i, n in rows
-            ]
-
-        return self._read(run)
+        return self._read(lambda c: read_changes(c, seq, identity))
 
     def prune_changes(self, keep_last: int) -> int:
         return self._write(lambda c: self._prune(c, keep_last))

@@ -3,6 +3,8 @@ conversions of rows and vectors (see ``_postgres``)."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -10,8 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .._dist import install_hint
-from .._errors import MissingDependencyError
-from ._base import StoredEntry
+from .._errors import MissingDependencyError, SchemaVersionError
+from ._base import Change, StoredEntry
 
 __all__ = [
     "COLUMNS",
@@ -19,7 +21,10 @@ __all__ = [
     "MIGRATION_LOCK",
     "SCHEMA_VERSION",
     "entry_of",
+    "evict",
     "import_psycopg",
+    "migrate",
+    "read_changes",
     "row_pairs",
     "vector_text",
 ]
@@ -121,3 +126,88 @@ def row_pairs(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
 
 def vector_text(vector: npt.NDArray[Any]) -> str:
     return "[" + ",".join(map(repr, vector.astype(np.float32).tolist())) + "]"
+
+
+def migrate(conn: Any, s: str, schema: str) -> None:
+    """Bring the schema ``s`` (quoted; ``schema`` for messages) to
+    :data:`SCHEMA_VERSION` in one transaction under :data:`MIGRATION_LOCK`, and give
+    the store an identity if it has none.
+
+    Raises:
+        SchemaVersionError: the schema was written by a newer semcache.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations(version integer "
+            "PRIMARY KEY, description text NOT NULL, applied_at double precision "
+            "NOT NULL)"
+        )
+        row = conn.execute(f"SELECT max(version) FROM {s}.schema_migrations").fetchone()
+        current = int(row[0] or 0)
+        if current > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"schema {schema}: version {current} was written by a newer "
+                f"semcache (this one reads up to {SCHEMA_VERSION}); upgrade semcache"
+            )
+        for version, description, sql in MIGRATIONS:
+            if version > current:
+                conn.execute(sql.format(s=s))
+                conn.execute(
+                    f"INSERT INTO {s}.schema_migrations VALUES (%s, %s, %s)",
+                    (version, description, time.time()),
+                )
+        # The store's identity, created with its data (see Store.identity).
+        conn.execute(
+            f"INSERT INTO {s}.meta VALUES ('store_id', %s) ON CONFLICT (name) DO NOTHING",
+            (uuid.uuid4().hex,),
+        )
+
+
+def evict(conn: Any, ns: bytes | None, limit: int, now: float) -> list[tuple[bool, Any]]:
+    """Queue (in the pipeline) the deletes of entries of ``ns`` (or of all) beyond
+    ``limit``: expired ones first (earliest expiry), then least recently used. Each
+    statement computes the excess itself, after the statements before it."""
+    if ns is None:
+        size = "(SELECT coalesce(sum(entries), 0)::bigint FROM namespaces)"
+        where, args = "", ()
+    else:
+        size = "(SELECT coalesce(max(entries), 0) FROM namespaces WHERE name = %s)"
+        where, args = "namespace = %s AND ", (ns,)  # type: ignore[assignment]
+    excess = f"greatest(0, {size} - %s)"
+    expired = conn.execute(
+        f"DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE {where}"
+        f"expires_at <= %s ORDER BY expires_at, id LIMIT {excess}) RETURNING id, namespace",
+        (*args, now, *args, limit),
+    )
+    lru_where = "WHERE namespace = %s " if ns is not None else ""
+    lru = conn.execute(
+        f"DELETE FROM entries WHERE id IN (SELECT id FROM entries {lru_where}"
+        f"ORDER BY last_access, id LIMIT {excess}) RETURNING id, namespace",
+        (*args, *args, limit),
+    )
+    return [(True, expired), (False, lru)]
+
+
+def read_changes(conn: Any, seq: int, identity: str | None) -> list[Change] | None:
+    """The change records after ``seq`` (see ``Store.changes_since``)."""
+    # One statement: a single snapshot of the identity, the log and its bounds.
+    rows = conn.execute(
+        "SELECT l.seq, (SELECT min(seq) FROM changes), "
+        "(SELECT value FROM meta WHERE name = 'store_id'), c.seq, c.op, c.entry_id, "
+        "c.namespace FROM log_state AS l LEFT JOIN changes AS c ON c.seq > %s "
+        "AND l.seq > %s ORDER BY c.seq",
+        (seq, seq),
+    ).fetchall()
+    last, first, current = int(rows[0][0]), rows[0][1], rows[0][2]
+    if seq > last or (identity is not None and current != identity):
+        return None
+    if seq == last:
+        return []
+    if first is None or seq + 1 < int(first):
+        return None
+    return [
+        Change(int(s), "put" if op else "delete", int(i), bytes(n).decode())
+        for _, _, _, s, op, i, n in rows
+    ]
