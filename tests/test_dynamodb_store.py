@@ -241,10 +241,12 @@ def test_a_writer_past_a_third_of_its_lease_stops_and_is_completed(
     table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import semcache._store._dynamodb as module
+    import semcache._store._dynamodb_lock as lock_module
     import semcache._store._dynamodb_table as table_module
 
     clock = FakeClock(1000.0)  # the store modules' time: moves when they sleep
     monkeypatch.setattr(module, "time", clock)
+    monkeypatch.setattr(lock_module, "time", clock)
     monkeypatch.setattr(table_module, "time", clock)
     slow = open_store(table, lock_lease=30)
     real = slow._batch_write
