@@ -14,12 +14,6 @@ import semcache
 
 ROOT = Path(semcache.__file__).parent
 
-#: Known exceptions, in code other work is changing now; each must still exist (so
-#: that it is struck from here once fixed), and no new one may appear.
-KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
-KNOWN_PRIVATE: set[str] = set()
-
-
 def _modules() -> dict[str, Path]:
     out = {}
     for path in sorted(ROOT.rglob("*.py")):
@@ -98,9 +92,6 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_has_no_cycle() -> None:
     modules = _modules()
     graph = {m: {t for t, _ in edges} for m, edges in _imports(modules).items()}
-    for a, b in KNOWN_CYCLE_EDGES:
-        assert b in graph[a], f"{a} no longer imports {b}: strike it from KNOWN_CYCLE_EDGES"
-        graph[a].discard(b)
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
@@ -117,5 +108,4 @@ def test_no_module_imports_another_modules_private_names() -> None:
         for target, name in edges
         if name is not None and name.startswith("_") and not name.startswith("__")
     )
-    assert sorted(set(bad) - KNOWN_PRIVATE) == []
-    assert sorted(KNOWN_PRIVATE - set(bad)) == [], "fixed: strike them from KNOWN_PRIVATE"
+    assert bad == []
