@@ -14,6 +14,7 @@ import semcache
 
 ROOT = Path(semcache.__file__).parent
 
+
 def _modules() -> dict[str, Path]:
     out = {}
     for path in sorted(ROOT.rglob("*.py")):
