@@ -29,7 +29,7 @@ from ._memoize import Memoizer, NamespaceSpec, memoize
 from ._metrics import MetricsHook
 from ._options import ConfidenceFn, Options, Validator
 from ._progress import ProgressCallback
-from ._put import start_put
+from ._put import start_put, start_put_one
 from ._store import Store
 from ._types import Hit
 from .embedders import Embedder
@@ -249,7 +249,7 @@ class SemanticCache:
         """
         eng = self._engine
         with eng.lock:
-            out = start_put(eng, [query], [response], embedding, namespace, metadata, ttl)
+            out = start_put_one(eng, query, response, embedding, namespace, metadata, ttl)
         if type(out) is GeneratorType:
             drive(eng, out)
 

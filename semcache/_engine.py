@@ -48,7 +48,7 @@ from ._options import Options
 from ._ownership import Lifecycle, Ownership, claim
 from ._recency import Recency
 from ._store import MemoryStore, SQLiteStore, Store
-from ._text import check_namespace, check_size, make_key, normalize_text
+from ._text import check_namespace, check_size, key_maker
 from .embedders import Embedder
 
 __all__ = ["Engine"]
@@ -89,7 +89,7 @@ class Engine:
         self.hot = HotMap(0 if self.shared else HOT_ENTRIES)
         # Keys of recent queries, and (single mode) a filter that proves a key absent.
         normalize = self.normalize
-        self.key_memo = KeyMemo(lambda ns, q: make_key(ns, normalize_text(q) if normalize else q))
+        self.key_memo = KeyMemo(key_maker(normalize))
         self.key_filter: KeyFilter | None = None
         self.flights = Flights()  # get_or_put's computations in progress, by key
         # Query embeddings made by gets, kept for the put that follows a miss.

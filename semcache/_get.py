@@ -81,13 +81,20 @@ def start_get(
     if eng.owner.state is not _OPEN:
         eng.check_open()
     ns = namespace if namespace in eng.namespaces_ok else eng.check_ns(namespace)
-    check_size(query, "query", eng.max_query, QueryTooLargeError)
+    # A query in the memo was checked when its key was computed (its size and text
+    # cannot have changed: same string, same limit), so only a new one is checked.
+    memo = eng.key_memo
+    per_ns = memo.by_ns.get(ns)
+    key = per_ns.get(query) if per_ns is not None and type(query) is str else None
+    if key is None:
+        check_size(query, "query", eng.max_query, QueryTooLargeError)
     vector = None if embedding is None else eng.unit_rows(embedding, 1, "embedding")
     if bypass is not False and check_flag(bypass, "bypass", InvalidInputError):
         return miss(eng, ns, "bypass", None, t0)
     now = eng.clock()
-    memo = eng.key_memo
-    key = memo.key(ns, query)
+    computed = key is None
+    if key is None:
+        key = memo.compute(ns, query)
     hot = eng.hot.entries
     entry = hot.get(key)
     if entry is not None:
@@ -105,14 +112,39 @@ def start_get(
             eng.hot.remember(key, entry)
     reason: MissReason | None = None
     if entry is not None:
-        if memo.last is query:  # computed: keep it for the next ask
+        if computed:  # keep it for the next ask
             memo.remember(ns, query, key)
-        if entry.expires_at is not None and entry.expires_at <= now:
+        expires = entry.expires_at
+        if expires is not None and expires <= now:
             reason = "expired"
         else:
-            hit = make_hit(entry, 1.0, "exact", 1.0)
+            meta = entry.metadata
+            hit = Hit(
+                entry.response,
+                1.0,
+                "exact",
+                entry.query,
+                entry.namespace,
+                None if meta is None else json.loads(meta),
+                entry.created_at,
+                expires,
+                1.0,
+            )
             if eng.validator is None or accept(eng, query, hit):
-                return found(eng, entry.id, hit, now, t0)
+                # found(), inline (every exact hit): the recency record and the count.
+                recency = eng.recency
+                pending = recency.pending
+                pending[entry.id] = now
+                if len(pending) >= recency.limit:
+                    try:
+                        eng.flush_touches()
+                    except StoreUnavailableError:  # kept pending: the next flush retries
+                        logger.warning("semcache: store unreachable; recency not written yet")
+                metrics = eng.metrics
+                metrics.hits["exact"] += 1
+                if metrics.hook is not None:
+                    metrics.emit_hit(hit, t0)
+                return hit
             reason = "validator"
     try:
         if eng.shared or eng.indexes.suspect:

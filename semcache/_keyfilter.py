@@ -125,11 +125,16 @@ class KeyMemo:
     """Memo of ``make_key(ns, normalize(query))`` for short queries that hit (bounded:
     cleared when full). ``compute`` must be a pure function of its arguments."""
 
-    __slots__ = ("_compute", "_memo", "last")
+    __slots__ = ("_compute", "_memo", "by_ns", "compute", "last")
 
     def __init__(self, compute: Callable[[str, str], bytes]) -> None:
         self._compute = compute
+        #: The key computation itself (not remembered, ``last`` not set): the exact
+        #: hit path reads ``by_ns`` directly and calls this on a memo miss.
+        self.compute = compute
         self._memo: dict[str, dict[str, bytes]] = {}
+        #: The memo: namespace -> query -> key (the same dict as ``_memo``; read only).
+        self.by_ns = self._memo
         #: The query whose key :meth:`key` computed last (``memo.last is query`` after a
         #: hit: remember it).
         self.last: str | None = None

@@ -26,11 +26,14 @@ from ._errors import (
     QueryTooLargeError,
     ResponseTooLargeError,
 )
+from ._ownership import Lifecycle
 from ._progress import ProgressCallback
 from ._store import Limits, NewEntry, PutResult
 from ._text import check_size
 
-__all__ = ["PutSteps", "put_steps", "start_put"]
+__all__ = ["PutSteps", "put_steps", "start_put", "start_put_one"]
+
+_OPEN: Final = Lifecycle.OPEN
 
 #: Texts per embedder call in put_many.
 EMBED_BATCH: Final = 64
@@ -96,6 +99,34 @@ def start_put(
     if progress is not None:
         progress("write", written, written)
     return written
+
+
+def start_put_one(
+    eng: Engine,
+    query: str,
+    response: str,
+    embedding: npt.ArrayLike | None,
+    namespace: str,
+    metadata: Mapping[str, Any] | None,
+    ttl: float | None,
+) -> int | PutSteps:
+    """:func:`start_put` of one entry (``put``): the same checks, in the same order, on
+    the one query and response, without the lists that a batch needs."""
+    t0 = perf_counter()
+    if eng.owner.state is not _OPEN:
+        eng.check_open()
+    ns = namespace if namespace in eng.namespaces_ok else eng.check_ns(namespace)
+    check_size(query, "query", eng.max_query, QueryTooLargeError)
+    check_size(response, "response", eng.max_response, ResponseTooLargeError)
+    metas: list[str | None] = [None] if metadata is None else eng.metadata_json(metadata, 1)
+    life = eng.default_ttl if ttl is None else check_ttl(ttl)
+    vectors = None if embedding is None else eng.unit_rows(embedding, 1, "embeddings")
+    checked = _CheckedPut(ns, [query], [response], metas, life, vectors)
+    if vectors is None and eng.embedder is not None:
+        checked.vectors = eng.kept_query_vectors(checked.queries)  # a missed get embedded it
+        if checked.vectors is None:
+            return _embed_then_write(eng, checked, t0, None)
+    return write_put(eng, checked, t0)
 
 
 def _embed_then_write(
@@ -171,7 +202,7 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
     new_dim = None
     if stored is not None and indexes.dim is None:
         new_dim = int(stored.shape[1])
-    key = eng.key
+    key = eng.key_memo.compute  # (what eng.key returns, without the memo's lookup)
     if n == 1:  # every put: its entry without a comprehension's machinery (~2 us)
         q = queries[0]
         vector = None if stored is None else stored[0].tobytes()
@@ -222,15 +253,22 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
     _apply_put(eng, ns, result, stored)
     hot = eng.hot
     if hot.capacity:  # write-through: a put is usually read back soon
+        # ... so the key memo keeps the keys of what the map keeps (a pure function's
+        # results: right in any mode), and that read costs no key computation either.
+        remember = eng.key_memo.remember
         ids = result.ids
         if n == 1 and not result.evicted:  # (what it replaced has an older id)
-            hot.remember_new(ids[0], entries[0], now, expires)
+            new = entries[0]
+            hot.remember_new(ids[0], new, now, expires)
+            remember(ns, new.query, new.key)
         else:
             gone = {i for i, _ in result.replaced + result.evicted}
             # Only the batch's tail can stay in a map of hot.capacity entries.
             for j in range(max(0, n - hot.capacity), n):
                 if ids[j] not in gone:
-                    hot.remember_new(ids[j], entries[j], now, expires)
+                    new = entries[j]
+                    hot.remember_new(ids[j], new, now, expires)
+                    remember(ns, new.query, new.key)
     eng.metrics.put(ns, n, t0)
     return n
 

@@ -16,7 +16,7 @@ import semcache._keyfilter as kf
 from semcache import SemanticCache, StoreError
 from semcache._cache import engine_of
 from semcache._keyfilter import KeyFilter, KeyMemo
-from semcache._text import make_key, normalize_text
+from semcache._text import key_maker, make_key, normalize_text
 
 
 def keys(n: int, tag: str = "k") -> list[bytes]:
@@ -259,3 +259,51 @@ def test_shared_mode_sees_another_process_put(tmp_path: Path) -> None:
     assert hit is not None
     assert hit.response == "by the other process"
     cache.close()
+
+
+def test_a_memoized_hit_skips_no_check_that_could_fail(tmp_path: Path, clock: FakeClock) -> None:
+    # The exact path checks a query's size and text only when its key is not memoized
+    # (a memoized query passed them when its key was computed): bad input must still be
+    # refused, before and after the memo holds keys, and the memoized hit must count.
+    from semcache import InvalidTextError, QueryTooLargeError
+
+    cache = open_cache(tmp_path / "c.db", clock, max_query_bytes=64)
+    cache.put("Hello  World", "a")
+    for _ in range(3):
+        hit = cache.get("Hello  World")
+        assert hit is not None
+        assert (hit.response, hit.layer) == ("a", "exact")
+    memo = engine_of(cache).key_memo
+    assert "Hello  World" in memo.by_ns["default"]
+    assert cache.stats()["hits"]["exact"] == 3
+    with pytest.raises(QueryTooLargeError):
+        cache.get("x" * 65)
+    with pytest.raises(InvalidTextError):
+        cache.get(["Hello  World"])  # type: ignore[arg-type]  # (unhashable)
+    with pytest.raises(InvalidTextError):
+        cache.get(b"Hello  World")  # type: ignore[arg-type]
+    with pytest.raises(InvalidTextError):
+        cache.get("Hello \ud800")
+    assert cache.get("hello world") is not None  # another text, same key: computed
+    assert cache.stats()["hits"]["exact"] == 4
+    assert len(engine_of(cache).recency) == 1  # one entry, touched four times
+    cache.close()
+
+
+def test_key_maker_gives_make_keys_bytes() -> None:
+    # The keys are on disk: the prefix-hasher shortcut must give make_key's exact bytes,
+    # for ASCII and other text, with and without normalization, over more namespaces
+    # than it keeps prefixes for.
+    texts = [
+        "Hello  World",
+        "\uff28\uff25\uff2c\uff2c\uff2f\u3000wörld",
+        "",
+        "  tabs\tand\nlines ",
+        "Straße ß",
+    ]
+    raw, norm = key_maker(False), key_maker(True)
+    for i in range(1100):
+        ns = f"ns{i % 1030}"
+        for t in texts:
+            assert raw(ns, t) == make_key(ns, t)
+            assert norm(ns, t) == make_key(ns, normalize_text(t))
