@@ -24,7 +24,7 @@ import numpy.typing as npt
 from ._checks import check_flag
 from ._engine import Engine
 from ._errors import CacheClosedError, InvalidInputError, QueryTooLargeError, StoreUnavailableError
-from ._index import VectorIndex
+from ._index import SearchIndex
 from ._ownership import Lifecycle
 from ._store import StoredEntry
 from ._text import check_size
@@ -204,7 +204,7 @@ def _search(
     query: str,
     vector: npt.NDArray[np.float32],
     ns: str,
-    index: VectorIndex,
+    index: SearchIndex,
     reason: MissReason | None,
     seen: set[int],
     now: float,

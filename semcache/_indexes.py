@@ -25,7 +25,7 @@ from ._errors import (
     SemanticCacheError,
     StoreCorruptError,
 )
-from ._index import VectorIndex, make_index
+from ._index import SearchIndex, VectorIndex, make_index
 from ._options import Options
 from ._progress import ProgressCallback
 from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
@@ -51,7 +51,7 @@ class IndexSet:
         self.options = options
         self.dtype: np.dtype[Any] = options.dtype
         self.store_search = options.store_search
-        self.by_ns: dict[str, VectorIndex] = {}
+        self.by_ns: dict[str, SearchIndex] = {}
         self.dim: int | None = None
         #: The store's change sequence the indexes reflect.
         self.seq = 0
@@ -156,7 +156,7 @@ class IndexSet:
             for index in indexes.values():
                 index.close()
             return False
-        self.by_ns = indexes
+        self.by_ns = dict(indexes)
         self.seq = seq
         self.apply_changes(changes)
         return True
@@ -167,11 +167,14 @@ class IndexSet:
         target = self.snapshot_target()
         if target is None:
             return
+        # Only indexes kept here have a snapshot; a store that searches (whose indexes
+        # are SearchIndex only) has no local file, so snapshot_target() was None.
+        kept = {ns: ix for ns, ix in self.by_ns.items() if isinstance(ix, VectorIndex)}
         if folder is not None:
-            save_snapshots(folder, target[1], self.snapshot_seq(), self.by_ns)
+            save_snapshots(folder, target[1], self.snapshot_seq(), kept)
             return
         try:
-            save_snapshots(*target, self.snapshot_seq(), self.by_ns)
+            save_snapshots(*target, self.snapshot_seq(), kept)
         except Exception:
             logger.exception("semcache: could not save index snapshots; the next open rebuilds")
 
@@ -216,7 +219,7 @@ class IndexSet:
         return np.frombuffer(data, dtype=self.dtype).reshape(len(blobs), dim)
 
     # -- the indexes --------------------------------------------------------------------
-    def for_ns(self, namespace: str) -> VectorIndex:
+    def for_ns(self, namespace: str) -> SearchIndex:
         """The namespace's index, made if it has none."""
         index = self.by_ns.get(namespace)
         if index is None:
@@ -224,14 +227,14 @@ class IndexSet:
             index = self.by_ns[namespace] = self.new(namespace, self.dim)
         return index
 
-    def of(self, namespace: str) -> VectorIndex | None:
+    def of(self, namespace: str) -> SearchIndex | None:
         """The namespace's index for a get (with a searching store: always one)."""
         index = self.by_ns.get(namespace)
         if index is None and self.store_search and self.dim is not None:
             index = self.for_ns(namespace)
         return index
 
-    def new(self, namespace: str, dim: int) -> VectorIndex:
+    def new(self, namespace: str, dim: int) -> SearchIndex:
         """An empty index for ``namespace``. A put makes its namespace's first index
         before it writes, so an index that cannot be built fails the put, not after.
 

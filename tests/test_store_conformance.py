@@ -30,6 +30,7 @@ from semcache._errors import (
     CheckpointFormatError,
     ConfigurationError,
 )
+from semcache._index import SearchIndex
 from semcache._locking import lock_path
 from semcache._store import (
     Change,
@@ -1147,7 +1148,10 @@ def test_search_index_factory_is_none_or_builds_live_views(store_factory: StoreF
     [stored, _] = put(store, entry("k", vector=near.tobytes()), entry("f", vector=far.tobytes()))
     [elsewhere] = put(store, entry("k", "b", vector=near.tobytes()))
     index = factory("a", lambda: 0.0, 4, np.dtype(np.float32))
-    assert isinstance(index, VectorIndex)
+    # A live view of the server's rows: the SearchIndex contract, and no snapshot (a
+    # VectorIndex would promise save/load, which a server-side index cannot keep).
+    assert isinstance(index, SearchIndex)
+    assert not isinstance(index, VectorIndex)
     assert len(index) == 2
     assert stored in index
     assert elsewhere not in index

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from .._errors import ConfigurationError
 from ._auto import DEFAULT_SWITCH_AT, AutoIndex
-from ._base import IdArray, ScoreArray, VectorIndex
+from ._base import IdArray, ScoreArray, SearchIndex, VectorIndex
 from ._common import read_snapshot
 from ._flat import FlatIndex
 from ._graph import FaissIndex, HnswlibIndex
@@ -40,6 +40,7 @@ __all__ = [
     "IdArray",
     "IndexFactory",
     "ScoreArray",
+    "SearchIndex",
     "SnapshotInfo",
     "VectorIndex",
     "available_kernels",

@@ -22,15 +22,19 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["IdArray", "ScoreArray", "VectorIndex"]
+__all__ = ["IdArray", "ScoreArray", "SearchIndex", "VectorIndex"]
 
 IdArray = npt.NDArray[np.int64]
 ScoreArray = npt.NDArray[np.float32]
 
 
 @runtime_checkable
-class VectorIndex(Protocol):
-    """A tombstoning top-k inner-product index over unit vectors.
+class SearchIndex(Protocol):
+    """What a search needs: a tombstoning top-k inner-product index over unit vectors.
+
+    :class:`VectorIndex` is this plus a snapshot (``save``); an index whose rows live on
+    a store's server (``index_backend="store"``: the store keeps it, there is nothing to
+    snapshot) is a SearchIndex only.
 
     Contract (checked by ``tests/test_index_contract.py`` for every backend):
 
@@ -47,8 +51,6 @@ class VectorIndex(Protocol):
     * ``compact()``: rebuilds at the live size, returns the number of tombstones
       reclaimed; search results are unchanged.
     * ``len(index)``: live rows; ``tombstones``: rows removed but not yet reclaimed.
-    * ``save(path)`` / ``load(path)``: a snapshot without pickle; ``load`` raises
-      ``ValueError`` on a file that is not a snapshot of this backend.
     * After ``close()`` every method raises ``CacheClosedError``.
     """
 
@@ -87,11 +89,22 @@ class VectorIndex(Protocol):
         """Reclaim tombstones; return how many."""
         ...
 
+    def close(self) -> None:
+        """Release memory; later calls raise ``CacheClosedError``."""
+        ...
+
+
+@runtime_checkable
+class VectorIndex(SearchIndex, Protocol):
+    """A :class:`SearchIndex` kept in this process, with a snapshot: every built-in
+    backend and every ``index_backend`` factory's index.
+
+    Contract (``tests/test_index_contract.py``): the :class:`SearchIndex` contract, and
+    ``save(path)`` / ``load(path)``: a snapshot without pickle; ``load`` raises
+    ``ValueError`` on a file that is not a snapshot of this backend.
+    """
+
     def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
         """Write a snapshot to ``path`` (atomically), with ``meta`` (a JSON object) in
         its header for :func:`~semcache._index.snapshot_info`."""
-        ...
-
-    def close(self) -> None:
-        """Release memory; later calls raise ``CacheClosedError``."""
         ...

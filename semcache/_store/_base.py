@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_che
 import numpy as np
 
 if TYPE_CHECKING:
-    from .._index import VectorIndex
+    from .._index import SearchIndex
     from .._locking import StoreLock
 
 __all__ = [
@@ -280,9 +280,9 @@ class Store(Protocol):
 
 # -- capabilities (optional; see the module docstring) --------------------------------------
 #: What ``index_backend="store"`` builds per namespace: ``(namespace, clock, dim, dtype)``
-#: to a :class:`~semcache.VectorIndex` whose rows live on the store's server.
+#: to a :class:`~semcache._index.SearchIndex` whose rows live on the store's server.
 SearchIndexFactory: TypeAlias = (
-    "Callable[[str, Callable[[], float], int, np.dtype[Any]], VectorIndex]"
+    "Callable[[str, Callable[[], float], int, np.dtype[Any]], SearchIndex]"
 )
 
 

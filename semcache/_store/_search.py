@@ -7,16 +7,16 @@ takes the store's index factory once (the ``search_index_factory`` capability, s
 The index is a live view of the store's rows: the store indexes them in the put's
 transaction and drops them in the delete's, so ``add`` and ``remove`` have nothing left
 to do (``remove`` finds the rows already gone and answers 0), membership and size are
-the store's, and there are no tombstones. It has no local snapshot: ``save`` raises
-``NotImplementedError`` (a store that searches keeps no local file, so a cache never
-saves one).
+the store's, and there are no tombstones. It has no local snapshot, so it is a
+:class:`~semcache._index.SearchIndex`, not a :class:`~semcache.VectorIndex` (which adds
+``save``): a store that searches keeps no local file, and the cache snapshots only the
+indexes it keeps itself.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -91,7 +91,7 @@ def search_index_factory(store: object) -> SearchIndexFactory | None:
 
 
 class StoreSearchIndex:
-    """One namespace's :class:`~semcache.VectorIndex` that forwards searches to a
+    """One namespace's :class:`~semcache._index.SearchIndex` that forwards searches to a
     :class:`SearchableStore` (the rows live, and are indexed, on the store's server)."""
 
     def __init__(
@@ -174,10 +174,6 @@ class StoreSearchIndex:
         """Nothing to reclaim (no tombstones)."""
         self._check_open()
         return 0
-
-    def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
-        """Raises ``NotImplementedError``: the server keeps the index."""
-        raise NotImplementedError("a store-side index has no local snapshot")
 
     def close(self) -> None:
         """Later calls raise ``CacheClosedError`` (the store stays open)."""
