@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import unit
 
 from semcache import (
     AsyncSemanticCache,
@@ -235,11 +236,6 @@ def test_an_index_that_cannot_be_built_fails_the_put_before_it_writes(tmp_path: 
 
 
 # -- methods ------------------------------------------------------------------------------
-def _vec(k: int) -> np.ndarray:
-    v = np.random.default_rng(k).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
 def _async_fn(prompt: str) -> Any:
     async def fn(prompt: str) -> str:
         return prompt
@@ -339,7 +335,7 @@ def test_method_refuses(
 ) -> None:
     cache = cls(store=MemoryStore(), embedder=HashingEmbedder(DIM))
     core = core_of(cache)  # the sync view of the same engine
-    core.put_many(["seed", "other"], ["s", "o"], embeddings=np.stack([_vec(1), _vec(2)]))
+    core.put_many(["seed", "other"], ["s", "o"], embeddings=np.stack([unit(1, DIM), unit(2, DIM)]))
     before = _snapshot(core)
     computed: list[int] = []
     args = tuple(_counting(a, computed) for a in args)
