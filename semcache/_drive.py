@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from ._deadline import acall_with_deadline
 from ._engine import Engine
 
-__all__ = ["Effect", "Steps", "adrive", "arun_first", "drive", "run_first"]
+__all__ = ["Effect", "Steps", "Unlocked", "adrive", "arun_first", "drive", "run_first"]
 
 _T = TypeVar("_T")
 
@@ -47,14 +47,36 @@ class Effect:
         raise NotImplementedError
 
 
+class Unlocked(Effect):
+    """Work a step hands out of the lock that needs no event loop (a CPU-bound index
+    scan that releases the GIL): :func:`advance` runs it right after the step, in the
+    same thread (so the async driver spends no extra trip to a worker thread on it),
+    and sends its result (or throws its error) into the next step."""
+
+    __slots__ = ()
+
+    async def arun(self) -> Any:
+        return await asyncio.to_thread(self.run)
+
+
 def advance(eng: Engine, steps: Steps[_T], value: Any, error: BaseException | None) -> Any:
-    """Run one step under the lock: ``(True, result)`` or ``(False, request)``."""
-    with eng.lock:
+    """Run one step under the lock: ``(True, result)`` or ``(False, request)``; an
+    :class:`Unlocked` request is run here, outside the lock, and the steps go on."""
+    while True:
+        with eng.lock:
+            try:
+                request = steps.throw(error) if error is not None else steps.send(value)
+            except StopIteration as stop:
+                return True, stop.value
+        if not isinstance(request, Unlocked):
+            return False, request
         try:
-            request = steps.throw(error) if error is not None else steps.send(value)
-        except StopIteration as stop:
-            return True, stop.value
-    return False, request
+            value, error = request.run(), None
+        except Exception as exc:
+            value, error = None, exc
+        except BaseException:
+            steps.close()
+            raise
 
 
 def drive(eng: Engine, steps: Steps[_T]) -> _T:
@@ -120,8 +142,8 @@ def _start(eng: Engine, start: Callable[..., Any], args: tuple[Any, ...]) -> tup
     (so that the worker thread's trip does both)."""
     with eng.lock:
         out = start(eng, *args)
-        if type(out) is GeneratorType:
-            return out, advance(eng, out, None, None)
+    if type(out) is GeneratorType:  # not started yet: nothing of it ran under the lock
+        return out, advance(eng, out, None, None)
     return out, None
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from time import perf_counter
 from types import GeneratorType
 from typing import Any, Final, cast
@@ -22,9 +22,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ._checks import check_flag
+from ._drive import Unlocked
 from ._engine import Engine
 from ._errors import CacheClosedError, InvalidInputError, QueryTooLargeError, StoreUnavailableError
-from ._index import SearchIndex
+from ._index import IdArray, ScoreArray, SearchIndex
+from ._index._flat import Reader
 from ._ownership import Lifecycle
 from ._store import StoredEntry
 from ._text import check_size
@@ -186,9 +188,61 @@ def _semantic(
         index = eng.indexes.of(ns)  # the lock may have been released meanwhile
         if index is None or not len(index):
             return miss(eng, ns, reason or "no_candidate", None, t0)
-        return _search(eng, query, vector[0], ns, index, reason, seen, now, t0)
+        first = None
+        reader = _reader(index)
+        if reader is not None:
+            scan = _Scan(reader, vector[0], min(_CANDIDATES, len(index)))
+            first = yield scan  # scanned outside the lock (see _Scan)
+            eng.check_open()
+            if eng.indexes.of(ns) is not index:  # cleared or rebuilt meanwhile
+                index, first = eng.indexes.of(ns), None
+                if index is None or not len(index):
+                    return miss(eng, ns, reason or "no_candidate", None, t0)
+        return _search(eng, query, vector[0], ns, index, reason, seen, now, t0, first)
     except StoreUnavailableError:
         return miss(eng, ns, "store_unavailable", None, t0)
+
+
+#: Indexes with at least this many vector elements (rows x dim) are scanned outside the
+#: engine's lock; a smaller scan costs less than the extra step.
+UNLOCKED_SCAN_MIN = 1 << 16
+#: Tests: called outside the lock between the unlocked scan and the step that checks
+#: its candidates (to make another thread change the index there, deterministically).
+scan_hook: Callable[[], object] | None = None
+
+
+class _Scan(Unlocked):
+    """A search over a read view of a flat index (:meth:`FlatIndex.reader`), run by the
+    driver outside the engine's lock (the native kernel releases the GIL, so other
+    threads' gets, puts and scans run meanwhile). The step after it runs under the lock
+    again and checks the result against the index as it is then: the index replaced
+    (clear, rebuild) or any id of the result removed meanwhile means a search again
+    under the lock, as if there had been no scan outside it. Otherwise every id still
+    names the entry (and vector) it named when scanned (ids are never reissued within
+    one index object; a store that reissues them is resynced into new ones), and its
+    candidates are checked as any others are (:func:`_own_score`)."""
+
+    __slots__ = ("k", "reader", "vector")
+
+    def __init__(self, reader: Reader, vector: npt.NDArray[np.float32], k: int) -> None:
+        self.reader, self.vector, self.k = reader, vector, k
+
+    def run(self) -> tuple[IdArray, ScoreArray]:
+        out = self.reader(self.vector, self.k)
+        hook = scan_hook
+        if hook is not None:
+            hook()
+        return out
+
+
+def _reader(index: SearchIndex) -> Reader | None:
+    """The index's read view to scan outside the lock, if it has one (flat, or auto
+    while flat) and is large enough for that to pay; None otherwise (graph indexes
+    are searched under the lock: see docs/performance.md)."""
+    if len(index) * index.dim < UNLOCKED_SCAN_MIN:
+        return None
+    make = getattr(index, "reader", None)
+    return None if make is None else cast("Reader | None", make())
 
 
 def _runner_up(ids: npt.NDArray[Any], sims: npt.NDArray[Any], entry_id: int) -> float | None:
@@ -209,12 +263,20 @@ def _search(
     seen: set[int],
     now: float,
     t0: float,
+    first: tuple[IdArray, ScoreArray] | None = None,
 ) -> Hit | None:
+    """The semantic search and its candidates' checks; ``first``: the first search's
+    result if it ran outside the lock (:class:`_Scan`), against the index as it was."""
     threshold = eng.threshold
     k = min(_CANDIDATES, len(index))
     best: float | None = None
+    if first is not None and not all(i in index for i in first[0].tolist()):
+        first = None  # a result removed since: search again, under the lock
     while True:
-        ids, sims = index.search(vector, k)
+        if first is None:
+            ids, sims = index.search(vector, k)
+        else:
+            (ids, sims), first = first, None
         if best is None and len(sims):
             best = min(1.0, float(sims[0]))
         candidates = [

@@ -52,7 +52,7 @@ from ._common import (
     snapshot_field,
     write_snapshot,
 )
-from ._flat import FlatIndex
+from ._flat import FlatIndex, Reader
 from ._graph import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,
@@ -441,6 +441,17 @@ class AutoIndex:
         """
         self._step()
         return self._inner.search(query, k)
+
+    def reader(self) -> Reader | None:
+        """While flat, the flat index's :meth:`~FlatIndex.reader`; None once a graph
+        serves (a graph is searched under the caller's lock).
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
+        self._step()
+        inner = self._inner
+        return inner.reader() if isinstance(inner, FlatIndex) else None
 
     def search_batch(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
         """:meth:`search` for each row of ``queries``.

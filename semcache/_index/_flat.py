@@ -5,7 +5,7 @@ tested against."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,10 @@ from ._common import (
 )
 from ._kernel import Kernel, get_kernel
 
-__all__ = ["FlatIndex"]
+__all__ = ["FlatIndex", "Reader"]
+
+#: A search over a fixed view of an index (see :meth:`FlatIndex.reader`).
+Reader = Callable[[npt.ArrayLike, int], tuple[IdArray, ScoreArray]]
 
 #: A float32 matrix at least this large gets an int8 shadow (``shadow=None``).
 SHADOW_MIN_BYTES = 4 << 20
@@ -226,31 +229,33 @@ class FlatIndex(RowIndexBase):
         check_k(k)
         q = prepare_query(query, self._dim)
         t = self._rows
-        if t.live_count == 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        live = t.live if t.live_count < t.n else None
-        if self._codes is not None:
-            rows, scores = self._shadow_topk(live, q, k)
-        else:
-            rows, scores = self._kernel.topk(self._mat, t.n, live, q, k)
-        return t.ids[rows], scores
+        count = t.live_count
+        live = t.live if count < t.n else None
+        return _scan(self._kernel, self._mat, self._codes, self._aux, t.ids, t.n, live, count, q, k)
 
-    def _shadow_topk(
-        self, live: npt.NDArray[np.bool_] | None, q: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.int64], ScoreArray]:
-        """The float32 top-k through the int8 shadow (see the class docstring)."""
-        assert self._codes is not None
-        assert self._aux is not None
+    def reader(self) -> Reader:
+        """A :meth:`search` over the rows as they are now that may run while the index
+        changes (in another thread, without the caller's lock): it holds the arrays the
+        scan reads, which no later call writes below row ``n`` (rows are appended past
+        it; growth and compaction make new arrays), and a copy of the live flags (a
+        removal flips them in place). So it answers as :meth:`search` did when this was
+        called; an id it returns may have been removed since.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
+        self._check_open()
         t = self._rows
-        k = min(k, t.live_count)
-        # past a quarter of the live rows, a contiguous float32 scan is cheaper than
-        # rescoring the candidates one by one
-        hit = self._kernel.search_i8(
-            self._codes, self._aux, self._mat, t.n, live, q, k, t.live_count // _SHADOW_MAX_SHARE
-        )
-        if hit is not None:
-            return hit[0], hit[1]
-        return self._kernel.topk(self._mat, t.n, live, q, k)
+        n, count, dim = t.n, t.live_count, self._dim
+        live = t.live[:n].copy() if count < n else None
+        kernel, mat, codes, aux, ids = self._kernel, self._mat, self._codes, self._aux, t.ids
+
+        def search(query: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
+            check_k(k)
+            q = prepare_query(query, dim)
+            return _scan(kernel, mat, codes, aux, ids, n, live, count, q, k)
+
+        return search
 
     def search_batch(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
         """:meth:`search` for each row of ``queries`` in one pass over the matrix.
@@ -390,3 +395,31 @@ class FlatIndex(RowIndexBase):
         self._codes = np.zeros((cap, self._dim), dtype=np.int8)
         self._aux = np.zeros((3, cap), dtype=np.float32)
         self._codes[:n], self._aux[:, :n] = quantized
+
+
+def _scan(
+    kernel: Kernel,
+    mat: npt.NDArray[Any],
+    codes: npt.NDArray[np.int8] | None,
+    aux: npt.NDArray[np.float32] | None,
+    ids: IdArray,
+    n: int,
+    live: npt.NDArray[np.bool_] | None,
+    count: int,
+    q: npt.NDArray[np.float32],
+    k: int,
+) -> tuple[IdArray, ScoreArray]:
+    """The top-k of rows ``[:n]`` (``count`` of them live): through the int8 shadow when
+    there is one (see the :class:`FlatIndex` docstring), else one float32 scan."""
+    if count == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    if codes is not None and aux is not None:
+        # past a quarter of the live rows as candidates, a contiguous float32 scan is
+        # cheaper than rescoring them one by one
+        hit = kernel.search_i8(
+            codes, aux, mat, n, live, q, min(k, count), count // _SHADOW_MAX_SHARE
+        )
+        if hit is not None:
+            return ids[hit[0]], hit[1]
+    rows, scores = kernel.topk(mat, n, live, q, k)
+    return ids[rows], scores
