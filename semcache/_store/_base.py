@@ -65,6 +65,7 @@ __all__ = [
     "Limits",
     "LocalFile",
     "NewEntry",
+    "NoLocalFile",
     "PutResult",
     "SearchIndexFactory",
     "ServerSearch",
@@ -348,6 +349,26 @@ class ServerSearch(Protocol):
             ConfigurationError: the store searches, but not here (why is in the message).
         """
         ...
+
+
+class NoLocalFile:
+    """The capabilities of a store kept in memory or on a server: no local file (index
+    snapshots are not kept, checkpoints refuse the store), nothing to lock (the process
+    or the server arbitrates), no server-side search unless a subclass overrides
+    :meth:`search_index_factory`. ``MemoryStore``, ``RedisStore``, ``DynamoDBStore`` and
+    ``PostgresStore`` build on it."""
+
+    __slots__ = ()
+
+    local_path: None = None
+
+    def claim(self, mode: Literal["single", "shared"]) -> StoreLock | None:
+        """None: nothing to lock."""
+        return None
+
+    def search_index_factory(self) -> SearchIndexFactory | None:
+        """None: the store does not search (the cache keeps a local index)."""
+        return None
 
 
 def local_path(store: object) -> Path | None:

@@ -59,7 +59,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, Literal
+from typing import Any
 
 from .._checks import check_flag, check_int, check_seconds, show
 from .._errors import (
@@ -68,7 +68,7 @@ from .._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
 from ._dynamodb_codec import (
     DELETE_CHUNK,
     MAX_NAMESPACE_BYTES,
@@ -92,7 +92,7 @@ from ._dynamodb_plan import Plan
 __all__ = ["DynamoDBStore"]
 
 
-class DynamoDBStore(LockedTable):
+class DynamoDBStore(LockedTable, NoLocalFile):
     """A :class:`~semcache.Store` in one DynamoDB table, shared by processes and hosts.
 
     Use it with ``SemanticCache(store=DynamoDBStore(...), multi_process_mode="shared")``:
@@ -506,18 +506,6 @@ class DynamoDBStore(LockedTable):
 
         p = self._mutate(plan)
         return p.low - lows[0]
-
-    # -- capabilities (see semcache._store._base) ---------------------------------------
-    #: No local file: index snapshots are not kept, and checkpoints refuse the store.
-    local_path: None = None
-
-    def claim(self, mode: Literal["single", "shared"]) -> None:
-        """Nothing to lock: the service arbitrates its clients."""
-        return
-
-    def search_index_factory(self) -> None:
-        """None: the store does not search (the cache keeps a local index)."""
-        return
 
     def close(self) -> None:
         if self._closed:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .._errors import CacheClosedError
-from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
 
 __all__ = ["MemoryStore"]
 
@@ -25,7 +25,7 @@ class _Row:
     last_access: float
 
 
-class MemoryStore:
+class MemoryStore(NoLocalFile):
     """A :class:`~semcache.Store` kept in this process's memory.
 
     The default for ``SemanticCache()`` without a path. Everything is lost when the
@@ -256,18 +256,6 @@ class MemoryStore:
                 self._changes.popleft()
                 dropped += 1
             return dropped
-
-    # -- capabilities (see semcache._store._base) ---------------------------------------
-    #: No local file: index snapshots are not kept, and checkpoints refuse the store.
-    local_path: None = None
-
-    def claim(self, mode: Literal["single", "shared"]) -> None:
-        """Nothing to lock: the entries live in this process."""
-        return
-
-    def search_index_factory(self) -> None:
-        """None: the store does not search (the cache keeps a local index)."""
-        return
 
     def close(self) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from ._base import (
     Change,
     Limits,
     NewEntry,
+    NoLocalFile,
     PutResult,
     SearchIndexFactory,
     StoredEntry,
@@ -76,7 +77,7 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 _RETRIES: Final = 8  # attempts of a transaction that hit a deadlock/serialization failure
 
 
-class PostgresStore(PgvectorSearch):
+class PostgresStore(PgvectorSearch, NoLocalFile):
     """A :class:`~semcache.Store` in a PostgreSQL schema, shared by processes and hosts.
 
     With pgvector installed in the database (``CREATE EXTENSION vector``, done here
@@ -600,14 +601,7 @@ class PostgresStore(PgvectorSearch):
             (self._max_changes,),
         )
 
-    # -- capabilities (see semcache._store._base) ---------------------------------------
-    #: No local file: index snapshots are not kept, and checkpoints refuse the store.
-    local_path: None = None
-
-    def claim(self, mode: Literal["single", "shared"]) -> None:
-        """Nothing to lock: the server arbitrates its clients."""
-        return
-
+    # -- capabilities (NoLocalFile: no file, nothing to lock; pgvector search) ----------
     def search_index_factory(self) -> SearchIndexFactory:
         """One :class:`~semcache._store.StoreSearchIndex` per namespace (pgvector).
 

@@ -36,7 +36,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 from .._checks import check_int, check_seconds, show
 from .._dist import install_hint
@@ -47,7 +47,7 @@ from .._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
 
 __all__ = ["RedisStore"]
 
@@ -282,7 +282,7 @@ def _float_arg(value: float) -> str:
     return repr(float(value))
 
 
-class RedisStore:
+class RedisStore(NoLocalFile):
     """A :class:`~semcache.Store` in a Redis server, shared by processes and hosts.
 
     Every mutation is one atomic Lua script (see the module docstring for the key
@@ -610,18 +610,6 @@ class RedisStore:
 
     def prune_changes(self, keep_last: int) -> int:
         return int(self._call(lambda: self._prune(args=[self._p, max(0, int(keep_last))])))
-
-    # -- capabilities (see semcache._store._base) ---------------------------------------
-    #: No local file: index snapshots are not kept, and checkpoints refuse the store.
-    local_path: None = None
-
-    def claim(self, mode: Literal["single", "shared"]) -> None:
-        """Nothing to lock: the server arbitrates its clients."""
-        return
-
-    def search_index_factory(self) -> None:
-        """None: the store does not search (the cache keeps a local index)."""
-        return
 
     def close(self) -> None:
         with self._lock:
