@@ -10,6 +10,7 @@ from ._base import (
     NewEntry,
     NoLocalFile,
     PutResult,
+    QualityState,
     SearchIndexFactory,
     ServerSearch,
     Store,
@@ -18,6 +19,7 @@ from ._base import (
     claim_store,
     file_backup,
     local_path,
+    quality_state,
 )
 from ._dynamodb import DynamoDBStore
 from ._memory import MemoryStore
@@ -37,6 +39,7 @@ __all__ = [
     "NoLocalFile",
     "PostgresStore",
     "PutResult",
+    "QualityState",
     "RedisStore",
     "SQLiteStore",
     "SearchIndexFactory",
@@ -49,5 +52,6 @@ __all__ = [
     "claim_store",
     "file_backup",
     "local_path",
+    "quality_state",
     "search_index_factory",
 ]

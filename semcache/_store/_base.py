@@ -44,6 +44,12 @@ cache never names a store class.
   None: the store cannot search (a store that predates it but has ``search``,
   ``can_search`` and ``search_unavailable``, ``semcache._store._search.SearchableStore``,
   still searches).
+* ``write_records(records)``, ``add_counts(namespace, deltas)``,
+  ``read_counts(namespace)`` (:class:`QualityState`): the error budget's state kept in
+  the store, so that it survives a reopen and is shared by every process using the
+  store: each entry's record (JSON text, kept with the entry and gone with it) and
+  per-namespace counters that are only ever added to. Absent: the budget lives in the
+  process's memory only (:func:`quality_state`).
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
 
 import numpy as np
 
@@ -67,6 +73,7 @@ __all__ = [
     "NewEntry",
     "NoLocalFile",
     "PutResult",
+    "QualityState",
     "SearchIndexFactory",
     "ServerSearch",
     "Store",
@@ -75,6 +82,7 @@ __all__ = [
     "claim_store",
     "file_backup",
     "local_path",
+    "quality_state",
 ]
 
 
@@ -96,6 +104,10 @@ class StoredEntry:
     expires_at: float | None
     #: The stored vector (raw bytes), only from ``get_by_ids(..., vectors=True)``.
     vector: bytes | None = None
+    #: What the error budget has observed of this entry (an ``EntryRecord`` as JSON
+    #: text), from stores with the :class:`QualityState` capability; None: nothing yet
+    #: (a put starts every entry without one).
+    record: str | None = None
 
 
 @dataclass(slots=True)
@@ -351,6 +363,52 @@ class ServerSearch(Protocol):
         ...
 
 
+@runtime_checkable
+class QualityState(Protocol):
+    """A store that keeps the error budget's state (see the module docstring).
+
+    Records: at most a few hundred bytes of JSON per entry, stored with the entry
+    (:attr:`StoredEntry.record`, filled by ``get_by_ids`` and ``get_by_key``); a put
+    (insert or replacement of the key) stores none, and delete, expiry, eviction and
+    clear remove it with the entry. Counters: named floats per namespace, only ever
+    added to (so that no process loses another's updates); :meth:`Store.clear` of a
+    namespace (or of all) drops its counters, deleting entries does not. Counters are
+    never entries: they do not appear in ``count``, ``namespace_counts``,
+    ``iter_vectors`` or a namespace's keys.
+    """
+
+    def write_records(self, records: Mapping[int, str]) -> None:
+        """Set the record text of existing entries by id, in one transaction (or round
+        trip). An id with no live entry is skipped: a record never creates or revives
+        an entry. Nothing else of the entry changes: not its recency, TTL or size, not
+        the change log (other processes see no change) nor the namespace counts.
+
+        Raises:
+            CacheClosedError: the store is closed.
+            StoreError: the write failed (nothing of it is kept).
+        """
+        ...
+
+    def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
+        """Add each delta to the namespace's counter of that name (absent: 0),
+        atomically with respect to other processes.
+
+        Raises:
+            CacheClosedError: the store is closed.
+            StoreError: the write failed (nothing of it is kept).
+        """
+        ...
+
+    def read_counts(self, namespace: str) -> dict[str, float]:
+        """The namespace's counters (an empty dict when it has none).
+
+        Raises:
+            CacheClosedError: the store is closed.
+            StoreError: the read failed.
+        """
+        ...
+
+
 class NoLocalFile:
     """The capabilities of a store kept in memory or on a server: no local file (index
     snapshots are not kept, checkpoints refuse the store), nothing to lock (the process
@@ -392,3 +450,11 @@ def file_backup(store: object) -> FileBackup | None:
     if local_path(store) is None or not isinstance(store, FileBackup):
         return None
     return store
+
+
+def quality_state(store: object) -> QualityState | None:
+    """The store as a :class:`QualityState`; None for a store without the capability
+    (the error budget then lives in the process's memory only)."""
+    if not callable(getattr(store, "write_records", None)):
+        return None
+    return cast(QualityState, store)

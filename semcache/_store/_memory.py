@@ -53,6 +53,8 @@ class MemoryStore(NoLocalFile):
         self._expiry: list[tuple[float, int]] = []
         self._ns_expiry: dict[str, list[tuple[float, int]]] = {}
         self._meta: dict[str, str] = {}
+        # The error budget's counters, per namespace (see QualityState).
+        self._counts: dict[str, dict[str, float]] = {}
         self._changes: deque[Change] = deque()
         self._max_changes = max_changes
         self._seq = 0
@@ -99,6 +101,7 @@ class MemoryStore(NoLocalFile):
                         e.created_at,
                         e.expires_at,
                         row.vector,
+                        e.record,
                     )
             return out
 
@@ -208,6 +211,10 @@ class MemoryStore(NoLocalFile):
             ids = list(self._rows if namespace is None else self._ns_ids.get(namespace, ()))
             for entry_id in ids:
                 self._delete(entry_id)
+            if namespace is None:
+                self._counts.clear()
+            else:
+                self._counts.pop(namespace, None)
             return len(ids)
 
     def touch(self, access: Mapping[int, float]) -> None:
@@ -224,6 +231,31 @@ class MemoryStore(NoLocalFile):
                 if row is not None and row.vector is not None:
                     out[i] = (row.entry.namespace, row.vector)
             return out
+
+    # -- the error budget's state (QualityState) ------------------------------------
+    def write_records(self, records: Mapping[int, str]) -> None:
+        """Set the record of existing entries (see :class:`~semcache.Store`'s
+        ``QualityState``); unknown ids are skipped."""
+        with self._lock:
+            self._check_open()
+            for entry_id, text in records.items():
+                row = self._rows.get(entry_id)
+                if row is not None:
+                    row.entry.record = text
+
+    def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
+        """Add ``deltas`` to the namespace's counters."""
+        with self._lock:
+            self._check_open()
+            counts = self._counts.setdefault(namespace, {})
+            for name, delta in deltas.items():
+                counts[name] = counts.get(name, 0.0) + float(delta)
+
+    def read_counts(self, namespace: str) -> dict[str, float]:
+        """The namespace's counters."""
+        with self._lock:
+            self._check_open()
+            return dict(self._counts.get(namespace, {}))
 
     # -- change log -------------------------------------------------------------------
     def seq(self) -> int:
@@ -267,6 +299,7 @@ class MemoryStore(NoLocalFile):
             self._ns_lru.clear()
             self._expiry.clear()
             self._ns_expiry.clear()
+            self._counts.clear()
 
     # -- internals --------------------------------------------------------------------
     def _check_open(self) -> None:

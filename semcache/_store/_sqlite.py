@@ -34,6 +34,7 @@ from ._sqlite_ops import (
     read_vectors,
     translate,
 )
+from ._sqlite_quality import SQLiteQuality
 from ._sqlite_schema import (
     DEFAULT_PRAGMAS,
     LRU_INDEXES,
@@ -57,7 +58,9 @@ _Conn: TypeAlias = Any
 
 
 _ENTRY_COLUMNS = "id, key, namespace, query, response, metadata, created_at, expires_at"
-_GET_BY_KEY = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE key = ?"
+#: The columns after ``vector`` (StoredEntry's field order): the error budget's record.
+_RECORD_COLUMNS = ", NULL, record"
+_GET_BY_KEY = f"SELECT {_ENTRY_COLUMNS}{_RECORD_COLUMNS} FROM entries WHERE key = ?"
 _INSERT = (
     "INSERT INTO entries(key, namespace, query, response, metadata, created_at, expires_at,"
     " last_access, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -96,7 +99,7 @@ def _row(e: NewEntry) -> tuple[Any, ...]:
     )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteQuality):
     """A :class:`~semcache.Store` in one SQLite file (WAL, apsw).
 
     One transaction per put and per put_many; the change log and per-namespace counts
@@ -394,7 +397,7 @@ class SQLiteStore:
             return None
 
     def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
-        columns = _ENTRY_COLUMNS + ", vector" if vectors else _ENTRY_COLUMNS
+        columns = _ENTRY_COLUMNS + (", vector, record" if vectors else _RECORD_COLUMNS)
 
         def run(conn: _Conn) -> dict[int, StoredEntry]:
             out: dict[int, StoredEntry] = {}
@@ -589,6 +592,8 @@ class SQLiteStore:
             else:
                 conn.execute("DELETE FROM entries WHERE namespace = ?", (namespace,))
             count = int(conn.changes())
+            where, args = ("", ()) if namespace is None else (" WHERE namespace = ?", (namespace,))
+            conn.execute("DELETE FROM quality_counts" + where, args)
             if count:
                 self._autoprune(conn, count)
             return count

@@ -105,6 +105,22 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
         END;
         """,
     ),
+    (
+        3,
+        "the error budget's state: a record per entry, counters per namespace",
+        # A column added to entries (NULL: no record; a put writes none) and a table of
+        # counters that are only ever added to (see semcache._store._base.QualityState).
+        # Neither is touched by the triggers: writing a record logs no change.
+        """
+        ALTER TABLE entries ADD COLUMN record TEXT;
+        CREATE TABLE quality_counts(
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            PRIMARY KEY(namespace, name)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
 #: Recency indexes, created by the first put that enforces the limit needing them (each

@@ -1,0 +1,76 @@
+"""The SQLite store's part of the error budget's state (see
+:class:`~semcache._store._base.QualityState`): a record per entry in the ``record``
+column of ``entries``, counters per namespace in ``quality_counts`` (schema version 3).
+
+A mixin of :class:`~semcache._store._sqlite.SQLiteStore`, which supplies the
+connection's read and write transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+__all__ = ["SQLiteQuality"]
+
+_T = TypeVar("_T")
+
+#: Sets an existing entry's record; an id with no entry updates nothing. An UPDATE
+#: fires none of the entries' triggers (they log inserts and deletes), so the change
+#: log and the namespace counts do not move, and ``last_access`` is not touched.
+_WRITE_RECORD: Final = "UPDATE entries SET record = ?2 WHERE id = ?1"
+_ADD_COUNT: Final = (
+    "INSERT INTO quality_counts(namespace, name, value) VALUES (?, ?, ?) "
+    "ON CONFLICT(namespace, name) DO UPDATE SET value = value + excluded.value"
+)
+_READ_COUNTS: Final = "SELECT name, value FROM quality_counts WHERE namespace = ?"
+
+
+class SQLiteQuality:
+    """``write_records``, ``add_counts`` and ``read_counts`` on the store's connection."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def _write(self) -> AbstractContextManager[Any]: ...
+
+        def _read(self, fn: Callable[[Any], _T]) -> _T: ...
+
+    def write_records(self, records: Mapping[int, str]) -> None:
+        """Set the record text of existing entries by id, in one transaction; unknown
+        ids are skipped (see :class:`~semcache._store._base.QualityState`).
+
+        Raises:
+            CacheClosedError: the store is closed.
+            StoreError: the write failed (nothing of it is kept).
+        """
+        if not records:
+            return
+        rows = [(int(i), str(text)) for i, text in records.items()]
+        with self._write() as conn:
+            conn.executemany(_WRITE_RECORD, rows)
+
+    def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
+        """Add each delta to the namespace's counter of that name, in one transaction.
+
+        Raises:
+            CacheClosedError: the store is closed.
+            StoreError: the write failed (nothing of it is kept).
+        """
+        if not deltas:
+            return
+        rows = [(namespace, str(name), float(v)) for name, v in deltas.items()]
+        with self._write() as conn:
+            conn.executemany(_ADD_COUNT, rows)
+
+    def read_counts(self, namespace: str) -> dict[str, float]:
+        """The namespace's counters (empty when none).
+
+        Raises:
+            CacheClosedError: the store is closed.
+            StoreError: the read failed.
+        """
+        rows = self._read(lambda c: c.execute(_READ_COUNTS, (namespace,)).fetchall())
+        return {str(name): float(value) for name, value in rows}

@@ -1,0 +1,236 @@
+"""The error budget's state in the store (``QualityState`` in ``semcache._store._base``):
+a record per entry, counters per namespace; checked on every store that has it.
+
+The stores come from :data:`QUALITY_BACKENDS` (a subset of the conformance suite's
+backends, by name). To add a store, add its name there: the tests then run on it with
+the conformance suite's :class:`~test_store_conformance.StoreFactory`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+import pytest
+from test_store_conformance import BACKENDS, StoreFactory, entry, key, put
+
+from semcache._errors import CacheClosedError
+from semcache._store import (
+    Limits,
+    MemoryStore,
+    QualityState,
+    SQLiteStore,
+    Store,
+    quality_state,
+)
+from semcache._store._sqlite_schema import SCHEMA_VERSION
+
+#: The backends that keep the budget's state (others join as they implement it).
+QUALITY_BACKENDS = ("memory", "sqlite")
+RECORD = json.dumps([[0.91, 1.0], [0.88, 0.0]])
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b.name in QUALITY_BACKENDS], ids=lambda b: b.name)
+def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    f = StoreFactory(request.param, tmp_path)
+    yield f
+    f.close_all()
+
+
+def q(store: Store) -> QualityState:
+    state = quality_state(store)
+    assert state is not None
+    return state
+
+
+def record_of(store: Store, entry_id: int) -> str | None:
+    return store.get_by_ids([entry_id])[entry_id].record
+
+
+def test_a_new_entry_has_no_record(factory: StoreFactory) -> None:
+    store = factory()
+    (i,) = put(store, entry("x"))
+    assert record_of(store, i) is None
+    assert store.get_by_ids([i], vectors=True)[i].record is None
+
+
+def test_records_are_written_and_read_by_id(factory: StoreFactory) -> None:
+    store = factory()
+    i, j = put(store, entry("x"), entry("y"))
+    q(store).write_records({i: RECORD, j: "[]"})
+    assert record_of(store, i) == RECORD
+    assert store.get_by_ids([i, j], vectors=True)[j].record == "[]"
+    got = store.get_by_key(key("x"))
+    assert got is not None
+    assert got.record in (RECORD, None)
+    q(store).write_records({i: "[[0.5, 1.0]]"})  # overwritten
+    assert record_of(store, i) == "[[0.5, 1.0]]"
+
+
+def test_an_unknown_id_is_skipped_and_never_creates_an_entry(factory: StoreFactory) -> None:
+    store = factory()
+    (i,) = put(store, entry("x"))
+    store.delete_ids([i])
+    q(store).write_records({i: RECORD, 12345: RECORD})
+    assert store.get_by_ids([i, 12345]) == {}
+    assert store.count() == 0
+    assert store.namespace_counts() == {}
+
+
+def test_a_put_of_the_same_key_starts_without_a_record(factory: StoreFactory) -> None:
+    store = factory()
+    (i,) = put(store, entry("x"))
+    q(store).write_records({i: RECORD})
+    (j,) = put(store, entry("x", response="another answer"))
+    assert record_of(store, j) is None
+    (k,) = store.put_many([entry("x", response="third")], now=0.0, limits=Limits(10, 10)).ids
+    assert record_of(store, k) is None
+
+
+def test_the_record_goes_with_its_entry(factory: StoreFactory) -> None:
+    store = factory()
+    i, j, k = put(store, entry("x"), entry("y", exp=5.0), entry("z"))
+    q(store).write_records({i: RECORD, j: RECORD, k: RECORD})
+    store.delete_by_key(key("x"))
+    store.delete_expired(10.0)
+    assert store.get_by_ids([i, j]) == {}
+    store.clear()
+    assert store.get_by_ids([k]) == {}
+
+
+def test_writing_a_record_changes_nothing_else(factory: StoreFactory) -> None:
+    store = factory()
+    i, _j = put(store, entry("x", t=1.0, exp=100.0), entry("y", t=2.0))
+    seq, changes = store.seq(), store.changes_since(0)
+    before = store.get_by_ids([i], vectors=True)[i]
+    q(store).write_records({i: RECORD})
+    after = store.get_by_ids([i], vectors=True)[i]
+    assert store.seq() == seq
+    assert store.changes_since(0) == changes
+    assert (after.created_at, after.expires_at, after.response, after.vector) == (
+        before.created_at,
+        before.expires_at,
+        before.response,
+        before.vector,
+    )
+    assert store.namespace_counts() == {"a": 2}
+    # Recency untouched: x (oldest access) is still the least recently used victim.
+    result = store.put_many([entry("z", t=3.0)], now=3.0, limits=Limits(max_entries=2))
+    assert [v for v, _ in result.evicted] == [i]
+
+
+def test_counters_add_up_and_read_back(factory: StoreFactory) -> None:
+    store = factory()
+    assert q(store).read_counts("a") == {}
+    q(store).add_counts("a", {"n/1/3": 1.0, "predicted": 0.25})
+    q(store).add_counts("a", {"n/1/3": 2.0, "w/1/3": 1.0})
+    q(store).add_counts("b", {"n/1/3": 7.0})
+    assert q(store).read_counts("a") == {"n/1/3": 3.0, "predicted": 0.25, "w/1/3": 1.0}
+    assert q(store).read_counts("b") == {"n/1/3": 7.0}
+
+
+def test_counters_are_not_entries(factory: StoreFactory) -> None:
+    store = factory()
+    put(store, entry("x"))
+    q(store).add_counts("a", {"n/0/0": 1.0})
+    q(store).add_counts("other", {"n/0/0": 1.0})
+    assert store.count() == 1
+    assert store.count("other") == 0
+    assert store.namespace_counts() == {"a": 1}
+    assert sum(len(b.ids) for b in store.iter_vectors()) == 1
+
+
+def test_clear_drops_counters_deleting_entries_does_not(factory: StoreFactory) -> None:
+    store = factory()
+    (i,) = put(store, entry("x"))
+    q(store).add_counts("a", {"n/0/0": 1.0})
+    q(store).add_counts("b", {"n/0/0": 2.0})
+    store.delete_ids([i])
+    assert q(store).read_counts("a") == {"n/0/0": 1.0}
+    store.clear("a")
+    assert q(store).read_counts("a") == {}
+    assert q(store).read_counts("b") == {"n/0/0": 2.0}
+    store.clear()
+    assert q(store).read_counts("b") == {}
+
+
+def test_a_closed_store_refuses(factory: StoreFactory) -> None:
+    store = factory()
+    store.close()
+    with pytest.raises(CacheClosedError):
+        q(store).write_records({1: RECORD})
+    with pytest.raises(CacheClosedError):
+        q(store).add_counts("a", {"x": 1.0})
+    with pytest.raises(CacheClosedError):
+        q(store).read_counts("a")
+
+
+def test_state_survives_reopen_and_two_stores_share_it(factory: StoreFactory) -> None:
+    if not factory.persistent:
+        pytest.skip("in memory: nothing to reopen or share")
+    store = factory()
+    (i,) = put(store, entry("x"))
+    q(store).write_records({i: RECORD})
+    q(store).add_counts("a", {"n/2/5": 1.5})
+    store = factory.reopen(store)
+    assert record_of(store, i) == RECORD
+    assert q(store).read_counts("a") == {"n/2/5": 1.5}
+    # A second store object on the same backing store: another process's view.
+    home, options = factory._homes[id(store)]
+    other = factory._open(home, options)
+    q(other).add_counts("a", {"n/2/5": 1.0})
+    q(store).add_counts("a", {"n/2/5": 1.0})
+    assert q(store).read_counts("a") == q(other).read_counts("a") == {"n/2/5": 3.5}
+    q(other).write_records({i: "[]"})
+    assert record_of(store, i) == "[]"
+
+
+def test_a_store_without_the_capability_has_none() -> None:
+    class Bare:
+        pass
+
+    assert quality_state(Bare()) is None
+    assert quality_state(MemoryStore()) is not None
+
+
+# -- SQLite: the schema migration ----------------------------------------------------------
+def test_sqlite_upgrades_a_version_2_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    SQLiteStore(path).close()
+    # Make it the file a semcache of schema version 2 left: no record column, no table.
+    conn = apsw.Connection(str(path))
+    conn.execute("DROP TABLE quality_counts")
+    conn.execute("ALTER TABLE entries DROP COLUMN record")
+    conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+    conn.execute(
+        "INSERT INTO entries(key, namespace, query, response, created_at, last_access)"
+        " VALUES (x'01', 'a', 'q', 'r', 0, 0)"
+    )
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION == 3
+        got = store.get_by_ids([1])[1]
+        assert (got.response, got.record) == ("r", None)
+        store.write_records({1: RECORD})
+        store.add_counts("a", {"n/0/0": 1.0})
+        assert store.get_by_ids([1])[1].record == RECORD
+        assert store.read_counts("a") == {"n/0/0": 1.0}
+    finally:
+        store.close()
+
+
+def test_sqlite_copy_checks_accept_the_new_schema(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        (i,) = put(store, entry("x", vector=None))
+        store.write_records({i: RECORD})
+        store.add_counts("a", {"n/0/0": 1.0})
+        dest = tmp_path / "copy.db"
+        store.backup(dest)
+        store.check_copy(dest)
+        assert store.inspect_copy(dest)["entries"] == {"a": 1}
+    finally:
+        store.close()
