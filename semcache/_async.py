@@ -28,7 +28,7 @@ from ._get_or_put import get_or_put_steps
 from ._index import IndexFactory
 from ._memoize import AsyncMemoizer, NamespaceSpec, memoize
 from ._metrics import MetricsHook
-from ._options import ConfidenceFn, Options, Validator
+from ._options import ConfidenceFn, Options, SameAnswer, Validator
 from ._progress import ProgressCallback
 from ._put import start_put
 from ._store import Store
@@ -82,6 +82,8 @@ class AsyncSemanticCache:
         clock: Callable[[], float] = time.time,
         progress: ProgressCallback | None = None,
         guards: Validator | Literal["default"] | None = "default",
+        error_budget: float | None = None,
+        same_answer: SameAnswer | None = None,
     ) -> None:
         self._engine = Engine(Options.from_call(locals(), async_embedder=True))
 
@@ -218,6 +220,14 @@ class AsyncSemanticCache:
             )
 
         return cast(AsyncMemoizer, decorate)
+
+    async def feedback(self, hit: Hit, correct: bool) -> None:
+        """See :meth:`SemanticCache.feedback`.
+
+        Raises:
+            The same as :meth:`SemanticCache.feedback`.
+        """
+        await asyncio.to_thread(self._engine.feedback, hit, correct)
 
     async def delete(self, query: str, *, namespace: str = "default") -> bool:
         """See :meth:`SemanticCache.delete`.

@@ -27,7 +27,7 @@ from ._get_or_put import get_or_put_steps
 from ._index import IndexFactory
 from ._memoize import Memoizer, NamespaceSpec, memoize
 from ._metrics import MetricsHook
-from ._options import ConfidenceFn, Options, Validator
+from ._options import ConfidenceFn, Options, SameAnswer, Validator
 from ._progress import ProgressCallback
 from ._put import start_put, start_put_one
 from ._store import Store
@@ -95,6 +95,17 @@ class SemanticCache:
             the answer of "What is 2+2?"); None: no guards; or your own, such as
             :func:`~semcache.quality.default_guards` (those two and word order).
             Measured in docs/quality.md ("Guards on by default").
+        error_budget: wrong answers per get allowed, in (0, 1) (None: no budget, the
+            threshold rule). With one, the semantic layer reads the 8 nearest
+            candidates at or above similarity 0.5 (``similarity_threshold`` is not
+            used) and an error budget learnt online decides: serve, verify (only
+            :meth:`get_or_put`: call ``compute()`` anyway, serve its fresh answer and
+            learn whether the stored one was right) or miss. What it learns is kept in
+            the store and shared by the processes using it (docs/quality.md, "The
+            error budget in the cache").
+        same_answer: ``same_answer(stored, fresh) -> bool``, whether a stored answer
+            agrees with a fresh one (None: equal after normalization: NFKC, casefold,
+            collapsed whitespace). One that raises makes nothing learnt from that call.
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.
@@ -103,6 +114,8 @@ class SemanticCache:
         ConfigurationError: invalid or conflicting arguments, a wrong type, an unknown
             or bad ``index_options`` key or value.
         InvalidThresholdError: ``similarity_threshold`` not a number in [-1, 1].
+        ConfigurationError: also ``error_budget`` not None or a number in (0, 1), or
+            ``same_answer`` not callable.
         InvalidTTLError: a negative, non-finite or non-numeric ``default_ttl``.
         InvalidNamespaceError: a ``namespace_quotas`` key that is not a valid namespace.
         MissingDependencyError: ``index_options`` need an extra that is not installed.
@@ -140,6 +153,8 @@ class SemanticCache:
         clock: Callable[[], float] = time.time,
         progress: ProgressCallback | None = None,
         guards: Validator | Literal["default"] | None = "default",
+        error_budget: float | None = None,
+        same_answer: SameAnswer | None = None,
     ) -> None:
         self._engine = Engine(Options.from_call(locals(), async_embedder=False))
 
@@ -317,9 +332,15 @@ class SemanticCache:
         Returns:
             The response.
 
+        With ``error_budget``, a candidate the budget doubts is sometimes verified:
+        ``compute()`` is called although a stored answer could have been served, its
+        answer is returned (and put), and the budget learns whether the stored answer
+        was right (counted in ``stats()["budget"]["verifications"]``). A miss with
+        candidates teaches it the same way.
+
         Raises:
             Exception: whatever ``compute`` raises, in this caller and in those waiting
-                for it; nothing is cached.
+                for it; nothing is cached and nothing stored changes.
             InvalidTextError: ``compute`` returned something that is not a str.
             InvalidInputError: ``compute`` is not callable.
             The errors of :meth:`get` and :meth:`put` for bad input (``ttl`` and
@@ -329,6 +350,29 @@ class SemanticCache:
         return drive(
             eng, get_or_put_steps(eng, query, compute, embedding, namespace, ttl, metadata)
         )
+
+    def feedback(self, hit: Hit, correct: bool) -> None:
+        """Report whether a hit this cache served was right: the entry's record (kept
+        with it in the store) learns it, so the error budget serves that entry less
+        (or more) readily at that similarity and below (above). Only the entry learns:
+        reports are not a random sample of hits, so the budget's risk curves do not.
+        Works without ``error_budget`` too (the record is kept for when one is used).
+        Exact hits may be reported as well; the exact layer keeps serving its entry
+        (``delete`` or ``put`` the right answer to change that). A hit whose entry was
+        deleted, replaced or has expired since changes nothing (counted as
+        ``stats()["budget"]["feedback_stale"]``).
+
+        Args:
+            hit: a :class:`Hit` returned by this cache's ``get``.
+            correct: whether its response was right.
+
+        Raises:
+            InvalidInputError: ``hit`` is not a Hit a cache returned (no
+                ``entry_id``), or ``correct`` is not a bool; nothing is written.
+            InvalidNamespaceError: the hit's namespace is not valid.
+            CacheClosedError, StoreError.
+        """
+        self._engine.feedback(hit, correct)
 
     def memoize(
         self,
@@ -448,8 +492,11 @@ class SemanticCache:
             count), ``gets``, ``hit_rate``, ``puts``, ``deletes``, ``evictions``,
             ``expirations``, ``tombstones`` (namespace -> index tombstones),
             ``indexed`` (namespace -> live index rows), ``dim``, ``vector_dtype``,
-            ``fingerprint`` and ``index_backend``. Operation counters cover this
-            process since the cache was opened.
+            ``fingerprint``, ``index_backend`` and ``budget`` (None without
+            ``error_budget``; else ``verifications``: ``compute()`` calls made to
+            verify, ``observations``, ``feedback``, ``feedback_stale``,
+            ``learn_errors``). Operation counters cover this process since the cache
+            was opened.
 
         Raises:
             CacheClosedError, StoreError.

@@ -28,6 +28,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._budgets import Budgets
 from ._checks import check_flag
 from ._deadline import call_with_deadline
 from ._errors import (
@@ -49,6 +50,7 @@ from ._ownership import Lifecycle, Ownership, claim
 from ._recency import Recency
 from ._store import MemoryStore, SQLiteStore, Store
 from ._text import check_namespace, check_size, key_maker
+from ._types import Hit
 from .embedders import Embedder
 
 __all__ = ["Engine"]
@@ -105,6 +107,13 @@ class Engine:
             stored_keys = getattr(self.store, "stored_keys", None)
             if callable(stored_keys):
                 self.key_filter = KeyFilter(stored_keys)
+        #: The error budget (``error_budget``), or None.
+        self.budgets: Budgets | None = (
+            None
+            if options.error_budget is None
+            else Budgets(options.error_budget, options.same_answer, self.store, self.clock)
+        )
+        self._records: Budgets | None = None  # feedback's, without a budget
         self.indexes = IndexSet(self.store, options, self._forget)
         self.owner = Ownership(None, self._child_reset)
         self.lock: threading.RLock = self.owner.lock
@@ -161,6 +170,11 @@ class Engine:
             except Exception:
                 logger.exception("semcache: could not write recency on close")
             try:
+                if self.budgets is not None and not unadopted:
+                    self.budgets.flush()
+            except Exception:
+                logger.exception("semcache: could not write the error budget's counts on close")
+            try:
                 if not unadopted:
                     self.indexes.save()
             finally:
@@ -182,6 +196,8 @@ class Engine:
         with self.lock:
             self.check_open()
             self.flush_touches()  # the copy carries recency too
+            if self.budgets is not None:
+                self.budgets.flush()  # and what the budget learnt
             self.indexes.save(folder)
 
     # -- shared steps ---------------------------------------------------------------------
@@ -370,6 +386,8 @@ class Engine:
             count = self.store.clear(ns)
             self.forget_exact()
             self.indexes.drop(ns)
+            if self.budgets is not None:
+                self.budgets.forget(ns)
             return count
 
     def clear(self) -> int:
@@ -379,6 +397,8 @@ class Engine:
             self.forget_exact()
             self.indexes.close()
             self.recency.clear()
+            if self.budgets is not None:
+                self.budgets.forget(None)
             return count
 
     def stats(self) -> dict[str, Any]:
@@ -397,7 +417,47 @@ class Engine:
                 "fingerprint": None if self.embedder is None else self.embedder.fingerprint,
                 "index_source": self.indexes.source,
                 "index_backend": backend if isinstance(backend, str) else "custom",
+                "budget": None if self.budgets is None else dict(self.budgets.counters),
             }
+
+    def feedback(self, hit: Hit, correct: bool) -> None:
+        """An application's report that ``hit`` was right or wrong: the served entry's
+        record learns it (see ``SemanticCache.feedback``).
+
+        Raises:
+            CacheClosedError, StoreError.
+            InvalidInputError: ``hit`` is not a Hit this cache made, or ``correct`` is
+                not a bool; nothing is written.
+        """
+        if not isinstance(hit, Hit) or not isinstance(hit.entry_id, int):
+            raise InvalidInputError(
+                f"feedback needs a Hit returned by this cache's get, got {type(hit).__name__}"
+                + ("" if not isinstance(hit, Hit) else " without an entry id")
+            )
+        check_flag(correct, "correct", InvalidInputError)
+        with self.lock:
+            self.check_open()
+            ns = self.check_ns(hit.namespace)
+            entry = self.store.get_by_ids([hit.entry_id]).get(hit.entry_id)
+            budgets = self.budgets
+            if budgets is None:  # no budget: the records alone learn
+                budgets = self._records = self._records or Budgets(
+                    None, None, self.store, self.clock
+                )
+            if entry is None or (entry.namespace, entry.query, entry.created_at) != (
+                ns,
+                hit.query,
+                hit.created_at,
+            ):
+                # deleted, replaced or expired since (or another store's id): the answer
+                # reported on is not stored any more; nothing to learn
+                budgets.counters["feedback_stale"] += 1
+                return
+            sim = max(-1.0, min(1.0, float(hit.similarity)))
+            budgets.feedback(entry, sim, correct)
+            kept = self.hot.by_id(entry.id)  # this process's copy of the entry
+            if kept is not None:
+                kept.record = entry.record
 
     def describe(self, name: str) -> str:
         state = "closed" if self.closed else f"dim={self.indexes.dim}"

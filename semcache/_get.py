@@ -21,6 +21,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._budgets import BUDGET_K, Judgement
 from ._checks import check_flag
 from ._drive import Unlocked
 from ._engine import Engine
@@ -59,25 +60,41 @@ def make_hit(entry: StoredEntry, similarity: float, layer: Layer, confidence: fl
         entry.created_at,
         entry.expires_at,
         confidence,
+        None,
+        entry.id,
     )
 
 
 def get_steps(
-    eng: Engine, query: str, embedding: npt.ArrayLike | None, namespace: str, bypass: bool
+    eng: Engine,
+    query: str,
+    embedding: npt.ArrayLike | None,
+    namespace: str,
+    bypass: bool,
+    judged: list[Judgement] | None = None,
 ) -> GetSteps:
-    """The whole of a get as one generator; its first step runs :func:`start_get`."""
-    first = start_get(eng, query, embedding, namespace, bypass)
+    """The whole of a get as one generator; its first step runs :func:`start_get`
+    (``judged``: see there)."""
+    first = start_get(eng, query, embedding, namespace, bypass, judged)
     if type(first) is GeneratorType:
         return (yield from cast(GetSteps, first))
     return first  # type: ignore[return-value]
 
 
 def start_get(
-    eng: Engine, query: str, embedding: npt.ArrayLike | None, namespace: str, bypass: bool
+    eng: Engine,
+    query: str,
+    embedding: npt.ArrayLike | None,
+    namespace: str,
+    bypass: bool,
+    judged: list[Judgement] | None = None,
 ) -> Hit | GetSteps | None:
     """A get's first step, under the lock: checks, then the exact layer.
 
-    Returns the answer (a Hit or None), or the generator of the semantic layer.
+    Returns the answer (a Hit or None), or the generator of the semantic layer. With
+    an error budget, a semantic layer that does not serve appends what its candidates
+    said (a :class:`~semcache._budgets.Judgement`) to ``judged`` if given (get_or_put
+    learns from it).
     """
     t0 = perf_counter()
     if eng.owner.state is not _OPEN:
@@ -131,6 +148,8 @@ def start_get(
                 entry.created_at,
                 expires,
                 1.0,
+                None,
+                entry.id,
             )
             if eng.validator is None or accept(eng, query, hit):
                 # found(), inline (every exact hit): the recency record and the count.
@@ -146,6 +165,8 @@ def start_get(
                 metrics.hits["exact"] += 1
                 if metrics.hook is not None:
                     metrics.emit_hit(hit, t0)
+                if eng.budgets is not None:
+                    eng.budgets.exact(ns)
                 return hit
             reason = "validator"
     try:
@@ -159,7 +180,7 @@ def start_get(
     except StoreUnavailableError:
         return miss(eng, ns, "store_unavailable", None, t0)
     seen = {entry.id} if entry is not None else set()
-    return _semantic(eng, query, ns, vector, reason, seen, now, t0)
+    return _semantic(eng, query, ns, vector, reason, seen, now, t0, judged)
 
 
 def _semantic(
@@ -171,6 +192,7 @@ def _semantic(
     seen: set[int],
     now: float,
     t0: float,
+    judged: list[Judgement] | None = None,
 ) -> GetSteps:
     """A get's semantic layer: embed the query if needed (outside the lock), search."""
     if vector is None:
@@ -190,14 +212,18 @@ def _semantic(
             return miss(eng, ns, reason or "no_candidate", None, t0)
         first = None
         reader = _reader(index)
+        budgeted = eng.budgets is not None
         if reader is not None:
-            scan = _Scan(reader, vector[0], min(_CANDIDATES, len(index)))
+            k = BUDGET_K if budgeted else _CANDIDATES
+            scan = _Scan(reader, vector[0], min(k, len(index)))
             first = yield scan  # scanned outside the lock (see _Scan)
             eng.check_open()
             if eng.indexes.of(ns) is not index:  # cleared or rebuilt meanwhile
                 index, first = eng.indexes.of(ns), None
                 if index is None or not len(index):
                     return miss(eng, ns, reason or "no_candidate", None, t0)
+        if budgeted:
+            return _judge(eng, query, vector[0], ns, index, reason, seen, now, t0, first, judged)
         return _search(eng, query, vector[0], ns, index, reason, seen, now, t0, first)
     except StoreUnavailableError:
         return miss(eng, ns, "store_unavailable", None, t0)
@@ -333,6 +359,79 @@ def _search(
         if not len(index):
             break
     return miss(eng, ns, reason or "no_candidate", best, t0)
+
+
+def _judge(
+    eng: Engine,
+    query: str,
+    vector: npt.NDArray[np.float32],
+    ns: str,
+    index: SearchIndex,
+    reason: MissReason | None,
+    seen: set[int],
+    now: float,
+    t0: float,
+    first: tuple[IdArray, ScoreArray] | None,
+    judged: list[Judgement] | None,
+) -> Hit | None:
+    """The semantic layer with an error budget: one search for the
+    :data:`~semcache._budgets.BUDGET_K` nearest candidates at or above the budget's
+    floor (the threshold is the budget's business), read with their records, checked
+    as :func:`_search` checks them (own score, namespace, expiry), then
+    :meth:`Budgets.judge`: a hit on "serve", else a miss (reason ``"budget"`` when a
+    candidate was there) whose :class:`Judgement` goes to ``judged``."""
+    budgets = eng.budgets
+    assert budgets is not None
+    floor = budgets.floor
+    if first is not None and not all(i in index for i in first[0].tolist()):
+        first = None  # a result removed since: search again, under the lock
+    ids, sims = first if first is not None else index.search(vector, min(BUDGET_K, len(index)))
+    best = min(1.0, float(sims[0])) if len(sims) else None
+    above = [
+        (i, s)
+        for i, s in zip(ids.tolist(), sims.tolist(), strict=True)
+        if i not in seen and s >= floor
+    ]
+    rows, fetched = _entries_by_id(eng, [i for i, _ in above]) if above else ({}, set())
+    found_: list[tuple[StoredEntry, float]] = []
+    stale: list[int] = []
+    for entry_id, sim in above:
+        entry = rows.get(entry_id)
+        fresh = entry_id in fetched
+        score = None if entry is None else _own_score(eng, entry, ns, vector, sim, fresh)
+        if entry is None or score is None:
+            stale.append(entry_id)
+            continue
+        if fresh and eng.hot.capacity:
+            eng.hot.remember(entry.key, entry)
+        if entry.expires_at is not None and entry.expires_at <= now:
+            stale.append(entry_id)
+            reason = reason or "expired"
+        elif score >= floor:
+            found_.append((entry, max(-1.0, min(1.0, score))))
+    if stale:
+        index.remove(stale)
+    found_.sort(key=lambda c: -c[1])
+
+    def serve(entry: StoredEntry, sim: float) -> Hit | None:
+        hit = make_hit(entry, sim, "semantic", None)
+        if eng.confidence_fn is not None:
+            confidence = _confidence(eng, query, hit)
+            if confidence is None or confidence < eng.options.min_confidence:
+                return None
+            hit.confidence = confidence
+        return hit if accept(eng, query, hit) else None
+
+    judgement = budgets.judge(ns, found_, serve)
+    hit = judgement.hit
+    if judgement.decision.action == "serve" and hit is not None:
+        hit.runner_up = next((s for e, s in found_ if e.id != hit.entry_id), None)
+        return found(eng, entry_id=judgement.candidates[0][0].id, hit=hit, now=now, t0=t0)
+    if judged is not None:
+        judged.append(judgement)
+    if hit is not None or found_:
+        reason = "budget" if hit is not None else reason or "validator"
+    return miss(eng, ns, reason or ("below_threshold" if len(sims) else "no_candidate"), best, t0)
 
 
 def _own_score(

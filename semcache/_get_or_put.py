@@ -1,5 +1,9 @@
 """``get_or_put``: a get, and on a miss the caller's ``compute()`` under single-flight,
-then a put, as one operation (see :mod:`semcache._drive`).
+then a put, as one operation (see :mod:`semcache._drive`). With an error budget the
+get may decline a candidate it could serve (a verification) or one it judges too
+risky (a miss): ``compute()`` then runs as on any miss, its fresh answer is served and
+put, and the budget learns whether the candidates' stored answers were right
+(:meth:`~semcache._budgets.Budgets.learn`).
 
 Besides texts to embed it yields two effects, run outside the lock: :class:`Compute`
 (call the user's function) and :class:`Wait` (wait for another caller's computation,
@@ -15,6 +19,7 @@ from typing import Any
 
 import numpy.typing as npt
 
+from ._budgets import Judgement
 from ._checks import check_ttl, show
 from ._drive import Effect, Steps
 from ._engine import Engine
@@ -98,7 +103,8 @@ def get_or_put_steps(
     if metadata is not None:
         eng.metadata_json(metadata, 1)
     while True:
-        hit = yield from get_steps(eng, query, embedding, namespace, False)
+        judged: list[Judgement] | None = None if eng.budgets is None else []
+        hit = yield from get_steps(eng, query, embedding, namespace, False, judged)
         if hit is not None:
             return hit.response
         key = eng.key(namespace, query)  # namespace was checked by the get
@@ -112,7 +118,7 @@ def get_or_put_steps(
             return response
         try:
             response = yield from _lead(
-                eng, key, query, compute, embedding, namespace, ttl, metadata
+                eng, key, query, compute, embedding, namespace, ttl, metadata, judged
             )
         except Exception as exc:
             flights.land(key, flight)
@@ -136,6 +142,7 @@ def _lead(
     namespace: str,
     ttl: float | None,
     metadata: Mapping[str, Any] | None,
+    judged: list[Judgement] | None = None,
 ) -> Steps[str]:
     stored = stored_answer(eng, key, query)
     if stored is not None:
@@ -145,6 +152,11 @@ def _lead(
         raise InvalidTextError(
             f"compute must return the response as a str, got {type(response).__name__}"
         )
+    if judged and eng.budgets is not None:
+        # A verification or a miss with candidates: what the fresh answer says of them
+        # (a failing same_answer or store is logged; the answer is still put and served).
+        eng.check_open()
+        eng.budgets.learn(judged[0], response)
     try:
         yield from put_steps(eng, [query], [response], embedding, namespace, metadata, ttl)
     except (ResponseTooLargeError, StoreError):

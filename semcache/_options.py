@@ -40,10 +40,12 @@ from ._text import check_namespace
 from ._types import Hit
 from .embedders import Embedder, is_async_embedder
 
-__all__ = ["ConfidenceFn", "Options", "Validator", "parameters"]
+__all__ = ["ConfidenceFn", "Options", "SameAnswer", "Validator", "parameters"]
 
 ConfidenceFn = Callable[[str, Hit], float]
 Validator = Callable[[str, Hit], bool]
+#: ``same_answer(stored, fresh) -> bool``: whether two answers are the same.
+SameAnswer = Callable[[str, str], bool]
 
 _VECTOR_DTYPES: Final = ("float32", "float16")
 _MODES: Final = ("single", "shared")
@@ -75,6 +77,8 @@ def _reference(
     clock: Callable[[], float] = time.time,
     progress: ProgressCallback | None = None,
     guards: Validator | Literal["default"] | None = "default",
+    error_budget: float | None = None,
+    same_answer: SameAnswer | None = None,
 ) -> None:
     """The constructor's parameters (the body is never run)."""
 
@@ -116,6 +120,8 @@ class Options:
     clock: Callable[[], float]
     progress: ProgressCallback | None
     guards: Validator | None
+    error_budget: float | None
+    same_answer: SameAnswer | None
 
     @property
     def shared(self) -> bool:
@@ -162,7 +168,7 @@ class Options:
         if max_entries is not None:
             max_entries = check_count(max_entries, "max_entries")
         quotas = _check_quotas(a["namespace_quotas"])
-        for name in ("confidence_fn", "validator", "metrics_hook", "progress"):
+        for name in ("confidence_fn", "validator", "metrics_hook", "progress", "same_answer"):
             check_callable(a[name], name)
         min_confidence = check_number(a["min_confidence"], "min_confidence", ConfigurationError)
         normalize = check_flag(a["normalize"], "normalize", ConfigurationError)
@@ -211,6 +217,8 @@ class Options:
             clock=clock,
             progress=a["progress"],
             guards=_resolve_guards(a["guards"]),
+            error_budget=_check_budget(a["error_budget"]),
+            same_answer=a["same_answer"],
         )
 
 
@@ -222,6 +230,16 @@ def _check_path(path: object) -> None:
     name = os.fspath(path)
     if not isinstance(name, str) or "\x00" in name:
         raise ConfigurationError(f"path must be a file name without NUL, got {show(path)}")
+
+
+def _check_budget(budget: object) -> float | None:
+    """``error_budget``: None, or wrong answers per get in (0, 1)."""
+    if budget is None:
+        return None
+    value = check_number(budget, "error_budget", ConfigurationError)
+    if not 0.0 < value < 1.0:
+        raise ConfigurationError(f"error_budget must be in (0, 1), got {show(budget)}")
+    return value
 
 
 def _check_quotas(quotas: object) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["MISS_REASONS", "Hit", "Layer", "MetricsEvent", "MissReason"]
@@ -17,6 +17,7 @@ MissReason = Literal[
     "expired",
     "embedder_error",
     "store_unavailable",
+    "budget",
 ]
 #: Every reason a get can miss for, in the order ``stats()`` lists them.
 MISS_REASONS: tuple[MissReason, ...] = (
@@ -28,6 +29,7 @@ MISS_REASONS: tuple[MissReason, ...] = (
     "expired",
     "embedder_error",
     "store_unavailable",
+    "budget",
 )
 
 
@@ -51,6 +53,9 @@ class Hit:
             search found (None for an exact hit or when there was no other candidate).
             ``similarity - runner_up`` is the margin a verifier can weigh: a query
             close to two different stored questions is ambiguous.
+        entry_id: the store's id of the entry served (what ``feedback`` reports on);
+            None for a Hit that no cache made. Not compared: two hits with the same
+            contents are equal whichever entry they came from.
     """
 
     response: str
@@ -63,6 +68,7 @@ class Hit:
     expires_at: float | None
     confidence: float | None
     runner_up: float | None = None
+    entry_id: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,8 @@ CONSTRUCTOR_CASES = [
     *_cases("stale_check_interval", [*NOT_NUMBERS, None, -1, -0.5], ConfigurationError),
     *_cases("embed_timeout", [*NOT_NUMBERS, 0, -1], ConfigurationError),
     *_cases("normalize", NOT_FLAGS, ConfigurationError),
+    *_cases("error_budget", [*NOT_NUMBERS, 0, 1, -0.01, 1.5], ConfigurationError),
+    *_cases("same_answer", [5, "exact", [len]], ConfigurationError),
     *_cases("vector_dtype", ["float64", np.float32, None, 5, HUGE_TEXT], ConfigurationError),
     *_cases("multi_process_mode", ["both", None, 1, ["single"]], ConfigurationError),
     *_cases("index_backend", ["nope", None, 5, ["flat"], HUGE_TEXT], ConfigurationError),

@@ -1,0 +1,376 @@
+"""The error budget in the cache: ``SemanticCache(..., error_budget=0.01)``.
+
+The policy (serve, verify or miss; what is learnt from an LLM call) is
+:class:`semcache.quality._budget.ErrorBudget`, with the evidence of
+:mod:`semcache.quality._agreement`. This module is the engine's side of it:
+
+- :class:`Budgets`, one per cache: one ``ErrorBudget`` per namespace, created on first
+  use and seeded from the store's counters; the entries' records read from and written
+  to the store; the count changes buffered and added to the store's counters (never
+  overwritten, so that no process loses another's) every :data:`SYNC_OBSERVATIONS`
+  observations or :data:`SYNC_SECONDS` of the cache's clock, and at close and
+  checkpoint; each such sync reads the counters back, so a process learns from the
+  others' observations within about a second.
+- :class:`Judgement`: what one get's candidates said, carried from the get to the LLM
+  call that ``get_or_put`` makes on a verification or a miss.
+
+What stays in one process: the window of recent gets' risks that sets the serving
+level (it refills after a reopen: the first ``refresh`` gets serve nothing), the
+verification draws, and this process's counters in ``stats()``. A store without the
+``QualityState`` capability (a third-party store) keeps nothing: the budget is then
+in this process's memory only.
+
+The policy classes live in ``semcache.quality``, whose package imports the cache; the
+engine cannot import them without a cycle, so the package root installs them
+(:func:`install_policy`) when ``semcache`` is imported, before any cache exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._errors import StoreError
+from ._store import QualityState, StoredEntry, quality_state
+from ._types import Hit
+
+__all__ = [
+    "BUDGET_K",
+    "SYNC_OBSERVATIONS",
+    "SYNC_SECONDS",
+    "Budgets",
+    "Judgement",
+    "PolicyKit",
+    "SameAnswer",
+    "install_policy",
+]
+
+logger = logging.getLogger("semcache")
+
+SameAnswer = Callable[[str, str], bool]
+#: Candidates a get reads with a budget (the vote and the agreement are over them).
+BUDGET_K: Final = 8
+#: Observations after which a namespace's counts are synced with the store.
+SYNC_OBSERVATIONS: Final = 32
+#: Seconds (of the cache's clock) after which they are synced anyway.
+SYNC_SECONDS: Final = 1.0
+#: Records kept in memory for a store without the capability.
+_LOCAL_RECORDS: Final = 65536
+
+
+@dataclass(frozen=True)
+class PolicyKit:
+    """The policy's classes and functions (``semcache.quality``'s), installed by the
+    package root: see the module docstring."""
+
+    error_budget: Any
+    risk_table: Any
+    entry_record: Any
+    candidate: Any
+    agreement: Any
+    voted: Any
+    same_answer: SameAnswer
+
+
+_kit: list[PolicyKit] = []
+
+
+def install_policy(kit: PolicyKit) -> None:
+    """Install the policy (``semcache/__init__.py`` does, once)."""
+    _kit[:] = [kit]
+
+
+@dataclass(slots=True)
+class Judgement:
+    """What a get's candidates said under the budget.
+
+    Attributes:
+        namespace: where the get looked.
+        decision: the policy's ``Decision`` (``action``: serve, verify or miss).
+        evidence: the ``Agreement`` of the candidate to serve (None: no candidate).
+        candidates: ``(entry, similarity)`` read, in the agreement's order (the one to
+            serve first).
+        records: each candidate's ``EntryRecord`` by entry id.
+        hit: the hit to serve (the first candidate's), if one may be served.
+    """
+
+    namespace: str
+    decision: Any
+    evidence: Any = None
+    candidates: list[tuple[StoredEntry, float]] = field(default_factory=list)
+    records: dict[int, Any] = field(default_factory=dict)
+    hit: Hit | None = None
+
+
+class Budgets:
+    """The error budget of one cache (see the module docstring).
+
+    Args:
+        budget: wrong answers per get allowed (checked by ``Options``); None: no
+            policy, only the records ``feedback`` writes.
+        same: ``same(stored, fresh) -> bool`` (None: normalized equality).
+        store: the cache's store.
+        clock: the cache's clock (seconds).
+
+    Raises:
+        ConfigurationError: the policy is not installed (``semcache`` not imported).
+    """
+
+    def __init__(
+        self,
+        budget: float | None,
+        same: SameAnswer | None,
+        store: object,
+        clock: Callable[[], float],
+    ) -> None:
+        if not _kit:  # pragma: no cover - semcache/__init__.py installs it
+            from ._errors import ConfigurationError
+
+            raise ConfigurationError("the error budget's policy is not installed")
+        self.kit = _kit[0]
+        self.budget = budget
+        self.same: SameAnswer = same if same is not None else self.kit.same_answer
+        self.state: QualityState | None = quality_state(store)
+        self.clock = clock
+        self.floor = 0.5
+        self._policies: dict[str, Any] = {}
+        self._pending: dict[str, dict[str, float]] = {}
+        self._unsynced: dict[str, int] = {}
+        self._synced_at: dict[str, float] = {}
+        self._local: OrderedDict[int, str] = OrderedDict()
+        #: This process's counters (``stats()["budget"]``).
+        self.counters = {
+            "verifications": 0,
+            "observations": 0,
+            "feedback": 0,
+            "feedback_stale": 0,
+            "learn_errors": 0,
+        }
+
+    # -- the policy per namespace --------------------------------------------------------
+    def policy(self, ns: str) -> Any:
+        """The namespace's ``ErrorBudget`` (created and seeded from the store on first use)."""
+        pol = self._policies.get(ns)
+        if pol is None:
+            assert self.budget is not None
+            pol = self._policies[ns] = self.kit.error_budget(self.budget, floor=self.floor)
+            self._synced_at[ns] = self.clock()
+            self._unsynced[ns] = 0
+            if self.state is not None:
+                try:
+                    self._load(ns, pol, self.state.read_counts(ns))
+                except StoreError:
+                    logger.warning("semcache: could not read the error budget's counts")
+        return pol
+
+    def _load(self, ns: str, pol: Any, counts: Mapping[str, float]) -> None:
+        """Set ``pol``'s learnt counts to the store's ``counts`` plus this process's
+        changes not yet added to them."""
+        pending = self._pending.get(ns, {})
+
+        def total(name: str) -> float:
+            return float(counts.get(name, 0.0)) + pending.get(name, 0.0)
+
+        old = pol.table
+        rows = range(len(old.n))
+        cols = range(len(old.n[0]))
+        pol.table = self.kit.risk_table.from_json(
+            {
+                "floor": old.floor,
+                "width": old.width,
+                "n": [[total(f"n/{e}/{b}") for b in cols] for e in rows],
+                "wrong": [[total(f"w/{e}/{b}") for b in cols] for e in rows],
+            }
+        )
+        pol.predicted = total("predicted")
+        pol.measured = total("measured")
+        pol.gets = round(total("gets"))
+
+    def _add(self, ns: str, name: str, delta: float) -> None:
+        if delta:
+            pending = self._pending.setdefault(ns, {})
+            pending[name] = pending.get(name, 0.0) + delta
+
+    def _tick(self, ns: str, observations: int) -> None:
+        unsynced = self._unsynced[ns] = self._unsynced.get(ns, 0) + observations
+        if (
+            unsynced >= SYNC_OBSERVATIONS
+            or self.clock() - self._synced_at.get(ns, 0.0) >= SYNC_SECONDS
+        ):
+            self.sync(ns)
+
+    def sync(self, ns: str) -> None:
+        """Add this process's count changes to the store's counters and read them back
+        (the other processes' observations). A store error keeps the changes for the
+        next sync (logged)."""
+        self._synced_at[ns] = self.clock()
+        self._unsynced[ns] = 0
+        state = self.state
+        if state is None:
+            self._pending.pop(ns, None)
+            return
+        pending = self._pending.pop(ns, None)
+        try:
+            if pending:
+                state.add_counts(ns, pending)
+                pending = None
+            counts = state.read_counts(ns)
+        except StoreError:
+            if pending:
+                for name, delta in pending.items():
+                    self._add(ns, name, delta)
+            logger.warning("semcache: could not sync the error budget's counts; kept")
+            return
+        pol = self._policies.get(ns)
+        if pol is not None:
+            self._load(ns, pol, counts)
+
+    def flush(self) -> None:
+        """Add every namespace's pending changes to the store (close, checkpoint)."""
+        state = self.state
+        for ns in list(self._pending):
+            pending = self._pending.pop(ns)
+            if state is not None and pending:
+                try:
+                    state.add_counts(ns, pending)
+                except StoreError:
+                    self._pending[ns] = pending
+                    raise
+
+    def forget(self, ns: str | None) -> None:
+        """A namespace (None: every one) was cleared: its counters are gone from the
+        store, so its policy starts again."""
+        for name in [ns] if ns is not None else list(self._policies):
+            self._policies.pop(name, None)
+            self._pending.pop(name, None)
+        if ns is None:
+            self._pending.clear()
+            self._local.clear()
+
+    # -- a get ------------------------------------------------------------------------------
+    def exact(self, ns: str) -> None:
+        """An exact hit: a get the budget counts, that cannot be wrong by its count."""
+        pol = self.policy(ns)
+        pol.decide(None)
+        self._add(ns, "gets", 1.0)
+        self._tick(ns, 0)
+
+    def judge(
+        self,
+        ns: str,
+        found: Sequence[tuple[StoredEntry, float]],
+        serve: Callable[[StoredEntry, float], Hit | None],
+    ) -> Judgement:
+        """Decide a get from its candidates ``found`` (nearest first, at or above the
+        floor): the vote picks the answer, ``serve(entry, similarity)`` (the guards,
+        ``confidence_fn``, validator) the candidate to serve, the agreement of the
+        others and the candidate's record the risk."""
+        kit = self.kit
+        pol = self.policy(ns)
+        same = self.same
+        order = list(found)
+        if len(order) > 1:
+            top = kit.voted([kit.candidate(s, e.response) for e, s in order], k=BUDGET_K, same=same)
+            order = [order[top], *order[:top], *order[top + 1 :]]
+        hit = None
+        for j, (entry, sim) in enumerate(order):
+            hit = serve(entry, sim)
+            if hit is not None:
+                order = [order[j], *order[:j], *order[j + 1 :]]
+                break
+        predicted = pol.predicted
+        if hit is None:
+            decision = pol.decide(None)
+            judged = Judgement(ns, decision, None, order)
+        else:
+            ev = kit.agreement(
+                [kit.candidate(s, e.response) for e, s in order], k=BUDGET_K, same=same
+            )
+            records = {e.id: self.record(e) for e, _ in order}
+            decision = pol.decide(ev, records[order[0][0].id])
+            judged = Judgement(ns, decision, ev, order, records, hit)
+        self._add(ns, "gets", 1.0)
+        self._add(ns, "predicted", pol.predicted - predicted)
+        self._tick(ns, 0)
+        return judged
+
+    # -- records ---------------------------------------------------------------------------
+    def record(self, entry: StoredEntry) -> Any:
+        """The entry's ``EntryRecord`` (empty when it has none or it is unreadable)."""
+        text = entry.record if self.state is not None else self._local.get(entry.id)
+        if text:
+            try:
+                return self.kit.entry_record.from_json(json.loads(text))
+            except (ValueError, TypeError):
+                logger.warning("semcache: an entry's budget record is malformed; ignored")
+        return self.kit.entry_record()
+
+    def write(self, records: Mapping[int, Any], entries: Sequence[StoredEntry]) -> None:
+        """Store the records (by entry id) with their entries."""
+        texts = {i: json.dumps(r.to_json(), separators=(",", ":")) for i, r in records.items()}
+        if self.state is None:
+            for i, text in texts.items():
+                self._local[i] = text
+                self._local.move_to_end(i)
+            while len(self._local) > _LOCAL_RECORDS:
+                self._local.popitem(last=False)
+            return
+        self.state.write_records(texts)
+        for entry in entries:  # the copies this process keeps (the hot map's)
+            if entry.id in texts:
+                entry.record = texts[entry.id]
+
+    # -- after an LLM call -------------------------------------------------------------------
+    def learn(self, judged: Judgement, fresh: str) -> None:
+        """Observe what the LLM's ``fresh`` answer says of the candidates ``judged``
+        read: the one it would have served teaches the policy (a verification also
+        measures the budget's own accuracy), every one teaches its record; the
+        changed records are written. A ``same_answer`` or store that fails leaves what
+        is stored as it was (logged)."""
+        if judged.decision.action == "verify":
+            self.counters["verifications"] += 1
+        if not judged.candidates or judged.evidence is None:
+            return
+        ns = judged.namespace
+        pol = self.policy(ns)
+        try:
+            verdicts = [bool(self.same(e.response, fresh)) for e, _ in judged.candidates]
+        except Exception:
+            self.counters["learn_errors"] += 1
+            logger.exception("semcache: same_answer raised; nothing learnt from this call")
+            return
+        first, _ = judged.candidates[0]
+        records = judged.records
+        ev = judged.evidence
+        table = pol.table
+        e, b = ev.evidence, table.bin(ev.similarity)
+        n0, w0, m0 = table.n[e][b], table.wrong[e][b], pol.measured
+        pol.observe(ev, records[first.id], verdicts[0], judged.decision)
+        table = pol.table
+        self._add(ns, f"n/{e}/{b}", table.n[e][b] - n0)
+        self._add(ns, f"w/{e}/{b}", table.wrong[e][b] - w0)
+        self._add(ns, "measured", pol.measured - m0)
+        observed = 1 if ev.similarity >= pol.floor else 0
+        self.counters["observations"] += observed
+        for (entry, sim), correct in zip(judged.candidates[1:], verdicts[1:], strict=True):
+            records[entry.id].add(sim, correct)
+        try:
+            self.write(records, [e for e, _ in judged.candidates])
+        except StoreError:
+            self.counters["learn_errors"] += 1
+            logger.exception("semcache: could not write the budget's records")
+        self._tick(ns, observed)
+
+    def feedback(self, entry: StoredEntry, similarity: float, correct: bool) -> None:
+        """An application's report on a hit of ``entry`` served at ``similarity``."""
+        record = self.record(entry)
+        if self.budget is None:  # no policy: what ErrorBudget.feedback does
+            record.add(similarity, correct)
+        else:
+            self.policy(entry.namespace).feedback(record, similarity, correct)
+        self.counters["feedback"] += 1
+        self.write({entry.id: record}, [entry])
