@@ -157,3 +157,67 @@ def test_put_many_10k(benchmark, tmp_path: Path, vectors: np.ndarray) -> None:  
         cache.close()
 
     benchmark.pedantic(run, setup=setup, rounds=3)
+
+
+# -- the error budget (issue 13): get_or_put's semantic hit with and without one ---------------
+def _letters(i: int) -> str:
+    """A word for ``i`` without digits (the default guards compare numbers)."""
+    out = ""
+    while True:
+        i, r = divmod(i, 26)
+        out += chr(97 + r)
+        if not i:
+            return out
+
+
+@pytest.fixture(scope="module")
+def budgeted(
+    tmp_path_factory: pytest.TempPathFactory, vectors: np.ndarray
+) -> Iterator[SemanticCache]:
+    """The ``filled`` cache with ``error_budget=0.01``, its policy trained: the counters
+    say that a lone candidate (evidence class 0) is right in every similarity bin, as
+    a long-running cache's would where the answers hold."""
+    path = tmp_path_factory.mktemp("bench") / "budgeted.db"
+    cache = SemanticCache(str(path), error_budget=0.01)
+    queries = [f"{PROMPT} (variant {i})" for i in range(N)]
+    cache.put_many(queries, [f"answer {i}" for i in range(N)], embeddings=vectors)
+    counts = {f"n/0/{b}": 1000.0 for b in range(25)}
+    cache.store.add_counts("default", {**counts, "gets": 100_000.0})  # type: ignore[attr-defined]
+    yield cache
+    cache.close()
+
+
+def _get_or_put_semantic(benchmark, cache: SemanticCache, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(1)
+    query = unit(vectors[4321] + 0.01 * rng.standard_normal(DIM))
+    names = itertools.count()
+    computed = []
+
+    def compute() -> str:
+        computed.append(1)
+        return "answer 4321"
+
+    def ask() -> str:
+        # a new text each time: the exact layer misses, the semantic layer answers (a
+        # verification's put would make a repeated text an exact hit)
+        text = f"a paraphrase {_letters(next(names))} (variant 4321)"
+        return cache.get_or_put(text, compute, embedding=query)
+
+    for _ in range(64):  # the budget's level is set every 32 gets
+        ask()
+    computed.clear()
+    assert benchmark(ask) == "answer 4321"
+    calls = next(names) - 64
+    assert len(computed) <= 0.05 * calls  # served, bar the verifications
+
+
+def test_get_or_put_semantic_hit_10k(  # type: ignore[no-untyped-def]
+    benchmark, filled: SemanticCache, vectors: np.ndarray
+) -> None:
+    _get_or_put_semantic(benchmark, filled, vectors)
+
+
+def test_get_or_put_semantic_hit_10k_error_budget(  # type: ignore[no-untyped-def]
+    benchmark, budgeted: SemanticCache, vectors: np.ndarray
+) -> None:
+    _get_or_put_semantic(benchmark, budgeted, vectors)

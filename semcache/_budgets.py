@@ -94,7 +94,8 @@ class Judgement:
         evidence: the ``Agreement`` of the candidate to serve (None: no candidate).
         candidates: ``(entry, similarity)`` read, in the agreement's order (the one to
             serve first).
-        records: each candidate's ``EntryRecord`` by entry id.
+        records: ``EntryRecord`` by entry id (the served candidate's; learn() adds
+            the others').
         hit: the hit to serve (the first candidate's), if one may be served.
     """
 
@@ -251,6 +252,12 @@ class Budgets:
             self._pending.clear()
             self._local.clear()
 
+    def forked(self) -> None:
+        """In a forked child: the count changes not yet added are the parent's to add
+        (the child would add them twice); the child starts again from the store's."""
+        self._pending.clear()
+        self._policies.clear()
+
     # -- a get ------------------------------------------------------------------------------
     def exact(self, ns: str) -> None:
         """An exact hit: a get the budget counts, that cannot be wrong by its count."""
@@ -290,8 +297,11 @@ class Budgets:
             ev = kit.agreement(
                 [kit.candidate(s, e.response) for e, s in order], k=BUDGET_K, same=same
             )
-            records = {e.id: self.record(e) for e, _ in order}
-            decision = pol.decide(ev, records[order[0][0].id])
+            # only the served candidate's record is read now (12 us a record); the
+            # others' are read by learn(), after an LLM call
+            served = order[0][0]
+            records = {served.id: self.record(served)}
+            decision = pol.decide(ev, records[served.id])
             judged = Judgement(ns, decision, ev, order, records, hit)
         self._add(ns, "gets", 1.0)
         self._add(ns, "predicted", pol.predicted - predicted)
@@ -357,7 +367,10 @@ class Budgets:
         observed = 1 if ev.similarity >= pol.floor else 0
         self.counters["observations"] += observed
         for (entry, sim), correct in zip(judged.candidates[1:], verdicts[1:], strict=True):
-            records[entry.id].add(sim, correct)
+            record = records.get(entry.id)
+            if record is None:
+                record = records[entry.id] = self.record(entry)
+            record.add(sim, correct)
         try:
             self.write(records, [e for e, _ in judged.candidates])
         except StoreError:

@@ -156,6 +156,8 @@ class Engine:
         self.flights = Flights()
         self.recency.clear()
         self.forget_exact()
+        if self.budgets is not None:
+            self.budgets.forked()
 
     def close(self) -> None:
         """Write pending recency, save the index snapshots, release the indexes and
