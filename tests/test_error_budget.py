@@ -506,3 +506,36 @@ def test_async_feedback(tmp_path: Path) -> None:
             return record_of(cache.store, hit.entry_id)  # type: ignore[arg-type]
 
     assert asyncio.run(run()) == [[pytest.approx(0.95, abs=1e-3), 0.0]]
+
+
+def test_the_next_get_sees_the_record_just_written(tmp_path: Path) -> None:
+    # single mode keeps entries in memory (the hot map): they must carry the new record
+    with budget_cache(tmp_path / "c.db") as cache:
+        cache.put("topic 0", "A", embedding=vec(0, -1))
+        force(cache, "verify")
+        cache.get_or_put("q1", lambda: "B", embedding=vec(0, 1))
+        budgets = engine(cache).budgets
+        assert budgets is not None
+        pol = budgets.policy("default")
+        seen: list[Any] = []
+        real = pol.decide
+
+        def spy(ev: Any, record: Any = None) -> Decision:
+            seen.append(record)
+            return real(ev, record)
+
+        pol.decide = spy
+        cache.get("q2", embedding=vec(0, 2))
+        assert [r.observations for r in seen if r is not None] == [
+            [(pytest.approx(0.95, abs=1e-3), False)]
+        ]
+
+
+def test_exact_hits_count_as_gets_of_the_budget(tmp_path: Path) -> None:
+    with budget_cache(tmp_path / "c.db") as cache:
+        cache.put("q", "A", embedding=vec(0, -1))
+        for _ in range(5):
+            assert cache.get("q") is not None
+        budgets = engine(cache).budgets
+        assert budgets is not None
+        assert budgets.policy("default").gets == 5
