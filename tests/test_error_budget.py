@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import multiprocessing as mp
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -539,3 +541,46 @@ def test_exact_hits_count_as_gets_of_the_budget(tmp_path: Path) -> None:
         budgets = engine(cache).budgets
         assert budgets is not None
         assert budgets.policy("default").gets == 5
+
+
+def test_a_checkpoint_carries_what_the_budget_learnt(tmp_path: Path) -> None:
+    with budget_cache(tmp_path / "c.db") as cache:
+        cache.put("topic 0", "A", embedding=vec(0, -1))
+        stored = entry_id(cache, "topic 0")
+        force(cache, "verify")
+        cache.get_or_put("q1", lambda: "B", embedding=vec(0, 1))  # counts still pending
+        cache.dumps(tmp_path / "c.tar.gz")
+    restored = SemanticCache.loads(
+        tmp_path / "c.tar.gz", tmp_path / "r.db", None, error_budget=0.1, guards=None
+    )
+    with restored:
+        assert record_of(restored.store, stored) == [[pytest.approx(0.95, abs=1e-3), 0.0]]
+        counts = restored.store.read_counts("default")  # type: ignore[attr-defined]
+        assert counts["gets"] == 1.0
+        assert sum(v for k, v in counts.items() if k.startswith("w/")) == 1.0
+
+
+def _learn_in_a_child(path: str) -> str:
+    """A worker (module level: spawn pickles it by name): verify once and close."""
+    with budget_cache(Path(path), multi_process_mode="shared") as cache:
+        force(cache, "verify")
+        return cache.get_or_put("q1", lambda: "B", embedding=vec(0, 1))
+
+
+def test_another_process_learns_into_the_same_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    clock = Clock()
+    with budget_cache(path, multi_process_mode="shared", clock=clock) as cache:
+        cache.put("topic 0", "A", embedding=vec(0, -1))
+        budgets = engine(cache).budgets
+        assert budgets is not None
+        assert sum(map(sum, budgets.policy("default").table.n)) == 0
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+            assert pool.submit(_learn_in_a_child, str(path)).result(timeout=120) == "B"
+        clock.now += 1.0  # this process's next get syncs
+        cache.get("unrelated", embedding=vec(1, -1))
+        pol = budgets.policy("default")
+        assert sum(map(sum, pol.table.wrong)) == 1.0
+        assert record_of(cache.store, entry_id(cache, "topic 0")) == [
+            [pytest.approx(0.95, abs=1e-3), 0.0]
+        ]
