@@ -34,11 +34,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._errors import StoreError
+from ._errors import ConfigurationError, StoreError
 from ._store import QualityState, StoredEntry, quality_state
 from ._types import Hit
 
 __all__ = [
+    "BUDGET_FLOOR",
     "BUDGET_K",
     "SYNC_OBSERVATIONS",
     "SYNC_SECONDS",
@@ -58,6 +59,8 @@ BUDGET_K: Final = 8
 SYNC_OBSERVATIONS: Final = 32
 #: Seconds (of the cache's clock) after which they are synced anyway.
 SYNC_SECONDS: Final = 1.0
+#: The lowest similarity a candidate is read at (the policy's floor).
+BUDGET_FLOOR: Final = 0.5
 #: Records kept in memory for a store without the capability.
 _LOCAL_RECORDS: Final = 65536
 
@@ -129,15 +132,13 @@ class Budgets:
         clock: Callable[[], float],
     ) -> None:
         if not _kit:  # pragma: no cover - semcache/__init__.py installs it
-            from ._errors import ConfigurationError
-
             raise ConfigurationError("the error budget's policy is not installed")
         self.kit = _kit[0]
         self.budget = budget
         self.same: SameAnswer = same if same is not None else self.kit.same_answer
         self.state: QualityState | None = quality_state(store)
         self.clock = clock
-        self.floor = 0.5
+        self.floor = BUDGET_FLOOR
         self._policies: dict[str, Any] = {}
         self._pending: dict[str, dict[str, float]] = {}
         self._unsynced: dict[str, int] = {}
