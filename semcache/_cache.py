@@ -212,7 +212,10 @@ class SemanticCache:
 
         Returns:
             The :class:`Hit`, or None on a miss. An embedder that fails makes a miss
-            (reason ``"embedder_error"``), never an exception.
+            (reason ``"embedder_error"``), never an exception. With ``error_budget`` a
+            semantic candidate is served only when the budget says serve; one it
+            would verify or miss is a miss (reason ``"budget"``) that nothing learns
+            from (:meth:`get_or_put` learns).
 
         Raises:
             CacheClosedError: the cache was closed.

@@ -584,3 +584,13 @@ def test_another_process_learns_into_the_same_file(tmp_path: Path) -> None:
         assert record_of(cache.store, entry_id(cache, "topic 0")) == [
             [pytest.approx(0.95, abs=1e-3), 0.0]
         ]
+
+
+def test_the_default_same_answer_ignores_case_and_spacing(tmp_path: Path) -> None:
+    with budget_cache(tmp_path / "c.db") as cache:
+        cache.put("topic 0", "Paris", embedding=vec(0, -1))
+        force(cache, "verify")
+        assert cache.get_or_put("q1", lambda: "  paris ", embedding=vec(0, 1)) == "  paris "
+        assert record_of(cache.store, entry_id(cache, "topic 0")) == [
+            [pytest.approx(0.95, abs=1e-3), 1.0]
+        ]
