@@ -144,6 +144,10 @@ class Budgets:
         self._unsynced: dict[str, int] = {}
         self._synced_at: dict[str, float] = {}
         self._local: OrderedDict[int, str] = OrderedDict()
+        #: What of a stored text is the answer, by namespace prefix: the integrations'
+        #: doors store whole completions (ids, timestamps, usage) and register how to
+        #: read the answer from one (:meth:`same_in`).
+        self.views: dict[str, Callable[[str], str]] = {}
         #: This process's counters (``stats()["budget"]``).
         self.counters = {
             "verifications": 0,
@@ -259,6 +263,15 @@ class Budgets:
         self._pending.clear()
         self._policies.clear()
 
+    def same_in(self, ns: str) -> SameAnswer:
+        """``same_answer`` for the stored texts of namespace ``ns``: on the answers
+        read from them where a view is registered for its prefix (:attr:`views`)."""
+        for prefix, view in self.views.items():
+            if ns.startswith(prefix):
+                same = self.same
+                return lambda a, b: same(view(a), view(b))
+        return self.same
+
     # -- a get ------------------------------------------------------------------------------
     def exact(self, ns: str) -> None:
         """An exact hit: a get the budget counts, that cannot be wrong by its count."""
@@ -279,7 +292,7 @@ class Budgets:
         others and the candidate's record the risk."""
         kit = self.kit
         pol = self.policy(ns)
-        same = self.same
+        same = self.same_in(ns)
         order = list(found)
         if len(order) > 1:
             top = kit.voted([kit.candidate(s, e.response) for e, s in order], k=BUDGET_K, same=same)
@@ -349,7 +362,8 @@ class Budgets:
         ns = judged.namespace
         pol = self.policy(ns)
         try:
-            verdicts = [bool(self.same(e.response, fresh)) for e, _ in judged.candidates]
+            same = self.same_in(ns)
+            verdicts = [bool(same(e.response, fresh)) for e, _ in judged.candidates]
         except Exception:
             self.counters["learn_errors"] += 1
             logger.exception("semcache: same_answer raised; nothing learnt from this call")

@@ -81,11 +81,17 @@ def test_generations_round_trip_exactly() -> None:
         first = model.invoke(Q)
         again = model.invoke(Q)
         assert again.content == first.content
+        # What was stored comes back, plus the hit's mark (for feedback).
+        mark = again.response_metadata.pop("semcache")
+        assert set(mark) == {"id", "layer", "similarity"}
         assert again.response_metadata == first.response_metadata
         # The stored value itself round-trips exactly.
         gens = [ChatGeneration(message=message, generation_info={"finish_reason": "stop"})]
         lc.update("[]x", "llm", gens)
-        assert lc.lookup("[]x", "llm") == gens
+        revived = lc.lookup("[]x", "llm")
+        assert revived is not None
+        revived[0].message.response_metadata.pop("semcache")
+        assert revived == gens
 
 
 def test_cut_or_tool_calling_generations_are_not_stored() -> None:
@@ -147,11 +153,25 @@ def test_async_chat_model_on_an_async_cache(onnx: OnnxEmbedder) -> None:
             assert (await model.ainvoke(PARAPHRASE)).content == "Paris."
             assert model.i == 1
             # sync and async answer alike
-            assert lc.lookup(*_args(model, Q)) == await lc.alookup(*_args(model, Q))
+            sync = _unmarked(lc.lookup(*_args(model, Q)))
+            assert sync == _unmarked(await lc.alookup(*_args(model, Q)))
             await lc.aclear()
             assert (await cache.stats())["total_entries"] == 0
 
     asyncio.run(main())
+
+
+def _unmarked(generations: Any) -> Any:
+    """Generations without the hit's mark (its id differs from hit to hit)."""
+    assert generations is not None
+    for g in generations:
+        if isinstance(g, ChatGeneration):
+            g.message.response_metadata.pop("semcache")
+        else:
+            assert g.generation_info is not None
+            g.generation_info.pop("semcache")
+            g.generation_info = g.generation_info or None
+    return generations
 
 
 def _args(model: Any, text: str) -> tuple[str, str]:
@@ -173,7 +193,7 @@ def test_async_embedder_serves_the_async_path_and_refuses_the_sync_one() -> None
         async with AsyncSemanticCache(embedder=embedder) as cache:
             lc = SemanticLLMCache(cache)
             await lc.aupdate(Q, "llm", [Generation(text="Paris")])
-            assert await lc.alookup(Q, "llm") == [Generation(text="Paris")]
+            assert _unmarked(await lc.alookup(Q, "llm")) == [Generation(text="Paris")]
             with pytest.raises(ConfigurationError, match="async"):
                 lc.lookup(Q, "llm")
 

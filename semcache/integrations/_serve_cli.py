@@ -64,6 +64,15 @@ def add_serve_parser(sub: Any) -> None:
         "--ttl", type=argtypes.number, help="seconds an answer is kept (default: forever)"
     )
     serve.add_argument(
+        "--error-budget",
+        type=argtypes.fraction,
+        metavar="RATE",
+        help=(
+            "wrong answers per request allowed (e.g. 0.01): the cache verifies and learns "
+            "instead of a fixed --threshold (see docs/quality.md)"
+        ),
+    )
+    serve.add_argument(
         "--exact-only",
         action="store_true",
         help="no embedding model: serve exact repeats only",
@@ -90,7 +99,12 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     policy = ChatPolicy(
         max_temperature=args.max_temperature, cache_tool_calls=args.cache_tool_calls
     )
-    cache = AsyncSemanticCache(args.path, embedder, similarity_threshold=args.threshold)
+    cache = AsyncSemanticCache(
+        args.path,
+        embedder,
+        similarity_threshold=args.threshold,
+        error_budget=args.error_budget,
+    )
     try:
         app = create_app(
             cache, args.upstream, policy=policy, tenant_header=args.tenant_header, ttl=args.ttl

@@ -4,6 +4,7 @@ server-sent events) and how a streamed answer is put back together to be stored.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -18,6 +19,9 @@ __all__ = [
     "HEADER",
     "Plan",
     "StreamAssembler",
+    "answer_id",
+    "comparable",
+    "completion_answer",
     "hit_header",
     "is_chat_completions",
     "plan_request",
@@ -70,6 +74,10 @@ def plan_request(
     return Plan(key, request, request.get("stream") is True, include_usage), None
 
 
+#: The policy of :func:`comparable`: any complete answer, tool calls included.
+_ANY_COMPLETE: Final = ChatPolicy(max_temperature=float("inf"), cache_tool_calls=True)
+
+
 def storable(status: int, body: bytes | Mapping[str, Any], policy: ChatPolicy) -> str | None:
     """The text to store for an upstream answer, or None if it must not be stored (not a
     200, not JSON, or refused by :meth:`ChatPolicy.check_response`)."""
@@ -91,14 +99,57 @@ def storable(status: int, body: bytes | Mapping[str, Any], policy: ChatPolicy) -
         return None
 
 
+def comparable(status: int, body: bytes | Mapping[str, Any]) -> str | None:
+    """The text an error budget learns from for an upstream answer the door does not
+    store: a 200 with one complete choice (``finish_reason`` stop or a tool call), as
+    :func:`storable` would store it; None for an error or an answer cut short (it says
+    nothing of whether a stored answer was right)."""
+    return storable(status, body, _ANY_COMPLETE)
+
+
+def _strip_ids(calls: Any) -> Any:
+    if not isinstance(calls, list):
+        return calls
+    return [{k: v for k, v in c.items() if k != "id"} if isinstance(c, dict) else c for c in calls]
+
+
+@functools.lru_cache(maxsize=512)
+def completion_answer(stored: str) -> str:
+    """The answer in a stored chat completion: the message's content, or (for a tool
+    call or a refusal) the canonical JSON of content, refusal and tool calls without
+    their ids; ``stored`` itself if it is not a completion. What the error budget's
+    ``same_answer`` compares for the ``chat:`` namespaces (ids, timestamps and usage
+    differ between two identical answers)."""
+    try:
+        message = json.loads(stored)["choices"][0]["message"]
+        content = message.get("content")
+        calls = message.get("tool_calls") or message.get("function_call")
+        refusal = message.get("refusal")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return stored
+    if not calls and not refusal and isinstance(content, str):
+        return content
+    try:
+        return canonical_json(
+            {"content": content, "refusal": refusal, "tool_calls": _strip_ids(calls)}
+        )
+    except Uncacheable:  # pragma: no cover - parsed from JSON, so JSON
+        return stored
+
+
+def answer_id() -> str:
+    """A fresh completion id for an answer served from the cache."""
+    return f"chatcmpl-semcache-{uuid.uuid4().hex}"
+
+
 def hit_header(hit: Hit) -> str:
     """``hit; layer=exact; similarity=1.0000``."""
     return f"hit; layer={hit.layer}; similarity={hit.similarity:.4f}"
 
 
-def fresh(stored: str) -> dict[str, Any]:
-    """A stored completion as a new answer: a fresh ``id`` and ``created``, ``usage``
-    zeroed (nothing was spent).
+def fresh(stored: str, new_id: str | None = None) -> dict[str, Any]:
+    """A stored completion as a new answer: a fresh ``id`` (``new_id``, or
+    :func:`answer_id`) and ``created``, ``usage`` zeroed (nothing was spent).
 
     Raises:
         ValueError: ``stored`` is not a completion (JSON object).
@@ -106,33 +157,34 @@ def fresh(stored: str) -> dict[str, Any]:
     completion = json.loads(stored)
     if not isinstance(completion, dict):
         raise ValueError("the cached entry is not a chat completion")
-    completion["id"] = f"chatcmpl-semcache-{uuid.uuid4().hex}"
+    completion["id"] = new_id if new_id is not None else answer_id()
     completion["created"] = int(time.time())
     completion["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     return completion
 
 
-def serve_json(stored: str) -> bytes:
-    """The body of a hit for a non-streaming request.
+def serve_json(stored: str, new_id: str | None = None) -> bytes:
+    """The body of a hit for a non-streaming request (its id: see :func:`fresh`).
 
     Raises:
         ValueError: ``stored`` is not a completion.
     """
-    return json.dumps(fresh(stored)).encode()
+    return json.dumps(fresh(stored, new_id)).encode()
 
 
 def _event(data: Any) -> bytes:
     return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
-def serve_sse(stored: str, include_usage: bool) -> list[bytes]:
+def serve_sse(stored: str, include_usage: bool, new_id: str | None = None) -> list[bytes]:
     """The events of a hit for a streaming request: the whole message in one chunk, the
-    finish reason in the next, the (zero) usage if asked for, then ``[DONE]``.
+    finish reason in the next, the (zero) usage if asked for, then ``[DONE]`` (their
+    id: see :func:`fresh`).
 
     Raises:
         ValueError: ``stored`` is not a completion.
     """
-    completion = fresh(stored)
+    completion = fresh(stored, new_id)
     choice = completion["choices"][0]
     message = choice.get("message") or {}
     base = {

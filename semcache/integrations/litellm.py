@@ -9,7 +9,12 @@ user message is matched, everything else that changes the answer (the model, ear
 messages, parameters, ``api_base``) is the namespace. Concurrent identical misses make
 one LiteLLM call (single-flight, as ``get_or_put``). A hit is a ``ModelResponse`` with a
 fresh ``id`` and ``created``, zero ``usage`` and ``response._hidden_params["semcache"] ==
-{"layer": ..., "similarity": ...}``. ``stream=True`` calls pass through uncached.
+{"layer": ..., "similarity": ..., "id": ...}``. ``stream=True`` calls pass through uncached.
+
+With a cache made with ``error_budget=``, the LiteLLM calls the budget asked for (a
+verification, or a miss with candidates) teach it as ``get_or_put`` does (answers
+compared by their messages' content). ``llm.feedback(response.id, correct)`` reports
+whether a hit was right (``SemanticCache.feedback``).
 
 Why not a LiteLLM cache backend (``litellm.cache = Cache(type="custom", ...)``)? LiteLLM
 hands a backend one opaque key built from all messages joined together: the backend never
@@ -25,8 +30,20 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from . import require
-from ._flow import AnyCache, Fetched, Served, aserve, core_of, serve, sync_core
-from ._wire import fresh, storable
+from ._flow import (
+    AnyCache,
+    Fetched,
+    HitLog,
+    Served,
+    afeedback,
+    aserve,
+    core_of,
+    feedback,
+    read_answers,
+    serve,
+    sync_core,
+)
+from ._wire import comparable, completion_answer, fresh, storable
 from .chat import ChatKey, ChatPolicy, Uncacheable, chat_key
 
 if TYPE_CHECKING:
@@ -86,6 +103,8 @@ class SemanticLiteLLM:
         self._policy = policy if policy is not None else ChatPolicy()
         self._tenant = tenant
         self._ttl = ttl
+        self._hits = HitLog()
+        read_answers(cache, "chat:", completion_answer)
 
     def _key(self, kwargs: Mapping[str, Any]) -> ChatKey | None:
         if kwargs.get("stream"):
@@ -102,21 +121,47 @@ class SemanticLiteLLM:
             data = response.model_dump()
         except Exception:
             return Fetched(response, None)
-        return Fetched(response, storable(200, data, self._policy))
+        text = storable(200, data, self._policy)
+        return Fetched(response, text, None if text is not None else comparable(200, data))
 
     def _result(self, served: Served[Any]) -> Any:
         if served.hit is None:
             assert served.fetched is not None
             return served.fetched.value
         response = litellm.ModelResponse(**fresh(served.hit.response))
+        self._hits.remember(response.id, served.hit)
         hidden = getattr(response, "_hidden_params", None)
         if isinstance(hidden, dict):
             hidden["semcache"] = {
                 "layer": served.hit.layer,
                 "similarity": served.hit.similarity,
+                "id": response.id,
             }
             hidden["cache_hit"] = True
         return response
+
+    def feedback(self, answer_id: str, correct: bool) -> bool:
+        """Report whether a hit this object served was right (``SemanticCache.feedback``):
+        ``answer_id`` is the response's ``id``. One report per answer.
+
+        Returns:
+            True if it was a hit served here (among the latest 4096) and its entry learnt
+            the report; False otherwise (a miss, an unknown or old id, or one already
+            reported), and nothing is written.
+
+        Raises:
+            InvalidInputError: ``answer_id`` is not a str, or ``correct`` not a bool.
+            CacheClosedError, StoreError: as ``SemanticCache.feedback``.
+        """
+        return feedback(self._cache, self._hits, answer_id, correct)
+
+    async def afeedback(self, answer_id: str, correct: bool) -> bool:
+        """:meth:`feedback` without blocking the event loop.
+
+        Raises:
+            The same as :meth:`feedback`.
+        """
+        return await afeedback(self._cache, self._hits, answer_id, correct)
 
     def completion(self, **kwargs: Any) -> Any:
         """``litellm.completion(**kwargs)``, from the cache when it may be.

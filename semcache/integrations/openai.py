@@ -19,6 +19,14 @@ Concurrent identical non-streaming misses make one upstream call (single-flight)
 others receive its answer, whatever it was. A streaming miss is not single-flighted (its
 caller wants the first token as soon as upstream sends it): it is forwarded as it comes
 and stored once the stream has ended with ``[DONE]``.
+
+With a cache made with ``error_budget=``, every upstream call the budget asked for (a
+verification, or a miss with candidates) teaches it, as ``get_or_put`` does: the
+fresh answer's content is compared with the candidates' (``same_answer`` on the
+messages' content, see :func:`~semcache.integrations._wire.completion_answer`),
+streamed or not, stored or not (a tool call the policy does not store still
+teaches; an error or an answer cut short does not). A hit's completion ``id``
+identifies it to :meth:`CachingTransport.feedback`, which reports a wrong answer.
 """
 
 from __future__ import annotations
@@ -31,12 +39,33 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import require
-from ._flow import AnyCache, Fetched, Served, aget, aput, aserve, core_of, put, serve, sync_core
+from ._flow import (
+    AnyCache,
+    Fetched,
+    HitLog,
+    Served,
+    afeedback,
+    alearn,
+    alook,
+    aput,
+    aserve,
+    core_of,
+    feedback,
+    learn,
+    look,
+    put,
+    read_answers,
+    serve,
+    sync_core,
+)
 from ._wire import (
     DROPPED_HEADERS,
     HEADER,
     Plan,
     StreamAssembler,
+    answer_id,
+    comparable,
+    completion_answer,
     hit_header,
     is_chat_completions,
     plan_request,
@@ -87,6 +116,9 @@ class _Door:
         self.policy = policy if policy is not None else ChatPolicy()
         self.tenant = tenant
         self.ttl = ttl
+        #: The hits served lately, by completion id (for ``feedback``).
+        self.hits = HitLog()
+        read_answers(cache, "chat:", completion_answer)
         #: What the namespace of each cacheable request seen covers (the latest _LABELS).
         self.labels: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._labels_lock = threading.Lock()
@@ -104,18 +136,22 @@ class _Door:
         return {"semcache.chat": label}
 
     def hit_response(self, plan: Plan, hit: Any) -> httpx.Response | None:
-        """The answer to ``plan`` from ``hit``, or None if the entry is not a completion."""
+        """The answer to ``plan`` from ``hit``, or None if the entry is not a completion.
+        Its id is remembered for :meth:`CachingTransport.feedback`."""
+        new_id = answer_id()
         try:
             if plan.stream:
-                events = serve_sse(hit.response, plan.include_usage)
+                events = serve_sse(hit.response, plan.include_usage, new_id)
+                self.hits.remember(new_id, hit)
                 return httpx.Response(
                     200,
                     headers=[("content-type", "text/event-stream"), (HEADER, hit_header(hit))],
                     content=b"".join(events),
                 )
-            body = serve_json(hit.response)
+            body = serve_json(hit.response, new_id)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return None
+        self.hits.remember(new_id, hit)
         return httpx.Response(
             200,
             headers=[("content-type", "application/json"), (HEADER, hit_header(hit))],
@@ -124,7 +160,8 @@ class _Door:
 
     def raw(self, response: httpx.Response, body: bytes) -> Fetched[_Raw]:
         raw = _Raw(response.status_code, _kept_headers(response.headers), body)
-        return Fetched(raw, storable(raw.status, body, self.policy))
+        text = storable(raw.status, body, self.policy)
+        return Fetched(raw, text, None if text is not None else comparable(raw.status, body))
 
     def fetched_response(self, served: Served[_Raw]) -> httpx.Response:
         assert served.fetched is not None
@@ -135,11 +172,15 @@ class _Door:
     def tee_headers(self, response: httpx.Response) -> list[tuple[str, str]]:
         return [*_kept_headers(response.headers), (HEADER, "miss")]
 
-    def stored_text(self, response: httpx.Response, assembler: StreamAssembler) -> str | None:
+    def stored_text(
+        self, response: httpx.Response, assembler: StreamAssembler
+    ) -> tuple[str | None, str | None]:
+        """What to store of a streamed answer, and what the budget learns from it."""
         completion = assembler.completion()
         if completion is None:
-            return None
-        return storable(response.status_code, completion, self.policy)
+            return None, None
+        text = storable(response.status_code, completion, self.policy)
+        return text, text if text is not None else comparable(response.status_code, completion)
 
 
 class _Tee(httpx.SyncByteStream):
@@ -250,13 +291,15 @@ class CachingTransport(httpx.BaseTransport):
             return response
         key = plan.key
         if plan.stream:
-            hit = door.core.get(key.text, namespace=key.namespace)
+            looked = look(door.core, key.text, key.namespace)
+            hit = looked.hit
             if hit is not None and (answer := door.hit_response(plan, hit)) is not None:
                 return answer
             response = self._inner.handle_request(request)
 
             def done(assembler: StreamAssembler) -> None:
-                text = door.stored_text(response, assembler)
+                text, fresh = door.stored_text(response, assembler)
+                learn(door.core, looked.judged, fresh)
                 if text is not None:
                     put(door.core, key.text, text, key.namespace, door.metadata(plan), door.ttl)
 
@@ -290,6 +333,22 @@ class CachingTransport(httpx.BaseTransport):
         4096: the readable side of ``cache.stats()["entries"]``."""
         with self._door._labels_lock:
             return {ns: dict(label) for ns, label in self._door.labels.items()}
+
+    def feedback(self, answer_id: str, correct: bool) -> bool:
+        """Report whether an answer this transport served from the cache was right (see
+        ``SemanticCache.feedback``): ``answer_id`` is the completion's ``id``
+        (``completion.id``; every chunk's ``id`` for a stream). One report per answer.
+
+        Returns:
+            True if it was a hit of this transport (among the latest 4096 served) and
+            its entry learnt the report; False otherwise (a miss, an unknown or old id,
+            or one already reported), and nothing is written.
+
+        Raises:
+            InvalidInputError: ``answer_id`` is not a str, or ``correct`` not a bool.
+            CacheClosedError, StoreError: as ``SemanticCache.feedback``.
+        """
+        return feedback(self._door.core, self._door.hits, answer_id, correct)
 
     def close(self) -> None:
         """Close the wrapped transport (not the cache)."""
@@ -346,13 +405,15 @@ class AsyncCachingTransport(httpx.AsyncBaseTransport):
             return response
         key = plan.key
         if plan.stream:
-            hit = await aget(door.cache, key.text, key.namespace)
+            looked = await alook(door.cache, key.text, key.namespace)
+            hit = looked.hit
             if hit is not None and (answer := door.hit_response(plan, hit)) is not None:
                 return answer
             response = await self._inner.handle_async_request(request)
 
             async def done(assembler: StreamAssembler) -> None:
-                text = door.stored_text(response, assembler)
+                text, fresh = door.stored_text(response, assembler)
+                await alearn(door.cache, looked.judged, fresh)
                 if text is not None:
                     await aput(
                         door.cache, key.text, text, key.namespace, door.metadata(plan), door.ttl
@@ -390,6 +451,14 @@ class AsyncCachingTransport(httpx.AsyncBaseTransport):
         4096: the readable side of ``cache.stats()["entries"]``."""
         with self._door._labels_lock:
             return {ns: dict(label) for ns, label in self._door.labels.items()}
+
+    async def feedback(self, answer_id: str, correct: bool) -> bool:
+        """:meth:`CachingTransport.feedback`, without blocking the event loop.
+
+        Raises:
+            The same as :meth:`CachingTransport.feedback`.
+        """
+        return await afeedback(self._door.cache, self._door.hits, answer_id, correct)
 
     async def aclose(self) -> None:
         """Close the wrapped transport (not the cache)."""

@@ -14,7 +14,13 @@ streaming, single-flight across all clients of the proxy):
   in progress (``{"cache": ..., "proxy": {"hit": n, "miss": n, "bypass": n, "other": n},
   "in_flight": {"flights": n, "followers": n}, "labels": {namespace: label}}``;
   ``followers`` are requests waiting for an identical one's answer; ``labels`` say what
-  the namespaces of the cacheable requests seen since the start cover).
+  the namespaces of the cacheable requests seen since the start cover);
+* ``POST /feedback`` with ``{"id": "<a hit's completion id>", "correct": false}``:
+  report whether an answer the proxy served from the cache was right
+  (``SemanticCache.feedback``): 200 ``{"reported": true}``; 404 when the id is not
+  a hit of this proxy among its latest 4096 (or was reported already); 400 for a
+  malformed body. With ``error_budget=`` the upstream calls the budget asked for
+  teach it as ``get_or_put`` does (see :mod:`semcache.integrations.openai`).
 
 The client's ``Authorization`` header is forwarded to the upstream and never stored; with
 ``tenant_header`` the value of that header (e.g. ``authorization``: one cache per API
@@ -23,6 +29,7 @@ key) is hashed (:func:`~semcache.integrations.chat.tenant_of`) into the namespac
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -128,6 +135,21 @@ def create_app(
             background=BackgroundTask(reply.aclose),
         )
 
+    async def feedback(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        answer_id = body.get("id") if isinstance(body, dict) else None
+        correct = body.get("correct") if isinstance(body, dict) else None
+        if not isinstance(answer_id, str) or not isinstance(correct, bool):
+            message = 'expected {"id": "<completion id>", "correct": true|false}'
+            return JSONResponse(_error(message), status_code=400)
+        if not await caching.feedback(answer_id, correct):
+            message = "not a hit of this proxy (or too old, or reported already)"
+            return JSONResponse(_error(message), status_code=404)
+        return JSONResponse({"reported": True})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -156,6 +178,7 @@ def create_app(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/stats", stats, methods=["GET"]),
+            Route("/feedback", feedback, methods=["POST"]),
             Route("/v1/{rest:path}", forward, methods=methods),
         ],
         lifespan=lifespan,
