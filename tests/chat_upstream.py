@@ -3,7 +3,8 @@
 answer until the test releases it, stream, fail, cut an answer short or call a tool.
 
 The answer to a chat request is ``"answer #<n> to: <last user text>"`` where ``n`` counts
-the chat calls, so a test can tell a cached answer from a fresh one.
+the chat calls, so a test can tell a cached answer from a fresh one; ``reply`` replaces
+it (``reply(text, n)``, e.g. the same answer to every paraphrase of a question).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +28,7 @@ class Upstream:
         self.other_calls: list[str] = []
         self.headers: list[dict[str, str]] = []
         self.gate: threading.Event | None = None
+        self.reply: Callable[[str, int], str] | None = None
         self._cond = threading.Condition()
         self.url = ""
 
@@ -103,7 +105,9 @@ def _handler(state: Upstream) -> type[BaseHTTPRequestHandler]:
             if mode == "error":
                 self._send(500, {"error": {"message": "upstream failed", "type": "server_error"}})
                 return
-            content = f"answer #{n} to: {_text(body['messages'][-1]['content'])}"
+            text = _text(body["messages"][-1]["content"])
+            reply = state.reply
+            content = f"answer #{n} to: {text}" if reply is None else reply(text, n)
             finish = {"ok": "stop", "length": "length", "tool_calls": "tool_calls"}[mode]
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if mode == "tool_calls":

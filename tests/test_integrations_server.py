@@ -191,6 +191,8 @@ def test_proxy_tenant_header_keeps_keys_apart(upstream: Upstream, tmp_path: Path
         (["--upstream", "http://x/v1", "--port", "70000"], "1..65535"),
         (["--upstream", "http://x/v1", "--threshold", "2"], "cosine similarity"),
         (["--upstream", "http://x/v1", "--max-temperature", "-1"], ">= 0"),
+        (["--upstream", "http://x/v1", "--error-budget", "1"], "an error budget in (0, 1)"),
+        (["--upstream", "http://x/v1", "--error-budget", "0"], "an error budget in (0, 1)"),
     ],
 )
 def test_serve_rejects_bad_arguments(
@@ -202,3 +204,28 @@ def test_serve_rejects_bad_arguments(
         main(["serve", *args])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_serve_error_budget_reaches_the_cache(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import semcache.integrations.server as server
+    from semcache._cache import engine_of
+    from semcache._cli import main
+    from semcache.integrations._flow import core_of
+
+    budgets: list[Any] = []
+    real = server.create_app
+
+    def create_app(cache: Any, upstream: str, **kw: Any) -> Any:
+        budgets.append(engine_of(core_of(cache)).budgets)
+        return real(cache, upstream, **kw)
+
+    monkeypatch.setattr(server, "create_app", create_app)
+    monkeypatch.setattr(server, "run", lambda app, host, port: None)
+    args = ["serve", "--upstream", "http://x/v1", "--exact-only", "--error-budget", "0.01"]
+    assert main(args) == 0
+    (budget,) = budgets
+    assert budget is not None
+    assert budget.budget == 0.01
+    assert "proxy for http://x/v1" in capsys.readouterr().out

@@ -21,6 +21,13 @@ def _upstream(text: str) -> str:
     return text
 
 
+def _budget(text: str) -> float:
+    value = argtypes.number(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError("an error budget in (0, 1), e.g. 0.01")
+    return value
+
+
 def add_serve_parser(sub: Any) -> None:
     """Register ``semcache serve`` on the subcommands ``sub``."""
     serve = sub.add_parser(
@@ -65,7 +72,7 @@ def add_serve_parser(sub: Any) -> None:
     )
     serve.add_argument(
         "--error-budget",
-        type=argtypes.fraction,
+        type=_budget,
         metavar="RATE",
         help=(
             "wrong answers per request allowed (e.g. 0.01): the cache verifies and learns "
