@@ -26,7 +26,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Generic, TypeVar
 
 from .._async import AsyncSemanticCache, async_engine_of
@@ -306,8 +306,9 @@ def read_answers(cache: AnyCache, prefix: str, view: Callable[[str], str]) -> No
     texts stored in namespaces starting with ``prefix`` (a door's), instead of the
     texts. ``view`` must not raise: a text it cannot read is returned as it is."""
     budgets = engine_of(core_of(cache)).budgets
-    if budgets is not None:
-        budgets.views.setdefault(prefix, view)
+    if budgets is not None and prefix not in budgets.views:
+        # a new dict, not a change to the one a get may be reading in another thread
+        budgets.views = {**budgets.views, prefix: view}
 
 
 #: How many served hits a door remembers for feedback.
@@ -324,9 +325,11 @@ class HitLog:
         self._lock = threading.Lock()
 
     def remember(self, answer_id: str, hit: Hit) -> None:
-        """Note that ``hit`` was served as the answer ``answer_id``."""
+        """Note that ``hit`` was served as the answer ``answer_id`` (kept without its
+        response and metadata, which ``feedback`` does not read)."""
+        slim = replace(hit, response="", metadata=None)
         with self._lock:
-            self._hits[answer_id] = hit
+            self._hits[answer_id] = slim
             while len(self._hits) > self._size:
                 self._hits.popitem(last=False)
 
