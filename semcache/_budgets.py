@@ -349,15 +349,17 @@ class Budgets:
                 entry.record = texts[entry.id]
 
     # -- after an LLM call -------------------------------------------------------------------
-    def learn(self, judged: Judgement, fresh: str) -> None:
+    def learn(self, judged: Judgement, fresh: str | None) -> None:
         """Observe what the LLM's ``fresh`` answer says of the candidates ``judged``
         read: the one it would have served teaches the policy (a verification also
         measures the budget's own accuracy), every one teaches its record; the
         changed records are written. A ``same_answer`` or store that fails leaves what
-        is stored as it was (logged)."""
+        is stored as it was (logged). ``fresh`` None: the call brought back nothing to
+        compare (an integration's upstream error or cut answer): a verification is
+        counted, nothing is learnt."""
         if judged.decision.action == "verify":
             self.counters["verifications"] += 1
-        if not judged.candidates or judged.evidence is None:
+        if fresh is None or not judged.candidates or judged.evidence is None:
             return
         ns = judged.namespace
         pol = self.policy(ns)

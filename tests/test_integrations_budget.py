@@ -269,6 +269,9 @@ def test_an_unstored_tool_call_teaches_and_an_error_does_not(
         door.ask("topic 0 #3")
         assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 0.0]]
         assert core_of(cache).stats()["total_entries"] == 1
+        # Three verifications paid for (the error came back as a response), one observed.
+        stats = budget_stats(cache)
+        assert (stats["verifications"], stats["observations"]) == (3, 1)
 
 
 def test_openai_feedback_on_a_hit(upstream: Upstream, tmp_path: Path) -> None:

@@ -49,7 +49,6 @@ __all__ = [
     "Looked",
     "Served",
     "afeedback",
-    "aget",
     "alearn",
     "alook",
     "aput",
@@ -162,10 +161,11 @@ def _store_steps(
 
 def _learn(eng: Engine, judged: Judgement | None, fresh: str | None) -> None:
     """What ``get_or_put`` does after its ``compute()``: the fresh answer teaches the
-    budget what the candidates ``judged`` were worth (under the engine's lock). A
-    failure is logged, never raised: the answer was paid for."""
+    budget what the candidates ``judged`` were worth (under the engine's lock; None:
+    nothing to compare, a verification is still counted). A failure is logged, never
+    raised: the answer was paid for."""
     budgets = eng.budgets
-    if judged is None or fresh is None or budgets is None:
+    if judged is None or budgets is None:
         return
     try:
         eng.check_open()
@@ -376,12 +376,6 @@ async def afeedback(cache: AnyCache, log: HitLog, answer_id: str, correct: bool)
         return False
     await asyncio.to_thread(core_of(cache).feedback, hit, correct)
     return True
-
-
-async def aget(cache: AnyCache, query: str, namespace: str) -> Hit | None:
-    """``cache.get`` on an event loop, for either kind of cache."""
-    eng = engine_of(core_of(cache))
-    return await adrive(eng, get_steps(eng, query, None, namespace, False))
 
 
 async def aput(
