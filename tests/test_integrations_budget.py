@@ -502,3 +502,32 @@ def test_langchain_update_teaches_what_lookup_judged(tmp_path: Path) -> None:
             assert budget_stats(cache)["feedback"] == 1
         finally:
             set_llm_cache(None)
+
+
+def test_langchain_async_update_teaches_what_alookup_judged(tmp_path: Path) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_core.globals import set_llm_cache
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from semcache.integrations.langchain import SemanticLLMCache
+
+    async def main() -> None:
+        async with AsyncSemanticCache(tmp_path / "c.db", EMBEDDER, **cache_kwargs()) as cache:
+            lc = SemanticLLMCache(cache)
+            set_llm_cache(lc)
+            model = FakeListChatModel(responses=["Paris.", "Lyon.", "unused"])
+            assert (await model.ainvoke("topic 0")).content == "Paris."
+            ns = only_namespace(cache)
+            force(cache, ns, "verify")
+            assert (await model.ainvoke("topic 0 #1")).content == "Lyon."
+            assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 0.0]]
+            force(cache, ns, "serve")
+            hit = await model.ainvoke("topic 0 #2")
+            assert model.i == 2
+            assert await lc.afeedback(hit.response_metadata["semcache"]["id"], True) is True
+            assert budget_stats(cache)["feedback"] == 1
+
+    try:
+        asyncio.run(main())
+    finally:
+        set_llm_cache(None)
