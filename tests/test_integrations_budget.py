@@ -531,3 +531,20 @@ def test_langchain_async_update_teaches_what_alookup_judged(tmp_path: Path) -> N
         asyncio.run(main())
     finally:
         set_llm_cache(None)
+
+
+def test_the_answer_view_covers_the_doors_namespaces_only(upstream: Upstream) -> None:
+    with SemanticCache(None, EMBEDDER, **cache_kwargs()) as cache:
+        budgets = engine_of(cache).budgets
+        assert budgets is not None
+        OpenAIDoor(upstream, cache)
+        OpenAIDoor(upstream, cache)  # registered once
+        assert list(budgets.views) == ["chat:"]
+        one = json.dumps({"id": "a", "choices": [{"message": {"content": "Paris."}}]})
+        two = json.dumps({"id": "b", "choices": [{"message": {"content": "paris. "}}]})
+        assert budgets.same_in("chat:gpt-4o-mini:abc")(one, two)
+        assert budgets.same_in("default") is budgets.same
+        assert not budgets.same_in("default")(one, two)
+    with SemanticCache(None, EMBEDDER, guards=None) as plain:  # no budget: nothing to do
+        OpenAIDoor(upstream, plain)
+        assert engine_of(plain).budgets is None
