@@ -17,6 +17,7 @@ from test_store_conformance import drop_postgres, entry, server_name, service_ur
 
 from semcache import SchemaVersionError, SemanticCache, StoreUnavailableError
 from semcache._store import NewEntry, PostgresStore
+from semcache._store._postgres import SCHEMA_VERSION
 from semcache.embedders import HashingEmbedder
 
 
@@ -108,7 +109,7 @@ def test_vectors_written_without_search_are_backfilled(schema: str) -> None:
 
 def test_a_newer_schema_is_refused(schema: str) -> None:
     store = PostgresStore(dsn(), schema=schema, vector_search=False)
-    assert store.schema_version() == 1
+    assert store.schema_version() == SCHEMA_VERSION
     store._read(  # a future semcache migrated this schema
         lambda c: c.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
     )

@@ -14,10 +14,12 @@ in sort keys, as 16 hex digits that sort like the floats (``T``)::
                                 key, namespace, texts, vector, times (the exact layer)
     e#I             0           the same entry again, under its id (semantic
                                 candidates); an entry over :data:`PART` bytes is split
-                                over e#I / 0, 1, ... and k#H then says where it is
+                                over e#I / 0, 1, ... and k#H then says where it is;
+                                e#I / 0 alone holds the error-budget record ``o``
     e#I             a           the entry's state: key hash, namespace, last access,
                                 expiry, parts
     m#NS            I           a namespace's member: vector, expiry (for the index)
+    q               NS          a namespace's error-budget counters (Numbers ``q:NAME``)
     r / r#NS        T(a)#I      recency, all / one namespace (least recent first)
     x / x#NS        T(x)#I      expiry, all / one namespace (entries that expire)
     c               NS          a namespace's entry count
@@ -47,6 +49,12 @@ but counted (``seq``) only when the head moves, so :meth:`DynamoDBStore.changes_
 never returns a record before all of its mutation is in place; ``get_by_key`` may see an
 entry a moment before the writer returns.
 
+The error budget (``_dynamodb_budget``): an entry's record is written with a
+conditional ``UpdateItem`` outside the lock (it is in no journal, and an entry deleted
+meanwhile stays deleted); it lives on the entry's item under its id, so ``get_by_ids``
+returns it and ``get_by_key`` does not. Counters are ``ADD``-ed to one item per
+namespace, atomically.
+
 Expiry. DynamoDB's own TTL deletes items in the background, days late and without the
 change log or the counts, so entries carry no TTL attribute: ``expires_at`` is checked
 on every read (by the cache), and expired entries are removed by ``vacuum()`` and by
@@ -69,6 +77,7 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
+from ._dynamodb_budget import DynamoBudgetState
 from ._dynamodb_codec import (
     DELETE_CHUNK,
     MAX_NAMESPACE_BYTES,
@@ -92,7 +101,7 @@ from ._dynamodb_plan import Plan
 __all__ = ["DynamoDBStore"]
 
 
-class DynamoDBStore(LockedTable, NoLocalFile):
+class DynamoDBStore(LockedTable, DynamoBudgetState, NoLocalFile):
     """A :class:`~semcache.Store` in one DynamoDB table, shared by processes and hosts.
 
     Use it with ``SemanticCache(store=DynamoDBStore(...), multi_process_mode="shared")``:
@@ -235,6 +244,7 @@ class DynamoDBStore(LockedTable, NoLocalFile):
             float(str(get_str(item, "c"))),
             None if x is None else float(x),
             vector if vectors else None,
+            get_str(item, "o"),
         )
 
     def _parts(self, item: Item) -> list[Item]:
@@ -440,6 +450,7 @@ class DynamoDBStore(LockedTable, NoLocalFile):
                 if not ids:
                     break
                 n += len(self._delete_ids_mutation(ids))
+        self._clear_counts(namespace)  # the error budget's counters go too
         return n
 
     def touch(self, access: Mapping[int, float]) -> None:

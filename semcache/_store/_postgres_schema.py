@@ -89,10 +89,23 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             FOR EACH ROW EXECUTE FUNCTION {s}.entries_log();
         """,
     ),
+    (
+        2,
+        "error budget: entries.record, quality_counts",
+        """
+        ALTER TABLE {s}.entries ADD COLUMN IF NOT EXISTS record bytea;
+        CREATE TABLE IF NOT EXISTS {s}.quality_counts(
+            namespace bytea NOT NULL,
+            name text NOT NULL,
+            value double precision NOT NULL,
+            PRIMARY KEY (namespace, name)
+        );
+        """,
+    ),
 )
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
 
-COLUMNS: Final = "id, key, namespace, query, response, metadata, created_at, expires_at"
+COLUMNS: Final = "id, key, namespace, query, response, metadata, created_at, expires_at, record"
 
 
 def import_psycopg() -> Any:
@@ -106,7 +119,7 @@ def import_psycopg() -> Any:
 
 
 def entry_of(row: Sequence[Any]) -> StoredEntry:
-    i, k, n, q, r, m, c, x = row[:8]
+    i, k, n, q, r, m, c, x, o = row[:9]
     return StoredEntry(
         int(i),
         bytes(k),
@@ -116,7 +129,8 @@ def entry_of(row: Sequence[Any]) -> StoredEntry:
         None if m is None else bytes(m).decode(),
         float(c),
         None if x is None else float(x),
-        None if len(row) < 9 or row[8] is None else bytes(row[8]),
+        None if len(row) < 10 or row[9] is None else bytes(row[9]),
+        None if o is None else bytes(o).decode(),
     )
 
 

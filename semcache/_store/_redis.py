@@ -8,10 +8,18 @@ Layout, every key under ``prefix`` (``P``); entry ids are zero-padded to 16 digi
     P seq               string last change sequence number (INCR)
     P log               stream change log, stream id "<seq>-0", fields op, id, ns
     P k                 hash   exact-layer key -> I
-    P e:I               hash   the entry: k n q r [m] [v] c [x]
+    P e:I               hash   the entry: k n q r [m] [v] c [x] [o]
     P ns                hash   namespace -> entry count
     P lru / P lru:NS    zset   I scored by last_access (global / one namespace)
     P exp / P exp:NS    zset   I scored by expires_at (entries that expire)
+    P qc                set    namespaces that have error-budget counters
+    P qc:NS             hash   a namespace's error-budget counters: name -> float
+
+An entry's error-budget record (``o``, JSON text) lives in its hash, so it goes with
+the entry (delete, eviction, clear) and a put, which writes a new hash, starts without
+one; :meth:`RedisStore.write_records` sets it only on hashes that exist (a script), and
+touches nothing else. Counters are only ever added to (``HINCRBYFLOAT``), so processes
+never lose each other's updates.
 
 Every mutation is one Lua script, so Redis runs it as a unit: no other client sees an
 entry half-written, and the change log, the counts and the recency sets move with the
@@ -27,7 +35,7 @@ allows; Redis Cluster does not, so use one primary per cache.
 
 These are all the keys of a store (:meth:`RedisStore.drop` deletes exactly them), so
 prefixes may nest (``app:`` and ``app:v2:``) unless one is another followed by
-``lru:``, ``exp:`` or ``e:``, whose keys would be the other's.
+``lru:``, ``exp:``, ``e:`` or ``qc:``, whose keys would be the other's.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
+from ._budget_io import check_counts, check_counts_namespace, check_records
 
 __all__ = ["RedisStore"]
 
@@ -187,7 +196,7 @@ return out
 """
 )
 
-# ARGV: P, maxch, ns|'', has_ns
+# ARGV: P, maxch, ns|'', has_ns (the entries and the error-budget counters)
 _LUA_CLEAR: Final = (
     _LUA_LIB
     + r"""
@@ -197,9 +206,37 @@ local n = 0
 for _, id in ipairs(redis.call('ZRANGE', lruk, 0, -1)) do
   if del(id) then n = n + 1 end
 end
+local namespaces = redis.call('SMEMBERS', P .. 'qc')
+if ARGV[4] == '1' then namespaces = {ARGV[3]} end
+for _, ns in ipairs(namespaces) do
+  redis.call('DEL', P .. 'qc:' .. ns)
+  redis.call('SREM', P .. 'qc', ns)
+end
 return n
 """
 )
+
+# ARGV: P, (id, record)* -> how many were written (an id with no entry is skipped: a
+# record never creates a hash, and nothing else of the entry moves)
+_LUA_WRITE_RECORDS: Final = r"""
+local n = 0
+for i = 2, #ARGV, 2 do
+  local ek = ARGV[1] .. 'e:' .. ARGV[i]
+  if redis.call('EXISTS', ek) == 1 then
+    redis.call('HSET', ek, 'o', ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
+"""
+
+# ARGV: P, ns, (name, delta)*
+_LUA_ADD_COUNTS: Final = r"""
+local ck = ARGV[1] .. 'qc:' .. ARGV[2]
+redis.call('SADD', ARGV[1] .. 'qc', ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HINCRBYFLOAT', ck, ARGV[i], ARGV[i + 1]) end
+return 0
+"""
 
 # ARGV: P, maxch, (id, t)*
 _LUA_TOUCH: Final = (
@@ -219,7 +256,7 @@ return redis.call('XTRIM', ARGV[1] .. 'log', 'MAXLEN', tonumber(ARGV[2]))
 _LUA_GET_BY_KEY: Final = r"""
 local id = redis.call('HGET', ARGV[1] .. 'k', ARGV[2])
 if not id then return false end
-local f = redis.call('HMGET', ARGV[1] .. 'e:' .. id, 'k', 'n', 'q', 'r', 'm', 'c', 'x')
+local f = redis.call('HMGET', ARGV[1] .. 'e:' .. id, 'k', 'n', 'q', 'r', 'm', 'c', 'x', 'o')
 if not f[1] then return false end
 table.insert(f, 1, id)
 return f
@@ -259,9 +296,9 @@ return redis.call('HGET', ARGV[1] .. 'meta', 'store_id')
 """
 
 #: Keys a store has once, after its prefix (see the module docstring).
-_FIXED_KEYS: Final = (b"meta", b"id", b"seq", b"log", b"k", b"ns", b"lru", b"exp")
+_FIXED_KEYS: Final = (b"meta", b"id", b"seq", b"log", b"k", b"ns", b"lru", b"exp", b"qc")
 
-_ENTRY_FIELDS: Final = ("k", "n", "q", "r", "m", "c", "x")
+_ENTRY_FIELDS: Final = ("k", "n", "q", "r", "m", "c", "x", "o")
 _ENTRY_FIELDS_V: Final = (*_ENTRY_FIELDS, "v")
 
 
@@ -370,6 +407,8 @@ class RedisStore(NoLocalFile):
         self._get_key = client.register_script(_LUA_GET_BY_KEY)
         self._changes = client.register_script(_LUA_CHANGES)
         self._identity = client.register_script(_LUA_IDENTITY)
+        self._write_records = client.register_script(_LUA_WRITE_RECORDS)
+        self._add_counts = client.register_script(_LUA_ADD_COUNTS)
         try:
             self._call(client.ping)
         except BaseException:
@@ -423,8 +462,8 @@ class RedisStore(NoLocalFile):
     @staticmethod
     def _entry(entry_id: int, f: Sequence[Any]) -> StoredEntry:
         # HMGET of _ENTRY_FIELDS (or _ENTRY_FIELDS_V): k, n, q, r and c are always set;
-        # m, x and v may be None.
-        k, n, q, r, m, c, x = f[:7]
+        # m, x, o and v may be None.
+        k, n, q, r, m, c, x, o = f[:8]
         return StoredEntry(
             entry_id,
             bytes(k),
@@ -434,7 +473,8 @@ class RedisStore(NoLocalFile):
             None if m is None else m.decode(),
             float(c),
             None if x is None else float(x),
-            None if len(f) < 8 or f[7] is None else bytes(f[7]),
+            None if len(f) < 9 or f[8] is None else bytes(f[8]),
+            None if o is None else o.decode(),
         )
 
     # -- settings ---------------------------------------------------------------------
@@ -577,6 +617,52 @@ class RedisStore(NoLocalFile):
             return
         self._call(lambda: self._touch(args=args))
 
+    # -- the error budget's state (see the module docstring) --------------------------
+    def write_records(self, records: Mapping[int, str]) -> None:
+        """Set the error-budget record of existing entries by id, in one script; an id
+        with no entry is skipped. Nothing else of the entry changes (recency, expiry,
+        counts, the change log).
+
+        Raises:
+            InvalidInputError: a record or id of the wrong type (nothing is written).
+            StoreUnavailableError: the server cannot be reached.
+        """
+        args: list[Any] = [self._p]
+        for entry_id, text in check_records(records):
+            args += [_member(entry_id), text.encode()]
+        if len(args) == 1:
+            self._call(lambda: None)
+            return
+        self._call(lambda: self._write_records(args=args))
+
+    def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
+        """Add each delta to the namespace's named counter (``HINCRBYFLOAT``, all in one
+        script): concurrent adds from any number of processes all count.
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            InvalidInputError: a bad name or a delta that is not a finite number.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        args: list[Any] = [self._p, namespace]
+        for name, delta in check_counts(namespace, deltas):
+            args += [name, _float_arg(delta)]
+        if len(args) == 2:
+            self._call(lambda: None)
+            return
+        self._call(lambda: self._add_counts(args=args))
+
+    def read_counts(self, namespace: str) -> dict[str, float]:
+        """The namespace's counters (empty when it has none).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        key = self._p + b"qc:" + check_counts_namespace(namespace).encode()
+        raw = self._call(lambda: self._client.hgetall(key))
+        return {bytes(k).decode(): float(v) for k, v in raw.items()}
+
     # -- change log -------------------------------------------------------------------
     def seq(self) -> int:
         return int(self._call(lambda: self._client.get(self._p + b"seq")) or 0)
@@ -631,7 +717,8 @@ class RedisStore(NoLocalFile):
         the store; returns how many keys were deleted.
 
         Only this store's own keys go (see the module docstring): the fixed ones, its
-        entries ``P e:<16 digits>``, and ``P lru:NS`` / ``P exp:NS`` of its namespaces.
+        entries ``P e:<16 digits>``, ``P lru:NS`` / ``P exp:NS`` of its namespaces and
+        ``P qc:NS`` of those with counters.
         A store whose prefix merely starts with this one (``app:v2:`` under ``app:``)
         is left alone.
 
@@ -652,8 +739,10 @@ class RedisStore(NoLocalFile):
                     n += int(client.unlink(*batch))
                     batch = []
             names = [bytes(ns) for ns in client.hkeys(p + b"ns")]
+            counted = [bytes(ns) for ns in client.smembers(p + b"qc")]
             batch += [p + k for k in _FIXED_KEYS]
             batch += [p + kind + ns for ns in names for kind in (b"lru:", b"exp:")]
+            batch += [p + b"qc:" + ns for ns in counted]
             for lo in range(0, len(batch), 1000):
                 n += int(client.unlink(*batch[lo : lo + 1000]))
             return n

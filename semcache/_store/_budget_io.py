@@ -1,0 +1,102 @@
+"""The checks the server stores (Redis, PostgreSQL, DynamoDB) make on the error budget's
+state before they write any of it: entries' records (``write_records``) and a
+namespace's counters (``add_counts``). See ``docs/stores.md`` ("The error budget's
+state")."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Final
+
+from .._checks import show
+from .._errors import InputTooLargeError, InvalidInputError, InvalidNamespaceError
+
+__all__ = [
+    "MAX_COUNTER_NAME",
+    "MAX_RECORD_BYTES",
+    "check_counts",
+    "check_counts_namespace",
+    "check_records",
+]
+
+#: The largest record accepted (an EntryRecord is about 300 bytes).
+MAX_RECORD_BYTES: Final = 16_384
+#: The longest counter name accepted (names are short ASCII such as ``n/2/17``).
+MAX_COUNTER_NAME: Final = 64
+
+
+def check_records(records: Mapping[int, str]) -> list[tuple[int, str]]:
+    """``records`` as ``(id, text)`` pairs in ascending id, checked; ids no entry can
+    have (below 1 or beyond a signed 64-bit int) left out.
+
+    Raises:
+        InvalidInputError: an id that is not an int, a record that is not a str (or
+            cannot be encoded as UTF-8).
+        InputTooLargeError: a record over :data:`MAX_RECORD_BYTES` bytes (UTF-8).
+    """
+    out: list[tuple[int, str]] = []
+    for entry_id, text in records.items():
+        if isinstance(entry_id, bool) or not isinstance(entry_id, numbers.Integral):
+            raise InvalidInputError(f"a record's entry id must be an int, got {show(entry_id)}")
+        if not isinstance(text, str):
+            raise InvalidInputError(f"a record must be a str, got {show(text)}")
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"entry {entry_id}'s record is not valid text: {exc}") from None
+        if size > MAX_RECORD_BYTES:
+            raise InputTooLargeError(f"entry {entry_id}'s record", size, MAX_RECORD_BYTES)
+        if 0 < int(entry_id) < 2**63:
+            out.append((int(entry_id), text))
+    out.sort()
+    return out
+
+
+def check_counts_namespace(namespace: object) -> str:
+    """``namespace``, a str.
+
+    Raises:
+        InvalidNamespaceError: it is not a str.
+    """
+    if not isinstance(namespace, str):
+        raise InvalidNamespaceError(f"namespace must be a str, got {show(namespace)}")
+    return namespace
+
+
+def check_counts(namespace: str, deltas: Mapping[str, float]) -> list[tuple[str, float]]:
+    """``deltas`` as ``(name, delta)`` pairs in name order (the order every store locks
+    or writes them in), zero deltas left out, checked.
+
+    Raises:
+        InvalidNamespaceError: ``namespace`` is not a str.
+        InvalidInputError: a name that is not a non-empty printable ASCII str of at most
+            :data:`MAX_COUNTER_NAME` characters, a delta that is not a finite number.
+    """
+    check_counts_namespace(namespace)
+    out: list[tuple[str, float]] = []
+    for name, delta in deltas.items():
+        if (
+            not isinstance(name, str)
+            or not 0 < len(name) <= MAX_COUNTER_NAME
+            or not (name.isascii() and name.isprintable())
+        ):
+            raise InvalidInputError(
+                f"a counter name is 1 to {MAX_COUNTER_NAME} printable ASCII characters, "
+                f"got {show(name)}"
+            )
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real):
+            raise InvalidInputError(
+                f"counter {name!r}: a delta must be a number, got {show(delta)}"
+            )
+        try:
+            value = float(delta)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise InvalidInputError(f"counter {name!r}: a delta must be finite, got {value}")
+        if value != 0.0:
+            out.append((name, value))
+    out.sort()
+    return out

@@ -1,0 +1,136 @@
+"""DynamoDBStore's error-budget state (see ``_dynamodb``): an entry's record is the
+attribute ``o`` of its item under its id (``e#I`` / ``0``), and a namespace's counters
+are the Number attributes ``q:NAME`` of one item (``q`` / ``NS``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .._errors import InvalidInputError, InvalidNamespaceError, StoreError
+from ._budget_io import check_counts, check_counts_namespace, check_records
+from ._dynamodb_codec import MAX_NAMESPACE_BYTES, Key, attr_s, item_key, pad_id
+from ._dynamodb_table import Table
+
+__all__ = ["COUNTER_PREFIX", "COUNTS_PK", "DynamoBudgetState"]
+
+#: The partition of the counters' items (sort key: the namespace).
+COUNTS_PK: Final = "q"
+#: The prefix of a counter's attribute name (so that no name is ``pk`` or ``sk``).
+COUNTER_PREFIX: Final = "q:"
+#: Counters added per ``UpdateItem`` (an update expression is at most 4 KB).
+_COUNTS_PER_UPDATE: Final = 50
+#: DynamoDB numbers hold 38 significant digits: deltas are rounded to this many
+#: decimal places, and a counter stays below 10**23.
+_DECIMALS: Final = 15
+_MAX_DELTA: Final = 1e20
+
+
+def _number(delta: float) -> str:
+    """``delta`` rounded to :data:`_DECIMALS` places, as a DynamoDB Number ('0' if it
+    rounds to nothing)."""
+    text = f"{delta:.{_DECIMALS}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-", "-0") else text
+
+
+class DynamoBudgetState(Table):
+    """The error-budget half of :class:`~semcache._store._dynamodb.DynamoDBStore`.
+
+    Neither takes the table's writer lock: they write no item a mutation's journal
+    holds. A record is one conditional ``UpdateItem`` per entry (``attribute_exists``:
+    an entry deleted meanwhile is not brought back), which leaves the entry's state
+    (recency, expiry), the counts and the change log alone; a counter is an ``ADD``,
+    which DynamoDB applies atomically, so no process loses another's updates.
+    """
+
+    def write_records(self, records: Mapping[int, str]) -> None:
+        """Set the error-budget record of existing entries by id (one conditional
+        ``UpdateItem`` each: DynamoDB has no batch of conditional updates); an id with
+        no entry is skipped. Nothing else of the entry changes.
+
+        Raises:
+            InvalidInputError: a record or id of the wrong type (nothing is written).
+            StoreUnavailableError: DynamoDB cannot be reached.
+            StoreError: another DynamoDB error.
+        """
+        items = check_records(records)
+        self._check_open()
+        for entry_id, text in items:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Key": item_key(f"e#{pad_id(entry_id)}", "0"),
+                "UpdateExpression": "SET #o = :o",
+                "ConditionExpression": "attribute_exists(#pk)",
+                "ExpressionAttributeNames": {"#o": "o", "#pk": "pk"},
+                "ExpressionAttributeValues": {":o": attr_s(text)},
+            }
+            try:
+                self._call(lambda kwargs=kwargs: self._client.update_item(**kwargs))  # type: ignore[misc]
+            except StoreError as exc:
+                if not self._is_conditional_failure(exc):
+                    raise
+
+    def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
+        """Add each delta to the namespace's named counter (``ADD``, up to 50 counters
+        per ``UpdateItem``): concurrent adds from any number of processes all count.
+        DynamoDB keeps exact decimals: each delta is rounded to 15 decimal places.
+
+        Raises:
+            InvalidNamespaceError: an empty namespace or one over 1000 bytes.
+            InvalidInputError: a bad name, a delta that is not a finite number or
+                whose size is 1e20 or more.
+            StoreUnavailableError: DynamoDB cannot be reached.
+            StoreError: another DynamoDB error.
+        """
+        items = check_counts(namespace, deltas)
+        if not namespace or len(namespace.encode()) > MAX_NAMESPACE_BYTES:
+            raise InvalidNamespaceError(
+                f"DynamoDBStore namespaces are 1 to {MAX_NAMESPACE_BYTES} bytes (UTF-8)"
+            )
+        for name, delta in items:
+            if abs(delta) >= _MAX_DELTA:
+                raise InvalidInputError(
+                    f"counter {name!r}: DynamoDBStore adds deltas below {_MAX_DELTA:g} "
+                    f"in size, got {delta!r}"
+                )
+        numbers = [(n, _number(d)) for n, d in items]
+        numbers = [(n, v) for n, v in numbers if v != "0"]
+        self._check_open()
+        for lo in range(0, len(numbers), _COUNTS_PER_UPDATE):
+            chunk = numbers[lo : lo + _COUNTS_PER_UPDATE]
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Key": item_key(COUNTS_PK, namespace),
+                "UpdateExpression": "ADD " + ", ".join(f"#a{i} :v{i}" for i in range(len(chunk))),
+                "ExpressionAttributeNames": {
+                    f"#a{i}": COUNTER_PREFIX + n for i, (n, _) in enumerate(chunk)
+                },
+                "ExpressionAttributeValues": {f":v{i}": {"N": v} for i, (_, v) in enumerate(chunk)},
+            }
+            self._call(lambda kwargs=kwargs: self._client.update_item(**kwargs))  # type: ignore[misc]
+
+    def read_counts(self, namespace: str) -> dict[str, float]:
+        """The namespace's counters (empty when it has none).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            StoreUnavailableError: DynamoDB cannot be reached.
+            StoreError: another DynamoDB error.
+        """
+        if not check_counts_namespace(namespace):
+            self._check_open()
+            return {}
+        item = self._get((COUNTS_PK, namespace)) or {}
+        return {
+            name.removeprefix(COUNTER_PREFIX): float(value["N"])
+            for name, value in item.items()
+            if name.startswith(COUNTER_PREFIX)
+        }
+
+    def _clear_counts(self, namespace: str | None) -> None:
+        """Delete the counters of one namespace, or of all."""
+        if namespace is None:
+            keys: list[Key] = [(COUNTS_PK, sk) for sk in self._query_keys(COUNTS_PK)]
+        else:
+            keys = [(COUNTS_PK, namespace)] if namespace else []
+        self._batch_write(dict.fromkeys(keys), None)

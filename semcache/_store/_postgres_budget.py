@@ -1,0 +1,95 @@
+"""PostgresStore's error-budget state (see ``_postgres``): entries' records in the
+``record`` column of ``entries``, and each namespace's counters in ``quality_counts``
+(both added by schema migration 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._budget_io import check_counts, check_counts_namespace, check_records
+
+_T = TypeVar("_T")
+
+
+class PgBudgetState:
+    """The error-budget half of :class:`~semcache._store._postgres.PostgresStore`
+    (which provides the connection helpers below).
+
+    Neither method takes the writer lock of ``log_state``: a record is an ``UPDATE``
+    (the change-log trigger fires on inserts and deletes only, so other processes see
+    no change, and ``last_access``, expiry and counts stay as they were), and a counter
+    is an ``INSERT ... ON CONFLICT DO UPDATE SET value = value + excluded.value``, each
+    one statement that takes row locks only (in ascending id / name order, so
+    concurrent calls do not deadlock often; a deadlock is retried).
+    """
+
+    if TYPE_CHECKING:
+
+        def _run(self, fn: Callable[[Any], _T], *, write: bool) -> _T: ...
+        def _read(self, fn: Callable[[Any], _T]) -> _T: ...
+
+    def write_records(self, records: Mapping[int, str]) -> None:
+        """Set the error-budget record of existing entries by id, in one statement; an
+        id with no entry is skipped. Nothing else of the entry changes.
+
+        Raises:
+            InvalidInputError: a record or id of the wrong type (nothing is written).
+            StoreUnavailableError: the server cannot be reached.
+            StoreError: another database error.
+        """
+        items = check_records(records)
+        if not items:
+            self._read(lambda c: None)
+            return
+        ids = [i for i, _ in items]
+        texts = [t.encode() for _, t in items]
+        self._run(
+            lambda c: c.execute(
+                "UPDATE entries AS e SET record = v.r FROM unnest(%s::bigint[], "
+                "%s::bytea[]) AS v(id, r) WHERE e.id = v.id",
+                (ids, texts),
+            ),
+            write=True,
+        )
+
+    def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
+        """Add each delta to the namespace's named counter, in one statement: concurrent
+        adds from any number of processes all count.
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            InvalidInputError: a bad name or a delta that is not a finite number.
+            StoreUnavailableError: the server cannot be reached.
+            StoreError: another database error.
+        """
+        items = check_counts(namespace, deltas)
+        if not items:
+            self._read(lambda c: None)
+            return
+        args = (namespace.encode(), [n for n, _ in items], [d for _, d in items])
+        self._run(
+            lambda c: c.execute(
+                "INSERT INTO quality_counts AS t(namespace, name, value) SELECT %s, u.n, u.v "
+                "FROM unnest(%s::text[], %s::float8[]) AS u(n, v) ORDER BY u.n "
+                "ON CONFLICT (namespace, name) DO UPDATE SET value = t.value + excluded.value",
+                args,
+            ),
+            write=True,
+        )
+
+    def read_counts(self, namespace: str) -> dict[str, float]:
+        """The namespace's counters (empty when it has none).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            StoreUnavailableError: the server cannot be reached.
+            StoreError: another database error.
+        """
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT name, value FROM quality_counts WHERE namespace = %s",
+                (check_counts_namespace(namespace).encode(),),
+            ).fetchall()
+        )
+        return {str(n): float(v) for n, v in rows}

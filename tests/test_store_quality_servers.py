@@ -1,0 +1,387 @@
+"""The error budget's state in the server stores (Redis, PostgreSQL, DynamoDB), on the
+real servers ``scripts/services`` starts: entries' records (``write_records``, returned by
+``get_by_ids``) and each namespace's counters (``add_counts`` / ``read_counts``), per the
+store contract in docs/stores.md ("The error budget's state")."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_store_conformance import (
+    BACKENDS,
+    Backend,
+    dynamodb_client,
+    entry,
+    key,
+    server_name,
+    service_url,
+)
+
+from semcache import InvalidInputError, InvalidNamespaceError
+from semcache._store import DynamoDBStore, Limits, PostgresStore, RedisStore, Store
+
+SERVERS = [b for b in BACKENDS if b.name in ("redis", "postgres", "dynamodb")]
+
+Opener = Callable[[], Store]
+
+
+@pytest.fixture(params=SERVERS, ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    param: Backend = request.param
+    return param
+
+
+@pytest.fixture
+def open_store(backend: Backend, tmp_path: Path) -> Iterator[Opener]:
+    """Opens a store object on one backing store (the same server keys / schema / table
+    every call: another process's view of it)."""
+    home = tmp_path / "store"
+    home.mkdir()
+    opened: list[Store] = []
+
+    def open_one() -> Store:
+        store = backend.open(home, {})
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+    assert backend.cleanup is not None
+    backend.cleanup(home)
+
+
+# -- records ------------------------------------------------------------------------------
+def test_records_are_written_by_id_and_read_with_the_entry(open_store: Opener) -> None:
+    store = open_store()
+    a, b = store.put_many([entry("a"), entry("b")], now=0.0).ids
+    assert store.get_by_ids([a, b])[a].record is None
+    store.write_records({a: "[[0.93, 1]]", b: "[[0.91, 0]]"})
+    got = store.get_by_ids([a, b])
+    assert (got[a].record, got[b].record) == ("[[0.93, 1]]", "[[0.91, 0]]")
+    assert store.get_by_ids([a], vectors=True)[a].record == "[[0.93, 1]]"
+    assert store.get_by_ids([a], vectors=True)[a].vector == entry("a").vector
+    store.write_records({a: "[[0.95, 1]]"})  # a second write replaces the first
+    assert store.get_by_ids([a])[a].record == "[[0.95, 1]]"
+    store.write_records({})
+    assert store.get_by_ids([b])[b].record == "[[0.91, 0]]"
+
+
+def test_numpy_ids_and_deltas_are_accepted(open_store: Opener) -> None:
+    store = open_store()
+    [a] = store.put_many([entry("a")], now=0.0).ids
+    store.write_records({np.int64(a): "[]"})  # type: ignore[dict-item]
+    store.add_counts("a", {"n": np.float32(0.5), "m": np.int64(2)})  # type: ignore[dict-item]
+    assert store.get_by_ids([a])[a].record == "[]"
+    assert store.read_counts("a") == {"n": 0.5, "m": 2.0}
+
+
+def test_a_record_of_unicode_text_round_trips(open_store: Opener) -> None:
+    store = open_store()
+    [a] = store.put_many([entry("a")], now=0.0).ids
+    text = '{"note": "caf\u00e9 \u4e2d\u6587 \U0001f600"}'
+    store.write_records({a: text})
+    assert store.get_by_ids([a])[a].record == text
+
+
+def test_a_record_for_an_unknown_or_deleted_id_is_skipped(open_store: Opener) -> None:
+    store = open_store()
+    a, b = store.put_many([entry("a"), entry("b")], now=0.0).ids
+    assert store.delete_ids([b]) == [(b, "a")]
+    seq = store.seq()
+    store.write_records({b: "[]", 10_000: "[]", 0: "[]", -3: "[]", 2**70: "[]", a: "[[0.9, 1]]"})
+    assert store.get_by_ids([a, b, 10_000]).keys() == {a}
+    assert store.get_by_ids([a])[a].record == "[[0.9, 1]]"
+    assert store.get_vectors([b, 10_000]) == {}
+    assert (store.count(), store.namespace_counts(), store.seq()) == (1, {"a": 1}, seq)
+    assert [v.ids for v in store.iter_vectors()] == [[a]]
+
+
+def test_a_put_starts_the_entry_without_a_record(open_store: Opener) -> None:
+    store = open_store()
+    a, b = store.put_many([entry("a"), entry("b")], now=0.0).ids
+    store.write_records({a: "[[0.9, 1]]", b: "[[0.9, 0]]"})
+    [a2] = store.put_many([entry("a", response="a new answer")], now=1.0).ids
+    [b2] = store.put_many([entry("b")], now=1.0).ids
+    got = store.get_by_ids([a, b, a2, b2])
+    assert got.keys() == {a2, b2}
+    assert (got[a2].record, got[b2].record) == (None, None)
+    store.write_records({a: "[]"})  # the replaced id stays gone
+    assert store.get_by_ids([a]) == {}
+
+
+def test_a_record_goes_with_its_entry(open_store: Opener) -> None:
+    store = open_store()
+    ids = store.put_many(
+        [entry("a"), entry("b"), entry("c", exp=5.0), entry("d"), entry("e")], now=0.0
+    ).ids
+    store.write_records({i: f"[[0.9, {n}]]" for n, i in enumerate(ids)})
+    assert store.delete_by_key(key("a")) == (ids[0], "a")
+    assert store.delete_ids([ids[1]]) == [(ids[1], "a")]
+    assert store.delete_expired(6.0) == [(ids[2], "a")]
+    store.put_many([entry("f")], now=7.0, limits=Limits(max_entries=2))  # evicts d
+    assert store.get_by_ids(ids).keys() == {ids[4]}
+    assert store.clear("a") == 2
+    store.write_records(dict.fromkeys(ids, "[]"))
+    assert store.get_by_ids(ids) == {}
+    assert store.count() == 0
+
+
+def test_a_record_write_is_no_change_and_keeps_recency_and_expiry(open_store: Opener) -> None:
+    store = open_store()
+    other = open_store()
+    old, mid = store.put_many([entry("old", t=1.0, exp=100.0), entry("mid", t=2.0)], now=2.0).ids
+    identity, seq = store.identity(), store.seq()
+    assert other.changes_since(seq, identity) == []
+    store.write_records({old: "[[0.9, 1]]"})
+    assert store.seq() == seq
+    assert other.changes_since(seq, identity) == []
+    got = store.get_by_ids([old])[old]
+    assert (got.created_at, got.expires_at) == (1.0, 100.0)
+    # "old" is still the least recently used: a third entry over max_entries=2 evicts it.
+    result = store.put_many([entry("new", t=3.0)], now=3.0, limits=Limits(max_entries=2))
+    assert result.evicted == [(old, "a")]
+    assert store.get_by_ids([mid]).keys() == {mid}
+
+
+def test_records_survive_reopen_and_are_seen_by_another_store_object(
+    open_store: Opener,
+) -> None:
+    first = open_store()
+    [a] = first.put_many([entry("a")], now=0.0).ids
+    first.write_records({a: "[[0.97, 1]]"})
+    second = open_store()
+    assert second.get_by_ids([a])[a].record == "[[0.97, 1]]"
+    first.close()
+    reopened = open_store()
+    assert reopened.get_by_ids([a])[a].record == "[[0.97, 1]]"
+
+
+def test_bad_records_raise_before_anything_is_written(open_store: Opener) -> None:
+    store = open_store()
+    [a] = store.put_many([entry("a")], now=0.0).ids
+    for bad in ({a: "[]", "b": "[]"}, {a: "[]", 2: b"[]"}, {a: "\ud800"}, {a: "x" * 20_000}):
+        with pytest.raises(InvalidInputError):
+            store.write_records(bad)  # type: ignore[arg-type]
+    assert store.get_by_ids([a])[a].record is None
+
+
+# -- counters -----------------------------------------------------------------------------
+def test_counters_add_and_read_back(open_store: Opener) -> None:
+    store = open_store()
+    assert store.read_counts("a") == {}
+    store.add_counts("a", {"n/2/17": 1.0, "w/2/17": 0.25, "predicted": 0.5})
+    store.add_counts("a", {"n/2/17": 2.0, "predicted": -0.125, "zero": 0.0})
+    store.add_counts("b", {"n/0/0": 3})
+    store.add_counts("a", {})
+    assert store.read_counts("a") == {"n/2/17": 3.0, "w/2/17": 0.25, "predicted": 0.375}
+    assert store.read_counts("b") == {"n/0/0": 3.0}
+    assert store.read_counts("nobody") == {}
+
+
+def test_counters_keep_small_and_fractional_deltas(open_store: Opener) -> None:
+    store = open_store()
+    deltas = [0.1, 0.2, 1e-9, 0.012345678901234, 123456.5]
+    for d in deltas:
+        store.add_counts("a", {"x": d})
+    assert store.read_counts("a")["x"] == pytest.approx(sum(deltas), rel=1e-12)
+
+
+def test_two_store_objects_interleave_adds_without_losing_any(open_store: Opener) -> None:
+    a, b = open_store(), open_store()
+    a.add_counts("ns", {"n": 1.0, "w": 0.5})
+    b.add_counts("ns", {"n": 1.0})
+    a.add_counts("ns", {"w": 0.25, "m": 2.0})
+    b.add_counts("ns", {"n": 1.0, "m": 2.0})
+    expected = {"n": 3.0, "w": 0.75, "m": 4.0}
+    assert a.read_counts("ns") == expected
+    assert b.read_counts("ns") == expected
+
+
+def test_concurrent_adds_from_two_store_objects_all_count(open_store: Opener) -> None:
+    stores = [open_store(), open_store()]
+    threads_per_store, adds = 2, 40
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(stores) * threads_per_store)
+
+    def work(store: Store) -> None:
+        try:
+            start.wait()
+            for _ in range(adds):
+                store.add_counts("ns", {"n/1/1": 1.0, "w/1/1": 0.5, "predicted": 0.25})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(s,)) for s in stores for _ in range(threads_per_store)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    total = len(threads) * adds
+    assert stores[0].read_counts("ns") == {
+        "n/1/1": float(total),
+        "w/1/1": total * 0.5,
+        "predicted": total * 0.25,
+    }
+
+
+def test_clear_drops_counters_of_its_namespace_and_clear_all_drops_all(
+    open_store: Opener,
+) -> None:
+    store = open_store()
+    store.put_many([entry("x", "a")], now=0.0)
+    store.add_counts("a", {"n": 1.0})
+    store.add_counts("b", {"n": 2.0})  # a namespace with counters and no entries
+    store.add_counts("c", {"n": 3.0})
+    assert store.clear("a") == 1
+    assert store.read_counts("a") == {}
+    assert store.read_counts("b") == {"n": 2.0}
+    assert store.clear("b") == 0
+    assert store.read_counts("b") == {}
+    store.put_many([entry("y", "d")], now=0.0)
+    assert store.clear() == 1
+    assert (store.read_counts("c"), store.read_counts("d")) == ({}, {})
+    store.add_counts("c", {"n": 1.0})  # counting starts again from nothing
+    assert store.read_counts("c") == {"n": 1.0}
+
+
+def test_deleting_entries_leaves_counters_alone(open_store: Opener) -> None:
+    store = open_store()
+    a, b = store.put_many([entry("a"), entry("b", exp=1.0)], now=0.0).ids
+    store.add_counts("a", {"n": 1.0})
+    assert store.delete_ids([a]) == [(a, "a")]
+    assert store.delete_expired(2.0) == [(b, "a")]
+    assert store.count("a") == 0
+    assert store.read_counts("a") == {"n": 1.0}
+
+
+def test_counters_are_invisible_to_entries_and_counts(open_store: Opener) -> None:
+    store = open_store()
+    # Namespaces named like the stores' own key parts, with counters and entries.
+    names = ["a", "qc", "q", "lru", "e", "c"]
+    for ns in names:
+        store.add_counts(ns, {"n/0/0": 1.0, "pk": 2.0, "sk": 3.0})
+    assert (store.count(), store.namespace_counts(), list(store.iter_vectors())) == (0, {}, [])
+    assert store.seq() == 0
+    assert store.changes_since(0) == []
+    ids = store.put_many([entry("x", "qc")], now=0.0).ids
+    assert store.count() == 1
+    assert store.namespace_counts() == {"qc": 1}
+    assert [(v.namespace, v.ids) for v in store.iter_vectors()] == [("qc", ids)]
+    assert store.count("lru") == 0
+    for ns in names:
+        assert store.read_counts(ns) == {"n/0/0": 1.0, "pk": 2.0, "sk": 3.0}
+    assert store.clear("qc") == 1
+    assert store.read_counts("lru") == {"n/0/0": 1.0, "pk": 2.0, "sk": 3.0}
+
+
+def test_bad_counters_raise_before_anything_is_added(open_store: Opener) -> None:
+    store = open_store()
+    store.add_counts("a", {"n": 1.0})
+    bad_deltas = [
+        {"n": 1.0, "bad": float("nan")},
+        {"n": 1.0, "bad": float("inf")},
+        {"n": 1.0, "bad": "1"},
+        {"n": 1.0, "bad": True},
+        {"n": 1.0, "": 1.0},
+        {"n": 1.0, "caf\u00e9": 1.0},
+        {"n": 1.0, "x" * 65: 1.0},
+        {"n": 1.0, 3: 1.0},
+        {"n": 1.0, "bad": 10**400},
+    ]
+    for deltas in bad_deltas:
+        with pytest.raises(InvalidInputError):
+            store.add_counts("a", deltas)  # type: ignore[arg-type]
+    with pytest.raises(InvalidNamespaceError):
+        store.add_counts(None, {"n": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(InvalidNamespaceError):
+        store.read_counts(b"a")  # type: ignore[arg-type]
+    assert store.read_counts("a") == {"n": 1.0}
+
+
+# -- per store ----------------------------------------------------------------------------
+def test_redis_drop_deletes_the_counters_too(tmp_path: Path) -> None:
+    url = service_url("SEMCACHE_REDIS_URL")
+    prefix = f"semcache-test:{server_name(tmp_path)}:"
+    store = RedisStore(url, prefix=prefix)
+    [a] = store.put_many([entry("a")], now=0.0).ids
+    store.write_records({a: "[]"})
+    store.add_counts("a", {"n": 1.0})
+    store.add_counts("other", {"n": 1.0})
+    store.drop()
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        assert list(client.scan_iter(match=prefix.encode() + b"*")) == []
+    finally:
+        client.close()
+
+
+def test_postgres_schema_1_upgrades_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from semcache._store import _postgres_schema as schema
+
+    dsn = service_url("SEMCACHE_POSTGRES_DSN")
+    name = server_name(tmp_path)
+    try:
+        with monkeypatch.context() as m:  # a store written by the semcache before
+            m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+            m.setattr(schema, "SCHEMA_VERSION", 1)
+            old = PostgresStore(dsn, schema=name, vector_search=False)
+            assert old.schema_version() == 1
+            old._read(
+                lambda c: c.execute(
+                    "INSERT INTO entries(key, namespace, query, response, created_at,"
+                    " last_access) VALUES ('\\x6b', '\\x61', '\\x71', '\\x72', 0, 0)"
+                )
+            )
+            old.close()
+        store = PostgresStore(dsn, schema=name, vector_search=False)
+        assert store.schema_version() == schema.SCHEMA_VERSION == 2
+        [(entry_id, got)] = store.get_by_ids([1]).items()
+        assert (got.key, got.record) == (b"k", None)
+        store.write_records({entry_id: "[[0.9, 1]]"})
+        store.add_counts("a", {"n": 1.0})
+        assert store.get_by_ids([entry_id])[entry_id].record == "[[0.9, 1]]"
+        assert store.read_counts("a") == {"n": 1.0}
+        store.close()
+        again = PostgresStore(dsn, schema=name, vector_search=False)  # idempotent
+        assert again.schema_version() == 2
+        assert again.read_counts("a") == {"n": 1.0}
+        again.close()
+    finally:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def test_dynamodb_record_of_a_split_entry_and_counter_limits(tmp_path: Path) -> None:
+    table = f"semcache-{server_name(tmp_path)}"
+    store = DynamoDBStore(table, client=dynamodb_client(), create=True)
+    try:
+        big = entry("big", response="r" * 400_000)  # over one item: split in parts
+        [a] = store.put_many([big], now=0.0).ids
+        store.write_records({a: "[[0.9, 1]]"})
+        got = store.get_by_ids([a])[a]
+        assert (got.response, got.record) == (big.response, "[[0.9, 1]]")
+        with pytest.raises(InvalidInputError, match="below 1e"):
+            store.add_counts("a", {"n": 1.0, "huge": 1e21})
+        with pytest.raises(InvalidNamespaceError):
+            store.add_counts("", {"n": 1.0})
+        assert store.read_counts("a") == {}
+        assert store.read_counts("") == {}
+        many = {f"n/{i}": float(i + 1) for i in range(130)}  # several UpdateItems
+        store.add_counts("a", many)
+        assert store.read_counts("a") == many
+    finally:
+        store.drop()
