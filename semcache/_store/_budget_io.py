@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from .._checks import show
 from .._errors import InputTooLargeError, InvalidInputError, InvalidNamespaceError
@@ -37,7 +37,8 @@ def check_records(records: Mapping[int, str]) -> list[tuple[int, str]]:
         InputTooLargeError: a record over :data:`MAX_RECORD_BYTES` bytes (UTF-8).
     """
     out: list[tuple[int, str]] = []
-    for entry_id, text in records.items():
+    raw: Mapping[Any, Any] = records  # checked here: anything may come in
+    for entry_id, text in raw.items():
         if isinstance(entry_id, bool) or not isinstance(entry_id, numbers.Integral):
             raise InvalidInputError(f"a record's entry id must be an int, got {show(entry_id)}")
         if not isinstance(text, str):
@@ -76,7 +77,8 @@ def check_counts(namespace: str, deltas: Mapping[str, float]) -> list[tuple[str,
     """
     check_counts_namespace(namespace)
     out: list[tuple[str, float]] = []
-    for name, delta in deltas.items():
+    raw: Mapping[Any, Any] = deltas  # checked here: anything may come in
+    for name, delta in raw.items():
         if (
             not isinstance(name, str)
             or not 0 < len(name) <= MAX_COUNTER_NAME
