@@ -55,6 +55,21 @@ def open_store(backend: Backend, tmp_path: Path) -> Iterator[Opener]:
     backend.cleanup(home)
 
 
+def raw_entry_exists(store: Store, entry_id: int) -> bool:
+    """Whether anything of the entry is left on the server under its id (a record
+    written to a deleted entry must not bring back even a part of it)."""
+    if isinstance(store, RedisStore):
+        name = store._p + f"e:{entry_id:016d}".encode()
+        return bool(store._call(lambda: store._client.exists(name)))
+    if isinstance(store, DynamoDBStore):
+        return store._get((f"e#{entry_id:020d}", "0")) is not None
+    assert isinstance(store, PostgresStore)
+    row = store._read(
+        lambda c: c.execute("SELECT count(*) FROM entries WHERE id = %s", (entry_id,)).fetchone()
+    )
+    return bool(row[0])
+
+
 # -- records ------------------------------------------------------------------------------
 def test_records_are_written_by_id_and_read_with_the_entry(open_store: Opener) -> None:
     store = open_store()
@@ -95,10 +110,49 @@ def test_a_record_for_an_unknown_or_deleted_id_is_skipped(open_store: Opener) ->
     seq = store.seq()
     store.write_records({b: "[]", 10_000: "[]", 0: "[]", -3: "[]", 2**70: "[]", a: "[[0.9, 1]]"})
     assert store.get_by_ids([a, b, 10_000]).keys() == {a}
+    assert not raw_entry_exists(store, b)
+    assert not raw_entry_exists(store, 10_000)
     assert store.get_by_ids([a])[a].record == "[[0.9, 1]]"
     assert store.get_vectors([b, 10_000]) == {}
     assert (store.count(), store.namespace_counts(), store.seq()) == (1, {"a": 1}, seq)
     assert [v.ids for v in store.iter_vectors()] == [[a]]
+
+
+def test_records_written_while_another_client_deletes_bring_nothing_back(
+    open_store: Opener,
+) -> None:
+    writer, deleter = open_store(), open_store()
+    ids = writer.put_many([entry(f"e{i}") for i in range(40)], now=0.0).ids
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def write_all() -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                for i in ids:
+                    writer.write_records({i: "[[0.9, 1]]"})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def delete_all() -> None:
+        try:
+            start.wait()
+            for i in ids:
+                deleter.delete_ids([i])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write_all), threading.Thread(target=delete_all)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    writer.write_records(dict.fromkeys(ids, "[]"))
+    assert writer.get_by_ids(ids) == {}
+    assert [i for i in ids if raw_entry_exists(writer, i)] == []
+    assert (writer.count(), writer.namespace_counts()) == (0, {})
 
 
 def test_a_put_starts_the_entry_without_a_record(open_store: Opener) -> None:
