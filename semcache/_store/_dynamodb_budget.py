@@ -5,6 +5,7 @@ are the Number attributes ``q:NAME`` of one item (``q`` / ``NS``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from .._errors import InvalidInputError, InvalidNamespaceError, StoreError
@@ -18,6 +19,8 @@ __all__ = ["COUNTER_PREFIX", "COUNTS_PK", "DynamoBudgetState"]
 COUNTS_PK: Final = "q"
 #: The prefix of a counter's attribute name (so that no name is ``pk`` or ``sk``).
 COUNTER_PREFIX: Final = "q:"
+#: Records written at once (each its own ``UpdateItem``).
+_RECORDS_IN_FLIGHT: Final = 8
 #: Counters added per ``UpdateItem`` (an update expression is at most 4 KB).
 _COUNTS_PER_UPDATE: Final = 50
 #: DynamoDB numbers hold 38 significant digits: deltas are rounded to this many
@@ -45,8 +48,10 @@ class DynamoBudgetState(Table):
 
     def write_records(self, records: Mapping[int, str]) -> None:
         """Set the error-budget record of existing entries by id (one conditional
-        ``UpdateItem`` each: DynamoDB has no batch of conditional updates); an id with
-        no entry is skipped. Nothing else of the entry changes.
+        ``UpdateItem`` each, DynamoDB having no batch of conditional updates; several
+        are sent at once, up to 8 in flight); an id with no entry is skipped. Nothing
+        else of the entry changes. Each record is written or not on its own: a call
+        that raises may have written some of them.
 
         Raises:
             InvalidInputError: a record or id of the wrong type (nothing is written).
@@ -55,20 +60,29 @@ class DynamoBudgetState(Table):
         """
         items = check_records(records)
         self._check_open()
-        for entry_id, text in items:
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "Key": item_key(f"e#{pad_id(entry_id)}", "0"),
-                "UpdateExpression": "SET #o = :o",
-                "ConditionExpression": "attribute_exists(#pk)",
-                "ExpressionAttributeNames": {"#o": "o", "#pk": "pk"},
-                "ExpressionAttributeValues": {":o": attr_s(text)},
-            }
-            try:
-                self._call(lambda kwargs=kwargs: self._client.update_item(**kwargs))  # type: ignore[misc]
-            except StoreError as exc:
-                if not self._is_conditional_failure(exc):
-                    raise
+        if len(items) <= 1:
+            for entry_id, text in items:
+                self._write_record(entry_id, text)
+            return
+        with ThreadPoolExecutor(min(_RECORDS_IN_FLIGHT, len(items))) as pool:
+            futures = [pool.submit(self._write_record, i, t) for i, t in items]
+        for future in futures:
+            future.result()  # the first failure, once every call has ended
+
+    def _write_record(self, entry_id: int, text: str) -> None:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": item_key(f"e#{pad_id(entry_id)}", "0"),
+            "UpdateExpression": "SET #o = :o",
+            "ConditionExpression": "attribute_exists(#pk)",
+            "ExpressionAttributeNames": {"#o": "o", "#pk": "pk"},
+            "ExpressionAttributeValues": {":o": attr_s(text)},
+        }
+        try:
+            self._call(lambda: self._client.update_item(**kwargs))
+        except StoreError as exc:
+            if not self._is_conditional_failure(exc):
+                raise
 
     def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
         """Add each delta to the namespace's named counter (``ADD``, up to 50 counters
