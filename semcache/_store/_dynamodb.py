@@ -49,7 +49,7 @@ but counted (``seq``) only when the head moves, so :meth:`DynamoDBStore.changes_
 never returns a record before all of its mutation is in place; ``get_by_key`` may see an
 entry a moment before the writer returns.
 
-The error budget (``_dynamodb_budget``): an entry's record is written with a
+The error budget (``_dynamodb_quality``): an entry's record is written with a
 conditional ``UpdateItem`` outside the lock (it is in no journal, and an entry deleted
 meanwhile stays deleted); it lives on the entry's item under its id, so ``get_by_ids``
 returns it and ``get_by_key`` does not. Counters are ``ADD``-ed to one item per
@@ -77,7 +77,6 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
-from ._dynamodb_budget import DynamoBudgetState
 from ._dynamodb_codec import (
     DELETE_CHUNK,
     MAX_NAMESPACE_BYTES,
@@ -97,11 +96,12 @@ from ._dynamodb_codec import (
 )
 from ._dynamodb_lock import LockedTable
 from ._dynamodb_plan import Plan
+from ._dynamodb_quality import DynamoQuality
 
 __all__ = ["DynamoDBStore"]
 
 
-class DynamoDBStore(LockedTable, DynamoBudgetState, NoLocalFile):
+class DynamoDBStore(LockedTable, DynamoQuality, NoLocalFile):
     """A :class:`~semcache.Store` in one DynamoDB table, shared by processes and hosts.
 
     Use it with ``SemanticCache(store=DynamoDBStore(...), multi_process_mode="shared")``:

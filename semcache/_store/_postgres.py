@@ -27,7 +27,7 @@ caller learns that the put failed and may retry it).
 Text is stored as UTF-8 ``bytea`` (PostgreSQL ``text`` cannot hold NUL characters,
 which queries may contain).
 
-The error budget's state (schema migration 2, see ``_postgres_budget``): an entry's
+The error budget's state (schema migration 2, see ``_postgres_quality``): an entry's
 record in ``entries.record``, so it goes with the row and a put (a new row) starts
 without one; each namespace's counters in ``quality_counts``, only ever added to.
 """
@@ -60,7 +60,7 @@ from ._base import (
     StoredEntry,
     VectorBatch,
 )
-from ._postgres_budget import PgBudgetState
+from ._postgres_quality import PgQuality
 from ._postgres_schema import (
     COLUMNS,
     MIGRATIONS,
@@ -82,7 +82,7 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 _RETRIES: Final = 8  # attempts of a transaction that hit a deadlock/serialization failure
 
 
-class PostgresStore(PgvectorSearch, PgBudgetState, NoLocalFile):
+class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
     """A :class:`~semcache.Store` in a PostgreSQL schema, shared by processes and hosts.
 
     With pgvector installed in the database (``CREATE EXTENSION vector``, done here

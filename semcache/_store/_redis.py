@@ -56,7 +56,7 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
-from ._budget_io import check_counts, check_counts_namespace, check_records
+from ._quality_checks import check_counts, check_counts_namespace, check_records
 
 __all__ = ["RedisStore"]
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._budget_io import check_counts, check_counts_namespace, check_records
+from ._quality_checks import check_counts, check_counts_namespace, check_records
 
 _T = TypeVar("_T")
 
 
-class PgBudgetState:
+class PgQuality:
     """The error-budget half of :class:`~semcache._store._postgres.PostgresStore`
     (which provides the connection helpers below).
 

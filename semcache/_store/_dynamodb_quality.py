@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from .._errors import InvalidInputError, InvalidNamespaceError, StoreError
-from ._budget_io import check_counts, check_counts_namespace, check_records
 from ._dynamodb_codec import MAX_NAMESPACE_BYTES, Key, attr_s, item_key, pad_id
 from ._dynamodb_table import Table
+from ._quality_checks import check_counts, check_counts_namespace, check_records
 
-__all__ = ["COUNTER_PREFIX", "COUNTS_PK", "DynamoBudgetState"]
+__all__ = ["COUNTER_PREFIX", "COUNTS_PK", "DynamoQuality"]
 
 #: The partition of the counters' items (sort key: the namespace).
 COUNTS_PK: Final = "q"
@@ -36,7 +36,7 @@ def _number(delta: float) -> str:
     return "0" if text in ("", "-", "-0") else text
 
 
-class DynamoBudgetState(Table):
+class DynamoQuality(Table):
     """The error-budget half of :class:`~semcache._store._dynamodb.DynamoDBStore`.
 
     Neither takes the table's writer lock: they write no item a mutation's journal
