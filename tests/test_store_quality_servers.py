@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from test_store_conformance import (
 
 from semcache import InvalidInputError, InvalidNamespaceError
 from semcache._store import DynamoDBStore, Limits, PostgresStore, RedisStore, Store
+from semcache._store._dynamodb_codec import key_hash
 
 SERVERS = [b for b in BACKENDS if b.name in ("redis", "postgres", "dynamodb")]
 
@@ -55,13 +57,16 @@ def open_store(backend: Backend, tmp_path: Path) -> Iterator[Opener]:
     backend.cleanup(home)
 
 
-def raw_entry_exists(store: Store, entry_id: int) -> bool:
-    """Whether anything of the entry is left on the server under its id (a record
-    written to a deleted entry must not bring back even a part of it)."""
+def raw_entry_exists(store: Store, entry_id: int, entry_key: bytes | None = None) -> bool:
+    """Whether anything of the entry is left on the server under its id (or, with
+    ``entry_key``, under its key): a record written to a deleted entry must not bring
+    back even a part of it."""
     if isinstance(store, RedisStore):
         name = store._p + f"e:{entry_id:016d}".encode()
         return bool(store._call(lambda: store._client.exists(name)))
     if isinstance(store, DynamoDBStore):
+        if entry_key is not None and store._get((f"k#{key_hash(entry_key)}", "0")) is not None:
+            return True
         return store._get((f"e#{entry_id:020d}", "0")) is not None
     assert isinstance(store, PostgresStore)
     row = store._read(
@@ -80,6 +85,9 @@ def test_records_are_written_by_id_and_read_with_the_entry(open_store: Opener) -
     assert (got[a].record, got[b].record) == ("[[0.93, 1]]", "[[0.91, 0]]")
     assert store.get_by_ids([a], vectors=True)[a].record == "[[0.93, 1]]"
     assert store.get_by_ids([a], vectors=True)[a].vector == entry("a").vector
+    got_by_key = store.get_by_key(key("a"))
+    assert got_by_key is not None
+    assert got_by_key.record == "[[0.93, 1]]"
     store.write_records({a: "[[0.95, 1]]"})  # a second write replaces the first
     assert store.get_by_ids([a])[a].record == "[[0.95, 1]]"
     store.write_records({})
@@ -110,7 +118,7 @@ def test_a_record_for_an_unknown_or_deleted_id_is_skipped(open_store: Opener) ->
     seq = store.seq()
     store.write_records({b: "[]", 10_000: "[]", 0: "[]", -3: "[]", 2**70: "[]", a: "[[0.9, 1]]"})
     assert store.get_by_ids([a, b, 10_000]).keys() == {a}
-    assert not raw_entry_exists(store, b)
+    assert not raw_entry_exists(store, b, key("b"))
     assert not raw_entry_exists(store, 10_000)
     assert store.get_by_ids([a])[a].record == "[[0.9, 1]]"
     assert store.get_vectors([b, 10_000]) == {}
@@ -151,7 +159,8 @@ def test_records_written_while_another_client_deletes_bring_nothing_back(
     assert errors == []
     writer.write_records(dict.fromkeys(ids, "[]"))
     assert writer.get_by_ids(ids) == {}
-    assert [i for i in ids if raw_entry_exists(writer, i)] == []
+    keys = [entry(f"e{i}").key for i in range(40)]
+    assert [i for i, k in zip(ids, keys, strict=True) if raw_entry_exists(writer, i, k)] == []
     assert (writer.count(), writer.namespace_counts()) == (0, {})
 
 
@@ -164,8 +173,11 @@ def test_a_put_starts_the_entry_without_a_record(open_store: Opener) -> None:
     got = store.get_by_ids([a, b, a2, b2])
     assert got.keys() == {a2, b2}
     assert (got[a2].record, got[b2].record) == (None, None)
-    store.write_records({a: "[]"})  # the replaced id stays gone
+    store.write_records({a: "[]"})  # the replaced id stays gone ...
     assert store.get_by_ids([a]) == {}
+    got = store.get_by_key(key("a"))  # ... and writes nothing on its successor
+    assert got is not None
+    assert (got.id, got.record) == (a2, None)
 
 
 def test_a_record_goes_with_its_entry(open_store: Opener) -> None:
@@ -419,6 +431,45 @@ def test_postgres_schema_1_upgrades_on_open(
             conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
+@pytest.mark.parametrize("race", ["replaced", "deleted"])
+def test_dynamodb_record_write_racing_a_replacement_or_delete_brings_nothing_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, race: str
+) -> None:
+    """The deterministic form of the race: another client replaces (or deletes) the
+    entry just after ``write_records`` read its state, before its two updates."""
+    table = f"semcache-{server_name(tmp_path)}"
+    store = DynamoDBStore(table, client=dynamodb_client(), create=True)
+    other = DynamoDBStore(table, client=dynamodb_client())
+    try:
+        [a] = store.put_many([entry("a")], now=0.0).ids
+        read_states = store._batch_get
+        successor: list[int] = []
+
+        def then_race(keys: Any) -> Any:
+            got = read_states(keys)
+            if race == "replaced":
+                successor.extend(other.put_many([entry("a", response="new")], now=1.0).ids)
+            else:
+                assert other.delete_ids([a]) == [(a, "a")]
+            return got
+
+        monkeypatch.setattr(store, "_batch_get", then_race)
+        store.write_records({a: "[[0.9, 1]]"})
+        monkeypatch.undo()
+        assert store.get_by_ids([a]) == {}
+        assert not raw_entry_exists(store, a)
+        got = store.get_by_key(key("a"))
+        if race == "replaced":
+            assert got is not None
+            assert (got.id, got.response, got.record) == (successor[0], "new", None)
+        else:
+            assert got is None
+            assert not raw_entry_exists(store, a, key("a"))
+    finally:
+        other.close()
+        store.drop()
+
+
 def test_dynamodb_record_of_a_split_entry_and_counter_limits(tmp_path: Path) -> None:
     table = f"semcache-{server_name(tmp_path)}"
     store = DynamoDBStore(table, client=dynamodb_client(), create=True)
@@ -428,6 +479,9 @@ def test_dynamodb_record_of_a_split_entry_and_counter_limits(tmp_path: Path) -> 
         store.write_records({a: "[[0.9, 1]]"})
         got = store.get_by_ids([a])[a]
         assert (got.response, got.record) == (big.response, "[[0.9, 1]]")
+        by_key = store.get_by_key(big.key)
+        assert by_key is not None
+        assert (by_key.response, by_key.record) == (big.response, "[[0.9, 1]]")
         with pytest.raises(InvalidInputError, match="below 1e"):
             store.add_counts("a", {"n": 1.0, "huge": 1e21})
         with pytest.raises(InvalidNamespaceError):

@@ -15,7 +15,7 @@ in sort keys, as 16 hex digits that sort like the floats (``T``)::
     e#I             0           the same entry again, under its id (semantic
                                 candidates); an entry over :data:`PART` bytes is split
                                 over e#I / 0, 1, ... and k#H then says where it is;
-                                e#I / 0 alone holds the error-budget record ``o``
+                                k#H / 0 and e#I / 0 hold the error-budget record ``o``
     e#I             a           the entry's state: key hash, namespace, last access,
                                 expiry, parts
     m#NS            I           a namespace's member: vector, expiry (for the index)
@@ -49,11 +49,10 @@ but counted (``seq``) only when the head moves, so :meth:`DynamoDBStore.changes_
 never returns a record before all of its mutation is in place; ``get_by_key`` may see an
 entry a moment before the writer returns.
 
-The error budget (``_dynamodb_quality``): an entry's record is written with a
-conditional ``UpdateItem`` outside the lock (it is in no journal, and an entry deleted
-meanwhile stays deleted); it lives on the entry's item under its id, so ``get_by_ids``
-returns it and ``get_by_key`` does not. Counters are ``ADD``-ed to one item per
-namespace, atomically.
+The error budget (``_dynamodb_quality``): an entry's record is written with
+conditional ``UpdateItem`` calls outside the lock (an entry deleted or replaced
+meanwhile stays so) on both items that hold the entry, so ``get_by_ids`` and
+``get_by_key`` return it. Counters are ``ADD``-ed to one item per namespace, atomically.
 
 Expiry. DynamoDB's own TTL deletes items in the background, days late and without the
 change log or the counts, so entries carry no TTL attribute: ``expires_at`` is checked

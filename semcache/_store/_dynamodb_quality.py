@@ -1,6 +1,7 @@
 """DynamoDBStore's error-budget state (see ``_dynamodb``): an entry's record is the
-attribute ``o`` of its item under its id (``e#I`` / ``0``), and a namespace's counters
-are the Number attributes ``q:NAME`` of one item (``q`` / ``NS``)."""
+attribute ``o`` of both its items (under its id ``e#I`` / ``0`` and under its key
+``k#H`` / ``0``), and a namespace's counters are the Number attributes ``q:NAME`` of one
+item (``q`` / ``NS``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from .._errors import InvalidInputError, InvalidNamespaceError, StoreError
-from ._dynamodb_codec import MAX_NAMESPACE_BYTES, Key, attr_s, item_key, pad_id
+from ._dynamodb_codec import (
+    MAX_NAMESPACE_BYTES,
+    Key,
+    attr_n,
+    attr_s,
+    get_str,
+    item_key,
+    pad_id,
+)
 from ._dynamodb_table import Table
 from ._quality_checks import check_counts, check_counts_namespace, check_records
 
@@ -39,19 +48,24 @@ def _number(delta: float) -> str:
 class DynamoQuality(Table):
     """The error-budget half of :class:`~semcache._store._dynamodb.DynamoDBStore`.
 
-    Neither takes the table's writer lock: they write no item a mutation's journal
-    holds. A record is one conditional ``UpdateItem`` per entry (``attribute_exists``:
-    an entry deleted meanwhile is not brought back), which leaves the entry's state
-    (recency, expiry), the counts and the change log alone; a counter is an ``ADD``,
-    which DynamoDB applies atomically, so no process loses another's updates.
+    Neither takes the table's writer lock. A record is a conditional ``UpdateItem`` of
+    each of the entry's two items (an entry deleted or replaced meanwhile is not
+    brought back), which leaves the entry's state (recency, expiry), the counts and the
+    change log alone; a counter is an ``ADD``, which DynamoDB applies atomically, so no
+    process loses another's updates.
     """
 
     def write_records(self, records: Mapping[int, str]) -> None:
-        """Set the error-budget record of existing entries by id (one conditional
-        ``UpdateItem`` each, DynamoDB having no batch of conditional updates; several
-        are sent at once, up to 8 in flight); an id with no entry is skipped. Nothing
-        else of the entry changes. Each record is written or not on its own: a call
-        that raises may have written some of them.
+        """Set the error-budget record of existing entries by id; an id with no entry is
+        skipped. Nothing else of the entry changes.
+
+        The record goes on both items of the entry (under its id, read by
+        ``get_by_ids``, and under its key, read by ``get_by_key``): one
+        ``BatchGetItem`` of the entries' states (their key hashes), then one conditional
+        ``UpdateItem`` per item, up to 8 in flight (DynamoDB has no batch of conditional
+        updates). The conditions (the item under the id exists; the item under the key
+        still holds this id) keep a deleted or replaced entry from coming back. Each
+        item is written or not on its own: a call that raises may have written some.
 
         Raises:
             InvalidInputError: a record or id of the wrong type (nothing is written).
@@ -60,24 +74,39 @@ class DynamoQuality(Table):
         """
         items = check_records(records)
         self._check_open()
-        if len(items) <= 1:
-            for entry_id, text in items:
-                self._write_record(entry_id, text)
+        if not items:
             return
-        with ThreadPoolExecutor(min(_RECORDS_IN_FLIGHT, len(items))) as pool:
-            futures = [pool.submit(self._write_record, i, t) for i, t in items]
+        states = self._batch_get([(f"e#{pad_id(i)}", "a") for i, _ in items])
+        writes: list[tuple[Key, str, int | None]] = []
+        for entry_id, text in items:
+            state = states.get((f"e#{pad_id(entry_id)}", "a"))
+            if state is not None:  # else no such entry
+                writes.append(((f"e#{pad_id(entry_id)}", "0"), text, None))
+                writes.append(((f"k#{get_str(state, 'h')}", "0"), text, entry_id))
+        if not writes:
+            return
+        with ThreadPoolExecutor(min(_RECORDS_IN_FLIGHT, len(writes))) as pool:
+            futures = [pool.submit(self._write_record, *w) for w in writes]
         for future in futures:
             future.result()  # the first failure, once every call has ended
 
-    def _write_record(self, entry_id: int, text: str) -> None:
+    def _write_record(self, key: Key, text: str, owner: int | None) -> None:
+        """Set ``o`` on the item ``key`` if it exists (``owner`` None) or holds the
+        entry ``owner``."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "Key": item_key(f"e#{pad_id(entry_id)}", "0"),
+            "Key": item_key(*key),
             "UpdateExpression": "SET #o = :o",
-            "ConditionExpression": "attribute_exists(#pk)",
-            "ExpressionAttributeNames": {"#o": "o", "#pk": "pk"},
+            "ExpressionAttributeNames": {"#o": "o"},
             "ExpressionAttributeValues": {":o": attr_s(text)},
         }
+        if owner is None:
+            kwargs["ConditionExpression"] = "attribute_exists(#pk)"
+            kwargs["ExpressionAttributeNames"]["#pk"] = "pk"
+        else:
+            kwargs["ConditionExpression"] = "#i = :i"
+            kwargs["ExpressionAttributeNames"]["#i"] = "i"
+            kwargs["ExpressionAttributeValues"][":i"] = attr_n(owner)
         try:
             self._call(lambda: self._client.update_item(**kwargs))
         except StoreError as exc:
