@@ -27,8 +27,9 @@ from semcache._store import (
 )
 from semcache._store._sqlite_schema import SCHEMA_VERSION
 
-#: The backends that keep the budget's state (others join as they implement it).
-QUALITY_BACKENDS = ("memory", "sqlite")
+#: The backends that keep the budget's state (the server stores on the real servers, as in
+#: the conformance suite; tests/test_store_quality_servers.py has their own tests).
+QUALITY_BACKENDS = ("memory", "sqlite", "redis", "postgres", "dynamodb")
 RECORD = json.dumps([[0.91, 1.0], [0.88, 0.0]])
 
 

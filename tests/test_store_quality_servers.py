@@ -1,17 +1,26 @@
 """The error budget's state in the server stores (Redis, PostgreSQL, DynamoDB), on the
 real servers ``scripts/services`` starts: entries' records (``write_records``, returned by
-``get_by_ids``) and each namespace's counters (``add_counts`` / ``read_counts``), per the
-store contract in docs/stores.md ("The error budget's state")."""
+``get_by_ids`` and ``get_by_key``) and each namespace's counters (``add_counts`` /
+``read_counts``), per the store contract in docs/stores.md ("The error budget's state");
+and end to end, ``SemanticCache(store=..., error_budget=...)`` learning into the server
+and a second cache on it starting from what the first learnt.
+
+The memory and SQLite stores (and these three, by name) run the shared contract tests
+of ``tests/test_store_quality.py``; this file adds what only servers have: several
+store objects on one backing store, races between clients, migrations of live data."""
 
 from __future__ import annotations
 
+import json
+import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
+from conftest import FakeClock
 from test_store_conformance import (
     BACKENDS,
     Backend,
@@ -22,9 +31,11 @@ from test_store_conformance import (
     service_url,
 )
 
-from semcache import InvalidInputError, InvalidNamespaceError
+from semcache import InvalidInputError, InvalidNamespaceError, SemanticCache
+from semcache._cache import engine_of
 from semcache._store import DynamoDBStore, Limits, PostgresStore, RedisStore, Store
 from semcache._store._dynamodb_codec import key_hash
+from semcache.embedders import CallableEmbedder
 
 SERVERS = [b for b in BACKENDS if b.name in ("redis", "postgres", "dynamodb")]
 
@@ -493,3 +504,137 @@ def test_dynamodb_record_of_a_split_entry_and_counter_limits(tmp_path: Path) -> 
         assert store.read_counts("a") == many
     finally:
         store.drop()
+
+
+# -- end to end: SemanticCache(error_budget=...) on a server store -------------------------
+DIM = 16
+
+
+def _embed(texts: Sequence[str]) -> np.ndarray:
+    """A deterministic embedder: ``"topic"`` is the first axis; ``"paraphrase i"`` sits
+    at cosine 0.95 from it, its other part on an axis of its own."""
+    rows = np.zeros((len(texts), DIM), dtype=np.float32)
+    for row, text in zip(rows, texts, strict=True):
+        if text == "topic":
+            row[0] = 1.0
+        else:
+            i = int(text.rpartition(" ")[2])
+            row[0] = 0.95
+            row[1 + i % (DIM - 1)] = math.sqrt(1 - 0.95**2)
+    return rows
+
+
+def budget_cache(
+    store: Store, clock: FakeClock, mode: Literal["single", "shared"] = "shared"
+) -> SemanticCache:
+    return SemanticCache(
+        store=store,
+        embedder=CallableEmbedder(_embed, DIM, "test:paraphrases:16"),
+        error_budget=0.01,
+        guards=None,
+        index_backend="flat",
+        multi_process_mode=mode,
+        clock=clock,
+    )
+
+
+def observations(store: Store, entry_id: int) -> list[list[float]]:
+    text = store.get_by_ids([entry_id])[entry_id].record
+    assert text is not None
+    got: list[list[float]] = json.loads(text)
+    return got
+
+
+def learnt(cache: SemanticCache) -> tuple[float, float, int]:
+    """What the cache's budget for "default" holds: (observations' weight in its
+    table, wrong weight, gets)."""
+    budgets = engine_of(cache).budgets
+    assert budgets is not None
+    pol = budgets.policy("default")
+    return sum(map(sum, pol.table.n)), sum(map(sum, pol.table.wrong)), pol.gets
+
+
+def stored(counts: dict[str, float]) -> tuple[float, float, int]:
+    n = sum(v for k, v in counts.items() if k.startswith("n/"))
+    wrong = sum(v for k, v in counts.items() if k.startswith("w/"))
+    return n, wrong, round(counts.get("gets", 0.0))
+
+
+def test_a_cache_s_budget_persists_in_the_server_store_and_is_shared(
+    open_store: Opener,
+) -> None:
+    clock = FakeClock()
+    first = budget_cache(open_store(), clock)
+    first.put("topic", "A")
+    topic = engine_of(first).store.get_by_key(engine_of(first).key("default", "topic"))
+    assert topic is not None
+    calls = 0
+
+    def compute() -> str:
+        nonlocal calls
+        calls += 1
+        return "A"
+
+    for i in range(5):  # a fresh budget serves nothing yet: every get asks compute()
+        assert first.get_or_put(f"paraphrase {i}", compute) == "A"
+    assert calls == 5
+    # The topic's record is in the store, read back by another store object ...
+    other = open_store()
+    assert len(observations(other, topic.id)) == 5
+    assert all(correct == 1.0 for _, correct in observations(other, topic.id))
+    first.close()  # ... and the counts, once added (close flushes them)
+    counts = other.read_counts("default")
+    n, wrong, gets = stored(counts)
+    assert (n > 0, wrong, gets) == (True, 0.0, 5)
+
+    # A cache opened later on the same server starts from what the first one learnt,
+    # and adds to it.
+    second = budget_cache(open_store(), clock)
+    assert learnt(second) == (n, 0.0, 5)
+    assert second.get_or_put("paraphrase 5", compute) == "A"
+    assert calls == 6
+    assert len(observations(other, topic.id)) == 6
+    second.close()
+    assert stored(other.read_counts("default"))[2] == 6
+
+
+def test_two_caches_on_one_server_learn_together(open_store: Opener) -> None:
+    clock = FakeClock()
+    one, two = budget_cache(open_store(), clock), budget_cache(open_store(), clock)
+    one.put("topic", "A")
+    for i in range(3):
+        assert one.get_or_put(f"paraphrase {i}", lambda: "A") == "A"
+    for i in range(3, 6):
+        assert two.get_or_put(f"paraphrase {i}", lambda: "A") == "A"
+    assert (learnt(one)[2], learnt(two)[2]) == (3, 3)  # each its own, not yet synced
+    clock.advance(2.0)  # past the sync interval: a get adds its cache's counts and
+    one.get_or_put("paraphrase 6", lambda: "A")  # reads back everyone's
+    assert learnt(one)[2] == 4
+    two.get_or_put("paraphrase 7", lambda: "A")
+    assert learnt(two)[2] == 8  # its 4 and the other's 4
+    clock.advance(2.0)
+    one.get_or_put("paraphrase 8", lambda: "A")
+    assert learnt(one)[2] == 9
+    n_one = learnt(one)[0]
+    assert n_one > learnt(two)[0] > 0
+    one.close()
+    two.close()
+    assert stored(open_store().read_counts("default"))[2] == 9
+
+
+def test_a_record_read_through_the_exact_layer_is_not_lost(open_store: Opener) -> None:
+    """Single mode keeps what an exact get read (``get_by_key``) and judges semantic
+    candidates from that copy: the copy must carry the stored record."""
+    clock = FakeClock()
+    first = budget_cache(open_store(), clock, mode="single")
+    first.put("topic", "A")
+    for i in range(3):
+        assert first.get_or_put(f"paraphrase {i}", lambda: "A") == "A"
+    first.close()
+    second = budget_cache(open_store(), clock, mode="single")
+    hit = second.get("topic")  # the exact layer: read by key, kept in the hot map
+    assert hit is not None
+    assert hit.entry_id is not None
+    assert second.get_or_put("paraphrase 3", lambda: "A") == "A"
+    assert len(observations(open_store(), hit.entry_id)) == 4
+    second.close()
