@@ -594,6 +594,8 @@ def test_a_cache_s_budget_persists_in_the_server_store_and_is_shared(
     assert second.get_or_put("paraphrase 5", compute) == "A"
     assert calls == 6
     assert len(observations(other, topic.id)) == 6
+    stats = second.stats()  # the counters in the store are no entries
+    assert (stats["entries"], stats["total_entries"]) == ({"default": 7}, 7)
     second.close()
     assert stored(other.read_counts("default"))[2] == 6
 
