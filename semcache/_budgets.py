@@ -61,6 +61,11 @@ SYNC_OBSERVATIONS: Final = 32
 SYNC_SECONDS: Final = 1.0
 #: The lowest similarity a candidate is read at (the policy's floor).
 BUDGET_FLOOR: Final = 0.5
+#: The agreement's time limit here: none in effect. Its cost is bounded by k (the vote
+#: before it compares the same k candidates, with no time limit); a limit in time would
+#: make the evidence, and so the decision, depend on the machine's load (a read cut
+#: short can look unanimous where the next candidate disagrees).
+_NO_TIME_LIMIT_US: Final = 1e9
 #: Records kept in memory for a store without the capability.
 _LOCAL_RECORDS: Final = 65536
 
@@ -280,6 +285,11 @@ class Budgets:
         self._add(ns, "gets", 1.0)
         self._tick(ns, 0)
 
+    def empty(self, ns: str) -> None:
+        """A get with nothing to search (an empty namespace): counted as a get of risk
+        0, as one whose candidates are all below the floor is (:meth:`judge`)."""
+        self.exact(ns)
+
     def judge(
         self,
         ns: str,
@@ -309,7 +319,10 @@ class Budgets:
             judged = Judgement(ns, decision, None, order)
         else:
             ev = kit.agreement(
-                [kit.candidate(s, e.response) for e, s in order], k=BUDGET_K, same=same
+                [kit.candidate(s, e.response) for e, s in order],
+                k=BUDGET_K,
+                same=same,
+                budget_us=_NO_TIME_LIMIT_US,
             )
             # only the served candidate's record is read now (12 us a record); the
             # others' are read by learn(), after an LLM call

@@ -173,10 +173,10 @@ def start_get(
         if eng.shared or eng.indexes.suspect:
             eng.indexes.maybe_sync(now)
         if vector is None and eng.embedder is None:  # nothing to search with
-            return miss(eng, ns, reason or "no_candidate", None, t0)
+            return _nothing(eng, ns, reason, t0)
         index = eng.indexes.of(ns)
         if index is None or not len(index):
-            return miss(eng, ns, reason or "no_candidate", None, t0)
+            return _nothing(eng, ns, reason, t0)
     except StoreUnavailableError:
         return miss(eng, ns, "store_unavailable", None, t0)
     seen = {entry.id} if entry is not None else set()
@@ -209,7 +209,7 @@ def _semantic(
     try:
         index = eng.indexes.of(ns)  # the lock may have been released meanwhile
         if index is None or not len(index):
-            return miss(eng, ns, reason or "no_candidate", None, t0)
+            return _nothing(eng, ns, reason, t0)
         first = None
         reader = _reader(index)
         budgeted = eng.budgets is not None
@@ -221,7 +221,7 @@ def _semantic(
             if eng.indexes.of(ns) is not index:  # cleared or rebuilt meanwhile
                 index, first = eng.indexes.of(ns), None
                 if index is None or not len(index):
-                    return miss(eng, ns, reason or "no_candidate", None, t0)
+                    return _nothing(eng, ns, reason, t0)
         if budgeted:
             return _judge(eng, query, vector[0], ns, index, reason, seen, now, t0, first, judged)
         return _search(eng, query, vector[0], ns, index, reason, seen, now, t0, first)
@@ -537,6 +537,15 @@ def found(eng: Engine, entry_id: int, hit: Hit, now: float, t0: float) -> Hit:
     if metrics.hook is not None:
         metrics.emit_hit(hit, t0)
     return hit
+
+
+def _nothing(eng: Engine, ns: str, reason: MissReason | None, t0: float) -> Hit | None:
+    """A miss with nothing to search (an empty namespace). With an error budget it is
+    a get of risk 0, as one whose candidates are all below the floor is: the budget
+    counts wrong answers per get, every get."""
+    if eng.budgets is not None:
+        eng.budgets.empty(ns)
+    return miss(eng, ns, reason or "no_candidate", None, t0)
 
 
 def miss(

@@ -594,3 +594,49 @@ def test_the_default_same_answer_ignores_case_and_spacing(tmp_path: Path) -> Non
         assert record_of(cache.store, entry_id(cache, "topic 0")) == [
             [pytest.approx(0.95, abs=1e-3), 1.0]
         ]
+
+
+def test_gets_with_nothing_to_search_count_as_gets_of_the_budget(tmp_path: Path) -> None:
+    # Wrong answers per get: a get on an empty namespace cannot be wrong, and counts, as
+    # one whose candidates are all below the floor does (the budget's gets, its target).
+    with budget_cache(tmp_path / "c.db") as cache:
+        compute = Counter("A")
+        assert cache.get_or_put("q0", compute, embedding=vec(0, 0)) == "A"  # empty: no index
+        assert cache.get("elsewhere", embedding=vec(1, 0), namespace="other") is None
+        cache.put("far", "B", embedding=vec(7, -1))
+        assert cache.get("q1", embedding=vec(0, 1)) is None  # a candidate, below the floor
+        budgets = engine(cache).budgets
+        assert budgets is not None
+        assert budgets.policy("default").gets == 2
+        assert budgets.policy("other").gets == 1
+
+
+def test_the_evidence_does_not_depend_on_how_long_the_comparisons_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agreement's default time limit, 50 us, cut the reading short on a busy machine:
+    # the decision then depended on the load (and a read cut after the candidates that
+    # agree looks unanimous). A clock that moves 1 ms a reading stands for that load.
+    from semcache.quality import _agreement
+
+    ticks = iter(range(0, 10**12, 1_000_000))
+    monkeypatch.setitem(_agreement.agreement.__kwdefaults__, "clock", lambda: next(ticks))
+    with budget_cache(tmp_path / "c.db") as cache:
+        cache.put("topic 0", "A", embedding=vec(0, -1))
+        cache.put("near 1", "A", embedding=vec(0, 1, sim=0.9))
+        cache.put("near 2", "B", embedding=vec(0, 2, sim=0.85))
+        budgets = engine(cache).budgets
+        assert budgets is not None
+        pol = budgets.policy("default")
+        seen: list[Any] = []
+        real = pol.decide
+
+        def spy(ev: Any, record: Any = None) -> Decision:
+            seen.append(ev)
+            return real(ev, record)
+
+        pol.decide = spy
+        cache.get("q", embedding=vec(0, 3))
+    (ev,) = seen
+    assert (ev.examined, ev.truncated) == (3, False)
+    assert ev.evidence == _agreement.MIXED  # not UNANIMOUS from the first two alone
