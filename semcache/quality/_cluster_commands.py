@@ -14,11 +14,11 @@ from .._cache import SemanticCache
 from .._errors import ConfigurationError
 from .._progress import ProgressBar
 from .._types import Hit
+from ._cache_replay import cache_stream_replay
 from ._clusters import (
     AGREE,
     StreamPoint,
     StreamVectors,
-    budget_stream_replay,
     load_clusters,
     shipped_defaults,
     static_replay,
@@ -285,12 +285,12 @@ def _stream(
     if guards:
         family = "cosine+" + "+".join(guards)
         families[family] = _sweep(data, grid, tuple(guards), progress)
-    # default: the shipped guards and the error budget (with agreement evidence and
-    # per-entry records), run once per budget, nothing swept
+    # default: SemanticCache(path, error_budget=budget) as shipped, through get_or_put
+    # (_cache_replay), run once per budget, nothing swept
     defaults = {
-        budget: budget_stream_replay(
-            data, budget, guard=default_guard, label=f"default, budget {budget}", progress=progress
-        )
+        budget: cache_stream_replay(
+            data, budget, label=f"default, budget {budget}", progress=progress
+        ).point
         for budget in BUDGETS
     }
     families["default"] = list(defaults.values())
