@@ -317,7 +317,8 @@ def _stream(
         f"{name}: stream replay: {len(data.texts)} gets, embedder "
         f"{source.embedder.fingerprint}\n(default: SemanticCache's shipped "
         f"{'guards' if default_guard is not None else 'settings, no guards'} with the error "
-        "budget set to each target: agreement evidence, per-entry records, verification)\n\n"
+        "budget set to each target, run through get_or_put on a SQLite file: agreement "
+        "evidence, per-entry records, verification)\n\n"
     )
     rows = [*families["cosine"], *[p for f, ps in families.items() if f != "cosine" for p in ps]]
     out.write(_stream_table(rows) + "\n")
