@@ -27,7 +27,7 @@ from ._drive import Unlocked
 from ._engine import Engine
 from ._errors import CacheClosedError, InvalidInputError, QueryTooLargeError, StoreUnavailableError
 from ._index import IdArray, ScoreArray, SearchIndex
-from ._index._flat import Reader
+from ._index._graph import GraphReader as Reader
 from ._ownership import Lifecycle
 from ._store import StoredEntry
 from ._text import check_size
@@ -238,10 +238,11 @@ scan_hook: Callable[[], object] | None = None
 
 
 class _Scan(Unlocked):
-    """A search over a read view of a flat index (:meth:`FlatIndex.reader`), run by the
-    driver outside the engine's lock (the native kernel releases the GIL, so other
-    threads' gets, puts and scans run meanwhile). The step after it runs under the lock
-    again and checks the result against the index as it is then: the index replaced
+    """A search over a read view of a flat index (:meth:`FlatIndex.reader`) or an
+    hnswlib graph (:meth:`HnswlibIndex.reader`: None when it cannot answer alone), run
+    by the driver outside the engine's lock (the native kernel and hnswlib release the
+    GIL, so other threads' gets, puts and scans run meanwhile). The step after it runs
+    under the lock again and checks the result against the index as it is then: the index replaced
     (clear, rebuild) or any id of the result removed meanwhile means a search again
     under the lock, as if there had been no scan outside it. Otherwise every id still
     names the entry (and vector) it named when scanned (ids are never reissued within
@@ -253,7 +254,7 @@ class _Scan(Unlocked):
     def __init__(self, reader: Reader, vector: npt.NDArray[np.float32], k: int) -> None:
         self.reader, self.vector, self.k = reader, vector, k
 
-    def run(self) -> tuple[IdArray, ScoreArray]:
+    def run(self) -> tuple[IdArray, ScoreArray] | None:
         out = self.reader(self.vector, self.k)
         hook = scan_hook
         if hook is not None:
@@ -262,9 +263,9 @@ class _Scan(Unlocked):
 
 
 def _reader(index: SearchIndex) -> Reader | None:
-    """The index's read view to scan outside the lock, if it has one (flat, or auto
-    while flat) and is large enough for that to pay; None otherwise (graph indexes
-    are searched under the lock: see docs/performance.md)."""
+    """The index's read view to scan outside the lock, if it has one (flat, hnswlib,
+    auto while either) and is large enough for that to pay; None otherwise (faiss is
+    searched under the lock: see docs/performance.md)."""
     if len(index) * index.dim < UNLOCKED_SCAN_MIN:
         return None
     make = getattr(index, "reader", None)

@@ -215,7 +215,7 @@ def test_the_async_facade_checks_the_same(tmp_path: Path, hook: Any) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("backend", ["flat", "auto"])
+@pytest.mark.parametrize("backend", ["flat", "auto", "hnswlib"])
 def test_threads_race_writers_and_readers(tmp_path: Path, backend: str) -> None:
     """Seeded: two readers get while a writer puts, deletes, compacts and clears. Every
     hit names an entry that was put, at its own vector's similarity, above the

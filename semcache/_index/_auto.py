@@ -52,12 +52,13 @@ from ._common import (
     snapshot_field,
     write_snapshot,
 )
-from ._flat import FlatIndex, Reader
+from ._flat import FlatIndex
 from ._graph import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,
     DEFAULT_M,
     FaissIndex,
+    GraphReader,
     HnswlibIndex,
     RowGraphIndex,
 )
@@ -200,7 +201,7 @@ class _Builder:
                     return
             graph = self._make()
             if self.decision is not None:
-                graph.set_ef_search(self.decision["ef"])
+                graph.set_ef_search(self.decision["ef"], tuned=graph.ef_tuned)
             # The matrix rows below the frozen row count are never written again by
             # FlatIndex (adds append, compact allocates anew), so no copy is needed.
             for lo in range(0, self._rows.shape[0], _BUILD_CHUNK):
@@ -251,7 +252,7 @@ class AutoIndex:
         background: bool = True,
         M: int = DEFAULT_M,
         ef_construction: int = DEFAULT_EF_CONSTRUCTION,
-        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_search: int | None = None,
         build_threads: int | None = None,
         kernel: str | None = None,
         shadow: bool | None = None,
@@ -292,8 +293,11 @@ class AutoIndex:
         self._graph_kw: dict[str, Any] = {
             "M": int(M),
             "ef_construction": int(ef_construction),
-            "ef_search": int(ef_search),
+            "ef_search": None if ef_search is None else int(ef_search),
         }
+        #: With no ef_search given, the graph tunes its own (see ``_graph``) from this
+        #: floor: the probe's ef, then the ef of the graph swapped in (for rebuilds).
+        self._ef_floor = DEFAULT_EF_SEARCH
         self._build_threads = build_threads
         self._kernel = kernel
         self._shadow = shadow
@@ -442,16 +446,19 @@ class AutoIndex:
         self._step()
         return self._inner.search(query, k)
 
-    def reader(self) -> Reader | None:
-        """While flat, the flat index's :meth:`~FlatIndex.reader`; None once a graph
-        serves (a graph is searched under the caller's lock).
+    def reader(self) -> GraphReader | None:
+        """The serving index's read view to search outside the caller's lock: the flat
+        index's :meth:`~FlatIndex.reader` or hnswlib's :meth:`~HnswlibIndex.reader`;
+        None for faiss (searched under the caller's lock).
 
         Raises:
             CacheClosedError: the index is closed.
         """
         self._step()
         inner = self._inner
-        return inner.reader() if isinstance(inner, FlatIndex) else None
+        if isinstance(inner, (FlatIndex, HnswlibIndex)):
+            return inner.reader()
+        return None
 
     def search_batch(self, queries: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray]:
         """:meth:`search` for each row of ``queries``.
@@ -473,6 +480,8 @@ class AutoIndex:
         else:
             graph = HnswlibIndex(self._dim, dtype=self._dtype, **kw)
         graph.auto_compact = not self._background
+        if graph.ef_tuned and self._ef_floor != graph.ef_search:
+            graph.set_ef_search(self._ef_floor, tuned=True)
         return graph
 
     def _threads(self) -> int:
@@ -534,7 +543,7 @@ class AutoIndex:
                     return
             graph = self._make_graph(self._build_threads)
             if decision is not None:
-                graph.set_ef_search(decision["ef"])
+                graph.set_ef_search(decision["ef"], tuned=graph.ef_tuned)
             graph.add(ids, mat[rows])
             self._swap_in(graph)
             return
@@ -585,14 +594,14 @@ class AutoIndex:
             small = self._cost(graph.backend, part, _timer(graph, queries), nq)
             add(part, size)
             full = self._cost(graph.backend, size, _timer(graph, queries), nq)
-            ef = graph.ef_search
+            ef = first_ef = graph.ef_search
             got = float(np.mean(_top1(graph, queries) == exact))
             while got < self._recall and ef < _MAX_PROBE_EF:
                 ef = min(2 * ef, _MAX_PROBE_EF)
-                graph.set_ef_search(ef)
+                graph.set_ef_search(ef, tuned=graph.ef_tuned)
                 got = float(np.mean(_top1(graph, queries) == exact))
             at_ef = full
-            if ef != self._graph_kw["ef_search"]:
+            if ef != first_ef:
                 at_ef = self._cost(graph.backend, size, _timer(graph, queries), nq)
         finally:
             graph.close()
@@ -643,7 +652,10 @@ class AutoIndex:
                 graph.close()
                 self._next_at = 2 * len(old)
                 return
-        self._graph_kw["ef_search"] = graph.ef_search  # kept by later rebuilds and snapshots
+        if graph.ef_tuned:  # a rebuild starts from it and goes on tuning
+            self._ef_floor = graph.ef_search
+        else:  # kept by later rebuilds and snapshots
+            self._graph_kw["ef_search"] = graph.ef_search
         self._inner = graph
         old.close()
 
@@ -678,7 +690,7 @@ class AutoIndex:
             "probe_rows": self._probe_rows,
             "graph": self._graph_name or "none",
             "background": self._background,
-            **self._graph_kw,
+            **{k: v for k, v in self._graph_kw.items() if v is not None},
             **({} if self._shadow is None else {"shadow": self._shadow}),
         }
 
@@ -741,6 +753,8 @@ class AutoIndex:
         else:
             inner = inner_cls._from_snapshot(inner_snap, path)
             inner.auto_compact = not index._background
+            if inner.ef_tuned:
+                index._ef_floor = inner.ef_search
         index._inner.close()
         index._inner = inner
         return index

@@ -9,15 +9,34 @@ vectors. When a filtered graph search comes back with fewer than ``min(k, len)``
 (possible on tiny or heavily tombstoned graphs) the search falls back to an exact scan
 of the live vectors, so the result size contract always holds.
 
+``ef_search`` (the candidate list of a graph search) is the one knob between speed and
+recall, and the recall a fixed ef gives falls as a graph grows (measured at 1M
+MiniLM-like rows: recall@1 on near duplicates 0.999 at 200k rows with ef 64, 0.962 at
+1M). An index whose ``ef_search`` is not given tunes it itself: from
+:data:`EF_PROBE_MIN_ROWS` live rows, and again at every doubling, it probes near
+duplicates of a sample of its own rows (:meth:`RowGraphIndex._tune_ef`) and raises ef
+to the least value on a ladder at which they find their source at recall
+:data:`EF_TARGET_RECALL` with 95% confidence. Smaller graphs keep
+:data:`DEFAULT_EF_SEARCH`; an ef given by the caller is never changed.
+
+:class:`HnswlibIndex` can be searched outside the caller's lock (:meth:`HnswlibIndex.reader`):
+hnswlib's search reads its arrays without locks while an add may reallocate them
+(``resize_index``) or publish a new entry point, so every change of the native index
+waits for searches under way and searches wait for a change under way (a readers-writer
+gate, :class:`_Gate`).
+
 faiss and hnswlib are optional extras, imported only when a backend is built.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,16 +71,115 @@ __all__ = [
     "DEFAULT_EF_CONSTRUCTION",
     "DEFAULT_EF_SEARCH",
     "DEFAULT_M",
+    "EF_PROBE_MIN_ROWS",
+    "EF_TARGET_RECALL",
     "FaissIndex",
+    "GraphReader",
     "HnswlibIndex",
     "RowGraphIndex",
+    "allowed_misses",
 ]
 
 DEFAULT_M = 32
 DEFAULT_EF_CONSTRUCTION = 100
 DEFAULT_EF_SEARCH = 64
 
+#: Live rows from which an index with no ``ef_search`` given probes its own recall (and
+#: again at every doubling of its rows since the last probe). Below it, ef stays
+#: :data:`DEFAULT_EF_SEARCH`: at 200k MiniLM-like rows that already gives recall@1
+#: 0.999, so small namespaces pay nothing.
+EF_PROBE_MIN_ROWS = 32_768
+#: Near-duplicate queries per probe (sampled live rows plus noise, see
+#: :meth:`RowGraphIndex._tune_ef`).
+EF_PROBE_QUERIES = 1024
+#: The recall@1 on near duplicates a tuned ef must show (one-sided 95% confidence).
+EF_TARGET_RECALL = 0.99
+#: The efs a probe tries, in order, from the index's floor up (about sqrt(2) apart).
+EF_LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
+#: The probe's queries: a sampled row plus noise of this norm (cosine ~0.989 with it,
+#: the near duplicates of benchmarks/million_report.py).
+_PROBE_NOISE = 0.15
+#: A probe counts a hit when the top-1 scores at least its source's score less this
+#: (float32 rounding of the two dot products).
+_PROBE_TOLERANCE = 1e-5
+
 _F16 = np.dtype(np.float16)
+
+#: A search over a graph index outside the caller's lock (:meth:`HnswlibIndex.reader`):
+#: ids and scores, or None when it could not answer alone (search again under the lock).
+GraphReader = Callable[[npt.ArrayLike, int], "tuple[IdArray, ScoreArray] | None"]
+
+
+def allowed_misses(probes: int, recall: float, confidence: float = 0.95) -> int:
+    """The most misses among ``probes`` queries that still show a recall of at least
+    ``recall`` at ``confidence``: the largest ``x`` whose exact one-sided Poisson upper
+    bound on the mean miss count is at most ``probes * (1 - recall)``; -1 when even no
+    miss cannot show it (too few probes)."""
+    budget = probes * (1.0 - recall)
+    alpha = 1.0 - confidence
+    x = -1
+    while True:
+        nxt = x + 1
+        # the upper bound for nxt misses: the lam where P(X <= nxt; lam) = alpha
+        lo, hi = 0.0, 10.0 + 4.0 * nxt
+        for _ in range(60):
+            lam = (lo + hi) / 2
+            term = cdf = math.exp(-lam)
+            for i in range(1, nxt + 1):
+                term *= lam / i
+                cdf += term
+            lo, hi = (lam, hi) if cdf > alpha else (lo, lam)
+        if hi > budget:
+            return x
+        x = nxt
+
+
+class _Gate:
+    """A readers-writer gate between searches of a native index made outside the
+    caller's lock (readers, any number at once) and changes of it (writers, made under
+    the caller's lock, so one at a time; re-entrant in the writing thread). A writer
+    waits for the searches under way; a search waits for a change under way, and new
+    searches wait while a writer is waiting (so writers are not starved)."""
+
+    __slots__ = ("_cond", "_depth", "_readers", "_waiting", "_writer")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._waiting = 0
+        self._writer: int | None = None
+        self._depth = 0
+
+    def begin_read(self) -> None:
+        with self._cond:
+            while self._writer is not None or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+
+    def end_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0 and self._waiting:
+                self._cond.notify_all()
+
+    def begin_write(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+                return
+            self._waiting += 1
+            while self._readers or self._writer is not None:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer, self._depth = me, 1
+
+    def end_write(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._writer = None
+                self._cond.notify_all()
 
 
 def import_faiss() -> Any:
@@ -114,7 +232,7 @@ class RowGraphIndex(RowIndexBase):
         dtype: npt.DTypeLike = np.float32,
         M: int = DEFAULT_M,
         ef_construction: int = DEFAULT_EF_CONSTRUCTION,
-        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_search: int | None = None,
         build_threads: int | None = None,
     ) -> None:
         self._dim = check_dim(dim)
@@ -122,13 +240,19 @@ class RowGraphIndex(RowIndexBase):
         for name, value in (
             ("M", M),
             ("ef_construction", ef_construction),
-            ("ef_search", ef_search),
+            ("ef_search", DEFAULT_EF_SEARCH if ef_search is None else ef_search),
         ):
             if value < 1:
                 raise ConfigurationError(f"{name} must be >= 1, got {value}")
         self._M = int(M)
         self._ef_construction = int(ef_construction)
-        self._ef_search = int(ef_search)
+        #: None: tuned by the index (see the module docstring); else the caller's.
+        self._ef_tuned = ef_search is None
+        self._ef_search = DEFAULT_EF_SEARCH if ef_search is None else int(ef_search)
+        self._ef_probed_at = 0  # live rows at the last probe
+        #: Every probe made, oldest first: rows, ef, misses, allowed, seconds.
+        self.ef_probes: list[dict[str, Any]] = []
+        self._gate = _Gate()
         self._build_threads = int(build_threads) if build_threads else _build_threads()
         self._rows = RowTable(64)
         self._closed = False
@@ -183,18 +307,95 @@ class RowGraphIndex(RowIndexBase):
     def ef_search(self) -> int:
         return self._ef_search
 
-    def set_ef_search(self, ef: int) -> None:
-        """Search with ``ef`` candidates from now on (the ``auto`` probe raises it until
-        the recall it needs is reached).
+    @property
+    def ef_tuned(self) -> bool:
+        """Whether the index tunes ``ef_search`` itself (none was given)."""
+        return self._ef_tuned
+
+    def set_ef_search(self, ef: int, *, tuned: bool = False) -> None:
+        """Search with ``ef`` candidates from now on. ``tuned=False`` (the default): a
+        fixed ef the index never changes; ``tuned=True``: a floor the index's own probe
+        may raise as it grows (the ``auto`` probe's ef, measured on a sample).
 
         Raises:
             ConfigurationError: ``ef`` < 1.
         """
         if ef < 1:
             raise ConfigurationError(f"ef_search must be >= 1, got {ef}")
-        self._ef_search = int(ef)
-        if isinstance(self, HnswlibIndex):
-            self._native.set_ef(self._ef_search)
+        self._ef_tuned = bool(tuned)
+        self._set_ef(int(ef))
+
+    def _set_ef(self, ef: int) -> None:
+        self._ef_search = ef
+
+    def _tunable(self) -> bool:
+        return True
+
+    def _maybe_tune_ef(self) -> None:
+        """Probe from :data:`EF_PROBE_MIN_ROWS` live rows and at every doubling since."""
+        live = self._rows.live_count
+        if (
+            self._ef_tuned
+            and self._tunable()
+            and live >= max(EF_PROBE_MIN_ROWS, 2 * self._ef_probed_at)
+        ):
+            self._tune_ef()
+
+    def _tune_ef(self) -> None:
+        """Raise ``ef_search`` to the least value of :data:`EF_LADDER` (from the current
+        ef up) at which near duplicates of this graph's own rows find their source.
+
+        ``EF_PROBE_QUERIES`` live rows are sampled (seeded by the row count); each query
+        is a row plus noise of norm 0.15, and it is a hit when the graph's top-1 scores
+        at least as high as its source row (the source, or a row nearer still): a miss
+        is then certain, no exact scan of the whole index is needed, and a hit is what
+        a cache needs (the stored near duplicate, or a better one). Queries are searched
+        at the first ef, those that miss at the next, and so on, until the misses left
+        are few enough to show :data:`EF_TARGET_RECALL` at 95% confidence
+        (:func:`allowed_misses`: at most 4 of 1,024). ef only rises (recall at a fixed
+        ef falls as a graph grows) and stops at the ladder's top.
+        """
+        t0 = perf_counter()
+        live = self._rows.live_count
+        self._ef_probed_at = live
+        rng = np.random.default_rng(live)
+        rows = self._rows.live_rows()
+        pick = np.sort(rng.choice(rows.shape[0], size=min(EF_PROBE_QUERIES, live), replace=False))
+        base = np.ascontiguousarray(self._native_vectors(rows[pick]), dtype=np.float32)
+        noise = rng.standard_normal(base.shape).astype(np.float32)
+        noise *= np.float32(_PROBE_NOISE) / np.linalg.norm(noise, axis=1, keepdims=True)
+        q = base + noise
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        source = np.einsum("ij,ij->i", q, base) - np.float32(_PROBE_TOLERANCE)
+        allowed = max(allowed_misses(q.shape[0], EF_TARGET_RECALL), 0)
+        ladder = [self._ef_search] + [e for e in EF_LADDER if self._ef_search < e <= live]
+        todo = np.arange(q.shape[0])
+        chosen = ef = ladder[0]
+        for ef in ladder:
+            top = self._search_at(q[todo], ef)
+            if top is None:  # no conclusion (fewer than ef rows reachable): stop here
+                break
+            chosen = ef
+            todo = todo[~(top >= source[todo])]
+            if todo.shape[0] <= allowed:
+                break
+        ef = chosen
+        self.ef_probes.append(
+            {
+                "rows": live,
+                "ef": ef,
+                "misses": int(todo.shape[0]),
+                "allowed": allowed,
+                "seconds": perf_counter() - t0,
+            }
+        )
+        if ef != self._ef_search:
+            self._set_ef(ef)
+
+    def _search_at(self, q: npt.NDArray[np.float32], ef: int) -> npt.NDArray[np.float32] | None:
+        """The top-1 score of each query at ``ef`` (-inf where none), the index's own
+        ef left as it is (for :meth:`_tune_ef`); None when the search cannot tell."""
+        raise NotImplementedError
 
     # -- mutation -----------------------------------------------------------------------
     def _prepare(self, vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
@@ -219,6 +420,7 @@ class RowGraphIndex(RowIndexBase):
         start = self._rows.n
         self._native_add(self._prepare(vecs), start)
         self._rows.append(id_arr)
+        self._maybe_tune_ef()
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Tombstone the live ones among ``ids``; return how many.
@@ -306,6 +508,8 @@ class RowGraphIndex(RowIndexBase):
             "M": self._M,
             "ef_construction": self._ef_construction,
             "ef_search": self._ef_search,
+            "ef_tuned": self._ef_tuned,
+            "ef_probed_at": self._ef_probed_at,
         }
 
     def save(self, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None) -> None:
@@ -380,7 +584,14 @@ class RowGraphIndex(RowIndexBase):
             raise ValueError(
                 f"{os.fspath(path)!r}: the {cls.backend} graph is corrupt: {exc}"
             ) from exc
+        tuned = snap.header.get("ef_tuned")
+        if tuned is None:  # written before ef was tuned: the old default meant "not given"
+            tuned = kwargs["ef_search"] == DEFAULT_EF_SEARCH
+        probed_at = snap.header.get("ef_probed_at", 0)
+        if not isinstance(tuned, bool) or not isinstance(probed_at, int) or probed_at < 0:
+            raise ValueError(f"{os.fspath(path)!r}: bad snapshot header: ef_tuned, ef_probed_at")
         index = cls(dim, dtype=dtype, **kwargs)
+        index._ef_tuned, index._ef_probed_at = tuned, probed_at
         try:
             index._native = index._native_restore(blob, n, max(64, n))
         except (RuntimeError, ValueError, OSError) as exc:
@@ -391,6 +602,7 @@ class RowGraphIndex(RowIndexBase):
         dead = np.flatnonzero(~live)
         if dead.size:
             index._restore_tombstones(dead.tolist())
+        index._maybe_tune_ef()  # a snapshot of an older version, or one never probed
         return index
 
     @classmethod
@@ -441,16 +653,81 @@ class HnswlibIndex(RowGraphIndex):
 
     def _native_add(self, vecs: npt.NDArray[np.float32], start: int) -> None:
         need = start + vecs.shape[0]
-        cap = self._native.get_max_elements()
-        if need > cap:
-            self._native.resize_index(max(need, 2 * cap))
         labels = np.arange(start, need, dtype=np.int64)
         threads = 1 if vecs.shape[0] < 256 else self._build_threads
-        self._native.add_items(vecs, labels, num_threads=threads)
+        gate = self._gate
+        gate.begin_write()  # resize_index reallocates what a search reads
+        try:
+            cap = self._native.get_max_elements()
+            if need > cap:
+                self._native.resize_index(max(need, 2 * cap))
+            self._native.add_items(vecs, labels, num_threads=threads)
+        finally:
+            gate.end_write()
 
     def _native_tombstone(self, rows: list[int]) -> None:
-        for row in rows:
-            self._native.mark_deleted(row)
+        gate = self._gate
+        gate.begin_write()
+        try:
+            for row in rows:
+                self._native.mark_deleted(row)
+        finally:
+            gate.end_write()
+
+    def _set_ef(self, ef: int) -> None:
+        gate = self._gate
+        gate.begin_write()
+        try:
+            self._ef_search = ef
+            self._native.set_ef(ef)
+        finally:
+            gate.end_write()
+
+    def _search_at(self, q: npt.NDArray[np.float32], ef: int) -> npt.NDArray[np.float32] | None:
+        # hnswlib searches with max(its ef, k): k = ef is a search at that ef (the
+        # probe's ladder starts at the index's own ef)
+        if q.shape[0] == 0:
+            return np.empty(0, np.float32)
+        try:
+            _, dist = self._native.knn_query(q, k=ef, num_threads=self._build_threads)
+        except RuntimeError:  # fewer than ef rows reachable: no conclusion
+            return None
+        top: npt.NDArray[np.float32] = (1.0 - dist[:, 0]).astype(np.float32)
+        return top
+
+    def reader(self) -> GraphReader:
+        """A :meth:`search` that may run outside the caller's lock while other threads
+        change the index under it: the native search waits for a change under way
+        (add, resize, tombstone, ef) and changes wait for it (:class:`_Gate`). It
+        searches the native index and maps rows with the id table as they are now;
+        rows added after this call, or a short result, answer None (search again under
+        the lock); an id it returns may have been removed since (check it under the
+        lock). A compaction or close meanwhile leaves it searching the old native index,
+        which nothing changes any more.
+
+        Raises:
+            CacheClosedError: the index is closed.
+        """
+        self._check_open()
+        native, gate, dim = self._native, self._gate, self._dim
+        ids, n = self._rows.ids, self._rows.n  # rows below n keep their ids in this array
+
+        def search(query: npt.ArrayLike, k: int) -> tuple[IdArray, ScoreArray] | None:
+            check_k(k)
+            q = prepare_queries(np.asarray(query, dtype=np.float32).reshape(1, -1), dim)
+            gate.begin_read()
+            try:
+                labels, dist = native.knn_query(q, k=k, num_threads=1)
+            except RuntimeError:  # fewer than k reachable: the exact fallback, locked
+                return None
+            finally:
+                gate.end_read()
+            rows = labels[0].astype(np.int64)
+            if rows.shape[0] < k or (rows >= n).any():
+                return None
+            return ids[rows], (1.0 - dist[0]).astype(np.float32)
+
+        return search
 
     def _restore_tombstones(self, rows: list[int]) -> None:
         for row in rows:
@@ -570,7 +847,7 @@ class FaissIndex(RowGraphIndex):
         kind: str = "flat",
         M: int = DEFAULT_M,
         ef_construction: int = DEFAULT_EF_CONSTRUCTION,
-        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_search: int | None = None,
         build_threads: int | None = None,
     ) -> None:
         if kind not in ("flat", "hnsw"):
@@ -625,6 +902,23 @@ class FaissIndex(RowGraphIndex):
     def _native_tombstone(self, rows: list[int]) -> None:
         r = np.asarray(rows, dtype=np.int64)
         np.bitwise_and.at(self._bitmap, r >> 3, (~(1 << (r & 7))).astype(np.uint8))
+
+    def _tunable(self) -> bool:
+        return self._kind == "hnsw"
+
+    def _set_ef(self, ef: int) -> None:
+        self._ef_search = ef
+        self._native.hnsw.efSearch = ef
+
+    def _search_at(self, q: npt.NDArray[np.float32], ef: int) -> npt.NDArray[np.float32] | None:
+        if q.shape[0] == 0:
+            return np.empty(0, np.float32)
+        faiss = import_faiss()
+        kwargs: dict[str, Any] = {"efSearch": ef}
+        if self._rows.tombstones:
+            kwargs["sel"] = faiss.IDSelectorBitmap(self._rows.n, faiss.swig_ptr(self._bitmap))
+        dist, labels = self._native.search(q, 1, params=faiss.SearchParametersHNSW(**kwargs))
+        return np.where(labels[:, 0] >= 0, dist[:, 0], -np.inf).astype(np.float32)
 
     def _native_search(
         self, q: npt.NDArray[np.float32], k: int
