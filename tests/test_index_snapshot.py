@@ -335,11 +335,19 @@ def test_hnswlib_level0_links_are_checked(tmp_path: Path) -> None:
     index.add(np.arange(10), np.eye(10, 8, dtype=np.float32))
     index.save(tmp_path / "good.npz")
     arrays = _arrays(tmp_path / "good.npz")
-    blob = bytearray(arrays["a_blob"].tobytes())
+    good = arrays["a_blob"].tobytes()
+    blob = bytearray(good)
     struct.pack_into("<I", blob, 96 + 4, 10**6)  # row 0's first neighbour: far outside
     arrays["a_blob"] = np.frombuffer(bytes(blob), dtype=np.uint8)
     with pytest.raises(ValueError, match="link"):
         load_index(_resave(tmp_path / "bad.npz", arrays))
+    # a slot past row 0's link count is never read: any value there loads
+    blob = bytearray(good)
+    count = struct.unpack_from("<H", blob, 96)[0]
+    assert count < 8
+    struct.pack_into("<I", blob, 96 + 4 + 4 * count, 10**6)
+    arrays["a_blob"] = np.frombuffer(bytes(blob), dtype=np.uint8)
+    assert len(load_index(_resave(tmp_path / "unused.npz", arrays))) == 10
 
 
 def test_faiss_vector_sizes_are_bounded_by_the_blob(tmp_path: Path) -> None:
@@ -472,3 +480,68 @@ def test_hnswlib_upper_level_links_are_checked(tmp_path: Path) -> None:
         arrays["a_blob"] = np.frombuffer(bytes(blob), dtype=np.uint8)
         with pytest.raises(ValueError, match=match):
             load_index(_resave(tmp_path / f"bad-{match}.npz", arrays))
+
+
+def test_hnswlib_reopens_from_the_blob_without_a_scratch_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph is rebuilt from the mapped blob's parts in memory (hnswlib's pickle
+    state), not written to a scratch file and read back: same answers as before the
+    save (upper levels and tombstones included), and it grows and saves afterwards."""
+    from semcache._index import _graph
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = HnswlibIndex(16, M=4, ef_construction=32, ef_search=32)
+    index.add(np.arange(3000), x)
+    index.remove(np.arange(0, 3000, 7))
+    path = tmp_path / "g.idx"
+    index.save(path)
+
+    def no_scratch() -> Any:
+        raise AssertionError("a scratch file was used to load")
+
+    monkeypatch.setattr(_graph, "hnsw_scratch", no_scratch)
+    back = load_index(path)
+    assert isinstance(back, HnswlibIndex)
+    assert back._native.element_count == 3000
+    assert back.tombstones == index.tombstones
+    q = x[:200] + 0.05 * rng.standard_normal((200, 16)).astype(np.float32)
+    for v in q:
+        want, got = index.search(v, 5), back.search(v, 5)
+        assert want[0].tolist() == got[0].tolist()
+        np.testing.assert_allclose(want[1], got[1], rtol=0, atol=1e-6)
+    monkeypatch.undo()
+    back.add(np.arange(3000, 6000), x[:, ::-1].copy())  # past the capacity: a resize
+    assert int(back.search(x[5, ::-1].copy(), 1)[0][0]) == 3005
+    back.save(path)
+    assert len(load_index(path)) == len(back)
+
+
+def test_hnswlib_upper_level_framing_is_checked(tmp_path: Path) -> None:
+    """The walk over the upper-level lists (jumping over rows without upper levels)
+    refuses a section cut short, one with bytes left over, and a size that is not a
+    whole number of levels."""
+    m, dim, n = 4, 8, 300
+    index = make_index("hnswlib", dim, np.float32, {"M": m})
+    vectors = np.random.default_rng(6).standard_normal((n, dim)).astype(np.float32)
+    index.add(np.arange(n), vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    index.save(tmp_path / "good.npz")
+    arrays = _arrays(tmp_path / "good.npz")
+    good = arrays["a_blob"].tobytes()
+    per = struct.unpack_from("<Q", good, 24)[0]
+    pos = 96 + n * per
+    while struct.unpack_from("<I", good, pos)[0] == 0:
+        pos += 4
+    size = struct.unpack_from("<I", good, pos)[0]
+    cases = {
+        "whole words": good[:-2],
+        "end early": good[:pos],  # the rows from the first with upper levels on
+        "after the last": good + bytes(4),
+        "do not fit": good[:pos] + struct.pack("<I", size + 4) + good[pos + 4 :],
+    }
+    for match, blob in cases.items():
+        arrays["a_blob"] = np.frombuffer(blob, dtype=np.uint8)
+        with pytest.raises(ValueError, match=match):
+            load_index(_resave(tmp_path / "bad.npz", arrays))

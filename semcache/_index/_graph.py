@@ -37,7 +37,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from time import perf_counter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -64,7 +64,13 @@ from ._common import (
     snapshot_field,
     write_snapshot,
 )
-from ._graph_blob import check_upper_links, deserialize_bounded, hnsw_scratch
+from ._graph_blob import (
+    UpperLinks,
+    check_upper_links,
+    deserialize_bounded,
+    hnsw_scratch,
+    upper_link_bytes,
+)
 from ._kernel import kernel as _active_kernel
 
 __all__ = [
@@ -290,7 +296,10 @@ class RowGraphIndex(RowIndexBase):
     def _native_dump(self) -> npt.NDArray[np.uint8]:
         raise NotImplementedError
 
-    def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
+    def _native_restore(
+        self, blob: npt.NDArray[np.uint8], n: int, capacity: int, layout: Any
+    ) -> Any:
+        """The native index from its blob; ``layout``: what :meth:`_check_blob` found."""
         raise NotImplementedError
 
     def _native_nbytes(self) -> int:
@@ -579,7 +588,7 @@ class RowGraphIndex(RowIndexBase):
         ):
             raise ValueError(f"{os.fspath(path)!r}: snapshot arrays have the wrong type")
         try:
-            cls._check_blob(blob, n, dim, dtype, kwargs)
+            layout = cls._check_blob(blob, n, dim, dtype, kwargs)
         except (ValueError, struct.error) as exc:
             raise ValueError(
                 f"{os.fspath(path)!r}: the {cls.backend} graph is corrupt: {exc}"
@@ -593,7 +602,7 @@ class RowGraphIndex(RowIndexBase):
         index = cls(dim, dtype=dtype, **kwargs)
         index._ef_tuned, index._ef_probed_at = tuned, probed_at
         try:
-            index._native = index._native_restore(blob, n, max(64, n))
+            index._native = index._native_restore(blob, n, max(64, n), layout)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ValueError(
                 f"{os.fspath(path)!r}: the {cls.backend} graph is corrupt: {exc}"
@@ -608,9 +617,10 @@ class RowGraphIndex(RowIndexBase):
     @classmethod
     def _check_blob(
         cls, blob: npt.NDArray[np.uint8], n: int, dim: int, dtype: np.dtype[Any], kw: Any
-    ) -> None:
+    ) -> Any:
         """Refuse a native blob whose header disagrees with the snapshot's (rows, dim,
-        parameters) or claims more bytes than it holds, before the library reads it.
+        parameters) or claims more bytes than it holds, before the library reads it;
+        return what the restore needs of its layout.
 
         Raises:
             ValueError: it does.
@@ -625,6 +635,15 @@ class RowGraphIndex(RowIndexBase):
         self._closed = True
         self._native = None
         self._rows = RowTable(1)
+
+
+class _HnswLayout(NamedTuple):
+    """Where an hnswlib blob keeps its parts (found by ``HnswlibIndex._check_blob``)."""
+
+    start: int  # the level-0 block's offset
+    per: int  # bytes per element in it
+    label_off: int  # an element's label within its bytes
+    upper: UpperLinks
 
 
 class HnswlibIndex(RowGraphIndex):
@@ -772,7 +791,7 @@ class HnswlibIndex(RowGraphIndex):
     @classmethod
     def _check_blob(
         cls, blob: npt.NDArray[np.uint8], n: int, dim: int, dtype: np.dtype[Any], kw: Any
-    ) -> None:
+    ) -> _HnswLayout:
         # hnswlib sizes its arrays by this header (max_elements when the count exceeds
         # the capacity given) and checks the link lists against the file size; the rest
         # is checked here: every size against the snapshot's rows, dim and M, the
@@ -793,21 +812,65 @@ class HnswlibIndex(RowGraphIndex):
             raise ValueError(f"{n} rows of {per} bytes do not fit in {blob.shape[0]}")
         level0 = blob[start : start + n * per].reshape(n, per)
         sizes = level0[:, 0:2].copy().view(np.uint16).reshape(n)
-        links = level0[:, 4:links0].copy().view(np.uint32).reshape(n, 2 * kw["M"])
-        used = np.arange(2 * kw["M"]) < sizes[:, None].astype(np.int64)
-        if (sizes > 2 * kw["M"]).any() or (links[used] >= n).any():
+        if (sizes > 2 * kw["M"]).any():
             raise ValueError("a level-0 link points outside the graph")
-        top = check_upper_links(blob, start + n * per, n, kw["M"], max_level, entry)
-        if n and top != max_level:
-            raise ValueError(f"the entry point has {top} levels, the header says {max_level}")
+        links = level0[:, 4:links0].view(np.uint32)  # (n, 2M), read in place
+        # hnswlib zeroes a new row's links and only ever writes ids below its count
+        # there, so a slot past a row's size holds 0 or a once-valid id: the maximum
+        # over all slots settles it in one pass; only a larger one needs the exact check
+        if n and int(links.max()) >= n:
+            used = np.arange(2 * kw["M"]) < sizes[:, None].astype(np.int64)
+            if (links[used] >= n).any():
+                raise ValueError("a level-0 link points outside the graph")
+        upper = check_upper_links(blob, start + n * per, n, kw["M"], max_level, entry)
+        if n and upper.entry_level != max_level:
+            raise ValueError(
+                f"the entry point has {upper.entry_level} levels, the header says {max_level}"
+            )
+        return _HnswLayout(start, per, label_off, upper)
 
-    def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
+    def _native_restore(
+        self, blob: npt.NDArray[np.uint8], n: int, capacity: int, layout: Any
+    ) -> Any:
+        # Built from the blob's parts in memory (hnswlib's pickle state), not written to
+        # a scratch file for load_index to read back: one copy of the graph, not three.
         hnswlib = import_hnswlib()
-        index = hnswlib.Index(space="ip", dim=self._dim)
-        with hnsw_scratch() as tmp:
-            name = os.path.join(tmp, "graph.bin")
-            blob.tofile(name)
-            index.load_index(name, max_elements=max(capacity, n))
+        head = self._HEADER.unpack(blob[: self._HEADER.size].tobytes())
+        (_, _, _, per, label_off, data_off, max_level, entry, max_m, max_m0, m, mult, efc) = head
+        start, upper = layout.start, layout.upper
+        level0 = blob[start : start + n * per]
+        labels = np.ndarray((n,), dtype="<u8", buffer=level0, offset=label_off, strides=(per,))
+        levels = np.zeros(n, dtype=np.int32)
+        levels[upper.rows] = upper.levels
+        template = hnswlib.Index(space="ip", dim=self._dim)
+        template.init_index(max_elements=1, M=self._M, ef_construction=efc, random_seed=100)
+        state = dict(template.__getstate__()[0])
+        state.update(
+            max_elements=max(capacity, n),
+            cur_element_count=n,
+            ep_added=n > 0,
+            num_threads=self._build_threads,
+            ef=self._ef_search,
+            offset_level0=0,
+            size_data_per_element=per,
+            label_offset=label_off,
+            offset_data=data_off,
+            max_level=max_level,
+            enterpoint_node=entry,
+            max_M=max_m,
+            max_M0=max_m0,
+            M=m,
+            mult=mult,
+            ef_construction=efc,
+            has_deletions=True,  # counts the marks in the level-0 block
+            allow_replace_deleted=False,
+            label_lookup_external=np.ascontiguousarray(labels, dtype=np.uint64),
+            label_lookup_internal=np.arange(n, dtype=np.uint32),
+            element_levels=levels,
+            data_level0=level0.view(np.int8),
+            link_lists=upper_link_bytes(blob, upper, self._M),
+        )
+        index = hnswlib.Index(state)
         if index.get_current_count() != n:
             raise ValueError(f"graph holds {index.get_current_count()} rows, ids {n}")
         index.set_ef(self._ef_search)
@@ -969,7 +1032,9 @@ class FaissIndex(RowGraphIndex):
         if d != dim or ntotal != n:
             raise ValueError(f"faiss index claims {ntotal} rows of dim {d}")
 
-    def _native_restore(self, blob: npt.NDArray[np.uint8], n: int, capacity: int) -> Any:
+    def _native_restore(
+        self, blob: npt.NDArray[np.uint8], n: int, capacity: int, layout: Any
+    ) -> Any:
         faiss = import_faiss()
         index = deserialize_bounded(faiss, np.ascontiguousarray(blob))
         if index.ntotal != n or index.d != self._dim:
