@@ -27,8 +27,9 @@ from .._errors import ConfigurationError
 from ._auto import DEFAULT_SWITCH_AT, AutoIndex
 from ._base import IdArray, ScoreArray, SearchIndex, VectorIndex
 from ._common import read_snapshot
+from ._faiss import FaissIndex
 from ._flat import FlatIndex
-from ._graph import FaissIndex, HnswlibIndex
+from ._graph import HnswlibIndex
 from ._kernel import available_kernels, kernel_name
 
 __all__ = [

@@ -52,12 +52,12 @@ from ._common import (
     snapshot_field,
     write_snapshot,
 )
+from ._faiss import FaissIndex
 from ._flat import FlatIndex
 from ._graph import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,
     DEFAULT_M,
-    FaissIndex,
     GraphReader,
     HnswlibIndex,
     RowGraphIndex,

@@ -23,7 +23,7 @@ to the least value on a ladder at which they find their source at recall
 hnswlib's search reads its arrays without locks while an add may reallocate them
 (``resize_index``) or publish a new entry point, so every change of the native index
 waits for searches under way and searches wait for a change under way (a readers-writer
-gate, :class:`_Gate`).
+gate, :class:`~semcache._index._gate.Gate`).
 
 faiss and hnswlib are optional extras, imported only when a backend is built.
 """
@@ -34,10 +34,9 @@ import math
 import os
 import struct
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from time import perf_counter
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -64,13 +63,8 @@ from ._common import (
     snapshot_field,
     write_snapshot,
 )
-from ._graph_blob import (
-    UpperLinks,
-    check_upper_links,
-    deserialize_bounded,
-    hnsw_scratch,
-    upper_link_bytes,
-)
+from ._gate import Gate
+from ._graph_blob import HnswLayout, check_hnsw_blob, hnsw_scratch, hnsw_state
 from ._kernel import kernel as _active_kernel
 
 __all__ = [
@@ -79,7 +73,6 @@ __all__ = [
     "DEFAULT_M",
     "EF_PROBE_MIN_ROWS",
     "EF_TARGET_RECALL",
-    "FaissIndex",
     "GraphReader",
     "HnswlibIndex",
     "RowGraphIndex",
@@ -140,69 +133,6 @@ def allowed_misses(probes: int, recall: float, confidence: float = 0.95) -> int:
         x = nxt
 
 
-class _Gate:
-    """A readers-writer gate between searches of a native index made outside the
-    caller's lock (readers, any number at once) and changes of it (writers, made under
-    the caller's lock, so one at a time; re-entrant in the writing thread). A writer
-    waits for the searches under way; a search waits for a change under way, and new
-    searches wait while a writer is waiting (so writers are not starved)."""
-
-    __slots__ = ("_cond", "_depth", "_readers", "_waiting", "_writer")
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._waiting = 0
-        self._writer: int | None = None
-        self._depth = 0
-
-    def begin_read(self) -> None:
-        with self._cond:
-            while self._writer is not None or self._waiting:
-                self._cond.wait()
-            self._readers += 1
-
-    def end_read(self) -> None:
-        with self._cond:
-            self._readers -= 1
-            if self._readers == 0 and self._waiting:
-                self._cond.notify_all()
-
-    def begin_write(self) -> None:
-        me = threading.get_ident()
-        with self._cond:
-            if self._writer == me:
-                self._depth += 1
-                return
-            self._waiting += 1
-            while self._readers or self._writer is not None:
-                self._cond.wait()
-            self._waiting -= 1
-            self._writer, self._depth = me, 1
-
-    def end_write(self) -> None:
-        with self._cond:
-            self._depth -= 1
-            if self._depth == 0:
-                self._writer = None
-                self._cond.notify_all()
-
-
-def import_faiss() -> Any:
-    """Import faiss or say how to install it.
-
-    Raises:
-        MissingDependencyError: faiss is not installed (an ``ImportError``).
-    """
-    try:
-        import faiss
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"index backend 'faiss' needs faiss: {install_hint('faiss')}"
-        ) from exc
-    return faiss
-
-
 def import_hnswlib() -> Any:
     """Import hnswlib or say how to install it.
 
@@ -258,7 +188,7 @@ class RowGraphIndex(RowIndexBase):
         self._ef_probed_at = 0  # live rows at the last probe
         #: Every probe made, oldest first: rows, ef, misses, allowed, seconds.
         self.ef_probes: list[dict[str, Any]] = []
-        self._gate = _Gate()
+        self._gate = Gate()
         self._build_threads = int(build_threads) if build_threads else _build_threads()
         self._rows = RowTable(64)
         self._closed = False
@@ -637,15 +567,6 @@ class RowGraphIndex(RowIndexBase):
         self._rows = RowTable(1)
 
 
-class _HnswLayout(NamedTuple):
-    """Where an hnswlib blob keeps its parts (found by ``HnswlibIndex._check_blob``)."""
-
-    start: int  # the level-0 block's offset
-    per: int  # bytes per element in it
-    label_off: int  # an element's label within its bytes
-    upper: UpperLinks
-
-
 class HnswlibIndex(RowGraphIndex):
     """HNSW graph from hnswlib (``pip install 'semcache-engine[hnswlib]'``).
 
@@ -717,7 +638,7 @@ class HnswlibIndex(RowGraphIndex):
     def reader(self) -> GraphReader:
         """A :meth:`search` that may run outside the caller's lock while other threads
         change the index under it: the native search waits for a change under way
-        (add, resize, tombstone, ef) and changes wait for it (:class:`_Gate`). It
+        (add, resize, tombstone, ef) and changes wait for it (``_gate.Gate``). It
         searches the native index and maps rows with the id table as they are now;
         rows added after this call, or a short result, answer None (search again under
         the lock); an id it returns may have been removed since (check it under the
@@ -783,51 +704,11 @@ class HnswlibIndex(RowGraphIndex):
             dump: npt.NDArray[np.uint8] = np.memmap(name, dtype=np.uint8, mode="r")
             return dump
 
-    #: hnswlib's file header: offsetLevel0, max_elements, cur_element_count,
-    #: size_data_per_element, label_offset, offsetData (size_t), maxlevel (int),
-    #: enterpoint_node (uint32), maxM, maxM0, M (size_t), mult (double), ef_construction.
-    _HEADER = struct.Struct("<6QiI3QdQ")
-
     @classmethod
     def _check_blob(
         cls, blob: npt.NDArray[np.uint8], n: int, dim: int, dtype: np.dtype[Any], kw: Any
-    ) -> _HnswLayout:
-        # hnswlib sizes its arrays by this header (max_elements when the count exceeds
-        # the capacity given) and checks the link lists against the file size; the rest
-        # is checked here: every size against the snapshot's rows, dim and M, the
-        # level-0 links (count and neighbours) against the rows.
-        (off0, _, count, per, label_off, data_off, max_level, entry, max_m, max_m0, m, _, efc) = (
-            cls._HEADER.unpack(blob[: cls._HEADER.size].tobytes())
-        )
-        links0 = (2 * kw["M"] + 1) * 4
-        expected = (0, n, links0 + dim * 4 + 8, links0 + dim * 4, links0, kw["M"], 2 * kw["M"])
-        if (off0, count, per, label_off, data_off, max_m, max_m0) != expected or m != kw["M"]:
-            raise ValueError("header does not match the snapshot's rows, dim or M")
-        if efc > MAX_EF or not -1 <= max_level <= 64:
-            raise ValueError("header parameters out of range")
-        if (n == 0) != (entry == 0xFFFFFFFF) or (n and entry >= n):
-            raise ValueError("entry point out of range")
-        start = cls._HEADER.size
-        if start + n * per > blob.shape[0]:
-            raise ValueError(f"{n} rows of {per} bytes do not fit in {blob.shape[0]}")
-        level0 = blob[start : start + n * per].reshape(n, per)
-        sizes = level0[:, 0:2].copy().view(np.uint16).reshape(n)
-        if (sizes > 2 * kw["M"]).any():
-            raise ValueError("a level-0 link points outside the graph")
-        links = level0[:, 4:links0].view(np.uint32)  # (n, 2M), read in place
-        # hnswlib zeroes a new row's links and only ever writes ids below its count
-        # there, so a slot past a row's size holds 0 or a once-valid id: the maximum
-        # over all slots settles it in one pass; only a larger one needs the exact check
-        if n and int(links.max()) >= n:
-            used = np.arange(2 * kw["M"]) < sizes[:, None].astype(np.int64)
-            if (links[used] >= n).any():
-                raise ValueError("a level-0 link points outside the graph")
-        upper = check_upper_links(blob, start + n * per, n, kw["M"], max_level, entry)
-        if n and upper.entry_level != max_level:
-            raise ValueError(
-                f"the entry point has {upper.entry_level} levels, the header says {max_level}"
-            )
-        return _HnswLayout(start, per, label_off, upper)
+    ) -> HnswLayout:
+        return check_hnsw_blob(blob, n, dim, kw["M"])
 
     def _native_restore(
         self, blob: npt.NDArray[np.uint8], n: int, capacity: int, layout: Any
@@ -835,40 +716,13 @@ class HnswlibIndex(RowGraphIndex):
         # Built from the blob's parts in memory (hnswlib's pickle state), not written to
         # a scratch file for load_index to read back: one copy of the graph, not three.
         hnswlib = import_hnswlib()
-        head = self._HEADER.unpack(blob[: self._HEADER.size].tobytes())
-        (_, _, _, per, label_off, data_off, max_level, entry, max_m, max_m0, m, mult, efc) = head
-        start, upper = layout.start, layout.upper
-        level0 = blob[start : start + n * per]
-        labels = np.ndarray((n,), dtype="<u8", buffer=level0, offset=label_off, strides=(per,))
-        levels = np.zeros(n, dtype=np.int32)
-        levels[upper.rows] = upper.levels
         template = hnswlib.Index(space="ip", dim=self._dim)
+        efc = int(layout.head[-1])
         template.init_index(max_elements=1, M=self._M, ef_construction=efc, random_seed=100)
         state = dict(template.__getstate__()[0])
+        state.update(hnsw_state(blob, n, layout, self._M))
         state.update(
-            max_elements=max(capacity, n),
-            cur_element_count=n,
-            ep_added=n > 0,
-            num_threads=self._build_threads,
-            ef=self._ef_search,
-            offset_level0=0,
-            size_data_per_element=per,
-            label_offset=label_off,
-            offset_data=data_off,
-            max_level=max_level,
-            enterpoint_node=entry,
-            max_M=max_m,
-            max_M0=max_m0,
-            M=m,
-            mult=mult,
-            ef_construction=efc,
-            has_deletions=True,  # counts the marks in the level-0 block
-            allow_replace_deleted=False,
-            label_lookup_external=np.ascontiguousarray(labels, dtype=np.uint64),
-            label_lookup_internal=np.arange(n, dtype=np.uint32),
-            element_levels=levels,
-            data_level0=level0.view(np.int8),
-            link_lists=upper_link_bytes(blob, upper, self._M),
+            max_elements=max(capacity, n), num_threads=self._build_threads, ef=self._ef_search
         )
         index = hnswlib.Index(state)
         if index.get_current_count() != n:
@@ -880,183 +734,3 @@ class HnswlibIndex(RowGraphIndex):
         cap = int(self._native.get_max_elements())
         # vector + level-0 links (2*M ids + count) + label, per allocated element
         return cap * (self._dim * 4 + (2 * self._M + 1) * 4 + 8)
-
-
-class FaissIndex(RowGraphIndex):
-    """faiss index (``pip install 'semcache-engine[faiss]'``): ``kind="flat"`` (exact,
-    ``IndexFlatIP`` / fp16 ``IndexScalarQuantizer``) or ``kind="hnsw"``
-    (``IndexHNSWFlat`` / ``IndexHNSWSQ`` fp16). ``dtype=float16`` stores vectors as
-    fp16 (half the memory). Tombstones are filtered with an ``IDSelectorBitmap``.
-
-    Raises:
-        MissingDependencyError: faiss is not installed.
-        ConfigurationError: bad parameters.
-    """
-
-    backend: ClassVar[str] = "faiss"
-    _OPTION_KEYS: ClassVar[tuple[str, ...]] = (
-        "kind",
-        "M",
-        "ef_construction",
-        "ef_search",
-        "build_threads",
-    )
-
-    def __init__(
-        self,
-        dim: int,
-        *,
-        dtype: npt.DTypeLike = np.float32,
-        kind: str = "flat",
-        M: int = DEFAULT_M,
-        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
-        ef_search: int | None = None,
-        build_threads: int | None = None,
-    ) -> None:
-        if kind not in ("flat", "hnsw"):
-            raise ConfigurationError(f"faiss kind must be 'flat' or 'hnsw', got {kind!r}")
-        self._kind = kind
-        self._bitmap = np.zeros(8, dtype=np.uint8)  # bit r set = row r is live
-        super().__init__(
-            dim,
-            dtype=dtype,
-            M=M,
-            ef_construction=ef_construction,
-            ef_search=ef_search,
-            build_threads=build_threads,
-        )
-
-    @property
-    def kind(self) -> str:
-        """``"flat"`` or ``"hnsw"``."""
-        return self._kind
-
-    def _new_native(self, capacity: int) -> Any:
-        faiss = import_faiss()
-        ip = faiss.METRIC_INNER_PRODUCT
-        fp16 = self._dtype == _F16
-        if self._kind == "flat":
-            if fp16:
-                index = faiss.IndexScalarQuantizer(self._dim, faiss.ScalarQuantizer.QT_fp16, ip)
-            else:
-                index = faiss.IndexFlatIP(self._dim)
-        elif fp16:
-            index = faiss.IndexHNSWSQ(self._dim, faiss.ScalarQuantizer.QT_fp16, self._M, ip)
-        else:
-            index = faiss.IndexHNSWFlat(self._dim, self._M, ip)
-        if self._kind == "hnsw":
-            index.hnsw.efConstruction = self._ef_construction
-            index.hnsw.efSearch = self._ef_search
-        self._bitmap = np.zeros(max(8, (capacity + 7) // 8), dtype=np.uint8)
-        return index
-
-    def _native_add(self, vecs: npt.NDArray[np.float32], start: int) -> None:
-        if self._native.ntotal != start:  # pragma: no cover - internal invariant
-            raise RuntimeError("faiss index out of step with the row table")
-        self._native.add(vecs)
-        stop = start + vecs.shape[0]
-        if (stop + 7) // 8 > self._bitmap.shape[0]:
-            grown = np.zeros(max((stop + 7) // 8, 2 * self._bitmap.shape[0]), dtype=np.uint8)
-            grown[: self._bitmap.shape[0]] = self._bitmap
-            self._bitmap = grown
-        rows = np.arange(start, stop)
-        np.bitwise_or.at(self._bitmap, rows >> 3, (1 << (rows & 7)).astype(np.uint8))
-
-    def _native_tombstone(self, rows: list[int]) -> None:
-        r = np.asarray(rows, dtype=np.int64)
-        np.bitwise_and.at(self._bitmap, r >> 3, (~(1 << (r & 7))).astype(np.uint8))
-
-    def _tunable(self) -> bool:
-        return self._kind == "hnsw"
-
-    def _set_ef(self, ef: int) -> None:
-        self._ef_search = ef
-        self._native.hnsw.efSearch = ef
-
-    def _search_at(self, q: npt.NDArray[np.float32], ef: int) -> npt.NDArray[np.float32] | None:
-        if q.shape[0] == 0:
-            return np.empty(0, np.float32)
-        faiss = import_faiss()
-        kwargs: dict[str, Any] = {"efSearch": ef}
-        if self._rows.tombstones:
-            kwargs["sel"] = faiss.IDSelectorBitmap(self._rows.n, faiss.swig_ptr(self._bitmap))
-        dist, labels = self._native.search(q, 1, params=faiss.SearchParametersHNSW(**kwargs))
-        return np.where(labels[:, 0] >= 0, dist[:, 0], -np.inf).astype(np.float32)
-
-    def _native_search(
-        self, q: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        faiss = import_faiss()
-        kwargs: dict[str, Any] = {}
-        if self._rows.tombstones:
-            kwargs["sel"] = faiss.IDSelectorBitmap(self._rows.n, faiss.swig_ptr(self._bitmap))
-        if self._kind == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(self._ef_search, k), **kwargs)
-        elif kwargs:
-            params = faiss.SearchParameters(**kwargs)
-        else:
-            params = None
-        dist, labels = self._native.search(q, k, params=params)
-        return labels.astype(np.int64), dist.astype(np.float32)
-
-    def _native_vectors(self, rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        if rows.size == 0:
-            return np.empty((0, self._dim), np.float32)
-        return np.asarray(self._native.reconstruct_batch(rows.astype(np.int64)), dtype=np.float32)
-
-    def _native_dump(self) -> npt.NDArray[np.uint8]:
-        faiss = import_faiss()
-        return np.asarray(faiss.serialize_index(self._native), dtype=np.uint8)
-
-    #: The fourcc of each kind and dtype this class writes (IndexFlatIP,
-    #: IndexScalarQuantizer fp16, IndexHNSWFlat, IndexHNSWSQ fp16), then faiss's index
-    #: header: d (int32), ntotal (int64).
-    _FOURCC: ClassVar[dict[tuple[str, bool], bytes]] = {
-        ("flat", False): b"IxFI",
-        ("flat", True): b"IxSQ",
-        ("hnsw", False): b"IHNf",
-        ("hnsw", True): b"IHNs",
-    }
-
-    @classmethod
-    def _check_blob(
-        cls, blob: npt.NDArray[np.uint8], n: int, dim: int, dtype: np.dtype[Any], kw: Any
-    ) -> None:
-        # faiss sizes every vector it reads by a count in the blob; those are bounded by
-        # the blob's size at deserialization (see _native_restore); here the header.
-        fourcc = cls._FOURCC.get((kw["kind"], dtype == _F16))
-        head = blob[:16].tobytes()
-        if len(head) < 16 or head[:4] != fourcc:
-            raise ValueError(f"not a faiss {kw['kind']} {dtype.name} index")
-        d, ntotal = struct.unpack_from("<iq", head, 4)
-        if d != dim or ntotal != n:
-            raise ValueError(f"faiss index claims {ntotal} rows of dim {d}")
-
-    def _native_restore(
-        self, blob: npt.NDArray[np.uint8], n: int, capacity: int, layout: Any
-    ) -> Any:
-        faiss = import_faiss()
-        index = deserialize_bounded(faiss, np.ascontiguousarray(blob))
-        if index.ntotal != n or index.d != self._dim:
-            raise ValueError(f"faiss index holds {index.ntotal} rows of dim {index.d}")
-        self._bitmap = np.zeros(max(8, (capacity + 7) // 8), dtype=np.uint8)
-        rows = np.arange(n)
-        np.bitwise_or.at(self._bitmap, rows >> 3, (1 << (rows & 7)).astype(np.uint8))
-        return index
-
-    def _native_nbytes(self) -> int:
-        per = self._dim * (2 if self._dtype == _F16 else 4)
-        if self._kind == "hnsw":
-            per += (2 * self._M) * 4 + 8  # level-0 links, level, offsets (approx.)
-        return int(self._native.ntotal) * per + self._bitmap.nbytes
-
-    def _header(self) -> dict[str, Any]:
-        header = super()._header()
-        header["kind"] = self._kind
-        return header
-
-    @classmethod
-    def _ctor_kwargs(cls, snap: Snapshot, path: str | os.PathLike[str]) -> dict[str, Any]:
-        kwargs = super()._ctor_kwargs(snap, path)
-        kwargs["kind"] = str(snapshot_field(snap, "kind", path))
-        return kwargs

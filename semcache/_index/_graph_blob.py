@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import threading
@@ -14,11 +15,17 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from ._common import MAX_EF
+
 __all__ = [
+    "HNSW_HEADER",
+    "HnswLayout",
     "UpperLinks",
+    "check_hnsw_blob",
     "check_upper_links",
     "deserialize_bounded",
     "hnsw_scratch",
+    "hnsw_state",
     "upper_link_bytes",
 ]
 
@@ -161,6 +168,100 @@ def upper_link_bytes(
     at = np.repeat(upper.starts - offsets, sizes) + np.arange(total, dtype=np.int64)
     out: npt.NDArray[np.int8] = np.asarray(blob)[at].view(np.int8)
     return out
+
+
+#: hnswlib's file header: offsetLevel0, max_elements, cur_element_count,
+#: size_data_per_element, label_offset, offsetData (size_t), maxlevel (int),
+#: enterpoint_node (uint32), maxM, maxM0, M (size_t), mult (double), ef_construction.
+HNSW_HEADER = struct.Struct("<6QiI3QdQ")
+
+
+class HnswLayout(NamedTuple):
+    """Where an hnswlib blob keeps its parts (found by :func:`check_hnsw_blob`)."""
+
+    head: tuple[Any, ...]  # the header's fields, in HNSW_HEADER's order
+    start: int  # the level-0 block's offset
+    upper: UpperLinks
+
+
+def check_hnsw_blob(blob: npt.NDArray[np.uint8], n: int, dim: int, m: int) -> HnswLayout:
+    """Refuse an hnswlib blob whose header disagrees with the snapshot's rows, ``dim``
+    and ``M`` or claims more bytes than it holds, or whose links point outside the
+    graph, before hnswlib reads it; return where its parts lie.
+
+    Raises:
+        ValueError: it does.
+        struct.error: the header is cut short.
+    """
+    # hnswlib sizes its arrays by this header (max_elements when the count exceeds the
+    # capacity given); every size is checked against the snapshot's rows, dim and M,
+    # the level-0 links (count and neighbours) and the upper levels against the rows.
+    head = HNSW_HEADER.unpack(blob[: HNSW_HEADER.size].tobytes())
+    (off0, _, count, per, label_off, data_off, max_level, entry, max_m, max_m0, mm, _, efc) = head
+    links0 = (2 * m + 1) * 4
+    expected = (0, n, links0 + dim * 4 + 8, links0 + dim * 4, links0, m, 2 * m)
+    if (off0, count, per, label_off, data_off, max_m, max_m0) != expected or mm != m:
+        raise ValueError("header does not match the snapshot's rows, dim or M")
+    if efc > MAX_EF or not -1 <= max_level <= 64:
+        raise ValueError("header parameters out of range")
+    if (n == 0) != (entry == 0xFFFFFFFF) or (n and entry >= n):
+        raise ValueError("entry point out of range")
+    start = HNSW_HEADER.size
+    if start + n * per > blob.shape[0]:
+        raise ValueError(f"{n} rows of {per} bytes do not fit in {blob.shape[0]}")
+    level0 = blob[start : start + n * per].reshape(n, per)
+    sizes = level0[:, 0:2].copy().view(np.uint16).reshape(n)
+    if (sizes > 2 * m).any():
+        raise ValueError("a level-0 link points outside the graph")
+    links = level0[:, 4:links0].view(np.uint32)  # (n, 2M), read in place
+    # hnswlib zeroes a new row's links and only ever writes ids below its count there,
+    # so a slot past a row's size holds 0 or a once-valid id: the maximum over all
+    # slots settles it in one pass; only a larger one needs the exact check
+    if n and int(links.max()) >= n:
+        used = np.arange(2 * m) < sizes[:, None].astype(np.int64)
+        if (links[used] >= n).any():
+            raise ValueError("a level-0 link points outside the graph")
+    upper = check_upper_links(blob, start + n * per, n, m, max_level, entry)
+    if n and upper.entry_level != max_level:
+        raise ValueError(
+            f"the entry point has {upper.entry_level} levels, the header says {max_level}"
+        )
+    return HnswLayout(head, start, upper)
+
+
+def hnsw_state(blob: npt.NDArray[np.uint8], n: int, layout: HnswLayout, m: int) -> dict[str, Any]:
+    """The graph's part of hnswlib's pickle state (``Index.__getstate__``), taken from
+    the blob in place (the level-0 block is a view of it, not a copy)."""
+    (_, _, _, per, label_off, data_off, max_level, entry, max_m, max_m0, mm, mult, efc) = (
+        layout.head
+    )
+    start, upper = layout.start, layout.upper
+    level0 = blob[start : start + n * per]
+    labels = np.ndarray((n,), dtype="<u8", buffer=level0, offset=label_off, strides=(per,))
+    levels = np.zeros(n, dtype=np.int32)
+    levels[upper.rows] = upper.levels
+    return {
+        "cur_element_count": n,
+        "ep_added": n > 0,
+        "offset_level0": 0,
+        "size_data_per_element": per,
+        "label_offset": label_off,
+        "offset_data": data_off,
+        "max_level": max_level,
+        "enterpoint_node": entry,
+        "max_M": max_m,
+        "max_M0": max_m0,
+        "M": mm,
+        "mult": mult,
+        "ef_construction": efc,
+        "has_deletions": True,  # counts the marks in the level-0 block
+        "allow_replace_deleted": False,
+        "label_lookup_external": np.ascontiguousarray(labels, dtype=np.uint64),
+        "label_lookup_internal": np.arange(n, dtype=np.uint32),
+        "element_levels": levels,
+        "data_level0": level0.view(np.int8),
+        "link_lists": upper_link_bytes(blob, upper, m),
+    }
 
 
 _FAISS_LIMIT_LOCK = threading.Lock()
