@@ -545,3 +545,20 @@ def test_hnswlib_upper_level_framing_is_checked(tmp_path: Path) -> None:
         arrays["a_blob"] = np.frombuffer(blob, dtype=np.uint8)
         with pytest.raises(ValueError, match=match):
             load_index(_resave(tmp_path / "bad.npz", arrays))
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2])
+def test_small_and_empty_hnswlib_graphs_reopen(tmp_path: Path, rows: int) -> None:
+    """An empty graph, one row, and two rows both removed (a namespace emptied) reopen,
+    and take rows afterwards."""
+    index = HnswlibIndex(8)
+    if rows:
+        index.add(np.arange(rows), np.eye(rows, 8, dtype=np.float32))
+    if rows == 2:
+        index.remove([0, 1])
+    index.save(tmp_path / "g.idx")
+    back = load_index(tmp_path / "g.idx")
+    assert len(back) == (1 if rows == 1 else 0)
+    assert back.tombstones == index.tombstones
+    back.add([7], np.ones((1, 8), np.float32))
+    assert int(back.search(np.ones(8, np.float32), 1)[0][0]) == 7

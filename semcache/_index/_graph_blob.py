@@ -237,7 +237,7 @@ def hnsw_state(blob: npt.NDArray[np.uint8], n: int, layout: HnswLayout, m: int) 
     )
     start, upper = layout.start, layout.upper
     level0 = blob[start : start + n * per]
-    labels = np.ndarray((n,), dtype="<u8", buffer=level0, offset=label_off, strides=(per,))
+    labels = level0.reshape(n, per)[:, label_off : label_off + 8].copy().view("<u8").reshape(n)
     levels = np.zeros(n, dtype=np.int32)
     levels[upper.rows] = upper.levels
     return {
