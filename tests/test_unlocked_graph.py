@@ -13,6 +13,8 @@ closes) and race writer and reader threads.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -156,6 +158,27 @@ def test_a_search_waits_for_the_change_under_way(change: str) -> None:
     if change == "tombstone":
         assert out[0] is not None
         assert int(out[0][0][0]) == 7  # 3 and 4 went, 7 is still there
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_can_change_a_graph_a_parent_search_held() -> None:
+    """A fork while a search holds the gate (another thread of the parent, here the
+    test itself): the child has no such thread, and its first change must not wait for
+    it for ever."""
+    index, x = graph()
+    index._gate.begin_read()  # a search under way at the fork
+    pid = os.fork()
+    if pid == 0:  # the child: exits 0 when the change went through
+        signal.alarm(20)  # a gate left held would hang here: SIGALRM ends the child
+        try:
+            index.add([1000], x[:1])
+            index.remove([1000])
+        finally:
+            os._exit(0 if 1000 not in index else 1)
+    index._gate.end_read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), "the child hung on the gate"
+    assert os.WEXITSTATUS(status) == 0
 
 
 def test_rows_added_after_the_view_are_left_to_the_locked_search() -> None:

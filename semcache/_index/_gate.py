@@ -1,11 +1,30 @@
 """A readers-writer gate between searches of a native index made outside the caller's
-lock and changes of that index (see :meth:`semcache._index.HnswlibIndex.reader`)."""
+lock and changes of that index (see :meth:`semcache._index.HnswlibIndex.reader`).
+
+A forked child starts with every gate open: the threads that held one in the parent
+(a search under way, which only reads) do not exist in the child, so their holds would
+otherwise block the child's first change for ever.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 
 __all__ = ["Gate"]
+
+#: Every gate alive, to reopen in a forked child.
+_GATES: weakref.WeakSet[Gate] = weakref.WeakSet()
+
+
+def _reopen_all() -> None:
+    for gate in list(_GATES):
+        gate._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reopen_all)
 
 
 class Gate:
@@ -15,9 +34,13 @@ class Gate:
     waits for the searches under way; a search waits for a change under way, and new
     searches wait while a writer is waiting (so writers are not starved)."""
 
-    __slots__ = ("_cond", "_depth", "_readers", "_waiting", "_writer")
+    __slots__ = ("__weakref__", "_cond", "_depth", "_readers", "_waiting", "_writer")
 
     def __init__(self) -> None:
+        self._reset()
+        _GATES.add(self)
+
+    def _reset(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._waiting = 0
