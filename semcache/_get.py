@@ -242,9 +242,9 @@ class _Scan(Unlocked):
     hnswlib graph (:meth:`HnswlibIndex.reader`: None when it cannot answer alone), run
     by the driver outside the engine's lock (the native kernel and hnswlib release the
     GIL, so other threads' gets, puts and scans run meanwhile). The step after it runs
-    under the lock again and checks the result against the index as it is then: the index replaced
-    (clear, rebuild) or any id of the result removed meanwhile means a search again
-    under the lock, as if there had been no scan outside it. Otherwise every id still
+    under the lock again and checks the result against the index as it is then: the
+    index replaced (clear, rebuild) or any id of the result removed meanwhile means a
+    search again under the lock, as if there had been no scan outside it. Otherwise every id still
     names the entry (and vector) it named when scanned (ids are never reissued within
     one index object; a store that reissues them is resynced into new ones), and its
     candidates are checked as any others are (:func:`_own_score`)."""
