@@ -639,11 +639,12 @@ class HnswlibIndex(RowGraphIndex):
         """A :meth:`search` that may run outside the caller's lock while other threads
         change the index under it: the native search waits for a change under way
         (add, resize, tombstone, ef) and changes wait for it (``_gate.Gate``). It
-        searches the native index and maps rows with the id table as they are now;
-        rows added after this call, or a short result, answer None (search again under
-        the lock); an id it returns may have been removed since (check it under the
-        lock). A compaction or close meanwhile leaves it searching the old native index,
-        which nothing changes any more.
+        searches the native index and maps rows to ids with the id table as it was when
+        this was called (rows below its count keep their ids in that array); a row
+        added since, or a short result, answers None (search again under the lock); an
+        id it returns may have been removed since (check it under the lock). A
+        compaction or close meanwhile leaves it searching the old native index, which
+        nothing changes any more.
 
         Raises:
             CacheClosedError: the index is closed.
