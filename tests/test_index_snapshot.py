@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import unit
+from conftest import unit, unit_rows
 
 from semcache import SemanticCache
 from semcache._errors import MissingDependencyError
@@ -562,3 +562,82 @@ def test_small_and_empty_hnswlib_graphs_reopen(tmp_path: Path, rows: int) -> Non
     assert back.tombstones == index.tombstones
     back.add([7], np.ones((1, 8), np.float32))
     assert int(back.search(np.ones(8, np.float32), 1)[0][0]) == 7
+
+
+@pytest.mark.parametrize("backend", ["hnswlib", "faiss", "auto"])
+def test_the_blob_crc_runs_beside_the_hnswlib_restore_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """An hnswlib blob's CRC-32 runs on a thread while the graph is rebuilt (its
+    structure is checked in full first), and is waited for before the index is
+    returned; faiss's blob is still checked before faiss reads it."""
+    import threading
+    import types
+    import zlib
+
+    from semcache._index import AutoIndex, _common
+
+    options = {"switch_at": 20, "background": False, "decide": "rows"}
+    opts: dict[str, Any] = {"faiss": {"kind": "hnsw"}, "auto": options}.get(backend, {})
+    index = make_index(backend, 8, np.float32, opts)
+    index.add(np.arange(50), unit_rows(50, 8, 3))
+    if isinstance(index, AutoIndex):
+        assert index.active == "hnswlib"
+    index.save(tmp_path / "g.idx")
+    deferred = backend != "faiss"
+    order: list[str] = []
+    restored = threading.Event()
+
+    def crc32(data: Any, value: int = 0) -> int:
+        if deferred:
+            assert restored.wait(30), "the CRC ran before the restore"
+        order.append("crc")
+        return zlib.crc32(data, value)
+
+    native = HnswlibIndex if deferred else FaissIndex
+    real = native._native_restore
+
+    def restore(self: Any, *args: Any) -> Any:
+        out = real(self, *args)
+        order.append("restore")
+        restored.set()
+        return out
+
+    monkeypatch.setattr(_common, "zlib", types.SimpleNamespace(crc32=crc32))
+    monkeypatch.setattr(native, "_native_restore", restore)
+    assert len(load_index(tmp_path / "g.idx")) == 50
+    assert order == (["restore", "crc"] if deferred else ["crc", "restore"])
+
+
+@pytest.mark.parametrize("where", ["vectors", "links"])
+def test_a_corrupt_hnswlib_blob_is_reported_by_its_crc(tmp_path: Path, where: str) -> None:
+    """The CRC-32 that ran beside the restore still rejects a flipped bit, whether the
+    structure checks pass (a vector) or fail first (a link): reported as a CRC error."""
+    from semcache._index import AutoIndex
+
+    rng = np.random.default_rng(4)
+    index = HnswlibIndex(8, M=4)
+    index.add(np.arange(300), unit_rows(300, 8, rng))
+    index.save(tmp_path / "good.idx")
+    arrays = _arrays(tmp_path / "good.idx")
+    good = arrays["a_blob"].tobytes()
+    per = struct.unpack_from("<Q", good, 24)[0]
+    offset = 96 + 5 * per + (4 + 2 * 4 * 4 + 8 if where == "vectors" else 4)  # row 5
+    path = tmp_path / "good.idx"
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(good[:64]) + offset
+    data[at + 3] ^= 0x40  # a vector's exponent, or a link's high byte: far outside
+    (tmp_path / "bad.idx").write_bytes(bytes(data))
+    for load in (load_index, HnswlibIndex.load):
+        with pytest.raises(ValueError, match="CRC"):
+            load(tmp_path / "bad.idx")
+    auto = AutoIndex(8, switch_at=20, background=False, decide="rows", M=4)
+    auto.add(np.arange(300), unit_rows(300, 8, rng))
+    auto.save(tmp_path / "auto.idx")
+    blob = _arrays(tmp_path / "auto.idx")["a_blob"].tobytes()
+    data = bytearray((tmp_path / "auto.idx").read_bytes())
+    data[bytes(data).index(blob[:64]) + offset + 3] ^= 0x40
+    (tmp_path / "auto-bad.idx").write_bytes(bytes(data))
+    for load in (load_index, AutoIndex.load):
+        with pytest.raises(ValueError, match="CRC"):
+            load(tmp_path / "auto-bad.idx")

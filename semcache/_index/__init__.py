@@ -161,7 +161,7 @@ def load_index(path: str | os.PathLike[str]) -> VectorIndex:
         ValueError: the file is not a semcache index snapshot, or it is corrupt.
         MissingDependencyError: the snapshot's backend library is not installed.
     """
-    snap = read_snapshot(path)
+    snap = read_snapshot(path, defer_crc=True)  # every _from_snapshot verifies it
     try:
         cls = _BACKENDS[snap.backend]
     except KeyError:

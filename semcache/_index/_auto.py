@@ -718,13 +718,27 @@ class AutoIndex:
             FileNotFoundError: no file at ``path``.
             ValueError: the file is not an auto-index snapshot, or it is corrupt.
         """
-        snap = read_snapshot(path)
+        snap = read_snapshot(path, defer_crc=True)
         if snap.backend != "auto":
             raise ValueError(f"{os.fspath(path)!r} is not an auto index snapshot")
         return cls._from_snapshot(snap, path)
 
     @classmethod
     def _from_snapshot(cls, snap: Snapshot, path: str | os.PathLike[str]) -> AutoIndex:
+        try:
+            index = cls._restore(snap, path)
+        except ValueError:
+            snap.verify(path)  # a file that fails its CRC is reported as corrupt first
+            raise
+        try:
+            snap.verify(path)  # the graph blob's CRC-32, if it ran alongside
+        except ValueError:
+            index.close()
+            raise
+        return index
+
+    @classmethod
+    def _restore(cls, snap: Snapshot, path: str | os.PathLike[str]) -> AutoIndex:
         opts = snapshot_field(snap, "auto", path)
         inner_name = snapshot_field(snap, "inner", path)
         if not isinstance(opts, dict) or inner_name not in ("flat", "hnswlib", "faiss"):

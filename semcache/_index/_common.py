@@ -8,9 +8,10 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -375,11 +376,28 @@ class RowIndexBase:
 # -- snapshots ----------------------------------------------------------------------------
 @dataclass
 class Snapshot:
-    """A snapshot read back: which backend wrote it, its JSON header, its arrays."""
+    """A snapshot read back: which backend wrote it, its JSON header, its arrays, and
+    the checks still running on them (``read_snapshot(..., defer_crc=True)``)."""
 
     backend: str
     header: dict[str, Any]
     arrays: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    pending: list[Callable[[], None]] = field(default_factory=list)
+
+    def verify(self, path: str | os.PathLike[str]) -> None:
+        """Wait for the checks still running (a deferred CRC-32).
+
+        Raises:
+            ValueError: one failed: the file is corrupt.
+        """
+        pending, self.pending = self.pending, []
+        for check in pending:
+            try:
+                check()
+            except ValueError as exc:
+                raise ValueError(
+                    f"{os.fspath(path)!r} is not a semcache index snapshot: {exc}"
+                ) from exc
 
 
 def write_snapshot(
@@ -425,8 +443,17 @@ def write_snapshot(
 _BAD_FILE = (OSError, KeyError, EOFError, ValueError, zipfile.BadZipFile, json.JSONDecodeError)
 
 
-def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) -> Snapshot:
+def read_snapshot(
+    path: str | os.PathLike[str], *, header_only: bool = False, defer_crc: bool = False
+) -> Snapshot:
     """Read a snapshot written by :func:`write_snapshot` (or a legacy flat snapshot).
+
+    ``defer_crc``: the CRC-32 of an hnswlib graph blob (an hnswlib snapshot, or an auto
+    one serving hnswlib) runs on a thread while the caller goes on; the caller must call
+    :meth:`Snapshot.verify` before it uses what it built (the loaders do, last). Only
+    hnswlib's blob: its structure is checked in full before hnswlib reads it
+    (``_graph_blob.check_hnsw_blob``), so reading it before its CRC is known is safe;
+    faiss's is read only after its CRC.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -443,7 +470,7 @@ def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) ->
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz container")
             with loaded as data:
-                snap = _parse(data, header_only, name)
+                snap = _parse(data, header_only, name, defer_crc)
             return snap
     except FileNotFoundError:
         raise
@@ -456,9 +483,15 @@ def read_snapshot(path: str | os.PathLike[str], *, header_only: bool = False) ->
 _MAPPED: frozenset[str] = frozenset({"a_blob"})
 
 
-def _mapped_member(path: str, info: zipfile.ZipInfo) -> npt.NDArray[Any]:
+def _mapped_member(
+    path: str, info: zipfile.ZipInfo, pending: list[Callable[[], None]] | None = None
+) -> npt.NDArray[Any]:
     """The array of a stored ``.npy`` member, mapped read-only from the file (no copy),
-    after its CRC-32 is checked against the zip directory as a read of the member would.
+    after its CRC-32 is checked against the zip directory as a read of the member would;
+    with ``pending``, the CRC runs on a thread and a check that waits for it is appended
+    there instead (on a cold file the CRC is the pass that reads it from disk, which
+    then overlaps the caller's work: one ``crc32`` call over the whole map, so the
+    thread holds no GIL while it runs).
 
     Raises:
         ValueError: a bad local header, .npy header or CRC.
@@ -485,12 +518,23 @@ def _mapped_member(path: str, info: zipfile.ZipInfo) -> npt.NDArray[Any]:
     if body - start + nbytes != info.file_size:
         raise ValueError(f"member {info.filename!r}: its array does not fill it")
     whole = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(info.file_size,))
-    crc = 0
-    for lo in range(0, info.file_size, 1 << 26):  # the check a read of the member makes
-        crc = zlib.crc32(whole[lo : lo + (1 << 26)].data, crc)
-    if crc != info.CRC:
-        raise ValueError(f"member {info.filename!r}: bad CRC-32")
     array: npt.NDArray[Any] = whole[body - start :].view(dtype).reshape(shape)
+    if pending is None:
+        if zlib.crc32(whole.data) != info.CRC:  # the check a read of the member makes
+            raise ValueError(f"member {info.filename!r}: bad CRC-32")
+        return array
+    got: list[int] = []
+    thread = threading.Thread(
+        target=lambda: got.append(zlib.crc32(whole.data)), name="semcache-crc", daemon=True
+    )
+    thread.start()
+
+    def check() -> None:
+        thread.join()
+        if got != [info.CRC]:
+            raise ValueError(f"member {info.filename!r}: bad CRC-32")
+
+    pending.append(check)
     return array
 
 
@@ -556,7 +600,7 @@ def bounded_field(snap: Snapshot, name: str, path: str | os.PathLike[str], high:
     return value
 
 
-def _parse(data: Any, header_only: bool, path: str) -> Snapshot:
+def _parse(data: Any, header_only: bool, path: str, defer_crc: bool = False) -> Snapshot:
     kind = str(data["kind"])
     if kind == LEGACY_FLAT_KIND:
         arrays = {} if header_only else {"ids": data["ids"], "vectors": data["vectors"]}
@@ -571,12 +615,15 @@ def _parse(data: Any, header_only: bool, path: str) -> Snapshot:
     if header_only:
         return Snapshot(backend, header)
     infos = {i.filename: i for i in data.zip.infolist()}
+    hnswlib = backend == "hnswlib" or (backend == "auto" and header.get("inner") == "hnswlib")
+    pending: list[Callable[[], None]] = []
+    later = pending if defer_crc and hnswlib else None
     arrays = {
-        k[2:]: _mapped_member(path, infos[k + ".npy"]) if k in _MAPPED else data[k]
+        k[2:]: _mapped_member(path, infos[k + ".npy"], later) if k in _MAPPED else data[k]
         for k in data.files
         if k.startswith("a_")
     }
-    return Snapshot(backend, header, arrays)
+    return Snapshot(backend, header, arrays, pending)
 
 
 def snapshot_array(snap: Snapshot, name: str, path: str | os.PathLike[str]) -> npt.NDArray[Any]:

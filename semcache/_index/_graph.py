@@ -483,7 +483,7 @@ class RowGraphIndex(RowIndexBase):
             ValueError: the file is not a snapshot of this backend, or it is corrupt.
             MissingDependencyError: the backend's library is not installed.
         """
-        snap = read_snapshot(path)
+        snap = read_snapshot(path, defer_crc=True)
         if snap.backend != cls.backend:
             raise ValueError(f"{os.fspath(path)!r} is not a {cls.backend} index snapshot")
         return cls._from_snapshot(snap, path)
@@ -498,6 +498,21 @@ class RowGraphIndex(RowIndexBase):
 
     @classmethod
     def _from_snapshot(cls, snap: Snapshot, path: str | os.PathLike[str]) -> Any:
+        try:
+            index = cls._restore(snap, path)
+        except ValueError:
+            snap.verify(path)  # a file that fails its CRC is reported as corrupt first
+            raise
+        try:
+            snap.verify(path)  # the blob's CRC-32, if it ran alongside
+        except ValueError:
+            index.close()
+            raise
+        index._maybe_tune_ef()  # a snapshot of an older version, or one never probed
+        return index
+
+    @classmethod
+    def _restore(cls, snap: Snapshot, path: str | os.PathLike[str]) -> Any:
         try:
             dim = bounded_field(snap, "dim", path, MAX_DIM)
             dtype = np.dtype(str(snapshot_field(snap, "dtype", path)))
@@ -541,7 +556,6 @@ class RowGraphIndex(RowIndexBase):
         dead = np.flatnonzero(~live)
         if dead.size:
             index._restore_tombstones(dead.tolist())
-        index._maybe_tune_ef()  # a snapshot of an older version, or one never probed
         return index
 
     @classmethod
