@@ -137,8 +137,27 @@ def test_probe_raises_ef_until_the_recall_is_reached() -> None:
     probe = index.decisions[0]
     assert probe["recall"] >= 0.99
     assert probe["ef"] > 1
-    if index.active == "hnswlib":  # the chosen ef serves and is kept by snapshots
-        assert index._inner.ef_search == probe["ef"]
+    if index.active == "hnswlib":  # the verified ef (>= the probe's) serves
+        verify = index.decisions[1]
+        assert verify["ef"] >= probe["ef"]
+        assert index._inner.ef_search == verify["ef"]
+
+
+def test_verification_raises_ef_when_the_full_graph_misses_more_than_the_sample() -> None:
+    # The probe's ef (enough on its 256-row sample) misses on the full 1,500 rows: the
+    # verification raises ef as the probe does and switches at that ef, instead of
+    # discarding a graph that a higher ef makes exact enough (and faster, here).
+    # Deterministic: one build thread, seeded rows.
+    costs = Costs(linear_flat, lambda rows: 1e-9)
+    index = auto(costs, switch_at=1500, M=4, ef_construction=8, ef_search=1)
+    index.add(np.arange(1500), unit(1500, seed=0))
+    probe, verify = index.decisions
+    assert (probe["stage"], probe["switch"]) == ("probe", True)
+    assert (verify["stage"], verify["switch"]) == ("verify", True)
+    assert verify["ef"] > probe["ef"]
+    assert verify["recall"] >= 0.99
+    assert index.active == "hnswlib"
+    assert index._inner.ef_search == verify["ef"]  # serves at the ef it was verified at
 
 
 def test_recall_unreachable_keeps_flat(monkeypatch: pytest.MonkeyPatch) -> None:

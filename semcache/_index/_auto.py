@@ -622,13 +622,21 @@ class AutoIndex:
 
     def _verify(self, graph: RowGraphIndex) -> _Decision:
         """Measure the built graph against the flat index it would replace, on the same
-        near-duplicate queries: recall@1 against the exact scan, and time per search."""
+        near-duplicate queries: recall@1 against the exact scan (raising ``ef_search``
+        as the probe does, up to ``_MAX_PROBE_EF``, when the full graph misses more than
+        the sample did), and time per search at that ef."""
         flat = self._inner
         assert isinstance(flat, FlatIndex)
         rows = flat._rows.live_rows()
         n = int(rows.shape[0])
         queries = _probe_queries(flat._mat, rows, 32, seed=n + 2)
-        got = float(np.mean(_top1(graph, queries) == _top1(flat, queries)))
+        exact = _top1(flat, queries)
+        got = float(np.mean(_top1(graph, queries) == exact))
+        ef = graph.ef_search
+        while got < self._recall and ef < _MAX_PROBE_EF:
+            ef = min(2 * ef, _MAX_PROBE_EF)
+            graph.set_ef_search(ef, tuned=graph.ef_tuned)
+            got = float(np.mean(_top1(graph, queries) == exact))
         flat_s = self._cost("flat", n, _timer(flat, queries[:16]), 16)
         graph_s = self._cost(graph.backend, n, _timer(graph, queries), len(queries))
         return _Decision(
