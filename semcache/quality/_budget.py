@@ -9,7 +9,8 @@ not from its code. The pieces, each small and testable on its own:
   :func:`~semcache.quality._agreement.agreement` (alone, split, mixed, unanimous).
   Counts per similarity bin; the estimate is the pooled-adjacent-violators fit
   (risk does not rise with similarity) shrunk towards 1/2 by one pseudo-observation,
-  with a Wilson upper bound.
+  with an upper bound: the lowest Wilson bound of the bin's block or of the bin
+  pooled with the bins below it (each such pool is at least as risky as the bin).
 - :class:`EntryRecord`: what one entry has been observed to do (the similarities at
   which its answer was right or wrong), at most :data:`MAX_OBSERVATIONS`, newest
   kept. A wrong answer at similarity s is evidence against serving it at s or below; a
@@ -24,7 +25,10 @@ not from its code. The pieces, each small and testable on its own:
   and records whether the stored one was right. A small share of confident hits is
   verified too, so a drifting curve is noticed. Every LLM call of a miss is an
   observation as well (the fresh answer is compared with the rejected candidate), so
-  the risky region is learnt at no extra cost.
+  the risky region is learnt at no extra cost. The verified candidates check the
+  estimates (their wrong answers against the risks predicted for them; the level is
+  scaled when a two-sided test rejects them), and the budget the answers served so
+  far have left unspent is spent in the next window (at most one window's more).
 
 What it guarantees, and under which assumptions, is in docs/quality.md ("An error
 budget the cache keeps"): the wrong answers per get stay within the budget in
@@ -57,8 +61,8 @@ MAX_OBSERVATIONS = 16
 ENTRY_PRIOR = 4.0
 #: The one-sided normal quantile of the upper bound (95%).
 Z_UPPER = 1.645
-#: The predicted and measured wrong answers the budget's correction starts from.
-CORRECTION_PRIOR = 2.0
+#: The two-sided normal quantile of the correction's test (90%: 5% each side).
+Z_CORRECTION = 1.645
 #: The highest risk ever served: an answer more likely wrong than right is not, however
 #: much of the budget is left.
 MAX_LEVEL = 0.5
@@ -132,6 +136,7 @@ class RiskTable:
         self.n = [[0.0] * self.bins for _ in range(classes)]
         self.wrong = [[0.0] * self.bins for _ in range(classes)]
         self._fit: list[tuple[list[float], list[float]] | None] = [None] * classes
+        self._bounds: list[dict[int, float]] = [{} for _ in range(classes)]
 
     def bin(self, similarity: float) -> int:
         """The bin of a similarity."""
@@ -145,6 +150,7 @@ class RiskTable:
         if not correct:
             self.wrong[evidence][b] += weight
         self._fit[evidence] = None
+        self._bounds[evidence] = {}
 
     def risk(self, evidence: int, similarity: float) -> tuple[float, float]:
         """The estimated risk of serving at ``similarity`` in ``evidence`` and its
@@ -154,13 +160,35 @@ class RiskTable:
             counts, bad = self.n[evidence], self.wrong[evidence]
             rates = [w / c if c > 0 else 0.0 for w, c in zip(bad, counts, strict=True)]
             fit = self._fit[evidence] = _pav_nonincreasing(rates, counts)
-        rate, mass = fit[0][self.bin(similarity)], fit[1][self.bin(similarity)]
+        b = self.bin(similarity)
+        rate, mass = fit[0][b], fit[1][b]
         if math.isnan(rate):
             return 0.5, 1.0
         wrong = rate * mass
         # one pseudo-observation of risk 1/2: no data means "as likely wrong as right"
         mean = (wrong + 0.5) / (mass + 1.0)
-        return mean, max(mean, _wilson_upper(wrong, mass))
+        upper = min(_wilson_upper(wrong, mass), self._pooled_bound(evidence, b))
+        return mean, max(mean, upper)
+
+    def _pooled_bound(self, evidence: int, b: int) -> float:
+        """The lowest Wilson upper bound of the observations of bins ``b0..b`` pooled,
+        over ``b0 <= b``: risk does not rise with similarity, so each such pool's rate is
+        at least bin ``b``'s, and its bound bounds bin ``b``'s risk. A bin the cache
+        serves from learns only through verification; this lends it the weight of the
+        bins below it (which every miss teaches) without lending it their lower risk."""
+        cached = self._bounds[evidence].get(b)
+        if cached is not None:
+            return cached
+        counts, bad = self.n[evidence], self.wrong[evidence]
+        best = 1.0
+        wrong = n = 0.0
+        for i in range(b, -1, -1):
+            wrong += bad[i]
+            n += counts[i]
+            if n > 0:
+                best = min(best, _wilson_upper(wrong, n))
+        self._bounds[evidence][b] = best
+        return best
 
     def to_json(self) -> dict[str, Any]:
         """The counts, JSON-ready."""
@@ -299,11 +327,14 @@ class ErrorBudget:
         self.gets = 0
         self.verifications = 0
         self.observations = 0
-        #: wrong answers the estimates predict for the candidates within the level
+        #: the wrong answers the estimates predicted for the verified candidates (the
+        #: sum of their risks)
         self.predicted = 0.0
-        #: the same, measured: the verified ones' wrong answers, each weighted by
-        #: 1 / its verification probability (an unbiased estimate)
+        #: the same, measured: how many of the verified candidates were wrong
         self.measured = 0.0
+        #: the wrong answers the estimates predict for the answers served (the sum
+        #: of their risks)
+        self.served_risk = 0.0
 
     @property
     def level(self) -> float:
@@ -312,10 +343,28 @@ class ErrorBudget:
 
     @property
     def correction(self) -> float:
-        """Measured over predicted wrong answers of the candidates within the level,
-        each side starting at :data:`CORRECTION_PRIOR` (1 until measurements say
-        otherwise); the estimates are scaled by it when the level is chosen."""
-        return (self.measured + CORRECTION_PRIOR) / (self.predicted + CORRECTION_PRIOR)
+        """How far the estimates are off, by the verified candidates: the estimates
+        are scaled by it when the level is chosen.
+
+        A verification is drawn at random given the estimate, so the verified
+        candidates' wrong answers (:attr:`measured`, a count) have the sum of their
+        estimated risks (:attr:`predicted`) as expectation when the estimates are
+        calibrated: no weights are needed, unlike an estimate of every served
+        answer's errors from a 1% sample. The correction is 1 until a two-sided test
+        (a Poisson count, :data:`Z_CORRECTION`) rejects that expectation; then it is
+        the count's upper confidence bound over the prediction, so that it is below 1
+        (the estimates too high: the level rises) only when even that bound is below
+        the prediction, and above 1 when the count is significantly higher.
+        """
+        m, w = self.predicted, self.measured
+        if m <= 0.0:
+            return 1.0
+        z2 = Z_CORRECTION * Z_CORRECTION
+        spread = Z_CORRECTION * math.sqrt(w + z2 / 4)
+        upper, lower = w + z2 / 2 + spread, w + z2 / 2 - spread
+        if upper < m or lower > m:
+            return upper / m
+        return 1.0
 
     @property
     def target(self) -> float:
@@ -330,7 +379,14 @@ class ErrorBudget:
         return self.budget * (1.0 - SPARE_SD / math.sqrt(expected))
 
     def _update_level(self) -> None:
-        allowed = self.target * len(self._risks) / max(1.0, self.correction)
+        # the window's allowance, plus what the answers served so far have left of the
+        # budget of every get so far (a verified or missed candidate serves no stored
+        # answer, and a get with none cannot be wrong), at most one window's worth
+        # more, so that unspent budget does not come out in a burst; less when they
+        # have spent more than it
+        window = self.target * len(self._risks)
+        slack = min(window, self.target * self.gets - self.served_risk)
+        allowed = max(0.0, window + slack) / self.correction
         total = 0.0
         level = 0.0
         for r in sorted(self._risks):
@@ -369,13 +425,13 @@ class ErrorBudget:
         self._risks.append(mean)
         if mean > level:
             return Decision("miss", mean, upper, level)
-        self.predicted += mean
         share = self.verify_share
         if upper > level:  # uncertain: verify in proportion to the doubt
             share = max(share, (upper - level) / (upper - mean))
         if self._rng.random() < share:
             self.verifications += 1
             return Decision("verify", mean, upper, level, share)
+        self.served_risk += mean
         return Decision("serve", mean, upper, level, share)
 
     def observe(
@@ -390,8 +446,9 @@ class ErrorBudget:
         said at that get (a verification also measures the budget's own accuracy)."""
         if ev.similarity < self.floor:
             return
-        if decision is not None and decision.action == "verify" and not correct:
-            self.measured += 1.0 / decision.share
+        if decision is not None and decision.action == "verify":
+            self.predicted += decision.risk
+            self.measured += 0.0 if correct else 1.0
         self.observations += 1
         self.table.add(ev.evidence, ev.similarity, correct)
         if record is not None:
@@ -406,6 +463,7 @@ class ErrorBudget:
             "table": self.table.to_json(),
             "predicted": self.predicted,
             "measured": self.measured,
+            "served_risk": self.served_risk,
             "gets": self.gets,
         }
 
@@ -421,6 +479,7 @@ class ErrorBudget:
             out = cls(float(data["budget"]), floor=table.floor, table=table, **options)
             out.predicted = float(data["predicted"])
             out.measured = float(data["measured"])
+            out.served_risk = float(data.get("served_risk", 0.0))
             out.gets = int(data["gets"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not an error budget: {exc}") from None
