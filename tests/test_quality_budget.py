@@ -229,12 +229,19 @@ def test_a_served_bin_borrows_the_weight_of_the_bins_below_it() -> None:
     for _ in range(400):
         table.add(UNANIMOUS, 0.85, True)  # a heavy bin below (misses teach it)
     table.add(UNANIMOUS, 0.85, False)
-    for _ in range(5):
+    for _ in range(50):
         table.add(UNANIMOUS, 0.95, True)  # the top bin: a few verifications
     mean, upper = table.risk(UNANIMOUS, 0.95)
-    own_upper = 1.645**2 / (5 + 1.645**2)  # Wilson's bound of 0 wrong in 5
-    assert upper < 0.02 < own_upper
-    assert mean <= upper
+    own_upper = 1.645**2 / (50 + 1.645**2)  # Wilson's bound of 0 wrong in 50
+    assert mean == pytest.approx(0.5 / 51)  # the mean keeps its own prior
+    assert mean < upper < 0.015 < own_upper
+    # with fewer, the bound stops at the mean (never below it)
+    few = RiskTable(floor=0.5, width=0.1)
+    for _ in range(400):
+        few.add(UNANIMOUS, 0.85, True)
+    for _ in range(5):
+        few.add(UNANIMOUS, 0.95, True)
+    assert few.risk(UNANIMOUS, 0.95) == (pytest.approx(0.5 / 6), pytest.approx(0.5 / 6))
     # a wrong answer in the bin below raises the bound of the bin above it, never
     # lowers it: the pool is at least as risky as the bin
     for _ in range(30):
