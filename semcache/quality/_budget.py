@@ -27,8 +27,8 @@ not from its code. The pieces, each small and testable on its own:
   observation as well (the fresh answer is compared with the rejected candidate), so
   the risky region is learnt at no extra cost. The verified candidates check the
   estimates (their wrong answers against the risks predicted for them; the level is
-  scaled when a two-sided test rejects them), and the budget the answers served so
-  far have left unspent is spent in the next window (at most one window's more).
+  scaled when a two-sided test rejects them), and the allowance the answers served in
+  the window left unspent is added to the next (at most doubling it).
 
 What it guarantees, and under which assumptions, is in docs/quality.md ("An error
 budget the cache keeps"): the wrong answers per get stay within the budget in
@@ -328,13 +328,13 @@ class ErrorBudget:
         self.verifications = 0
         self.observations = 0
         #: the wrong answers the estimates predicted for the verified candidates (the
-        #: sum of their risks)
+        #: sum of their risks, added when :meth:`decide` verifies)
         self.predicted = 0.0
-        #: the same, measured: how many of the verified candidates were wrong
+        #: the same, measured: how many of the verified candidates were wrong (added
+        #: when :meth:`observe` learns the answer)
         self.measured = 0.0
-        #: the wrong answers the estimates predict for the answers served (the sum
-        #: of their risks)
-        self.served_risk = 0.0
+        # per recent get (as ``_risks``): the risk of the answer served, 0 if none was
+        self._served: deque[float] = deque(maxlen=window)
 
     @property
     def level(self) -> float:
@@ -379,13 +379,12 @@ class ErrorBudget:
         return self.budget * (1.0 - SPARE_SD / math.sqrt(expected))
 
     def _update_level(self) -> None:
-        # the window's allowance, plus what the answers served so far have left of the
-        # budget of every get so far (a verified or missed candidate serves no stored
-        # answer, and a get with none cannot be wrong), at most one window's worth
-        # more, so that unspent budget does not come out in a burst; less when they
-        # have spent more than it
+        # the window's allowance, plus what the answers served in the window left of
+        # it (a verified or missed candidate serves no stored answer, and a get with
+        # none cannot be wrong; the allowance counts them all): at most one window's
+        # allowance more, less when the answers served spent more than it
         window = self.target * len(self._risks)
-        slack = min(window, self.target * self.gets - self.served_risk)
+        slack = window - sum(self._served)
         allowed = max(0.0, window + slack) / self.correction
         total = 0.0
         level = 0.0
@@ -420,18 +419,22 @@ class ErrorBudget:
         level = self._level
         if ev is None or ev.similarity < self.floor:
             self._risks.append(0.0)
+            self._served.append(0.0)
             return Decision("miss", 1.0, 1.0, level)
         mean, upper = self.risk(ev, record)
         self._risks.append(mean)
         if mean > level:
+            self._served.append(0.0)
             return Decision("miss", mean, upper, level)
         share = self.verify_share
         if upper > level:  # uncertain: verify in proportion to the doubt
             share = max(share, (upper - level) / (upper - mean))
         if self._rng.random() < share:
             self.verifications += 1
+            self.predicted += mean
+            self._served.append(0.0)
             return Decision("verify", mean, upper, level, share)
-        self.served_risk += mean
+        self._served.append(mean)
         return Decision("serve", mean, upper, level, share)
 
     def observe(
@@ -446,9 +449,8 @@ class ErrorBudget:
         said at that get (a verification also measures the budget's own accuracy)."""
         if ev.similarity < self.floor:
             return
-        if decision is not None and decision.action == "verify":
-            self.predicted += decision.risk
-            self.measured += 0.0 if correct else 1.0
+        if decision is not None and decision.action == "verify" and not correct:
+            self.measured += 1.0
         self.observations += 1
         self.table.add(ev.evidence, ev.similarity, correct)
         if record is not None:
@@ -463,7 +465,6 @@ class ErrorBudget:
             "table": self.table.to_json(),
             "predicted": self.predicted,
             "measured": self.measured,
-            "served_risk": self.served_risk,
             "gets": self.gets,
         }
 
@@ -479,7 +480,6 @@ class ErrorBudget:
             out = cls(float(data["budget"]), floor=table.floor, table=table, **options)
             out.predicted = float(data["predicted"])
             out.measured = float(data["measured"])
-            out.served_risk = float(data.get("served_risk", 0.0))
             out.gets = int(data["gets"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not an error budget: {exc}") from None
