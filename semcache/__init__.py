@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from . import _budgets
 from ._async import AsyncSemanticCache
 from ._cache import SemanticCache
 from ._errors import (
@@ -51,21 +50,6 @@ from .embedders import (
     HashingEmbedder,
     OnnxEmbedder,
     SentenceTransformerEmbedder,
-)
-from .quality import _agreement, _budget
-
-# The error budget's policy, for the engine (see semcache._budgets: the engine cannot
-# import semcache.quality, whose modules import the cache).
-_budgets.install_policy(
-    _budgets.PolicyKit(
-        error_budget=_budget.ErrorBudget,
-        risk_table=_budget.RiskTable,
-        entry_record=_budget.EntryRecord,
-        candidate=_agreement.Candidate,
-        agreement=_agreement.agreement,
-        voted=_agreement.voted,
-        same_answer=_agreement.same_answer,
-    )
 )
 
 __all__ = [

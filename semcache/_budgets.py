@@ -1,8 +1,8 @@
 """The error budget in the cache: ``SemanticCache(..., error_budget=0.01)``.
 
 The policy (serve, verify or miss; what is learnt from an LLM call) is
-:class:`semcache.quality._budget.ErrorBudget`, with the evidence of
-:mod:`semcache.quality._agreement`. This module is the engine's side of it:
+:class:`semcache._budget_policy.ErrorBudget`, with the evidence of
+:mod:`semcache._agreement`. This module is the engine's side of it:
 
 - :class:`Budgets`, one per cache: one ``ErrorBudget`` per namespace, created on first
   use and seeded from the store's counters; the entries' records read from and written
@@ -20,9 +20,6 @@ verification draws, and this process's counters in ``stats()``. A store without 
 ``QualityState`` capability (a third-party store) keeps nothing: the budget is then
 in this process's memory only.
 
-The policy classes live in ``semcache.quality``, whose package imports the cache; the
-engine cannot import them without a cycle, so the package root installs them
-(:func:`install_policy`) when ``semcache`` is imported, before any cache exists.
 """
 
 from __future__ import annotations
@@ -32,9 +29,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-from ._errors import ConfigurationError, StoreError
+from ._agreement import Agreement, Candidate, agreement, same_answer, voted
+from ._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
+from ._errors import StoreError
 from ._store import QualityState, StoredEntry, quality_state
 from ._types import Hit
 
@@ -45,9 +44,7 @@ __all__ = [
     "SYNC_SECONDS",
     "Budgets",
     "Judgement",
-    "PolicyKit",
     "SameAnswer",
-    "install_policy",
 ]
 
 logger = logging.getLogger("semcache")
@@ -70,28 +67,6 @@ _NO_TIME_LIMIT_US: Final = 1e9
 _LOCAL_RECORDS: Final = 65536
 
 
-@dataclass(frozen=True)
-class PolicyKit:
-    """The policy's classes and functions (``semcache.quality``'s), installed by the
-    package root: see the module docstring."""
-
-    error_budget: Any
-    risk_table: Any
-    entry_record: Any
-    candidate: Any
-    agreement: Any
-    voted: Any
-    same_answer: SameAnswer
-
-
-_kit: list[PolicyKit] = []
-
-
-def install_policy(kit: PolicyKit) -> None:
-    """Install the policy (``semcache/__init__.py`` does, once)."""
-    _kit[:] = [kit]
-
-
 @dataclass(slots=True)
 class Judgement:
     """What a get's candidates said under the budget.
@@ -108,10 +83,10 @@ class Judgement:
     """
 
     namespace: str
-    decision: Any
-    evidence: Any = None
+    decision: Decision
+    evidence: Agreement | None = None
     candidates: list[tuple[StoredEntry, float]] = field(default_factory=list)
-    records: dict[int, Any] = field(default_factory=dict)
+    records: dict[int, EntryRecord] = field(default_factory=dict)
     hit: Hit | None = None
 
 
@@ -124,9 +99,6 @@ class Budgets:
         same: ``same(stored, fresh) -> bool`` (None: normalized equality).
         store: the cache's store.
         clock: the cache's clock (seconds).
-
-    Raises:
-        ConfigurationError: the policy is not installed (``semcache`` not imported).
     """
 
     def __init__(
@@ -136,15 +108,12 @@ class Budgets:
         store: object,
         clock: Callable[[], float],
     ) -> None:
-        if not _kit:  # pragma: no cover - semcache/__init__.py installs it
-            raise ConfigurationError("the error budget's policy is not installed")
-        self.kit = _kit[0]
         self.budget = budget
-        self.same: SameAnswer = same if same is not None else self.kit.same_answer
+        self.same: SameAnswer = same if same is not None else same_answer
         self.state: QualityState | None = quality_state(store)
         self.clock = clock
         self.floor = BUDGET_FLOOR
-        self._policies: dict[str, Any] = {}
+        self._policies: dict[str, ErrorBudget] = {}
         self._pending: dict[str, dict[str, float]] = {}
         self._unsynced: dict[str, int] = {}
         self._synced_at: dict[str, float] = {}
@@ -163,12 +132,12 @@ class Budgets:
         }
 
     # -- the policy per namespace --------------------------------------------------------
-    def policy(self, ns: str) -> Any:
+    def policy(self, ns: str) -> ErrorBudget:
         """The namespace's ``ErrorBudget`` (created and seeded from the store on first use)."""
         pol = self._policies.get(ns)
         if pol is None:
             assert self.budget is not None
-            pol = self._policies[ns] = self.kit.error_budget(self.budget, floor=self.floor)
+            pol = self._policies[ns] = ErrorBudget(self.budget, floor=self.floor)
             self._synced_at[ns] = self.clock()
             self._unsynced[ns] = 0
             if self.state is not None:
@@ -178,7 +147,7 @@ class Budgets:
                     logger.warning("semcache: could not read the error budget's counts")
         return pol
 
-    def _load(self, ns: str, pol: Any, counts: Mapping[str, float]) -> None:
+    def _load(self, ns: str, pol: ErrorBudget, counts: Mapping[str, float]) -> None:
         """Set ``pol``'s learnt counts to the store's ``counts`` plus this process's
         changes not yet added to them."""
         pending = self._pending.get(ns, {})
@@ -189,7 +158,7 @@ class Budgets:
         old = pol.table
         rows = range(len(old.n))
         cols = range(len(old.n[0]))
-        pol.table = self.kit.risk_table.from_json(
+        pol.table = RiskTable.from_json(
             {
                 "floor": old.floor,
                 "width": old.width,
@@ -300,12 +269,11 @@ class Budgets:
         floor): the vote picks the answer, ``serve(entry, similarity)`` (the guards,
         ``confidence_fn``, validator) the candidate to serve, the agreement of the
         others and the candidate's record the risk."""
-        kit = self.kit
         pol = self.policy(ns)
         same = self.same_in(ns)
         order = list(found)
         if len(order) > 1:
-            top = kit.voted([kit.candidate(s, e.response) for e, s in order], k=BUDGET_K, same=same)
+            top = voted([Candidate(s, e.response) for e, s in order], k=BUDGET_K, same=same)
             order = [order[top], *order[:top], *order[top + 1 :]]
         hit = None
         for j, (entry, sim) in enumerate(order):
@@ -318,8 +286,8 @@ class Budgets:
             decision = pol.decide(None)
             judged = Judgement(ns, decision, None, order)
         else:
-            ev = kit.agreement(
-                [kit.candidate(s, e.response) for e, s in order],
+            ev = agreement(
+                [Candidate(s, e.response) for e, s in order],
                 k=BUDGET_K,
                 same=same,
                 budget_us=_NO_TIME_LIMIT_US,
@@ -336,17 +304,17 @@ class Budgets:
         return judged
 
     # -- records ---------------------------------------------------------------------------
-    def record(self, entry: StoredEntry) -> Any:
+    def record(self, entry: StoredEntry) -> EntryRecord:
         """The entry's ``EntryRecord`` (empty when it has none or it is unreadable)."""
         text = entry.record if self.state is not None else self._local.get(entry.id)
         if text:
             try:
-                return self.kit.entry_record.from_json(json.loads(text))
+                return EntryRecord.from_json(json.loads(text))
             except (ValueError, TypeError):
                 logger.warning("semcache: an entry's budget record is malformed; ignored")
-        return self.kit.entry_record()
+        return EntryRecord()
 
-    def write(self, records: Mapping[int, Any], entries: Sequence[StoredEntry]) -> None:
+    def write(self, records: Mapping[int, EntryRecord], entries: Sequence[StoredEntry]) -> None:
         """Store the records (by entry id) with their entries."""
         texts = {i: json.dumps(r.to_json(), separators=(",", ":")) for i, r in records.items()}
         if self.state is None:

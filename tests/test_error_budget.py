@@ -1,6 +1,6 @@
 """``SemanticCache(..., error_budget=...)``: the budget in the engine (issue 13).
 
-Real SQLite files in tmp_path, the real policy (``semcache.quality._budget``), seeded;
+Real SQLite files in tmp_path, the real policy (``semcache._budget_policy``), seeded;
 the clock injected. Queries carry their embeddings (``embedding=``), so the
 similarities are exact: every paraphrase of topic ``t`` sits at a chosen cosine from
 the topic's axis. Where a test is about what the engine does with one decision (a
@@ -31,9 +31,9 @@ from semcache import (
     SQLiteStore,
     StoreError,
 )
+from semcache._budget_policy import Decision
 from semcache._cache import engine_of
 from semcache._engine import Engine
-from semcache.quality._budget import Decision
 
 DIM = 16
 
@@ -397,7 +397,7 @@ def test_feedback_on_a_budget_cache_changes_what_is_served(tmp_path: Path) -> No
 
 
 def _ev(similarity: float) -> Any:
-    from semcache.quality._agreement import ALONE, Agreement
+    from semcache._agreement import ALONE, Agreement
 
     return Agreement(similarity, 0, 1, None, ALONE)
 
@@ -617,7 +617,7 @@ def test_the_evidence_does_not_depend_on_how_long_the_comparisons_take(
     # The agreement's default time limit, 50 us, cut the reading short on a busy machine:
     # the decision then depended on the load (and a read cut after the candidates that
     # agree looks unanimous). A clock that moves 1 ms a reading stands for that load.
-    from semcache.quality import _agreement
+    from semcache import _agreement
 
     ticks = iter(range(0, 10**12, 1_000_000))
     monkeypatch.setitem(_agreement.agreement.__kwdefaults__, "clock", lambda: next(ticks))

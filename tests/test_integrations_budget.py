@@ -37,11 +37,11 @@ from semcache import (  # noqa: E402
     InvalidInputError,
     SemanticCache,
 )
+from semcache._budget_policy import Decision  # noqa: E402
 from semcache._cache import engine_of  # noqa: E402
 from semcache.integrations._flow import core_of  # noqa: E402
 from semcache.integrations._wire import completion_answer  # noqa: E402
 from semcache.integrations.openai import AsyncCachingTransport, CachingTransport  # noqa: E402
-from semcache.quality._budget import Decision  # noqa: E402
 
 DIM = 16
 SYSTEM = {"role": "system", "content": "You are terse."}

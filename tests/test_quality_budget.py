@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from semcache.quality._agreement import (
+from semcache._agreement import (
     ALONE,
     MIXED,
     SPLIT,
@@ -23,7 +23,7 @@ from semcache.quality._agreement import (
     same_answer,
     voted,
 )
-from semcache.quality._budget import (
+from semcache._budget_policy import (
     MAX_OBSERVATIONS,
     Decision,
     EntryRecord,

@@ -34,13 +34,13 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from .._agreement import same_answer
+from .._budget_policy import ErrorBudget
 from .._cache import SemanticCache, engine_of
 from .._errors import InvalidInputError
 from .._progress import ProgressCallback, as_progress
 from .._text import normalize_text
 from .._types import Hit
-from ._agreement import same_answer
-from ._budget import ErrorBudget
 from ._replay import Embed, QualityPoint, ReplayResult, Rule, embed_all, timing_pass
 
 __all__ = [
@@ -523,7 +523,7 @@ def budget_stream_replay(
     policy: ErrorBudget | None = None,
     progress: ProgressCallback | TextIO | None = None,
 ) -> StreamPoint:
-    """The stream replay with an :class:`~semcache.quality._budget.ErrorBudget`
+    """The stream replay with an :class:`~semcache._budget_policy.ErrorBudget`
     deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
 
     Each get reads the first ``k`` candidates at or above ``floor`` (nearest first,
@@ -544,7 +544,7 @@ def budget_stream_replay(
             curve of similarity), to measure what agreement adds.
         use_records: False: no per-entry records, to measure what they add.
         vote: the candidate to serve is the nearest of the answer the ``k`` nearest
-            vote for (similarities summed; :func:`~semcache.quality._agreement.voted`);
+            vote for (similarities summed; :func:`~semcache._agreement.voted`);
             False: the nearest the guard accepts.
         label: names the result (default ``"default, budget B"``).
         seed: the budget's verification draws.
@@ -552,8 +552,8 @@ def budget_stream_replay(
             seed=seed)``).
         progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
     """
-    from ._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
-    from ._budget import EntryRecord
+    from .._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
+    from .._budget_policy import EntryRecord
 
     label = label or f"default, budget {budget}"
     report = as_progress(progress)

@@ -6,7 +6,7 @@ not from its code. The pieces, each small and testable on its own:
 
 - :class:`RiskTable`: the estimated probability that serving a candidate is wrong, as
   a function of its similarity, one curve per evidence class of
-  :func:`~semcache.quality._agreement.agreement` (alone, split, mixed, unanimous).
+  :func:`~semcache._agreement.agreement` (alone, split, mixed, unanimous).
   Counts per similarity bin; the estimate is the pooled-adjacent-violators fit
   (risk does not rise with similarity) shrunk towards 1/2 by one pseudo-observation,
   with an upper bound: the lowest Wilson bound of the bin's block or of the bin

@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter_ns
+from typing import Any
 
-from .._text import normalize_text
+from ._text import normalize_text
 
 __all__ = [
     "ALONE",
@@ -38,7 +39,9 @@ __all__ = [
     "voted",
 ]
 
-SameAnswer = Callable[[object, object], bool]
+#: ``same(a, b)``: whether two answers are the same (any answer type: the cache passes
+#: its stored texts, the replays their cluster labels).
+SameAnswer = Callable[[Any, Any], bool]
 
 #: The candidate served is the only one read (nothing near it to agree or disagree).
 ALONE = 0
