@@ -28,7 +28,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Mapping
-from time import perf_counter
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,6 +61,7 @@ from ._graph import (
     HnswlibIndex,
     RowGraphIndex,
 )
+from ._probe import CostModel, measured_cost, probe_queries, timer, top1
 
 __all__ = ["DEFAULT_SWITCH_AT", "AutoIndex", "CostModel", "measured_cost"]
 
@@ -81,50 +81,6 @@ _MAX_PROBE_EF = 1024
 #: The probe's prediction must beat the flat scan by this factor to start a full build
 #: (an extrapolation is not a measurement); the built graph must then beat it outright.
 _PROBE_MARGIN = 1.5
-
-#: ``cost(backend, rows, run, calls)``: seconds per search of ``run()``, which makes
-#: ``calls`` searches on ``backend`` holding ``rows`` rows. Tests inject a model; the
-#: default times it.
-CostModel = Callable[[str, int, Callable[[], object], int], float]
-
-
-def measured_cost(backend: str, rows: int, run: Callable[[], object], calls: int) -> float:
-    """The best of two timed runs after a warm one, per search (the minimum: other load
-    only ever adds time)."""
-    run()
-    best = math.inf
-    for _ in range(2):
-        t0 = perf_counter()
-        run()
-        best = min(best, perf_counter() - t0)
-    return best / max(calls, 1)
-
-
-def _probe_queries(
-    mat: npt.NDArray[Any], rows: npt.NDArray[Any], n: int, seed: int
-) -> npt.NDArray[np.float32]:
-    """Near duplicates (a paraphrase's distance: cosine ~0.95) of ``n`` of ``rows``."""
-    rng = np.random.default_rng(seed)
-    pick = rows[rng.choice(rows.shape[0], size=min(n, rows.shape[0]), replace=False)]
-    base = np.asarray(mat[np.sort(pick)], dtype=np.float32)
-    noise = rng.standard_normal(base.shape).astype(np.float32)
-    noise *= 0.3 / np.linalg.norm(noise, axis=1, keepdims=True)
-    q = base + noise
-    out: npt.NDArray[np.float32] = q / np.linalg.norm(q, axis=1, keepdims=True)
-    return out
-
-
-def _top1(index: Any, queries: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
-    return np.array([int(index.search(q, 1)[0][0]) for q in queries], dtype=np.int64)
-
-
-def _timer(index: Any, queries: npt.NDArray[np.float32]) -> Callable[[], object]:
-    def run() -> object:
-        for q in queries:
-            index.search(q, 1)
-        return None
-
-    return run
 
 
 class _Cancelled(Exception):
@@ -553,8 +509,8 @@ class AutoIndex:
     # -- measuring ----------------------------------------------------------------------
     def _flat_cost(self, flat: FlatIndex, mat: npt.NDArray[Any], rows: npt.NDArray[Any]) -> float:
         """Seconds per search of the flat index as it is (16 near-duplicate queries)."""
-        queries = _probe_queries(mat, rows, 16, seed=int(rows.shape[0]))
-        return self._cost("flat", len(flat), _timer(flat, queries), len(queries))
+        queries = probe_queries(mat, rows, 16, seed=int(rows.shape[0]))
+        return self._cost("flat", len(flat), timer(flat, queries), len(queries))
 
     def _probe(
         self,
@@ -577,7 +533,7 @@ class AutoIndex:
         pick = np.sort(rng.choice(rows.shape[0], size=size, replace=False))
         vecs = np.ascontiguousarray(mat[rows[pick]], dtype=np.float32)
         part = max(size // 4, 1)
-        queries = _probe_queries(vecs, np.arange(part), _PROBE_QUERIES, seed=n + 1)
+        queries = probe_queries(vecs, np.arange(part), _PROBE_QUERIES, seed=n + 1)
         exact = np.argmax(queries @ vecs.T, axis=1)
         graph = self._make_graph(threads)
 
@@ -591,18 +547,18 @@ class AutoIndex:
         try:
             add(0, part)
             nq = len(queries)
-            small = self._cost(graph.backend, part, _timer(graph, queries), nq)
+            small = self._cost(graph.backend, part, timer(graph, queries), nq)
             add(part, size)
-            full = self._cost(graph.backend, size, _timer(graph, queries), nq)
+            full = self._cost(graph.backend, size, timer(graph, queries), nq)
             ef = first_ef = graph.ef_search
-            got = float(np.mean(_top1(graph, queries) == exact))
+            got = float(np.mean(top1(graph, queries) == exact))
             while got < self._recall and ef < _MAX_PROBE_EF:
                 ef = min(2 * ef, _MAX_PROBE_EF)
                 graph.set_ef_search(ef, tuned=graph.ef_tuned)
-                got = float(np.mean(_top1(graph, queries) == exact))
+                got = float(np.mean(top1(graph, queries) == exact))
             at_ef = full
             if ef != first_ef:
-                at_ef = self._cost(graph.backend, size, _timer(graph, queries), nq)
+                at_ef = self._cost(graph.backend, size, timer(graph, queries), nq)
         finally:
             graph.close()
         slope = 1.0
@@ -629,16 +585,16 @@ class AutoIndex:
         assert isinstance(flat, FlatIndex)
         rows = flat._rows.live_rows()
         n = int(rows.shape[0])
-        queries = _probe_queries(flat._mat, rows, 32, seed=n + 2)
-        exact = _top1(flat, queries)
-        got = float(np.mean(_top1(graph, queries) == exact))
+        queries = probe_queries(flat._mat, rows, 32, seed=n + 2)
+        exact = top1(flat, queries)
+        got = float(np.mean(top1(graph, queries) == exact))
         ef = graph.ef_search
         while got < self._recall and ef < _MAX_PROBE_EF:
             ef = min(2 * ef, _MAX_PROBE_EF)
             graph.set_ef_search(ef, tuned=graph.ef_tuned)
-            got = float(np.mean(_top1(graph, queries) == exact))
-        flat_s = self._cost("flat", n, _timer(flat, queries[:16]), 16)
-        graph_s = self._cost(graph.backend, n, _timer(graph, queries), len(queries))
+            got = float(np.mean(top1(graph, queries) == exact))
+        flat_s = self._cost("flat", n, timer(flat, queries[:16]), 16)
+        graph_s = self._cost(graph.backend, n, timer(graph, queries), len(queries))
         return _Decision(
             rows=n,
             stage="verify",
