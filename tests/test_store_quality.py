@@ -40,6 +40,17 @@ def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFac
     f.close_all()
 
 
+@pytest.fixture(
+    params=[b for b in BACKENDS if b.name in QUALITY_BACKENDS and b.persistent],
+    ids=lambda b: b.name,
+)
+def persistent_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """The backends that keep their data after a close (not the memory store)."""
+    f = StoreFactory(request.param, tmp_path)
+    yield f
+    f.close_all()
+
+
 def q(store: Store) -> QualityState:
     state = quality_state(store)
     assert state is not None
@@ -168,9 +179,10 @@ def test_a_closed_store_refuses(factory: StoreFactory) -> None:
         q(store).read_counts("a")
 
 
-def test_state_survives_reopen_and_two_stores_share_it(factory: StoreFactory) -> None:
-    if not factory.persistent:
-        pytest.skip("in memory: nothing to reopen or share")
+def test_state_survives_reopen_and_two_stores_share_it(
+    persistent_factory: StoreFactory,
+) -> None:
+    factory = persistent_factory
     store = factory()
     (i,) = put(store, entry("x"))
     q(store).write_records({i: RECORD})
