@@ -45,6 +45,7 @@ __all__ = [
     "Budgets",
     "Judgement",
     "SameAnswer",
+    "cell",
 ]
 
 logger = logging.getLogger("semcache")
@@ -65,6 +66,13 @@ BUDGET_FLOOR: Final = 0.5
 _NO_TIME_LIMIT_US: Final = 1e9
 #: Records kept in memory for a store without the capability.
 _LOCAL_RECORDS: Final = 65536
+
+
+def cell(kind: str, table: RiskTable, evidence: int, bin_: int) -> str:
+    """The store counter of one risk-table cell: ``n`` (observations) or ``w`` (wrong
+    ones), named with the table's layout (its floor and bin width) so that counts
+    learnt under another layout are never read as this one's bins."""
+    return f"{kind}/{table.floor:g},{table.width:g}/{evidence}/{bin_}"
 
 
 @dataclass(slots=True)
@@ -162,8 +170,8 @@ class Budgets:
             {
                 "floor": old.floor,
                 "width": old.width,
-                "n": [[total(f"n/{e}/{b}") for b in cols] for e in rows],
-                "wrong": [[total(f"w/{e}/{b}") for b in cols] for e in rows],
+                "n": [[total(cell("n", old, e, b)) for b in cols] for e in rows],
+                "wrong": [[total(cell("w", old, e, b)) for b in cols] for e in rows],
             }
         )
         pol.predicted = total("predicted")
@@ -359,8 +367,8 @@ class Budgets:
         n0, w0, m0 = table.n[e][b], table.wrong[e][b], pol.measured
         pol.observe(ev, records[first.id], verdicts[0], judged.decision)
         table = pol.table
-        self._add(ns, f"n/{e}/{b}", table.n[e][b] - n0)
-        self._add(ns, f"w/{e}/{b}", table.wrong[e][b] - w0)
+        self._add(ns, cell("n", table, e, b), table.n[e][b] - n0)
+        self._add(ns, cell("w", table, e, b), table.wrong[e][b] - w0)
         self._add(ns, "measured", pol.measured - m0)
         observed = 1 if ev.similarity >= pol.floor else 0
         self.counters["observations"] += observed
