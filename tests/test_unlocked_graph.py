@@ -22,26 +22,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+import test_unlocked_scan as scan
+from test_unlocked_scan import DIM, fill, near, unit
 
-from semcache import CacheClosedError, SemanticCache, _get
+from semcache import CacheClosedError, SemanticCache
 from semcache._cache import engine_of
 from semcache._index import HnswlibIndex
 
 pytest.importorskip("hnswlib")
 
-DIM = 16
-THRESHOLD = 0.9
 GUARD = 30.0  # seconds: only a broken gate waits this long (then the test fails)
 
-
-def unit(rng: np.random.Generator) -> np.ndarray:
-    v = rng.standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-def near(v: np.ndarray, rng: np.random.Generator, eps: float = 0.02) -> np.ndarray:
-    w = v + eps * rng.standard_normal(DIM).astype(np.float32)
-    return (w / np.linalg.norm(w)).astype(np.float32)
+#: test_unlocked_scan's fixtures, here too: every search outside the lock, and the
+#: one-shot hook between the search and the re-lock.
+unlocked_always = scan.unlocked_always
+hook = scan.hook
 
 
 class Held:
@@ -208,39 +203,10 @@ def test_compaction_and_close_leave_the_reader_on_the_old_graph() -> None:
 
 
 # -- the get's interleavings ------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def unlocked_always(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_get, "UNLOCKED_SCAN_MIN", 0)
-
-
-@pytest.fixture
-def hook(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], object]], list[int]]:
-    def install(fn: Callable[[], object]) -> list[int]:
-        calls: list[int] = []
-
-        def once() -> None:
-            calls.append(1)
-            if len(calls) == 1:
-                fn()
-
-        monkeypatch.setattr(_get, "scan_hook", once)
-        return calls
-
-    return install
-
-
 def make(tmp_path: Path, **kw: Any) -> SemanticCache:
-    kw.setdefault("similarity_threshold", THRESHOLD)
+    """test_unlocked_scan's cache, on an hnswlib index."""
     kw.setdefault("index_backend", "hnswlib")
-    kw.setdefault("guards", None)
-    return SemanticCache(str(tmp_path / "c.db"), **kw)
-
-
-def fill(cache: SemanticCache, rng: np.random.Generator, n: int, prefix: str = "q") -> list[Any]:
-    vs = [unit(rng) for _ in range(n)]
-    for i, v in enumerate(vs):
-        cache.put(f"{prefix}{i}", f"r{prefix}{i}", embedding=v)
-    return vs
+    return scan.make(tmp_path, **kw)
 
 
 @pytest.mark.parametrize("backend", ["hnswlib", "auto"])
@@ -270,7 +236,7 @@ def test_the_graph_search_runs_with_the_lock_free(tmp_path: Path, hook: Any, bac
         assert calls
         assert free == [True]
         assert hit is not None
-        assert hit.response == "rq7"
+        assert hit.response == "r7"
 
 
 def test_a_delete_of_the_hit_during_the_search_is_a_miss(tmp_path: Path, hook: Any) -> None:
@@ -324,10 +290,10 @@ def test_a_save_and_a_compaction_during_the_search(tmp_path: Path, hook: Any) ->
         hit = cache.get("paraphrase", embedding=query)
         assert calls
         assert hit is not None
-        assert hit.response == "rq41"
+        assert hit.response == "r41"
         assert hit.similarity == pytest.approx(float(vs[41] @ query), abs=1e-3)
     with make(tmp_path) as cache:  # the snapshot saved mid-search reopens
-        assert cache.get("again", embedding=query).response == "rq41"  # type: ignore[union-attr]
+        assert cache.get("again", embedding=query).response == "r41"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("how", ["clear_namespace", "clear"])

@@ -68,10 +68,13 @@ def make(tmp_path: Path, **kw: Any) -> SemanticCache:
     return SemanticCache(str(tmp_path / "c.db"), **kw)
 
 
-def fill(cache: SemanticCache, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+def fill(
+    cache: SemanticCache, rng: np.random.Generator, n: int, prefix: str = "q"
+) -> list[np.ndarray]:
+    """``n`` random entries: prompt ``<prefix><i>``, answer ``r<i>``."""
     vs = [unit(rng) for _ in range(n)]
     for i, v in enumerate(vs):
-        cache.put(f"q{i}", f"r{i}", embedding=v)
+        cache.put(f"{prefix}{i}", f"r{i}", embedding=v)
     return vs
 
 
