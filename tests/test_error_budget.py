@@ -105,6 +105,23 @@ def force(cache: SemanticCache, action: str, ns: str = "default") -> list[Decisi
     return made
 
 
+def spy(cache: SemanticCache, ns: str = "default") -> list[tuple[Any, Any]]:
+    """Record what the namespace's policy is asked to decide on: ``(evidence, record)``
+    per call (the decisions are the policy's own)."""
+    budgets = engine(cache).budgets
+    assert budgets is not None
+    pol = budgets.policy(ns)
+    real = pol.decide
+    asked: list[tuple[Any, Any]] = []
+
+    def decide(ev: Any, record: Any = None) -> Decision:
+        asked.append((ev, record))
+        return real(ev, record)
+
+    pol.decide = decide
+    return asked
+
+
 def record_of(store: Any, entry_id: int) -> list[list[float]] | None:
     text = store.get_by_ids([entry_id])[entry_id].record
     return None if text is None else json.loads(text)
@@ -516,19 +533,9 @@ def test_the_next_get_sees_the_record_just_written(tmp_path: Path) -> None:
         cache.put("topic 0", "A", embedding=vec(0, -1))
         force(cache, "verify")
         cache.get_or_put("q1", lambda: "B", embedding=vec(0, 1))
-        budgets = engine(cache).budgets
-        assert budgets is not None
-        pol = budgets.policy("default")
-        seen: list[Any] = []
-        real = pol.decide
-
-        def spy(ev: Any, record: Any = None) -> Decision:
-            seen.append(record)
-            return real(ev, record)
-
-        pol.decide = spy
+        asked = spy(cache)
         cache.get("q2", embedding=vec(0, 2))
-        assert [r.observations for r in seen if r is not None] == [
+        assert [r.observations for _, r in asked if r is not None] == [
             [(pytest.approx(0.95, abs=1e-3), False)]
         ]
 
@@ -625,19 +632,9 @@ def test_the_evidence_does_not_depend_on_how_long_the_comparisons_take(
         cache.put("topic 0", "A", embedding=vec(0, -1))
         cache.put("near 1", "A", embedding=vec(0, 1, sim=0.9))
         cache.put("near 2", "B", embedding=vec(0, 2, sim=0.85))
-        budgets = engine(cache).budgets
-        assert budgets is not None
-        pol = budgets.policy("default")
-        seen: list[Any] = []
-        real = pol.decide
-
-        def spy(ev: Any, record: Any = None) -> Decision:
-            seen.append(ev)
-            return real(ev, record)
-
-        pol.decide = spy
+        asked = spy(cache)
         cache.get("q", embedding=vec(0, 3))
-    (ev,) = seen
+    ((ev, _),) = asked
     assert (ev.examined, ev.truncated) == (3, False)
     assert ev.evidence == _agreement.MIXED  # not UNANIMOUS from the first two alone
 

@@ -7,8 +7,9 @@ a change (add, resize, tombstone, ef) waits for the searches under way, a search
 for a change under way. The first tests force both orders on the native calls (a proxy
 holds the native search, or the native change, until the test lets it go; the test
 sees the other thread wait at the gate); the rest force the get's interleavings (a hook
-between the unlocked search and the re-lock deletes, resizes, saves, compacts, clears,
-closes) and race writer and reader threads.
+between the unlocked search and the re-lock resizes, saves and compacts; the delete,
+clear and close interleavings run on hnswlib in tests/test_unlocked_scan.py) and race
+writer and reader threads.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 import test_unlocked_scan as scan
 from test_unlocked_scan import DIM, fill, near, unit
 
-from semcache import CacheClosedError, SemanticCache
+from semcache import SemanticCache
 from semcache._cache import engine_of
 from semcache._index import HnswlibIndex
 
@@ -239,14 +240,6 @@ def test_the_graph_search_runs_with_the_lock_free(tmp_path: Path, hook: Any, bac
         assert hit.response == "r7"
 
 
-def test_a_delete_of_the_hit_during_the_search_is_a_miss(tmp_path: Path, hook: Any) -> None:
-    rng = np.random.default_rng(4)
-    with make(tmp_path) as cache:
-        vs = fill(cache, rng, 50)
-        hook(lambda: cache.delete("q9"))
-        assert cache.get("paraphrase", embedding=near(vs[9], rng)) is None
-
-
 def test_puts_that_resize_the_graph_then_a_delete(tmp_path: Path, hook: Any) -> None:
     """During the search: 200 puts (the graph resized twice, capacity 64 -> 256), one
     of them nearer the query, then the best candidate deleted. Something matching
@@ -294,32 +287,3 @@ def test_a_save_and_a_compaction_during_the_search(tmp_path: Path, hook: Any) ->
         assert hit.similarity == pytest.approx(float(vs[41] @ query), abs=1e-3)
     with make(tmp_path) as cache:  # the snapshot saved mid-search reopens
         assert cache.get("again", embedding=query).response == "r41"  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize("how", ["clear_namespace", "clear"])
-def test_a_clear_and_refill_during_the_search(tmp_path: Path, hook: Any, how: str) -> None:
-    rng = np.random.default_rng(5)
-    with make(tmp_path) as cache:
-        vs = fill(cache, rng, 50)
-        query = near(vs[5], rng)
-
-        def clear_and_refill() -> None:
-            if how == "clear":
-                cache.clear()
-            else:
-                cache.clear_namespace("default")
-            cache.put("fresh", "r-fresh", embedding=near(query, rng, 0.001))
-
-        hook(clear_and_refill)
-        hit = cache.get("paraphrase", embedding=query)
-        assert hit is not None
-        assert hit.response == "r-fresh"
-
-
-def test_a_close_during_the_search_raises_cache_closed(tmp_path: Path, hook: Any) -> None:
-    rng = np.random.default_rng(6)
-    cache = make(tmp_path)
-    vs = fill(cache, rng, 50)
-    hook(cache.close)
-    with pytest.raises(CacheClosedError):
-        cache.get("paraphrase", embedding=near(vs[1], rng))

@@ -25,6 +25,9 @@ from semcache._cache import engine_of
 
 DIM = 16
 THRESHOLD = 0.9
+#: The indexes whose search runs outside the lock: the flat scan and the hnswlib graph
+#: (tests/test_unlocked_graph.py has the graph's own).
+BACKENDS = ["flat", "hnswlib"]
 
 
 def unit(rng: np.random.Generator) -> np.ndarray:
@@ -146,20 +149,26 @@ def test_a_compaction_during_the_scan(tmp_path: Path, hook: Any) -> None:
         assert hit.similarity == pytest.approx(float(vs[41] @ query), abs=1e-3)
 
 
-def test_a_delete_of_the_hit_during_the_scan_is_a_miss(tmp_path: Path, hook: Any) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_delete_of_the_hit_during_the_scan_is_a_miss(
+    tmp_path: Path, hook: Any, backend: str
+) -> None:
     rng = np.random.default_rng(4)
-    with make(tmp_path) as cache:
+    with make(tmp_path, index_backend=backend) as cache:
         vs = fill(cache, rng, 50)
         hook(lambda: cache.delete("q9"))
         assert cache.get("paraphrase", embedding=near(vs[9], rng)) is None
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("how", ["clear_namespace", "clear"])
-def test_a_clear_and_refill_during_the_scan(tmp_path: Path, hook: Any, how: str) -> None:
+def test_a_clear_and_refill_during_the_scan(
+    tmp_path: Path, hook: Any, how: str, backend: str
+) -> None:
     """The namespace cleared and filled again while the scan reads the old index: the
     answer comes from the new entries only."""
     rng = np.random.default_rng(5)
-    with make(tmp_path) as cache:
+    with make(tmp_path, index_backend=backend) as cache:
         vs = fill(cache, rng, 50)
         query = near(vs[5], rng)
 
@@ -176,9 +185,12 @@ def test_a_clear_and_refill_during_the_scan(tmp_path: Path, hook: Any, how: str)
         assert hit.response == "r-fresh"
 
 
-def test_a_close_during_the_scan_raises_cache_closed(tmp_path: Path, hook: Any) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_close_during_the_scan_raises_cache_closed(
+    tmp_path: Path, hook: Any, backend: str
+) -> None:
     rng = np.random.default_rng(6)
-    cache = make(tmp_path)
+    cache = make(tmp_path, index_backend=backend)
     vs = fill(cache, rng, 50)
     hook(cache.close)
     with pytest.raises(CacheClosedError):
