@@ -84,6 +84,7 @@ class AsyncSemanticCache:
         guards: Validator | Literal["default"] | None = "default",
         error_budget: float | None = None,
         same_answer: SameAnswer | None = None,
+        answer_similarity: float | None = None,
     ) -> None:
         self._engine = Engine(Options.from_call(locals(), async_embedder=True))
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -218,9 +218,12 @@ class RiskTable:
 @dataclass
 class EntryRecord:
     """What one stored entry has been observed to do: (similarity, was its answer
-    right) pairs, the newest :data:`MAX_OBSERVATIONS` kept."""
+    right) pairs, the newest :data:`MAX_OBSERVATIONS` kept; and, with
+    ``answer_similarity``, the embedding of its answer (``answer``: float16 unit
+    vector, base64, made at put; None: not made yet)."""
 
     observations: list[tuple[float, bool]] = field(default_factory=list)
+    answer: str | None = None
 
     def add(self, similarity: float, correct: bool) -> None:
         """Record one observation (dropping the oldest beyond the cap)."""
@@ -236,22 +239,30 @@ class EntryRecord:
         right = sum(1 for s, c in self.observations if c and s <= similarity)
         return wrong, right
 
-    def to_json(self) -> list[list[float]]:
-        """JSON-ready: ``[[similarity, 1 or 0], ...]``."""
-        return [[round(s, 6), 1.0 if c else 0.0] for s, c in self.observations]
+    def to_json(self) -> list[list[float]] | dict[str, Any]:
+        """JSON-ready: ``[[similarity, 1 or 0], ...]``; with an answer vector
+        ``{"o": [[similarity, 1 or 0], ...], "a": "<base64>"}``."""
+        obs = [[round(s, 6), 1.0 if c else 0.0] for s, c in self.observations]
+        return obs if self.answer is None else {"o": obs, "a": self.answer}
 
     @classmethod
-    def from_json(cls, data: Iterable[Sequence[float]]) -> EntryRecord:
-        """The record :meth:`to_json` wrote.
+    def from_json(cls, data: Any) -> EntryRecord:
+        """The record :meth:`to_json` wrote (either form).
 
         Raises:
             ValueError: malformed data.
         """
+        answer = None
+        if isinstance(data, dict):
+            answer = data.get("a")
+            if answer is not None and not isinstance(answer, str):
+                raise ValueError("not an entry record: its answer vector is not text")
+            data = data.get("o", [])
         try:
             obs = [(float(s), bool(c)) for s, c in data]
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not an entry record: {exc}") from None
-        return cls(obs[-MAX_OBSERVATIONS:])
+        return cls(obs[-MAX_OBSERVATIONS:], answer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,16 +20,28 @@ verification draws, and this process's counters in ``stats()``. A store without 
 ``QualityState`` capability (a third-party store) keeps nothing: the budget is then
 in this process's memory only.
 
+With ``answer_similarity`` the answers are compared by their embeddings: each entry's
+record carries the embedding of its answer (made at put, :func:`encode_answer`), the
+candidates' are decoded once per get (:meth:`Budgets.answers_of`) and two answers are
+the same when their cosine is at least ``answer_similarity``; an entry without one (put
+before the option was on) is embedded when first compared and its record written back
+(:mod:`semcache._answer_steps`).
+
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
 
 from ._agreement import Agreement, Candidate, agreement, same_answer, voted
 from ._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
@@ -45,12 +57,17 @@ __all__ = [
     "Budgets",
     "Judgement",
     "SameAnswer",
+    "Vector",
     "cell",
+    "decode_answer",
+    "encode_answer",
 ]
 
 logger = logging.getLogger("semcache")
 
 SameAnswer = Callable[[str, str], bool]
+#: A unit vector (float32): an answer's embedding.
+Vector = npt.NDArray[np.float32]
 #: Candidates a get reads with a budget (the vote and the agreement are over them).
 BUDGET_K: Final = 8
 #: Observations after which a namespace's counts are synced with the store.
@@ -75,6 +92,29 @@ def cell(kind: str, table: RiskTable, evidence: int, bin_: int) -> str:
     return f"{kind}/{table.floor:g},{table.width:g}/{evidence}/{bin_}"
 
 
+def encode_answer(vector: Vector) -> str:
+    """An answer's unit embedding as record text: float16, little-endian, base64
+    (1,024 characters at dimension 384)."""
+    return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode("ascii")
+
+
+def decode_answer(text: str, dim: int | None) -> Vector | None:
+    """The unit vector :func:`encode_answer` wrote (float32); None when ``text`` is not
+    one of dimension ``dim`` (None: any), or not finite and non-zero."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not raw or len(raw) % 2 or (dim is not None and len(raw) != 2 * dim):
+        return None
+    vector = np.frombuffer(raw, dtype="<f2").astype(np.float32)
+    norm = float(np.sqrt(np.dot(vector, vector)))
+    if not 0.0 < norm < np.inf:
+        return None
+    out: Vector = vector / np.float32(norm)
+    return out
+
+
 @dataclass(slots=True)
 class Judgement:
     """What a get's candidates said under the budget.
@@ -86,8 +126,10 @@ class Judgement:
         candidates: ``(entry, similarity)`` read, in the agreement's order (the one to
             serve first).
         records: ``EntryRecord`` by entry id (the served candidate's; learn() adds
-            the others').
+            the others'; with answer vectors, every candidate's).
         hit: the hit to serve (the first candidate's), if one may be served.
+        answers: with ``answer_similarity``, the candidates' answer vectors by entry
+            id (a candidate whose answer could not be embedded has none).
     """
 
     namespace: str
@@ -96,6 +138,7 @@ class Judgement:
     candidates: list[tuple[StoredEntry, float]] = field(default_factory=list)
     records: dict[int, EntryRecord] = field(default_factory=dict)
     hit: Hit | None = None
+    answers: dict[int, Vector] | None = None
 
 
 class Budgets:
@@ -107,6 +150,8 @@ class Budgets:
         same: ``same(stored, fresh) -> bool`` (None: normalized equality).
         store: the cache's store.
         clock: the cache's clock (seconds).
+        similar: ``answer_similarity``: compare answers by the cosine of their
+            embeddings, the same at or above it (None: by ``same``).
     """
 
     def __init__(
@@ -115,8 +160,10 @@ class Budgets:
         same: SameAnswer | None,
         store: object,
         clock: Callable[[], float],
+        similar: float | None = None,
     ) -> None:
         self.budget = budget
+        self.similar = similar
         self.same: SameAnswer = same if same is not None else same_answer
         self.state: QualityState | None = quality_state(store)
         self.clock = clock
@@ -254,6 +301,56 @@ class Budgets:
                 return lambda a, b: same(view(a), view(b))
         return self.same
 
+    def answer_text(self, ns: str, text: str) -> str:
+        """The answer in a stored (or fresh) text of namespace ``ns``: the registered
+        view's (:attr:`views`), else the text: what ``answer_similarity`` embeds."""
+        for prefix, view in self.views.items():
+            if ns.startswith(prefix):
+                return view(text)
+        return text
+
+    def answers_of(
+        self, entries: Sequence[StoredEntry], dim: int | None
+    ) -> tuple[dict[int, EntryRecord], dict[int, Vector], list[StoredEntry]]:
+        """The candidates' records, their answer vectors (decoded once, here) and the
+        entries whose record has none (or an unreadable one) to embed."""
+        records: dict[int, EntryRecord] = {}
+        answers: dict[int, Vector] = {}
+        missing: list[StoredEntry] = []
+        for entry in entries:
+            record = records[entry.id] = self.record(entry)
+            vector = None if record.answer is None else decode_answer(record.answer, dim)
+            if vector is None:
+                missing.append(entry)
+            else:
+                answers[entry.id] = vector
+        return records, answers, missing
+
+    def _same_by_vectors(
+        self, ns: str, entries: Sequence[StoredEntry], answers: Mapping[int, Vector]
+    ) -> Callable[[int, int], bool]:
+        """``same(id_a, id_b)`` over the candidates ``entries`` by entry id: cosine of
+        the answer vectors >= ``similar`` (one Gram matrix for all pairs); a pair
+        without both vectors by ``same_answer`` on the texts."""
+        assert self.similar is not None
+        similar = self.similar
+        by_id = {e.id: e for e in entries}
+        ids = [e.id for e in entries if e.id in answers]
+        row = {i: r for r, i in enumerate(ids)}
+        gram = np.zeros((0, 0), dtype=np.float32)
+        if ids:
+            matrix = np.stack([answers[i] for i in ids])
+            gram = matrix @ matrix.T
+        text_same = self.same_in(ns)
+
+        def same(a: int, b: int) -> bool:
+            ra, rb = row.get(a), row.get(b)
+            if ra is not None and rb is not None:
+                return bool(gram[ra, rb] >= similar)
+            return bool(text_same(by_id[a].response, by_id[b].response))
+
+        return same
+
     # -- a get ------------------------------------------------------------------------------
     def exact(self, ns: str) -> None:
         """An exact hit: a get the budget counts, that cannot be wrong by its count."""
@@ -272,16 +369,25 @@ class Budgets:
         ns: str,
         found: Sequence[tuple[StoredEntry, float]],
         serve: Callable[[StoredEntry, float], Hit | None],
+        records: dict[int, EntryRecord] | None = None,
+        answers: dict[int, Vector] | None = None,
     ) -> Judgement:
         """Decide a get from its candidates ``found`` (nearest first, at or above the
         floor): the vote picks the answer, ``serve(entry, similarity)`` (the guards,
         ``confidence_fn``, validator) the candidate to serve, the agreement of the
-        others and the candidate's record the risk."""
+        others and the candidate's record the risk. ``records`` and ``answers``: the
+        candidates' (:meth:`answers_of`), with ``answer_similarity``."""
         pol = self.policy(ns)
-        same = self.same_in(ns)
         order = list(found)
+        same: Callable[[Any, Any], bool]
+        if answers is not None:  # the candidates' answers are their entry ids
+            same = self._same_by_vectors(ns, [e for e, _ in order], answers)
+            candidates = [Candidate(s, e.id) for e, s in order]
+        else:
+            same = self.same_in(ns)
+            candidates = [Candidate(s, e.response) for e, s in order]
         if len(order) > 1:
-            top = voted([Candidate(s, e.response) for e, s in order], k=BUDGET_K, same=same)
+            top = voted(candidates, k=BUDGET_K, same=same)
             order = [order[top], *order[:top], *order[top + 1 :]]
         hit = None
         for j, (entry, sim) in enumerate(order):
@@ -292,20 +398,22 @@ class Budgets:
         predicted = pol.predicted
         if hit is None:
             decision = pol.decide(None)
-            judged = Judgement(ns, decision, None, order)
+            judged = Judgement(ns, decision, None, order, records or {}, answers=answers)
         else:
             ev = agreement(
-                [Candidate(s, e.response) for e, s in order],
+                [Candidate(s, e.id if answers is not None else e.response) for e, s in order],
                 k=BUDGET_K,
                 same=same,
                 budget_us=_NO_TIME_LIMIT_US,
             )
             # only the served candidate's record is read now (12 us a record); the
-            # others' are read by learn(), after an LLM call
+            # others' are read by learn(), after an LLM call (with answer vectors,
+            # every candidate's was read already)
             served = order[0][0]
-            records = {served.id: self.record(served)}
+            if records is None or served.id not in records:
+                records = {**(records or {}), served.id: self.record(served)}
             decision = pol.decide(ev, records[served.id])
-            judged = Judgement(ns, decision, ev, order, records, hit)
+            judged = Judgement(ns, decision, ev, order, records, hit, answers)
         self._add(ns, "gets", 1.0)
         self._add(ns, "predicted", pol.predicted - predicted)
         self._tick(ns, 0)
@@ -338,14 +446,16 @@ class Budgets:
                 entry.record = texts[entry.id]
 
     # -- after an LLM call -------------------------------------------------------------------
-    def learn(self, judged: Judgement, fresh: str | None) -> None:
+    def learn(self, judged: Judgement, fresh: str | None, vector: Vector | None = None) -> None:
         """Observe what the LLM's ``fresh`` answer says of the candidates ``judged``
         read: the one it would have served teaches the policy (a verification also
         measures the budget's own accuracy), every one teaches its record; the
         changed records are written. A ``same_answer`` or store that fails leaves what
         is stored as it was (logged). ``fresh`` None: the call brought back nothing to
         compare (an integration's upstream error or cut answer): a verification is
-        counted, nothing is learnt."""
+        counted, nothing is learnt. ``vector``: with ``answer_similarity``, the fresh
+        answer's embedding, compared with each candidate's answer vector (a candidate
+        without one, or no ``vector``: compared by ``same_answer``)."""
         if judged.decision.action == "verify":
             self.counters["verifications"] += 1
         if fresh is None or not judged.candidates or judged.evidence is None:
@@ -354,7 +464,15 @@ class Budgets:
         pol = self.policy(ns)
         try:
             same = self.same_in(ns)
-            verdicts = [bool(same(e.response, fresh)) for e, _ in judged.candidates]
+            answers = judged.answers or {}
+            similar = self.similar
+            verdicts = []
+            for cand, _ in judged.candidates:
+                theirs = answers.get(cand.id)
+                if theirs is None or vector is None or similar is None:
+                    verdicts.append(bool(same(cand.response, fresh)))
+                else:
+                    verdicts.append(float(np.dot(theirs, vector)) >= similar)
         except Exception:
             self.counters["learn_errors"] += 1
             logger.exception("semcache: same_answer raised; nothing learnt from this call")

@@ -106,6 +106,13 @@ class SemanticCache:
         same_answer: ``same_answer(stored, fresh) -> bool``, whether a stored answer
             agrees with a fresh one (None: equal after normalization: NFKC, casefold,
             collapsed whitespace). One that raises makes nothing learnt from that call.
+        answer_similarity: compare answers by their embeddings instead (with
+            ``error_budget``; None: off): two answers are the same when the cosine of
+            their embeddings, made with this cache's embedder, is at least this number
+            in (0, 1]; 0.95 is the measured choice (docs/quality.md, "Answers compared
+            by their embeddings"). Every put then embeds its response in the same
+            embedder call as its prompt and keeps the vector in the entry's budget
+            record; an entry put without it has its answer embedded when first compared.
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.
@@ -115,7 +122,9 @@ class SemanticCache:
             or bad ``index_options`` key or value.
         InvalidThresholdError: ``similarity_threshold`` not a number in [-1, 1].
         ConfigurationError: also ``error_budget`` not None or a number in (0, 1), or
-            ``same_answer`` not callable.
+            ``same_answer`` not callable; ``answer_similarity`` not None or a number in
+            (0, 1], or given with ``same_answer``, without an embedder or without
+            ``error_budget``.
         InvalidTTLError: a negative, non-finite or non-numeric ``default_ttl``.
         InvalidNamespaceError: a ``namespace_quotas`` key that is not a valid namespace.
         MissingDependencyError: ``index_options`` need an extra that is not installed.
@@ -155,6 +164,7 @@ class SemanticCache:
         guards: Validator | Literal["default"] | None = "default",
         error_budget: float | None = None,
         same_answer: SameAnswer | None = None,
+        answer_similarity: float | None = None,
     ) -> None:
         self._engine = Engine(Options.from_call(locals(), async_embedder=False))
 

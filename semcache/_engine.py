@@ -111,7 +111,13 @@ class Engine:
         self.budgets: Budgets | None = (
             None
             if options.error_budget is None
-            else Budgets(options.error_budget, options.same_answer, self.store, self.clock)
+            else Budgets(
+                options.error_budget,
+                options.same_answer,
+                self.store,
+                self.clock,
+                options.answer_similarity,
+            )
         )
         self._records: Budgets | None = None  # feedback's, without a budget
         self.indexes = IndexSet(self.store, options, self._forget)

@@ -21,6 +21,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._answer_steps import fill_steps
 from ._budgets import BUDGET_K, Judgement
 from ._checks import check_flag
 from ._drive import Unlocked
@@ -223,7 +224,11 @@ def _semantic(
                 if index is None or not len(index):
                     return _nothing(eng, ns, reason, t0)
         if budgeted:
-            return _judge(eng, query, vector[0], ns, index, reason, seen, now, t0, first, judged)
+            return (
+                yield from _judge(
+                    eng, query, vector[0], ns, index, reason, seen, now, t0, first, judged
+                )
+            )
         return _search(eng, query, vector[0], ns, index, reason, seen, now, t0, first)
     except StoreUnavailableError:
         return miss(eng, ns, "store_unavailable", None, t0)
@@ -374,13 +379,15 @@ def _judge(
     t0: float,
     first: tuple[IdArray, ScoreArray] | None,
     judged: list[Judgement] | None,
-) -> Hit | None:
+) -> GetSteps:
     """The semantic layer with an error budget: one search for the
     :data:`~semcache._budgets.BUDGET_K` nearest candidates at or above the budget's
     floor (the threshold is the budget's business), read with their records, checked
     as :func:`_search` checks them (own score, namespace, expiry), then
     :meth:`Budgets.judge`: a hit on "serve", else a miss (reason ``"budget"`` when a
-    candidate was there) whose :class:`Judgement` goes to ``judged``."""
+    candidate was there) whose :class:`Judgement` goes to ``judged``. With
+    ``answer_similarity`` the candidates' answer vectors are read from their records
+    (those without one embedded first, yielding their texts: :func:`fill_steps`)."""
     budgets = eng.budgets
     assert budgets is not None
     floor = budgets.floor
@@ -423,7 +430,13 @@ def _judge(
             hit.confidence = confidence
         return hit if accept(eng, query, hit) else None
 
-    judgement = budgets.judge(ns, found_, serve)
+    records = answers = None
+    if budgets.similar is not None and found_:
+        entries = [e for e, _ in found_]
+        records, answers, missing = budgets.answers_of(entries, eng.indexes.dim)
+        if missing:  # put before the option was on: embedded now, once
+            answers.update((yield from fill_steps(eng, budgets, ns, missing, records)))
+    judgement = budgets.judge(ns, found_, serve, records, answers)
     hit = judgement.hit
     if judgement.decision.action == "serve" and hit is not None:
         hit.runner_up = next((s for e, s in found_ if e.id != hit.entry_id), None)

@@ -19,11 +19,18 @@ from typing import Any
 
 import numpy.typing as npt
 
+from ._answer_steps import fresh_steps
 from ._budgets import Judgement
 from ._checks import check_ttl, show
 from ._drive import Effect, Steps
 from ._engine import Engine
-from ._errors import InvalidInputError, InvalidTextError, ResponseTooLargeError, StoreError
+from ._errors import (
+    EmbedderError,
+    InvalidInputError,
+    InvalidTextError,
+    ResponseTooLargeError,
+    StoreError,
+)
 from ._flight import ABANDONED, Flight
 from ._get import accept, get_steps, make_hit
 from ._put import put_steps
@@ -152,14 +159,20 @@ def _lead(
         raise InvalidTextError(
             f"compute must return the response as a str, got {type(response).__name__}"
         )
+    # With answer_similarity: the fresh answer's embedding, made once for what it
+    # teaches the budget and for the put (None: off, or the embedder failed).
+    vector = yield from fresh_steps(eng, namespace, response)
     if judged and eng.budgets is not None:
         # A verification or a miss with candidates: what the fresh answer says of them
         # (a failing same_answer or store is logged; the answer is still put and served).
         eng.check_open()
-        eng.budgets.learn(judged[0], response)
+        eng.budgets.learn(judged[0], response, vector)
+    answers = None if vector is None else vector.reshape(1, -1)
     try:
-        yield from put_steps(eng, [query], [response], embedding, namespace, metadata, ttl)
-    except (ResponseTooLargeError, StoreError):
+        yield from put_steps(
+            eng, [query], [response], embedding, namespace, metadata, ttl, None, answers
+        )
+    except (ResponseTooLargeError, StoreError, EmbedderError):
         # The answer was paid for: hand it back even if it cannot be kept.
         logger.exception("semcache: get_or_put could not store the response; returning it")
     return response

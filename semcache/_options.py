@@ -79,6 +79,7 @@ def _reference(
     guards: Validator | Literal["default"] | None = "default",
     error_budget: float | None = None,
     same_answer: SameAnswer | None = None,
+    answer_similarity: float | None = None,
 ) -> None:
     """The constructor's parameters (the body is never run)."""
 
@@ -122,6 +123,7 @@ class Options:
     guards: Validator | None
     error_budget: float | None
     same_answer: SameAnswer | None
+    answer_similarity: float | None
 
     @property
     def shared(self) -> bool:
@@ -219,6 +221,7 @@ class Options:
             guards=_resolve_guards(a["guards"]),
             error_budget=_check_budget(a["error_budget"]),
             same_answer=a["same_answer"],
+            answer_similarity=_check_answer_similarity(a),
         )
 
 
@@ -240,6 +243,30 @@ def _check_budget(budget: object) -> float | None:
     if not 0.0 < value < 1.0:
         raise ConfigurationError(f"error_budget must be in (0, 1), got {show(budget)}")
     return value
+
+
+def _check_answer_similarity(a: Mapping[str, Any]) -> float | None:
+    """``answer_similarity``: None, or a cosine in (0, 1] with an embedder to make the
+    answers' embeddings, an error budget to compare them for, and no ``same_answer``."""
+    value = a["answer_similarity"]
+    if value is None:
+        return None
+    similar = check_number(value, "answer_similarity", ConfigurationError)
+    if not 0.0 < similar <= 1.0:
+        raise ConfigurationError(f"answer_similarity must be in (0, 1], got {show(value)}")
+    if a["same_answer"] is not None:
+        raise ConfigurationError(
+            "answer_similarity and same_answer both say how answers are compared; pass one"
+        )
+    if a["embedder"] is None:
+        raise ConfigurationError(
+            "answer_similarity compares answers by their embeddings and needs an embedder"
+        )
+    if a["error_budget"] is None:
+        raise ConfigurationError(
+            "answer_similarity compares answers for the error budget; pass error_budget too"
+        )
+    return similar
 
 
 def _check_quotas(quotas: object) -> dict[str, int]:

@@ -4,10 +4,17 @@
 before anything is embedded or written. With the vectors known (given, embedded by the
 get that missed, or no embedder) it writes and returns the count; otherwise it returns
 the generator that yields the texts to embed, in batches, and then writes.
+
+With ``answer_similarity`` the responses (the answers a registered view reads from
+them) are embedded too, in the same embedder calls as the prompts, before anything is
+written; after the entries are stored, each gets its answer vector in its budget
+record (a second write: when it fails the entries stay, logged, and their answers are
+embedded when first compared).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -17,6 +24,9 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._answer_steps import answer_similarity_of
+from ._budget_policy import EntryRecord
+from ._budgets import encode_answer
 from ._checks import check_callable, check_ttl, show
 from ._engine import Engine
 from ._errors import (
@@ -25,6 +35,7 @@ from ._errors import (
     InvalidTextError,
     QueryTooLargeError,
     ResponseTooLargeError,
+    StoreError,
 )
 from ._ownership import Lifecycle
 from ._progress import ProgressCallback
@@ -32,6 +43,8 @@ from ._store import Limits, NewEntry, PutResult
 from ._text import check_size
 
 __all__ = ["PutSteps", "put_steps", "start_put", "start_put_one"]
+
+logger = logging.getLogger("semcache")
 
 _OPEN: Final = Lifecycle.OPEN
 
@@ -53,6 +66,8 @@ class _CheckedPut:
     metas: list[str | None]
     life: float | None
     vectors: npt.NDArray[np.float32] | None
+    #: The responses' answer vectors (unit rows), with ``answer_similarity``.
+    answers: npt.NDArray[np.float32] | None = None
 
 
 def put_steps(
@@ -64,9 +79,13 @@ def put_steps(
     metadata: Metadata,
     ttl: float | None,
     progress: ProgressCallback | None = None,
+    answers: npt.NDArray[np.float32] | None = None,
 ) -> PutSteps:
-    """The whole of a put as one generator; its first step runs :func:`start_put`."""
-    first = start_put(eng, queries, responses, embeddings, namespace, metadata, ttl, progress)
+    """The whole of a put as one generator; its first step runs :func:`start_put`
+    (``answers``: the responses' answer vectors if known, unit rows)."""
+    first = start_put(
+        eng, queries, responses, embeddings, namespace, metadata, ttl, progress, answers
+    )
     if type(first) is GeneratorType:
         return (yield from cast(PutSteps, first))
     return cast(int, first)
@@ -81,6 +100,7 @@ def start_put(
     metadata: Metadata,
     ttl: float | None,
     progress: ProgressCallback | None = None,
+    answers: npt.NDArray[np.float32] | None = None,
 ) -> int | PutSteps:
     """A put's first step, under the lock: the count written, or the generator that
     embeds and then writes."""
@@ -91,10 +111,12 @@ def start_put(
     n = len(checked.queries)
     if n == 0:
         return 0
+    if answers is not None and answer_similarity_of(eng) is not None:
+        checked.answers = answers.reshape(n, -1)
     if checked.vectors is None and eng.embedder is not None:
         checked.vectors = eng.kept_query_vectors(checked.queries)  # a missed get embedded them
-        if checked.vectors is None:
-            return _embed_then_write(eng, checked, t0, progress)
+    if (checked.vectors is None and eng.embedder is not None) or _answers_missing(eng, checked):
+        return _embed_then_write(eng, checked, t0, progress)
     written = write_put(eng, checked, t0)
     if progress is not None:
         progress("write", written, written)
@@ -124,30 +146,54 @@ def start_put_one(
     checked = _CheckedPut(ns, [query], [response], metas, life, vectors)
     if vectors is None and eng.embedder is not None:
         checked.vectors = eng.kept_query_vectors(checked.queries)  # a missed get embedded it
-        if checked.vectors is None:
-            return _embed_then_write(eng, checked, t0, None)
+    if (checked.vectors is None and eng.embedder is not None) or _answers_missing(eng, checked):
+        return _embed_then_write(eng, checked, t0, None)
     return write_put(eng, checked, t0)
+
+
+def _answers_missing(eng: Engine, checked: _CheckedPut) -> bool:
+    """Whether the put must embed its responses (``answer_similarity``)."""
+    return checked.answers is None and eng.budgets is not None and eng.budgets.similar is not None
 
 
 def _embed_then_write(
     eng: Engine, checked: _CheckedPut, t0: float, progress: ProgressCallback | None
 ) -> PutSteps:
+    """Embed what the put lacks (the prompts, and with ``answer_similarity`` the
+    answers: both in one call per batch), then write. An embedder that fails raises
+    EmbedderError before anything is written."""
     queries = checked.queries
     n = len(queries)
-    if progress is not None:
-        progress("embed", 0, n)
-    parts = []
-    for lo in range(0, n, EMBED_BATCH):
-        chunk = queries[lo : lo + EMBED_BATCH]
+    need_queries = checked.vectors is None
+    budgets = answer_similarity_of(eng) if checked.answers is None else None
+    answers = (
+        [] if budgets is None else [budgets.answer_text(checked.ns, r) for r in checked.responses]
+    )
+    step = EMBED_BATCH // 2 if need_queries and answers else EMBED_BATCH
+    report = progress if need_queries else None  # ("embed" is about the prompts)
+    if report is not None:
+        report("embed", 0, n)
+    parts: list[npt.NDArray[np.float32]] = []
+    answer_parts: list[npt.NDArray[np.float32]] = []
+    for lo in range(0, n, step):
+        chunk = queries[lo : lo + step] if need_queries else []
+        texts = chunk + answers[lo : lo + step]
         try:
-            raw = yield chunk
+            raw = yield texts
         except Exception as exc:
             raise EmbedderError(f"the embedder failed: {exc!r}; nothing was written") from exc
-        parts.append(eng.unit_rows(raw, len(chunk), "embedder output", from_embedder=True))
-        if progress is not None:
-            progress("embed", lo + len(chunk), n)
+        rows = eng.unit_rows(raw, len(texts), "embedder output", from_embedder=True)
+        if need_queries:
+            parts.append(rows[: len(chunk)])
+        if answers:
+            answer_parts.append(rows[len(chunk) :])
+        if report is not None:
+            report("embed", lo + len(chunk), n)
     eng.check_open()
-    checked.vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    if need_queries:
+        checked.vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    if answers:
+        checked.answers = np.concatenate(answer_parts) if len(answer_parts) > 1 else answer_parts[0]
     written = write_put(eng, checked, t0)
     if progress is not None:
         progress("write", written, written)
@@ -269,8 +315,31 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
                     new = entries[j]
                     hot.remember_new(ids[j], new, now, expires)
                     remember(ns, new.query, new.key)
+    if checked.answers is not None:
+        _write_answers(eng, checked, result)
     eng.metrics.put(ns, n, t0)
     return n
+
+
+def _write_answers(eng: Engine, checked: _CheckedPut, result: PutResult) -> None:
+    """Keep each new entry's answer vector in its budget record (and in this process's
+    copies of the entries). A store error is logged: the entries are stored, and an
+    entry without its vector has its answer embedded when it is first compared."""
+    budgets = eng.budgets
+    assert budgets is not None
+    assert checked.answers is not None
+    gone = {i for i, _ in result.replaced + result.evicted}
+    records = {
+        entry_id: EntryRecord(answer=encode_answer(row))
+        for entry_id, row in zip(result.ids, checked.answers, strict=True)
+        if entry_id not in gone
+    }
+    kept = [e for e in map(eng.hot.by_id, records) if e is not None]
+    try:
+        budgets.write(records, kept)
+    except StoreError:
+        budgets.counters["learn_errors"] += 1
+        logger.exception("semcache: could not keep the answers' vectors; embedded when compared")
 
 
 def _apply_put(eng: Engine, ns: str, result: PutResult, stored: npt.NDArray[Any] | None) -> None:

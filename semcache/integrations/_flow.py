@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Generic, TypeVar
 
+from .._answer_steps import fresh_steps
 from .._async import AsyncSemanticCache, async_engine_of
-from .._budgets import Judgement
+from .._budgets import Judgement, Vector
 from .._cache import SemanticCache, engine_of, sync_view
 from .._checks import check_flag
 from .._drive import Steps, adrive, drive
@@ -151,25 +152,30 @@ def _store_steps(
     namespace: str,
     metadata: Mapping[str, Any] | None,
     ttl: float | None,
+    answers: Vector | None = None,
 ) -> Steps[None]:
+    rows = None if answers is None else answers.reshape(1, -1)
     try:
-        yield from put_steps(eng, [query], [text], None, namespace, metadata, ttl)
+        yield from put_steps(eng, [query], [text], None, namespace, metadata, ttl, None, rows)
     except SemanticCacheError:
         # The answer was paid for: hand it back even if it cannot be kept.
         logger.exception("semcache: could not store the response; returning it")
 
 
-def _learn(eng: Engine, judged: Judgement | None, fresh: str | None) -> None:
+def _learn(
+    eng: Engine, judged: Judgement | None, fresh: str | None, vector: Vector | None = None
+) -> None:
     """What ``get_or_put`` does after its ``compute()``: the fresh answer teaches the
     budget what the candidates ``judged`` were worth (under the engine's lock; None:
-    nothing to compare, a verification is still counted). A failure is logged, never
-    raised: the answer was paid for."""
+    nothing to compare, a verification is still counted; ``vector``: its embedding,
+    with ``answer_similarity``). A failure is logged, never raised: the answer was
+    paid for."""
     budgets = eng.budgets
     if judged is None or budgets is None:
         return
     try:
         eng.check_open()
-        budgets.learn(judged, fresh)
+        budgets.learn(judged, fresh, vector)
     except SemanticCacheError:
         logger.exception("semcache: the error budget could not learn from this answer")
 
@@ -212,9 +218,13 @@ def serve_steps(
             fetched = yield Compute(fetch)
             if not isinstance(fetched, Fetched):
                 raise TypeError("fetch must return a Fetched")
-            _learn(eng, judged[0] if judged else None, fetched.fresh)
+            # with answer_similarity, the fresh answer's embedding (for both, if the
+            # text stored is the one learnt from)
+            vector = yield from fresh_steps(eng, namespace, fetched.fresh)
+            _learn(eng, judged[0] if judged else None, fetched.fresh, vector)
             if fetched.store is not None:
-                yield from _store_steps(eng, query, fetched.store, namespace, metadata, ttl)
+                kept = vector if fetched.store == fetched.fresh else None
+                yield from _store_steps(eng, query, fetched.store, namespace, metadata, ttl, kept)
         except Exception as exc:
             flights.land(fkey, flight)
             flight.fail(exc)
@@ -283,9 +293,11 @@ async def alook(cache: AnyCache, query: str, namespace: str) -> Looked:
 
 
 def _learn_steps(eng: Engine, judged: Judgement | None, fresh: str | None) -> Steps[None]:
-    """One step, under the lock (a generator that yields nothing)."""
-    yield from ()
-    _learn(eng, judged, fresh)
+    """Under the lock; with ``answer_similarity`` after embedding the fresh answer."""
+    vector = None
+    if judged is not None:
+        vector = yield from fresh_steps(eng, judged.namespace, fresh)
+    _learn(eng, judged, fresh, vector)
 
 
 def learn(cache: SemanticCache, judged: Judgement | None, fresh: str | None) -> None:
