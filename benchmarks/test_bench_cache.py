@@ -221,3 +221,43 @@ def test_get_or_put_semantic_hit_10k_error_budget(  # type: ignore[no-untyped-de
     benchmark, budgeted: SemanticCache, vectors: np.ndarray
 ) -> None:
     _get_or_put_semantic(benchmark, budgeted, vectors)
+
+
+class _HashEmbedder:
+    """A deterministic stand-in for a model (a vector per text from its hash), so that
+    ``answer_similarity`` can embed answers at put; the gets below pass their query's
+    embedding, so what is timed is the comparison, not a model."""
+
+    dim = DIM
+    fingerprint = "bench-hash:dim=384"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        rows = [
+            np.random.default_rng(int.from_bytes(make_key("a", t)[:8], "little"))
+            .standard_normal(DIM)
+            .astype(np.float32)
+            for t in texts
+        ]
+        return np.stack(rows)
+
+
+@pytest.fixture(scope="module")
+def answer_similar(
+    tmp_path_factory: pytest.TempPathFactory, vectors: np.ndarray
+) -> Iterator[SemanticCache]:
+    """``budgeted`` with ``answer_similarity=0.95``: every entry's record holds its
+    answer's vector (made at put), decoded for the candidates of each get."""
+    path = tmp_path_factory.mktemp("bench") / "answer_similar.db"
+    cache = SemanticCache(str(path), _HashEmbedder(), error_budget=0.01, answer_similarity=0.95)
+    queries = [f"{PROMPT} (variant {i})" for i in range(N)]
+    cache.put_many(queries, [f"answer {i}" for i in range(N)], embeddings=vectors)
+    counts = {f"n/0/{b}": 1000.0 for b in range(25)}
+    cache.store.add_counts("default", {**counts, "gets": 100_000.0})  # type: ignore[attr-defined]
+    yield cache
+    cache.close()
+
+
+def test_get_or_put_semantic_hit_10k_error_budget_answer_similarity(  # type: ignore[no-untyped-def]
+    benchmark, answer_similar: SemanticCache, vectors: np.ndarray
+) -> None:
+    _get_or_put_semantic(benchmark, answer_similar, vectors)

@@ -83,6 +83,9 @@ BUDGET_FLOOR: Final = 0.5
 _NO_TIME_LIMIT_US: Final = 1e9
 #: Records kept in memory for a store without the capability.
 _LOCAL_RECORDS: Final = 65536
+#: Decoded answer vectors kept (by entry id, with the record text they came from), so
+#: that a candidate read again costs no JSON or base64 decoding (6 MB at dimension 384).
+_DECODED_ANSWERS: Final = 4096
 
 
 def cell(kind: str, table: RiskTable, evidence: int, bin_: int) -> str:
@@ -173,6 +176,7 @@ class Budgets:
         self._unsynced: dict[str, int] = {}
         self._synced_at: dict[str, float] = {}
         self._local: OrderedDict[int, str] = OrderedDict()
+        self._decoded: dict[int, tuple[str, Vector]] = {}
         #: What of a stored text is the answer, by namespace prefix: the integrations'
         #: doors store whole completions (ids, timestamps, usage) and register how to
         #: read the answer from one (:meth:`same_in`).
@@ -312,18 +316,29 @@ class Budgets:
     def answers_of(
         self, entries: Sequence[StoredEntry], dim: int | None
     ) -> tuple[dict[int, EntryRecord], dict[int, Vector], list[StoredEntry]]:
-        """The candidates' records, their answer vectors (decoded once, here) and the
-        entries whose record has none (or an unreadable one) to embed."""
+        """The candidates' answer vectors (decoded here, or the copy decoded from the
+        same record text before), the records read to decode them, and the entries
+        whose record has no vector (or an unreadable one) to embed."""
         records: dict[int, EntryRecord] = {}
         answers: dict[int, Vector] = {}
         missing: list[StoredEntry] = []
+        decoded = self._decoded
+        local = self.state is None
         for entry in entries:
+            text = self._local.get(entry.id) if local else entry.record
+            kept = decoded.get(entry.id)
+            if kept is not None and text is not None and kept[0] == text:
+                answers[entry.id] = kept[1]
+                continue
             record = records[entry.id] = self.record(entry)
             vector = None if record.answer is None else decode_answer(record.answer, dim)
-            if vector is None:
+            if vector is None or text is None:
                 missing.append(entry)
-            else:
-                answers[entry.id] = vector
+                continue
+            answers[entry.id] = vector
+            if len(decoded) >= _DECODED_ANSWERS:
+                del decoded[next(iter(decoded))]
+            decoded[entry.id] = (text, vector)
         return records, answers, missing
 
     def _same_by_vectors(
@@ -337,16 +352,16 @@ class Budgets:
         by_id = {e.id: e for e in entries}
         ids = [e.id for e in entries if e.id in answers]
         row = {i: r for r, i in enumerate(ids)}
-        gram = np.zeros((0, 0), dtype=np.float32)
+        agree: list[list[bool]] = []
         if ids:
             matrix = np.stack([answers[i] for i in ids])
-            gram = matrix @ matrix.T
+            agree = (matrix @ matrix.T >= similar).tolist()
         text_same = self.same_in(ns)
 
         def same(a: int, b: int) -> bool:
             ra, rb = row.get(a), row.get(b)
             if ra is not None and rb is not None:
-                return bool(gram[ra, rb] >= similar)
+                return agree[ra][rb]
             return bool(text_same(by_id[a].response, by_id[b].response))
 
         return same

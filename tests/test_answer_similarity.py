@@ -295,6 +295,22 @@ def test_a_plain_get_costs_no_embedder_call_when_every_candidate_has_its_vector(
         assert [ev.evidence for ev, _ in asked] == [SPLIT, SPLIT]  # 0.3 < 0.9: another
 
 
+def test_a_record_rewritten_with_another_vector_is_decoded_again(tmp_path: Path) -> None:
+    """The decoded vectors a cache keeps between gets are those of the record text it
+    reads now: another process's rewrite is seen at once."""
+    with cache_of(tmp_path / "c.db", TableEmbedder(), multi_process_mode="shared") as cache:
+        cache.put_many(["topic", "near"], [PARIS, PARIS_AGAIN])
+        asked = spy(cache)
+        cache.get("q", embedding=TABLE["q"])
+        assert asked[-1][0].evidence == UNANIMOUS
+        near = entry_id(cache, "near")
+        other = record_of(engine_of(cache).store, near)
+        other["a"] = encode_answer(unit(TABLE[BERLIN]))
+        engine_of(cache).store.write_records({near: json.dumps(other)})  # type: ignore[attr-defined]
+        cache.get("q2", embedding=TABLE["q2"])
+        assert asked[-1][0].evidence == SPLIT
+
+
 def test_learning_keeps_the_answer_vector(tmp_path: Path) -> None:
     with cache_of(tmp_path / "c.db", TableEmbedder()) as cache:
         cache.put("topic", PARIS)
