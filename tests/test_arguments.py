@@ -107,6 +107,7 @@ CONSTRUCTOR_CASES = [
     *_cases("normalize", NOT_FLAGS, ConfigurationError),
     *_cases("error_budget", [*NOT_NUMBERS, 0, 1, -0.01, 1.5], ConfigurationError),
     *_cases("same_answer", [5, "exact", [len]], ConfigurationError),
+    *_cases("answer_similarity", [*NOT_NUMBERS, 0, -0.5, 1.01, 2], ConfigurationError),
     *_cases("vector_dtype", ["float64", np.float32, None, 5, HUGE_TEXT], ConfigurationError),
     *_cases("multi_process_mode", ["both", None, 1, ["single"]], ConfigurationError),
     *_cases("index_backend", ["nope", None, 5, ["flat"], HUGE_TEXT], ConfigurationError),
