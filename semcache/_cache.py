@@ -335,7 +335,8 @@ class SemanticCache:
         Callers (threads) that miss on the same normalized query and namespace while a
         computation for it runs wait for that one (single-flight): the LLM is called
         once, not once per caller. If storing the answer fails (too large, store
-        error) it is still returned and the failure logged.
+        error, with ``answer_similarity`` an embedder that fails on it) it is still
+        returned and the failure logged.
 
         Args:
             query: the prompt.

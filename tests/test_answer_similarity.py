@@ -210,6 +210,22 @@ def test_a_failing_embedder_at_put_writes_nothing(tmp_path: Path) -> None:
         assert cache.stats()["total_entries"] == 1
 
 
+def test_get_or_put_returns_an_answer_it_cannot_embed_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    emb = TableEmbedder()
+    with cache_of(tmp_path / "c.db", emb) as cache:
+        cache.put("topic", PARIS)
+        force(cache, "verify")
+        emb.fail = {BERLIN}
+        assert cache.get_or_put("q", lambda: BERLIN) == BERLIN  # paid for: returned
+        assert cache.stats()["total_entries"] == 1  # and not stored
+        record = record_of(engine_of(cache).store, entry_id(cache, "topic"))
+        # compared as text instead (PARIS is not BERLIN); the vector kept
+        assert record["o"] == [[pytest.approx(0.95, abs=1e-3), 0.0]]
+        assert np.allclose(answer_in(record), TABLE[PARIS], atol=1e-3)
+
+
 def test_a_lost_record_write_at_put_keeps_the_entry_and_embeds_it_later(
     tmp_path: Path,
 ) -> None:
@@ -379,6 +395,51 @@ def test_a_store_without_records_keeps_the_vectors_in_memory() -> None:
         cache.get("q", embedding=TABLE["q"])
         assert emb.calls == []  # the vectors were kept at put, in this process
         assert asked[-1][0].evidence == UNANIMOUS
+
+
+def test_a_door_compares_the_answers_it_reads_from_stored_completions(tmp_path: Path) -> None:
+    """The openai door stores whole completions (ids, timestamps, usage differ every
+    call); with the option, the answer its view reads from them is what is embedded, at
+    put and for the fresh answer of a verification."""
+    import re
+
+    from chat_upstream import running_upstream
+    from test_integrations_budget import OpenAIDoor, only_namespace
+    from test_integrations_budget import force as force_in
+    from test_integrations_budget import record as record_in
+    from test_integrations_budget import vec as topic_vec
+
+    topic = re.compile(r"topic (\d+)(?: #(\d+))?$")
+    emb = TableEmbedder()
+    table = emb.embed
+
+    def embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        rows = []
+        for text in texts:
+            m = topic.match(text)
+            if m is None:
+                rows.append(table([text])[0])
+            else:
+                rows.append(
+                    topic_vec(int(m.group(1)), -1 if m.group(2) is None else int(m.group(2)))
+                )
+        return np.stack(rows)
+
+    emb.embed = embed  # type: ignore[method-assign]
+    with running_upstream() as upstream, cache_of(tmp_path / "c.db", emb) as cache:
+        door = OpenAIDoor(upstream, cache)
+        upstream.reply = lambda text, n: PARIS
+        door.ask("topic 0")
+        ns = only_namespace(cache)
+        assert [PARIS] in emb.calls  # the answer, not the completion's JSON
+        force_in(cache, ns, "verify")
+        upstream.reply = lambda text, n: PARIS_AGAIN
+        assert door.ask("topic 0 #1").parse().choices[0].message.content == PARIS_AGAIN
+        assert [PARIS_AGAIN] in emb.calls
+        pairs = record_in(cache, ns, "topic 0")
+        assert isinstance(pairs, dict)
+        assert pairs["o"] == [[pytest.approx(0.95, abs=1e-3), 1.0]]  # the same answer
+        door.client.close()
 
 
 # -- the real default embedder --------------------------------------------------------------
