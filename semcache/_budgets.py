@@ -354,7 +354,7 @@ class Budgets:
         row = {i: r for r, i in enumerate(ids)}
         agree: list[list[bool]] = []
         if ids:
-            matrix = np.stack([answers[i] for i in ids])
+            matrix = np.array([answers[i] for i in ids])  # (np.stack: 8 us more)
             agree = (matrix @ matrix.T >= similar).tolist()
         text_same = self.same_in(ns)
 
