@@ -129,7 +129,7 @@ class Judgement:
         candidates: ``(entry, similarity)`` read, in the agreement's order (the one to
             serve first).
         records: ``EntryRecord`` by entry id (the served candidate's; learn() adds
-            the others'; with answer vectors, every candidate's).
+            the others'; with answer vectors, also those read to decode them).
         hit: the hit to serve (the first candidate's), if one may be served.
         answers: with ``answer_similarity``, the candidates' answer vectors by entry
             id (a candidate whose answer could not be embedded has none).
@@ -423,7 +423,7 @@ class Budgets:
             )
             # only the served candidate's record is read now (12 us a record); the
             # others' are read by learn(), after an LLM call (with answer vectors,
-            # every candidate's was read already)
+            # those read to decode a vector are passed in)
             served = order[0][0]
             if records is None or served.id not in records:
                 records = {**(records or {}), served.id: self.record(served)}

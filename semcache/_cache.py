@@ -272,7 +272,8 @@ class SemanticCache:
                 raised before anything is written.
             ConfigurationError: the namespace's first index cannot be built (a custom
                 ``index_backend`` factory failed); nothing was written.
-            EmbedderError: the embedder failed; nothing was written.
+            EmbedderError: the embedder failed (with ``answer_similarity``, on the
+                response too, even with ``embedding`` given); nothing was written.
             StoreError: the store failed; nothing was written.
         """
         eng = self._engine
