@@ -506,6 +506,46 @@ def test_the_async_cache_compares_answers_alike(tmp_path: Path) -> None:
     assert asyncio.run(run_async()) == run_sync()
 
 
+def test_an_async_embedder_embeds_the_answers_at_put_on_fill_and_when_fresh(
+    tmp_path: Path,
+) -> None:
+    class AsyncTable:
+        dim = DIM
+        fingerprint = TableEmbedder.fingerprint
+
+        def __init__(self) -> None:
+            self.table = TableEmbedder()
+
+        async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            return self.table.embed(texts)
+
+    path = tmp_path / "c.db"
+    with cache_of(path, TableEmbedder(), answer_similarity=None) as old:
+        old.put("near", PARIS)  # no vector
+
+    async def run() -> tuple[Any, Any, list[list[str]]]:
+        emb = AsyncTable()
+        async with AsyncSemanticCache(
+            path, emb, guards=None, index_backend="flat", error_budget=0.1,
+            answer_similarity=0.9, clock=Clock(),
+        ) as cache:  # fmt: skip
+            await cache.put("topic", PARIS)
+            force(cache, "verify")  # type: ignore[arg-type]
+            assert await cache.get_or_put("q", lambda: PARIS_AGAIN) == PARIS_AGAIN
+            store = cache._engine.store
+            return (
+                record_of(store, entry_id(cache, "topic")),
+                record_of(store, entry_id(cache, "near")),
+                emb.table.calls,
+            )
+
+    topic, near, calls = asyncio.run(run())
+    assert calls == [["topic", PARIS], ["q"], [PARIS], [PARIS_AGAIN]]  # put, get, fill, fresh
+    assert topic["o"] == [[pytest.approx(0.95, abs=1e-3), 1.0]]
+    assert near["o"] == [[pytest.approx(0.855, abs=1e-3), 1.0]]
+    assert np.allclose(answer_in(near), TABLE[PARIS], atol=1e-3)
+
+
 # -- the server stores ---------------------------------------------------------------------
 SERVERS = [b for b in BACKENDS if b.name in ("redis", "postgres", "dynamodb")]
 
