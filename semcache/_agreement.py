@@ -35,7 +35,9 @@ __all__ = [
     "Agreement",
     "Candidate",
     "agreement",
+    "answer_key",
     "same_answer",
+    "support_scores",
     "voted",
 ]
 
@@ -54,6 +56,14 @@ UNANIMOUS = 3
 #: The classes, in order.
 EVIDENCE_CLASSES = (ALONE, SPLIT, MIXED, UNANIMOUS)
 
+#: The support score's candidates: the nearest read, and the similarity below which a
+#: candidate is no evidence (the error budget's k and floor).
+SUPPORT_K = 8
+SUPPORT_FLOOR = 0.5
+#: How much one candidate moves another's support score: its similarity's excess over
+#: the floor, times this (docs/quality.md, "Answers that agree by default").
+SUPPORT_WEIGHT = 0.5
+
 
 def same_answer(a: object, b: object) -> bool:
     """Whether two answers are the same: equal after normalization (NFKC, casefold,
@@ -66,6 +76,63 @@ def same_answer(a: object, b: object) -> bool:
         return bool(a == b)
     except Exception:  # an answer whose == raises is not the same as anything
         return False
+
+
+def answer_key(answer: object) -> object:
+    """A hashable key under which answers :func:`same_answer` calls equal fall
+    together: the normalized text of a text, the bytes of bytes, the answer itself if
+    hashable, else its identity (equal to nothing else)."""
+    if isinstance(answer, str):
+        return normalize_text(answer)
+    if isinstance(answer, bytes | bytearray):
+        return bytes(answer)
+    try:
+        hash(answer)
+    except TypeError:
+        return ("unhashable", id(answer))
+    return answer
+
+
+def support_scores(
+    similarities: Sequence[float],
+    keys: Sequence[object],
+    *,
+    floor: float = SUPPORT_FLOOR,
+    weight: float = SUPPORT_WEIGHT,
+) -> list[float]:
+    """Each candidate's support score: its similarity, plus ``weight`` times the
+    excess over ``floor`` of every other candidate with the same answer, minus as
+    much for every candidate of another answer that itself repeats among them.
+
+    A stored prompt near the query is stronger evidence when the stored prompts around
+    it got the same answer, weaker when another answer's cluster is as near. An answer
+    seen once is no cluster: it neither supports nor opposes, so where no answer
+    repeats (free-text LLM answers, every prompt its own answer) each score is exactly
+    the candidate's similarity and a threshold on it is the plain cosine threshold.
+
+    Args:
+        similarities: the candidates' similarities to the query.
+        keys: their answers' keys (:func:`answer_key`), one per candidate.
+        floor: a similarity at or below it adds and subtracts nothing.
+        weight: what one candidate's excess over the floor counts for.
+
+    Raises:
+        ValueError: ``similarities`` and ``keys`` differ in length.
+    """
+    if len(similarities) != len(keys):
+        raise ValueError("one answer key per candidate")
+    excess: dict[object, float] = {}
+    count: dict[object, int] = {}
+    for s, key in zip(similarities, keys, strict=True):
+        excess[key] = excess.get(key, 0.0) + max(0.0, s - floor)
+        count[key] = count.get(key, 0) + 1
+    repeated = sum(e for key, e in excess.items() if count[key] > 1)
+    out = []
+    for s, key in zip(similarities, keys, strict=True):
+        own = excess[key]
+        rivals = repeated - (own if count[key] > 1 else 0.0)
+        out.append(s + weight * (own - max(0.0, s - floor)) - weight * rivals)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
