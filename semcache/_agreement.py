@@ -19,6 +19,7 @@ The cost is bounded twice: at most ``k`` candidates are read, and reading stops 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter_ns
@@ -37,6 +38,7 @@ __all__ = [
     "agreement",
     "answer_key",
     "same_answer",
+    "support_bound",
     "support_scores",
     "voted",
 ]
@@ -60,9 +62,11 @@ EVIDENCE_CLASSES = (ALONE, SPLIT, MIXED, UNANIMOUS)
 #: candidate is no evidence (the error budget's k and floor).
 SUPPORT_K = 8
 SUPPORT_FLOOR = 0.5
-#: How much one candidate moves another's support score: its similarity's excess over
-#: the floor, times this (docs/quality.md, "Answers that agree by default").
-SUPPORT_WEIGHT = 0.5
+#: How strongly the candidates around one move its support score: its distance to the
+#: query (1 - similarity) is multiplied by exp(-SUPPORT_WEIGHT x the net excess over the
+#: floor of the candidates that agree with it) (docs/quality.md, "Answers that agree by
+#: default").
+SUPPORT_WEIGHT = 2.0
 
 
 def same_answer(a: object, b: object) -> bool:
@@ -100,21 +104,25 @@ def support_scores(
     floor: float = SUPPORT_FLOOR,
     weight: float = SUPPORT_WEIGHT,
 ) -> list[float]:
-    """Each candidate's support score: its similarity, plus ``weight`` times the
-    excess over ``floor`` of every other candidate with the same answer, minus as
-    much for every candidate of another answer that itself repeats among them.
+    """Each candidate's support score: its similarity ``s`` moved by the answers of the
+    candidates around it, ``1 - (1 - s) * exp(-weight * net)``, where ``net`` is the
+    excess over ``floor`` of every other candidate with the same answer, minus that of
+    every candidate of another answer that itself repeats among them.
 
     A stored prompt near the query is stronger evidence when the stored prompts around
     it got the same answer, weaker when another answer's cluster is as near. An answer
     seen once is no cluster: it neither supports nor opposes, so where no answer
     repeats (free-text LLM answers, every prompt its own answer) each score is exactly
     the candidate's similarity and a threshold on it is the plain cosine threshold.
+    Support shrinks the distance to the query, so a score never passes 1 and every
+    threshold up to 1 stays reachable; of one answer's candidates the nearest scores
+    highest (for ``weight`` up to 2 over a floor of 0.5 or more).
 
     Args:
         similarities: the candidates' similarities to the query.
         keys: their answers' keys (:func:`answer_key`), one per candidate.
         floor: a similarity at or below it adds and subtracts nothing.
-        weight: what one candidate's excess over the floor counts for.
+        weight: how strongly the net excess moves the score.
 
     Raises:
         ValueError: ``similarities`` and ``keys`` differ in length.
@@ -130,9 +138,27 @@ def support_scores(
     out = []
     for s, key in zip(similarities, keys, strict=True):
         own = excess[key]
-        rivals = repeated - (own if count[key] > 1 else 0.0)
-        out.append(s + weight * (own - max(0.0, s - floor)) - weight * rivals)
+        net = (own - max(0.0, s - floor)) - (repeated - (own if count[key] > 1 else 0.0))
+        out.append(s if net == 0.0 else 1.0 - (1.0 - s) * math.exp(-weight * net))
     return out
+
+
+def support_bound(
+    similarities: Sequence[float], *, floor: float = SUPPORT_FLOOR, weight: float = SUPPORT_WEIGHT
+) -> float:
+    """The highest support score any of the candidates could reach, from their
+    similarities alone (every other candidate agreeing with it, none opposing): a
+    threshold above it is reached by none, whatever their answers.
+
+    Raises:
+        ValueError: no candidate.
+    """
+    if not similarities:
+        raise ValueError("a bound needs at least one candidate")
+    total = sum(max(0.0, s - floor) for s in similarities)
+    return max(
+        1.0 - (1.0 - s) * math.exp(-weight * (total - max(0.0, s - floor))) for s in similarities
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,18 @@ moved by the answers of the candidates around it."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from semcache._agreement import SUPPORT_FLOOR, answer_key, support_scores
+from semcache._agreement import (
+    SUPPORT_FLOOR,
+    SUPPORT_WEIGHT,
+    answer_key,
+    support_bound,
+    support_scores,
+)
 
 
 def test_answers_that_never_repeat_leave_every_score_its_similarity() -> None:
@@ -14,18 +22,41 @@ def test_answers_that_never_repeat_leave_every_score_its_similarity() -> None:
     assert support_scores(sims, [answer_key(f"answer {i}") for i in range(5)]) == sims
 
 
-def test_a_neighbour_with_the_same_answer_adds_half_its_excess_over_the_floor() -> None:
+def _moved(s: float, net: float) -> float:
+    return 1.0 - (1.0 - s) * math.exp(-SUPPORT_WEIGHT * net)
+
+
+def test_a_neighbour_with_the_same_answer_shrinks_the_distance_by_its_excess() -> None:
     scores = support_scores([0.8, 0.7, 0.6], ["a", "a", "b"])
-    assert scores[0] == pytest.approx(0.8 + 0.5 * (0.7 - SUPPORT_FLOOR))
-    assert scores[1] == pytest.approx(0.7 + 0.5 * (0.8 - SUPPORT_FLOOR))
-    assert scores[2] == pytest.approx(0.6 - 0.5 * ((0.8 - 0.5) + (0.7 - 0.5)))
+    assert scores[0] == pytest.approx(_moved(0.8, 0.7 - SUPPORT_FLOOR))
+    assert scores[1] == pytest.approx(_moved(0.7, 0.8 - SUPPORT_FLOOR))
+    assert scores[2] == pytest.approx(_moved(0.6, -((0.8 - 0.5) + (0.7 - 0.5))))
+    assert scores[0] > 0.8
+    assert scores[2] < 0.6
 
 
 def test_a_repeated_rival_answer_subtracts_and_a_lone_one_does_not() -> None:
     lone = support_scores([0.8, 0.75], ["a", "b"])
     repeated = support_scores([0.8, 0.75, 0.7], ["a", "b", "b"])
     assert lone[0] == pytest.approx(0.8)
-    assert repeated[0] == pytest.approx(0.8 - 0.5 * ((0.75 - 0.5) + (0.7 - 0.5)))
+    assert repeated[0] == pytest.approx(_moved(0.8, -((0.75 - 0.5) + (0.7 - 0.5))))
+
+
+def test_no_score_passes_one_so_every_threshold_stays_reachable() -> None:
+    sims = [0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92]
+    scores = support_scores(sims, ["a"] * 8)
+    assert all(s < 1.0 for s in scores)
+    assert scores[0] > 0.999
+
+
+def test_the_bound_is_reached_when_all_agree_and_never_passed() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(1, 9))
+        sims = sorted(rng.uniform(0.3, 1.0, n).tolist(), reverse=True)
+        keys = [int(k) for k in rng.integers(0, 3, n)]
+        assert max(support_scores(sims, keys)) <= support_bound(sims) + 1e-12
+        assert max(support_scores(sims, [0] * n)) == pytest.approx(support_bound(sims))
 
 
 def test_candidates_at_or_below_the_floor_move_nothing() -> None:
