@@ -85,6 +85,7 @@ class AsyncSemanticCache:
         error_budget: float | None = None,
         same_answer: SameAnswer | None = None,
         answer_similarity: float | None = None,
+        answer_support: bool = True,
     ) -> None:
         self._engine = Engine(Options.from_call(locals(), async_embedder=True))
 

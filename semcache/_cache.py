@@ -113,6 +113,18 @@ class SemanticCache:
             by their embeddings"). Every put then embeds its response in the same
             embedder call as its prompt and keeps the vector in the entry's budget
             record; an entry put without it has its answer embedded when first compared.
+        answer_support: let the answers of the 8 nearest candidates move each one's
+            score (True, the default): a candidate's similarity, plus half the excess
+            over 0.5 of each other candidate with the same stored answer, minus as much
+            for each candidate of another answer that repeats among them; the threshold
+            is applied to that score and the candidates are tried best score first
+            (``Hit.similarity`` stays the candidate's cosine). Where no stored answer
+            repeats (free-text LLM answers) every score is the similarity, so this is
+            the plain cosine threshold; where answers repeat (FAQ, intents) it serves
+            more, more safely (docs/quality.md). A candidate whose cosine reaches the
+            threshold but whose score does not is a miss, reason ``"support"``.
+            False: the plain cosine threshold. No effect with ``error_budget`` (the
+            budget decides).
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.
@@ -124,7 +136,7 @@ class SemanticCache:
         ConfigurationError: also ``error_budget`` not None or a number in (0, 1), or
             ``same_answer`` not callable; ``answer_similarity`` not None or a number in
             (0, 1], or given with ``same_answer``, without an embedder or without
-            ``error_budget``.
+            ``error_budget``; ``answer_support`` not a bool.
         InvalidTTLError: a negative, non-finite or non-numeric ``default_ttl``.
         InvalidNamespaceError: a ``namespace_quotas`` key that is not a valid namespace.
         MissingDependencyError: ``index_options`` need an extra that is not installed.
@@ -165,6 +177,7 @@ class SemanticCache:
         error_budget: float | None = None,
         same_answer: SameAnswer | None = None,
         answer_similarity: float | None = None,
+        answer_support: bool = True,
     ) -> None:
         self._engine = Engine(Options.from_call(locals(), async_embedder=False))
 

@@ -82,6 +82,8 @@ class Engine:
         self.confidence_fn = options.confidence_fn
         self.clock = options.clock
         self.store_search = options.store_search
+        #: ``answer_support`` where it applies (without an error budget).
+        self.answer_support = options.answer_support and options.error_budget is None
 
         self.namespaces_ok: set[str] = set()
         self.recency = Recency()

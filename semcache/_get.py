@@ -21,6 +21,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._agreement import SUPPORT_FLOOR, SUPPORT_K, SUPPORT_WEIGHT, answer_key, support_scores
 from ._answer_steps import fill_steps
 from ._budgets import BUDGET_K, Judgement
 from ._checks import check_flag
@@ -215,7 +216,7 @@ def _semantic(
         reader = _reader(index)
         budgeted = eng.budgets is not None
         if reader is not None:
-            k = BUDGET_K if budgeted else _CANDIDATES
+            k = BUDGET_K if budgeted else SUPPORT_K if eng.answer_support else _CANDIDATES
             scan = _Scan(reader, vector[0], min(k, len(index)))
             first = yield scan  # scanned outside the lock (see _Scan)
             eng.check_open()
@@ -298,9 +299,15 @@ def _search(
     first: tuple[IdArray, ScoreArray] | None = None,
 ) -> Hit | None:
     """The semantic search and its candidates' checks; ``first``: the first search's
-    result if it ran outside the lock (:class:`_Scan`), against the index as it was."""
+    result if it ran outside the lock (:class:`_Scan`), against the index as it was.
+
+    With ``answer_support`` the first search's candidates are judged by their support
+    scores (:func:`_supported`); if none is served, the candidates beyond them are
+    searched and checked by their cosine as without it (those already read are not
+    tried again)."""
     threshold = eng.threshold
-    k = min(_CANDIDATES, len(index))
+    support = eng.answer_support
+    k = min(SUPPORT_K if support else _CANDIDATES, len(index))
     best: float | None = None
     if first is not None and not all(i in index for i in first[0].tolist()):
         first = None  # a result removed since: search again, under the lock
@@ -315,6 +322,25 @@ def _search(
             (i, s) for i, s in zip(ids.tolist(), sims.tolist(), strict=True) if i not in seen
         ]
         above = [(i, s) for i, s in candidates if s >= threshold]
+        if support:
+            support = False
+            judged_ = _supported(eng, query, vector, ns, index, candidates, seen, now)
+            if judged_ is None:  # no candidate could reach the threshold: nothing read
+                if candidates:
+                    reason = reason or "below_threshold"
+                break
+            hit, why, removed = judged_
+            if hit is not None:
+                entry_id = cast(int, hit.entry_id)
+                hit.runner_up = _runner_up(ids, sims, entry_id)
+                return found(eng, entry_id, hit, now, t0)
+            reason = reason or why
+            if len(above) < len(candidates) or k >= len(index) + removed:
+                break
+            k = min(k * 4, len(index))
+            if not len(index):
+                break
+            continue
         if not above:
             if candidates:
                 reason = reason or "below_threshold"
@@ -400,25 +426,9 @@ def _judge(
         for i, s in zip(ids.tolist(), sims.tolist(), strict=True)
         if i not in seen and s >= floor
     ]
-    rows, fetched = _entries_by_id(eng, [i for i, _ in above]) if above else ({}, set())
-    found_: list[tuple[StoredEntry, float]] = []
-    stale: list[int] = []
-    for entry_id, sim in above:
-        entry = rows.get(entry_id)
-        fresh = entry_id in fetched
-        score = None if entry is None else _own_score(eng, entry, ns, vector, sim, fresh)
-        if entry is None or score is None:
-            stale.append(entry_id)
-            continue
-        if fresh and eng.hot.capacity:
-            eng.hot.remember(entry.key, entry)
-        if entry.expires_at is not None and entry.expires_at <= now:
-            stale.append(entry_id)
-            reason = reason or "expired"
-        elif score >= floor:
-            found_.append((entry, max(-1.0, min(1.0, score))))
-    if stale:
-        index.remove(stale)
+    found_, expired, _ = _checked(eng, ns, vector, index, above, now, floor)
+    if expired:
+        reason = reason or "expired"
     found_.sort(key=lambda c: -c[1])
 
     def serve(entry: StoredEntry, sim: float) -> Hit | None:
@@ -446,6 +456,115 @@ def _judge(
     if hit is not None or found_:
         reason = "budget" if hit is not None else reason or "validator"
     return miss(eng, ns, reason or ("below_threshold" if len(sims) else "no_candidate"), best, t0)
+
+
+def _checked(
+    eng: Engine,
+    ns: str,
+    vector: npt.NDArray[np.float32],
+    index: SearchIndex,
+    candidates: list[tuple[int, float]],
+    now: float,
+    floor: float | None,
+) -> tuple[list[tuple[StoredEntry, float]], list[float], int]:
+    """Read the entries of ``candidates`` (ids with the index's scores) and check each:
+    its own score (:func:`_own_score`), expiry. Returns the live ones as ``(entry,
+    score)`` (the score clipped to [-1, 1]; only those at or above ``floor`` if given)
+    in the order given, the index's scores of those that had expired, and how many ids
+    were removed from the index: the stale (deleted by another process, or naming
+    another entry now) and the expired (expiry is final: a tombstone in memory only).
+    Entries read from the store go to the hot map."""
+    if not candidates:
+        return [], [], 0
+    rows, fetched = _entries_by_id(eng, [i for i, _ in candidates])
+    live: list[tuple[StoredEntry, float]] = []
+    expired: list[float] = []
+    stale: list[int] = []
+    for entry_id, sim in candidates:
+        entry = rows.get(entry_id)
+        fresh = entry_id in fetched
+        score = None if entry is None else _own_score(eng, entry, ns, vector, sim, fresh)
+        if entry is None or score is None:
+            stale.append(entry_id)
+            continue
+        if fresh and eng.hot.capacity:
+            eng.hot.remember(entry.key, entry)
+        if entry.expires_at is not None and entry.expires_at <= now:
+            stale.append(entry_id)
+            expired.append(sim)
+        elif floor is None or score >= floor:
+            live.append((entry, max(-1.0, min(1.0, score))))
+    if stale:
+        index.remove(stale)
+    return live, expired, len(stale)
+
+
+def _supported(
+    eng: Engine,
+    query: str,
+    vector: npt.NDArray[np.float32],
+    ns: str,
+    index: SearchIndex,
+    candidates: list[tuple[int, float]],
+    seen: set[int],
+    now: float,
+) -> tuple[Hit | None, MissReason | None, int] | None:
+    """``answer_support``: the candidates of the first search (at most
+    :data:`~semcache._agreement.SUPPORT_K`, nearest first, ``seen`` left out) judged by
+    their support scores (:func:`~semcache._agreement.support_scores`).
+
+    Nothing is read when no candidate's score can reach the threshold: a score is at
+    most the candidate's similarity plus the weighted excess over the floor of all the
+    others (each one with the same answer), known from the index's scores alone.
+    Otherwise the candidates that can count (above the floor) or be served are read and
+    checked (:func:`_checked`) and scored from their own similarities and answers; an
+    expired or deleted one neither supports nor opposes. Those whose score reaches the
+    threshold are tried best score first (ties: the higher similarity) through
+    confidence_fn and the guards and validator; the first that passes is served at its
+    own similarity. Every candidate read joins ``seen``.
+
+    Returns None when no candidate could reach the threshold (nothing was read); else
+    the hit (its ``runner_up`` left to the caller) or None with the miss's reason (None:
+    every candidate read was gone), and how many ids were removed from the index.
+    """
+    threshold = eng.threshold
+    floor, weight = SUPPORT_FLOOR, SUPPORT_WEIGHT
+    excess = [s - floor if s > floor else 0.0 for _, s in candidates]
+    total = sum(excess)
+    bounds = [s + weight * (total - e) for (_, s), e in zip(candidates, excess, strict=True)]
+    if not any(b >= threshold for b in bounds):
+        return None
+    read = [
+        c for c, e, b in zip(candidates, excess, bounds, strict=True) if e > 0.0 or b >= threshold
+    ]
+    seen.update(i for i, _ in read)
+    live, expired, removed = _checked(eng, ns, vector, index, read, now, None)
+    scores = support_scores([s for _, s in live], [answer_key(e.response) for e, _ in live])
+    order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
+    # The reason of the best candidate rejected: those tried (best score first), an
+    # expired one at its similarity, and those whose score fell short ("support" if a
+    # cosine alone would have served one of them).
+    why: list[tuple[float, MissReason]] = [(s, "expired") for s in expired if s >= threshold]
+    short: list[int] = []
+    for j in order:
+        if scores[j] < threshold:
+            short.append(j)
+            continue
+        entry, sim = live[j]
+        hit = make_hit(entry, sim, "semantic", None)
+        if eng.confidence_fn is not None:
+            confidence = _confidence(eng, query, hit)
+            if confidence is None or confidence < eng.options.min_confidence:
+                why.append((scores[j], "confidence"))
+                continue
+            hit.confidence = confidence
+        if accept(eng, query, hit):
+            return hit, None, removed
+        why.append((scores[j], "validator"))
+    if short:
+        cosine = any(live[j][1] >= threshold for j in short)
+        why.append((scores[short[0]], "support" if cosine else "below_threshold"))
+    return None, max(why, key=lambda w: w[0])[1] if why else None, removed
 
 
 def _own_score(

@@ -80,6 +80,7 @@ def _reference(
     error_budget: float | None = None,
     same_answer: SameAnswer | None = None,
     answer_similarity: float | None = None,
+    answer_support: bool = True,
 ) -> None:
     """The constructor's parameters (the body is never run)."""
 
@@ -124,6 +125,7 @@ class Options:
     error_budget: float | None
     same_answer: SameAnswer | None
     answer_similarity: float | None
+    answer_support: bool
 
     @property
     def shared(self) -> bool:
@@ -222,6 +224,7 @@ class Options:
             error_budget=_check_budget(a["error_budget"]),
             same_answer=a["same_answer"],
             answer_similarity=_check_answer_similarity(a),
+            answer_support=check_flag(a["answer_support"], "answer_support", ConfigurationError),
         )
 
 

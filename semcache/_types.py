@@ -18,6 +18,7 @@ MissReason = Literal[
     "embedder_error",
     "store_unavailable",
     "budget",
+    "support",
 ]
 #: Every reason a get can miss for, in the order ``stats()`` lists them.
 MISS_REASONS: tuple[MissReason, ...] = (
@@ -30,6 +31,7 @@ MISS_REASONS: tuple[MissReason, ...] = (
     "embedder_error",
     "store_unavailable",
     "budget",
+    "support",
 )
 
 
