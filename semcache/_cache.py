@@ -114,17 +114,18 @@ class SemanticCache:
             embedder call as its prompt and keeps the vector in the entry's budget
             record; an entry put without it has its answer embedded when first compared.
         answer_support: let the answers of the 8 nearest candidates move each one's
-            score (True, the default): a candidate's similarity, plus half the excess
-            over 0.5 of each other candidate with the same stored answer, minus as much
-            for each candidate of another answer that repeats among them; the threshold
-            is applied to that score and the candidates are tried best score first
-            (``Hit.similarity`` stays the candidate's cosine). Where no stored answer
-            repeats (free-text LLM answers) every score is the similarity, so this is
-            the plain cosine threshold; where answers repeat (FAQ, intents) it serves
-            more, more safely (docs/quality.md). A candidate whose cosine reaches the
-            threshold but whose score does not is a miss, reason ``"support"``.
-            False: the plain cosine threshold. No effect with ``error_budget`` (the
-            budget decides).
+            score (True, the default): its distance to the query (1 - similarity)
+            shrinks with the excess over 0.5 of the similarities of the other
+            candidates with the same stored answer and grows with those of another
+            answer that repeats among them (``1 - (1 - s) * exp(-2 * net)``); the
+            threshold is applied to that score and the candidates are tried best score
+            first (``Hit.similarity`` stays the candidate's cosine). Where no stored
+            answer repeats (free-text LLM answers) every score is the similarity, so
+            this is the plain cosine threshold; where answers repeat (FAQ, intents) it
+            serves more, more safely (docs/quality.md, "Answers that agree by
+            default"). A candidate whose cosine reaches the threshold but whose
+            score does not is a miss, reason ``"support"``. False: the plain cosine
+            threshold. No effect with ``error_budget`` (the budget decides).
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.

@@ -21,7 +21,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._agreement import SUPPORT_FLOOR, SUPPORT_K, SUPPORT_WEIGHT, answer_key, support_scores
+from ._agreement import SUPPORT_FLOOR, SUPPORT_K, answer_key, support_scores
 from ._answer_steps import fill_steps
 from ._budgets import BUDGET_K, Judgement
 from ._checks import check_flag
@@ -324,16 +324,14 @@ def _search(
         above = [(i, s) for i, s in candidates if s >= threshold]
         if support:
             support = False
-            judged_ = _supported(eng, query, vector, ns, index, candidates, seen, now)
+            judged_ = _supported(eng, query, vector, ns, index, ids, sims, candidates, seen, now)
             if judged_ is None:  # no candidate could reach the threshold: nothing read
                 if candidates:
                     reason = reason or "below_threshold"
                 break
             hit, why, removed = judged_
             if hit is not None:
-                entry_id = cast(int, hit.entry_id)
-                hit.runner_up = _runner_up(ids, sims, entry_id)
-                return found(eng, entry_id, hit, now, t0)
+                return found(eng, cast(int, hit.entry_id), hit, now, t0)
             reason = reason or why
             if len(above) < len(candidates) or k >= len(index) + removed:
                 break
@@ -505,17 +503,20 @@ def _supported(
     vector: npt.NDArray[np.float32],
     ns: str,
     index: SearchIndex,
+    ids: IdArray,
+    sims: ScoreArray,
     candidates: list[tuple[int, float]],
     seen: set[int],
     now: float,
 ) -> tuple[Hit | None, MissReason | None, int] | None:
     """``answer_support``: the candidates of the first search (at most
     :data:`~semcache._agreement.SUPPORT_K`, nearest first, ``seen`` left out) judged by
-    their support scores (:func:`~semcache._agreement.support_scores`).
+    their support scores (:func:`~semcache._agreement.support_scores`); ``ids`` and
+    ``sims``: that search's result (for ``Hit.runner_up``).
 
     Nothing is read when no candidate's score can reach the threshold: a score is at
-    most the candidate's similarity plus the weighted excess over the floor of all the
-    others (each one with the same answer), known from the index's scores alone.
+    most what it would be with every other candidate agreeing with it (the scores with
+    one answer for all; ``support_bound``), known from the index's scores alone.
     Otherwise the candidates that can count (above the floor) or be served are read and
     checked (:func:`_checked`) and scored from their own similarities and answers; an
     expired or deleted one neither supports nor opposes. Those whose score reaches the
@@ -524,18 +525,18 @@ def _supported(
     own similarity. Every candidate read joins ``seen``.
 
     Returns None when no candidate could reach the threshold (nothing was read); else
-    the hit (its ``runner_up`` left to the caller) or None with the miss's reason (None:
+    the hit or None with the miss's reason (None:
     every candidate read was gone), and how many ids were removed from the index.
     """
     threshold = eng.threshold
-    floor, weight = SUPPORT_FLOOR, SUPPORT_WEIGHT
-    excess = [s - floor if s > floor else 0.0 for _, s in candidates]
-    total = sum(excess)
-    bounds = [s + weight * (total - e) for (_, s), e in zip(candidates, excess, strict=True)]
-    if not any(b >= threshold for b in bounds):
+    if not candidates:
         return None
+    bounds = support_scores([s for _, s in candidates], [None] * len(candidates))
+    if max(bounds) < threshold:
+        return None
+    # those that count for others (above the floor) or could be served
     read = [
-        c for c, e, b in zip(candidates, excess, bounds, strict=True) if e > 0.0 or b >= threshold
+        c for c, b in zip(candidates, bounds, strict=True) if c[1] > SUPPORT_FLOOR or b >= threshold
     ]
     seen.update(i for i, _ in read)
     live, expired, removed = _checked(eng, ns, vector, index, read, now, None)
@@ -552,6 +553,7 @@ def _supported(
             continue
         entry, sim = live[j]
         hit = make_hit(entry, sim, "semantic", None)
+        hit.runner_up = _runner_up(ids, sims, entry.id)
         if eng.confidence_fn is not None:
             confidence = _confidence(eng, query, hit)
             if confidence is None or confidence < eng.options.min_confidence:

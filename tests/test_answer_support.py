@@ -165,9 +165,11 @@ def test_only_candidates_whose_score_reaches_the_threshold_are_checked(tmp_path:
     stored = [("lone answer", 0.88), ("rival", 0.86), ("rival", 0.84), ("rival", 0.83)]
     confidences: list[str] = []
     validated: list[str] = []
+    runners_up: list[float | None] = []
 
     def confidence_fn(query: str, hit: Hit) -> float:
         confidences.append(hit.query)
+        runners_up.append(hit.runner_up)  # known before the checks, as without support
         return 1.0
 
     def validator(query: str, hit: Hit) -> bool:
@@ -184,6 +186,8 @@ def test_only_candidates_whose_score_reaches_the_threshold_are_checked(tmp_path:
         assert hit.response == "rival"
         assert hit.similarity == pytest.approx(0.84, abs=1e-5)
         assert hit.confidence == 1.0
+        assert runners_up == [pytest.approx(0.88, abs=1e-5)] * 2  # the best other: lone
+        assert hit.runner_up == pytest.approx(0.88, abs=1e-5)
 
 
 def test_an_expired_entry_neither_supports_nor_opposes(tmp_path: Path, clock: FakeClock) -> None:
