@@ -261,3 +261,66 @@ def test_get_or_put_semantic_hit_10k_error_budget_answer_similarity(  # type: ig
     benchmark, answer_similar: SemanticCache, vectors: np.ndarray
 ) -> None:
     _get_or_put_semantic(benchmark, answer_similar, vectors)
+
+
+# -- answer_support (issue 13): a semantic get that reads the 8 nearest ----------------------
+@pytest.fixture(scope="module")
+def clustered() -> np.ndarray:
+    """10k prompts in 100 clusters (entry ``i`` in cluster ``i % 100``): each at cosine
+    0.87 to its cluster's centre, about 0.76 to the others of its cluster, so that a
+    query near one has its 7 next neighbours above the support floor (0.5) and below
+    the threshold (0.85): with ``answer_support`` all 8 are read, without it one."""
+    rng = np.random.default_rng(7)
+    centres = unit(rng.standard_normal((100, DIM)))[np.arange(N) % 100]
+    noise = rng.standard_normal((N, DIM))
+    noise -= (noise * centres).sum(axis=1, keepdims=True) * centres
+    return unit(0.87 * centres + np.sqrt(1 - 0.87**2) * unit(noise))
+
+
+#: vectors (random: no neighbour above the floor; clustered: 7), answers (unique, or
+#: 100 repeating over the 10k: a cluster's prompts share theirs), answer_support.
+SUPPORT_CASES = [
+    "random-unique-on",
+    "random-unique-off",
+    "clustered-unique-on",
+    "clustered-unique-off",
+    "clustered-repeated-on",
+    "clustered-repeated-off",
+    "clustered-long-on",
+    "clustered-long-off",
+]
+LONG = "To pool connections, set CONN_MAX_AGE and run pgbouncer in transaction mode. " * 20
+
+
+@pytest.fixture(scope="module", params=SUPPORT_CASES)
+def supported(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    vectors: np.ndarray,
+    clustered: np.ndarray,
+) -> Iterator[tuple[SemanticCache, np.ndarray]]:
+    """A 10k cache for :data:`SUPPORT_CASES` (``long``: unique answers of 1,500
+    characters), and its vectors."""
+    kind, answers, flag = request.param.split("-")
+    rows = vectors if kind == "random" else clustered
+    path = tmp_path_factory.mktemp("bench") / f"{request.param}.db"
+    cache = SemanticCache(str(path), answer_support=flag == "on")
+    queries = [f"{PROMPT} (variant {i})" for i in range(N)]
+    if answers == "long":
+        texts = [f"answer {i}: {LONG[:1500]}" for i in range(N)]
+    else:
+        texts = [f"answer {i if answers == 'unique' else i % 100}" for i in range(N)]
+    cache.put_many(queries, texts, embeddings=rows)
+    yield cache, rows
+    cache.close()
+
+
+def test_get_semantic_hit_answer_support_10k(  # type: ignore[no-untyped-def]
+    benchmark, supported: tuple[SemanticCache, np.ndarray]
+) -> None:
+    cache, rows = supported
+    rng = np.random.default_rng(1)
+    query = unit(rows[4321] + 0.01 * rng.standard_normal(DIM))
+    hit = benchmark(cache.get, "a paraphrase (variant 4321)", embedding=query)
+    assert hit is not None
+    assert hit.query == f"{PROMPT} (variant 4321)"

@@ -98,6 +98,9 @@ class Engine:
         self.flights = Flights()  # get_or_put's computations in progress, by key
         # Query embeddings made by gets, kept for the put that follows a miss.
         self.query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        #: ``answer_support``: stored answers' keys by entry id (ids are never reissued
+        #: within a store; dropped with the exact entries). See ``_get._answer_keys``.
+        self.answer_keys: dict[int, bytes] = {}
 
         path, store = options.path, options.store
         self.store: Store = (
@@ -228,6 +231,7 @@ class Engine:
         if self.key_filter is not None:
             self.key_filter.invalidate()
         self.hot.clear()
+        self.answer_keys.clear()
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Call the embedder (sync drivers), within ``embed_timeout``."""

@@ -18,8 +18,11 @@ import numpy.typing as npt
 import pytest
 from conftest import FakeClock
 
+import semcache._get
 from semcache import AsyncSemanticCache, Hit, SemanticCache
-from semcache._agreement import support_scores
+from semcache._agreement import support_bound, support_scores
+from semcache._cache import engine_of
+from semcache._get import support_bounds
 
 DIM = 32
 THRESHOLD = 0.85
@@ -310,3 +313,31 @@ def test_an_error_budget_decides_alone(tmp_path: Path) -> None:
         outcomes.append(seen)
     assert outcomes[0] == outcomes[1]
     assert all(misses["support"] == 0 for _, misses in outcomes[0])
+
+
+def test_the_bounds_are_the_scores_of_candidates_that_all_agree() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 9))
+        sims = sorted(rng.uniform(-0.2, 1.0, n).tolist(), reverse=True)
+        assert support_bounds(sims) == pytest.approx(support_scores(sims, [0] * n), abs=1e-12)
+        assert max(support_bounds(sims)) == pytest.approx(support_bound(sims), abs=1e-12)
+
+
+def test_answer_keys_are_kept_by_entry_id_bounded_and_dropped_on_clear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(semcache._get, "ANSWER_KEYS", 3)
+    with _open(tmp_path) as cache:
+        keys = engine_of(cache).answer_keys
+        prompts = _fill(cache, AGREEING)
+        assert _ask(cache) is not None
+        assert len(keys) == 3
+        # a put replacing an entry gives it a new id: its new answer is what counts
+        cache.put(prompts[2], "Lyon", embedding=_at(0.7, 3))
+        assert _ask(cache) is None  # two agree: 0.8
+        assert len(keys) == 3  # the oldest out
+        cache.put(prompts[2], "Paris", embedding=_at(0.7, 3))
+        assert _ask(cache) is not None
+        cache.clear()
+        assert keys == {}
