@@ -519,16 +519,16 @@ def _supported(
 
     Nothing is read when no candidate's score can reach the threshold: a score is at
     most what it would be with every other candidate agreeing with it
-    (:func:`support_bounds`), known from the index's scores alone.
-    Otherwise the candidates that can count (above the floor) or be served are read and
-    checked (:func:`_checked`) and scored from their own similarities and answers; an
-    expired or deleted one neither supports nor opposes. Those whose score reaches the
+    (:func:`support_bounds`), known from the index's scores alone. Otherwise the
+    candidates that can count (above the floor) or be served are read and checked
+    (:func:`_checked`) and scored from their own similarities and answers; an expired
+    or deleted one neither supports nor opposes. Those whose score reaches the
     threshold are tried best score first (ties: the higher similarity) through
     confidence_fn and the guards and validator; the first that passes is served at its
     own similarity. Every candidate read joins ``seen``.
 
     Returns None when no candidate could reach the threshold (nothing was read); else
-    the hit or None with the miss's reason (None:
+    the hit, or None and the miss's reason (that of the best candidate rejected; None:
     every candidate read was gone), and how many ids were removed from the index.
     """
     threshold = eng.threshold
