@@ -537,16 +537,19 @@ def _supported(
     bounds = support_bounds([s for _, s in candidates])
     if max(bounds) < threshold:
         return None
-    # those that count for others (above the floor) or could be served
-    read = [
-        c for c, b in zip(candidates, bounds, strict=True) if c[1] > SUPPORT_FLOOR or b >= threshold
-    ]
+    # those that count (at or above the floor) and those a cosine alone could serve (a
+    # threshold below the floor); one below the floor is scored at its similarity
+    read = [c for c in candidates if c[1] >= SUPPORT_FLOOR or c[1] >= threshold]
     seen.update(i for i, _ in read)
     live, expired, removed = _checked(eng, ns, vector, index, read, now, None)
-    if len(live) > 1:
-        scores = support_scores([s for _, s in live], _answer_keys(eng, [e for e, _ in live]))
-    else:  # one candidate alone: its similarity (no answer to compare)
-        scores = [s for _, s in live]
+    scores = [s for _, s in live]
+    counted = [j for j, (_, s) in enumerate(live) if s >= SUPPORT_FLOOR]
+    if len(counted) > 1:  # (one alone: its similarity, no answer to compare)
+        moved = support_scores(
+            [live[j][1] for j in counted], _answer_keys(eng, [live[j][0] for j in counted])
+        )
+        for j, score in zip(counted, moved, strict=True):
+            scores[j] = score
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a

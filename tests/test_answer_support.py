@@ -341,3 +341,17 @@ def test_answer_keys_are_kept_by_entry_id_bounded_and_dropped_on_clear(
         assert _ask(cache) is not None
         cache.clear()
         assert keys == {}
+
+
+def test_a_candidate_below_the_floor_neither_counts_nor_makes_an_answer_repeat(
+    tmp_path: Path,
+) -> None:
+    # a lone rival at 0.6 opposes nothing; a second "rival" at 0.45 (below the 0.5
+    # floor) must not make it a repeated answer that pulls "Paris" under the threshold
+    stored = [*AGREEING, ("rival", 0.6), ("rival", 0.45)]
+    assert min(_scores(AGREEING)) >= THRESHOLD
+    with _open(tmp_path) as cache:
+        _fill(cache, stored)
+        hit = _ask(cache)
+    assert hit is not None
+    assert hit.response.casefold().strip() == "paris"

@@ -17,10 +17,12 @@ from .._types import Hit
 from ._cache_replay import cache_stream_replay
 from ._clusters import (
     AGREE,
+    StaticResult,
     StreamPoint,
     StreamVectors,
     load_clusters,
     shipped_defaults,
+    shipped_support,
     static_replay,
 )
 from ._clusters import stream_replay as _stream_run
@@ -104,16 +106,22 @@ def run_cluster_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _families(guards: Sequence[str], default_guard: Judge | None) -> dict[str, tuple[str, ...]]:
-    """Rule family -> the guards its rules run with (static; ``default``: the shipped
-    guards and answers that agree, the nearest other candidate having the same
-    answer)."""
-    out: dict[str, tuple[str, ...]] = {"cosine": ()}
-    out["default"] = ("default", AGREE) if default_guard is not None else (AGREE,)
+def _families(
+    result: StaticResult, guards: Sequence[str], default_guard: Judge | None, support: bool
+) -> dict[str, tuple[StaticResult, tuple[str, ...]]]:
+    """Rule family -> the record its rules read and the guards they run with (static).
+    ``default`` is what ``SemanticCache()`` does: its shipped guards, and the threshold on
+    the answer support score when it scores by support (:meth:`StaticResult.supported`),
+    on the similarity otherwise."""
+    out: dict[str, tuple[StaticResult, tuple[str, ...]]] = {"cosine": (result, ())}
+    out["default"] = (
+        result.supported() if support else result,
+        ("default",) if default_guard is not None else (),
+    )
     for g in guards:
-        out[f"cosine+{g}"] = (g,)
+        out[f"cosine+{g}"] = (result, (g,))
     if len(guards) > 1:
-        out["cosine+" + "+".join(guards)] = tuple(guards)
+        out["cosine+" + "+".join(guards)] = (result, tuple(guards))
     return out
 
 
@@ -141,11 +149,12 @@ def _static(
         guards=judges,
         progress=progress,
     )
-    families = _families(guards, default_guard)
+    support = shipped_support()
+    families = _families(result, guards, default_guard, support)
     headline: dict[str, dict[str, Any]] = {}
     heads: dict[str, dict[float, QualityPoint | None]] = {}
-    for family, fg in families.items():
-        heads[family] = {t: result.headline(t, fg) for t in PRECISIONS}
+    for family, (rec, fg) in families.items():
+        heads[family] = {t: rec.headline(t, fg) for t in PRECISIONS}
         headline[family] = {
             f"precision_{t}": None
             if p is None
@@ -153,32 +162,36 @@ def _static(
             for t, p in heads[family].items()
         }
     # the rows: the asked thresholds (default: the shipped one) and each family's
-    # headline rules, timed
+    # headline rules; those read from the recording cache's own order are timed (the
+    # support score's are read from the record only: tests/test_answer_support_replay.py
+    # checks them against the cache)
     thresholds = sorted(set(args.threshold or []) | {default_threshold})
-    rules: list[Rule] = []
-    for family, fg in families.items():
+    rows: list[tuple[str, Rule]] = []
+    for family, (_, fg) in families.items():
         for t in thresholds:
-            rules.append(Rule(t, None, fg))
+            rows.append((family, Rule(t, None, fg)))
         for p in heads[family].values():
             if p is not None:
-                rules.append(p.rule)
-    rules = list(dict.fromkeys(rules))
+                rows.append((family, p.rule))
+    rows = list(dict.fromkeys(rows))
     mismatches = 0
     if args.timing_sample > 0:
-        timed = [r for r in rules if AGREE not in r.guards]  # read from the record only
+        timed = [r for f, r in rows if families[f][0] is result and AGREE not in r.guards]
+        timed = list(dict.fromkeys(timed))
         mismatches = result.time_rules(timed, args.timing_sample, seed=args.seed, progress=progress)
-    points = [result.evaluate(r) for r in rules]
-    curves = {family: result.curve(fg, step=0.0025) for family, fg in families.items()}
+    points = [families[f][0].evaluate(r) for f, r in rows]
+    curves = {f: rec.curve(fg, step=0.0025) for f, (rec, fg) in families.items()}
     name = os.path.basename(args.pairs)
     out.write(
         f"{name}: static replay, S={per_cluster}: {result.stored} stored, {result.gets} gets, "
         f"{int(result.in_scope.sum())} in scope, embedder {source.embedder.fingerprint}\n"
         f"(default: SemanticCache's shipped settings, threshold {default_threshold}"
         f"{' and its default guards' if default_guard is not None else ', no guards'}; "
-        "+default in a rule: those guards; +agree: the nearest other candidate has the same "
-        "answer)\n\n"
+        f"{'; the default family thresholds the answer support score' if support else ''})\n\n"
     )
-    out.write(format_table(points) + "\n")
+    for family in families:
+        mine = [p for (f, _), p in zip(rows, points, strict=True) if f == family]
+        out.write(f"{family}\n{format_table(mine)}\n")
     out.write("\nheadline (lowest threshold reaching the precision; thresholds on a 0.001 grid)\n")
     for family in families:
         for t, p in heads[family].items():
@@ -201,7 +214,7 @@ def _static(
         "gets": result.gets,
         "in_scope": int(result.in_scope.sum()),
         "exact_hits": int(result.exact.sum()),
-        "rows": [p.to_json() for p in points],
+        "rows": [{**p.to_json(), "family": f} for (f, _), p in zip(rows, points, strict=True)],
         "rules": {family: [p.to_json() for p in c] for family, c in curves.items()},
         "headline": headline,
         "timing_mismatches": mismatches,
@@ -240,7 +253,11 @@ def _sweep(
 
         def make() -> SemanticCache:
             return SemanticCache(
-                similarity_threshold=t, validator=validator, index_backend="flat", guards=None
+                similarity_threshold=t,
+                validator=validator,
+                index_backend="flat",
+                guards=None,
+                answer_support=False,  # the cosine family: a plain threshold
             )
 
         done[t] = _stream_run(

@@ -34,7 +34,14 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from .._agreement import same_answer
+from .._agreement import (
+    SUPPORT_FLOOR,
+    SUPPORT_K,
+    SUPPORT_WEIGHT,
+    answer_key,
+    same_answer,
+    support_scores,
+)
 from .._budget_policy import ErrorBudget
 from .._cache import SemanticCache, engine_of
 from .._errors import InvalidInputError
@@ -50,6 +57,7 @@ __all__ = [
     "file_kind",
     "load_clusters",
     "shipped_defaults",
+    "shipped_support",
     "static_replay",
     "stream_replay",
 ]
@@ -71,6 +79,15 @@ def shipped_defaults() -> tuple[float, Judge | None]:
     probe = SemanticCache()
     try:
         return probe.similarity_threshold, engine_of(probe).guards
+    finally:
+        probe.close()
+
+
+def shipped_support() -> bool:
+    """Whether ``SemanticCache()`` scores candidates by answer support by default."""
+    probe = SemanticCache()
+    try:
+        return engine_of(probe).options.answer_support
     finally:
         probe.close()
 
@@ -226,6 +243,10 @@ class StaticResult(ReplayResult):
     knob is the similarity threshold, swept from the floor).
     """
 
+    #: Per query, the answer of each candidate recorded (set by :func:`static_replay`;
+    #: :meth:`supported` reads it).
+    answers: list[list[object]] | None = None
+
     @property
     def in_scope(self) -> npt.NDArray[np.bool_]:
         """Per query, whether it should hit (its cluster is not out of scope)."""
@@ -254,6 +275,53 @@ class StaticResult(ReplayResult):
         ``target``, or None if none reaches it."""
         points: list[QualityPoint] = super().curve(rule=Rule(self.floor, None, guards))
         return next((p for p in points if p.precision >= target), None)
+
+    def supported(
+        self, *, k: int = SUPPORT_K, floor: float = SUPPORT_FLOOR, weight: float = SUPPORT_WEIGHT
+    ) -> StaticResult:
+        """The record as ``SemanticCache``'s answer support sees it
+        (``answer_support=True``, no error budget): each query's first ``k`` candidates
+        (those at or above ``floor``) scored by
+        :func:`~semcache._agreement.support_scores` and tried highest first, then the
+        candidates beyond them by similarity. The result's ``similarity`` is that score,
+        so its curves and headlines sweep the threshold on it as the cache applies it.
+
+        Raises:
+            ValueError: the record keeps no answers (not made by :func:`static_replay`).
+        """
+        answers = self.answers
+        if answers is None:
+            raise ValueError("this record keeps no answers")
+        sim = self.similarity.copy()
+        order = np.tile(np.arange(sim.shape[1]), (sim.shape[0], 1))
+        for i, row in enumerate(answers):
+            head = [j for j in range(min(k, len(row))) if sim[i, j] >= floor]
+            if len(head) < 2:
+                continue
+            scores = support_scores(
+                [float(sim[i, j]) for j in head],
+                [answer_key(row[j]) for j in head],
+                floor=floor,
+                weight=weight,
+            )
+            ranked = sorted(range(len(head)), key=lambda r: (-scores[r], -sim[i, head[r]]))
+            for r in range(len(head)):
+                sim[i, head[r]] = scores[r]
+            order[i, : len(head)] = [head[r] for r in ranked]
+        rows = np.arange(sim.shape[0])[:, None]
+        view = StaticResult(
+            floor=self.floor,
+            exact=self.exact,
+            should_hit=self.should_hit,
+            similarity=sim[rows, order],
+            correct=self.correct[rows, order],
+            score=self.score[rows, order],
+            guards={g: v[rows, order] for g, v in self.guards.items()},
+            truncated=self.truncated,
+            stored=self.stored,
+            exact_correct=self.exact_correct,
+        )
+        return view
 
 
 def static_replay(
@@ -302,6 +370,7 @@ def static_replay(
         validator=validator,
         index_backend="flat",
         guards=None,  # the rules' guards are recorded (and served) through the validator
+        answer_support=False,  # every candidate recorded in similarity order
     )
     put = [texts[i] for i in stored]
     cache.put_many(put, [labels[i] for i in stored], embeddings=np.stack([vec[t] for t in put]))
@@ -353,6 +422,7 @@ def static_replay(
         stored=len(stored),
         exact_correct=exact_correct,
     )
+    result.answers = [[row[3] for row in rows] for rows in records]
 
     recorder.serving = True
 
@@ -566,6 +636,7 @@ def budget_stream_replay(
         min_confidence=0.5,
         index_backend="flat",
         guards=None,
+        answer_support=False,  # the candidates collected in similarity order
     )
     records: dict[str, EntryRecord] = {}
     n = len(data.texts)

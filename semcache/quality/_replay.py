@@ -465,6 +465,9 @@ def replay(
         validator=validator,
         index_backend="flat",
         guards=None,  # the rules' guards are recorded (and served) through the validator
+        # every candidate recorded in similarity order; every stored text is its own
+        # answer here, so the default's support score is the similarity (unchanged)
+        answer_support=False,
     )
     cache.put_many(stored, stored, embeddings=stored_vecs)
     query_vecs = [vectors[row_of[normalize_text(q)]] for q in queries]

@@ -1,0 +1,141 @@
+"""Answer support on the static replay of a cluster set (docs/quality.md, "Answers that
+agree, by default"): the hit rate at precision 0.95 and 0.99 of a cosine threshold, of a
+cosine threshold with the shipped guards, and of ``SemanticCache``'s default (the
+threshold on the answer support score, with the shipped guards), on the whole file and on
+two halves of its clusters (every other cluster in sorted order, with every other
+out-of-scope row), for several stored texts per cluster (S); then the support score's
+weight, swept. With ``--stream``, the stream replay too: a plain threshold rule (no error
+budget) with and without answer support, the shipped guards on, over a grid of
+thresholds, and the best threshold within an error rate of 0.01 and 0.001 in hindsight.
+The vectors come from an embedding file (the default embedder's), so a
+rerun embeds nothing again.
+
+Run:  .venv/bin/python benchmarks/support_report.py ../shared/data/eval/clinc150.csv \
+          --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--stream]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from semcache import SemanticCache
+from semcache._agreement import SUPPORT_WEIGHT
+from semcache.embedders import default_embedder
+from semcache.quality._clusters import (
+    OOS_PREFIX,
+    ClusterSet,
+    StaticResult,
+    StreamPoint,
+    StreamVectors,
+    load_clusters,
+    shipped_defaults,
+    static_replay,
+    stream_replay,
+)
+from semcache.quality._embedding_cache import EmbeddingFile
+from semcache.quality._replay import Rule
+
+PRECISIONS = (0.95, 0.99)
+BUDGETS = (0.01, 0.001)
+STREAM_GRID = (0.75, 0.8, 0.83, 0.85, 0.87, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)
+
+
+def halves(clusters: ClusterSet) -> dict[str, ClusterSet]:
+    """The whole set, and its halves A and B (every other cluster in sorted order)."""
+    intents = sorted({c for c in clusters.clusters if not c.startswith(OOS_PREFIX)})
+    out = {"all": clusters}
+    for name, half in (("half A", set(intents[0::2])), ("half B", set(intents[1::2]))):
+        odd = name == "half A"
+        keep = [
+            i
+            for i, c in enumerate(clusters.clusters)
+            if c in half or (c.startswith(OOS_PREFIX) and i % 2 == odd)
+        ]
+        out[name] = ClusterSet(
+            [clusters.texts[i] for i in keep],
+            [clusters.clusters[i] for i in keep],
+            [clusters.splits[i] for i in keep],
+        )
+    return out
+
+
+def heads(record: StaticResult, guards: tuple[str, ...]) -> str:
+    cells = []
+    for target in PRECISIONS:
+        p = record.headline(target, guards)
+        cells.append("never" if p is None else f"{p.hit_rate:.3f} ({p.rule.min_similarity:.3f})")
+    return " / ".join(cells)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clusters", help="CLUSTERS.csv (text,cluster,split)")
+    parser.add_argument("--embedding-cache", required=True, help="an .npz of vectors")
+    parser.add_argument("--per-cluster", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--weights", type=float, nargs="+", default=[1.0, SUPPORT_WEIGHT, 4.0])
+    parser.add_argument("--stream", action="store_true", help="also the stream replay")
+    args = parser.parse_args()
+    vectors = EmbeddingFile(default_embedder(), args.embedding_cache)
+    threshold, guard = shipped_defaults()
+    judges = {} if guard is None else {"default": guard}
+    g = tuple(judges)
+    print(
+        "| set | S | cosine | cosine + guards | default: support + guards "
+        f"| at the shipped {threshold}: cosine + guards | default |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    records: dict[tuple[str, int], StaticResult] = {}
+    for name, part in halves(load_clusters(args.clusters)).items():
+        for s in args.per_cluster:
+            record = static_replay(part, vectors.embed, per_cluster=s, guards=judges)
+            records[name, s] = record
+            support = record.supported()
+            at = [r.evaluate(Rule(threshold, None, g)) for r in (record, support)]
+            shipped = " | ".join(f"{p.hit_rate:.3f} at {p.precision:.3f}" for p in at)
+            print(
+                f"| {name} | {s} | {heads(record, ())} | {heads(record, g)} "
+                f"| {heads(support, g)} | {shipped} |"
+            )
+    vectors.save()
+    print("\nweight of the support score (default: support + guards)\n")
+    print("| set | S | " + " | ".join(f"weight {w}" for w in args.weights) + " |")
+    print("|---|---|" + "---|" * len(args.weights))
+    for (name, s), record in records.items():
+        row = [heads(record.supported(weight=w), g) for w in args.weights]
+        print(f"| {name} | {s} | " + " | ".join(row) + " |")
+    if args.stream:
+        stream(load_clusters(args.clusters), vectors)
+
+
+def stream(clusters: ClusterSet, vectors: EmbeddingFile) -> None:
+    """The threshold rule on the stream, with and without answer support."""
+    data = StreamVectors(clusters, vectors.embed)
+    print("\nstream, threshold rule with the shipped guards (no error budget)\n")
+    print("| threshold | without support: hit rate / error rate | with support |")
+    print("|---|---|---|")
+    runs: dict[bool, list[StreamPoint]] = {False: [], True: []}
+    for t in STREAM_GRID:
+        row = []
+        for support in (False, True):
+
+            def make(t: float = t, support: bool = support) -> SemanticCache:
+                return SemanticCache(
+                    similarity_threshold=t, index_backend="flat", answer_support=support
+                )
+
+            p = stream_replay(data, make, label=f"{t} {support}")
+            runs[support].append(p)
+            row.append(f"{p.hit_rate:.3f} / {p.error_rate:.4f}")
+        print(f"| {t} | " + " | ".join(row) + " |")
+    for budget in BUDGETS:
+        cells = []
+        for support in (False, True):
+            ok = [p for p in runs[support] if p.error_rate <= budget]
+            best = max(ok, key=lambda p: p.hit_rate, default=None)
+            t = None if best is None else best.min_similarity
+            cells.append("none" if best is None else f"{best.hit_rate:.3f} (t {t})")
+        print(f"| best within {budget} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
