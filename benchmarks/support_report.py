@@ -7,19 +7,25 @@ out-of-scope row), for several stored texts per cluster (S); then the support sc
 weight, swept. With ``--stream``, the stream replay too: a plain threshold rule (no error
 budget) with and without answer support, the shipped guards on, over a grid of
 thresholds, and the best threshold within an error rate of 0.01 and 0.001 in hindsight.
-The vectors come from an embedding file (the default embedder's), so a
+With ``--pairs PAIRS.csv:EMBEDDINGS.npz``, a pair file through the cache itself: every
+distinct ``text_a`` stored as its own answer, every ``text_b`` asked at the shipped
+threshold with and without support, and the gets whose answer differs counted (none
+should: no answer repeats). The vectors come from an embedding file (the default embedder's), so a
 rerun embeds nothing again.
 
 Run:  .venv/bin/python benchmarks/support_report.py ../shared/data/eval/clinc150.csv \
-          --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--stream]
+          --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--stream] \
+          [--pairs ../shared/data/eval/qqp.csv:/tmp/quality-emb/qqp-minilm.npz ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 
 from semcache import SemanticCache
 from semcache._agreement import SUPPORT_WEIGHT
+from semcache._text import normalize_text
 from semcache.embedders import default_embedder
 from semcache.quality._clusters import (
     OOS_PREFIX,
@@ -74,6 +80,7 @@ def main() -> None:
     parser.add_argument("--per-cluster", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--weights", type=float, nargs="+", default=[1.0, SUPPORT_WEIGHT, 4.0])
     parser.add_argument("--stream", action="store_true", help="also the stream replay")
+    parser.add_argument("--pairs", nargs="*", default=[], help="PAIRS.csv:EMBEDDINGS.npz")
     args = parser.parse_args()
     vectors = EmbeddingFile(default_embedder(), args.embedding_cache)
     threshold, guard = shipped_defaults()
@@ -105,6 +112,33 @@ def main() -> None:
         print(f"| {name} | {s} | " + " | ".join(row) + " |")
     if args.stream:
         stream(load_clusters(args.clusters), vectors)
+    for spec in args.pairs:
+        same_on_pairs(*spec.rsplit(":", 1), threshold)
+
+
+def same_on_pairs(path: str, embeddings: str, threshold: float) -> None:
+    """A pair file through the cache with and without support: the gets that differ."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["text_a"].strip() and r["text_b"].strip()]
+    vectors = EmbeddingFile(default_embedder(), embeddings)
+    stored = list(dict.fromkeys(normalize_text(r["text_a"]) for r in rows))
+    stored_vectors = vectors.embed(stored)
+    asked = [r["text_b"] for r in rows]
+    asked_vectors = vectors.embed(asked)
+    answers: dict[bool, list[object]] = {}
+    for support in (False, True):
+        with SemanticCache(
+            similarity_threshold=threshold, index_backend="flat", answer_support=support
+        ) as cache:
+            cache.put_many(stored, stored, embeddings=stored_vectors)
+            hits = [cache.get(q, embedding=asked_vectors[i]) for i, q in enumerate(asked)]
+        answers[support] = [None if h is None else h.response for h in hits]
+    differ = sum(a != b for a, b in zip(answers[False], answers[True], strict=True))
+    served = sum(a is not None for a in answers[True])
+    print(
+        f"\n{path}: {len(asked)} gets over {len(stored)} stored texts at {threshold}: "
+        f"{served} hits; {differ} gets answered differently with support"
+    )
 
 
 def stream(clusters: ClusterSet, vectors: EmbeddingFile) -> None:
