@@ -230,6 +230,7 @@ def test_cli_static_json(
     assert "static replay, S=10: 2 stored, 6 gets, 5 in scope" in captured.out
     assert "static [" in captured.err  # the progress bar
     assert "WARNING" not in captured.out
+    assert "(precision 1.000, support>=0.500 +default)" in captured.out  # default's knob
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["protocol"] == "static"
     assert data["per_cluster"] == 10

@@ -189,18 +189,22 @@ def _static(
         f"{' and its default guards' if default_guard is not None else ', no guards'}; "
         f"{'; the default family thresholds the answer support score' if support else ''})\n\n"
     )
-    for family in families:
+    for family, (rec, _) in families.items():
         mine = [p for (f, _), p in zip(rows, points, strict=True) if f == family]
-        out.write(f"{family}\n{format_table(mine)}\n")
+        scored = "" if rec is result else " (cos>= in a rule: the answer support score)"
+        out.write(f"{family}{scored}\n{format_table(mine)}\n")
     out.write("\nheadline (lowest threshold reaching the precision; thresholds on a 0.001 grid)\n")
     for family in families:
         for t, p in heads[family].items():
             if p is None:
                 out.write(f"  {family:<34} precision >= {t}: never reached\n")
             else:
+                rule = p.rule.describe()
+                if families[family][0] is not result:
+                    rule = rule.replace("cos>=", "support>=", 1)
                 out.write(
                     f"  {family:<34} precision >= {t}: hit rate {p.hit_rate:.3f} "
-                    f"(precision {p.precision:.3f}, {p.rule.describe()})\n"
+                    f"(precision {p.precision:.3f}, {rule})\n"
                 )
     if result.truncated:
         out.write(f"\n({result.truncated} queries had more than 32 candidates above {floor})\n")
