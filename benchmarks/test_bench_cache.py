@@ -16,12 +16,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apsw
 import numpy as np
 import pytest
 
 from semcache import SemanticCache
+from semcache._budget_policy import RiskTable
+from semcache._budgets import cell
 from semcache._store import SQLiteStore
 from semcache._store._sqlite import _INSERT_NEW, DEFAULT_PRAGMAS
 from semcache._text import make_key, normalize_text
@@ -177,14 +180,22 @@ def budgeted(
     """The ``filled`` cache with ``error_budget=0.01``, its policy trained: the counters
     say that a lone candidate (evidence class 0) is right in every similarity bin, as
     a long-running cache's would where the answers hold."""
-    path = tmp_path_factory.mktemp("bench") / "budgeted.db"
-    cache = SemanticCache(str(path), error_budget=0.01)
-    queries = [f"{PROMPT} (variant {i})" for i in range(N)]
-    cache.put_many(queries, [f"answer {i}" for i in range(N)], embeddings=vectors)
-    counts = {f"n/0/{b}": 1000.0 for b in range(25)}
-    cache.store.add_counts("default", {**counts, "gets": 100_000.0})  # type: ignore[attr-defined]
+    cache = _trained(tmp_path_factory.mktemp("bench") / "budgeted.db", vectors)
     yield cache
     cache.close()
+
+
+def _trained(path: Path, vectors: np.ndarray, **options: Any) -> SemanticCache:
+    """A cache with ``error_budget=0.01`` (and ``options``) filled with the N variants,
+    whose stored counters say a lone candidate (evidence class 0) was right in every
+    bin (names from ``semcache._budgets.cell``, the risk table's layout)."""
+    cache = SemanticCache(str(path), error_budget=0.01, **options)
+    queries = [f"{PROMPT} (variant {i})" for i in range(N)]
+    cache.put_many(queries, [f"answer {i}" for i in range(N)], embeddings=vectors)
+    table = RiskTable()
+    counts = {cell("n", table, 0, b): 1000.0 for b in range(table.bins)}
+    cache.store.add_counts("default", {**counts, "gets": 100_000.0})  # type: ignore[attr-defined]
+    return cache
 
 
 def _get_or_put_semantic(benchmark, cache: SemanticCache, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
@@ -248,11 +259,7 @@ def answer_similar(
     """``budgeted`` with ``answer_similarity=0.95``: every entry's record holds its
     answer's vector (made at put), decoded for the candidates of each get."""
     path = tmp_path_factory.mktemp("bench") / "answer_similar.db"
-    cache = SemanticCache(str(path), _HashEmbedder(), error_budget=0.01, answer_similarity=0.95)
-    queries = [f"{PROMPT} (variant {i})" for i in range(N)]
-    cache.put_many(queries, [f"answer {i}" for i in range(N)], embeddings=vectors)
-    counts = {f"n/0/{b}": 1000.0 for b in range(25)}
-    cache.store.add_counts("default", {**counts, "gets": 100_000.0})  # type: ignore[attr-defined]
+    cache = _trained(path, vectors, embedder=_HashEmbedder(), answer_similarity=0.95)
     yield cache
     cache.close()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from test_error_budget import Clock, force, spy
-from test_store_conformance import BACKENDS, Backend
+from test_store_quality_servers import Opener, backend, open_store  # noqa: F401 (fixtures)
 
 from semcache import (
     AsyncSemanticCache,
@@ -36,7 +36,6 @@ from semcache._agreement import SPLIT, UNANIMOUS
 from semcache._budget_policy import EntryRecord
 from semcache._budgets import decode_answer, encode_answer
 from semcache._cache import engine_of
-from semcache._store import Store
 
 DIM = 16
 #: The documented threshold (docs/quality.md, "Answers compared by their embeddings").
@@ -546,43 +545,24 @@ def test_an_async_embedder_embeds_the_answers_at_put_on_fill_and_when_fresh(
     assert np.allclose(answer_in(near), TABLE[PARIS], atol=1e-3)
 
 
-# -- the server stores ---------------------------------------------------------------------
-SERVERS = [b for b in BACKENDS if b.name in ("redis", "postgres", "dynamodb")]
+# -- the server stores (test_store_quality_servers' fixtures: real Redis, PostgreSQL,
+# DynamoDB through dynalite) ----------------------------------------------------------------
 
 
-@pytest.fixture(params=SERVERS, ids=lambda b: b.name)
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    backend: Backend = request.param
-    home = tmp_path / "store"
-    home.mkdir()
-    opened: list[Store] = []
-
-    def open_one() -> Store:
-        store = backend.open(home, {})
-        opened.append(store)
-        return store
-
-    yield open_one
-    for store in opened:
-        store.close()
-    assert backend.cleanup is not None
-    backend.cleanup(home)
-
-
-def test_the_server_stores_keep_the_answer_vectors(server: Any) -> None:
+def test_the_server_stores_keep_the_answer_vectors(open_store: Opener) -> None:  # noqa: F811
     emb = TableEmbedder()
-    cache = cache_of(None, emb, store=server())
+    cache = cache_of(None, emb, store=open_store())
     cache.put_many(["topic", "near"], [PARIS, PARIS_AGAIN])
     stored = entry_id(cache, "topic")
     force(cache, "verify")
     assert cache.get_or_put("q", lambda: PARIS_AGAIN) == PARIS_AGAIN
     cache.close()
-    other = server()  # another client of the same server
+    other = open_store()  # another client of the same server
     record = record_of(other, stored)
     assert record["o"] == [[pytest.approx(0.95, abs=1e-3), 1.0]]
     assert np.allclose(answer_in(record), TABLE[PARIS], atol=1e-3)
     emb2 = TableEmbedder()
-    again = cache_of(None, emb2, store=server())
+    again = cache_of(None, emb2, store=open_store())
     asked = spy(again)
     again.get("q2", embedding=TABLE["q2"])
     assert emb2.calls == []  # every candidate's vector came from the server
