@@ -305,9 +305,10 @@ def _search(
     result if it ran outside the lock (:class:`_Scan`), against the index as it was.
 
     With ``answer_support`` the first search's candidates are judged by their support
-    scores (:func:`_supported`); if none is served, the candidates beyond them are
-    searched and checked by their cosine as without it (those already read are not
-    tried again)."""
+    scores (:func:`_supported`); if none is served and none was declined by its score
+    (all were gone, or rejected by confidence_fn, the guards or the validator), the
+    candidates beyond them are searched and checked by their cosine as without it
+    (those already read are not tried again)."""
     threshold = eng.threshold
     support = eng.answer_support
     k = min(SUPPORT_K if support else _CANDIDATES, len(index))
@@ -332,11 +333,13 @@ def _search(
                 if candidates:
                     reason = reason or "below_threshold"
                 break
-            hit, why, removed = judged_
+            hit, why, removed, declined = judged_
             if hit is not None:
                 return found(eng, cast(int, hit.entry_id), hit, now, t0)
             reason = reason or why
-            if len(above) < len(candidates) or k >= len(index) + removed:
+            # a candidate the support score declined makes its neighbourhood contested:
+            # the candidates beyond it are not served by their cosine either
+            if declined or len(above) < len(candidates) or k >= len(index) + removed:
                 break
             k = min(k * 4, len(index))
             if not len(index):
@@ -511,7 +514,7 @@ def _supported(
     candidates: list[tuple[int, float]],
     seen: set[int],
     now: float,
-) -> tuple[Hit | None, MissReason | None, int] | None:
+) -> tuple[Hit | None, MissReason | None, int, bool] | None:
     """``answer_support``: the candidates of the first search (at most
     :data:`~semcache._agreement.SUPPORT_K`, nearest first, ``seen`` left out) judged by
     their support scores (:func:`~semcache._agreement.support_scores`); ``ids`` and
@@ -529,7 +532,9 @@ def _supported(
 
     Returns None when no candidate could reach the threshold (nothing was read); else
     the hit, or None and the miss's reason (that of the best candidate rejected; None:
-    every candidate read was gone), and how many ids were removed from the index.
+    every candidate read was gone), how many ids were removed from the index, and
+    whether a candidate whose cosine reached the threshold was declined by its support
+    score (then the search is not widened: :func:`_search`).
     """
     threshold = eng.threshold
     if not candidates:
@@ -570,12 +575,12 @@ def _supported(
                 continue
             hit.confidence = confidence
         if accept(eng, query, hit):
-            return hit, None, removed
+            return hit, None, removed, False
         why.append((scores[j], "validator"))
+    cosine = any(live[j][1] >= threshold for j in short)
     if short:
-        cosine = any(live[j][1] >= threshold for j in short)
         why.append((scores[short[0]], "support" if cosine else "below_threshold"))
-    return None, max(why, key=lambda w: w[0])[1] if why else None, removed
+    return None, max(why, key=lambda w: w[0])[1] if why else None, removed, cosine
 
 
 def _answer_keys(eng: Engine, entries: list[StoredEntry]) -> list[bytes]:

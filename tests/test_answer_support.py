@@ -355,3 +355,26 @@ def test_a_candidate_below_the_floor_neither_counts_nor_makes_an_answer_repeat(
         hit = _ask(cache)
     assert hit is not None
     assert hit.response.casefold().strip() == "paris"
+
+
+def test_after_a_support_decline_the_wider_search_serves_nothing_by_its_cosine(
+    tmp_path: Path,
+) -> None:
+    # the 8 nearest: "lone" (0.95) and seven "rival" (0.86-0.92); the validator rejects
+    # "rival", and the seven rivals pull "lone" under the threshold: the neighbourhood is
+    # contested, so "other" (the 9th, 0.855 by cosine) is not served either
+    rivals = [("rival", 0.86 + 0.01 * i) for i in range(7)]
+    stored = [("lone", 0.95), *rivals, ("other", 0.855)]
+    assert _scores([("lone", 0.95), *rivals])[0] < THRESHOLD
+
+    def no_rival(query: str, hit: Hit) -> bool:
+        return hit.response != "rival"
+
+    with _open(tmp_path, validator=no_rival) as cache:
+        _fill(cache, stored)
+        assert _ask(cache) is None
+    with _open(tmp_path, "off.db", validator=no_rival, answer_support=False) as off:
+        _fill(off, stored)
+        hit = _ask(off)
+        assert hit is not None
+        assert hit.response == "lone"  # the plain threshold serves the nearest

@@ -283,8 +283,10 @@ class StaticResult(ReplayResult):
         (``answer_support=True``, no error budget): each query's first ``k`` candidates
         (those at or above ``floor``) scored by
         :func:`~semcache._agreement.support_scores` and tried highest first, then the
-        candidates beyond them by similarity. The result's ``similarity`` is that score,
-        so its curves and headlines sweep the threshold on it as the cache applies it.
+        candidates beyond them by similarity, where no head candidate was declined by
+        its score (at thresholds up to the lowest head score). The result's
+        ``similarity`` is that score, so its curves and headlines sweep the threshold on
+        it as the cache applies it.
 
         Raises:
             ValueError: the record keeps no answers (not made by :func:`static_replay`).
@@ -305,6 +307,11 @@ class StaticResult(ReplayResult):
                 weight=weight,
             )
             ranked = sorted(range(len(head)), key=lambda r: (-scores[r], -sim[i, head[r]]))
+            # beyond the head the cache serves by cosine only if no head candidate was
+            # declined by its score, i.e. at thresholds up to the lowest head score
+            lowest = min(scores)
+            for j in range(k, sim.shape[1]):
+                sim[i, j] = min(sim[i, j], lowest)
             for r in range(len(head)):
                 sim[i, head[r]] = scores[r]
             order[i, : len(head)] = [head[r] for r in ranked]
