@@ -193,6 +193,8 @@ def test_proxy_tenant_header_keeps_keys_apart(upstream: Upstream, tmp_path: Path
         (["--upstream", "http://x/v1", "--max-temperature", "-1"], ">= 0"),
         (["--upstream", "http://x/v1", "--error-budget", "1"], "an error budget in (0, 1)"),
         (["--upstream", "http://x/v1", "--error-budget", "0"], "an error budget in (0, 1)"),
+        (["--upstream", "http://x/v1", "--answer-similarity", "0"], "a cosine in (0, 1]"),
+        (["--upstream", "http://x/v1", "--answer-similarity", "1.5"], "a cosine in (0, 1]"),
     ],
 )
 def test_serve_rejects_bad_arguments(
@@ -228,4 +230,48 @@ def test_serve_error_budget_reaches_the_cache(
     (budget,) = budgets
     assert budget is not None
     assert budget.budget == 0.01
+    assert "proxy for http://x/v1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--answer-similarity", "0.95"],
+        ["--answer-similarity", "0.95", "--error-budget", "0.01", "--exact-only"],
+    ],
+)
+def test_serve_answer_similarity_needs_a_budget_and_a_model(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import semcache.integrations.server as server
+    from semcache._cli import main
+
+    started: list[Any] = []
+    monkeypatch.setattr(server, "create_app", lambda *a, **kw: started.append(a))
+    assert main(["serve", "--upstream", "http://x/v1", *args]) == 1
+    assert "--answer-similarity needs --error-budget" in capsys.readouterr().err
+    assert started == []  # refused before any cache or app
+
+
+def test_serve_answer_similarity_reaches_the_cache(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import semcache.integrations.server as server
+    from semcache._cache import engine_of
+    from semcache._cli import main
+    from semcache.integrations._flow import core_of
+
+    seen: list[Any] = []
+    real = server.create_app
+
+    def create_app(cache: Any, upstream: str, **kw: Any) -> Any:
+        seen.append(engine_of(core_of(cache)).budgets)
+        return real(cache, upstream, **kw)
+
+    monkeypatch.setattr(server, "create_app", create_app)
+    monkeypatch.setattr(server, "run", lambda app, host, port: None)
+    args = ["serve", "--upstream", "http://x/v1", "--error-budget", "0.01"]
+    assert main([*args, "--answer-similarity", "0.95"]) == 0
+    (budgets,) = seen
+    assert budgets.similar == 0.95
     assert "proxy for http://x/v1" in capsys.readouterr().out

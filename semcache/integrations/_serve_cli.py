@@ -8,6 +8,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from .. import _argtypes as argtypes
+from .._errors import ConfigurationError
 
 __all__ = ["add_serve_parser", "run_serve"]
 
@@ -25,6 +26,13 @@ def _budget(text: str) -> float:
     value = argtypes.number(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError("an error budget in (0, 1), e.g. 0.01")
+    return value
+
+
+def _answer_similarity(text: str) -> float:
+    value = argtypes.number(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError("a cosine in (0, 1], e.g. 0.95")
     return value
 
 
@@ -80,6 +88,15 @@ def add_serve_parser(sub: Any) -> None:
         ),
     )
     serve.add_argument(
+        "--answer-similarity",
+        type=_answer_similarity,
+        metavar="COSINE",
+        help=(
+            "with --error-budget: compare answers by the cosine of their embeddings "
+            "(made at put) instead of their text, e.g. 0.95 (see docs/quality.md)"
+        ),
+    )
+    serve.add_argument(
         "--exact-only",
         action="store_true",
         help="no embedding model: serve exact repeats only",
@@ -92,7 +109,13 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     Raises:
         MissingDependencyError: the ``serve`` extra (or, without --exact-only, an
             embedding model) is not installed.
+        ConfigurationError: --answer-similarity without --error-budget or with
+            --exact-only.
     """
+    if args.answer_similarity is not None and (args.error_budget is None or args.exact_only):
+        raise ConfigurationError(
+            "--answer-similarity needs --error-budget and an embedding model (not --exact-only)"
+        )
     from .._async import AsyncSemanticCache
     from ._flow import core_of
     from .chat import ChatPolicy
@@ -111,6 +134,7 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         embedder,
         similarity_threshold=args.threshold,
         error_budget=args.error_budget,
+        answer_similarity=args.answer_similarity,
     )
     try:
         app = create_app(
