@@ -275,7 +275,7 @@ def test_cli_stream_json(
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["protocol"] == "stream"
     assert data["gets"] == 6
-    assert set(data["rules"]) == {"cosine", "cosine+numbers", "default"}
+    assert set(data["rules"]) == {"cosine", "cosine+numbers", "threshold", "default"}
     cosine = {round(p["min_similarity"], 4): p for p in data["rules"]["cosine"]}
     assert (cosine[0.95]["hits"], cosine[0.95]["wrong"], cosine[0.95]["llm_calls"]) == (2, 1, 4)
     assert (cosine[0.9]["hits"], cosine[0.9]["wrong"], cosine[0.9]["llm_calls"]) == (3, 1, 3)
@@ -296,6 +296,11 @@ def test_cli_stream_json(
     # the numbers guard: from cos>=0.70 no wrong hit, p1 and p4 served
     guarded = data["headline"]["cosine+numbers"]["error_0.001"]
     assert (guarded["hit_rate"], guarded["error_rate"]) == (pytest.approx(2 / 6), 0.0)
+    # threshold: the shipped cache without a budget (its guards, numbers among them, and
+    # answer support) serves what cosine+numbers serves here: p1 and p4
+    shipped = data["headline"]["threshold"]["error_0.001"]
+    assert (shipped["hit_rate"], shipped["error_rate"]) == (pytest.approx(2 / 6), 0.0)
+    assert "shipped threshold>=0.850 [" in captured.err
     # default: the error budget, one run per budget; six gets teach it too little to
     # serve anything (every LLM call is an observation, none is a verification)
     default = data["headline"]["default"]

@@ -239,11 +239,15 @@ def _sweep(
     thresholds: Sequence[float],
     guards: tuple[str, ...],
     progress: ProgressBar | None,
+    *,
+    shipped: bool = False,
 ) -> list[StreamPoint]:
     """Stream runs of a cosine threshold (with ``guards``) over ``thresholds``; then, for
     each budget, a bisection between the lowest grid threshold within it and the grid
     threshold below, down to 0.0025 (the error rate falls as the threshold rises, so
-    the lowest threshold within the budget serves the most)."""
+    the lowest threshold within the budget serves the most). ``shipped``: instead,
+    ``SemanticCache(similarity_threshold=t)`` with every other setting as shipped (its
+    guards and answer support)."""
     from . import GUARDS, all_of
 
     validator = None if not guards else all_of(*(GUARDS[g] for g in guards))
@@ -256,6 +260,8 @@ def _sweep(
         rule = Rule(t, None, guards)
 
         def make() -> SemanticCache:
+            if shipped:
+                return SemanticCache(similarity_threshold=t, index_backend="flat")
             return SemanticCache(
                 similarity_threshold=t,
                 validator=validator,
@@ -264,9 +270,8 @@ def _sweep(
                 answer_support=False,  # the cosine family: a plain threshold
             )
 
-        done[t] = _stream_run(
-            data, make, label=f"stream {rule.describe()}", guards=guards, progress=progress
-        )
+        label = f"shipped threshold>={t:.3f}" if shipped else f"stream {rule.describe()}"
+        done[t] = _stream_run(data, make, label=label, guards=guards, progress=progress)
 
     for t in thresholds:
         run(t)
@@ -306,6 +311,9 @@ def _stream(
     if guards:
         family = "cosine+" + "+".join(guards)
         families[family] = _sweep(data, grid, tuple(guards), progress)
+    # threshold: SemanticCache(similarity_threshold=t) as shipped, without a budget (its
+    # guards and answer support), swept and chosen in hindsight as cosine is
+    families["threshold"] = _sweep(data, grid, (), progress, shipped=True)
     # default: SemanticCache(path, error_budget=budget) as shipped, through get_or_put
     # (_cache_replay), run once per budget, nothing swept
     defaults = {
@@ -339,7 +347,8 @@ def _stream(
         f"{source.embedder.fingerprint}\n(default: SemanticCache's shipped "
         f"{'guards' if default_guard is not None else 'settings, no guards'} with the error "
         "budget set to each target, run through get_or_put on a SQLite file: agreement "
-        "evidence, per-entry records, verification)\n\n"
+        "evidence, per-entry records, verification; threshold: SemanticCache(similarity_"
+        "threshold=t) as shipped, no budget: its guards and answer support)\n\n"
     )
     rows = [*families["cosine"], *[p for f, ps in families.items() if f != "cosine" for p in ps]]
     out.write(_stream_table(rows) + "\n")
@@ -354,6 +363,8 @@ def _stream(
                 how = (
                     f"budget {h['knob']} ({h['verifications']} verifications)"
                     if family == "default"
+                    else f"threshold {h['knob']:.4f}"
+                    if family == "threshold"
                     else f"cos>={h['knob']:.4f}"
                 )
                 out.write(
