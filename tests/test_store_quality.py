@@ -16,7 +16,7 @@ import apsw
 import pytest
 from test_store_conformance import BACKENDS, StoreFactory, entry, key, put
 
-from semcache._errors import CacheClosedError
+from semcache._errors import CacheClosedError, InvalidInputError, InvalidNamespaceError
 from semcache._store import (
     Limits,
     MemoryStore,
@@ -247,3 +247,30 @@ def test_sqlite_copy_checks_accept_the_new_schema(tmp_path: Path) -> None:
         assert store.inspect_copy(dest)["entries"] == {"a": 1}
     finally:
         store.close()
+
+
+def test_bad_state_raises_before_anything_is_written(factory: StoreFactory) -> None:
+    store = factory()
+    (a,) = put(store, entry("a"))
+    state = q(store)
+    for bad in ({a: "[]", "b": "[]"}, {a: "[]", 2: b"[]"}, {a: "\ud800"}, {a: "x" * 20_000}):
+        with pytest.raises(InvalidInputError):
+            state.write_records(bad)  # type: ignore[arg-type]
+    assert record_of(store, a) is None
+    state.add_counts("ns", {"n": 1.0})
+    for deltas in (
+        {"n": 1.0, "bad": float("nan")},
+        {"n": 1.0, "bad": "1"},
+        {"n": 1.0, "bad": True},
+        {"n": 1.0, "": 1.0},
+        {"n": 1.0, "caf\u00e9": 1.0},
+        {"n": 1.0, "x" * 65: 1.0},
+        {"n": 1.0, 3: 1.0},
+    ):
+        with pytest.raises(InvalidInputError):
+            state.add_counts("ns", deltas)  # type: ignore[arg-type]
+    with pytest.raises(InvalidNamespaceError):
+        state.add_counts(None, {"n": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(InvalidNamespaceError):
+        state.read_counts(b"ns")  # type: ignore[arg-type]
+    assert state.read_counts("ns") == {"n": 1.0}  # nothing of a refused call was added

@@ -12,6 +12,7 @@ from typing import Literal
 
 from .._errors import CacheClosedError
 from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
+from ._quality_checks import check_counts, check_counts_namespace, check_records
 
 __all__ = ["MemoryStore"]
 
@@ -235,24 +236,45 @@ class MemoryStore(NoLocalFile):
     # -- the error budget's state (QualityState) ------------------------------------
     def write_records(self, records: Mapping[int, str]) -> None:
         """Set the record of existing entries (see :class:`~semcache.Store`'s
-        ``QualityState``); unknown ids are skipped."""
+        ``QualityState``); unknown ids are skipped.
+
+        Raises:
+            InvalidInputError: an id that is not an int or a record that is not text.
+            InputTooLargeError: a record over 16 KiB (UTF-8).
+            CacheClosedError: the store is closed.
+        """
+        checked = check_records(records)  # before anything is written
         with self._lock:
             self._check_open()
-            for entry_id, text in records.items():
+            for entry_id, text in checked:
                 row = self._rows.get(entry_id)
                 if row is not None:
                     row.entry.record = text
 
     def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
-        """Add ``deltas`` to the namespace's counters."""
+        """Add ``deltas`` to the namespace's counters.
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            InvalidInputError: a counter name that is not short printable ASCII, or a
+                delta that is not a finite number.
+            CacheClosedError: the store is closed.
+        """
+        checked = check_counts(namespace, deltas)  # before anything is added
         with self._lock:
             self._check_open()
             counts = self._counts.setdefault(namespace, {})
-            for name, delta in deltas.items():
-                counts[name] = counts.get(name, 0.0) + float(delta)
+            for name, delta in checked:
+                counts[name] = counts.get(name, 0.0) + delta
 
     def read_counts(self, namespace: str) -> dict[str, float]:
-        """The namespace's counters."""
+        """The namespace's counters.
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            CacheClosedError: the store is closed.
+        """
+        check_counts_namespace(namespace)
         with self._lock:
             self._check_open()
             return dict(self._counts.get(namespace, {}))

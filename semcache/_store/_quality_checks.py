@@ -1,5 +1,5 @@
-"""The checks the server stores (Redis, PostgreSQL, DynamoDB) make on the error budget's
-state before they write any of it: entries' records (``write_records``) and a
+"""The checks every shipped store (Memory, SQLite, Redis, PostgreSQL, DynamoDB) makes on
+the error budget's state before it writes any of it: entries' records (``write_records``) and a
 namespace's counters (``add_counts``). See ``docs/stores.md`` ("The error budget's
 state")."""
 

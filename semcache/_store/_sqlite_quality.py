@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from ._quality_checks import check_counts, check_counts_namespace, check_records
+
 __all__ = ["SQLiteQuality"]
 
 _T = TypeVar("_T")
@@ -43,12 +45,14 @@ class SQLiteQuality:
         ids are skipped (see :class:`~semcache._store._base.QualityState`).
 
         Raises:
+            InvalidInputError: an id that is not an int or a record that is not text.
+            InputTooLargeError: a record over 16 KiB (UTF-8).
             CacheClosedError: the store is closed.
             StoreError: the write failed (nothing of it is kept).
         """
-        if not records:
+        rows = check_records(records)  # before anything is written
+        if not rows:
             return
-        rows = [(int(i), str(text)) for i, text in records.items()]
         with self._write() as conn:
             conn.executemany(_WRITE_RECORD, rows)
 
@@ -56,12 +60,15 @@ class SQLiteQuality:
         """Add each delta to the namespace's counter of that name, in one transaction.
 
         Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            InvalidInputError: a counter name that is not short printable ASCII, or a
+                delta that is not a finite number.
             CacheClosedError: the store is closed.
             StoreError: the write failed (nothing of it is kept).
         """
-        if not deltas:
+        rows = [(namespace, n, v) for n, v in check_counts(namespace, deltas)]
+        if not rows:
             return
-        rows = [(namespace, str(name), float(v)) for name, v in deltas.items()]
         with self._write() as conn:
             conn.executemany(_ADD_COUNT, rows)
 
@@ -69,8 +76,10 @@ class SQLiteQuality:
         """The namespace's counters (empty when none).
 
         Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
             CacheClosedError: the store is closed.
             StoreError: the read failed.
         """
+        check_counts_namespace(namespace)
         rows = self._read(lambda c: c.execute(_READ_COUNTS, (namespace,)).fetchall())
         return {str(name): float(value) for name, value in rows}
