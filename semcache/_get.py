@@ -22,7 +22,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._agreement import SUPPORT_FLOOR, SUPPORT_K, SUPPORT_WEIGHT, answer_key, support_scores
+from ._agreement import SUPPORT_FLOOR, SUPPORT_K, answer_key, support_bound, support_scores
 from ._answer_steps import fill_steps
 from ._budgets import BUDGET_K, Judgement
 from ._checks import check_flag
@@ -522,7 +522,7 @@ def _supported(
 
     Nothing is read when no candidate's score can reach the threshold: a score is at
     most what it would be with every other candidate agreeing with it
-    (:func:`support_bounds`), known from the index's scores alone. Otherwise the
+    (:func:`~semcache._agreement.support_bound`), known from the index's scores alone. Otherwise the
     candidates that can count (above the floor) or be served are read and checked
     (:func:`_checked`) and scored from their own similarities and answers; an expired
     or deleted one neither supports nor opposes. Those whose score reaches the
@@ -539,8 +539,7 @@ def _supported(
     threshold = eng.threshold
     if not candidates:
         return None
-    bounds = support_bounds([s for _, s in candidates])
-    if max(bounds) < threshold:
+    if support_bound([s for _, s in candidates]) < threshold:
         return None
     # those that count (at or above the floor) and those a cosine alone could serve (a
     # threshold below the floor); one below the floor is scored at its similarity
@@ -602,21 +601,6 @@ def _answer_keys(eng: Engine, entries: list[StoredEntry]) -> list[bytes]:
                 del memo[next(iter(memo))]
         out.append(key)
     return out
-
-
-def support_bounds(similarities: list[float]) -> list[float]:
-    """Each candidate's highest support score, every other candidate agreeing with it:
-    ``support_scores(similarities, [one answer for all])`` (a test says so), without
-    its dicts (a get computes it for every search that reaches the support step)."""
-    floor, weight = SUPPORT_FLOOR, SUPPORT_WEIGHT
-    excess = [s - floor if s > floor else 0.0 for s in similarities]
-    total = sum(excess)
-    if len(similarities) < 2:
-        return list(similarities)
-    return [
-        s if total == e else 1.0 - (1.0 - s) * math.exp(-weight * (total - e))
-        for s, e in zip(similarities, excess, strict=True)
-    ]
 
 
 def _own_score(

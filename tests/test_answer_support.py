@@ -20,9 +20,8 @@ from conftest import FakeClock
 
 import semcache._get
 from semcache import AsyncSemanticCache, Hit, SemanticCache
-from semcache._agreement import support_bound, support_scores
+from semcache._agreement import support_scores
 from semcache._cache import engine_of
-from semcache._get import support_bounds
 
 DIM = 32
 THRESHOLD = 0.85
@@ -313,15 +312,6 @@ def test_an_error_budget_decides_alone(tmp_path: Path) -> None:
         outcomes.append(seen)
     assert outcomes[0] == outcomes[1]
     assert all(misses["support"] == 0 for _, misses in outcomes[0])
-
-
-def test_the_bounds_are_the_scores_of_candidates_that_all_agree() -> None:
-    rng = np.random.default_rng(5)
-    for _ in range(300):
-        n = int(rng.integers(1, 9))
-        sims = sorted(rng.uniform(-0.2, 1.0, n).tolist(), reverse=True)
-        assert support_bounds(sims) == pytest.approx(support_scores(sims, [0] * n), abs=1e-12)
-        assert max(support_bounds(sims)) == pytest.approx(support_bound(sims), abs=1e-12)
 
 
 def test_answer_keys_are_kept_by_entry_id_bounded_and_dropped_on_clear(
