@@ -250,6 +250,8 @@ def test_sqlite_copy_checks_accept_the_new_schema(tmp_path: Path) -> None:
 
 
 def test_bad_state_raises_before_anything_is_written(factory: StoreFactory) -> None:
+    """Every store (the servers included) checks records, counters and namespaces
+    before it writes any of them."""
     store = factory()
     (a,) = put(store, entry("a"))
     state = q(store)
@@ -260,6 +262,8 @@ def test_bad_state_raises_before_anything_is_written(factory: StoreFactory) -> N
     state.add_counts("ns", {"n": 1.0})
     for deltas in (
         {"n": 1.0, "bad": float("nan")},
+        {"n": 1.0, "bad": float("inf")},
+        {"n": 1.0, "bad": 10**400},
         {"n": 1.0, "bad": "1"},
         {"n": 1.0, "bad": True},
         {"n": 1.0, "": 1.0},
