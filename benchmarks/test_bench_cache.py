@@ -120,7 +120,7 @@ def test_put_floor_sqlite_insert(benchmark, tmp_path: Path) -> None:  # type: ig
     keys = iter([make_key("default", f"{PROMPT} {i}") for i in range(200_000)])
 
     def insert() -> None:
-        row = (next(keys), "default", PROMPT, response, None, 1.0, None, 1.0, None)
+        row = (next(keys), "default", PROMPT, response, None, 1.0, None, 1.0, None, None)
         cursor.execute(_INSERT_NEW, row)
 
     benchmark(insert)
@@ -136,6 +136,27 @@ def test_put(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
 
 def test_put_with_embedding(benchmark, tmp_path: Path, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     cache = SemanticCache(str(tmp_path / "put.db"))
+    counter = itertools.count()
+
+    def put() -> None:
+        i = next(counter)
+        cache.put(f"{PROMPT} {i}", "an answer", embedding=vectors[i % N])
+
+    benchmark(put)
+    cache.close()
+
+
+def test_put_with_embedding_answer_similarity(  # type: ignore[no-untyped-def]
+    benchmark, tmp_path: Path, vectors: np.ndarray
+) -> None:
+    """A put under ``error_budget`` with ``answer_similarity``: the answer embedded (the
+    hash stand-in, one text) and its vector stored with the entry in the put's write."""
+    cache = SemanticCache(
+        str(tmp_path / "put.db"),
+        embedder=_HashEmbedder(),
+        error_budget=0.01,
+        answer_similarity=0.95,
+    )
     counter = itertools.count()
 
     def put() -> None:

@@ -1,7 +1,8 @@
 """The steps of ``answer_similarity`` that call the embedder (operation generators: the
 texts to embed are yielded to the driver, so an AsyncEmbedder is awaited as for a
 query): the answer vectors of stored entries that have none yet (:func:`fill_steps`,
-a get's candidates put before the option was on, or whose record write was lost) and
+a get's candidates put before the option was on, or by a store that ignores the record
+a put gives it) and
 a fresh answer's (:func:`fresh_steps`, the LLM's answer that teaches the budget and is
 then put). The comparison itself is :class:`~semcache._budgets.Budgets`'."""
 

@@ -21,7 +21,8 @@ verification draws, and this process's counters in ``stats()``. A store without 
 in this process's memory only.
 
 With ``answer_similarity`` the answers are compared by their embeddings: each entry's
-record carries the embedding of its answer (made at put, :func:`encode_answer`), the
+record carries the embedding of its answer (made at put, :func:`encode_answer`, and
+stored with the entry in the put's own write), the
 candidates' are decoded once per get (:meth:`Budgets.answers_of`) and two answers are
 the same when their cosine is at least ``answer_similarity``; an entry without one (put
 before the option was on) is embedded when first compared and its record written back
@@ -445,20 +446,31 @@ class Budgets:
                 logger.warning("semcache: an entry's budget record is malformed; ignored")
         return EntryRecord()
 
+    @staticmethod
+    def text(record: EntryRecord) -> str:
+        """A record as the text a store keeps (compact JSON)."""
+        return json.dumps(record.to_json(), separators=(",", ":"))
+
     def write(self, records: Mapping[int, EntryRecord], entries: Sequence[StoredEntry]) -> None:
         """Store the records (by entry id) with their entries."""
-        texts = {i: json.dumps(r.to_json(), separators=(",", ":")) for i, r in records.items()}
+        texts = {i: self.text(r) for i, r in records.items()}
         if self.state is None:
-            for i, text in texts.items():
-                self._local[i] = text
-                self._local.move_to_end(i)
-            while len(self._local) > _LOCAL_RECORDS:
-                self._local.popitem(last=False)
+            self.keep_local(texts)
             return
         self.state.write_records(texts)
         for entry in entries:  # the copies this process keeps (the hot map's)
             if entry.id in texts:
                 entry.record = texts[entry.id]
+
+    def keep_local(self, texts: Mapping[int, str]) -> None:
+        """Keep record texts (by entry id) in this process: what a store without the
+        ``QualityState`` capability has instead (a put's records, :meth:`write`'s)."""
+        local = self._local
+        for i, text in texts.items():
+            local[i] = text
+            local.move_to_end(i)
+        while len(local) > _LOCAL_RECORDS:
+            local.popitem(last=False)
 
     # -- after an LLM call -------------------------------------------------------------------
     def learn(self, judged: Judgement, fresh: str | None, vector: Vector | None = None) -> None:

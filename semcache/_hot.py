@@ -93,6 +93,8 @@ class HotMap:
                 new.metadata,
                 created_at,
                 expires_at,
+                None,
+                new.record,
             ),
         )
 

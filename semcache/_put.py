@@ -7,14 +7,13 @@ the generator that yields the texts to embed, in batches, and then writes.
 
 With ``answer_similarity`` the responses (the answers a registered view reads from
 them) are embedded too, in the same embedder calls as the prompts, before anything is
-written; after the entries are stored, each gets its answer vector in its budget
-record (a second write: when it fails the entries stay, logged, and their answers are
-embedded when first compared).
+written; each entry's budget record, which carries its answer vector, is part of the
+entry (``NewEntry.record``), stored in the same write (a store without the
+``QualityState`` capability: kept in this process, ``Budgets.keep_local``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -26,7 +25,7 @@ import numpy.typing as npt
 
 from ._answer_steps import answer_similarity_of
 from ._budget_policy import EntryRecord
-from ._budgets import encode_answer
+from ._budgets import Budgets, encode_answer
 from ._checks import check_callable, check_ttl, show
 from ._engine import Engine
 from ._errors import (
@@ -35,7 +34,6 @@ from ._errors import (
     InvalidTextError,
     QueryTooLargeError,
     ResponseTooLargeError,
-    StoreError,
 )
 from ._ownership import Lifecycle
 from ._progress import ProgressCallback
@@ -43,8 +41,6 @@ from ._store import Limits, NewEntry, PutResult
 from ._text import check_size
 
 __all__ = ["PutSteps", "put_steps", "start_put", "start_put_one"]
-
-logger = logging.getLogger("semcache")
 
 _OPEN: Final = Lifecycle.OPEN
 
@@ -249,10 +245,14 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
     if stored is not None and indexes.dim is None:
         new_dim = int(stored.shape[1])
     key = eng.key_memo.compute  # (what eng.key returns, without the memo's lookup)
+    records, local = _answer_records(eng, checked)
     if n == 1:  # every put: its entry without a comprehension's machinery (~2 us)
         q = queries[0]
         vector = None if stored is None else stored[0].tobytes()
-        entries = [NewEntry(key(ns, q), ns, q, responses[0], metas[0], vector, now, expires)]
+        record = None if records is None else records[0]
+        entries = [
+            NewEntry(key(ns, q), ns, q, responses[0], metas[0], vector, now, expires, record)
+        ]
     else:
         entries = [
             NewEntry(
@@ -264,6 +264,7 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
                 None if stored is None else stored[i].tobytes(),
                 now,
                 expires,
+                None if records is None else records[i],
             )
             for i, (q, r) in enumerate(zip(queries, responses, strict=True))
         ]
@@ -315,31 +316,36 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
                     new = entries[j]
                     hot.remember_new(ids[j], new, now, expires)
                     remember(ns, new.query, new.key)
-    if checked.answers is not None:
-        _write_answers(eng, checked, result)
+    if local is not None:
+        _keep_local(local, checked, result)
     eng.metrics.put(ns, n, t0)
     return n
 
 
-def _write_answers(eng: Engine, checked: _CheckedPut, result: PutResult) -> None:
-    """Keep each new entry's answer vector in its budget record (and in this process's
-    copies of the entries). A store error is logged: the entries are stored, and an
-    entry without its vector has its answer embedded when it is first compared."""
+def _answer_records(eng: Engine, checked: _CheckedPut) -> tuple[list[str] | None, Budgets | None]:
+    """With answer vectors, each new entry's budget record (the text, in input order)
+    for the store to write with the entry; or, for a store without the capability, the
+    budget that keeps them in this process once the entries have ids."""
     budgets = eng.budgets
-    assert budgets is not None
+    if checked.answers is None or budgets is None:
+        return None, None
+    if budgets.state is None:
+        return None, budgets
+    return [Budgets.text(EntryRecord(answer=encode_answer(row))) for row in checked.answers], None
+
+
+def _keep_local(budgets: Budgets, checked: _CheckedPut, result: PutResult) -> None:
+    """Keep the new entries' answer vectors in this process's records (a store without
+    the ``QualityState`` capability)."""
     assert checked.answers is not None
     gone = {i for i, _ in result.replaced + result.evicted}
-    records = {
-        entry_id: EntryRecord(answer=encode_answer(row))
-        for entry_id, row in zip(result.ids, checked.answers, strict=True)
-        if entry_id not in gone
-    }
-    kept = [e for e in map(eng.hot.by_id, records) if e is not None]
-    try:
-        budgets.write(records, kept)
-    except StoreError:
-        budgets.counters["learn_errors"] += 1
-        logger.exception("semcache: could not keep the answers' vectors; embedded when compared")
+    budgets.keep_local(
+        {
+            entry_id: Budgets.text(EntryRecord(answer=encode_answer(row)))
+            for entry_id, row in zip(result.ids, checked.answers, strict=True)
+            if entry_id not in gone
+        }
+    )
 
 
 def _apply_put(eng: Engine, ns: str, result: PutResult, stored: npt.NDArray[Any] | None) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from semcache import (
     EmbedderError,
     MemoryStore,
     SemanticCache,
-    StoreError,
+    SQLiteStore,
 )
 from semcache._agreement import SPLIT, UNANIMOUS
 from semcache._budget_policy import EntryRecord
@@ -225,24 +226,65 @@ def test_get_or_put_returns_an_answer_it_cannot_embed_and_stores_nothing(
         assert np.allclose(answer_in(record), TABLE[PARIS], atol=1e-3)
 
 
-def test_a_lost_record_write_at_put_keeps_the_entry_and_embeds_it_later(
-    tmp_path: Path,
+class CountsWrites(MemoryStore):
+    """A MemoryStore that counts its writes (put_many and write_records calls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def put_many(self, entries: Any, **kwargs: Any) -> Any:
+        self.writes.append("put_many")
+        return super().put_many(entries, **kwargs)
+
+    def write_records(self, records: Any) -> None:
+        self.writes.append("write_records")
+        super().write_records(records)
+
+
+def test_a_put_stores_the_answer_vector_in_its_one_store_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class LosesRecords(MemoryStore):
-        lose = True
-
-        def write_records(self, records: Any) -> None:
-            if self.lose:
-                raise StoreError("disk full")
-            super().write_records(records)
-
-    store = LosesRecords()
+    store = CountsWrites()
+    with cache_of(None, TableEmbedder(), store=store) as cache:
+        cache.put("topic", PARIS)
+        cache.put_many(["q", "near"], [PARIS_AGAIN, BERLIN])
+        assert store.writes == ["put_many", "put_many"]  # no second write of the records
+        for prompt, answer in (("topic", PARIS), ("near", BERLIN)):
+            record = record_of(store, entry_id(cache, prompt))
+            assert np.allclose(answer_in(record), unit(TABLE[answer]), atol=1e-3)
+    written: list[Any] = []
+    monkeypatch.setattr(SQLiteStore, "write_records", lambda self, r: written.append(r))
+    with cache_of(tmp_path / "c.db", TableEmbedder()) as cache:  # a real SQLite file
+        cache.put("topic", PARIS)
+        cache.put_many(["q", "near"], [PARIS_AGAIN, BERLIN])
+    assert written == []
+    monkeypatch.undo()
     emb = TableEmbedder()
-    with cache_of(None, emb, store=store) as cache:
+    with cache_of(tmp_path / "c.db", emb) as cache:  # reopened: the vectors are there
+        record = record_of(engine_of(cache).store, entry_id(cache, "near"))
+        assert np.allclose(answer_in(record), unit(TABLE[BERLIN]), atol=1e-3)
+        asked = spy(cache)
+        cache.get("q2", embedding=TABLE["q2"])
+        assert asked[-1][0].examined == 3  # all three compared ...
+        assert emb.calls == []  # ... and no answer embedded again
+
+
+def test_a_store_that_ignores_the_record_at_put_has_the_answer_embedded_later() -> None:
+    """A third-party store written before ``NewEntry.record``: its entries start without
+    a record, and their answers are embedded when first compared."""
+
+    class Ignores(MemoryStore):
+        def put_many(self, entries: Any, **kwargs: Any) -> Any:
+            return super().put_many([replace(e, record=None) for e in entries], **kwargs)
+
+    store = Ignores()
+    emb = TableEmbedder()
+    # shared: every read goes to the store (no copies of what this process wrote)
+    with cache_of(None, emb, store=store, multi_process_mode="shared") as cache:
         cache.put("topic", PARIS)  # stored; its answer vector is not
         stored = entry_id(cache, "topic")
         assert store.get_by_ids([stored])[stored].record is None
-        store.lose = False
         force(cache, "verify")
         emb.calls.clear()
         assert cache.get_or_put("q", lambda: PARIS_AGAIN) == PARIS_AGAIN

@@ -16,15 +16,22 @@ import apsw
 import pytest
 from test_store_conformance import BACKENDS, StoreFactory, entry, key, put
 
-from semcache._errors import CacheClosedError, InvalidInputError, InvalidNamespaceError
+from semcache._errors import (
+    CacheClosedError,
+    InputTooLargeError,
+    InvalidInputError,
+    InvalidNamespaceError,
+)
 from semcache._store import (
     Limits,
     MemoryStore,
+    NewEntry,
     QualityState,
     SQLiteStore,
     Store,
     quality_state,
 )
+from semcache._store._quality_checks import MAX_RECORD_BYTES
 from semcache._store._sqlite_schema import SCHEMA_VERSION
 
 #: The backends that keep the budget's state (the server stores on the real servers, as in
@@ -278,3 +285,70 @@ def test_bad_state_raises_before_anything_is_written(factory: StoreFactory) -> N
     with pytest.raises(InvalidNamespaceError):
         state.read_counts(b"ns")  # type: ignore[arg-type]
     assert state.read_counts("ns") == {"n": 1.0}  # nothing of a refused call was added
+
+
+# -- the record a put stores with its entries (NewEntry.record) ----------------------------
+def with_record(new: NewEntry, record: object) -> NewEntry:
+    new.record = record  # type: ignore[assignment]
+    return new
+
+
+def by_key(store: Store, name: str) -> tuple[int, str, str | None] | None:
+    """``(id, response, record)`` of the entry ``get_by_key`` reads, or None."""
+    got = store.get_by_key(key(name))
+    return None if got is None else (got.id, got.response, got.record)
+
+
+def test_a_put_stores_its_record_with_the_entry(factory: StoreFactory) -> None:
+    store = factory()
+    (i,) = put(store, with_record(entry("x"), RECORD))  # one entry, no limits
+    j, k = put(store, with_record(entry("y"), "[]"), entry("z"), limits=Limits(10, 10))
+    assert record_of(store, i) == RECORD
+    assert store.get_by_ids([i, j, k], vectors=True)[j].record == "[]"
+    assert record_of(store, k) is None
+    assert by_key(store, "x") == (i, "response x", RECORD)
+    assert by_key(store, "y") == (j, "response y", "[]")
+    # one change per entry, as any put: the record is no write of its own
+    assert [(c.op, c.entry_id) for c in store.changes_since(0) or []] == [
+        ("put", i),
+        ("put", j),
+        ("put", k),
+    ]
+
+
+def test_a_replacing_put_starts_with_its_own_record(factory: StoreFactory) -> None:
+    store = factory()
+    (i,) = put(store, with_record(entry("x"), RECORD))
+    (j,) = put(store, entry("x", response="another answer"))  # None: no record
+    assert record_of(store, j) is None
+    assert by_key(store, "x") == (j, "another answer", None)
+    (k,) = put(store, with_record(entry("x", response="third"), "[]"))
+    assert record_of(store, k) == "[]"
+    (m,) = store.put_many([entry("x", response="fourth")], now=0.0, limits=Limits(10, 10)).ids
+    assert record_of(store, m) is None
+    assert store.get_by_ids([i, j, k]) == {}
+
+
+def test_a_bad_record_at_put_raises_before_anything_is_written(factory: StoreFactory) -> None:
+    store = factory()
+    (a,) = put(store, with_record(entry("a"), RECORD))
+    seq = store.seq()
+    bad_puts = [
+        (InputTooLargeError, [with_record(entry("b"), "x" * (MAX_RECORD_BYTES + 1))]),
+        (InvalidInputError, [with_record(entry("b"), b"[]")]),
+        (InvalidInputError, [with_record(entry("b"), "\ud800")]),
+        # the replacement of a stored key, and a batch whose second record is bad
+        (InvalidInputError, [with_record(entry("a", response="new"), 3)]),
+        (InputTooLargeError, [entry("c"), with_record(entry("b"), "\u00e9" * 8193)]),
+    ]
+    for error, entries in bad_puts:
+        for limits in (None, Limits(10, 10)):
+            with pytest.raises(error):
+                store.put_many(entries, now=0.0, limits=limits)
+    assert store.count() == 1
+    assert store.seq() == seq
+    assert by_key(store, "b") is None
+    assert by_key(store, "c") is None
+    assert by_key(store, "a") == (a, "response a", RECORD)
+    (b,) = put(store, with_record(entry("b"), "x" * MAX_RECORD_BYTES))  # the limit itself
+    assert record_of(store, b) == "x" * MAX_RECORD_BYTES

@@ -126,6 +126,10 @@ class NewEntry:
     vector: bytes | None
     created_at: float
     expires_at: float | None
+    #: The error budget's record the entry starts with (JSON text, see
+    #: :class:`QualityState`), stored with the entry in the put's own write; None: none.
+    #: A store without the capability ignores it.
+    record: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,8 +373,12 @@ class QualityState(Protocol):
 
     Records: at most a few hundred bytes of JSON per entry, stored with the entry
     (:attr:`StoredEntry.record`, filled by ``get_by_ids`` and ``get_by_key``); a put
-    (insert or replacement of the key) stores none, and delete, expiry, eviction and
-    clear remove it with the entry. Counters: named floats per namespace, only ever
+    (insert or replacement of the key) stores the entry's :attr:`NewEntry.record` (None:
+    none) in the same write as the entry, checked like :meth:`write_records`' before
+    anything is written, and delete, expiry, eviction and clear remove it with the
+    entry. (A store written before :attr:`NewEntry.record` existed ignores it: its
+    entries start without a record, and the answers' vectors are made when first
+    compared.) Counters: named floats per namespace, only ever
     added to (so that no process loses another's updates); :meth:`Store.clear` of a
     namespace (or of all) drops its counters, deleting entries does not. Counters are
     never entries: they do not appear in ``count``, ``namespace_counts``,

@@ -49,7 +49,8 @@ but counted (``seq``) only when the head moves, so :meth:`DynamoDBStore.changes_
 never returns a record before all of its mutation is in place; ``get_by_key`` may see an
 entry a moment before the writer returns.
 
-The error budget (``_dynamodb_quality``): an entry's record is written with
+The error budget (``_dynamodb_quality``): a put writes an entry's first record with
+the entry's items (in its journal); later ones are written with
 conditional ``UpdateItem`` calls outside the lock (an entry deleted or replaced
 meanwhile stays so) on both items that hold the entry, so ``get_by_ids`` and
 ``get_by_key`` return it. Counters are ``ADD``-ed to one item per namespace, atomically.
@@ -96,6 +97,7 @@ from ._dynamodb_codec import (
 from ._dynamodb_lock import LockedTable
 from ._dynamodb_plan import Plan
 from ._dynamodb_quality import DynamoQuality
+from ._quality_checks import check_new_records
 
 __all__ = ["DynamoDBStore"]
 
@@ -342,6 +344,7 @@ class DynamoDBStore(LockedTable, DynamoQuality, NoLocalFile):
         self._check_open()
         for e in entries:
             self._check_namespace(e.namespace)
+        check_new_records(entries)  # before anything is written
         result = PutResult()
         expired_all: list[tuple[int, str]] = []
         lru_all: list[tuple[int, str]] = []

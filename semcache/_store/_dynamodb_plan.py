@@ -117,6 +117,8 @@ class Plan:
         }
         if e.expires_at is not None:
             item["x"] = attr_f(e.expires_at)
+        if e.record is not None:  # the error budget's record, on both items (see _dynamodb)
+            item["o"] = attr_s(e.record)
         parts = 1
         pad = pad_id(entry_id)
         if len(e.key) + sum(len(f) for f in fields if f is not None) <= PART:

@@ -12,7 +12,12 @@ from typing import Literal
 
 from .._errors import CacheClosedError
 from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
-from ._quality_checks import check_counts, check_counts_namespace, check_records
+from ._quality_checks import (
+    check_counts,
+    check_counts_namespace,
+    check_new_records,
+    check_records,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -159,6 +164,7 @@ class MemoryStore(NoLocalFile):
         meta: Mapping[str, str] | None = None,
     ) -> PutResult:
         limits = limits or _NO_LIMITS
+        check_new_records(entries)  # before anything is written
         with self._lock:
             self._check_open()
             result = PutResult()
@@ -346,6 +352,8 @@ class MemoryStore(NoLocalFile):
             new.metadata,
             new.created_at,
             new.expires_at,
+            None,
+            new.record,
         )
         self._rows[entry_id] = _Row(entry, new.vector, new.created_at)
         self._by_key[new.key] = entry_id

@@ -28,8 +28,8 @@ Text is stored as UTF-8 ``bytea`` (PostgreSQL ``text`` cannot hold NUL character
 which queries may contain).
 
 The error budget's state (schema migration 2, see ``_postgres_quality``): an entry's
-record in ``entries.record``, so it goes with the row and a put (a new row) starts
-without one; each namespace's counters in ``quality_counts``, only ever added to.
+record in ``entries.record``, so it goes with the row; a put inserts it with the new
+row (None: NULL); each namespace's counters in ``quality_counts``, only ever added to.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ from ._postgres_schema import (
     row_pairs,
 )
 from ._postgres_search import PgvectorSearch
+from ._quality_checks import check_new_records
 from ._search import search_factory
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
@@ -427,6 +428,7 @@ class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
         touches: Mapping[int, float] | None = None,
         meta: Mapping[str, str] | None = None,
     ) -> PutResult:
+        check_new_records(entries)  # before anything is written
         if meta:
             self._set_settings(meta)
         search = self._search
@@ -438,14 +440,14 @@ class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
         if search:
             insert = (
                 "INSERT INTO entries(key, namespace, query, response, metadata, created_at,"
-                " expires_at, last_access, vector, embedding) VALUES"
-                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector) RETURNING id"
+                " expires_at, last_access, vector, record, embedding) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector) RETURNING id"
             )
         else:
             insert = (
                 "INSERT INTO entries(key, namespace, query, response, metadata, created_at,"
-                " expires_at, last_access, vector) VALUES"
-                " (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+                " expires_at, last_access, vector, record) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
             )
 
         def run(conn: Any) -> PutResult:
@@ -472,6 +474,7 @@ class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
                         e.expires_at,
                         e.created_at,
                         e.vector,
+                        None if e.record is None else e.record.encode(),
                     )
                     if search:
                         args += (emb,)

@@ -1,23 +1,28 @@
 """The checks every shipped store (Memory, SQLite, Redis, PostgreSQL, DynamoDB) makes on
-the error budget's state before it writes any of it: entries' records (``write_records``) and a
-namespace's counters (``add_counts``). See ``docs/stores.md`` ("The error budget's
+the error budget's state before it writes any of it: entries' records (``write_records``, and
+those a put stores with its entries, ``check_new_records``) and a namespace's counters
+(``add_counts``). See ``docs/stores.md`` ("The error budget's
 state")."""
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from .._checks import show
 from .._errors import InputTooLargeError, InvalidInputError, InvalidNamespaceError
+
+if TYPE_CHECKING:
+    from ._base import NewEntry
 
 __all__ = [
     "MAX_COUNTER_NAME",
     "MAX_RECORD_BYTES",
     "check_counts",
     "check_counts_namespace",
+    "check_new_records",
     "check_records",
 ]
 
@@ -41,18 +46,35 @@ def check_records(records: Mapping[int, str]) -> list[tuple[int, str]]:
     for entry_id, text in raw.items():
         if isinstance(entry_id, bool) or not isinstance(entry_id, numbers.Integral):
             raise InvalidInputError(f"a record's entry id must be an int, got {show(entry_id)}")
-        if not isinstance(text, str):
-            raise InvalidInputError(f"a record must be a str, got {show(text)}")
-        try:
-            size = len(text.encode())
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(f"entry {entry_id}'s record is not valid text: {exc}") from None
-        if size > MAX_RECORD_BYTES:
-            raise InputTooLargeError(f"entry {entry_id}'s record", size, MAX_RECORD_BYTES)
+        _check_record(text, f"entry {entry_id}'s record")
         if 0 < int(entry_id) < 2**63:
             out.append((int(entry_id), text))
     out.sort()
     return out
+
+
+def check_new_records(entries: Sequence[NewEntry]) -> None:
+    """Check the records a put stores with its entries (``NewEntry.record``; None: none)
+    by the rules of :func:`check_records`.
+
+    Raises:
+        InvalidInputError: a record that is not a str (or cannot be encoded as UTF-8).
+        InputTooLargeError: a record over :data:`MAX_RECORD_BYTES` bytes (UTF-8).
+    """
+    for e in entries:
+        if e.record is not None:
+            _check_record(e.record, "a new entry's record")
+
+
+def _check_record(text: object, what: str) -> None:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"a record must be a str, got {show(text)}")
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"{what} is not valid text: {exc}") from None
+    if size > MAX_RECORD_BYTES:
+        raise InputTooLargeError(what, size, MAX_RECORD_BYTES)
 
 
 def check_counts_namespace(namespace: object) -> str:

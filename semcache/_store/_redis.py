@@ -16,10 +16,10 @@ Layout, every key under ``prefix`` (``P``); entry ids are zero-padded to 16 digi
     P qc:NS             hash   a namespace's error-budget counters: name -> float
 
 An entry's error-budget record (``o``, JSON text) lives in its hash, so it goes with
-the entry (delete, eviction, clear) and a put, which writes a new hash, starts without
-one; :meth:`RedisStore.write_records` sets it only on hashes that exist (a script), and
-touches nothing else. Counters are only ever added to (``HINCRBYFLOAT``), so processes
-never lose each other's updates.
+the entry (delete, eviction, clear); a put writes it into the new hash in its own
+script (none: the hash has no ``o``); :meth:`RedisStore.write_records` sets it only on
+hashes that exist (a script), and touches nothing else. Counters are only ever added to
+(``HINCRBYFLOAT``), so processes never lose each other's updates.
 
 Every mutation is one Lua script, so Redis runs it as a unit: no other client sees an
 entry half-written, and the change log, the counts and the recency sets move with the
@@ -56,7 +56,12 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
-from ._quality_checks import check_counts, check_counts_namespace, check_records
+from ._quality_checks import (
+    check_counts,
+    check_counts_namespace,
+    check_new_records,
+    check_records,
+)
 
 __all__ = ["RedisStore"]
 
@@ -96,7 +101,7 @@ end
 """
 
 # ARGV: P, maxch, now, quota|'', max_entries|'', ntouch, (id, t)*, nmeta, (name, value)*,
-# nentries, (key, ns, query, response, has_m, m, has_v, v, created, expires|'')*
+# nentries, (key, ns, query, response, has_m, m, has_v, v, created, expires|'', has_o, o)*
 _LUA_PUT: Final = (
     _LUA_LIB
     + r"""
@@ -124,6 +129,7 @@ for _ = 1, ne do
   redis.call('HSET', ek, 'k', key, 'n', n, 'q', ARGV[i + 2], 'r', ARGV[i + 3], 'c', ARGV[i + 8])
   if ARGV[i + 4] == '1' then redis.call('HSET', ek, 'm', ARGV[i + 5]) end
   if ARGV[i + 6] == '1' then redis.call('HSET', ek, 'v', ARGV[i + 7]) end
+  if ARGV[i + 10] == '1' then redis.call('HSET', ek, 'o', ARGV[i + 11]) end
   local exp = ARGV[i + 9]
   if exp ~= '' then
     redis.call('HSET', ek, 'x', exp)
@@ -136,7 +142,7 @@ for _ = 1, ne do
   redis.call('HINCRBY', P .. 'ns', n, 1)
   logc('p', id, n)
   table.insert(ids, tonumber(id))
-  i = i + 10
+  i = i + 12
 end
 local function evict(size, lruk, expk, limit)
   local excess = size - limit
@@ -552,6 +558,7 @@ class RedisStore(NoLocalFile):
         touches: Mapping[int, float] | None = None,
         meta: Mapping[str, str] | None = None,
     ) -> PutResult:
+        check_new_records(entries)  # before anything is written
         quota = "" if limits is None or limits.namespace_quota is None else limits.namespace_quota
         cap = "" if limits is None or limits.max_entries is None else limits.max_entries
         args: list[Any] = [*self._args(), _float_arg(now), quota, cap]
@@ -576,6 +583,8 @@ class RedisStore(NoLocalFile):
                 e.vector or b"",
                 _float_arg(e.created_at),
                 "" if e.expires_at is None else _float_arg(e.expires_at),
+                0 if e.record is None else 1,
+                b"" if e.record is None else e.record.encode(),
             ]
         ids, replaced, expired, lru = self._call(lambda: self._put(args=args))
         evicted_expired = self._pairs(expired)

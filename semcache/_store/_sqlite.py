@@ -21,6 +21,7 @@ from .._errors import (
 )
 from .._locking import StoreLock, acquire_store_lock, track_fork
 from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+from ._quality_checks import check_new_records
 from ._sqlite_ops import (
     IDENTITY,
     LAST_SEQ,
@@ -63,7 +64,7 @@ _RECORD_COLUMNS = ", NULL, record"
 _GET_BY_KEY = f"SELECT {_ENTRY_COLUMNS}{_RECORD_COLUMNS} FROM entries WHERE key = ?"
 _INSERT = (
     "INSERT INTO entries(key, namespace, query, response, metadata, created_at, expires_at,"
-    " last_access, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " last_access, vector, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 #: The insert of a key that is not there yet (the common case): one statement. When the
 #: key is taken it inserts nothing (``changes() == 0``), and the put deletes the old
@@ -85,7 +86,7 @@ _INHERITED: list[_Conn] = []
 
 def _row(e: NewEntry) -> tuple[Any, ...]:
     """The parameters of ``_INSERT`` / ``_INSERT_NEW`` for ``e`` (``last_access`` starts
-    at ``created_at``)."""
+    at ``created_at``; the error budget's record is written with the row)."""
     return (
         e.key,
         e.namespace,
@@ -96,6 +97,7 @@ def _row(e: NewEntry) -> tuple[Any, ...]:
         e.expires_at,
         e.created_at,
         e.vector,
+        e.record,
     )
 
 
@@ -456,6 +458,7 @@ class SQLiteStore(SQLiteQuality):
         touches: Mapping[int, float] | None = None,
         meta: Mapping[str, str] | None = None,
     ) -> PutResult:
+        check_new_records(entries)  # before anything is written
         if len(entries) == 1 and limits is None and not touches and not meta:
             return self._put_one(entries[0])  # every plain put
 

@@ -108,7 +108,7 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
     (
         3,
         "the error budget's state: a record per entry, counters per namespace",
-        # A column added to entries (NULL: no record; a put writes none) and a table of
+        # A column added to entries (NULL: no record) and a table of
         # counters that are only ever added to (see semcache._store._base.QualityState).
         # Neither is touched by the triggers: writing a record logs no change.
         """
