@@ -134,8 +134,8 @@ def test_put(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cache.close()
 
 
-def test_put_with_embedding(benchmark, tmp_path: Path, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    cache = SemanticCache(str(tmp_path / "put.db"))
+def _puts_with_embedding(benchmark, cache: SemanticCache, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Benchmark a put of a new prompt with its embedding given, then close ``cache``."""
     counter = itertools.count()
 
     def put() -> None:
@@ -144,6 +144,10 @@ def test_put_with_embedding(benchmark, tmp_path: Path, vectors: np.ndarray) -> N
 
     benchmark(put)
     cache.close()
+
+
+def test_put_with_embedding(benchmark, tmp_path: Path, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    _puts_with_embedding(benchmark, SemanticCache(str(tmp_path / "put.db")), vectors)
 
 
 def test_put_with_embedding_answer_similarity(  # type: ignore[no-untyped-def]
@@ -157,14 +161,7 @@ def test_put_with_embedding_answer_similarity(  # type: ignore[no-untyped-def]
         error_budget=0.01,
         answer_similarity=0.95,
     )
-    counter = itertools.count()
-
-    def put() -> None:
-        i = next(counter)
-        cache.put(f"{PROMPT} {i}", "an answer", embedding=vectors[i % N])
-
-    benchmark(put)
-    cache.close()
+    _puts_with_embedding(benchmark, cache, vectors)
 
 
 def test_put_many_10k(benchmark, tmp_path: Path, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
