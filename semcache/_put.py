@@ -245,7 +245,12 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
     if stored is not None and indexes.dim is None:
         new_dim = int(stored.shape[1])
     key = eng.key_memo.compute  # (what eng.key returns, without the memo's lookup)
-    records, local = _answer_records(eng, checked)
+    texts = _answer_records(eng, checked)
+    # a store with the QualityState capability writes them with the entries; for one
+    # without, this process keeps them once the entries have ids
+    budgets = eng.budgets
+    local = budgets if texts is not None and budgets is not None and budgets.state is None else None
+    records = None if local is not None else texts
     if n == 1:  # every put: its entry without a comprehension's machinery (~2 us)
         q = queries[0]
         vector = None if stored is None else stored[0].tobytes()
@@ -317,35 +322,18 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
                     hot.remember_new(ids[j], new, now, expires)
                     remember(ns, new.query, new.key)
     if local is not None:
-        _keep_local(local, checked, result)
+        assert texts is not None
+        gone = {i for i, _ in result.replaced + result.evicted}
+        local.keep_local({i: t for i, t in zip(result.ids, texts, strict=True) if i not in gone})
     eng.metrics.put(ns, n, t0)
     return n
 
 
-def _answer_records(eng: Engine, checked: _CheckedPut) -> tuple[list[str] | None, Budgets | None]:
-    """With answer vectors, each new entry's budget record (the text, in input order)
-    for the store to write with the entry; or, for a store without the capability, the
-    budget that keeps them in this process once the entries have ids."""
-    budgets = eng.budgets
-    if checked.answers is None or budgets is None:
-        return None, None
-    if budgets.state is None:
-        return None, budgets
-    return [Budgets.text(EntryRecord(answer=encode_answer(row))) for row in checked.answers], None
-
-
-def _keep_local(budgets: Budgets, checked: _CheckedPut, result: PutResult) -> None:
-    """Keep the new entries' answer vectors in this process's records (a store without
-    the ``QualityState`` capability)."""
-    assert checked.answers is not None
-    gone = {i for i, _ in result.replaced + result.evicted}
-    budgets.keep_local(
-        {
-            entry_id: Budgets.text(EntryRecord(answer=encode_answer(row)))
-            for entry_id, row in zip(result.ids, checked.answers, strict=True)
-            if entry_id not in gone
-        }
-    )
+def _answer_records(eng: Engine, checked: _CheckedPut) -> list[str] | None:
+    """With answer vectors, each new entry's budget record (the text, in input order)."""
+    if checked.answers is None or eng.budgets is None:
+        return None
+    return [Budgets.text(EntryRecord(answer=encode_answer(row))) for row in checked.answers]
 
 
 def _apply_put(eng: Engine, ns: str, result: PutResult, stored: npt.NDArray[Any] | None) -> None:
