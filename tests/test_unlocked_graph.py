@@ -219,25 +219,7 @@ def test_the_graph_search_runs_with_the_lock_free(tmp_path: Path, hook: Any, bac
         eng = engine_of(cache)
         index = eng.indexes.of("default")
         assert getattr(index, "active", "hnswlib") == "hnswlib"
-        free: list[bool] = []
-
-        def try_lock() -> None:
-            got = eng.lock.acquire(blocking=False)
-            free.append(got)
-            if got:
-                eng.lock.release()
-
-        def other_thread_takes_the_lock() -> None:
-            t = threading.Thread(target=try_lock)
-            t.start()
-            t.join()
-
-        calls = hook(other_thread_takes_the_lock)
-        hit = cache.get("paraphrase", embedding=near(vs[7], rng))
-        assert calls
-        assert free == [True]
-        assert hit is not None
-        assert hit.response == "r7"
+        scan.assert_the_search_leaves_the_lock_free(cache, hook, rng, vs)
 
 
 def test_puts_that_resize_the_graph_then_a_delete(tmp_path: Path, hook: Any) -> None:

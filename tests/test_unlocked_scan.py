@@ -81,30 +81,38 @@ def fill(
     return vs
 
 
+def assert_the_search_leaves_the_lock_free(
+    cache: SemanticCache, hook: Any, rng: np.random.Generator, vs: list[np.ndarray]
+) -> None:
+    """A get near ``vs[7]`` whose search lets another thread take the cache's lock (the
+    hook runs between the search and the re-lock), and still hits ``r7``."""
+    lock = engine_of(cache).lock
+    free: list[bool] = []
+
+    def try_lock() -> None:
+        got = lock.acquire(blocking=False)
+        free.append(got)
+        if got:
+            lock.release()
+
+    def other_thread_takes_the_lock() -> None:
+        t = threading.Thread(target=try_lock)
+        t.start()
+        t.join()
+
+    calls = hook(other_thread_takes_the_lock)
+    hit = cache.get("paraphrase", embedding=near(vs[7], rng))
+    assert calls
+    assert free == [True]
+    assert hit is not None
+    assert hit.response == "r7"
+
+
 def test_the_scan_runs_with_the_lock_free(tmp_path: Path, hook: Any) -> None:
     rng = np.random.default_rng(1)
     with make(tmp_path) as cache:
         vs = fill(cache, rng, 50)
-        lock = engine_of(cache).lock
-        free: list[bool] = []
-
-        def try_lock() -> None:
-            got = lock.acquire(blocking=False)
-            free.append(got)
-            if got:
-                lock.release()
-
-        def other_thread_takes_the_lock() -> None:
-            t = threading.Thread(target=try_lock)
-            t.start()
-            t.join()
-
-        calls = hook(other_thread_takes_the_lock)
-        hit = cache.get("paraphrase", embedding=near(vs[7], rng))
-        assert calls
-        assert free == [True]
-        assert hit is not None
-        assert hit.response == "r7"
+        assert_the_search_leaves_the_lock_free(cache, hook, rng, vs)
 
 
 def test_a_put_then_delete_during_the_scan_loses_nothing(tmp_path: Path, hook: Any) -> None:
