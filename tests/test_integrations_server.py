@@ -208,12 +208,11 @@ def test_serve_rejects_bad_arguments(
     assert message in capsys.readouterr().err
 
 
-def test_serve_error_budget_reaches_the_cache(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _budgets_served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """``semcache serve`` made to start no server; the list gets the budgets
+    (``Engine.budgets``) of the caches it builds its app on."""
     import semcache.integrations.server as server
     from semcache._cache import engine_of
-    from semcache._cli import main
     from semcache.integrations._flow import core_of
 
     budgets: list[Any] = []
@@ -225,6 +224,15 @@ def test_serve_error_budget_reaches_the_cache(
 
     monkeypatch.setattr(server, "create_app", create_app)
     monkeypatch.setattr(server, "run", lambda app, host, port: None)
+    return budgets
+
+
+def test_serve_error_budget_reaches_the_cache(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from semcache._cli import main
+
+    budgets = _budgets_served(monkeypatch)
     args = ["serve", "--upstream", "http://x/v1", "--exact-only", "--error-budget", "0.01"]
     assert main(args) == 0
     (budget,) = budgets
@@ -256,20 +264,9 @@ def test_serve_answer_similarity_needs_a_budget_and_a_model(
 def test_serve_answer_similarity_reaches_the_cache(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import semcache.integrations.server as server
-    from semcache._cache import engine_of
     from semcache._cli import main
-    from semcache.integrations._flow import core_of
 
-    seen: list[Any] = []
-    real = server.create_app
-
-    def create_app(cache: Any, upstream: str, **kw: Any) -> Any:
-        seen.append(engine_of(core_of(cache)).budgets)
-        return real(cache, upstream, **kw)
-
-    monkeypatch.setattr(server, "create_app", create_app)
-    monkeypatch.setattr(server, "run", lambda app, host, port: None)
+    seen = _budgets_served(monkeypatch)
     args = ["serve", "--upstream", "http://x/v1", "--error-budget", "0.01"]
     assert main([*args, "--answer-similarity", "0.95"]) == 0
     (budgets,) = seen
