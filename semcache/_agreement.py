@@ -37,6 +37,7 @@ __all__ = [
     "Candidate",
     "agreement",
     "answer_key",
+    "favoured_answer",
     "same_answer",
     "support_bound",
     "support_scores",
@@ -159,6 +160,56 @@ def support_bound(
     return max(
         1.0 - (1.0 - s) * math.exp(-weight * (total - max(0.0, s - floor))) for s in similarities
     )
+
+
+def favoured_answer(
+    similarities: Sequence[float],
+    keys: Sequence[object],
+    gram: Callable[[Sequence[int]], float] | None = None,
+) -> object:
+    """The answer the neighbourhood favours: the one whose candidates' local prototype
+    (the mean of their stored prompts' vectors, normalized) is nearest the query.
+
+    Of an answer's candidates ``g`` that similarity is ``sum(s_i) / |sum(v_i)|``; for
+    an answer seen once it is the candidate's own similarity. An answer whose
+    candidates agree with each other as well as with the query outranks a single
+    prompt that is a little nearer, and an isolated prompt nearer than another answer's
+    whole cluster outranks that cluster. Ties go to the answer of the nearest
+    candidate, so where no answer repeats the favoured answer is the nearest's.
+
+    Args:
+        similarities: the candidates' similarities to the query (unit vectors).
+        keys: their answers' keys (:func:`answer_key`), one per candidate.
+        gram: ``gram(members) -> |sum(v_i)|**2`` over the candidates at those
+            positions (the sum of their vectors' pairwise dot products); needed only
+            when an answer repeats.
+
+    Raises:
+        ValueError: no candidate, ``similarities`` and ``keys`` differ in length, or an
+            answer repeats and ``gram`` is None.
+    """
+    if not similarities:
+        raise ValueError("a favoured answer needs at least one candidate")
+    if len(similarities) != len(keys):
+        raise ValueError("one answer key per candidate")
+    groups: dict[object, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    best_key: object = None
+    best: tuple[float, float] | None = None
+    for key, members in groups.items():
+        nearest = max(similarities[i] for i in members)
+        if len(members) == 1:
+            proto = nearest
+        else:
+            if gram is None:
+                raise ValueError("an answer repeats: its prototype needs the gram")
+            norm2 = gram(members)
+            proto = sum(similarities[i] for i in members) / math.sqrt(norm2) if norm2 > 0 else nearest
+        rank = (proto, nearest)
+        if best is None or rank > best:
+            best, best_key = rank, key
+    return best_key
 
 
 @dataclass(frozen=True, slots=True)
