@@ -205,7 +205,8 @@ def favoured_answer(
             if gram is None:
                 raise ValueError("an answer repeats: its prototype needs the gram")
             norm2 = gram(members)
-            proto = sum(similarities[i] for i in members) / math.sqrt(norm2) if norm2 > 0 else nearest
+            total = sum(similarities[i] for i in members)
+            proto = total / math.sqrt(norm2) if norm2 > 0 else nearest
         rank = (proto, nearest)
         if best is None or rank > best:
             best, best_key = rank, key

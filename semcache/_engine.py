@@ -101,6 +101,9 @@ class Engine:
         #: ``answer_support``: stored answers' keys by entry id (ids are never reissued
         #: within a store; dropped with the exact entries). See ``_get._answer_keys``.
         self.answer_keys: dict[int, bytes] = {}
+        #: ``answer_support``: stored prompts' vectors (float32) by entry id, for the
+        #: local prototypes of repeated answers. See ``_get._candidate_vectors``.
+        self.answer_vectors: dict[int, npt.NDArray[np.float32]] = {}
 
         path, store = options.path, options.store
         self.store: Store = (
@@ -232,6 +235,7 @@ class Engine:
             self.key_filter.invalidate()
         self.hot.clear()
         self.answer_keys.clear()
+        self.answer_vectors.clear()
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Call the embedder (sync drivers), within ``embed_timeout``."""

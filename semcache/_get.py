@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from hashlib import blake2b
 from time import perf_counter
 from types import GeneratorType
@@ -22,7 +22,14 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._agreement import SUPPORT_FLOOR, SUPPORT_K, answer_key, support_bound, support_scores
+from ._agreement import (
+    SUPPORT_FLOOR,
+    SUPPORT_K,
+    answer_key,
+    favoured_answer,
+    support_bound,
+    support_scores,
+)
 from ._answer_steps import fill_steps
 from ._budgets import BUDGET_K, Judgement
 from ._checks import check_flag
@@ -549,11 +556,15 @@ def _supported(
     scores = [s for _, s in live]
     counted = [j for j, (_, s) in enumerate(live) if s >= SUPPORT_FLOOR]
     if len(counted) > 1:  # (one alone: its similarity, no answer to compare)
-        moved = support_scores(
-            [live[j][1] for j in counted], _answer_keys(eng, [live[j][0] for j in counted])
-        )
+        near = [live[j][1] for j in counted]
+        keys = _answer_keys(eng, [live[j][0] for j in counted])
+        moved = support_scores(near, keys)
         for j, score in zip(counted, moved, strict=True):
             scores[j] = score
+        favoured = _favoured(eng, [live[j][0] for j in counted], near, keys)
+        for j, key in zip(counted, keys, strict=True):
+            if favoured is not None and key != favoured:
+                scores[j] = -1.0  # another answer is favoured here: never served
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a
@@ -580,6 +591,60 @@ def _supported(
     if short:
         why.append((scores[short[0]], "support" if cosine else "below_threshold"))
     return None, max(why, key=lambda w: w[0])[1] if why else None, removed, cosine
+
+
+def _favoured(
+    eng: Engine, entries: list[StoredEntry], near: list[float], keys: list[bytes]
+) -> bytes | None:
+    """The answer key :func:`~semcache._agreement.favoured_answer` favours among the
+    counted candidates (``entries``, their similarities ``near`` and answer ``keys``):
+    the answer whose candidates' local prototype is nearest the query. None: nothing
+    to choose (one answer, or no answer repeats: every candidate is judged by its
+    similarity alone, as without support), or the vectors a repeated answer's
+    prototype needs could not be read (then only the support scores judge)."""
+    distinct = len(set(keys))
+    if distinct == 1 or distinct == len(keys):
+        return None
+    vectors = _candidate_vectors(eng, entries)
+    if vectors is None:
+        return None
+    dots = vectors @ vectors.T
+
+    def gram(members: Sequence[int]) -> float:
+        return float(dots[np.ix_(members, members)].sum())
+
+    return cast(bytes, favoured_answer(near, keys, gram))
+
+
+def _candidate_vectors(eng: Engine, entries: list[StoredEntry]) -> npt.NDArray[np.float32] | None:
+    """The stored vectors of ``entries`` (one row each, float32): those kept by entry id
+    from this process's reads (:data:`ANSWER_KEYS` of them, oldest out first), the rest
+    read from the store in one call. None when one has no vector of the index's
+    dimension (then no prototype is formed)."""
+    memo = eng.answer_vectors
+    found_ = {e.id: memo[e.id] for e in entries if e.id in memo}
+    missing = [e.id for e in entries if e.id not in found_]
+    if missing:
+        dim, dtype = eng.indexes.dim, eng.indexes.dtype
+        if dim is None:
+            return None
+        rows = eng.store.get_by_ids(missing, vectors=True)
+        for entry_id in missing:
+            entry = rows.get(entry_id)
+            blob = None if entry is None else entry.vector
+            if blob is None or len(blob) != dim * dtype.itemsize:
+                return None
+            found_[entry_id] = np.frombuffer(blob, dtype=dtype).astype(np.float32)
+            _keep_vector(eng, entry_id, found_[entry_id])
+    return np.stack([found_[e.id] for e in entries])
+
+
+def _keep_vector(eng: Engine, entry_id: int, vector: npt.NDArray[np.float32]) -> None:
+    """Keep an entry's stored vector for :func:`_candidate_vectors` (bounded)."""
+    memo = eng.answer_vectors
+    memo[entry_id] = vector
+    if len(memo) > ANSWER_KEYS:
+        del memo[next(iter(memo))]
 
 
 def _answer_keys(eng: Engine, entries: list[StoredEntry]) -> list[bytes]:
@@ -633,7 +698,10 @@ def _own_score(
     if blob is None or dim is None or len(blob) != dim * dtype.itemsize:
         indexes.suspect = True
         return None
-    own = float(np.frombuffer(blob, dtype=dtype).astype(np.float32) @ vector)
+    stored = np.frombuffer(blob, dtype=dtype).astype(np.float32)
+    if eng.answer_support:
+        _keep_vector(eng, entry.id, stored)
+    own = float(stored @ vector)
     if abs(own - sim) <= _SAME_SCORE:
         return sim
     indexes.suspect = True

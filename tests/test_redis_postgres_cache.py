@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import FakeClock
+from test_favoured_answer import CONTEST, THRESHOLD
+from test_favoured_answer import _ask as ask_contest
+from test_favoured_answer import _fill as fill_contest
 from test_store_conformance import (
     drop_dynamodb,
     drop_postgres,
@@ -75,6 +78,17 @@ def test_put_get_exact_semantic_delete(open_cache: Callable[..., SemanticCache])
     assert cache.delete("What is the capital of France?")
     assert cache.get("What is the capital city of France?") is None
     assert cache.get("What is the capital of France?") is None
+
+
+def test_the_favoured_answer_is_served_with_the_vectors_read_from_the_store(
+    open_cache: Callable[..., SemanticCache],
+) -> None:
+    # "tight"'s nearest has the best support score, "spread"'s local prototype is
+    # nearer: a second cache on the store reads the candidates' vectors to see it
+    fill_contest(open_cache(similarity_threshold=THRESHOLD), CONTEST)
+    hit = ask_contest(open_cache(similarity_threshold=THRESHOLD))
+    assert hit is not None
+    assert hit.response == "spread"
 
 
 def test_namespaces_are_walls(open_cache: Callable[..., SemanticCache]) -> None:

@@ -1,0 +1,221 @@
+"""The favoured answer (``semcache._agreement.favoured_answer``) and its use by
+``answer_support``: where an answer repeats among the candidates that count, only the
+answer whose candidates' local prototype is nearest the query may be served.
+
+Real SQLite files; the embeddings are given with each call, built so that each stored
+prompt has a chosen cosine to the query and, for the prompts of one answer, a chosen
+closeness to each other: the rule under test is our own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+import semcache._get
+from semcache import Hit, SemanticCache
+from semcache._agreement import favoured_answer, support_scores
+from semcache._cache import engine_of
+
+DIM = 64  # the server stores tests (test_redis_postgres_cache) share it
+THRESHOLD = 0.85
+QUERY = np.eye(DIM, dtype=np.float32)[0]
+
+
+def _vector(cosine: float, axis: int) -> npt.NDArray[np.float32]:
+    """A unit vector at ``cosine`` to :data:`QUERY`, its rest along ``axis``: prompts
+    that share an axis are close to each other, prompts on their own axes are apart."""
+    v = np.zeros(DIM, dtype=np.float32)
+    v[0] = cosine
+    v[axis] = math.sqrt(1.0 - cosine * cosine)
+    return v
+
+
+#: ``(prompt, answer, cosine, axis)``. Answer "tight" has two prompts on one axis (close
+#: to each other), one of them the nearest candidate; answer "spread" has two prompts
+#: on axes of their own. By the support scores "tight"'s nearest is served; "spread"'s
+#: local prototype is nearer the query than "tight"'s, so "spread" is favoured and
+#: served (its best support score reaches the threshold too).
+CONTEST = [
+    ("tight one", "tight", 0.80, 1),
+    ("tight two", "tight", 0.95, 1),
+    ("spread one", "spread", 0.75, 2),
+    ("spread two", "spread", 0.95, 3),
+]
+#: As :data:`CONTEST`, but "spread"'s best score falls short of the threshold: a miss
+#: (by support: "tight"'s nearest passed it by its cosine and by its score).
+SHORT = [
+    ("tight one", "tight", 0.55, 1),
+    ("tight two", "tight", 0.93, 1),
+    ("spread one", "spread", 0.55, 2),
+    ("spread two", "spread", 0.80, 3),
+]
+
+
+def _gram(stored: Sequence[tuple[str, str, float, int]]) -> Any:
+    vectors = np.stack([_vector(c, axis) for _, _, c, axis in stored]).astype(np.float64)
+    dots = vectors @ vectors.T
+    return lambda members: float(dots[np.ix_(members, members)].sum())
+
+
+def _judged(stored: Sequence[tuple[str, str, float, int]]) -> tuple[list[float], object]:
+    sims = [c for _, _, c, _ in stored]
+    keys = [a for _, a, _, _ in stored]
+    return support_scores(sims, keys), favoured_answer(sims, keys, _gram(stored))
+
+
+def _fill(cache: SemanticCache, stored: Sequence[tuple[str, str, float, int]]) -> None:
+    for prompt, answer, cosine, axis in stored:
+        cache.put(prompt, answer, embedding=_vector(cosine, axis))
+
+
+def _ask(cache: SemanticCache) -> Hit | None:
+    return cache.get("the question asked", embedding=QUERY)
+
+
+def _open(tmp_path: Path, name: str = "c.db", **kwargs: Any) -> SemanticCache:
+    kwargs.setdefault("similarity_threshold", THRESHOLD)
+    return SemanticCache(str(tmp_path / name), **kwargs)
+
+
+def test_the_cases_the_tests_rely_on() -> None:
+    scores, favoured = _judged(CONTEST)
+    assert favoured == "spread"
+    assert scores[1] == max(scores) >= scores[3] >= THRESHOLD  # support alone: "tight"
+    scores, favoured = _judged(SHORT)
+    assert favoured == "spread"
+    assert scores[1] >= THRESHOLD > max(scores[2:])
+
+
+def test_no_answer_repeats_the_nearest_is_favoured_and_no_gram_is_needed() -> None:
+    assert favoured_answer([0.7, 0.9, 0.8], ["a", "b", "c"]) == "b"
+    assert favoured_answer([0.9, 0.9], ["a", "b"]) == "a"  # a tie: the first
+
+
+def test_a_cluster_whose_mean_is_nearer_outranks_a_nearer_single_prompt() -> None:
+    # three prompts at 0.8 apart from each other: their mean is at 0.8 * 3 / sqrt(3 +
+    # 6 * 0.64) = 0.918 to the query, nearer than the single prompt at 0.9
+    stored = [("a", "single", 0.9, 1)] + [(f"b{i}", "cluster", 0.8, 2 + i) for i in range(3)]
+    assert _judged(stored)[1] == "cluster"
+    # the same three prompts close to each other (one axis): their mean is at about 0.8
+    tight = [("a", "single", 0.9, 1)] + [(f"b{i}", "cluster", 0.8, 2) for i in range(3)]
+    assert _judged(tight)[1] == "single"
+
+
+def test_favoured_answer_rejects_what_it_cannot_judge() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        favoured_answer([], [])
+    with pytest.raises(ValueError, match="one answer key per candidate"):
+        favoured_answer([0.9], ["a", "b"])
+    with pytest.raises(ValueError, match="gram"):
+        favoured_answer([0.9, 0.8], ["a", "a"])
+
+
+def test_the_favoured_answer_is_served_instead_of_the_nearest(tmp_path: Path) -> None:
+    with _open(tmp_path) as cache:
+        _fill(cache, CONTEST)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.response == "spread"
+        assert hit.similarity == pytest.approx(0.95, abs=1e-3)  # its cosine, not the score
+
+
+def test_where_the_favoured_answer_falls_short_the_get_is_a_support_miss(
+    tmp_path: Path,
+) -> None:
+    with _open(tmp_path) as cache, _open(tmp_path, "off.db", answer_support=False) as off:
+        _fill(cache, SHORT)
+        _fill(off, SHORT)
+        assert _ask(cache) is None
+        misses = cache.stats()["misses"]
+        assert misses["support"] == 1
+        assert sum(misses.values()) == 1
+        hit = _ask(off)
+        assert hit is not None
+        assert hit.response == "tight"
+
+
+def test_a_candidate_of_another_answer_is_not_served_when_the_favoured_is_rejected(
+    tmp_path: Path,
+) -> None:
+    tried: list[str] = []
+
+    def validator(query: str, hit: Hit) -> bool:
+        tried.append(hit.response)
+        return hit.response == "tight"
+
+    with _open(tmp_path, validator=validator) as cache:
+        _fill(cache, CONTEST)
+        assert _ask(cache) is None
+        assert tried == ["spread"]
+
+
+def test_where_no_answer_repeats_a_rejected_nearest_falls_to_the_next(tmp_path: Path) -> None:
+    # every answer its own: judged by similarity alone, as without answer support
+    stored = [("pa", "first", 0.95, 1), ("pb", "second", 0.9, 2), ("pc", "third", 0.6, 3)]
+    tried: list[str] = []
+
+    def validator(query: str, hit: Hit) -> bool:
+        tried.append(hit.response)
+        return hit.response != "first"
+
+    with _open(tmp_path, validator=validator) as cache:
+        _fill(cache, stored)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.response == "second"
+        assert tried == ["first", "second"]
+
+
+def test_another_cache_on_the_file_reads_the_vectors_it_needs_from_the_store(
+    tmp_path: Path,
+) -> None:
+    shared: dict[str, Any] = {"multi_process_mode": "shared"}
+    with _open(tmp_path, **shared) as writer, _open(tmp_path, **shared) as reader:
+        _fill(writer, CONTEST)
+        hit = _ask(reader)
+        assert hit is not None
+        assert hit.response == "spread"
+        assert len(engine_of(reader).answer_vectors) == len(CONTEST)
+
+
+def test_the_vectors_kept_are_bounded_and_dropped_on_clear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(semcache._get, "ANSWER_KEYS", 3)
+    with _open(tmp_path) as cache:
+        vectors = engine_of(cache).answer_vectors
+        _fill(cache, CONTEST)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.response == "spread"
+        assert len(vectors) == 3
+        cache.clear()
+        assert vectors == {}
+
+
+def test_a_candidate_without_a_readable_vector_leaves_the_support_scores_to_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _open(tmp_path) as cache:
+        _fill(cache, CONTEST)
+        engine = engine_of(cache)
+        engine.answer_vectors.clear()
+        real = engine.store.get_by_ids
+
+        def without_vectors(ids: Sequence[int], *, vectors: bool = False) -> Any:
+            rows = real(ids, vectors=vectors)
+            for entry in rows.values():
+                entry.vector = None
+            return rows
+
+        monkeypatch.setattr(engine.store, "get_by_ids", without_vectors)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.response == "tight"  # support alone
