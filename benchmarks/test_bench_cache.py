@@ -303,7 +303,9 @@ def clustered() -> np.ndarray:
 
 
 #: vectors (random: no neighbour above the floor; clustered: 7), answers (unique, or
-#: 100 repeating over the 10k: a cluster's prompts share theirs), answer_support.
+#: 100 repeating over the 10k: a cluster's prompts share theirs; mixed: 200, a
+#: cluster's prompts split between two, so that the favoured answer is chosen from
+#: the local prototypes, with the candidates' vectors), answer_support.
 SUPPORT_CASES = [
     "random-unique-on",
     "random-unique-off",
@@ -311,6 +313,8 @@ SUPPORT_CASES = [
     "clustered-unique-off",
     "clustered-repeated-on",
     "clustered-repeated-off",
+    "clustered-mixed-on",
+    "clustered-mixed-off",
     "clustered-long-on",
     "clustered-long-off",
 ]
@@ -334,7 +338,8 @@ def supported(
     if answers == "long":
         texts = [f"answer {i}: {LONG[:1500]}" for i in range(N)]
     else:
-        texts = [f"answer {i if answers == 'unique' else i % 100}" for i in range(N)]
+        every = {"unique": N, "repeated": 100, "mixed": 200}[answers]
+        texts = [f"answer {i % every}" for i in range(N)]
     cache.put_many(queries, texts, embeddings=rows)
     yield cache, rows
     cache.close()

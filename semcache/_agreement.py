@@ -165,7 +165,7 @@ def support_bound(
 def favoured_answer(
     similarities: Sequence[float],
     keys: Sequence[object],
-    gram: Callable[[Sequence[int]], float] | None = None,
+    gram: Sequence[Sequence[float]] | None = None,
 ) -> object:
     """The answer the neighbourhood favours: the one whose candidates' local prototype
     (the mean of their stored prompts' vectors, normalized) is nearest the query.
@@ -180,8 +180,8 @@ def favoured_answer(
     Args:
         similarities: the candidates' similarities to the query (unit vectors).
         keys: their answers' keys (:func:`answer_key`), one per candidate.
-        gram: ``gram(members) -> |sum(v_i)|**2`` over the candidates at those
-            positions (the sum of their vectors' pairwise dot products); needed only
+        gram: the dot products of the candidates' stored vectors, ``gram[i][j] = v_i .
+            v_j`` (so ``|sum(v_i)|**2`` is the sum over a group's pairs); needed only
             when an answer repeats.
 
     Raises:
@@ -204,7 +204,7 @@ def favoured_answer(
         else:
             if gram is None:
                 raise ValueError("an answer repeats: its prototype needs the gram")
-            norm2 = gram(members)
+            norm2 = sum(gram[i][j] for i in members for j in members)
             total = sum(similarities[i] for i in members)
             proto = total / math.sqrt(norm2) if norm2 > 0 else nearest
         rank = (proto, nearest)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from hashlib import blake2b
 from time import perf_counter
 from types import GeneratorType
@@ -532,7 +532,10 @@ def _supported(
     (:func:`~semcache._agreement.support_bound`), known from the index's scores alone. Otherwise the
     candidates that can count (above the floor) or be served are read and checked
     (:func:`_checked`) and scored from their own similarities and answers; an expired
-    or deleted one neither supports nor opposes. Those whose score reaches the
+    or deleted one neither supports nor opposes. Where an answer repeats among those
+    that count, only the favoured answer's may be served (:func:`_favoured`: its
+    candidates' local prototype is nearest the query); the others are declined. Those
+    whose score reaches the
     threshold are tried best score first (ties: the higher similarity) through
     confidence_fn and the guards and validator; the first that passes is served at its
     own similarity. Every candidate read joins ``seen``.
@@ -561,10 +564,11 @@ def _supported(
         moved = support_scores(near, keys)
         for j, score in zip(counted, moved, strict=True):
             scores[j] = score
-        favoured = _favoured(eng, [live[j][0] for j in counted], near, keys)
-        for j, key in zip(counted, keys, strict=True):
-            if favoured is not None and key != favoured:
-                scores[j] = -1.0  # another answer is favoured here: never served
+        if max(moved) >= threshold:  # (else a miss whatever is favoured)
+            favoured = _favoured(eng, [live[j][0] for j in counted], near, keys)
+            for j, key in zip(counted, keys, strict=True):
+                if favoured is not None and key != favoured:
+                    scores[j] = -1.0  # another answer is favoured here: never served
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a
@@ -608,12 +612,7 @@ def _favoured(
     vectors = _candidate_vectors(eng, entries)
     if vectors is None:
         return None
-    dots = vectors @ vectors.T
-
-    def gram(members: Sequence[int]) -> float:
-        return float(dots[np.ix_(members, members)].sum())
-
-    return cast(bytes, favoured_answer(near, keys, gram))
+    return cast(bytes, favoured_answer(near, keys, (vectors @ vectors.T).tolist()))
 
 
 def _candidate_vectors(eng: Engine, entries: list[StoredEntry]) -> npt.NDArray[np.float32] | None:

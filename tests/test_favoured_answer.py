@@ -60,8 +60,7 @@ SHORT = [
 
 def _gram(stored: Sequence[tuple[str, str, float, int]]) -> Any:
     vectors = np.stack([_vector(c, axis) for _, _, c, axis in stored]).astype(np.float64)
-    dots = vectors @ vectors.T
-    return lambda members: float(dots[np.ix_(members, members)].sum())
+    return (vectors @ vectors.T).tolist()
 
 
 def _judged(stored: Sequence[tuple[str, str, float, int]]) -> tuple[list[float], object]:
