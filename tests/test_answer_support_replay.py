@@ -12,6 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from semcache import SemanticCache
+from semcache._agreement import support_scores
 from semcache.quality._clusters import ClusterSet, StaticResult, static_replay
 from semcache.quality._replay import Rule
 
@@ -113,6 +114,68 @@ def test_without_repeated_answers_the_support_record_is_the_plain_record() -> No
     assert np.array_equal(view.correct, record.correct)
 
 
+def _hand_record(
+    near: Sequence[float], answers: Sequence[str], residual: Sequence[int], asked: str
+) -> StaticResult:
+    """One query (the unit vector e0) and its candidates, nearest first: candidate i
+    at similarity ``near[i]`` with answer ``answers[i]``, its stored vector
+    ``near[i] e0 + sqrt(1 - near[i]**2) e_residual[i]`` (candidates sharing a residual
+    axis lie to one side of the query; on distinct axes they surround it)."""
+    width = len(near)
+    v = np.zeros((width, 8))
+    for i, (s, axis) in enumerate(zip(near, residual, strict=True)):
+        v[i, 0], v[i, axis] = s, np.sqrt(1.0 - s * s)
+    dots = np.full((1, 8, 8), np.nan, dtype=np.float32)
+    stored = v.astype(np.float32)
+    dots[0, :width, :width] = stored @ stored.T
+    record = StaticResult(
+        floor=0.5,
+        exact=np.zeros(1, dtype=bool),
+        should_hit=np.ones(1, dtype=bool),
+        similarity=np.array([near], dtype=np.float64),
+        correct=np.array([[a == asked for a in answers]]),
+        score=np.full((1, width), np.nan),
+        guards={"not y": np.array([[a != "y" for a in answers]])},
+        truncated=0,
+        stored=width,
+    )
+    record.answers = [list(answers)]
+    record.head_dots = dots
+    return record
+
+
+def test_a_cluster_around_the_query_outranks_a_nearer_prompt_alone() -> None:
+    # y's prompts surround the query: their prototype (~0.937) is nearer than x's
+    # prompt (0.90), so x's candidate is declined; y's best is served at its support
+    # score, and not x once a guard rejects y's
+    record = _hand_record([0.90, 0.89, 0.88], ["x", "y", "y"], [1, 2, 3], asked="y")
+    view = record.supported()
+    support = support_scores([0.90, 0.89, 0.88], ["x", "y", "y"])
+    assert view.similarity[0].tolist() == [support[1], support[2], -1.0]
+    assert view.correct[0].tolist() == [True, True, False]
+    served, right = view._served(Rule(0.9))
+    assert served[0]
+    assert right[0]
+    assert support[0] >= 0.5  # (x's support score alone would serve it at 0.5)
+    served, _ = view._served(Rule(0.5, None, ("not y",)))
+    assert not served[0]
+
+
+def test_a_prompt_alone_outranks_a_cluster_to_one_side_of_the_query() -> None:
+    # y's prompts lie to one side of the query: their prototype (~0.845) is farther
+    # than x's prompt (0.90), so y's candidates are declined and x keeps its support
+    # score (pulled down by y's cluster)
+    record = _hand_record([0.90, 0.85, 0.84], ["x", "y", "y"], [1, 2, 2], asked="x")
+    view = record.supported()
+    support = support_scores([0.90, 0.85, 0.84], ["x", "y", "y"])
+    assert view.similarity[0].tolist() == [support[0], -1.0, -1.0]
+    served, _ = view._served(Rule(0.9))
+    assert not served[0]  # (by support scores alone y's best, ~0.92, would be served)
+    served, right = view._served(Rule(0.6))
+    assert served[0]
+    assert right[0]
+
+
 def test_a_record_without_answers_cannot_be_supported() -> None:
     clusters, vectors = _clustered(0)
     record = static_replay(clusters, _embed(vectors))
@@ -128,4 +191,7 @@ def test_a_record_without_answers_cannot_be_supported() -> None:
         stored=record.stored,
     )
     with pytest.raises(ValueError, match="keeps no answers"):
+        bare.supported()
+    bare.answers = record.answers
+    with pytest.raises(ValueError, match="keeps no dot products"):
         bare.supported()

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,7 @@ from .._agreement import (
     SUPPORT_K,
     SUPPORT_WEIGHT,
     answer_key,
+    favoured_answer,
     same_answer,
     support_scores,
 )
@@ -212,6 +213,8 @@ class _Recorder:
         self.max_candidates = max_candidates
         self.cluster = ""
         self.rows: list[tuple[float, bool, tuple[bool, ...], object]] = []
+        #: The entry id of each row's candidate.
+        self.ids: list[int] = []
         self.truncated = False
         self.serving = False
 
@@ -223,6 +226,7 @@ class _Recorder:
             return 1.0  # stop the search here
         verdicts = tuple(bool(g(query, hit)) for g in self.guards.values())
         self.rows.append((hit.similarity, hit.response == self.cluster, verdicts, hit.response))
+        self.ids.append(cast(int, hit.entry_id))  # a cache's hit names its entry
         return -math.inf  # rejected: the cache goes on to the next candidate
 
 
@@ -246,6 +250,12 @@ class StaticResult(ReplayResult):
     #: Per query, the answer of each candidate recorded (set by :func:`static_replay`;
     #: :meth:`supported` reads it).
     answers: list[list[object]] | None = None
+    #: Per query, the dot products of the stored vectors of its first ``K`` candidates
+    #: recorded (``K`` = :data:`~semcache._agreement.SUPPORT_K`), ``(queries, K, K)``
+    #: float32 as the cache computes them for an answer's prototype (its vectors read
+    #: back at its dtype, as float32); NaN past the candidates recorded (set by
+    #: :func:`static_replay`; :meth:`supported` reads it).
+    head_dots: npt.NDArray[np.float32] | None = None
 
     @property
     def in_scope(self) -> npt.NDArray[np.bool_]:
@@ -281,31 +291,45 @@ class StaticResult(ReplayResult):
     ) -> StaticResult:
         """The record as ``SemanticCache``'s answer support sees it
         (``answer_support=True``, no error budget): each query's first ``k`` candidates
-        (those at or above ``floor``) scored by
-        :func:`~semcache._agreement.support_scores` and tried highest first, then the
-        candidates beyond them by similarity, where no head candidate was declined by
-        its score (at thresholds up to the lowest head score). The result's
-        ``similarity`` is that score, so its curves and headlines sweep the threshold on
-        it as the cache applies it.
+        (those at or above ``floor``; two or more) scored by
+        :func:`~semcache._agreement.support_scores`, except that where they hold two
+        answers or more and one repeats, a candidate whose answer is not the one
+        :func:`~semcache._agreement.favoured_answer` favours among them scores -1
+        (never served); tried highest first, then the candidates
+        beyond them by similarity, where no head candidate was declined by its score
+        (at thresholds up to the lowest head score: none once one scores -1). The
+        result's ``similarity`` is that score, so its curves and headlines sweep the
+        threshold on it as the cache applies it.
 
         Raises:
-            ValueError: the record keeps no answers (not made by :func:`static_replay`).
+            ValueError: the record keeps no answers or no candidates' dot products (not
+                made by :func:`static_replay`), or fewer than ``k`` candidates' dot
+                products.
         """
-        answers = self.answers
+        answers, dots = self.answers, self.head_dots
         if answers is None:
             raise ValueError("this record keeps no answers")
+        if dots is None:
+            raise ValueError("this record keeps no dot products of its candidates' vectors")
+        if dots.shape[1] < k:
+            raise ValueError(
+                f"this record keeps the dot products of {dots.shape[1]} candidates, not {k}"
+            )
         sim = self.similarity.copy()
         order = np.tile(np.arange(sim.shape[1]), (sim.shape[0], 1))
         for i, row in enumerate(answers):
             head = [j for j in range(min(k, len(row))) if sim[i, j] >= floor]
             if len(head) < 2:
                 continue
-            scores = support_scores(
-                [float(sim[i, j]) for j in head],
-                [answer_key(row[j]) for j in head],
-                floor=floor,
-                weight=weight,
-            )
+            near = [float(sim[i, j]) for j in head]
+            keys = [answer_key(row[j]) for j in head]
+            scores = support_scores(near, keys, floor=floor, weight=weight)
+            if 1 < len(set(keys)) < len(keys):  # another answer and one that repeats
+                favoured = favoured_answer(near, keys, _gram(dots[i], head))
+                # another answer favoured here: never served (declined by its score)
+                scores = [
+                    s if key == favoured else -1.0 for s, key in zip(scores, keys, strict=True)
+                ]
             ranked = sorted(range(len(head)), key=lambda r: (-scores[r], -sim[i, head[r]]))
             # beyond the head the cache serves by cosine only if no head candidate was
             # declined by its score, i.e. at thresholds up to the lowest head score
@@ -329,6 +353,40 @@ class StaticResult(ReplayResult):
             exact_correct=self.exact_correct,
         )
         return view
+
+
+def _gram(dots: npt.NDArray[np.float32], head: list[int]) -> Callable[[Sequence[int]], float]:
+    """``gram(members) -> |sum(v)|**2`` over the candidates at those positions of
+    ``head`` (positions among the recorded candidates), from their dot products
+    ``dots``, summed as the cache sums them (float32)."""
+
+    def gram(members: Sequence[int]) -> float:
+        at = [head[m] for m in members]
+        return float(dots[np.ix_(at, at)].sum())
+
+    return gram
+
+
+def _head_dots(
+    cache: SemanticCache, ids: Sequence[Sequence[int]], k: int
+) -> npt.NDArray[np.float32]:
+    """Per query, the dot products of the stored vectors of its first ``k`` candidates
+    (entry ``ids``), read back from the cache's store at its dtype as the cache reads
+    them for an answer's prototype; NaN past the candidates."""
+    eng = engine_of(cache)
+    dtype = eng.indexes.dtype
+    wanted = sorted({i for row in ids for i in row[:k]})
+    vectors: dict[int, npt.NDArray[np.float32]] = {}
+    for i, entry in eng.store.get_by_ids(wanted, vectors=True).items():
+        if entry.vector is None:  # the replay puts every text with its vector
+            raise RuntimeError(f"entry {i} was stored without its vector")
+        vectors[i] = np.frombuffer(entry.vector, dtype=dtype).astype(np.float32)
+    out = np.full((len(ids), k, k), np.nan, dtype=np.float32)
+    for q, row in enumerate(ids):
+        if row:
+            v = np.stack([vectors[i] for i in row[:k]])
+            out[q, : len(v), : len(v)] = v @ v.T
+    return out
 
 
 def static_replay(
@@ -386,10 +444,12 @@ def static_replay(
     exact_correct = np.zeros(n, dtype=bool)
     in_scope = np.array([clusters.in_scope(labels[i]) for i in asked], dtype=bool)
     records: list[list[tuple[float, bool, tuple[bool, ...], object]]] = []
+    ids: list[list[int]] = []
     truncated = 0
     for k, i in enumerate(asked):
         recorder.cluster = labels[i]
         recorder.rows = []
+        recorder.ids = []
         recorder.truncated = False
         hit = cache.get(texts[i], embedding=vec[texts[i]])
         if hit is not None and hit.layer == "exact":
@@ -397,6 +457,7 @@ def static_replay(
             exact_correct[k] = hit.response == labels[i]
         truncated += recorder.truncated
         records.append(recorder.rows)
+        ids.append(recorder.ids)
         if report is not None and k % 256 == 0:
             report("static", k, n)
     if report is not None:
@@ -430,6 +491,7 @@ def static_replay(
         exact_correct=exact_correct,
     )
     result.answers = [[row[3] for row in rows] for rows in records]
+    result.head_dots = _head_dots(cache, ids, SUPPORT_K)
 
     recorder.serving = True
 
