@@ -355,16 +355,11 @@ class StaticResult(ReplayResult):
         return view
 
 
-def _gram(dots: npt.NDArray[np.float32], head: list[int]) -> Callable[[Sequence[int]], float]:
-    """``gram(members) -> |sum(v)|**2`` over the candidates at those positions of
-    ``head`` (positions among the recorded candidates), from their dot products
-    ``dots``, summed as the cache sums them (float32)."""
-
-    def gram(members: Sequence[int]) -> float:
-        at = [head[m] for m in members]
-        return float(dots[np.ix_(at, at)].sum())
-
-    return gram
+def _gram(dots: npt.NDArray[np.float32], head: list[int]) -> list[list[float]]:
+    """The dot products of the candidates at the positions ``head`` (among those
+    recorded) with each other, as :func:`~semcache._agreement.favoured_answer` takes
+    them (the cache's are float32 as well)."""
+    return cast(list[list[float]], dots[np.ix_(head, head)].tolist())
 
 
 def _head_dots(
