@@ -184,17 +184,21 @@ def test_another_cache_on_the_file_reads_the_vectors_it_needs_from_the_store(
         assert len(engine_of(reader).answer_vectors) == len(CONTEST)
 
 
-def test_the_vectors_kept_are_bounded_and_dropped_on_clear(
+def test_the_vectors_kept_are_bounded_by_bytes_and_dropped_on_clear(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(semcache._get, "ANSWER_KEYS", 3)
     with _open(tmp_path) as cache:
         vectors = engine_of(cache).answer_vectors
         _fill(cache, CONTEST)
         hit = _ask(cache)
         assert hit is not None
         assert hit.response == "spread"
-        assert len(vectors) == 3
+        assert len(vectors) == len(CONTEST)
+        # 3 vectors' bytes: at least the 8 candidates of one get are kept, oldest out
+        monkeypatch.setattr(semcache._get, "ANSWER_VECTOR_BYTES", 3 * DIM * 4)
+        for n in range(20):
+            semcache._get._keep_vector(engine_of(cache), 1000 + n, QUERY)
+        assert list(vectors) == [1000 + n for n in range(12, 20)]
         cache.clear()
         assert vectors == {}
 
