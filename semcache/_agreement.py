@@ -38,6 +38,9 @@ __all__ = [
     "agreement",
     "answer_key",
     "favoured_answer",
+    "favoured_bound",
+    "favoured_scores",
+    "raised_bound",
     "same_answer",
     "support_bound",
     "support_scores",
@@ -172,10 +175,10 @@ def favoured_answer(
 
     Of an answer's candidates ``g`` that similarity is ``sum(s_i) / |sum(v_i)|``; for
     an answer seen once it is the candidate's own similarity. An answer whose
-    candidates agree with each other as well as with the query outranks a single
-    prompt that is a little nearer, and an isolated prompt nearer than another answer's
-    whole cluster outranks that cluster. Ties go to the answer of the nearest
-    candidate, so where no answer repeats the favoured answer is the nearest's.
+    candidates surround the query outranks a single prompt that is a little nearer,
+    and an isolated prompt nearer than another answer's whole cluster outranks that
+    cluster. Ties go to the answer of the nearest candidate, so where no answer
+    repeats the favoured answer is the nearest's.
 
     Args:
         similarities: the candidates' similarities to the query (unit vectors).
@@ -188,6 +191,17 @@ def favoured_answer(
         ValueError: no candidate, ``similarities`` and ``keys`` differ in length, or an
             answer repeats and ``gram`` is None.
     """
+    protos = _prototypes(similarities, keys, gram)
+    return max(protos, key=lambda key: protos[key])
+
+
+def _prototypes(
+    similarities: Sequence[float],
+    keys: Sequence[object],
+    gram: Sequence[Sequence[float]] | None,
+) -> dict[object, tuple[float, float]]:
+    """Each answer's ``(local prototype's similarity, nearest candidate's)``, in the
+    order of their first candidate (see :func:`favoured_answer`)."""
     if not similarities:
         raise ValueError("a favoured answer needs at least one candidate")
     if len(similarities) != len(keys):
@@ -195,22 +209,86 @@ def favoured_answer(
     groups: dict[object, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
-    best_key: object = None
-    best: tuple[float, float] | None = None
+    out: dict[object, tuple[float, float]] = {}
     for key, members in groups.items():
         nearest = max(similarities[i] for i in members)
         if len(members) == 1:
-            proto = nearest
-        else:
-            if gram is None:
-                raise ValueError("an answer repeats: its prototype needs the gram")
-            norm2 = sum(gram[i][j] for i in members for j in members)
-            total = sum(similarities[i] for i in members)
-            proto = total / math.sqrt(norm2) if norm2 > 0 else nearest
-        rank = (proto, nearest)
-        if best is None or rank > best:
-            best, best_key = rank, key
-    return best_key
+            out[key] = (nearest, nearest)
+            continue
+        if gram is None:
+            raise ValueError("an answer repeats: its prototype needs the gram")
+        norm2 = sum(gram[i][j] for i in members for j in members)
+        total = sum(similarities[i] for i in members)
+        out[key] = (total / math.sqrt(norm2) if norm2 > 0 else nearest, nearest)
+    return out
+
+
+def favoured_scores(
+    scores: Sequence[float],
+    similarities: Sequence[float],
+    keys: Sequence[object],
+    gram: Sequence[Sequence[float]],
+    *,
+    floor: float = SUPPORT_FLOOR,
+    weight: float = SUPPORT_WEIGHT,
+) -> list[float]:
+    """The candidates' scores once the favoured answer is known: ``scores`` (their
+    :func:`support_scores`) where no answer repeats; else -1 (never served) for the
+    candidates of every answer but the favoured one (:func:`favoured_answer`), and, if
+    the favoured answer repeats, its candidates' scores raised by its *lead*: ``1 - (1
+    - score) * exp(-weight * lead)``, where ``lead`` is how much nearer its prototype
+    is than the next answer's (or than ``floor`` when that is nearer, or there is
+    none). A prompt that stands alone is never raised, however far its rivals.
+
+    Args:
+        scores: the candidates' support scores.
+        similarities: their similarities to the query.
+        keys: their answers' keys.
+        gram: the dot products of their stored vectors (see :func:`favoured_answer`).
+        floor: the lead is measured from here at the least.
+        weight: how strongly the lead raises a score.
+
+    Raises:
+        ValueError: the sequences differ in length, or no candidate.
+    """
+    if not (len(scores) == len(similarities) == len(keys)):
+        raise ValueError("one score, similarity and answer key per candidate")
+    if len(set(keys)) == len(keys):
+        return list(scores)
+    protos = _prototypes(similarities, keys, gram)
+    favoured = max(protos, key=lambda key: protos[key])
+    rival = max([floor] + [p for key, (p, _) in protos.items() if key != favoured])
+    lead = protos[favoured][0] - rival if keys.count(favoured) > 1 else 0.0
+    factor = math.exp(-weight * lead) if lead > 0 else 1.0
+    return [
+        (1.0 - (1.0 - score) * factor if factor != 1.0 else score) if key == favoured else -1.0
+        for score, key in zip(scores, keys, strict=True)
+    ]
+
+
+def favoured_bound(
+    similarities: Sequence[float], *, floor: float = SUPPORT_FLOOR, weight: float = SUPPORT_WEIGHT
+) -> float:
+    """The highest score (:func:`support_scores`, then :func:`favoured_scores`) any of
+    the candidates could reach, from their similarities alone: the support bound
+    (:func:`support_bound`), raised by the largest lead (``1 - floor``) when two or
+    more of them reach ``floor`` (an answer can repeat only then).
+
+    Raises:
+        ValueError: no candidate.
+    """
+    bound = support_bound(similarities, floor=floor, weight=weight)
+    if sum(1 for s in similarities if s >= floor) < 2:
+        return bound
+    return raised_bound(bound, floor=floor, weight=weight)
+
+
+def raised_bound(
+    score: float, *, floor: float = SUPPORT_FLOOR, weight: float = SUPPORT_WEIGHT
+) -> float:
+    """The highest :func:`favoured_scores` can raise ``score`` to: by the largest lead a
+    favoured answer can have (``1 - floor``: a prototype's similarity is at most 1)."""
+    return 1.0 - (1.0 - score) * math.exp(-weight * (1.0 - floor))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,9 @@ from ._agreement import (
     SUPPORT_FLOOR,
     SUPPORT_K,
     answer_key,
-    favoured_answer,
-    support_bound,
+    favoured_bound,
+    favoured_scores,
+    raised_bound,
     support_scores,
 )
 from ._answer_steps import fill_steps
@@ -531,14 +532,16 @@ def _supported(
     ``sims``: that search's result (for ``Hit.runner_up``).
 
     Nothing is read when no candidate's score can reach the threshold: a score is at
-    most what it would be with every other candidate agreeing with it
-    (:func:`~semcache._agreement.support_bound`), known from the index's scores alone. Otherwise the
-    candidates that can count (above the floor) or be served are read and checked
-    (:func:`_checked`) and scored from their own similarities and answers; an expired
-    or deleted one neither supports nor opposes. Where an answer repeats among those
-    that count, only the favoured answer's may be served (:func:`_favoured`: its
-    candidates' local prototype is nearest the query); the others are declined. Those
-    whose score reaches the
+    most what it would be with every other candidate agreeing with it, raised by the
+    largest lead a favoured answer can have
+    (:func:`~semcache._agreement.favoured_bound`), known from the index's scores alone.
+    Otherwise the candidates that can count (above the floor) or be served are read
+    and checked (:func:`_checked`) and scored from their own similarities and answers;
+    an expired or deleted one neither supports nor opposes. Where an answer repeats
+    among those that count, the favoured answer decides
+    (:func:`~semcache._agreement.favoured_scores`, from the candidates' vectors:
+    :func:`_candidate_vectors`): the other answers' candidates are declined, and the
+    favoured one's raised by its lead when it repeats. Those whose score reaches the
     threshold are tried best score first (ties: the higher similarity) through
     confidence_fn and the guards and validator; the first that passes is served at its
     own similarity. Every candidate read joins ``seen``.
@@ -552,7 +555,7 @@ def _supported(
     threshold = eng.threshold
     if not candidates:
         return None
-    if support_bound([s for _, s in candidates]) < threshold:
+    if favoured_bound([s for _, s in candidates]) < threshold:
         return None
     # those that count (at or above the floor) and those a cosine alone could serve (a
     # threshold below the floor); one below the floor is scored at its similarity
@@ -565,13 +568,14 @@ def _supported(
         near = [live[j][1] for j in counted]
         keys = _answer_keys(eng, [live[j][0] for j in counted])
         moved = support_scores(near, keys)
+        # where an answer repeats, the favoured answer (and its lead) can still
+        # decide; no score can pass its bound from these support scores
+        if len(set(keys)) < len(keys) and raised_bound(max(moved)) >= threshold:
+            vectors = _candidate_vectors(eng, [live[j][0] for j in counted])
+            if vectors is not None:
+                moved = favoured_scores(moved, near, keys, (vectors @ vectors.T).tolist())
         for j, score in zip(counted, moved, strict=True):
             scores[j] = score
-        if max(moved) >= threshold:  # (else a miss whatever is favoured)
-            favoured = _favoured(eng, [live[j][0] for j in counted], near, keys)
-            for j, key in zip(counted, keys, strict=True):
-                if favoured is not None and key != favoured:
-                    scores[j] = -1.0  # another answer is favoured here: never served
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a
@@ -598,24 +602,6 @@ def _supported(
     if short:
         why.append((scores[short[0]], "support" if cosine else "below_threshold"))
     return None, max(why, key=lambda w: w[0])[1] if why else None, removed, cosine
-
-
-def _favoured(
-    eng: Engine, entries: list[StoredEntry], near: list[float], keys: list[bytes]
-) -> bytes | None:
-    """The answer key :func:`~semcache._agreement.favoured_answer` favours among the
-    counted candidates (``entries``, their similarities ``near`` and answer ``keys``):
-    the answer whose candidates' local prototype is nearest the query. None: nothing
-    to choose (one answer, or no answer repeats: every candidate is judged by its
-    similarity alone, as without support), or the vectors a repeated answer's
-    prototype needs could not be read (then only the support scores judge)."""
-    distinct = len(set(keys))
-    if distinct == 1 or distinct == len(keys):
-        return None
-    vectors = _candidate_vectors(eng, entries)
-    if vectors is None:
-        return None
-    return cast(bytes, favoured_answer(near, keys, (vectors @ vectors.T).tolist()))
 
 
 def _candidate_vectors(eng: Engine, entries: list[StoredEntry]) -> npt.NDArray[np.float32] | None:

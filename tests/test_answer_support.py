@@ -194,11 +194,11 @@ def test_only_candidates_whose_score_reaches_the_threshold_are_checked(tmp_path:
 
 def test_an_expired_entry_neither_supports_nor_opposes(tmp_path: Path, clock: FakeClock) -> None:
     with _open(tmp_path, clock=clock) as cache:
-        _fill(cache, AGREEING[:2])
+        _fill(cache, AGREEING[:1])
         cache.put("short lived", "PARIS", embedding=_at(0.7, 20), ttl=10)
-        assert _ask(cache) is not None  # three agree: 0.9
+        assert _ask(cache) is not None  # two agree: 0.8, raised by their lead to 0.89
         clock.advance(11)
-        assert _ask(cache) is None  # two agree: 0.8
+        assert _ask(cache) is None  # one alone: 0.7
         assert cache.stats()["misses"]["below_threshold"] == 1
     with _open(tmp_path, "opposed.db", clock=clock) as cache:
         _fill(cache, CONTESTED[:1])
@@ -239,9 +239,9 @@ def test_another_cache_on_the_file_sees_support_from_the_first_ones_puts(
     shared: dict[str, Any] = {"multi_process_mode": "shared"}
     with _open(tmp_path, **shared) as reader, _open(tmp_path, **shared) as writer:
         assert _ask(reader) is None
-        _fill(writer, AGREEING[:2])
-        assert _ask(reader) is None  # two agree: 0.8
-        writer.put("third", "Paris", embedding=_at(0.7, 20))
+        _fill(writer, AGREEING[:1])
+        assert _ask(reader) is None  # one alone: 0.7
+        writer.put("second", "Paris", embedding=_at(0.7, 20))  # two agree: 0.89
         hit = _ask(reader)
         assert hit is not None
         assert hit.similarity == pytest.approx(0.7, abs=1e-5)
@@ -249,7 +249,9 @@ def test_another_cache_on_the_file_sees_support_from_the_first_ones_puts(
 
 def test_a_miss_that_no_score_can_reach_reads_no_entry(tmp_path: Path) -> None:
     with _open(tmp_path, multi_process_mode="shared") as cache:  # no hot map: reads count
-        _fill(cache, [("a", 0.6), ("a", 0.6), ("b", 0.55)])  # bound 0.6 + 0.5 * 0.15
+        # bound: 1 - 0.48 * exp(-2 * 0.03) = 0.548, raised by the largest lead (0.5)
+        # to 1 - 0.452 * exp(-1) = 0.834
+        _fill(cache, [("a", 0.52), ("a", 0.52), ("b", 0.51)])
         reads: list[list[int]] = []
         store: Any = cache.store
         get_by_ids = store.get_by_ids

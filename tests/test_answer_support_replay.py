@@ -5,6 +5,7 @@ record says it serves."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -147,11 +148,14 @@ def _hand_record(
 def test_a_cluster_around_the_query_outranks_a_nearer_prompt_alone() -> None:
     # y's prompts surround the query: their prototype (~0.937) is nearer than x's
     # prompt (0.90), so x's candidate is declined; y's best is served at its support
-    # score, and not x once a guard rejects y's
+    # score raised by y's lead (0.937 - 0.90), and not x once a guard rejects y's
     record = _hand_record([0.90, 0.89, 0.88], ["x", "y", "y"], [1, 2, 3], asked="y")
     view = record.supported()
     support = support_scores([0.90, 0.89, 0.88], ["x", "y", "y"])
-    assert view.similarity[0].tolist() == [support[1], support[2], -1.0]
+    lead = math.exp(-2 * (0.89 + 0.88) / math.sqrt(2 + 2 * 0.89 * 0.88) + 2 * 0.90)
+    raised = [1 - (1 - support[1]) * lead, 1 - (1 - support[2]) * lead]
+    assert view.similarity[0].tolist() == pytest.approx([*raised, -1.0], abs=1e-6)
+    assert raised[0] > support[1]
     assert view.correct[0].tolist() == [True, True, False]
     served, right = view._served(Rule(0.9))
     assert served[0]

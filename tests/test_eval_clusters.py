@@ -192,8 +192,13 @@ def test_static_replay_arithmetic(static_csv: Path) -> None:
 
 
 def _stream_cache(threshold: float, **options: object):  # type: ignore[no-untyped-def]
+    # the arithmetic below is the cosine threshold's (the replay's, not the rule's)
     return lambda: SemanticCache(
-        similarity_threshold=threshold, index_backend="flat", guards=None, **options
+        similarity_threshold=threshold,
+        index_backend="flat",
+        guards=None,
+        answer_support=False,
+        **options,
     )
 
 

@@ -20,7 +20,12 @@ import pytest
 
 import semcache._get
 from semcache import Hit, SemanticCache
-from semcache._agreement import favoured_answer, support_scores
+from semcache._agreement import (
+    favoured_answer,
+    favoured_bound,
+    favoured_scores,
+    support_scores,
+)
 from semcache._cache import engine_of
 
 DIM = 64  # the server stores tests (test_redis_postgres_cache) share it
@@ -114,6 +119,61 @@ def test_favoured_answer_rejects_what_it_cannot_judge() -> None:
         favoured_answer([0.9], ["a", "b"])
     with pytest.raises(ValueError, match="gram"):
         favoured_answer([0.9, 0.8], ["a", "a"])
+
+
+def test_where_no_answer_repeats_the_scores_are_left_alone() -> None:
+    scores = [0.9, 0.7, 0.6]
+    assert favoured_scores(scores, [0.9, 0.7, 0.6], ["a", "b", "c"], []) == scores
+
+
+def test_a_repeated_favoured_answer_is_raised_by_its_lead_the_others_declined() -> None:
+    stored = [("a", "single", 0.9, 1)] + [(f"b{i}", "cluster", 0.8, 2 + i) for i in range(3)]
+    sims = [c for _, _, c, _ in stored]
+    keys = [a for _, a, _, _ in stored]
+    support = support_scores(sims, keys)
+    lead = 0.8 * 3 / math.sqrt(3 + 6 * 0.64) - 0.9  # the cluster's prototype over 0.9
+    raised = favoured_scores(support, sims, keys, _gram(stored))
+    assert raised[0] == -1.0
+    assert raised[1:] == pytest.approx([1 - (1 - s) * math.exp(-2 * lead) for s in support[1:]])
+    # a favoured answer seen once is not raised, however far its rivals
+    lone = [("a", "single", 0.9, 1), ("b", "pair", 0.55, 2), ("c", "pair", 0.55, 2)]
+    sims = [c for _, _, c, _ in lone]
+    keys = [a for _, a, _, _ in lone]
+    support = support_scores(sims, keys)
+    assert favoured_scores(support, sims, keys, _gram(lone)) == [support[0], -1.0, -1.0]
+
+
+def test_no_score_passes_the_bound() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(2, 9))
+        vectors = rng.standard_normal((n, 6)) + 2.0 * rng.standard_normal(6)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        query = vectors.mean(axis=0) + 0.3 * rng.standard_normal(6)
+        query /= np.linalg.norm(query)
+        all_sims = vectors @ query
+        counted = all_sims >= 0.5  # the cache scores those at or above the floor
+        if counted.sum() < 2:
+            continue
+        vectors, sims = vectors[counted], [float(s) for s in all_sims[counted]]
+        keys = [int(k) for k in rng.integers(0, 3, len(sims))]
+        scores = favoured_scores(
+            support_scores(sims, keys), sims, keys, (vectors @ vectors.T).tolist()
+        )
+        assert max(scores) <= favoured_bound([float(s) for s in all_sims]) + 1e-12
+
+
+def test_agreeing_prompts_are_served_raised_by_their_lead(tmp_path: Path) -> None:
+    # two prompts at 0.7, apart from each other, same answer: support 0.8, prototype
+    # 1.4 / sqrt(2 + 2 * 0.49) = 0.811, raised by 0.311 to 0.89
+    stored = [("first", "Paris", 0.7, 1), ("second", "paris", 0.7, 2)]
+    with _open(tmp_path) as cache, _open(tmp_path, "alone.db") as alone:
+        _fill(cache, stored)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.similarity == pytest.approx(0.7, abs=1e-3)
+        _fill(alone, stored[:1])
+        assert _ask(alone) is None  # a prompt alone: its cosine
 
 
 def test_the_favoured_answer_is_served_instead_of_the_nearest(tmp_path: Path) -> None:

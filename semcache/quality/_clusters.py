@@ -39,7 +39,7 @@ from .._agreement import (
     SUPPORT_K,
     SUPPORT_WEIGHT,
     answer_key,
-    favoured_answer,
+    favoured_scores,
     same_answer,
     support_scores,
 )
@@ -292,10 +292,10 @@ class StaticResult(ReplayResult):
         """The record as ``SemanticCache``'s answer support sees it
         (``answer_support=True``, no error budget): each query's first ``k`` candidates
         (those at or above ``floor``; two or more) scored by
-        :func:`~semcache._agreement.support_scores`, except that where they hold two
-        answers or more and one repeats, a candidate whose answer is not the one
-        :func:`~semcache._agreement.favoured_answer` favours among them scores -1
-        (never served); tried highest first, then the candidates
+        :func:`~semcache._agreement.support_scores`, then, where an answer repeats
+        among them, :func:`~semcache._agreement.favoured_scores` (the other answers'
+        candidates score -1, never served; the favoured one's are raised by its lead
+        when it repeats); tried highest first, then the candidates
         beyond them by similarity, where no head candidate was declined by its score
         (at thresholds up to the lowest head score: none once one scores -1). The
         result's ``similarity`` is that score, so its curves and headlines sweep the
@@ -324,12 +324,10 @@ class StaticResult(ReplayResult):
             near = [float(sim[i, j]) for j in head]
             keys = [answer_key(row[j]) for j in head]
             scores = support_scores(near, keys, floor=floor, weight=weight)
-            if 1 < len(set(keys)) < len(keys):  # another answer and one that repeats
-                favoured = favoured_answer(near, keys, _gram(dots[i], head))
-                # another answer favoured here: never served (declined by its score)
-                scores = [
-                    s if key == favoured else -1.0 for s, key in zip(scores, keys, strict=True)
-                ]
+            if len(set(keys)) < len(keys):  # an answer repeats: the favoured one decides
+                scores = favoured_scores(
+                    scores, near, keys, _gram(dots[i], head), floor=floor, weight=weight
+                )
             ranked = sorted(range(len(head)), key=lambda r: (-scores[r], -sim[i, head[r]]))
             # beyond the head the cache serves by cosine only if no head candidate was
             # declined by its score, i.e. at thresholds up to the lowest head score
@@ -357,7 +355,7 @@ class StaticResult(ReplayResult):
 
 def _gram(dots: npt.NDArray[np.float32], head: list[int]) -> list[list[float]]:
     """The dot products of the candidates at the positions ``head`` (among those
-    recorded) with each other, as :func:`~semcache._agreement.favoured_answer` takes
+    recorded) with each other, as :func:`~semcache._agreement.favoured_scores` takes
     them (the cache's are float32 as well)."""
     return cast(list[list[float]], dots[np.ix_(head, head)].tolist())
 
