@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,17 +123,25 @@ def test_agreeing_neighbours_serve_below_the_threshold_at_their_cosine(tmp_path:
         assert off.stats()["misses"]["below_threshold"] == 1
 
 
+def support_miss_served_without(
+    cache: SemanticCache, off: SemanticCache, ask: Callable[[SemanticCache], Hit | None]
+) -> str:
+    """Asserts that ``ask(cache)`` is a miss whose only reason is ``support``, and
+    returns the answer the same question gets from ``off`` (``answer_support=False``)."""
+    assert ask(cache) is None
+    stats = cache.stats()["misses"]
+    assert stats["support"] == 1
+    assert sum(stats.values()) == 1
+    hit = ask(off)
+    assert hit is not None
+    return hit.response
+
+
 def test_a_candidate_next_to_a_repeated_rival_answer_is_a_support_miss(tmp_path: Path) -> None:
     with _open(tmp_path) as cache, _open(tmp_path, "off.db", answer_support=False) as off:
         _fill(cache, CONTESTED)
         _fill(off, CONTESTED)
-        assert _ask(cache) is None
-        stats = cache.stats()["misses"]
-        assert stats["support"] == 1
-        assert sum(stats.values()) == 1
-        hit = _ask(off)
-        assert hit is not None
-        assert hit.response == "lone answer"
+        assert support_miss_served_without(cache, off, _ask) == "lone answer"
 
 
 def test_a_declined_candidate_is_not_served_by_the_widened_search(tmp_path: Path) -> None:
