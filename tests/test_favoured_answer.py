@@ -177,8 +177,9 @@ def test_agreeing_prompts_are_served_raised_by_their_lead(tmp_path: Path) -> Non
         assert _ask(alone) is None  # a prompt alone: its cosine
 
 
-def test_the_favoured_answer_is_served_instead_of_the_nearest(tmp_path: Path) -> None:
-    with _open(tmp_path) as cache:
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_favoured_answer_is_served_instead_of_the_nearest(tmp_path: Path, dtype: str) -> None:
+    with _open(tmp_path, vector_dtype=dtype) as cache:
         _fill(cache, CONTEST)
         hit = _ask(cache)
         assert hit is not None
@@ -230,7 +231,7 @@ def test_where_no_answer_repeats_a_rejected_nearest_falls_to_the_next(tmp_path: 
 def test_another_cache_on_the_file_reads_the_vectors_it_needs_from_the_store(
     tmp_path: Path,
 ) -> None:
-    shared: dict[str, Any] = {"multi_process_mode": "shared"}
+    shared: dict[str, Any] = {"multi_process_mode": "shared", "vector_dtype": "float16"}
     with _open(tmp_path, **shared) as writer, _open(tmp_path, **shared) as reader:
         _fill(writer, CONTEST)
         hit = _ask(reader)
