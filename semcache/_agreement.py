@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from time import perf_counter_ns
 from typing import Any
 
@@ -217,7 +218,8 @@ def _prototypes(
             continue
         if gram is None:
             raise ValueError("an answer repeats: its prototype needs the gram")
-        norm2 = sum(gram[i][j] for i in members for j in members)
+        pick = itemgetter(*members)  # (two or more: a tuple)
+        norm2 = sum(sum(pick(gram[i])) for i in members)
         total = sum(similarities[i] for i in members)
         out[key] = (total / math.sqrt(norm2) if norm2 > 0 else nearest, nearest)
     return out
