@@ -123,6 +123,20 @@ def test_agreeing_neighbours_serve_below_the_threshold_at_their_cosine(tmp_path:
         assert off.stats()["misses"]["below_threshold"] == 1
 
 
+def recording_validator(
+    passes: Callable[[str], bool],
+) -> tuple[list[str], Callable[[str, Hit], bool]]:
+    """A validator that lets a hit through when ``passes(hit.response)``, and the list
+    of the responses it was asked about, in order."""
+    tried: list[str] = []
+
+    def validator(query: str, hit: Hit) -> bool:
+        tried.append(hit.response)
+        return passes(hit.response)
+
+    return tried, validator
+
+
 def support_miss_served_without(
     cache: SemanticCache, off: SemanticCache, ask: Callable[[SemanticCache], Hit | None]
 ) -> str:
@@ -151,11 +165,7 @@ def test_a_declined_candidate_is_not_served_by_the_widened_search(tmp_path: Path
     # being rejected, the search widens; those read already are not tried again.
     stored = [("lone answer", 0.95)] + [("rival b", 0.87)] * 4 + [("rival c", 0.87)] * 3
     stored += [(f"far {_words(i)}", 0.1) for i in range(12)]
-    tried: list[str] = []
-
-    def validator(query: str, hit: Hit) -> bool:
-        tried.append(hit.response)
-        return hit.response == "lone answer"
+    tried, validator = recording_validator(lambda response: response == "lone answer")
 
     with _open(tmp_path, validator=validator) as cache:
         _fill(cache, stored)

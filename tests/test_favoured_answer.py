@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from test_answer_support import support_miss_served_without
+from test_answer_support import recording_validator, support_miss_served_without
 
 import semcache._get
 from semcache import Hit, SemanticCache
@@ -202,11 +202,7 @@ def test_where_the_favoured_answer_falls_short_the_get_is_a_support_miss(
 def test_a_candidate_of_another_answer_is_not_served_when_the_favoured_is_rejected(
     tmp_path: Path,
 ) -> None:
-    tried: list[str] = []
-
-    def validator(query: str, hit: Hit) -> bool:
-        tried.append(hit.response)
-        return hit.response == "tight"
+    tried, validator = recording_validator(lambda response: response == "tight")
 
     with _open(tmp_path, validator=validator) as cache:
         _fill(cache, CONTEST)
@@ -217,11 +213,7 @@ def test_a_candidate_of_another_answer_is_not_served_when_the_favoured_is_reject
 def test_where_no_answer_repeats_a_rejected_nearest_falls_to_the_next(tmp_path: Path) -> None:
     # every answer its own: judged by similarity alone, as without answer support
     stored = [("pa", "first", 0.95, 1), ("pb", "second", 0.9, 2), ("pc", "third", 0.6, 3)]
-    tried: list[str] = []
-
-    def validator(query: str, hit: Hit) -> bool:
-        tried.append(hit.response)
-        return hit.response != "first"
+    tried, validator = recording_validator(lambda response: response != "first")
 
     with _open(tmp_path, validator=validator) as cache:
         _fill(cache, stored)
