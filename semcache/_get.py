@@ -564,40 +564,66 @@ def _supported(
     live, expired, removed = _checked(eng, ns, vector, index, read, now, None)
     scores = [s for _, s in live]
     counted = [j for j, (_, s) in enumerate(live) if s >= SUPPORT_FLOOR]
+    lead: Callable[[], list[float] | None] | None = None  # the lead, when still to apply
     if len(counted) > 1:  # (one alone: its similarity, no answer to compare)
         near = [live[j][1] for j in counted]
         keys = _answer_keys(eng, [live[j][0] for j in counted])
         moved = support_scores(near, keys)
+
+        def favoured() -> list[float] | None:
+            vectors = _candidate_vectors(eng, [live[j][0] for j in counted])
+            if vectors is None:
+                return None
+            return favoured_scores(moved, near, keys, (vectors @ vectors.T).tolist())
+
         # where an answer repeats, the favoured answer (and its lead) can still
         # decide; no score can pass its bound from these support scores
-        if len(set(keys)) < len(keys) and raised_bound(max(moved)) >= threshold:
-            vectors = _candidate_vectors(eng, [live[j][0] for j in counted])
-            if vectors is not None:
-                moved = favoured_scores(moved, near, keys, (vectors @ vectors.T).tolist())
+        distinct = len(set(keys))
+        if distinct < len(keys) and raised_bound(max(moved)) >= threshold:
+            if distinct == 1 and max(moved) >= threshold:
+                # one answer: its lead raises every score by one factor, so the order
+                # stays; it can matter only if none that reaches the threshold now is
+                # served (then it is applied, and those it lifts are tried)
+                lead = favoured
+            else:
+                moved = favoured() or moved
         for j, score in zip(counted, moved, strict=True):
             scores[j] = score
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a
     # cosine alone would have served one of them).
-    why: list[tuple[float, MissReason]] = [(s, "expired") for s in expired if s >= threshold]
-    short: list[int] = []
-    for j in order:
-        if scores[j] < threshold:
-            short.append(j)
-            continue
-        entry, sim = live[j]
-        hit = make_hit(entry, sim, "semantic", None)
-        hit.runner_up = _runner_up(ids, sims, entry.id)
-        if eng.confidence_fn is not None:
-            confidence = _confidence(eng, query, hit)
-            if confidence is None or confidence < eng.options.min_confidence:
-                why.append((scores[j], "confidence"))
+    rejected: list[tuple[int, MissReason]] = []
+    tried: set[int] = set()
+    while True:
+        short: list[int] = []
+        for j in order:
+            if j in tried:
                 continue
-            hit.confidence = confidence
-        if accept(eng, query, hit):
-            return hit, None, removed, False
-        why.append((scores[j], "validator"))
+            if scores[j] < threshold:
+                short.append(j)
+                continue
+            tried.add(j)
+            entry, sim = live[j]
+            hit = make_hit(entry, sim, "semantic", None)
+            hit.runner_up = _runner_up(ids, sims, entry.id)
+            if eng.confidence_fn is not None:
+                confidence = _confidence(eng, query, hit)
+                if confidence is None or confidence < eng.options.min_confidence:
+                    rejected.append((j, "confidence"))
+                    continue
+                hit.confidence = confidence
+            if accept(eng, query, hit):
+                return hit, None, removed, False
+            rejected.append((j, "validator"))
+        raised = None if lead is None else lead()
+        lead = None
+        if raised is None:
+            break
+        for j, score in zip(counted, raised, strict=True):
+            scores[j] = score
+    why: list[tuple[float, MissReason]] = [(s, "expired") for s in expired if s >= threshold]
+    why += [(scores[j], reason) for j, reason in rejected]
     cosine = any(live[j][1] >= threshold for j in short)
     if short:
         why.append((scores[short[0]], "support" if cosine else "below_threshold"))

@@ -180,6 +180,49 @@ def test_agreeing_prompts_are_served_raised_by_their_lead(tmp_path: Path) -> Non
         assert _ask(alone) is None  # a prompt alone: its cosine
 
 
+#: One answer, twice: "Paris" at 0.9 reaches the threshold by its support score
+#: (0.91); "paris" at 0.55 does not (0.80) until the answer's lead (0.34) raises it
+#: (0.90).
+ONE_ANSWER = [("near", "Paris", 0.9, 1), ("far", "paris", 0.55, 2)]
+
+
+def test_with_one_answer_the_lead_is_left_until_it_can_change_the_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sims, keys = [c for *_, c, _ in ONE_ANSWER], ["paris"] * 2  # (keys: normalized)
+    scores = support_scores(sims, keys)
+    raised = favoured_scores(scores, sims, keys, _gram(ONE_ANSWER))
+    assert scores[0] >= THRESHOLD > scores[1]
+    assert raised[1] >= THRESHOLD
+    computed: list[int] = []
+    real = semcache._get._candidate_vectors
+
+    def counting(eng: Any, entries: Any) -> Any:
+        computed.append(len(entries))
+        return real(eng, entries)
+
+    monkeypatch.setattr(semcache._get, "_candidate_vectors", counting)
+    with _open(tmp_path) as cache:
+        _fill(cache, ONE_ANSWER)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.response == "Paris"
+        assert computed == []  # the nearest is served: its lead could not change that
+    tried, validator = recording_validator(lambda response: response != "Paris")
+    with _open(tmp_path, "rejected.db", validator=validator) as cache:
+        _fill(cache, ONE_ANSWER)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.response == "paris"  # lifted by the lead once "Paris" was rejected
+        assert tried == ["Paris", "paris"]
+        assert computed == [2]
+    tried.clear()
+    with _open(tmp_path, "alone.db", validator=validator, answer_support=False) as off:
+        _fill(off, ONE_ANSWER)
+        assert _ask(off) is None
+        assert tried == ["Paris"]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_the_favoured_answer_is_served_instead_of_the_nearest(tmp_path: Path, dtype: str) -> None:
     with _open(tmp_path, vector_dtype=dtype) as cache:
