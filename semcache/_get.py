@@ -541,7 +541,9 @@ def _supported(
     among those that count, the favoured answer decides
     (:func:`~semcache._agreement.favoured_scores`, from the candidates' vectors:
     :func:`_candidate_vectors`): the other answers' candidates are declined, and the
-    favoured one's raised by its lead when it repeats. Those whose score reaches the
+    favoured one's raised by its lead when it repeats (where they share one answer,
+    only once none that reaches the threshold without it was served: the lead raises
+    all alike and leaves their order). Those whose score reaches the
     threshold are tried best score first (ties: the higher similarity) through
     confidence_fn and the guards and validator; the first that passes is served at its
     own similarity. Every candidate read joins ``seen``.
