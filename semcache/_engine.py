@@ -99,10 +99,10 @@ class Engine:
         # Query embeddings made by gets, kept for the put that follows a miss.
         self.query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         #: ``answer_support``: stored answers' keys by entry id (ids are never reissued
-        #: within a store; dropped with the exact entries). See ``_get._answer_keys``.
+        #: within a store; dropped with the exact entries). See ``_answer_memo.answer_keys``.
         self.answer_keys: dict[int, bytes] = {}
         #: ``answer_support``: stored prompts' vectors (float32) by entry id, for the
-        #: local prototypes of repeated answers. See ``_get._candidate_vectors``.
+        #: local prototypes of repeated answers. See ``_answer_memo.candidate_vectors``.
         self.answer_vectors: dict[int, npt.NDArray[np.float32]] = {}
 
         path, store = options.path, options.store

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 from collections.abc import Callable, Generator
-from hashlib import blake2b
 from time import perf_counter
 from types import GeneratorType
 from typing import Any, Final, cast
@@ -22,10 +21,10 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
+from . import _answer_memo
 from ._agreement import (
     SUPPORT_FLOOR,
     SUPPORT_K,
-    answer_key,
     favoured_bound,
     favoured_scores,
     raised_bound,
@@ -54,11 +53,6 @@ _CANDIDATES: Final = 4
 #: (summation order, float16 rounding) and still be the entry the index holds.
 _SAME_SCORE: Final = 1e-3
 _OPEN: Final = Lifecycle.OPEN
-#: Stored answers' keys kept by entry id (``answer_support``; see :func:`_answer_keys`).
-ANSWER_KEYS: Final = 4096
-#: The bytes of stored vectors kept by entry id (``answer_support``; see
-#: :func:`_candidate_vectors`): 5,461 vectors of 384 dimensions, 682 of 3,072.
-ANSWER_VECTOR_BYTES: Final = 8 << 20
 
 #: The rest of a get after its first step: yields texts to embed, returns the answer.
 GetSteps = Generator[Any, Any, Hit | None]
@@ -540,11 +534,11 @@ def _supported(
     an expired or deleted one neither supports nor opposes. Where an answer repeats
     among those that count, the favoured answer decides
     (:func:`~semcache._agreement.favoured_scores`, from the candidates' vectors:
-    :func:`_candidate_vectors`): the other answers' candidates are declined, and the
-    favoured one's raised by its lead when it repeats (where they share one answer,
-    only once none that reaches the threshold without it was served: the lead raises
-    all alike and leaves their order). Those whose score reaches the
-    threshold are tried best score first (ties: the higher similarity) through
+    :func:`~semcache._answer_memo.candidate_vectors`): the other answers' candidates
+    are declined, and the favoured one's raised by its lead when it repeats (where
+    they share one answer, only once none that reaches the threshold without it was
+    served: the lead raises all alike and leaves their order). Those whose score
+    reaches the threshold are tried best score first (ties: the higher similarity) through
     confidence_fn and the guards and validator; the first that passes is served at its
     own similarity. Every candidate read joins ``seen``.
 
@@ -569,11 +563,11 @@ def _supported(
     lead: Callable[[], list[float] | None] | None = None  # the lead, when still to apply
     if len(counted) > 1:  # (one alone: its similarity, no answer to compare)
         near = [live[j][1] for j in counted]
-        keys = _answer_keys(eng, [live[j][0] for j in counted])
+        keys = _answer_memo.answer_keys(eng, [live[j][0] for j in counted])
         moved = support_scores(near, keys)
 
         def favoured() -> list[float] | None:
-            vectors = _candidate_vectors(eng, [live[j][0] for j in counted])
+            vectors = _answer_memo.candidate_vectors(eng, [live[j][0] for j in counted])
             if vectors is None:
                 return None
             return favoured_scores(moved, near, keys, (vectors @ vectors.T).tolist())
@@ -632,64 +626,6 @@ def _supported(
     return None, max(why, key=lambda w: w[0])[1] if why else None, removed, cosine
 
 
-def _candidate_vectors(eng: Engine, entries: list[StoredEntry]) -> npt.NDArray[np.float32] | None:
-    """The stored vectors of ``entries`` (one row each, float32): those kept by entry id
-    from this process's reads (:data:`ANSWER_VECTOR_BYTES` of them), the rest
-    read from the store in one call. None when one has no vector of the index's
-    dimension (then no prototype is formed)."""
-    memo = eng.answer_vectors
-    try:
-        return np.array([memo[e.id] for e in entries])  # (np.stack: 3x the time)
-    except KeyError:
-        pass
-    found_ = {e.id: memo[e.id] for e in entries if e.id in memo}
-    missing = [e.id for e in entries if e.id not in found_]
-    if missing:
-        dim, dtype = eng.indexes.dim, eng.indexes.dtype
-        if dim is None:
-            return None
-        rows = eng.store.get_by_ids(missing, vectors=True)
-        for entry_id in missing:
-            entry = rows.get(entry_id)
-            blob = None if entry is None else entry.vector
-            if blob is None or len(blob) != dim * dtype.itemsize:
-                return None
-            found_[entry_id] = np.frombuffer(blob, dtype=dtype).astype(np.float32)
-            _keep_vector(eng, entry_id, found_[entry_id])
-    return np.array([found_[e.id] for e in entries])
-
-
-def _keep_vector(eng: Engine, entry_id: int, vector: npt.NDArray[np.float32]) -> None:
-    """Keep an entry's stored vector for :func:`_candidate_vectors`: at most
-    :data:`ANSWER_VECTOR_BYTES` of them (at least the 8 candidates of a get), oldest out
-    first."""
-    memo = eng.answer_vectors
-    memo[entry_id] = vector
-    if len(memo) > max(SUPPORT_K, ANSWER_VECTOR_BYTES // max(1, vector.nbytes)):
-        del memo[next(iter(memo))]
-
-
-def _answer_keys(eng: Engine, entries: list[StoredEntry]) -> list[bytes]:
-    """The entries' answers' keys: the digest of :func:`~semcache._agreement.answer_key`
-    (equal for answers ``same_answer`` calls equal), kept by entry id for the next gets
-    (:data:`ANSWER_KEYS` of them, oldest out first). Measured: normalizing a
-    1,500-character answer costs about 10 us; a semantic hit at 10k entries whose 8
-    candidates have such answers cost +135 us p50 over ``answer_support=False``
-    without this memo, +50 us with it (+55 us with 10-character answers)."""
-    memo = eng.answer_keys
-    out = []
-    for entry in entries:
-        key = memo.get(entry.id)
-        if key is None:
-            text = cast(str, answer_key(entry.response))
-            key = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-            memo[entry.id] = key
-            if len(memo) > ANSWER_KEYS:
-                del memo[next(iter(memo))]
-        out.append(key)
-    return out
-
-
 def _own_score(
     eng: Engine,
     entry: StoredEntry,
@@ -722,7 +658,7 @@ def _own_score(
         return None
     stored = np.frombuffer(blob, dtype=dtype).astype(np.float32)
     if eng.answer_support:
-        _keep_vector(eng, entry.id, stored)
+        _answer_memo.keep_vector(eng, entry.id, stored)
     own = float(stored @ vector)
     if abs(own - sim) <= _SAME_SCORE:
         return sim

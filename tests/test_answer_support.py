@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pytest
 from conftest import FakeClock
 
-import semcache._get
+import semcache._answer_memo
 from semcache import AsyncSemanticCache, Hit, SemanticCache
 from semcache._agreement import support_scores
 from semcache._cache import engine_of
@@ -338,7 +338,7 @@ def test_an_error_budget_decides_alone(tmp_path: Path) -> None:
 def test_answer_keys_are_kept_by_entry_id_bounded_and_dropped_on_clear(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(semcache._get, "ANSWER_KEYS", 3)
+    monkeypatch.setattr(semcache._answer_memo, "ANSWER_KEYS", 3)
     with _open(tmp_path) as cache:
         keys = engine_of(cache).answer_keys
         prompts = _fill(cache, AGREEING)

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pytest
 from test_answer_support import recording_validator, support_miss_served_without
 
-import semcache._get
+import semcache._answer_memo
 from semcache import Hit, SemanticCache
 from semcache._agreement import (
     favoured_answer,
@@ -195,13 +195,13 @@ def test_with_one_answer_the_lead_is_left_until_it_can_change_the_outcome(
     assert scores[0] >= THRESHOLD > scores[1]
     assert raised[1] >= THRESHOLD
     computed: list[int] = []
-    real = semcache._get._candidate_vectors
+    real = semcache._answer_memo.candidate_vectors
 
     def counting(eng: Any, entries: Any) -> Any:
         computed.append(len(entries))
         return real(eng, entries)
 
-    monkeypatch.setattr(semcache._get, "_candidate_vectors", counting)
+    monkeypatch.setattr(semcache._answer_memo, "candidate_vectors", counting)
     with _open(tmp_path) as cache:
         _fill(cache, ONE_ANSWER)
         hit = _ask(cache)
@@ -289,9 +289,9 @@ def test_the_vectors_kept_are_bounded_by_bytes_and_dropped_on_clear(
         assert hit.response == "spread"
         assert len(vectors) == len(CONTEST)
         # 3 vectors' bytes: at least the 8 candidates of one get are kept, oldest out
-        monkeypatch.setattr(semcache._get, "ANSWER_VECTOR_BYTES", 3 * DIM * 4)
+        monkeypatch.setattr(semcache._answer_memo, "ANSWER_VECTOR_BYTES", 3 * DIM * 4)
         for n in range(20):
-            semcache._get._keep_vector(engine_of(cache), 1000 + n, QUERY)
+            semcache._answer_memo.keep_vector(engine_of(cache), 1000 + n, QUERY)
         assert list(vectors) == [1000 + n for n in range(12, 20)]
         cache.clear()
         assert vectors == {}
