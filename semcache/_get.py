@@ -562,12 +562,13 @@ def _supported(
     counted = [j for j, (_, s) in enumerate(live) if s >= SUPPORT_FLOOR]
     lead: Callable[[], list[float] | None] | None = None  # the lead, when still to apply
     if len(counted) > 1:  # (one alone: its similarity, no answer to compare)
+        entries = [live[j][0] for j in counted]
         near = [live[j][1] for j in counted]
-        keys = _answer_memo.answer_keys(eng, [live[j][0] for j in counted])
+        keys = _answer_memo.answer_keys(eng, entries)
         moved = support_scores(near, keys)
 
         def favoured() -> list[float] | None:
-            vectors = _answer_memo.candidate_vectors(eng, [live[j][0] for j in counted])
+            vectors = _answer_memo.candidate_vectors(eng, entries)
             if vectors is None:
                 return None
             return favoured_scores(moved, near, keys, (vectors @ vectors.T).tolist())

@@ -106,6 +106,12 @@ def cache_of(
     return SemanticCache(path, emb or TableEmbedder(), guards=None, index_backend="flat", **kwargs)
 
 
+def verifying(cache: SemanticCache) -> None:
+    """Store PARIS for "topic" and make the budget verify every judged get."""
+    cache.put("topic", PARIS)
+    force(cache, "verify")
+
+
 def record_of(store: Any, entry_id: int) -> Any:
     text = store.get_by_ids([entry_id])[entry_id].record
     return None if text is None else json.loads(text)
@@ -181,8 +187,7 @@ def test_get_or_put_embeds_the_fresh_answer_once_for_learning_and_the_put(
 ) -> None:
     emb = TableEmbedder()
     with cache_of(tmp_path / "c.db", emb) as cache:
-        cache.put("topic", PARIS)
-        force(cache, "verify")
+        verifying(cache)
         emb.calls.clear()
         assert cache.get_or_put("q", lambda: PARIS_AGAIN) == PARIS_AGAIN
         # the query (by the get), the fresh answer (once: learn and put share it)
@@ -215,8 +220,7 @@ def test_get_or_put_returns_an_answer_it_cannot_embed_and_stores_nothing(
 ) -> None:
     emb = TableEmbedder()
     with cache_of(tmp_path / "c.db", emb) as cache:
-        cache.put("topic", PARIS)
-        force(cache, "verify")
+        verifying(cache)
         emb.fail = {BERLIN}
         assert cache.get_or_put("q", lambda: BERLIN) == BERLIN  # paid for: returned
         assert cache.stats()["total_entries"] == 1  # and not stored
@@ -392,8 +396,7 @@ def test_a_verified_paraphrase_counts_as_a_right_answer(tmp_path: Path) -> None:
         with cache_of(
             tmp_path / f"{similar}.db", TableEmbedder(), answer_similarity=similar
         ) as cache:
-            cache.put("topic", PARIS)
-            force(cache, "verify")
+            verifying(cache)
             assert cache.get_or_put("q", lambda: PARIS_AGAIN) == PARIS_AGAIN
             record = record_of(engine_of(cache).store, entry_id(cache, "topic"))
             observations = record["o"] if isinstance(record, dict) else record
@@ -513,8 +516,7 @@ def test_the_async_cache_compares_answers_alike(tmp_path: Path) -> None:
     def run_sync() -> tuple[Any, Any, list[list[str]]]:
         emb = TableEmbedder()
         with cache_of(tmp_path / "s.db", emb) as cache:
-            cache.put("topic", PARIS)
-            force(cache, "verify")
+            verifying(cache)
             cache.get_or_put("q", lambda: PARIS_AGAIN)
             store = engine_of(cache).store
             return (

@@ -5,6 +5,7 @@ record says it serves."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -183,17 +184,8 @@ def test_a_prompt_alone_outranks_a_cluster_to_one_side_of_the_query() -> None:
 def test_a_record_without_answers_cannot_be_supported() -> None:
     clusters, vectors = _clustered(0)
     record = static_replay(clusters, _embed(vectors))
-    bare = StaticResult(
-        floor=record.floor,
-        exact=record.exact,
-        should_hit=record.should_hit,
-        similarity=record.similarity,
-        correct=record.correct,
-        score=record.score,
-        guards=record.guards,
-        truncated=record.truncated,
-        stored=record.stored,
-    )
+    bare = dataclasses.replace(record)  # its fields; not what static_replay adds after
+    assert bare.answers is None
     with pytest.raises(ValueError, match="keeps no answers"):
         bare.supported()
     bare.answers = record.answers

@@ -4,6 +4,7 @@ moved by the answers of the candidates around it."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -15,6 +16,16 @@ from semcache._agreement import (
     support_bound,
     support_scores,
 )
+
+
+def _draws(*, seed: int, fewest: int) -> Iterator[tuple[list[float], list[int]]]:
+    """200 seeded sets of candidates: ``fewest`` to 8 similarities in [0.3, 1), nearest
+    first, with answers drawn from three."""
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        n = int(rng.integers(fewest, 9))
+        sims = sorted(rng.uniform(0.3, 1.0, n).tolist(), reverse=True)
+        yield sims, [int(k) for k in rng.integers(0, 3, n)]
 
 
 def test_answers_that_never_repeat_leave_every_score_its_similarity() -> None:
@@ -50,11 +61,8 @@ def test_no_score_passes_one_so_every_threshold_stays_reachable() -> None:
 
 
 def test_the_bound_is_reached_when_all_agree_and_never_passed() -> None:
-    rng = np.random.default_rng(3)
-    for _ in range(200):
-        n = int(rng.integers(1, 9))
-        sims = sorted(rng.uniform(0.3, 1.0, n).tolist(), reverse=True)
-        keys = [int(k) for k in rng.integers(0, 3, n)]
+    for sims, keys in _draws(seed=3, fewest=1):
+        n = len(sims)
         assert max(support_scores(sims, keys)) <= support_bound(sims) + 1e-12
         assert max(support_scores(sims, [0] * n)) == pytest.approx(support_bound(sims))
 
@@ -65,11 +73,7 @@ def test_candidates_at_or_below_the_floor_move_nothing() -> None:
 
 
 def test_the_nearest_of_an_answer_scores_highest_of_its_answer() -> None:
-    rng = np.random.default_rng(7)
-    for _ in range(200):
-        n = int(rng.integers(2, 9))
-        sims = sorted(rng.uniform(0.3, 1.0, n).tolist(), reverse=True)
-        keys = [int(k) for k in rng.integers(0, 3, n)]
+    for sims, keys in _draws(seed=7, fewest=2):
         scores = support_scores(sims, keys)
         for key in set(keys):
             mine = [j for j, k in enumerate(keys) if k == key]

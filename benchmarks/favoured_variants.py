@@ -1,0 +1,146 @@
+"""The favoured answer and the variants measured beside it, in NumPy on a cluster set's
+static replay (docs/quality.md, "Answers that agree, by default").
+
+For each query: its 8 nearest stored texts at or above 0.5, their support scores
+(``semcache._agreement.support_scores``) and each answer's local prototype. The rules:
+
+- ``support``: the support scores alone (the default before the favoured answer);
+- ``favoured``: only the favoured answer may be served, at its support score;
+- ``lead`` (shipped): ``favoured``, its scores raised by its lead when it repeats
+  (``favoured_scores``);
+- ``ratio``: as ``lead``, but a favoured answer seen once is raised too;
+- ``margin D``: ``favoured``, its scores lowered when it leads the next by less than D.
+
+No guards (the shipped cache runs numbers and negation guards on top; its figures are
+``semcache eval --protocol static``'s). Hit rate at precision >= 0.95 / >= 0.99 on the
+whole file and on its two halves (every other intent), S stored texts per intent.
+
+Run:  .venv/bin/python benchmarks/favoured_variants.py ../shared/data/eval/clinc150.csv \\
+          --embedding-cache /tmp/quality-emb/clinc150-minilm.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from semcache._agreement import (
+    SUPPORT_FLOOR,
+    SUPPORT_WEIGHT,
+    _prototypes,
+    favoured_scores,
+    support_scores,
+)
+from semcache.embedders import default_embedder
+from semcache.quality._clusters import ClusterSet, load_clusters
+from semcache.quality._embedding_cache import EmbeddingFile
+
+K = 8
+Rule = Callable[[list[float], list[str], list[list[float]]], list[float]]
+
+
+def _raised(sims: list[float], keys: list[str], gram: list[list[float]], *, alone: bool,
+            margin: float | None = None) -> list[float]:  # fmt: skip
+    """The favoured answer's candidates at their support scores, moved by its lead: raised
+    (``alone``: also when it is seen once) or, with ``margin``, only lowered below it."""
+    scores = support_scores(sims, keys)
+    protos = _prototypes(sims, keys, gram)
+    favoured = max(protos, key=lambda key: protos[key])
+    rival = max([SUPPORT_FLOOR] + [p for k, (p, _) in protos.items() if k != favoured])
+    lead = protos[favoured][0] - rival
+    if margin is not None:
+        lead = min(0.0, lead - margin)
+    elif not alone and keys.count(favoured) < 2:
+        lead = 0.0
+    factor = math.exp(-SUPPORT_WEIGHT * lead)
+    return [
+        1 - (1 - s) * factor if k == favoured else -1.0 for s, k in zip(scores, keys, strict=True)
+    ]
+
+
+RULES: dict[str, Rule] = {
+    "support": lambda sims, keys, gram: support_scores(sims, keys),
+    "favoured": lambda sims, keys, gram: _raised(sims, keys, gram, alone=False, margin=0.0),
+    "lead": lambda sims, keys, gram: (
+        favoured_scores(support_scores(sims, keys), sims, keys, gram)
+        if len(set(keys)) < len(keys)
+        else support_scores(sims, keys)
+    ),
+    "ratio": lambda sims, keys, gram: _raised(sims, keys, gram, alone=True),
+    "margin 0.1": lambda sims, keys, gram: _raised(sims, keys, gram, alone=False, margin=0.1),
+    "margin 0.2": lambda sims, keys, gram: _raised(sims, keys, gram, alone=False, margin=0.2),
+}
+
+
+def _halves(clusters: ClusterSet) -> dict[str, ClusterSet]:
+    intents = sorted({c for c in clusters.clusters if not c.startswith("oos:")})
+    out = {"all": clusters}
+    for name, half in (("half A", set(intents[0::2])), ("half B", set(intents[1::2]))):
+        keep = [
+            i
+            for i, c in enumerate(clusters.clusters)
+            if c in half or (c.startswith("oos:") and i % 2 == (name == "half A"))
+        ]
+        out[name] = ClusterSet(
+            [clusters.texts[i] for i in keep],
+            [clusters.clusters[i] for i in keep],
+            [clusters.splits[i] for i in keep],
+        )
+    return out
+
+
+def _headlines(score: np.ndarray, right: np.ndarray, in_scope: int) -> str:
+    order = np.argsort(-score, kind="stable")
+    correct = np.cumsum(right[order])
+    precision = correct / np.arange(1, len(order) + 1)
+    hit_rate = correct / in_scope
+    served = score[order] > -np.inf
+    cells = []
+    for target in (0.95, 0.99):
+        ok = (precision >= target) & served
+        cells.append(f"{hit_rate[ok].max():.3f}" if ok.any() else "never")
+    return " / ".join(cells)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clusters")
+    parser.add_argument("--embedding-cache", required=True)
+    parser.add_argument("--per-cluster", type=int, nargs="+", default=[5, 10, 20])
+    args = parser.parse_args()
+    embed = EmbeddingFile(default_embedder(), args.embedding_cache).embed
+    print("| set | S | " + " | ".join(RULES) + " |")
+    print("|---|---|" + "---|" * len(RULES))
+    for name, clusters in _halves(load_clusters(args.clusters)).items():
+        for per in args.per_cluster:
+            stored, queries = clusters.static_sample(per), clusters.static_queries()
+            vs = embed([clusters.texts[i] for i in stored])
+            vq = embed([clusters.texts[i] for i in queries])
+            answers = [clusters.clusters[i] for i in stored]
+            asked = [clusters.clusters[i] for i in queries]
+            in_scope = sum(not c.startswith("oos:") for c in asked)
+            sims = vq @ vs.T
+            cells = []
+            for rule in RULES.values():
+                score = np.full(len(queries), -np.inf)
+                right = np.zeros(len(queries), dtype=bool)
+                for q in range(len(queries)):
+                    near = np.argsort(-sims[q])[:K]
+                    near = near[sims[q, near] >= SUPPORT_FLOOR]
+                    if not len(near):
+                        continue
+                    keys = [answers[i] for i in near]
+                    gram = (vs[near] @ vs[near].T).tolist()
+                    scores = rule([float(s) for s in sims[q, near]], keys, gram)
+                    best = int(np.argmax(scores))
+                    if scores[best] > -1.0:
+                        score[q], right[q] = scores[best], keys[best] == asked[q]
+                cells.append(_headlines(score, right, in_scope))
+            print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
