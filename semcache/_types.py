@@ -58,6 +58,12 @@ class Hit:
         entry_id: the store's id of the entry served (what ``feedback`` reports on);
             None for a Hit that no cache made. Not compared: two hits with the same
             contents are equal whichever entry they came from.
+        score: for a semantic hit, the score it was judged by: its support score,
+            raised by its answer's lead where that answer is favoured
+            (``answer_support``, docs/quality.md; the error budget judges the same
+            score). Equal to the similarity where no other candidate moved it; None for
+            an exact hit, or with ``answer_support=False`` and no budget (the
+            similarity is the score). Not compared, as ``entry_id``.
     """
 
     response: str
@@ -71,6 +77,7 @@ class Hit:
     confidence: float | None
     runner_up: float | None = None
     entry_id: int | None = field(default=None, compare=False)
+    score: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

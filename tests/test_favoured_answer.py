@@ -316,3 +316,24 @@ def test_a_candidate_without_a_readable_vector_leaves_the_support_scores_to_judg
         hit = _ask(cache)
         assert hit is not None
         assert hit.response == "tight"  # support alone
+
+
+def test_a_hit_carries_the_score_it_was_served_at(tmp_path: Path) -> None:
+    sims = [c for _, _, c, _ in CONTEST]
+    keys = [a for _, a, _, _ in CONTEST]
+    expected = favoured_scores(support_scores(sims, keys), sims, keys, _gram(CONTEST))
+    with _open(tmp_path) as cache:
+        _fill(cache, CONTEST)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.query == "spread two"
+        assert hit.similarity == pytest.approx(0.95, abs=1e-6)
+        assert hit.score == pytest.approx(expected[3], abs=1e-6)
+        # lowered by "tight"'s prompts, raised by its lead: not its similarity
+        assert THRESHOLD <= hit.score < hit.similarity
+    with _open(tmp_path, "plain.db", answer_support=False) as cache:
+        _fill(cache, CONTEST)
+        hit = _ask(cache)
+        assert hit is not None
+        assert hit.query == "tight two"
+        assert hit.score is None  # the similarity was the score

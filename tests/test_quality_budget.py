@@ -30,6 +30,7 @@ from semcache._budget_policy import (
     ErrorBudget,
     RiskTable,
     _pav_nonincreasing,
+    score_axis,
 )
 from semcache.quality._clusters import StreamVectors, budget_stream_replay
 
@@ -355,33 +356,51 @@ def _stream(rows: list[tuple[str, str, float]]) -> StreamVectors:
     return data
 
 
-@pytest.mark.parametrize("vote", [True, False])
-def test_budget_replay_counts_verifications_as_llm_calls_and_votes(vote: bool) -> None:
+def test_budget_replay_counts_verifications_as_llm_calls() -> None:
     data = _stream(
         [
             ("open the door", "a", 0.0),  # nothing stored: miss, put
             ("open the door please", "a", 10.0),  # r1 0.985: served, right
             ("play music", "b", 35.0),  # r1 0.819: verified, wrong; put
             ("open that door", "a", 5.0),  # r1 0.996, r3 0.866: verified, right; put
-            # r3 0.974 (b), r4 0.956 (a), r1 0.927 (a): the vote serves r4, right; the
-            # nearest, r3, would be wrong
+            # r3 0.974 (b), r4 0.956 (a), r1 0.927 (a): the nearest, r3, is served
             ("open up the door", "a", 22.0),
         ]
     )
     policy = _Scripted(["miss", "serve", "verify", "verify", "serve"])
-    p = budget_stream_replay(data, 0.01, policy=policy, vote=vote)
-    assert (p.hits, p.llm_calls, p.verifications) == (2, 3, 2)
-    assert p.wrong == (0 if vote else 1)
+    p = budget_stream_replay(data, 0.01, policy=policy, scored=False)
+    assert (p.hits, p.llm_calls, p.verifications, p.wrong) == (2, 3, 2, 1)
     assert policy.seen[0] is None
     assert policy.observed == [(0.819, False, "verify"), (0.996, True, "verify")]
     last = policy.seen[-1]
     assert last is not None
-    if vote:
-        assert round(last.similarity, 3) == 0.956
-        assert (last.evidence, last.support, round(last.rival or 0, 3)) == (SPLIT, 1, 0.974)
-    else:
-        assert round(last.similarity, 3) == 0.974
-        assert last.evidence == SPLIT
+    assert round(last.similarity, 3) == 0.974
+    assert (last.evidence, last.support, round(last.rival or 0, 3)) == (SPLIT, 0, 0.956)
+
+
+@pytest.mark.parametrize("scored", [True, False])
+def test_budget_replay_judges_the_favoured_answer_on_the_score_axis(scored: bool) -> None:
+    # a's two prompts surround the query (10 and 50 degrees, their prototype at 30);
+    # b's single prompt (35) is the nearest. Scored, a is the favoured answer (its
+    # prototype 1.0 against b's 0.996) and its nearer prompt is served, right, at its
+    # support score raised by the lead, on the score axis; by similarity, b's, wrong.
+    data = _stream(
+        [("a one", "a", 10.0), ("a two", "a", 50.0), ("b one", "b", 35.0), ("query", "a", 30.0)]
+    )
+    policy = _Scripted(["miss", "miss", "miss", "serve"])
+    p = budget_stream_replay(data, 0.01, policy=policy, scored=scored)
+    assert (p.hits, p.wrong) == (1, 0 if scored else 1)
+    last = policy.seen[-1]
+    assert last is not None
+    if not scored:
+        assert round(last.similarity, 3) == round(math.cos(math.radians(5)), 3)
+        return
+    s = math.cos(math.radians(20))  # either of a's prompts
+    support = 1 - (1 - s) * math.exp(-2 * (s - 0.5))
+    lead = 1.0 - math.cos(math.radians(5))
+    expected = score_axis(1 - (1 - support) * math.exp(-2 * lead))
+    assert last.similarity == pytest.approx(expected, abs=1e-4)
+    assert last.similarity > score_axis(s)
 
 
 def test_an_answer_more_likely_wrong_than_right_is_never_served() -> None:
