@@ -9,7 +9,11 @@ For each query: its 8 nearest stored texts at or above 0.5, their support scores
 - ``lead`` (shipped): ``favoured``, its scores raised by its lead when it repeats
   (``favoured_scores``);
 - ``ratio``: as ``lead``, but a favoured answer seen once is raised too;
-- ``margin D``: ``favoured``, its scores lowered when it leads the next by less than D.
+- ``margin D``: ``favoured``, its scores lowered when it leads the next by less than D;
+- ``global veto``: ``lead``, but declined where another answer's global prototype (the
+  normalized sum of the vectors of *every* stored prompt with that answer, not only the
+  8 candidates') is nearer the query than the served answer's (not shipped: the cache
+  keeps no per-answer state).
 
 No guards (the shipped cache runs numbers and negation guards on top; its figures are
 ``semcache eval --protocol static``'s). Hit rate at precision >= 0.95 / >= 0.99 on the
@@ -112,8 +116,8 @@ def main() -> None:
     parser.add_argument("--per-cluster", type=int, nargs="+", default=[5, 10, 20])
     args = parser.parse_args()
     embed = EmbeddingFile(default_embedder(), args.embedding_cache).embed
-    print("| set | S | " + " | ".join(RULES) + " |")
-    print("|---|---|" + "---|" * len(RULES))
+    print("| set | S | " + " | ".join([*RULES, "global veto"]) + " |")
+    print("|---|---|" + "---|" * (len(RULES) + 1))
     for name, clusters in _halves(load_clusters(args.clusters)).items():
         for per in args.per_cluster:
             stored, queries = clusters.static_sample(per), clusters.static_queries()
@@ -123,8 +127,12 @@ def main() -> None:
             asked = [clusters.clusters[i] for i in queries]
             in_scope = sum(not c.startswith("oos:") for c in asked)
             sims = vq @ vs.T
+            labels, which = np.unique(answers, return_inverse=True)
+            sums = np.zeros((len(labels), vs.shape[1]))
+            np.add.at(sums, which, vs)
+            nearest = labels[np.argmax(vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T, 1)]
             cells = []
-            for rule in RULES.values():
+            for name_, rule in [*RULES.items(), ("global veto", RULES["lead"])]:
                 score = np.full(len(queries), -np.inf)
                 right = np.zeros(len(queries), dtype=bool)
                 for q in range(len(queries)):
@@ -136,6 +144,8 @@ def main() -> None:
                     gram = (vs[near] @ vs[near].T).tolist()
                     scores = rule([float(s) for s in sims[q, near]], keys, gram)
                     best = int(np.argmax(scores))
+                    if name_ == "global veto" and keys[best] != nearest[q]:
+                        continue
                     if scores[best] > -1.0:
                         score[q], right[q] = scores[best], keys[best] == asked[q]
                 cells.append(_headlines(score, right, in_scope))

@@ -441,11 +441,17 @@ class ErrorBudget:
     def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper
         bound: the table's curve, updated by the entry's own observations (the table
-        counting as :data:`ENTRY_PRIOR` of them)."""
+        counting as :data:`ENTRY_PRIOR` of them; its right answers count up to
+        :data:`ENTRY_PRIOR`, so that a record at most halves the table's risk)."""
         mean, upper = self.table.risk(ev.evidence, ev.similarity)
         if record is None or not record.observations:
             return mean, upper
         wrong, right = record.evidence(ev.similarity)
+        # its right answers count up to the table's own weight, so they at most halve
+        # the risk: they say the entry's answer suits the queries near it, but a
+        # query from a neighbouring intent is that query's risk, not the entry's (and
+        # the table counted the same observations already)
+        right = min(right, int(ENTRY_PRIOR))
         if wrong + right == 0:
             return mean, upper
         total = ENTRY_PRIOR + wrong + right

@@ -48,7 +48,7 @@ from ._agreement import (
     Agreement,
     Candidate,
     agreement,
-    favoured_scores,
+    favoured_answer,
     same_answer,
     support_scores,
 )
@@ -145,18 +145,25 @@ def scored(
     keys: Sequence[object],
     gram: Callable[[], Sequence[Sequence[float]] | None] | None,
 ) -> list[float]:
-    """The candidates' scores as the cache judges them without a budget: their support
-    scores, then, where an answer repeats, the favoured answer's
-    (:func:`~semcache._agreement.favoured_scores`: the others' -1, its own raised by its
-    lead), when ``gram()`` gives the dot products of their stored vectors (None, or no
-    ``gram``: the support scores alone)."""
+    """The candidates' scores as the budget judges them: their support scores and,
+    where an answer repeats, -1 (never served) for every answer but the favoured one
+    (:func:`~semcache._agreement.favoured_answer`), when ``gram()`` gives the dot
+    products of their stored vectors (None, or no ``gram``: the support scores alone).
+
+    Unlike the threshold (:func:`~semcache._agreement.favoured_scores`), the favoured
+    answer's lead does not raise its scores here: it lifts every get whose candidates
+    share one answer towards 1, where a query from a neighbouring intent that lands
+    inside that answer's cluster is as likely as anywhere, so the budget's top bins
+    would mix such gets with near repeats (measured: over the 0.001 budget on one
+    stream of seven, docs/quality.md)."""
     if not similarities:
         return []
     scores = support_scores(similarities, keys)
     if len(set(keys)) < len(keys) and gram is not None:
         dots = gram()
         if dots is not None:
-            scores = favoured_scores(scores, similarities, keys, dots)
+            favoured = favoured_answer(similarities, keys, dots)
+            scores = [s if k == favoured else -1.0 for s, k in zip(scores, keys, strict=True)]
     return scores
 
 
@@ -447,9 +454,9 @@ class Budgets:
         keys: Sequence[object] | None = None,
     ) -> Judgement:
         """Decide a get from its candidates ``found`` (nearest first, at or above the
-        floor). Each is scored as the cache scores without a budget: its support score,
-        and where an answer repeats, the favoured answer's (:func:`scored`; ``gram()``:
-        the dot products of their stored vectors, None when they cannot be read). The
+        floor). Each is scored by :func:`scored`: its support score, and where an answer
+        repeats, only the favoured answer's may be served (``gram()``: the dot products
+        of their stored vectors, None when they cannot be read). The
         candidates are tried best score first, down to the floor (another answer's
         than the favoured one's never), through ``serve(entry, similarity)`` (the
         guards, ``confidence_fn``, validator); the policy judges the first served by

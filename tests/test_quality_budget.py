@@ -20,7 +20,10 @@ from semcache._agreement import (
     Agreement,
     Candidate,
     agreement,
+    favoured_answer,
+    favoured_scores,
     same_answer,
+    support_scores,
     voted,
 )
 from semcache._budget_policy import (
@@ -32,6 +35,7 @@ from semcache._budget_policy import (
     _pav_nonincreasing,
     score_axis,
 )
+from semcache._budgets import scored
 from semcache.quality._clusters import StreamVectors, budget_stream_replay
 
 
@@ -383,7 +387,8 @@ def test_budget_replay_judges_the_favoured_answer_on_the_score_axis(scored: bool
     # a's two prompts surround the query (10 and 50 degrees, their prototype at 30);
     # b's single prompt (35) is the nearest. Scored, a is the favoured answer (its
     # prototype 1.0 against b's 0.996) and its nearer prompt is served, right, at its
-    # support score raised by the lead, on the score axis; by similarity, b's, wrong.
+    # support score (not raised by the lead: the budget's score) on the score axis; by
+    # similarity, b's, wrong.
     data = _stream(
         [("a one", "a", 10.0), ("a two", "a", 50.0), ("b one", "b", 35.0), ("query", "a", 30.0)]
     )
@@ -397,10 +402,39 @@ def test_budget_replay_judges_the_favoured_answer_on_the_score_axis(scored: bool
         return
     s = math.cos(math.radians(20))  # either of a's prompts
     support = 1 - (1 - s) * math.exp(-2 * (s - 0.5))
-    lead = 1.0 - math.cos(math.radians(5))
-    expected = score_axis(1 - (1 - support) * math.exp(-2 * lead))
-    assert last.similarity == pytest.approx(expected, abs=1e-4)
+    assert last.similarity == pytest.approx(score_axis(support), abs=1e-4)
     assert last.similarity > score_axis(s)
+
+
+def test_the_budget_scores_decline_other_answers_but_do_not_raise_by_the_lead() -> None:
+    # the favoured answer repeats: its candidates keep their support scores (the lead
+    # is the threshold's), the other answer's are declined
+    sims, keys = [0.9, 0.8, 0.8], ["single", "pair", "pair"]
+    gram = [[1.0, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 1.0]]
+    support = support_scores(sims, keys)
+    assert favoured_answer(sims, keys, gram) == "pair"  # 1.6 / sqrt(3) = 0.924 > 0.9
+    assert scored(sims, keys, lambda: gram) == [-1.0, support[1], support[2]]
+    assert favoured_scores(support, sims, keys, gram)[1] > support[1]  # the threshold's
+    # no gram (vectors unreadable): the support scores alone
+    assert scored(sims, keys, lambda: None) == support
+    assert scored(sims, keys, None) == support
+
+
+def test_an_entry_s_right_answers_at_most_halve_the_table_s_risk() -> None:
+    policy = ErrorBudget(0.01)
+    for _ in range(200):
+        policy.table.add(2, 0.9, True)
+    for _ in range(20):
+        policy.table.add(2, 0.9, False)
+    mean, _ = policy.table.risk(2, 0.9)
+    ev = Agreement(0.9, 3, 4, 0.7, 2)
+    record = EntryRecord()
+    for _ in range(MAX_OBSERVATIONS):
+        record.add(0.85, True)  # right at a lower position, sixteen times
+    # counted as 4 (ENTRY_PRIOR): (4 * mean + 0) / (4 + 4)
+    assert policy.risk(ev, record)[0] == pytest.approx(mean / 2)
+    record.add(0.95, False)  # a wrong answer above: it counts in full
+    assert policy.risk(ev, record)[0] == pytest.approx((4 * mean + 1) / (4 + 1 + 4))
 
 
 def test_an_answer_more_likely_wrong_than_right_is_never_served() -> None:

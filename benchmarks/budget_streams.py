@@ -1,0 +1,106 @@
+"""The error budget on other traffic: the cluster set's stream in other orders, on two
+halves of its intents, and with other verification seeds (docs/quality.md, "An error
+budget the cache keeps"), each at the budgets given.
+
+Each run is ``budget_stream_replay`` (the policy the cache runs, with the shipped
+guards; ``tests/test_quality_cache_replay.py`` checks that it takes the cache's
+decisions) on one stream:
+
+- ``protocol``: the file in the protocol's order (``default_rng(0).permutation(n)``);
+- ``order 1``, ``order 2``: the file in the orders ``default_rng(s).permutation(n)``;
+- ``half A``, ``half B``: the intents taken alternately in sorted order, 75 each, with
+  half the out-of-scope rows each, in the protocol's order of their rows;
+- ``seed 1``, ``seed 2``: the protocol's stream, other verification draws.
+
+Prints one row per stream and budget: hit rate, error rate (wrong answers per get),
+whether it is within the budget, LLM calls and verifications. ``--axis score`` runs
+the policy on the scores themselves instead of ``score_axis`` (the variant the spread
+axis replaced, docs/quality.md).
+
+Run:  .venv/bin/python benchmarks/budget_streams.py ../shared/data/eval/clinc150.csv \\
+          --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from favoured_variants import _halves
+
+from semcache.embedders import default_embedder
+from semcache.quality._clusters import (
+    ClusterSet,
+    StreamVectors,
+    budget_stream_replay,
+    load_clusters,
+    shipped_defaults,
+)
+from semcache.quality._embedding_cache import EmbeddingFile
+
+STREAMS = ("protocol", "order 1", "order 2", "half A", "half B", "seed 1", "seed 2")
+
+
+def _reordered(clusters: ClusterSet, seed: int) -> ClusterSet:
+    """The set with its rows placed so that its stream (in the protocol's order,
+    ``default_rng(0).permutation(n)`` of its rows) is the file in the order
+    ``default_rng(seed).permutation(n)``."""
+    n = len(clusters.texts)
+    rows = np.empty(n, dtype=np.int64)
+    rows[np.random.default_rng(0).permutation(n)] = np.random.default_rng(seed).permutation(n)
+    return ClusterSet(
+        [clusters.texts[i] for i in rows],
+        [clusters.clusters[i] for i in rows],
+        [clusters.splits[i] for i in rows],
+    )
+
+
+def _run(job: tuple[str, float, str, str, str]) -> str:
+    stream, budget, path, cache_path, axis = job
+    if axis == "score":  # the replay imports score_axis when it runs
+        import semcache._budget_policy
+
+        semcache._budget_policy.score_axis = lambda score: score
+    clusters = load_clusters(path)
+    seed = 0
+    if stream.startswith("order"):
+        clusters = _reordered(clusters, int(stream.split()[1]))
+    elif stream.startswith("half"):
+        clusters = _halves(clusters)[stream]
+    elif stream.startswith("seed"):
+        seed = int(stream.split()[1])
+    embed = EmbeddingFile(default_embedder(), cache_path).embed
+    p = budget_stream_replay(
+        StreamVectors(clusters, embed), budget, guard=shipped_defaults()[1], seed=seed
+    )
+    within = "within" if p.error_rate <= budget else "**over**"
+    return (
+        f"| {stream} | {budget:g} | {p.hit_rate:.3f} | {p.error_rate:.4f} ({p.wrong} wrong, "
+        f"{budget * p.gets:.1f} allowed) | {within} | {p.llm_calls:,} | {p.verifications:,} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clusters")
+    parser.add_argument("--embedding-cache", required=True)
+    parser.add_argument("--budget", type=float, nargs="+", default=[0.01, 0.001])
+    parser.add_argument("--streams", nargs="+", default=list(STREAMS), choices=STREAMS)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--axis", choices=["spread", "score"], default="spread")
+    args = parser.parse_args()
+    jobs = [
+        (s, b, args.clusters, args.embedding_cache, args.axis)
+        for b in args.budget
+        for s in args.streams
+    ]
+    print("| stream | budget | hit rate | error rate | budget kept | LLM calls | verifications |")
+    print("|---|---|---|---|---|---|---|")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for row in pool.map(_run, jobs):
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
