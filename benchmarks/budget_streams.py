@@ -13,9 +13,7 @@ decisions) on one stream:
 - ``seed 1``, ``seed 2``: the protocol's stream, other verification draws.
 
 Prints one row per stream and budget: hit rate, error rate (wrong answers per get),
-whether it is within the budget, LLM calls and verifications. ``--axis score`` runs
-the policy on the scores themselves instead of ``score_axis`` (the variant the spread
-axis replaced, docs/quality.md).
+whether it is within the budget, LLM calls and verifications.
 
 Run:  .venv/bin/python benchmarks/budget_streams.py ../shared/data/eval/clinc150.csv \\
           --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--jobs 2]
@@ -56,12 +54,8 @@ def _reordered(clusters: ClusterSet, seed: int) -> ClusterSet:
     )
 
 
-def _run(job: tuple[str, float, str, str, str]) -> str:
-    stream, budget, path, cache_path, axis = job
-    if axis == "score":  # the replay imports score_axis when it runs
-        import semcache._budget_policy
-
-        semcache._budget_policy.score_axis = lambda score: score
+def _run(job: tuple[str, float, str, str]) -> str:
+    stream, budget, path, cache_path = job
     clusters = load_clusters(path)
     seed = 0
     if stream.startswith("order"):
@@ -88,13 +82,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, nargs="+", default=[0.01, 0.001])
     parser.add_argument("--streams", nargs="+", default=list(STREAMS), choices=STREAMS)
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--axis", choices=["spread", "score"], default="spread")
     args = parser.parse_args()
-    jobs = [
-        (s, b, args.clusters, args.embedding_cache, args.axis)
-        for b in args.budget
-        for s in args.streams
-    ]
+    jobs = [(s, b, args.clusters, args.embedding_cache) for b in args.budget for s in args.streams]
     print("| stream | budget | hit rate | error rate | budget kept | LLM calls | verifications |")
     print("|---|---|---|---|---|---|---|")
     with ProcessPoolExecutor(args.jobs) as pool:

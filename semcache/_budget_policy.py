@@ -48,23 +48,18 @@ from typing import Any, Literal
 from ._agreement import EVIDENCE_CLASSES, Agreement
 
 __all__ = [
-    "AXIS_VERSION",
     "MAX_OBSERVATIONS",
     "Decision",
     "EntryRecord",
     "ErrorBudget",
     "RiskTable",
-    "score_axis",
 ]
 
-#: The risk axis of the observations an :class:`EntryRecord` writes (2:
-#: :func:`score_axis`; records without it observed cosine similarities).
-AXIS_VERSION = 2
 #: Observations an :class:`EntryRecord` keeps (the newest).
 MAX_OBSERVATIONS = 16
-#: Positions an :class:`EntryRecord` holds are rounded to 6 decimals when written: one
-#: within this of a position asked about is at it.
-_SAME_POSITION = 1e-6
+#: An :class:`EntryRecord` writes its similarities rounded to 6 decimals: one within
+#: this of a similarity asked about is at it.
+_SAME_SIMILARITY = 1e-6
 #: How many observations of its own the table's estimate counts as, for one entry.
 ENTRY_PRIOR = 4.0
 #: The one-sided normal quantile of the upper bound (95%).
@@ -225,14 +220,10 @@ class RiskTable:
 
 @dataclass
 class EntryRecord:
-    """What one stored entry has been observed to do: (position on the risk axis, was its
-    answer right) pairs, the newest :data:`MAX_OBSERVATIONS` kept; and, with
+    """What one stored entry has been observed to do: (similarity, was its answer
+    right) pairs, the newest :data:`MAX_OBSERVATIONS` kept; and, with
     ``answer_similarity``, the embedding of its answer (``answer``: float16 unit
-    vector, base64, made at put; None: not made yet).
-
-    The position is :func:`score_axis` of the score the candidate had. A record written
-    by a version that observed cosine similarities instead (a list, or a dict without
-    ``"v": 2``) is read without its observations: they were taken on another axis."""
+    vector, base64, made at put; None: not made yet)."""
 
     observations: list[tuple[float, bool]] = field(default_factory=list)
     answer: str | None = None
@@ -247,54 +238,37 @@ class EntryRecord:
         """(wrong answers seen at ``similarity`` or above, right answers seen at it or
         below): the observations that speak about serving at ``similarity`` when risk
         does not rise with similarity."""
-        # positions are kept to 6 decimals (to_json): one within that of the asked
-        # position is at it
-        lo, hi = similarity - _SAME_POSITION, similarity + _SAME_POSITION
+        # similarities are kept to 6 decimals (to_json): one within that of the one
+        # asked about is at it
+        lo, hi = similarity - _SAME_SIMILARITY, similarity + _SAME_SIMILARITY
         wrong = sum(1 for s, c in self.observations if not c and s >= lo)
         right = sum(1 for s, c in self.observations if c and s <= hi)
         return wrong, right
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready: ``{"v": 2, "o": [[position, 1 or 0], ...]}``, with ``"a":
-        "<base64>"`` when it has an answer vector."""
+    def to_json(self) -> list[list[float]] | dict[str, Any]:
+        """JSON-ready: ``[[similarity, 1 or 0], ...]``; with an answer vector
+        ``{"o": [[similarity, 1 or 0], ...], "a": "<base64>"}``."""
         obs = [[round(s, 6), 1.0 if c else 0.0] for s, c in self.observations]
-        out: dict[str, Any] = {"v": AXIS_VERSION, "o": obs}
-        if self.answer is not None:
-            out["a"] = self.answer
-        return out
+        return obs if self.answer is None else {"o": obs, "a": self.answer}
 
     @classmethod
     def from_json(cls, data: Any) -> EntryRecord:
-        """The record :meth:`to_json` wrote; an older version's (a list, or no ``"v"``)
-        without its observations.
+        """The record :meth:`to_json` wrote (either form).
 
         Raises:
             ValueError: malformed data.
         """
-        if isinstance(data, list):
-            data = {"o": data}
-        if not isinstance(data, dict):
-            raise ValueError("not an entry record")
-        answer = data.get("a")
-        if answer is not None and not isinstance(answer, str):
-            raise ValueError("not an entry record: its answer vector is not text")
+        answer = None
+        if isinstance(data, dict):
+            answer = data.get("a")
+            if answer is not None and not isinstance(answer, str):
+                raise ValueError("not an entry record: its answer vector is not text")
+            data = data.get("o", [])
         try:
-            obs = [(float(s), bool(c)) for s, c in data.get("o", [])]
+            obs = [(float(s), bool(c)) for s, c in data]
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not an entry record: {exc}") from None
-        if data.get("v") != AXIS_VERSION:  # observed on another axis: not kept
-            obs = []
         return cls(obs[-MAX_OBSERVATIONS:], answer)
-
-
-def score_axis(score: float) -> float:
-    """Where the budget places a candidate on its risk axis: its score (support, then
-    favoured answer: :func:`~semcache._agreement.favoured_scores`), as ``1 - sqrt((1 -
-    score) / 2)``. The floor 0.5 and 1 stay where they are; between them the distance
-    to 1 is spread, because support and lead shrink it by a factor (a score of 0.98 is
-    at 0.9, one of 0.9992 at 0.98), so that the bins near 1, where the budget serves,
-    tell apart what the plain score would put in one."""
-    return 1.0 - math.sqrt(max(0.0, 1.0 - score) / 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,17 +415,11 @@ class ErrorBudget:
     def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper
         bound: the table's curve, updated by the entry's own observations (the table
-        counting as :data:`ENTRY_PRIOR` of them; its right answers count up to
-        :data:`ENTRY_PRIOR`, so that a record at most halves the table's risk)."""
+        counting as :data:`ENTRY_PRIOR` of them)."""
         mean, upper = self.table.risk(ev.evidence, ev.similarity)
         if record is None or not record.observations:
             return mean, upper
         wrong, right = record.evidence(ev.similarity)
-        # its right answers count up to the table's own weight, so they at most halve
-        # the risk: they say the entry's answer suits the queries near it, but a
-        # query from a neighbouring intent is that query's risk, not the entry's (and
-        # the table counted the same observations already)
-        right = min(right, int(ENTRY_PRIOR))
         if wrong + right == 0:
             return mean, upper
         total = ENTRY_PRIOR + wrong + right

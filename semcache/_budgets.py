@@ -38,21 +38,14 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from ._agreement import (
-    Agreement,
-    Candidate,
-    agreement,
-    favoured_answer,
-    same_answer,
-    support_scores,
-)
-from ._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable, score_axis
+from ._agreement import Agreement, Candidate, agreement, same_answer, voted
+from ._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
 from ._errors import StoreError
 from ._store import QualityState, StoredEntry, quality_state
 from ._types import Hit
@@ -69,8 +62,6 @@ __all__ = [
     "cell",
     "decode_answer",
     "encode_answer",
-    "grouped",
-    "scored",
 ]
 
 logger = logging.getLogger("semcache")
@@ -100,11 +91,9 @@ _DECODED_ANSWERS: Final = 4096
 
 def cell(kind: str, table: RiskTable, evidence: int, bin_: int) -> str:
     """The store counter of one risk-table cell: ``n`` (observations) or ``w`` (wrong
-    ones), named with the table's layout (its axis, floor and bin width) so that counts
-    learnt under another layout are never read as this one's bins. ``s``: the score
-    axis (:func:`~semcache._budget_policy.score_axis`); the counts of versions that
-    binned cosine similarities (named without it) are not read."""
-    return f"{kind}/s{table.floor:g},{table.width:g}/{evidence}/{bin_}"
+    ones), named with the table's layout (its floor and bin width) so that counts
+    learnt under another layout are never read as this one's bins."""
+    return f"{kind}/{table.floor:g},{table.width:g}/{evidence}/{bin_}"
 
 
 def encode_answer(vector: Vector) -> str:
@@ -130,43 +119,6 @@ def decode_answer(text: str, dim: int | None) -> Vector | None:
     return out
 
 
-def grouped(answers: Sequence[Any], same: Callable[[Any, Any], bool]) -> list[int]:
-    """A key per candidate for :func:`~semcache._agreement.support_scores`: the index
-    of the first candidate whose answer ``same`` calls the same as its own (its own
-    index when none before it is)."""
-    keys: list[int] = []
-    for j, answer in enumerate(answers):
-        keys.append(next((keys[i] for i in range(j) if same(answers[i], answer)), j))
-    return keys
-
-
-def scored(
-    similarities: Sequence[float],
-    keys: Sequence[object],
-    gram: Callable[[], Sequence[Sequence[float]] | None] | None,
-) -> list[float]:
-    """The candidates' scores as the budget judges them: their support scores and,
-    where an answer repeats, -1 (never served) for every answer but the favoured one
-    (:func:`~semcache._agreement.favoured_answer`), when ``gram()`` gives the dot
-    products of their stored vectors (None, or no ``gram``: the support scores alone).
-
-    Unlike the threshold (:func:`~semcache._agreement.favoured_scores`), the favoured
-    answer's lead does not raise its scores here: it lifts every get whose candidates
-    share one answer towards 1, where a query from a neighbouring intent that lands
-    inside that answer's cluster is as likely as anywhere, so the budget's top bins
-    would mix such gets with near repeats (measured: over the 0.001 budget on one
-    stream of seven, docs/quality.md)."""
-    if not similarities:
-        return []
-    scores = support_scores(similarities, keys)
-    if len(set(keys)) < len(keys) and gram is not None:
-        dots = gram()
-        if dots is not None:
-            favoured = favoured_answer(similarities, keys, dots)
-            scores = [s if k == favoured else -1.0 for s, k in zip(scores, keys, strict=True)]
-    return scores
-
-
 @dataclass(slots=True)
 class Judgement:
     """What a get's candidates said under the budget.
@@ -182,9 +134,6 @@ class Judgement:
         hit: the hit to serve (the first candidate's), if one may be served.
         answers: with ``answer_similarity``, the candidates' answer vectors by entry
             id (a candidate whose answer could not be embedded has none).
-        axis: the candidates' positions on the risk axis
-            (:func:`~semcache._budget_policy.score_axis` of their scores), in the
-            order of ``candidates``.
     """
 
     namespace: str
@@ -194,7 +143,6 @@ class Judgement:
     records: dict[int, EntryRecord] = field(default_factory=dict)
     hit: Hit | None = None
     answers: dict[int, Vector] | None = None
-    axis: list[float] = field(default_factory=list)
 
 
 class Budgets:
@@ -358,17 +306,6 @@ class Budgets:
                 return lambda a, b: same(view(a), view(b))
         return self.same
 
-    def by_keys(self, ns: str) -> bool:
-        """Whether namespace ``ns`` compares answers by the default ``same_answer``
-        on the stored texts themselves: then equal answers have equal
-        :func:`~semcache._agreement.answer_key` and the candidates' keys can be those
-        the cache keeps (``answer_support``'s memo)."""
-        return (
-            self.same is same_answer
-            and self.similar is None
-            and not any(ns.startswith(prefix) for prefix in self.views)
-        )
-
     def answer_text(self, ns: str, text: str) -> str:
         """The answer in a stored (or fresh) text of namespace ``ns``: the registered
         view's (:attr:`views`), else the text: what ``answer_similarity`` embeds."""
@@ -450,43 +387,29 @@ class Budgets:
         serve: Callable[[StoredEntry, float], Hit | None],
         records: dict[int, EntryRecord] | None = None,
         answers: dict[int, Vector] | None = None,
-        gram: Callable[[], Sequence[Sequence[float]] | None] | None = None,
-        keys: Sequence[object] | None = None,
     ) -> Judgement:
         """Decide a get from its candidates ``found`` (nearest first, at or above the
-        floor). Each is scored by :func:`scored`: its support score, and where an answer
-        repeats, only the favoured answer's may be served (``gram()``: the dot products
-        of their stored vectors, None when they cannot be read). The
-        candidates are tried best score first, down to the floor (another answer's
-        than the favoured one's never), through ``serve(entry, similarity)`` (the
-        guards, ``confidence_fn``, validator); the policy judges the first served by
-        its score on :func:`~semcache._budget_policy.score_axis`, its evidence class
-        (the agreement of the others) and its record. ``records`` and ``answers``: the
-        candidates' (:meth:`answers_of`), with ``answer_similarity``. ``keys``: their
-        answers' keys where the namespace compares answers by ``same_answer``
-        (:meth:`by_keys`), or distinct ones (``answer_support=False``: the scores are
-        the similarities); None: grouped by the namespace's comparison."""
+        floor): the vote picks the answer, ``serve(entry, similarity)`` (the guards,
+        ``confidence_fn``, validator) the candidate to serve, the agreement of the
+        others and the candidate's record the risk. ``records`` and ``answers``: the
+        candidates' (:meth:`answers_of`), with ``answer_similarity``."""
         pol = self.policy(ns)
+        order = list(found)
         same: Callable[[Any, Any], bool]
         if answers is not None:  # the candidates' answers are their entry ids
-            same = self._same_by_vectors(ns, [e for e, _ in found], answers)
+            same = self._same_by_vectors(ns, [e for e, _ in order], answers)
+            candidates = [Candidate(s, e.id) for e, s in order]
         else:
             same = self.same_in(ns)
-        if keys is None:
-            keys = grouped([e.id if answers is not None else e.response for e, _ in found], same)
-        scores = scored([s for _, s in found], keys, gram)
-        rank = sorted(range(len(found)), key=lambda j: (-scores[j], -found[j][1]))
-        order = [found[j] for j in rank]
-        axis = [score_axis(scores[j]) for j in rank]
+            candidates = [Candidate(s, e.response) for e, s in order]
+        if len(order) > 1:
+            top = voted(candidates, k=BUDGET_K, same=same)
+            order = [order[top], *order[:top], *order[top + 1 :]]
         hit = None
         for j, (entry, sim) in enumerate(order):
-            if axis[j] < self.floor:
-                break
             hit = serve(entry, sim)
             if hit is not None:
-                hit.score = scores[rank[j]]
                 order = [order[j], *order[:j], *order[j + 1 :]]
-                axis = [axis[j], *axis[:j], *axis[j + 1 :]]
                 break
         predicted = pol.predicted
         if hit is None:
@@ -499,7 +422,6 @@ class Budgets:
                 same=same,
                 budget_us=_NO_TIME_LIMIT_US,
             )
-            ev = replace(ev, similarity=axis[0])
             # only the served candidate's record is read now (12 us a record); the
             # others' are read by learn(), after an LLM call (with answer vectors,
             # those read to decode a vector are passed in)
@@ -507,7 +429,7 @@ class Budgets:
             if records is None or served.id not in records:
                 records = {**(records or {}), served.id: self.record(served)}
             decision = pol.decide(ev, records[served.id])
-            judged = Judgement(ns, decision, ev, order, records, hit, answers, axis)
+            judged = Judgement(ns, decision, ev, order, records, hit, answers)
         self._add(ns, "gets", 1.0)
         self._add(ns, "predicted", pol.predicted - predicted)
         self._tick(ns, 0)
@@ -595,14 +517,11 @@ class Budgets:
         self._add(ns, "measured", pol.measured - m0)
         observed = 1 if ev.similarity >= pol.floor else 0
         self.counters["observations"] += observed
-        others = zip(judged.candidates[1:], judged.axis[1:], verdicts[1:], strict=True)
-        for (entry, _), at, correct in others:
-            if at < pol.floor:  # one it would not serve (another answer's)
-                continue
+        for (entry, sim), correct in zip(judged.candidates[1:], verdicts[1:], strict=True):
             record = records.get(entry.id)
             if record is None:
                 record = records[entry.id] = self.record(entry)
-            record.add(at, correct)
+            record.add(sim, correct)
         try:
             self.write(records, [e for e, _ in judged.candidates])
         except StoreError:

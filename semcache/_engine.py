@@ -28,7 +28,6 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._budget_policy import score_axis
 from ._budgets import Budgets
 from ._checks import check_flag
 from ._deadline import call_with_deadline
@@ -472,10 +471,8 @@ class Engine:
                 # reported on is not stored any more; nothing to learn
                 budgets.counters["feedback_stale"] += 1
                 return
-            # the record's axis: the score the hit was judged by (its similarity
-            # where that was the score)
-            score = hit.similarity if hit.score is None else hit.score
-            budgets.feedback(entry, score_axis(max(-1.0, min(1.0, float(score)))), correct)
+            sim = max(-1.0, min(1.0, float(hit.similarity)))
+            budgets.feedback(entry, sim, correct)
             kept = self.hot.by_id(entry.id)  # this process's copy of the entry
             if kept is not None:
                 kept.record = entry.record

@@ -450,26 +450,12 @@ def _judge(
         return hit if accept(eng, query, hit) else None
 
     records = answers = None
-    entries = [e for e, _ in found_]
     if budgets.similar is not None and found_:
+        entries = [e for e, _ in found_]
         records, answers, missing = budgets.answers_of(entries, eng.indexes.dim)
         if missing:  # put before the option was on: embedded now, once
             answers.update((yield from fill_steps(eng, budgets, ns, missing, records)))
-    judgement = budgets.judge(
-        ns,
-        found_,
-        serve,
-        records,
-        answers,
-        gram=lambda: _gram(_answer_memo.candidate_vectors(eng, entries)),
-        keys=(
-            list(range(len(entries)))  # every answer its own: the scores are cosines
-            if not eng.options.answer_support
-            else _answer_memo.answer_keys(eng, entries)
-            if budgets.by_keys(ns)
-            else None
-        ),
-    )
+    judgement = budgets.judge(ns, found_, serve, records, answers)
     hit = judgement.hit
     if judgement.decision.action == "serve" and hit is not None:
         hit.runner_up = next((s for e, s in found_ if e.id != hit.entry_id), None)
@@ -479,10 +465,6 @@ def _judge(
     if hit is not None or found_:
         reason = "budget" if hit is not None else reason or "validator"
     return miss(eng, ns, reason or ("below_threshold" if len(sims) else "no_candidate"), best, t0)
-
-
-def _gram(vectors: npt.NDArray[np.float32] | None) -> list[list[float]] | None:
-    return None if vectors is None else (vectors @ vectors.T).tolist()
 
 
 def _checked(
@@ -676,7 +658,7 @@ def _own_score(
         indexes.suspect = True
         return None
     stored = np.frombuffer(blob, dtype=dtype).astype(np.float32)
-    if eng.answer_support or eng.budgets is not None:  # (the budget scores alike)
+    if eng.answer_support:
         _answer_memo.keep_vector(eng, entry.id, stored)
     own = float(stored @ vector)
     if abs(own - sim) <= _SAME_SCORE:

@@ -58,12 +58,12 @@ class Hit:
         entry_id: the store's id of the entry served (what ``feedback`` reports on);
             None for a Hit that no cache made. Not compared: two hits with the same
             contents are equal whichever entry they came from.
-        score: for a semantic hit, the score it was judged by: its support score
-            (``answer_support``, docs/quality.md), raised by its answer's lead where
-            that answer is favoured (the threshold's; the error budget judges the
-            support score itself). Equal to the similarity where no other candidate
-            moved it; None for an exact hit, or with ``answer_support=False`` and no
-            budget (the similarity is the score). Not compared, as ``entry_id``.
+        score: for a semantic hit served by ``answer_support`` (the default), the score
+            the threshold saw: its support score, raised by its answer's lead where
+            that answer is favoured (docs/quality.md); equal to the similarity where
+            no other candidate moved it. None for an exact hit, with
+            ``answer_support=False``, and with an error budget (it judges the
+            similarity). Not compared, as ``entry_id``.
     """
 
     response: str

@@ -34,8 +34,8 @@ from semcache import (
     SQLiteStore,
 )
 from semcache._agreement import SPLIT, UNANIMOUS
-from semcache._budget_policy import EntryRecord, score_axis
-from semcache._budgets import decode_answer, encode_answer, scored
+from semcache._budget_policy import EntryRecord
+from semcache._budgets import decode_answer, encode_answer
 from semcache._cache import engine_of
 
 DIM = 16
@@ -65,22 +65,6 @@ TABLE = {
     BERLIN: _axis(8, 0.3, 10),
     "Rome.": _axis(11),
 }
-
-
-def _at(*prompts: str) -> list[float]:
-    """Where the budget observes ``prompts`` (candidates of "q" with one answer, the
-    first served) on its risk axis: their scores (support, then the favoured answer's
-    lead), through ``score_axis``."""
-    rows = np.array([TABLE[p] for p in prompts])
-    sims = (rows @ TABLE["q"]).tolist()
-    gram = (rows @ rows.T).tolist()
-    return [score_axis(x) for x in scored(sims, [0] * len(prompts), lambda: gram)]
-
-
-#: "topic" served alone (or beside another answer): at its similarity, 0.95.
-AT_ALONE = score_axis(0.95)
-#: "topic" and "near" with the same answer: both raised.
-AT_SHARED, AT_NEAR = _at("topic", "near")
 
 
 class TableEmbedder:
@@ -242,7 +226,7 @@ def test_get_or_put_returns_an_answer_it_cannot_embed_and_stores_nothing(
         assert cache.stats()["total_entries"] == 1  # and not stored
         record = record_of(engine_of(cache).store, entry_id(cache, "topic"))
         # compared as text instead (PARIS is not BERLIN); the vector kept
-        assert record["o"] == [[pytest.approx(AT_ALONE, abs=1e-3), 0.0]]
+        assert record["o"] == [[pytest.approx(0.95, abs=1e-3), 0.0]]
         assert np.allclose(answer_in(record), TABLE[PARIS], atol=1e-3)
 
 
@@ -310,25 +294,20 @@ def test_a_store_that_ignores_the_record_at_put_has_the_answer_embedded_later() 
         assert cache.get_or_put("q", lambda: PARIS_AGAIN) == PARIS_AGAIN
         assert [PARIS] in emb.calls  # embedded when first compared
         record = record_of(store, stored)
-        assert record["o"] == [[pytest.approx(AT_ALONE, abs=1e-3), 1.0]]
+        assert record["o"] == [[pytest.approx(0.95, abs=1e-3), 1.0]]
         assert np.allclose(answer_in(record), TABLE[PARIS], atol=1e-3)
 
 
 # -- records: the old form, lazily filled, kept by learning ---------------------------------
-def test_the_record_reads_every_form_and_drops_observations_of_the_old_axis() -> None:
-    # the forms written before the score axis (a list; a dict without "v") observed
-    # cosine similarities: read without their observations, the answer vector kept
+def test_the_record_reads_both_forms_and_writes_the_old_one_without_a_vector() -> None:
     old = EntryRecord.from_json([[0.93, 1.0], [0.9, 0.0]])
-    assert (old.observations, old.answer) == ([], None)
-    assert old.to_json() == {"v": 2, "o": []}
+    assert old.observations == [(0.93, True), (0.9, False)]
+    assert old.answer is None
+    assert old.to_json() == [[0.93, 1.0], [0.9, 0.0]]
     text = encode_answer(unit(TABLE[PARIS_AGAIN]))
-    older = EntryRecord.from_json({"o": [[0.93, 1.0]], "a": text})
-    assert (older.observations, older.answer) == ([], text)
-    new = EntryRecord.from_json({"v": 2, "o": [[0.93, 1.0]], "a": text})
+    new = EntryRecord.from_json({"o": [[0.93, 1.0]], "a": text})
     assert (new.observations, new.answer) == ([(0.93, True)], text)
-    assert new.to_json() == {"v": 2, "o": [[0.93, 1.0]], "a": text}
-    with pytest.raises(ValueError, match="not an entry record"):
-        EntryRecord.from_json([[0.5]])  # malformed, even on the old axis
+    assert new.to_json() == {"o": [[0.93, 1.0]], "a": text}
     with pytest.raises(ValueError, match="not an entry record"):
         EntryRecord.from_json({"o": [], "a": 3})
     assert decode_answer("not base64!", DIM) is None
@@ -343,8 +322,8 @@ def test_entries_put_without_the_option_are_embedded_once_when_compared(
         cache.put("topic", PARIS)
         cache.put("near", PARIS_AGAIN)
         topic = entry_id(cache, "topic")
-        # a record with an observation (as a budget without the option wrote)
-        engine_of(cache).store.write_records({topic: '{"v":2,"o":[[0.91,1.0]]}'})  # type: ignore[attr-defined]
+        # an old-form record with an observation (as a budget without the option wrote)
+        engine_of(cache).store.write_records({topic: "[[0.91,1.0]]"})  # type: ignore[attr-defined]
     emb = TableEmbedder()
     with cache_of(path, emb) as cache:
         asked = spy(cache)
@@ -421,7 +400,7 @@ def test_a_verified_paraphrase_counts_as_a_right_answer(tmp_path: Path) -> None:
             assert cache.get_or_put("q", lambda: PARIS_AGAIN) == PARIS_AGAIN
             record = record_of(engine_of(cache).store, entry_id(cache, "topic"))
             observations = record["o"] if isinstance(record, dict) else record
-            assert observations == [[pytest.approx(AT_ALONE, abs=1e-3), right]]
+            assert observations == [[pytest.approx(0.95, abs=1e-3), right]]
 
 
 def test_a_verified_different_answer_counts_as_a_wrong_one(tmp_path: Path) -> None:
@@ -501,8 +480,9 @@ def test_a_door_compares_the_answers_it_reads_from_stored_completions(tmp_path: 
         upstream.reply = lambda text, n: PARIS_AGAIN
         assert door.ask("topic 0 #1").parse().choices[0].message.content == PARIS_AGAIN
         assert [PARIS_AGAIN] in emb.calls
-        pairs = record_in(cache, ns, "topic 0")  # the observations
-        assert pairs == [[pytest.approx(AT_ALONE, abs=1e-3), 1.0]]  # the same answer
+        pairs = record_in(cache, ns, "topic 0")
+        assert isinstance(pairs, dict)
+        assert pairs["o"] == [[pytest.approx(0.95, abs=1e-3), 1.0]]  # the same answer
         door.client.close()
 
 
@@ -604,8 +584,8 @@ def test_an_async_embedder_embeds_the_answers_at_put_on_fill_and_when_fresh(
 
     topic, near, calls = asyncio.run(run())
     assert calls == [["topic", PARIS], ["q"], [PARIS], [PARIS_AGAIN]]  # put, get, fill, fresh
-    assert topic["o"] == [[pytest.approx(AT_SHARED, abs=1e-3), 1.0]]
-    assert near["o"] == [[pytest.approx(AT_NEAR, abs=1e-3), 1.0]]
+    assert topic["o"] == [[pytest.approx(0.95, abs=1e-3), 1.0]]
+    assert near["o"] == [[pytest.approx(0.855, abs=1e-3), 1.0]]
     assert np.allclose(answer_in(near), TABLE[PARIS], atol=1e-3)
 
 
@@ -623,7 +603,7 @@ def test_the_server_stores_keep_the_answer_vectors(open_store: Opener) -> None: 
     cache.close()
     other = open_store()  # another client of the same server
     record = record_of(other, stored)
-    assert record["o"] == [[pytest.approx(AT_SHARED, abs=1e-3), 1.0]]
+    assert record["o"] == [[pytest.approx(0.95, abs=1e-3), 1.0]]
     assert np.allclose(answer_in(record), TABLE[PARIS], atol=1e-3)
     emb2 = TableEmbedder()
     again = cache_of(None, emb2, store=open_store())

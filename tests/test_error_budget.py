@@ -31,7 +31,7 @@ from semcache import (
     SQLiteStore,
     StoreError,
 )
-from semcache._budget_policy import Decision, score_axis
+from semcache._budget_policy import Decision
 from semcache._cache import engine_of
 from semcache._engine import Engine
 
@@ -123,18 +123,8 @@ def spy(cache: SemanticCache, ns: str = "default") -> list[tuple[Any, Any]]:
 
 
 def record_of(store: Any, entry_id: int) -> list[list[float]] | None:
-    """The observations of an entry's record (None: it has none), each ``[position on
-    the risk axis, right]``."""
     text = store.get_by_ids([entry_id])[entry_id].record
-    if text is None:
-        return None
-    data = json.loads(text)
-    assert data["v"] == 2  # on the score axis
-    return data["o"]  # type: ignore[no-any-return]
-
-
-#: Where a candidate alone at similarity 0.95 is observed: its score is its similarity.
-AT_95 = score_axis(0.95)
+    return None if text is None else json.loads(text)
 
 
 def entry_id(cache: SemanticCache, query: str, ns: str = "default") -> int:
@@ -197,7 +187,7 @@ def test_verify_calls_compute_serves_the_fresh_answer_and_records(tmp_path: Path
         assert compute.calls == 1
         assert [d.action for d in made] == ["verify"]
         # the stored answer was wrong at 0.95: its record says so; the fresh one is put
-        assert record_of(cache.store, stored) == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+        assert record_of(cache.store, stored) == [[pytest.approx(0.95, abs=1e-3), 0.0]]
         assert cache.get("q1", embedding=vec(0, 1)).response == "B"  # type: ignore[union-attr]
         assert cache.get("topic 0").response == "A"  # type: ignore[union-attr]
         stats = cache.stats()["budget"]
@@ -210,7 +200,7 @@ def test_a_verification_that_agrees_records_a_right_answer(tmp_path: Path) -> No
         force(cache, "verify")
         assert cache.get_or_put("q1", lambda: "A, indeed", embedding=vec(0, 1)) == "A, indeed"
         assert record_of(cache.store, entry_id(cache, "topic 0")) == [
-            [pytest.approx(AT_95, abs=1e-3), 1.0]
+            [pytest.approx(0.95, abs=1e-3), 1.0]
         ]
 
 
@@ -311,7 +301,7 @@ def test_records_and_counts_survive_close_and_reopen(tmp_path: Path) -> None:
         assert budgets is not None
         table = budgets.policy("default").table.to_json()
     with budget_cache(path) as cache:
-        assert record_of(cache.store, stored) == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+        assert record_of(cache.store, stored) == [[pytest.approx(0.95, abs=1e-3), 0.0]]
         budgets = engine(cache).budgets
         assert budgets is not None
         pol = budgets.policy("default")
@@ -340,7 +330,7 @@ def test_two_caches_on_one_file_share_what_they_learn(tmp_path: Path) -> None:
         assert sum(map(sum, pol_b.table.wrong)) == 1.0
         # the record a wrote is the one b reads with the entry
         stored = entry_id(b, "topic 0")
-        assert record_of(b.store, stored) == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+        assert record_of(b.store, stored) == [[pytest.approx(0.95, abs=1e-3), 0.0]]
     finally:
         a.close()
         b.close()
@@ -387,7 +377,7 @@ def test_a_store_without_the_capability_keeps_the_budget_in_memory() -> None:
         assert budgets is not None
         assert budgets.state is None
         entry = cache.store.get_by_ids([stored])[stored]
-        assert budgets.record(entry).observations == [(pytest.approx(AT_95, abs=1e-3), False)]
+        assert budgets.record(entry).observations == [(pytest.approx(0.95, abs=1e-3), False)]
 
 
 # -- feedback ---------------------------------------------------------------------------------
@@ -400,7 +390,7 @@ def test_feedback_moves_the_entry_record(tmp_path: Path) -> None:
         cache.feedback(hit, False)
         cache.feedback(cache.get("topic 0"), True)  # type: ignore[arg-type]
         assert record_of(cache.store, entry_id(cache, "topic 0")) == [
-            [pytest.approx(AT_95, abs=1e-3), 0.0],
+            [pytest.approx(0.95, abs=1e-3), 0.0],
             [1.0, 1.0],
         ]
 
@@ -415,13 +405,10 @@ def test_feedback_on_a_budget_cache_changes_what_is_served(tmp_path: Path) -> No
         assert budgets is not None
         pol = budgets.policy("default")
         entry = cache.store.get_by_ids([hit.entry_id])[hit.entry_id]  # type: ignore[index]
-        # served alone, its score is its similarity; the record learns at its position
-        assert hit.score == pytest.approx(hit.similarity)
-        at = score_axis(hit.score)  # type: ignore[arg-type]
-        before = pol.risk(_ev(at), budgets.record(entry))[0]
+        before = pol.risk(_ev(hit.similarity), budgets.record(entry))[0]
         cache.feedback(hit, False)
         entry = cache.store.get_by_ids([hit.entry_id])[hit.entry_id]  # type: ignore[index]
-        after = pol.risk(_ev(at), budgets.record(entry))[0]
+        after = pol.risk(_ev(hit.similarity), budgets.record(entry))[0]
         assert after > before
         assert cache.stats()["budget"]["feedback"] == 1
 
@@ -537,7 +524,7 @@ def test_async_feedback(tmp_path: Path) -> None:
             await cache.feedback(hit, False)
             return record_of(cache.store, hit.entry_id)  # type: ignore[arg-type]
 
-    assert asyncio.run(run()) == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+    assert asyncio.run(run()) == [[pytest.approx(0.95, abs=1e-3), 0.0]]
 
 
 def test_the_next_get_sees_the_record_just_written(tmp_path: Path) -> None:
@@ -549,7 +536,7 @@ def test_the_next_get_sees_the_record_just_written(tmp_path: Path) -> None:
         asked = spy(cache)
         cache.get("q2", embedding=vec(0, 2))
         assert [r.observations for _, r in asked if r is not None] == [
-            [(pytest.approx(AT_95, abs=1e-3), False)]
+            [(pytest.approx(0.95, abs=1e-3), False)]
         ]
 
 
@@ -574,7 +561,7 @@ def test_a_checkpoint_carries_what_the_budget_learnt(tmp_path: Path) -> None:
         tmp_path / "c.tar.gz", tmp_path / "r.db", None, error_budget=0.1, guards=None
     )
     with restored:
-        assert record_of(restored.store, stored) == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+        assert record_of(restored.store, stored) == [[pytest.approx(0.95, abs=1e-3), 0.0]]
         counts = restored.store.read_counts("default")  # type: ignore[attr-defined]
         assert counts["gets"] == 1.0
         assert sum(v for k, v in counts.items() if k.startswith("w/")) == 1.0
@@ -602,7 +589,7 @@ def test_another_process_learns_into_the_same_file(tmp_path: Path) -> None:
         pol = budgets.policy("default")
         assert sum(map(sum, pol.table.wrong)) == 1.0
         assert record_of(cache.store, entry_id(cache, "topic 0")) == [
-            [pytest.approx(AT_95, abs=1e-3), 0.0]
+            [pytest.approx(0.95, abs=1e-3), 0.0]
         ]
 
 
@@ -612,7 +599,7 @@ def test_the_default_same_answer_ignores_case_and_spacing(tmp_path: Path) -> Non
         force(cache, "verify")
         assert cache.get_or_put("q1", lambda: "  paris ", embedding=vec(0, 1)) == "  paris "
         assert record_of(cache.store, entry_id(cache, "topic 0")) == [
-            [pytest.approx(AT_95, abs=1e-3), 1.0]
+            [pytest.approx(0.95, abs=1e-3), 1.0]
         ]
 
 
@@ -655,9 +642,8 @@ def test_the_evidence_does_not_depend_on_how_long_the_comparisons_take(
 def test_the_counters_name_their_layout_and_another_layouts_are_not_read(
     tmp_path: Path,
 ) -> None:
-    # A cell's counters carry the table's axis, floor and bin width: counts learnt under
-    # another layout (a later release's, or an earlier one's on the cosine axis) must
-    # not land in this table's bins.
+    # A cell's counters carry the table's floor and bin width: counts learnt under another
+    # bin layout (a later release's, say) must not land in this table's bins.
     with budget_cache(tmp_path / "c.db") as cache:
         cache.put("topic 0", "A", embedding=vec(0, -1))
         force(cache, "verify")
@@ -667,10 +653,9 @@ def test_the_counters_name_their_layout_and_another_layouts_are_not_read(
         counts = store.read_counts("default")
         cells = [k for k in counts if k.startswith(("n/", "w/"))]
         assert cells
-        assert all(k.split("/")[1] == "s0.5,0.02" for k in cells), cells
-        # the same cells under other layouts: bins twice as wide, and the cosine axis
-        store.add_counts("default", {k.replace("s0.5,0.02", "s0.5,0.04"): 50.0 for k in cells})
-        store.add_counts("default", {k.replace("s0.5,0.02", "0.5,0.02"): 50.0 for k in cells})
+        assert all(k.split("/")[1] == "0.5,0.02" for k in cells), cells
+        # the same cells under another layout (bins twice as wide)
+        store.add_counts("default", {k.replace("0.5,0.02", "0.5,0.04"): 50.0 for k in cells})
     finally:
         store.close()
     with budget_cache(tmp_path / "c.db") as cache:

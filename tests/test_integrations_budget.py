@@ -37,7 +37,7 @@ from semcache import (  # noqa: E402
     InvalidInputError,
     SemanticCache,
 )
-from semcache._budget_policy import Decision, score_axis  # noqa: E402
+from semcache._budget_policy import Decision  # noqa: E402
 from semcache._cache import engine_of  # noqa: E402
 from semcache.integrations._flow import core_of  # noqa: E402
 from semcache.integrations._wire import completion_answer  # noqa: E402
@@ -117,15 +117,7 @@ def record(cache: Any, ns: str, text: str) -> list[list[float]] | None:
     entry = eng.store.get_by_key(eng.key(ns, text))
     assert entry is not None
     fresh = eng.store.get_by_ids([entry.id])[entry.id]
-    if fresh.record is None:
-        return None
-    data = json.loads(fresh.record)
-    assert data["v"] == 2  # positions on the score axis
-    return data["o"]  # type: ignore[no-any-return]
-
-
-#: Where a candidate alone at similarity 0.95 is observed (its score is its similarity).
-AT_95 = score_axis(0.95)
+    return None if fresh.record is None else json.loads(fresh.record)
 
 
 def budget_stats(cache: Any) -> dict[str, Any]:
@@ -195,7 +187,7 @@ def test_openai_verification_serves_the_fresh_answer_and_learns(
         assert verified.parse().choices[0].message.content == "Paris."
         assert upstream.chat_calls == 2
         # Same content, other id, created and usage: the stored answer was right.
-        assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 1.0]]
+        assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 1.0]]
         stats = budget_stats(cache)
         assert (stats["verifications"], stats["observations"]) == (1, 1)
         # Another answer now: the stored one was wrong at this similarity.
@@ -253,7 +245,7 @@ def test_openai_streamed_verification_learns(upstream: Upstream, tmp_path: Path)
         )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == "Paris."
-        assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 1.0]]
+        assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 1.0]]
         assert budget_stats(cache)["verifications"] == 1
 
 
@@ -275,7 +267,7 @@ def test_an_unstored_tool_call_teaches_and_an_error_does_not(
         assert record(cache, ns, "topic 0") is None
         upstream.mode = "tool_calls"  # not stored, but a complete (other) answer
         door.ask("topic 0 #3")
-        assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+        assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 0.0]]
         assert core_of(cache).stats()["total_entries"] == 1
         # Three verifications paid for (the error came back as a response), one observed.
         stats = budget_stats(cache)
@@ -298,7 +290,7 @@ def test_openai_feedback_on_a_hit(upstream: Upstream, tmp_path: Path) -> None:
         assert door.transport.feedback(first.id, False) is False  # a miss: nothing to report
         assert door.transport.feedback(answer.id, False) is True
         assert door.transport.feedback(answer.id, False) is False  # one report per answer
-        assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+        assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 0.0]]
         assert budget_stats(cache)["feedback"] == 1
 
 
@@ -329,7 +321,7 @@ def test_async_openai_learns_and_takes_feedback(upstream: Upstream, tmp_path: Pa
                 force(cache, ns, "verify")
                 verified = await ask("topic 0 #1")
                 assert verified.headers["x-semcache"] == "miss"
-                assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 1.0]]
+                assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 1.0]]
                 stream = await client.chat.completions.create(
                     model="gpt-4o-mini",
                     messages=[SYSTEM, {"role": "user", "content": "topic 0 #2"}],
@@ -381,7 +373,7 @@ def test_proxy_feedback_endpoint(upstream: Upstream, tmp_path: Path) -> None:
             assert (reported.status_code, reported.json()) == (200, {"reported": True})
             again = proxy.post("/feedback", json={"id": answer_id, "correct": False})
             assert again.status_code == 404
-        assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+        assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 0.0]]
 
 
 # -- the answer read from a stored completion ---------------------------------------------------
@@ -440,7 +432,7 @@ def test_litellm_learns_and_takes_feedback(
         fresh = llm.completion(**litellm_params(upstream, "topic 0 #1"))
         assert fresh.choices[0].message.content == "Paris."
         assert "semcache" not in fresh._hidden_params
-        assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 1.0]]
+        assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 1.0]]
         assert budget_stats(cache)["verifications"] == 1
         force(cache, ns, "serve")
         hit = llm.completion(**litellm_params(upstream, "topic 0 #2"))
@@ -469,7 +461,7 @@ def test_litellm_async_learns_and_takes_feedback(
             upstream.reply = lambda text, n: "Lyon."
             fresh = await llm.acompletion(**litellm_params(upstream, "topic 0 #1"))
             assert fresh.choices[0].message.content == "Lyon."
-            assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+            assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 0.0]]
             force(cache, ns, "serve")
             hit = await llm.acompletion(**litellm_params(upstream, "topic 0 #2"))
             assert await llm.afeedback(hit.id, True) is True
@@ -495,7 +487,7 @@ def test_langchain_update_teaches_what_lookup_judged(tmp_path: Path) -> None:
             ns = only_namespace(cache)
             force(cache, ns, "verify")
             assert model.invoke("topic 0 #1").content == "Paris."
-            assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 1.0]]
+            assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 1.0]]
             assert model.invoke("topic 0 #2").content == "Lyon."
             pairs = record(cache, ns, "topic 0")
             assert pairs is not None
@@ -528,7 +520,7 @@ def test_langchain_async_update_teaches_what_alookup_judged(tmp_path: Path) -> N
             ns = only_namespace(cache)
             force(cache, ns, "verify")
             assert (await model.ainvoke("topic 0 #1")).content == "Lyon."
-            assert record(cache, ns, "topic 0") == [[pytest.approx(AT_95, abs=1e-3), 0.0]]
+            assert record(cache, ns, "topic 0") == [[pytest.approx(0.95, abs=1e-3), 0.0]]
             force(cache, ns, "serve")
             hit = await model.ainvoke("topic 0 #2")
             assert model.i == 2

@@ -20,10 +20,7 @@ from semcache._agreement import (
     Agreement,
     Candidate,
     agreement,
-    favoured_answer,
-    favoured_scores,
     same_answer,
-    support_scores,
     voted,
 )
 from semcache._budget_policy import (
@@ -33,9 +30,7 @@ from semcache._budget_policy import (
     ErrorBudget,
     RiskTable,
     _pav_nonincreasing,
-    score_axis,
 )
-from semcache._budgets import scored
 from semcache.quality._clusters import StreamVectors, budget_stream_replay
 
 
@@ -360,81 +355,33 @@ def _stream(rows: list[tuple[str, str, float]]) -> StreamVectors:
     return data
 
 
-def test_budget_replay_counts_verifications_as_llm_calls() -> None:
+@pytest.mark.parametrize("vote", [True, False])
+def test_budget_replay_counts_verifications_as_llm_calls_and_votes(vote: bool) -> None:
     data = _stream(
         [
             ("open the door", "a", 0.0),  # nothing stored: miss, put
             ("open the door please", "a", 10.0),  # r1 0.985: served, right
             ("play music", "b", 35.0),  # r1 0.819: verified, wrong; put
             ("open that door", "a", 5.0),  # r1 0.996, r3 0.866: verified, right; put
-            # r3 0.974 (b), r4 0.956 (a), r1 0.927 (a): the nearest, r3, is served
+            # r3 0.974 (b), r4 0.956 (a), r1 0.927 (a): the vote serves r4, right; the
+            # nearest, r3, would be wrong
             ("open up the door", "a", 22.0),
         ]
     )
     policy = _Scripted(["miss", "serve", "verify", "verify", "serve"])
-    p = budget_stream_replay(data, 0.01, policy=policy, scored=False)
-    assert (p.hits, p.llm_calls, p.verifications, p.wrong) == (2, 3, 2, 1)
+    p = budget_stream_replay(data, 0.01, policy=policy, vote=vote)
+    assert (p.hits, p.llm_calls, p.verifications) == (2, 3, 2)
+    assert p.wrong == (0 if vote else 1)
     assert policy.seen[0] is None
     assert policy.observed == [(0.819, False, "verify"), (0.996, True, "verify")]
     last = policy.seen[-1]
     assert last is not None
-    assert round(last.similarity, 3) == 0.974
-    assert (last.evidence, last.support, round(last.rival or 0, 3)) == (SPLIT, 0, 0.956)
-
-
-@pytest.mark.parametrize("scored", [True, False])
-def test_budget_replay_judges_the_favoured_answer_on_the_score_axis(scored: bool) -> None:
-    # a's two prompts surround the query (10 and 50 degrees, their prototype at 30);
-    # b's single prompt (35) is the nearest. Scored, a is the favoured answer (its
-    # prototype 1.0 against b's 0.996) and its nearer prompt is served, right, at its
-    # support score (not raised by the lead: the budget's score) on the score axis; by
-    # similarity, b's, wrong.
-    data = _stream(
-        [("a one", "a", 10.0), ("a two", "a", 50.0), ("b one", "b", 35.0), ("query", "a", 30.0)]
-    )
-    policy = _Scripted(["miss", "miss", "miss", "serve"])
-    p = budget_stream_replay(data, 0.01, policy=policy, scored=scored)
-    assert (p.hits, p.wrong) == (1, 0 if scored else 1)
-    last = policy.seen[-1]
-    assert last is not None
-    if not scored:
-        assert round(last.similarity, 3) == round(math.cos(math.radians(5)), 3)
-        return
-    s = math.cos(math.radians(20))  # either of a's prompts
-    support = 1 - (1 - s) * math.exp(-2 * (s - 0.5))
-    assert last.similarity == pytest.approx(score_axis(support), abs=1e-4)
-    assert last.similarity > score_axis(s)
-
-
-def test_the_budget_scores_decline_other_answers_but_do_not_raise_by_the_lead() -> None:
-    # the favoured answer repeats: its candidates keep their support scores (the lead
-    # is the threshold's), the other answer's are declined
-    sims, keys = [0.9, 0.8, 0.8], ["single", "pair", "pair"]
-    gram = [[1.0, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 1.0]]
-    support = support_scores(sims, keys)
-    assert favoured_answer(sims, keys, gram) == "pair"  # 1.6 / sqrt(3) = 0.924 > 0.9
-    assert scored(sims, keys, lambda: gram) == [-1.0, support[1], support[2]]
-    assert favoured_scores(support, sims, keys, gram)[1] > support[1]  # the threshold's
-    # no gram (vectors unreadable): the support scores alone
-    assert scored(sims, keys, lambda: None) == support
-    assert scored(sims, keys, None) == support
-
-
-def test_an_entry_s_right_answers_at_most_halve_the_table_s_risk() -> None:
-    policy = ErrorBudget(0.01)
-    for _ in range(200):
-        policy.table.add(2, 0.9, True)
-    for _ in range(20):
-        policy.table.add(2, 0.9, False)
-    mean, _ = policy.table.risk(2, 0.9)
-    ev = Agreement(0.9, 3, 4, 0.7, 2)
-    record = EntryRecord()
-    for _ in range(MAX_OBSERVATIONS):
-        record.add(0.85, True)  # right at a lower position, sixteen times
-    # counted as 4 (ENTRY_PRIOR): (4 * mean + 0) / (4 + 4)
-    assert policy.risk(ev, record)[0] == pytest.approx(mean / 2)
-    record.add(0.95, False)  # a wrong answer above: it counts in full
-    assert policy.risk(ev, record)[0] == pytest.approx((4 * mean + 1) / (4 + 1 + 4))
+    if vote:
+        assert round(last.similarity, 3) == 0.956
+        assert (last.evidence, last.support, round(last.rival or 0, 3)) == (SPLIT, 1, 0.974)
+    else:
+        assert round(last.similarity, 3) == 0.974
+        assert last.evidence == SPLIT
 
 
 def test_an_answer_more_likely_wrong_than_right_is_never_served() -> None:
@@ -468,3 +415,17 @@ def test_budget_state_round_trips() -> None:
     assert copy.risk(_ev(0.97)) == budget.risk(_ev(0.97))
     with pytest.raises(ValueError):
         ErrorBudget.from_json({"budget": 0.01})
+
+
+def test_a_record_read_back_counts_an_observation_at_the_similarity_it_was_made() -> None:
+    # written to 6 decimals: 0.84188611... is kept as 0.841886, below the similarity
+    # it was made at; read back, it still speaks about that similarity
+    at = 1.0 - math.sqrt(0.025)
+    record = EntryRecord()
+    record.add(at, False)
+    record.add(at, True)
+    again = EntryRecord.from_json(record.to_json())
+    assert again.observations[0][0] < at
+    assert again.evidence(at) == (1, 1)
+    assert again.evidence(at + 1e-3) == (0, 1)
+    assert again.evidence(at - 1e-3) == (1, 0)

@@ -508,9 +508,7 @@ def budget_cache(
 def observations(store: Store, entry_id: int) -> list[list[float]]:
     text = store.get_by_ids([entry_id])[entry_id].record
     assert text is not None
-    data = json.loads(text)
-    assert data["v"] == 2  # positions on the score axis
-    got: list[list[float]] = data["o"]
+    got: list[list[float]] = json.loads(text)
     return got
 
 

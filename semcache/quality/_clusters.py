@@ -26,7 +26,7 @@ import csv
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any, TextIO, cast
@@ -649,7 +649,7 @@ def budget_stream_replay(
     guard: Judge | None = None,
     use_agreement: bool = True,
     use_records: bool = True,
-    scored: bool = True,
+    vote: bool = True,
     label: str | None = None,
     seed: int = 0,
     policy: ErrorBudget | None = None,
@@ -659,11 +659,9 @@ def budget_stream_replay(
     deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
 
     Each get reads the first ``k`` candidates at or above ``floor`` (nearest first,
-    through a recording ``confidence_fn``) and scores them as the cache does
-    (``scored``: :func:`~semcache._budgets.scored`, the vectors' dot products from
-    ``data``); the candidate to serve is the best scored that the ``guard`` accepts
-    (down to the floor on :func:`~semcache._budget_policy.score_axis`), and the others
-    are its agreement evidence. The budget decides:
+    through a recording ``confidence_fn``); the candidate to serve is the nearest of
+    the answer they vote for (``vote``) if the ``guard`` accepts it, else the next the
+    guard accepts, and the others are its agreement evidence. The budget decides:
     serve (a hit), verify (an LLM call: the fresh answer is served and put, and the
     budget observes whether the stored one was right) or miss (an LLM call, put, and the
     same observation for free). Exact repeats are served by the exact layer.
@@ -677,26 +675,23 @@ def budget_stream_replay(
         use_agreement: False: every candidate counts as alone (the table is then one
             curve of similarity), to measure what agreement adds.
         use_records: False: no per-entry records, to measure what they add.
-        scored: the candidates are scored (support, favoured answer) and judged on
-            the score axis; False: the nearest the guard accepts, judged by its
-            similarity (to measure what the scores add).
+        vote: the candidate to serve is the nearest of the answer the ``k`` nearest
+            vote for (similarities summed; :func:`~semcache._agreement.voted`);
+            False: the nearest the guard accepts.
         label: names the result (default ``"default, budget B"``).
         seed: the budget's verification draws.
         policy: the budget to run (default: a new ``ErrorBudget(budget, floor=floor,
             seed=seed)``).
         progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
     """
-    from .._agreement import ALONE, Agreement, Candidate, agreement, same_answer
-    from .._budget_policy import EntryRecord, score_axis
-    from .._budgets import grouped
-    from .._budgets import scored as scores_of
+    from .._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
+    from .._budget_policy import EntryRecord
 
     label = label or f"default, budget {budget}"
     report = as_progress(progress)
     if policy is None:
         policy = ErrorBudget(budget, floor=floor, seed=seed)
     collector = _Collector(k)
-    vectors = dict(zip(data.texts, data.vectors, strict=True))
     cache = SemanticCache(
         similarity_threshold=floor,
         confidence_fn=collector,
@@ -726,26 +721,10 @@ def budget_stream_replay(
                 wrong += hit.response != cluster
                 continue
             found = collector.hits
-            at = [h.similarity for h in found]
-            if scored and found:
-                sims = [h.similarity for h in found]
-                rows = np.array([vectors[h.query] for h in found])
-                score = scores_of(
-                    sims,
-                    grouped([h.response for h in found], same_answer),
-                    lambda rows=rows: (rows @ rows.T).tolist(),  # type: ignore[misc]
-                )
-                rank = sorted(range(len(found)), key=lambda j: (-score[j], -sims[j]))
-                found = [found[j] for j in rank]
-                at = [score_axis(score[j]) for j in rank]
-            served = next(
-                (
-                    j
-                    for j, h in enumerate(found)
-                    if at[j] >= floor and (guard is None or guard(text, h))
-                ),
-                None,
-            )
+            if vote and len(found) > 1:
+                top = voted([Candidate(h.similarity, h.response) for h in found], k=k)
+                found = [found[top], *found[:top], *found[top + 1 :]]
+            served = next((j for j, h in enumerate(found) if guard is None or guard(text, h)), None)
             ev: Agreement | None = None
             record: EntryRecord | None = None
             if served is not None:
@@ -753,7 +732,6 @@ def budget_stream_replay(
                 ev = agreement(
                     [Candidate(h.similarity, h.response) for h in order], k=k, budget_us=1e9
                 )
-                ev = replace(ev, similarity=at[served])
                 if not use_agreement:
                     ev = Agreement(ev.similarity, 0, 1, None, ALONE)
                 if use_records:
@@ -770,9 +748,9 @@ def budget_stream_replay(
                 policy.observe(ev, record, same_answer(found[served].response, cluster), decision)
                 if use_records:
                     for j, h in enumerate(found):
-                        if j != served and at[j] >= floor:
+                        if j != served:
                             records.setdefault(h.query, EntryRecord()).add(
-                                at[j], same_answer(h.response, cluster)
+                                h.similarity, same_answer(h.response, cluster)
                             )
             cache.put(text, cluster, embedding=vector)
         if report is not None:
