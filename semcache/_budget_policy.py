@@ -57,9 +57,9 @@ __all__ = [
 
 #: Observations an :class:`EntryRecord` keeps (the newest).
 MAX_OBSERVATIONS = 16
-#: An :class:`EntryRecord` writes its similarities rounded to 6 decimals: one within
-#: this of a similarity asked about is at it.
-_SAME_SIMILARITY = 1e-6
+#: The decimals of a similarity an :class:`EntryRecord` keeps: its JSON stays short,
+#: and a record read back is the record written.
+_DECIMALS = 6
 #: How many observations of its own the table's estimate counts as, for one entry.
 ENTRY_PRIOR = 4.0
 #: The one-sided normal quantile of the upper bound (95%).
@@ -229,8 +229,9 @@ class EntryRecord:
     answer: str | None = None
 
     def add(self, similarity: float, correct: bool) -> None:
-        """Record one observation (dropping the oldest beyond the cap)."""
-        self.observations.append((float(similarity), bool(correct)))
+        """Record one observation (dropping the oldest beyond the cap), its similarity to
+        :data:`_DECIMALS` decimals."""
+        self.observations.append((round(float(similarity), _DECIMALS), bool(correct)))
         if len(self.observations) > MAX_OBSERVATIONS:
             del self.observations[: len(self.observations) - MAX_OBSERVATIONS]
 
@@ -238,17 +239,15 @@ class EntryRecord:
         """(wrong answers seen at ``similarity`` or above, right answers seen at it or
         below): the observations that speak about serving at ``similarity`` when risk
         does not rise with similarity."""
-        # similarities are kept to 6 decimals (to_json): one within that of the one
-        # asked about is at it
-        lo, hi = similarity - _SAME_SIMILARITY, similarity + _SAME_SIMILARITY
-        wrong = sum(1 for s, c in self.observations if not c and s >= lo)
-        right = sum(1 for s, c in self.observations if c and s <= hi)
+        at = round(similarity, _DECIMALS)  # to the decimals the observations keep
+        wrong = sum(1 for s, c in self.observations if not c and s >= at)
+        right = sum(1 for s, c in self.observations if c and s <= at)
         return wrong, right
 
     def to_json(self) -> list[list[float]] | dict[str, Any]:
         """JSON-ready: ``[[similarity, 1 or 0], ...]``; with an answer vector
         ``{"o": [[similarity, 1 or 0], ...], "a": "<base64>"}``."""
-        obs = [[round(s, 6), 1.0 if c else 0.0] for s, c in self.observations]
+        obs = [[round(s, _DECIMALS), 1.0 if c else 0.0] for s, c in self.observations]
         return obs if self.answer is None else {"o": obs, "a": self.answer}
 
     @classmethod

@@ -418,14 +418,15 @@ def test_budget_state_round_trips() -> None:
 
 
 def test_a_record_read_back_counts_an_observation_at_the_similarity_it_was_made() -> None:
-    # written to 6 decimals: 0.84188611... is kept as 0.841886, below the similarity
-    # it was made at; read back, it still speaks about that similarity
+    # 0.84188611... is kept as 0.841886, below the similarity it was made at; in
+    # memory and read back alike, it still speaks about that similarity
     at = 1.0 - math.sqrt(0.025)
     record = EntryRecord()
     record.add(at, False)
     record.add(at, True)
     again = EntryRecord.from_json(record.to_json())
+    assert again == record  # a record read back is the record written
     assert again.observations[0][0] < at
-    assert again.evidence(at) == (1, 1)
+    assert record.evidence(at) == again.evidence(at) == (1, 1)
     assert again.evidence(at + 1e-3) == (0, 1)
     assert again.evidence(at - 1e-3) == (1, 0)
