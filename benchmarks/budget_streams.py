@@ -15,6 +15,11 @@ decisions) on one stream:
 Prints one row per stream and budget: hit rate, error rate (wrong answers per get),
 whether it is within the budget, LLM calls and verifications.
 
+With ``--cache`` each run goes through ``SemanticCache(path, error_budget=B)`` itself
+(``cache_stream_replay``, what ``semcache eval --protocol stream`` reports as
+``default``; the seed streams with the budget's verification draws seeded so), with
+every shipped setting, the prototype veto included.
+
 Run:  .venv/bin/python benchmarks/budget_streams.py ../shared/data/eval/clinc150.csv \\
           --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--jobs 2]
 """
@@ -22,16 +27,20 @@ Run:  .venv/bin/python benchmarks/budget_streams.py ../shared/data/eval/clinc150
 from __future__ import annotations
 
 import argparse
+import functools
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from favoured_variants import _halves
 
+import semcache._budgets
+from semcache._budget_policy import ErrorBudget
 from semcache.embedders import default_embedder
+from semcache.quality._budget_replay import budget_stream_replay
+from semcache.quality._cache_replay import cache_stream_replay
 from semcache.quality._clusters import (
     ClusterSet,
     StreamVectors,
-    budget_stream_replay,
     load_clusters,
     shipped_defaults,
 )
@@ -54,8 +63,8 @@ def _reordered(clusters: ClusterSet, seed: int) -> ClusterSet:
     )
 
 
-def _run(job: tuple[str, float, str, str]) -> str:
-    stream, budget, path, cache_path = job
+def _run(job: tuple[str, float, str, str, bool]) -> str:
+    stream, budget, path, cache_path, through_cache = job
     clusters = load_clusters(path)
     seed = 0
     if stream.startswith("order"):
@@ -65,9 +74,14 @@ def _run(job: tuple[str, float, str, str]) -> str:
     elif stream.startswith("seed"):
         seed = int(stream.split()[1])
     embed = EmbeddingFile(default_embedder(), cache_path).embed
-    p = budget_stream_replay(
-        StreamVectors(clusters, embed), budget, guard=shipped_defaults()[1], seed=seed
-    )
+    if through_cache:
+        # (this worker process's budgets draw their verifications from ``seed``)
+        semcache._budgets.ErrorBudget = functools.partial(ErrorBudget, seed=seed)  # type: ignore[misc]
+        p = cache_stream_replay(StreamVectors(clusters, embed), budget).point
+    else:
+        p = budget_stream_replay(
+            StreamVectors(clusters, embed), budget, guard=shipped_defaults()[1], seed=seed
+        )
     within = "within" if p.error_rate <= budget else "**over**"
     return (
         f"| {stream} | {budget:g} | {p.hit_rate:.3f} | {p.error_rate:.4f} ({p.wrong} wrong, "
@@ -82,8 +96,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, nargs="+", default=[0.01, 0.001])
     parser.add_argument("--streams", nargs="+", default=list(STREAMS), choices=STREAMS)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--cache", action="store_true", help="through SemanticCache itself")
     args = parser.parse_args()
-    jobs = [(s, b, args.clusters, args.embedding_cache) for b in args.budget for s in args.streams]
+    jobs = [
+        (s, b, args.clusters, args.embedding_cache, args.cache)
+        for b in args.budget
+        for s in args.streams
+    ]
     print("| stream | budget | hit rate | error rate | budget kept | LLM calls | verifications |")
     print("|---|---|---|---|---|---|---|")
     with ProcessPoolExecutor(args.jobs) as pool:

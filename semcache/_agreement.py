@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 from operator import itemgetter
 from time import perf_counter_ns
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "Agreement",
     "Candidate",
     "agreement",
+    "answer_digest",
     "answer_key",
     "favoured_answer",
     "favoured_bound",
@@ -102,6 +104,13 @@ def answer_key(answer: object) -> object:
     return answer
 
 
+def answer_digest(response: str) -> bytes:
+    """A stored answer's key as the cache keeps it: the 16-byte digest of its
+    :func:`answer_key` (equal for answers :func:`same_answer` calls equal)."""
+    text = normalize_text(response)
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def support_scores(
     similarities: Sequence[float],
     keys: Sequence[object],
@@ -137,14 +146,22 @@ def support_scores(
     excess: dict[object, float] = {}
     count: dict[object, int] = {}
     for s, key in zip(similarities, keys, strict=True):
-        excess[key] = excess.get(key, 0.0) + max(0.0, s - floor)
+        excess[key] = excess.get(key, 0.0) + (s - floor if s > floor else 0.0)
         count[key] = count.get(key, 0) + 1
-    repeated = sum(e for key, e in excess.items() if count[key] > 1)
+    if len(count) == len(similarities):  # no answer repeats: each its own similarity
+        return list(similarities)
+    repeated = 0.0
+    for key, e in excess.items():
+        if count[key] > 1:
+            repeated += e
     out = []
+    exp = math.exp
     for s, key in zip(similarities, keys, strict=True):
         own = excess[key]
-        net = (own - max(0.0, s - floor)) - (repeated - (own if count[key] > 1 else 0.0))
-        out.append(s if net == 0.0 else 1.0 - (1.0 - s) * math.exp(-weight * net))
+        net = (own - (s - floor if s > floor else 0.0)) - (
+            repeated - (own if count[key] > 1 else 0.0)
+        )
+        out.append(s if net == 0.0 else 1.0 - (1.0 - s) * exp(-weight * net))
     return out
 
 
@@ -160,7 +177,16 @@ def support_bound(
     """
     if not similarities:
         raise ValueError("a bound needs at least one candidate")
-    total = sum(max(0.0, s - floor) for s in similarities)
+    total = 0.0
+    for s in similarities:
+        if s > floor:
+            total += s - floor
+    if floor >= 1.0 - 1.0 / weight:
+        # (1 - s) * exp(weight * max(0, s - floor)) never grows with s then (its slope
+        # above the floor is exp(...) * (weight * (1 - s) - 1) <= 0): the nearest
+        # candidate's score is the highest
+        s = max(similarities)
+        return 1.0 - (1.0 - s) * math.exp(-weight * (total - max(0.0, s - floor)))
     return max(
         1.0 - (1.0 - s) * math.exp(-weight * (total - max(0.0, s - floor))) for s in similarities
     )
@@ -209,18 +235,24 @@ def _prototypes(
         raise ValueError("one answer key per candidate")
     groups: dict[object, list[int]] = {}
     for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [i]
+        else:
+            group.append(i)
     out: dict[object, tuple[float, float]] = {}
     for key, members in groups.items():
-        nearest = max(similarities[i] for i in members)
         if len(members) == 1:
+            nearest = similarities[members[0]]
             out[key] = (nearest, nearest)
             continue
         if gram is None:
             raise ValueError("an answer repeats: its prototype needs the gram")
         pick = itemgetter(*members)  # (two or more: a tuple)
-        norm2 = sum(sum(pick(gram[i])) for i in members)
-        total = sum(similarities[i] for i in members)
+        near = pick(similarities)
+        nearest = max(near)
+        norm2 = sum([sum(pick(gram[i])) for i in members])
+        total = sum(near)
         out[key] = (total / math.sqrt(norm2) if norm2 > 0 else nearest, nearest)
     return out
 
@@ -258,12 +290,17 @@ def favoured_scores(
     if len(set(keys)) == len(keys):
         return list(scores)
     protos = _prototypes(similarities, keys, gram)
-    favoured = max(protos, key=lambda key: protos[key])
-    rival = max([floor] + [p for key, (p, _) in protos.items() if key != favoured])
+    favoured = max(protos, key=protos.__getitem__)
+    rival = floor
+    for key, (p, _) in protos.items():
+        if key != favoured and p > rival:
+            rival = p
     lead = protos[favoured][0] - rival if keys.count(favoured) > 1 else 0.0
     factor = math.exp(-weight * lead) if lead > 0 else 1.0
+    if factor == 1.0:
+        return [score if key == favoured else -1.0 for score, key in zip(scores, keys, strict=True)]
     return [
-        (1.0 - (1.0 - score) * factor if factor != 1.0 else score) if key == favoured else -1.0
+        1.0 - (1.0 - score) * factor if key == favoured else -1.0
         for score, key in zip(scores, keys, strict=True)
     ]
 
@@ -280,7 +317,7 @@ def favoured_bound(
         ValueError: no candidate.
     """
     bound = support_bound(similarities, floor=floor, weight=weight)
-    if sum(1 for s in similarities if s >= floor) < 2:
+    if len(similarities) < 2 or sorted(similarities)[-2] < floor:  # (fewer than 2 reach it)
         return bound
     return raised_bound(bound, floor=floor, weight=weight)
 

@@ -5,13 +5,12 @@ Entry ids are never reissued within a store; both are dropped with the exact ent
 
 from __future__ import annotations
 
-from hashlib import blake2b
-from typing import Final, cast
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from ._agreement import SUPPORT_K, answer_key
+from ._agreement import SUPPORT_K, answer_digest
 from ._engine import Engine
 from ._store import StoredEntry
 
@@ -60,20 +59,18 @@ def keep_vector(eng: Engine, entry_id: int, vector: npt.NDArray[np.float32]) -> 
 
 
 def answer_keys(eng: Engine, entries: list[StoredEntry]) -> list[bytes]:
-    """The entries' answers' keys: the digest of :func:`~semcache._agreement.answer_key`
-    (equal for answers ``same_answer`` calls equal), kept by entry id for the next gets
-    (:data:`ANSWER_KEYS` of them, oldest out first). Measured: normalizing a
-    1,500-character answer costs about 10 us; a semantic hit at 10k entries whose 8
-    candidates have such answers cost +135 us p50 over ``answer_support=False``
-    without this memo, +50 us with it (+55 us with 10-character answers)."""
+    """The entries' answers' keys (:func:`~semcache._agreement.answer_digest`), kept by
+    entry id for the next gets (:data:`ANSWER_KEYS` of them, oldest out first).
+    Measured: normalizing a 1,500-character answer costs about 10 us; a semantic hit at
+    10k entries whose 8 candidates have such answers cost +135 us p50 over
+    ``answer_support=False`` without this memo, +50 us with it (+55 us with 10-character
+    answers)."""
     memo = eng.answer_keys
     out = []
     for entry in entries:
         key = memo.get(entry.id)
         if key is None:
-            text = cast(str, answer_key(entry.response))
-            key = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-            memo[entry.id] = key
+            key = memo[entry.id] = answer_digest(entry.response)
             if len(memo) > ANSWER_KEYS:
                 del memo[next(iter(memo))]
         out.append(key)

@@ -28,6 +28,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._agreement import answer_digest
 from ._budgets import Budgets
 from ._checks import check_flag
 from ._deadline import call_with_deadline
@@ -47,6 +48,7 @@ from ._keyfilter import KeyFilter, KeyMemo
 from ._metrics import Metrics
 from ._options import Options
 from ._ownership import Lifecycle, Ownership, claim
+from ._prototypes import Prototypes
 from ._recency import Recency
 from ._store import MemoryStore, SQLiteStore, Store
 from ._text import check_namespace, check_size, key_maker
@@ -129,6 +131,19 @@ class Engine:
         )
         self._records: Budgets | None = None  # feedback's, without a budget
         self.indexes = IndexSet(self.store, options, self._forget)
+        #: ``answer_support``: every stored answer's prototype, for its veto (None: no
+        #: veto; a store that searches keeps no vectors here to follow). With an error
+        #: budget too, where answers are compared as ``answer_support`` compares them
+        #: (the default ``same_answer``, no ``answer_similarity``).
+        self.prototypes: Prototypes | None = None
+        if (
+            options.answer_support
+            and not self.store_search
+            and options.same_answer is None
+            and options.answer_similarity is None
+        ):
+            self.prototypes = Prototypes(self.store, self.indexes.decode, answer_digest, self.clock)
+            self.indexes.prototypes = self.prototypes
         self.owner = Ownership(None, self._child_reset)
         self.lock: threading.RLock = self.owner.lock
         try:
@@ -236,6 +251,8 @@ class Engine:
         self.hot.clear()
         self.answer_keys.clear()
         self.answer_vectors.clear()
+        if self.prototypes is not None:
+            self.prototypes.reset()
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Call the embedder (sync drivers), within ``embed_timeout``."""

@@ -439,8 +439,17 @@ def _judge(
     if expired:
         reason = reason or "expired"
     found_.sort(key=lambda c: -c[1])
+    vetoed: set[int] = set()
+    if eng.prototypes is not None and found_:  # the prototype veto, as without a budget
+        entries = [e for e, _ in found_]
+        keys = _answer_memo.answer_keys(eng, entries)
+        declined = eng.prototypes.declined(ns, vector, keys, [s for _, s in found_])
+        if declined is not None:
+            vetoed = {e.id for e, no in zip(entries, declined, strict=True) if no}
 
     def serve(entry: StoredEntry, sim: float) -> Hit | None:
+        if entry.id in vetoed:
+            return None
         hit = make_hit(entry, sim, "semantic", None)
         if eng.confidence_fn is not None:
             confidence = _confidence(eng, query, hit)
@@ -463,7 +472,8 @@ def _judge(
     if judged is not None:
         judged.append(judgement)
     if hit is not None or found_:
-        reason = "budget" if hit is not None else reason or "validator"
+        rejected: MissReason = "support" if len(vetoed) == len(found_) else "validator"
+        reason = "budget" if hit is not None else reason or rejected
     return miss(eng, ns, reason or ("below_threshold" if len(sims) else "no_candidate"), best, t0)
 
 
@@ -537,10 +547,12 @@ def _supported(
     :func:`~semcache._answer_memo.candidate_vectors`): the other answers' candidates
     are declined, and the favoured one's raised by its lead when it repeats (where
     they share one answer, only once none that reaches the threshold without it was
-    served: the lead raises all alike and leaves their order). Those whose score
-    reaches the threshold are tried best score first (ties: the higher similarity) through
-    confidence_fn and the guards and validator; the first that passes is served at its
-    own similarity. Every candidate read joins ``seen``.
+    served: the lead raises all alike and leaves their order). The prototype veto
+    (:meth:`~semcache._prototypes.Prototypes.declined`, when some score reaches the
+    threshold) declines those whose answer's prototype another answer's beats. Those
+    whose score reaches the threshold are tried best score first (ties: the higher
+    similarity) through confidence_fn and the guards and validator; the first that
+    passes is served at its own similarity. Every candidate read joins ``seen``.
 
     Returns None when no candidate could reach the threshold (nothing was read); else
     the hit, or None and the miss's reason (that of the best candidate rejected; None:
@@ -561,10 +573,10 @@ def _supported(
     scores = [s for _, s in live]
     counted = [j for j, (_, s) in enumerate(live) if s >= SUPPORT_FLOOR]
     lead: Callable[[], list[float] | None] | None = None  # the lead, when still to apply
+    entries = [live[j][0] for j in counted]
+    near = [live[j][1] for j in counted]
+    keys = _answer_memo.answer_keys(eng, entries) if counted else []
     if len(counted) > 1:  # (one alone: its similarity, no answer to compare)
-        entries = [live[j][0] for j in counted]
-        near = [live[j][1] for j in counted]
-        keys = _answer_memo.answer_keys(eng, entries)
         moved = support_scores(near, keys)
 
         def favoured() -> list[float] | None:
@@ -586,6 +598,15 @@ def _supported(
                 moved = favoured() or moved
         for j, score in zip(counted, moved, strict=True):
             scores[j] = score
+    prototypes = eng.prototypes
+    if prototypes is not None and counted and (lead is not None or max(scores) >= threshold):
+        # the veto: a candidate whose answer's prototype another answer's beats
+        declined = prototypes.declined(ns, vector, keys, near)
+        if declined is not None and any(declined):
+            lead = None  # (it waits only where all share one answer: all declined)
+            for j, no in zip(counted, declined, strict=True):
+                if no:
+                    scores[j] = -1.0
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a

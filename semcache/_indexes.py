@@ -28,6 +28,7 @@ from ._errors import (
 from ._index import SearchIndex, VectorIndex, make_index
 from ._options import Options
 from ._progress import ProgressCallback
+from ._prototypes import Prototypes
 from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
 from ._store import Change, SearchIndexFactory, Store, local_path, search_index_factory
 
@@ -66,6 +67,9 @@ class IndexSet:
         self._last_sync = -math.inf
         self._forget = forget
         self._search_factory: SearchIndexFactory | None = None  # index_backend="store"
+        #: ``answer_support``'s prototypes, told of the entries the indexes gain and
+        #: lose (what rereads the store resets them: ``forget(None)``).
+        self.prototypes: Prototypes | None = None
 
     # -- opening ----------------------------------------------------------------------
     def open(self, progress: ProgressCallback | None) -> None:
@@ -286,6 +290,8 @@ class IndexSet:
             index = self.by_ns.get(ns)
             if index is not None:
                 index.remove(np.asarray(ids, dtype=np.int64))
+        if self.prototypes is not None:
+            self.prototypes.remove(removed)
 
     def compact(self) -> int:
         """Rebuild every index at its live size; the tombstones reclaimed."""
@@ -387,5 +393,8 @@ class IndexSet:
                 dim = self.store.get_meta("dim")
                 self.dim = None if dim is None else int(dim)
             for ns, (ids, blobs) in by_ns.items():
-                self.for_ns(ns).add(np.asarray(ids, dtype=np.int64), self.decode(blobs))
+                rows = self.decode(blobs)
+                self.for_ns(ns).add(np.asarray(ids, dtype=np.int64), rows)
+                if self.prototypes is not None:
+                    self.prototypes.added(ns, ids, rows)
         self.seq = changes[-1].seq

@@ -302,7 +302,7 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
         indexes.dim = new_dim
     if fresh is not None:
         indexes.by_ns[ns] = fresh
-    _apply_put(eng, ns, result, stored)
+    _apply_put(eng, ns, result, stored, responses)
     hot = eng.hot
     if hot.capacity:  # write-through: a put is usually read back soon
         # ... so the key memo keeps the keys of what the map keeps (a pure function's
@@ -336,9 +336,17 @@ def _answer_records(eng: Engine, checked: _CheckedPut) -> list[str] | None:
     return [Budgets.text(EntryRecord(answer=encode_answer(row))) for row in checked.answers]
 
 
-def _apply_put(eng: Engine, ns: str, result: PutResult, stored: npt.NDArray[Any] | None) -> None:
+def _apply_put(
+    eng: Engine,
+    ns: str,
+    result: PutResult,
+    stored: npt.NDArray[Any] | None,
+    responses: Sequence[str],
+) -> None:
     if stored is not None:
         eng.indexes.for_ns(ns).add(np.asarray(result.ids, dtype=np.int64), stored)
+        if eng.prototypes is not None:
+            eng.prototypes.add(ns, result.ids, responses, stored)
     if result.replaced:
         eng.unindex(result.replaced)
     if result.evicted:

@@ -313,6 +313,9 @@ def test_a_candidate_without_a_readable_vector_leaves_the_support_scores_to_judg
             return rows
 
         monkeypatch.setattr(engine.store, "get_by_ids", without_vectors)
+        # (the prototype veto reads its vectors on its own: off here, see
+        # tests/test_prototype_veto.py)
+        monkeypatch.setattr(engine, "prototypes", None)
         hit = _ask(cache)
         assert hit is not None
         assert hit.response == "tight"  # support alone

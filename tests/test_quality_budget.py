@@ -31,7 +31,8 @@ from semcache._budget_policy import (
     RiskTable,
     _pav_nonincreasing,
 )
-from semcache.quality._clusters import StreamVectors, budget_stream_replay
+from semcache.quality._budget_replay import budget_stream_replay
+from semcache.quality._clusters import StreamVectors
 
 
 def _c(*pairs: tuple[float, str]) -> list[Candidate]:

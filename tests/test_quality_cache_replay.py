@@ -14,11 +14,11 @@ import numpy.typing as npt
 import pytest
 
 from semcache import SemanticCache
+from semcache.quality._budget_replay import budget_stream_replay
 from semcache.quality._cache_replay import cache_stream_replay
 from semcache.quality._clusters import (
     ClusterSet,
     StreamVectors,
-    budget_stream_replay,
     shipped_defaults,
 )
 

@@ -19,7 +19,7 @@ cost of those writes, which is part of what the budget costs.
 The vectors come from the replay's :class:`~semcache.quality._clusters.StreamVectors`
 (the embedding file): no model runs during the replay, and the cache has no embedder.
 
-:func:`~semcache.quality._clusters.budget_stream_replay` is the same policy driven
+:func:`~semcache.quality._budget_replay.budget_stream_replay` is the same policy driven
 outside the cache (its candidates read through a recording ``confidence_fn``): the
 research tool, where each signal can be switched off. This one measures what ships.
 """

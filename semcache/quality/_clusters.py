@@ -38,15 +38,16 @@ from .._agreement import (
     SUPPORT_FLOOR,
     SUPPORT_K,
     SUPPORT_WEIGHT,
+    answer_digest,
     answer_key,
     favoured_scores,
     same_answer,
     support_scores,
 )
-from .._budget_policy import ErrorBudget
 from .._cache import SemanticCache, engine_of
 from .._errors import InvalidInputError
 from .._progress import ProgressCallback, as_progress
+from .._prototypes import Prototypes
 from .._text import normalize_text
 from .._types import Hit
 from ._replay import Embed, QualityPoint, ReplayResult, Rule, embed_all, timing_pass
@@ -256,6 +257,9 @@ class StaticResult(ReplayResult):
     #: back at its dtype, as float32); NaN past the candidates recorded (set by
     #: :func:`static_replay`; :meth:`supported` reads it).
     head_dots: npt.NDArray[np.float32] | None = None
+    #: Per query, whether the prototype veto declines each candidate recorded (set by
+    #: :func:`static_replay`; :meth:`supported` reads it; None: no veto).
+    declined: npt.NDArray[np.bool_] | None = None
 
     @property
     def in_scope(self) -> npt.NDArray[np.bool_]:
@@ -291,11 +295,13 @@ class StaticResult(ReplayResult):
     ) -> StaticResult:
         """The record as ``SemanticCache``'s answer support sees it
         (``answer_support=True``, no error budget): each query's first ``k`` candidates
-        (those at or above ``floor``; two or more) scored by
-        :func:`~semcache._agreement.support_scores`, then, where an answer repeats
-        among them, :func:`~semcache._agreement.favoured_scores` (the other answers'
-        candidates score -1, never served; the favoured one's are raised by its lead
-        when it repeats); tried highest first, then the candidates
+        (those at or above ``floor``) scored by
+        :func:`~semcache._agreement.support_scores` (two or more; one alone: its
+        similarity), then, where an answer repeats among them,
+        :func:`~semcache._agreement.favoured_scores` (the other answers' candidates
+        score -1, never served; the favoured one's are raised by its lead when it
+        repeats); those the prototype veto declines (``declined``, recorded from the
+        cache's prototypes) score -1 too. Tried highest first, then the candidates
         beyond them by similarity, where no head candidate was declined by its score
         (at thresholds up to the lowest head score: none once one scores -1). The
         result's ``similarity`` is that score, so its curves and headlines sweep the
@@ -316,18 +322,25 @@ class StaticResult(ReplayResult):
                 f"this record keeps the dot products of {dots.shape[1]} candidates, not {k}"
             )
         sim = self.similarity.copy()
+        declined = self.declined
         order = np.tile(np.arange(sim.shape[1]), (sim.shape[0], 1))
         for i, row in enumerate(answers):
             head = [j for j in range(min(k, len(row))) if sim[i, j] >= floor]
-            if len(head) < 2:
-                continue
+            vetoed = declined is not None and any(declined[i, j] for j in head)
+            if len(head) < 2 and not vetoed:
+                continue  # (one alone: its similarity)
             near = [float(sim[i, j]) for j in head]
             keys = [answer_key(row[j]) for j in head]
             scores = support_scores(near, keys, floor=floor, weight=weight)
-            if len(set(keys)) < len(keys):  # an answer repeats: the favoured one decides
+            if len(head) < 2:
+                scores = near
+            elif len(set(keys)) < len(keys):  # an answer repeats: the favoured one decides
                 scores = favoured_scores(
                     scores, near, keys, _gram(dots[i], head), floor=floor, weight=weight
                 )
+            if vetoed:  # the prototype veto
+                assert declined is not None
+                scores = [-1.0 if declined[i, j] else x for j, x in zip(head, scores, strict=True)]
             ranked = sorted(range(len(head)), key=lambda r: (-scores[r], -sim[i, head[r]]))
             # beyond the head the cache serves by cosine only if no head candidate was
             # declined by its score, i.e. at thresholds up to the lowest head score
@@ -379,6 +392,31 @@ def _head_dots(
         if row:
             v = np.stack([vectors[i] for i in row[:k]])
             out[q, : len(v), : len(v)] = v @ v.T
+    return out
+
+
+def _prototype_declined(
+    cache: SemanticCache,
+    records: Sequence[Sequence[tuple[float, bool, tuple[bool, ...], object]]],
+    queries: Sequence[npt.NDArray[np.float32]],
+) -> npt.NDArray[np.bool_]:
+    """Per query, which of its candidates recorded the prototype veto declines (the
+    prototypes of the cache's store, as ``answer_support`` keeps them:
+    :class:`~semcache._prototypes.Prototypes`); a candidate's verdict depends on its own
+    answer and similarity only."""
+    eng = engine_of(cache)
+    prototypes = Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
+    width = max(1, max(len(r) for r in records))
+    out = np.zeros((len(records), width), dtype=bool)
+    for q, (rows, vector) in enumerate(zip(records, queries, strict=True)):
+        if not rows:
+            continue
+        keys = [answer_digest(cast(str, row[3])) for row in rows]
+        unit = eng.unit_rows(vector, 1, "embedding")[0]
+        declined = prototypes.declined("default", unit, keys, [row[0] for row in rows])
+        if declined is None:
+            raise RuntimeError("the replay's cache is too large for the prototype veto")
+        out[q, : len(rows)] = declined
     return out
 
 
@@ -485,6 +523,7 @@ def static_replay(
     )
     result.answers = [[row[3] for row in rows] for rows in records]
     result.head_dots = _head_dots(cache, ids, SUPPORT_K)
+    result.declined = _prototype_declined(cache, records, [vec[texts[i]] for i in asked])
 
     recorder.serving = True
 
@@ -622,152 +661,4 @@ def stream_replay(
         hit_rate=hits / n if n else math.nan,
         error_rate=wrong / n if n else math.nan,
         p50_get_us=statistics.median(times) * 1e6 if times else math.nan,
-    )
-
-
-class _Collector:
-    """The budget replay's ``confidence_fn``: notes the first ``k`` candidates (nearest
-    first) and rejects them, then stops the search."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-        self.hits: list[Hit] = []
-
-    def __call__(self, query: str, hit: Hit) -> float:
-        if len(self.hits) >= self.k:
-            return 1.0  # stop the search (the hit it returns is not used)
-        self.hits.append(hit)
-        return -math.inf
-
-
-def budget_stream_replay(
-    data: StreamVectors,
-    budget: float,
-    *,
-    k: int = 8,
-    floor: float = 0.5,
-    guard: Judge | None = None,
-    use_agreement: bool = True,
-    use_records: bool = True,
-    vote: bool = True,
-    label: str | None = None,
-    seed: int = 0,
-    policy: ErrorBudget | None = None,
-    progress: ProgressCallback | TextIO | None = None,
-) -> StreamPoint:
-    """The stream replay with an :class:`~semcache._budget_policy.ErrorBudget`
-    deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
-
-    Each get reads the first ``k`` candidates at or above ``floor`` (nearest first,
-    through a recording ``confidence_fn``); the candidate to serve is the nearest of
-    the answer they vote for (``vote``) if the ``guard`` accepts it, else the next the
-    guard accepts, and the others are its agreement evidence. The budget decides:
-    serve (a hit), verify (an LLM call: the fresh answer is served and put, and the
-    budget observes whether the stored one was right) or miss (an LLM call, put, and the
-    same observation for free). Exact repeats are served by the exact layer.
-
-    Args:
-        data: the texts, clusters and vectors in stream order.
-        budget: wrong answers per get allowed.
-        k: candidates read per get.
-        floor: the lowest similarity considered.
-        guard: ``guard(query, hit) -> bool`` a served candidate must pass (None: none).
-        use_agreement: False: every candidate counts as alone (the table is then one
-            curve of similarity), to measure what agreement adds.
-        use_records: False: no per-entry records, to measure what they add.
-        vote: the candidate to serve is the nearest of the answer the ``k`` nearest
-            vote for (similarities summed; :func:`~semcache._agreement.voted`);
-            False: the nearest the guard accepts.
-        label: names the result (default ``"default, budget B"``).
-        seed: the budget's verification draws.
-        policy: the budget to run (default: a new ``ErrorBudget(budget, floor=floor,
-            seed=seed)``).
-        progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
-    """
-    from .._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
-    from .._budget_policy import EntryRecord
-
-    label = label or f"default, budget {budget}"
-    report = as_progress(progress)
-    if policy is None:
-        policy = ErrorBudget(budget, floor=floor, seed=seed)
-    collector = _Collector(k)
-    cache = SemanticCache(
-        similarity_threshold=floor,
-        confidence_fn=collector,
-        min_confidence=0.5,
-        index_backend="flat",
-        guards=None,
-        answer_support=False,  # the candidates collected in similarity order
-    )
-    records: dict[str, EntryRecord] = {}
-    n = len(data.texts)
-    hits = wrong = exact = 0
-    times: list[float] = []
-    try:
-        for i, (text, cluster, vector) in enumerate(
-            zip(data.texts, data.clusters, data.vectors, strict=True)
-        ):
-            if report is not None and i % 512 == 0:
-                report(label, i, n)
-            t0 = perf_counter()
-            collector.hits = []
-            hit = cache.get(text, embedding=vector)
-            if hit is not None and hit.layer == "exact":
-                times.append(perf_counter() - t0)
-                policy.decide(None)  # a get that cannot be wrong by the budget's count
-                hits += 1
-                exact += 1
-                wrong += hit.response != cluster
-                continue
-            found = collector.hits
-            if vote and len(found) > 1:
-                top = voted([Candidate(h.similarity, h.response) for h in found], k=k)
-                found = [found[top], *found[:top], *found[top + 1 :]]
-            served = next((j for j, h in enumerate(found) if guard is None or guard(text, h)), None)
-            ev: Agreement | None = None
-            record: EntryRecord | None = None
-            if served is not None:
-                order = [found[served], *found[:served], *found[served + 1 :]]
-                ev = agreement(
-                    [Candidate(h.similarity, h.response) for h in order], k=k, budget_us=1e9
-                )
-                if not use_agreement:
-                    ev = Agreement(ev.similarity, 0, 1, None, ALONE)
-                if use_records:
-                    record = records.setdefault(found[served].query, EntryRecord())
-            decision = policy.decide(ev, record)
-            times.append(perf_counter() - t0)
-            if decision.action == "serve":
-                assert served is not None
-                hits += 1
-                wrong += found[served].response != cluster
-                continue
-            # an LLM call (a miss or a verification): learn from its answer, and put it
-            if ev is not None and served is not None:
-                policy.observe(ev, record, same_answer(found[served].response, cluster), decision)
-                if use_records:
-                    for j, h in enumerate(found):
-                        if j != served:
-                            records.setdefault(h.query, EntryRecord()).add(
-                                h.similarity, same_answer(h.response, cluster)
-                            )
-            cache.put(text, cluster, embedding=vector)
-        if report is not None:
-            report(label, n, n)
-    finally:
-        cache.close()
-    return StreamPoint(
-        label=label,
-        min_similarity=floor,
-        guards=(),
-        gets=n,
-        hits=hits,
-        wrong=wrong,
-        exact_hits=exact,
-        llm_calls=n - hits,
-        hit_rate=hits / n if n else math.nan,
-        error_rate=wrong / n if n else math.nan,
-        p50_get_us=statistics.median(times) * 1e6 if times else math.nan,
-        verifications=policy.verifications,
     )

@@ -1,0 +1,192 @@
+"""The error budget's research replay on a cluster set's stream
+(:func:`budget_stream_replay`): the policy the cache runs with ``error_budget``, driven
+outside the cache, where each signal can be switched off (docs/quality.md, "An error
+budget the cache keeps"; ``semcache.quality._cache_replay`` runs the cache itself)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from time import perf_counter
+from typing import TextIO
+
+from .._agreement import answer_digest
+from .._budget_policy import ErrorBudget
+from .._cache import SemanticCache, engine_of
+from .._progress import ProgressCallback, as_progress
+from .._prototypes import Prototypes
+from .._types import Hit
+from ._clusters import Judge, StreamPoint, StreamVectors
+
+__all__ = ["budget_stream_replay"]
+
+
+class _Collector:
+    """The budget replay's ``confidence_fn``: notes the first ``k`` candidates (nearest
+    first) and rejects them, then stops the search."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.hits: list[Hit] = []
+
+    def __call__(self, query: str, hit: Hit) -> float:
+        if len(self.hits) >= self.k:
+            return 1.0  # stop the search (the hit it returns is not used)
+        self.hits.append(hit)
+        return -math.inf
+
+
+def budget_stream_replay(
+    data: StreamVectors,
+    budget: float,
+    *,
+    k: int = 8,
+    floor: float = 0.5,
+    guard: Judge | None = None,
+    use_agreement: bool = True,
+    use_records: bool = True,
+    vote: bool = True,
+    veto: bool = True,
+    label: str | None = None,
+    seed: int = 0,
+    policy: ErrorBudget | None = None,
+    progress: ProgressCallback | TextIO | None = None,
+) -> StreamPoint:
+    """The stream replay with an :class:`~semcache._budget_policy.ErrorBudget`
+    deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
+
+    Each get reads the first ``k`` candidates at or above ``floor`` (nearest first,
+    through a recording ``confidence_fn``); the candidate to serve is the nearest of
+    the answer they vote for (``vote``) if the ``guard`` accepts it, else the next the
+    guard accepts, and the others are its agreement evidence. The budget decides:
+    serve (a hit), verify (an LLM call: the fresh answer is served and put, and the
+    budget observes whether the stored one was right) or miss (an LLM call, put, and the
+    same observation for free). Exact repeats are served by the exact layer.
+
+    Args:
+        data: the texts, clusters and vectors in stream order.
+        budget: wrong answers per get allowed.
+        k: candidates read per get.
+        floor: the lowest similarity considered.
+        guard: ``guard(query, hit) -> bool`` a served candidate must pass (None: none).
+        use_agreement: False: every candidate counts as alone (the table is then one
+            curve of similarity), to measure what agreement adds.
+        use_records: False: no per-entry records, to measure what they add.
+        vote: the candidate to serve is the nearest of the answer the ``k`` nearest
+            vote for (similarities summed; :func:`~semcache._agreement.voted`);
+            False: the nearest the guard accepts.
+        veto: the prototype veto, as the cache applies it with a budget
+            (:meth:`~semcache._prototypes.Prototypes.declined`, over every answer
+            stored so far): a candidate it declines is not served, but still votes and
+            counts as evidence.
+        label: names the result (default ``"default, budget B"``).
+        seed: the budget's verification draws.
+        policy: the budget to run (default: a new ``ErrorBudget(budget, floor=floor,
+            seed=seed)``).
+        progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
+    """
+    from .._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
+    from .._budget_policy import EntryRecord
+
+    label = label or f"default, budget {budget}"
+    report = as_progress(progress)
+    if policy is None:
+        policy = ErrorBudget(budget, floor=floor, seed=seed)
+    collector = _Collector(k)
+    cache = SemanticCache(
+        similarity_threshold=floor,
+        confidence_fn=collector,
+        min_confidence=0.5,
+        index_backend="flat",
+        guards=None,
+        answer_support=False,  # the candidates collected in similarity order
+    )
+    eng = engine_of(cache)
+    prototypes = None
+    if veto:  # kept in step with the cache's puts, as a cache's own are
+        prototypes = Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
+        eng.prototypes = eng.indexes.prototypes = prototypes
+    records: dict[str, EntryRecord] = {}
+    n = len(data.texts)
+    hits = wrong = exact = 0
+    times: list[float] = []
+    try:
+        for i, (text, cluster, vector) in enumerate(
+            zip(data.texts, data.clusters, data.vectors, strict=True)
+        ):
+            if report is not None and i % 512 == 0:
+                report(label, i, n)
+            t0 = perf_counter()
+            collector.hits = []
+            hit = cache.get(text, embedding=vector)
+            if hit is not None and hit.layer == "exact":
+                times.append(perf_counter() - t0)
+                policy.decide(None)  # a get that cannot be wrong by the budget's count
+                hits += 1
+                exact += 1
+                wrong += hit.response != cluster
+                continue
+            found = collector.hits
+            if vote and len(found) > 1:
+                top = voted([Candidate(h.similarity, h.response) for h in found], k=k)
+                found = [found[top], *found[:top], *found[top + 1 :]]
+            vetoed = [False] * len(found)
+            if prototypes is not None and found:
+                unit = eng.unit_rows(vector, 1, "embedding")[0]
+                keys = [answer_digest(h.response) for h in found]
+                sims = [h.similarity for h in found]
+                vetoed = prototypes.declined("default", unit, keys, sims) or vetoed
+            served = next(
+                (
+                    j
+                    for j, h in enumerate(found)
+                    if not vetoed[j] and (guard is None or guard(text, h))
+                ),
+                None,
+            )
+            ev: Agreement | None = None
+            record: EntryRecord | None = None
+            if served is not None:
+                order = [found[served], *found[:served], *found[served + 1 :]]
+                ev = agreement(
+                    [Candidate(h.similarity, h.response) for h in order], k=k, budget_us=1e9
+                )
+                if not use_agreement:
+                    ev = Agreement(ev.similarity, 0, 1, None, ALONE)
+                if use_records:
+                    record = records.setdefault(found[served].query, EntryRecord())
+            decision = policy.decide(ev, record)
+            times.append(perf_counter() - t0)
+            if decision.action == "serve":
+                assert served is not None
+                hits += 1
+                wrong += found[served].response != cluster
+                continue
+            # an LLM call (a miss or a verification): learn from its answer, and put it
+            if ev is not None and served is not None:
+                policy.observe(ev, record, same_answer(found[served].response, cluster), decision)
+                if use_records:
+                    for j, h in enumerate(found):
+                        if j != served:
+                            records.setdefault(h.query, EntryRecord()).add(
+                                h.similarity, same_answer(h.response, cluster)
+                            )
+            cache.put(text, cluster, embedding=vector)
+        if report is not None:
+            report(label, n, n)
+    finally:
+        cache.close()
+    return StreamPoint(
+        label=label,
+        min_similarity=floor,
+        guards=(),
+        gets=n,
+        hits=hits,
+        wrong=wrong,
+        exact_hits=exact,
+        llm_calls=n - hits,
+        hit_rate=hits / n if n else math.nan,
+        error_rate=wrong / n if n else math.nan,
+        p50_get_us=statistics.median(times) * 1e6 if times else math.nan,
+        verifications=policy.verifications,
+    )
