@@ -3,11 +3,12 @@
 
 The rows of ``pytest benchmarks/test_bench_cache.py -k answer_support_10k`` run one
 setup after another; on a shared VM the machine's speed drifts between them by more
-than the difference measured. Here each setup has two caches over the same 10k rows,
+than the difference measured. Here each setup has caches over the same 10k rows,
 ``answer_support`` on and off, and their gets alternate one by one, so that drift
 falls on both alike. The rows are those of the benchmark's ``clustered`` fixture (100
 clusters, 7 neighbours above the support floor): answers unique, repeated (one per
-cluster) and mixed (two per cluster).
+cluster) and mixed (two per cluster). A third cache, answer support on without its
+prototype veto, is interleaved too: the veto's own share.
 
 Run:  .venv/bin/python benchmarks/support_cost.py [--gets 6000]
 """
@@ -22,10 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from semcache import SemanticCache
+from semcache._cache import engine_of
 
 DIM = 384
 N = 10_000
 QUERY = "a paraphrase (variant 4321)"
+#: Interleaved get by get: answer support on (as shipped), on without its prototype
+#: veto, off.
+SETUPS = ("on", "no veto", "off")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -43,7 +48,7 @@ def _rows() -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gets", type=int, default=6000, help="pairs of gets per setup")
+    parser.add_argument("--gets", type=int, default=6000, help="rounds of gets per setup")
     args = parser.parse_args()
     rows = _rows()
     query = _unit(rows[4321] + 0.01 * np.random.default_rng(1).standard_normal(DIM))
@@ -52,20 +57,28 @@ def main() -> None:
         for name, every in (("unique", N), ("repeated", 100), ("mixed", 200)):
             answers = [f"answer {i % every}" for i in range(N)]
             caches = {}
-            for on in (True, False):
-                cache = SemanticCache(str(Path(folder) / f"{name}-{on}.db"), answer_support=on)
+            for setup in SETUPS:
+                cache = SemanticCache(
+                    str(Path(folder) / f"{name}-{setup}.db"), answer_support=setup != "off"
+                )
+                if setup == "no veto":  # (the veto's own share: the tables left out)
+                    eng = engine_of(cache)
+                    eng.prototypes = eng.indexes.prototypes = None
                 cache.put_many(prompts, answers, embeddings=rows)
-                for _ in range(100):  # warm: the hot map, the memos
+                for _ in range(100):  # warm: the hot map, the memos, the prototypes
                     assert cache.get(QUERY, embedding=query) is not None
-                caches[on] = cache
-            times: dict[bool, list[int]] = {True: [], False: []}
+                caches[setup] = cache
+            times: dict[str, list[int]] = {setup: [] for setup in SETUPS}
             for _ in range(args.gets):
-                for on in (True, False):
+                for setup in SETUPS:
                     t0 = time.perf_counter_ns()
-                    caches[on].get(QUERY, embedding=query)
-                    times[on].append(time.perf_counter_ns() - t0)
-            on_us, off_us = (float(np.median(times[f])) / 1000 for f in (True, False))
-            print(f"{name}: on {on_us:.0f} us, off {off_us:.0f} us, +{on_us - off_us:.0f} us p50")
+                    caches[setup].get(QUERY, embedding=query)
+                    times[setup].append(time.perf_counter_ns() - t0)
+            on, no_veto, off = (float(np.median(times[s])) / 1000 for s in SETUPS)
+            print(
+                f"{name}: on {on:.0f} us, off {off:.0f} us, +{on - off:.0f} us p50 "
+                f"(without the prototype veto {no_veto:.0f} us: the veto +{on - no_veto:.0f})"
+            )
             for cache in caches.values():
                 cache.close()
 
