@@ -124,13 +124,9 @@ class SemanticCache:
             this is the plain cosine threshold; where answers repeat (FAQ, intents) it
             serves more, more safely (docs/quality.md, "Answers that agree by
             default"). A candidate whose cosine reaches the threshold but whose
-            score does not is a miss, reason ``"support"``. Also declined: a candidate
-            whose answer's prototype (the normalized sum of every stored prompt that
-            got it) another answer's beats (the prototype veto, docs/quality.md; its
-            tables are read from the store at the first get that needs them). False:
-            the plain cosine threshold. With ``error_budget`` the budget decides, and
-            only the prototype veto applies (not with a ``same_answer`` or
-            ``answer_similarity`` of its own).
+            score does not is a miss, reason ``"support"``; so is one declined by the
+            prototype veto (docs/api.md). False: the plain cosine threshold. With
+            ``error_budget`` the budget decides; only the prototype veto applies.
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.
