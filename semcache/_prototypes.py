@@ -33,6 +33,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from ._errors import StoreCorruptError
 from ._store import Store
 
 __all__ = ["GHOST_SHARE", "PROTOTYPE_ENTRIES", "PROTOTYPE_ROWS", "Prototypes"]
@@ -293,16 +294,12 @@ class Prototypes:
         """Read the sums of ``table``'s stale answers from the store's vectors, a batch
         at a time (members gone from the store meanwhile are dropped)."""
         stale = [k for k in table.stale if len(table.members.get(k, ())) >= 2]
-        table.stale.clear()
         ids = [i for k in stale for i in sorted(table.members[k])]
         sums: dict[bytes, npt.NDArray[np.float64]] = {}
         found: set[int] = set()
-        for start in range(0, len(ids), _READ_BATCH):
-            vectors = self.store.get_vectors(ids[start : start + _READ_BATCH])
-            here = [i for i in ids[start : start + _READ_BATCH] if i in vectors]
-            if not here:
-                continue
-            rows = self._decode([vectors[i][1] for i in here]).astype(np.float64)
+        for start in range(0, len(ids), _READ_BATCH):  # (a failed read leaves them stale)
+            batch = ids[start : start + _READ_BATCH]
+            here, rows = self._rows(batch, self.store.get_vectors(batch))
             for entry_id, row in zip(here, rows, strict=True):
                 key = table.digest_of[entry_id]
                 total = sums.get(key)
@@ -311,6 +308,7 @@ class Prototypes:
                 else:
                     total += row
             found.update(here)
+        table.stale.clear()
         for key in stale:
             for entry_id in [i for i in table.members[key] if i not in found]:
                 table.remove(entry_id)  # gone from the store meanwhile
@@ -321,6 +319,25 @@ class Prototypes:
                 continue  # (remove() dropped its sum and row)
             total = table.sums[key] = sums[key]
             table._set_row(key, total)
+
+    def _rows(
+        self, ids: list[int], vectors: dict[int, tuple[str, bytes]]
+    ) -> tuple[list[int], npt.NDArray[np.float64]]:
+        """The entries of ``ids`` that have a readable vector, and their rows (float64).
+        One the cache cannot decode (another dimension or dtype) is left out, as if
+        gone: the index rebuild reports a corrupt store; a get does not fail here."""
+        here = [i for i in ids if i in vectors]
+        try:
+            return here, self._decode([vectors[i][1] for i in here]).astype(np.float64)
+        except StoreCorruptError:
+            good, rows = [], []
+            for i in here:
+                try:
+                    rows.append(self._decode([vectors[i][1]])[0])
+                except StoreCorruptError:
+                    continue
+                good.append(i)
+            return good, np.asarray(rows, dtype=np.float64).reshape(len(good), -1)
 
     def _check_size(self) -> None:
         if self._entries > PROTOTYPE_ENTRIES:

@@ -31,6 +31,7 @@ import semcache._prototypes
 from semcache import SemanticCache
 from semcache._agreement import answer_digest
 from semcache._cache import engine_of
+from semcache._errors import StoreUnavailableError
 from semcache._prototypes import GHOST_SHARE, Prototypes
 
 DIM = 16
@@ -289,3 +290,56 @@ def test_with_an_error_budget_the_veto_declines_before_the_budget_judges(
             _put(c, [A_NEAR, A_FAR, *C])
             _ask(c)
             assert c.stats()["misses"]["support"] == 0
+
+
+def test_a_store_that_fails_while_they_are_read_is_a_miss_and_they_are_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _open(tmp_path / "c.db") as cache:
+        _put(cache, [A_NEAR, A_FAR, *B])
+        store: Any = cache.store
+        real = store.get_vectors
+
+        def down(ids: Sequence[int]) -> Any:
+            raise StoreUnavailableError("the server went away")
+
+        monkeypatch.setattr(store, "get_vectors", down)
+        assert _ask(cache) is None
+        assert cache.stats()["misses"]["store_unavailable"] == 1
+        monkeypatch.setattr(store, "get_vectors", real)
+        assert _ask(cache) is None  # the sums still to read were read now
+        assert cache.stats()["misses"]["support"] == 1
+
+
+def test_a_stored_vector_that_cannot_be_decoded_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _open(tmp_path / "c.db") as cache:
+        _put(cache, [A_NEAR, A_FAR, *B])
+        store: Any = cache.store
+        real = store.get_vectors
+        far = cache.store.get_by_key(engine_of(cache).key("default", A_FAR[0]))
+        assert far is not None
+
+        def truncated(ids: Sequence[int]) -> Any:
+            rows = real(ids)
+            if far.id in rows:
+                ns, blob = rows[far.id]
+                rows[far.id] = (ns, blob[:-4])
+            return rows
+
+        monkeypatch.setattr(store, "get_vectors", truncated)
+        assert _ask(cache) == "A"  # as if A_FAR were gone: "A" judged at A_NEAR's 0.92
+
+
+def test_a_restored_checkpoint_has_them(tmp_path: Path) -> None:
+    with _open(tmp_path / "c.db") as cache:
+        _put(cache, [A_NEAR, A_FAR, *B])
+        assert _ask(cache) is None
+        cache.dumps(tmp_path / "c.tar.gz")
+    restored = SemanticCache.loads(
+        tmp_path / "c.tar.gz", tmp_path / "r.db", None, similarity_threshold=THRESHOLD
+    )
+    with restored:
+        assert _ask(restored) is None
+        assert restored.stats()["misses"]["support"] == 1
