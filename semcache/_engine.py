@@ -244,15 +244,19 @@ class Engine:
         """The exact layer's key of ``query`` in ``ns``."""
         return self.key_memo.key(ns, query)
 
-    def forget_exact(self) -> None:
-        """Forget every exact entry kept in memory (the store changed under them)."""
+    def forget_exact(self, namespace: str | None = None) -> None:
+        """Forget every exact entry kept in memory (the store changed under them), and
+        the answers' prototypes of ``namespace`` (None: of every namespace)."""
         if self.key_filter is not None:
             self.key_filter.invalidate()
         self.hot.clear()
         self.answer_keys.clear()
         self.answer_vectors.clear()
         if self.prototypes is not None:
-            self.prototypes.reset()
+            if namespace is None:
+                self.prototypes.reset()
+            else:
+                self.prototypes.drop(namespace)
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Call the embedder (sync drivers), within ``embed_timeout``."""
@@ -419,7 +423,7 @@ class Engine:
             self.check_open()
             ns = self.check_ns(namespace)
             count = self.store.clear(ns)
-            self.forget_exact()
+            self.forget_exact(ns)
             self.indexes.drop(ns)
             if self.budgets is not None:
                 self.budgets.forget(ns)

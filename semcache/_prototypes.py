@@ -170,6 +170,14 @@ class Prototypes:
         self.off = False
         self._entries = 0
 
+    def drop(self, namespace: str) -> None:
+        """Forget one namespace's table (its entries were all removed)."""
+        tables = self._tables
+        if tables is not None:
+            table = tables.pop(namespace, None)
+            if table is not None:
+                self._entries -= len(table)
+
     def add(
         self,
         namespace: str,

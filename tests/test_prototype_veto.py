@@ -120,6 +120,19 @@ def test_the_veto_stays_in_its_namespace(tmp_path: Path) -> None:
         assert _ask(cache) == "A"
         _put(cache, [A_NEAR, *B], namespace="other")
         assert _ask(cache, "other") is None
+        prototypes = engine_of(cache).prototypes
+        assert prototypes is not None
+        tables = prototypes._tables
+        assert tables is not None
+        kept = tables["default"]
+        cache.clear_namespace("other")  # drops that namespace's table only
+        assert prototypes._tables is tables
+        assert tables["default"] is kept
+        assert "other" not in tables
+        assert _ask(cache, "other") is None  # (nothing stored there now)
+        _put(cache, [A_NEAR, A_FAR, *B], namespace="other")
+        assert _ask(cache, "other") is None
+        assert _ask(cache) == "A"
 
 
 def test_a_cache_too_large_runs_without_the_veto(
