@@ -457,6 +457,7 @@ class Engine:
                 "index_source": self.indexes.source,
                 "index_backend": backend if isinstance(backend, str) else "custom",
                 "budget": None if self.budgets is None else dict(self.budgets.counters),
+                "prototype_veto": None if self.prototypes is None else self.prototypes.summary(),
             }
 
     def feedback(self, hit: Hit, correct: bool) -> None:

@@ -170,6 +170,16 @@ class Prototypes:
         self.off = False
         self._entries = 0
 
+    def summary(self) -> dict[str, Any]:
+        """What is kept, for ``stats()``: ``state`` ("not read" until the first get
+        that needs them, "kept", or "off": the cache holds more than
+        :data:`PROTOTYPE_ENTRIES` entries), and per namespace the answers stored twice
+        or more (its prototypes)."""
+        tables = self._tables
+        state = "off" if self.off else "not read" if tables is None else "kept"
+        counts = {} if tables is None else {ns: len(t.names) for ns, t in sorted(tables.items())}
+        return {"state": state, "prototypes": counts}
+
     def drop(self, namespace: str) -> None:
         """Forget one namespace's table (its entries were all removed)."""
         tables = self._tables

@@ -82,9 +82,15 @@ def test_the_figures_the_cases_rely_on() -> None:
 def test_an_answer_is_judged_by_every_prompt_that_got_it(tmp_path: Path) -> None:
     with _open(tmp_path / "c.db") as cache:
         _put(cache, [A_NEAR, *B])
+        assert cache.stats()["prototype_veto"] == {"state": "not read", "prototypes": {}}
         assert _ask(cache) == "A"  # "A" stored once: judged at its candidate's 0.92
+        assert cache.stats()["prototype_veto"] == {
+            "state": "kept",
+            "prototypes": {"default": 1},  # "B"
+        }
         _put(cache, [A_FAR])  # "A"'s prototype 0.728, "B"'s 0.793
         assert _ask(cache) is None
+        assert cache.stats()["prototype_veto"]["prototypes"] == {"default": 2}
         assert cache.stats()["misses"]["support"] == 1
         assert cache.delete(A_FAR[0])
         assert _ask(cache) == "A"
@@ -97,6 +103,7 @@ def test_without_answer_support_there_is_no_veto(tmp_path: Path) -> None:
     with _open(tmp_path / "c.db", answer_support=False) as cache:
         _put(cache, [A_NEAR, A_FAR, *B])
         assert engine_of(cache).prototypes is None
+        assert cache.stats()["prototype_veto"] is None
         assert _ask(cache) == "A"
 
 
@@ -149,6 +156,7 @@ def test_a_cache_too_large_runs_without_the_veto(
         assert _ask(cache) is None
         _put(cache, [C[0]])  # 6: over, dropped
         assert prototypes.off
+        assert cache.stats()["prototype_veto"] == {"state": "off", "prototypes": {}}
         assert _ask(cache) == "A"
     with _open(tmp_path / "c.db") as cache:  # too large from the start: not read
         assert _ask(cache) == "A"
