@@ -41,7 +41,8 @@ __all__ = ["GHOST_SHARE", "PROTOTYPE_ENTRIES", "PROTOTYPE_ROWS", "Prototypes"]
 #: The most entries (all namespaces) a cache keeps prototypes for: an entry costs
 #: about 400 bytes here (its digest and membership), a repeated answer its sum and row
 #: (4.6 KiB at 384 dimensions). Building them at the first get that needs them reads
-#: every entry once: about 0.1 s at 10,000 entries, 0.6-1.0 s at 100,000 (SQLite).
+#: every entry once: about 0.1 s at 10,000 entries, 0.6-1.0 s at 100,000 (SQLite;
+#: ``benchmarks/prototype_build.py``).
 PROTOTYPE_ENTRIES: Final = 100_000
 #: The most prototypes a get compares with one matrix product; past it, only its
 #: candidates' answers' prototypes. At 384 dimensions, float32, on the 2-core VM, the

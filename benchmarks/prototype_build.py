@@ -1,0 +1,69 @@
+"""What the prototype veto's tables cost to build and keep (docs/quality.md, "The
+prototype veto": cost).
+
+A SQLite cache of N entries (384 dimensions, random unit vectors) is filled, closed and
+opened again; the first get that needs the tables builds them from the store. Prints
+the build's time, then (a second build, under ``tracemalloc``, which slows it) the
+memory the tables keep and the peak during the build. Answers: unique (every entry its
+own) or repeated (100 answers).
+
+Run:  .venv/bin/python benchmarks/prototype_build.py [--entries 10000 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+from semcache import SemanticCache
+from semcache._cache import engine_of
+
+DIM = 384
+BATCH = 10_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, nargs="+", default=[10_000, 100_000])
+    args = parser.parse_args()
+    for n in args.entries:
+        rows = np.random.default_rng(0).standard_normal((n, DIM)).astype(np.float32)
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        for name, every in (("unique", n), ("repeated", 100)):
+            with tempfile.TemporaryDirectory() as folder:
+                path = str(Path(folder) / "c.db")
+                with SemanticCache(path, guards=None) as cache:
+                    for s in range(0, n, BATCH):
+                        stop = min(n, s + BATCH)
+                        cache.put_many(
+                            [f"prompt {i}" for i in range(s, stop)],
+                            [f"answer {i % every}" for i in range(s, stop)],
+                            embeddings=rows[s:stop],
+                        )
+                figures = []
+                for traced in (False, True):
+                    with SemanticCache(path, guards=None) as cache:
+                        prototypes = engine_of(cache).prototypes
+                        assert prototypes is not None
+                        if traced:
+                            tracemalloc.start()
+                        t0 = time.perf_counter()
+                        prototypes.declined("default", rows[0], [], [])  # builds them
+                        seconds = time.perf_counter() - t0
+                        if traced:
+                            kept, peak = tracemalloc.get_traced_memory()
+                            tracemalloc.stop()
+                            figures.append(f"keeps {kept / 1e6:.1f} MB (peak {peak / 1e6:.0f} MB)")
+                        else:
+                            figures.append(f"build {seconds:.2f} s")
+                        state = cache.stats()["prototype_veto"]["state"]
+                print(f"{n:,} entries, {name} answers: " + ", ".join(figures) + f" ({state})")
+
+
+if __name__ == "__main__":
+    main()
