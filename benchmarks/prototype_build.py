@@ -5,7 +5,9 @@ A SQLite cache of N entries (384 dimensions, random unit vectors) is filled, clo
 opened again; the first get that needs the tables builds them from the store. Prints
 the build's time, then (a second build, under ``tracemalloc``, which slows it) the
 memory the tables keep and the peak during the build. Answers: unique (every entry its
-own) or repeated (100 answers).
+own) or repeated (100 answers). Then what a get pays: the matrix product over R
+prototypes (float32), timed after a product over 10,000 rows has pushed them out of the
+CPU's caches, as a get's search does (median of 300).
 
 Run:  .venv/bin/python benchmarks/prototype_build.py [--entries 10000 100000]
 """
@@ -63,6 +65,18 @@ def main() -> None:
                             figures.append(f"build {seconds:.2f} s")
                         state = cache.stats()["prototype_veto"]["state"]
                 print(f"{n:,} entries, {name} answers: " + ", ".join(figures) + f" ({state})")
+    rng = np.random.default_rng(1)
+    query = rng.standard_normal(DIM).astype(np.float32)
+    search = rng.standard_normal((10_000, DIM)).astype(np.float32)
+    for r in (100, 200, 512, 1000):
+        matrix = rng.standard_normal((r, DIM)).astype(np.float32)
+        times = []
+        for _ in range(300):
+            search @ query  # (what the search before it reads)
+            t0 = time.perf_counter_ns()
+            int((matrix @ query).argmax())
+            times.append(time.perf_counter_ns() - t0)
+        print(f"{r} prototypes: {np.median(times) / 1000:.0f} us per get (cold)")
 
 
 if __name__ == "__main__":

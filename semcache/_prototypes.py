@@ -46,8 +46,9 @@ __all__ = ["GHOST_SHARE", "PROTOTYPE_ENTRIES", "PROTOTYPE_ROWS", "Prototypes"]
 PROTOTYPE_ENTRIES: Final = 100_000
 #: The most prototypes a get compares with one matrix product; past it, only its
 #: candidates' answers' prototypes. At 384 dimensions, float32, on the 2-core VM, the
-#: product costs 8 / 14 / 66 us for 100 / 200 / 1,000 rows when the search before it
-#: has left them out of the CPU's caches (as a get does): 512 keeps it near 35 us.
+#: product costs 9 / 15 / 33 / 65 us for 100 / 200 / 512 / 1,000 rows when the search
+#: before it has left them out of the CPU's caches, as a get's does
+#: (``benchmarks/prototype_build.py``).
 PROTOTYPE_ROWS: Final = 512
 #: An answer's sum is reread from the store once its ghosts (removed members still in
 #: it) are more than 1/GHOST_SHARE of its members.
