@@ -79,6 +79,13 @@ RULES: dict[str, Rule] = {
 }
 
 
+def _head(sims: np.ndarray) -> np.ndarray:
+    """A query's candidates as the cache reads them: its ``K`` nearest stored texts
+    (``sims``: its similarity to each), those at or above the support floor."""
+    near = np.argsort(-sims)[:K]
+    return near[sims[near] >= SUPPORT_FLOOR]
+
+
 def _halves(clusters: ClusterSet) -> dict[str, ClusterSet]:
     intents = sorted({c for c in clusters.clusters if not c.startswith("oos:")})
     out = {"all": clusters}
@@ -136,8 +143,7 @@ def main() -> None:
                 score = np.full(len(queries), -np.inf)
                 right = np.zeros(len(queries), dtype=bool)
                 for q in range(len(queries)):
-                    near = np.argsort(-sims[q])[:K]
-                    near = near[sims[q, near] >= SUPPORT_FLOOR]
+                    near = _head(sims[q])
                     if not len(near):
                         continue
                     keys = [answers[i] for i in near]

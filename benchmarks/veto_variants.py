@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from favoured_variants import RULES, K, _halves, _headlines
+from favoured_variants import RULES, _halves, _head, _headlines
 
 from semcache._agreement import SUPPORT_FLOOR, SUPPORT_WEIGHT, support_scores
 from semcache.embedders import default_embedder
@@ -134,8 +134,7 @@ def main() -> None:
                 score = np.full(len(queries), -np.inf)
                 right = np.zeros(len(queries), dtype=bool)
                 for q in range(len(queries)):
-                    near = np.argsort(-sims[q])[:K]
-                    near = near[sims[q, near] >= SUPPORT_FLOOR]
+                    near = _head(sims[q])
                     if not len(near):
                         continue
                     keys = [answers[i] for i in near]

@@ -313,13 +313,20 @@ def test_with_an_error_budget_the_veto_declines_before_the_budget_judges(
             assert c.stats()["misses"]["support"] == 0
 
 
+def _contested(tmp_path: Path) -> tuple[SemanticCache, Any, Any]:
+    """A cache holding A_NEAR, A_FAR and B (a get is declined), its store and the
+    store's own ``get_vectors`` (for a test to wrap)."""
+    cache = _open(tmp_path / "c.db")
+    _put(cache, [A_NEAR, A_FAR, *B])
+    store: Any = cache.store
+    return cache, store, store.get_vectors
+
+
 def test_a_store_that_fails_while_they_are_read_is_a_miss_and_they_are_read_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with _open(tmp_path / "c.db") as cache:
-        _put(cache, [A_NEAR, A_FAR, *B])
-        store: Any = cache.store
-        real = store.get_vectors
+    cache, store, real = _contested(tmp_path)
+    with cache:
 
         def down(ids: Sequence[int]) -> Any:
             raise StoreUnavailableError("the server went away")
@@ -335,11 +342,9 @@ def test_a_store_that_fails_while_they_are_read_is_a_miss_and_they_are_read_agai
 def test_a_stored_vector_that_cannot_be_decoded_is_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with _open(tmp_path / "c.db") as cache:
-        _put(cache, [A_NEAR, A_FAR, *B])
-        store: Any = cache.store
-        real = store.get_vectors
-        far = cache.store.get_by_key(engine_of(cache).key("default", A_FAR[0]))
+    cache, store, real = _contested(tmp_path)
+    with cache:
+        far = store.get_by_key(engine_of(cache).key("default", A_FAR[0]))
         assert far is not None
 
         def truncated(ids: Sequence[int]) -> Any:
