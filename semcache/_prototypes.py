@@ -208,12 +208,21 @@ class Prototypes:
         self._check_size()
 
     def added(self, namespace: str, ids: Sequence[int], vectors: npt.NDArray[Any]) -> None:
-        """Entries another process wrote (from the change log): their answers are read
-        from the store."""
+        """Entries written since the tables were read, as the change log replays them:
+        those not counted yet (another process's; this one's were counted at their
+        put) have their answers read from the store."""
         if self._tables is None:
             return
-        entries = self.store.get_by_ids(list(ids))
-        known = [(i, row) for i, row in zip(ids, vectors, strict=True) if i in entries]
+        table = self._tables.get(namespace)
+        new = [
+            (i, row)
+            for i, row in zip(ids, vectors, strict=True)
+            if table is None or i not in table.digest_of
+        ]
+        if not new:
+            return
+        entries = self.store.get_by_ids([i for i, _ in new])
+        known = [(i, row) for i, row in new if i in entries]
         self.add(
             namespace,
             [i for i, _ in known],

@@ -228,6 +228,29 @@ def test_another_process_s_writes_reach_the_prototypes(tmp_path: Path) -> None:
         assert _ask(reader) == "A"
 
 
+def test_a_process_s_own_puts_are_not_read_again_from_the_change_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    with _open(tmp_path / "s.db", multi_process_mode="shared", clock=clock) as cache:
+        _put(cache, [A_NEAR, *B])
+        assert _ask(cache) == "A"  # (the tables read)
+        store: Any = cache.store
+        real = store.get_by_ids
+        answers_read: list[list[int]] = []
+
+        def counting(ids: Sequence[int], *, vectors: bool = False) -> Any:
+            if not vectors:
+                answers_read.append(list(ids))
+            return real(ids, vectors=vectors)
+
+        monkeypatch.setattr(store, "get_by_ids", counting)
+        _put(cache, [A_FAR])
+        clock.advance(60)  # the next get replays the change log, this put included
+        assert _ask(cache) is None
+        assert answers_read == []
+
+
 def test_sums_stay_those_of_the_stored_vectors(tmp_path: Path) -> None:
     """Seeded puts, replacements and deletes over a few answers: every prototype kept is
     the normalized sum of its answer's stored vectors plus at most 1/GHOST_SHARE ghosts
