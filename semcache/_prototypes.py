@@ -200,11 +200,13 @@ class Prototypes:
         """Entries this process wrote (rows of ``vectors``, the stored dtype)."""
         if self._tables is None:
             return
-        table = self._tables.setdefault(namespace, _Table())
-        rows = vectors.astype(np.float64)
+        table = self._tables.get(namespace)
+        if table is None:
+            table = self._tables[namespace] = _Table()
         digest = self._digest
         for i, (entry_id, response) in enumerate(zip(ids, responses, strict=True)):
-            self._entries += table.add(entry_id, digest(response), rows[i])
+            # (a row is added into its answer's float64 sum as it is: no copy per put)
+            self._entries += table.add(entry_id, digest(response), vectors[i])
         self._check_size()
 
     def added(self, namespace: str, ids: Sequence[int], vectors: npt.NDArray[Any]) -> None:

@@ -4,6 +4,7 @@ moved by the answers of the candidates around it."""
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterator
 
 import numpy as np
@@ -65,6 +66,22 @@ def test_the_bound_is_reached_when_all_agree_and_never_passed() -> None:
         n = len(sims)
         assert max(support_scores(sims, keys)) <= support_bound(sims) + 1e-12
         assert max(support_scores(sims, [0] * n)) == pytest.approx(support_bound(sims))
+
+
+def test_the_bound_read_from_the_nearest_is_the_bound_over_every_candidate() -> None:
+    # support_bound reads the nearest candidate only where floor >= 1 - 1/weight (the
+    # score then never falls as the similarity rises); the definition is the largest
+    # score any candidate could reach, every other one agreeing
+    rng = random.Random(11)
+    for _ in range(5000):
+        sims = [rng.uniform(-1.0, 1.0) for _ in range(rng.randint(1, 12))]
+        floor, weight = rng.choice([(0.5, 2.0), (0.6, 2.0), (0.9, 1.0), (0.5, 0.5)])
+        assert floor >= 1.0 - 1.0 / weight
+        total = sum(max(0.0, s - floor) for s in sims)
+        every = max(
+            1.0 - (1.0 - s) * math.exp(-weight * (total - max(0.0, s - floor))) for s in sims
+        )
+        assert support_bound(sims, floor=floor, weight=weight) == pytest.approx(every, abs=1e-12)
 
 
 def test_candidates_at_or_below_the_floor_move_nothing() -> None:
