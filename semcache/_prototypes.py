@@ -182,6 +182,12 @@ class Prototypes:
         counts = {} if tables is None else {ns: len(t.names) for ns, t in sorted(tables.items())}
         return {"state": state, "prototypes": counts}
 
+    def digest_of(self, namespace: str, entry_id: int) -> bytes | None:
+        """The key of the entry's answer, if the tables hold it."""
+        tables = self._tables
+        table = None if tables is None else tables.get(namespace)
+        return None if table is None else table.digest_of.get(entry_id)
+
     def drop(self, namespace: str) -> None:
         """Forget one namespace's table (its entries were all removed)."""
         tables = self._tables

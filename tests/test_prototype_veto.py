@@ -27,6 +27,7 @@ import pytest
 from conftest import FakeClock
 from test_store_conformance import BACKENDS, StoreFactory
 
+import semcache._answer_memo
 import semcache._prototypes
 from semcache import SemanticCache
 from semcache._agreement import answer_digest
@@ -280,6 +281,7 @@ def test_sums_stay_those_of_the_stored_vectors(tmp_path: Path) -> None:
             prototypes.declined("default", QUERY, [], [])  # rereads the stale sums
             table = prototypes._tables["default"] if prototypes._tables else None
             assert table is not None
+            assert prototypes._entries == len(table) == len(live)  # (the cap's count)
             by_answer: dict[str, list[int]] = {}
             for answer, row in live.values():
                 by_answer.setdefault(answer, []).append(row)
@@ -392,3 +394,26 @@ def test_a_restored_checkpoint_has_them(tmp_path: Path) -> None:
     with restored:
         assert _ask(restored) is None
         assert restored.stats()["misses"]["support"] == 1
+
+
+def test_a_get_takes_the_answers_keys_the_tables_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _open(tmp_path / "c.db") as cache:
+        _put(cache, [A_NEAR, A_FAR, *B])
+        assert _ask(cache) is None  # (the tables read: every answer's key)
+        engine_of(cache).answer_keys.clear()
+        normalized: list[str] = []
+
+        def counting(response: str) -> bytes:
+            normalized.append(response)
+            return answer_digest(response)
+
+        monkeypatch.setattr(semcache._answer_memo, "answer_digest", counting)
+        assert _ask(cache) is None
+        assert cache.stats()["misses"]["support"] == 2
+        assert normalized == []  # none normalized again
+        monkeypatch.setattr(engine_of(cache), "prototypes", None)
+        engine_of(cache).answer_keys.clear()
+        _ask(cache)
+        assert len(normalized) == 4  # without them: A_NEAR and the three B
