@@ -563,7 +563,10 @@ def _supported(
     threshold = eng.threshold
     if not candidates:
         return None
-    if favoured_bound([s for _, s in candidates]) < threshold:
+    near_ = [s for _, s in candidates]
+    # (the bound is at least the highest similarity: it is worked out only when no
+    # candidate reaches the threshold by its similarity alone)
+    if max(near_) < threshold and favoured_bound(near_) < threshold:
         return None
     # those that count (at or above the floor) and those a cosine alone could serve (a
     # threshold below the floor); one below the floor is scored at its similarity

@@ -1,0 +1,190 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Answer support's arithmetic in C: :func:`support_scores` and :func:`favoured_scores`,
+the twins of the functions of the same names in ``semcache/_agreement.py``, which
+document them and call these when the extension is built.
+
+Bit for bit the twins' results: the same double operations in the same order (sums
+left to right from 0.0, as the twins write them), ``exp`` and ``sqrt`` from the C
+library as Python's ``math`` takes them, and no contraction into fused multiply-adds
+(the extension is compiled with ``-ffp-contract=off``). ``tests/test_support_native.py``
+checks them against each other on seeded draws.
+"""
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport exp, sqrt
+
+NAME = "native"
+
+
+cdef Py_ssize_t _labels(object keys, Py_ssize_t n, Py_ssize_t *label) except -1:
+    """Each key's group, numbered by first appearance; returns the number of groups."""
+    cdef dict seen = {}
+    cdef Py_ssize_t i, groups = 0
+    cdef object key, found
+    for i in range(n):
+        key = keys[i]
+        found = seen.get(key)
+        if found is None:
+            seen[key] = groups
+            label[i] = groups
+            groups += 1
+        else:
+            label[i] = <Py_ssize_t>found
+    return groups
+
+
+def support_scores(similarities, keys, double floor, double weight):
+    """See ``semcache._agreement.support_scores``.
+
+    Raises:
+        ValueError: ``similarities`` and ``keys`` differ in length.
+    """
+    cdef Py_ssize_t n = len(similarities)
+    if n != len(keys):
+        raise ValueError("one answer key per candidate")
+    if n == 0:
+        return []
+    cdef Py_ssize_t *label = <Py_ssize_t *>PyMem_Malloc(n * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *count = <Py_ssize_t *>PyMem_Malloc(n * sizeof(Py_ssize_t))
+    cdef double *sim = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef double *excess = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef Py_ssize_t i, g, groups
+    cdef double s, x, own, net, repeated
+    cdef list out
+    if label == NULL or count == NULL or sim == NULL or excess == NULL:
+        PyMem_Free(label)
+        PyMem_Free(count)
+        PyMem_Free(sim)
+        PyMem_Free(excess)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            sim[i] = similarities[i]
+        groups = _labels(keys, n, label)
+        if groups == n:  # no answer repeats: each its own similarity
+            return list(similarities)
+        for g in range(groups):
+            excess[g] = 0.0
+            count[g] = 0
+        for i in range(n):
+            s = sim[i]
+            g = label[i]
+            excess[g] = excess[g] + (s - floor if s > floor else 0.0)
+            count[g] += 1
+        repeated = 0.0
+        for g in range(groups):
+            if count[g] > 1:
+                repeated = repeated + excess[g]
+        out = []
+        for i in range(n):
+            s = sim[i]
+            g = label[i]
+            own = excess[g]
+            x = s - floor if s > floor else 0.0
+            net = (own - x) - (repeated - (own if count[g] > 1 else 0.0))
+            out.append(s if net == 0.0 else 1.0 - (1.0 - s) * exp(-weight * net))
+        return out
+    finally:
+        PyMem_Free(label)
+        PyMem_Free(count)
+        PyMem_Free(sim)
+        PyMem_Free(excess)
+
+
+def favoured_scores(scores, similarities, keys, gram, double floor, double weight):
+    """See ``semcache._agreement.favoured_scores``.
+
+    Raises:
+        ValueError: the sequences differ in length, or an answer repeats and ``gram``
+            is None.
+    """
+    cdef Py_ssize_t n = len(scores)
+    if not (n == len(similarities) == len(keys)):
+        raise ValueError("one score, similarity and answer key per candidate")
+    if n == 0:
+        return []
+    cdef Py_ssize_t *label = <Py_ssize_t *>PyMem_Malloc(n * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *count = <Py_ssize_t *>PyMem_Malloc(n * sizeof(Py_ssize_t))
+    cdef double *sim = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef double *proto = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef double *nearest = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef double *total = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef double *norm2 = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef Py_ssize_t i, j, g, groups, best
+    cdef double row, rival, lead, factor, score
+    cdef object gram_row
+    cdef list out
+    if (label == NULL or count == NULL or sim == NULL or proto == NULL or nearest == NULL
+            or total == NULL or norm2 == NULL):
+        PyMem_Free(label)
+        PyMem_Free(count)
+        PyMem_Free(sim)
+        PyMem_Free(proto)
+        PyMem_Free(nearest)
+        PyMem_Free(total)
+        PyMem_Free(norm2)
+        raise MemoryError()
+    try:
+        groups = _labels(keys, n, label)
+        if groups == n:
+            return list(scores)
+        if gram is None:
+            raise ValueError("an answer repeats: its prototype needs the gram")
+        for i in range(n):
+            sim[i] = similarities[i]
+        for g in range(groups):
+            count[g] = 0
+            total[g] = 0.0
+            norm2[g] = 0.0
+        for i in range(n):
+            g = label[i]
+            if count[g] == 0 or sim[i] > nearest[g]:
+                nearest[g] = sim[i]
+            count[g] += 1
+            total[g] = total[g] + sim[i]
+        # |sum of a group's vectors|^2: its rows of the gram summed, row by row
+        for i in range(n):
+            g = label[i]
+            if count[g] < 2:
+                continue
+            gram_row = gram[i]
+            row = 0.0
+            for j in range(n):
+                if label[j] == g:
+                    row = row + <double>gram_row[j]
+            norm2[g] = norm2[g] + row
+        for g in range(groups):
+            if count[g] < 2:
+                proto[g] = nearest[g]
+            elif norm2[g] > 0:
+                proto[g] = total[g] / sqrt(norm2[g])
+            else:
+                proto[g] = nearest[g]
+        best = 0
+        for g in range(1, groups):
+            if proto[g] > proto[best] or (proto[g] == proto[best] and nearest[g] > nearest[best]):
+                best = g
+        rival = floor
+        for g in range(groups):
+            if g != best and proto[g] > rival:
+                rival = proto[g]
+        lead = proto[best] - rival if count[best] > 1 else 0.0
+        factor = exp(-weight * lead) if lead > 0 else 1.0
+        out = []
+        for i in range(n):
+            if label[i] != best:
+                out.append(-1.0)
+            elif factor == 1.0:
+                out.append(scores[i])
+            else:
+                score = scores[i]
+                out.append(1.0 - (1.0 - score) * factor)
+        return out
+    finally:
+        PyMem_Free(label)
+        PyMem_Free(count)
+        PyMem_Free(sim)
+        PyMem_Free(proto)
+        PyMem_Free(nearest)
+        PyMem_Free(total)
+        PyMem_Free(norm2)
