@@ -13,6 +13,9 @@ from pathlib import Path
 import semcache
 
 ROOT = Path(semcache.__file__).parent
+#: The native extensions (``_native/<name>.pyx`` builds ``semcache.<name>``): submodules
+#: without a .py file.
+NATIVE = {path.stem for path in (ROOT.parent / "_native").glob("*.pyx")} | {"_kernel"}
 
 
 def _modules() -> dict[str, Path]:
@@ -50,9 +53,9 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[tuple[str, str | None]]]
                 for alias in node.names:
                     sub = f"{target}.{alias.name}"
                     if sub in modules or (
-                        target.startswith("semcache") and alias.name == "_kernel"
+                        target.startswith("semcache") and alias.name in NATIVE
                     ):
-                        edges.add((sub, None))  # a submodule (the native kernel too)
+                        edges.add((sub, None))  # a submodule (a native extension too)
                     elif target in modules:
                         edges.add((target, alias.name))
         # Importing a.b.c runs the package a.b's __init__ first: an edge to every
