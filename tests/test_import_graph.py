@@ -52,9 +52,7 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[tuple[str, str | None]]]
                 )
                 for alias in node.names:
                     sub = f"{target}.{alias.name}"
-                    if sub in modules or (
-                        target.startswith("semcache") and alias.name in NATIVE
-                    ):
+                    if sub in modules or (target.startswith("semcache") and alias.name in NATIVE):
                         edges.add((sub, None))  # a submodule (a native extension too)
                     elif target in modules:
                         edges.add((target, alias.name))
