@@ -191,11 +191,11 @@ class IndexSet:
         store, clock = self.store, self.options.clock
         total = 0 if progress is None else store.count()
         report = progress if total else None  # an empty store: nothing to report
-        if report is None:
-            batches = store.iter_vectors(now=clock())
-        else:
+        if report is not None:
             report("index", 0, total)
-            batches = store.iter_vectors(now=clock(), batch_size=PROGRESS_BATCH)
+        # (batches of PROGRESS_BATCH: what is held besides the indexes is a batch, its
+        # bytes joined and a store's page, about 30 MB at 384 float32 dimensions)
+        batches = store.iter_vectors(now=clock(), batch_size=PROGRESS_BATCH)
         done = 0
         for batch in batches:
             vecs = self.decode(batch.vectors)

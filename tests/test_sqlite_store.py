@@ -15,6 +15,7 @@ import pytest
 from semcache._errors import SchemaVersionError, StoreCorruptError, StoreError
 from semcache._store import Limits, NewEntry, SQLiteStore
 from semcache._store._sqlite import SCHEMA_VERSION
+from semcache._store._sqlite_ops import batches
 
 
 def entry(name: str, ns: str = "a", *, t: float = 0.0, exp: float | None = None) -> NewEntry:
@@ -611,3 +612,66 @@ def test_local_path_and_claim_follow_the_database_name(
     assert named.local_path == Path("file:odd.db")
     assert named.claim("single") is None
     named.close()
+
+
+def test_iter_vectors_reads_a_page_at_a_time(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows come a page (``VECTOR_PAGE``) per read, the lock free between pages: a
+    write between two batches neither waits nor breaks the iteration."""
+    import semcache._store._sqlite as sqlite_module
+
+    rng = Random(11)
+    ids: dict[str, list[int]] = {}
+    for i in range(20):
+        ns = rng.choice("ab")
+        [entry_id] = store.put_many([entry(f"k{i}", ns)], now=0.0).ids
+        ids.setdefault(ns, []).append(entry_id)
+    [expired] = store.put_many([entry("old", "a", exp=5.0)], now=0.0).ids
+    monkeypatch.setattr(sqlite_module, "VECTOR_PAGE", 3)
+    reads = 0
+    read = store._read
+
+    def counted(fn: Callable[[Any], Any]) -> Any:
+        nonlocal reads
+        reads += 1
+        return read(fn)
+
+    monkeypatch.setattr(store, "_read", counted)
+    seen: dict[str, list[int]] = {}
+    batches = store.iter_vectors(now=10.0, batch_size=4)
+    first = next(batches)
+    later = store.put_many([entry("late", "b")], now=10.0).ids  # between two pages
+    for batch in [first, *batches]:
+        assert 0 < len(batch.ids) <= 4
+        seen.setdefault(batch.namespace, []).extend(batch.ids)
+    assert expired not in seen["a"]
+    assert seen == {"a": ids["a"], "b": ids["b"] + later}  # ascending; the late one too
+    assert reads == 8  # 21 live rows in pages of 3, and the empty page that ends them
+
+
+def test_batches_hold_at_most_one_batch_of_rows() -> None:
+    """Many namespaces filled at once: the fullest goes out early, so no more than
+    ``batch_size`` rows are ever held (``iter_vectors``'s memory)."""
+    rng = Random(3)
+    rows = [(i, f"ns{rng.randrange(9)}", b"v") for i in range(1, 500)]
+    consumed = 0
+
+    def source() -> Iterator[tuple[int, str, bytes]]:
+        nonlocal consumed
+        for row in rows:
+            consumed += 1
+            yield row
+
+    out: dict[str, list[int]] = {}
+    given = 0
+    for batch in batches(source(), 16):
+        assert 0 < len(batch.ids) <= 16
+        assert consumed - given <= 16  # (held when it went out)
+        given += len(batch.ids)
+        out.setdefault(batch.namespace, []).extend(batch.ids)
+    assert given == len(rows)
+    want: dict[str, list[int]] = {}
+    for entry_id, ns, _ in rows:
+        want.setdefault(ns, []).append(entry_id)
+    assert out == want

@@ -90,15 +90,23 @@ def read_changes(conn: Any, seq: int, identity: str | None) -> list[Change] | No
 
 def batches(rows: Iterable[tuple[int, str, bytes]], batch_size: int) -> Iterator[VectorBatch]:
     """``(id, namespace, vector)`` rows in batches of one namespace, of at most
-    ``batch_size`` (full ones as they fill, then the rest by namespace)."""
+    ``batch_size`` (full ones as they fill, then the rest by namespace). At most
+    ``batch_size`` rows are held: when the namespaces being filled hold that many
+    together, the fullest goes out before it is full."""
     pending: dict[str, tuple[list[int], list[bytes]]] = {}
+    held = 0
     for entry_id, ns, vector in rows:
         ids, vecs = pending.setdefault(ns, ([], []))
         ids.append(entry_id)
         vecs.append(vector)
-        if len(ids) >= batch_size:
+        held += 1
+        if held >= batch_size:
+            if len(ids) < batch_size:  # (several namespaces: the fullest)
+                ns = max(pending, key=lambda name: len(pending[name][0]))
+                ids, vecs = pending[ns]
             yield VectorBatch(ns, ids, vecs)
             del pending[ns]
+            held -= len(ids)
     for ns in sorted(pending):
         ids, vecs = pending[ns]
         yield VectorBatch(ns, ids, vecs)
