@@ -27,22 +27,23 @@ a namespace, a get compares only those of its candidates' answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from ._errors import StoreCorruptError
-from ._store import Store
+from ._store import Store, answer_scan
 
 __all__ = ["GHOST_SHARE", "PROTOTYPE_ENTRIES", "PROTOTYPE_ROWS", "Prototypes"]
 
 #: The most entries (all namespaces) a cache keeps prototypes for: an entry costs
 #: about 400 bytes here (its digest and membership), a repeated answer its sum and row
 #: (4.6 KiB at 384 dimensions). Building them at the first get that needs them reads
-#: every entry once: about 0.1 s at 10,000 entries, 0.6-1.0 s at 100,000 (SQLite;
-#: ``benchmarks/prototype_build.py``).
+#: every entry's answer once (and the vectors of those whose answer repeats): about
+#: 0.1 s at 10,000 entries, 0.4-0.6 s at 100,000 unique answers, 0.65-0.95 s at 100,000
+#: entries of 100 answers (SQLite; ``benchmarks/prototype_build.py``).
 PROTOTYPE_ENTRIES: Final = 100_000
 #: The most prototypes a get compares with one matrix product; past it, only its
 #: candidates' answers' prototypes. At 384 dimensions, float32, on the 2-core VM, the
@@ -55,6 +56,10 @@ PROTOTYPE_ROWS: Final = 512
 GHOST_SHARE: Final = 4
 #: Entries read from the store per call while tables are built or sums reread.
 _READ_BATCH: Final = 4096
+#: Answers whose keys the build keeps by text, so that one stored many times is
+#: normalized and hashed once (the first ones met; about 1 MB of text at 250
+#: characters).
+_KNOWN_ANSWERS: Final = 4096
 
 #: ``decode(blobs)``: stored vectors (bytes) as rows (``IndexSet.decode``).
 Decode = Callable[[Sequence[bytes]], npt.NDArray[Any]]
@@ -315,17 +320,35 @@ class Prototypes:
             return
         tables: dict[str, _Table] = {}
         digest, entries = self._digest, 0
-        for batch in store.iter_vectors(now=self._clock(), batch_size=_READ_BATCH):
-            found = store.get_by_ids(batch.ids)
-            table = tables.setdefault(batch.namespace, _Table())
-            for entry_id in batch.ids:
-                entry = found.get(entry_id)
-                if entry is not None:
-                    entries += table.add(entry_id, digest(entry.response), None)
+        known: dict[str, bytes] = {}  # (answers that repeat are normalized once)
+        for namespace, ids, responses in self._answers():
+            table = tables.setdefault(namespace, _Table())
+            for entry_id, response in zip(ids, responses, strict=True):
+                key = known.get(response)
+                if key is None:
+                    key = digest(response)
+                    if len(known) < _KNOWN_ANSWERS:
+                        known[response] = key
+                entries += table.add(entry_id, key, None)
         self._tables, self._entries = tables, entries
         self._check_size()
         for table in tables.values():
             self._reread(table)
+
+    def _answers(self) -> Iterator[tuple[str, list[int], list[str]]]:
+        """The stored answers of the entries with a vector, not expired, by namespace:
+        in one pass where the store offers it (:class:`~semcache._store.AnswerScan`:
+        SQLite, 0.08 s at 100,000 entries), else by id after ``iter_vectors`` (0.4 s)."""
+        store, now = self.store, self._clock()
+        scan = answer_scan(store)
+        if scan is not None:
+            for batch in scan.iter_answers(now=now, batch_size=_READ_BATCH):
+                yield batch.namespace, batch.ids, batch.responses
+            return
+        for vectors in store.iter_vectors(now=now, batch_size=_READ_BATCH):
+            found = store.get_by_ids(vectors.ids)
+            ids = [i for i in vectors.ids if i in found]
+            yield vectors.namespace, ids, [found[i].response for i in ids]
 
     def _reread(self, table: _Table) -> None:
         """Read the sums of ``table``'s stale answers from the store's vectors, a batch

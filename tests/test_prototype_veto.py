@@ -318,6 +318,38 @@ def test_a_replay_sees_the_prototypes_a_cache_keeps() -> None:
         ]
 
 
+def test_the_tables_are_the_same_read_in_one_pass_or_by_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store with ``iter_answers`` (SQLite) gives the tables a store without it gives
+    (answers read by id after ``iter_vectors``), expired entries left out by both."""
+    rng = np.random.default_rng(9)
+    clock = FakeClock(1_000.0)
+    with _open(tmp_path / "c.db", clock=clock) as cache:
+        for i in range(60):
+            vector = rng.standard_normal(16)
+            ttl = 5.0 if i % 6 == 0 else None
+            cache.put(f"p{i} ({rng.random()})", f"a{i % 7}", embedding=vector, ttl=ttl)
+        clock.advance(10.0)  # every sixth one expired, still stored
+        eng = engine_of(cache)
+        tables = []
+        for scan in (True, False):
+            if not scan:
+                monkeypatch.setattr(semcache._prototypes, "answer_scan", lambda store: None)
+            built = Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
+            built.declined("default", QUERY, [], [])
+            assert built._tables is not None
+            tables.append(built._tables["default"])
+        one_pass, by_id = tables
+        assert len(one_pass) == 50  # the 10 expired left out
+        assert one_pass.digest_of == by_id.digest_of
+        assert one_pass.members == by_id.members
+        assert one_pass.names == by_id.names
+        assert one_pass.matrix is not None
+        assert by_id.matrix is not None
+        assert np.array_equal(one_pass.matrix, by_id.matrix)
+
+
 def test_with_an_error_budget_the_veto_declines_before_the_budget_judges(
     tmp_path: Path,
 ) -> None:

@@ -665,11 +665,11 @@ def test_batches_hold_at_most_one_batch_of_rows() -> None:
 
     out: dict[str, list[int]] = {}
     given = 0
-    for batch in batches(source(), 16):
-        assert 0 < len(batch.ids) <= 16
+    for namespace, ids, values in batches(source(), 16):
+        assert 0 < len(ids) == len(values) <= 16
         assert consumed - given <= 16  # (held when it went out)
-        given += len(batch.ids)
-        out.setdefault(batch.namespace, []).extend(batch.ids)
+        given += len(ids)
+        out.setdefault(namespace, []).extend(ids)
     assert given == len(rows)
     want: dict[str, list[int]] = {}
     for entry_id, ns, _ in rows:

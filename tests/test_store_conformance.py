@@ -41,6 +41,7 @@ from semcache._store import (
     SQLiteStore,
     Store,
     StoredEntry,
+    answer_scan,
     claim_store,
     file_backup,
     local_path,
@@ -680,6 +681,42 @@ def test_iter_vectors_leaves_out_expired_only_when_asked(store: Store) -> None:
     }
     assert ids_at[None] == [gone, edge, live, forever]
     assert ids_at[10.0] == [live, forever]
+
+
+def test_iter_answers_gives_the_answers_of_the_entries_iter_vectors_gives(store: Store) -> None:
+    """The :class:`AnswerScan` capability (SQLite, memory): the same entries as
+    ``iter_vectors``, in the same order, with their stored responses; the others have
+    no such member (the prototype tables then read the answers by id)."""
+    scan = answer_scan(store)
+    if scan is None:
+        assert not hasattr(store, "iter_answers")
+        return
+    assert list(scan.iter_answers()) == []
+    rng = Random(5)
+    for i in range(30):
+        new = entry(
+            f"k{i}",
+            ns=rng.choice("ab"),
+            exp=None if i % 5 else 10.0,
+            vector=None if i % 7 == 3 else b"",
+            response=f"answer {i % 4}",
+        )
+        put(store, new)
+    for now in (None, 20.0):
+        for size in (1, 4, 1000):
+            answers: dict[str, list[tuple[int, str]]] = {}
+            for batch in scan.iter_answers(now=now, batch_size=size):
+                assert 0 < len(batch.ids) == len(batch.responses) <= size
+                answers.setdefault(batch.namespace, []).extend(
+                    zip(batch.ids, batch.responses, strict=True)
+                )
+            vectors = all_vectors(store, now=now)
+            assert {ns: [i for i, _ in rows] for ns, rows in answers.items()} == {
+                ns: [i for i, _ in rows] for ns, rows in vectors.items()
+            }
+            stored = store.get_by_ids([i for rows in answers.values() for i, _ in rows])
+            assert all(stored[i].response == r for rows in answers.values() for i, r in rows)
+    assert sum(len(rows) for rows in all_vectors(store, now=20.0).values()) == 21  # 26 - 5
 
 
 def test_iter_vectors_of_an_empty_store(store: Store) -> None:

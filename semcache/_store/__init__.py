@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ._base import (
+    AnswerBatch,
+    AnswerScan,
     Change,
     FileBackup,
     Limits,
@@ -16,6 +18,7 @@ from ._base import (
     Store,
     StoredEntry,
     VectorBatch,
+    answer_scan,
     claim_store,
     file_backup,
     local_path,
@@ -29,6 +32,8 @@ from ._search import SearchableStore, StoreSearchIndex, search_index_factory
 from ._sqlite import SQLiteStore
 
 __all__ = [
+    "AnswerBatch",
+    "AnswerScan",
     "Change",
     "DynamoDBStore",
     "FileBackup",
@@ -49,6 +54,7 @@ __all__ = [
     "StoreSearchIndex",
     "StoredEntry",
     "VectorBatch",
+    "answer_scan",
     "claim_store",
     "file_backup",
     "local_path",

@@ -50,6 +50,10 @@ cache never names a store class.
   store: each entry's record (JSON text, kept with the entry and gone with it) and
   per-namespace counters that are only ever added to. Absent: the budget lives in the
   process's memory only (:func:`quality_state`).
+* ``iter_answers(now=, batch_size=)`` (:class:`AnswerScan`): the stored answers of the
+  entries :meth:`Store.iter_vectors` yields, without their vectors, in one pass (what
+  answer support's prototype tables are built from). Absent: they are read by id,
+  batch by batch, after ``iter_vectors`` (:func:`answer_scan`).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ if TYPE_CHECKING:
     from .._locking import StoreLock
 
 __all__ = [
+    "AnswerBatch",
+    "AnswerScan",
     "Change",
     "FileBackup",
     "Limits",
@@ -79,6 +85,7 @@ __all__ = [
     "Store",
     "StoredEntry",
     "VectorBatch",
+    "answer_scan",
     "claim_store",
     "file_backup",
     "local_path",
@@ -182,6 +189,15 @@ class VectorBatch:
     namespace: str
     ids: list[int]
     vectors: list[bytes]
+
+
+@dataclass(slots=True)
+class AnswerBatch:
+    """Stored answers of one namespace (:meth:`AnswerScan.iter_answers`)."""
+
+    namespace: str
+    ids: list[int]
+    responses: list[str]
 
 
 @runtime_checkable
@@ -435,6 +451,31 @@ class NoLocalFile:
     def search_index_factory(self) -> SearchIndexFactory | None:
         """None: the store does not search (the cache keeps a local index)."""
         return None
+
+
+@runtime_checkable
+class AnswerScan(Protocol):
+    """A store that reads its answers in one pass (see the module docstring)."""
+
+    def iter_answers(
+        self, *, now: float | None = None, batch_size: int = 4096
+    ) -> Iterator[AnswerBatch]:
+        """The responses of the entries :meth:`Store.iter_vectors` yields (those with a
+        vector; with ``now``, those not expired by then), in batches of one namespace
+        of at most ``batch_size``, ascending id within a namespace.
+
+        Raises:
+            CacheClosedError: the store is closed.
+            StoreError: a read failed.
+        """
+        ...
+
+
+def answer_scan(store: object) -> AnswerScan | None:
+    """The store as an :class:`AnswerScan`; None for a store without the capability."""
+    if not callable(getattr(store, "iter_answers", None)):
+        return None
+    return cast(AnswerScan, store)
 
 
 def local_path(store: object) -> Path | None:

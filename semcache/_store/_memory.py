@@ -8,10 +8,19 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .._errors import CacheClosedError
-from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
+from ._base import (
+    AnswerBatch,
+    Change,
+    Limits,
+    NewEntry,
+    NoLocalFile,
+    PutResult,
+    StoredEntry,
+    VectorBatch,
+)
 from ._quality_checks import (
     check_counts,
     check_counts_namespace,
@@ -136,9 +145,24 @@ class MemoryStore(NoLocalFile):
     def iter_vectors(
         self, *, now: float | None = None, batch_size: int = 65536
     ) -> Iterator[VectorBatch]:
+        for ns, ids, vecs in self._snapshot(now, batch_size, answers=False):
+            yield VectorBatch(ns, ids, vecs)
+
+    def iter_answers(
+        self, *, now: float | None = None, batch_size: int = 4096
+    ) -> Iterator[AnswerBatch]:
+        """See :meth:`~semcache._store.AnswerScan.iter_answers`."""
+        for ns, ids, responses in self._snapshot(now, batch_size, answers=True):
+            yield AnswerBatch(ns, ids, responses)
+
+    def _snapshot(
+        self, now: float | None, batch_size: int, *, answers: bool
+    ) -> Iterator[tuple[str, list[int], list[Any]]]:
+        """The entries with a vector (not expired at ``now`` if given) as of one moment:
+        ``(namespace, ids, vectors or responses)`` batches."""
         with self._lock:
             self._check_open()
-            snapshot: dict[str, tuple[list[int], list[bytes]]] = {}
+            snapshot: dict[str, tuple[list[int], list[Any]]] = {}
             for entry_id in sorted(self._rows):
                 row = self._rows[entry_id]
                 if row.vector is None:
@@ -146,12 +170,12 @@ class MemoryStore(NoLocalFile):
                 exp = row.entry.expires_at
                 if now is not None and exp is not None and exp <= now:
                     continue
-                ids, vecs = snapshot.setdefault(row.entry.namespace, ([], []))
+                ids, values = snapshot.setdefault(row.entry.namespace, ([], []))
                 ids.append(entry_id)
-                vecs.append(row.vector)
-        for ns, (ids, vecs) in sorted(snapshot.items()):
+                values.append(row.entry.response if answers else row.vector)
+        for ns, (ids, values) in sorted(snapshot.items()):
             for lo in range(0, len(ids), batch_size):
-                yield VectorBatch(ns, ids[lo : lo + batch_size], vecs[lo : lo + batch_size])
+                yield ns, ids[lo : lo + batch_size], values[lo : lo + batch_size]
 
     # -- writes -----------------------------------------------------------------------
     def put_many(

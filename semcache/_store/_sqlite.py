@@ -20,7 +20,15 @@ from .._errors import (
     StoreError,
 )
 from .._locking import StoreLock, acquire_store_lock, track_fork
-from ._base import Change, Limits, NewEntry, PutResult, StoredEntry, VectorBatch
+from ._base import (
+    AnswerBatch,
+    Change,
+    Limits,
+    NewEntry,
+    PutResult,
+    StoredEntry,
+    VectorBatch,
+)
 from ._quality_checks import check_new_records
 from ._sqlite_ops import (
     IDENTITY,
@@ -449,24 +457,35 @@ class SQLiteStore(SQLiteQuality):
         whole table (about 1.5 KB a row at 384 float32 dimensions). Another process's
         writes can land between two pages; whoever rebuilds from these batches replays
         the change log from the sequence taken before, which makes that whole."""
-        sql = "SELECT id, namespace, vector FROM entries WHERE vector IS NOT NULL AND id > ?"
+        for ns, ids, vectors in batches(self._pages("vector", now), batch_size):
+            yield VectorBatch(ns, ids, vectors)
+
+    def iter_answers(
+        self, *, now: float | None = None, batch_size: int = 4096
+    ) -> Iterator[AnswerBatch]:
+        """See :meth:`~semcache._store.AnswerScan.iter_answers`; read a page at a time,
+        as :meth:`iter_vectors`."""
+        for ns, ids, responses in batches(self._pages("response", now), batch_size):
+            yield AnswerBatch(ns, ids, responses)
+
+    def _pages(self, column: str, now: float | None) -> Iterator[tuple[int, str, Any]]:
+        """``(id, namespace, column)`` of the entries with a vector (not expired at
+        ``now`` if given), ascending id, :data:`VECTOR_PAGE` rows per read."""
+        sql = f"SELECT id, namespace, {column} FROM entries WHERE vector IS NOT NULL AND id > ?"
         if now is not None:
             sql += " AND (expires_at IS NULL OR expires_at > ?)"
         sql += " ORDER BY id LIMIT ?"
 
-        def page(args: tuple[Any, ...]) -> list[tuple[int, str, bytes]]:
+        def page(args: tuple[Any, ...]) -> list[tuple[int, str, Any]]:
             return self._read(lambda c: c.execute(sql, args).fetchall())
 
-        def rows() -> Iterator[tuple[int, str, bytes]]:
-            last, size = 0, VECTOR_PAGE  # (ids start at 1)
-            while True:
-                got = page((last, size) if now is None else (last, now, size))
-                yield from got
-                if len(got) < size:
-                    return
-                last = got[-1][0]
-
-        yield from batches(rows(), batch_size)
+        last, size = 0, VECTOR_PAGE  # (ids start at 1)
+        while True:
+            got = page((last, size) if now is None else (last, now, size))
+            yield from got
+            if len(got) < size:
+                return
+            last = got[-1][0]
 
     # -- writes -----------------------------------------------------------------------
     def put_many(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import apsw
 
 from .._errors import CacheClosedError, StoreCorruptError, StoreError
-from ._base import Change, VectorBatch
+from ._base import Change
 
 __all__ = [
     "IDENTITY",
@@ -25,6 +25,8 @@ __all__ = [
     "read_vectors",
     "translate",
 ]
+
+_T = TypeVar("_T")
 
 LAST_SEQ: Final = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
 IDENTITY: Final = "SELECT value FROM meta WHERE name = 'store_id'"
@@ -88,12 +90,14 @@ def read_changes(conn: Any, seq: int, identity: str | None) -> list[Change] | No
     ]
 
 
-def batches(rows: Iterable[tuple[int, str, bytes]], batch_size: int) -> Iterator[VectorBatch]:
-    """``(id, namespace, vector)`` rows in batches of one namespace, of at most
-    ``batch_size`` (full ones as they fill, then the rest by namespace). At most
-    ``batch_size`` rows are held: when the namespaces being filled hold that many
-    together, the fullest goes out before it is full."""
-    pending: dict[str, tuple[list[int], list[bytes]]] = {}
+def batches(
+    rows: Iterable[tuple[int, str, _T]], batch_size: int
+) -> Iterator[tuple[str, list[int], list[_T]]]:
+    """``(id, namespace, value)`` rows in batches ``(namespace, ids, values)`` of one
+    namespace, of at most ``batch_size`` (full ones as they fill, then the rest by
+    namespace). At most ``batch_size`` rows are held: when the namespaces being filled
+    hold that many together, the fullest goes out before it is full."""
+    pending: dict[str, tuple[list[int], list[_T]]] = {}
     held = 0
     for entry_id, ns, vector in rows:
         ids, vecs = pending.setdefault(ns, ([], []))
@@ -104,12 +108,12 @@ def batches(rows: Iterable[tuple[int, str, bytes]], batch_size: int) -> Iterator
             if len(ids) < batch_size:  # (several namespaces: the fullest)
                 ns = max(pending, key=lambda name: len(pending[name][0]))
                 ids, vecs = pending[ns]
-            yield VectorBatch(ns, ids, vecs)
+            yield ns, ids, vecs
             del pending[ns]
             held -= len(ids)
     for ns in sorted(pending):
         ids, vecs = pending[ns]
-        yield VectorBatch(ns, ids, vecs)
+        yield ns, ids, vecs
 
 
 def read_vectors(conn: Any, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
