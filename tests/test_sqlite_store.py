@@ -619,7 +619,7 @@ def test_iter_vectors_reads_a_page_at_a_time(
 ) -> None:
     """The rows come a page (``VECTOR_PAGE``) per read, the lock free between pages: a
     write between two batches neither waits nor breaks the iteration."""
-    import semcache._store._sqlite as sqlite_module
+    import semcache._store._sqlite_ops as sqlite_ops
 
     rng = Random(11)
     ids: dict[str, list[int]] = {}
@@ -628,7 +628,7 @@ def test_iter_vectors_reads_a_page_at_a_time(
         [entry_id] = store.put_many([entry(f"k{i}", ns)], now=0.0).ids
         ids.setdefault(ns, []).append(entry_id)
     [expired] = store.put_many([entry("old", "a", exp=5.0)], now=0.0).ids
-    monkeypatch.setattr(sqlite_module, "VECTOR_PAGE", 3)
+    monkeypatch.setattr(sqlite_ops, "VECTOR_PAGE", 3)
     reads = 0
     read = store._read
 

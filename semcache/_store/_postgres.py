@@ -51,6 +51,7 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ._base import (
+    AnswerBatch,
     Change,
     Limits,
     NewEntry,
@@ -386,21 +387,36 @@ class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
     def iter_vectors(
         self, *, now: float | None = None, batch_size: int = 65536
     ) -> Iterator[VectorBatch]:
+        for ns, ids, values in self._pages("vector", now, batch_size):
+            yield VectorBatch(ns, ids, values)
+
+    def iter_answers(
+        self, *, now: float | None = None, batch_size: int = 4096
+    ) -> Iterator[AnswerBatch]:
+        """See :meth:`~semcache._store.AnswerScan.iter_answers`."""
+        for ns, ids, values in self._pages("response", now, batch_size):
+            yield AnswerBatch(ns, ids, [value.decode() for value in values])
+
+    def _pages(
+        self, column: str, now: float | None, size: int
+    ) -> Iterator[tuple[str, list[int], list[bytes]]]:
+        """``(namespace, ids, column's bytes)`` of the entries with a vector (not expired
+        at ``now`` if given), namespace by namespace, ``size`` rows per read by id."""
         expiry = "" if now is None else " AND (expires_at IS NULL OR expires_at > %s)"
         sql = (
-            "SELECT id, vector FROM entries WHERE namespace = %s AND id > %s AND "
+            f"SELECT id, {column} FROM entries WHERE namespace = %s AND id > %s AND "
             f"vector IS NOT NULL{expiry} ORDER BY id LIMIT %s"
         )
         for ns in self.namespace_counts():
             after = 0
             while True:
                 args: tuple[Any, ...] = (ns.encode(), after)
-                args += (() if now is None else (now,)) + (batch_size,)
+                args += (() if now is None else (now,)) + (size,)
                 rows = self._fetchall(sql, args)
                 if not rows:
                     break
-                yield VectorBatch(ns, [int(r[0]) for r in rows], [bytes(r[1]) for r in rows])
-                if len(rows) < batch_size:
+                yield ns, [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
+                if len(rows) < size:
                     break
                 after = int(rows[-1][0])
 

@@ -39,6 +39,7 @@ from ._sqlite_ops import (
     file_id,
     is_local,
     marks,
+    pages,
     read_changes,
     read_vectors,
     translate,
@@ -86,9 +87,6 @@ _PRUNE = f"DELETE FROM changes WHERE seq <= coalesce(({LAST_SEQ}), 0) - ?"
 #: (by this connection), or a 64th of ``max_changes`` if that is less: the statement and
 #: the page it dirties are paid once per batch, not once per put.
 _PRUNE_EVERY: Final = 256
-#: Rows :meth:`SQLiteStore.iter_vectors` reads per statement (6 MB at 384 float32
-#: dimensions).
-VECTOR_PAGE = 4096
 #: Connections a forked child inherited: never used there, and never closed either
 #: (closing SQLite's copy of the parent's file state in a child can break the parent's
 #: locks), so they are kept referenced for the life of the child.
@@ -451,41 +449,16 @@ class SQLiteStore(SQLiteQuality):
     def iter_vectors(
         self, *, now: float | None = None, batch_size: int = 65536
     ) -> Iterator[VectorBatch]:
-        """See :meth:`Store.iter_vectors`. The rows are read :data:`VECTOR_PAGE` at a
-        time, by id, each page a read of its own (the store's lock is not held between
-        them): what is held at once is a page and the batches being filled, not the
-        whole table (about 1.5 KB a row at 384 float32 dimensions). Another process's
-        writes can land between two pages; whoever rebuilds from these batches replays
-        the change log from the sequence taken before, which makes that whole."""
-        for ns, ids, vectors in batches(self._pages("vector", now), batch_size):
+        """See :meth:`Store.iter_vectors`; read a page at a time (:func:`pages`)."""
+        for ns, ids, vectors in batches(pages(self._read, "vector", now), batch_size):
             yield VectorBatch(ns, ids, vectors)
 
     def iter_answers(
         self, *, now: float | None = None, batch_size: int = 4096
     ) -> Iterator[AnswerBatch]:
-        """See :meth:`~semcache._store.AnswerScan.iter_answers`; read a page at a time,
-        as :meth:`iter_vectors`."""
-        for ns, ids, responses in batches(self._pages("response", now), batch_size):
+        """See :meth:`~semcache._store.AnswerScan.iter_answers`; read a page at a time."""
+        for ns, ids, responses in batches(pages(self._read, "response", now), batch_size):
             yield AnswerBatch(ns, ids, responses)
-
-    def _pages(self, column: str, now: float | None) -> Iterator[tuple[int, str, Any]]:
-        """``(id, namespace, column)`` of the entries with a vector (not expired at
-        ``now`` if given), ascending id, :data:`VECTOR_PAGE` rows per read."""
-        sql = f"SELECT id, namespace, {column} FROM entries WHERE vector IS NOT NULL AND id > ?"
-        if now is not None:
-            sql += " AND (expires_at IS NULL OR expires_at > ?)"
-        sql += " ORDER BY id LIMIT ?"
-
-        def page(args: tuple[Any, ...]) -> list[tuple[int, str, Any]]:
-            return self._read(lambda c: c.execute(sql, args).fetchall())
-
-        last, size = 0, VECTOR_PAGE  # (ids start at 1)
-        while True:
-            got = page((last, size) if now is None else (last, now, size))
-            yield from got
-            if len(got) < size:
-                return
-            last = got[-1][0]
 
     # -- writes -----------------------------------------------------------------------
     def put_many(
