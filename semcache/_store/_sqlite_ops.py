@@ -105,6 +105,8 @@ def pages(
     Another process's writes can land between two pages; whoever rebuilds an index
     from them replays the change log from the sequence taken before, which makes that
     whole."""
+    if column not in ("vector", "response"):  # (a name put into the SQL text)
+        raise ValueError(f"no such column to page through: {column!r}")
     sql = f"SELECT id, namespace, {column} FROM entries WHERE vector IS NOT NULL AND id > ?"
     if now is not None:
         sql += " AND (expires_at IS NULL OR expires_at > ?)"
