@@ -29,7 +29,13 @@ from ._index import SearchIndex, VectorIndex, make_index
 from ._options import Options
 from ._progress import ProgressCallback
 from ._prototypes import Prototypes
-from ._snapshots import SnapshotPlan, load_snapshots, save_snapshots, snapshot_dir
+from ._snapshots import (
+    SnapshotPlan,
+    load_prototypes,
+    load_snapshots,
+    save_snapshots,
+    snapshot_dir,
+)
 from ._store import Change, SearchIndexFactory, Store, local_path, search_index_factory
 
 __all__ = ["PROGRESS_BATCH", "IndexSet"]
@@ -162,6 +168,10 @@ class IndexSet:
             return False
         self.by_ns = dict(indexes)
         self.seq = seq
+        if self.prototypes is not None and self.dim is not None:
+            saved = load_prototypes(target[0], seq)
+            if saved is not None:
+                self.prototypes.restore(*saved, dim=self.dim, bound=self.store.seq())
         self.apply_changes(changes)
         return True
 
@@ -174,11 +184,14 @@ class IndexSet:
         # Only indexes kept here have a snapshot; a store that searches (whose indexes
         # are SearchIndex only) has no local file, so snapshot_target() was None.
         kept = {ns: ix for ns, ix in self.by_ns.items() if isinstance(ix, VectorIndex)}
-        if folder is not None:
+        if folder is not None:  # (a checkpoint's: it carries the indexes only)
             save_snapshots(folder, target[1], self.snapshot_seq(), kept)
             return
+        # answer support's prototype tables too, when they were read: a reopened cache
+        # then has them without reading every entry again at its first semantic hit
         try:
-            save_snapshots(*target, self.snapshot_seq(), kept)
+            protos = None if self.prototypes is None else self.prototypes.snapshot(target[1].dim)
+            save_snapshots(*target, self.snapshot_seq(), kept, protos)
         except Exception:
             logger.exception("semcache: could not save index snapshots; the next open rebuilds")
 

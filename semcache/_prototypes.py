@@ -11,9 +11,11 @@ it declines no other (one row per stored entry would make every get a second ful
 scan).
 
 The tables are built at the first get that needs them, from the store in one pass
-(the answers' digests; then the vectors of the answers stored twice or more), and
-kept in step: puts add their entries (:meth:`Prototypes.add`; another process's, from
-the change log: :meth:`Prototypes.added`), removals take theirs out
+(the answers' digests; then the vectors of the answers stored twice or more), or
+restored at open from the index snapshots they were saved with at close
+(:meth:`Prototypes.snapshot`, :meth:`Prototypes.restore`), and kept in step: puts
+add their entries (:meth:`Prototypes.add`; another process's, from the change log:
+:meth:`Prototypes.added`), removals take theirs out
 (:meth:`Prototypes.remove`), anything that rereads the store drops the tables
 (:meth:`Prototypes.reset`). A removed entry's vector is not known any more, so its
 answer's sum keeps it as a *ghost* until the ghosts are more than
@@ -27,7 +29,8 @@ a namespace, a get compares only those of its candidates' answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -37,6 +40,8 @@ from ._errors import StoreCorruptError
 from ._store import Store, answer_scan
 
 __all__ = ["GHOST_SHARE", "PROTOTYPE_ENTRIES", "PROTOTYPE_ROWS", "Prototypes"]
+
+logger = logging.getLogger("semcache")
 
 #: The most entries (all namespaces) a cache keeps prototypes for: an entry costs
 #: about 400 bytes here (its digest and membership), a repeated answer its sum and row
@@ -60,6 +65,9 @@ _READ_BATCH: Final = 4096
 #: normalized and hashed once (the first ones met; about 1 MB of text at 250
 #: characters).
 _KNOWN_ANSWERS: Final = 4096
+
+#: The bytes of an answer's digest (``_agreement.answer_digest``), as snapshots keep it.
+_DIGEST: Final = 16
 
 #: ``decode(blobs)``: stored vectors (bytes) as rows (``IndexSet.decode``).
 Decode = Callable[[Sequence[bytes]], npt.NDArray[Any]]
@@ -254,6 +262,71 @@ class Prototypes:
                 table.remove(entry_id)
                 self._entries -= 1
 
+    # -- the warm start -----------------------------------------------------------------
+    def snapshot(self, dim: int) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]] | None:
+        """The tables as a header and arrays for the index snapshots (saved beside the
+        indexes, with their change sequence: ``semcache._snapshots``), or None when none
+        are kept (not read yet, or off). A stale sum is not saved: it is read again
+        after a restore, as it would have been."""
+        tables = self._tables
+        if tables is None or self.off:
+            return None
+        names = sorted(tables)
+        ids: list[int] = []
+        digests: list[bytes] = []
+        owner: list[int] = []
+        keys: list[bytes] = []
+        sums: list[npt.NDArray[np.float64]] = []
+        ghosts: list[int] = []
+        sum_owner: list[int] = []
+        for n, namespace in enumerate(names):
+            table = tables[namespace]
+            ids += table.digest_of
+            digests += table.digest_of.values()
+            owner += [n] * len(table)
+            for key, total in table.sums.items():
+                if key not in table.stale:
+                    keys.append(key)
+                    sums.append(total)
+                    ghosts.append(table.ghosts.get(key, 0))
+                    sum_owner.append(n)
+        if any(len(d) != _DIGEST for d in digests) or any(len(t) != dim for t in sums):
+            return None  # (another digest than answer_digest's: not saved)
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "ids": np.asarray(ids, dtype=np.int64),
+            "digests": np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, _DIGEST),
+            "owner": np.asarray(owner, dtype=np.int32),
+            "keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, _DIGEST),
+            "sums": np.asarray(sums, dtype=np.float64).reshape(len(sums), dim),
+            "ghosts": np.asarray(ghosts, dtype=np.int64),
+            "sum_owner": np.asarray(sum_owner, dtype=np.int32),
+        }
+        return {"namespaces": names, "entries": len(ids)}, arrays
+
+    def restore(
+        self,
+        header: Mapping[str, Any],
+        arrays: Mapping[str, npt.NDArray[Any]],
+        *,
+        dim: int,
+        bound: int,
+    ) -> bool:
+        """Take the tables from what :meth:`snapshot` saved, checked first (nothing in a
+        snapshot is trusted: every shape, count and index is bounded, ``bound`` being
+        the store's sequence, which no live entry's id exceeds). False, and nothing
+        kept, when anything does not hold: the tables are then built at the first get
+        that needs them. The change log since the snapshot is replayed after it, like
+        the indexes' (:meth:`added`, :meth:`remove`)."""
+        try:
+            tables = _restored(header, arrays, dim, min(bound, PROTOTYPE_ENTRIES), bound)
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.warning(
+                "semcache: saved answer prototypes unusable (%s); reading them again", exc
+            )
+            return False
+        self._tables, self._entries, self.off = tables, sum(map(len, tables.values())), False
+        return True
+
     # -- the veto -------------------------------------------------------------------------
     def declined(
         self,
@@ -403,3 +476,72 @@ class Prototypes:
     def _check_size(self) -> None:
         if self._entries > PROTOTYPE_ENTRIES:
             self._tables, self.off, self._entries = None, True, 0
+
+
+def _restored(
+    header: Mapping[str, Any],
+    arrays: Mapping[str, npt.NDArray[Any]],
+    dim: int,
+    most: int,
+    bound: int,
+) -> dict[str, _Table]:
+    """The tables :meth:`Prototypes.snapshot` saved, every claim checked.
+
+    Raises:
+        KeyError / TypeError / ValueError: anything missing, of another shape or kind,
+            out of range, repeated or inconsistent.
+    """
+    names = header["namespaces"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise TypeError("namespaces is not a list of names")
+    if len(set(names)) != len(names):
+        raise ValueError("a namespace is named twice")
+
+    def array(name: str, dtype: Any, shape: tuple[int, ...]) -> npt.NDArray[Any]:
+        got = arrays[name]
+        if got.dtype != np.dtype(dtype) or got.shape != shape:
+            raise ValueError(f"{name} is {got.dtype} {got.shape}, not {np.dtype(dtype)} {shape}")
+        return got
+
+    n = len(arrays["ids"])
+    if not 0 <= n <= most or header["entries"] != n:
+        raise ValueError(f"{n} entries (at most {most})")
+    ids = array("ids", np.int64, (n,))
+    owner = array("owner", np.int32, (n,))
+    raw = array("digests", np.uint8, (n, _DIGEST)).tobytes()
+    m = len(arrays["keys"])
+    keys = array("keys", np.uint8, (m, _DIGEST)).tobytes()
+    sums = array("sums", np.float64, (m, dim))
+    ghosts = array("ghosts", np.int64, (m,))
+    sum_owner = array("sum_owner", np.int32, (m,))
+    if n and (ids.min() < 1 or ids.max() > bound or len(np.unique(ids)) != n):
+        raise ValueError("entry ids out of range or repeated")
+    for who in (owner, sum_owner):
+        if len(who) and (who.min() < 0 or who.max() >= len(names)):
+            raise ValueError("a namespace index out of range")
+    if not np.isfinite(sums).all() or (m and ghosts.min() < 0):
+        raise ValueError("a sum that is not finite, or ghosts below 0")
+    tables = {namespace: _Table() for namespace in names}
+    order = [tables[namespace] for namespace in names]
+    for k, (entry_id, n_) in enumerate(zip(ids.tolist(), owner.tolist(), strict=True)):
+        table, key = order[n_], raw[k * _DIGEST : (k + 1) * _DIGEST]
+        table.digest_of[entry_id] = key
+        members = table.members.get(key)
+        if members is None:
+            table.members[key] = {entry_id}
+        else:
+            members.add(entry_id)
+    for j, n_ in enumerate(sum_owner.tolist()):
+        table, key = order[n_], keys[j * _DIGEST : (j + 1) * _DIGEST]
+        count, ghost = len(table.members.get(key, ())), int(ghosts[j])
+        if count < 2 or key in table.sums or ghost * GHOST_SHARE > count:
+            raise ValueError("a sum of an answer stored less than twice, twice, or stale")
+        table.sums[key] = total = sums[j].copy()
+        if ghost:
+            table.ghosts[key] = ghost
+        table._set_row(key, total)
+    for table in order:  # (repeated answers saved without a sum: read at the first need)
+        table.stale.update(
+            k for k, v in table.members.items() if len(v) >= 2 and k not in table.sums
+        )
+    return tables

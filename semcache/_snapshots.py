@@ -22,17 +22,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeAlias
+
+import numpy.typing as npt
 
 from ._index import VectorIndex, load_index, snapshot_info
-from ._index._common import SNAPSHOT_TMP_PREFIX
+from ._index._common import SNAPSHOT_TMP_PREFIX, read_snapshot, write_snapshot
 
-__all__ = ["SnapshotPlan", "load_snapshots", "save_snapshots", "snapshot_dir"]
+__all__ = ["SnapshotPlan", "load_prototypes", "load_snapshots", "save_snapshots", "snapshot_dir"]
 
 logger = logging.getLogger("semcache")
 
 FORMAT: Final = 1
 MANIFEST: Final = "manifest.json"
+#: The answers' prototypes (``answer_support``'s veto), saved with the indexes.
+PROTOTYPES: Final = "prototypes.npz"
+PROTOTYPES_KIND: Final = "prototypes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +68,19 @@ def _file_name(namespace: str) -> str:
     return "ns-" + blake2b(namespace.encode(), digest_size=16).hexdigest() + ".npz"
 
 
+#: Extra state saved with the indexes: a header and arrays (``Prototypes.snapshot``).
+Extra: TypeAlias = "tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]"
+
+
 def save_snapshots(
-    folder: Path, plan: SnapshotPlan, seq: int, indexes: Mapping[str, VectorIndex]
+    folder: Path,
+    plan: SnapshotPlan,
+    seq: int,
+    indexes: Mapping[str, VectorIndex],
+    prototypes: Extra | None = None,
 ) -> None:
-    """Write every index, then the manifest (atomically), then drop files no manifest
+    """Write every index (and ``prototypes``, the answers' prototypes, when given; else
+    drop a saved one), then the manifest (atomically), then drop files no manifest
     names.
 
     Raises:
@@ -77,7 +91,31 @@ def save_snapshots(
         if not _try_lock(lock):
             logger.info("semcache: another process is saving index snapshots; skipped")
             return
+        if prototypes is None:
+            (folder / PROTOTYPES).unlink(missing_ok=True)
+        else:  # (before the manifest: a crash in between leaves it unmatched, unused)
+            header, arrays = prototypes
+            write_snapshot(folder / PROTOTYPES, PROTOTYPES_KIND, {**header, "seq": seq}, arrays)
         _save_locked(folder, plan, seq, indexes)
+
+
+def load_prototypes(folder: Path, seq: int) -> Extra | None:
+    """The answers' prototypes saved with the indexes of sequence ``seq``: their header
+    and arrays (read within the file's size, as an index snapshot is; their contents
+    are checked by ``Prototypes.restore``), or None when there are none of that save
+    or the file does not read (logged)."""
+    path = folder / PROTOTYPES
+    if not path.is_file():
+        return None
+    try:
+        snap = read_snapshot(path)
+        if snap.backend != PROTOTYPES_KIND or snap.header.get("seq") != seq:
+            logger.info("semcache: saved answer prototypes belong to another save; not used")
+            return None
+    except (OSError, ValueError) as exc:
+        logger.warning("semcache: saved answer prototypes unreadable (%s); not used", exc)
+        return None
+    return snap.header, snap.arrays
 
 
 def _try_lock(fh: IO[bytes]) -> bool:
