@@ -16,6 +16,16 @@ from libc.math cimport exp, sqrt
 NAME = "native"
 
 
+cdef double *_block(Py_ssize_t n, Py_ssize_t doubles) except NULL:
+    """One allocation for ``doubles`` arrays of ``n`` doubles, then two of ``n``
+    Py_ssize_t (a group label and a count per candidate); freed with PyMem_Free."""
+    cdef double *block = <double *>PyMem_Malloc(
+        n * (doubles * sizeof(double) + 2 * sizeof(Py_ssize_t)))
+    if block == NULL:
+        raise MemoryError()
+    return block
+
+
 cdef Py_ssize_t _labels(object keys, Py_ssize_t n, Py_ssize_t *label) except -1:
     """Each key's group, numbered by first appearance; returns the number of groups."""
     cdef dict seen = {}
@@ -44,19 +54,14 @@ def support_scores(similarities, keys, double floor, double weight):
         raise ValueError("one answer key per candidate")
     if n == 0:
         return []
-    cdef Py_ssize_t *label = <Py_ssize_t *>PyMem_Malloc(n * sizeof(Py_ssize_t))
-    cdef Py_ssize_t *count = <Py_ssize_t *>PyMem_Malloc(n * sizeof(Py_ssize_t))
-    cdef double *sim = <double *>PyMem_Malloc(n * sizeof(double))
-    cdef double *excess = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef double *block = _block(n, 2)
+    cdef double *sim = block
+    cdef double *excess = block + n
+    cdef Py_ssize_t *label = <Py_ssize_t *>(block + 2 * n)
+    cdef Py_ssize_t *count = label + n
     cdef Py_ssize_t i, g, groups
     cdef double s, x, own, net, repeated
     cdef list out
-    if label == NULL or count == NULL or sim == NULL or excess == NULL:
-        PyMem_Free(label)
-        PyMem_Free(count)
-        PyMem_Free(sim)
-        PyMem_Free(excess)
-        raise MemoryError()
     try:
         for i in range(n):
             sim[i] = similarities[i]
@@ -85,10 +90,7 @@ def support_scores(similarities, keys, double floor, double weight):
             out.append(s if net == 0.0 else 1.0 - (1.0 - s) * exp(-weight * net))
         return out
     finally:
-        PyMem_Free(label)
-        PyMem_Free(count)
-        PyMem_Free(sim)
-        PyMem_Free(excess)
+        PyMem_Free(block)
 
 
 def favoured_scores(scores, similarities, keys, gram, double floor, double weight):
@@ -103,27 +105,18 @@ def favoured_scores(scores, similarities, keys, gram, double floor, double weigh
         raise ValueError("one score, similarity and answer key per candidate")
     if n == 0:
         return []
-    cdef Py_ssize_t *label = <Py_ssize_t *>PyMem_Malloc(n * sizeof(Py_ssize_t))
-    cdef Py_ssize_t *count = <Py_ssize_t *>PyMem_Malloc(n * sizeof(Py_ssize_t))
-    cdef double *sim = <double *>PyMem_Malloc(n * sizeof(double))
-    cdef double *proto = <double *>PyMem_Malloc(n * sizeof(double))
-    cdef double *nearest = <double *>PyMem_Malloc(n * sizeof(double))
-    cdef double *total = <double *>PyMem_Malloc(n * sizeof(double))
-    cdef double *norm2 = <double *>PyMem_Malloc(n * sizeof(double))
+    cdef double *block = _block(n, 5)
+    cdef double *sim = block
+    cdef double *proto = block + n
+    cdef double *nearest = block + 2 * n
+    cdef double *total = block + 3 * n
+    cdef double *norm2 = block + 4 * n
+    cdef Py_ssize_t *label = <Py_ssize_t *>(block + 5 * n)
+    cdef Py_ssize_t *count = label + n
     cdef Py_ssize_t i, j, g, groups, best
     cdef double row, rival, lead, factor, score
     cdef object gram_row
     cdef list out
-    if (label == NULL or count == NULL or sim == NULL or proto == NULL or nearest == NULL
-            or total == NULL or norm2 == NULL):
-        PyMem_Free(label)
-        PyMem_Free(count)
-        PyMem_Free(sim)
-        PyMem_Free(proto)
-        PyMem_Free(nearest)
-        PyMem_Free(total)
-        PyMem_Free(norm2)
-        raise MemoryError()
     try:
         groups = _labels(keys, n, label)
         if groups == n:
@@ -181,10 +174,4 @@ def favoured_scores(scores, similarities, keys, gram, double floor, double weigh
                 out.append(1.0 - (1.0 - score) * factor)
         return out
     finally:
-        PyMem_Free(label)
-        PyMem_Free(count)
-        PyMem_Free(sim)
-        PyMem_Free(proto)
-        PyMem_Free(nearest)
-        PyMem_Free(total)
-        PyMem_Free(norm2)
+        PyMem_Free(block)
