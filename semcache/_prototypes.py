@@ -523,8 +523,10 @@ def _restored(
         raise ValueError("a sum that is not finite, or ghosts below 0")
     tables = {namespace: _Table() for namespace in names}
     order = [tables[namespace] for namespace in names]
+    one: dict[bytes, bytes] = {}  # (an answer's key kept once, as a build keeps it)
     for k, (entry_id, n_) in enumerate(zip(ids.tolist(), owner.tolist(), strict=True)):
         table, key = order[n_], raw[k * _DIGEST : (k + 1) * _DIGEST]
+        key = one.setdefault(key, key)
         table.digest_of[entry_id] = key
         members = table.members.get(key)
         if members is None:
