@@ -125,7 +125,9 @@ def answer_key(answer: object) -> object:
 
 def answer_digest(response: str) -> bytes:
     """A stored answer's key as the cache keeps it: the 16-byte digest of its
-    :func:`answer_key` (equal for answers :func:`same_answer` calls equal)."""
+    :func:`answer_key` (equal for answers :func:`same_answer` calls equal). Saved with
+    the index snapshots (the prototype tables): a change here must raise
+    ``semcache._prototypes._SAVED_FORMAT``."""
     text = normalize_text(response)
     return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 

@@ -68,6 +68,10 @@ _KNOWN_ANSWERS: Final = 4096
 
 #: The bytes of an answer's digest (``_agreement.answer_digest``), as snapshots keep it.
 _DIGEST: Final = 16
+#: The saved tables' format (:meth:`Prototypes.snapshot`): to be raised whenever their
+#: layout or the answers' digest (``answer_digest``: normalization and hash) changes, so
+#: that tables saved by another version are read again rather than mixed with new keys.
+_SAVED_FORMAT: Final = 1
 
 #: ``decode(blobs)``: stored vectors (bytes) as rows (``IndexSet.decode``).
 Decode = Callable[[Sequence[bytes]], npt.NDArray[Any]]
@@ -301,7 +305,7 @@ class Prototypes:
             "ghosts": np.asarray(ghosts, dtype=np.int64),
             "sum_owner": np.asarray(sum_owner, dtype=np.int32),
         }
-        return {"namespaces": names, "entries": len(ids)}, arrays
+        return {"format": _SAVED_FORMAT, "namespaces": names, "entries": len(ids)}, arrays
 
     def restore(
         self,
@@ -491,6 +495,8 @@ def _restored(
         KeyError / TypeError / ValueError: anything missing, of another shape or kind,
             out of range, repeated or inconsistent.
     """
+    if header["format"] != _SAVED_FORMAT:
+        raise ValueError(f"saved in format {header['format']!r}, not {_SAVED_FORMAT}")
     names = header["namespaces"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise TypeError("namespaces is not a list of names")
