@@ -8,7 +8,8 @@ than the difference measured. Here each setup has caches over the same 10k rows,
 falls on both alike. The rows are those of the benchmark's ``clustered`` fixture (100
 clusters, 7 neighbours above the support floor): answers unique, repeated (one per
 cluster) and mixed (two per cluster). A third cache, answer support on without its
-prototype veto, is interleaved too: the veto's own share.
+prototype veto, is interleaved too: the veto's own share. Last, the support arithmetic
+of the mixed row's 8 candidates, its Python functions against their C twins.
 
 Run:  .venv/bin/python benchmarks/support_cost.py [--gets 6000]
 """
@@ -81,6 +82,40 @@ def main() -> None:
             )
             for cache in caches.values():
                 cache.close()
+    _arithmetic(rows, query)
+
+
+def _arithmetic(rows: np.ndarray, query: np.ndarray) -> None:
+    """The support and favoured scores of the mixed row's 8 candidates, the Python
+    functions against their C twins (``semcache._support``; ``timeit``, best of 5)."""
+    import timeit
+
+    from semcache import _agreement
+
+    nearest = np.argsort(-(rows @ query))[:8]
+    sims = (rows[nearest] @ query).tolist()
+    keys = [f"answer {i % 200}".encode() for i in nearest.tolist()]
+    vectors = rows[nearest]
+    gram = (vectors @ vectors.T).tolist()
+    native = _agreement._NATIVE
+    if native is None:
+        print("support arithmetic: the C twins are not built")
+        return
+    floor, weight = _agreement.SUPPORT_FLOOR, _agreement.SUPPORT_WEIGHT
+    moved = _agreement._support_scores_py(sims, keys, floor, weight)
+    runs = {
+        "support scores, Python": lambda: _agreement._support_scores_py(sims, keys, floor, weight),
+        "support scores, C": lambda: native.support_scores(sims, keys, floor, weight),
+        "favoured scores, Python": lambda: _agreement._favoured_scores_py(
+            moved, sims, keys, gram, floor, weight
+        ),
+        "favoured scores, C": lambda: native.favoured_scores(
+            moved, sims, keys, gram, floor, weight
+        ),
+    }
+    for label, run in runs.items():
+        best = min(timeit.repeat(run, number=20_000, repeat=5)) / 20_000
+        print(f"support arithmetic, {label}: {best * 1e6:.2f} us")
 
 
 if __name__ == "__main__":

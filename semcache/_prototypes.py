@@ -47,7 +47,7 @@ logger = logging.getLogger("semcache")
 #: about 400 bytes here (its digest and membership), a repeated answer its sum and row
 #: (4.6 KiB at 384 dimensions). Building them at the first get that needs them reads
 #: every entry's answer once (and the vectors of those whose answer repeats): about
-#: 0.1 s at 10,000 entries, 0.36-0.61 s at 100,000 unique answers, 0.65-1.1 s at 100,000
+#: 0.1 s at 10,000 entries, 0.35-0.61 s at 100,000 unique answers, 0.6-1.1 s at 100,000
 #: entries of 100 answers (SQLite; ``benchmarks/prototype_build.py``).
 PROTOTYPE_ENTRIES: Final = 100_000
 #: The most prototypes a get compares with one matrix product; past it, only its
