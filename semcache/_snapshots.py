@@ -10,6 +10,10 @@ does not load or belongs to another save), the caller rebuilds from the store.
 
 Replaying the log is idempotent (a put re-adds the stored vector, a delete removes), so
 a snapshot whose files were written after the manifest still converges to the store.
+
+``prototypes.npz`` beside them holds ``answer_support``'s prototype tables of the same
+save (its header names the sequence), when a get had read them: restored by
+``Prototypes.restore``, which checks every claim, before the log is replayed.
 """
 
 from __future__ import annotations
