@@ -6,7 +6,7 @@ opened again; the first get that needs the tables builds them from the store. Pr
 the build's time, then (a second build, under ``tracemalloc``, which slows it) the
 memory the tables keep and the peak during the build. Answers: unique (every entry its
 own) or repeated (100 answers). Then a reopen, timed to the end of its first semantic
-get: with the tables saved at close (restored at open), and with that file removed
+get: with the tables saved at close (restored at open; the file's size), and with that file removed
 (read at the first get, as before they were saved); and the index rebuild from the
 store, its time and its peak memory (the indexes it builds included). Then what a get
 pays: the matrix product over R
@@ -74,9 +74,11 @@ def main() -> None:
                 # a reopen: the tables saved at close restored, or (file removed) read
                 # again at the first get that needs them
                 near = rows[5] * 0.7 + rows[6] * 0.3
+                saved_file = Path(path + ".index") / PROTOTYPES
+                print(f"  the saved tables: {saved_file.stat().st_size / 1e6:.1f} MB")
                 for saved in (True, False):
                     if not saved:
-                        (Path(path + ".index") / PROTOTYPES).unlink()
+                        saved_file.unlink()
                     t0 = time.perf_counter()
                     with SemanticCache(path, guards=None) as cache:
                         t1 = time.perf_counter()

@@ -414,9 +414,9 @@ class Prototypes:
 
     def _answers(self) -> Iterator[tuple[str, list[int], list[str]]]:
         """The stored answers of the entries with a vector, not expired, by namespace:
-        in one pass where the store offers it (:class:`~semcache._store.AnswerScan`; on
-        SQLite that read takes 0.08-0.11 s at 100,000 entries), else by id after
-        ``iter_vectors`` (0.35-0.5 s)."""
+        in one pass where the store offers it (:class:`~semcache._store.AnswerScan`),
+        else by id after ``iter_vectors`` (the build's time both ways: docs/quality.md,
+        "The prototype veto")."""
         store, now = self.store, self._clock()
         scan = answer_scan(store)
         if scan is not None:

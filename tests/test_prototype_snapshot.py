@@ -6,7 +6,6 @@ anything that does not check out is ignored and the tables are read as before.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -25,10 +24,15 @@ def _state(cache: SemanticCache) -> str:
     return str(cache.stats()["prototype_veto"]["state"])
 
 
+def _new(cache: SemanticCache) -> Prototypes:
+    """Tables over the cache's store, not read yet (as the engine makes them)."""
+    eng = engine_of(cache)
+    return Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
+
+
 def _fresh(cache: SemanticCache) -> Prototypes:
     """The tables read from the cache's store now (as a first get reads them)."""
-    eng = engine_of(cache)
-    fresh = Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
+    fresh = _new(cache)
     fresh.declined("default", QUERY, [], [])
     return fresh
 
@@ -167,17 +171,13 @@ def test_every_claim_of_a_saved_table_is_checked(
             header["format"] = 2
         else:
             header["namespaces"] = ["default", "default"]
-        target = Prototypes(cache.store, engine_of(cache).indexes.decode, answer_digest, time_)
+        target = _new(cache)
         assert not target.restore(header, arrays, dim=DIM, bound=cache.store.seq())
         assert target._tables is None
         monkeypatch.undo()
         # the undamaged save restores
         assert target.restore(*saved, dim=DIM, bound=cache.store.seq())
         _same(target, kept)
-
-
-def time_() -> float:
-    return 0.0
 
 
 def test_a_stale_sum_is_not_saved_and_is_read_after_the_restore(tmp_path: Path) -> None:
@@ -188,21 +188,17 @@ def test_a_stale_sum_is_not_saved_and_is_read_after_the_restore(tmp_path: Path) 
         table = kept._tables["default"]
         key = answer_digest("B")
         table.stale.add(key)
-        header, arrays = _saved_of(kept)
-        assert answer_digest("B") not in {bytes(k) for k in arrays["keys"]}
-        target = Prototypes(cache.store, engine_of(cache).indexes.decode, answer_digest, time_)
+        saved = kept.snapshot(DIM)
+        assert saved is not None
+        header, arrays = saved
+        assert key not in {bytes(k) for k in arrays["keys"]}
+        target = _new(cache)
         assert target.restore(header, arrays, dim=DIM, bound=cache.store.seq())
         assert target._tables is not None
         assert key in target._tables["default"].stale
         target.declined("default", QUERY, [], [])  # (rereads the stale sums)
         assert not target._tables["default"].stale
         _same(target, _fresh(cache))
-
-
-def _saved_of(kept: Prototypes) -> tuple[dict[str, Any], dict[str, Any]]:
-    saved = kept.snapshot(DIM)
-    assert saved is not None
-    return saved
 
 
 def test_a_cache_that_never_read_them_leaves_none_behind(tmp_path: Path) -> None:

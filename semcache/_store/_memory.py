@@ -145,17 +145,17 @@ class MemoryStore(NoLocalFile):
     def iter_vectors(
         self, *, now: float | None = None, batch_size: int = 65536
     ) -> Iterator[VectorBatch]:
-        for ns, ids, vecs in self._snapshot(now, batch_size, answers=False):
+        for ns, ids, vecs in self._live(now, batch_size, answers=False):
             yield VectorBatch(ns, ids, vecs)
 
     def iter_answers(
         self, *, now: float | None = None, batch_size: int = 4096
     ) -> Iterator[AnswerBatch]:
         """See :meth:`~semcache._store.AnswerScan.iter_answers`."""
-        for ns, ids, responses in self._snapshot(now, batch_size, answers=True):
+        for ns, ids, responses in self._live(now, batch_size, answers=True):
             yield AnswerBatch(ns, ids, responses)
 
-    def _snapshot(
+    def _live(
         self, now: float | None, batch_size: int, *, answers: bool
     ) -> Iterator[tuple[str, list[int], list[Any]]]:
         """The entries with a vector (not expired at ``now`` if given) as of one moment:

@@ -133,21 +133,21 @@ def batches(
     hold that many together, the fullest goes out before it is full."""
     pending: dict[str, tuple[list[int], list[_T]]] = {}
     held = 0
-    for entry_id, ns, vector in rows:
-        ids, vecs = pending.setdefault(ns, ([], []))
+    for entry_id, ns, value in rows:
+        ids, values = pending.setdefault(ns, ([], []))
         ids.append(entry_id)
-        vecs.append(vector)
+        values.append(value)
         held += 1
         if held >= batch_size:
             if len(ids) < batch_size:  # (several namespaces: the fullest)
                 ns = max(pending, key=lambda name: len(pending[name][0]))
-                ids, vecs = pending[ns]
-            yield ns, ids, vecs
+                ids, values = pending[ns]
+            yield ns, ids, values
             del pending[ns]
             held -= len(ids)
     for ns in sorted(pending):
-        ids, vecs = pending[ns]
-        yield ns, ids, vecs
+        ids, values = pending[ns]
+        yield ns, ids, values
 
 
 def read_vectors(conn: Any, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
