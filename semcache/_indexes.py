@@ -211,6 +211,10 @@ class IndexSet:
         batches = store.iter_vectors(now=clock(), batch_size=PROGRESS_BATCH)
         done = 0
         for batch in batches:
+            if self.dim is None:
+                # another process wrote the first vectors since open read the settings
+                # (its put records the dimension in the transaction that stores them)
+                self.dim = self.stored_dim()
             vecs = self.decode(batch.vectors)
             self.for_ns(batch.namespace).add(np.asarray(batch.ids, dtype=np.int64), vecs)
             if report is not None:
@@ -218,6 +222,11 @@ class IndexSet:
                 report("index", done, max(total, done))
         if report is not None and done < total:
             report("index", done, done)
+
+    def stored_dim(self) -> int | None:
+        """The dimension the store records now (None: no vectors yet)."""
+        dim = self.store.get_meta("dim")
+        return None if dim is None else int(dim)
 
     def decode(self, blobs: Sequence[bytes]) -> npt.NDArray[Any]:
         """Stored vectors as rows.
@@ -403,8 +412,7 @@ class IndexSet:
                 ids.append(entry_id)
                 blobs.append(blob)
             if by_ns and self.dim is None:
-                dim = self.store.get_meta("dim")
-                self.dim = None if dim is None else int(dim)
+                self.dim = self.stored_dim()
             for ns, (ids, blobs) in by_ns.items():
                 rows = self.decode(blobs)
                 self.for_ns(ns).add(np.asarray(ids, dtype=np.int64), rows)

@@ -238,3 +238,32 @@ def test_processes_creating_one_new_file_together_all_open_it(tmp_path: Path) ->
         store = SQLiteStore(path)
         assert store.schema_version() >= 1
         store.close()
+
+
+def test_first_vectors_written_while_another_process_opens_are_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open without an embedder reads no dimension from an empty store; another
+    process's first put lands before the rebuild reads the vectors (CI hit this across
+    processes). The rebuild learns the dimension the put recorded instead of failing."""
+    from semcache._indexes import IndexSet
+
+    path = str(tmp_path / "c.db")
+    real = IndexSet.check_settings
+    opened: list[int | None] = []
+
+    def then_another_writes(self: IndexSet) -> int | None:
+        dim = real(self)
+        if not opened:  # the first open; the writer's own open runs as usual
+            opened.append(dim)
+            with SemanticCache(path, multi_process_mode="shared") as other:
+                other.put("q1", "a1", embedding=unit(1, DIM))
+        return dim
+
+    monkeypatch.setattr(IndexSet, "check_settings", then_another_writes)
+    with SemanticCache(path, multi_process_mode="shared") as cache:
+        assert opened == [None]
+        assert cache.stats()["indexed"] == {"default": 1}
+        hit = cache.get("paraphrase 1", embedding=near(1))
+        assert hit is not None
+        assert (hit.response, hit.layer) == ("a1", "semantic")
