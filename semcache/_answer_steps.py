@@ -9,7 +9,7 @@ then put). The comparison itself is :class:`~semcache._budgets.Budgets`'."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._budget_policy import EntryRecord
 from ._budgets import Budgets, Vector, encode_answer
@@ -52,18 +52,26 @@ def fill_steps(
         logger.exception("semcache: could not embed stored answers; compared as text")
         return {}
     out: dict[int, Vector] = {}
-    changed: dict[int, EntryRecord] = {}
+    changes: dict[int, Callable[[EntryRecord], object]] = {}
     for entry, row in zip(missing, rows, strict=True):
         out[entry.id] = row
-        record = records[entry.id]
-        record.answer = encode_answer(row)
-        changed[entry.id] = record
+        text = records[entry.id].answer = encode_answer(row)
+        changes[entry.id] = _with_answer(text)
     try:
-        budgets.write(changed, missing)
+        budgets.update(changes, missing, records)
     except StoreError:
         budgets.counters["learn_errors"] += 1
         logger.exception("semcache: could not write the answer vectors back")
     return out
+
+
+def _with_answer(text: str) -> Callable[[EntryRecord], None]:
+    """A change of a record (:meth:`Budgets.update`): its answer vector set."""
+
+    def change(record: EntryRecord) -> None:
+        record.answer = text
+
+    return change
 
 
 def fresh_steps(eng: Engine, ns: str, fresh: str | None) -> Steps[Vector | None]:

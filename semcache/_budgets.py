@@ -39,7 +39,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +47,7 @@ import numpy.typing as npt
 from ._agreement import Agreement, Candidate, agreement, same_answer, voted
 from ._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
 from ._errors import StoreError
-from ._store import QualityState, StoredEntry, quality_state
+from ._store import QualityState, Store, StoredEntry, quality_state
 from ._types import Hit
 
 __all__ = [
@@ -145,6 +145,11 @@ class Judgement:
     answers: dict[int, Vector] | None = None
 
 
+def _adding(similarity: float, correct: bool) -> Callable[[EntryRecord], None]:
+    """A change of a record (:meth:`Budgets.update`): one observation added."""
+    return lambda record: record.add(similarity, correct)
+
+
 class Budgets:
     """The error budget of one cache (see the module docstring).
 
@@ -170,6 +175,7 @@ class Budgets:
         self.similar = similar
         self.same: SameAnswer = same if same is not None else same_answer
         self.state: QualityState | None = quality_state(store)
+        self._store = cast(Store, store)
         self.clock = clock
         self.floor = BUDGET_FLOOR
         self._policies: dict[str, ErrorBudget] = {}
@@ -438,7 +444,10 @@ class Budgets:
     # -- records ---------------------------------------------------------------------------
     def record(self, entry: StoredEntry) -> EntryRecord:
         """The entry's ``EntryRecord`` (empty when it has none or it is unreadable)."""
-        text = entry.record if self.state is not None else self._local.get(entry.id)
+        return self._parsed(entry.record if self.state is not None else self._local.get(entry.id))
+
+    @staticmethod
+    def _parsed(text: str | None) -> EntryRecord:
         if text:
             try:
                 return EntryRecord.from_json(json.loads(text))
@@ -461,6 +470,45 @@ class Budgets:
         for entry in entries:  # the copies this process keeps (the hot map's)
             if entry.id in texts:
                 entry.record = texts[entry.id]
+
+    def update(
+        self,
+        changes: Mapping[int, Callable[[EntryRecord], object]],
+        entries: Sequence[StoredEntry],
+        records: dict[int, EntryRecord] | None = None,
+    ) -> None:
+        """Apply ``changes`` (by entry id: a function that changes a record in place) to
+        the records of ``entries`` as they are stored now, and write them.
+
+        The records are read again first (one ``get_by_ids``; without the
+        ``QualityState`` capability, this process's copies): another process or thread
+        may have written one since the get read it, often during the LLM call that
+        taught this one, and a record written from the get's copy would drop what it
+        added. What can still be lost is a write that falls between this read and this
+        write. An entry gone or replaced since the get read it (another answer at its
+        id, or another put's) is left alone: what was observed was about the answer
+        the get read. ``records`` (by id) is given what was written.
+
+        Raises:
+            StoreError: the read or the write failed (nothing is written).
+        """
+        read = {e.id: e for e in entries if e.id in changes}
+        if self.state is None:
+            texts: dict[int, str | None] = {i: self._local.get(i) for i in read}
+        else:
+            now = self._store.get_by_ids(list(read))
+            texts = {
+                i: now[i].record
+                for i, e in read.items()
+                if i in now and (now[i].response, now[i].created_at) == (e.response, e.created_at)
+            }
+        written: dict[int, EntryRecord] = {}
+        for i, text in texts.items():
+            record = written[i] = self._parsed(text)
+            changes[i](record)
+        self.write(written, entries)
+        if records is not None:
+            records.update(written)
 
     def keep_local(self, texts: Mapping[int, str]) -> None:
         """Keep record texts (by entry id) in this process: what a store without the
@@ -510,20 +558,22 @@ class Budgets:
         table = pol.table
         e, b = ev.evidence, table.bin(ev.similarity)
         n0, w0, m0 = table.n[e][b], table.wrong[e][b], pol.measured
-        pol.observe(ev, records[first.id], verdicts[0], judged.decision)
+        pol.observe(ev, None, verdicts[0], judged.decision)  # (its record: below)
         table = pol.table
         self._add(ns, cell("n", table, e, b), table.n[e][b] - n0)
         self._add(ns, cell("w", table, e, b), table.wrong[e][b] - w0)
         self._add(ns, "measured", pol.measured - m0)
         observed = 1 if ev.similarity >= pol.floor else 0
         self.counters["observations"] += observed
-        for (entry, sim), correct in zip(judged.candidates[1:], verdicts[1:], strict=True):
-            record = records.get(entry.id)
-            if record is None:
-                record = records[entry.id] = self.record(entry)
-            record.add(sim, correct)
+        seen = [(entry, sim) for entry, sim in judged.candidates]
+        seen[0] = (first, ev.similarity)
+        changes = {
+            entry.id: _adding(sim, correct)
+            for j, ((entry, sim), correct) in enumerate(zip(seen, verdicts, strict=True))
+            if j or observed
+        }
         try:
-            self.write(records, [e for e, _ in judged.candidates])
+            self.update(changes, [e for e, _ in judged.candidates], records)
         except StoreError:
             self.counters["learn_errors"] += 1
             logger.exception("semcache: could not write the budget's records")

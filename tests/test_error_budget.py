@@ -593,6 +593,48 @@ def test_another_process_learns_into_the_same_file(tmp_path: Path) -> None:
         ]
 
 
+def test_what_another_cache_learnt_during_the_llm_call_is_kept(tmp_path: Path) -> None:
+    """Two caches on one file (as two processes are) observe one entry: the second
+    learns while the first waits for its LLM. The first's write adds its observation
+    to the record as stored then, not to the copy its get read (which would drop the
+    second's)."""
+    path = tmp_path / "c.db"
+    with (
+        budget_cache(path, multi_process_mode="shared") as first,
+        budget_cache(path, multi_process_mode="shared") as second,
+    ):
+        first.put("topic 0", "A", embedding=vec(0, -1))
+        stored = entry_id(first, "topic 0")
+        force(first, "verify")
+        force(second, "verify")
+
+        def slow_llm() -> str:
+            assert second.get_or_put("q2", lambda: "A", embedding=vec(0, 2, sim=0.9)) == "A"
+            assert record_of(second.store, stored) == [[pytest.approx(0.9, abs=1e-3), 1.0]]
+            return "B"
+
+        assert first.get_or_put("q1", slow_llm, embedding=vec(0, 1)) == "B"
+        assert record_of(first.store, stored) == [
+            [pytest.approx(0.9, abs=1e-3), 1.0],
+            [pytest.approx(0.95, abs=1e-3), 0.0],
+        ]
+
+
+def test_an_entry_replaced_during_the_llm_call_keeps_its_own_record(tmp_path: Path) -> None:
+    """What was observed was about the answer the get read: another put of the key
+    meanwhile (a new answer, its record afresh) is not given it."""
+    with budget_cache(tmp_path / "c.db") as cache:
+        cache.put("topic 0", "A", embedding=vec(0, -1))
+        force(cache, "verify")
+
+        def llm() -> str:
+            cache.put("topic 0", "C", embedding=vec(0, -1))
+            return "B"
+
+        assert cache.get_or_put("q1", llm, embedding=vec(0, 1)) == "B"
+        assert record_of(cache.store, entry_id(cache, "topic 0")) is None
+
+
 def test_the_default_same_answer_ignores_case_and_spacing(tmp_path: Path) -> None:
     with budget_cache(tmp_path / "c.db") as cache:
         cache.put("topic 0", "Paris", embedding=vec(0, -1))
