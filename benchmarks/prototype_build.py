@@ -13,7 +13,14 @@ pays: the matrix product over R
 prototypes (float32), timed after a product over 10,000 rows has pushed them out of the
 CPU's caches, as a get's search does (median of 300).
 
+With ``--stores KIND ...`` (sqlite, redis, postgres, dynamodb; the servers from
+``scripts/services``) it times instead, per store, the build from a cache of N entries
+(unique answers, then 100 answers) two ways: through the store's ``iter_answers``
+(``AnswerScan``) when it has one, and by id after ``iter_vectors`` (what a store
+without it does); median of three each.
+
 Run:  .venv/bin/python benchmarks/prototype_build.py [--entries 10000 100000]
+      .venv/bin/python benchmarks/prototype_build.py --entries 20000 --stores sqlite redis postgres
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
+from test_bench_stores import KINDS, open_store
 
-from semcache import SemanticCache
+from semcache import SemanticCache, _prototypes
 from semcache._cache import engine_of
 from semcache._snapshots import PROTOTYPES
+from semcache._store import answer_scan
 
 DIM = 384
 BATCH = 10_000
@@ -37,7 +47,13 @@ BATCH = 10_000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--stores", nargs="+", choices=KINDS, help="the build, per store")
     args = parser.parse_args()
+    if args.stores:
+        for n in args.entries:
+            for kind in args.stores:
+                stores(kind, n)
+        return
     for n in args.entries:
         rows = np.random.default_rng(0).standard_normal((n, DIM)).astype(np.float32)
         rows /= np.linalg.norm(rows, axis=1, keepdims=True)
@@ -114,6 +130,48 @@ def main() -> None:
             int((matrix @ query).argmax())
             times.append(time.perf_counter_ns() - t0)
         print(f"{r} prototypes: {np.median(times) / 1000:.0f} us per get (cold)")
+
+
+def stores(kind: str, n: int) -> None:
+    """The build on ``kind``'s store at ``n`` entries: by ``iter_answers``, and by id."""
+    rows = np.random.default_rng(0).standard_normal((n, DIM)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    for name, every in (("unique", n), ("repeated", 100)):
+        with tempfile.TemporaryDirectory() as folder:
+            store = open_store(kind, f"protobuild_{name}_{n}", Path(folder))
+            with SemanticCache(store=store, guards=None) as cache:
+                cache.clear()
+                for s in range(0, n, BATCH):
+                    stop = min(n, s + BATCH)
+                    cache.put_many(
+                        [f"prompt {i}" for i in range(s, stop)],
+                        [f"answer {i % every}" for i in range(s, stop)],
+                        embeddings=rows[s:stop],
+                    )
+                prototypes = engine_of(cache).prototypes
+                assert prototypes is not None
+                figures = []
+                for scan in (True, False):
+                    if scan and answer_scan(store) is None:
+                        figures.append("no iter_answers")
+                        continue
+                    times = []
+                    for _ in range(3):
+                        prototypes.reset()
+                        t0 = time.perf_counter()
+                        with mock.patch.object(
+                            _prototypes, "answer_scan", _prototypes.answer_scan if scan else no
+                        ):
+                            prototypes.declined("default", rows[0], [], [])  # builds them
+                        times.append(time.perf_counter() - t0)
+                    how = "iter_answers" if scan else "by id"
+                    figures.append(f"{how} {np.median(times):.2f} s")
+                cache.clear()
+        print(f"{kind}, {n:,} entries, {name} answers: build " + ", ".join(figures), flush=True)
+
+
+def no(store: object) -> None:
+    """``answer_scan`` for a store without the capability."""
 
 
 if __name__ == "__main__":

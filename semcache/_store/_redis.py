@@ -55,7 +55,17 @@ from .._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
+from . import _redis_lua as lua
+from ._base import (
+    AnswerBatch,
+    Change,
+    Limits,
+    NewEntry,
+    NoLocalFile,
+    PutResult,
+    StoredEntry,
+    VectorBatch,
+)
 from ._quality_checks import (
     check_counts,
     check_counts_namespace,
@@ -67,239 +77,6 @@ __all__ = ["RedisStore"]
 
 _T = TypeVar("_T")
 _CHUNK: Final = 1000  # commands per pipeline round trip
-
-# Shared by every script: helpers that keep the sets, counts and log in step.
-_LUA_LIB: Final = r"""
-local P = ARGV[1]
-local MAXCH = tonumber(ARGV[2])
-local function logc(op, id, ns)
-  local s = redis.call('INCR', P .. 'seq')
-  redis.call('XADD', P .. 'log', 'MAXLEN', MAXCH, s .. '-0', 'o', op, 'i', id, 'n', ns)
-end
-local function del(id)
-  local ek = P .. 'e:' .. id
-  local f = redis.call('HMGET', ek, 'k', 'n')
-  if not f[1] then return nil end
-  local ns = f[2]
-  redis.call('DEL', ek)
-  redis.call('HDEL', P .. 'k', f[1])
-  redis.call('ZREM', P .. 'lru', id)
-  redis.call('ZREM', P .. 'lru:' .. ns, id)
-  redis.call('ZREM', P .. 'exp', id)
-  redis.call('ZREM', P .. 'exp:' .. ns, id)
-  if redis.call('HINCRBY', P .. 'ns', ns, -1) <= 0 then redis.call('HDEL', P .. 'ns', ns) end
-  logc('d', id, ns)
-  return ns
-end
-local function touch(id, t)
-  local ns = redis.call('HGET', P .. 'e:' .. id, 'n')
-  if ns then
-    redis.call('ZADD', P .. 'lru', 'GT', 'XX', t, id)
-    redis.call('ZADD', P .. 'lru:' .. ns, 'GT', 'XX', t, id)
-  end
-end
-"""
-
-# ARGV: P, maxch, now, quota|'', max_entries|'', ntouch, (id, t)*, nmeta, (name, value)*,
-# nentries, (key, ns, query, response, has_m, m, has_v, v, created, expires|'', has_o, o)*
-_LUA_PUT: Final = (
-    _LUA_LIB
-    + r"""
-local now = ARGV[3]
-local quota = tonumber(ARGV[4])
-local cap = tonumber(ARGV[5])
-local i = 6
-local nt = tonumber(ARGV[i]); i = i + 1
-for _ = 1, nt do touch(ARGV[i], ARGV[i + 1]); i = i + 2 end
-local nm = tonumber(ARGV[i]); i = i + 1
-for _ = 1, nm do redis.call('HSET', P .. 'meta', ARGV[i], ARGV[i + 1]); i = i + 2 end
-local ne = tonumber(ARGV[i]); i = i + 1
-local ids, replaced, expired, lru = {}, {}, {}, {}
-local ns = nil
-for _ = 1, ne do
-  local key, n = ARGV[i], ARGV[i + 1]
-  ns = ns or n
-  local old = redis.call('HGET', P .. 'k', key)
-  if old then
-    local ons = del(old)
-    if ons then table.insert(replaced, {tonumber(old), ons}) end
-  end
-  local id = string.format('%016d', redis.call('INCR', P .. 'id'))
-  local ek = P .. 'e:' .. id
-  redis.call('HSET', ek, 'k', key, 'n', n, 'q', ARGV[i + 2], 'r', ARGV[i + 3], 'c', ARGV[i + 8])
-  if ARGV[i + 4] == '1' then redis.call('HSET', ek, 'm', ARGV[i + 5]) end
-  if ARGV[i + 6] == '1' then redis.call('HSET', ek, 'v', ARGV[i + 7]) end
-  if ARGV[i + 10] == '1' then redis.call('HSET', ek, 'o', ARGV[i + 11]) end
-  local exp = ARGV[i + 9]
-  if exp ~= '' then
-    redis.call('HSET', ek, 'x', exp)
-    redis.call('ZADD', P .. 'exp', exp, id)
-    redis.call('ZADD', P .. 'exp:' .. n, exp, id)
-  end
-  redis.call('HSET', P .. 'k', key, id)
-  redis.call('ZADD', P .. 'lru', ARGV[i + 8], id)
-  redis.call('ZADD', P .. 'lru:' .. n, ARGV[i + 8], id)
-  redis.call('HINCRBY', P .. 'ns', n, 1)
-  logc('p', id, n)
-  table.insert(ids, tonumber(id))
-  i = i + 12
-end
-local function evict(size, lruk, expk, limit)
-  local excess = size - limit
-  if excess <= 0 then return end
-  for _, id in ipairs(redis.call('ZRANGE', expk, '-inf', now, 'BYSCORE', 'LIMIT', 0, excess)) do
-    local ons = del(id)
-    table.insert(expired, {tonumber(id), ons})
-    excess = excess - 1
-  end
-  if excess > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', lruk, 0, excess - 1)) do
-      local ons = del(id)
-      table.insert(lru, {tonumber(id), ons})
-    end
-  end
-end
-if ns then
-  if quota then
-    local size = tonumber(redis.call('HGET', P .. 'ns', ns) or '0')
-    evict(size, P .. 'lru:' .. ns, P .. 'exp:' .. ns, quota)
-  end
-  if cap then evict(redis.call('ZCARD', P .. 'lru'), P .. 'lru', P .. 'exp', cap) end
-end
-return {ids, replaced, expired, lru}
-"""
-)
-
-# ARGV: P, maxch, mode ('key' | 'ids'), values...
-_LUA_DELETE: Final = (
-    _LUA_LIB
-    + r"""
-local out = {}
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  if ARGV[3] == 'key' then id = redis.call('HGET', P .. 'k', ARGV[i]) end
-  if id then
-    local ns = del(id)
-    if ns then table.insert(out, {tonumber(id), ns}) end
-  end
-end
-return out
-"""
-)
-
-# ARGV: P, maxch, now, ns|'' , has_ns
-_LUA_DELETE_EXPIRED: Final = (
-    _LUA_LIB
-    + r"""
-local expk = P .. 'exp'
-if ARGV[5] == '1' then expk = P .. 'exp:' .. ARGV[4] end
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', expk, '-inf', ARGV[3], 'BYSCORE')) do
-  local ns = del(id)
-  if ns then table.insert(out, {tonumber(id), ns}) end
-end
-return out
-"""
-)
-
-# ARGV: P, maxch, ns|'', has_ns (the entries and the error-budget counters)
-_LUA_CLEAR: Final = (
-    _LUA_LIB
-    + r"""
-local lruk = P .. 'lru'
-if ARGV[4] == '1' then lruk = P .. 'lru:' .. ARGV[3] end
-local n = 0
-for _, id in ipairs(redis.call('ZRANGE', lruk, 0, -1)) do
-  if del(id) then n = n + 1 end
-end
-local namespaces = redis.call('SMEMBERS', P .. 'qc')
-if ARGV[4] == '1' then namespaces = {ARGV[3]} end
-for _, ns in ipairs(namespaces) do
-  redis.call('DEL', P .. 'qc:' .. ns)
-  redis.call('SREM', P .. 'qc', ns)
-end
-return n
-"""
-)
-
-# ARGV: P, (id, record)* -> how many were written (an id with no entry is skipped: a
-# record never creates a hash, and nothing else of the entry moves)
-_LUA_WRITE_RECORDS: Final = r"""
-local n = 0
-for i = 2, #ARGV, 2 do
-  local ek = ARGV[1] .. 'e:' .. ARGV[i]
-  if redis.call('EXISTS', ek) == 1 then
-    redis.call('HSET', ek, 'o', ARGV[i + 1])
-    n = n + 1
-  end
-end
-return n
-"""
-
-# ARGV: P, ns, (name, delta)*
-_LUA_ADD_COUNTS: Final = r"""
-local ck = ARGV[1] .. 'qc:' .. ARGV[2]
-redis.call('SADD', ARGV[1] .. 'qc', ARGV[2])
-for i = 3, #ARGV, 2 do redis.call('HINCRBYFLOAT', ck, ARGV[i], ARGV[i + 1]) end
-return 0
-"""
-
-# ARGV: P, maxch, (id, t)*
-_LUA_TOUCH: Final = (
-    _LUA_LIB
-    + r"""
-for i = 3, #ARGV, 2 do touch(ARGV[i], ARGV[i + 1]) end
-return 0
-"""
-)
-
-# ARGV: P, keep
-_LUA_PRUNE: Final = r"""
-return redis.call('XTRIM', ARGV[1] .. 'log', 'MAXLEN', tonumber(ARGV[2]))
-"""
-
-# ARGV: P, key -> the entry's fields, or false (one round trip for the exact layer)
-_LUA_GET_BY_KEY: Final = r"""
-local id = redis.call('HGET', ARGV[1] .. 'k', ARGV[2])
-if not id then return false end
-local f = redis.call('HMGET', ARGV[1] .. 'e:' .. id, 'k', 'n', 'q', 'r', 'm', 'c', 'x', 'o')
-if not f[1] then return false end
-table.insert(f, 1, id)
-return f
-"""
-
-# ARGV: P, since, check_identity ('1' | '0'), identity -> {-1} when the caller must
-# rebuild (another identity, or the sequence is below since), else
-# {last, first or false, flat records (seq, op, id, ns)*}, all in one snapshot
-_LUA_CHANGES: Final = r"""
-local P = ARGV[1]
-if ARGV[3] == '1' and redis.call('HGET', P .. 'meta', 'store_id') ~= ARGV[4] then
-  return {-1}
-end
-local last = tonumber(redis.call('GET', P .. 'seq') or '0')
-local since = tonumber(ARGV[2])
-if since > last then return {-1} end
-if since == last then return {last, false, {}} end
-local first = redis.call('XRANGE', P .. 'log', '-', '+', 'COUNT', 1)
-if #first == 0 then return {last, false, {}} end
-local firstseq = tonumber(string.match(first[1][1], '^(%d+)'))
-if since + 1 < firstseq then return {last, firstseq, {}} end
-local out = {}
-for _, rec in ipairs(redis.call('XRANGE', P .. 'log', '(' .. since .. '-0', '+')) do
-  local f = rec[2]
-  table.insert(out, string.match(rec[1], '^(%d+)'))
-  table.insert(out, f[2])
-  table.insert(out, f[4])
-  table.insert(out, f[6])
-end
-return {last, firstseq, out}
-"""
-
-# ARGV: P, a fresh token -> the store's identity (the token, if it had none yet)
-_LUA_IDENTITY: Final = r"""
-redis.call('HSETNX', ARGV[1] .. 'meta', 'store_id', ARGV[2])
-return redis.call('HGET', ARGV[1] .. 'meta', 'store_id')
-"""
 
 #: Keys a store has once, after its prefix (see the module docstring).
 _FIXED_KEYS: Final = (b"meta", b"id", b"seq", b"log", b"k", b"ns", b"lru", b"exp", b"qc")
@@ -404,17 +181,17 @@ class RedisStore(NoLocalFile):
         self._client = client
         self._lock = threading.Lock()
         self._closed = False
-        self._put = client.register_script(_LUA_PUT)
-        self._delete = client.register_script(_LUA_DELETE)
-        self._delete_expired = client.register_script(_LUA_DELETE_EXPIRED)
-        self._clear = client.register_script(_LUA_CLEAR)
-        self._touch = client.register_script(_LUA_TOUCH)
-        self._prune = client.register_script(_LUA_PRUNE)
-        self._get_key = client.register_script(_LUA_GET_BY_KEY)
-        self._changes = client.register_script(_LUA_CHANGES)
-        self._identity = client.register_script(_LUA_IDENTITY)
-        self._write_records = client.register_script(_LUA_WRITE_RECORDS)
-        self._add_counts = client.register_script(_LUA_ADD_COUNTS)
+        self._put = client.register_script(lua.PUT)
+        self._delete = client.register_script(lua.DELETE)
+        self._delete_expired = client.register_script(lua.DELETE_EXPIRED)
+        self._clear = client.register_script(lua.CLEAR)
+        self._touch = client.register_script(lua.TOUCH)
+        self._prune = client.register_script(lua.PRUNE)
+        self._get_key = client.register_script(lua.GET_BY_KEY)
+        self._changes = client.register_script(lua.CHANGES)
+        self._identity = client.register_script(lua.IDENTITY)
+        self._write_records = client.register_script(lua.WRITE_RECORDS)
+        self._add_counts = client.register_script(lua.ADD_COUNTS)
         try:
             self._call(client.ping)
         except BaseException:
@@ -441,8 +218,11 @@ class RedisStore(NoLocalFile):
     def _args(self) -> list[Any]:
         return [self._p, self._max_changes]
 
-    def _hmget_many(self, ids: Sequence[int], fields: Sequence[str]) -> list[list[Any]]:
-        """``HMGET`` of ``fields`` of each entry, in pipelines of :data:`_CHUNK`."""
+    def _hmget_many(
+        self, ids: Sequence[int], fields: Sequence[str], exists: str = ""
+    ) -> list[list[Any]]:
+        """``HMGET`` of ``fields`` of each entry, in pipelines of :data:`_CHUNK`; with
+        ``exists``, each row ends with ``HEXISTS`` of that field (1 or 0)."""
         self._check_open()
         p = self._p + b"e:"
         out: list[list[Any]] = []
@@ -452,8 +232,14 @@ class RedisStore(NoLocalFile):
             def run(chunk: Sequence[int] = chunk) -> list[list[Any]]:
                 pipe = self._client.pipeline(transaction=False)
                 for entry_id in chunk:
-                    pipe.hmget(p + _member(entry_id).encode(), fields)
-                return list(pipe.execute())
+                    key = p + _member(entry_id).encode()
+                    pipe.hmget(key, fields)
+                    if exists:
+                        pipe.hexists(key, exists)
+                got = list(pipe.execute())
+                if not exists:
+                    return got
+                return [[*got[j], got[j + 1]] for j in range(0, len(got), 2)]
 
             out.extend(self._call(run))
         return out
@@ -520,24 +306,42 @@ class RedisStore(NoLocalFile):
     def iter_vectors(
         self, *, now: float | None = None, batch_size: int = 65536
     ) -> Iterator[VectorBatch]:
+        for ns, ids, values in self._live(("v", "x"), now, batch_size):
+            yield VectorBatch(ns, ids, [bytes(v) for v in values])
+
+    def iter_answers(
+        self, *, now: float | None = None, batch_size: int = 4096
+    ) -> Iterator[AnswerBatch]:
+        """See :meth:`~semcache._store.AnswerScan.iter_answers` (whether an entry has a
+        vector is asked, ``HEXISTS``, not read)."""
+        for ns, ids, values in self._live(("r", "x"), now, batch_size, exists="v"):
+            yield AnswerBatch(ns, ids, [bytes(v).decode() for v in values])
+
+    def _live(
+        self, fields: tuple[str, str], now: float | None, size: int, *, exists: str = ""
+    ) -> Iterator[tuple[str, list[int], list[Any]]]:
+        """``(namespace, ids, values of fields[0])`` of the entries with a vector (not
+        expired at ``now`` if given; ``fields[1]`` is the expiry), namespace by namespace,
+        ascending id, ``size`` entries per read (those with ``fields[0]`` unset and,
+        given ``exists``, without that field, left out)."""
         for ns in self.namespace_counts():
-            lru_key = self._p + b"lru:" + ns.encode()
-            members = self._zrange_all(lru_key)
+            members = self._zrange_all(self._p + b"lru:" + ns.encode())
             ids = sorted(int(m) for m in members)
-            for lo in range(0, len(ids), batch_size):
-                chunk = ids[lo : lo + batch_size]
-                rows = self._hmget_many(chunk, ("v", "x"))
+            for lo in range(0, len(ids), size):
+                chunk = ids[lo : lo + size]
                 out_ids: list[int] = []
-                vectors: list[bytes] = []
-                for entry_id, (vector, exp) in zip(chunk, rows, strict=True):
-                    if vector is None:
+                values: list[Any] = []
+                for entry_id, (value, exp, *has) in zip(
+                    chunk, self._hmget_many(chunk, fields, exists), strict=True
+                ):
+                    if value is None or (has and not has[0]):
                         continue
                     if now is not None and exp is not None and float(exp) <= now:
                         continue
                     out_ids.append(entry_id)
-                    vectors.append(bytes(vector))
+                    values.append(value)
                 if out_ids:
-                    yield VectorBatch(ns, out_ids, vectors)
+                    yield ns, out_ids, values
 
     def get_vectors(self, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
         wanted = list(dict.fromkeys(int(i) for i in ids if int(i) > 0))
