@@ -684,9 +684,9 @@ def test_iter_vectors_leaves_out_expired_only_when_asked(store: Store) -> None:
 
 
 def test_iter_answers_gives_the_answers_of_the_entries_iter_vectors_gives(store: Store) -> None:
-    """The :class:`AnswerScan` capability (SQLite, memory): the same entries as
-    ``iter_vectors``, in the same order, with their stored responses; the others have
-    no such member (the prototype tables then read the answers by id)."""
+    """The :class:`AnswerScan` capability (SQLite, PostgreSQL, Redis, memory): the
+    same entries as ``iter_vectors``, in the same order, with their stored responses;
+    the others have no such member (the prototype tables then read the answers by id)."""
     scan = answer_scan(store)
     if scan is None:
         assert not hasattr(store, "iter_answers")
