@@ -61,13 +61,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 path = str(Path(folder) / "c.db")
                 with SemanticCache(path, guards=None) as cache:
-                    for s in range(0, n, BATCH):
-                        stop = min(n, s + BATCH)
-                        cache.put_many(
-                            [f"prompt {i}" for i in range(s, stop)],
-                            [f"answer {i % every}" for i in range(s, stop)],
-                            embeddings=rows[s:stop],
-                        )
+                    fill(cache, rows, every)
                 figures = []
                 for traced in (False, True):
                     with SemanticCache(path, guards=None) as cache:
@@ -132,6 +126,18 @@ def main() -> None:
         print(f"{r} prototypes: {np.median(times) / 1000:.0f} us per get (cold)")
 
 
+def fill(cache: SemanticCache, rows: np.ndarray, every: int) -> None:
+    """Put one entry per row: prompt i, answer ``i % every``, in batches."""
+    n = len(rows)
+    for s in range(0, n, BATCH):
+        stop = min(n, s + BATCH)
+        cache.put_many(
+            [f"prompt {i}" for i in range(s, stop)],
+            [f"answer {i % every}" for i in range(s, stop)],
+            embeddings=rows[s:stop],
+        )
+
+
 def stores(kind: str, n: int) -> None:
     """The build on ``kind``'s store at ``n`` entries: by ``iter_answers``, and by id."""
     rows = np.random.default_rng(0).standard_normal((n, DIM)).astype(np.float32)
@@ -141,13 +147,7 @@ def stores(kind: str, n: int) -> None:
             store = open_store(kind, f"protobuild_{name}_{n}", Path(folder))
             with SemanticCache(store=store, guards=None) as cache:
                 cache.clear()
-                for s in range(0, n, BATCH):
-                    stop = min(n, s + BATCH)
-                    cache.put_many(
-                        [f"prompt {i}" for i in range(s, stop)],
-                        [f"answer {i % every}" for i in range(s, stop)],
-                        embeddings=rows[s:stop],
-                    )
+                fill(cache, rows, every)
                 prototypes = engine_of(cache).prototypes
                 assert prototypes is not None
                 figures = []
