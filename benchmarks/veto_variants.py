@@ -18,7 +18,10 @@ scores them (support scores, the favoured answer and its lead:
   veto;
 - ``whitened``: the veto in a whitened space: nearest answer mean by Euclidean
   distance after whitening by the within-answer covariance (Ledoit-Wolf shrinkage,
-  no constant chosen here).
+  no constant chosen here);
+- ``typical``: the veto, and the served answer (stored twice or more) declined too
+  when the query is less near its prototype than the least typical of its own stored
+  prompts is to the prototype of the others (leave one out; no constant).
 
 No guards (the cache runs numbers and negation guards on top: its figures are
 ``semcache eval --protocol static``'s). Hit rate at precision >= 0.95 / >= 0.99 on the
@@ -42,7 +45,16 @@ from semcache.embedders import default_embedder
 from semcache.quality._clusters import load_clusters
 from semcache.quality._embedding_cache import EmbeddingFile
 
-COLUMNS = ("no veto", "veto", "soft 2", "soft 8", "own = max", "global lead", "whitened")
+COLUMNS = (
+    "no veto",
+    "veto",
+    "soft 2",
+    "soft 8",
+    "own = max",
+    "global lead",
+    "whitened",
+    "typical",
+)
 Array = npt.NDArray[np.float64]
 
 
@@ -128,6 +140,13 @@ def main() -> None:
             cosine = vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T
             means = sums / counts[:, None]
             w = _whitening((vs - means[which])[counts[which] >= 2])
+            rest = sums[which] - vs  # each stored prompt's answer less itself
+            norms = np.linalg.norm(rest, axis=1)
+            loo = np.where(norms > 0, (vs * rest).sum(axis=1) / np.maximum(norms, 1e-12), 1.0)
+            least = np.full(len(labels), np.inf)
+            np.minimum.at(least, which, loo)
+            least[counts < 2] = -np.inf
+            typical = {str(labels[i]): float(least[i]) for i in repeated}
             mq, mm, mv = vq @ w, means @ w, vs @ w
             cells = []
             for column in COLUMNS:
@@ -151,6 +170,10 @@ def main() -> None:
                     gram = (vs[near] @ vs[near].T).tolist()
                     scores = _scores(column, s, keys, gram, view, alone)
                     best = int(np.argmax(scores))
+                    if column == "typical" and view.get(keys[best], 1.0) < typical.get(
+                        keys[best], -1.0
+                    ):
+                        continue
                     if scores[best] > -1.0:
                         score[q], right[q] = scores[best], keys[best] == asked[q]
                 cells.append(_headlines(score, right, in_scope))
