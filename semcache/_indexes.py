@@ -88,8 +88,11 @@ class IndexSet:
         if self.source == "store":
             self.rebuild(progress)
 
-    def check_settings(self) -> int | None:
-        """Reconcile the store's recorded settings with ours; record the missing ones.
+    def check_settings(self, again: bool = True) -> int | None:
+        """Reconcile the store's recorded settings with ours; record the missing ones
+        (only where the store still holds none: another process opening the empty
+        store at the same moment may record its own first; then they are compared
+        again, ``again`` False).
 
         Raises:
             EmbedderMismatchError: another dtype, embedder fingerprint or dimension.
@@ -123,7 +126,12 @@ class IndexSet:
                 updates["dim"] = str(edim)
                 dim = edim
         if updates:
-            store.set_meta(updates)
+            try:  # (a put of no entry records them in one step, as a first put does)
+                store.put_many([], now=self.options.clock(), meta=updates)
+            except EmbedderMismatchError:
+                if not again:
+                    raise
+                return self.check_settings(again=False)
         return dim
 
     def snapshot_target(self) -> tuple[Path, SnapshotPlan] | None:

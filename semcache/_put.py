@@ -29,7 +29,9 @@ from ._budgets import Budgets, encode_answer
 from ._checks import check_callable, check_ttl, show
 from ._engine import Engine
 from ._errors import (
+    DimensionMismatchError,
     EmbedderError,
+    EmbedderMismatchError,
     InvalidInputError,
     InvalidTextError,
     QueryTooLargeError,
@@ -293,10 +295,17 @@ def write_put(eng: Engine, checked: _CheckedPut, t0: float) -> int:
             touches=touches or None,
             meta=None if new_dim is None else {"dim": str(new_dim)},
         )
-    except BaseException:
+    except BaseException as exc:
         eng.recency.restore(touches)
         if fresh is not None:
             fresh.close()
+        if new_dim is not None and isinstance(exc, EmbedderMismatchError):
+            # another process's put recorded the dimension since this cache read the
+            # settings (the store wrote nothing): the error a known dimension gives
+            held = indexes.stored_dim()
+            if held is not None:
+                indexes.dim = held
+                raise DimensionMismatchError(new_dim, held) from exc
         raise
     if new_dim is not None:
         indexes.dim = new_dim

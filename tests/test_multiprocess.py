@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from conftest import unit
 
-from semcache import SemanticCache, SQLiteStore, StoreLockedError
+from semcache import (
+    DimensionMismatchError,
+    EmbedderMismatchError,
+    SemanticCache,
+    SQLiteStore,
+    StoreLockedError,
+)
+from semcache.embedders import HashingEmbedder
 
 DIM = 16
 TIMEOUT = 60.0
@@ -252,8 +259,8 @@ def test_first_vectors_written_while_another_process_opens_are_indexed(
     real = IndexSet.check_settings
     opened: list[int | None] = []
 
-    def then_another_writes(self: IndexSet) -> int | None:
-        dim = real(self)
+    def then_another_writes(self: IndexSet, again: bool = True) -> int | None:
+        dim = real(self, again)
         if not opened:  # the first open; the writer's own open runs as usual
             opened.append(dim)
             with SemanticCache(path, multi_process_mode="shared") as other:
@@ -267,3 +274,58 @@ def test_first_vectors_written_while_another_process_opens_are_indexed(
         hit = cache.get("paraphrase 1", embedding=near(1))
         assert hit is not None
         assert (hit.response, hit.layer) == ("a1", "semantic")
+
+
+def test_two_first_puts_of_another_dimension_leave_the_store_whole(tmp_path: Path) -> None:
+    """Two caches (as two processes) open an empty store without an embedder; each
+    takes the dimension of its first put. The one whose put comes second gets the
+    DimensionMismatchError a known dimension gives, writes nothing, and the file still
+    opens: before, its put recorded its own dimension over the first and the file no
+    longer opened (StoreCorruptError)."""
+    path = str(tmp_path / "c.db")
+    with (
+        SemanticCache(path, multi_process_mode="shared") as first,
+        SemanticCache(path, multi_process_mode="shared") as second,
+    ):
+        first.put("q1", "a1", embedding=unit(1, DIM))
+        with pytest.raises(DimensionMismatchError) as raised:
+            second.put("q2", "a2", embedding=unit(2, 2 * DIM))
+        assert (raised.value.got, raised.value.expected) == (2 * DIM, DIM)
+        second.put("q3", "a3", embedding=unit(3, DIM))  # its dimension is now the store's
+    with SemanticCache(path) as cache:
+        assert cache.stats()["total_entries"] == 2
+        assert cache.stats()["dim"] == DIM
+        hit = cache.get("paraphrase 3", embedding=near(3))
+        assert hit is not None
+        assert hit.response == "a3"
+
+
+def test_two_embedders_opening_one_empty_store_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two caches with embedders of another dimension open one empty store at once: the
+    second records its settings after the first read none, before the first records its
+    own. The first's open fails with EmbedderMismatchError instead of recording its
+    settings over the second's (whose vectors would then not match them)."""
+    path = str(tmp_path / "c.db")
+    small, large = HashingEmbedder(dim=DIM), HashingEmbedder(dim=2 * DIM)
+    real = SQLiteStore.put_many
+    others: list[SemanticCache] = []
+    opening: list[bool] = []
+
+    def another_opens_first(self: SQLiteStore, entries: Any, **kwargs: Any) -> Any:
+        if not entries and not opening:  # the first open's settings, about to be recorded
+            opening.append(True)
+            others.append(SemanticCache(path, large, multi_process_mode="shared"))
+        return real(self, entries, **kwargs)
+
+    monkeypatch.setattr(SQLiteStore, "put_many", another_opens_first)
+    with pytest.raises(EmbedderMismatchError, match="not"):
+        SemanticCache(path, small, multi_process_mode="shared")
+    monkeypatch.setattr(SQLiteStore, "put_many", real)
+    [other] = others
+    other.put("a question", "an answer")
+    other.close()
+    with SemanticCache(path, large) as cache:
+        assert cache.stats()["dim"] == 2 * DIM
+        assert cache.get("a question") is not None

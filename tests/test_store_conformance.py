@@ -29,6 +29,7 @@ from semcache._errors import (
     CacheClosedError,
     CheckpointFormatError,
     ConfigurationError,
+    EmbedderMismatchError,
 )
 from semcache._index import SearchIndex
 from semcache._locking import lock_path
@@ -325,9 +326,36 @@ def test_put_many_writes_meta_even_without_entries(store: Store) -> None:
     result = store.put_many([], now=0.0, meta={"dim": "4"})
     assert result == PutResult()
     assert store.get_meta("dim") == "4"
-    put(store, entry("x"), meta={"dim": "5", "vector_dtype": "float16"})
-    assert store.get_meta("dim") == "5"
+    put(store, entry("x"), meta={"dim": "4", "vector_dtype": "float16"})
+    assert store.get_meta("dim") == "4"
     assert store.get_meta("vector_dtype") == "float16"
+
+
+def test_a_put_whose_setting_another_recorded_first_writes_nothing(store: Store) -> None:
+    """A put's meta is recorded where the store has none; one the store holds with
+    another value (another process's first put got there first) fails the put with
+    EmbedderMismatchError before anything is written: no entry, no touch, no setting,
+    no change."""
+    [first] = put(store, entry("first", t=1.0), now=1.0, meta={"dim": "4"})
+    put(store, entry("second", t=2.0), now=2.0)
+    seq = store.seq()
+    with pytest.raises(EmbedderMismatchError, match="dim"):
+        store.put_many(
+            [entry("new", t=3.0)],
+            now=3.0,
+            touches={first: 9.0},
+            meta={"vector_dtype": "float16", "dim": "8"},
+        )
+    assert store.get_meta("dim") == "4"
+    assert store.get_meta("vector_dtype") is None
+    assert store.seq() == seq
+    assert live_keys(store, ["first", "second", "new"]) == ["first", "second"]
+    # the touch was not applied either: "first" is still the least recently used
+    result = store.put_many(
+        [entry("new", t=4.0)], now=4.0, limits=Limits(namespace_quota=2), meta={"dim": "4"}
+    )
+    assert result.evicted == [(first, "a")]
+    assert live_keys(store, ["first", "second", "new"]) == ["second", "new"]
 
 
 # -- reads --------------------------------------------------------------------------------

@@ -65,6 +65,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast, runti
 
 import numpy as np
 
+from .._errors import EmbedderMismatchError
+
 if TYPE_CHECKING:
     from .._index import SearchIndex
     from .._locking import StoreLock
@@ -86,6 +88,7 @@ __all__ = [
     "StoredEntry",
     "VectorBatch",
     "answer_scan",
+    "claim_settings",
     "claim_store",
     "file_backup",
     "local_path",
@@ -172,6 +175,23 @@ class PutResult:
     expired_evicted: int = 0
 
 
+def claim_settings(meta: Mapping[str, str], held: Mapping[str, str | None]) -> dict[str, str]:
+    """The settings of a put's ``meta`` the store does not hold yet (``held``: what it
+    holds for each name, read in the put's transaction), to write with the entries.
+
+    Raises:
+        EmbedderMismatchError: the store holds one of them with another value (another
+            process's put recorded it first); the put must write nothing.
+    """
+    for name, value in meta.items():
+        current = held.get(name)
+        if current is not None and current != value:
+            raise EmbedderMismatchError(
+                f"the store records {name} = {current}; this put would record {value}"
+            )
+    return {name: value for name, value in meta.items() if held.get(name) is None}
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One change-log record: ``op`` is ``"put"`` or ``"delete"`` of ``entry_id``."""
@@ -240,8 +260,14 @@ class Store(Protocol):
     ) -> PutResult:
         """Insert ``entries`` in order, each replacing an existing entry with its key, then
         enforce ``limits``; in the same transaction apply ``touches`` (recency, see
-        :meth:`touch`) before choosing victims, and write ``meta``. All entries of one
-        call must share a namespace."""
+        :meth:`touch`) before choosing victims, and record ``meta`` (settings that go
+        with the first vectors: the dimension) where the store holds none. All entries
+        of one call must share a namespace.
+
+        Raises:
+            EmbedderMismatchError: the store holds a setting of ``meta`` with another
+                value (:func:`claim_settings`: another process recorded it since this
+                one read the settings); nothing is written."""
         ...
 
     def delete_by_key(self, key: bytes) -> tuple[int, str] | None:

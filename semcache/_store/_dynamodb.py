@@ -76,7 +76,16 @@ from .._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ._base import Change, Limits, NewEntry, NoLocalFile, PutResult, StoredEntry, VectorBatch
+from ._base import (
+    Change,
+    Limits,
+    NewEntry,
+    NoLocalFile,
+    PutResult,
+    StoredEntry,
+    VectorBatch,
+    claim_settings,
+)
 from ._dynamodb_codec import (
     DELETE_CHUNK,
     MAX_NAMESPACE_BYTES,
@@ -332,6 +341,18 @@ class DynamoDBStore(LockedTable, DynamoQuality, NoLocalFile):
                 f"DynamoDBStore namespaces are 1 to {MAX_NAMESPACE_BYTES} bytes (UTF-8)"
             )
 
+    @staticmethod
+    def _claim(p: Plan, meta: Mapping[str, str]) -> dict[str, str]:
+        """:func:`claim_settings` against the settings as the plan reads them (under the
+        writer lock)."""
+        keys = [("#m", str(name)) for name in meta]
+        p.prefetch(keys)
+        held = {}
+        for key in keys:
+            item = p.get(key)
+            held[key[1]] = None if item is None else get_str(item, "v")
+        return claim_settings(meta, held)
+
     def put_many(
         self,
         entries: Sequence[NewEntry],
@@ -353,11 +374,12 @@ class DynamoDBStore(LockedTable, DynamoQuality, NoLocalFile):
 
             def plan(p: Plan, chunk: Sequence[NewEntry] = chunk, first: bool = n == 0) -> None:
                 if first:
+                    settings = self._claim(p, meta) if meta else {}  # before any write
                     touched = [(int(i), float(t)) for i, t in (touches or {}).items() if int(i) > 0]
                     p.prefetch([(f"e#{pad_id(i)}", "a") for i, _ in touched])
                     for i, t in touched:
                         p.touch(i, t)
-                    for name, value in (meta or {}).items():
+                    for name, value in settings.items():
                         p.put(("#m", str(name)), {"v": attr_s(str(value))})
                 # One read for the keys' current entries and the namespace's count.
                 counts = [("c", chunk[0].namespace)] if chunk else []

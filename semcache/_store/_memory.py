@@ -20,6 +20,7 @@ from ._base import (
     PutResult,
     StoredEntry,
     VectorBatch,
+    claim_settings,
 )
 from ._quality_checks import (
     check_counts,
@@ -192,10 +193,11 @@ class MemoryStore(NoLocalFile):
         with self._lock:
             self._check_open()
             result = PutResult()
+            settings = claim_settings(meta, self._meta) if meta else None  # before any write
             if touches:
                 self._touch(touches)
-            if meta:
-                self._meta.update(meta)
+            if settings:
+                self._meta.update(settings)
             for new in entries:
                 old = self._by_key.get(new.key)
                 if old is not None:

@@ -60,6 +60,7 @@ from ._base import (
     SearchIndexFactory,
     StoredEntry,
     VectorBatch,
+    claim_settings,
 )
 from ._postgres_quality import PgQuality
 from ._postgres_schema import (
@@ -337,6 +338,22 @@ class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
         with conn.transaction():
             return fn(conn)
 
+    def _claim(self, conn: Any, meta: Mapping[str, str]) -> None:
+        """Record the settings of ``meta`` the store lacks (:func:`claim_settings`): an
+        insert that skips a name already there (it waits for another transaction that
+        is inserting it), then a read of what is there now."""
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO meta(name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                list(meta.items()),
+            )
+            cur.execute("SELECT name, value FROM meta WHERE name = ANY(%s)", (list(meta),))
+            held = {str(n): str(v) for n, v in cur.fetchall()}
+        try:
+            claim_settings(meta, held)
+        finally:
+            self._set_settings(held)  # the store's, whichever process recorded them
+
     @staticmethod
     def _set_meta(conn: Any, values: Mapping[str, str]) -> None:
         with conn.cursor() as cur:
@@ -445,7 +462,7 @@ class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
         meta: Mapping[str, str] | None = None,
     ) -> PutResult:
         check_new_records(entries)  # before anything is written
-        if meta:
+        if meta:  # (what the embeddings below are made for; _claim sets the store's)
             self._set_settings(meta)
         search = self._search
         if search and (self._dim is None or self._dtype is None) and entries:
@@ -468,10 +485,10 @@ class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
 
         def run(conn: Any) -> PutResult:
             result = PutResult()
+            if meta:  # before any other write; the transaction rolls back if it raises
+                self._claim(conn, meta)
             if touches:
                 self._touch(conn, touches)
-            if meta:
-                self._set_meta(conn, meta)
             if need_index:
                 self._create_index(conn, dim)
             pending: list[tuple[Any, Any]] = []

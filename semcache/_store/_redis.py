@@ -65,6 +65,7 @@ from ._base import (
     PutResult,
     StoredEntry,
     VectorBatch,
+    claim_settings,
 )
 from ._quality_checks import (
     check_counts,
@@ -390,7 +391,10 @@ class RedisStore(NoLocalFile):
                 0 if e.record is None else 1,
                 b"" if e.record is None else e.record.encode(),
             ]
-        ids, replaced, expired, lru = self._call(lambda: self._put(args=args))
+        got = self._call(lambda: self._put(args=args))
+        if got and got[0] == b"meta":  # the script wrote nothing
+            claim_settings(meta, {bytes(got[1]).decode(): bytes(got[2]).decode()})
+        ids, replaced, expired, lru = got
         evicted_expired = self._pairs(expired)
         return PutResult(
             ids=[int(i) for i in ids],

@@ -47,9 +47,15 @@ local quota = tonumber(ARGV[4])
 local cap = tonumber(ARGV[5])
 local i = 6
 local nt = tonumber(ARGV[i]); i = i + 1
+local m = i + 2 * nt
+local nm = tonumber(ARGV[m])
+for j = m + 1, m + 2 * nm, 2 do  -- a setting held with another value: write nothing
+  local held = redis.call('HGET', P .. 'meta', ARGV[j])
+  if held and held ~= ARGV[j + 1] then return {'meta', ARGV[j], held} end
+end
 for _ = 1, nt do touch(ARGV[i], ARGV[i + 1]); i = i + 2 end
-local nm = tonumber(ARGV[i]); i = i + 1
-for _ = 1, nm do redis.call('HSET', P .. 'meta', ARGV[i], ARGV[i + 1]); i = i + 2 end
+i = i + 1
+for _ = 1, nm do redis.call('HSETNX', P .. 'meta', ARGV[i], ARGV[i + 1]); i = i + 2 end
 local ne = tonumber(ARGV[i]); i = i + 1
 local ids, replaced, expired, lru = {}, {}, {}, {}
 local ns = nil

@@ -35,6 +35,7 @@ from ._sqlite_ops import (
     LAST_SEQ,
     batches,
     chunks,
+    claim_meta,
     evict,
     file_id,
     is_local,
@@ -476,10 +477,11 @@ class SQLiteStore(SQLiteQuality):
 
         def run(conn: _Conn) -> PutResult:
             result = PutResult()
+            settings = claim_meta(conn, meta) if meta else None  # before any write
             if touches:
                 conn.executemany(_TOUCH, list(touches.items()))
-            if meta:
-                self._set_meta(conn, meta)
+            if settings:
+                self._set_meta(conn, settings)
             cur = self._cur
             ids, replaced = result.ids, result.replaced
             for e in entries:

@@ -4,19 +4,20 @@ change-log and vector reads, error translation, and the file's identity."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import apsw
 
 from .._errors import CacheClosedError, StoreCorruptError, StoreError
-from ._base import Change
+from ._base import Change, claim_settings
 
 __all__ = [
     "IDENTITY",
     "LAST_SEQ",
     "batches",
     "chunks",
+    "claim_meta",
     "evict",
     "file_id",
     "is_local",
@@ -148,6 +149,17 @@ def batches(
     for ns in sorted(pending):
         ids, values = pending[ns]
         yield ns, ids, values
+
+
+def claim_meta(conn: Any, meta: Mapping[str, str]) -> dict[str, str]:
+    """:func:`~semcache._store.claim_settings` against the meta table as the put's
+    transaction reads it: the settings to record.
+
+    Raises:
+        EmbedderMismatchError: one is held with another value.
+    """
+    held = {n: conn.execute("SELECT value FROM meta WHERE name = ?", (n,)).get for n in meta}
+    return claim_settings(meta, held)
 
 
 def read_vectors(conn: Any, ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
