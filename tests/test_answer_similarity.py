@@ -251,6 +251,8 @@ def test_a_put_stores_the_answer_vector_in_its_one_store_write(
 ) -> None:
     store = CountsWrites()
     with cache_of(None, TableEmbedder(), store=store) as cache:
+        assert store.writes == ["put_many"]  # the open records its settings
+        store.writes.clear()
         cache.put("topic", PARIS)
         cache.put_many(["q", "near"], [PARIS_AGAIN, BERLIN])
         assert store.writes == ["put_many", "put_many"]  # no second write of the records
