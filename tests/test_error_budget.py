@@ -10,6 +10,7 @@ verification), the policy's ``decide`` is replaced on the cache's policy object.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -32,8 +33,10 @@ from semcache import (
     StoreError,
 )
 from semcache._budget_policy import Decision
+from semcache._budgets import Budgets
 from semcache._cache import engine_of
 from semcache._engine import Engine
+from semcache._store import NewEntry
 
 DIM = 16
 
@@ -620,19 +623,21 @@ def test_what_another_cache_learnt_during_the_llm_call_is_kept(tmp_path: Path) -
         ]
 
 
-def test_an_entry_replaced_during_the_llm_call_keeps_its_own_record(tmp_path: Path) -> None:
-    """What was observed was about the answer the get read: another put of the key
-    meanwhile (a new answer, its record afresh) is not given it."""
-    with budget_cache(tmp_path / "c.db") as cache:
-        cache.put("topic 0", "A", embedding=vec(0, -1))
-        force(cache, "verify")
-
-        def llm() -> str:
-            cache.put("topic 0", "C", embedding=vec(0, -1))
-            return "B"
-
-        assert cache.get_or_put("q1", llm, embedding=vec(0, 1)) == "B"
-        assert record_of(cache.store, entry_id(cache, "topic 0")) is None
+def test_observations_of_an_entry_are_not_written_into_another_at_its_id() -> None:
+    """A store that lost its tail may hold another entry at an id a get read (see
+    ``semcache._store``): ``Budgets.update`` compares what it reads again with what the
+    get read (response, created_at) and leaves another entry's record alone."""
+    store = MemoryStore()
+    new = NewEntry(b"k", "default", "q", "A", None, vec(0, -1).tobytes(), 5.0, None)
+    [entry_id] = store.put_many([new], now=5.0).ids
+    read = store.get_by_ids([entry_id])[entry_id]
+    budgets = Budgets(0.1, None, store, Clock())
+    observe = {entry_id: lambda record: record.add(0.9, False)}
+    older = dataclasses.replace(read, response="B", created_at=1.0)  # what a get had read
+    budgets.update(observe, [older])
+    assert record_of(store, entry_id) is None
+    budgets.update(observe, [read])  # the entry the get read: its record learns
+    assert record_of(store, entry_id) == [[0.9, 0.0]]
 
 
 def test_the_default_same_answer_ignores_case_and_spacing(tmp_path: Path) -> None:
