@@ -47,7 +47,7 @@ import numpy.typing as npt
 from ._agreement import Agreement, Candidate, agreement, same_answer, voted
 from ._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
 from ._errors import StoreError
-from ._store import QualityState, Store, StoredEntry, quality_state
+from ._store import QualityState, Store, StoredEntry, quality_state, record_update
 from ._types import Hit
 
 __all__ = [
@@ -480,19 +480,42 @@ class Budgets:
         """Apply ``changes`` (by entry id: a function that changes a record in place) to
         the records of ``entries`` as they are stored now, and write them.
 
-        The records are read again first (one ``get_by_ids``; without the
-        ``QualityState`` capability, this process's copies): another process or thread
-        may have written one since the get read it, often during the LLM call that
-        taught this one, and a record written from the get's copy would drop what it
-        added. What can still be lost is a write that falls between this read and this
-        write. An entry gone or replaced since the get read it (another answer at its
-        id, or another put's) is left alone: what was observed was about the answer
-        the get read. ``records`` (by id) is given what was written.
+        Another process or thread may have written one since the get read it, often
+        during the LLM call that taught this one, and a record written from the get's
+        copy would drop what it added. So the changes apply to the records as stored:
+        in the store's own atomic step where it has one (``update_records``, the
+        :class:`~semcache._store.RecordUpdate` capability: SQLite, PostgreSQL, memory), else read
+        again (one ``get_by_ids``; without the ``QualityState`` capability, this
+        process's copies) and then written, where a write that falls between the two
+        can still be lost. An entry gone or replaced since the get read it (another
+        answer at its id, or another put's) is left alone: what was observed was about
+        the answer the get read. ``records`` (by id) is given what was written.
 
         Raises:
             StoreError: the read or the write failed (nothing is written).
         """
         read = {e.id: e for e in entries if e.id in changes}
+        written: dict[int, EntryRecord] = {}
+        updater = None if self.state is None else record_update(self._store)
+        if updater is not None:
+
+            def change(i: int, response: str, created_at: float, text: str | None) -> str | None:
+                e = read.get(i)
+                if e is None or (response, created_at) != (e.response, e.created_at):
+                    return None
+                record = written[i] = self._parsed(text)
+                changes[i](record)
+                new = made[i] = self.text(record)
+                return new
+
+            made: dict[int, str] = {}
+            updater.update_records(list(read), change)
+            for entry in entries:  # the copies this process keeps (the hot map's)
+                if entry.id in made:
+                    entry.record = made[entry.id]
+            if records is not None:
+                records.update(written)
+            return
         if self.state is None:
             texts: dict[int, str | None] = {i: self._local.get(i) for i in read}
         else:
@@ -502,7 +525,6 @@ class Budgets:
                 for i, e in read.items()
                 if i in now and (now[i].response, now[i].created_at) == (e.response, e.created_at)
             }
-        written: dict[int, EntryRecord] = {}
         for i, text in texts.items():
             record = written[i] = self._parsed(text)
             changes[i](record)

@@ -281,6 +281,9 @@ class FailingRecords(MemoryStore):
     def write_records(self, records: Any) -> None:
         raise StoreError("disk full")
 
+    def update_records(self, ids: Any, change: Any) -> None:
+        raise StoreError("disk full")
+
 
 def test_a_store_that_fails_to_write_records_loses_nothing() -> None:
     with budget_cache(store=FailingRecords()) as cache:
@@ -623,11 +626,21 @@ def test_what_another_cache_learnt_during_the_llm_call_is_kept(tmp_path: Path) -
         ]
 
 
-def test_observations_of_an_entry_are_not_written_into_another_at_its_id() -> None:
+class TwoSteps(MemoryStore):
+    """A store without ``update_records``: the cache reads, then writes."""
+
+    update_records = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("kind", [MemoryStore, TwoSteps])
+def test_observations_of_an_entry_are_not_written_into_another_at_its_id(
+    kind: type[MemoryStore],
+) -> None:
     """A store that lost its tail may hold another entry at an id a get read (see
     ``semcache._store``): ``Budgets.update`` compares what it reads again with what the
-    get read (response, created_at) and leaves another entry's record alone."""
-    store = MemoryStore()
+    get read (response, created_at) and leaves another entry's record alone, in the
+    store's atomic step or in two."""
+    store = kind()
     new = NewEntry(b"k", "default", "q", "A", None, vec(0, -1).tobytes(), 5.0, None)
     [entry_id] = store.put_many([new], now=5.0).ids
     read = store.get_by_ids([entry_id])[entry_id]

@@ -9,8 +9,10 @@ the conformance suite's :class:`~test_store_conformance.StoreFactory`.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -30,6 +32,7 @@ from semcache._store import (
     SQLiteStore,
     Store,
     quality_state,
+    record_update,
 )
 from semcache._store._quality_checks import MAX_RECORD_BYTES
 from semcache._store._sqlite_schema import SCHEMA_VERSION
@@ -352,3 +355,80 @@ def test_a_bad_record_at_put_raises_before_anything_is_written(factory: StoreFac
     assert by_key(store, "a") == (a, "response a", RECORD)
     (b,) = put(store, with_record(entry("b"), "x" * MAX_RECORD_BYTES))  # the limit itself
     assert record_of(store, b) == "x" * MAX_RECORD_BYTES
+
+
+# -- update_records (RecordUpdate: SQLite, PostgreSQL, memory) ------------------------------
+def test_update_records_changes_records_in_place(factory: StoreFactory) -> None:
+    store = factory()
+    updater = record_update(store)
+    if updater is None:  # (the server stores: the cache reads, then writes)
+        assert not hasattr(store, "update_records")
+        return
+    i, j = put(store, entry("x", response="rx", t=1.5), entry("y", response="ry", t=2.5))
+    q(store).write_records({i: RECORD})
+    seen: list[tuple[int, str, float, str | None]] = []
+
+    def change(entry_id: int, response: str, created_at: float, record: str | None) -> str | None:
+        seen.append((entry_id, response, created_at, record))
+        return None if entry_id == j else record + "!"  # type: ignore[operator]
+
+    updater.update_records([i, j, 99_999, i], change)
+    assert sorted(seen) == [(i, "rx", 1.5, RECORD), (j, "ry", 2.5, None)]
+    assert record_of(store, i) == RECORD + "!"
+    assert record_of(store, j) is None  # None: left as it was
+    assert store.count() == 2
+
+
+def test_update_records_writes_nothing_when_a_text_is_refused(factory: StoreFactory) -> None:
+    store = factory()
+    updater = record_update(store)
+    if updater is None:
+        return
+    i, j = put(store, entry("x"), entry("y"))
+    q(store).write_records({i: RECORD})
+    too_long = "x" * (MAX_RECORD_BYTES + 1)
+    with pytest.raises(InputTooLargeError):
+        updater.update_records([i, j], lambda n, r, c, t: "[]" if n == i else too_long)
+    assert record_of(store, i) == RECORD
+    assert record_of(store, j) is None
+
+
+@pytest.fixture(
+    params=[b for b in BACKENDS if b.name in ("sqlite", "postgres")], ids=lambda b: b.name
+)
+def shared_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """The stores with ``update_records`` that other processes can open too."""
+    f = StoreFactory(request.param, tmp_path)
+    yield f
+    f.close_all()
+
+
+def _count(backend: str, home: Path, entry_id: int, barrier: Any) -> None:
+    """A worker (module level: spawn pickles it by name): 200 increments of a record in
+    the store of backend ``backend`` at ``home``."""
+    store = next(b for b in BACKENDS if b.name == backend).open(home, {})
+    updater = record_update(store)
+    assert updater is not None
+    barrier.wait()
+    for _ in range(200):
+        updater.update_records([entry_id], lambda n, r, c, t: str(int(t or "0") + 1))
+    store.close()
+
+
+def test_update_records_is_atomic_across_processes(shared_factory: StoreFactory) -> None:
+    """Two processes change one record at once, 200 times each: every change is kept
+    (a read, then a write, in two steps, loses some of them)."""
+    store = shared_factory()
+    home = shared_factory._homes[id(store)][0]
+    (i,) = put(store, entry("x"))
+    q(store).write_records({i: "0"})
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    args = (shared_factory.backend.name, home, i, barrier)
+    workers = [ctx.Process(target=_count, args=args) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert record_of(store, i) == "400"

@@ -13,6 +13,8 @@ from ._base import (
     NoLocalFile,
     PutResult,
     QualityState,
+    RecordChange,
+    RecordUpdate,
     SearchIndexFactory,
     ServerSearch,
     Store,
@@ -24,6 +26,7 @@ from ._base import (
     file_backup,
     local_path,
     quality_state,
+    record_update,
 )
 from ._dynamodb import DynamoDBStore
 from ._memory import MemoryStore
@@ -46,6 +49,8 @@ __all__ = [
     "PostgresStore",
     "PutResult",
     "QualityState",
+    "RecordChange",
+    "RecordUpdate",
     "RedisStore",
     "SQLiteStore",
     "SearchIndexFactory",
@@ -61,5 +66,6 @@ __all__ = [
     "file_backup",
     "local_path",
     "quality_state",
+    "record_update",
     "search_index_factory",
 ]

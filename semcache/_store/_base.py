@@ -50,6 +50,10 @@ cache never names a store class.
   store: each entry's record (JSON text, kept with the entry and gone with it) and
   per-namespace counters that are only ever added to. Absent: the budget lives in the
   process's memory only (:func:`quality_state`).
+* ``update_records(ids, change)`` (:class:`RecordUpdate`): records changed in place in
+  one atomic step, so that what two processes learn of one entry at once is merged,
+  not overwritten. Absent: the cache reads the records, then writes them
+  (:func:`record_update`).
 * ``iter_answers(now=, batch_size=)`` (:class:`AnswerScan`): the stored answers of the
   entries :meth:`Store.iter_vectors` yields, without their vectors, in one pass (what
   answer support's prototype tables are built from). Absent: they are read by id,
@@ -82,6 +86,8 @@ __all__ = [
     "NoLocalFile",
     "PutResult",
     "QualityState",
+    "RecordChange",
+    "RecordUpdate",
     "SearchIndexFactory",
     "ServerSearch",
     "Store",
@@ -93,6 +99,7 @@ __all__ = [
     "file_backup",
     "local_path",
     "quality_state",
+    "record_update",
 ]
 
 
@@ -525,6 +532,38 @@ def file_backup(store: object) -> FileBackup | None:
     if local_path(store) is None or not isinstance(store, FileBackup):
         return None
     return store
+
+
+#: ``change(entry_id, response, created_at, record)`` -> the entry's new record text, or
+#: None to leave it (:meth:`RecordUpdate.update_records`).
+RecordChange: TypeAlias = Callable[[int, str, float, "str | None"], "str | None"]
+
+
+@runtime_checkable
+class RecordUpdate(Protocol):
+    """A store that changes records in place, atomically (see the module docstring)."""
+
+    def update_records(self, ids: Sequence[int], change: RecordChange) -> None:
+        """In one atomic step (no other writer in between): read the live entries of
+        ``ids`` (their response, created_at and record) and set each one's record to
+        what ``change`` returns for it (None: left as it is). An id with no live entry
+        is skipped. Nothing else of the entry changes, as with ``write_records``.
+
+        Raises:
+            InvalidInputError, InputTooLargeError: a text ``change`` returned is not a
+                record ``write_records`` would take; nothing is written.
+            CacheClosedError: the store is closed.
+            StoreError: the read or write failed (nothing of it is kept).
+        """
+        ...
+
+
+def record_update(store: object) -> RecordUpdate | None:
+    """The store as a :class:`RecordUpdate`; None for a store without the capability
+    (a record is then read and written in two steps)."""
+    if not callable(getattr(store, "update_records", None)):
+        return None
+    return cast(RecordUpdate, store)
 
 
 def quality_state(store: object) -> QualityState | None:

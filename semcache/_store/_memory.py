@@ -18,6 +18,7 @@ from ._base import (
     NewEntry,
     NoLocalFile,
     PutResult,
+    RecordChange,
     StoredEntry,
     VectorBatch,
     claim_settings,
@@ -282,6 +283,29 @@ class MemoryStore(NoLocalFile):
                 row = self._rows.get(entry_id)
                 if row is not None:
                     row.entry.record = text
+
+    def update_records(self, ids: Sequence[int], change: RecordChange) -> None:
+        """Change records in place under the store's lock (see
+        :class:`~semcache._store._base.RecordUpdate`).
+
+        Raises:
+            InvalidInputError, InputTooLargeError: ``change`` returned a text
+                ``write_records`` would refuse; nothing is written.
+            CacheClosedError: the store is closed.
+        """
+        with self._lock:
+            self._check_open()
+            texts: dict[int, str] = {}
+            for entry_id in dict.fromkeys(int(i) for i in ids):
+                row = self._rows.get(entry_id)
+                if row is None:
+                    continue
+                e = row.entry
+                text = change(entry_id, e.response, e.created_at, e.record)
+                if text is not None:
+                    texts[entry_id] = text
+            for entry_id, text in check_records(texts):  # (all checked, then written)
+                self._rows[entry_id].entry.record = text
 
     def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
         """Add ``deltas`` to the namespace's counters.

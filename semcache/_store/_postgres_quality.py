@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._base import RecordChange
 from ._quality_checks import check_counts, check_counts_namespace, check_records
 
 _T = TypeVar("_T")
@@ -52,6 +53,46 @@ class PgQuality:
             ),
             write=True,
         )
+
+    def update_records(self, ids: Sequence[int], change: RecordChange) -> None:
+        """Change records in place in one transaction that locks their rows first
+        (``SELECT ... FOR UPDATE``, ascending id), so no other writer changes them in
+        between (see :class:`~semcache._store._base.RecordUpdate`). A retried
+        transaction (a deadlock) calls ``change`` again on what it reads then.
+
+        Raises:
+            InvalidInputError, InputTooLargeError: ``change`` returned a text
+                ``write_records`` would refuse; nothing is written.
+            StoreUnavailableError: the server cannot be reached.
+            StoreError: another database error.
+        """
+        wanted = sorted({int(i) for i in ids if 0 < int(i) < 2**63})
+        if not wanted:
+            self._read(lambda c: None)
+            return
+
+        def run(conn: Any) -> None:
+            with conn.transaction():
+                rows = conn.execute(
+                    "SELECT id, response, created_at, record FROM entries WHERE id = ANY(%s) "
+                    "ORDER BY id FOR UPDATE",
+                    (wanted,),
+                ).fetchall()
+                texts: dict[int, str] = {}
+                for i, response, created_at, record in rows:
+                    old = None if record is None else bytes(record).decode()
+                    text = change(int(i), bytes(response).decode(), float(created_at), old)
+                    if text is not None:
+                        texts[int(i)] = text
+                items = check_records(texts)
+                if items:
+                    conn.execute(
+                        "UPDATE entries AS e SET record = v.r FROM unnest(%s::bigint[], "
+                        "%s::bytea[]) AS v(id, r) WHERE e.id = v.id",
+                        ([i for i, _ in items], [t.encode() for _, t in items]),
+                    )
+
+        self._run(run, write=True)
 
     def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
         """Add each delta to the namespace's named counter, in one statement: concurrent

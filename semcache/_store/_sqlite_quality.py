@@ -8,11 +8,13 @@ connection's read and write transactions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from ._base import RecordChange
 from ._quality_checks import check_counts, check_counts_namespace, check_records
+from ._sqlite_ops import chunks, marks
 
 __all__ = ["SQLiteQuality"]
 
@@ -22,6 +24,7 @@ _T = TypeVar("_T")
 #: fires none of the entries' triggers (they log inserts and deletes), so the change
 #: log and the namespace counts do not move, and ``last_access`` is not touched.
 _WRITE_RECORD: Final = "UPDATE entries SET record = ?2 WHERE id = ?1"
+_READ_RECORDS: Final = "SELECT id, response, created_at, record FROM entries WHERE id IN ({})"
 _ADD_COUNT: Final = (
     "INSERT INTO quality_counts(namespace, name, value) VALUES (?, ?, ?) "
     "ON CONFLICT(namespace, name) DO UPDATE SET value = value + excluded.value"
@@ -55,6 +58,32 @@ class SQLiteQuality:
             return
         with self._write() as conn:
             conn.executemany(_WRITE_RECORD, rows)
+
+    def update_records(self, ids: Sequence[int], change: RecordChange) -> None:
+        """Change records in place in one IMMEDIATE transaction (see
+        :class:`~semcache._store._base.RecordUpdate`): no other connection writes
+        between the read and the write.
+
+        Raises:
+            InvalidInputError, InputTooLargeError: ``change`` returned a text
+                ``write_records`` would refuse; nothing is written.
+            CacheClosedError: the store is closed.
+            StoreError: the read or the write failed (nothing of it is kept).
+        """
+        wanted = sorted({int(i) for i in ids if 0 < int(i) < 2**63})
+        if not wanted:
+            return
+        with self._write() as conn:
+            texts: dict[int, str] = {}
+            for chunk in chunks(wanted):
+                sql = _READ_RECORDS.format(marks(chunk))
+                for entry_id, response, created_at, record in conn.execute(sql, chunk):
+                    text = change(int(entry_id), response, float(created_at), record)
+                    if text is not None:
+                        texts[int(entry_id)] = text
+            rows = check_records(texts)  # (raised inside: the transaction rolls back)
+            if rows:
+                conn.executemany(_WRITE_RECORD, rows)
 
     def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
         """Add each delta to the namespace's counter of that name, in one transaction.
