@@ -484,10 +484,10 @@ class Budgets:
         during the LLM call that taught this one, and a record written from the get's
         copy would drop what it added. So the changes apply to the records as stored:
         in the store's own atomic step where it has one (``update_records``, the
-        :class:`~semcache._store.RecordUpdate` capability: SQLite, PostgreSQL, memory), else read
-        again (one ``get_by_ids``; without the ``QualityState`` capability, this
-        process's copies) and then written, where a write that falls between the two
-        can still be lost. An entry gone or replaced since the get read it (another
+        :class:`~semcache._store.RecordUpdate` capability: SQLite, PostgreSQL,
+        memory), else read again (one ``get_by_ids``; without the ``QualityState``
+        capability, this process's copies) and then written, where a write that falls
+        between the two can still be lost. An entry gone or replaced since the get read it (another
         answer at its id, or another put's) is left alone: what was observed was about
         the answer the get read. ``records`` (by id) is given what was written.
 
@@ -498,17 +498,17 @@ class Budgets:
         written: dict[int, EntryRecord] = {}
         updater = None if self.state is None else record_update(self._store)
         if updater is not None:
+            made: dict[int, str] = {}
 
             def change(i: int, response: str, created_at: float, text: str | None) -> str | None:
                 e = read.get(i)
                 if e is None or (response, created_at) != (e.response, e.created_at):
-                    return None
+                    return None  # (gone or replaced since the get read it)
                 record = written[i] = self._parsed(text)
                 changes[i](record)
                 new = made[i] = self.text(record)
                 return new
 
-            made: dict[int, str] = {}
             updater.update_records(list(read), change)
             for entry in entries:  # the copies this process keeps (the hot map's)
                 if entry.id in made:
