@@ -485,7 +485,7 @@ class Budgets:
         copy would drop what it added. So the changes apply to the records as stored:
         in the store's own atomic step where it has one (``update_records``, the
         :class:`~semcache._store.RecordUpdate` capability: SQLite, PostgreSQL,
-        memory), else read again (one ``get_by_ids``; without the ``QualityState``
+        Redis, memory), else read again (one ``get_by_ids``; without the ``QualityState``
         capability, this process's copies) and then written, where a write that falls
         between the two can still be lost. An entry gone or replaced since the get read it (another
         answer at its id, or another put's) is left alone: what was observed was about

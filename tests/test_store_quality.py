@@ -357,7 +357,7 @@ def test_a_bad_record_at_put_raises_before_anything_is_written(factory: StoreFac
     assert record_of(store, b) == "x" * MAX_RECORD_BYTES
 
 
-# -- update_records (RecordUpdate: SQLite, PostgreSQL, memory) ------------------------------
+# -- update_records (RecordUpdate: SQLite, PostgreSQL, Redis, memory) -----------------------
 def test_update_records_changes_records_in_place(factory: StoreFactory) -> None:
     store = factory()
     updater = record_update(store)
@@ -394,7 +394,7 @@ def test_update_records_writes_nothing_when_a_text_is_refused(factory: StoreFact
 
 
 @pytest.fixture(
-    params=[b for b in BACKENDS if b.name in ("sqlite", "postgres")], ids=lambda b: b.name
+    params=[b for b in BACKENDS if b.name in ("sqlite", "postgres", "redis")], ids=lambda b: b.name
 )
 def shared_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """The stores with ``update_records`` that other processes can open too."""

@@ -63,6 +63,7 @@ from ._base import (
     NewEntry,
     NoLocalFile,
     PutResult,
+    RecordChange,
     StoredEntry,
     VectorBatch,
     claim_settings,
@@ -451,6 +452,50 @@ class RedisStore(NoLocalFile):
             self._call(lambda: None)
             return
         self._call(lambda: self._write_records(args=args))
+
+    def update_records(self, ids: Sequence[int], change: RecordChange) -> None:
+        """Change records in place (see :class:`~semcache._store._base.RecordUpdate`):
+        the entries' hashes are watched (``WATCH``), read, and their records set in one
+        ``MULTI``/``EXEC``, which Redis refuses if another client changed or deleted one
+        of them since the read; then it starts again from the read.
+
+        Raises:
+            InvalidInputError, InputTooLargeError: ``change`` returned a text
+                ``write_records`` would refuse; nothing is written.
+            StoreUnavailableError: the server cannot be reached.
+            StoreError: another Redis error.
+        """
+        wanted = sorted({int(i) for i in ids if 0 < int(i) < 2**63})
+        keys = [self._p + b"e:" + _member(i).encode() for i in wanted]
+        watch_error = self._redis.WatchError
+
+        def run() -> None:
+            with self._client.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(*keys)
+                        texts: dict[int, str] = {}
+                        for i, key in zip(wanted, keys, strict=True):
+                            r, c, o = pipe.hmget(key, ("r", "c", "o"))
+                            if r is None:
+                                continue  # no entry
+                            old = None if o is None else bytes(o).decode()
+                            text = change(i, bytes(r).decode(), float(c), old)
+                            if text is not None:
+                                texts[i] = text
+                        items = check_records(texts)
+                        pipe.multi()
+                        for i, text in items:
+                            pipe.hset(self._p + b"e:" + _member(i).encode(), "o", text.encode())
+                        pipe.execute()
+                        return
+                    except watch_error:
+                        continue  # changed by another client since the read: again
+
+        if keys:
+            self._call(run)
+        else:
+            self._call(lambda: None)
 
     def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
         """Add each delta to the namespace's named counter (``HINCRBYFLOAT``, all in one
