@@ -361,7 +361,7 @@ def test_a_bad_record_at_put_raises_before_anything_is_written(factory: StoreFac
 def test_update_records_changes_records_in_place(factory: StoreFactory) -> None:
     store = factory()
     updater = record_update(store)
-    if updater is None:  # (the server stores: the cache reads, then writes)
+    if updater is None:  # (DynamoDB: the cache reads, then writes)
         assert not hasattr(store, "update_records")
         return
     i, j = put(store, entry("x", response="rx", t=1.5), entry("y", response="ry", t=2.5))
