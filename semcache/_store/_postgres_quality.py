@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._base import RecordChange
-from ._quality_checks import check_counts, check_counts_namespace, check_records
+from ._quality_checks import check_counts, check_counts_namespace, check_records, record_ids
 
 _T = TypeVar("_T")
 
@@ -66,7 +66,7 @@ class PgQuality:
             StoreUnavailableError: the server cannot be reached.
             StoreError: another database error.
         """
-        wanted = sorted({int(i) for i in ids if 0 < int(i) < 2**63})
+        wanted = record_ids(ids)
         if not wanted:
             self._read(lambda c: None)
             return

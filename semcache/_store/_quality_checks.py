@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from .._checks import show
@@ -24,6 +24,7 @@ __all__ = [
     "check_counts_namespace",
     "check_new_records",
     "check_records",
+    "record_ids",
 ]
 
 #: The largest record accepted (an EntryRecord is about 300 bytes).
@@ -51,6 +52,12 @@ def check_records(records: Mapping[int, str]) -> list[tuple[int, str]]:
             out.append((int(entry_id), text))
     out.sort()
     return out
+
+
+def record_ids(ids: Iterable[int]) -> list[int]:
+    """The distinct ids of ``ids`` an entry can have (1 to a signed 64-bit int), in
+    ascending order: what ``update_records`` reads and locks, in that order."""
+    return sorted({int(i) for i in ids if 0 < int(i) < 2**63})
 
 
 def check_new_records(entries: Sequence[NewEntry]) -> None:

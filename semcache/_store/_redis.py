@@ -73,6 +73,7 @@ from ._quality_checks import (
     check_counts_namespace,
     check_new_records,
     check_records,
+    record_ids,
 )
 
 __all__ = ["RedisStore"]
@@ -465,7 +466,7 @@ class RedisStore(NoLocalFile):
             StoreUnavailableError: the server cannot be reached.
             StoreError: another Redis error.
         """
-        wanted = sorted({int(i) for i in ids if 0 < int(i) < 2**63})
+        wanted = record_ids(ids)
         keys = [self._p + b"e:" + _member(i).encode() for i in wanted]
         watch_error = self._redis.WatchError
 

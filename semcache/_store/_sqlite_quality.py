@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._base import RecordChange
-from ._quality_checks import check_counts, check_counts_namespace, check_records
+from ._quality_checks import check_counts, check_counts_namespace, check_records, record_ids
 from ._sqlite_ops import chunks, marks
 
 __all__ = ["SQLiteQuality"]
@@ -70,7 +70,7 @@ class SQLiteQuality:
             CacheClosedError: the store is closed.
             StoreError: the read or the write failed (nothing of it is kept).
         """
-        wanted = sorted({int(i) for i in ids if 0 < int(i) < 2**63})
+        wanted = record_ids(ids)
         if not wanted:
             return
         with self._write() as conn:
