@@ -484,51 +484,46 @@ class Budgets:
         during the LLM call that taught this one, and a record written from the get's
         copy would drop what it added. So the changes apply to the records as stored:
         in the store's own atomic step where it has one (``update_records``, the
-        :class:`~semcache._store.RecordUpdate` capability: SQLite, PostgreSQL,
-        Redis, memory), else read again (one ``get_by_ids``; without the ``QualityState``
+        :class:`~semcache._store.RecordUpdate` capability: SQLite, PostgreSQL, Redis,
+        memory), else read again (one ``get_by_ids``; without the ``QualityState``
         capability, this process's copies) and then written, where a write that falls
-        between the two can still be lost. An entry gone or replaced since the get read it (another
-        answer at its id, or another put's) is left alone: what was observed was about
-        the answer the get read. ``records`` (by id) is given what was written.
+        between the two can still be lost. An entry gone or replaced since the get read
+        it (another answer at its id, or another put's) is left alone: what was
+        observed was about the answer the get read. ``records`` (by id) is given what
+        was written.
 
         Raises:
             StoreError: the read or the write failed (nothing is written).
         """
         read = {e.id: e for e in entries if e.id in changes}
         written: dict[int, EntryRecord] = {}
-        updater = None if self.state is None else record_update(self._store)
+        made: dict[int, str] = {}
+
+        def change(i: int, response: str, created_at: float, text: str | None) -> str | None:
+            e = read.get(i)
+            if e is None or (response, created_at) != (e.response, e.created_at):
+                return None  # (gone or replaced since the get read it)
+            record = written[i] = self._parsed(text)
+            changes[i](record)
+            new = made[i] = self.text(record)
+            return new
+
+        state = self.state
+        updater = None if state is None else record_update(self._store)
         if updater is not None:
-            made: dict[int, str] = {}
-
-            def change(i: int, response: str, created_at: float, text: str | None) -> str | None:
-                e = read.get(i)
-                if e is None or (response, created_at) != (e.response, e.created_at):
-                    return None  # (gone or replaced since the get read it)
-                record = written[i] = self._parsed(text)
-                changes[i](record)
-                new = made[i] = self.text(record)
-                return new
-
             updater.update_records(list(read), change)
+        elif state is not None:  # read again, then written
+            for i, e in self._store.get_by_ids(list(read)).items():
+                change(i, e.response, e.created_at, e.record)
+            state.write_records(made)
+        else:  # this process's copies
+            for i, e in read.items():
+                change(i, e.response, e.created_at, self._local.get(i))
+            self.keep_local(made)
+        if state is not None:
             for entry in entries:  # the copies this process keeps (the hot map's)
                 if entry.id in made:
                     entry.record = made[entry.id]
-            if records is not None:
-                records.update(written)
-            return
-        if self.state is None:
-            texts: dict[int, str | None] = {i: self._local.get(i) for i in read}
-        else:
-            now = self._store.get_by_ids(list(read))
-            texts = {
-                i: now[i].record
-                for i, e in read.items()
-                if i in now and (now[i].response, now[i].created_at) == (e.response, e.created_at)
-            }
-        for i, text in texts.items():
-            record = written[i] = self._parsed(text)
-            changes[i](record)
-        self.write(written, entries)
         if records is not None:
             records.update(written)
 

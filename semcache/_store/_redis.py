@@ -466,17 +466,16 @@ class RedisStore(NoLocalFile):
             StoreUnavailableError: the server cannot be reached.
             StoreError: another Redis error.
         """
-        wanted = record_ids(ids)
-        keys = [self._p + b"e:" + _member(i).encode() for i in wanted]
+        keys = {i: self._p + b"e:" + _member(i).encode() for i in record_ids(ids)}
         watch_error = self._redis.WatchError
 
         def run() -> None:
             with self._client.pipeline() as pipe:
                 while True:
                     try:
-                        pipe.watch(*keys)
+                        pipe.watch(*keys.values())
                         texts: dict[int, str] = {}
-                        for i, key in zip(wanted, keys, strict=True):
+                        for i, key in keys.items():
                             r, c, o = pipe.hmget(key, ("r", "c", "o"))
                             if r is None:
                                 continue  # no entry
@@ -487,7 +486,7 @@ class RedisStore(NoLocalFile):
                         items = check_records(texts)
                         pipe.multi()
                         for i, text in items:
-                            pipe.hset(self._p + b"e:" + _member(i).encode(), "o", text.encode())
+                            pipe.hset(keys[i], "o", text.encode())
                         pipe.execute()
                         return
                     except watch_error:
