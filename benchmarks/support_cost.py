@@ -8,8 +8,12 @@ than the difference measured. Here each setup has caches over the same 10k rows,
 falls on both alike. The rows are those of the benchmark's ``clustered`` fixture (100
 clusters, 7 neighbours above the support floor): answers unique, repeated (one per
 cluster) and mixed (two per cluster). A third cache, answer support on without its
-prototype veto, is interleaved too: the veto's own share. Last, the support arithmetic
-of the mixed row's 8 candidates, its Python functions against their C twins.
+prototype veto, is interleaved too: the veto's own share. A fourth row asks with a
+number no stored prompt holds ("variant 99999"), so the numbers guard rejects every
+candidate and the head's evidence is weighed (semcache/_guard_evidence.py); there a
+fourth cache, answer support on with guards that never yield (``held``), gives the
+evidence's own share. Last, the support arithmetic of the mixed row's 8 candidates,
+its Python functions against their C twins.
 
 Run:  .venv/bin/python benchmarks/support_cost.py [--gets 6000]
 """
@@ -29,9 +33,11 @@ from semcache._cache import engine_of
 DIM = 384
 N = 10_000
 QUERY = "a paraphrase (variant 4321)"
+#: A query whose number no stored prompt holds: the numbers guard rejects every candidate.
+REJECTED = "a paraphrase (variant 99999)"
 #: Interleaved get by get: answer support on (as shipped), on without its prototype
-#: veto, off.
-SETUPS = ("on", "no veto", "off")
+#: veto, off; and where the guard rejects, on with guards that never yield.
+SETUPS = ("on", "no veto", "off", "held")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -55,31 +61,48 @@ def main() -> None:
     query = _unit(rows[4321] + 0.01 * np.random.default_rng(1).standard_normal(DIM))
     prompts = [f"prompt (variant {i})" for i in range(N)]
     with tempfile.TemporaryDirectory() as folder:
-        for name, every in (("unique", N), ("repeated", 100), ("mixed", 200)):
+        for name, every, text in (
+            ("unique", N, QUERY),
+            ("repeated", 100, QUERY),
+            ("mixed", 200, QUERY),
+            ("mixed, the guard rejects", 200, REJECTED),
+        ):
+            setups = SETUPS if text == REJECTED else SETUPS[:3]
             answers = [f"answer {i % every}" for i in range(N)]
             caches = {}
-            for setup in SETUPS:
+            for setup in setups:
                 cache = SemanticCache(
                     str(Path(folder) / f"{name}-{setup}.db"), answer_support=setup != "off"
                 )
+                eng = engine_of(cache)
                 if setup == "no veto":  # (the veto's own share: the tables left out)
-                    eng = engine_of(cache)
                     eng.prototypes = eng.indexes.prototypes = None
+                if setup == "held":  # (the evidence's own share: no guard yields)
+                    eng.guard_parts = tuple((g, None) for g, _ in eng.guard_parts or ())
                 cache.put_many(prompts, answers, embeddings=rows)
                 for _ in range(100):  # warm: the hot map, the memos, the prototypes
-                    assert cache.get(QUERY, embedding=query) is not None
+                    cache.get(text, embedding=query)
                 caches[setup] = cache
-            times: dict[str, list[int]] = {setup: [] for setup in SETUPS}
+            times: dict[str, list[int]] = {setup: [] for setup in setups}
+            served: dict[str, bool] = {}
             for _ in range(args.gets):
-                for setup in SETUPS:
+                for setup in setups:
                     t0 = time.perf_counter_ns()
-                    caches[setup].get(QUERY, embedding=query)
+                    hit = caches[setup].get(text, embedding=query)
                     times[setup].append(time.perf_counter_ns() - t0)
-            on, no_veto, off = (float(np.median(times[s])) / 1000 for s in SETUPS)
-            print(
+                    served[setup] = hit is not None
+            p50 = {setup: float(np.median(times[setup])) / 1000 for setup in setups}
+            on, no_veto, off = p50["on"], p50["no veto"], p50["off"]
+            line = (
                 f"{name}: on {on:.0f} us, off {off:.0f} us, +{on - off:.0f} us p50 "
                 f"(without the prototype veto {no_veto:.0f} us: the veto +{on - no_veto:.0f})"
             )
+            if "held" in p50:
+                line += (
+                    f"; guards held {p50['held']:.0f} us: the evidence +{on - p50['held']:.0f}"
+                    f" (hit: " + ", ".join(f"{k} {v}" for k, v in served.items()) + ")"
+                )
+            print(line, flush=True)
             for cache in caches.values():
                 cache.close()
     _arithmetic(rows, query)

@@ -1,7 +1,9 @@
 """Answer support on the static replay of a cluster set (docs/quality.md, "Answers that
 agree, by default"): the hit rate at precision 0.95 and 0.99 of a cosine threshold, of a
 cosine threshold with the shipped guards, and of ``SemanticCache``'s default (the
-threshold on the answer support score, with the shipped guards), on the whole file and on
+threshold on the answer support score, with the shipped guards yielding to the head
+candidates' evidence: semcache/_guard_evidence.py), beside the same with guards that
+never yield (``guards held``, the default before that rule), on the whole file and on
 two halves of its clusters (every other cluster in sorted order, with every other
 out-of-scope row), for several stored texts per cluster (S); then the support score's
 weight, swept. With ``--stream``, the stream replay too: a plain threshold rule (no error
@@ -88,27 +90,27 @@ def main() -> None:
     g = tuple(judges)
     print(
         "| set | S | cosine | cosine + guards | default: support + guards "
-        f"| at the shipped {threshold}: cosine + guards | default |"
+        f"| guards held | at the shipped {threshold}: cosine + guards | default |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     records: dict[tuple[str, int], StaticResult] = {}
     for name, part in halves(load_clusters(args.clusters)).items():
         for s in args.per_cluster:
             record = static_replay(part, vectors.embed, per_cluster=s, guards=judges)
             records[name, s] = record
-            support = record.supported()
+            support = record.supported(yielding=judges)
             at = [r.evaluate(Rule(threshold, None, g)) for r in (record, support)]
             shipped = " | ".join(f"{p.hit_rate:.3f} at {p.precision:.3f}" for p in at)
             print(
                 f"| {name} | {s} | {heads(record, ())} | {heads(record, g)} "
-                f"| {heads(support, g)} | {shipped} |"
+                f"| {heads(support, g)} | {heads(record.supported(), g)} | {shipped} |"
             )
     vectors.save()
     print("\nweight of the support score (default: support + guards)\n")
     print("| set | S | " + " | ".join(f"weight {w}" for w in args.weights) + " |")
     print("|---|---|" + "---|" * len(args.weights))
     for (name, s), record in records.items():
-        row = [heads(record.supported(weight=w), g) for w in args.weights]
+        row = [heads(record.supported(weight=w, yielding=judges), g) for w in args.weights]
         print(f"| {name} | {s} | " + " | ".join(row) + " |")
     if args.stream:
         stream(load_clusters(args.clusters), vectors)

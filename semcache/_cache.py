@@ -91,10 +91,12 @@ class SemanticCache:
             ``confidence_fn`` and before ``validator``. ``"default"`` (the default):
             :func:`~semcache.quality.numbers_agree` and
             :func:`~semcache.quality.negation_agrees` (a candidate whose numbers or
-            negation differ from the query's is not served: "What is 2+3?" never gets
-            the answer of "What is 2+2?"); None: no guards; or your own, such as
-            :func:`~semcache.quality.default_guards` (those two and word order).
-            Measured in docs/quality.md ("Guards on by default").
+            negation differ from the query's is not served: "What is 2+3?" does not
+            get the answer of "What is 2+2?"); None: no guards; or your own, such as
+            :func:`~semcache.quality.default_guards` (those two and word order). With
+            ``answer_support`` the built-in ones yield to the cache's own evidence
+            (:mod:`semcache._guard_evidence`); yours never do. Measured in
+            docs/quality.md ("Guards on by default", "Guards that yield to evidence").
         error_budget: wrong answers per get allowed, in (0, 1) (None: no budget, the
             threshold rule). With one, the semantic layer reads the 8 nearest
             candidates at or above similarity 0.5 (``similarity_threshold`` is not

@@ -42,6 +42,7 @@ from ._errors import (
     QueryTooLargeError,
 )
 from ._flight import Flights
+from ._guard_evidence import guard_parts
 from ._hot import HOT_ENTRIES, HotMap
 from ._indexes import IndexSet
 from ._keyfilter import KeyFilter, KeyMemo
@@ -81,6 +82,9 @@ class Engine:
         self.shared = options.shared
         self.validator = options.validator
         self.guards = options.guards
+        #: The guards' parts and, for the built-in ones, what they check of two texts
+        #: (:mod:`semcache._guard_evidence`: they yield to answer support's evidence).
+        self.guard_parts = guard_parts(options.guards)
         self.confidence_fn = options.confidence_fn
         self.clock = options.clock
         self.store_search = options.store_search

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable, Generator
 from time import perf_counter
 from types import GeneratorType
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _answer_memo
+from ._accept import accept, confidence_of, head_evidence
 from ._agreement import (
     SUPPORT_FLOOR,
     SUPPORT_K,
@@ -379,7 +379,7 @@ def _search(
             hit = make_hit(entry, max(-1.0, min(1.0, sim)), "semantic", None)
             hit.runner_up = _runner_up(ids, sims, entry_id)
             if eng.confidence_fn is not None:
-                confidence = _confidence(eng, query, hit)
+                confidence = confidence_of(eng, query, hit)
                 if confidence is None or confidence < eng.options.min_confidence:
                     reason = reason or "confidence"
                     continue
@@ -440,23 +440,30 @@ def _judge(
         reason = reason or "expired"
     found_.sort(key=lambda c: -c[1])
     vetoed: set[int] = set()
+    head = [e for e, _ in found_]
+    keys: list[bytes] | None = None
     if eng.prototypes is not None and found_:  # the prototype veto, as without a budget
-        entries = [e for e, _ in found_]
+        entries = head
         keys = _answer_memo.answer_keys(eng, entries)
         declined = eng.prototypes.declined(ns, vector, keys, [s for _, s in found_])
         if declined is not None:
             vetoed = {e.id for e, no in zip(entries, declined, strict=True) if no}
+
+    # (the guards yield to the head's evidence as without a budget, where answer
+    # support is on: semcache/_guard_evidence.py)
+    evidence = head_evidence(eng, head, keys)
+    position = {e.id: p for p, e in enumerate(head)} if eng.options.answer_support else {}
 
     def serve(entry: StoredEntry, sim: float) -> Hit | None:
         if entry.id in vetoed:
             return None
         hit = make_hit(entry, sim, "semantic", None)
         if eng.confidence_fn is not None:
-            confidence = _confidence(eng, query, hit)
+            confidence = confidence_of(eng, query, hit)
             if confidence is None or confidence < eng.options.min_confidence:
                 return None
             hit.confidence = confidence
-        return hit if accept(eng, query, hit) else None
+        return hit if accept(eng, query, hit, evidence(position.get(entry.id), sim)) else None
 
     records = answers = None
     if budgets.similar is not None and found_:
@@ -611,6 +618,8 @@ def _supported(
                 if no:
                     scores[j] = -1.0
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
+    evidence = head_evidence(eng, entries, keys)
+    at = {j: p for p, j in enumerate(counted)}  # live -> head position
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a
     # cosine alone would have served one of them).
@@ -629,12 +638,12 @@ def _supported(
             hit = make_hit(entry, sim, "semantic", None)
             hit.runner_up, hit.score = _runner_up(ids, sims, entry.id), scores[j]
             if eng.confidence_fn is not None:
-                confidence = _confidence(eng, query, hit)
+                confidence = confidence_of(eng, query, hit)
                 if confidence is None or confidence < eng.options.min_confidence:
                     rejected.append((j, "confidence"))
                     continue
                 hit.confidence = confidence
-            if accept(eng, query, hit):
+            if accept(eng, query, hit, evidence(at.get(j), sim)):
                 return hit, None, removed, False
             rejected.append((j, "validator"))
         raised = None if lead is None else lead()
@@ -713,31 +722,6 @@ def _entries_by_id(eng: Engine, ids: list[int]) -> tuple[dict[int, StoredEntry],
     fetched = eng.store.get_by_ids(missing, vectors=vectors)
     found_.update(fetched)
     return found_, set(fetched)
-
-
-def accept(eng: Engine, query: str, hit: Hit) -> bool:
-    """Whether the guards (semantic hits) and the validator let ``hit`` be served; one
-    that raises rejects it."""
-    guards, validator = eng.guards, eng.validator
-    if validator is None and (guards is None or hit.layer == "exact"):
-        return True
-    try:
-        if guards is not None and hit.layer != "exact" and not guards(query, hit):
-            return False
-        return validator is None or bool(validator(query, hit))
-    except Exception:
-        logger.exception("semcache: validator raised; treating the candidate as rejected")
-        return False
-
-
-def _confidence(eng: Engine, query: str, hit: Hit) -> float | None:
-    assert eng.confidence_fn is not None
-    try:
-        value = float(eng.confidence_fn(query, hit))
-    except Exception:
-        logger.exception("semcache: confidence_fn raised; treating the candidate as rejected")
-        return None
-    return value if math.isfinite(value) else None
 
 
 def found(eng: Engine, entry_id: int, hit: Hit, now: float, t0: float) -> Hit:

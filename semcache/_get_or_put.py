@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy.typing as npt
 
+from ._accept import accept
 from ._answer_steps import fresh_steps
 from ._budgets import Judgement
 from ._checks import check_ttl, show
@@ -32,7 +33,7 @@ from ._errors import (
     StoreError,
 )
 from ._flight import ABANDONED, Flight
-from ._get import accept, get_steps, make_hit
+from ._get import get_steps, make_hit
 from ._put import put_steps
 
 __all__ = ["Compute", "Wait", "get_or_put_steps", "stored_answer"]

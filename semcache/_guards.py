@@ -26,20 +26,28 @@ __all__ = ["all_of", "default_guards", "negation_agrees", "numbers_agree", "word
 Validator = Callable[[str, Hit], bool]
 
 
+def numbers_differ(a: str, b: str) -> bool:
+    """Whether two texts hold different numbers, or only one of them holds any (what
+    :func:`numbers_agree` blocks)."""
+    return text_info(a).numbers != text_info(b).numbers
+
+
+def negation_differs(a: str, b: str) -> bool:
+    """Whether exactly one of two texts is negated (what :func:`negation_agrees`
+    blocks)."""
+    return (text_info(a).negations > 0) != (text_info(b).negations > 0)
+
+
 def numbers_agree(query: str, hit: Hit) -> bool:
     """Block a semantic hit when the two texts hold different numbers ("top 10" vs
     "top 5"; "iPhone 6" vs "iPhone 7"), or only one of them holds any."""
-    if hit.layer == "exact":
-        return True
-    return text_info(query).numbers == text_info(hit.query).numbers
+    return hit.layer == "exact" or not numbers_differ(query, hit.query)
 
 
 def negation_agrees(query: str, hit: Hit) -> bool:
     """Block a semantic hit when exactly one side is negated ("can I ..." vs "can't I
     ..."; "with" vs "without")."""
-    if hit.layer == "exact":
-        return True
-    return (text_info(query).negations > 0) == (text_info(hit.query).negations > 0)
+    return hit.layer == "exact" or not negation_differs(query, hit.query)
 
 
 #: Words that make swapping two things harmless ("the difference between A and B").
@@ -68,6 +76,15 @@ def _content_sequence(text: str) -> list[str]:
     return out
 
 
+def order_differs(a: str, b: str) -> bool:
+    """Whether two texts hold the same content words in another order, not both
+    comparing things symmetrically (what :func:`word_order_agrees` blocks)."""
+    x, y = _content_sequence(a), _content_sequence(b)
+    if x == y or sorted(x) != sorted(y) or len(set(x)) < 2:
+        return False
+    return not (_SYMMETRIC & text_info(a).word_set and _SYMMETRIC & text_info(b).word_set)
+
+
 def word_order_agrees(query: str, hit: Hit) -> bool:
     """Block a semantic hit when the two texts have the same content words in another
     order ("Are tigers afraid of cats?" vs "Are cats afraid of tigers?"; "voting for A
@@ -79,13 +96,23 @@ def word_order_agrees(query: str, hit: Hit) -> bool:
     precision at cos >= 0.85 from 0.665 to 0.741 and the hit rate at precision 0.95 from
     0.555 to 0.603; on held-out QQP it costs 0.013 of hit rate at cos >= 0.85 and gains
     0.005 at precision 0.95."""
-    if hit.layer == "exact":
-        return True
-    a, b = _content_sequence(query), _content_sequence(hit.query)
-    if a == b or sorted(a) != sorted(b) or len(set(a)) < 2:
-        return True
-    words_q, words_c = text_info(query).word_set, text_info(hit.query).word_set
-    return bool(_SYMMETRIC & words_q and _SYMMETRIC & words_c)
+    return hit.layer == "exact" or not order_differs(query, hit.query)
+
+
+class AllOf:
+    """Validators combined (:func:`all_of`): accepts a hit only when every one of
+    :attr:`validators` does, tried in order."""
+
+    __slots__ = ("validators",)
+
+    def __init__(self, validators: tuple[Validator, ...]) -> None:
+        self.validators = validators
+
+    def __call__(self, query: str, hit: Hit) -> bool:
+        return all(v(query, hit) for v in self.validators)
+
+    def __repr__(self) -> str:
+        return "all_of(" + ", ".join(getattr(v, "__name__", repr(v)) for v in self.validators) + ")"
 
 
 def all_of(*validators: Validator) -> Validator:
@@ -97,12 +124,24 @@ def all_of(*validators: Validator) -> Validator:
     for v in validators:
         if not callable(v):
             raise TypeError(f"validators must be callable, got {v!r}")
-    chosen = tuple(validators)
+    return AllOf(tuple(validators))
 
-    def validate(query: str, hit: Hit) -> bool:
-        return all(v(query, hit) for v in chosen)
 
-    return validate
+def parts(validator: Validator) -> tuple[Validator, ...]:
+    """The validators that ``validator`` combines (:func:`all_of`, nested ones opened
+    too), or ``validator`` alone."""
+    if isinstance(validator, AllOf):
+        return tuple(p for v in validator.validators for p in parts(v))
+    return (validator,)
+
+
+#: Each built-in guard and what it blocks, as a check of two texts (True: told apart):
+#: the guards that yield to the cache's evidence (:mod:`semcache._guard_evidence`).
+PAIR_CHECKS: dict[Validator, Callable[[str, str], bool]] = {
+    numbers_agree: numbers_differ,
+    negation_agrees: negation_differs,
+    word_order_agrees: order_differs,
+}
 
 
 def default_guards() -> Validator:

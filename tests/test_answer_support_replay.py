@@ -15,7 +15,7 @@ import pytest
 
 from semcache import SemanticCache
 from semcache._agreement import support_scores
-from semcache.quality._clusters import ClusterSet, StaticResult, static_replay
+from semcache.quality._clusters import ClusterSet, StaticResult, shipped_defaults, static_replay
 from semcache.quality._replay import Rule
 
 DIM = 24
@@ -98,6 +98,54 @@ def test_the_support_record_serves_what_the_cache_serves(seed: int) -> None:
         assert [s for s, _ in cache] == served.tolist(), threshold
         assert [r for _, r in cache] == right.tolist(), threshold
     assert changed > 0  # the support score decided some of these gets
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_guards_yield_in_the_record_as_in_the_cache(seed: int) -> None:
+    """Every text holds numbers ("intent 3 phrasing 7"), so the shipped numbers guard
+    rejects every semantic candidate and only the head's evidence lets one through
+    (semcache/_guard_evidence.py): the record's ``yielding`` serves what the cache
+    serves with its default guards."""
+    clusters, vectors = _clustered(seed)
+    guard = shipped_defaults()[1]
+    assert guard is not None
+    record = static_replay(clusters, _embed(vectors), guards={"default": guard})
+    view = record.supported(yielding={"default": guard})
+    held = record.supported()
+    changed = 0
+    stored = clusters.static_sample(10)
+    for threshold in (0.6, 0.7, 0.8, 0.9):
+        rule = Rule(threshold, None, ("default",))
+        served, right = view._served(rule)
+        changed += int((served != held._served(rule)[0]).sum())
+        with SemanticCache(similarity_threshold=threshold, index_backend="flat") as cache:
+            texts = [clusters.texts[i] for i in stored]
+            cache.put_many(
+                texts,
+                [clusters.clusters[i] for i in stored],
+                embeddings=np.stack([vectors[t] for t in texts]),
+            )
+            hits = [
+                cache.get(clusters.texts[i], embedding=vectors[clusters.texts[i]])
+                for i in clusters.static_queries()
+            ]
+        assert [h is not None for h in hits] == served.tolist(), threshold
+        answers = [clusters.clusters[i] for i in clusters.static_queries()]
+        got = [h is not None and h.response == a for h, a in zip(hits, answers, strict=True)]
+        assert got == right.tolist(), threshold
+    assert changed > 0  # the evidence decided some of these gets
+
+
+def test_yielding_needs_a_recorded_guard_and_texts() -> None:
+    clusters, vectors = _clustered(0)
+    guard = shipped_defaults()[1]
+    assert guard is not None
+    record = static_replay(clusters, _embed(vectors), guards={"default": guard})
+    with pytest.raises(ValueError, match="no guard 'numbers'"):
+        record.supported(yielding={"numbers": guard})
+    record.texts = None
+    with pytest.raises(ValueError, match="no texts"):
+        record.supported(yielding={"default": guard})
 
 
 def test_without_repeated_answers_the_support_record_is_the_plain_record() -> None:

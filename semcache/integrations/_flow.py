@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Generic, TypeVar
 
+from .._accept import accept
 from .._answer_steps import fresh_steps
 from .._async import AsyncSemanticCache, async_engine_of
 from .._budgets import Judgement, Vector
@@ -38,7 +39,7 @@ from .._drive import Steps, adrive, drive
 from .._engine import Engine
 from .._errors import ConfigurationError, InvalidInputError, SemanticCacheError
 from .._flight import ABANDONED, Flights
-from .._get import accept, get_steps, make_hit
+from .._get import get_steps, make_hit
 from .._get_or_put import Compute, Wait
 from .._put import put_steps
 from .._types import Hit

@@ -10,9 +10,13 @@ import statistics
 from time import perf_counter
 from typing import TextIO
 
+import numpy as np
+
 from .._agreement import answer_digest
 from .._budget_policy import ErrorBudget
 from .._cache import SemanticCache, engine_of
+from .._engine import Engine
+from .._guard_evidence import GuardParts, guard_parts, overruled
 from .._progress import ProgressCallback, as_progress
 from .._prototypes import Prototypes
 from .._types import Hit
@@ -34,6 +38,24 @@ class _Collector:
             return 1.0  # stop the search (the hit it returns is not used)
         self.hits.append(hit)
         return -math.inf
+
+
+def _overruled(eng: Engine, parts: GuardParts, query: str, head: list[Hit], hit: Hit) -> bool:
+    """Whether the ``head`` candidates overrule the built-in guards that reject ``hit``
+    (one of them), as the cache's do (:mod:`semcache._guard_evidence`)."""
+    checks = [c for part, c in parts if not part(query, hit)]
+    sure = [c for c in checks if c is not None]
+    if not checks or len(sure) < len(checks) or len(head) < 2:
+        return False
+    rows = eng.store.get_by_ids([int(h.entry_id or 0) for h in head], vectors=True)
+    dtype = eng.indexes.dtype
+    blobs = [rows[int(h.entry_id or 0)].vector for h in head]
+    vectors = np.array([np.frombuffer(b or b"", dtype=dtype).astype(np.float32) for b in blobs])
+    keys = [answer_digest(h.response) for h in head]
+    texts = [h.query for h in head]
+    return overruled(
+        sure, head.index(hit), texts, keys, (vectors @ vectors.T).tolist(), hit.similarity
+    )
 
 
 def budget_stream_replay(
@@ -68,7 +90,9 @@ def budget_stream_replay(
         budget: wrong answers per get allowed.
         k: candidates read per get.
         floor: the lowest similarity considered.
-        guard: ``guard(query, hit) -> bool`` a served candidate must pass (None: none).
+        guard: ``guard(query, hit) -> bool`` a served candidate must pass (None: none);
+            its built-in parts yield to the candidates' evidence as the cache's do
+            (:mod:`semcache._guard_evidence`).
         use_agreement: False: every candidate counts as alone (the table is then one
             curve of similarity), to measure what agreement adds.
         use_records: False: no per-entry records, to measure what they add.
@@ -107,6 +131,7 @@ def budget_stream_replay(
         prototypes = Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
         eng.prototypes = eng.indexes.prototypes = prototypes
     records: dict[str, EntryRecord] = {}
+    parts = guard_parts(guard) or ()
     n = len(data.texts)
     hits = wrong = exact = 0
     times: list[float] = []
@@ -126,7 +151,7 @@ def budget_stream_replay(
                 exact += 1
                 wrong += hit.response != cluster
                 continue
-            found = collector.hits
+            found = head = collector.hits
             if vote and len(found) > 1:
                 top = voted([Candidate(h.similarity, h.response) for h in found], k=k)
                 found = [found[top], *found[:top], *found[top + 1 :]]
@@ -140,7 +165,8 @@ def budget_stream_replay(
                 (
                     j
                     for j, h in enumerate(found)
-                    if not vetoed[j] and (guard is None or guard(text, h))
+                    if not vetoed[j]
+                    and (guard is None or guard(text, h) or _overruled(eng, parts, text, head, h))
                 ),
                 None,
             )

@@ -115,7 +115,9 @@ def _families(
     on the similarity otherwise."""
     out: dict[str, tuple[StaticResult, tuple[str, ...]]] = {"cosine": (result, ())}
     out["default"] = (
-        result.supported() if support else result,
+        result.supported(yielding={"default": default_guard} if default_guard else None)
+        if support
+        else result,
         ("default",) if default_guard is not None else (),
     )
     for g in guards:

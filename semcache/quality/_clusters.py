@@ -46,6 +46,7 @@ from .._agreement import (
 )
 from .._cache import SemanticCache, engine_of
 from .._errors import InvalidInputError
+from .._guard_evidence import guard_parts, overruled
 from .._progress import ProgressCallback, as_progress
 from .._prototypes import Prototypes
 from .._text import normalize_text
@@ -216,6 +217,8 @@ class _Recorder:
         self.rows: list[tuple[float, bool, tuple[bool, ...], object]] = []
         #: The entry id of each row's candidate.
         self.ids: list[int] = []
+        #: Each row's candidate's prompt.
+        self.prompts: list[str] = []
         self.truncated = False
         self.serving = False
 
@@ -228,6 +231,7 @@ class _Recorder:
         verdicts = tuple(bool(g(query, hit)) for g in self.guards.values())
         self.rows.append((hit.similarity, hit.response == self.cluster, verdicts, hit.response))
         self.ids.append(cast(int, hit.entry_id))  # a cache's hit names its entry
+        self.prompts.append(hit.query)
         return -math.inf  # rejected: the cache goes on to the next candidate
 
 
@@ -260,6 +264,9 @@ class StaticResult(ReplayResult):
     #: Per query, whether the prototype veto declines each candidate recorded (set by
     #: :func:`static_replay`; :meth:`supported` reads it; None: no veto).
     declined: npt.NDArray[np.bool_] | None = None
+    #: Per query, its text and each candidate's prompt (set by :func:`static_replay`;
+    #: :meth:`supported` reads them for the guards that yield to evidence).
+    texts: list[tuple[str, list[str]]] | None = None
 
     @property
     def in_scope(self) -> npt.NDArray[np.bool_]:
@@ -291,7 +298,12 @@ class StaticResult(ReplayResult):
         return next((p for p in points if p.precision >= target), None)
 
     def supported(
-        self, *, k: int = SUPPORT_K, floor: float = SUPPORT_FLOOR, weight: float = SUPPORT_WEIGHT
+        self,
+        *,
+        k: int = SUPPORT_K,
+        floor: float = SUPPORT_FLOOR,
+        weight: float = SUPPORT_WEIGHT,
+        yielding: Mapping[str, Judge] | None = None,
     ) -> StaticResult:
         """The record as ``SemanticCache``'s answer support sees it
         (``answer_support=True``, no error budget): each query's first ``k`` candidates
@@ -305,12 +317,16 @@ class StaticResult(ReplayResult):
         beyond them by similarity, where no head candidate was declined by its score
         (at thresholds up to the lowest head score: none once one scores -1). The
         result's ``similarity`` is that score, so its curves and headlines sweep the
-        threshold on it as the cache applies it.
+        threshold on it as the cache applies it. ``yielding``: the recorded guards
+        (name -> the guard recorded) whose built-in parts yield to the head candidates'
+        evidence as the cache's do (:mod:`semcache._guard_evidence`): a head candidate
+        they rejected passes where :func:`~semcache._guard_evidence.overruled` says so.
 
         Raises:
             ValueError: the record keeps no answers or no candidates' dot products (not
                 made by :func:`static_replay`), or fewer than ``k`` candidates' dot
-                products.
+                products; ``yielding`` names a guard not recorded, or the record keeps
+                no texts.
         """
         answers, dots = self.answers, self.head_dots
         if answers is None:
@@ -321,6 +337,7 @@ class StaticResult(ReplayResult):
             raise ValueError(
                 f"this record keeps the dot products of {dots.shape[1]} candidates, not {k}"
             )
+        verdicts = self._yielded(yielding or {}, k, floor, dots)
         sim = self.similarity.copy()
         declined = self.declined
         order = np.tile(np.arange(sim.shape[1]), (sim.shape[0], 1))
@@ -358,12 +375,61 @@ class StaticResult(ReplayResult):
             similarity=sim[rows, order],
             correct=self.correct[rows, order],
             score=self.score[rows, order],
-            guards={g: v[rows, order] for g, v in self.guards.items()},
+            guards={g: v[rows, order] for g, v in verdicts.items()},
             truncated=self.truncated,
             stored=self.stored,
             exact_correct=self.exact_correct,
         )
         return view
+
+    def _yielded(
+        self,
+        yielding: Mapping[str, Judge],
+        k: int,
+        floor: float,
+        dots: npt.NDArray[np.float32],
+    ) -> dict[str, npt.NDArray[np.bool_]]:
+        """The guards' verdicts, those of ``yielding`` after the head's evidence
+        (:meth:`supported`)."""
+        verdicts = dict(self.guards)
+        if not yielding:
+            return verdicts
+        if self.texts is None or self.answers is None:
+            raise ValueError("this record keeps no texts")
+        for name, guard in yielding.items():
+            if name not in verdicts:
+                raise ValueError(f"no guard {name!r} was recorded")
+            passed = verdicts[name].copy()
+            split = guard_parts(guard) or ()
+            for i, row in enumerate(self.answers):
+                head = [j for j in range(min(k, len(row))) if self.similarity[i, j] >= floor]
+                if len(head) < 2 or all(passed[i, j] for j in head):
+                    continue
+                query, prompts = self.texts[i]
+                head_texts = [prompts[j] for j in head]
+                keys = [answer_key(row[j]) for j in head]
+                gram = _gram(dots[i], head)
+                for p, j in enumerate(head):
+                    if passed[i, j]:
+                        continue
+                    hit = Hit(
+                        response=str(row[j]),
+                        similarity=float(self.similarity[i, j]),
+                        layer="semantic",
+                        query=prompts[j],
+                        namespace="default",
+                        metadata=None,
+                        created_at=0.0,
+                        expires_at=None,
+                        confidence=None,
+                    )
+                    checks = [c for part, c in split if not part(query, hit)]
+                    if any(c is None for c in checks):
+                        continue
+                    sure = [c for c in checks if c is not None]
+                    passed[i, j] = overruled(sure, p, head_texts, keys, gram, hit.similarity)
+            verdicts[name] = passed
+        return verdicts
 
 
 def _gram(dots: npt.NDArray[np.float32], head: list[int]) -> list[list[float]]:
@@ -476,11 +542,13 @@ def static_replay(
     in_scope = np.array([clusters.in_scope(labels[i]) for i in asked], dtype=bool)
     records: list[list[tuple[float, bool, tuple[bool, ...], object]]] = []
     ids: list[list[int]] = []
+    prompts: list[tuple[str, list[str]]] = []
     truncated = 0
     for k, i in enumerate(asked):
         recorder.cluster = labels[i]
         recorder.rows = []
         recorder.ids = []
+        recorder.prompts = []
         recorder.truncated = False
         hit = cache.get(texts[i], embedding=vec[texts[i]])
         if hit is not None and hit.layer == "exact":
@@ -489,6 +557,7 @@ def static_replay(
         truncated += recorder.truncated
         records.append(recorder.rows)
         ids.append(recorder.ids)
+        prompts.append((texts[i], recorder.prompts))
         if report is not None and k % 256 == 0:
             report("static", k, n)
     if report is not None:
@@ -522,6 +591,7 @@ def static_replay(
         exact_correct=exact_correct,
     )
     result.answers = [[row[3] for row in rows] for rows in records]
+    result.texts = prompts
     result.head_dots = _head_dots(cache, ids, SUPPORT_K)
     result.declined = _prototype_declined(cache, records, [vec[texts[i]] for i in asked])
 
