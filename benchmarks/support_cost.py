@@ -8,12 +8,13 @@ than the difference measured. Here each setup has caches over the same 10k rows,
 falls on both alike. The rows are those of the benchmark's ``clustered`` fixture (100
 clusters, 7 neighbours above the support floor): answers unique, repeated (one per
 cluster) and mixed (two per cluster). A third cache, answer support on without its
-prototype veto, is interleaved too: the veto's own share. A fourth row asks with a
+prototype veto, is interleaved too: the veto's own share. Two more rows ask with a
 number no stored prompt holds ("variant 99999"), so the numbers guard rejects every
 candidate and the head's evidence is weighed (semcache/_guard_evidence.py); there a
 fourth cache, answer support on with guards that never yield (``held``), gives the
-evidence's own share. Last, the support arithmetic of the mixed row's 8 candidates,
-its Python functions against their C twins.
+evidence's own share (answers unique: nothing to weigh; mixed: every pair). Last,
+the support arithmetic of the mixed row's 8 candidates, its Python functions against
+their C twins.
 
 Run:  .venv/bin/python benchmarks/support_cost.py [--gets 6000]
 """
@@ -65,6 +66,7 @@ def main() -> None:
             ("unique", N, QUERY),
             ("repeated", 100, QUERY),
             ("mixed", 200, QUERY),
+            ("unique, the guard rejects", N, REJECTED),
             ("mixed, the guard rejects", 200, REJECTED),
         ):
             setups = SETUPS if text == REJECTED else SETUPS[:3]

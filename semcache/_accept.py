@@ -87,13 +87,15 @@ def head_evidence(
 
         def overrules(checks: list[PairCheck]) -> bool:
             nonlocal gram, keys
+            if keys is None:
+                keys = _answer_memo.answer_keys(eng, entries)
+            if keys.count(keys[p]) < 2:
+                return False  # no evidence for without another of its answer: nothing read
             if gram is None:
                 vectors = _answer_memo.candidate_vectors(eng, entries)
                 if vectors is None:
                     return False
                 gram = (vectors @ vectors.T).tolist()
-            if keys is None:
-                keys = _answer_memo.answer_keys(eng, entries)
             return overruled(checks, p, [e.query for e in entries], keys, gram, sim)
 
         return overrules

@@ -158,3 +158,28 @@ def test_overruled_needs_evidence_for_every_rejecting_guard() -> None:
     assert not overruled([numbers_differ], 0, texts, keys, gram, 0.5)
     assert not overruled([numbers_differ, negation_differs], 0, texts, keys, gram, 0.9)
     assert overruled([], 0, texts, keys, gram, 0.9)  # (nothing to overrule)
+
+
+def test_where_no_answer_repeats_a_rejection_reads_nothing_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common case of LLM answers: no candidate shares an answer, so no evidence
+    can exist and the head's vectors are not read for it."""
+    import semcache._answer_memo as memo
+
+    reads: list[int] = []
+    real = memo.candidate_vectors
+
+    def counted(eng, entries):  # type: ignore[no-untyped-def]
+        reads.append(len(entries))
+        return real(eng, entries)
+
+    monkeypatch.setattr(memo, "candidate_vectors", counted)
+    stored = [("set a timer for 5 minutes", "five", T5), ("set a timer for 10 minutes", "ten", T10)]
+    with _cache(tmp_path / "a.db", stored) as cache:
+        assert cache.get("set a timer for 20 minutes", embedding=Q) is None
+        assert cache.stats()["misses"]["validator"] == 1
+    assert reads == []
+    with _cache(tmp_path / "b.db", [(p, TIMER, v) for p, _, v in stored]) as cache:
+        assert cache.get("set a timer for 20 minutes", embedding=Q) is not None
+    assert reads  # (the same gets with one answer read them)
