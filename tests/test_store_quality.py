@@ -357,13 +357,11 @@ def test_a_bad_record_at_put_raises_before_anything_is_written(factory: StoreFac
     assert record_of(store, b) == "x" * MAX_RECORD_BYTES
 
 
-# -- update_records (RecordUpdate: SQLite, PostgreSQL, Redis, memory) -----------------------
+# -- update_records (RecordUpdate: every shipped store) -------------------------------------
 def test_update_records_changes_records_in_place(factory: StoreFactory) -> None:
     store = factory()
     updater = record_update(store)
-    if updater is None:  # (DynamoDB: the cache reads, then writes)
-        assert not hasattr(store, "update_records")
-        return
+    assert updater is not None  # (every shipped store has it)
     i, j = put(store, entry("x", response="rx", t=1.5), entry("y", response="ry", t=2.5))
     q(store).write_records({i: RECORD})
     seen: list[tuple[int, str, float, str | None]] = []
@@ -375,6 +373,7 @@ def test_update_records_changes_records_in_place(factory: StoreFactory) -> None:
     updater.update_records([i, j, 99_999, i], change)
     assert sorted(seen) == [(i, "rx", 1.5, RECORD), (j, "ry", 2.5, None)]
     assert record_of(store, i) == RECORD + "!"
+    assert by_key(store, "x") == (i, "rx", RECORD + "!")  # read by key alike
     assert record_of(store, j) is None  # None: left as it was
     assert store.count() == 2
 
@@ -394,7 +393,8 @@ def test_update_records_writes_nothing_when_a_text_is_refused(factory: StoreFact
 
 
 @pytest.fixture(
-    params=[b for b in BACKENDS if b.name in ("sqlite", "postgres", "redis")], ids=lambda b: b.name
+    params=[b for b in BACKENDS if b.name in ("sqlite", "postgres", "redis", "dynamodb")],
+    ids=lambda b: b.name,
 )
 def shared_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """The stores with ``update_records`` that other processes can open too."""
@@ -432,3 +432,4 @@ def test_update_records_is_atomic_across_processes(shared_factory: StoreFactory)
         w.join(120)
     assert [w.exitcode for w in workers] == [0, 0]
     assert record_of(store, i) == "400"
+    assert by_key(store, "x") == (i, "response x", "400")  # the last copy by key too

@@ -16,6 +16,7 @@ in sort keys, as 16 hex digits that sort like the floats (``T``)::
                                 candidates); an entry over :data:`PART` bytes is split
                                 over e#I / 0, 1, ... and k#H then says where it is;
                                 k#H / 0 and e#I / 0 hold the error-budget record ``o``
+                                and its version ``ov``
     e#I             a           the entry's state: key hash, namespace, last access,
                                 expiry, parts
     m#NS            I           a namespace's member: vector, expiry (for the index)
@@ -53,7 +54,9 @@ The error budget (``_dynamodb_quality``): a put writes an entry's first record w
 the entry's items (in its journal); later ones are written with
 conditional ``UpdateItem`` calls outside the lock (an entry deleted or replaced
 meanwhile stays so) on both items that hold the entry, so ``get_by_ids`` and
-``get_by_key`` return it. Counters are ``ADD``-ed to one item per namespace, atomically.
+``get_by_key`` return it: the item under the id first (``update_records``: only if
+its record is still the one read), then the item under the key, at a version that only
+rises. Counters are ``ADD``-ed to one item per namespace, atomically.
 
 Expiry. DynamoDB's own TTL deletes items in the background, days late and without the
 change log or the counts, so entries carry no TTL attribute: ``expires_at`` is checked
@@ -286,6 +289,13 @@ class DynamoDBStore(LockedTable, DynamoQuality, NoLocalFile):
         self._check_open()
         got = self._batch_get([(f"e#{pad_id(i)}", "0") for i in wanted])
         return {get_int(item, "i"): item for item in got.values() if item is not None}
+
+    def _records_of(self, ids: Sequence[int]) -> dict[int, tuple[str, float, str | None, str]]:
+        out = {}
+        for i, item in self._contents(ids).items():
+            e = self._entry(item)
+            out[i] = (e.response, e.created_at, e.record, key_hash(e.key))
+        return out
 
     def get_by_ids(self, ids: Sequence[int], *, vectors: bool = False) -> dict[int, StoredEntry]:
         return {i: self._entry(item, vectors=vectors) for i, item in self._contents(ids).items()}

@@ -1,26 +1,33 @@
 """DynamoDBStore's error-budget state (see ``_dynamodb``): an entry's record is the
 attribute ``o`` of both its items (under its id ``e#I`` / ``0`` and under its key
 ``k#H`` / ``0``), and a namespace's counters are the Number attributes ``q:NAME`` of one
-item (``q`` / ``NS``)."""
+item (``q`` / ``NS``).
+
+The item under the id holds the record as written; each write adds 1 to its version
+(the Number ``ov``, absent: 0), and the item under the key takes a record only with a
+higher version than its own, so that two writers' copies land in their order, whatever
+order their second calls arrive in."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from .._errors import InvalidInputError, InvalidNamespaceError, StoreError
+from ._base import RecordChange
 from ._dynamodb_codec import (
     MAX_NAMESPACE_BYTES,
     Key,
     attr_n,
     attr_s,
+    get_int,
     get_str,
     item_key,
     pad_id,
 )
 from ._dynamodb_table import Table
-from ._quality_checks import check_counts, check_counts_namespace, check_records
+from ._quality_checks import check_counts, check_counts_namespace, check_records, record_ids
 
 __all__ = ["COUNTER_PREFIX", "COUNTS_PK", "DynamoQuality"]
 
@@ -61,11 +68,12 @@ class DynamoQuality(Table):
 
         The record goes on both items of the entry (under its id, read by
         ``get_by_ids``, and under its key, read by ``get_by_key``): one
-        ``BatchGetItem`` of the entries' states (their key hashes), then one conditional
-        ``UpdateItem`` per item, up to 8 in flight (DynamoDB has no batch of conditional
-        updates). The conditions (the item under the id exists; the item under the key
-        still holds this id) keep a deleted or replaced entry from coming back. Each
-        item is written or not on its own: a call that raises may have written some.
+        ``BatchGetItem`` of the entries' states (their key hashes), then per entry one
+        conditional ``UpdateItem`` of the item under its id (which must exist; its
+        version goes up by 1) and one of the item under its key (which must still hold
+        this id, at a lower version), up to 8 entries in flight (DynamoDB has no batch
+        of conditional updates). A deleted or replaced entry does not come back. Each
+        entry is written or not on its own: a call that raises may have written some.
 
         Raises:
             InvalidInputError: a record or id of the wrong type (nothing is written).
@@ -77,41 +85,114 @@ class DynamoQuality(Table):
         if not items:
             return
         states = self._batch_get([(f"e#{pad_id(i)}", "a") for i, _ in items])
-        writes: list[tuple[Key, str, int | None]] = []
+        writes: list[tuple[int, str, str, str | None]] = []
         for entry_id, text in items:
             state = states.get((f"e#{pad_id(entry_id)}", "a"))
             if state is not None:  # else no such entry
-                writes.append(((f"e#{pad_id(entry_id)}", "0"), text, None))
-                writes.append(((f"k#{get_str(state, 'h')}", "0"), text, entry_id))
-        if not writes:
-            return
-        with ThreadPoolExecutor(min(_RECORDS_IN_FLIGHT, len(writes))) as pool:
-            futures = [pool.submit(self._write_record, *w) for w in writes]
-        for future in futures:
-            future.result()  # the first failure, once every call has ended
+                writes.append((entry_id, str(get_str(state, "h")), text, None))
+        self._write_all(writes, only_from=False)
 
-    def _write_record(self, key: Key, text: str, owner: int | None) -> None:
-        """Set ``o`` on the item ``key`` if it exists (``owner`` None) or holds the
-        entry ``owner``."""
+    def update_records(self, ids: Sequence[int], change: RecordChange) -> None:
+        """Change records in place (see :class:`~semcache._store._base.RecordUpdate`):
+        the entries are read (one ``BatchGetItem``, consistent), and each record
+        ``change`` returns is written to the item under the entry's id only if its
+        record is still the one read (a conditional ``UpdateItem``), then copied to the
+        item under its key (at its version, as :meth:`write_records` does). An entry
+        whose record another writer changed since the read is read again and changed
+        again, until one write lands or the entry is gone.
+
+        Raises:
+            InvalidInputError, InputTooLargeError: ``change`` returned a text
+                ``write_records`` would refuse; nothing of that round is written.
+            StoreUnavailableError: DynamoDB cannot be reached.
+            StoreError: another DynamoDB error.
+        """
+        wanted = record_ids(ids)
+        self._check_open()
+        while wanted:
+            live = self._records_of(wanted)
+            texts: dict[int, str] = {}
+            for entry_id, (response, created_at, record, _) in live.items():
+                text = change(entry_id, response, created_at, record)
+                if text is not None:
+                    texts[entry_id] = text
+            items = check_records(texts)
+            writes = [(i, live[i][3], text, live[i][2]) for i, text in items]
+            wanted = self._write_all(writes, only_from=True)
+
+    def _records_of(self, ids: Sequence[int]) -> dict[int, tuple[str, float, str | None, str]]:
+        """Per live entry of ``ids``: its response, created_at, record and key hash
+        (``DynamoDBStore`` reads them)."""
+        raise NotImplementedError
+
+    def _write_all(
+        self, writes: Sequence[tuple[int, str, str, str | None]], *, only_from: bool
+    ) -> list[int]:
+        """Write each ``(entry id, key hash, record, record read)`` (the record read
+        is the condition when ``only_from``), up to 8 entries in flight; the ids whose
+        record had changed since it was read."""
+        if not writes:
+            return []
+        with ThreadPoolExecutor(min(_RECORDS_IN_FLIGHT, len(writes))) as pool:
+            futures = [pool.submit(self._write_record, *w, only_from) for w in writes]
+        changed = [w[0] for w, f in zip(writes, futures, strict=True) if not f.result()]
+        return changed  # (f.result(): the first failure, once every call has ended)
+
+    def _write_record(
+        self, entry_id: int, key_hash_: str, text: str, read: str | None, only_from: bool
+    ) -> bool:
+        """Set the record of the entry's item under its id (which must exist, and hold
+        ``read`` as its record when ``only_from``), then copy it to the item under its
+        key at the new version. False when the condition on ``read`` failed (the
+        record changed since); True otherwise (written, or no such entry)."""
+        names = {"#o": "o", "#v": "ov", "#pk": "pk"}
+        values: dict[str, Any] = {":o": attr_s(text), ":one": attr_n(1)}
+        condition = "attribute_exists(#pk)"
+        if only_from and read is not None:
+            condition += " AND #o = :read"
+            values[":read"] = attr_s(read)
+        elif only_from:
+            condition += " AND attribute_not_exists(#o)"
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "Key": item_key(*key),
-            "UpdateExpression": "SET #o = :o",
-            "ExpressionAttributeNames": {"#o": "o"},
-            "ExpressionAttributeValues": {":o": attr_s(text)},
+            "Key": item_key(f"e#{pad_id(entry_id)}", "0"),
+            "UpdateExpression": "SET #o = :o ADD #v :one",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "UPDATED_NEW",
         }
-        if owner is None:
-            kwargs["ConditionExpression"] = "attribute_exists(#pk)"
-            kwargs["ExpressionAttributeNames"]["#pk"] = "pk"
-        else:
-            kwargs["ConditionExpression"] = "#i = :i"
-            kwargs["ExpressionAttributeNames"]["#i"] = "i"
-            kwargs["ExpressionAttributeValues"][":i"] = attr_n(owner)
         try:
-            self._call(lambda: self._client.update_item(**kwargs))
+            out = self._call(lambda: self._client.update_item(**kwargs))
         except StoreError as exc:
             if not self._is_conditional_failure(exc):
                 raise
+            if not only_from:
+                return True  # no such entry
+            return not self._exists(entry_id)  # gone: nothing to retry
+        version = get_int(out.get("Attributes", {}), "ov")
+        copy: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": item_key(f"k#{key_hash_}", "0"),
+            "UpdateExpression": "SET #o = :o, #v = :v",
+            "ConditionExpression": "#i = :i AND (attribute_not_exists(#v) OR #v < :v)",
+            "ExpressionAttributeNames": {"#o": "o", "#v": "ov", "#i": "i"},
+            "ExpressionAttributeValues": {
+                ":o": attr_s(text),
+                ":v": attr_n(version),
+                ":i": attr_n(entry_id),
+            },
+        }
+        try:
+            self._call(lambda: self._client.update_item(**copy))
+        except StoreError as exc:  # replaced, or a later version is there already
+            if not self._is_conditional_failure(exc):
+                raise
+        return True
+
+    def _exists(self, entry_id: int) -> bool:
+        """Whether the entry's item under its id exists."""
+        return self._get((f"e#{pad_id(entry_id)}", "0"), ["pk"]) is not None
 
     def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
         """Add each delta to the namespace's named counter (``ADD``, up to 50 counters
