@@ -80,7 +80,7 @@ def main() -> None:
                 if setup == "no veto":  # (the veto's own share: the tables left out)
                     eng.prototypes = eng.indexes.prototypes = None
                 if setup == "held":  # (the evidence's own share: no guard yields)
-                    eng.guard_parts = tuple((g, None) for g, _ in eng.guard_parts or ())
+                    eng.guards_yield = False
                 cache.put_many(prompts, answers, embeddings=rows)
                 for _ in range(100):  # warm: the hot map, the memos, the prototypes
                     cache.get(text, embedding=query)

@@ -15,31 +15,34 @@ from ._guard_evidence import PairCheck, overruled
 from ._store import StoredEntry
 from ._types import Hit
 
-__all__ = ["accept", "confidence_of", "head_evidence"]
+__all__ = ["Evidence", "accept", "confidence_of", "head_evidence"]
 
 logger = logging.getLogger("semcache")
 
+#: ``evidence(checks, hit)``: whether the candidates overrule the guards whose pair
+#: checks are ``checks`` for ``hit`` (:func:`head_evidence`).
+Evidence = Callable[[list[PairCheck], Hit], bool]
 
-def accept(
-    eng: Engine,
-    query: str,
-    hit: Hit,
-    evidence: Callable[[list[PairCheck]], bool] | None = None,
-) -> bool:
+
+def accept(eng: Engine, query: str, hit: Hit, evidence: Evidence | None = None) -> bool:
     """Whether the guards (semantic hits) and the validator let ``hit`` be served; one
-    that raises rejects it. ``evidence``: given the pair checks of the built-in guards
-    that rejected it (every rejecting part being one), whether the get's candidates
-    overrule them (:mod:`semcache._guard_evidence`); None: no guard yields."""
+    that raises rejects it. ``evidence(checks, hit)``: given the pair checks of the
+    built-in guards that rejected it (every rejecting part being one), whether the
+    get's candidates overrule them (:func:`head_evidence`); None: no guard yields."""
     guards, validator = eng.guards, eng.validator
     if validator is None and (guards is None or hit.layer == "exact"):
         return True
     try:
-        rejected = guards is not None and hit.layer != "exact" and not guards(query, hit)
-        checks = _yielding(eng, query, hit) if rejected and evidence is not None else None
+        passed = guards is None or hit.layer == "exact"
+        if not passed and evidence is not None and eng.guards_yield:
+            checks = _rejecting(eng, query, hit)
+            passed = checks is not None and (not checks or evidence(checks, hit))
+        elif not passed:
+            passed = bool(guards(query, hit))  # type: ignore[misc]
     except Exception:
         logger.exception("semcache: validator raised; treating the candidate as rejected")
         return False
-    if rejected and (checks is None or evidence is None or not evidence(checks)):
+    if not passed:
         return False
     try:
         return validator is None or bool(validator(query, hit))
@@ -48,9 +51,11 @@ def accept(
         return False
 
 
-def _yielding(eng: Engine, query: str, hit: Hit) -> list[PairCheck] | None:
-    """The pair checks of the guards' parts that reject ``hit``; None when one that
-    rejects it is no built-in guard (it never yields)."""
+def _rejecting(eng: Engine, query: str, hit: Hit) -> list[PairCheck] | None:
+    """The pair checks of the guards' parts that reject ``hit``, each part asked once,
+    in order; None as soon as one that rejects it is no built-in guard (it never
+    yields, and the parts after it are not asked, as :func:`~semcache._guards.all_of`
+    would not ask them)."""
     checks: list[PairCheck] = []
     for part, check in eng.guard_parts or ():
         if part(query, hit):
@@ -71,33 +76,28 @@ def confidence_of(eng: Engine, query: str, hit: Hit) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def head_evidence(
-    eng: Engine, entries: list[StoredEntry], keys: list[bytes] | None
-) -> Callable[[int | None, float], Callable[[list[PairCheck]], bool] | None]:
-    """For the head candidate ``entries[p]`` (similarity ``sim``), the evidence its
-    built-in guards yield to (:func:`~semcache._guard_evidence.overruled`): the head's
-    prompts, answers' keys (``keys``, or worked out when first needed) and vectors
-    (read once, when a guard first rejects); None for one outside the head (``p`` None),
-    or with fewer than two in it."""
+def head_evidence(eng: Engine, entries: list[StoredEntry], keys: list[bytes] | None) -> Evidence:
+    """The evidence the built-in guards yield to for the head candidates ``entries``
+    (:func:`~semcache._guard_evidence.overruled`): their prompts, their answers' keys
+    (``keys``, or worked out when first needed) and their vectors (read once, when a
+    guard first rejects one whose answer another of them shares). A hit that is not
+    one of them is not overruled."""
     gram: list[list[float]] | None = None
 
-    def of(p: int | None, sim: float) -> Callable[[list[PairCheck]], bool] | None:
-        if p is None or len(entries) < 2:
-            return None
+    def overrules(checks: list[PairCheck], hit: Hit) -> bool:
+        nonlocal gram, keys
+        p = next((n for n, e in enumerate(entries) if e.id == hit.entry_id), None)
+        if p is None:
+            return False
+        if keys is None:
+            keys = _answer_memo.answer_keys(eng, entries)
+        if keys.count(keys[p]) < 2:
+            return False  # no evidence for without another of its answer: nothing read
+        if gram is None:
+            vectors = _answer_memo.candidate_vectors(eng, entries)
+            if vectors is None:
+                return False
+            gram = (vectors @ vectors.T).tolist()
+        return overruled(checks, p, [e.query for e in entries], keys, gram, hit.similarity)
 
-        def overrules(checks: list[PairCheck]) -> bool:
-            nonlocal gram, keys
-            if keys is None:
-                keys = _answer_memo.answer_keys(eng, entries)
-            if keys.count(keys[p]) < 2:
-                return False  # no evidence for without another of its answer: nothing read
-            if gram is None:
-                vectors = _answer_memo.candidate_vectors(eng, entries)
-                if vectors is None:
-                    return False
-                gram = (vectors @ vectors.T).tolist()
-            return overruled(checks, p, [e.query for e in entries], keys, gram, sim)
-
-        return overrules
-
-    return of
+    return overrules

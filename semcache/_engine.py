@@ -85,6 +85,8 @@ class Engine:
         #: The guards' parts and, for the built-in ones, what they check of two texts
         #: (:mod:`semcache._guard_evidence`: they yield to answer support's evidence).
         self.guard_parts = guard_parts(options.guards)
+        #: Whether a part of the guards is built in (can yield).
+        self.guards_yield = any(c is not None for _, c in self.guard_parts or ())
         self.confidence_fn = options.confidence_fn
         self.clock = options.clock
         self.store_search = options.store_search

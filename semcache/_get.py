@@ -451,8 +451,7 @@ def _judge(
 
     # (the guards yield to the head's evidence as without a budget, where answer
     # support is on: semcache/_guard_evidence.py)
-    evidence = head_evidence(eng, head, keys)
-    position = {e.id: p for p, e in enumerate(head)} if eng.options.answer_support else {}
+    evidence = head_evidence(eng, head, keys) if eng.options.answer_support else None
 
     def serve(entry: StoredEntry, sim: float) -> Hit | None:
         if entry.id in vetoed:
@@ -463,7 +462,7 @@ def _judge(
             if confidence is None or confidence < eng.options.min_confidence:
                 return None
             hit.confidence = confidence
-        return hit if accept(eng, query, hit, evidence(position.get(entry.id), sim)) else None
+        return hit if accept(eng, query, hit, evidence) else None
 
     records = answers = None
     if budgets.similar is not None and found_:
@@ -619,7 +618,6 @@ def _supported(
                     scores[j] = -1.0
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     evidence = head_evidence(eng, entries, keys)
-    at = {j: p for p, j in enumerate(counted)}  # live -> head position
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a
     # cosine alone would have served one of them).
@@ -643,7 +641,7 @@ def _supported(
                     rejected.append((j, "confidence"))
                     continue
                 hit.confidence = confidence
-            if accept(eng, query, hit, evidence(at.get(j), sim)):
+            if accept(eng, query, hit, evidence):
                 return hit, None, removed, False
             rejected.append((j, "validator"))
         raised = None if lead is None else lead()

@@ -113,6 +113,18 @@ def test_a_guard_that_is_not_built_in_never_yields(tmp_path: Path) -> None:
         assert cache.get("set a timer for 20 minutes", embedding=Q) is None
     with _cache(tmp_path / "b.db", stored, validator=lambda q, h: False) as cache:
         assert cache.get("set a timer for 20 minutes", embedding=Q) is None  # the validator
+    # a guard of your own beside a built-in one is asked once per candidate, and its
+    # yes counts: the built-in one yields, the hit is served
+    asked: list[str] = []
+
+    def counting(query: str, hit: Hit) -> bool:
+        asked.append(hit.query)
+        return True
+
+    with _cache(tmp_path / "d.db", stored, guards=all_of(numbers_agree, counting)) as cache:
+        hit = cache.get("set a timer for 20 minutes", embedding=Q)
+        assert hit is not None
+        assert asked == [hit.query]
     # without answer support nothing is weighed: the guard holds
     with _cache(tmp_path / "c.db", stored, answer_support=False) as cache:
         assert cache.get("set a timer for 20 minutes", embedding=Q) is None
