@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -116,46 +116,56 @@ def _headlines(score: np.ndarray, right: np.ndarray, in_scope: int) -> str:
     return " / ".join(cells)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def cluster_sets(
+    doc: str, columns: Sequence[str]
+) -> Iterator[tuple[str, ClusterSet, int, Callable[[list[str]], np.ndarray]]]:
+    """The command line of the static variant reports (a cluster set, its embedding
+    file, ``--per-cluster``), their table's head printed (``columns``), then each set
+    (the whole file, its two halves) and S, with the embedding function."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("clusters")
     parser.add_argument("--embedding-cache", required=True)
     parser.add_argument("--per-cluster", type=int, nargs="+", default=[5, 10, 20])
     args = parser.parse_args()
     embed = EmbeddingFile(default_embedder(), args.embedding_cache).embed
-    print("| set | S | " + " | ".join([*RULES, "global veto"]) + " |")
-    print("|---|---|" + "---|" * (len(RULES) + 1))
+    print("| set | S | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
     for name, clusters in _halves(load_clusters(args.clusters)).items():
         for per in args.per_cluster:
-            stored, queries = clusters.static_sample(per), clusters.static_queries()
-            vs = embed([clusters.texts[i] for i in stored])
-            vq = embed([clusters.texts[i] for i in queries])
-            answers = [clusters.clusters[i] for i in stored]
-            asked = [clusters.clusters[i] for i in queries]
-            in_scope = sum(not c.startswith("oos:") for c in asked)
-            sims = vq @ vs.T
-            labels, which = np.unique(answers, return_inverse=True)
-            sums = np.zeros((len(labels), vs.shape[1]))
-            np.add.at(sums, which, vs)
-            nearest = labels[np.argmax(vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T, 1)]
-            cells = []
-            for name_, rule in [*RULES.items(), ("global veto", RULES["lead"])]:
-                score = np.full(len(queries), -np.inf)
-                right = np.zeros(len(queries), dtype=bool)
-                for q in range(len(queries)):
-                    near = _head(sims[q])
-                    if not len(near):
-                        continue
-                    keys = [answers[i] for i in near]
-                    gram = (vs[near] @ vs[near].T).tolist()
-                    scores = rule([float(s) for s in sims[q, near]], keys, gram)
-                    best = int(np.argmax(scores))
-                    if name_ == "global veto" and keys[best] != nearest[q]:
-                        continue
-                    if scores[best] > -1.0:
-                        score[q], right[q] = scores[best], keys[best] == asked[q]
-                cells.append(_headlines(score, right, in_scope))
-            print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
+            yield name, clusters, per, embed
+
+
+def main() -> None:
+    for name, clusters, per, embed in cluster_sets(__doc__, [*RULES, "global veto"]):
+        stored, queries = clusters.static_sample(per), clusters.static_queries()
+        vs = embed([clusters.texts[i] for i in stored])
+        vq = embed([clusters.texts[i] for i in queries])
+        answers = [clusters.clusters[i] for i in stored]
+        asked = [clusters.clusters[i] for i in queries]
+        in_scope = sum(not c.startswith("oos:") for c in asked)
+        sims = vq @ vs.T
+        labels, which = np.unique(answers, return_inverse=True)
+        sums = np.zeros((len(labels), vs.shape[1]))
+        np.add.at(sums, which, vs)
+        nearest = labels[np.argmax(vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T, 1)]
+        cells = []
+        for name_, rule in [*RULES.items(), ("global veto", RULES["lead"])]:
+            score = np.full(len(queries), -np.inf)
+            right = np.zeros(len(queries), dtype=bool)
+            for q in range(len(queries)):
+                near = _head(sims[q])
+                if not len(near):
+                    continue
+                keys = [answers[i] for i in near]
+                gram = (vs[near] @ vs[near].T).tolist()
+                scores = rule([float(s) for s in sims[q, near]], keys, gram)
+                best = int(np.argmax(scores))
+                if name_ == "global veto" and keys[best] != nearest[q]:
+                    continue
+                if scores[best] > -1.0:
+                    score[q], right[q] = scores[best], keys[best] == asked[q]
+            cells.append(_headlines(score, right, in_scope))
+        print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

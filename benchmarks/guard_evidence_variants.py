@@ -27,18 +27,15 @@ Run:  PYTHONPATH=benchmarks .venv/bin/python benchmarks/guard_evidence_variants.
 
 from __future__ import annotations
 
-import argparse
 import copy
 from collections.abc import Callable
 
 import numpy as np
-from favoured_variants import _halves
+from favoured_variants import cluster_sets
 
 from semcache._guards import negation_differs, numbers_differ
-from semcache.embedders import default_embedder
 from semcache.quality import negation_agrees, numbers_agree
-from semcache.quality._clusters import ClusterSet, StaticResult, load_clusters, static_replay
-from semcache.quality._embedding_cache import EmbeddingFile
+from semcache.quality._clusters import ClusterSet, StaticResult, static_replay
 
 COLUMNS = ("held", "any pair", "as near", "head", "shipped", "no guards")
 GUARDS = {
@@ -112,31 +109,22 @@ def _loose(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clusters")
-    parser.add_argument("--embedding-cache", required=True)
-    parser.add_argument("--per-cluster", type=int, nargs="+", default=[5, 10, 20])
-    args = parser.parse_args()
-    embed = EmbeddingFile(default_embedder(), args.embedding_cache).embed
     judges = {name: guard for name, (guard, _) in GUARDS.items()}
     both = tuple(GUARDS)
-    print("| set | S | " + " | ".join(COLUMNS) + " |")
-    print("|---|---|" + "---|" * len(COLUMNS))
-    for name, clusters in _halves(load_clusters(args.clusters)).items():
-        for per in args.per_cluster:
-            record = static_replay(clusters, embed, per_cluster=per, guards=judges)
-            cells = []
-            for column in COLUMNS:
-                if column == "held":
-                    cells.append(_cell(record.supported(), both))
-                elif column == "no guards":
-                    cells.append(_cell(record.supported(), ()))
-                elif column == "shipped":
-                    cells.append(_cell(record.supported(yielding=judges), both))
-                else:
-                    loose = _loose(record, clusters, per, embed, column)
-                    cells.append(_cell(loose.supported(), both))
-            print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
+    for name, clusters, per, embed in cluster_sets(__doc__, COLUMNS):
+        record = static_replay(clusters, embed, per_cluster=per, guards=judges)
+        cells = []
+        for column in COLUMNS:
+            if column == "held":
+                cells.append(_cell(record.supported(), both))
+            elif column == "no guards":
+                cells.append(_cell(record.supported(), ()))
+            elif column == "shipped":
+                cells.append(_cell(record.supported(yielding=judges), both))
+            else:
+                loose = _loose(record, clusters, per, embed, column)
+                cells.append(_cell(loose.supported(), both))
+        print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

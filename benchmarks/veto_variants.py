@@ -33,17 +33,13 @@ Run:  .venv/bin/python benchmarks/veto_variants.py ../shared/data/eval/clinc150.
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
 import numpy.typing as npt
-from favoured_variants import RULES, _halves, _head, _headlines
+from favoured_variants import RULES, _head, _headlines, cluster_sets
 
 from semcache._agreement import SUPPORT_FLOOR, SUPPORT_WEIGHT, support_scores
-from semcache.embedders import default_embedder
-from semcache.quality._clusters import load_clusters
-from semcache.quality._embedding_cache import EmbeddingFile
 
 COLUMNS = (
     "no veto",
@@ -115,69 +111,58 @@ def _scores(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clusters")
-    parser.add_argument("--embedding-cache", required=True)
-    parser.add_argument("--per-cluster", type=int, nargs="+", default=[5, 10, 20])
-    args = parser.parse_args()
-    embed = EmbeddingFile(default_embedder(), args.embedding_cache).embed
-    print("| set | S | " + " | ".join(COLUMNS) + " |")
-    print("|---|---|" + "---|" * len(COLUMNS))
-    for name, clusters in _halves(load_clusters(args.clusters)).items():
-        for per in args.per_cluster:
-            stored, queries = clusters.static_sample(per), clusters.static_queries()
-            vs = np.asarray(embed([clusters.texts[i] for i in stored]), dtype=np.float64)
-            vq = np.asarray(embed([clusters.texts[i] for i in queries]), dtype=np.float64)
-            answers = [clusters.clusters[i] for i in stored]
-            asked = [clusters.clusters[i] for i in queries]
-            in_scope = sum(not c.startswith("oos:") for c in asked)
-            sims = vq @ vs.T
-            labels, which = np.unique(answers, return_inverse=True)
-            counts = np.bincount(which)
-            repeated = [i for i in range(len(labels)) if counts[i] >= 2]
-            sums = np.zeros((len(labels), vs.shape[1]))
-            np.add.at(sums, which, vs)
-            cosine = vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T
-            means = sums / counts[:, None]
-            w = _whitening((vs - means[which])[counts[which] >= 2])
-            rest = sums[which] - vs  # each stored prompt's answer less itself
-            norms = np.linalg.norm(rest, axis=1)
-            loo = np.where(norms > 0, (vs * rest).sum(axis=1) / np.maximum(norms, 1e-12), 1.0)
-            least = np.full(len(labels), np.inf)
-            np.minimum.at(least, which, loo)
-            least[counts < 2] = -np.inf
-            typical = {str(labels[i]): float(least[i]) for i in repeated}
-            mq, mm, mv = vq @ w, means @ w, vs @ w
-            cells = []
-            for column in COLUMNS:
-                score = np.full(len(queries), -np.inf)
-                right = np.zeros(len(queries), dtype=bool)
-                for q in range(len(queries)):
-                    near = _head(sims[q])
-                    if not len(near):
-                        continue
-                    keys = [answers[i] for i in near]
-                    s = [float(x) for x in sims[q, near]]
-                    if column == "whitened":
-                        dist = ((mq[q] - mm[repeated]) ** 2).sum(axis=1)
-                        view = {
-                            str(labels[i]): -float(d) for i, d in zip(repeated, dist, strict=True)
-                        }
-                        alone = [-float(((mq[q] - mv[j]) ** 2).sum()) for j in near]
-                    else:
-                        view = {str(labels[i]): float(cosine[q, i]) for i in repeated}
-                        alone = s
-                    gram = (vs[near] @ vs[near].T).tolist()
-                    scores = _scores(column, s, keys, gram, view, alone)
-                    best = int(np.argmax(scores))
-                    if column == "typical" and view.get(keys[best], 1.0) < typical.get(
-                        keys[best], -1.0
-                    ):
-                        continue
-                    if scores[best] > -1.0:
-                        score[q], right[q] = scores[best], keys[best] == asked[q]
-                cells.append(_headlines(score, right, in_scope))
-            print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
+    for name, clusters, per, embed in cluster_sets(__doc__, COLUMNS):
+        stored, queries = clusters.static_sample(per), clusters.static_queries()
+        vs = np.asarray(embed([clusters.texts[i] for i in stored]), dtype=np.float64)
+        vq = np.asarray(embed([clusters.texts[i] for i in queries]), dtype=np.float64)
+        answers = [clusters.clusters[i] for i in stored]
+        asked = [clusters.clusters[i] for i in queries]
+        in_scope = sum(not c.startswith("oos:") for c in asked)
+        sims = vq @ vs.T
+        labels, which = np.unique(answers, return_inverse=True)
+        counts = np.bincount(which)
+        repeated = [i for i in range(len(labels)) if counts[i] >= 2]
+        sums = np.zeros((len(labels), vs.shape[1]))
+        np.add.at(sums, which, vs)
+        cosine = vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T
+        means = sums / counts[:, None]
+        w = _whitening((vs - means[which])[counts[which] >= 2])
+        rest = sums[which] - vs  # each stored prompt's answer less itself
+        norms = np.linalg.norm(rest, axis=1)
+        loo = np.where(norms > 0, (vs * rest).sum(axis=1) / np.maximum(norms, 1e-12), 1.0)
+        least = np.full(len(labels), np.inf)
+        np.minimum.at(least, which, loo)
+        least[counts < 2] = -np.inf
+        typical = {str(labels[i]): float(least[i]) for i in repeated}
+        mq, mm, mv = vq @ w, means @ w, vs @ w
+        cells = []
+        for column in COLUMNS:
+            score = np.full(len(queries), -np.inf)
+            right = np.zeros(len(queries), dtype=bool)
+            for q in range(len(queries)):
+                near = _head(sims[q])
+                if not len(near):
+                    continue
+                keys = [answers[i] for i in near]
+                s = [float(x) for x in sims[q, near]]
+                if column == "whitened":
+                    dist = ((mq[q] - mm[repeated]) ** 2).sum(axis=1)
+                    view = {str(labels[i]): -float(d) for i, d in zip(repeated, dist, strict=True)}
+                    alone = [-float(((mq[q] - mv[j]) ** 2).sum()) for j in near]
+                else:
+                    view = {str(labels[i]): float(cosine[q, i]) for i in repeated}
+                    alone = s
+                gram = (vs[near] @ vs[near].T).tolist()
+                scores = _scores(column, s, keys, gram, view, alone)
+                best = int(np.argmax(scores))
+                if column == "typical" and view.get(keys[best], 1.0) < typical.get(
+                    keys[best], -1.0
+                ):
+                    continue
+                if scores[best] > -1.0:
+                    score[q], right[q] = scores[best], keys[best] == asked[q]
+            cells.append(_headlines(score, right, in_scope))
+        print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
