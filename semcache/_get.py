@@ -443,15 +443,14 @@ def _judge(
     head = [e for e, _ in found_]
     keys: list[bytes] | None = None
     if eng.prototypes is not None and found_:  # the prototype veto, as without a budget
-        entries = head
-        keys = _answer_memo.answer_keys(eng, entries)
+        keys = _answer_memo.answer_keys(eng, head)
         declined = eng.prototypes.declined(ns, vector, keys, [s for _, s in found_])
         if declined is not None:
-            vetoed = {e.id for e, no in zip(entries, declined, strict=True) if no}
-
+            vetoed = {e.id for e, no in zip(head, declined, strict=True) if no}
     # (the guards yield to the head's evidence as without a budget, where answer
     # support is on: semcache/_guard_evidence.py)
-    evidence = head_evidence(eng, head, keys) if eng.options.answer_support else None
+    yields = eng.guards_yield and eng.options.answer_support
+    evidence = head_evidence(eng, head, keys) if yields else None
 
     def serve(entry: StoredEntry, sim: float) -> Hit | None:
         if entry.id in vetoed:
@@ -617,7 +616,7 @@ def _supported(
                 if no:
                     scores[j] = -1.0
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
-    evidence = head_evidence(eng, entries, keys)
+    evidence = head_evidence(eng, entries, keys) if eng.guards_yield else None
     # The reason of the best candidate rejected: those tried (best score first), an
     # expired one at its similarity, and those whose score fell short ("support" if a
     # cosine alone would have served one of them).
