@@ -71,8 +71,8 @@ Z_CORRECTION = 1.645
 MAX_LEVEL = 0.5
 #: The standard deviations of the count of wrong answers kept spare
 #: (:attr:`ErrorBudget.target`): two, so that a calibrated estimate leaves a stream's
-#: measured rate within the budget about 39 times in 40 (one left it over in about one
-#: stream of six: docs/quality.md, "The spare").
+#: measured rate within the budget about 39 times in 40 (with one, about 7 times in 8:
+#: docs/quality.md, "The spare: two standard deviations").
 SPARE_SD = 2.0
 
 Action = Literal["serve", "verify", "miss"]
