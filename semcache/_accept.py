@@ -32,11 +32,17 @@ def accept(eng: Engine, query: str, hit: Hit, evidence: Evidence | None = None) 
     guards, validator = eng.guards, eng.validator
     if validator is None and (guards is None or hit.layer == "exact"):
         return True
+    overruled = False
     try:
         passed = guards is None or hit.layer == "exact"
         if not passed and evidence is not None and eng.guards_yield:
             checks = _rejecting(eng, query, hit)
-            passed = checks is not None and (not checks or evidence(checks, hit))
+            if checks is None:  # a guard that never yields rejected it
+                passed = False
+            elif not checks:  # (every part passed)
+                passed = True
+            else:
+                passed = overruled = evidence(checks, hit)
         elif not passed:
             passed = bool(guards(query, hit))  # type: ignore[misc]
     except Exception:
@@ -45,10 +51,13 @@ def accept(eng: Engine, query: str, hit: Hit, evidence: Evidence | None = None) 
     if not passed:
         return False
     try:
-        return validator is None or bool(validator(query, hit))
+        accepted = validator is None or bool(validator(query, hit))
     except Exception:
         logger.exception("semcache: validator raised; treating the candidate as rejected")
         return False
+    if accepted and overruled:
+        eng.metrics.counters["guards_overruled"] += 1
+    return accepted
 
 
 def _rejecting(eng: Engine, query: str, hit: Hit) -> list[PairCheck] | None:

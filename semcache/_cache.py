@@ -522,7 +522,7 @@ class SemanticCache:
             A dict with ``entries`` (namespace -> stored entries, expired included until
             vacuumed), ``total_entries``, ``hits`` (layer -> count), ``misses`` (reason ->
             count), ``gets``, ``hit_rate``, ``puts``, ``deletes``, ``evictions``,
-            ``expirations``, ``tombstones`` (namespace -> index tombstones),
+            ``expirations``, ``guards_overruled`` (docs/api.md), ``tombstones``,
             ``indexed`` (namespace -> live index rows), ``dim``, ``vector_dtype``,
             ``fingerprint``, ``index_backend`` and ``budget`` (None without
             ``error_budget``; else ``verifications``: ``compute()`` calls made to

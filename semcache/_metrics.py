@@ -26,7 +26,13 @@ class Metrics:
         self.hook = hook
         self.hits: dict[Layer, int] = {"exact": 0, "semantic": 0}
         self.misses: dict[MissReason, int] = dict.fromkeys(MISS_REASONS, 0)
-        self.counters = {"puts": 0, "deletes": 0, "evictions": 0, "expirations": 0}
+        self.counters = {
+            "puts": 0,
+            "deletes": 0,
+            "evictions": 0,
+            "expirations": 0,
+            "guards_overruled": 0,
+        }
 
     def emit(self, event: MetricsEvent) -> None:
         hook = self.hook

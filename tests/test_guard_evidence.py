@@ -49,10 +49,14 @@ def test_numbers_that_did_not_change_a_repeated_answer_do_not_block_it(tmp_path:
         assert hit is not None
         assert hit.response == TIMER
         assert hit.similarity == pytest.approx(0.953, abs=1e-3)
+        assert cache.stats()["guards_overruled"] == 1
+        assert cache.get("set a timer for 5 minutes please", embedding=T5) is not None
+        assert cache.stats()["guards_overruled"] == 1  # (the numbers agree: no guard rejected)
     # one prompt alone is no evidence: the guard holds
     with _cache(tmp_path / "b.db", stored[:1]) as cache:
         assert cache.get("set a timer for 20 minutes", embedding=Q) is None
         assert cache.stats()["misses"]["validator"] == 1
+        assert cache.stats()["guards_overruled"] == 0
     # two prompts of the answer with the same numbers are no evidence either
     same = [("set a timer for 5 minutes", TIMER, T5), ("start a timer for 5 minutes", TIMER, T10)]
     with _cache(tmp_path / "c.db", same) as cache:
@@ -113,6 +117,7 @@ def test_a_guard_that_is_not_built_in_never_yields(tmp_path: Path) -> None:
         assert cache.get("set a timer for 20 minutes", embedding=Q) is None
     with _cache(tmp_path / "b.db", stored, validator=lambda q, h: False) as cache:
         assert cache.get("set a timer for 20 minutes", embedding=Q) is None  # the validator
+        assert cache.stats()["guards_overruled"] == 0  # (counted only when let through)
     # a guard of your own beside a built-in one is asked once per candidate, and its
     # yes counts: the built-in one yields, the hit is served
     asked: list[str] = []
