@@ -184,12 +184,18 @@ def _static(
     points = [families[f][0].evaluate(r) for f, r in rows]
     curves = {f: rec.curve(fg, step=0.0025) for f, (rec, fg) in families.items()}
     name = os.path.basename(args.pairs)
+    scoring = (
+        "; the default family thresholds the answer support score, its guards yielding to "
+        "the candidates' evidence"
+        if support
+        else ""
+    )
     out.write(
         f"{name}: static replay, S={per_cluster}: {result.stored} stored, {result.gets} gets, "
         f"{int(result.in_scope.sum())} in scope, embedder {source.embedder.fingerprint}\n"
         f"(default: SemanticCache's shipped settings, threshold {default_threshold}"
-        f"{' and its default guards' if default_guard is not None else ', no guards'}; "
-        f"{'; the default family thresholds the answer support score' if support else ''})\n\n"
+        f"{' and its default guards' if default_guard is not None else ', no guards'}"
+        f"{scoring})\n\n"
     )
     for family, (rec, _) in families.items():
         mine = [p for (f, _), p in zip(rows, points, strict=True) if f == family]
