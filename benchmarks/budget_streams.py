@@ -18,7 +18,10 @@ whether it is within the budget, LLM calls and verifications.
 With ``--cache`` each run goes through ``SemanticCache(path, error_budget=B)`` itself
 (``cache_stream_replay``, what ``semcache eval --protocol stream`` reports as
 ``default``; the seed streams with the budget's verification draws seeded so), with
-every shipped setting, the prototype veto included.
+every shipped setting, the prototype veto included; and a last column counts the hits
+served through a guard the candidates' evidence overruled (semcache/_guard_evidence.py),
+right and wrong. ``--spare-sd N`` runs the budget with another ``SPARE_SD`` (the
+standard deviations of the wrong-answer count it keeps spare; shipped: 2).
 
 Run:  .venv/bin/python benchmarks/budget_streams.py ../shared/data/eval/clinc150.csv \\
           --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--jobs 2]
@@ -29,11 +32,14 @@ from __future__ import annotations
 import argparse
 import functools
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import numpy as np
 from favoured_variants import _halves
 
+import semcache._budget_policy
 import semcache._budgets
+import semcache._get
 from semcache._budget_policy import ErrorBudget
 from semcache.embedders import default_embedder
 from semcache.quality._budget_replay import budget_stream_replay
@@ -63,8 +69,10 @@ def _reordered(clusters: ClusterSet, seed: int) -> ClusterSet:
     )
 
 
-def _run(job: tuple[str, float, str, str, bool]) -> str:
-    stream, budget, path, cache_path, through_cache = job
+def _run(job: tuple[str, float, str, str, bool, float | None]) -> str:
+    stream, budget, path, cache_path, through_cache, spare_sd = job
+    if spare_sd is not None:  # (this worker process's budgets keep this spare)
+        semcache._budget_policy.SPARE_SD = spare_sd
     clusters = load_clusters(path)
     seed = 0
     if stream.startswith("order"):
@@ -77,15 +85,36 @@ def _run(job: tuple[str, float, str, str, bool]) -> str:
     if through_cache:
         # (this worker process's budgets draw their verifications from ``seed``)
         semcache._budgets.ErrorBudget = functools.partial(ErrorBudget, seed=seed)  # type: ignore[misc]
-        p = cache_stream_replay(StreamVectors(clusters, embed), budget).point
+        overruled: set[str] = set()
+        accept = semcache._get.accept
+
+        def noting(eng: Any, query: str, hit: Any, evidence: Any = None) -> bool:
+            before = eng.metrics.counters["guards_overruled"]
+            ok = accept(eng, query, hit, evidence)
+            if eng.metrics.counters["guards_overruled"] > before:
+                overruled.add(query)
+            return ok
+
+        semcache._get.accept = noting  # type: ignore[assignment]
+        data = StreamVectors(clusters, embed)
+        run = cache_stream_replay(data, budget)
+        p = run.point
+        through = [
+            answer == cluster
+            for text, cluster, answer in zip(data.texts, data.clusters, run.served, strict=True)
+            if answer is not None and text in overruled
+        ]
+        extra = f" {sum(through)} / {len(through) - sum(through)} |"
     else:
         p = budget_stream_replay(
             StreamVectors(clusters, embed), budget, guard=shipped_defaults()[1], seed=seed
         )
+        extra = ""
     within = "within" if p.error_rate <= budget else "**over**"
     return (
         f"| {stream} | {budget:g} | {p.hit_rate:.3f} | {p.error_rate:.4f} ({p.wrong} wrong, "
         f"{budget * p.gets:.1f} allowed) | {within} | {p.llm_calls:,} | {p.verifications:,} |"
+        + extra
     )
 
 
@@ -97,14 +126,20 @@ def main() -> None:
     parser.add_argument("--streams", nargs="+", default=list(STREAMS), choices=STREAMS)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--cache", action="store_true", help="through SemanticCache itself")
+    parser.add_argument("--spare-sd", type=float, default=None, help="the budget's SPARE_SD")
     args = parser.parse_args()
     jobs = [
-        (s, b, args.clusters, args.embedding_cache, args.cache)
+        (s, b, args.clusters, args.embedding_cache, args.cache, args.spare_sd)
         for b in args.budget
         for s in args.streams
     ]
-    print("| stream | budget | hit rate | error rate | budget kept | LLM calls | verifications |")
-    print("|---|---|---|---|---|---|---|")
+    head = "| stream | budget | hit rate | error rate | budget kept | LLM calls | verifications |"
+    rule = "|---|---|---|---|---|---|---|"
+    if args.cache:
+        head += " served through an overruled guard: right / wrong |"
+        rule += "---|"
+    print(head)
+    print(rule)
     with ProcessPoolExecutor(args.jobs) as pool:
         for row in pool.map(_run, jobs):
             print(row, flush=True)
