@@ -9,7 +9,9 @@ out-of-scope row), for several stored texts per cluster (S); then the support sc
 weight, swept. With ``--stream``, the stream replay too: a plain threshold rule (no error
 budget) with and without answer support, the shipped guards on, over a grid of
 thresholds, and the best threshold within an error rate of 0.01 and 0.001 in hindsight.
-With ``--pairs PAIRS.csv:EMBEDDINGS.npz``, a pair file through the cache itself: every
+With ``--check``, the default family as the record reads it against a real
+``SemanticCache`` with its defaults, get by get (the whole file, S=10, five
+thresholds). With ``--pairs PAIRS.csv:EMBEDDINGS.npz``, a pair file through the cache itself: every
 distinct ``text_a`` stored as its own answer, every ``text_b`` asked at the shipped
 threshold with and without support, and the gets whose answer differs counted (none
 should: no answer repeats). The vectors come from an embedding file (the default embedder's), so a
@@ -17,13 +19,15 @@ rerun embeds nothing again.
 
 Run:  .venv/bin/python benchmarks/support_report.py ../shared/data/eval/clinc150.csv \
           --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--stream] \
-          [--pairs ../shared/data/eval/qqp.csv:/tmp/quality-emb/qqp-minilm.npz ...]
+          [--pairs ../shared/data/eval/qqp.csv:/tmp/quality-emb/qqp-minilm.npz ...] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+
+import numpy as np
 
 from semcache import SemanticCache
 from semcache._agreement import SUPPORT_WEIGHT
@@ -83,6 +87,9 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[1.0, SUPPORT_WEIGHT, 4.0])
     parser.add_argument("--stream", action="store_true", help="also the stream replay")
     parser.add_argument("--pairs", nargs="*", default=[], help="PAIRS.csv:EMBEDDINGS.npz")
+    parser.add_argument(
+        "--check", action="store_true", help="the record against the cache itself (S=10)"
+    )
     args = parser.parse_args()
     vectors = EmbeddingFile(default_embedder(), args.embedding_cache)
     threshold, guard = shipped_defaults()
@@ -114,8 +121,49 @@ def main() -> None:
         print(f"| {name} | {s} | " + " | ".join(row) + " |")
     if args.stream:
         stream(load_clusters(args.clusters), vectors)
+    if args.check:
+        check_against_cache(records.get(("all", 10)), load_clusters(args.clusters), vectors)
     for spec in args.pairs:
         same_on_pairs(*spec.rsplit(":", 1), threshold)
+
+
+def check_against_cache(
+    record: StaticResult | None, clusters: ClusterSet, vectors: EmbeddingFile
+) -> None:
+    """The default family as the record reads it (support, the guards yielding to
+    evidence) against a real ``SemanticCache`` with its defaults, get by get, at five
+    thresholds (the whole file, S=10): the gets served differently, and those the
+    evidence changed."""
+    if record is None:
+        print("\n--check needs the whole file at S=10 (--per-cluster 10)")
+        return
+    guard = shipped_defaults()[1]
+    judges = {} if guard is None else {"default": guard}
+    view, held = record.supported(yielding=judges), record.supported()
+    stored = clusters.static_sample(10)
+    texts = [clusters.texts[i] for i in stored]
+    asked = [clusters.texts[i] for i in clusters.static_queries()]
+    answers = [clusters.clusters[i] for i in clusters.static_queries()]
+    print()
+    for threshold in (0.6, 0.7, 0.8, 0.85, 0.9):
+        rule = Rule(threshold, None, tuple(judges))
+        served, right = view._served(rule)
+        with SemanticCache(similarity_threshold=threshold, index_backend="flat") as cache:
+            cache.put_many(
+                texts, [clusters.clusters[i] for i in stored], embeddings=vectors.embed(texts)
+            )
+            hits = [
+                cache.get(q, embedding=v) for q, v in zip(asked, vectors.embed(asked), strict=True)
+            ]
+        got = np.array([h is not None for h in hits])
+        ok = np.array(
+            [h is not None and h.response == a for h, a in zip(hits, answers, strict=True)]
+        )
+        print(
+            f"check at {threshold}: {int((got != served).sum() + (ok != right).sum())} of "
+            f"{len(asked)} gets served otherwise by the cache; the evidence changed "
+            f"{int((served != held._served(rule)[0]).sum())}; {int(got.sum())} served"
+        )
 
 
 def same_on_pairs(path: str, embeddings: str, threshold: float) -> None:
