@@ -21,7 +21,10 @@ scores them (support scores, the favoured answer and its lead:
   no constant chosen here);
 - ``typical``: the veto, and the served answer (stored twice or more) declined too
   when the query is less near its prototype than the least typical of its own stored
-  prompts is to the prototype of the others (leave one out; no constant).
+  prompts is to the prototype of the others (leave one out; no constant);
+- ``winner``: the veto, but where it and the favoured answer decline every candidate
+  (the local favoured answer is not the nearest prototype's), the nearest prototype's
+  candidates are served at their similarity.
 
 No guards (the cache runs numbers and negation guards on top: its figures are
 ``semcache eval --protocol static``'s). Hit rate at precision >= 0.95 / >= 0.99 on the
@@ -50,6 +53,7 @@ COLUMNS = (
     "global lead",
     "whitened",
     "typical",
+    "winner",
 )
 Array = npt.NDArray[np.float64]
 
@@ -107,6 +111,10 @@ def _scores(
             out.append(1 - (1 - x) * math.exp(float(column.split()[1]) * (first - own)))
         else:
             out.append(-1.0)
+    if column == "winner" and max(out) <= -1.0 and first_key in keys:
+        # every candidate declined (the local favoured answer is not the nearest
+        # prototype's): the nearest prototype's candidates served at their similarity
+        out = [sim if k == first_key else x for x, k, sim in zip(out, keys, s, strict=True)]
     return out
 
 
