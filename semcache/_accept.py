@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from . import _answer_memo
 from ._engine import Engine
-from ._guard_evidence import PairCheck, overruled
+from ._guard_evidence import PairCheck, overruled, rejecting
 from ._store import StoredEntry
 from ._types import Hit
 
@@ -32,23 +32,23 @@ def accept(eng: Engine, query: str, hit: Hit, evidence: Evidence | None = None) 
     guards, validator = eng.guards, eng.validator
     if validator is None and (guards is None or hit.layer == "exact"):
         return True
-    overruled = False
+    checks: list[PairCheck] | None = None
     try:
         passed = guards is None or hit.layer == "exact"
         if not passed and evidence is not None and eng.guards_yield:
-            checks = _rejecting(eng, query, hit)
-            if checks is None:  # a guard that never yields rejected it
-                passed = False
-            elif not checks:  # (every part passed)
-                passed = True
-            else:
-                passed = overruled = evidence(checks, hit)
+            checks = rejecting(eng.guard_parts or (), query, hit)
+            passed = checks == []  # (None: a guard that never yields rejected it)
         elif not passed:
             passed = bool(guards(query, hit))  # type: ignore[misc]
     except Exception:
         logger.exception("semcache: validator raised; treating the candidate as rejected")
         return False
-    if not passed:
+    overruled = False
+    if checks and evidence is not None:
+        # (outside the validators' guard: a store error reading the head's vectors
+        # fails the get, as the favoured answer's read does)
+        overruled = evidence(checks, hit)
+    if not (passed or overruled):
         return False
     try:
         accepted = validator is None or bool(validator(query, hit))
@@ -58,21 +58,6 @@ def accept(eng: Engine, query: str, hit: Hit, evidence: Evidence | None = None) 
     if accepted and overruled:
         eng.metrics.counters["guards_overruled"] += 1
     return accepted
-
-
-def _rejecting(eng: Engine, query: str, hit: Hit) -> list[PairCheck] | None:
-    """The pair checks of the guards' parts that reject ``hit``, each part asked once,
-    in order; None as soon as one that rejects it is no built-in guard (it never
-    yields, and the parts after it are not asked, as :func:`~semcache._guards.all_of`
-    would not ask them)."""
-    checks: list[PairCheck] = []
-    for part, check in eng.guard_parts or ():
-        if part(query, hit):
-            continue
-        if check is None:
-            return None
-        checks.append(check)
-    return checks
 
 
 def confidence_of(eng: Engine, query: str, hit: Hit) -> float | None:

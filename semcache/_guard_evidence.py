@@ -31,8 +31,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 
 from ._guards import PAIR_CHECKS, Validator, parts
+from ._types import Hit
 
-__all__ = ["GuardParts", "guard_parts", "overruled"]
+__all__ = ["GuardParts", "PairCheck", "guard_parts", "overruled", "rejecting"]
 
 #: A check of two texts: True when the guard tells them apart.
 PairCheck = Callable[[str, str], bool]
@@ -46,6 +47,21 @@ def guard_parts(guards: Validator | None) -> GuardParts | None:
     if guards is None:
         return None
     return tuple((p, PAIR_CHECKS.get(p)) for p in parts(guards))
+
+
+def rejecting(guard_parts: GuardParts, query: str, hit: Hit) -> list[PairCheck] | None:
+    """The pair checks of the parts that reject ``hit``, each part asked once, in
+    order (empty: every part accepts it); None as soon as one that rejects it is no
+    built-in guard (it never yields; the parts after it are not asked, as
+    :func:`~semcache._guards.all_of` would not ask them)."""
+    checks: list[PairCheck] = []
+    for part, check in guard_parts:
+        if part(query, hit):
+            continue
+        if check is None:
+            return None
+        checks.append(check)
+    return checks
 
 
 def overruled(

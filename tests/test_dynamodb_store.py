@@ -24,6 +24,7 @@ from test_store_conformance import (
     dynamodb_client,
     entry,
     key,
+    put,
     server_name,
     service_url,
 )
@@ -484,3 +485,49 @@ def test_a_client_passed_in_is_not_closed(table: str) -> None:
     store = open_store(table)
     store.close()
     assert client.list_tables()["TableNames"] is not None  # still usable
+
+
+# -- update_records: what the conditional write of a record does ---------------------------
+def test_a_record_changed_between_the_read_and_the_write_is_read_again(table: str) -> None:
+    """Another writer's record lands while ``change`` runs: the write on the record
+    read fails its condition, so the entry is read again and ``change`` runs on the
+    record as it is now; nothing is overwritten, and the copy under the key follows."""
+    store = open_store(table)
+    other = open_store(table)
+    (i,) = put(store, entry("x"))
+    store.write_records({i: "1"})
+    seen: list[str | None] = []
+
+    def change(entry_id: int, response: str, created_at: float, record: str | None) -> str:
+        seen.append(record)
+        if len(seen) == 1:
+            other.write_records({i: "5"})  # lands between this read and its write
+        return str(int(record or "0") + 1)
+
+    store.update_records([i], change)
+    assert seen == ["1", "5"]
+    assert store.get_by_ids([i])[i].record == "6"
+    got = store.get_by_key(key("x"))
+    assert got is not None
+    assert got.record == "6"
+    other.close()
+    store.close()
+
+
+def test_an_entry_deleted_between_the_read_and_the_write_stays_deleted(table: str) -> None:
+    store = open_store(table)
+    (i, j) = put(store, entry("x"), entry("y"))
+    calls: list[int] = []
+
+    def change(entry_id: int, response: str, created_at: float, record: str | None) -> str:
+        calls.append(entry_id)
+        if entry_id == i:
+            store.delete_ids([i])  # gone before its record is written
+        return "r"
+
+    store.update_records([i, j], change)
+    assert sorted(calls) == [i, j]  # read once each: the gone one is not tried again
+    assert store.get_by_ids([i, j]).keys() == {j}
+    assert store.get_by_ids([j])[j].record == "r"
+    assert store.get_by_key(key("x")) is None
+    store.close()

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from semcache import SemanticCache
+from semcache import SemanticCache, StoreUnavailableError
 from semcache._guard_evidence import guard_parts, overruled
 from semcache._guards import negation_differs, numbers_differ, order_differs
 from semcache._types import Hit
@@ -200,3 +200,24 @@ def test_where_no_answer_repeats_a_rejection_reads_nothing_more(
     with _cache(tmp_path / "b.db", [(p, TIMER, v) for p, _, v in stored]) as cache:
         assert cache.get("set a timer for 20 minutes", embedding=Q) is not None
     assert reads  # (the same gets with one answer read them)
+
+
+def test_a_store_error_reading_the_evidence_is_a_store_error_not_a_validator_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The head's vectors are read from the store when a guard first rejects: a store
+    that fails then makes the get a miss for the store (as every read of a get does),
+    not a candidate the "validator" rejected."""
+    import semcache._answer_memo as memo
+
+    def unreachable(eng, entries):  # type: ignore[no-untyped-def]
+        raise StoreUnavailableError("the store is down")
+
+    stored = [("set a timer for 5 minutes", TIMER, T5), ("set a timer for 10 minutes", TIMER, T10)]
+    with _cache(tmp_path / "a.db", stored) as cache:
+        monkeypatch.setattr(memo, "candidate_vectors", unreachable)
+        assert cache.get("set a timer for 20 minutes", embedding=Q) is None
+        misses = cache.stats()["misses"]
+        assert misses["store_unavailable"] == 1
+        assert misses["validator"] == 0
+    assert "validator raised" not in caplog.text

@@ -135,16 +135,17 @@ class DynamoQuality(Table):
             return []
         with ThreadPoolExecutor(min(_RECORDS_IN_FLIGHT, len(writes))) as pool:
             futures = [pool.submit(self._write_record, *w, only_from) for w in writes]
-        changed = [w[0] for w, f in zip(writes, futures, strict=True) if not f.result()]
-        return changed  # (f.result(): the first failure, once every call has ended)
+        # (once every call has ended: result() raises the first failure)
+        return [w[0] for w, f in zip(writes, futures, strict=True) if not f.result()]
 
     def _write_record(
         self, entry_id: int, key_hash_: str, text: str, read: str | None, only_from: bool
     ) -> bool:
         """Set the record of the entry's item under its id (which must exist, and hold
         ``read`` as its record when ``only_from``), then copy it to the item under its
-        key at the new version. False when the condition on ``read`` failed (the
-        record changed since); True otherwise (written, or no such entry)."""
+        key at the new version. False when the condition failed with ``only_from``
+        (the record changed since, or the entry is gone: the next read tells); True
+        otherwise (written, or no such entry)."""
         names = {"#o": "o", "#v": "ov", "#pk": "pk"}
         values: dict[str, Any] = {":o": attr_s(text), ":one": attr_n(1)}
         condition = "attribute_exists(#pk)"
@@ -167,9 +168,7 @@ class DynamoQuality(Table):
         except StoreError as exc:
             if not self._is_conditional_failure(exc):
                 raise
-            if not only_from:
-                return True  # no such entry
-            return not self._exists(entry_id)  # gone: nothing to retry
+            return not only_from
         version = get_int(out.get("Attributes", {}), "ov")
         copy: dict[str, Any] = {
             "TableName": self.table_name,
@@ -189,10 +188,6 @@ class DynamoQuality(Table):
             if not self._is_conditional_failure(exc):
                 raise
         return True
-
-    def _exists(self, entry_id: int) -> bool:
-        """Whether the entry's item under its id exists."""
-        return self._get((f"e#{pad_id(entry_id)}", "0"), ["pk"]) is not None
 
     def add_counts(self, namespace: str, deltas: Mapping[str, float]) -> None:
         """Add each delta to the namespace's named counter (``ADD``, up to 50 counters

@@ -16,7 +16,7 @@ from .._agreement import answer_digest
 from .._budget_policy import ErrorBudget
 from .._cache import SemanticCache, engine_of
 from .._engine import Engine
-from .._guard_evidence import GuardParts, guard_parts, overruled
+from .._guard_evidence import GuardParts, guard_parts, overruled, rejecting
 from .._progress import ProgressCallback, as_progress
 from .._prototypes import Prototypes
 from .._types import Hit
@@ -43,9 +43,8 @@ class _Collector:
 def _overruled(eng: Engine, parts: GuardParts, query: str, head: list[Hit], hit: Hit) -> bool:
     """Whether the ``head`` candidates overrule the built-in guards that reject ``hit``
     (one of them), as the cache's do (:mod:`semcache._guard_evidence`)."""
-    checks = [c for part, c in parts if not part(query, hit)]
-    sure = [c for c in checks if c is not None]
-    if not checks or len(sure) < len(checks) or len(head) < 2:
+    checks = rejecting(parts, query, hit)
+    if not checks or len(head) < 2:
         return False
     rows = eng.store.get_by_ids([int(h.entry_id or 0) for h in head], vectors=True)
     dtype = eng.indexes.dtype
@@ -54,7 +53,7 @@ def _overruled(eng: Engine, parts: GuardParts, query: str, head: list[Hit], hit:
     keys = [answer_digest(h.response) for h in head]
     texts = [h.query for h in head]
     return overruled(
-        sure, head.index(hit), texts, keys, (vectors @ vectors.T).tolist(), hit.similarity
+        checks, head.index(hit), texts, keys, (vectors @ vectors.T).tolist(), hit.similarity
     )
 
 

@@ -46,7 +46,7 @@ from .._agreement import (
 )
 from .._cache import SemanticCache, engine_of
 from .._errors import InvalidInputError
-from .._guard_evidence import guard_parts, overruled
+from .._guard_evidence import guard_parts, overruled, rejecting
 from .._progress import ProgressCallback, as_progress
 from .._prototypes import Prototypes
 from .._text import normalize_text
@@ -423,11 +423,9 @@ class StaticResult(ReplayResult):
                         expires_at=None,
                         confidence=None,
                     )
-                    checks = [c for part, c in split if not part(query, hit)]
-                    if any(c is None for c in checks):
-                        continue
-                    sure = [c for c in checks if c is not None]
-                    passed[i, j] = overruled(sure, p, head_texts, keys, gram, hit.similarity)
+                    checks = rejecting(split, query, hit)
+                    if checks:
+                        passed[i, j] = overruled(checks, p, head_texts, keys, gram, hit.similarity)
             verdicts[name] = passed
         return verdicts
 
