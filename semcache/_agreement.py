@@ -47,6 +47,7 @@ __all__ = [
     "favoured_scores",
     "raised_bound",
     "same_answer",
+    "standing_scores",
     "support_bound",
     "support_scores",
     "voted",
@@ -384,6 +385,19 @@ def raised_bound(
     """The highest :func:`favoured_scores` can raise ``score`` to: by the largest lead a
     favoured answer can have (``1 - floor``: a prototype's similarity is at most 1)."""
     return 1.0 - (1.0 - score) * math.exp(-weight * (1.0 - floor))
+
+
+def standing_scores(
+    scores: Sequence[float], standing: Sequence[float], *, floor: float = SUPPORT_FLOOR
+) -> list[float]:
+    """``scores`` moved by their answers' standing over their rivals
+    (:meth:`~semcache._prototypes.Prototypes.standing`, in ``[0, 1]``): a score's excess
+    over ``floor`` multiplied by it (a score at or below ``floor`` stays), and -1 (never
+    served) where the standing is 0: the rivals outweigh its answer."""
+    return [
+        -1.0 if x <= 0.0 else floor + (score - floor) * x if score > floor else score
+        for score, x in zip(scores, standing, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

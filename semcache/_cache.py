@@ -126,8 +126,8 @@ class SemanticCache:
             this is the plain cosine threshold; where answers repeat (FAQ, intents) it
             serves more, more safely (docs/quality.md, "Answers that agree by
             default"). A candidate whose cosine reaches the threshold but whose
-            score does not is a miss, reason ``"support"``; so is one declined by the
-            prototype veto (docs/api.md). False: the plain cosine threshold. With
+            score does not is a miss, reason ``"support"``; so is one its rival
+            answers outweigh (docs/api.md). False: the plain cosine threshold. With
             ``error_budget`` the budget decides; only the prototype veto applies.
 
     Every argument is checked before the store is opened or created (docs/api.md,

@@ -28,6 +28,7 @@ from ._agreement import (
     favoured_bound,
     favoured_scores,
     raised_bound,
+    standing_scores,
     support_scores,
 )
 from ._answer_steps import fill_steps
@@ -442,7 +443,7 @@ def _judge(
     vetoed: set[int] = set()
     head = [e for e, _ in found_]
     keys: list[bytes] | None = None
-    if eng.prototypes is not None and found_:  # the prototype veto, as without a budget
+    if eng.prototypes is not None and found_:  # the prototype veto (the hard limit of the rivals)
         keys = _answer_memo.answer_keys(eng, head)
         declined = eng.prototypes.declined(ns, vector, keys, [s for _, s in found_])
         if declined is not None:
@@ -552,9 +553,9 @@ def _supported(
     :func:`~semcache._answer_memo.candidate_vectors`): the other answers' candidates
     are declined, and the favoured one's raised by its lead when it repeats (where
     they share one answer, only once none that reaches the threshold without it was
-    served: the lead raises all alike and leaves their order). The prototype veto
-    (:meth:`~semcache._prototypes.Prototypes.declined`, when some score reaches the
-    threshold) declines those whose answer's prototype another answer's beats. Those
+    served: the lead raises all alike and leaves their order). The rival answers'
+    prototypes (:meth:`~semcache._prototypes.Prototypes.standing`, when some score
+    reaches the threshold) lower each score, and decline those they outweigh. Those
     whose score reaches the threshold are tried best score first (ties: the higher
     similarity) through confidence_fn and the guards and validator; the first that
     passes is served at its own similarity. Every candidate read joins ``seen``.
@@ -608,13 +609,16 @@ def _supported(
             scores[j] = score
     prototypes = eng.prototypes
     if prototypes is not None and counted and (lead is not None or max(scores) >= threshold):
-        # the veto: a candidate whose answer's prototype another answer's beats
-        declined = prototypes.declined(ns, vector, keys, near)
-        if declined is not None and any(declined):
-            lead = None  # (it waits only where all share one answer: all declined)
-            for j, no in zip(counted, declined, strict=True):
-                if no:
-                    scores[j] = -1.0
+        # the rival answers' prototypes: each candidate's score lowered by its
+        # answer's standing over them, or declined where they outweigh it
+        standing = prototypes.standing(ns, vector, keys, near)
+        if standing is not None and min(standing) < 1.0:
+            # (not into ``moved``: the lead, if it waits, is worked out from those)
+            stood = standing_scores([scores[j] for j in counted], standing)
+            for j, score in zip(counted, stood, strict=True):
+                scores[j] = score
+            if lead is not None:  # (it waits only where all share one answer)
+                lead = None if 0.0 in standing else _with_rivals(lead, standing)
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     evidence = head_evidence(eng, entries, keys) if eng.guards_yield else None
     # The reason of the best candidate rejected: those tried (best score first), an
@@ -655,6 +659,18 @@ def _supported(
     if short:
         why.append((scores[short[0]], "support" if cosine else "below_threshold"))
     return None, max(why, key=lambda w: w[0])[1] if why else None, removed, cosine
+
+
+def _with_rivals(
+    lead: Callable[[], list[float] | None], standing: list[float]
+) -> Callable[[], list[float] | None]:
+    """``lead``, its raised scores moved by the answers' ``standing`` as well."""
+
+    def rivalled() -> list[float] | None:
+        raised = lead()
+        return None if raised is None else standing_scores(raised, standing)
+
+    return rivalled
 
 
 def _own_score(

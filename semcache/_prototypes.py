@@ -3,12 +3,20 @@
 
 An answer's prototype is the normalized sum of the vectors of every stored prompt
 that got it (answers fall together by :func:`~semcache._answer_memo.answer_digest`).
-A get's candidate is declined when the prototype of another answer stored twice or
-more is nearer the query than its own answer's: the 8 candidates of a get see the
-neighbourhood of the query, the prototypes see each answer's whole cluster. An answer
-stored once has no prototype: as a candidate it is judged at its own similarity, and
-it declines no other (one row per stored entry would make every get a second full
-scan).
+The 8 candidates of a get see the neighbourhood of the query, the prototypes see each
+answer's whole cluster. A candidate is weighed against its *rivals*, the prototypes of
+the other answers stored twice or more nearest the query (:meth:`Prototypes.standing`):
+with ``own`` its answer's prototype's similarity to the query, each rival at ``c``
+weighs ``exp((c - own) / T)``, as a softmax over the answers at the temperature the
+embedder was trained with (:data:`RIVAL_TEMPERATURE`) would. Where the rivals together
+weigh as much as its answer (their sum ``R >= 1``: the answer is no more likely than
+the rest) the candidate is declined; otherwise its score's excess over the support floor is
+multiplied by ``1 - R``, its answer's *standing*.
+One nearer rival declines alone (the *veto*); several each farther can too, which is
+what a query that belongs to none of the stored answers looks like. An answer stored
+once has no prototype: as a candidate it is judged at its own similarity, and it is no
+rival (one row per stored entry would make every get a second full scan); where no
+answer is stored twice, nothing changes.
 
 The tables are built at the first get that needs them, from the store in one pass
 (the answers' digests; then the vectors of the answers stored twice or more), or
@@ -30,6 +38,7 @@ a namespace, a get compares only those of its candidates' answers.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -39,7 +48,14 @@ import numpy.typing as npt
 from ._errors import StoreCorruptError
 from ._store import Store, answer_scan
 
-__all__ = ["GHOST_SHARE", "PROTOTYPE_ENTRIES", "PROTOTYPE_ROWS", "Prototypes"]
+__all__ = [
+    "GHOST_SHARE",
+    "PROTOTYPE_ENTRIES",
+    "PROTOTYPE_ROWS",
+    "RIVALS",
+    "RIVAL_TEMPERATURE",
+    "Prototypes",
+]
 
 logger = logging.getLogger("semcache")
 
@@ -56,6 +72,15 @@ PROTOTYPE_ENTRIES: Final = 100_000
 #: before it has left them out of the CPU's caches, as a get's does
 #: (``benchmarks/prototype_build.py``).
 PROTOTYPE_ROWS: Final = 512
+#: The temperature of the rivals' weights (:meth:`Prototypes.standing`): that of the
+#: contrastive loss sentence-transformers trains its embedders with
+#: (``MultipleNegativesRankingLoss``, scale 20 on the cosine: a softmax at 1/20), the
+#: default embedder (all-MiniLM-L6-v2) among them. As it tends to 0 the rule becomes the
+#: hard veto (declined by one nearer rival, untouched otherwise).
+RIVAL_TEMPERATURE: Final = 0.05
+#: The rival prototypes a candidate is weighed against: the nearest ones, as many as
+#: the candidates a get reads (:data:`~semcache._agreement.SUPPORT_K`).
+RIVALS: Final = 8
 #: An answer's sum is reread from the store once its ghosts (removed members still in
 #: it) are more than 1/GHOST_SHARE of its members.
 GHOST_SHARE: Final = 4
@@ -332,6 +357,37 @@ class Prototypes:
         return True
 
     # -- the veto -------------------------------------------------------------------------
+    def standing(
+        self,
+        namespace: str,
+        query: npt.NDArray[np.float32],
+        keys: Sequence[bytes],
+        sims: Sequence[float],
+    ) -> list[float] | None:
+        """For each of a get's candidates (their answers' ``keys``, their similarities
+        ``sims``): how far its answer stands above its rivals (see the module
+        docstring): ``1 - R``, ``R`` the sum over the :data:`RIVALS` nearest
+        prototypes of other answers of ``exp((rival - own) / T)``, ``own`` its
+        answer's prototype's similarity to ``query`` (an answer stored once: the
+        candidate's similarity), ``T`` = :data:`RIVAL_TEMPERATURE`: 1.0 with no rival,
+        0.0 where ``R >= 1`` (declined: the rivals outweigh it). None when no
+        prototypes are kept (more than :data:`PROTOTYPE_ENTRIES` entries)."""
+        rivalry = self._rivalry(namespace, query, keys, sims)
+        if rivalry is None:
+            return None
+        scale = 1.0 / RIVAL_TEMPERATURE
+        out = []
+        known: dict[tuple[bytes, float], float] = {}  # (an answer's candidates share it)
+        for key, (own, rivals) in zip(keys, rivalry, strict=True):
+            standing = known.get((key, own))
+            if standing is None:
+                mass = 0.0
+                for d in rivals:
+                    mass += math.exp((d - own) * scale)
+                standing = known[key, own] = max(0.0, 1.0 - mass)
+            out.append(standing)
+        return out
+
     def declined(
         self,
         namespace: str,
@@ -339,11 +395,27 @@ class Prototypes:
         keys: Sequence[bytes],
         sims: Sequence[float],
     ) -> list[bool] | None:
-        """For each of a get's candidates (their answers' ``keys``, their similarities
-        ``sims``): whether the prototype of another answer stored twice or more is
-        nearer ``query`` than its own answer's (its prototype; an answer stored once:
-        the candidate's similarity). None when no prototypes are kept (more than
-        :data:`PROTOTYPE_ENTRIES` entries: no veto)."""
+        """For each of a get's candidates: whether the prototype of another answer
+        stored twice or more is nearer ``query`` than its own answer's (the *veto*, the
+        limit of :meth:`standing` as its temperature tends to 0; the error budget's
+        path applies it). None when no prototypes are kept."""
+        rivalry = self._rivalry(namespace, query, keys, sims)
+        if rivalry is None:
+            return None
+        return [bool(rivals) and rivals[0] > own for own, rivals in rivalry]
+
+    def _rivalry(
+        self,
+        namespace: str,
+        query: npt.NDArray[np.float32],
+        keys: Sequence[bytes],
+        sims: Sequence[float],
+    ) -> list[tuple[float, list[float]]] | None:
+        """Per candidate: its answer's nearness to ``query`` (its prototype's
+        similarity; an answer stored once: the candidate's) and its rivals', the
+        :data:`RIVALS` nearest prototypes of other answers, nearest first (past
+        :data:`PROTOTYPE_ROWS` prototypes, only the candidates' answers' are compared).
+        None when no prototypes are kept."""
         if self._tables is None:
             if self.off:
                 return None
@@ -354,36 +426,37 @@ class Prototypes:
         if table is not None and table.stale:
             self._reread(table)
         if table is None or not table.names or table.matrix is None:
-            return [False] * len(keys)
-        rows, names, matrix = table.rows, table.names, table.matrix
-        # The nearest prototype's answer declines every other answer whose own is
-        # farther; its own candidates it cannot (their answer's is the nearest).
-        if len(names) <= PROTOTYPE_ROWS:
-            dots = matrix[: len(names)] @ query
-            top = int(dots.argmax())
-            first_key, first = names[top], float(dots[top])
-        else:  # the candidates' answers' prototypes only
-            first_key, first = b"", -np.inf
-            for key in set(keys):
-                row = rows.get(key)
-                if row is not None:
-                    dot = float(matrix[row] @ query)
-                    if dot > first:
-                        first_key, first = key, dot
-            dots = None
-        out = []
-        for key, sim in zip(keys, sims, strict=True):
-            if key == first_key:
-                out.append(False)
-                continue
-            row = rows.get(key)
-            if row is None:
-                own = sim
-            elif dots is not None:
-                own = float(dots[row])
+            return [(sim, []) for sim in sims]
+        rows, matrix = table.rows, table.matrix
+        count = len(table.names)
+        dots: npt.NDArray[np.float32] | None = None
+        if count <= PROTOTYPE_ROWS:
+            dots = matrix[:count] @ query
+            if count > RIVALS + 1:  # the RIVALS + 1 nearest (the own among them, or not)
+                top = np.partition(dots, count - RIVALS - 1)[count - RIVALS - 1 :].tolist()
             else:
-                own = float(matrix[row] @ query)
-            out.append(first > own)
+                top = dots.tolist()
+            whole = count <= RIVALS + 1  # (every prototype in ``top``)
+        else:  # the candidates' answers' prototypes only
+            found = {row for row in map(rows.get, keys) if row is not None}
+            top = [float(matrix[r] @ query) for r in found]
+            whole = True
+        top.sort(reverse=True)
+        out: list[tuple[float, list[float]]] = []
+        known: dict[bytes, tuple[float, list[float]]] = {}  # (an answer's candidates share it)
+        for key, sim in zip(keys, sims, strict=True):
+            seen = known.get(key)
+            if seen is None:
+                row = rows.get(key)
+                if row is None:  # stored once: its own similarity, every prototype a rival
+                    out.append((sim, top[:RIVALS]))
+                    continue
+                own = float(dots[row]) if dots is not None else float(matrix[row] @ query)
+                rivals = top[:]
+                if whole or own >= top[-1]:  # (its own prototype among them)
+                    rivals.remove(own)
+                seen = known[key] = (own, rivals[:RIVALS])
+            out.append(seen)
         return out
 
     # -- reading the store --------------------------------------------------------------

@@ -159,11 +159,13 @@ def test_a_candidate_next_to_a_repeated_rival_answer_is_a_support_miss(tmp_path:
 
 
 def test_a_declined_candidate_is_not_served_by_the_widened_search(tmp_path: Path) -> None:
-    # eight candidates above the threshold by cosine: the lone one and three of rival
-    # c (declined by their scores: 0.95 - 0.5 * 7 * 0.37, 0.87 + 0.5 * (2 - 4) * 0.37)
-    # and four of rival b (0.87), which the validator rejects. Every one of the eight
-    # being rejected, the search widens; those read already are not tried again.
-    stored = [("lone answer", 0.95)] + [("rival b", 0.87)] * 4 + [("rival c", 0.87)] * 3
+    # eight candidates: the lone one (0.95) and three of rival c (0.6), declined by
+    # their scores (rival b's prototype, at 0.962, is nearer than the lone 0.95; b is
+    # the favoured answer), and four of rival b (0.87), which the validator rejects
+    # (c's prototype at 0.792 leaves b a standing of 1 - exp(-3.4) = 0.967). Every one
+    # of the eight being rejected, the search widens; those read already are not
+    # tried again.
+    stored = [("lone answer", 0.95)] + [("rival b", 0.87)] * 4 + [("rival c", 0.6)] * 3
     stored += [(f"far {_words(i)}", 0.1) for i in range(12)]
     tried, validator = recording_validator(lambda response: response == "lone answer")
 

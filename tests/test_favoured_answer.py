@@ -25,9 +25,11 @@ from semcache._agreement import (
     favoured_answer,
     favoured_bound,
     favoured_scores,
+    standing_scores,
     support_scores,
 )
 from semcache._cache import engine_of
+from semcache._prototypes import RIVAL_TEMPERATURE
 
 DIM = 64  # the server stores tests (test_redis_postgres_cache) share it
 THRESHOLD = 0.85
@@ -54,6 +56,12 @@ CONTEST = [
     ("spread one", "spread", 0.75, 2),
     ("spread two", "spread", 0.95, 3),
 ]
+#: Where "tight" was stored for prompts far from the query too (at cosine 0, never
+#: candidates): its prototype (every prompt of it) is then far (0.623), and "spread"'s
+#: (0.919) stands above it by ``1 - exp((0.623 - 0.919) / 0.05)`` = 0.997. Without them
+#: "tight"'s prototype (0.887) is a rival that outweighs "spread" (the rivals' rule:
+#: tests/test_prototype_veto.py), and no answer is served.
+TIGHT_ELSEWHERE = [(f"tight elsewhere {i}", "tight", 0.0, 10 + i) for i in range(4)]
 #: As :data:`CONTEST`, but "spread"'s best score falls short of the threshold: a miss
 #: (by support: "tight"'s nearest passed it by its cosine and by its score).
 SHORT = [
@@ -73,6 +81,12 @@ def _judged(stored: Sequence[tuple[str, str, float, int]]) -> tuple[list[float],
     sims = [c for _, _, c, _ in stored]
     keys = [a for _, a, _, _ in stored]
     return support_scores(sims, keys), favoured_answer(sims, keys, _gram(stored))
+
+
+def _prototype(stored: Sequence[tuple[str, str, float, int]]) -> float:
+    """The cosine to the query of the prototype of ``stored`` (normalized sum)."""
+    total = np.sum([_vector(c, axis) for _, _, c, axis in stored], axis=0, dtype=np.float64)
+    return float(total[0] / np.linalg.norm(total))
 
 
 def _fill(cache: SemanticCache, stored: Sequence[tuple[str, str, float, int]]) -> None:
@@ -226,11 +240,27 @@ def test_with_one_answer_the_lead_is_left_until_it_can_change_the_outcome(
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_the_favoured_answer_is_served_instead_of_the_nearest(tmp_path: Path, dtype: str) -> None:
     with _open(tmp_path, vector_dtype=dtype) as cache:
-        _fill(cache, CONTEST)
+        _fill(cache, [*CONTEST, *TIGHT_ELSEWHERE])
         hit = _ask(cache)
         assert hit is not None
         assert hit.response == "spread"
         assert hit.similarity == pytest.approx(0.95, abs=1e-3)  # its cosine, not the score
+
+
+def test_the_figures_of_tight_elsewhere() -> None:
+    spread = _prototype(CONTEST[2:])
+    assert _prototype([*CONTEST[:2], *TIGHT_ELSEWHERE]) == pytest.approx(0.623, abs=1e-3)
+    assert _prototype(CONTEST[:2]) == pytest.approx(0.887, abs=1e-3)
+    assert spread == pytest.approx(0.919, abs=1e-3)
+
+
+def test_where_the_other_answer_is_a_near_rival_the_contest_is_declined(tmp_path: Path) -> None:
+    # "tight"'s prototype (0.887) weighs exp((0.887 - 0.919) / 0.05) = 0.53 against
+    # "spread"'s: standing 0.47, and "spread two"'s score (0.872) falls to 0.675
+    with _open(tmp_path) as cache:
+        _fill(cache, CONTEST)
+        assert _ask(cache) is None
+        assert cache.stats()["misses"]["support"] == 1
 
 
 def test_where_the_favoured_answer_falls_short_the_get_is_a_support_miss(
@@ -248,7 +278,7 @@ def test_a_candidate_of_another_answer_is_not_served_when_the_favoured_is_reject
     tried, validator = recording_validator(lambda response: response == "tight")
 
     with _open(tmp_path, validator=validator) as cache:
-        _fill(cache, CONTEST)
+        _fill(cache, [*CONTEST, *TIGHT_ELSEWHERE])
         assert _ask(cache) is None
         assert tried == ["spread"]
 
@@ -271,7 +301,7 @@ def test_another_cache_on_the_file_reads_the_vectors_it_needs_from_the_store(
 ) -> None:
     shared: dict[str, Any] = {"multi_process_mode": "shared", "vector_dtype": "float16"}
     with _open(tmp_path, **shared) as writer, _open(tmp_path, **shared) as reader:
-        _fill(writer, CONTEST)
+        _fill(writer, [*CONTEST, *TIGHT_ELSEWHERE])
         hit = _ask(reader)
         assert hit is not None
         assert hit.response == "spread"
@@ -283,7 +313,7 @@ def test_the_vectors_kept_are_bounded_by_bytes_and_dropped_on_clear(
 ) -> None:
     with _open(tmp_path) as cache:
         vectors = engine_of(cache).answer_vectors
-        _fill(cache, CONTEST)
+        _fill(cache, [*CONTEST, *TIGHT_ELSEWHERE])
         hit = _ask(cache)
         assert hit is not None
         assert hit.response == "spread"
@@ -301,7 +331,7 @@ def test_a_candidate_without_a_readable_vector_leaves_the_support_scores_to_judg
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with _open(tmp_path) as cache:
-        _fill(cache, CONTEST)
+        _fill(cache, [*CONTEST, *TIGHT_ELSEWHERE])
         engine = engine_of(cache)
         engine.answer_vectors.clear()
         real = engine.store.get_by_ids
@@ -325,8 +355,11 @@ def test_a_hit_carries_the_score_it_was_served_at(tmp_path: Path) -> None:
     sims = [c for _, _, c, _ in CONTEST]
     keys = [a for _, a, _, _ in CONTEST]
     expected = favoured_scores(support_scores(sims, keys), sims, keys, _gram(CONTEST))
+    # then moved by "spread"'s standing over "tight" (TIGHT_ELSEWHERE)
+    rival = _prototype([*CONTEST[:2], *TIGHT_ELSEWHERE]) - _prototype(CONTEST[2:])
+    expected = standing_scores(expected, [1.0 - math.exp(rival / RIVAL_TEMPERATURE)] * 4)
     with _open(tmp_path) as cache:
-        _fill(cache, CONTEST)
+        _fill(cache, [*CONTEST, *TIGHT_ELSEWHERE])
         hit = _ask(cache)
         assert hit is not None
         assert hit.query == "spread two"
@@ -335,7 +368,7 @@ def test_a_hit_carries_the_score_it_was_served_at(tmp_path: Path) -> None:
         # lowered by "tight"'s prompts, raised by its lead: not its similarity
         assert THRESHOLD <= hit.score < hit.similarity
     with _open(tmp_path, "plain.db", answer_support=False) as cache:
-        _fill(cache, CONTEST)
+        _fill(cache, [*CONTEST, *TIGHT_ELSEWHERE])
         hit = _ask(cache)
         assert hit is not None
         assert hit.query == "tight two"

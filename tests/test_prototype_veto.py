@@ -5,10 +5,10 @@ stored prompt that got it) is nearer the query than its own answer's.
 The vectors are placed by hand (16 dimensions, the query on the first axis) so that each
 case's figures can be checked on paper:
 
-- ``A_NEAR`` (0.92 to the query) got "A"; alone, "A" is served at 0.92;
-- ``A_FAR`` (0.2) got "A" too: "A"'s prototype is then at 0.728;
+- ``A_NEAR`` (0.95 to the query) got "A"; alone, "A" is served at 0.95;
+- ``A_FAR`` (0.2) got "A" too: "A"'s prototype is then at 0.745;
 - ``B`` (three prompts at 0.6, each off on its own axis) got "B": its prototype is at
-  0.793, nearer than "A"'s 0.728 once ``A_FAR`` is stored;
+  0.793, nearer than "A"'s 0.745 once ``A_FAR`` is stored;
 - ``C`` (eight prompts at 0.45, below the support floor: never a counted candidate)
   got "C": its prototype is at 0.819.
 """
@@ -47,7 +47,7 @@ def _at(cosine: float, axis: int) -> npt.NDArray[np.float32]:
     return v
 
 
-A_NEAR = ("a near prompt", "A", _at(0.92, 1))
+A_NEAR = ("a near prompt", "A", _at(0.95, 1))
 A_FAR = ("a far prompt", "A", _at(0.2, 2))
 B = [(f"b prompt {i}", "B", _at(0.6, 3 + i)) for i in range(3)]
 C = [(f"c prompt {i}", "C", _at(0.45, 6 + i)) for i in range(8)]
@@ -75,7 +75,7 @@ def _prototype(*vectors: npt.NDArray[np.float32]) -> float:
 
 
 def test_the_figures_the_cases_rely_on() -> None:
-    assert _prototype(A_NEAR[2], A_FAR[2]) == pytest.approx(0.728, abs=1e-3)
+    assert _prototype(A_NEAR[2], A_FAR[2]) == pytest.approx(0.745, abs=1e-3)
     assert _prototype(*[v for _, _, v in B]) == pytest.approx(0.793, abs=1e-3)
     assert _prototype(*[v for _, _, v in C]) == pytest.approx(0.819, abs=1e-3)
 
@@ -84,12 +84,12 @@ def test_an_answer_is_judged_by_every_prompt_that_got_it(tmp_path: Path) -> None
     with _open(tmp_path / "c.db") as cache:
         _put(cache, [A_NEAR, *B])
         assert cache.stats()["prototype_veto"] == {"state": "not read", "prototypes": {}}
-        assert _ask(cache) == "A"  # "A" stored once: judged at its candidate's 0.92
+        assert _ask(cache) == "A"  # "A" stored once: judged at its candidate's 0.95
         assert cache.stats()["prototype_veto"] == {
             "state": "kept",
             "prototypes": {"default": 1},  # "B"
         }
-        _put(cache, [A_FAR])  # "A"'s prototype 0.728, "B"'s 0.793
+        _put(cache, [A_FAR])  # "A"'s prototype 0.745, "B"'s 0.793
         assert _ask(cache) is None
         assert cache.stats()["prototype_veto"]["prototypes"] == {"default": 2}
         assert cache.stats()["misses"]["support"] == 1
@@ -309,9 +309,9 @@ def test_a_replay_sees_the_prototypes_a_cache_keeps() -> None:
         eng = engine_of(cache)
         own = Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
         keys = [answer_digest(a) for a in ("A", "B", "B")]
-        assert own.declined("default", QUERY, keys, [0.92, 0.6, 0.6]) == [True, True, True]
+        assert own.declined("default", QUERY, keys, [0.95, 0.6, 0.6]) == [True, True, True]
         assert eng.prototypes is not None
-        assert eng.prototypes.declined("default", QUERY, keys, [0.92, 0.6, 0.6]) == [
+        assert eng.prototypes.declined("default", QUERY, keys, [0.95, 0.6, 0.6]) == [
             True,
             True,
             True,
@@ -412,7 +412,7 @@ def test_a_stored_vector_that_cannot_be_decoded_is_left_out(
             return rows
 
         monkeypatch.setattr(store, "get_vectors", truncated)
-        assert _ask(cache) == "A"  # as if A_FAR were gone: "A" judged at A_NEAR's 0.92
+        assert _ask(cache) == "A"  # as if A_FAR were gone: "A" judged at A_NEAR's 0.95
 
 
 def test_a_restored_checkpoint_has_them(tmp_path: Path) -> None:

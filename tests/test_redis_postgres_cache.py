@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import FakeClock
-from test_favoured_answer import CONTEST, THRESHOLD
+from test_favoured_answer import CONTEST, THRESHOLD, TIGHT_ELSEWHERE
 from test_favoured_answer import _ask as ask_contest
 from test_favoured_answer import _fill as fill_contest
 from test_store_conformance import (
@@ -85,7 +85,7 @@ def test_the_favoured_answer_is_served_with_the_vectors_read_from_the_store(
 ) -> None:
     # "tight"'s nearest has the best support score, "spread"'s local prototype is
     # nearer: a second cache on the store reads the candidates' vectors to see it
-    fill_contest(open_cache(similarity_threshold=THRESHOLD), CONTEST)
+    fill_contest(open_cache(similarity_threshold=THRESHOLD), [*CONTEST, *TIGHT_ELSEWHERE])
     hit = ask_contest(open_cache(similarity_threshold=THRESHOLD))
     assert hit is not None
     assert hit.response == "spread"

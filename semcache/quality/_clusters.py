@@ -42,6 +42,7 @@ from .._agreement import (
     answer_key,
     favoured_scores,
     same_answer,
+    standing_scores,
     support_scores,
 )
 from .._cache import SemanticCache, engine_of
@@ -261,9 +262,10 @@ class StaticResult(ReplayResult):
     #: back at its dtype, as float32); NaN past the candidates recorded (set by
     #: :func:`static_replay`; :meth:`supported` reads it).
     head_dots: npt.NDArray[np.float32] | None = None
-    #: Per query, whether the prototype veto declines each candidate recorded (set by
-    #: :func:`static_replay`; :meth:`supported` reads it; None: no veto).
-    declined: npt.NDArray[np.bool_] | None = None
+    #: Per query, each candidate's answer's standing over its rivals recorded
+    #: (:meth:`~semcache._prototypes.Prototypes.standing`: 1 with none, 0 declined; set
+    #: by :func:`static_replay`; :meth:`supported` reads it; None: not recorded).
+    standing: npt.NDArray[np.float64] | None = None
     #: Per query, its text and each candidate's prompt (set by :func:`static_replay`;
     #: :meth:`supported` reads them for the guards that yield to evidence).
     texts: list[tuple[str, list[str]]] | None = None
@@ -312,9 +314,11 @@ class StaticResult(ReplayResult):
         similarity), then, where an answer repeats among them,
         :func:`~semcache._agreement.favoured_scores` (the other answers' candidates
         score -1, never served; the favoured one's are raised by its lead when it
-        repeats); those the prototype veto declines (``declined``, recorded from the
-        cache's prototypes) score -1 too. Tried highest first, then the candidates
-        beyond them by similarity, where no head candidate was declined by its score
+        repeats); then moved by their answers' standing over their rivals
+        (``standing``, recorded from the cache's prototypes:
+        :func:`~semcache._agreement.standing_scores`; one declined scores -1 too).
+        Tried highest first, then the candidates beyond them by similarity, where no
+        head candidate was declined by its score
         (at thresholds up to the lowest head score: none once one scores -1). The
         result's ``similarity`` is that score, so its curves and headlines sweep the
         threshold on it as the cache applies it. ``yielding``: the recorded guards
@@ -339,11 +343,11 @@ class StaticResult(ReplayResult):
             )
         verdicts = self._yielded(yielding or {}, k, floor, dots)
         sim = self.similarity.copy()
-        declined = self.declined
+        standing = self.standing
         order = np.tile(np.arange(sim.shape[1]), (sim.shape[0], 1))
         for i, row in enumerate(answers):
             head = [j for j in range(min(k, len(row))) if sim[i, j] >= floor]
-            vetoed = declined is not None and any(declined[i, j] for j in head)
+            vetoed = standing is not None and any(standing[i, j] < 1.0 for j in head)
             if len(head) < 2 and not vetoed:
                 continue  # (one alone: its similarity)
             near = [float(sim[i, j]) for j in head]
@@ -355,9 +359,9 @@ class StaticResult(ReplayResult):
                 scores = favoured_scores(
                     scores, near, keys, _gram(dots[i], head), floor=floor, weight=weight
                 )
-            if vetoed:  # the prototype veto
-                assert declined is not None
-                scores = [-1.0 if declined[i, j] else x for j, x in zip(head, scores, strict=True)]
+            if vetoed:  # the rival answers' prototypes
+                assert standing is not None
+                scores = standing_scores(scores, [float(standing[i, j]) for j in head], floor=floor)
             ranked = sorted(range(len(head)), key=lambda r: (-scores[r], -sim[i, head[r]]))
             # beyond the head the cache serves by cosine only if no head candidate was
             # declined by its score, i.e. at thresholds up to the lowest head score
@@ -459,28 +463,28 @@ def _head_dots(
     return out
 
 
-def _prototype_declined(
+def _prototype_standing(
     cache: SemanticCache,
     records: Sequence[Sequence[tuple[float, bool, tuple[bool, ...], object]]],
     queries: Sequence[npt.NDArray[np.float32]],
-) -> npt.NDArray[np.bool_]:
-    """Per query, which of its candidates recorded the prototype veto declines (the
-    prototypes of the cache's store, as ``answer_support`` keeps them:
-    :class:`~semcache._prototypes.Prototypes`); a candidate's verdict depends on its own
-    answer and similarity only."""
+) -> npt.NDArray[np.float64]:
+    """Per query, each of its candidates recorded: its answer's standing over its
+    rivals (the prototypes of the cache's store, as ``answer_support`` keeps them:
+    :meth:`~semcache._prototypes.Prototypes.standing`); it depends on the candidate's
+    own answer and similarity only."""
     eng = engine_of(cache)
     prototypes = Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
     width = max(1, max(len(r) for r in records))
-    out = np.zeros((len(records), width), dtype=bool)
+    out = np.ones((len(records), width), dtype=np.float64)
     for q, (rows, vector) in enumerate(zip(records, queries, strict=True)):
         if not rows:
             continue
         keys = [answer_digest(cast(str, row[3])) for row in rows]
         unit = eng.unit_rows(vector, 1, "embedding")[0]
-        declined = prototypes.declined("default", unit, keys, [row[0] for row in rows])
-        if declined is None:
+        standing = prototypes.standing("default", unit, keys, [row[0] for row in rows])
+        if standing is None:
             raise RuntimeError("the replay's cache is too large for the prototype veto")
-        out[q, : len(rows)] = declined
+        out[q, : len(rows)] = standing
     return out
 
 
@@ -591,7 +595,7 @@ def static_replay(
     result.answers = [[row[3] for row in rows] for rows in records]
     result.texts = prompts
     result.head_dots = _head_dots(cache, ids, SUPPORT_K)
-    result.declined = _prototype_declined(cache, records, [vec[texts[i]] for i in asked])
+    result.standing = _prototype_standing(cache, records, [vec[texts[i]] for i in asked])
 
     recorder.serving = True
 
