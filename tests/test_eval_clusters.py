@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ from semcache._errors import InvalidInputError
 from semcache.embedders import CallableEmbedder, HashingEmbedder
 from semcache.quality import EmbeddingFile, Rule, numbers_agree
 from semcache.quality._clusters import (
+    StreamPoint,
     StreamVectors,
     file_kind,
     load_clusters,
@@ -333,3 +335,29 @@ def test_cli_refuses_protocol_on_pairs_and_pair_options_on_clusters(
     code = main(["eval", str(static_csv), "--per-cluster", "0", "--embedder", "hashing"])
     assert code != 0
     assert "--per-cluster must be >= 1" in capsys.readouterr().err
+
+
+def test_the_stream_sweep_goes_below_its_grid_when_the_lowest_is_within(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our own sweep logic (a fake run: error rate 0.02 x (0.65 - t), none above 0.65):
+    the grid's lowest (0.7) is within both budgets, so the sweep steps down by 0.02 until
+    a threshold is over (0.001: 0.58) and bisects, or reaches the floor (0.01: 0.5)."""
+    from semcache.quality import _cluster_commands as commands
+
+    def fake_run(data: object, make: Any, *, label: str, **kwargs: object) -> StreamPoint:
+        with make() as cache:
+            t = cache.similarity_threshold
+        wrong = round(max(0.0, 0.65 - t) * 0.02 * 100_000)
+        return StreamPoint(label, t, (), 100_000, 0, wrong, 0, 0, 0.5, wrong / 100_000, 1.0)
+
+    monkeypatch.setattr(commands, "_stream_run", fake_run)
+    points = commands._sweep(None, (0.7, 0.8), (), None)  # type: ignore[arg-type]
+    ran = [p.min_similarity for p in points]
+    assert ran[:8] == [0.5, 0.52, 0.54, 0.56, 0.58, 0.59, 0.595, 0.5975]  # (0.59-: bisected)
+    assert {0.6, 0.62, 0.64, 0.66, 0.68, 0.7, 0.8} <= set(ran)
+    assert commands._best(points, 0.01).min_similarity == 0.5  # type: ignore[union-attr]
+    best = commands._best(points, 0.001)
+    assert best is not None
+    assert best.min_similarity == 0.6
+    assert best.error_rate <= 0.001

@@ -40,6 +40,8 @@ BUDGETS = (0.01, 0.001)
 STREAM_GRID = tuple(sorted({round(0.70 + 0.02 * i, 2) for i in range(15)} | {0.85, 0.95, 0.99}))
 #: The resolution the stream sweep refines each budget's threshold to.
 _RESOLUTION = 0.0025
+#: The step of the stream grid below its lowest threshold (:func:`_sweep`).
+_GRID_STEP = 0.02
 #: The static replay records candidates down to this similarity.
 _STATIC_FLOOR = 0.5
 
@@ -253,7 +255,9 @@ def _sweep(
     """Stream runs of a cosine threshold (with ``guards``) over ``thresholds``; then, for
     each budget, a bisection between the lowest grid threshold within it and the grid
     threshold below, down to 0.0025 (the error rate falls as the threshold rises, so
-    the lowest threshold within the budget serves the most). ``shipped``: instead,
+    the lowest threshold within the budget serves the most). Where the lowest grid
+    threshold is within the budget, the grid goes on down by 0.02 until one is not (the
+    bisection then runs between them) or the support floor (0.5) is reached. ``shipped``: instead,
     ``SemanticCache(similarity_threshold=t)`` with every other setting as shipped (its
     guards and answer support)."""
     from . import GUARDS, all_of
@@ -289,6 +293,14 @@ def _sweep(
             continue
         hi = min(ok)
         below = [t for t in done if t < hi]
+        while not below and hi - _GRID_STEP >= _STATIC_FLOOR - 1e-9:
+            # the grid's lowest is within: on down by its step, to the floor
+            t = round(hi - _GRID_STEP, 4)
+            run(t)
+            if done[t].error_rate <= budget:
+                hi = t
+            else:
+                below = [t]
         if not below:
             continue
         lo = max(below)
