@@ -187,8 +187,8 @@ def _static(
     curves = {f: rec.curve(fg, step=0.0025) for f, (rec, fg) in families.items()}
     name = os.path.basename(args.pairs)
     scoring = (
-        "; the default family thresholds the answer support score, its guards yielding to "
-        "the candidates' evidence"
+        "; the default family thresholds the answer support score, weighed against the "
+        "rival answers' prototypes, its guards yielding to the candidates' evidence"
         if support
         else ""
     )
