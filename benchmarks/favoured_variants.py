@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -133,6 +134,49 @@ def cluster_sets(
     for name, clusters in _halves(load_clusters(args.clusters)).items():
         for per in args.per_cluster:
             yield name, clusters, per, embed
+
+
+@dataclass
+class Static:
+    """One static replay's vectors in float64 (:func:`static_vectors`)."""
+
+    vs: np.ndarray  # the stored texts'
+    vq: np.ndarray  # the queries'
+    answers: list[str]  # the stored texts' clusters
+    asked: list[str]  # the queries' clusters
+    in_scope: int
+    sims: np.ndarray  # queries x stored
+    labels: np.ndarray  # the answers, sorted
+    which: np.ndarray  # each stored text's answer, an index into ``labels``
+    counts: np.ndarray  # per answer, its stored texts
+    cosine: np.ndarray  # queries x answers: to each answer's prototype
+
+
+def static_vectors(
+    clusters: ClusterSet, per: int, embed: Callable[[list[str]], np.ndarray]
+) -> Static:
+    """The static replay of ``clusters`` (``per`` stored texts per cluster) as the
+    variant reports read it: vectors, similarities and every answer's prototype."""
+    stored, queries = clusters.static_sample(per), clusters.static_queries()
+    vs = np.asarray(embed([clusters.texts[i] for i in stored]), dtype=np.float64)
+    vq = np.asarray(embed([clusters.texts[i] for i in queries]), dtype=np.float64)
+    answers = [clusters.clusters[i] for i in stored]
+    asked = [clusters.clusters[i] for i in queries]
+    labels, which = np.unique(answers, return_inverse=True)
+    sums = np.zeros((len(labels), vs.shape[1]))
+    np.add.at(sums, which, vs)
+    return Static(
+        vs,
+        vq,
+        answers,
+        asked,
+        sum(not c.startswith("oos:") for c in asked),
+        vq @ vs.T,
+        labels,
+        which,
+        np.bincount(which),
+        vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T,
+    )
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from favoured_variants import RULES, _head, _headlines, cluster_sets
+from favoured_variants import RULES, _head, _headlines, cluster_sets, static_vectors
 
 from semcache._agreement import SUPPORT_FLOOR
 
@@ -70,19 +70,10 @@ def _moved(x: float, own: float, rivals: np.ndarray, count: int, t: float, form:
 
 def main() -> None:
     for name, clusters, per, embed in cluster_sets(__doc__, [c[0] for c in COLUMNS]):
-        stored, queries = clusters.static_sample(per), clusters.static_queries()
-        vs = np.asarray(embed([clusters.texts[i] for i in stored]), dtype=np.float64)
-        vq = np.asarray(embed([clusters.texts[i] for i in queries]), dtype=np.float64)
-        answers = [clusters.clusters[i] for i in stored]
-        asked = [clusters.clusters[i] for i in queries]
-        in_scope = sum(not c.startswith("oos:") for c in asked)
-        sims = vq @ vs.T
-        labels, which = np.unique(answers, return_inverse=True)
-        counts = np.bincount(which)
-        repeated = counts >= 2
-        sums = np.zeros((len(labels), vs.shape[1]))
-        np.add.at(sums, which, vs)
-        cosine = vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T
+        st = static_vectors(clusters, per, embed)
+        vs, answers, asked, sims, cosine = st.vs, st.answers, st.asked, st.sims, st.cosine
+        labels, repeated = st.labels, st.counts >= 2
+        queries = asked
         index = {str(label): i for i, label in enumerate(labels)}
         score = np.full((len(COLUMNS), len(queries)), -np.inf)
         right = np.zeros((len(COLUMNS), len(queries)), dtype=bool)
@@ -105,7 +96,7 @@ def main() -> None:
                 best = int(np.argmax(out))
                 if out[best] > SUPPORT_FLOOR:
                     score[c, q], right[c, q] = out[best], keys[best] == asked[q]
-        cells = [_headlines(score[c], right[c], in_scope) for c in range(len(COLUMNS))]
+        cells = [_headlines(score[c], right[c], st.in_scope) for c in range(len(COLUMNS))]
         print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
 
 

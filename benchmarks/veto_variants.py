@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from favoured_variants import RULES, _head, _headlines, cluster_sets
+from favoured_variants import RULES, _head, _headlines, cluster_sets, static_vectors
 
 from semcache._agreement import SUPPORT_FLOOR, SUPPORT_WEIGHT, support_scores
 
@@ -120,19 +120,14 @@ def _scores(
 
 def main() -> None:
     for name, clusters, per, embed in cluster_sets(__doc__, COLUMNS):
-        stored, queries = clusters.static_sample(per), clusters.static_queries()
-        vs = np.asarray(embed([clusters.texts[i] for i in stored]), dtype=np.float64)
-        vq = np.asarray(embed([clusters.texts[i] for i in queries]), dtype=np.float64)
-        answers = [clusters.clusters[i] for i in stored]
-        asked = [clusters.clusters[i] for i in queries]
-        in_scope = sum(not c.startswith("oos:") for c in asked)
-        sims = vq @ vs.T
-        labels, which = np.unique(answers, return_inverse=True)
-        counts = np.bincount(which)
+        st = static_vectors(clusters, per, embed)
+        vs, vq, answers, asked, sims = st.vs, st.vq, st.answers, st.asked, st.sims
+        labels, which, counts, cosine = st.labels, st.which, st.counts, st.cosine
+        in_scope = st.in_scope
+        queries = asked
         repeated = [i for i in range(len(labels)) if counts[i] >= 2]
         sums = np.zeros((len(labels), vs.shape[1]))
         np.add.at(sums, which, vs)
-        cosine = vq @ (sums / np.linalg.norm(sums, axis=1)[:, None]).T
         means = sums / counts[:, None]
         w = _whitening((vs - means[which])[counts[which] >= 2])
         rest = sums[which] - vs  # each stored prompt's answer less itself
