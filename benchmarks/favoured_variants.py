@@ -179,6 +179,15 @@ def static_vectors(
     )
 
 
+def heads(st: Static) -> Iterator[tuple[int, np.ndarray, list[str], list[float]]]:
+    """Each query that has candidates: its index, its head (:func:`_head`: indices of
+    stored texts), their answers and their similarities."""
+    for q in range(len(st.asked)):
+        near = _head(st.sims[q])
+        if len(near):
+            yield q, near, [st.answers[i] for i in near], [float(x) for x in st.sims[q, near]]
+
+
 def main() -> None:
     for name, clusters, per, embed in cluster_sets(__doc__, [*RULES, "global veto"]):
         stored, queries = clusters.static_sample(per), clusters.static_queries()

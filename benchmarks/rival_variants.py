@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from favoured_variants import RULES, _head, _headlines, cluster_sets, static_vectors
+from favoured_variants import RULES, _headlines, cluster_sets, heads, static_vectors
 
 from semcache._agreement import SUPPORT_FLOOR
 
@@ -71,18 +71,13 @@ def _moved(x: float, own: float, rivals: np.ndarray, count: int, t: float, form:
 def main() -> None:
     for name, clusters, per, embed in cluster_sets(__doc__, [c[0] for c in COLUMNS]):
         st = static_vectors(clusters, per, embed)
-        vs, answers, asked, sims, cosine = st.vs, st.answers, st.asked, st.sims, st.cosine
+        vs, asked, cosine = st.vs, st.asked, st.cosine
         labels, repeated = st.labels, st.counts >= 2
         queries = asked
         index = {str(label): i for i, label in enumerate(labels)}
         score = np.full((len(COLUMNS), len(queries)), -np.inf)
         right = np.zeros((len(COLUMNS), len(queries)), dtype=bool)
-        for q in range(len(queries)):
-            near = _head(sims[q])
-            if not len(near):
-                continue
-            keys = [answers[i] for i in near]
-            s = [float(x) for x in sims[q, near]]
+        for q, near, keys, s in heads(st):
             base = RULES["lead"](s, keys, (vs[near] @ vs[near].T).tolist())
             for c, (_, count, t, form) in enumerate(COLUMNS):
                 out = []

@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from favoured_variants import RULES, _head, _headlines, cluster_sets, static_vectors
+from favoured_variants import RULES, _headlines, cluster_sets, heads, static_vectors
 
 from semcache._agreement import SUPPORT_FLOOR, SUPPORT_WEIGHT, support_scores
 
@@ -121,7 +121,7 @@ def _scores(
 def main() -> None:
     for name, clusters, per, embed in cluster_sets(__doc__, COLUMNS):
         st = static_vectors(clusters, per, embed)
-        vs, vq, answers, asked, sims = st.vs, st.vq, st.answers, st.asked, st.sims
+        vs, vq, asked = st.vs, st.vq, st.asked
         labels, which, counts, cosine = st.labels, st.which, st.counts, st.cosine
         in_scope = st.in_scope
         queries = asked
@@ -142,12 +142,7 @@ def main() -> None:
         for column in COLUMNS:
             score = np.full(len(queries), -np.inf)
             right = np.zeros(len(queries), dtype=bool)
-            for q in range(len(queries)):
-                near = _head(sims[q])
-                if not len(near):
-                    continue
-                keys = [answers[i] for i in near]
-                s = [float(x) for x in sims[q, near]]
+            for q, near, keys, s in heads(st):
                 if column == "whitened":
                     dist = ((mq[q] - mm[repeated]) ** 2).sum(axis=1)
                     view = {str(labels[i]): -float(d) for i, d in zip(repeated, dist, strict=True)}
