@@ -8,13 +8,14 @@ than the difference measured. Here each setup has caches over the same 10k rows,
 falls on both alike. The rows are those of the benchmark's ``clustered`` fixture (100
 clusters, 7 neighbours above the support floor): answers unique, repeated (one per
 cluster) and mixed (two per cluster). A third cache, answer support on without its
-prototype veto, is interleaved too: the veto's own share. Two more rows ask with a
+prototypes (the rival answers' standing; the veto with an error budget), is interleaved
+too: their own share. Two more rows ask with a
 number no stored prompt holds ("variant 99999"), so the numbers guard rejects every
 candidate and the head's evidence is weighed (semcache/_guard_evidence.py); there a
 fourth cache, answer support on with guards that never yield (``held``), gives the
 evidence's own share (answers unique: nothing to weigh; mixed: every pair). Last,
 the support arithmetic of the mixed row's 8 candidates, its Python functions against
-their C twins.
+their C twins, and the rival answers' standing of the repeated row's against the veto.
 
 Run:  .venv/bin/python benchmarks/support_cost.py [--gets 6000]
 """
@@ -36,8 +37,8 @@ N = 10_000
 QUERY = "a paraphrase (variant 4321)"
 #: A query whose number no stored prompt holds: the numbers guard rejects every candidate.
 REJECTED = "a paraphrase (variant 99999)"
-#: Interleaved get by get: answer support on (as shipped), on without its prototype
-#: veto, off; and where the guard rejects, on with guards that never yield.
+#: Interleaved get by get: answer support on (as shipped), on without its prototypes
+#: (the rival answers), off; and where the guard rejects, on with guards that never yield.
 SETUPS = ("on", "no veto", "off", "held")
 
 
@@ -77,7 +78,7 @@ def main() -> None:
                     str(Path(folder) / f"{name}-{setup}.db"), answer_support=setup != "off"
                 )
                 eng = engine_of(cache)
-                if setup == "no veto":  # (the veto's own share: the tables left out)
+                if setup == "no veto":  # (the prototypes' own share: the tables left out)
                     eng.prototypes = eng.indexes.prototypes = None
                 if setup == "held":  # (the evidence's own share: no guard yields)
                     eng.guards_yield = False
@@ -97,7 +98,7 @@ def main() -> None:
             on, no_veto, off = p50["on"], p50["no veto"], p50["off"]
             line = (
                 f"{name}: on {on:.0f} us, off {off:.0f} us, +{on - off:.0f} us p50 "
-                f"(without the prototype veto {no_veto:.0f} us: the veto +{on - no_veto:.0f})"
+                f"(without the prototypes {no_veto:.0f} us: the rivals +{on - no_veto:.0f})"
             )
             if "held" in p50:
                 line += (
@@ -141,6 +142,33 @@ def _arithmetic(rows: np.ndarray, query: np.ndarray) -> None:
     for label, run in runs.items():
         best = min(timeit.repeat(run, number=20_000, repeat=5)) / 20_000
         print(f"support arithmetic, {label}: {best * 1e6:.2f} us")
+    _rivals(rows, query, nearest, sims)
+
+
+def _rivals(rows: np.ndarray, query: np.ndarray, nearest: np.ndarray, sims: list[float]) -> None:
+    """The rival answers of the repeated row's 8 candidates (100 prototypes): their
+    standing against the veto over the same tables (``timeit``, best of 5, warm)."""
+    import timeit
+
+    from semcache._agreement import answer_digest
+
+    with SemanticCache(index_backend="flat") as cache:
+        cache.put_many(
+            [f"prompt {i}" for i in range(N)],
+            [f"answer {i % 100}" for i in range(N)],
+            embeddings=rows,
+        )
+        prototypes = engine_of(cache).prototypes
+        assert prototypes is not None
+        keys = [answer_digest(f"answer {i % 100}") for i in nearest.tolist()]
+        unit = query.astype(np.float32)
+        for label, run in {
+            "standing": lambda: prototypes.standing("default", unit, keys, sims),
+            "veto": lambda: prototypes.declined("default", unit, keys, sims),
+        }.items():
+            run()  # (the tables built)
+            best = min(timeit.repeat(run, number=20_000, repeat=5)) / 20_000
+            print(f"rival answers, {label}: {best * 1e6:.2f} us")
 
 
 if __name__ == "__main__":

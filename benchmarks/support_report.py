@@ -9,8 +9,9 @@ out-of-scope row), for several stored texts per cluster (S); then the support sc
 weight, swept. With ``--stream``, the stream replay too: a plain threshold rule (no error
 budget) with and without answer support, the shipped guards on, over a grid of
 thresholds, and the best threshold within an error rate of 0.01 and 0.001 in hindsight.
-With ``--check``, the default family as the record reads it against a real
-``SemanticCache`` with its defaults, get by get (the whole file, S=10, five
+Then the guards' cost: the default without them, and the right and wrong answers they
+block at its precision-0.95 point. With ``--check``, the default family as the record
+reads it against a real ``SemanticCache`` with its defaults, get by get (the whole file, S=10, five
 thresholds). With ``--pairs PAIRS.csv:EMBEDDINGS.npz``, a pair file through the cache itself: every
 distinct ``text_a`` stored as its own answer, every ``text_b`` asked at the shipped
 threshold with and without support, and the gets whose answer differs counted (none
@@ -45,7 +46,7 @@ from semcache.quality._clusters import (
     stream_replay,
 )
 from semcache.quality._embedding_cache import EmbeddingFile
-from semcache.quality._replay import Rule
+from semcache.quality._replay import Judge, Rule
 
 PRECISIONS = (0.95, 0.99)
 BUDGETS = (0.01, 0.001)
@@ -119,12 +120,44 @@ def main() -> None:
     for (name, s), record in records.items():
         row = [heads(record.supported(weight=w, yielding=judges), g) for w in args.weights]
         print(f"| {name} | {s} | " + " | ".join(row) + " |")
+    if guard is not None:
+        guard_cost(records, judges)
     if args.stream:
         stream(load_clusters(args.clusters), vectors)
     if args.check:
         check_against_cache(records.get(("all", 10)), load_clusters(args.clusters), vectors)
     for spec in args.pairs:
         same_on_pairs(*spec.rsplit(":", 1), threshold)
+
+
+def guard_cost(records: dict[tuple[str, int], StaticResult], judges: dict[str, Judge]) -> None:
+    """What the shipped guards cost the default at its precision-0.95 point: the same
+    rule without them, and at that point's threshold the right and the wrong answers
+    they block (yielding as shipped); and the in-scope queries no stored prompt is
+    within the support floor of (none of them can be served)."""
+    print("\nthe guards' cost (default at its precision-0.95 point)\n")
+    print(
+        "| set | S | default without guards | right answers the guards block | wrong "
+        "ones | in scope, no stored prompt at or above 0.5 |"
+    )
+    print("|---|---|---|---|---|---|")
+    g = tuple(judges)
+    for (name, s), record in records.items():
+        view = record.supported(yielding=judges)
+        point = view.headline(0.95, g)
+        if point is None:
+            continue
+        t = point.rule.min_similarity
+        served, right = view._served(Rule(t, None, ()))
+        kept, kept_right = view._served(Rule(t, None, g))
+        wrong = served & ~right
+        top = record.similarity[:, 0]
+        alone = (~(top >= record.floor))[record.in_scope]
+        blocked = int((right & ~kept_right).sum())
+        print(
+            f"| {name} | {s} | {heads(record.supported(), ())} | {blocked} "
+            f"| {int((wrong & ~kept).sum())} | {alone.mean():.3f} |"
+        )
 
 
 def check_against_cache(

@@ -42,8 +42,9 @@ STREAM_GRID = tuple(sorted({round(0.70 + 0.02 * i, 2) for i in range(15)} | {0.8
 _RESOLUTION = 0.0025
 #: The step of the stream grid below its lowest threshold (:func:`_sweep`).
 _GRID_STEP = 0.02
-#: The static replay records candidates down to this similarity.
-_STATIC_FLOOR = 0.5
+#: The support floor: the static replay records candidates down to this similarity,
+#: and the stream sweep goes no lower.
+_FLOOR = 0.5
 
 
 def _guard_names(args: argparse.Namespace) -> list[str]:
@@ -144,7 +145,7 @@ def _static(
     judges: dict[str, Judge] = {g: GUARDS[g] for g in guards}
     if default_guard is not None:
         judges["default"] = default_guard
-    floor = min([_STATIC_FLOOR, *(args.threshold or [])])
+    floor = min([_FLOOR, *(args.threshold or [])])
     result = static_replay(
         clusters,
         source.embed,
@@ -293,7 +294,7 @@ def _sweep(
             continue
         hi = min(ok)
         below = [t for t in done if t < hi]
-        while not below and hi - _GRID_STEP >= _STATIC_FLOOR - 1e-9:
+        while not below and hi - _GRID_STEP >= _FLOOR - 1e-9:
             # the grid's lowest is within: on down by its step, to the floor
             t = round(hi - _GRID_STEP, 4)
             run(t)
