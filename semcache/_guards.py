@@ -33,9 +33,16 @@ def numbers_differ(a: str, b: str) -> bool:
 
 
 def negation_differs(a: str, b: str) -> bool:
-    """Whether exactly one of two texts is negated (what :func:`negation_agrees`
-    blocks)."""
-    return (text_info(a).negations > 0) != (text_info(b).negations > 0)
+    """Whether exactly one of two texts is negated, and what it negates is something
+    the other says (what :func:`negation_agrees` blocks): the first word after the
+    negation that is no function word ("Is it *not safe*?" / "Is it safe?"; "coffee
+    *without sugar*" / "coffee with sugar"), matched on a light stem; a negation with
+    no such word after it counts as negating anything."""
+    x, y = text_info(a), text_info(b)
+    if (x.negations > 0) == (y.negations > 0):
+        return False
+    negated, other = (x, y) if x.negations else (y, x)
+    return any(not word or word in other.stems for word in negated.negated)
 
 
 def numbers_agree(query: str, hit: Hit) -> bool:
@@ -45,8 +52,11 @@ def numbers_agree(query: str, hit: Hit) -> bool:
 
 
 def negation_agrees(query: str, hit: Hit) -> bool:
-    """Block a semantic hit when exactly one side is negated ("can I ..." vs "can't I
-    ..."; "with" vs "without")."""
+    """Block a semantic hit when exactly one side is negated, in what both say ("can I
+    eat eggs" vs "can't I eat eggs"; "with sugar" vs "without sugar"). A negation of
+    something the other text does not mention passes ("I don't understand your
+    language, switch it" vs "switch your language setting"): it qualifies the question
+    rather than inverting it."""
     return hit.layer == "exact" or not negation_differs(query, hit.query)
 
 

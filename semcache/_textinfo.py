@@ -15,7 +15,7 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Final
 
-__all__ = ["STOPWORDS", "TextInfo", "text_info"]
+__all__ = ["STOPWORDS", "TextInfo", "stem", "text_info"]
 
 
 def _word_set(text: str) -> frozenset[str]:
@@ -47,12 +47,54 @@ STOPWORDS: Final = _word_set(
     "may might must what how why when where who whom whose which some any all most more "
     "much many very just also too get got one s t"
 )
+# Adverbs between a negation and what it negates ("not really sure", "never even tried").
+_NEGATION_ADVERBS: Final = _word_set(
+    "really even ever yet quite actually necessarily always exactly entirely fully"
+)
 # Words that name no entity even when capitalized (sentence starts, the pronoun I).
 _NOT_ENTITIES: Final = STOPWORDS | _QUESTION_WORDS | frozenset({"i", "i'm", "i've", "i'd"})
 
 
 def _apostrophe_free(word: str) -> str:
     return word.replace("'", "").replace("\u2019", "")
+
+
+def stem(word: str) -> str:
+    """A light stem of a lower-case word for matching across inflections ("charging",
+    "charges", "charge" -> "charg"; "eating", "eats" -> "eat"): apostrophes dropped, one
+    of the suffixes ing, ed, es, s, ly removed where three letters remain, then a final
+    e."""
+    w = _apostrophe_free(word)
+    for suffix in ("ing", "ed", "es", "s", "ly"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
+            w = w[: -len(suffix)]
+            break
+    return w[:-1] if len(w) > 3 and w.endswith("e") else w
+
+
+def _is_negation(word: str, plain: str) -> bool:
+    return plain in _NEGATIONS or word.endswith(("n't", "n\u2019t"))
+
+
+def _negated(words: tuple[str, ...], plain: list[str]) -> frozenset[str]:
+    """The stem of what each negation in a text negates: the first word after it that
+    is no function word, negation or adverb of degree ("i don't understand your
+    language" -> "understand"); "" for a negation with none after it ("... or not")."""
+    out = set()
+    for i, (word, p) in enumerate(zip(words, plain, strict=True)):
+        if not _is_negation(word, p):
+            continue
+        out.add(
+            next(
+                (
+                    stem(w)
+                    for w, q in zip(words[i + 1 :], plain[i + 1 :], strict=True)
+                    if q not in STOPWORDS and q not in _NEGATION_ADVERBS and not _is_negation(w, q)
+                ),
+                "",
+            )
+        )
+    return frozenset(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +110,11 @@ class TextInfo:
     numbers: frozenset[str]
     dates: frozenset[str]
     negations: int
+    #: The stems of what the negations negate (:func:`_negated`; "" for one that
+    #: negates nothing after it).
+    negated: frozenset[str]
+    #: The stems (:func:`stem`) of the words that are no function words.
+    stems: frozenset[str]
     entities: frozenset[str]
     question_word: str
     length: int
@@ -90,9 +137,7 @@ def text_info(text: str) -> TextInfo:
     numbers = frozenset(n.replace(",", "") for n in _NUMBER.findall(text))
     years = {n for n in numbers if len(n) == 4 and n[:2] in ("19", "20")}
     months = {w for w in words if w in _MONTHS and w != "may"}
-    negations = sum(1 for w in plain if w in _NEGATIONS) + sum(
-        1 for w in words if w.endswith(("n't", "n\u2019t"))
-    )
+    negations = sum(1 for w, p in zip(words, plain, strict=True) if _is_negation(w, p))
     entities = frozenset(
         name
         for m in _CAPITALIZED.finditer(text)
@@ -112,6 +157,8 @@ def text_info(text: str) -> TextInfo:
         numbers=numbers,
         dates=frozenset(years | months),
         negations=negations,
+        negated=_negated(words, plain) if negations else frozenset(),
+        stems=frozenset(stem(w) for w in words if w not in STOPWORDS),
         entities=entities,
         question_word=question_word,
         length=len(squeezed),

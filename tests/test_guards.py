@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from semcache import Hit, SemanticCache
+from semcache._textinfo import stem, text_info
 from semcache.embedders import HashingEmbedder
 from semcache.quality import (
     all_of,
@@ -29,6 +30,23 @@ def _hit(stored: str, layer: str = "semantic") -> Hit:
         (negation_agrees, "Can I eat eggs?", "Can't I eat eggs?", False),
         (negation_agrees, "Coffee with sugar", "Coffee without sugar", False),
         (negation_agrees, "Why is it not working?", "Why doesn't it work?", True),
+        (
+            negation_agrees,
+            "Is Python not dynamically typed?",
+            "Is Python dynamically typed?",
+            False,
+        ),
+        (negation_agrees, "that's false", "that is not false", False),
+        (negation_agrees, "Why doesn't my phone charge?", "Why is my phone charging?", False),
+        (negation_agrees, "Is it not really safe?", "Is it safe?", False),
+        (negation_agrees, "Is it true or not?", "Is it true?", False),
+        (
+            negation_agrees,
+            "I don't understand your language, switch it to English",
+            "Switch your language setting to English",
+            True,
+        ),
+        (negation_agrees, "I'm not sure how to jump start a car", "How to jump start a car", True),
         (word_order_agrees, "Are tigers afraid of cats?", "Are cats afraid of tigers?", False),
         (
             word_order_agrees,
@@ -89,3 +107,29 @@ def test_a_guard_blocks_a_hit_in_the_cache() -> None:
         assert c.stats()["misses"]["validator"] == 1
         hit = c.get("what are the top 10 movies of all time")
         assert hit is not None
+
+
+@pytest.mark.parametrize(
+    ("word", "stemmed"),
+    [
+        ("charging", "charg"),
+        ("charges", "charg"),
+        ("charge", "charg"),
+        ("eats", "eat"),
+        ("eat", "eat"),
+        ("class", "class"),
+        ("sing", "sing"),
+        ("don't", "dont"),
+        ("quickly", "quick"),
+    ],
+)
+def test_stem_matches_inflections(word: str, stemmed: str) -> None:
+    assert stem(word) == stemmed
+
+
+def test_negated_words_are_recorded_once_per_negation() -> None:
+    info = text_info("I don't really want it, and never tried")
+    assert info.negations == 2
+    assert info.negated == {"want", "tri"}
+    assert text_info("is it true or not").negated == {""}
+    assert text_info("is it true").negated == frozenset()
