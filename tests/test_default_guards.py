@@ -57,6 +57,21 @@ def test_word_order_is_not_a_default_guard() -> None:
         assert c.get(swapped) is None
 
 
+def test_a_negation_blocks_only_what_both_texts_say() -> None:
+    """The negation guard reads what is negated: a negated clause about something the
+    stored prompt never mentions qualifies the question and is served; a negation of
+    the stored prompt's own word is not (docs/quality.md, "Negation, in scope")."""
+    with SemanticCache(embedder=EMB) as c:
+        c.put("Switch your language setting to English", "switched")
+        hit = c.get("I don't understand your language, switch it to English")
+        assert hit is not None
+        assert hit.response == "switched"
+    with SemanticCache(embedder=EMB) as c:
+        c.put("Is Python dynamically typed?", "yes")
+        assert c.get("Is Python not dynamically typed?") is None
+        assert c.stats()["misses"]["validator"] == 1
+
+
 def test_guards_run_before_the_validator_and_on_semantic_candidates_only() -> None:
     seen: list[str] = []
 
