@@ -35,9 +35,10 @@ def numbers_differ(a: str, b: str) -> bool:
 def negation_differs(a: str, b: str) -> bool:
     """Whether exactly one of two texts is negated, and what it negates is something
     the other says (what :func:`negation_agrees` blocks): the first word after the
-    negation that is no function word ("Is it *not safe*?" / "Is it safe?"; "coffee
-    *without sugar*" / "coffee with sugar"), matched on a light stem; a negation with
-    no such word after it counts as negating anything."""
+    negation that is no function word ("Is it *not safe*?" / "Is it safe?"), matched on
+    a light stem. A negation with no such word after it, and "without" (an exclusion
+    the answer must respect: "grow taller *without surgery*" / "grow taller"), count as
+    negating anything."""
     x, y = text_info(a), text_info(b)
     if (x.negations > 0) == (y.negations > 0):
         return False

@@ -79,10 +79,15 @@ def _is_negation(word: str, plain: str) -> bool:
 def _negated(words: tuple[str, ...], plain: list[str]) -> frozenset[str]:
     """The stem of what each negation in a text negates: the first word after it that
     is no function word, negation or adverb of degree ("i don't understand your
-    language" -> "understand"); "" for a negation with none after it ("... or not")."""
+    language" -> "understand"); "" for a negation that negates anything: one with no
+    such word after it ("... or not"), and "without", which excludes something from
+    the answer whether or not the other text names it ("... without surgery")."""
     out = set()
     for i, (word, p) in enumerate(zip(words, plain, strict=True)):
         if not _is_negation(word, p):
+            continue
+        if p == "without":
+            out.add("")
             continue
         out.add(
             next(

@@ -40,6 +40,7 @@ def _hit(stored: str, layer: str = "semantic") -> Hit:
         (negation_agrees, "Why doesn't my phone charge?", "Why is my phone charging?", False),
         (negation_agrees, "Is it not really safe?", "Is it safe?", False),
         (negation_agrees, "Is it true or not?", "Is it true?", False),
+        (negation_agrees, "How to grow taller without surgery?", "How to grow taller?", False),
         (
             negation_agrees,
             "I don't understand your language, switch it to English",
@@ -132,4 +133,5 @@ def test_negated_words_are_recorded_once_per_negation() -> None:
     assert info.negations == 2
     assert info.negated == {"want", "tri"}
     assert text_info("is it true or not").negated == {""}
+    assert text_info("taller without surgery").negated == {""}
     assert text_info("is it true").negated == frozenset()
