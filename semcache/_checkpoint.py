@@ -1,15 +1,20 @@
 """Checkpoints: a whole cache as one tar.gz (``SemanticCache.dumps`` / ``loads``).
 
-Layout of format version 1 (member names are exactly these; nothing else is accepted)::
+Layout (member names are exactly these; nothing else is accepted)::
 
     manifest.json          first member: what the checkpoint holds (below)
     store.sqlite           a consistent copy of the SQLite store (rollback journal mode)
     index/manifest.json    the index snapshots (see semcache._snapshots), when the cache
     index/ns-<32 hex>.npz  has vectors and a named index backend
+    index/prototypes.npz   answer support's prototype tables of the same save, when a
+                           get had read them (format version 2; version 1 has none)
+
+A checkpoint is written at version 2 only when it carries ``index/prototypes.npz``, so
+that a semcache that reads version 1 still reads every checkpoint without them.
 
 ``manifest.json``::
 
-    {"format": "semcache-checkpoint", "version": 1, "created_at": <unix time>,
+    {"format": "semcache-checkpoint", "version": 1 | 2, "created_at": <unix time>,
      "semcache_version": "...", "fingerprint": <embedder fingerprint or null>,
      "dim": <int or null>, "dtype": "float32" | "float16", "store_id": "...",
      "seq": <int, the copy's change sequence>, "entries": {namespace: count},
@@ -66,6 +71,7 @@ from ._errors import (
     UnsafeArchiveError,
 )
 from ._locking import lock_path
+from ._snapshots import PROTOTYPES
 from ._store import SQLiteStore, Store, file_backup, local_path
 from ._version import __version__
 
@@ -88,11 +94,13 @@ _T = TypeVar("_T")
 CheckpointTarget: TypeAlias = "str | os.PathLike[str] | IO[bytes]"
 
 FORMAT: Final = "semcache-checkpoint"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 MANIFEST: Final = "manifest.json"
 STORE: Final = "store.sqlite"
 INDEX_DIR: Final = "index"
-_INDEX_MEMBER = re.compile(r"index/(manifest\.json|ns-[0-9a-f]{32}\.npz)")
+_INDEX_MEMBER = re.compile(r"index/(manifest\.json|ns-[0-9a-f]{32}\.npz|prototypes\.npz)")
+#: The member that needs format version 2: the answers' prototypes.
+_PROTOTYPES_MEMBER: Final = f"{INDEX_DIR}/{PROTOTYPES}"
 #: The manifest is read into memory: it gets a cap of its own.
 _MAX_MANIFEST_BYTES: Final = 64 << 20
 #: Members an archive may have (the store, two manifests, one file per namespace).
@@ -142,7 +150,7 @@ def dump_checkpoint(
                     files[f"{INDEX_DIR}/{item.name}"] = item
         manifest: dict[str, Any] = {
             "format": FORMAT,
-            "version": FORMAT_VERSION,
+            "version": 2 if _PROTOTYPES_MEMBER in files else 1,
             "created_at": time.time(),
             "semcache_version": __version__,
             **facts,
@@ -440,6 +448,10 @@ def _manifest(tar: tarfile.TarFile, members: Mapping[str, tarfile.TarInfo]) -> d
             raise CheckpointFormatError(f"the manifest lists {name!r} but the archive lacks it")
     if STORE not in files:
         raise CheckpointFormatError("the checkpoint holds no store")
+    if version < 2 and _PROTOTYPES_MEMBER in files:
+        raise CheckpointFormatError(
+            f"format version {version} has no {_PROTOTYPES_MEMBER}: the archive was altered"
+        )
     seq = manifest.get("seq")
     if (
         isinstance(seq, list)

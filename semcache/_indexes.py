@@ -192,13 +192,16 @@ class IndexSet:
         # Only indexes kept here have a snapshot; a store that searches (whose indexes
         # are SearchIndex only) has no local file, so snapshot_target() was None.
         kept = {ns: ix for ns, ix in self.by_ns.items() if isinstance(ix, VectorIndex)}
-        if folder is not None:  # (a checkpoint's: it carries the indexes only)
-            save_snapshots(folder, target[1], self.snapshot_seq(), kept)
+        # answer support's prototype tables too, when they were read: a reopened (or
+        # restored) cache then has them without reading every entry again at its first
+        # semantic hit
+        dim = target[1].dim
+        if folder is not None:  # (a checkpoint's: its errors are the checkpoint's)
+            protos = None if self.prototypes is None else self.prototypes.snapshot(dim)
+            save_snapshots(folder, target[1], self.snapshot_seq(), kept, protos)
             return
-        # answer support's prototype tables too, when they were read: a reopened cache
-        # then has them without reading every entry again at its first semantic hit
         try:
-            protos = None if self.prototypes is None else self.prototypes.snapshot(target[1].dim)
+            protos = None if self.prototypes is None else self.prototypes.snapshot(dim)
             save_snapshots(*target, self.snapshot_seq(), kept, protos)
         except Exception:
             logger.exception("semcache: could not save index snapshots; the next open rebuilds")

@@ -232,8 +232,8 @@ def test_another_dimension_is_refused(tmp_path: Path, checkpoint: Path) -> None:
 
 
 def test_newer_format_version_is_refused(tmp_path: Path, checkpoint: Path) -> None:
-    archive = rewrite(checkpoint, tmp_path / "x.tar.gz", lambda m, f: m.update(version=2))
-    expect_refusal(tmp_path, archive, CheckpointVersionError, "format version 2")
+    archive = rewrite(checkpoint, tmp_path / "x.tar.gz", lambda m, f: m.update(version=3))
+    expect_refusal(tmp_path, archive, CheckpointVersionError, "format version 3")
 
 
 def test_checksum_mismatch_is_refused(tmp_path: Path, checkpoint: Path) -> None:

@@ -1,7 +1,8 @@
 """The prototype veto's tables saved with the index snapshots (``Prototypes.snapshot``,
-``Prototypes.restore``, ``semcache._snapshots``): a reopened cache has them without
-reading the store again, equal to a fresh read; what changed since is replayed;
-anything that does not check out is ignored and the tables are read as before."""
+``Prototypes.restore``, ``semcache._snapshots``) and in checkpoints: a reopened or
+restored cache has them without reading the store again, equal to a fresh read; what
+changed since is replayed; anything that does not check out is ignored and the tables
+are read as before."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_prototype_veto import A_FAR, A_NEAR, DIM, QUERY, B, C, _ask, _open, _put
+from test_checkpoint import expect_refusal, rewrite
+from test_prototype_veto import A_FAR, A_NEAR, DIM, QUERY, THRESHOLD, B, C, _ask, _open, _put
 
 import semcache._prototypes
-from semcache import SemanticCache
+from semcache import CheckpointFormatError, SemanticCache
 from semcache._agreement import answer_digest
 from semcache._cache import engine_of
+from semcache._checkpoint import read_manifest
 from semcache._prototypes import Prototypes
 from semcache._snapshots import PROTOTYPES
 from semcache._store import SQLiteStore
@@ -208,3 +211,60 @@ def test_a_cache_that_never_read_them_leaves_none_behind(tmp_path: Path) -> None
     assert not (Path(f"{path}.index") / PROTOTYPES).exists()  # (it could not match)
     with _open(path) as cache:
         assert _state(cache) == "not read"
+
+
+def test_a_checkpoint_carries_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dumps`` adds the tables (format version 2): the restored cache has them before
+    any get, equal to a fresh read, without reading the store for them."""
+    with _open(tmp_path / "c.db") as cache:
+        _put(cache, [A_NEAR, A_FAR, *B, *C])
+        assert _ask(cache) is None  # (declined: the tables read)
+        manifest = cache.dumps(tmp_path / "c.tar.gz")
+    assert manifest["version"] == 2
+    assert f"index/{PROTOTYPES}" in manifest["files"]
+    assert read_manifest(tmp_path / "c.tar.gz")["version"] == 2
+
+    def no_build(self: Prototypes) -> None:
+        raise AssertionError("the tables were read again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Prototypes, "_build", no_build)
+        restored = _loads(tmp_path / "c.tar.gz", tmp_path / "r.db")
+        with restored:
+            assert _state(restored) == "kept"  # before any get
+            assert _ask(restored) is None
+            assert restored.stats()["misses"]["support"] == 1
+            kept = engine_of(restored).prototypes
+            assert kept is not None
+    with _loads(tmp_path / "c.tar.gz", tmp_path / "r2.db") as again:
+        kept = engine_of(again).prototypes
+        assert kept is not None
+        _same(kept, _fresh(again))
+
+
+def test_a_checkpoint_without_them_stays_at_version_1(tmp_path: Path) -> None:
+    """A cache whose tables were never read writes what a semcache that reads format
+    version 1 can restore."""
+    with _open(tmp_path / "c.db") as cache:
+        _put(cache, [A_NEAR, A_FAR, *B])
+        manifest = cache.dumps(tmp_path / "c.tar.gz")
+    assert manifest["version"] == 1
+    assert not any(name.endswith(PROTOTYPES) for name in manifest["files"])
+    with _loads(tmp_path / "c.tar.gz", tmp_path / "r.db") as restored:
+        assert _state(restored) == "not read"
+        assert _ask(restored) is None  # read from the store, as before
+
+
+def test_a_version_1_archive_with_them_is_refused(tmp_path: Path) -> None:
+    with _open(tmp_path / "c.db") as cache:
+        _put(cache, [A_NEAR, A_FAR, *B])
+        assert _ask(cache) is None
+        cache.dumps(tmp_path / "c.tar.gz")
+    archive = rewrite(
+        tmp_path / "c.tar.gz", tmp_path / "x.tar.gz", lambda m, f: m.update(version=1)
+    )
+    expect_refusal(tmp_path, archive, CheckpointFormatError, "format version 1 has no")
+
+
+def _loads(archive: Path, path: Path) -> SemanticCache:
+    return SemanticCache.loads(archive, path, None, similarity_threshold=THRESHOLD, guards=None)
