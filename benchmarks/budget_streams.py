@@ -12,6 +12,8 @@ decisions) on one stream:
   half the out-of-scope rows each, in the protocol's order of their rows;
 - ``seed 1``, ``seed 2``: the protocol's stream, other verification draws.
 
+``--streams`` picks some of them, or more: ``order N`` and ``seed N`` for any N.
+
 Prints one row per stream and budget: hit rate, error rate (wrong answers per get),
 whether it is within the budget, LLM calls and verifications.
 
@@ -69,6 +71,15 @@ def _reordered(clusters: ClusterSet, seed: int) -> ClusterSet:
     )
 
 
+def _stream_name(name: str) -> str:
+    """A stream ``--streams`` accepts: one of :data:`STREAMS`, or ``order N`` / ``seed N``
+    for any N >= 1 (more orders and verification draws than the seven)."""
+    kind, _, n = name.partition(" ")
+    if name in STREAMS or (kind in ("order", "seed") and n.isdigit() and int(n) >= 1):
+        return name
+    raise argparse.ArgumentTypeError(f"not a stream: {name!r}")
+
+
 def _run(job: tuple[str, float, str, str, bool, float | None]) -> str:
     stream, budget, path, cache_path, through_cache, spare_sd = job
     if spare_sd is not None:  # (this worker process's budgets keep this spare)
@@ -123,7 +134,13 @@ def main() -> None:
     parser.add_argument("clusters")
     parser.add_argument("--embedding-cache", required=True)
     parser.add_argument("--budget", type=float, nargs="+", default=[0.01, 0.001])
-    parser.add_argument("--streams", nargs="+", default=list(STREAMS), choices=STREAMS)
+    parser.add_argument(
+        "--streams",
+        nargs="+",
+        type=_stream_name,
+        default=list(STREAMS),
+        help="protocol, half A, half B, order N, seed N (default: the seven above)",
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--cache", action="store_true", help="through SemanticCache itself")
     parser.add_argument("--spare-sd", type=float, default=None, help="the budget's SPARE_SD")
