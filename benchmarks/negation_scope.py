@@ -20,13 +20,9 @@ import csv
 import numpy as np
 
 from semcache._guards import negation_differs
-from semcache._textinfo import STOPWORDS, stem, text_info
+from semcache._textinfo import _NEGATION_ADVERBS, STOPWORDS, stem, text_info
 from semcache.embedders import default_embedder
 from semcache.quality._embedding_cache import EmbeddingFile
-
-_ADVERBS = frozenset(
-    "really even ever yet quite actually necessarily always exactly entirely fully".split()
-)
 
 
 def _negated_words(text: str) -> set[str]:
@@ -35,6 +31,7 @@ def _negated_words(text: str) -> set[str]:
     words = text_info(text).words
     plain = [w.replace("'", "").replace("\u2019", "") for w in words]
     cues = [text_info(w).negations > 0 for w in words]
+    skip = STOPWORDS | _NEGATION_ADVERBS
     out = set()
     for i, cue in enumerate(cues):
         if cue:
@@ -43,7 +40,9 @@ def _negated_words(text: str) -> set[str]:
                     (
                         stem(words[j])
                         for j in range(i + 1, len(words))
-                        if plain[j] not in STOPWORDS and plain[j] not in _ADVERBS and not cues[j]
+                        if plain[j] not in STOPWORDS
+                        and plain[j] not in _NEGATION_ADVERBS
+                        and not cues[j]
                     ),
                     "",
                 )
