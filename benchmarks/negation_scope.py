@@ -40,9 +40,7 @@ def _negated_words(text: str) -> set[str]:
                     (
                         stem(words[j])
                         for j in range(i + 1, len(words))
-                        if plain[j] not in STOPWORDS
-                        and plain[j] not in _NEGATION_ADVERBS
-                        and not cues[j]
+                        if plain[j] not in skip and not cues[j]
                     ),
                     "",
                 )
