@@ -54,7 +54,8 @@ def first_build(a: str, b: str) -> bool:
     if (x.negations > 0) == (y.negations > 0):
         return False
     negated, other = (a, y) if x.negations else (b, x)
-    return any(not w or w in other.stems for w in _negated_words(negated))
+    said = {stem(w) for w in other.content}
+    return any(not w or w in said for w in _negated_words(negated))
 
 
 def blanket(a: str, b: str) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._textinfo import STOPWORDS, text_info
+from ._textinfo import STOPWORDS, stem, text_info
 from ._types import Hit
 
 __all__ = ["all_of", "default_guards", "negation_agrees", "numbers_agree", "word_order_agrees"]
@@ -43,7 +43,10 @@ def negation_differs(a: str, b: str) -> bool:
     if (x.negations > 0) == (y.negations > 0):
         return False
     negated, other = (x, y) if x.negations else (y, x)
-    return any(not word or word in other.stems for word in negated.negated)
+    if "" in negated.negated:
+        return True
+    said = {stem(w) for w in other.content}  # (only here: most pairs never need it)
+    return not negated.negated.isdisjoint(said)
 
 
 def numbers_agree(query: str, hit: Hit) -> bool:

@@ -118,8 +118,6 @@ class TextInfo:
     #: The stems of what the negations negate (:func:`_negated`; "" for one that
     #: negates nothing after it).
     negated: frozenset[str]
-    #: The stems (:func:`stem`) of the words that are no function words.
-    stems: frozenset[str]
     entities: frozenset[str]
     question_word: str
     length: int
@@ -163,7 +161,6 @@ def text_info(text: str) -> TextInfo:
         dates=frozenset(years | months),
         negations=negations,
         negated=_negated(words, plain) if negations else frozenset(),
-        stems=frozenset(stem(w) for w in words if w not in STOPWORDS),
         entities=entities,
         question_word=question_word,
         length=len(squeezed),
