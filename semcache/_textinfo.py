@@ -116,7 +116,7 @@ class TextInfo:
     dates: frozenset[str]
     negations: int
     #: The stems of what the negations negate (:func:`_negated`; "" for one that
-    #: negates nothing after it).
+    #: negates anything: "without", or nothing after it).
     negated: frozenset[str]
     entities: frozenset[str]
     question_word: str
