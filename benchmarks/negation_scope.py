@@ -16,46 +16,22 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 
 import numpy as np
 
 from semcache._guards import negation_differs
-from semcache._textinfo import _NEGATION_ADVERBS, STOPWORDS, stem, text_info
+from semcache._textinfo import text_info
 from semcache.embedders import default_embedder
 from semcache.quality._embedding_cache import EmbeddingFile
 
-
-def _negated_words(text: str) -> set[str]:
-    """The first build's reading: the stem of the first word after each negation that
-    is no function word, negation or adverb ("" for none), "without" included."""
-    words = text_info(text).words
-    plain = [w.replace("'", "").replace("\u2019", "") for w in words]
-    cues = [text_info(w).negations > 0 for w in words]
-    skip = STOPWORDS | _NEGATION_ADVERBS
-    out = set()
-    for i, cue in enumerate(cues):
-        if cue:
-            out.add(
-                next(
-                    (
-                        stem(words[j])
-                        for j in range(i + 1, len(words))
-                        if plain[j] not in skip and not cues[j]
-                    ),
-                    "",
-                )
-            )
-    return out
+_WITHOUT = re.compile(r"\bwithout\b", re.IGNORECASE)
 
 
 def first_build(a: str, b: str) -> bool:
-    """The scoped rule as first built: "without" scoped like any negation."""
-    x, y = text_info(a), text_info(b)
-    if (x.negations > 0) == (y.negations > 0):
-        return False
-    negated, other = (a, y) if x.negations else (b, x)
-    said = {stem(w) for w in other.content}
-    return any(not w or w in said for w in _negated_words(negated))
+    """The scoped rule as first built: "without" scoped like any negation (as "not"
+    is: the same texts with "without" read as "not")."""
+    return negation_differs(_WITHOUT.sub("not", a), _WITHOUT.sub("not", b))
 
 
 def blanket(a: str, b: str) -> bool:
