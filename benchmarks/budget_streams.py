@@ -15,7 +15,8 @@ decisions) on one stream:
 ``--streams`` picks some of them, or more: ``order N`` and ``seed N`` for any N.
 
 Prints one row per stream and budget: hit rate, error rate (wrong answers per get),
-whether it is within the budget, LLM calls and verifications.
+whether it is within the budget, LLM calls and verifications; then, per budget, the mean
+hit rate over the streams.
 
 With ``--cache`` each run goes through ``SemanticCache(path, error_budget=B)`` itself
 (``cache_stream_replay``, what ``semcache eval --protocol stream`` reports as
@@ -80,7 +81,7 @@ def _stream_name(name: str) -> str:
     raise argparse.ArgumentTypeError(f"not a stream: {name!r}")
 
 
-def _run(job: tuple[str, float, str, str, bool, float | None]) -> str:
+def _run(job: tuple[str, float, str, str, bool, float | None]) -> tuple[str, float]:
     stream, budget, path, cache_path, through_cache, spare_sd = job
     if spare_sd is not None:  # (this worker process's budgets keep this spare)
         semcache._budget_policy.SPARE_SD = spare_sd
@@ -122,11 +123,12 @@ def _run(job: tuple[str, float, str, str, bool, float | None]) -> str:
         )
         extra = ""
     within = "within" if p.error_rate <= budget else "**over**"
-    return (
+    row = (
         f"| {stream} | {budget:g} | {p.hit_rate:.3f} | {p.error_rate:.4f} ({p.wrong} wrong, "
         f"{budget * p.gets:.1f} allowed) | {within} | {p.llm_calls:,} | {p.verifications:,} |"
         + extra
     )
+    return row, p.hit_rate
 
 
 def main() -> None:
@@ -157,9 +159,13 @@ def main() -> None:
         rule += "---|"
     print(head)
     print(rule)
+    rates: dict[float, list[float]] = {}
     with ProcessPoolExecutor(args.jobs) as pool:
-        for row in pool.map(_run, jobs):
+        for (row, rate), job in zip(pool.map(_run, jobs), jobs, strict=True):
             print(row, flush=True)
+            rates.setdefault(job[1], []).append(rate)
+    for budget, got in rates.items():
+        print(f"\nmean hit rate at {budget:g}: {sum(got) / len(got):.3f} over {len(got)} streams")
 
 
 if __name__ == "__main__":

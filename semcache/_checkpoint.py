@@ -99,11 +99,13 @@ MANIFEST: Final = "manifest.json"
 STORE: Final = "store.sqlite"
 INDEX_DIR: Final = "index"
 _INDEX_MEMBER = re.compile(r"index/(manifest\.json|ns-[0-9a-f]{32}\.npz|prototypes\.npz)")
-#: The member that needs format version 2: the answers' prototypes.
+#: The answers' prototypes, a member since format version ``_PROTOTYPES_SINCE``.
 _PROTOTYPES_MEMBER: Final = f"{INDEX_DIR}/{PROTOTYPES}"
+_PROTOTYPES_SINCE: Final = 2
 #: The manifest is read into memory: it gets a cap of its own.
 _MAX_MANIFEST_BYTES: Final = 64 << 20
-#: Members an archive may have (the store, two manifests, one file per namespace).
+#: Members an archive may have (the store, two manifests, one file per namespace, the
+#: prototypes).
 _MAX_MEMBERS: Final = 1_000_000
 _CHUNK: Final = 1 << 20
 _SIDECARS: Final = ("-wal", "-shm", "-journal", ".index")
@@ -150,7 +152,8 @@ def dump_checkpoint(
                     files[f"{INDEX_DIR}/{item.name}"] = item
         manifest: dict[str, Any] = {
             "format": FORMAT,
-            "version": 2 if _PROTOTYPES_MEMBER in files else 1,
+            # (the oldest version that has every member: older readers read the rest)
+            "version": _PROTOTYPES_SINCE if _PROTOTYPES_MEMBER in files else 1,
             "created_at": time.time(),
             "semcache_version": __version__,
             **facts,
@@ -448,7 +451,7 @@ def _manifest(tar: tarfile.TarFile, members: Mapping[str, tarfile.TarInfo]) -> d
             raise CheckpointFormatError(f"the manifest lists {name!r} but the archive lacks it")
     if STORE not in files:
         raise CheckpointFormatError("the checkpoint holds no store")
-    if version < 2 and _PROTOTYPES_MEMBER in files:
+    if version < _PROTOTYPES_SINCE and _PROTOTYPES_MEMBER in files:
         raise CheckpointFormatError(
             f"format version {version} has no {_PROTOTYPES_MEMBER}: the archive was altered"
         )

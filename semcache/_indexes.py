@@ -195,15 +195,13 @@ class IndexSet:
         # answer support's prototype tables too, when they were read: a reopened (or
         # restored) cache then has them without reading every entry again at its first
         # semantic hit
-        dim = target[1].dim
-        if folder is not None:  # (a checkpoint's: its errors are the checkpoint's)
-            protos = None if self.prototypes is None else self.prototypes.snapshot(dim)
-            save_snapshots(folder, target[1], self.snapshot_seq(), kept, protos)
-            return
+        where, plan = target if folder is None else (folder, target[1])
         try:
-            protos = None if self.prototypes is None else self.prototypes.snapshot(dim)
-            save_snapshots(*target, self.snapshot_seq(), kept, protos)
+            protos = None if self.prototypes is None else self.prototypes.snapshot(plan.dim)
+            save_snapshots(where, plan, self.snapshot_seq(), kept, protos)
         except Exception:
+            if folder is not None:
+                raise  # (a checkpoint's: its errors are the checkpoint's)
             logger.exception("semcache: could not save index snapshots; the next open rebuilds")
 
     def rebuild(self, progress: ProgressCallback | None = None) -> None:

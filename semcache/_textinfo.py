@@ -47,6 +47,8 @@ STOPWORDS: Final = _word_set(
     "may might must what how why when where who whom whose which some any all most more "
     "much many very just also too get got one s t"
 )
+# Contractions that negate ("don't", "isn\u2019t").
+_NOT_SUFFIXES: Final = ("n't", "n\u2019t")
 # Adverbs between a negation and what it negates ("not really sure", "never even tried").
 _NEGATION_ADVERBS: Final = _word_set(
     "really even ever yet quite actually necessarily always exactly entirely fully"
@@ -73,7 +75,7 @@ def stem(word: str) -> str:
 
 
 def _is_negation(word: str, plain: str) -> bool:
-    return plain in _NEGATIONS or word.endswith(("n't", "n\u2019t"))
+    return plain in _NEGATIONS or word.endswith(_NOT_SUFFIXES)
 
 
 def _negated(words: tuple[str, ...], plain: list[str]) -> frozenset[str]:
@@ -141,7 +143,7 @@ def text_info(text: str) -> TextInfo:
     years = {n for n in numbers if len(n) == 4 and n[:2] in ("19", "20")}
     months = {w for w in words if w in _MONTHS and w != "may"}
     negations = sum(1 for w in plain if w in _NEGATIONS) + sum(
-        1 for w in words if w.endswith(("n't", "n\u2019t"))
+        1 for w in words if w.endswith(_NOT_SUFFIXES)
     )
     entities = frozenset(
         name
