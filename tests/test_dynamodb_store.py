@@ -487,6 +487,49 @@ def test_a_client_passed_in_is_not_closed(table: str) -> None:
     assert client.list_tables()["TableNames"] is not None  # still usable
 
 
+def test_a_record_written_on_a_half_applied_put_survives_the_roll_forward(table: str) -> None:
+    """A writer dies with its put half applied: the first entry's items landed (readers
+    see it by its key, and a process writes its error-budget record, lock-free), the
+    second's did not. The next writer applies the journal: the second entry appears,
+    and the first keeps the record written since, on both of its items (the journal's
+    copy would take it back to none)."""
+    from semcache._store._dynamodb_codec import key_hash, pad_id
+
+    dying = open_store(table, lock_lease=0.3)
+    big = "".join(Random(3).choices("abcdefghijklmnopqrstuvwxyz", k=400_000))  # 2 parts
+    first = {(f"e#{pad_id(1)}", "0"), (f"e#{pad_id(1)}", "1"), (f"k#{key_hash(key('x'))}", "0")}
+    real = dying._batch_write
+
+    def die_applying(writes: Any, deadline: Any) -> None:
+        if all(pk == "#j" for pk, _ in writes):  # the journal's parts: it is in parts
+            real(writes, deadline)
+            return
+        real({k: v for k, v in writes.items() if k in first}, deadline)
+        raise StoreUnavailableError("the writer died")
+
+    dying._batch_write = die_applying  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError):
+        dying.put_many([entry("x", response=big), entry("z")], now=0.0)
+    other = open_store(table, lock_lease=0.3)
+    seen = other.get_by_key(key("x"))
+    assert seen is not None
+    assert seen.id == 1
+    assert other.get_by_key(key("z")) is None
+    other.update_records([1], lambda i, response, created_at, record: f"{record}+right")
+    other.put_many([entry("y")], now=1.0)  # takes the lock over: the journal is applied
+    got = other.get_by_key(key("x"))
+    assert got is not None
+    assert (got.response, got.record) == (big, "None+right")
+    assert other.get_by_ids([1])[1].record == "None+right"
+    z = other.get_by_key(key("z"))
+    assert z is not None
+    assert z.id == 2
+    assert other.get_by_ids([2])[2].response == z.response
+    assert [c.op for c in other.changes_since(0) or []] == ["put", "put", "put"]
+    dying.close()
+    other.close()
+
+
 # -- update_records: what the conditional write of a record does ---------------------------
 def test_a_record_changed_between_the_read_and_the_write_is_read_again(table: str) -> None:
     """Another writer's record lands while ``change`` runs: the write on the record

@@ -56,7 +56,10 @@ conditional ``UpdateItem`` calls outside the lock (an entry deleted or replaced
 meanwhile stays so) on both items that hold the entry, so ``get_by_ids`` and
 ``get_by_key`` return it: the item under the id first (``update_records``: only if
 its record is still the one read), then the item under the key, at a version that only
-rises. Counters are ``ADD``-ed to one item per namespace, atomically.
+rises. A journal rolled forward by another writer puts those two items only where no
+record was written on them since (one conditional ``PutItem`` each), so a record written
+on the items of a half-applied put is kept. Counters are ``ADD``-ed to one item per
+namespace, atomically.
 
 Expiry. DynamoDB's own TTL deletes items in the background, days late and without the
 change log or the counts, so entries carry no TTL attribute: ``expires_at`` is checked

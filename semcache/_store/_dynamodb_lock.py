@@ -176,13 +176,36 @@ class LockedTable(Table):
         if raw is None:
             return head
         writes, values = decode_journal(raw)
-        self._batch_write(writes, deadline)
+        holders = {k: item for k, item in writes.items() if item is not None and _holds(k)}
+        self._batch_write({k: v for k, v in writes.items() if k not in holders}, deadline)
+        for k, item in holders.items():
+            self._put_unless_recorded(k, item, deadline)
         return self._update_head(
             SET_HEAD + " REMOVE #jn, #jc, #jt",
             "#lk = :me",
             {":me": attr_s(token), **{f":{k}": attr_n(v) for k, v in values.items()}},
             new=True,
         )
+
+    def _put_unless_recorded(self, key: Key, item: Item, deadline: float) -> None:
+        """Put a journal's entry item unless the dead writer wrote it already and a
+        record was written on it since (its version ``ov`` set, lock-free, by
+        ``update_records`` or ``write_records``): the item there is the journal's with a
+        newer record, which a plain put would take back to the journal's."""
+        self._check_deadline(deadline)
+        try:
+            self._call(
+                lambda: self._client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#v) OR #i <> :i",
+                    ExpressionAttributeNames={"#v": "ov", "#i": "i"},
+                    ExpressionAttributeValues={":i": item["i"]},
+                )
+            )
+        except StoreError as exc:
+            if not self._is_conditional_failure(exc):
+                raise
 
     def _release(self, token: str, values: Mapping[str, int] | None) -> None:
         if values is None:
@@ -248,3 +271,10 @@ class LockedTable(Table):
             vals = {":c": attr_n(len(parts)), ":t": attr_s(token)}
         self._update_head(expr, "#lk = :me", {":me": attr_s(token), **vals})
         return list(parts)
+
+
+def _holds(key: Key) -> bool:
+    """Whether ``key`` is an entry's item that holds its error-budget record (``e#I`` /
+    ``0`` or ``k#H`` / ``0``: see ``_dynamodb``)."""
+    pk, sk = key
+    return sk == "0" and pk[:2] in ("e#", "k#")
