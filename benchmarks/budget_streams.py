@@ -24,7 +24,9 @@ With ``--cache`` each run goes through ``SemanticCache(path, error_budget=B)`` i
 every shipped setting, the prototype veto included; and a last column counts the hits
 served through a guard the candidates' evidence overruled (semcache/_guard_evidence.py),
 right and wrong. ``--spare-sd N`` runs the budget with another ``SPARE_SD`` (the
-standard deviations of the wrong-answer count it keeps spare; shipped: 2).
+standard deviations of the wrong-answer count it keeps spare; shipped: 2);
+``--entry-prior N`` with another ``ENTRY_PRIOR`` (the observations of an entry's own
+the table's estimate counts as; shipped: 4).
 
 Run:  .venv/bin/python benchmarks/budget_streams.py ../shared/data/eval/clinc150.csv \\
           --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--jobs 2]
@@ -81,10 +83,9 @@ def _stream_name(name: str) -> str:
     raise argparse.ArgumentTypeError(f"not a stream: {name!r}")
 
 
-def _run(job: tuple[str, float, str, str, bool, float | None]) -> tuple[str, float]:
-    stream, budget, path, cache_path, through_cache, spare_sd = job
-    if spare_sd is not None:  # (this worker process's budgets keep this spare)
-        semcache._budget_policy.SPARE_SD = spare_sd
+def stream_set(stream: str, path: str) -> tuple[ClusterSet, int]:
+    """The cluster set whose protocol stream is ``stream`` (a name ``--streams``
+    accepts), read from ``path``, and its verification seed."""
     clusters = load_clusters(path)
     seed = 0
     if stream.startswith("order"):
@@ -93,6 +94,22 @@ def _run(job: tuple[str, float, str, str, bool, float | None]) -> tuple[str, flo
         clusters = _halves(clusters)[stream]
     elif stream.startswith("seed"):
         seed = int(stream.split()[1])
+    return clusters, seed
+
+
+def set_constants(spare_sd: float | None, entry_prior: float | None) -> None:
+    """This worker process's budgets keep ``spare_sd`` standard deviations spare and
+    weigh the table as ``entry_prior`` observations of an entry's own (None: shipped)."""
+    if spare_sd is not None:
+        semcache._budget_policy.SPARE_SD = spare_sd
+    if entry_prior is not None:
+        semcache._budget_policy.ENTRY_PRIOR = entry_prior
+
+
+def _run(job: tuple[str, float, str, str, bool, float | None, float | None]) -> tuple[str, float]:
+    stream, budget, path, cache_path, through_cache, spare_sd, entry_prior = job
+    set_constants(spare_sd, entry_prior)
+    clusters, seed = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
     if through_cache:
         # (this worker process's budgets draw their verifications from ``seed``)
@@ -146,9 +163,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--cache", action="store_true", help="through SemanticCache itself")
     parser.add_argument("--spare-sd", type=float, default=None, help="the budget's SPARE_SD")
+    parser.add_argument("--entry-prior", type=float, default=None, help="the budget's ENTRY_PRIOR")
     args = parser.parse_args()
     jobs = [
-        (s, b, args.clusters, args.embedding_cache, args.cache, args.spare_sd)
+        (s, b, args.clusters, args.embedding_cache, args.cache, args.spare_sd, args.entry_prior)
         for b in args.budget
         for s in args.streams
     ]

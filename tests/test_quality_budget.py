@@ -32,7 +32,7 @@ from semcache._budget_policy import (
     RiskTable,
     _pav_nonincreasing,
 )
-from semcache.quality._budget_replay import budget_stream_replay
+from semcache.quality._budget_replay import BudgetTrace, budget_stream_replay
 from semcache.quality._clusters import StreamVectors
 
 
@@ -375,9 +375,21 @@ def test_budget_replay_counts_verifications_as_llm_calls_and_votes(vote: bool) -
         ]
     )
     policy = _Scripted(["miss", "serve", "verify", "verify", "serve"])
-    p = budget_stream_replay(data, 0.01, policy=policy, vote=vote)
+    trace: list[BudgetTrace] = []
+    p = budget_stream_replay(data, 0.01, policy=policy, vote=vote, trace=trace)
     assert (p.hits, p.llm_calls, p.verifications) == (2, 3, 2)
     assert p.wrong == (0 if vote else 1)
+    # one row per get with a candidate (the first had none), its answer judged served
+    # or not, the estimates the real table gave at that moment
+    assert [(t.get, t.action, t.correct) for t in trace] == [
+        (1, "serve", True),
+        (2, "verify", False),
+        (3, "verify", True),
+        (4, "serve", vote),
+    ]
+    assert [round(t.similarity, 3) for t in trace][:3] == [0.985, 0.819, 0.996]
+    assert all(0.0 < t.table_risk <= 1.0 and 0.0 < t.risk <= 1.0 for t in trace)
+    assert trace[0].risk == trace[0].table_risk  # no record yet: the table alone
     assert policy.seen[0] is None
     assert policy.observed == [(0.819, False, "verify"), (0.996, True, "verify")]
     last = policy.seen[-1]

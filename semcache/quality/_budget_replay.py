@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from time import perf_counter
 from typing import TextIO
 
@@ -22,7 +23,32 @@ from .._prototypes import Prototypes
 from .._types import Hit
 from ._clusters import Judge, StreamPoint, StreamVectors
 
-__all__ = ["budget_stream_replay"]
+__all__ = ["BudgetTrace", "budget_stream_replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetTrace:
+    """One decision of :func:`budget_stream_replay` on a get with a candidate
+    (``trace=``): what the budget estimated and what the candidate's answer was.
+
+    Attributes:
+        get: the get's position in the stream.
+        action: ``"serve"``, ``"verify"`` or ``"miss"``.
+        evidence: the candidate's evidence class (:data:`~semcache._agreement.ALONE`...).
+        similarity: the candidate's similarity.
+        risk: the estimate the budget decided on (its table moved by the entry's
+            record: :meth:`~semcache._budget_policy.ErrorBudget.risk`).
+        table_risk: the table's estimate alone, at the same moment.
+        correct: whether the candidate's answer was right (served or not).
+    """
+
+    get: int
+    action: str
+    evidence: int
+    similarity: float
+    risk: float
+    table_risk: float
+    correct: bool
 
 
 class _Collector:
@@ -72,6 +98,7 @@ def budget_stream_replay(
     seed: int = 0,
     policy: ErrorBudget | None = None,
     progress: ProgressCallback | TextIO | None = None,
+    trace: list[BudgetTrace] | None = None,
 ) -> StreamPoint:
     """The stream replay with an :class:`~semcache._budget_policy.ErrorBudget`
     deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
@@ -107,6 +134,8 @@ def budget_stream_replay(
         policy: the budget to run (default: a new ``ErrorBudget(budget, floor=floor,
             seed=seed)``).
         progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
+        trace: a list to append a :class:`BudgetTrace` to for each get with a
+            candidate (None: none kept).
     """
     from .._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
     from .._budget_policy import EntryRecord
@@ -182,6 +211,18 @@ def budget_stream_replay(
                     record = records.setdefault(found[served].query, EntryRecord())
             decision = policy.decide(ev, record)
             times.append(perf_counter() - t0)
+            if trace is not None and ev is not None and served is not None:
+                trace.append(
+                    BudgetTrace(
+                        i,
+                        decision.action,
+                        ev.evidence,
+                        ev.similarity,
+                        policy.risk(ev, record)[0],
+                        policy.risk(ev, None)[0],
+                        same_answer(found[served].response, cluster),
+                    )
+                )
             if decision.action == "serve":
                 assert served is not None
                 hits += 1

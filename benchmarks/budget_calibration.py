@@ -1,0 +1,103 @@
+"""Where the error budget's estimates are off (docs/quality.md, "Where the budget goes
+over"): every get with a candidate, its estimated risk against whether the candidate's
+answer was right, on the research replay (``budget_stream_replay(..., trace=...)``,
+whose decisions are the cache's: ``tests/test_quality_cache_replay.py``).
+
+Rows: the answers served, then the candidates of the LLM calls (misses and
+verifications: the budget's observations), each split by evidence class and by what
+the entry's record did to the table's estimate (``lowered``, ``raised``, ``none``).
+Columns: how many, the wrong answers the budget's estimates predict for them (the
+table moved by the record: what it decided on), the same by the table alone, and the
+wrong answers there were. A calibrated estimate predicts about the count; the served
+rows are the ones the budget's promise is about.
+
+Streams as in ``budget_streams.py`` (``protocol``, ``order N``, ``seed N``, ``half
+A``, ``half B``); ``--entry-prior N`` runs the budget with another ``ENTRY_PRIOR``.
+
+Run:  PYTHONPATH=.:benchmarks .venv/bin/python benchmarks/budget_calibration.py \\
+          ../shared/data/eval/clinc150.csv \\
+          --embedding-cache /tmp/quality-emb/clinc150-minilm.npz \\
+          --budget 0.001 --streams "order 6" protocol
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+
+from budget_streams import _stream_name, set_constants, stream_set
+
+from semcache._agreement import ALONE, MIXED, SPLIT, UNANIMOUS
+from semcache.embedders import default_embedder
+from semcache.quality._budget_replay import BudgetTrace, budget_stream_replay
+from semcache.quality._clusters import StreamVectors, shipped_defaults
+from semcache.quality._embedding_cache import EmbeddingFile
+
+CLASS_NAMES = {ALONE: "alone", SPLIT: "split", MIXED: "mixed", UNANIMOUS: "unanimous"}
+
+
+def _effect(t: BudgetTrace) -> str:
+    if t.risk < t.table_risk:
+        return "lowered"
+    return "raised" if t.risk > t.table_risk else "none"
+
+
+def _run(job: tuple[str, float, str, str, float | None]) -> str:
+    stream, budget, path, cache_path, entry_prior = job
+    set_constants(None, entry_prior)
+    clusters, seed = stream_set(stream, path)
+    embed = EmbeddingFile(default_embedder(), cache_path).embed
+    trace: list[BudgetTrace] = []
+    p = budget_stream_replay(
+        StreamVectors(clusters, embed),
+        budget,
+        guard=shipped_defaults()[1],
+        seed=seed,
+        trace=trace,
+    )
+    cells: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0])
+    for t in trace:
+        kind = "served" if t.action == "serve" else "LLM call"
+        cell = cells[(kind, CLASS_NAMES[t.evidence], _effect(t))]
+        cell[0] += 1
+        cell[1] += t.risk
+        cell[2] += t.table_risk
+        cell[3] += not t.correct
+    lines = [
+        f"\n{stream}, budget {budget:g}: hit rate {p.hit_rate:.3f}, {p.wrong} wrong "
+        f"({budget * p.gets:.1f} allowed; {p.exact_hits} exact hits)\n",
+        "| answers | evidence | record | count | predicted | by the table alone | wrong |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (kind, evidence, effect), (n, risk, table, wrong) in sorted(
+        cells.items(), key=lambda kv: (kv[0][0] != "served", kv[0][1], kv[0][2])
+    ):
+        lines.append(
+            f"| {kind} | {evidence} | {effect} | {n:,.0f} | {risk:.1f} | {table:.1f} "
+            f"| {wrong:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clusters")
+    parser.add_argument("--embedding-cache", required=True)
+    parser.add_argument("--budget", type=float, nargs="+", default=[0.01, 0.001])
+    parser.add_argument("--streams", nargs="+", type=_stream_name, default=["protocol"])
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--entry-prior", type=float, default=None, help="the budget's ENTRY_PRIOR")
+    args = parser.parse_args()
+    jobs = [
+        (s, b, args.clusters, args.embedding_cache, args.entry_prior)
+        for b in args.budget
+        for s in args.streams
+    ]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for text in pool.map(_run, jobs):
+            print(text, flush=True)
+
+
+if __name__ == "__main__":
+    main()

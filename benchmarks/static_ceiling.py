@@ -1,0 +1,152 @@
+"""What other rules over the same vectors reach on a cluster set's static replay
+(docs/quality.md, "What the static aim at 0.95 would need"): classifiers a cache could
+run instead of the default's support score, no guards, hit rate at precision >= 0.95 /
+>= 0.99 of the in-scope queries, each query served its rule's answer at the rule's
+confidence (a threshold swept on it, as the headline sweeps the cache's).
+
+Rows (every answer's prototype is the normalized sum of its stored texts' vectors):
+
+- ``nearest text``: the nearest stored text's answer at its cosine (the ``cosine``
+  family);
+- ``nearest prototype``: the nearest prototype's answer at its cosine;
+- ``prototype margin``: the same answer at its lead over the next prototype;
+- ``prototypes, softmax T``: the nearest prototype's answer at its probability in a
+  softmax over every prototype at temperature T (0.05: the embedder's training
+  temperature);
+- ``kernel, T``: each answer weighed by the sum of ``exp(cos / T)`` over its stored
+  texts (a soft nearest neighbour);
+- ``centered``: the softmax over prototypes with every vector less the stored texts'
+  mean (the embedding space's common direction removed);
+- ``words x prototypes, T``: the prototypes' softmax times a softmax (temperature T)
+  over the cosines of TF-IDF word vectors (light stems) of the query and each answer's
+  stored texts: a second, lexical opinion.
+
+Also: the share of in-scope queries with a stored text at or above 0.5 (the support
+floor) and how often the nearest text or prototype has the right answer.
+
+Run:  PYTHONPATH=benchmarks .venv/bin/python benchmarks/static_ceiling.py \\
+          ../shared/data/eval/clinc150.csv \\
+          --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--per-cluster 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import numpy as np
+from favoured_variants import _headlines, static_vectors
+
+from semcache._textinfo import stem
+from semcache.embedders import default_embedder
+from semcache.quality._clusters import load_clusters
+from semcache.quality._embedding_cache import EmbeddingFile
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _softmax(x: np.ndarray, t: float) -> np.ndarray:
+    z = x / t
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _words(text: str) -> list[str]:
+    return [stem(w) for w in re.findall(r"[a-z0-9']+", text.lower())]
+
+
+def _tfidf(stored: list[list[str]], asked: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """TF-IDF vectors (unit) of the stored and asked texts, IDF from the stored."""
+    vocab: dict[str, int] = {}
+    for words in stored:
+        for w in words:
+            vocab.setdefault(w, len(vocab))
+    df = np.zeros(len(vocab))
+    for words in stored:
+        for w in set(words):
+            df[vocab[w]] += 1
+    idf = np.log((1 + len(stored)) / (1 + df)) + 1
+
+    def vec(words: list[str]) -> np.ndarray:
+        v = np.zeros(len(vocab))
+        for w in words:
+            if w in vocab:
+                v[vocab[w]] += 1
+        return v * idf
+
+    return (
+        _unit(np.array([vec(w) for w in stored])),
+        _unit(np.array([vec(w) for w in asked])),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clusters")
+    parser.add_argument("--embedding-cache", required=True)
+    parser.add_argument("--per-cluster", type=int, default=10)
+    args = parser.parse_args()
+    clusters = load_clusters(args.clusters)
+    embed = EmbeddingFile(default_embedder(), args.embedding_cache).embed
+    st = static_vectors(clusters, args.per_cluster, embed)
+    asked = np.array(st.asked)
+    in_scope = np.array([not a.startswith("oos:") for a in st.asked])
+    n_in = int(in_scope.sum())
+    answers = np.array(st.answers)
+    top = st.sims.max(axis=1)
+    nearest = answers[st.sims.argmax(axis=1)]
+    proto = st.labels[st.cosine.argmax(axis=1)]
+    ordered = np.sort(st.cosine, axis=1)
+    rows: list[tuple[str, np.ndarray, np.ndarray]] = [
+        ("nearest text", top, nearest),
+        ("nearest prototype", ordered[:, -1], proto),
+        ("prototype margin", ordered[:, -1] - ordered[:, -2], proto),
+    ]
+    for t in (0.03, 0.05, 0.07, 0.1):
+        p = _softmax(st.cosine, t)
+        rows.append((f"prototypes, softmax {t}", p.max(axis=1), st.labels[p.argmax(axis=1)]))
+    member = np.zeros((len(st.answers), len(st.labels)))
+    member[np.arange(len(st.answers)), st.which] = 1.0
+    for t in (0.03, 0.05, 0.07):
+        mass = np.exp((st.sims - st.sims.max(axis=1, keepdims=True)) / t) @ member
+        p = mass / mass.sum(axis=1, keepdims=True)
+        rows.append((f"kernel, {t}", p.max(axis=1), st.labels[p.argmax(axis=1)]))
+    mean = st.vs.mean(axis=0)
+    vs_c, vq_c = _unit(st.vs - mean), _unit(st.vq - mean)
+    sums = np.zeros((len(st.labels), vs_c.shape[1]))
+    np.add.at(sums, st.which, vs_c)
+    centred = vq_c @ _unit(sums).T
+    for t in (0.05, 0.07):
+        p = _softmax(centred, t)
+        rows.append((f"centered, softmax {t}", p.max(axis=1), st.labels[p.argmax(axis=1)]))
+    stored_rows = clusters.static_sample(args.per_cluster)
+    query_rows = clusters.static_queries()
+    ws, wq = _tfidf(
+        [_words(clusters.texts[i]) for i in stored_rows],
+        [_words(clusters.texts[i]) for i in query_rows],
+    )
+    lexical = np.zeros((len(st.labels), ws.shape[1]))
+    np.add.at(lexical, st.which, ws)
+    lex = wq @ _unit(lexical).T
+    pe = _softmax(st.cosine, 0.05)
+    for t in (0.1, 0.2):
+        p = pe * _softmax(lex, t)
+        p /= p.sum(axis=1, keepdims=True)
+        rows.append((f"words x prototypes, {t}", p.max(axis=1), st.labels[p.argmax(axis=1)]))
+    print(
+        f"in-scope queries: {n_in}; with a stored text >= 0.5: "
+        f"{(top[in_scope] >= 0.5).mean():.3f}; "
+        f"nearest text right: {(nearest == asked)[in_scope].mean():.3f}; nearest prototype "
+        f"right: {(proto == asked)[in_scope].mean():.3f}\n"
+    )
+    print("| rule | hit rate at precision >= 0.95 / >= 0.99 |")
+    print("|---|---|")
+    for name, confidence, answer in rows:
+        print(f"| {name} | {_headlines(confidence, answer == asked, n_in)} |")
+
+
+if __name__ == "__main__":
+    main()
