@@ -22,7 +22,10 @@ Rows (every answer's prototype is the normalized sum of its stored texts' vector
   stored texts: a second, lexical opinion.
 
 Also: the share of in-scope queries with a stored text at or above 0.5 (the support
-floor) and how often the nearest text or prototype has the right answer.
+floor) and how often the nearest text or prototype has the right answer; and first,
+where the default (``semcache eval``'s ``default`` family: the support score, the
+shipped guards) leaves the in-scope queries at its precision-0.95 point: served right,
+served wrong, and why the others were not served.
 
 Run:  PYTHONPATH=benchmarks .venv/bin/python benchmarks/static_ceiling.py \\
           ../shared/data/eval/clinc150.csv \\
@@ -33,14 +36,18 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections import Counter
+from typing import Any
 
 import numpy as np
 from favoured_variants import _headlines, static_vectors
 
+from semcache._agreement import SUPPORT_FLOOR, SUPPORT_K
 from semcache._textinfo import stem
 from semcache.embedders import default_embedder
-from semcache.quality._clusters import load_clusters
+from semcache.quality._clusters import ClusterSet, load_clusters, shipped_defaults, static_replay
 from semcache.quality._embedding_cache import EmbeddingFile
+from semcache.quality._replay import Rule
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -83,6 +90,44 @@ def _tfidf(stored: list[list[str]], asked: list[list[str]]) -> tuple[np.ndarray,
     )
 
 
+def _default_point(clusters: ClusterSet, embed: Any, per: int) -> None:
+    """Print where the default's precision-0.95 point leaves the in-scope queries."""
+    _, guard = shipped_defaults()
+    guards = {"default": guard} if guard is not None else {}
+    raw = static_replay(clusters, embed, per_cluster=per, floor=SUPPORT_FLOOR, guards=guards)
+    rec = raw.supported(yielding=guards or None)
+    names = tuple(guards)
+    point = rec.headline(0.95, names)
+    if point is None:
+        print("the default never reaches precision 0.95\n")
+        return
+    t = point.rule.min_similarity
+    served, right = rec._served(Rule(t, None, names))
+    scope = rec.in_scope
+    why: Counter[str] = Counter()
+    for q in np.flatnonzero(scope & ~served):
+        head = [j for j in range(min(SUPPORT_K, raw.similarity.shape[1]))
+                if raw.similarity[q, j] >= SUPPORT_FLOOR]  # fmt: skip
+        reaches = rec.similarity[q] >= t
+        if not head:
+            why["no stored text at or above the floor"] += 1
+        elif not raw.correct[q, head].any():
+            why["the right answer not among the candidates"] += 1
+        elif reaches.any() and not (reaches & rec.guards["default"][q]).any():
+            why["blocked by the guards"] += 1
+        else:
+            why["declined, or scored below the threshold"] += 1
+    wrong = served & ~right
+    print(
+        f"the default at precision 0.95 (threshold {t:.3f}): hit rate {point.hit_rate:.3f}; "
+        f"{int(right.sum())} served right, {int(wrong.sum())} wrong "
+        f"({int((wrong & ~scope).sum())} out of scope, {int((wrong & scope).sum())} in scope); "
+        "in scope, not served: "
+        + ", ".join(f"{n} {reason}" for reason, n in why.most_common())
+        + "\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clusters")
@@ -91,6 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     clusters = load_clusters(args.clusters)
     embed = EmbeddingFile(default_embedder(), args.embedding_cache).embed
+    _default_point(clusters, embed, args.per_cluster)
     st = static_vectors(clusters, args.per_cluster, embed)
     asked = np.array(st.asked)
     in_scope = np.array([not a.startswith("oos:") for a in st.asked])
