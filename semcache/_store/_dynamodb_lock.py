@@ -177,9 +177,9 @@ class LockedTable(Table):
             return head
         writes, values = decode_journal(raw)
         holders = {k: item for k, item in writes.items() if item is not None and _holds(k)}
-        self._batch_write({k: v for k, v in writes.items() if k not in holders}, deadline)
-        for k, item in holders.items():
+        for k, item in holders.items():  # first, as a plan writes them
             self._put_unless_recorded(k, item, deadline)
+        self._batch_write({k: v for k, v in writes.items() if k not in holders}, deadline)
         return self._update_head(
             SET_HEAD + " REMOVE #jn, #jc, #jt",
             "#lk = :me",
