@@ -487,15 +487,23 @@ def test_a_client_passed_in_is_not_closed(table: str) -> None:
     assert client.list_tables()["TableNames"] is not None  # still usable
 
 
-def test_a_record_written_on_a_half_applied_put_survives_the_roll_forward(table: str) -> None:
+def test_a_record_written_on_a_half_applied_put_survives_the_roll_forward(
+    table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A writer dies with its put half applied: the first entry's items landed (readers
     see it by its key, and a process writes its error-budget record, lock-free), the
-    second's did not. The next writer applies the journal: the second entry appears,
-    and the first keeps the record written since, on both of its items (the journal's
-    copy would take it back to none)."""
+    second's did not. The next writer waits the lease out and applies the journal: the
+    second entry appears, and the first keeps the record written since, on both of its
+    items (the journal's copy would take it back to none)."""
+    import semcache._store._dynamodb as module
+    import semcache._store._dynamodb_lock as lock_module
+    import semcache._store._dynamodb_table as table_module
     from semcache._store._dynamodb_codec import key_hash, pad_id
 
-    dying = open_store(table, lock_lease=0.3)
+    clock = FakeClock(1000.0)  # the store modules' time: moves when they sleep
+    for m in (module, lock_module, table_module):
+        monkeypatch.setattr(m, "time", clock)
+    dying = open_store(table, lock_lease=30)
     big = "".join(Random(3).choices("abcdefghijklmnopqrstuvwxyz", k=400_000))  # 2 parts
     first = {(f"e#{pad_id(1)}", "0"), (f"e#{pad_id(1)}", "1"), (f"k#{key_hash(key('x'))}", "0")}
     real = dying._batch_write
@@ -510,13 +518,15 @@ def test_a_record_written_on_a_half_applied_put_survives_the_roll_forward(table:
     dying._batch_write = die_applying  # type: ignore[method-assign]
     with pytest.raises(StoreUnavailableError):
         dying.put_many([entry("x", response=big), entry("z")], now=0.0)
-    other = open_store(table, lock_lease=0.3)
+    other = open_store(table, lock_lease=30)
     seen = other.get_by_key(key("x"))
     assert seen is not None
     assert seen.id == 1
     assert other.get_by_key(key("z")) is None
     other.update_records([1], lambda i, response, created_at, record: f"{record}+right")
+    waited_from = clock.now
     other.put_many([entry("y")], now=1.0)  # takes the lock over: the journal is applied
+    assert clock.now - waited_from > 30  # it waited the lease out (on the fake clock)
     got = other.get_by_key(key("x"))
     assert got is not None
     assert (got.response, got.record) == (big, "None+right")
