@@ -25,7 +25,8 @@ Also: the share of in-scope queries with a stored text at or above 0.5 (the supp
 floor) and how often the nearest text or prototype has the right answer; and first,
 where the default (``semcache eval``'s ``default`` family: the support score, the
 shipped guards) leaves the in-scope queries at its precision-0.95 point: served right,
-served wrong, and why the others were not served.
+served wrong, and why the others were not served (those the guards blocked, by what
+tells them from the nearest candidate that reaches the threshold).
 
 Run:  PYTHONPATH=benchmarks .venv/bin/python benchmarks/static_ceiling.py \\
           ../shared/data/eval/clinc150.csv \\
@@ -43,11 +44,15 @@ import numpy as np
 from favoured_variants import _headlines, static_vectors
 
 from semcache._agreement import SUPPORT_FLOOR, SUPPORT_K
+from semcache._guards import negation_differs, numbers_differ
 from semcache._textinfo import stem
 from semcache.embedders import default_embedder
 from semcache.quality._clusters import ClusterSet, load_clusters, shipped_defaults, static_replay
 from semcache.quality._embedding_cache import EmbeddingFile
 from semcache.quality._replay import Rule
+
+#: The differences the default guards look for, by name.
+DIFFERS = (("numbers differ", numbers_differ), ("a negation differs", negation_differs))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -114,7 +119,12 @@ def _default_point(clusters: ClusterSet, embed: Any, per: int) -> None:
         elif not raw.correct[q, head].any():
             why["the right answer not among the candidates"] += 1
         elif reaches.any() and not (reaches & rec.guards["default"][q]).any():
-            why["blocked by the guards"] += 1
+            # what tells the query from the nearest candidate that reaches the threshold
+            assert raw.texts is not None
+            text, prompts = raw.texts[q]
+            nearest = prompts[int(np.flatnonzero(reaches)[0])]
+            told = [n for n, f in DIFFERS if f(text, nearest)] or ["neither"]
+            why[f"blocked by the guards ({' and '.join(told)})"] += 1
         else:
             why["declined, or scored below the threshold"] += 1
     wrong = served & ~right
