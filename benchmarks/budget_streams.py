@@ -26,7 +26,10 @@ served through a guard the candidates' evidence overruled (semcache/_guard_evide
 right and wrong. ``--spare-sd N`` runs the budget with another ``SPARE_SD`` (the
 standard deviations of the wrong-answer count it keeps spare; shipped: 2);
 ``--entry-prior N`` with another ``ENTRY_PRIOR`` (the observations of an entry's own
-the table's estimate counts as; shipped: 4).
+the table's estimate counts as; shipped: 4). ``--variant NAME`` runs the research
+replay with an estimator variant of ``budget_variants.py`` (``learnt-weight``,
+``below-prior``, ``learnt-prior``, ``learnt-prior-verified``, joined with ``+``); a last
+column gives the weight and the prior it ended the stream with.
 
 Run:  .venv/bin/python benchmarks/budget_streams.py ../shared/data/eval/clinc150.csv \\
           --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--jobs 2]
@@ -40,6 +43,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
+from budget_variants import PRIORS, VariantBudget
 from favoured_variants import _halves
 
 import semcache._budget_policy
@@ -106,8 +110,11 @@ def set_constants(spare_sd: float | None, entry_prior: float | None) -> None:
         semcache._budget_policy.ENTRY_PRIOR = entry_prior
 
 
-def _run(job: tuple[str, float, str, str, bool, float | None, float | None]) -> tuple[str, float]:
-    stream, budget, path, cache_path, through_cache, spare_sd, entry_prior = job
+Job = tuple[str, float, str, str, bool, float | None, float | None, str | None]
+
+
+def _run(job: Job) -> tuple[str, float]:
+    stream, budget, path, cache_path, through_cache, spare_sd, entry_prior, variant = job
     set_constants(spare_sd, entry_prior)
     clusters, seed = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
@@ -135,10 +142,20 @@ def _run(job: tuple[str, float, str, str, bool, float | None, float | None]) -> 
         ]
         extra = f" {sum(through)} / {len(through) - sum(through)} |"
     else:
+        policy = None
+        if variant is not None:
+            policy = VariantBudget(budget, variant=variant, seed=seed)
         p = budget_stream_replay(
-            StreamVectors(clusters, embed), budget, guard=shipped_defaults()[1], seed=seed
+            StreamVectors(clusters, embed),
+            budget,
+            guard=shipped_defaults()[1],
+            seed=seed,
+            policy=policy,
         )
         extra = ""
+        if isinstance(policy, VariantBudget):
+            prior = PRIORS[policy.table.mode]
+            extra = f" {policy.entry_prior:g} / {'1/2' if prior is None else f'{prior:g}x'} |"
     within = "within" if p.error_rate <= budget else "**over**"
     row = (
         f"| {stream} | {budget:g} | {p.hit_rate:.3f} | {p.error_rate:.4f} ({p.wrong} wrong, "
@@ -164,9 +181,23 @@ def main() -> None:
     parser.add_argument("--cache", action="store_true", help="through SemanticCache itself")
     parser.add_argument("--spare-sd", type=float, default=None, help="the budget's SPARE_SD")
     parser.add_argument("--entry-prior", type=float, default=None, help="the budget's ENTRY_PRIOR")
+    parser.add_argument("--variant", default=None, help="an estimator of budget_variants.py")
     args = parser.parse_args()
-    jobs = [
-        (s, b, args.clusters, args.embedding_cache, args.cache, args.spare_sd, args.entry_prior)
+    if args.variant is not None and args.cache:
+        parser.error("--variant runs the research replay only (not with --cache)")
+    if args.variant is not None:
+        VariantBudget(0.01, variant=args.variant)  # a misspelt part fails here, not in a worker
+    jobs: list[Job] = [
+        (
+            s,
+            b,
+            args.clusters,
+            args.embedding_cache,
+            args.cache,
+            args.spare_sd,
+            args.entry_prior,
+            args.variant,
+        )
         for b in args.budget
         for s in args.streams
     ]
@@ -174,6 +205,9 @@ def main() -> None:
     rule = "|---|---|---|---|---|---|---|"
     if args.cache:
         head += " served through an overruled guard: right / wrong |"
+        rule += "---|"
+    if args.variant is not None:
+        head += " weight / prior at the end |"
         rule += "---|"
     print(head)
     print(rule)

@@ -1,0 +1,151 @@
+"""Estimator variants of the error budget, measured, not shipped (docs/quality.md,
+"Learning the record's weight and the top bins' prior").
+
+Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
+:class:`~semcache._budget_policy.RiskTable`) with one part of the estimate changed;
+``budget_streams.py --variant NAME`` runs the research replay with it:
+
+- ``learnt-weight``: the weight of the table's estimate against an entry's own
+  observations (shipped: ``ENTRY_PRIOR`` = 4) is learnt: among
+  :data:`KAPPAS`, the one whose estimates gave the LLM calls' outcomes the lowest
+  log-loss so far, each outcome scored before it is learnt (prequential; the shipped 4
+  until then). Only the calls whose entry's record said something at the similarity
+  count.
+- ``below-prior``: the table's one pseudo-observation is at the fitted risk of the
+  nearest bins below that are riskier (risk does not rise with similarity, so it bounds
+  the bin's), not at 1/2. The first block keeps 1/2.
+- ``learnt-prior``: the pseudo-observation's rate is learnt the same way among
+  1/2 and 1, 2, 4, 8 times the rate below (at most 1/2), by every observation;
+  ``learnt-prior-verified``: by the verified candidates' only (a sample of the answers
+  the budget serves, drawn without regard to their outcome).
+- Joined with ``+``: ``learnt-weight+below-prior`` and so on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from semcache import _budget_policy
+from semcache._agreement import Agreement
+from semcache._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
+
+#: The weights ``learnt-weight`` chooses among (the table's estimate counted as this
+#: many of the entry's own observations).
+KAPPAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+#: The priors ``learnt-prior`` chooses among: None is 1/2 (shipped), c is c times the
+#: fitted risk of the bins below (at most 1/2).
+PRIORS: tuple[float | None, ...] = (None, 1.0, 2.0, 4.0, 8.0)
+VARIANTS = (
+    "learnt-weight",
+    "below-prior",
+    "learnt-prior",
+    "learnt-prior-verified",
+)
+
+
+def _log_loss(p: float, correct: bool) -> float:
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return -math.log(1.0 - p if correct else p)
+
+
+class PriorTable(RiskTable):
+    """A :class:`RiskTable` whose pseudo-observation is at ``PRIORS[mode]``."""
+
+    def __init__(self, mode: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def risk(
+        self, evidence: int, similarity: float, mode: int | None = None
+    ) -> tuple[float, float]:
+        """As :meth:`RiskTable.risk`, the pseudo-observation at ``PRIORS[mode]`` (None:
+        this table's mode)."""
+        c = PRIORS[self.mode if mode is None else mode]
+        fit = self._fit[evidence]
+        if fit is None:
+            counts, bad = self.n[evidence], self.wrong[evidence]
+            rates = [w / n if n > 0 else 0.0 for w, n in zip(bad, counts, strict=True)]
+            fit = self._fit[evidence] = _budget_policy._pav_nonincreasing(rates, counts)
+        b = self.bin(similarity)
+        rate, mass = fit[0][b], fit[1][b]
+        if math.isnan(rate):
+            return 0.5, 1.0
+        prior = 0.5
+        if c is not None:
+            below = (fit[0][i] for i in range(b - 1, -1, -1))
+            riskier = next((r for r in below if not math.isnan(r) and r > rate), None)
+            if riskier is not None:
+                prior = min(0.5, c * riskier)
+        wrong = rate * mass
+        mean = (wrong + prior) / (mass + 1.0)
+        upper = min(_budget_policy._wilson_upper(wrong, mass), self._pooled_bound(evidence, b))
+        return mean, max(mean, upper)
+
+
+class VariantBudget(ErrorBudget):
+    """An :class:`ErrorBudget` with the parts ``variant`` names changed."""
+
+    def __init__(self, budget: float, *, variant: str, **kwargs: Any) -> None:
+        parts = set(variant.split("+"))
+        unknown = parts - set(VARIANTS)
+        if unknown:
+            raise ValueError(f"unknown variant part(s): {sorted(unknown)}")
+        self.learn_weight = "learnt-weight" in parts
+        self.learn_prior = bool(parts & {"learnt-prior", "learnt-prior-verified"})
+        self.prior_from_verified = "learnt-prior-verified" in parts
+        mode = 1 if "below-prior" in parts else 0
+        kwargs.setdefault("table", PriorTable(mode, floor=kwargs.get("floor", 0.5)))
+        super().__init__(budget, **kwargs)
+        self.weight_loss = [0.0] * len(KAPPAS)
+        self.prior_loss = [0.0] * len(PRIORS)
+
+    @property
+    def entry_prior(self) -> float:
+        """The table's weight against an entry's observations now."""
+        shipped = _budget_policy.ENTRY_PRIOR
+        if not self.learn_weight:
+            return shipped
+        # the lowest log-loss; on a tie (before any observation) the shipped weight
+        best = min(
+            range(len(KAPPAS)),
+            key=lambda i: (self.weight_loss[i], abs(math.log(KAPPAS[i] / shipped))),
+        )
+        return KAPPAS[best]
+
+    def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
+        """As :meth:`ErrorBudget.risk`, with :attr:`entry_prior` as the table's weight."""
+        mean, upper = self.table.risk(ev.evidence, ev.similarity)
+        if record is None or not record.observations:
+            return mean, upper
+        wrong, right = record.evidence(ev.similarity)
+        if wrong + right == 0:
+            return mean, upper
+        k = self.entry_prior
+        return (k * mean + wrong) / (k + wrong + right), (k * upper + wrong) / (k + wrong + right)
+
+    def observe(
+        self,
+        ev: Agreement,
+        record: EntryRecord | None,
+        correct: bool,
+        decision: Decision | None = None,
+    ) -> None:
+        """Score each candidate weight and prior on this outcome, then learn it."""
+        if ev.similarity >= self.floor:
+            table = self.table
+            assert isinstance(table, PriorTable)
+            if self.learn_weight and record is not None:
+                wrong, right = record.evidence(ev.similarity)
+                if wrong + right:
+                    m = table.risk(ev.evidence, ev.similarity)[0]
+                    for i, k in enumerate(KAPPAS):
+                        p = (k * m + wrong) / (k + wrong + right)
+                        self.weight_loss[i] += _log_loss(p, correct)
+            verified = decision is not None and decision.action == "verify"
+            if self.learn_prior and (verified or not self.prior_from_verified):
+                for i in range(len(PRIORS)):
+                    p = table.risk(ev.evidence, ev.similarity, i)[0]
+                    self.prior_loss[i] += _log_loss(p, correct)
+                table.mode = min(range(len(PRIORS)), key=self.prior_loss.__getitem__)
+        super().observe(ev, record, correct, decision)
