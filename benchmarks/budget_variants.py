@@ -102,8 +102,9 @@ class VariantBudget(ErrorBudget):
 
     @property
     def entry_prior(self) -> float:
-        """The table's weight against an entry's observations now."""
-        shipped = _budget_policy.ENTRY_PRIOR
+        """The table's weight against an entry's observations now (what
+        :meth:`ErrorBudget.risk` weighs the record with)."""
+        shipped = super().entry_prior
         if not self.learn_weight:
             return shipped
         # the lowest log-loss; on a tie (before any observation) the shipped weight
@@ -112,17 +113,6 @@ class VariantBudget(ErrorBudget):
             key=lambda i: (self.weight_loss[i], abs(math.log(KAPPAS[i] / shipped))),
         )
         return KAPPAS[best]
-
-    def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
-        """As :meth:`ErrorBudget.risk`, with :attr:`entry_prior` as the table's weight."""
-        mean, upper = self.table.risk(ev.evidence, ev.similarity)
-        if record is None or not record.observations:
-            return mean, upper
-        wrong, right = record.evidence(ev.similarity)
-        if wrong + right == 0:
-            return mean, upper
-        k = self.entry_prior
-        return (k * mean + wrong) / (k + wrong + right), (k * upper + wrong) / (k + wrong + right)
 
     def observe(
         self,

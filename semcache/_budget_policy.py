@@ -417,18 +417,25 @@ class ErrorBudget:
             level = r
         self._level = min(level, MAX_LEVEL)
 
+    @property
+    def entry_prior(self) -> float:
+        """How many of an entry's own observations the table's estimate counts as
+        (:data:`ENTRY_PRIOR`)."""
+        return ENTRY_PRIOR
+
     def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper
         bound: the table's curve, updated by the entry's own observations (the table
-        counting as :data:`ENTRY_PRIOR` of them)."""
+        counting as :attr:`entry_prior` of them)."""
         mean, upper = self.table.risk(ev.evidence, ev.similarity)
         if record is None or not record.observations:
             return mean, upper
         wrong, right = record.evidence(ev.similarity)
         if wrong + right == 0:
             return mean, upper
-        total = ENTRY_PRIOR + wrong + right
-        return (ENTRY_PRIOR * mean + wrong) / total, (ENTRY_PRIOR * upper + wrong) / total
+        k = self.entry_prior
+        total = k + wrong + right
+        return (k * mean + wrong) / total, (k * upper + wrong) / total
 
     def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
         """What to do at this get: ``ev`` sums up its best candidate (None: no
