@@ -24,9 +24,9 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
-from semcache import _budget_policy
 from semcache._agreement import Agreement
 from semcache._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
 
@@ -56,31 +56,21 @@ class PriorTable(RiskTable):
         super().__init__(**kwargs)
         self.mode = mode
 
-    def risk(
-        self, evidence: int, similarity: float, mode: int | None = None
-    ) -> tuple[float, float]:
-        """As :meth:`RiskTable.risk`, the pseudo-observation at ``PRIORS[mode]`` (None:
-        this table's mode)."""
-        c = PRIORS[self.mode if mode is None else mode]
-        fit = self._fit[evidence]
-        if fit is None:
-            counts, bad = self.n[evidence], self.wrong[evidence]
-            rates = [w / n if n > 0 else 0.0 for w, n in zip(bad, counts, strict=True)]
-            fit = self._fit[evidence] = _budget_policy._pav_nonincreasing(rates, counts)
-        b = self.bin(similarity)
-        rate, mass = fit[0][b], fit[1][b]
-        if math.isnan(rate):
-            return 0.5, 1.0
-        prior = 0.5
-        if c is not None:
-            below = (fit[0][i] for i in range(b - 1, -1, -1))
-            riskier = next((r for r in below if not math.isnan(r) and r > rate), None)
-            if riskier is not None:
-                prior = min(0.5, c * riskier)
-        wrong = rate * mass
-        mean = (wrong + prior) / (mass + 1.0)
-        upper = min(_budget_policy._wilson_upper(wrong, mass), self._pooled_bound(evidence, b))
-        return mean, max(mean, upper)
+    def _prior(self, fit: Sequence[float], b: int) -> float:
+        c = PRIORS[self.mode]
+        if c is None:
+            return 0.5
+        below = (fit[i] for i in range(b - 1, -1, -1))
+        riskier = next((r for r in below if not math.isnan(r) and r > fit[b]), None)
+        return 0.5 if riskier is None else min(0.5, c * riskier)
+
+    def risk_with(self, evidence: int, similarity: float, mode: int) -> tuple[float, float]:
+        """:meth:`RiskTable.risk` with the pseudo-observation at ``PRIORS[mode]``."""
+        kept, self.mode = self.mode, mode
+        try:
+            return self.risk(evidence, similarity)
+        finally:
+            self.mode = kept
 
 
 class VariantBudget(ErrorBudget):
@@ -135,7 +125,7 @@ class VariantBudget(ErrorBudget):
             verified = decision is not None and decision.action == "verify"
             if self.learn_prior and (verified or not self.prior_from_verified):
                 for i in range(len(PRIORS)):
-                    p = table.risk(ev.evidence, ev.similarity, i)[0]
+                    p = table.risk_with(ev.evidence, ev.similarity, i)[0]
                     self.prior_loss[i] += _log_loss(p, correct)
                 table.mode = min(range(len(PRIORS)), key=self.prior_loss.__getitem__)
         super().observe(ev, record, correct, decision)
