@@ -1,16 +1,22 @@
 """Estimator variants of the error budget, measured, not shipped (docs/quality.md,
-"Learning the record's weight and the top bins' prior").
+"Learning the record's weight and the top bins' prior" and "The record's weight,
+learnt").
 
 Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
 :class:`~semcache._budget_policy.RiskTable`) with one part of the estimate changed;
 ``budget_streams.py --variant NAME`` runs the research replay with it:
 
-- ``learnt-weight``: the weight of the table's estimate against an entry's own
-  observations (shipped: ``ENTRY_PRIOR`` = 4) is learnt: among
-  :data:`KAPPAS`, the one whose estimates gave the LLM calls' outcomes the lowest
-  log-loss so far, each outcome scored before it is learnt (prequential; the shipped 4
-  until then). Only the calls whose entry's record said something at the similarity
-  count.
+- ``fixed-weight``: the table's estimate counts as ``ENTRY_PRIOR`` (4) of an entry's
+  own observations, always (the build before the weight was learnt; shipped now: the
+  weight of :data:`~semcache._budget_policy.ENTRY_PRIORS` whose estimates gave the LLM
+  calls' outcomes the lowest log-loss). ``learnt-weight-verified``: the weight learnt
+  as shipped, but scored on the verified candidates only (a sample of the answers
+  served, drawn without regard to their outcome, where the misses are the candidates
+  the records made riskier).
+- ``normal-spare``: the target keeps the spare by the normal approximation of the
+  count of wrong answers, ``budget * (1 - SPARE_SD / sqrt(budget * gets))`` (0 until
+  ``budget * gets`` exceeds ``SPARE_SD`` squared; the build before), not by the
+  Poisson count's own tail (:func:`~semcache._budget_policy.spare_mean`, shipped).
 - ``below-prior``: the table's one pseudo-observation is at the fitted risk of the
   nearest bins below that are riskier (risk does not rise with similarity, so it bounds
   the bin's), not at 1/2. The first block keeps 1/2.
@@ -18,7 +24,14 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   1/2 and 1, 2, 4, 8 times the rate below (at most 1/2), by every observation;
   ``learnt-prior-verified``: by the verified candidates' only (a sample of the answers
   the budget serves, drawn without regard to their outcome).
-- Joined with ``+``: ``learnt-weight+below-prior`` and so on.
+- Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
+  ``normal-spare+below-prior`` and so on.
+
+The names of the first round (docs/quality.md, "Learning the record's weight and the
+top bins' prior", measured on the build before) read, on this one: its shipped row is
+``fixed-weight+normal-spare``, ``learnt-weight`` is ``normal-spare``,
+``learnt-weight+below-prior`` is ``normal-spare+below-prior``, ``below-prior`` alone is
+``fixed-weight+normal-spare+below-prior``, and so on.
 """
 
 from __future__ import annotations
@@ -27,26 +40,21 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import semcache._budget_policy
 from semcache._agreement import Agreement
-from semcache._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
+from semcache._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable, _log_loss
 
-#: The weights ``learnt-weight`` chooses among (the table's estimate counted as this
-#: many of the entry's own observations).
-KAPPAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 #: The priors ``learnt-prior`` chooses among: None is 1/2 (shipped), c is c times the
 #: fitted risk of the bins below (at most 1/2).
 PRIORS: tuple[float | None, ...] = (None, 1.0, 2.0, 4.0, 8.0)
 VARIANTS = (
-    "learnt-weight",
+    "fixed-weight",
+    "learnt-weight-verified",
+    "normal-spare",
     "below-prior",
     "learnt-prior",
     "learnt-prior-verified",
 )
-
-
-def _log_loss(p: float, correct: bool) -> float:
-    p = min(max(p, 1e-6), 1.0 - 1e-6)
-    return -math.log(1.0 - p if correct else p)
 
 
 class PriorTable(RiskTable):
@@ -81,28 +89,44 @@ class VariantBudget(ErrorBudget):
         unknown = parts - set(VARIANTS)
         if unknown:
             raise ValueError(f"unknown variant part(s): {sorted(unknown)}")
-        self.learn_weight = "learnt-weight" in parts
+        self.fixed_weight = "fixed-weight" in parts
+        self.weight_from_verified = "learnt-weight-verified" in parts
+        self.normal_spare = "normal-spare" in parts
         self.learn_prior = bool(parts & {"learnt-prior", "learnt-prior-verified"})
         self.prior_from_verified = "learnt-prior-verified" in parts
         mode = 1 if "below-prior" in parts else 0
         kwargs.setdefault("table", PriorTable(mode, floor=kwargs.get("floor", 0.5)))
         super().__init__(budget, **kwargs)
-        self.weight_loss = [0.0] * len(KAPPAS)
         self.prior_loss = [0.0] * len(PRIORS)
+        self._scoring = True
 
     @property
     def entry_prior(self) -> float:
         """The table's weight against an entry's observations now (what
-        :meth:`ErrorBudget.risk` weighs the record with)."""
-        shipped = super().entry_prior
-        if not self.learn_weight:
-            return shipped
-        # the lowest log-loss; on a tie (before any observation) the shipped weight
-        best = min(
-            range(len(KAPPAS)),
-            key=lambda i: (self.weight_loss[i], abs(math.log(KAPPAS[i] / shipped))),
-        )
-        return KAPPAS[best]
+        :meth:`ErrorBudget.risk` weighs the record with): with ``fixed-weight``,
+        ``ENTRY_PRIOR`` (read when asked, so that ``--entry-prior`` sets it)."""
+        if self.fixed_weight:
+            return semcache._budget_policy.ENTRY_PRIOR
+        return super().entry_prior
+
+    @property
+    def target(self) -> float:
+        """With ``normal-spare``: the normal approximation's target; else the shipped."""
+        if not self.normal_spare:
+            return super().target
+        sd = semcache._budget_policy.SPARE_SD
+        expected = self.budget * self.gets
+        if expected <= sd * sd:
+            return 0.0
+        return self.budget * (1.0 - sd / math.sqrt(expected))
+
+    def weight_losses(
+        self, ev: Agreement, record: EntryRecord | None, correct: bool
+    ) -> list[float] | None:
+        """As shipped; with ``learnt-weight-verified`` only on a verified candidate."""
+        if not self._scoring:
+            return None
+        return super().weight_losses(ev, record, correct)
 
     def observe(
         self,
@@ -111,21 +135,18 @@ class VariantBudget(ErrorBudget):
         correct: bool,
         decision: Decision | None = None,
     ) -> None:
-        """Score each candidate weight and prior on this outcome, then learn it."""
+        """Score each candidate prior on this outcome, then learn it."""
+        verified = decision is not None and decision.action == "verify"
         if ev.similarity >= self.floor:
             table = self.table
             assert isinstance(table, PriorTable)
-            if self.learn_weight and record is not None:
-                wrong, right = record.evidence(ev.similarity)
-                if wrong + right:
-                    m = table.risk(ev.evidence, ev.similarity)[0]
-                    for i, k in enumerate(KAPPAS):
-                        p = (k * m + wrong) / (k + wrong + right)
-                        self.weight_loss[i] += _log_loss(p, correct)
-            verified = decision is not None and decision.action == "verify"
             if self.learn_prior and (verified or not self.prior_from_verified):
                 for i in range(len(PRIORS)):
                     p = table.risk_with(ev.evidence, ev.similarity, i)[0]
                     self.prior_loss[i] += _log_loss(p, correct)
                 table.mode = min(range(len(PRIORS)), key=self.prior_loss.__getitem__)
-        super().observe(ev, record, correct, decision)
+        self._scoring = verified or not self.weight_from_verified
+        try:
+            super().observe(ev, record, correct, decision)
+        finally:
+            self._scoring = True

@@ -48,6 +48,7 @@ from typing import Any, Literal
 from ._agreement import EVIDENCE_CLASSES, Agreement
 
 __all__ = [
+    "ENTRY_PRIORS",
     "MAX_OBSERVATIONS",
     "Decision",
     "EntryRecord",
@@ -60,11 +61,16 @@ MAX_OBSERVATIONS = 16
 #: The decimals of a similarity an :class:`EntryRecord` keeps: its JSON stays short,
 #: and a record read back is the record written.
 _DECIMALS = 6
-#: How many observations of its own the table's estimate counts as, for one entry.
-#: Measured since: the LLM calls' log-loss prefers 16 (``benchmarks/budget_variants.py``),
-#: which keeps every stream within both budgets for a tenth fewer hits; not changed
-#: (docs/quality.md, "Learning the record's weight and the top bins' prior").
+#: How many observations of its own the table's estimate counts as, for one entry,
+#: until the namespace's LLM calls have chosen among :data:`ENTRY_PRIORS` (and on a
+#: tie): the weight :attr:`ErrorBudget.entry_prior` starts at.
 ENTRY_PRIOR = 4.0
+#: The weights of the table's estimate against an entry's own observations that the
+#: budget chooses among, by the log-loss of the LLM calls' outcomes (each scored before
+#: it is learnt): the record's weight is learnt, not fixed (docs/quality.md, "The
+#: record's weight, learnt"). Fixed at 4 until this version, it moved the estimates about
+#: three times too far, and at 0.001 took 2 of 23 streams over.
+ENTRY_PRIORS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 #: The one-sided normal quantile of the upper bound (95%).
 Z_UPPER = 1.645
 #: The two-sided normal quantile of the correction's test (90%: 5% each side).
@@ -72,13 +78,38 @@ Z_CORRECTION = 1.645
 #: The highest risk ever served: an answer more likely wrong than right is not, however
 #: much of the budget is left.
 MAX_LEVEL = 0.5
-#: The standard deviations of the count of wrong answers kept spare
-#: (:attr:`ErrorBudget.target`): two, so that a calibrated estimate leaves a stream's
-#: measured rate within the budget about 39 times in 40 (with one, about 7 times in 8:
-#: docs/quality.md, "The spare: two standard deviations").
+#: The spare kept on the count of wrong answers (:attr:`ErrorBudget.target`), as the
+#: standard deviations of a normal whose tail it leaves: two, so that a calibrated
+#: estimate leaves a stream's measured rate within the budget about 39 times in 40
+#: (with one, about 7 times in 8: docs/quality.md, "The spare: two standard
+#: deviations"). The tail is the Poisson count's own, not its normal approximation.
 SPARE_SD = 2.0
 
 Action = Literal["serve", "verify", "miss"]
+
+
+def _log_loss(p: float, correct: bool) -> float:
+    """The log-loss of the estimate ``p`` (that the answer is wrong) on one outcome."""
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return -math.log(1.0 - p if correct else p)
+
+
+def spare_mean(allowed: float, sd: float) -> float:
+    """The most wrong answers a Poisson count may expect and still exceed ``allowed``
+    (``floor`` of it: the count is whole) no more often than a normal exceeds ``sd``
+    standard deviations (2.3% for 2).
+
+    ``P(Poisson(mu) <= k) = P(Gamma(k + 1) > mu)``, so ``mu`` is the lower quantile of
+    a Gamma(k + 1), here by Wilson and Hilferty's approximation (below the exact
+    quantile, within 1% of it from k = 1 on: the tail it leaves is at most the aim).
+    The normal approximation of the count (``allowed - sd * sqrt(allowed)``) is 0 up
+    to ``sd`` squared where the count's own tail already allows some (1.57 of 4), and
+    keeps more spare than it says at any count (0.9% tail, not 2.3%, at 23.7).
+    """
+    if allowed < 0.0:
+        return 0.0
+    a = math.floor(allowed) + 1.0
+    return a * max(0.0, 1.0 - 1.0 / (9.0 * a) - sd / (3.0 * math.sqrt(a))) ** 3
 
 
 def _wilson_upper(wrong: float, n: float, z: float = Z_UPPER) -> float:
@@ -362,6 +393,10 @@ class ErrorBudget:
         self.measured = 0.0
         # per recent get (as ``_risks``): the risk of the answer served, 0 if none was
         self._served: deque[float] = deque(maxlen=window)
+        #: per weight of :data:`ENTRY_PRIORS`: the log-loss its estimates gave the LLM
+        #: calls' outcomes so far (those whose entry's record said something at the
+        #: similarity); the lowest chooses :attr:`entry_prior`
+        self.weight_loss = [0.0] * len(ENTRY_PRIORS)
 
     @property
     def level(self) -> float:
@@ -395,15 +430,14 @@ class ErrorBudget:
 
     @property
     def target(self) -> float:
-        """The wrong answers per get the level aims at: the budget less
-        :data:`SPARE_SD` standard deviations of the count of wrong answers the gets so
-        far allow (a Poisson count of ``budget * gets``), so that chance seldom leaves
-        the measured rate above the budget; 0 until ``budget * gets`` exceeds
-        :data:`SPARE_SD` squared (400 gets at a budget of 0.01, 4,000 at 0.001)."""
-        expected = self.budget * self.gets
-        if expected <= SPARE_SD * SPARE_SD:
+        """The wrong answers per get the level aims at: the most a Poisson count of
+        them may expect over the gets so far and still exceed the ``budget * gets``
+        allowed no more often than a normal exceeds :data:`SPARE_SD` standard
+        deviations (:func:`spare_mean`), per get; so that chance seldom leaves the
+        measured rate above the budget. 0 before the first get."""
+        if self.gets <= 0:
             return 0.0
-        return self.budget * (1.0 - SPARE_SD / math.sqrt(expected))
+        return spare_mean(self.budget * self.gets, SPARE_SD) / self.gets
 
     def _update_level(self) -> None:
         # the window's allowance, plus what the answers served in the window left of
@@ -424,9 +458,38 @@ class ErrorBudget:
 
     @property
     def entry_prior(self) -> float:
-        """How many of an entry's own observations the table's estimate counts as
-        (:data:`ENTRY_PRIOR`)."""
-        return ENTRY_PRIOR
+        """How many of an entry's own observations the table's estimate counts as now:
+        the weight of :data:`ENTRY_PRIORS` whose estimates gave the LLM calls' outcomes
+        the lowest log-loss (:attr:`weight_loss`); :data:`ENTRY_PRIOR` before any, and
+        the nearest to it on a tie."""
+        loss = self.weight_loss
+        best = min(
+            range(len(ENTRY_PRIORS)),
+            key=lambda i: (loss[i], abs(math.log(ENTRY_PRIORS[i] / ENTRY_PRIOR))),
+        )
+        return ENTRY_PRIORS[best]
+
+    def weight_losses(
+        self, ev: Agreement, record: EntryRecord | None, correct: bool
+    ) -> list[float] | None:
+        """What one LLM call's outcome adds to :attr:`weight_loss`, per weight: the
+        log-loss of the estimate each weight gives the candidate ``ev`` describes (the
+        table's, before it learns this outcome, moved by ``record``); None where the
+        record says nothing at the similarity (every weight gives the table's
+        estimate) or the candidate is below the floor. Nothing is added here."""
+        if record is None or ev.similarity < self.floor:
+            return None
+        wrong, right = record.evidence(ev.similarity)
+        if wrong + right == 0:
+            return None
+        mean = self.table.risk(ev.evidence, ev.similarity)[0]
+        return [_log_loss((k * mean + wrong) / (k + wrong + right), correct) for k in ENTRY_PRIORS]
+
+    def learn_weight(self, losses: Sequence[float] | None) -> None:
+        """Add :meth:`weight_losses`' result to :attr:`weight_loss`."""
+        if losses is not None:
+            for i, x in enumerate(losses):
+                self.weight_loss[i] += x
 
     def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper
@@ -480,11 +543,14 @@ class ErrorBudget:
     ) -> None:
         """Learn whether the candidate ``ev`` describes had the right answer (from a
         verification or from the LLM call of a miss); ``decision``: what :meth:`decide`
-        said at that get (a verification also measures the budget's own accuracy)."""
+        said at that get (a verification also measures the budget's own accuracy).
+        ``record`` (the candidate's entry's) is scored for the record's weight
+        (:meth:`weight_losses`) before it learns the outcome too."""
         if ev.similarity < self.floor:
             return
         if decision is not None and decision.action == "verify" and not correct:
             self.measured += 1.0
+        self.learn_weight(self.weight_losses(ev, record, correct))
         self.observations += 1
         self.table.add(ev.evidence, ev.similarity, correct)
         if record is not None:
@@ -500,6 +566,7 @@ class ErrorBudget:
             "predicted": self.predicted,
             "measured": self.measured,
             "gets": self.gets,
+            "weight_loss": list(self.weight_loss),
         }
 
     @classmethod
@@ -515,6 +582,11 @@ class ErrorBudget:
             out.predicted = float(data["predicted"])
             out.measured = float(data["measured"])
             out.gets = int(data["gets"])
+            loss = data.get("weight_loss")  # (absent before the weight was learnt)
+            if loss is not None:
+                if len(loss) != len(ENTRY_PRIORS):
+                    raise ValueError(f"weight_loss has {len(loss)} values, not {len(ENTRY_PRIORS)}")
+                out.weight_loss = [float(x) for x in loss]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not an error budget: {exc}") from None
         return out

@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._agreement import Agreement, Candidate, agreement, same_answer, voted
-from ._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable
+from ._budget_policy import ENTRY_PRIORS, Decision, EntryRecord, ErrorBudget, RiskTable
 from ._errors import StoreError
 from ._store import QualityState, Store, StoredEntry, quality_state, record_update
 from ._types import Hit
@@ -62,6 +62,7 @@ __all__ = [
     "cell",
     "decode_answer",
     "encode_answer",
+    "weight_counter",
 ]
 
 logger = logging.getLogger("semcache")
@@ -94,6 +95,12 @@ def cell(kind: str, table: RiskTable, evidence: int, bin_: int) -> str:
     ones), named with the table's layout (its floor and bin width) so that counts
     learnt under another layout are never read as this one's bins."""
     return f"{kind}/{table.floor:g},{table.width:g}/{evidence}/{bin_}"
+
+
+def weight_counter(weight: float) -> str:
+    """The store counter of the log-loss the record's weight ``weight`` gave the LLM
+    calls' outcomes (:attr:`~semcache._budget_policy.ErrorBudget.weight_loss`)."""
+    return f"weight/{weight:g}"
 
 
 def encode_answer(vector: Vector) -> str:
@@ -235,6 +242,7 @@ class Budgets:
         pol.predicted = total("predicted")
         pol.measured = total("measured")
         pol.gets = round(total("gets"))
+        pol.weight_loss = [total(weight_counter(k)) for k in ENTRY_PRIORS]
 
     def _add(self, ns: str, name: str, delta: float) -> None:
         if delta:
@@ -575,11 +583,17 @@ class Budgets:
         table = pol.table
         e, b = ev.evidence, table.bin(ev.similarity)
         n0, w0, m0 = table.n[e][b], table.wrong[e][b], pol.measured
+        # the record's weight is scored on the record as the get read it, before
+        # the table learns this outcome (what observe() does with a record)
+        losses = pol.weight_losses(ev, records.get(first.id), verdicts[0])
         pol.observe(ev, None, verdicts[0], judged.decision)  # (its record: below)
+        pol.learn_weight(losses)
         table = pol.table
         self._add(ns, cell("n", table, e, b), table.n[e][b] - n0)
         self._add(ns, cell("w", table, e, b), table.wrong[e][b] - w0)
         self._add(ns, "measured", pol.measured - m0)
+        for k, loss in zip(ENTRY_PRIORS, losses or (), strict=False):
+            self._add(ns, weight_counter(k), loss)
         observed = 1 if ev.similarity >= pol.floor else 0
         self.counters["observations"] += observed
         seen = [(entry, sim) for entry, sim in judged.candidates]

@@ -32,8 +32,8 @@ from semcache import (
     SQLiteStore,
     StoreError,
 )
-from semcache._budget_policy import Decision
-from semcache._budgets import Budgets
+from semcache._budget_policy import ENTRY_PRIORS, Decision
+from semcache._budgets import Budgets, weight_counter
 from semcache._cache import engine_of
 from semcache._engine import Engine
 from semcache._store import NewEntry
@@ -340,6 +340,40 @@ def test_two_caches_on_one_file_share_what_they_learn(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_the_records_weight_is_learnt_into_shared_counters(tmp_path: Path) -> None:
+    """What each weight of the record scored on the LLM calls is added to the
+    namespace's counters: another cache on the file reads it, and so does a reopen."""
+    path = tmp_path / "c.db"
+    clock_a, clock_b = Clock(), Clock()
+    a = budget_cache(path, multi_process_mode="shared", clock=clock_a)
+    b = budget_cache(path, multi_process_mode="shared", clock=clock_b)
+    try:
+        a.put("topic 0", "A", embedding=vec(0, -1))
+        force(a, "verify")
+        pol_a = engine(a).budgets.policy("default")  # type: ignore[union-attr]
+        a.get_or_put("q1", lambda: "A", embedding=vec(0, 1))  # on record: right at 0.95
+        assert pol_a.weight_loss == [0.0] * len(ENTRY_PRIORS)  # the record was empty
+        a.get_or_put("q2", lambda: "B", embedding=vec(0, 2))  # wrong, against the record
+        learnt = list(pol_a.weight_loss)
+        assert all(x > 0 for x in learnt)
+        # the weights that trusted the record most lost most on a wrong answer
+        assert learnt == sorted(learnt, reverse=True)
+        clock_a.now += 1.0  # a's next get syncs: its counts go to the file
+        a.get("unrelated", embedding=vec(1, -1))
+        clock_b.now += 1.0  # b's next get syncs: it reads them
+        b.get("unrelated", embedding=vec(1, -1))
+        pol_b = engine(b).budgets.policy("default")  # type: ignore[union-attr]
+        assert pol_b.weight_loss == pytest.approx(learnt)
+    finally:
+        a.close()
+        b.close()
+    with budget_cache(path) as cache:
+        pol = engine(cache).budgets.policy("default")  # type: ignore[union-attr]
+        assert pol.weight_loss == pytest.approx(learnt)
+        counts = cache.store.read_counts("default")  # type: ignore[attr-defined]
+        assert counts[weight_counter(4.0)] == pytest.approx(learnt[ENTRY_PRIORS.index(4.0)])
 
 
 def test_counts_are_synced_every_32_observations(tmp_path: Path) -> None:
