@@ -12,7 +12,10 @@ wrong answers there were. A calibrated estimate predicts about the count; the se
 rows are the ones the budget's promise is about.
 
 Streams as in ``budget_streams.py`` (``protocol``, ``order N``, ``seed N``, ``half
-A``, ``half B``); ``--entry-prior N`` runs the budget with another ``ENTRY_PRIOR``.
+A``, ``half B``); ``--entry-prior N`` runs the budget with another ``ENTRY_PRIOR`` (the
+weight it starts at; with ``--variant fixed-weight``, the weight it keeps), ``--variant
+NAME`` with an estimator of ``budget_variants.py`` (``fixed-weight+normal-spare``: the
+build the docs' tables were measured on).
 
 Run:  PYTHONPATH=.:benchmarks .venv/bin/python benchmarks/budget_calibration.py \\
           ../shared/data/eval/clinc150.csv \\
@@ -27,6 +30,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 
 from budget_streams import _stream_name, set_constants, stream_set
+from budget_variants import VariantBudget
 
 from semcache._agreement import ALONE, MIXED, SPLIT, UNANIMOUS
 from semcache.embedders import default_embedder
@@ -43,8 +47,8 @@ def _effect(t: BudgetTrace) -> str:
     return "raised" if t.risk > t.table_risk else "none"
 
 
-def _run(job: tuple[str, float, str, str, float | None]) -> str:
-    stream, budget, path, cache_path, entry_prior = job
+def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
+    stream, budget, path, cache_path, entry_prior, variant = job
     set_constants(None, entry_prior)
     clusters, seed = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
@@ -55,6 +59,7 @@ def _run(job: tuple[str, float, str, str, float | None]) -> str:
         guard=shipped_defaults()[1],
         seed=seed,
         trace=trace,
+        policy=None if variant is None else VariantBudget(budget, variant=variant, seed=seed),
     )
     cells: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0])
     for t in trace:
@@ -88,9 +93,12 @@ def main() -> None:
     parser.add_argument("--streams", nargs="+", type=_stream_name, default=["protocol"])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--entry-prior", type=float, default=None, help="the budget's ENTRY_PRIOR")
+    parser.add_argument("--variant", default=None, help="an estimator of budget_variants.py")
     args = parser.parse_args()
+    if args.variant is not None:
+        VariantBudget(0.01, variant=args.variant)  # a misspelt part fails here
     jobs = [
-        (s, b, args.clusters, args.embedding_cache, args.entry_prior)
+        (s, b, args.clusters, args.embedding_cache, args.entry_prior, args.variant)
         for b in args.budget
         for s in args.streams
     ]

@@ -13,7 +13,10 @@ swept; per budget the best hit rate whose measured error rate is within it is
 reported, for two estimates:
 
 - ``table``: the risk table's estimate alone (evidence class and similarity bin);
-- ``record``: the table moved by the entry's record (what the budget decides on).
+- ``record``: the table moved by the entry's record (what the budget decides on), the
+  table counting as ``ENTRY_PRIOR`` (4) of the entry's observations: the weight of the
+  build these figures were first measured on (docs/quality.md); the shipped budget
+  learns it.
 
 The streams are those of ``budget_streams.py`` (verification seeds do not apply: a
 cutoff draws nothing). Deterministic.
@@ -31,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from budget_streams import _stream_name, stream_set
 
 from semcache._agreement import Agreement
-from semcache._budget_policy import Decision, EntryRecord, ErrorBudget
+from semcache._budget_policy import ENTRY_PRIOR, Decision, EntryRecord, ErrorBudget
 from semcache.embedders import default_embedder
 from semcache.quality._budget_replay import budget_stream_replay
 from semcache.quality._clusters import StreamVectors, shipped_defaults
@@ -53,6 +56,11 @@ class Cutoff(ErrorBudget):
         super().__init__(0.5)  # the budget is not read: the cutoff decides
         self.cutoff = cutoff
         self.use_record = use_record
+
+    @property
+    def entry_prior(self) -> float:
+        """The record's weight, fixed: ``ENTRY_PRIOR``."""
+        return ENTRY_PRIOR
 
     def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
         self.gets += 1

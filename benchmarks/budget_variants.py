@@ -24,6 +24,9 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   1/2 and 1, 2, 4, 8 times the rate below (at most 1/2), by every observation;
   ``learnt-prior-verified``: by the verified candidates' only (a sample of the answers
   the budget serves, drawn without regard to their outcome).
+- ``record-free-table``: the risk table learns only from the candidates whose entry's
+  record said nothing at the similarity (the others' misses are the candidates their
+  records made riskier); their records learn as shipped.
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -54,6 +57,7 @@ VARIANTS = (
     "below-prior",
     "learnt-prior",
     "learnt-prior-verified",
+    "record-free-table",
 )
 
 
@@ -94,6 +98,7 @@ class VariantBudget(ErrorBudget):
         self.normal_spare = "normal-spare" in parts
         self.learn_prior = bool(parts & {"learnt-prior", "learnt-prior-verified"})
         self.prior_from_verified = "learnt-prior-verified" in parts
+        self.record_free_table = "record-free-table" in parts
         mode = 1 if "below-prior" in parts else 0
         kwargs.setdefault("table", PriorTable(mode, floor=kwargs.get("floor", 0.5)))
         super().__init__(budget, **kwargs)
@@ -146,7 +151,17 @@ class VariantBudget(ErrorBudget):
                     self.prior_loss[i] += _log_loss(p, correct)
                 table.mode = min(range(len(PRIORS)), key=self.prior_loss.__getitem__)
         self._scoring = verified or not self.weight_from_verified
+        told = record is not None and sum(record.evidence(ev.similarity)) > 0
         try:
-            super().observe(ev, record, correct, decision)
+            if self.record_free_table and told:
+                # the entry's record spoke: the record learns it, the table does not
+                table = self.table
+                table.add = lambda *args, **kwargs: None  # type: ignore[method-assign]
+                try:
+                    super().observe(ev, record, correct, decision)
+                finally:
+                    del table.add
+            else:
+                super().observe(ev, record, correct, decision)
         finally:
             self._scoring = True
