@@ -27,6 +27,11 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
 - ``record-free-table``: the risk table learns only from the candidates whose entry's
   record said nothing at the similarity (the others' misses are the candidates their
   records made riskier); their records learn as shipped.
+- ``posterior-verify``: an uncertain candidate (its estimate at or below the level, its
+  upper bound above) is verified with the probability that its risk is above the
+  level, its estimate read as a normal whose one-sided ``Z_UPPER`` quantile is the
+  upper bound (probability matching), not with the bound's reach past the level over
+  its reach past the estimate (1 at the level, however well measured).
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -58,6 +63,7 @@ VARIANTS = (
     "learnt-prior",
     "learnt-prior-verified",
     "record-free-table",
+    "posterior-verify",
 )
 
 
@@ -99,6 +105,7 @@ class VariantBudget(ErrorBudget):
         self.learn_prior = bool(parts & {"learnt-prior", "learnt-prior-verified"})
         self.prior_from_verified = "learnt-prior-verified" in parts
         self.record_free_table = "record-free-table" in parts
+        self.posterior_verify = "posterior-verify" in parts
         mode = 1 if "below-prior" in parts else 0
         kwargs.setdefault("table", PriorTable(mode, floor=kwargs.get("floor", 0.5)))
         super().__init__(budget, **kwargs)
@@ -124,6 +131,13 @@ class VariantBudget(ErrorBudget):
         if expected <= sd * sd:
             return 0.0
         return self.budget * (1.0 - sd / math.sqrt(expected))
+
+    def _doubt(self, mean: float, upper: float, level: float) -> float:
+        """With ``posterior-verify``: P(risk > level) under a normal of the estimate."""
+        if not self.posterior_verify:
+            return super()._doubt(mean, upper, level)
+        sd = (upper - mean) / semcache._budget_policy.Z_UPPER
+        return 0.5 * math.erfc((level - mean) / (sd * math.sqrt(2.0)))
 
     def weight_losses(
         self, ev: Agreement, record: EntryRecord | None, correct: bool

@@ -525,7 +525,7 @@ class ErrorBudget:
             return Decision("miss", mean, upper, level)
         share = self.verify_share
         if upper > level:  # uncertain: verify in proportion to the doubt
-            share = max(share, (upper - level) / (upper - mean))
+            share = max(share, self._doubt(mean, upper, level))
         if self._rng.random() < share:
             self.verifications += 1
             self.predicted += mean
@@ -533,6 +533,12 @@ class ErrorBudget:
             return Decision("verify", mean, upper, level, share)
         self._served.append(mean)
         return Decision("serve", mean, upper, level, share)
+
+    def _doubt(self, mean: float, upper: float, level: float) -> float:
+        """The share of gets verified whose estimate ``mean`` is at or below the
+        ``level`` and whose upper bound ``upper`` is above it: how far the bound
+        reaches past the level, of its reach past the estimate."""
+        return (upper - level) / (upper - mean)
 
     def observe(
         self,
