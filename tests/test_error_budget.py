@@ -10,11 +10,12 @@ verification), the policy's ``decide`` is replaced on the cache's policy object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
 import multiprocessing as mp
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -316,40 +317,50 @@ def test_records_and_counts_survive_close_and_reopen(tmp_path: Path) -> None:
         assert sum(map(sum, pol.table.wrong)) == 1.0
 
 
-def test_two_caches_on_one_file_share_what_they_learn(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
+@contextlib.contextmanager
+def two_shared_caches(
+    path: Path,
+) -> Iterator[tuple[SemanticCache, SemanticCache, Callable[[], None]]]:
+    """Two budget caches on one file, each with its own clock, and ``hand_over()``:
+    a's next get syncs its counts to the file, then b's next get reads them."""
     clock_a, clock_b = Clock(), Clock()
     a = budget_cache(path, multi_process_mode="shared", clock=clock_a)
     b = budget_cache(path, multi_process_mode="shared", clock=clock_b)
+
+    def hand_over() -> None:
+        clock_a.now += 1.0
+        a.get("unrelated", embedding=vec(1, -1))
+        clock_b.now += 1.0
+        b.get("unrelated", embedding=vec(1, -1))
+
     try:
+        yield a, b, hand_over
+    finally:
+        a.close()
+        b.close()
+
+
+def test_two_caches_on_one_file_share_what_they_learn(tmp_path: Path) -> None:
+    with two_shared_caches(tmp_path / "c.db") as (a, b, hand_over):
         a.put("topic 0", "A", embedding=vec(0, -1))
         pol_b = engine(b).budgets.policy("default")  # type: ignore[union-attr]
         assert sum(map(sum, pol_b.table.n)) == 0
         force(a, "verify")
         a.get_or_put("q1", lambda: "B", embedding=vec(0, 1))
-        clock_a.now += 1.0  # a's next get syncs: its counts go to the file
-        a.get("unrelated", embedding=vec(1, -1))
-        clock_b.now += 1.0  # b's next get syncs: it reads them
-        b.get("unrelated", embedding=vec(1, -1))
+        hand_over()
         pol_b = engine(b).budgets.policy("default")  # type: ignore[union-attr]
         assert sum(map(sum, pol_b.table.n)) == 1.0
         assert sum(map(sum, pol_b.table.wrong)) == 1.0
         # the record a wrote is the one b reads with the entry
         stored = entry_id(b, "topic 0")
         assert record_of(b.store, stored) == [[pytest.approx(0.95, abs=1e-3), 0.0]]
-    finally:
-        a.close()
-        b.close()
 
 
 def test_the_records_weight_is_learnt_into_shared_counters(tmp_path: Path) -> None:
     """What each weight of the record scored on the LLM calls is added to the
     namespace's counters: another cache on the file reads it, and so does a reopen."""
     path = tmp_path / "c.db"
-    clock_a, clock_b = Clock(), Clock()
-    a = budget_cache(path, multi_process_mode="shared", clock=clock_a)
-    b = budget_cache(path, multi_process_mode="shared", clock=clock_b)
-    try:
+    with two_shared_caches(path) as (a, b, hand_over):
         a.put("topic 0", "A", embedding=vec(0, -1))
         force(a, "verify")
         pol_a = engine(a).budgets.policy("default")  # type: ignore[union-attr]
@@ -360,15 +371,9 @@ def test_the_records_weight_is_learnt_into_shared_counters(tmp_path: Path) -> No
         assert all(x > 0 for x in learnt)
         # the weights that trusted the record most lost most on a wrong answer
         assert learnt == sorted(learnt, reverse=True)
-        clock_a.now += 1.0  # a's next get syncs: its counts go to the file
-        a.get("unrelated", embedding=vec(1, -1))
-        clock_b.now += 1.0  # b's next get syncs: it reads them
-        b.get("unrelated", embedding=vec(1, -1))
+        hand_over()
         pol_b = engine(b).budgets.policy("default")  # type: ignore[union-attr]
         assert pol_b.weight_loss == pytest.approx(learnt)
-    finally:
-        a.close()
-        b.close()
     with budget_cache(path) as cache:
         pol = engine(cache).budgets.policy("default")  # type: ignore[union-attr]
         assert pol.weight_loss == pytest.approx(learnt)
