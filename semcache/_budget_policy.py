@@ -393,10 +393,8 @@ class ErrorBudget:
         self.measured = 0.0
         # per recent get (as ``_risks``): the risk of the answer served, 0 if none was
         self._served: deque[float] = deque(maxlen=window)
-        #: per weight of :data:`ENTRY_PRIORS`: the log-loss its estimates gave the LLM
-        #: calls' outcomes so far (those whose entry's record said something at the
-        #: similarity); the lowest chooses :attr:`entry_prior`
-        self.weight_loss = [0.0] * len(ENTRY_PRIORS)
+        self._weight_loss = [0.0] * len(ENTRY_PRIORS)
+        self._weight: float | None = None  # entry_prior, until the losses change
 
     @property
     def level(self) -> float:
@@ -457,17 +455,33 @@ class ErrorBudget:
         self._level = min(level, MAX_LEVEL)
 
     @property
+    def weight_loss(self) -> list[float]:
+        """Per weight of :data:`ENTRY_PRIORS`: the log-loss its estimates gave the LLM
+        calls' outcomes so far (those whose entry's record said something at the
+        similarity); the lowest chooses :attr:`entry_prior`. Change it by assigning a
+        new list or through :meth:`learn_weight`."""
+        return self._weight_loss
+
+    @weight_loss.setter
+    def weight_loss(self, losses: Sequence[float]) -> None:
+        self._weight_loss = [float(x) for x in losses]
+        self._weight = None
+
+    @property
     def entry_prior(self) -> float:
         """How many of an entry's own observations the table's estimate counts as now:
         the weight of :data:`ENTRY_PRIORS` whose estimates gave the LLM calls' outcomes
         the lowest log-loss (:attr:`weight_loss`); :data:`ENTRY_PRIOR` before any, and
-        the nearest to it on a tie."""
-        loss = self.weight_loss
-        best = min(
-            range(len(ENTRY_PRIORS)),
-            key=lambda i: (loss[i], abs(math.log(ENTRY_PRIORS[i] / ENTRY_PRIOR))),
-        )
-        return ENTRY_PRIORS[best]
+        the nearest to it on a tie. Chosen again only when the losses change (it is
+        read at every estimate)."""
+        if self._weight is None:
+            loss = self._weight_loss
+            best = min(
+                range(len(ENTRY_PRIORS)),
+                key=lambda i: (loss[i], abs(math.log(ENTRY_PRIORS[i] / ENTRY_PRIOR))),
+            )
+            self._weight = ENTRY_PRIORS[best]
+        return self._weight
 
     def weight_losses(
         self, ev: Agreement, record: EntryRecord | None, correct: bool
@@ -489,7 +503,8 @@ class ErrorBudget:
         """Add :meth:`weight_losses`' result to :attr:`weight_loss`."""
         if losses is not None:
             for i, x in enumerate(losses):
-                self.weight_loss[i] += x
+                self._weight_loss[i] += x
+            self._weight = None
 
     def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper
@@ -592,7 +607,7 @@ class ErrorBudget:
             if loss is not None:
                 if len(loss) != len(ENTRY_PRIORS):
                     raise ValueError(f"weight_loss has {len(loss)} values, not {len(ENTRY_PRIORS)}")
-                out.weight_loss = [float(x) for x in loss]
+                out.weight_loss = loss
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not an error budget: {exc}") from None
         return out

@@ -280,6 +280,11 @@ def test_the_learnt_weight_survives_json() -> None:
     assert ErrorBudget.from_json(old).entry_prior == ENTRY_PRIOR
     with pytest.raises(ValueError, match="weight_loss"):
         ErrorBudget.from_json({**budget.to_json(), "weight_loss": [1.0]})
+    # the weight is chosen again whenever the losses are set (as a sync sets them)
+    budget.weight_loss = [0.0] + [1.0] * (len(ENTRY_PRIORS) - 1)
+    assert budget.entry_prior == ENTRY_PRIORS[0]
+    budget.learn_weight([2.0] + [0.0] * (len(ENTRY_PRIORS) - 1))
+    assert budget.entry_prior == ENTRY_PRIOR  # the rest tie: the nearest to 4
 
 
 def test_the_correction_is_two_sided_and_moves_only_on_significant_evidence() -> None:
