@@ -73,6 +73,12 @@ class PriorTable(RiskTable):
     def __init__(self, mode: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mode = mode
+        #: True: :meth:`add` learns nothing (``record-free-table``)
+        self.frozen = False
+
+    def add(self, evidence: int, similarity: float, correct: bool, weight: float = 1.0) -> None:
+        if not self.frozen:
+            super().add(evidence, similarity, correct, weight)
 
     def _prior(self, fit: Sequence[float], b: int) -> float:
         c = PRIORS[self.mode]
@@ -165,17 +171,14 @@ class VariantBudget(ErrorBudget):
                     self.prior_loss[i] += _log_loss(p, correct)
                 table.mode = min(range(len(PRIORS)), key=self.prior_loss.__getitem__)
         self._scoring = verified or not self.weight_from_verified
+        # with record-free-table, where the entry's record spoke the record learns the
+        # outcome and the table does not
         told = record is not None and sum(record.evidence(ev.similarity)) > 0
+        table = self.table
+        assert isinstance(table, PriorTable)
+        table.frozen = self.record_free_table and told
         try:
-            if self.record_free_table and told:
-                # the entry's record spoke: the record learns it, the table does not
-                table = self.table
-                table.add = lambda *args, **kwargs: None  # type: ignore[method-assign]
-                try:
-                    super().observe(ev, record, correct, decision)
-                finally:
-                    del table.add
-            else:
-                super().observe(ev, record, correct, decision)
+            super().observe(ev, record, correct, decision)
         finally:
             self._scoring = True
+            table.frozen = False

@@ -100,8 +100,9 @@ def spare_mean(allowed: float, sd: float) -> float:
     standard deviations (2.3% for 2).
 
     ``P(Poisson(mu) <= k) = P(Gamma(k + 1) > mu)``, so ``mu`` is the lower quantile of
-    a Gamma(k + 1), here by Wilson and Hilferty's approximation (below the exact
-    quantile, within 1% of it from k = 1 on: the tail it leaves is at most the aim).
+    a Gamma(k + 1), here by Wilson and Hilferty's approximation: below the exact
+    quantile at every k (the tail it leaves is at most the aim), by 8% of it at k = 1,
+    3% at 2, under 1% from 4 on (against a bisection of the exact Poisson sum).
     The normal approximation of the count (``allowed - sd * sqrt(allowed)``) is 0 up
     to ``sd`` squared where the count's own tail already allows some (1.57 of 4), and
     keeps more spare than it says at any count (0.9% tail, not 2.3%, at 23.7).

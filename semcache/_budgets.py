@@ -592,8 +592,9 @@ class Budgets:
         self._add(ns, cell("n", table, e, b), table.n[e][b] - n0)
         self._add(ns, cell("w", table, e, b), table.wrong[e][b] - w0)
         self._add(ns, "measured", pol.measured - m0)
-        for k, loss in zip(ENTRY_PRIORS, losses or (), strict=False):
-            self._add(ns, weight_counter(k), loss)
+        if losses is not None:
+            for k, loss in zip(ENTRY_PRIORS, losses, strict=True):
+                self._add(ns, weight_counter(k), loss)
         observed = 1 if ev.similarity >= pol.floor else 0
         self.counters["observations"] += observed
         seen = [(entry, sim) for entry, sim in judged.candidates]
