@@ -87,6 +87,31 @@ def _run(job: Job) -> tuple[int, int, int]:
     return p.gets, p.hits, p.wrong
 
 
+def report(
+    runs: dict[tuple[str, str], list[tuple[float, int, int, int]]], budgets: list[float]
+) -> None:
+    """Print, per (stream, estimate), the best hit rate within each budget over the
+    cutoffs of ``runs`` (each ``(cutoff, gets, hits, wrong)``), then every cutoff's."""
+    print("| stream | estimate | " + " | ".join(f"budget {b:g}" for b in budgets) + " |")
+    print("|---|---|" + "---|" * len(budgets))
+    for (s, e), points in runs.items():
+        cells = []
+        for b in budgets:
+            within = [
+                (hits / gets, c, wrong) for c, gets, hits, wrong in points if wrong <= b * gets
+            ]
+            if not within:
+                cells.append("none within")
+                continue
+            rate, c, wrong = max(within)
+            cells.append(f"{rate:.3f} (cutoff {c:g}, {wrong} wrong)")
+        print(f"| {s} | {e} | " + " | ".join(cells) + " |", flush=True)
+    print("\nevery cutoff: stream, estimate, cutoff, hit rate, wrong per get")
+    for (s, e), points in runs.items():
+        for c, gets, hits, wrong in points:
+            print(f"{s}, {e}, {c:g}, {hits / gets:.4f}, {wrong / gets:.5f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clusters")
@@ -107,24 +132,7 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         for (gets, hits, wrong), (s, e, c, *_) in zip(pool.map(_run, jobs), jobs, strict=True):
             runs.setdefault((s, e), []).append((c, gets, hits, wrong))
-    print("| stream | estimate | " + " | ".join(f"budget {b:g}" for b in args.budget) + " |")
-    print("|---|---|" + "---|" * len(args.budget))
-    for (s, e), points in runs.items():
-        cells = []
-        for b in args.budget:
-            within = [
-                (hits / gets, c, wrong) for c, gets, hits, wrong in points if wrong <= b * gets
-            ]
-            if not within:
-                cells.append("none within")
-                continue
-            rate, c, wrong = max(within)
-            cells.append(f"{rate:.3f} (cutoff {c:g}, {wrong} wrong)")
-        print(f"| {s} | {e} | " + " | ".join(cells) + " |", flush=True)
-    print("\nevery cutoff: stream, estimate, cutoff, hit rate, wrong per get")
-    for (s, e), points in runs.items():
-        for c, gets, hits, wrong in points:
-            print(f"{s}, {e}, {c:g}, {hits / gets:.4f}, {wrong / gets:.5f}")
+    report(runs, args.budget)
 
 
 if __name__ == "__main__":

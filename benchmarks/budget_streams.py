@@ -151,6 +151,7 @@ def _run(job: Job) -> tuple[str, float]:
             guard=shipped_defaults()[1],
             seed=seed,
             policy=policy,
+            inspect=policy.inspect if policy is not None else None,
         )
         extra = ""
         if isinstance(policy, VariantBudget):

@@ -32,6 +32,22 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   level, its estimate read as a normal whose one-sided ``Z_UPPER`` quantile is the
   upper bound (probability matching), not with the bound's reach past the level over
   its reach past the estimate (1 at the level, however well measured).
+- ``model-risk``: the estimate (and its upper bound) is the logistic model of
+  ``risk_model.py`` over the candidate's features (the table's and the record's
+  estimates among them, the words of the query and of the candidates' prompts),
+  learnt from the LLM calls' outcomes; the shipped estimate until its first fit. The
+  research replay gives it the get's candidates through its ``inspect`` hook
+  (:attr:`VariantBudget.inspect`). ``model-risk-no-words``: without the lexical
+  features; ``model-risk-no-estimates``: without the table's and the record's
+  estimates among them. ``model-axis``: the model's probability as the axis of a
+  risk table (one curve, six bins a decade, rebuilt from every outcome at each fit),
+  whose estimate and bound (the 1/2 prior, the pooled bounds) the budget decides on.
+  ``model-risk-ipw``: ``model-risk`` with each verified outcome counted 1 / the
+  probability it was verified with in the fit (a miss is always observed, a candidate
+  served only when verified: so weighted, the outcomes stand for every get's).
+  ``model-when-testable``: ``model-risk`` once the verified candidates' predicted wrong
+  answers reach :data:`TESTABLE` (the verified gets' test can then catch a model whose
+  estimates are too low), the shipped estimate before.
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -45,16 +61,23 @@ top bins' prior", measured on the build before) read, on this one: its shipped r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from risk_model import LEXICAL, RiskModel
+
 import semcache._budget_policy
-from semcache._agreement import Agreement
+from semcache._agreement import ALONE, Agreement
 from semcache._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable, _log_loss
+from semcache._types import Hit
 
 #: The priors ``learnt-prior`` chooses among: None is 1/2 (shipped), c is c times the
 #: fitted risk of the bins below (at most 1/2).
 PRIORS: tuple[float | None, ...] = (None, 1.0, 2.0, 4.0, 8.0)
+#: ``model-when-testable``: the verified candidates' predicted wrong answers (the sum of
+#: their estimates) from which the verified gets' test can tell estimates half the
+#: truth (a Poisson count of 20 against 10 expected: about three standard deviations).
+TESTABLE = 10.0
 VARIANTS = (
     "fixed-weight",
     "learnt-weight-verified",
@@ -64,7 +87,19 @@ VARIANTS = (
     "learnt-prior-verified",
     "record-free-table",
     "posterior-verify",
+    "model-risk",
+    "model-risk-no-words",
+    "model-risk-no-estimates",
+    "model-axis",
+    "model-risk-ipw",
+    "model-when-testable",
 )
+
+
+def model_axis(p: float) -> float:
+    """The similarity axis ``model-axis`` bins a model's probability ``p`` on: 1/2 at
+    ``p`` = 1 to 1 at 10^-4 and below, by its logarithm (0.02 wide bins: six a decade)."""
+    return 0.5 + 0.5 * min(1.0, max(0.0, -math.log10(max(p, 1e-12)) / 4.0))
 
 
 class PriorTable(RiskTable):
@@ -112,11 +147,57 @@ class VariantBudget(ErrorBudget):
         self.prior_from_verified = "learnt-prior-verified" in parts
         self.record_free_table = "record-free-table" in parts
         self.posterior_verify = "posterior-verify" in parts
+        #: with ``model-risk``: the model, and the features of the get being decided
+        self.model = None
+        #: with ``model-axis``: the table on the model's axis (rebuilt at each fit)
+        self.axis_table: RiskTable | None = None
+        #: with ``model-risk-ipw``: a verified outcome counts 1 / its verification
+        #: probability in the model's fit
+        self.inverse_weights = "model-risk-ipw" in parts
+        #: with ``model-when-testable``: the model decides only once the verified
+        #: candidates' predicted wrong answers reach :data:`TESTABLE`
+        self.when_testable = "model-when-testable" in parts
+        if "model-axis" in parts:
+            self.axis_table = RiskTable(floor=0.5)
+        if any(part.startswith("model-") for part in parts):
+            without: frozenset[str] = frozenset()
+            if "model-risk-no-words" in parts:
+                without = LEXICAL
+            elif "model-risk-no-estimates" in parts:
+                without = frozenset({"table logit", "record logit"})
+            self.model = RiskModel(kwargs.get("floor", 0.5), without=without)
+        self._x: list[float] | None = None
         mode = 1 if "below-prior" in parts else 0
         kwargs.setdefault("table", PriorTable(mode, floor=kwargs.get("floor", 0.5)))
         super().__init__(budget, **kwargs)
         self.prior_loss = [0.0] * len(PRIORS)
         self._scoring = True
+
+    @property
+    def inspect(self) -> Callable[[str, Sequence[Hit], int | None], None] | None:
+        """The research replay's ``inspect`` hook this variant needs (None: none)."""
+        return None if self.model is None else self.model.inspect
+
+    def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
+        """As shipped; with ``model-risk`` the get's features are taken first."""
+        if self.model is not None:
+            table = moved = 1.0
+            if ev is not None and ev.similarity >= self.floor:
+                table, moved = super().risk(ev, None)[0], super().risk(ev, record)[0]
+            self._x = self.model.take(ev, record, table, moved)
+        return super().decide(ev, record)
+
+    def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
+        """As shipped; with ``model-risk``, the model's once it is fitted."""
+        if self.model is not None and self._x is not None:
+            estimate = self.model.estimate(self._x)
+            if self.when_testable and self.predicted < TESTABLE:
+                estimate = None
+            if estimate is not None and self.axis_table is not None:
+                return self.axis_table.risk(ALONE, model_axis(estimate[0]))
+            if estimate is not None:
+                return estimate
+        return super().risk(ev, record)
 
     @property
     def entry_prior(self) -> float:
@@ -160,7 +241,22 @@ class VariantBudget(ErrorBudget):
         correct: bool,
         decision: Decision | None = None,
     ) -> None:
-        """Score each candidate prior on this outcome, then learn it."""
+        """Score each candidate prior on this outcome, then learn it (and the model
+        with ``model-risk``)."""
+        if self.model is not None and self._x is not None:
+            fitted_at = self.model.fitted_at
+            estimate = self.model.estimate(self._x)
+            if self.axis_table is not None and estimate is not None:
+                self.axis_table.add(ALONE, model_axis(estimate[0]), correct)
+            weight = 1.0
+            if self.inverse_weights and decision is not None and decision.action == "verify":
+                weight = 1.0 / decision.share
+            self.model.add(self._x, correct, weight)
+            self._x = None
+            if self.axis_table is not None and self.model.fitted_at != fitted_at:
+                self.axis_table = RiskTable(floor=0.5)
+                for p, y in zip(self.model.probabilities(), self.model.ys, strict=True):
+                    self.axis_table.add(ALONE, model_axis(float(p)), y == 0.0)
         verified = decision is not None and decision.action == "verify"
         if ev.similarity >= self.floor:
             table = self.table

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import random
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ from semcache._budget_policy import (
     _pav_nonincreasing,
     spare_mean,
 )
+from semcache._types import Hit
 from semcache.quality._budget_replay import BudgetTrace, budget_stream_replay
 from semcache.quality._clusters import StreamVectors
 
@@ -485,8 +487,22 @@ def test_budget_replay_counts_verifications_as_llm_calls_and_votes(vote: bool) -
     )
     policy = _Scripted(["miss", "serve", "verify", "verify", "serve"])
     trace: list[BudgetTrace] = []
-    p = budget_stream_replay(data, 0.01, policy=policy, vote=vote, trace=trace)
+    inspected: list[tuple[str, list[str], int | None]] = []
+
+    def inspect(query: str, found: Sequence[Hit], served: int | None) -> None:
+        inspected.append((query, [h.query for h in found], served))
+
+    p = budget_stream_replay(data, 0.01, policy=policy, vote=vote, trace=trace, inspect=inspect)
     assert (p.hits, p.llm_calls, p.verifications) == (2, 3, 2)
+    # the hook sees every get's query and candidates (the voted one first) before the
+    # budget decides, and which of them is judged
+    assert [q for q, _, _ in inspected] == data.texts
+    assert inspected[0] == ("open the door", [], None)
+    assert inspected[1] == ("open the door please", ["open the door"], 0)
+    _, found, served = inspected[4]
+    assert served == 0
+    assert found[0] == ("open that door" if vote else "play music")
+    assert sorted(found) == ["open that door", "open the door", "play music"]
     assert p.wrong == (0 if vote else 1)
     # one row per get with a candidate (the first had none), its answer judged served
     # or not, the estimates the real table gave at that moment

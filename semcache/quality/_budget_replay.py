@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TextIO
@@ -99,6 +100,7 @@ def budget_stream_replay(
     policy: ErrorBudget | None = None,
     progress: ProgressCallback | TextIO | None = None,
     trace: list[BudgetTrace] | None = None,
+    inspect: Callable[[str, Sequence[Hit], int | None], None] | None = None,
 ) -> StreamPoint:
     """The stream replay with an :class:`~semcache._budget_policy.ErrorBudget`
     deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
@@ -136,6 +138,11 @@ def budget_stream_replay(
         progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
         trace: a list to append a :class:`BudgetTrace` to for each get with a
             candidate (None: none kept).
+        inspect: ``inspect(query, candidates, served)``, called at each get that is
+            not an exact repeat before the budget decides: the candidates read (the
+            voted one first), and the index of the one the budget judges (None: the
+            guards or the veto declined them all). For research policies that read
+            more than the :class:`~semcache._agreement.Agreement` (None: not called).
     """
     from .._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
     from .._budget_policy import EntryRecord
@@ -209,6 +216,8 @@ def budget_stream_replay(
                     ev = Agreement(ev.similarity, 0, 1, None, ALONE)
                 if use_records:
                     record = records.setdefault(found[served].query, EntryRecord())
+            if inspect is not None:
+                inspect(text, found, served)
             decision = policy.decide(ev, record)
             times.append(perf_counter() - t0)
             if trace is not None and ev is not None and served is not None:
