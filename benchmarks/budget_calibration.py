@@ -9,7 +9,9 @@ the entry's record did to the table's estimate (``lowered``, ``raised``, ``none`
 Columns: how many, the wrong answers the budget's estimates predict for them (the
 table moved by the record: what it decided on), the same by the table alone, and the
 wrong answers there were. A calibrated estimate predicts about the count; the served
-rows are the ones the budget's promise is about.
+rows are the ones the budget's promise is about. Then the answers served again, by
+their estimated risk (:data:`BANDS`): where in its range an estimate is off. (With a
+``model-*`` variant the table-alone column repeats the model's estimate.)
 
 Streams as in ``budget_streams.py`` (``protocol``, ``order N``, ``seed N``, ``half
 A``, ``half B``); ``--entry-prior N`` runs the budget with another ``ENTRY_PRIOR`` (the
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from itertools import pairwise
 
 from budget_streams import _stream_name, set_constants, stream_set
 from budget_variants import VariantBudget
@@ -39,6 +42,10 @@ from semcache.quality._clusters import StreamVectors, shipped_defaults
 from semcache.quality._embedding_cache import EmbeddingFile
 
 CLASS_NAMES = {ALONE: "alone", SPLIT: "split", MIXED: "mixed", UNANIMOUS: "unanimous"}
+
+
+#: The estimated risks the served answers are grouped by, lowest first.
+BANDS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 1.0)
 
 
 def _effect(t: BudgetTrace) -> str:
@@ -53,13 +60,15 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
     clusters, seed = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
     trace: list[BudgetTrace] = []
+    policy = None if variant is None else VariantBudget(budget, variant=variant, seed=seed)
     p = budget_stream_replay(
         StreamVectors(clusters, embed),
         budget,
         guard=shipped_defaults()[1],
         seed=seed,
         trace=trace,
-        policy=None if variant is None else VariantBudget(budget, variant=variant, seed=seed),
+        policy=policy,
+        inspect=None if policy is None else policy.inspect,
     )
     cells: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0])
     for t in trace:
@@ -82,6 +91,17 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
             f"| {kind} | {evidence} | {effect} | {n:,.0f} | {risk:.1f} | {table:.1f} "
             f"| {wrong:.0f} |"
         )
+    lines += [
+        "",
+        "| served at an estimated risk of | count | predicted | wrong |",
+        "|---|---|---|---|",
+    ]
+    for lo, hi in pairwise(BANDS):
+        band = [t for t in trace if t.action == "serve" and lo <= t.risk < hi]
+        if band:
+            predicted = sum(t.risk for t in band)
+            wrong = sum(not t.correct for t in band)
+            lines.append(f"| [{lo:g}, {hi:g}) | {len(band):,} | {predicted:.1f} | {wrong} |")
     return "\n".join(lines)
 
 

@@ -47,7 +47,11 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   served only when verified: so weighted, the outcomes stand for every get's).
   ``model-when-testable``: ``model-risk`` once the verified candidates' predicted wrong
   answers reach :data:`TESTABLE` (the verified gets' test can then catch a model whose
-  estimates are too low), the shipped estimate before.
+  estimates are too low), the shipped estimate before. ``model-local-words``: the
+  words weighed by their document frequency among the get's candidates' prompts (no
+  state kept), not among the queries seen so far; joined with a ``model-`` part
+  (``model-when-testable+model-local-words``). ``model-rows-5000``: the model fitted on
+  the newest 5,000 outcomes only (a bounded log), joined likewise.
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -93,6 +97,8 @@ VARIANTS = (
     "model-axis",
     "model-risk-ipw",
     "model-when-testable",
+    "model-local-words",
+    "model-rows-5000",
 )
 
 
@@ -148,7 +154,7 @@ class VariantBudget(ErrorBudget):
         self.record_free_table = "record-free-table" in parts
         self.posterior_verify = "posterior-verify" in parts
         #: with ``model-risk``: the model, and the features of the get being decided
-        self.model = None
+        self.model: RiskModel | None = None
         #: with ``model-axis``: the table on the model's axis (rebuilt at each fit)
         self.axis_table: RiskTable | None = None
         #: with ``model-risk-ipw``: a verified outcome counts 1 / its verification
@@ -165,7 +171,11 @@ class VariantBudget(ErrorBudget):
                 without = LEXICAL
             elif "model-risk-no-estimates" in parts:
                 without = frozenset({"table logit", "record logit"})
-            self.model = RiskModel(kwargs.get("floor", 0.5), without=without)
+            local = "model-local-words" in parts
+            rows = 5000 if "model-rows-5000" in parts else None
+            self.model = RiskModel(
+                kwargs.get("floor", 0.5), without=without, local=local, rows=rows
+            )
         self._x: list[float] | None = None
         mode = 1 if "below-prior" in parts else 0
         kwargs.setdefault("table", PriorTable(mode, floor=kwargs.get("floor", 0.5)))

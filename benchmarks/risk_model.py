@@ -97,8 +97,20 @@ def fit_logistic(
 class RiskModel:
     """The features of a get's judged candidate, and a logistic model of its risk."""
 
-    def __init__(self, floor: float = 0.5, *, without: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        floor: float = 0.5,
+        *,
+        without: frozenset[str] = frozenset(),
+        local: bool = False,
+        rows: int | None = None,
+    ) -> None:
         self.floor = floor
+        #: fit on the newest ``rows`` outcomes only (None: all)
+        self.rows = rows
+        #: True: a word's document frequency is counted over the get's candidates'
+        #: prompts and the query only (no state kept), not over the queries seen so far
+        self.local = local
         #: the indices of the features the model uses (all but those named ``without``)
         self.kept = [i for i, name in enumerate(FEATURES) if name not in without]
         self.df: Counter[str] = Counter()
@@ -148,7 +160,13 @@ class RiskModel:
         order = [served, *(j for j in range(len(found)) if j != served)]
         support = support_scores([found[j].similarity for j in order], [keys[j] for j in order])
         q = _words(query)
-        idf = {w: math.log((self.queries + 1) / (self.df[w] + 1)) + 1.0 for w in q}
+        if self.local:
+            texts = [_words(h.query) for h in found]
+            idf = {
+                w: math.log((len(texts) + 2) / (sum(w in t for t in texts) + 2)) + 1.0 for w in q
+            }
+        else:
+            idf = {w: math.log((self.queries + 1) / (self.df[w] + 1)) + 1.0 for w in q}
         total = sum(idf.values()) or 1.0
 
         def share(text: str) -> float:
@@ -188,6 +206,9 @@ class RiskModel:
         self.xs.append(x)
         self.ys.append(0.0 if correct else 1.0)
         self.weights.append(weight)
+        if self.rows is not None and len(self.xs) > self.rows:
+            del self.xs[0], self.ys[0], self.weights[0]
+            self.fitted_at -= 1
         wrong = sum(self.ys)
         ready = min(wrong, len(self.ys) - wrong) >= MIN_CLASS
         if ready and len(self.ys) - self.fitted_at >= REFIT:
