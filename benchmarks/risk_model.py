@@ -13,7 +13,9 @@ ones, each word weighed by its inverse document frequency over the queries seen 
 far: the share of the query's weight found in the judged prompt, in the nearest (most
 overlapping) prompt of its answer among the candidates and in that of another answer,
 their difference, the share found in none of its answer's candidates; the words'
-Jaccard overlap with the judged prompt; the query's word count.
+Jaccard overlap with the judged prompt; the query's word count. (``local=True``: the
+words' document frequency counted among the get's candidates' prompts instead, so
+that no state is kept.)
 
 The model is an L2-penalized logistic regression of "the answer was wrong" on the
 standardized features, fitted by Newton's method on every outcome added so far,
@@ -109,7 +111,7 @@ class RiskModel:
         #: fit on the newest ``rows`` outcomes only (None: all)
         self.rows = rows
         #: True: a word's document frequency is counted over the get's candidates'
-        #: prompts and the query only (no state kept), not over the queries seen so far
+        #: prompts only (smoothed by 2; no state kept), not over the queries seen so far
         self.local = local
         #: the indices of the features the model uses (all but those named ``without``)
         self.kept = [i for i, name in enumerate(FEATURES) if name not in without]
