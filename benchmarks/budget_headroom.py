@@ -29,6 +29,7 @@ Run:  PYTHONPATH=.:benchmarks .venv/bin/python benchmarks/budget_headroom.py \\
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 from budget_streams import _stream_name, stream_set
@@ -72,9 +73,11 @@ class Cutoff(ErrorBudget):
 
 
 Job = tuple[str, str, float, str, str]
+#: A run's gets, hits and wrong answers.
+Run = tuple[int, int, int]
 
 
-def _run(job: Job) -> tuple[int, int, int]:
+def _run(job: Job) -> Run:
     stream, estimate, cutoff, path, cache_path = job
     clusters, _ = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
@@ -112,13 +115,16 @@ def report(
             print(f"{s}, {e}, {c:g}, {hits / gets:.4f}, {wrong / gets:.5f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def sweep(description: str, estimates: Sequence[str], run: Callable[[Job], Run]) -> None:
+    """The command line of this script and of ``risk_model_headroom.py``: parse it, run
+    ``run`` on every (stream, estimate, cutoff) asked for in a process pool, and print
+    the :func:`report`; ``estimates``: the ``--estimates`` choices (all by default)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("clusters")
     parser.add_argument("--embedding-cache", required=True)
     parser.add_argument("--budget", type=float, nargs="+", default=[0.01, 0.001])
     parser.add_argument("--streams", nargs="+", type=_stream_name, default=list(STREAMS))
-    parser.add_argument("--estimates", nargs="+", choices=ESTIMATES, default=list(ESTIMATES))
+    parser.add_argument("--estimates", nargs="+", choices=estimates, default=list(estimates))
     parser.add_argument("--cutoffs", type=float, nargs="+", default=list(CUTOFFS))
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
@@ -130,9 +136,13 @@ def main() -> None:
     ]
     runs: dict[tuple[str, str], list[tuple[float, int, int, int]]] = {}
     with ProcessPoolExecutor(args.jobs) as pool:
-        for (gets, hits, wrong), (s, e, c, *_) in zip(pool.map(_run, jobs), jobs, strict=True):
+        for (gets, hits, wrong), (s, e, c, *_) in zip(pool.map(run, jobs), jobs, strict=True):
             runs.setdefault((s, e), []).append((c, gets, hits, wrong))
     report(runs, args.budget)
+
+
+def main() -> None:
+    sweep(__doc__.split("\n\n")[0], ESTIMATES, _run)
 
 
 if __name__ == "__main__":

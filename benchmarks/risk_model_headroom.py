@@ -1,6 +1,6 @@
 """Would a learnt model of the candidate's features rank the stream's gets better than
-the error budget's risk table? (docs/quality.md, "A model of the features, in
-hindsight").
+the error budget's risk table? (docs/quality.md, "A model of the candidate's
+features").
 
 ``budget_headroom.py`` found the budget's estimates short of 1.5x cosine at 0.01 even
 with a cutoff chosen in hindsight, and called the signal the limit. Its estimates
@@ -22,11 +22,8 @@ benchmarks/risk_model_headroom.py ../shared/data/eval/clinc150.csv
 
 from __future__ import annotations
 
-import argparse
-from concurrent.futures import ProcessPoolExecutor
-
-from budget_headroom import CUTOFFS, STREAMS, Cutoff, report
-from budget_streams import _stream_name, stream_set
+from budget_headroom import Cutoff, Job, Run, sweep
+from budget_streams import stream_set
 from risk_model import RiskModel
 
 from semcache._agreement import Agreement
@@ -72,10 +69,7 @@ class ModelCutoff(Cutoff):
         super().observe(ev, record, correct, decision)
 
 
-Job = tuple[str, str, float, str, str]
-
-
-def _run(job: Job) -> tuple[int, int, int]:
+def _run(job: Job) -> Run:
     stream, estimate, cutoff, path, cache_path = job
     clusters, _ = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
@@ -91,26 +85,7 @@ def _run(job: Job) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clusters")
-    parser.add_argument("--embedding-cache", required=True)
-    parser.add_argument("--budget", type=float, nargs="+", default=[0.01, 0.001])
-    parser.add_argument("--streams", nargs="+", type=_stream_name, default=list(STREAMS))
-    parser.add_argument("--estimates", nargs="+", choices=ESTIMATES, default=list(ESTIMATES))
-    parser.add_argument("--cutoffs", type=float, nargs="+", default=list(CUTOFFS))
-    parser.add_argument("--jobs", type=int, default=1)
-    args = parser.parse_args()
-    jobs: list[Job] = [
-        (s, e, c, args.clusters, args.embedding_cache)
-        for s in args.streams
-        for e in args.estimates
-        for c in args.cutoffs
-    ]
-    runs: dict[tuple[str, str], list[tuple[float, int, int, int]]] = {}
-    with ProcessPoolExecutor(args.jobs) as pool:
-        for (gets, hits, wrong), (s, e, c, *_) in zip(pool.map(_run, jobs), jobs, strict=True):
-            runs.setdefault((s, e), []).append((c, gets, hits, wrong))
-    report(runs, args.budget)
+    sweep(__doc__.split("\n\n")[0], ESTIMATES, _run)
 
 
 if __name__ == "__main__":
