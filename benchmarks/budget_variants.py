@@ -191,10 +191,7 @@ class VariantBudget(ErrorBudget):
     def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
         """As shipped; with ``model-risk`` the get's features are taken first."""
         if self.model is not None:
-            table = moved = 1.0
-            if ev is not None and ev.similarity >= self.floor:
-                table, moved = super().risk(ev, None)[0], super().risk(ev, record)[0]
-            self._x = self.model.take(ev, record, table, moved)
+            self._x = self.model.take(ev, record, self)
         return super().decide(ev, record)
 
     def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semcache._agreement import Agreement, answer_digest, support_scores
-from semcache._budget_policy import Z_UPPER, EntryRecord
+from semcache._budget_policy import Z_UPPER, EntryRecord, ErrorBudget
 from semcache._types import Hit
 
 #: Refit after this many new outcomes.
@@ -129,15 +129,18 @@ class RiskModel:
         self.context = (query, found, served)
 
     def take(
-        self, ev: Agreement | None, record: EntryRecord | None, table: float, moved: float
+        self, ev: Agreement | None, record: EntryRecord | None, budget: ErrorBudget
     ) -> list[float] | None:
         """The features of this get's judged candidate (None: no candidate), from the
-        context :meth:`inspect` was given (read once) and the table's estimate alone
-        and moved by the record; then the query joins the word counts."""
+        context :meth:`inspect` was given (read once) and ``budget``'s own estimates
+        (:meth:`ErrorBudget.risk`, whatever a subclass makes of it: the table's alone
+        and moved by the record); then the query joins the word counts."""
         query, found, served = self.context
         self.context = ("", (), None)
         x = None
         if ev is not None and served is not None and ev.similarity >= self.floor:
+            table = ErrorBudget.risk(budget, ev, None)[0]
+            moved = ErrorBudget.risk(budget, ev, record)[0]
             full = self.features(query, found, served, ev, record, table, moved)
             x = [full[i] for i in self.kept]
         if query:

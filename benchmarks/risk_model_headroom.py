@@ -45,10 +45,7 @@ class ModelCutoff(Cutoff):
         self._x: list[float] | None = None
 
     def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
-        table = moved = 1.0
-        if ev is not None and ev.similarity >= self.floor:
-            table, moved = self.risk(ev, None)[0], self.risk(ev, record)[0]
-        self._x = self.model.take(ev, record, table, moved)
+        self._x = self.model.take(ev, record, self)
         decision = super().decide(ev, record)
         estimate = None if self._x is None else self.model.estimate(self._x)
         if estimate is None:
