@@ -10,7 +10,9 @@ Columns: how many, the wrong answers the budget's estimates predict for them (th
 table moved by the record: what it decided on), the same by the table alone, and the
 wrong answers there were. A calibrated estimate predicts about the count; the served
 rows are the ones the budget's promise is about. Then the answers served again, by
-their estimated risk (:data:`BANDS`): where in its range an estimate is off. (With a
+their estimated risk (:data:`BANDS`): where in its range an estimate is off. The
+first line gives the verified candidates' test at the end (their predicted wrong
+answers, the measured ones, the correction the allowance is divided by). (With a
 ``model-*`` variant the table-alone column repeats the model's estimate.)
 
 Streams as in ``budget_streams.py`` (``protocol``, ``order N``, ``seed N``, ``half
@@ -36,6 +38,7 @@ from budget_streams import _stream_name, set_constants, stream_set
 from budget_variants import VariantBudget
 
 from semcache._agreement import ALONE, MIXED, SPLIT, UNANIMOUS
+from semcache._budget_policy import ErrorBudget
 from semcache.embedders import default_embedder
 from semcache.quality._budget_replay import BudgetTrace, budget_stream_replay
 from semcache.quality._clusters import StreamVectors, shipped_defaults
@@ -60,7 +63,11 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
     clusters, seed = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
     trace: list[BudgetTrace] = []
-    policy = None if variant is None else VariantBudget(budget, variant=variant, seed=seed)
+    policy = (
+        ErrorBudget(budget, floor=0.5, seed=seed)
+        if variant is None
+        else VariantBudget(budget, variant=variant, seed=seed)
+    )
     p = budget_stream_replay(
         StreamVectors(clusters, embed),
         budget,
@@ -68,7 +75,7 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
         seed=seed,
         trace=trace,
         policy=policy,
-        inspect=None if policy is None else policy.inspect,
+        inspect=policy.inspect if isinstance(policy, VariantBudget) else None,
     )
     cells: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0])
     for t in trace:
@@ -80,7 +87,9 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
         cell[3] += not t.correct
     lines = [
         f"\n{stream}, budget {budget:g}: hit rate {p.hit_rate:.3f}, {p.wrong} wrong "
-        f"({budget * p.gets:.1f} allowed; {p.exact_hits} exact hits)\n",
+        f"({budget * p.gets:.1f} allowed; {p.exact_hits} exact hits); the verified "
+        f"candidates' test: {policy.predicted:.1f} wrong predicted, {policy.measured:.0f} "
+        f"measured, correction {policy.correction:.2f}\n",
         "| answers | evidence | record | count | predicted | by the table alone | wrong |",
         "|---|---|---|---|---|---|---|",
     ]
