@@ -176,7 +176,6 @@ class VariantBudget(ErrorBudget):
             self.model = RiskModel(
                 kwargs.get("floor", 0.5), without=without, local=local, rows=rows
             )
-        self._x: list[float] | None = None
         mode = 1 if "below-prior" in parts else 0
         kwargs.setdefault("table", PriorTable(mode, floor=kwargs.get("floor", 0.5)))
         super().__init__(budget, **kwargs)
@@ -191,13 +190,13 @@ class VariantBudget(ErrorBudget):
     def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
         """As shipped; with ``model-risk`` the get's features are taken first."""
         if self.model is not None:
-            self._x = self.model.take(ev, record, self)
+            self.model.take(ev, record, self)
         return super().decide(ev, record)
 
     def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """As shipped; with ``model-risk``, the model's once it is fitted."""
-        if self.model is not None and self._x is not None:
-            estimate = self.model.estimate(self._x)
+        if self.model is not None:
+            estimate = self.model.estimate()
             if self.when_testable and self.predicted < TESTABLE:
                 estimate = None
             if estimate is not None and self.axis_table is not None:
@@ -250,16 +249,15 @@ class VariantBudget(ErrorBudget):
     ) -> None:
         """Score each candidate prior on this outcome, then learn it (and the model
         with ``model-risk``)."""
-        if self.model is not None and self._x is not None:
+        if self.model is not None:
             fitted_at = self.model.fitted_at
-            estimate = self.model.estimate(self._x)
+            estimate = self.model.estimate()
             if self.axis_table is not None and estimate is not None:
                 self.axis_table.add(ALONE, model_axis(estimate[0]), correct)
             weight = 1.0
             if self.inverse_weights and decision is not None and decision.action == "verify":
                 weight = 1.0 / decision.share
-            self.model.add(self._x, correct, weight)
-            self._x = None
+            self.model.learn(correct, weight)
             if self.axis_table is not None and self.model.fitted_at != fitted_at:
                 self.axis_table = RiskTable(floor=0.5)
                 for p, y in zip(self.model.probabilities(), self.model.ys, strict=True):

@@ -120,6 +120,11 @@ class RiskModel:
         self.xs: list[list[float]] = []
         self.ys: list[float] = []
         self.weights: list[float] = []
+        #: the wrong answers among ``ys``
+        self.wrong = 0.0
+        #: the features :meth:`take` took for the get being decided (None: no
+        #: candidate, or learnt already)
+        self.last: list[float] | None = None
         self.fitted_at = 0
         self.fit: tuple[Array, Array, Array, Array] | None = None
         self.context: tuple[str, Sequence[Hit], int | None] = ("", (), None)
@@ -134,7 +139,8 @@ class RiskModel:
         """The features of this get's judged candidate (None: no candidate), from the
         context :meth:`inspect` was given (read once) and ``budget``'s own estimates
         (:meth:`ErrorBudget.risk`, whatever a subclass makes of it: the table's alone
-        and moved by the record); then the query joins the word counts."""
+        and moved by the record), kept as :attr:`last`; then the query joins the word
+        counts (not with ``local``: they are not read)."""
         query, found, served = self.context
         self.context = ("", (), None)
         x = None
@@ -143,9 +149,10 @@ class RiskModel:
             moved = ErrorBudget.risk(budget, ev, record)[0]
             full = self.features(query, found, served, ev, record, table, moved)
             x = [full[i] for i in self.kept]
-        if query:
+        if query and not self.local:
             self.queries += 1
             self.df.update(_words(query))
+        self.last = x
         return x
 
     def features(
@@ -205,17 +212,21 @@ class RiskModel:
             float(len(q)),
         ]
 
-    def add(self, x: list[float], correct: bool, weight: float = 1.0) -> None:
-        """Learn one outcome, counted ``weight`` times; refit when :data:`REFIT` new
-        ones are in."""
+    def learn(self, correct: bool, weight: float = 1.0) -> None:
+        """Learn the outcome of the get :meth:`take` took (nothing without a candidate),
+        counted ``weight`` times; refit when :data:`REFIT` new ones are in."""
+        x, self.last = self.last, None
+        if x is None:
+            return
         self.xs.append(x)
         self.ys.append(0.0 if correct else 1.0)
         self.weights.append(weight)
+        self.wrong += self.ys[-1]
         if self.rows is not None and len(self.xs) > self.rows:
+            self.wrong -= self.ys[0]
             del self.xs[0], self.ys[0], self.weights[0]
             self.fitted_at -= 1
-        wrong = sum(self.ys)
-        ready = min(wrong, len(self.ys) - wrong) >= MIN_CLASS
+        ready = min(self.wrong, len(self.ys) - self.wrong) >= MIN_CLASS
         if ready and len(self.ys) - self.fitted_at >= REFIT:
             x_all = np.asarray(self.xs)
             mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
@@ -226,10 +237,11 @@ class RiskModel:
             self.fit = (mean, scale, w, cov)
             self.fitted_at = len(self.ys)
 
-    def estimate(self, x: list[float]) -> tuple[float, float] | None:
-        """The model's probability that the answer is wrong and its upper bound (None:
-        not fitted yet)."""
-        if self.fit is None:
+    def estimate(self) -> tuple[float, float] | None:
+        """The model's probability that the answer of the get :meth:`take` took is wrong,
+        and its upper bound (None: not fitted yet, or no candidate)."""
+        x = self.last
+        if self.fit is None or x is None:
             return None
         mean, scale, w, cov = self.fit
         a = np.append((np.asarray(x) - mean) / scale, 1.0)

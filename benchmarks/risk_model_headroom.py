@@ -42,12 +42,11 @@ class ModelCutoff(Cutoff):
     def __init__(self, cutoff: float) -> None:
         super().__init__(cutoff, use_record=True)
         self.model = RiskModel(self.floor)
-        self._x: list[float] | None = None
 
     def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
-        self._x = self.model.take(ev, record, self)
+        self.model.take(ev, record, self)
         decision = super().decide(ev, record)
-        estimate = None if self._x is None else self.model.estimate(self._x)
+        estimate = self.model.estimate()
         if estimate is None:
             return decision
         mean, upper = estimate
@@ -60,9 +59,7 @@ class ModelCutoff(Cutoff):
         correct: bool,
         decision: Decision | None = None,
     ) -> None:
-        if self._x is not None:
-            self.model.add(self._x, correct)
-            self._x = None
+        self.model.learn(correct)
         super().observe(ev, record, correct, decision)
 
 
