@@ -28,9 +28,11 @@ from semcache._store import (
     Limits,
     MemoryStore,
     NewEntry,
+    OutcomeLog,
     QualityState,
     SQLiteStore,
     Store,
+    outcome_log,
     quality_state,
     record_update,
 )
@@ -433,3 +435,127 @@ def test_update_records_is_atomic_across_processes(shared_factory: StoreFactory)
     assert [w.exitcode for w in workers] == [0, 0]
     assert record_of(store, i) == "400"
     assert by_key(store, "x") == (i, "response x", "400")  # the last copy by key too
+
+
+# -- the outcome log (OutcomeLog) ---------------------------------------------------------
+def log_of(store: Store) -> OutcomeLog:
+    log = outcome_log(store)
+    assert log is not None
+    return log
+
+
+def test_outcomes_append_in_order_and_keep_the_newest(factory: StoreFactory) -> None:
+    log = log_of(factory())
+    assert log.read_outcomes("a") == []
+    log.add_outcomes("a", ["[1,0.5]", "[0,0.25]"], keep=5)
+    log.add_outcomes("b", ["[0,1]"], keep=5)
+    log.add_outcomes("a", ["[0,3]", "[1,4]", "[0,5]"], keep=5)
+    assert log.read_outcomes("a") == ["[1,0.5]", "[0,0.25]", "[0,3]", "[1,4]", "[0,5]"]
+    log.add_outcomes("a", ["[0,6]", "[0,7]"], keep=4)
+    assert log.read_outcomes("a") == ["[1,4]", "[0,5]", "[0,6]", "[0,7]"]
+    log.add_outcomes("a", [f"[0,{i}]" for i in range(8, 14)], keep=3)  # more than keep
+    assert log.read_outcomes("a") == ["[0,11]", "[0,12]", "[0,13]"]
+    log.add_outcomes("a", [], keep=1)  # nothing added: nothing trimmed
+    assert log.read_outcomes("a") == ["[0,11]", "[0,12]", "[0,13]"]
+    assert log.read_outcomes("b") == ["[0,1]"]
+
+
+def test_outcomes_are_not_entries_and_go_with_clear(factory: StoreFactory) -> None:
+    store = factory()
+    (i,) = put(store, entry("x"))
+    log_of(store).add_outcomes("a", ["[1]"], keep=10)
+    log_of(store).add_outcomes("b", ["[0]"], keep=10)
+    assert store.count() == 1
+    assert store.namespace_counts() == {"a": 1}
+    assert sum(len(b.ids) for b in store.iter_vectors()) == 1
+    store.delete_ids([i])
+    assert log_of(store).read_outcomes("a") == ["[1]"]
+    store.clear("a")
+    assert log_of(store).read_outcomes("a") == []
+    assert log_of(store).read_outcomes("b") == ["[0]"]
+    store.clear()
+    assert log_of(store).read_outcomes("b") == []
+
+
+def test_bad_outcomes_raise_before_anything_is_written(factory: StoreFactory) -> None:
+    store = factory()
+    log = log_of(store)
+    log.add_outcomes("ns", ["[1]"], keep=10)
+    for rows, keep in (
+        (["[0]", 3], 10),
+        (["[0]", b"[0]"], 10),
+        (["[0]", "caf\u00e9"], 10),
+        (["[0]", "a\nb"], 10),
+        ("[0]", 10),
+        (["[0]"], 0),
+        (["[0]"], True),
+        (["[0]"], 1.5),
+        (["[0]"], 100_001),
+    ):
+        with pytest.raises(InvalidInputError):
+            log.add_outcomes("ns", rows, keep)  # type: ignore[arg-type]
+    with pytest.raises(InputTooLargeError):
+        log.add_outcomes("ns", ["[0]", "0" * 4097], 10)
+    with pytest.raises(InvalidNamespaceError):
+        log.add_outcomes(None, ["[0]"], 10)  # type: ignore[arg-type]
+    with pytest.raises(InvalidNamespaceError):
+        log.read_outcomes(b"ns")  # type: ignore[arg-type]
+    assert log.read_outcomes("ns") == ["[1]"]  # nothing of a refused call was added
+    log.add_outcomes("ns", ["0" * 4096], 10)  # the largest row
+    assert log.read_outcomes("ns") == ["[1]", "0" * 4096]
+    store.close()
+    with pytest.raises(CacheClosedError):
+        log.add_outcomes("ns", ["[0]"], 10)
+    with pytest.raises(CacheClosedError):
+        log.read_outcomes("ns")
+
+
+def test_outcomes_survive_reopen_and_two_stores_share_them(
+    persistent_factory: StoreFactory,
+) -> None:
+    factory = persistent_factory
+    store = factory()
+    log_of(store).add_outcomes("a", ["[1,2]"], keep=3)
+    store = factory.reopen(store)
+    assert log_of(store).read_outcomes("a") == ["[1,2]"]
+    home, options = factory._homes[id(store)]
+    other = factory._open(home, options)
+    log_of(other).add_outcomes("a", ["[0,1]"], keep=3)
+    log_of(store).add_outcomes("a", ["[0,2]", "[0,3]"], keep=3)
+    assert log_of(other).read_outcomes("a") == ["[0,1]", "[0,2]", "[0,3]"]
+
+
+def _log_outcomes(backend: str, home: Path, worker: int, barrier: Any) -> None:
+    """A worker: 100 adds of 3 rows each to one namespace's outcome log."""
+    store = next(b for b in BACKENDS if b.name == backend).open(home, {})
+    log = outcome_log(store)
+    assert log is not None
+    barrier.wait()
+    for i in range(100):
+        log.add_outcomes("a", [f"[{worker},{i},{j}]" for j in range(3)], keep=1000)
+    store.close()
+
+
+def test_outcomes_added_by_two_processes_are_all_kept(shared_factory: StoreFactory) -> None:
+    """Two processes add to one log at once: every row is kept, each add's rows
+    together and each process's adds in their order."""
+    store = shared_factory()
+    home = shared_factory._homes[id(store)][0]
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    name = shared_factory.backend.name
+    workers = [
+        ctx.Process(target=_log_outcomes, args=(name, home, w, barrier)) for w in range(2)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    rows = [json.loads(r) for r in log_of(store).read_outcomes("a")]
+    assert len(rows) == 600
+    for worker in range(2):
+        mine = [r[1:] for r in rows if r[0] == worker]
+        assert mine == [[i, j] for i in range(100) for j in range(3)]
+    for lo in range(0, 600, 3):  # an add's rows are not split by another's
+        assert len({(r[0], r[1]) for r in rows[lo : lo + 3]}) == 1

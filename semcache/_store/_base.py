@@ -50,6 +50,12 @@ cache never names a store class.
   store: each entry's record (JSON text, kept with the entry and gone with it) and
   per-namespace counters that are only ever added to. Absent: the budget lives in the
   process's memory only (:func:`quality_state`).
+* ``add_outcomes(namespace, rows, keep)``, ``read_outcomes(namespace)``
+  (:class:`OutcomeLog`): the error budget's outcome log, per namespace: the newest
+  ``keep`` rows (short ASCII text, one per outcome the budget's risk model learns from),
+  appended by every process using the store and read back whole when the model is
+  refitted. Absent: the model learns from this process's outcomes only
+  (:func:`outcome_log`).
 * ``update_records(ids, change)`` (:class:`RecordUpdate`): records changed in place in
   one atomic step, so that what two processes learn of one entry at once is merged,
   not overwritten. Absent: the cache reads the records, then writes them
@@ -84,6 +90,7 @@ __all__ = [
     "LocalFile",
     "NewEntry",
     "NoLocalFile",
+    "OutcomeLog",
     "PutResult",
     "QualityState",
     "RecordChange",
@@ -98,6 +105,7 @@ __all__ = [
     "claim_store",
     "file_backup",
     "local_path",
+    "outcome_log",
     "quality_state",
     "record_update",
 ]
@@ -466,6 +474,48 @@ class QualityState(Protocol):
         ...
 
 
+@runtime_checkable
+class OutcomeLog(Protocol):
+    """A store that keeps the error budget's outcome log (see the module docstring).
+
+    Per namespace, a list of rows (printable ASCII text of at most
+    :data:`~semcache._store._quality_checks.MAX_OUTCOME_BYTES` bytes each), oldest
+    first. An add appends its rows in order and then drops all but the namespace's
+    newest ``keep``, in one atomic step: rows of concurrent adds from any number of
+    processes are all appended (each add's rows together) before the trim; an add of
+    no rows changes nothing. Rows are
+    never entries: they do not appear in ``count``, ``namespace_counts`` or
+    ``iter_vectors``. :meth:`Store.clear` of a namespace (or of all) drops its log;
+    deleting entries does not.
+    """
+
+    def add_outcomes(self, namespace: str, rows: Sequence[str], keep: int) -> None:
+        """Append ``rows`` to the namespace's log, then keep only its newest ``keep``
+        rows, atomically with respect to other processes.
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str (a store may refuse
+                namespaces it cannot hold, as its entries' rules do).
+            InvalidInputError: a row that is not printable ASCII text, or ``keep`` not
+                an int in 1 to :data:`~semcache._store._quality_checks.MAX_OUTCOMES`.
+            InputTooLargeError: a row over
+                :data:`~semcache._store._quality_checks.MAX_OUTCOME_BYTES` bytes.
+            CacheClosedError: the store is closed.
+            StoreError: the write failed (nothing of it is kept).
+        """
+        ...
+
+    def read_outcomes(self, namespace: str) -> list[str]:
+        """The namespace's rows, oldest first (empty when it has none).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            CacheClosedError: the store is closed.
+            StoreError: the read failed.
+        """
+        ...
+
+
 class NoLocalFile:
     """The capabilities of a store kept in memory or on a server: no local file (index
     snapshots are not kept, checkpoints refuse the store), nothing to lock (the process
@@ -572,3 +622,11 @@ def quality_state(store: object) -> QualityState | None:
     if not callable(getattr(store, "write_records", None)):
         return None
     return cast(QualityState, store)
+
+
+def outcome_log(store: object) -> OutcomeLog | None:
+    """The store as an :class:`OutcomeLog`; None for a store without the capability
+    (the budget's risk model then learns from this process's outcomes only)."""
+    if not callable(getattr(store, "add_outcomes", None)):
+        return None
+    return cast(OutcomeLog, store)

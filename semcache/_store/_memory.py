@@ -26,6 +26,7 @@ from ._base import (
 from ._quality_checks import (
     check_counts,
     check_counts_namespace,
+    check_outcomes,
     check_new_records,
     check_records,
 )
@@ -72,6 +73,8 @@ class MemoryStore(NoLocalFile):
         self._meta: dict[str, str] = {}
         # The error budget's counters, per namespace (see QualityState).
         self._counts: dict[str, dict[str, float]] = {}
+        # The error budget's outcome logs, per namespace (see OutcomeLog).
+        self._outcomes: dict[str, list[str]] = {}
         self._changes: deque[Change] = deque()
         self._max_changes = max_changes
         self._seq = 0
@@ -247,8 +250,10 @@ class MemoryStore(NoLocalFile):
                 self._delete(entry_id)
             if namespace is None:
                 self._counts.clear()
+                self._outcomes.clear()
             else:
                 self._counts.pop(namespace, None)
+                self._outcomes.pop(namespace, None)
             return len(ids)
 
     def touch(self, access: Mapping[int, float]) -> None:
@@ -334,6 +339,37 @@ class MemoryStore(NoLocalFile):
         with self._lock:
             self._check_open()
             return dict(self._counts.get(namespace, {}))
+
+    def add_outcomes(self, namespace: str, rows: Sequence[str], keep: int) -> None:
+        """Append ``rows`` to the namespace's outcome log and keep its newest ``keep``
+        (see :class:`~semcache._store._base.OutcomeLog`).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            InvalidInputError: a row that is not printable ASCII text, or a bad ``keep``.
+            InputTooLargeError: a row over 4 KiB.
+            CacheClosedError: the store is closed.
+        """
+        checked = check_outcomes(namespace, rows, keep)  # before anything is added
+        with self._lock:
+            self._check_open()
+            if not checked:
+                return
+            log = self._outcomes.setdefault(namespace, [])
+            log += checked
+            del log[: max(0, len(log) - int(keep))]
+
+    def read_outcomes(self, namespace: str) -> list[str]:
+        """The namespace's outcome log, oldest first.
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            CacheClosedError: the store is closed.
+        """
+        check_counts_namespace(namespace)
+        with self._lock:
+            self._check_open()
+            return list(self._outcomes.get(namespace, ()))
 
     # -- change log -------------------------------------------------------------------
     def seq(self) -> int:

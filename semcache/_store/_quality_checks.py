@@ -1,7 +1,7 @@
 """The checks every shipped store (Memory, SQLite, Redis, PostgreSQL, DynamoDB) makes on
 the error budget's state before it writes any of it: entries' records (``write_records``, and
 those a put stores with its entries, ``check_new_records``) and a namespace's counters
-(``add_counts``). See ``docs/stores.md`` ("The error budget's
+(``add_counts``) and its outcome log (``add_outcomes``). See ``docs/stores.md`` ("The error budget's
 state")."""
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_COUNTER_NAME",
+    "MAX_OUTCOMES",
+    "MAX_OUTCOME_BYTES",
     "MAX_RECORD_BYTES",
     "check_counts",
     "check_counts_namespace",
     "check_new_records",
+    "check_outcomes",
     "check_records",
     "record_ids",
 ]
@@ -31,6 +34,10 @@ __all__ = [
 MAX_RECORD_BYTES: Final = 16_384
 #: The longest counter name accepted (names are short ASCII such as ``n/2/17``).
 MAX_COUNTER_NAME: Final = 64
+#: The longest outcome row accepted (a risk model's row is about 400 bytes).
+MAX_OUTCOME_BYTES: Final = 4096
+#: The most rows a namespace's outcome log may be asked to keep.
+MAX_OUTCOMES: Final = 100_000
 
 
 def check_records(records: Mapping[int, str]) -> list[tuple[int, str]]:
@@ -130,4 +137,32 @@ def check_counts(namespace: str, deltas: Mapping[str, float]) -> list[tuple[str,
         if value != 0.0:
             out.append((name, value))
     out.sort()
+    return out
+
+
+def check_outcomes(namespace: str, rows: Sequence[str], keep: int) -> list[str]:
+    """``rows`` as a list, checked with ``namespace`` and ``keep`` (``add_outcomes``).
+
+    Raises:
+        InvalidNamespaceError: ``namespace`` is not a str.
+        InvalidInputError: ``rows`` not a sequence of printable ASCII str, or ``keep``
+            not an int in 1 to :data:`MAX_OUTCOMES`.
+        InputTooLargeError: a row over :data:`MAX_OUTCOME_BYTES` bytes.
+    """
+    check_counts_namespace(namespace)
+    if (
+        isinstance(keep, bool)
+        or not isinstance(keep, numbers.Integral)
+        or not 1 <= int(keep) <= MAX_OUTCOMES
+    ):
+        raise InvalidInputError(f"keep must be an int in 1 to {MAX_OUTCOMES}, got {show(keep)}")
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
+        raise InvalidInputError(f"rows must be a sequence of str, got {show(rows)}")
+    out: list[str] = []
+    for row in rows:
+        if not isinstance(row, str) or not (row.isascii() and row.isprintable()):
+            raise InvalidInputError(f"an outcome row is printable ASCII text, got {show(row)}")
+        if len(row) > MAX_OUTCOME_BYTES:
+            raise InputTooLargeError("an outcome row", len(row), MAX_OUTCOME_BYTES)
+        out.append(row)
     return out

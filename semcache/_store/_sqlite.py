@@ -611,6 +611,7 @@ class SQLiteStore(SQLiteQuality):
             count = int(conn.changes())
             where, args = ("", ()) if namespace is None else (" WHERE namespace = ?", (namespace,))
             conn.execute("DELETE FROM quality_counts" + where, args)
+            conn.execute("DELETE FROM quality_outcomes" + where, args)
             if count:
                 self._autoprune(conn, count)
             return count

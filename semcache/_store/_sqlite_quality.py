@@ -1,6 +1,7 @@
 """The SQLite store's part of the error budget's state (see
 :class:`~semcache._store._base.QualityState`): a record per entry in the ``record``
-column of ``entries``, counters per namespace in ``quality_counts`` (schema version 3).
+column of ``entries``, counters per namespace in ``quality_counts`` (schema version 3),
+the outcome log in ``quality_outcomes`` (schema version 4).
 
 A mixin of :class:`~semcache._store._sqlite.SQLiteStore`, which supplies the
 connection's read and write transactions.
@@ -13,7 +14,13 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._base import RecordChange
-from ._quality_checks import check_counts, check_counts_namespace, check_records, record_ids
+from ._quality_checks import (
+    check_counts,
+    check_counts_namespace,
+    check_outcomes,
+    check_records,
+    record_ids,
+)
 from ._sqlite_ops import chunks, marks
 
 __all__ = ["SQLiteQuality"]
@@ -30,10 +37,18 @@ _ADD_COUNT: Final = (
     "ON CONFLICT(namespace, name) DO UPDATE SET value = value + excluded.value"
 )
 _READ_COUNTS: Final = "SELECT name, value FROM quality_counts WHERE namespace = ?"
+_ADD_OUTCOME: Final = "INSERT INTO quality_outcomes(namespace, row) VALUES (?, ?)"
+#: Drops every row of the namespace at or before its (keep + 1)-th newest.
+_TRIM_OUTCOMES: Final = (
+    "DELETE FROM quality_outcomes WHERE namespace = ?1 AND seq <= ("
+    "SELECT seq FROM quality_outcomes WHERE namespace = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)"
+)
+_READ_OUTCOMES: Final = "SELECT row FROM quality_outcomes WHERE namespace = ? ORDER BY seq"
 
 
 class SQLiteQuality:
-    """``write_records``, ``add_counts`` and ``read_counts`` on the store's connection."""
+    """``write_records``, ``update_records``, ``add_counts``, ``read_counts``,
+    ``add_outcomes`` and ``read_outcomes`` on the store's connection."""
 
     __slots__ = ()
 
@@ -112,3 +127,34 @@ class SQLiteQuality:
         check_counts_namespace(namespace)
         rows = self._read(lambda c: c.execute(_READ_COUNTS, (namespace,)).fetchall())
         return {str(name): float(value) for name, value in rows}
+
+    def add_outcomes(self, namespace: str, rows: Sequence[str], keep: int) -> None:
+        """Append ``rows`` to the namespace's outcome log and keep its newest ``keep``,
+        in one transaction (see :class:`~semcache._store._base.OutcomeLog`).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            InvalidInputError: a row that is not printable ASCII text, or a bad ``keep``.
+            InputTooLargeError: a row over 4 KiB.
+            CacheClosedError: the store is closed.
+            StoreError: the write failed (nothing of it is kept).
+        """
+        checked = check_outcomes(namespace, rows, keep)
+        if not checked:
+            self._read(lambda c: None)  # (a closed store still refuses)
+            return
+        with self._write() as conn:
+            conn.executemany(_ADD_OUTCOME, [(namespace, row) for row in checked])
+            conn.execute(_TRIM_OUTCOMES, (namespace, int(keep)))
+
+    def read_outcomes(self, namespace: str) -> list[str]:
+        """The namespace's outcome log, oldest first.
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            CacheClosedError: the store is closed.
+            StoreError: the read failed.
+        """
+        check_counts_namespace(namespace)
+        rows = self._read(lambda c: c.execute(_READ_OUTCOMES, (namespace,)).fetchall())
+        return [str(row) for (row,) in rows]

@@ -121,6 +121,20 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        4,
+        "the error budget's outcome log: the newest rows per namespace",
+        # Rows appended in seq order and trimmed from the oldest (see
+        # semcache._store._base.OutcomeLog); untouched by the entries' triggers.
+        """
+        CREATE TABLE quality_outcomes(
+            seq INTEGER PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            row TEXT NOT NULL
+        );
+        CREATE INDEX quality_outcomes_ns ON quality_outcomes(namespace, seq);
+        """,
+    ),
 )
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
 #: Recency indexes, created by the first put that enforces the limit needing them (each
