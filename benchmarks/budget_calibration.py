@@ -39,6 +39,7 @@ from budget_variants import VariantBudget
 
 from semcache._agreement import ALONE, MIXED, SPLIT, UNANIMOUS
 from semcache._budget_policy import ErrorBudget
+from semcache._risk_model import RiskModel
 from semcache.embedders import default_embedder
 from semcache.quality._budget_replay import BudgetTrace, budget_stream_replay
 from semcache.quality._clusters import StreamVectors, shipped_defaults
@@ -64,7 +65,7 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
     embed = EmbeddingFile(default_embedder(), cache_path).embed
     trace: list[BudgetTrace] = []
     policy = (
-        ErrorBudget(budget, floor=0.5, seed=seed)
+        ErrorBudget(budget, floor=0.5, seed=seed, model=RiskModel())
         if variant is None
         else VariantBudget(budget, variant=variant, seed=seed)
     )

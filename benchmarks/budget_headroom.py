@@ -63,11 +63,16 @@ class Cutoff(ErrorBudget):
         """The record's weight, fixed: ``ENTRY_PRIOR``."""
         return ENTRY_PRIOR
 
-    def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
+    def decide(
+        self,
+        ev: Agreement | None,
+        record: EntryRecord | None = None,
+        features: Sequence[float] | None = None,
+    ) -> Decision:
         self.gets += 1
         if ev is None or ev.similarity < self.floor:
             return Decision("miss", 1.0, 1.0, self.cutoff)
-        mean, upper = self.risk(ev, record if self.use_record else None)
+        mean, upper = self.table_risk(ev, record if self.use_record else None)
         action = "serve" if mean <= self.cutoff else "miss"
         return Decision(action, mean, upper, self.cutoff)
 

@@ -154,7 +154,7 @@ class VariantBudget(ErrorBudget):
         self.record_free_table = "record-free-table" in parts
         self.posterior_verify = "posterior-verify" in parts
         #: with ``model-risk``: the model, and the features of the get being decided
-        self.model: RiskModel | None = None
+        self.research: RiskModel | None = None
         #: with ``model-axis``: the table on the model's axis (rebuilt at each fit)
         self.axis_table: RiskTable | None = None
         #: with ``model-risk-ipw``: a verified outcome counts 1 / its verification
@@ -173,7 +173,7 @@ class VariantBudget(ErrorBudget):
                 without = frozenset({"table logit", "record logit"})
             local = "model-local-words" in parts
             rows = 5000 if "model-rows-5000" in parts else None
-            self.model = RiskModel(
+            self.research = RiskModel(
                 kwargs.get("floor", 0.5), without=without, local=local, rows=rows
             )
         mode = 1 if "below-prior" in parts else 0
@@ -185,18 +185,30 @@ class VariantBudget(ErrorBudget):
     @property
     def inspect(self) -> Callable[[str, Sequence[Hit], int | None], None] | None:
         """The research replay's ``inspect`` hook this variant needs (None: none)."""
-        return None if self.model is None else self.model.inspect
+        return None if self.research is None else self.research.inspect
 
-    def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
-        """As shipped; with ``model-risk`` the get's features are taken first."""
-        if self.model is not None:
-            self.model.take(ev, record, self)
+    def decide(
+        self,
+        ev: Agreement | None,
+        record: EntryRecord | None = None,
+        features: Sequence[float] | None = None,
+    ) -> Decision:
+        """As shipped before the model (the table's estimate); with ``model-risk`` the
+        get's features are taken first."""
+        if self.research is not None:
+            self.research.take(ev, record, self)
         return super().decide(ev, record)
 
-    def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
-        """As shipped; with ``model-risk``, the model's once it is fitted."""
-        if self.model is not None:
-            estimate = self.model.estimate()
+    def risk(
+        self,
+        ev: Agreement,
+        record: EntryRecord | None = None,
+        features: Sequence[float] | None = None,
+    ) -> tuple[float, float]:
+        """The table's (as shipped before the model); with ``model-risk``, the research
+        model's once it is fitted."""
+        if self.research is not None:
+            estimate = self.research.estimate()
             if self.when_testable and self.predicted < TESTABLE:
                 estimate = None
             if estimate is not None and self.axis_table is not None:
@@ -246,21 +258,22 @@ class VariantBudget(ErrorBudget):
         record: EntryRecord | None,
         correct: bool,
         decision: Decision | None = None,
+        features: Sequence[float] | None = None,
     ) -> None:
         """Score each candidate prior on this outcome, then learn it (and the model
         with ``model-risk``)."""
-        if self.model is not None:
-            fitted_at = self.model.fitted_at
-            estimate = self.model.estimate()
+        if self.research is not None:
+            fitted_at = self.research.fitted_at
+            estimate = self.research.estimate()
             if self.axis_table is not None and estimate is not None:
                 self.axis_table.add(ALONE, model_axis(estimate[0]), correct)
             weight = 1.0
             if self.inverse_weights and decision is not None and decision.action == "verify":
                 weight = 1.0 / decision.share
-            self.model.learn(correct, weight)
-            if self.axis_table is not None and self.model.fitted_at != fitted_at:
+            self.research.learn(correct, weight)
+            if self.axis_table is not None and self.research.fitted_at != fitted_at:
                 self.axis_table = RiskTable(floor=0.5)
-                for p, y in zip(self.model.probabilities(), self.model.ys, strict=True):
+                for p, y in zip(self.research.probabilities(), self.research.ys, strict=True):
                     self.axis_table.add(ALONE, model_axis(float(p)), y == 0.0)
         verified = decision is not None and decision.action == "verify"
         if ev.similarity >= self.floor:

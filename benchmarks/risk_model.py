@@ -27,73 +27,27 @@ quantile under the fit's inverse Hessian.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
-from semcache._agreement import Agreement, answer_digest, support_scores
+from semcache._agreement import Agreement, answer_digest
 from semcache._budget_policy import Z_UPPER, EntryRecord, ErrorBudget
+from semcache._risk_model import (
+    FEATURES,
+    LEXICAL,
+    MIN_CLASS,
+    REFIT,
+    Array,
+    _sigmoid,
+    fit_logistic,
+    words,
+)
+from semcache._risk_model import features as risk_features
 from semcache._types import Hit
 
-#: Refit after this many new outcomes.
-REFIT = 500
-#: Outcomes of each kind (right, wrong) before the first fit.
-MIN_CLASS = 20
-#: The L2 penalty (on standardized features; the intercept is not penalized).
-L2 = 1.0
-_WORD = re.compile(r"[^\W_]+")
-#: The features' names, in :meth:`RiskModel.features`' order.
-FEATURES = (
-    *("similarity", "margin", "examined", "agreeing share", "support score"),
-    *("alone", "split", "mixed", "unanimous", "record right", "record wrong"),
-    *("table logit", "record logit"),
-    *("words in judged", "words in own", "words in other", "words lead"),
-    *("words missing", "jaccard", "query words"),
-)
-#: The lexical ones (``model-risk-no-words`` leaves them out).
-LEXICAL = frozenset(FEATURES[13:])
-
-Array = npt.NDArray[np.float64]
-
-
-def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.casefold()))
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1.0 - 1e-4)
-    return math.log(p / (1.0 - p))
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
-
-
-def fit_logistic(
-    x: Array, y: Array, l2: float = L2, weights: Array | None = None
-) -> tuple[Array, Array]:
-    """The weights (intercept last) of an L2-penalized logistic regression of ``y``
-    (0/1) on ``x`` (each row counted ``weights`` times: 1 by default), by Newton's
-    method, and the inverse of the penalized Hessian at them (the Laplace
-    approximation's covariance)."""
-    c = np.ones(len(x)) if weights is None else weights
-    a = np.hstack([x, np.ones((len(x), 1))])
-    w = np.zeros(a.shape[1])
-    penalty = np.full(a.shape[1], l2)
-    penalty[-1] = 1e-9
-    hess = np.diag(penalty)
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-(a @ w)))
-        grad = a.T @ (c * (p - y)) + penalty * w
-        hess = (a * (c * p * (1.0 - p))[:, None]).T @ a + np.diag(penalty)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w, np.linalg.inv(hess)
+__all__ = ["FEATURES", "LEXICAL", "RiskModel", "fit_logistic"]
 
 
 class RiskModel:
@@ -145,13 +99,13 @@ class RiskModel:
         self.context = ("", (), None)
         x = None
         if ev is not None and served is not None and ev.similarity >= self.floor:
-            table = ErrorBudget.risk(budget, ev, None)[0]
-            moved = ErrorBudget.risk(budget, ev, record)[0]
+            table = ErrorBudget.table_risk(budget, ev, None)[0]
+            moved = ErrorBudget.table_risk(budget, ev, record)[0]
             full = self.features(query, found, served, ev, record, table, moved)
             x = [full[i] for i in self.kept]
         if query and not self.local:
             self.queries += 1
-            self.df.update(_words(query))
+            self.df.update(words(query))
         self.last = x
         return x
 
@@ -165,52 +119,24 @@ class RiskModel:
         table: float,
         moved: float,
     ) -> list[float]:
-        """The module docstring's features, in its order."""
-        judged = found[served]
-        right, wrong = record.evidence(ev.similarity) if record is not None else (0, 0)
-        keys = [answer_digest(h.response) for h in found]
-        order = [served, *(j for j in range(len(found)) if j != served)]
-        support = support_scores([found[j].similarity for j in order], [keys[j] for j in order])
-        q = _words(query)
-        if self.local:
-            texts = [_words(h.query) for h in found]
-            idf = {
-                w: math.log((len(texts) + 2) / (sum(w in t for t in texts) + 2)) + 1.0 for w in q
-            }
-        else:
-            idf = {w: math.log((self.queries + 1) / (self.df[w] + 1)) + 1.0 for w in q}
-        total = sum(idf.values()) or 1.0
-
-        def share(text: str) -> float:
-            return sum(idf[w] for w in q & _words(text)) / total
-
-        same = [h.query for j, h in enumerate(found) if keys[j] == keys[served]]
-        other = [h.query for j, h in enumerate(found) if keys[j] != keys[served]]
-        own_words = set().union(*map(_words, same))
-        near_same = max(map(share, same))
-        near_other = max(map(share, other), default=0.0)
-        judged_words = _words(judged.query)
-        evidence = [0.0] * 4
-        evidence[ev.evidence] = 1.0
-        return [
-            ev.similarity,
-            ev.similarity - (ev.rival if ev.rival is not None else self.floor),
-            float(ev.examined),
-            ev.support / ev.examined,
-            support[0],
-            *evidence,
-            float(right),
-            float(wrong),
-            _logit(table),
-            _logit(moved),
-            share(judged.query),
-            near_same,
-            near_other,
-            near_same - near_other,
-            sum(idf[w] for w in q - own_words) / total,
-            len(q & judged_words) / max(1, len(q | judged_words)),
-            float(len(q)),
-        ]
+        """The features of :func:`semcache._risk_model.features` (the words weighed
+        among the queries seen so far unless ``local``)."""
+        idf = None
+        if not self.local:
+            idf = {w: math.log((self.queries + 1) / (self.df[w] + 1)) + 1.0 for w in words(query)}
+        return risk_features(
+            query,
+            [h.query for h in found],
+            [answer_digest(h.response) for h in found],
+            [h.similarity for h in found],
+            served,
+            ev,
+            record,
+            table,
+            moved,
+            floor=self.floor,
+            idf=idf,
+        )
 
     def learn(self, correct: bool, weight: float = 1.0) -> None:
         """Learn the outcome of the get :meth:`take` took (nothing without a candidate),

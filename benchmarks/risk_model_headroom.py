@@ -22,6 +22,8 @@ benchmarks/risk_model_headroom.py ../shared/data/eval/clinc150.csv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from budget_headroom import Cutoff, Job, Run, sweep
 from budget_streams import stream_set
 from risk_model import RiskModel
@@ -41,12 +43,17 @@ class ModelCutoff(Cutoff):
 
     def __init__(self, cutoff: float) -> None:
         super().__init__(cutoff, use_record=True)
-        self.model = RiskModel(self.floor)
+        self.research = RiskModel(self.floor)
 
-    def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
-        self.model.take(ev, record, self)
+    def decide(
+        self,
+        ev: Agreement | None,
+        record: EntryRecord | None = None,
+        features: Sequence[float] | None = None,
+    ) -> Decision:
+        self.research.take(ev, record, self)
         decision = super().decide(ev, record)
-        estimate = self.model.estimate()
+        estimate = self.research.estimate()
         if estimate is None:
             return decision
         mean, upper = estimate
@@ -58,8 +65,9 @@ class ModelCutoff(Cutoff):
         record: EntryRecord | None,
         correct: bool,
         decision: Decision | None = None,
+        features: Sequence[float] | None = None,
     ) -> None:
-        self.model.learn(correct)
+        self.research.learn(correct)
         super().observe(ev, record, correct, decision)
 
 
@@ -73,7 +81,7 @@ def _run(job: Job) -> Run:
         0.5,
         guard=shipped_defaults()[1],
         policy=model or Cutoff(cutoff, use_record=estimate == "record"),
-        inspect=model.model.inspect if model is not None else None,
+        inspect=model.research.inspect if model is not None else None,
     )
     return p.gets, p.hits, p.wrong
 

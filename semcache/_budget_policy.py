@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._agreement import EVIDENCE_CLASSES, Agreement
+from ._risk_model import TESTABLE, RiskModel
 
 __all__ = [
     "ENTRY_PRIORS",
@@ -349,6 +350,11 @@ class ErrorBudget:
             at least 0.5%, at most 5%).
         seed: the random draws of verification.
         table: learnt counts to start from (:meth:`RiskTable.from_json`).
+        model: a model of the candidates' risk from their features
+            (:class:`~semcache._risk_model.RiskModel`), whose estimate replaces the
+            table's once it is fitted and the verified candidates' predicted wrong
+            answers reach :data:`~semcache._risk_model.TESTABLE`, for a get whose
+            features are given (:meth:`decide`); None: the table's always.
 
     Raises:
         ValueError: a setting out of range.
@@ -365,6 +371,7 @@ class ErrorBudget:
         verify_share: float | None = None,
         seed: int = 0,
         table: RiskTable | None = None,
+        model: RiskModel | None = None,
     ) -> None:
         if not 0.0 < budget < 1.0:
             raise ValueError(f"budget must be in (0, 1), got {budget}")
@@ -396,6 +403,7 @@ class ErrorBudget:
         self._served: deque[float] = deque(maxlen=window)
         self._weight_loss = [0.0] * len(ENTRY_PRIORS)
         self._weight: float | None = None  # entry_prior, until the losses change
+        self.model = model
 
     @property
     def level(self) -> float:
@@ -507,10 +515,33 @@ class ErrorBudget:
                 self._weight_loss[i] += x
             self._weight = None
 
-    def risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
+    @property
+    def modelled(self) -> bool:
+        """Whether the model's estimate decides now (for a get with features): it is
+        fitted, and the verified candidates' predicted wrong answers reached
+        :data:`~semcache._risk_model.TESTABLE`, so that the correction can catch it."""
+        return self.model is not None and self.model.fit is not None and self.predicted >= TESTABLE
+
+    def risk(
+        self,
+        ev: Agreement,
+        record: EntryRecord | None = None,
+        features: Sequence[float] | None = None,
+    ) -> tuple[float, float]:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper
-        bound: the table's curve, updated by the entry's own observations (the table
-        counting as :attr:`entry_prior` of them)."""
+        bound: the model's for ``features`` when it decides (:attr:`modelled`), else
+        :meth:`table_risk`'s."""
+        if features is not None and self.modelled:
+            assert self.model is not None
+            estimate = self.model.estimate(features)
+            if estimate is not None:
+                return estimate
+        return self.table_risk(ev, record)
+
+    def table_risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
+        """The table's estimated risk of serving the candidate ``ev`` describes, and its
+        upper bound: the table's curve, updated by the entry's own observations (the
+        table counting as :attr:`entry_prior` of them)."""
         mean, upper = self.table.risk(ev.evidence, ev.similarity)
         if record is None or not record.observations:
             return mean, upper
@@ -521,9 +552,16 @@ class ErrorBudget:
         total = k + wrong + right
         return (k * mean + wrong) / total, (k * upper + wrong) / total
 
-    def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
+    def decide(
+        self,
+        ev: Agreement | None,
+        record: EntryRecord | None = None,
+        features: Sequence[float] | None = None,
+    ) -> Decision:
         """What to do at this get: ``ev`` sums up its best candidate (None: no
-        candidate at or above the floor), ``record`` is that entry's."""
+        candidate at or above the floor), ``record`` is that entry's, ``features``
+        its features for the model (:func:`~semcache._risk_model.features`; None:
+        the table's estimate decides)."""
         self.gets += 1
         self._since += 1
         if self._since >= self._refresh:
@@ -534,7 +572,7 @@ class ErrorBudget:
             self._risks.append(0.0)
             self._served.append(0.0)
             return Decision("miss", 1.0, 1.0, level)
-        mean, upper = self.risk(ev, record)
+        mean, upper = self.risk(ev, record, features)
         self._risks.append(mean)
         if mean > level:
             self._served.append(0.0)
@@ -562,14 +600,19 @@ class ErrorBudget:
         record: EntryRecord | None,
         correct: bool,
         decision: Decision | None = None,
+        features: Sequence[float] | None = None,
     ) -> None:
         """Learn whether the candidate ``ev`` describes had the right answer (from a
         verification or from the LLM call of a miss); ``decision``: what :meth:`decide`
         said at that get (a verification also measures the budget's own accuracy).
         ``record`` (the candidate's entry's) is scored for the record's weight
-        (:meth:`weight_losses`) before it learns the outcome too."""
+        (:meth:`weight_losses`) before it learns the outcome too. ``features``: the
+        candidate's, which the model learns with the outcome (refitted by whoever
+        holds it, when :meth:`RiskModel.due <semcache._risk_model.RiskModel.due>`)."""
         if ev.similarity < self.floor:
             return
+        if self.model is not None and features is not None:
+            self.model.learn(features, correct)
         if decision is not None and decision.action == "verify" and not correct:
             self.measured += 1.0
         self.learn_weight(self.weight_losses(ev, record, correct))

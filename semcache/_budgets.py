@@ -44,10 +44,19 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._agreement import Agreement, Candidate, agreement, same_answer, voted
+from ._agreement import Agreement, Candidate, agreement, answer_digest, same_answer, voted
 from ._budget_policy import ENTRY_PRIORS, Decision, EntryRecord, ErrorBudget, RiskTable
 from ._errors import StoreError
-from ._store import QualityState, Store, StoredEntry, quality_state, record_update
+from ._risk_model import ROWS, RiskModel, features
+from ._store import (
+    OutcomeLog,
+    QualityState,
+    Store,
+    StoredEntry,
+    outcome_log,
+    quality_state,
+    record_update,
+)
 from ._types import Hit
 
 __all__ = [
@@ -141,6 +150,9 @@ class Judgement:
         hit: the hit to serve (the first candidate's), if one may be served.
         answers: with ``answer_similarity``, the candidates' answer vectors by entry
             id (a candidate whose answer could not be embedded has none).
+        query: the get's query (what the risk model's features read).
+        features: the served candidate's features, where the model decided the get
+            (else made by ``learn`` if it learns from an LLM call).
     """
 
     namespace: str
@@ -150,6 +162,8 @@ class Judgement:
     records: dict[int, EntryRecord] = field(default_factory=dict)
     hit: Hit | None = None
     answers: dict[int, Vector] | None = None
+    query: str | None = None
+    features: list[float] | None = None
 
 
 def _adding(similarity: float, correct: bool) -> Callable[[EntryRecord], None]:
@@ -182,6 +196,12 @@ class Budgets:
         self.similar = similar
         self.same: SameAnswer = same if same is not None else same_answer
         self.state: QualityState | None = quality_state(store)
+        self.log: OutcomeLog | None = outcome_log(store)
+        #: The answers' keys the risk model's features group the candidates by (the
+        #: engine gives its memo of them, ``_answer_memo.answer_keys``).
+        self.keys_of: Callable[[Sequence[StoredEntry]], Sequence[bytes]] = lambda entries: [
+            answer_digest(e.response) for e in entries
+        ]
         self._store = cast(Store, store)
         self.clock = clock
         self.floor = BUDGET_FLOOR
@@ -210,7 +230,7 @@ class Budgets:
         pol = self._policies.get(ns)
         if pol is None:
             assert self.budget is not None
-            pol = self._policies[ns] = ErrorBudget(self.budget, floor=self.floor)
+            pol = self._policies[ns] = ErrorBudget(self.budget, floor=self.floor, model=RiskModel())
             self._synced_at[ns] = self.clock()
             self._unsynced[ns] = 0
             if self.state is not None:
@@ -218,7 +238,35 @@ class Budgets:
                     self._load(ns, pol, self.state.read_counts(ns))
                 except StoreError:
                     logger.warning("semcache: could not read the error budget's counts")
+            if self.log is not None:
+                self._refit(ns, pol)  # (the outcomes every process logged so far)
         return pol
+
+    def _refit(self, ns: str, pol: ErrorBudget) -> None:
+        """Refit the namespace's model on the store's outcome log, this process's new
+        rows added to it first (on this process's rows alone where the store has no
+        log or fails: logged, the rows kept for the next try)."""
+        model = pol.model
+        assert model is not None
+        if self.log is not None:
+            try:
+                self._add_outcomes(ns, model)
+                model.replace(self.log.read_outcomes(ns))
+            except StoreError:
+                logger.warning("semcache: could not read the error budget's outcome log")
+        else:
+            model.pending.clear()
+        model.refit()
+
+    def _add_outcomes(self, ns: str, model: RiskModel) -> None:
+        """Add the model's pending rows to the store's outcome log (kept on failure).
+
+        Raises:
+            StoreError: the write failed (the rows are kept for the next).
+        """
+        if self.log is not None and model.pending:
+            self.log.add_outcomes(ns, model.pending, ROWS)
+            model.pending = []
 
     def _load(self, ns: str, pol: ErrorBudget, counts: Mapping[str, float]) -> None:
         """Set ``pol``'s learnt counts to the store's ``counts`` plus this process's
@@ -243,6 +291,8 @@ class Budgets:
         pol.measured = total("measured")
         pol.gets = round(total("gets"))
         pol.weight_loss = [total(weight_counter(k)) for k in ENTRY_PRIORS]
+        if pol.model is not None:
+            pol.model.outcomes = round(total("outcomes"))
 
     def _add(self, ns: str, name: str, delta: float) -> None:
         if delta:
@@ -268,10 +318,13 @@ class Budgets:
             self._pending.pop(ns, None)
             return
         pending = self._pending.pop(ns, None)
+        pol = self._policies.get(ns)
         try:
             if pending:
                 state.add_counts(ns, pending)
                 pending = None
+            if pol is not None and pol.model is not None:
+                self._add_outcomes(ns, pol.model)
             counts = state.read_counts(ns)
         except StoreError:
             if pending:
@@ -279,7 +332,6 @@ class Budgets:
                     self._add(ns, name, delta)
             logger.warning("semcache: could not sync the error budget's counts; kept")
             return
-        pol = self._policies.get(ns)
         if pol is not None:
             self._load(ns, pol, counts)
 
@@ -294,6 +346,9 @@ class Budgets:
                 except StoreError:
                     self._pending[ns] = pending
                     raise
+        for ns, pol in self._policies.items():
+            if pol.model is not None:
+                self._add_outcomes(ns, pol.model)
 
     def forget(self, ns: str | None) -> None:
         """A namespace (None: every one) was cleared: its counters are gone from the
@@ -401,12 +456,14 @@ class Budgets:
         serve: Callable[[StoredEntry, float], Hit | None],
         records: dict[int, EntryRecord] | None = None,
         answers: dict[int, Vector] | None = None,
+        query: str | None = None,
     ) -> Judgement:
         """Decide a get from its candidates ``found`` (nearest first, at or above the
         floor): the vote picks the answer, ``serve(entry, similarity)`` (the guards,
         ``confidence_fn``, validator) the candidate to serve, the agreement of the
-        others and the candidate's record the risk. ``records`` and ``answers``: the
-        candidates' (:meth:`answers_of`), with ``answer_similarity``."""
+        others and the candidate's record the risk (the risk model's, from the
+        candidates' features and ``query``, once it decides). ``records`` and
+        ``answers``: the candidates' (:meth:`answers_of`), with ``answer_similarity``."""
         pol = self.policy(ns)
         order = list(found)
         same: Callable[[Any, Any], bool]
@@ -442,12 +499,40 @@ class Budgets:
             served = order[0][0]
             if records is None or served.id not in records:
                 records = {**(records or {}), served.id: self.record(served)}
-            decision = pol.decide(ev, records[served.id])
-            judged = Judgement(ns, decision, ev, order, records, hit, answers)
+            x = None
+            if query is not None and pol.modelled:
+                x = self._features(ns, pol, query, order, ev, records[served.id])
+            decision = pol.decide(ev, records[served.id], x)
+            judged = Judgement(ns, decision, ev, order, records, hit, answers, query, x)
         self._add(ns, "gets", 1.0)
         self._add(ns, "predicted", pol.predicted - predicted)
         self._tick(ns, 0)
         return judged
+
+    def _features(
+        self,
+        ns: str,
+        pol: ErrorBudget,
+        query: str,
+        order: Sequence[tuple[StoredEntry, float]],
+        ev: Agreement,
+        record: EntryRecord | None,
+    ) -> list[float]:
+        """The risk model's features of the candidate ``order[0]`` (the one judged, the
+        others after it as read): :func:`~semcache._risk_model.features`."""
+        entries = [e for e, _ in order]
+        return features(
+            query,
+            [e.query for e in entries],
+            self.keys_of(entries),
+            [s for _, s in order],
+            0,
+            ev,
+            record,
+            pol.table_risk(ev, None)[0],
+            pol.table_risk(ev, record)[0],
+            floor=pol.floor,
+        )
 
     # -- records ---------------------------------------------------------------------------
     def record(self, entry: StoredEntry) -> EntryRecord:
@@ -585,9 +670,21 @@ class Budgets:
         n0, w0, m0 = table.n[e][b], table.wrong[e][b], pol.measured
         # the record's weight is scored on the record as the get read it, before
         # the table learns this outcome (what observe() does with a record)
+        x = judged.features
+        if (
+            x is None
+            and pol.model is not None
+            and judged.query is not None
+            and ev.similarity >= pol.floor
+        ):
+            x = self._features(ns, pol, judged.query, judged.candidates, ev, records.get(first.id))
         losses = pol.weight_losses(ev, records.get(first.id), verdicts[0])
-        pol.observe(ev, None, verdicts[0], judged.decision)  # (its record: below)
+        pol.observe(ev, None, verdicts[0], judged.decision, x)  # (its record: below)
         pol.learn_weight(losses)
+        if x is not None and pol.model is not None:
+            self._add(ns, "outcomes", 1.0)
+            if pol.model.due():
+                self._refit(ns, pol)
         table = pol.table
         self._add(ns, cell("n", table, e, b), table.n[e][b] - n0)
         self._add(ns, cell("w", table, e, b), table.wrong[e][b] - w0)

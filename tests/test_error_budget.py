@@ -98,8 +98,8 @@ def force(cache: SemanticCache, action: str, ns: str = "default") -> list[Decisi
     real = pol.decide
     made: list[Decision] = []
 
-    def decide(ev: Any, record: Any = None) -> Decision:
-        d = real(ev, record)
+    def decide(ev: Any, record: Any = None, features: Any = None) -> Decision:
+        d = real(ev, record, features)
         if ev is not None:
             d = Decision(action, d.risk, d.upper, 0.3, 1.0)  # type: ignore[arg-type]
         made.append(d)
@@ -118,9 +118,9 @@ def spy(cache: SemanticCache, ns: str = "default") -> list[tuple[Any, Any]]:
     real = pol.decide
     asked: list[tuple[Any, Any]] = []
 
-    def decide(ev: Any, record: Any = None) -> Decision:
+    def decide(ev: Any, record: Any = None, features: Any = None) -> Decision:
         asked.append((ev, record))
-        return real(ev, record)
+        return real(ev, record, features)
 
     pol.decide = decide
     return asked

@@ -97,8 +97,8 @@ def force(cache: Any, ns: str, action: str) -> None:
     pol = budgets.policy(ns)
     real = pol.decide
 
-    def decide(ev: Any, record: Any = None) -> Decision:
-        d = real(ev, record)
+    def decide(ev: Any, record: Any = None, features: Any = None) -> Decision:
+        d = real(ev, record, features)
         if ev is not None:
             d = Decision(action, d.risk, d.upper, 0.3, 1.0)  # type: ignore[arg-type]
         return d

@@ -442,7 +442,12 @@ class _Scripted(ErrorBudget):
         self.seen: list[Agreement | None] = []
         self.observed: list[tuple[float, bool, str]] = []
 
-    def decide(self, ev: Agreement | None, record: EntryRecord | None = None) -> Decision:
+    def decide(
+        self,
+        ev: Agreement | None,
+        record: EntryRecord | None = None,
+        features: Sequence[float] | None = None,
+    ) -> Decision:
         self.seen.append(ev)
         action = self.actions[len(self.seen) - 1]
         self.verifications += action == "verify"
@@ -454,6 +459,7 @@ class _Scripted(ErrorBudget):
         record: EntryRecord | None,
         correct: bool,
         decision: Decision | None = None,
+        features: Sequence[float] | None = None,
     ) -> None:
         assert decision is not None
         self.observed.append((round(ev.similarity, 3), correct, decision.action))

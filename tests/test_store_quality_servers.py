@@ -1,7 +1,8 @@
 """The error budget's state in the server stores (Redis, PostgreSQL, DynamoDB), on the
 real servers ``scripts/services`` starts: entries' records (``write_records``, returned by
-``get_by_ids`` and ``get_by_key``) and each namespace's counters (``add_counts`` /
-``read_counts``), per the store contract in docs/stores.md ("The error budget's state");
+``get_by_ids`` and ``get_by_key``), each namespace's counters (``add_counts`` /
+``read_counts``) and outcome log (``add_outcomes`` / ``read_outcomes``), per the store
+contract in docs/stores.md ("The error budget's state");
 and end to end, ``SemanticCache(store=..., error_budget=...)`` learning into the server
 and a second cache on it starting from what the first learnt.
 
@@ -33,7 +34,7 @@ from test_store_conformance import (
 
 from semcache import InvalidInputError, InvalidNamespaceError, SemanticCache
 from semcache._cache import engine_of
-from semcache._store import DynamoDBStore, Limits, PostgresStore, RedisStore, Store
+from semcache._store import DynamoDBStore, Limits, PostgresStore, RedisStore, Store, outcome_log
 from semcache._store._dynamodb_codec import key_hash
 from semcache.embedders import CallableEmbedder
 
@@ -350,6 +351,72 @@ def test_counters_are_invisible_to_entries_and_counts(open_store: Opener) -> Non
     assert store.read_counts("lru") == {"n/0/0": 1.0, "pk": 2.0, "sk": 3.0}
 
 
+# -- the outcome log ----------------------------------------------------------------------
+def test_outcomes_are_invisible_to_entries_counts_and_the_change_log(open_store: Opener) -> None:
+    store = open_store()
+    log = outcome_log(store)
+    assert log is not None
+    # Namespaces named like the stores' own key parts, with outcome logs and counters.
+    names = ["a", "o", "ql", "qc", "q", "lru", "e", "c", "l", "#h"]
+    for ns in names:
+        log.add_outcomes(ns, [json.dumps([1, ns]), "[0,2]"], keep=10)
+        store.add_counts(ns, {"n": 1.0})
+    assert (store.count(), store.namespace_counts(), list(store.iter_vectors())) == (0, {}, [])
+    assert (store.seq(), store.changes_since(0)) == (0, [])
+    ids = store.put_many([entry("x", "o")], now=0.0).ids
+    assert (store.count(), store.namespace_counts()) == (1, {"o": 1})
+    assert [(v.namespace, v.ids) for v in store.iter_vectors()] == [("o", ids)]
+    assert [c.entry_id for c in store.changes_since(0) or []] == ids
+    for ns in names:
+        assert log.read_outcomes(ns) == [json.dumps([1, ns]), "[0,2]"]
+        assert store.read_counts(ns) == {"n": 1.0}
+    assert store.clear("o") == 1
+    assert log.read_outcomes("o") == []
+    assert log.read_outcomes("ql") == [json.dumps([1, "ql"]), "[0,2]"]
+    assert store.clear() == 0
+    assert all(log.read_outcomes(ns) == [] for ns in names)
+    log.add_outcomes("a", ["[1]"], keep=10)  # a log starts again from nothing
+    assert log.read_outcomes("a") == ["[1]"]
+
+
+def test_concurrent_adds_with_a_small_keep_leave_exactly_the_newest(open_store: Opener) -> None:
+    """Four threads on two store objects add to one log trimmed to fewer rows than they
+    add: once all have returned, the log is the newest ``keep`` rows, each add whole."""
+    stores = [open_store(), open_store()]
+    logs = [outcome_log(s) for s in stores]
+    assert None not in logs
+    threads_per_store, adds, keep = 2, 30, 20
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(stores) * threads_per_store)
+
+    def work(log: Any, worker: int) -> None:
+        try:
+            start.wait()
+            for i in range(adds):
+                log.add_outcomes("ns", [f"[{worker},{i},{j}]" for j in range(4)], keep=keep)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(logs[w % 2], w))
+        for w in range(len(stores) * threads_per_store)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    rows = [json.loads(r) for r in logs[1].read_outcomes("ns")]
+    assert len(rows) == keep
+    for lo in range(0, keep, 4):  # whole adds
+        assert [(r[0], r[1]) for r in rows[lo : lo + 4]] == [tuple(rows[lo][:2])] * 4
+        assert [r[2] for r in rows[lo : lo + 4]] == [0, 1, 2, 3]
+    for w in {r[0] for r in rows}:  # each thread's adds in their order
+        mine = [r[1] for r in rows if r[0] == w]
+        assert mine == sorted(mine)
+    assert rows[-1][1] == adds - 1  # the last add of all is some thread's last
+
+
 # -- per store ----------------------------------------------------------------------------
 def test_redis_drop_deletes_the_counters_too(tmp_path: Path) -> None:
     url = service_url("SEMCACHE_REDIS_URL")
@@ -367,6 +434,46 @@ def test_redis_drop_deletes_the_counters_too(tmp_path: Path) -> None:
         assert list(client.scan_iter(match=prefix.encode() + b"*")) == []
     finally:
         client.close()
+
+
+def test_redis_outcome_logs_go_with_clear_and_drop(tmp_path: Path) -> None:
+    import redis
+
+    url = service_url("SEMCACHE_REDIS_URL")
+    prefix = f"semcache-test:{server_name(tmp_path)}:"
+    p = prefix.encode()
+    store = RedisStore(url, prefix=prefix)
+    client = redis.Redis.from_url(url)
+    try:
+        store.put_many([entry("a")], now=0.0)
+        for ns in ("a", "b", "c"):
+            store.add_outcomes(ns, ["[1]", "[0]"], keep=5)
+        assert client.lrange(p + b"ql:a", 0, -1) == [b"[1]", b"[0]"]
+        assert client.smembers(p + b"ql") == {b"a", b"b", b"c"}
+        store.clear("a")
+        assert not client.exists(p + b"ql:a")
+        assert client.smembers(p + b"ql") == {b"b", b"c"}
+        store.clear()
+        assert not client.exists(p + b"ql", p + b"ql:b", p + b"ql:c")
+        store.add_outcomes("a", ["[1]"], keep=5)
+        store.add_outcomes("other", ["[0]"], keep=5)
+        store.add_counts("a", {"n": 1.0})
+        store.drop()
+        assert list(client.scan_iter(match=p + b"*")) == []
+    finally:
+        client.close()
+
+
+def test_redis_an_add_of_many_rows_is_one_script(tmp_path: Path) -> None:
+    """More rows than Lua's ``unpack`` takes at once, trimmed in the same script."""
+    prefix = f"semcache-test:{server_name(tmp_path)}:"
+    store = RedisStore(service_url("SEMCACHE_REDIS_URL"), prefix=prefix)
+    try:
+        rows = [f"[{i}]" for i in range(12_345)]
+        store.add_outcomes("a", rows, keep=10_000)
+        assert store.read_outcomes("a") == rows[-10_000:]
+    finally:
+        store.drop()
 
 
 def test_postgres_schema_1_upgrades_on_open(
@@ -390,7 +497,7 @@ def test_postgres_schema_1_upgrades_on_open(
             )
             old.close()
         store = PostgresStore(dsn, schema=name, vector_search=False)
-        assert store.schema_version() == schema.SCHEMA_VERSION == 2
+        assert store.schema_version() == schema.SCHEMA_VERSION
         [(entry_id, got)] = store.get_by_ids([1]).items()
         assert (got.key, got.record) == (b"k", None)
         store.write_records({entry_id: "[[0.9, 1]]"})
@@ -399,8 +506,48 @@ def test_postgres_schema_1_upgrades_on_open(
         assert store.read_counts("a") == {"n": 1.0}
         store.close()
         again = PostgresStore(dsn, schema=name, vector_search=False)  # idempotent
-        assert again.schema_version() == 2
+        assert again.schema_version() == schema.SCHEMA_VERSION
         assert again.read_counts("a") == {"n": 1.0}
+        again.close()
+    finally:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def test_postgres_schema_2_upgrades_on_open_with_the_outcome_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from semcache._store import _postgres_schema as schema
+
+    dsn = service_url("SEMCACHE_POSTGRES_DSN")
+    name = server_name(tmp_path)
+    try:
+        with monkeypatch.context() as m:  # a store written by the semcache before
+            m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+            m.setattr(schema, "SCHEMA_VERSION", 2)
+            old = PostgresStore(dsn, schema=name, vector_search=False)
+            assert old.schema_version() == 2
+            [a] = old.put_many([entry("a")], now=0.0).ids
+            old.write_records({a: "[[0.9, 1]]"})
+            old.add_counts("a", {"n": 1.0})
+            assert not old._read(
+                lambda c: c.execute("SELECT to_regclass('quality_outcomes')").fetchone()[0]
+            )
+            old.close()
+        store = PostgresStore(dsn, schema=name, vector_search=False)
+        assert store.schema_version() == schema.SCHEMA_VERSION == 3
+        assert store.get_by_ids([a])[a].record == "[[0.9, 1]]"
+        assert store.read_counts("a") == {"n": 1.0}
+        assert store.read_outcomes("a") == []
+        store.add_outcomes("a", ["[1]", "[0]"], keep=5)
+        store.close()
+        again = PostgresStore(dsn, schema=name, vector_search=False)  # idempotent
+        assert again.schema_version() == 3
+        assert again.read_outcomes("a") == ["[1]", "[0]"]
+        assert again.clear() == 1
+        assert (again.read_outcomes("a"), again.read_counts("a")) == ([], {})
         again.close()
     finally:
         import psycopg
@@ -469,6 +616,51 @@ def test_dynamodb_record_of_a_split_entry_and_counter_limits(tmp_path: Path) -> 
         many = {f"n/{i}": float(i + 1) for i in range(130)}  # several UpdateItems
         store.add_counts("a", many)
         assert store.read_counts("a") == many
+    finally:
+        store.drop()
+
+
+def test_dynamodb_outcome_log_over_several_query_pages_and_namespace_limits(
+    tmp_path: Path,
+) -> None:
+    table = f"semcache-{server_name(tmp_path)}"
+    store = DynamoDBStore(table, client=dynamodb_client(), create=True)
+    try:
+        # 1,500 rows of ~1 KB: 1.5 MB, more than one Query page (1 MB) holds.
+        rows = [f"[{i},{'0' * 1000}]" for i in range(1500)]
+        for lo in range(0, len(rows), 500):
+            store.add_outcomes("a", rows[lo : lo + 500], keep=2000)
+        pages = 0
+        query = store._client.query
+
+        def counted(**kwargs: Any) -> Any:
+            nonlocal pages
+            pages += 1
+            return query(**kwargs)
+
+        store._client.query = counted
+        try:
+            assert store.read_outcomes("a") == rows
+        finally:
+            store._client.query = query
+        assert pages >= 2
+        store.add_outcomes("a", ["[0]"], keep=1200)  # trims 301 rows, over two batches
+        assert store.read_outcomes("a") == [*rows[301:], "[0]"]
+        with pytest.raises(InvalidNamespaceError):
+            store.add_outcomes("", ["[0]"], keep=5)
+        with pytest.raises(InvalidNamespaceError):
+            store.add_outcomes("n" * 1001, ["[0]"], keep=5)
+        assert store.read_outcomes("") == []
+        store.add_outcomes("n" * 1000, ["[0]"], keep=5)
+        assert store.read_outcomes("n" * 1000) == ["[0]"]
+        assert (store.count(), store.namespace_counts(), store.changes_since(0)) == (0, {}, [])
+        store.clear("a")
+        assert store.read_outcomes("a") == []
+        assert store._get(("o", "a")) is None  # the sequence item goes too
+        assert store._get(("o", "n" * 1000)) is not None
+        store.clear()
+        assert list(store._query("o")) == []
+        assert list(store._query("o#" + "n" * 1000)) == []
     finally:
         store.drop()
 

@@ -21,6 +21,9 @@ in sort keys, as 16 hex digits that sort like the floats (``T``)::
                                 expiry, parts
     m#NS            I           a namespace's member: vector, expiry (for the index)
     q               NS          a namespace's error-budget counters (Numbers ``q:NAME``)
+    o               NS          a namespace's last outcome-log sequence number ``n``
+    o#NS            S           a row ``v`` of a namespace's outcome log, S its sequence
+                                number (20 digits)
     r / r#NS        T(a)#I      recency, all / one namespace (least recent first)
     x / x#NS        T(x)#I      expiry, all / one namespace (entries that expire)
     c               NS          a namespace's entry count
@@ -59,7 +62,9 @@ its record is still the one read), then the item under the key, at a version tha
 rises. A journal rolled forward by another writer puts those two items only where no
 record was written on them since (one conditional ``PutItem`` each), so a record written
 on the items of a half-applied put is kept. Counters are ``ADD``-ed to one item per
-namespace, atomically.
+namespace, atomically. An outcome log's add reserves its rows' sequence numbers with one
+``ADD``, writes its rows, then deletes those beyond the newest ``keep``; none of it
+takes the writer lock. ``clear`` deletes a namespace's counters and log (or all).
 
 Expiry. DynamoDB's own TTL deletes items in the background, days late and without the
 change log or the counts, so entries carry no TTL attribute: ``expires_at`` is checked
@@ -487,7 +492,8 @@ class DynamoDBStore(LockedTable, DynamoQuality, NoLocalFile):
                 if not ids:
                     break
                 n += len(self._delete_ids_mutation(ids))
-        self._clear_counts(namespace)  # the error budget's counters go too
+        self._clear_counts(namespace)  # the error budget's counters and log go too
+        self._clear_outcomes(namespace)
         return n
 
     def touch(self, access: Mapping[int, float]) -> None:

@@ -6,7 +6,17 @@ item (``q`` / ``NS``).
 The item under the id holds the record as written; each write adds 1 to its version
 (the Number ``ov``, absent: 0), and the item under the key takes a record only with a
 higher version than its own, so that two writers' copies land in their order, whatever
-order their second calls arrive in."""
+order their second calls arrive in.
+
+A namespace's outcome log is a partition of its own, ``o#NS``: one item per row (the
+String ``v``) under a sort key of its sequence number, zero-padded to 20 digits, so a
+``Query`` reads the rows in order. The namespace's last sequence number is the Number
+``n`` of the item ``o`` / ``NS``; an add reserves as many numbers as it has rows in
+one ``UpdateItem ... ADD`` (so an add's rows are consecutive, after those of every add
+that reserved before it), writes its rows (``BatchWriteItem``), reads the last number
+again and deletes the rows at or below it less ``keep``. Every add trims after its own
+rows are written, with a number read after that, so once concurrent adds have all
+returned the log holds exactly the newest ``keep`` rows."""
 
 from __future__ import annotations
 
@@ -18,6 +28,7 @@ from .._errors import InvalidInputError, InvalidNamespaceError, StoreError
 from ._base import RecordChange
 from ._dynamodb_codec import (
     MAX_NAMESPACE_BYTES,
+    Item,
     Key,
     attr_n,
     attr_s,
@@ -27,12 +38,21 @@ from ._dynamodb_codec import (
     pad_id,
 )
 from ._dynamodb_table import Table
-from ._quality_checks import check_counts, check_counts_namespace, check_records, record_ids
+from ._quality_checks import (
+    check_counts,
+    check_counts_namespace,
+    check_outcomes,
+    check_records,
+    record_ids,
+)
 
-__all__ = ["COUNTER_PREFIX", "COUNTS_PK", "DynamoQuality"]
+__all__ = ["COUNTER_PREFIX", "COUNTS_PK", "OUTCOMES_PK", "DynamoQuality"]
 
 #: The partition of the counters' items (sort key: the namespace).
 COUNTS_PK: Final = "q"
+#: The partition of the outcome logs' sequence items (sort key: the namespace); a
+#: namespace's rows are in the partition ``OUTCOMES_PK + "#" + NS``.
+OUTCOMES_PK: Final = "o"
 #: The prefix of a counter's attribute name (so that no name is ``pk`` or ``sk``).
 COUNTER_PREFIX: Final = "q:"
 #: Records written at once (each its own ``UpdateItem``).
@@ -59,7 +79,8 @@ class DynamoQuality(Table):
     each of the entry's two items (an entry deleted or replaced meanwhile is not
     brought back), which leaves the entry's state (recency, expiry), the counts and the
     change log alone; a counter is an ``ADD``, which DynamoDB applies atomically, so no
-    process loses another's updates.
+    process loses another's updates. An outcome log's add reserves its rows' sequence
+    numbers with an ``ADD`` too (see the module docstring).
     """
 
     def write_records(self, records: Mapping[int, str]) -> None:
@@ -253,3 +274,105 @@ class DynamoQuality(Table):
         else:
             keys = [(COUNTS_PK, namespace)] if namespace else []
         self._batch_write(dict.fromkeys(keys), None)
+
+    @staticmethod
+    def _check_log_namespace(namespace: str) -> None:
+        if not namespace or len(namespace.encode()) > MAX_NAMESPACE_BYTES:
+            raise InvalidNamespaceError(
+                f"DynamoDBStore namespaces are 1 to {MAX_NAMESPACE_BYTES} bytes (UTF-8)"
+            )
+
+    def _outcome_seq(self, namespace: str, reserve: int) -> int:
+        """The namespace's last outcome sequence number, after adding ``reserve`` to it
+        (an ``UpdateItem ... ADD``, atomic; 0 reads it without creating the item)."""
+        if not reserve:
+            item = self._get((OUTCOMES_PK, namespace))
+            return 0 if item is None else get_int(item, "n")
+        out = self._call(
+            lambda: self._client.update_item(
+                TableName=self.table_name,
+                Key=item_key(OUTCOMES_PK, namespace),
+                UpdateExpression="ADD #n :k",
+                ExpressionAttributeNames={"#n": "n"},
+                ExpressionAttributeValues={":k": attr_n(reserve)},
+                ReturnValues="UPDATED_NEW",
+            )
+        )
+        return get_int(out.get("Attributes", {}), "n")
+
+    def add_outcomes(self, namespace: str, rows: Sequence[str], keep: int) -> None:
+        """Append ``rows`` to the namespace's outcome log and keep its newest ``keep``
+        (see the module docstring and :class:`~semcache._store._base.OutcomeLog`): one
+        ``UpdateItem`` reserves the rows' sequence numbers, ``BatchWriteItem`` calls of
+        25 write them, one ``GetItem`` and a ``Query`` of keys find the rows beyond the
+        newest ``keep``, and ``BatchWriteItem`` calls delete them.
+
+        DynamoDB has no transaction this fits in (and the emulator the tests use none
+        at all): a reader may see an add's rows before all of them are written, and a
+        call that raises may have kept some of its rows (those it wrote are deleted
+        again where DynamoDB still answers). Sequence numbers are never reused, so rows
+        are kept in order and each add's together all the same.
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str, is empty or is over 1000
+                bytes (UTF-8).
+            InvalidInputError: a row that is not printable ASCII text, or a bad ``keep``.
+            InputTooLargeError: a row over 4 KiB.
+            CacheClosedError: the store is closed.
+            StoreUnavailableError: DynamoDB cannot be reached.
+            StoreError: another DynamoDB error.
+        """
+        checked = check_outcomes(namespace, rows, keep)  # before anything is written
+        self._check_log_namespace(namespace)
+        self._check_open()
+        if not checked:
+            return
+        pk = f"{OUTCOMES_PK}#{namespace}"
+        last = self._outcome_seq(namespace, len(checked))
+        first = last - len(checked) + 1
+        writes: dict[Key, Item | None] = {
+            (pk, pad_id(first + j)): {**item_key(pk, pad_id(first + j)), "v": attr_s(row)}
+            for j, row in enumerate(checked)
+        }
+        try:
+            self._batch_write(writes, None)
+        except StoreError:
+            try:  # (best effort: what was written of the add goes again)
+                self._batch_write(dict.fromkeys(writes), None)
+            except StoreError:
+                pass
+            raise
+        # Trim below the last number as it is now, not as this add reserved it: an add
+        # that reserved after this one but trimmed before these rows were written is
+        # covered (see the module docstring).
+        upto = self._outcome_seq(namespace, 0) - int(keep)
+        if upto > 0:
+            old = [(pk, sk) for sk in self._query_keys(pk, upper=pad_id(upto))]
+            self._batch_write(dict.fromkeys(old), None)
+
+    def read_outcomes(self, namespace: str) -> list[str]:
+        """The namespace's outcome log, oldest first (a ``Query`` of its partition, page
+        after page of up to 1 MB).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            CacheClosedError: the store is closed.
+            StoreUnavailableError: DynamoDB cannot be reached.
+            StoreError: another DynamoDB error.
+        """
+        if not check_counts_namespace(namespace):
+            self._check_open()
+            return []
+        return [str(get_str(item, "v")) for item in self._query(f"{OUTCOMES_PK}#{namespace}")]
+
+    def _clear_outcomes(self, namespace: str | None) -> None:
+        """Delete the outcome log (its rows, then its sequence item) of one namespace, or
+        of all."""
+        if namespace is None:
+            spaces = list(self._query_keys(OUTCOMES_PK))
+        else:
+            spaces = [namespace] if namespace else []
+        for ns in spaces:
+            pk = f"{OUTCOMES_PK}#{ns}"
+            self._batch_write(dict.fromkeys((pk, sk) for sk in self._query_keys(pk)), None)
+            self._batch_write({(OUTCOMES_PK, ns): None}, None)

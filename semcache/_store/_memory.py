@@ -26,8 +26,8 @@ from ._base import (
 from ._quality_checks import (
     check_counts,
     check_counts_namespace,
-    check_outcomes,
     check_new_records,
+    check_outcomes,
     check_records,
 )
 

@@ -30,6 +30,10 @@ which queries may contain).
 The error budget's state (schema migration 2, see ``_postgres_quality``): an entry's
 record in ``entries.record``, so it goes with the row; a put inserts it with the new
 row (None: NULL); each namespace's counters in ``quality_counts``, only ever added to.
+Each namespace's outcome log (schema migration 3): rows of ``quality_outcomes`` in
+``seq`` order, appended and trimmed in one transaction under an advisory lock of the
+namespace. ``clear`` deletes a namespace's counters and log (or all of them) with its
+entries.
 """
 
 from __future__ import annotations
@@ -589,12 +593,11 @@ class PostgresStore(PgvectorSearch, PgQuality, NoLocalFile):
             count = int(cur.rowcount)
             if count:
                 self._autoprune(conn)
-            if namespace is None:  # the error budget's counters go too
-                conn.execute("DELETE FROM quality_counts")
-            else:
-                conn.execute(
-                    "DELETE FROM quality_counts WHERE namespace = %s", (namespace.encode(),)
-                )
+            for table in ("quality_counts", "quality_outcomes"):  # the error budget's too
+                if namespace is None:
+                    conn.execute(f"DELETE FROM {table}")
+                else:
+                    conn.execute(f"DELETE FROM {table} WHERE namespace = %s", (namespace.encode(),))
             return count
 
         return self._write(run)

@@ -102,6 +102,20 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
         );
         """,
     ),
+    (
+        3,
+        "error budget: quality_outcomes",
+        # The outcome log: rows appended in seq order per namespace and trimmed from the
+        # oldest (see semcache._store._base.OutcomeLog and _postgres_quality).
+        """
+        CREATE TABLE IF NOT EXISTS {s}.quality_outcomes(
+            seq bigserial PRIMARY KEY,
+            namespace bytea NOT NULL,
+            outcome text NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS quality_outcomes_ns ON {s}.quality_outcomes(namespace, seq);
+        """,
+    ),
 )
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1][0]
 

@@ -150,16 +150,18 @@ def check_outcomes(namespace: str, rows: Sequence[str], keep: int) -> list[str]:
         InputTooLargeError: a row over :data:`MAX_OUTCOME_BYTES` bytes.
     """
     check_counts_namespace(namespace)
+    raw: Any = keep  # checked here: anything may come in
     if (
-        isinstance(keep, bool)
-        or not isinstance(keep, numbers.Integral)
-        or not 1 <= int(keep) <= MAX_OUTCOMES
+        isinstance(raw, bool)
+        or not isinstance(raw, numbers.Integral)
+        or not 1 <= int(raw) <= MAX_OUTCOMES
     ):
-        raise InvalidInputError(f"keep must be an int in 1 to {MAX_OUTCOMES}, got {show(keep)}")
-    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
-        raise InvalidInputError(f"rows must be a sequence of str, got {show(rows)}")
+        raise InvalidInputError(f"keep must be an int in 1 to {MAX_OUTCOMES}, got {show(raw)}")
+    given: Any = rows
+    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+        raise InvalidInputError(f"rows must be a sequence of str, got {show(given)}")
     out: list[str] = []
-    for row in rows:
+    for row in given:
         if not isinstance(row, str) or not (row.isascii() and row.isprintable()):
             raise InvalidInputError(f"an outcome row is printable ASCII text, got {show(row)}")
         if len(row) > MAX_OUTCOME_BYTES:

@@ -14,12 +14,16 @@ Layout, every key under ``prefix`` (``P``); entry ids are zero-padded to 16 digi
     P exp / P exp:NS    zset   I scored by expires_at (entries that expire)
     P qc                set    namespaces that have error-budget counters
     P qc:NS             hash   a namespace's error-budget counters: name -> float
+    P ql                set    namespaces that have an error-budget outcome log
+    P ql:NS             list   a namespace's outcome log: rows, oldest first
 
 An entry's error-budget record (``o``, JSON text) lives in its hash, so it goes with
 the entry (delete, eviction, clear); a put writes it into the new hash in its own
 script (none: the hash has no ``o``); :meth:`RedisStore.write_records` sets it only on
 hashes that exist (a script), and touches nothing else. Counters are only ever added to
-(``HINCRBYFLOAT``), so processes never lose each other's updates.
+(``HINCRBYFLOAT``), so processes never lose each other's updates. An outcome log is
+appended to and trimmed to its newest rows in one script (``RPUSH``, ``LTRIM``), so
+each add's rows stay together and in order whatever other processes add meanwhile.
 
 Every mutation is one Lua script, so Redis runs it as a unit: no other client sees an
 entry half-written, and the change log, the counts and the recency sets move with the
@@ -35,7 +39,7 @@ allows; Redis Cluster does not, so use one primary per cache.
 
 These are all the keys of a store (:meth:`RedisStore.drop` deletes exactly them), so
 prefixes may nest (``app:`` and ``app:v2:``) unless one is another followed by
-``lru:``, ``exp:``, ``e:`` or ``qc:``, whose keys would be the other's.
+``lru:``, ``exp:``, ``e:``, ``qc:`` or ``ql:``, whose keys would be the other's.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from ._quality_checks import (
     check_counts,
     check_counts_namespace,
     check_new_records,
+    check_outcomes,
     check_records,
     record_ids,
 )
@@ -82,7 +87,18 @@ _T = TypeVar("_T")
 _CHUNK: Final = 1000  # commands per pipeline round trip
 
 #: Keys a store has once, after its prefix (see the module docstring).
-_FIXED_KEYS: Final = (b"meta", b"id", b"seq", b"log", b"k", b"ns", b"lru", b"exp", b"qc")
+_FIXED_KEYS: Final = (
+    b"meta",
+    b"id",
+    b"seq",
+    b"log",
+    b"k",
+    b"ns",
+    b"lru",
+    b"exp",
+    b"qc",
+    b"ql",
+)
 
 _ENTRY_FIELDS: Final = ("k", "n", "q", "r", "m", "c", "x", "o")
 _ENTRY_FIELDS_V: Final = (*_ENTRY_FIELDS, "v")
@@ -124,7 +140,8 @@ class RedisStore(NoLocalFile):
         client: an existing ``redis.Redis`` made with ``decode_responses=False``.
         prefix: the prefix of every key this store uses; caches with different
             prefixes share a server without seeing each other (a prefix may start with
-            another, but not with another followed by ``lru:``, ``exp:`` or ``e:``).
+            another, but not with another followed by ``lru:``, ``exp:``, ``e:``,
+            ``qc:`` or ``ql:``).
         max_changes: change-log records kept for :meth:`changes_since`.
         socket_timeout: seconds a command may take before it fails (with ``url``).
         connect_timeout: seconds to connect (with ``url``).
@@ -195,6 +212,7 @@ class RedisStore(NoLocalFile):
         self._identity = client.register_script(lua.IDENTITY)
         self._write_records = client.register_script(lua.WRITE_RECORDS)
         self._add_counts = client.register_script(lua.ADD_COUNTS)
+        self._add_outcomes = client.register_script(lua.ADD_OUTCOMES)
         try:
             self._call(client.ping)
         except BaseException:
@@ -525,6 +543,40 @@ class RedisStore(NoLocalFile):
         raw = self._call(lambda: self._client.hgetall(key))
         return {bytes(k).decode(): float(v) for k, v in raw.items()}
 
+    def add_outcomes(self, namespace: str, rows: Sequence[str], keep: int) -> None:
+        """Append ``rows`` to the namespace's outcome log (the list ``P ql:NS``) and keep
+        its newest ``keep``, in one script (``RPUSH``, then ``LTRIM``): concurrent adds
+        from any number of processes are all appended, each add's rows together (see
+        :class:`~semcache._store._base.OutcomeLog`).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            InvalidInputError: a row that is not printable ASCII text, or a bad ``keep``.
+            InputTooLargeError: a row over 4 KiB.
+            CacheClosedError: the store is closed.
+            StoreUnavailableError: the server cannot be reached.
+            StoreError: another Redis error (nothing of the add is kept).
+        """
+        checked = check_outcomes(namespace, rows, keep)  # before anything is written
+        if not checked:
+            self._call(lambda: None)  # (a closed store still refuses)
+            return
+        args: list[Any] = [self._p, namespace, int(keep), *checked]
+        self._call(lambda: self._add_outcomes(args=args))
+
+    def read_outcomes(self, namespace: str) -> list[str]:
+        """The namespace's outcome log, oldest first (one ``LRANGE``).
+
+        Raises:
+            InvalidNamespaceError: ``namespace`` is not a str.
+            CacheClosedError: the store is closed.
+            StoreUnavailableError: the server cannot be reached.
+            StoreError: another Redis error.
+        """
+        key = self._p + b"ql:" + check_counts_namespace(namespace).encode()
+        raw = self._call(lambda: self._client.lrange(key, 0, -1))
+        return [bytes(row).decode() for row in raw]
+
     # -- change log -------------------------------------------------------------------
     def seq(self) -> int:
         return int(self._call(lambda: self._client.get(self._p + b"seq")) or 0)
@@ -579,8 +631,8 @@ class RedisStore(NoLocalFile):
         the store; returns how many keys were deleted.
 
         Only this store's own keys go (see the module docstring): the fixed ones, its
-        entries ``P e:<16 digits>``, ``P lru:NS`` / ``P exp:NS`` of its namespaces and
-        ``P qc:NS`` of those with counters.
+        entries ``P e:<16 digits>``, ``P lru:NS`` / ``P exp:NS`` of its namespaces,
+        ``P qc:NS`` of those with counters and ``P ql:NS`` of those with an outcome log.
         A store whose prefix merely starts with this one (``app:v2:`` under ``app:``)
         is left alone.
 
@@ -602,9 +654,11 @@ class RedisStore(NoLocalFile):
                     batch = []
             names = [bytes(ns) for ns in client.hkeys(p + b"ns")]
             counted = [bytes(ns) for ns in client.smembers(p + b"qc")]
+            logged = [bytes(ns) for ns in client.smembers(p + b"ql")]
             batch += [p + k for k in _FIXED_KEYS]
             batch += [p + kind + ns for ns in names for kind in (b"lru:", b"exp:")]
             batch += [p + b"qc:" + ns for ns in counted]
+            batch += [p + b"ql:" + ns for ns in logged]
             for lo in range(0, len(batch), 1000):
                 n += int(client.unlink(*batch[lo : lo + 1000]))
             return n

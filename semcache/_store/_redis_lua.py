@@ -145,7 +145,7 @@ return out
 """
 )
 
-# ARGV: P, maxch, ns|'', has_ns (the entries and the error-budget counters)
+# ARGV: P, maxch, ns|'', has_ns (the entries, the error-budget counters and outcome logs)
 CLEAR: Final = (
     LIB
     + r"""
@@ -155,11 +155,13 @@ local n = 0
 for _, id in ipairs(redis.call('ZRANGE', lruk, 0, -1)) do
   if del(id) then n = n + 1 end
 end
-local namespaces = redis.call('SMEMBERS', P .. 'qc')
-if ARGV[4] == '1' then namespaces = {ARGV[3]} end
-for _, ns in ipairs(namespaces) do
-  redis.call('DEL', P .. 'qc:' .. ns)
-  redis.call('SREM', P .. 'qc', ns)
+for _, kind in ipairs({'qc', 'ql'}) do
+  local namespaces = redis.call('SMEMBERS', P .. kind)
+  if ARGV[4] == '1' then namespaces = {ARGV[3]} end
+  for _, ns in ipairs(namespaces) do
+    redis.call('DEL', P .. kind .. ':' .. ns)
+    redis.call('SREM', P .. kind, ns)
+  end
 end
 return n
 """
@@ -184,6 +186,18 @@ ADD_COUNTS: Final = r"""
 local ck = ARGV[1] .. 'qc:' .. ARGV[2]
 redis.call('SADD', ARGV[1] .. 'qc', ARGV[2])
 for i = 3, #ARGV, 2 do redis.call('HINCRBYFLOAT', ck, ARGV[i], ARGV[i + 1]) end
+return 0
+"""
+
+# ARGV: P, ns, keep, row+ (appended in order, then all but the newest keep dropped;
+# RPUSH in slices: Lua's unpack takes a few thousand values at most)
+ADD_OUTCOMES: Final = r"""
+local lk = ARGV[1] .. 'ql:' .. ARGV[2]
+redis.call('SADD', ARGV[1] .. 'ql', ARGV[2])
+for lo = 4, #ARGV, 1000 do
+  redis.call('RPUSH', lk, unpack(ARGV, lo, math.min(lo + 999, #ARGV)))
+end
+redis.call('LTRIM', lk, -tonumber(ARGV[3]), -1)
 return 0
 """
 

@@ -21,6 +21,8 @@ from .._engine import Engine
 from .._guard_evidence import GuardParts, guard_parts, overruled, rejecting
 from .._progress import ProgressCallback, as_progress
 from .._prototypes import Prototypes
+from .._risk_model import RiskModel
+from .._risk_model import features as risk_features
 from .._types import Hit
 from ._clusters import Judge, StreamPoint, StreamVectors
 
@@ -134,7 +136,10 @@ def budget_stream_replay(
         label: names the result (default ``"default, budget B"``).
         seed: the budget's verification draws.
         policy: the budget to run (default: a new ``ErrorBudget(budget, floor=floor,
-            seed=seed)``).
+            seed=seed, model=RiskModel())``, as the cache's). With a model, the
+            candidate's features are given to it (:func:`~semcache._risk_model.features`,
+            the answers keyed by :func:`~semcache._agreement.answer_digest`) and it is
+            refitted when due, as the cache does.
         progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
         trace: a list to append a :class:`BudgetTrace` to for each get with a
             candidate (None: none kept).
@@ -150,7 +155,7 @@ def budget_stream_replay(
     label = label or f"default, budget {budget}"
     report = as_progress(progress)
     if policy is None:
-        policy = ErrorBudget(budget, floor=floor, seed=seed)
+        policy = ErrorBudget(budget, floor=floor, seed=seed, model=RiskModel())
     collector = _Collector(k)
     cache = SemanticCache(
         similarity_threshold=floor,
@@ -218,7 +223,21 @@ def budget_stream_replay(
                     record = records.setdefault(found[served].query, EntryRecord())
             if inspect is not None:
                 inspect(text, found, served)
-            decision = policy.decide(ev, record)
+            x = None
+            if policy.model is not None and ev is not None and served is not None:
+                x = risk_features(
+                    text,
+                    [h.query for h in found],
+                    [answer_digest(h.response) for h in found],
+                    [h.similarity for h in found],
+                    served,
+                    ev,
+                    record,
+                    policy.table_risk(ev, None)[0],
+                    policy.table_risk(ev, record)[0],
+                    floor=floor,
+                )
+            decision = policy.decide(ev, record, x)
             times.append(perf_counter() - t0)
             if trace is not None and ev is not None and served is not None:
                 trace.append(
@@ -227,8 +246,8 @@ def budget_stream_replay(
                         decision.action,
                         ev.evidence,
                         ev.similarity,
-                        policy.risk(ev, record)[0],
-                        policy.risk(ev, None)[0],
+                        policy.risk(ev, record, x)[0],
+                        policy.table_risk(ev, None)[0],
                         same_answer(found[served].response, cluster),
                     )
                 )
@@ -239,7 +258,10 @@ def budget_stream_replay(
                 continue
             # an LLM call (a miss or a verification): learn from its answer, and put it
             if ev is not None and served is not None:
-                policy.observe(ev, record, same_answer(found[served].response, cluster), decision)
+                correct = same_answer(found[served].response, cluster)
+                policy.observe(ev, record, correct, decision, x)
+                if policy.model is not None and policy.model.due():
+                    policy.model.refit()
                 if use_records:
                     for j, h in enumerate(found):
                         if j != served:

@@ -1,0 +1,290 @@
+"""The error budget's model of a candidate's risk: a logistic regression of "the
+candidate's answer was wrong" on features of the candidate and its query, learnt
+online from the LLM calls' outcomes (docs/quality.md, "A model of the candidate's
+features" and "The error budget in the cache").
+
+Features (:func:`features`, in :data:`FEATURES`' order): the candidate's similarity;
+its margin over the nearest candidate of another answer (over the floor without one);
+the candidates read and the share that agree with it; its support score
+(:func:`~semcache._agreement.support_scores`); the evidence class (one-hot); the
+entry's record (right answers at or below the similarity, wrong ones at or above); the
+budget's table estimate alone and moved by the record (as logits); and lexical ones,
+each of the query's words weighed by its inverse document frequency among the get's
+candidates' prompts (so no state is kept for them): the share of the query's weight
+found in the judged prompt, in the nearest (most overlapping) prompt of its answer
+among the candidates and in that of another answer, their difference, the share found
+in none of its answer's prompts; the words' Jaccard overlap with the judged prompt; the
+query's word count.
+
+The model (:class:`RiskModel`) is fitted on the newest :data:`ROWS` outcomes by
+Newton's method (L2-penalized, standardized features), again every :data:`REFIT` new
+outcomes once both kinds were seen :data:`MIN_CLASS` times; its upper bound is the
+Laplace approximation's. The cache keeps the outcomes in the store's outcome log
+(:class:`~semcache._store.OutcomeLog`, one row of text per outcome:
+:func:`encode_row`), so that every process learns from all of them and a reopened
+cache refits on them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ._agreement import support_scores
+
+if TYPE_CHECKING:
+    from ._agreement import Agreement
+    from ._budget_policy import EntryRecord
+
+__all__ = [
+    "FEATURES",
+    "LEXICAL",
+    "MIN_CLASS",
+    "REFIT",
+    "ROWS",
+    "TESTABLE",
+    "RiskModel",
+    "decode_row",
+    "encode_row",
+    "features",
+    "fit_logistic",
+]
+
+#: Refit after this many new outcomes.
+REFIT: Final = 500
+#: Outcomes of each kind (right, wrong) before the first fit.
+MIN_CLASS: Final = 20
+#: The outcomes the model is fitted on (the newest); what the store's log keeps.
+ROWS: Final = 5000
+#: The L2 penalty (on standardized features; the intercept is not penalized).
+L2: Final = 1.0
+#: The verified candidates' predicted wrong answers (under the estimates the budget
+#: used) before the model's estimate decides: from then on the verified gets' test
+#: (the budget's correction) can tell estimates that are half the truth (a Poisson
+#: count of 20 against 10 expected is three standard deviations off).
+TESTABLE: Final = 10.0
+#: The upper bound's quantile of the logit (the budget's ``Z_UPPER``).
+_Z_UPPER: Final = 1.645
+_WORD = re.compile(r"[^\W_]+")
+#: The features' names, in :func:`features`' order.
+FEATURES: Final = (
+    *("similarity", "margin", "examined", "agreeing share", "support score"),
+    *("alone", "split", "mixed", "unanimous", "record right", "record wrong"),
+    *("table logit", "record logit"),
+    *("words in judged", "words in own", "words in other", "words lead"),
+    *("words missing", "jaccard", "query words"),
+)
+#: The lexical ones.
+LEXICAL: Final = frozenset(FEATURES[13:])
+
+Array = npt.NDArray[np.float64]
+
+
+def words(text: str) -> set[str]:
+    """The distinct words of ``text``, casefolded."""
+    return set(_WORD.findall(text.casefold()))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1.0 - 1e-4)
+    return math.log(p / (1.0 - p))
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+def features(
+    query: str,
+    prompts: Sequence[str],
+    keys: Sequence[object],
+    similarities: Sequence[float],
+    served: int,
+    ev: Agreement,
+    record: EntryRecord | None,
+    table: float,
+    moved: float,
+    *,
+    floor: float,
+    idf: dict[str, float] | None = None,
+) -> list[float]:
+    """The module docstring's features of the candidate ``served`` (an index into the
+    candidates, given in the vote's order by their ``prompts``, answer ``keys`` and
+    ``similarities``) for ``query``: ``ev`` its agreement, ``record`` its entry's,
+    ``table`` and ``moved`` the budget's estimates of its risk without and with the
+    record. ``idf``: the query's words' weights (None: counted among ``prompts``)."""
+    right, wrong = record.evidence(ev.similarity) if record is not None else (0, 0)
+    order = [served, *(j for j in range(len(prompts)) if j != served)]
+    support = support_scores([similarities[j] for j in order], [keys[j] for j in order])
+    q = words(query)
+    texts = [words(p) for p in prompts]
+    if idf is None:
+        n = len(texts) + 2
+        idf = {w: math.log(n / (sum(w in t for t in texts) + 2)) + 1.0 for w in q}
+    total = sum(idf[w] for w in q) or 1.0
+
+    def share(text: set[str]) -> float:
+        return sum(idf[w] for w in q & text) / total
+
+    mine = keys[served]
+    same = [t for t, k in zip(texts, keys, strict=True) if k == mine]
+    other = [t for t, k in zip(texts, keys, strict=True) if k != mine]
+    own_words = set().union(*same)
+    near_same = max(map(share, same))
+    near_other = max(map(share, other), default=0.0)
+    judged = texts[served]
+    evidence = [0.0] * 4
+    evidence[ev.evidence] = 1.0
+    return [
+        ev.similarity,
+        ev.similarity - (ev.rival if ev.rival is not None else floor),
+        float(ev.examined),
+        ev.support / ev.examined,
+        support[0],
+        *evidence,
+        float(right),
+        float(wrong),
+        _logit(table),
+        _logit(moved),
+        share(judged),
+        near_same,
+        near_other,
+        near_same - near_other,
+        sum(idf[w] for w in q - own_words) / total,
+        len(q & judged) / max(1, len(q | judged)),
+        float(len(q)),
+    ]
+
+
+def fit_logistic(
+    x: Array, y: Array, l2: float = L2, weights: Array | None = None
+) -> tuple[Array, Array]:
+    """The weights (intercept last) of an L2-penalized logistic regression of ``y``
+    (0/1) on ``x`` (each row counted ``weights`` times: 1 by default), by Newton's
+    method, and the inverse of the penalized Hessian at them (the Laplace
+    approximation's covariance)."""
+    c = np.ones(len(x)) if weights is None else weights
+    a = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(a.shape[1])
+    penalty = np.full(a.shape[1], l2)
+    penalty[-1] = 1e-9
+    hess = np.diag(penalty)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(a @ w)))
+        grad = a.T @ (c * (p - y)) + penalty * w
+        hess = (a * (c * p * (1.0 - p))[:, None]).T @ a + np.diag(penalty)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w, np.linalg.inv(hess)
+
+
+def encode_row(x: Sequence[float], correct: bool) -> str:
+    """One outcome as a row of the store's outcome log: ``[wrong, *x]`` as compact JSON
+    (floats written exactly, so that a refit on the rows read back is the same fit)."""
+    return json.dumps([0.0 if correct else 1.0, *map(float, x)], separators=(",", ":"))
+
+
+def decode_row(text: str, width: int = len(FEATURES)) -> tuple[float, list[float]] | None:
+    """``(wrong, x)`` of a row :func:`encode_row` wrote with ``width`` features; None
+    for a row that is not one (another version's, or damaged)."""
+    try:
+        values = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(values, list) or len(values) != width + 1:
+        return None
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return None
+    if values[0] not in (0, 1):
+        return None
+    return float(values[0]), [float(v) for v in values[1:]]
+
+
+class RiskModel:
+    """A logistic model of a candidate's risk from its features, and the outcomes it
+    is fitted on (the newest ``rows``).
+
+    Attributes:
+        outcomes: the outcomes learnt so far (every process's, where the cache shares
+            them; :meth:`learn` adds 1).
+        fitted_at: :attr:`outcomes` at the last fit.
+        pending: rows (:func:`encode_row`) learnt here and not yet in the store's log.
+    """
+
+    def __init__(self, rows: int = ROWS) -> None:
+        self.rows = rows
+        self.log: deque[tuple[float, list[float], float]] = deque(maxlen=rows)
+        self.outcomes = 0
+        self.fitted_at = 0
+        self.pending: list[str] = []
+        self.fit: tuple[Array, Array, Array, Array] | None = None
+
+    def learn(self, x: Sequence[float], correct: bool, weight: float = 1.0) -> None:
+        """Add one outcome: the candidate with features ``x`` had the right answer or
+        not (counted ``weight`` times in the fit; the store's log keeps weight 1)."""
+        row = [float(v) for v in x]
+        self.log.append((0.0 if correct else 1.0, row, weight))
+        self.outcomes += 1
+        self.pending.append(encode_row(row, correct))
+
+    def replace(self, rows: Sequence[str]) -> None:
+        """Fit on ``rows`` (the store's log, oldest first) from now on: the newest
+        :attr:`rows` of them that decode with this model's width."""
+        width = len(self.log[0][1]) if self.log else len(FEATURES)
+        log: deque[tuple[float, list[float], float]] = deque(maxlen=self.rows)
+        for text in rows:
+            decoded = decode_row(text, width)
+            if decoded is not None:
+                log.append((decoded[0], decoded[1], 1.0))
+        self.log = log
+
+    def ready(self) -> bool:
+        """Whether both outcomes were seen :data:`MIN_CLASS` times among the rows."""
+        wrong = sum(y for y, _, _ in self.log)
+        return min(wrong, len(self.log) - wrong) >= MIN_CLASS
+
+    def due(self) -> bool:
+        """Whether :data:`REFIT` outcomes came in since the last fit and it can fit."""
+        return self.outcomes - self.fitted_at >= REFIT and self.ready()
+
+    def refit(self) -> None:
+        """Fit on the rows now (nothing when :meth:`ready` is false)."""
+        if not self.ready():
+            return
+        x_all = np.asarray([x for _, x, _ in self.log])
+        mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
+        scale[scale == 0] = 1.0
+        y = np.asarray([y for y, _, _ in self.log])
+        c = np.asarray([c for _, _, c in self.log])
+        w, cov = fit_logistic((x_all - mean) / scale, y, weights=c)
+        self.fit = (mean, scale, w, cov)
+        self.fitted_at = self.outcomes
+
+    def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
+        """The probability that the candidate with features ``x`` has a wrong answer,
+        and its upper bound; None before the first fit (or ``x`` of another width)."""
+        fit = self.fit
+        if fit is None or len(x) != len(fit[0]):
+            return None
+        mean, scale, w, cov = fit
+        a = np.append((np.asarray(x, dtype=np.float64) - mean) / scale, 1.0)
+        z = float(a @ w)
+        sd = math.sqrt(max(float(a @ cov @ a), 0.0))
+        return _sigmoid(z), _sigmoid(z + _Z_UPPER * sd)
+
+    def probabilities(self) -> Array:
+        """The fitted model's probability of a wrong answer for each row, in order."""
+        assert self.fit is not None
+        mean, scale, w, _ = self.fit
+        a = (np.asarray([x for _, x, _ in self.log]) - mean) / scale
+        out: Array = 1.0 / (1.0 + np.exp(-(a @ w[:-1] + w[-1])))
+        return out
