@@ -25,6 +25,8 @@ import pytest
 from semcache import SemanticCache
 from semcache._budget_policy import RiskTable
 from semcache._budgets import cell
+from semcache._cache import engine_of
+from semcache._risk_model import ROWS, TESTABLE, encode_row
 from semcache._store import SQLiteStore
 from semcache._store._sqlite import _INSERT_NEW, DEFAULT_PRAGMAS
 from semcache._text import make_key, normalize_text
@@ -250,6 +252,39 @@ def test_get_or_put_semantic_hit_10k_error_budget(  # type: ignore[no-untyped-de
     benchmark, budgeted: SemanticCache, vectors: np.ndarray
 ) -> None:
     _get_or_put_semantic(benchmark, budgeted, vectors)
+
+
+@pytest.fixture(scope="module")
+def modelled(
+    tmp_path_factory: pytest.TempPathFactory, vectors: np.ndarray
+) -> Iterator[SemanticCache]:
+    """``budgeted`` whose risk model decides: its outcome log holds 1,000 outcomes
+    (right above similarity 0.7, wrong below; ``semcache._risk_model``'s rows) and the
+    verified candidates' predicted wrong answers reach ``TESTABLE``, so each get
+    computes its candidate's features and the model's estimate."""
+    path = tmp_path_factory.mktemp("bench") / "modelled.db"
+    rng = np.random.default_rng(2)
+    rows = []
+    for _ in range(1000):
+        sim = float(rng.uniform(0.5, 1.0))
+        words = float(rng.uniform(0.0, 1.0))
+        x = [sim, sim - 0.5, 1.0, 1.0, sim, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, -4.0, -4.0]
+        x += [words, words, 0.0, words, 1.0 - words, words / 2, 6.0]
+        rows.append(encode_row(x, correct=sim >= 0.7))
+    with _trained(path, vectors) as cache:
+        cache.store.add_outcomes("default", rows, ROWS)  # type: ignore[attr-defined]
+        cache.store.add_counts("default", {"outcomes": 1000.0, "predicted": TESTABLE})  # type: ignore[attr-defined]
+    cache = SemanticCache(str(path), error_budget=0.01)
+    yield cache
+    cache.close()
+
+
+def test_get_or_put_semantic_hit_10k_error_budget_model(  # type: ignore[no-untyped-def]
+    benchmark, modelled: SemanticCache, vectors: np.ndarray
+) -> None:
+    _get_or_put_semantic(benchmark, modelled, vectors)
+    policy = engine_of(modelled).budgets.policy("default")  # type: ignore[union-attr]
+    assert policy.modelled  # (the model's estimate decided these gets)
 
 
 class _HashEmbedder:

@@ -17,7 +17,7 @@ from test_error_budget import Clock, budget_cache, engine, force, two_shared_cac
 import semcache._risk_model as risk_model
 from semcache import MemoryStore, SemanticCache, StoreError
 from semcache._agreement import ALONE, Agreement
-from semcache._budget_policy import EntryRecord, ErrorBudget
+from semcache._budget_policy import ErrorBudget
 from semcache._risk_model import FEATURES, RiskModel, decode_row, encode_row, features
 
 
@@ -53,12 +53,15 @@ def test_the_fit_learns_a_risk_that_rises_with_a_feature() -> None:
         model.learn(_x(similarity=s), correct=not wrong)
     assert model.due()
     model.refit()
-    assert model.fitted_at == 3000 and not model.due()
+    assert model.fitted_at == 3000
+    assert not model.due()
     low, high = model.estimate(_x(similarity=0.6)), model.estimate(_x(similarity=0.95))
-    assert low is not None and high is not None
+    assert low is not None
+    assert high is not None
     assert low[0] == pytest.approx(1.0 / (1.0 + math.exp(-1.8)), abs=0.08)
     assert high[0] == pytest.approx(1.0 / (1.0 + math.exp(2.4)), abs=0.03)
-    assert low[0] < low[1] and high[0] < high[1]  # the upper bound is above the mean
+    assert low[0] < low[1]
+    assert high[0] < high[1]  # the upper bound is above the mean
 
 
 def test_no_fit_before_both_outcomes_were_seen_and_the_rows_are_bounded() -> None:
@@ -67,8 +70,10 @@ def test_no_fit_before_both_outcomes_were_seen_and_the_rows_are_bounded() -> Non
         model.learn(_x(similarity=i / 700), correct=True)
     assert not model.due()  # no wrong answer yet
     model.refit()
-    assert model.fit is None and model.estimate(_x()) is None
-    assert len(model.log) == 600 and model.outcomes == 700
+    assert model.fit is None
+    assert model.estimate(_x()) is None
+    assert len(model.log) == 600
+    assert model.outcomes == 700
     assert len(model.pending) == 700  # (every row goes to the store's log)
 
 
@@ -89,8 +94,10 @@ def test_the_features_read_the_candidates_words_and_agreement() -> None:
     named = dict(zip(FEATURES, x, strict=True))
     assert named["similarity"] == 0.9
     assert named["margin"] == pytest.approx(0.2)
-    assert named["examined"] == 3.0 and named["agreeing share"] == pytest.approx(2 / 3)
-    assert named["alone"] == 1.0 and named["split"] == 0.0
+    assert named["examined"] == 3.0
+    assert named["agreeing share"] == pytest.approx(2 / 3)
+    assert named["alone"] == 1.0
+    assert named["split"] == 0.0
     assert named["table logit"] == pytest.approx(math.log(0.02 / 0.98))
     assert named["query words"] == 6.0
     # each word weighed by its rarity among the three prompts: "reset", "my" and
@@ -152,15 +159,19 @@ def test_a_reopened_cache_refits_on_the_logged_outcomes(tmp_path: Path, quick: N
     with budget_cache(path) as cache:
         _verify_many(cache, 6)
         model = engine(cache).budgets.policy("default").model  # type: ignore[union-attr]
-        assert model is not None and model.fit is not None and model.fitted_at == 4
+        assert model is not None
+        assert model.fit is not None
+        assert model.fitted_at == 4
         _verify_many(cache, 2, first=6)  # a refit at 8
         assert model.fitted_at == 8
         x = model.log[-1][1]
         before = model.estimate(x)
     with budget_cache(path) as cache:
         again = engine(cache).budgets.policy("default").model  # type: ignore[union-attr]
-        assert again is not None and again.outcomes == again.fitted_at == 8
-        assert len(again.log) == 8 and again.estimate(x) == before
+        assert again is not None
+        assert again.outcomes == again.fitted_at == 8
+        assert len(again.log) == 8
+        assert again.estimate(x) == before
 
 
 def test_two_caches_on_one_file_fit_on_each_others_outcomes(tmp_path: Path, quick: None) -> None:
@@ -168,10 +179,13 @@ def test_two_caches_on_one_file_fit_on_each_others_outcomes(tmp_path: Path, quic
         _verify_many(a, 3)  # 3 outcomes: no fit yet
         hand_over()
         model_b = engine(b).budgets.policy("default").model  # type: ignore[union-attr]
-        assert model_b is not None and model_b.outcomes == 3 and model_b.fit is None
+        assert model_b is not None
+        assert model_b.outcomes == 3
+        assert model_b.fit is None
         force(b, "verify")
         b.get_or_put("paraphrase 3", lambda: "B", embedding=vec(0, 103))  # the 4th: due
-        assert model_b.fit is not None and model_b.fitted_at == 4
+        assert model_b.fit is not None
+        assert model_b.fitted_at == 4
         assert [y for y, _, _ in model_b.log] == [0.0, 1.0, 0.0, 1.0]  # a's three, then b's
 
 
@@ -204,7 +218,9 @@ def test_without_the_store_s_log_the_model_fits_on_this_process_s_rows(quick: No
     with budget_cache(store=NoLog()) as cache:
         _verify_many(cache, 4)
         model = engine(cache).budgets.policy("default").model  # type: ignore[union-attr]
-        assert model is not None and model.fit is not None and len(model.log) == 4
+        assert model is not None
+        assert model.fit is not None
+        assert len(model.log) == 4
         assert model.pending == []  # (nowhere to write them)
 
 
@@ -214,9 +230,12 @@ def test_a_failing_log_keeps_the_rows_for_the_next_write(quick: None) -> None:
     with budget_cache(store=store, clock=clock) as cache:
         _verify_many(cache, 4)  # the refit's write fails: fitted on this process's rows
         model = engine(cache).budgets.policy("default").model  # type: ignore[union-attr]
-        assert model is not None and model.fit is not None and len(model.pending) == 4
+        assert model is not None
+        assert model.fit is not None
+        assert len(model.pending) == 4
         assert store.read_outcomes("default") == []
         store.fail = False
         clock.now += 1.0
         cache.get("unrelated", embedding=vec(1, -1))  # a sync writes them
-        assert model.pending == [] and len(store.read_outcomes("default")) == 4
+        assert model.pending == []
+        assert len(store.read_outcomes("default")) == 4

@@ -227,8 +227,9 @@ def test_sqlite_upgrades_a_version_2_file(tmp_path: Path) -> None:
     # Make it the file a semcache of schema version 2 left: no record column, no table.
     conn = apsw.Connection(str(path))
     conn.execute("DROP TABLE quality_counts")
+    conn.execute("DROP TABLE quality_outcomes")
     conn.execute("ALTER TABLE entries DROP COLUMN record")
-    conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+    conn.execute("DELETE FROM schema_migrations WHERE version IN (3, 4)")
     conn.execute(
         "INSERT INTO entries(key, namespace, query, response, created_at, last_access)"
         " VALUES (x'01', 'a', 'q', 'r', 0, 0)"
@@ -236,13 +237,39 @@ def test_sqlite_upgrades_a_version_2_file(tmp_path: Path) -> None:
     conn.close()
     store = SQLiteStore(path)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION == 4
         got = store.get_by_ids([1])[1]
         assert (got.response, got.record) == ("r", None)
         store.write_records({1: RECORD})
         store.add_counts("a", {"n/0/0": 1.0})
+        store.add_outcomes("a", ["[1]"], 10)
         assert store.get_by_ids([1])[1].record == RECORD
         assert store.read_counts("a") == {"n/0/0": 1.0}
+        assert store.read_outcomes("a") == ["[1]"]
+    finally:
+        store.close()
+
+
+def test_sqlite_upgrades_a_version_3_file_with_its_state(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    (i,) = put(store, entry("x"))
+    store.write_records({i: RECORD})
+    store.add_counts("a", {"n/0/0": 2.0})
+    store.close()
+    # The file a semcache of schema version 3 left: no outcome log.
+    conn = apsw.Connection(str(path))
+    conn.execute("DROP TABLE quality_outcomes")
+    conn.execute("DELETE FROM schema_migrations WHERE version = 4")
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.schema_version() == 4
+        assert record_of(store, i) == RECORD
+        assert store.read_counts("a") == {"n/0/0": 2.0}
+        assert store.read_outcomes("a") == []
+        store.add_outcomes("a", ["[0]"], 10)
+        assert store.read_outcomes("a") == ["[0]"]
     finally:
         store.close()
 
@@ -253,6 +280,7 @@ def test_sqlite_copy_checks_accept_the_new_schema(tmp_path: Path) -> None:
         (i,) = put(store, entry("x", vector=None))
         store.write_records({i: RECORD})
         store.add_counts("a", {"n/0/0": 1.0})
+        store.add_outcomes("a", ["[1]"], 10)
         dest = tmp_path / "copy.db"
         store.backup(dest)
         store.check_copy(dest)
@@ -544,9 +572,7 @@ def test_outcomes_added_by_two_processes_are_all_kept(shared_factory: StoreFacto
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(2)
     name = shared_factory.backend.name
-    workers = [
-        ctx.Process(target=_log_outcomes, args=(name, home, w, barrier)) for w in range(2)
-    ]
+    workers = [ctx.Process(target=_log_outcomes, args=(name, home, w, barrier)) for w in range(2)]
     for w in workers:
         w.start()
     for w in workers:
