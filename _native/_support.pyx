@@ -11,7 +11,7 @@ checks them against each other on seeded draws.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport exp, sqrt
+from libc.math cimport exp, log, sqrt
 
 NAME = "native"
 
@@ -175,3 +175,117 @@ def favoured_scores(scores, similarities, keys, gram, double floor, double weigh
         return out
     finally:
         PyMem_Free(block)
+
+
+def lexical(q, texts, own, Py_ssize_t served, weights):
+    """See ``semcache._risk_model.lexical`` (the risk model's lexical features).
+
+    Raises:
+        ValueError: ``texts`` and ``own`` differ in length, or ``weights`` is not one
+            per word.
+    """
+    cdef Py_ssize_t m = len(q)
+    cdef Py_ssize_t n = len(texts)
+    cdef Py_ssize_t i, j, count, inside
+    cdef double total, s, share, near_same, near_other, missing, served_share
+    cdef bint have_same = False
+    cdef list words = list(q)
+    cdef list rows = list(texts)
+    cdef list mine
+    cdef list ws
+    cdef object t, w
+    if n != len(own):
+        raise ValueError("one own flag per prompt")
+    if weights is None:
+        ws = []
+        for i in range(m):
+            w = words[i]
+            count = 0
+            for j in range(n):
+                if w in rows[j]:
+                    count += 1
+            ws.append(log(<double>(n + 2) / <double>(count + 2)) + 1.0)
+    else:
+        ws = [float(x) for x in weights]
+        if len(ws) != m:
+            raise ValueError("one weight per word")
+    total = 0.0
+    for i in range(m):
+        total = total + <double>ws[i]
+    if total == 0.0:
+        total = 1.0
+    near_same = 0.0
+    near_other = 0.0
+    served_share = 0.0
+    mine = []
+    for j in range(n):
+        t = rows[j]
+        s = 0.0
+        for i in range(m):
+            if words[i] in t:
+                s = s + <double>ws[i]
+        share = s / total
+        if j == served:
+            served_share = share
+        if own[j]:
+            mine.append(t)
+            if not have_same or share > near_same:
+                near_same = share
+                have_same = True
+        elif share > near_other:
+            near_other = share
+    missing = 0.0
+    for i in range(m):
+        w = words[i]
+        for t in mine:
+            if w in t:
+                break
+        else:
+            missing = missing + <double>ws[i]
+    t = rows[served]
+    inside = 0
+    for i in range(m):
+        if words[i] in t:
+            inside += 1
+    count = m + len(t) - inside
+    return (
+        served_share,
+        near_same,
+        near_other,
+        missing / total,
+        inside / <double>(count if count > 1 else 1),
+    )
+
+
+def logit(x, list mean, list scale, list w, list cov):
+    """See ``semcache._risk_model.logit`` (the risk model's logit and its variance).
+
+    Raises:
+        ValueError: ``x`` of another length than ``mean``.
+    """
+    cdef Py_ssize_t n = len(mean)
+    cdef Py_ssize_t i, j
+    cdef double z, var, s
+    cdef list row
+    if len(x) != n:
+        raise ValueError("one feature per mean")
+    cdef double *a = <double *>PyMem_Malloc((n + 1) * sizeof(double))
+    if a == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            a[i] = (<double>x[i] - <double>mean[i]) / <double>scale[i]
+        a[n] = 1.0
+        z = 0.0
+        for i in range(n + 1):
+            z = z + a[i] * <double>w[i]
+        var = 0.0
+        for i in range(n + 1):
+            row = cov[i]
+            s = 0.0
+            for j in range(n + 1):
+                s = s + <double>row[j] * a[j]
+            var = var + a[i] * s
+        return z, var
+    finally:
+        PyMem_Free(a)

@@ -13,6 +13,7 @@ the WAL commit).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from semcache import SemanticCache
 from semcache._budget_policy import RiskTable
 from semcache._budgets import cell
 from semcache._cache import engine_of
-from semcache._risk_model import ROWS, TESTABLE, encode_row
+from semcache._risk_model import TESTABLE
 from semcache._store import SQLiteStore
 from semcache._store._sqlite import _INSERT_NEW, DEFAULT_PRAGMAS
 from semcache._text import make_key, normalize_text
@@ -258,23 +259,46 @@ def test_get_or_put_semantic_hit_10k_error_budget(  # type: ignore[no-untyped-de
 def modelled(
     tmp_path_factory: pytest.TempPathFactory, vectors: np.ndarray
 ) -> Iterator[SemanticCache]:
-    """``budgeted`` whose risk model decides: its outcome log holds 1,000 outcomes
-    (right above similarity 0.7, wrong below; ``semcache._risk_model``'s rows) and the
-    verified candidates' predicted wrong answers reach ``TESTABLE``, so each get
-    computes its candidate's features and the model's estimate."""
+    """``budgeted`` whose risk model decides: 600 verified gets near random entries
+    (similarity 0.75 to 1) taught it, their fresh answer right at similarity 0.9 and
+    above, wrong below, and the verified candidates' predicted wrong answers are set
+    at ``TESTABLE``; so each timed get computes its candidate's features and the
+    model's estimate (reopened: the model is fitted on the store's outcome log)."""
     path = tmp_path_factory.mktemp("bench") / "modelled.db"
     rng = np.random.default_rng(2)
-    rows = []
-    for _ in range(1000):
-        sim = float(rng.uniform(0.5, 1.0))
-        words = float(rng.uniform(0.0, 1.0))
-        x = [sim, sim - 0.5, 1.0, 1.0, sim, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, -4.0, -4.0]
-        x += [words, words, 0.0, words, 1.0 - words, words / 2, 6.0]
-        rows.append(encode_row(x, correct=sim >= 0.7))
     with _trained(path, vectors) as cache:
-        cache.store.add_outcomes("default", rows, ROWS)  # type: ignore[attr-defined]
-        cache.store.add_counts("default", {"outcomes": 1000.0, "predicted": TESTABLE})  # type: ignore[attr-defined]
+        policy = engine_of(cache).budgets.policy("default")  # type: ignore[union-attr]
+        decide = policy.decide
+
+        def verify(ev: Any, record: Any = None, features: Any = None) -> Any:
+            return dataclasses.replace(decide(ev, record, features), action="verify")
+
+        policy.decide = verify  # type: ignore[method-assign]
+        for i in range(600):
+            j = int(rng.integers(N))
+            query = unit(vectors[j] + rng.uniform(0.0, 0.05) * rng.standard_normal(DIM))
+            right = float(query @ vectors[j]) >= 0.9
+            fresh = f"answer {j}" if right else f"another answer {i}"
+            text = f"taught {_letters(i)} (variant {j})"  # (the numbers guard agrees)
+            cache.get_or_put(text, lambda f=fresh: f, embedding=query)
+        cache.store.add_counts("default", {"predicted": TESTABLE})  # type: ignore[attr-defined]
     cache = SemanticCache(str(path), error_budget=0.01)
+    policy = engine_of(cache).budgets.policy("default")  # type: ignore[union-attr]
+    assert policy.modelled
+    # One query repeated fills the level's window with its own risk: the level is then
+    # that risk, and the model's upper bound (always above its mean) has every such get
+    # verified (with a window of varied risks, as traffic has, a third still were). The
+    # row times the work of a get the model decides (its features and estimate): its
+    # verifications are served instead (about 3 us of this wrapper are in the row).
+    decide = policy.decide
+
+    def serving(ev: Any, record: Any = None, features: Any = None) -> Any:
+        decision = decide(ev, record, features)
+        if decision.action == "verify":
+            return dataclasses.replace(decision, action="serve")
+        return decision
+
+    policy.decide = serving  # type: ignore[method-assign]
     yield cache
     cache.close()
 
@@ -285,6 +309,19 @@ def test_get_or_put_semantic_hit_10k_error_budget_model(  # type: ignore[no-unty
     _get_or_put_semantic(benchmark, modelled, vectors)
     policy = engine_of(modelled).budgets.policy("default")  # type: ignore[union-attr]
     assert policy.modelled  # (the model's estimate decided these gets)
+
+
+def test_get_or_put_semantic_hit_10k_error_budget_model_off(  # type: ignore[no-untyped-def]
+    benchmark, modelled: SemanticCache, vectors: np.ndarray
+) -> None:
+    """The same cache with its model set aside (the table decides): what the model
+    adds is the difference with the row above."""
+    policy = engine_of(modelled).budgets.policy("default")  # type: ignore[union-attr]
+    model, policy.model = policy.model, None
+    try:
+        _get_or_put_semantic(benchmark, modelled, vectors)
+    finally:
+        policy.model = model
 
 
 class _HashEmbedder:

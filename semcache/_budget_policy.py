@@ -538,6 +538,19 @@ class ErrorBudget:
                 return estimate
         return self.table_risk(ev, record)
 
+    def table_risks(self, ev: Agreement, record: EntryRecord | None) -> tuple[float, float]:
+        """The table's estimated risk of the candidate ``ev`` describes, alone and moved
+        by ``record``: ``table_risk(ev)[0]`` and ``table_risk(ev, record)[0]`` (the
+        table read once)."""
+        mean = self.table.risk(ev.evidence, ev.similarity)[0]
+        if record is None or not record.observations:
+            return mean, mean
+        wrong, right = record.evidence(ev.similarity)
+        if wrong + right == 0:
+            return mean, mean
+        k = self.entry_prior
+        return mean, (k * mean + wrong) / (k + wrong + right)
+
     def table_risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """The table's estimated risk of serving the candidate ``ev`` describes, and its
         upper bound: the table's curve, updated by the entry's own observations (the

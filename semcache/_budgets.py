@@ -47,7 +47,7 @@ import numpy.typing as npt
 from ._agreement import Agreement, Candidate, agreement, answer_digest, same_answer, voted
 from ._budget_policy import ENTRY_PRIORS, Decision, EntryRecord, ErrorBudget, RiskTable
 from ._errors import StoreError
-from ._risk_model import ROWS, RiskModel, features
+from ._risk_model import ROWS, RiskModel, features, words
 from ._store import (
     OutcomeLog,
     QualityState,
@@ -94,6 +94,9 @@ BUDGET_FLOOR: Final = 0.5
 _NO_TIME_LIMIT_US: Final = 1e9
 #: Records kept in memory for a store without the capability.
 _LOCAL_RECORDS: Final = 65536
+#: Stored prompts' words kept for the risk model's features (by prompt text; reading
+#: them costs about 2.5 us a prompt, 20 of a get's 40 us).
+_PROMPT_WORDS: Final = 4096
 #: Decoded answer vectors kept (by entry id, with the record text they came from), so
 #: that a candidate read again costs no JSON or base64 decoding (6 MB at dimension 384).
 _DECODED_ANSWERS: Final = 4096
@@ -211,6 +214,7 @@ class Budgets:
         self._synced_at: dict[str, float] = {}
         self._local: OrderedDict[int, str] = OrderedDict()
         self._decoded: dict[int, tuple[str, Vector]] = {}
+        self._prompt_words: dict[str, frozenset[str]] = {}
         #: What of a stored text is the answer, by namespace prefix: the integrations'
         #: doors store whole completions (ids, timestamps, usage) and register how to
         #: read the answer from one (:meth:`same_in`).
@@ -457,13 +461,16 @@ class Budgets:
         records: dict[int, EntryRecord] | None = None,
         answers: dict[int, Vector] | None = None,
         query: str | None = None,
+        keys: Mapping[int, bytes] | None = None,
     ) -> Judgement:
         """Decide a get from its candidates ``found`` (nearest first, at or above the
         floor): the vote picks the answer, ``serve(entry, similarity)`` (the guards,
         ``confidence_fn``, validator) the candidate to serve, the agreement of the
         others and the candidate's record the risk (the risk model's, from the
         candidates' features and ``query``, once it decides). ``records`` and
-        ``answers``: the candidates' (:meth:`answers_of`), with ``answer_similarity``."""
+        ``answers``: the candidates' (:meth:`answers_of`), with ``answer_similarity``;
+        ``keys``: their answers' keys by entry id where the get has them (else
+        :attr:`keys_of` gives them)."""
         pol = self.policy(ns)
         order = list(found)
         same: Callable[[Any, Any], bool]
@@ -501,7 +508,7 @@ class Budgets:
                 records = {**(records or {}), served.id: self.record(served)}
             x = None
             if query is not None and pol.modelled:
-                x = self._features(ns, pol, query, order, ev, records[served.id])
+                x = self._features(pol, query, order, ev, records[served.id], keys)
             decision = pol.decide(ev, records[served.id], x)
             judged = Judgement(ns, decision, ev, order, records, hit, answers, query, x)
         self._add(ns, "gets", 1.0)
@@ -511,27 +518,43 @@ class Budgets:
 
     def _features(
         self,
-        ns: str,
         pol: ErrorBudget,
         query: str,
         order: Sequence[tuple[StoredEntry, float]],
         ev: Agreement,
         record: EntryRecord | None,
+        keys: Mapping[int, bytes] | None = None,
     ) -> list[float]:
         """The risk model's features of the candidate ``order[0]`` (the one judged, the
-        others after it as read): :func:`~semcache._risk_model.features`."""
+        others after it as read): :func:`~semcache._risk_model.features`; ``keys``:
+        the answers' keys by entry id, where known."""
         entries = [e for e, _ in order]
+        if keys is None or any(e.id not in keys for e in entries):
+            answer_keys = self.keys_of(entries)
+        else:
+            answer_keys = [keys[e.id] for e in entries]
+        table, moved = pol.table_risks(ev, record)
+        memo = self._prompt_words
+        texts = []
+        for e in entries:
+            found = memo.get(e.query)
+            if found is None:
+                found = memo[e.query] = frozenset(words(e.query))
+                if len(memo) > _PROMPT_WORDS:
+                    del memo[next(iter(memo))]
+            texts.append(found)
         return features(
             query,
             [e.query for e in entries],
-            self.keys_of(entries),
+            answer_keys,
             [s for _, s in order],
             0,
             ev,
             record,
-            pol.table_risk(ev, None)[0],
-            pol.table_risk(ev, record)[0],
+            table,
+            moved,
             floor=pol.floor,
+            prompt_words=texts,
         )
 
     # -- records ---------------------------------------------------------------------------
@@ -677,7 +700,7 @@ class Budgets:
             and judged.query is not None
             and ev.similarity >= pol.floor
         ):
-            x = self._features(ns, pol, judged.query, judged.candidates, ev, records.get(first.id))
+            x = self._features(pol, judged.query, judged.candidates, ev, records.get(first.id))
         losses = pol.weight_losses(ev, records.get(first.id), verdicts[0])
         pol.observe(ev, None, verdicts[0], judged.decision, x)  # (its record: below)
         pol.learn_weight(losses)

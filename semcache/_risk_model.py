@@ -31,12 +31,14 @@ import json
 import math
 import re
 from collections import deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from . import _agreement
 from ._agreement import support_scores
 
 if TYPE_CHECKING:
@@ -55,6 +57,9 @@ __all__ = [
     "encode_row",
     "features",
     "fit_logistic",
+    "lexical",
+    "logit",
+    "words",
 ]
 
 #: Refit after this many new outcomes.
@@ -114,32 +119,24 @@ def features(
     *,
     floor: float,
     idf: dict[str, float] | None = None,
+    prompt_words: Sequence[AbstractSet[str]] | None = None,
 ) -> list[float]:
     """The module docstring's features of the candidate ``served`` (an index into the
     candidates, given in the vote's order by their ``prompts``, answer ``keys`` and
     ``similarities``) for ``query``: ``ev`` its agreement, ``record`` its entry's,
     ``table`` and ``moved`` the budget's estimates of its risk without and with the
-    record. ``idf``: the query's words' weights (None: counted among ``prompts``)."""
-    right, wrong = record.evidence(ev.similarity) if record is not None else (0, 0)
+    record. ``idf``: the query's words' weights (None: counted among ``prompts``).
+    ``prompt_words``: the prompts' :func:`words`, where the caller keeps them (None:
+    read from ``prompts`` here)."""
+    wrong, right = record.evidence(ev.similarity) if record is not None else (0, 0)
     order = [served, *(j for j in range(len(prompts)) if j != served)]
     support = support_scores([similarities[j] for j in order], [keys[j] for j in order])
-    q = words(query)
-    texts = [words(p) for p in prompts]
-    if idf is None:
-        n = len(texts) + 2
-        idf = {w: math.log(n / (sum(w in t for t in texts) + 2)) + 1.0 for w in q}
-    total = sum(idf[w] for w in q) or 1.0
-
-    def share(text: set[str]) -> float:
-        return sum(idf[w] for w in q & text) / total
-
+    q = sorted(words(query))  # (one order: the sums below add in it)
+    texts = [words(p) for p in prompts] if prompt_words is None else prompt_words
     mine = keys[served]
-    same = [t for t, k in zip(texts, keys, strict=True) if k == mine]
-    other = [t for t, k in zip(texts, keys, strict=True) if k != mine]
-    own_words = set().union(*same)
-    near_same = max(map(share, same))
-    near_other = max(map(share, other), default=0.0)
-    judged = texts[served]
+    own = [k == mine for k in keys]
+    weights = None if idf is None else [idf[w] for w in q]
+    lex = _LEXICAL(q, texts, own, served, weights)
     evidence = [0.0] * 4
     evidence[ev.evidence] = 1.0
     return [
@@ -153,14 +150,108 @@ def features(
         float(wrong),
         _logit(table),
         _logit(moved),
-        share(judged),
-        near_same,
-        near_other,
-        near_same - near_other,
-        sum(idf[w] for w in q - own_words) / total,
-        len(q & judged) / max(1, len(q | judged)),
+        lex[0],
+        lex[1],
+        lex[2],
+        lex[1] - lex[2],
+        lex[3],
+        lex[4],
         float(len(q)),
     ]
+
+
+def lexical(
+    q: Sequence[str],
+    texts: Sequence[AbstractSet[str]],
+    own: Sequence[bool],
+    served: int,
+    weights: Sequence[float] | None,
+) -> tuple[float, float, float, float, float]:
+    """The lexical features of the candidate ``served`` for a query of the distinct
+    words ``q`` (in the order their weights are added in), among the candidates'
+    prompts' words ``texts`` (``own[j]``: candidate ``j`` has the served one's
+    answer): the share of the query's weight in the judged prompt, the most in one of
+    its answer's prompts and in one of another answer's (0 without one), the share in
+    none of its answer's prompts, and the Jaccard overlap of the words with the judged
+    prompt's. ``weights``: the words' (None: each ``log((n + 2) / (d + 2)) + 1`` for a
+    word in ``d`` of the ``n`` prompts). ``_native/_support.pyx`` has its C twin (the
+    same results bit for bit), used where it is built."""
+    n = len(texts)
+    if weights is None:
+        weights = [math.log((n + 2) / (sum([w in t for t in texts]) + 2)) + 1.0 for w in q]
+    pairs = list(zip(q, weights, strict=True))
+    total = 0.0
+    for c in weights:
+        total += c
+    if total == 0.0:
+        total = 1.0
+    shares = []
+    for t in texts:
+        s = 0.0
+        for w, c in pairs:
+            if w in t:
+                s += c
+        shares.append(s / total)
+    near_same = max([sh for sh, o in zip(shares, own, strict=True) if o])
+    near_other = max([sh for sh, o in zip(shares, own, strict=True) if not o], default=0.0)
+    mine = [t for t, o in zip(texts, own, strict=True) if o]
+    missing = 0.0
+    for w, c in pairs:
+        if not any(w in t for t in mine):
+            missing += c
+    judged = texts[served]
+    inside = sum([w in judged for w in q])
+    return (
+        shares[served],
+        near_same,
+        near_other,
+        missing / total,
+        inside / max(1, len(q) + len(judged) - inside),
+    )
+
+
+def logit(
+    x: Sequence[float],
+    mean: Sequence[float],
+    scale: Sequence[float],
+    w: Sequence[float],
+    cov: Sequence[Sequence[float]],
+) -> tuple[float, float]:
+    """The fitted logit of the features ``x`` and its variance under the fit: with
+    ``a`` the standardized features and a 1 (``(x - mean) / scale``), ``a . w`` and
+    ``a . (cov a)``, each sum added left to right from 0. ``_native/_support.pyx`` has
+    its C twin (the same results bit for bit), used where it is built.
+
+    Raises:
+        ValueError: ``x`` of another length than ``mean``.
+    """
+    n = len(mean)
+    if len(x) != n:
+        raise ValueError("one feature per mean")
+    a = [(x[i] - mean[i]) / scale[i] for i in range(n)]
+    a.append(1.0)
+    z = 0.0
+    for i in range(n + 1):
+        z += a[i] * w[i]
+    var = 0.0
+    for i in range(n + 1):
+        row = cov[i]
+        s = 0.0
+        for j in range(n + 1):
+            s += row[j] * a[j]
+        var += a[i] * s
+    return z, var
+
+
+def _twin(name: str, python: Callable[..., Any]) -> Callable[..., Any]:
+    """The C twin of ``python`` (the function of that ``name`` in ``_native/_support``)
+    where the extension is built and ``SEMCACHE_PURE_PYTHON`` is not set, else it."""
+    native = getattr(_agreement._NATIVE, name, None)
+    return native if callable(native) else python
+
+
+_LEXICAL = _twin("lexical", lexical)
+_LOGIT = _twin("logit", logit)
 
 
 def fit_logistic(
@@ -227,6 +318,13 @@ class RiskModel:
         self.fitted_at = 0
         self.pending: list[str] = []
         self.fit: tuple[Array, Array, Array, Array] | None = None
+        # the fit as lists, as :func:`logit` reads them
+        self._lists: tuple[list[float], list[float], list[float], list[list[float]]] = (
+            [],
+            [],
+            [],
+            [],
+        )
 
     def learn(self, x: Sequence[float], correct: bool, weight: float = 1.0) -> None:
         """Add one outcome: the candidate with features ``x`` had the right answer or
@@ -267,6 +365,7 @@ class RiskModel:
         c = np.asarray([c for _, _, c in self.log])
         w, cov = fit_logistic((x_all - mean) / scale, y, weights=c)
         self.fit = (mean, scale, w, cov)
+        self._lists = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
         self.fitted_at = self.outcomes
 
     def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
@@ -275,11 +374,8 @@ class RiskModel:
         fit = self.fit
         if fit is None or len(x) != len(fit[0]):
             return None
-        mean, scale, w, cov = fit
-        a = np.append((np.asarray(x, dtype=np.float64) - mean) / scale, 1.0)
-        z = float(a @ w)
-        sd = math.sqrt(max(float(a @ cov @ a), 0.0))
-        return _sigmoid(z), _sigmoid(z + _Z_UPPER * sd)
+        z, var = _LOGIT(x, *self._lists)
+        return _sigmoid(z), _sigmoid(z + _Z_UPPER * math.sqrt(max(var, 0.0)))
 
     def probabilities(self) -> Array:
         """The fitted model's probability of a wrong answer for each row, in order."""

@@ -4,6 +4,7 @@ bit, the same errors."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import subprocess
@@ -93,3 +94,56 @@ def test_pure_python_leaves_the_twin_out() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "True"
+
+
+def _lexical_draw(rng: random.Random) -> tuple[list[str], list[frozenset[str]], list[bool], int]:
+    """A query's sorted distinct words and 1 to 10 candidates' prompts' words from a
+    small vocabulary (so that words repeat), with their answers' flags."""
+    vocab = [f"w{i}" for i in range(rng.randint(1, 14))]
+    q = sorted(set(rng.sample(vocab, rng.randint(0, len(vocab)))))
+    n = rng.randint(1, 10)
+    texts = [frozenset(rng.sample(vocab, rng.randint(0, len(vocab)))) for _ in range(n)]
+    served = rng.randrange(n)
+    own = [j == served or rng.random() < 0.4 for j in range(n)]
+    return q, texts, own, served
+
+
+def test_the_lexical_twins_give_the_same_features_bit_for_bit() -> None:
+    from semcache import _risk_model
+
+    rng = random.Random(20261207)
+    for _ in range(4000):
+        q, texts, own, served = _lexical_draw(rng)
+        weights = None if rng.random() < 0.7 else [rng.uniform(0.5, 3.0) for _ in q]
+        want = _risk_model.lexical(q, texts, own, served, weights)
+        got = native.lexical(q, texts, own, served, weights)
+        assert got == want
+        assert [math.copysign(1.0, x) for x in got] == [math.copysign(1.0, x) for x in want]
+    assert _risk_model._LEXICAL is native.lexical  # (the cache uses the twin)
+
+
+def test_the_lexical_twin_refuses_what_the_python_one_refuses() -> None:
+    with pytest.raises(ValueError, match="own flag"):
+        native.lexical(["a"], [frozenset("a")], [True, False], 0, None)
+    with pytest.raises(ValueError, match="weight"):
+        native.lexical(["a", "b"], [frozenset("a")], [True], 0, [1.0])
+
+
+def test_the_logit_twins_give_the_same_values_bit_for_bit() -> None:
+    from semcache import _risk_model
+
+    rng = np.random.default_rng(20261208)
+    for _ in range(2000):
+        n = int(rng.integers(1, 24))
+        x = (rng.standard_normal(n) * 3).tolist()
+        mean, scale = rng.standard_normal(n).tolist(), rng.uniform(0.1, 4.0, n).tolist()
+        w = rng.standard_normal(n + 1).tolist()
+        half = rng.standard_normal((n + 1, n + 1))
+        cov = (half @ half.T).tolist()
+        want = _risk_model.logit(x, mean, scale, w, cov)
+        assert native.logit(x, mean, scale, w, cov) == want
+    assert _risk_model._LOGIT is native.logit
+    with pytest.raises(ValueError, match="one feature"):
+        native.logit([1.0], [0.0, 0.0], [1.0, 1.0], [0.0] * 3, [[0.0] * 3] * 3)
+    with pytest.raises(ValueError, match="one feature"):
+        _risk_model.logit([1.0], [0.0, 0.0], [1.0, 1.0], [0.0] * 3, [[0.0] * 3] * 3)
