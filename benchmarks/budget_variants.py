@@ -51,7 +51,15 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   words weighed by their document frequency among the get's candidates' prompts (no
   state kept), not among the queries seen so far; joined with a ``model-`` part
   (``model-when-testable+model-local-words``). ``model-rows-5000``: the model fitted on
-  the newest 5,000 outcomes only (a bounded log), joined likewise.
+  the newest 5,000 outcomes only (a bounded log), joined likewise. (The three together
+  are what ships now: ``semcache._risk_model``.)
+- ``shipped-model``: the shipped budget, model included (what the replay runs without a
+  variant), as the base of the parts that change it: ``platt``, a recalibration of the
+  model's estimate by a logistic curve of its logit fitted on the verified candidates
+  it decided on (each weighed by 1 / its verification probability, the weights scaled
+  to Kish's effective number; refitted every 25 once 10 were wrong), with that fit's
+  Laplace upper bound. Without a model part the variants start from the table alone
+  (the budget as shipped before the model).
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -68,20 +76,19 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from risk_model import LEXICAL, RiskModel
 
 import semcache._budget_policy
 from semcache._agreement import ALONE, Agreement
 from semcache._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable, _log_loss
+from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
+from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
 
 #: The priors ``learnt-prior`` chooses among: None is 1/2 (shipped), c is c times the
 #: fitted risk of the bins below (at most 1/2).
 PRIORS: tuple[float | None, ...] = (None, 1.0, 2.0, 4.0, 8.0)
-#: ``model-when-testable``: the verified candidates' predicted wrong answers (the sum of
-#: their estimates) from which the verified gets' test can tell estimates half the
-#: truth (a Poisson count of 20 against 10 expected: about three standard deviations).
-TESTABLE = 10.0
 VARIANTS = (
     "fixed-weight",
     "learnt-weight-verified",
@@ -99,6 +106,8 @@ VARIANTS = (
     "model-when-testable",
     "model-local-words",
     "model-rows-5000",
+    "shipped-model",
+    "platt",
 )
 
 
@@ -176,6 +185,13 @@ class VariantBudget(ErrorBudget):
             self.research = RiskModel(
                 kwargs.get("floor", 0.5), without=without, local=local, rows=rows
             )
+        if "shipped-model" in parts:
+            kwargs["model"] = ShippedModel()
+        #: with ``platt``: the verified candidates' (logit of the model's estimate,
+        #: wrong, weight), and the recalibration fitted on them
+        self.platt = "platt" in parts
+        self.calibration_rows: list[tuple[float, float, float]] = []
+        self.calibration: tuple[Any, Any] | None = None
         mode = 1 if "below-prior" in parts else 0
         kwargs.setdefault("table", PriorTable(mode, floor=kwargs.get("floor", 0.5)))
         super().__init__(budget, **kwargs)
@@ -197,7 +213,7 @@ class VariantBudget(ErrorBudget):
         get's features are taken first."""
         if self.research is not None:
             self.research.take(ev, record, self)
-        return super().decide(ev, record)
+        return super().decide(ev, record, features)
 
     def risk(
         self,
@@ -215,7 +231,48 @@ class VariantBudget(ErrorBudget):
                 return self.axis_table.risk(ALONE, model_axis(estimate[0]))
             if estimate is not None:
                 return estimate
-        return super().risk(ev, record)
+        if self.calibration is not None and features is not None and self.modelled:
+            assert self.model is not None
+            raw = self.model.estimate(features)
+            if raw is not None:
+                return self._calibrated(raw[0])
+        return super().risk(ev, record, features)
+
+    def _calibrated(self, p: float) -> tuple[float, float]:
+        """``platt``: the model's estimate ``p`` through the recalibration, and the
+        upper bound of its logit (Laplace, as the model's)."""
+        assert self.calibration is not None
+        w, cov = self.calibration
+        a = np.array([_logit(p), 1.0])
+        z = float(a @ w)
+        sd = math.sqrt(max(float(a @ cov @ a), 0.0))
+        return _sigmoid(z), _sigmoid(z + semcache._budget_policy.Z_UPPER * sd)
+
+    def _learn_calibration(
+        self, decision: Decision | None, features: Sequence[float] | None, correct: bool
+    ) -> None:
+        """``platt``: a verified candidate the model decided on joins the rows (weighed
+        1 / its verification probability); refit every 25 rows once 10 were wrong,
+        the weights scaled to the rows' effective number (Kish's), so that the
+        bound does not count a row drawn at 1% as 100 observations."""
+        if decision is None or decision.action != "verify" or features is None:
+            return
+        if not self.modelled or self.model is None:
+            return
+        raw = self.model.estimate(features)
+        if raw is None:
+            return
+        self.calibration_rows.append(
+            (_logit(raw[0]), 0.0 if correct else 1.0, 1.0 / decision.share)
+        )
+        rows = self.calibration_rows
+        if sum(y for _, y, _ in rows) < 10 or len(rows) % 25:
+            return
+        weights = np.array([c for _, _, c in rows])
+        weights *= weights.sum() / float(weights @ weights)  # sum = Kish's n
+        x = np.array([[z] for z, _, _ in rows])
+        y = np.array([y for _, y, _ in rows])
+        self.calibration = fit_logistic(x, y, l2=1e-6, weights=weights)
 
     @property
     def entry_prior(self) -> float:
@@ -291,8 +348,10 @@ class VariantBudget(ErrorBudget):
         table = self.table
         assert isinstance(table, PriorTable)
         table.frozen = self.record_free_table and told
+        if self.platt:
+            self._learn_calibration(decision, features, correct)
         try:
-            super().observe(ev, record, correct, decision)
+            super().observe(ev, record, correct, decision, features)
         finally:
             self._scoring = True
             table.frozen = False
