@@ -200,8 +200,8 @@ class Budgets:
         self.same: SameAnswer = same if same is not None else same_answer
         self.state: QualityState | None = quality_state(store)
         self.log: OutcomeLog | None = outcome_log(store)
-        #: The answers' keys the risk model's features group the candidates by (the
-        #: engine gives its memo of them, ``_answer_memo.answer_keys``).
+        #: The answers' keys the risk model's features group the candidates by, where
+        #: the get did not read them (:meth:`judge`'s ``keys``: the prototype veto's).
         self.keys_of: Callable[[Sequence[StoredEntry]], Sequence[bytes]] = lambda entries: [
             answer_digest(e.response) for e in entries
         ]
@@ -269,8 +269,8 @@ class Budgets:
             StoreError: the write failed (the rows are kept for the next).
         """
         if self.log is not None and model.pending:
-            self.log.add_outcomes(ns, model.pending, ROWS)
-            model.pending = []
+            self.log.add_outcomes(ns, list(model.pending), ROWS)
+            model.pending.clear()
 
     def _load(self, ns: str, pol: ErrorBudget, counts: Mapping[str, float]) -> None:
         """Set ``pol``'s learnt counts to the store's ``counts`` plus this process's
@@ -705,6 +705,8 @@ class Budgets:
         pol.observe(ev, None, verdicts[0], judged.decision, x)  # (its record: below)
         pol.learn_weight(losses)
         if x is not None and pol.model is not None:
+            if self.log is None:
+                pol.model.pending.clear()  # (nowhere to write them)
             self._add(ns, "outcomes", 1.0)
             if pol.model.due():
                 self._refit(ns, pol)

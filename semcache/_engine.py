@@ -51,7 +51,7 @@ from ._options import Options
 from ._ownership import Lifecycle, Ownership, claim
 from ._prototypes import Prototypes
 from ._recency import Recency
-from ._store import MemoryStore, SQLiteStore, Store, StoredEntry
+from ._store import MemoryStore, SQLiteStore, Store
 from ._text import check_namespace, check_size, key_maker
 from ._types import Hit
 from .embedders import Embedder
@@ -135,8 +135,6 @@ class Engine:
                 options.answer_similarity,
             )
         )
-        if self.budgets is not None:  # (the risk model's features group answers by key)
-            self.budgets.keys_of = self._answer_keys
         self._records: Budgets | None = None  # feedback's, without a budget
         self.indexes = IndexSet(self.store, options, self._forget)
         #: ``answer_support``: every stored answer's prototype, for its veto (None: no
@@ -375,12 +373,6 @@ class Engine:
             raise InvalidMetadataError(f"metadata is not JSON-serializable: {exc}") from None
         check_size(text, "metadata", self.options.max_metadata_bytes, MetadataTooLargeError)
         return text
-
-    def _answer_keys(self, entries: Sequence[StoredEntry]) -> list[bytes]:
-        """The entries' answers' keys, from the memo the prototype veto shares."""
-        from ._answer_memo import answer_keys  # (it imports this module)
-
-        return answer_keys(self, list(entries))
 
     def _forget(self, ids: Sequence[int] | None) -> None:
         """Entries left the store (None: anything may have): drop what this process

@@ -33,7 +33,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +43,16 @@ from ._agreement import support_scores
 
 if TYPE_CHECKING:
     from ._agreement import Agreement
-    from ._budget_policy import EntryRecord
+
+
+class EntryRecord(Protocol):
+    """What the features read of an entry's record
+    (:class:`~semcache._budget_policy.EntryRecord`, which imports this module)."""
+
+    def evidence(self, similarity: float) -> tuple[int, int]:
+        """(wrong answers seen at ``similarity`` or above, right ones at or below)."""
+        ...
+
 
 __all__ = [
     "FEATURES",
@@ -308,7 +317,8 @@ class RiskModel:
         outcomes: the outcomes learnt so far (every process's, where the cache shares
             them; :meth:`learn` adds 1).
         fitted_at: :attr:`outcomes` at the last fit.
-        pending: rows (:func:`encode_row`) learnt here and not yet in the store's log.
+        pending: rows (:func:`encode_row`) learnt here and not yet in the store's log
+            (the newest ``rows`` of them: the log keeps no more).
     """
 
     def __init__(self, rows: int = ROWS) -> None:
@@ -316,7 +326,7 @@ class RiskModel:
         self.log: deque[tuple[float, list[float], float]] = deque(maxlen=rows)
         self.outcomes = 0
         self.fitted_at = 0
-        self.pending: list[str] = []
+        self.pending: deque[str] = deque(maxlen=rows)
         self.fit: tuple[Array, Array, Array, Array] | None = None
         # the fit as lists, as :func:`logit` reads them
         self._lists: tuple[list[float], list[float], list[float], list[list[float]]] = (

@@ -74,7 +74,7 @@ def test_no_fit_before_both_outcomes_were_seen_and_the_rows_are_bounded() -> Non
     assert model.estimate(_x()) is None
     assert len(model.log) == 600
     assert model.outcomes == 700
-    assert len(model.pending) == 700  # (every row goes to the store's log)
+    assert len(model.pending) == 600  # (the newest: the store keeps no more)
 
 
 def test_the_features_read_the_candidates_words_and_agreement() -> None:
@@ -221,7 +221,7 @@ def test_without_the_store_s_log_the_model_fits_on_this_process_s_rows(quick: No
         assert model is not None
         assert model.fit is not None
         assert len(model.log) == 4
-        assert model.pending == []  # (nowhere to write them)
+        assert len(model.pending) == 0  # (nowhere to write them)
 
 
 def test_a_failing_log_keeps_the_rows_for_the_next_write(quick: None) -> None:
@@ -237,5 +237,5 @@ def test_a_failing_log_keeps_the_rows_for_the_next_write(quick: None) -> None:
         store.fail = False
         clock.now += 1.0
         cache.get("unrelated", embedding=vec(1, -1))  # a sync writes them
-        assert model.pending == []
+        assert len(model.pending) == 0
         assert len(store.read_outcomes("default")) == 4

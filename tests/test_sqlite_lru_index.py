@@ -22,7 +22,8 @@ def test_lru_indexes_are_created_by_the_first_limited_put(tmp_path: Path) -> Non
     path = tmp_path / "c.db"
     with SemanticCache(str(path)) as cache:
         cache.put_many([f"q{i}" for i in range(50)], ["r"] * 50)
-    assert indexes(path) == {"entries_expiry", "entries_ns_expiry"}
+    # (the schema's own: expiry, and the error budget's outcome log by namespace)
+    assert indexes(path) == {"entries_expiry", "entries_ns_expiry", "quality_outcomes_ns"}
     with SemanticCache(str(path), namespace_quotas={"default": 40}) as cache:
         cache.put("one more", "r")
         assert cache.stats()["total_entries"] == 40
