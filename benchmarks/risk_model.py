@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from semcache._agreement import Agreement, answer_digest
+from semcache._agreement import Agreement
 from semcache._budget_policy import Z_UPPER, EntryRecord, ErrorBudget
 from semcache._risk_model import (
     FEATURES,
@@ -44,8 +44,8 @@ from semcache._risk_model import (
     fit_logistic,
     words,
 )
-from semcache._risk_model import features as risk_features
 from semcache._types import Hit
+from semcache.quality._budget_replay import hit_features
 
 __all__ = ["FEATURES", "LEXICAL", "RiskModel", "fit_logistic"]
 
@@ -124,19 +124,7 @@ class RiskModel:
         idf = None
         if not self.local:
             idf = {w: math.log((self.queries + 1) / (self.df[w] + 1)) + 1.0 for w in words(query)}
-        return risk_features(
-            query,
-            [h.query for h in found],
-            [answer_digest(h.response) for h in found],
-            [h.similarity for h in found],
-            served,
-            ev,
-            record,
-            table,
-            moved,
-            floor=self.floor,
-            idf=idf,
-        )
+        return hit_features(query, found, served, ev, record, table, moved, self.floor, idf)
 
     def learn(self, correct: bool, weight: float = 1.0) -> None:
         """Learn the outcome of the get :meth:`take` took (nothing without a candidate),

@@ -543,27 +543,29 @@ class ErrorBudget:
         by ``record``: ``table_risk(ev)[0]`` and ``table_risk(ev, record)[0]`` (the
         table read once)."""
         mean = self.table.risk(ev.evidence, ev.similarity)[0]
-        if record is None or not record.observations:
-            return mean, mean
-        wrong, right = record.evidence(ev.similarity)
-        if wrong + right == 0:
-            return mean, mean
-        k = self.entry_prior
-        return mean, (k * mean + wrong) / (k + wrong + right)
+        return mean, self._moved(ev, record, mean)[0]
 
     def table_risk(self, ev: Agreement, record: EntryRecord | None = None) -> tuple[float, float]:
         """The table's estimated risk of serving the candidate ``ev`` describes, and its
         upper bound: the table's curve, updated by the entry's own observations (the
         table counting as :attr:`entry_prior` of them)."""
-        mean, upper = self.table.risk(ev.evidence, ev.similarity)
+        mean, upper = self._moved(ev, record, *self.table.risk(ev.evidence, ev.similarity))
+        return mean, upper
+
+    def _moved(
+        self, ev: Agreement, record: EntryRecord | None, *values: float
+    ) -> tuple[float, ...]:
+        """``values`` (the table's estimates) moved by the entry's observations that
+        speak about ``ev``'s similarity, the table counting as :attr:`entry_prior` of
+        them; as they are where the record says nothing there."""
         if record is None or not record.observations:
-            return mean, upper
+            return values
         wrong, right = record.evidence(ev.similarity)
         if wrong + right == 0:
-            return mean, upper
+            return values
         k = self.entry_prior
         total = k + wrong + right
-        return (k * mean + wrong) / total, (k * upper + wrong) / total
+        return tuple((k * v + wrong) / total for v in values)
 
     def decide(
         self,

@@ -14,8 +14,8 @@ from typing import TextIO
 
 import numpy as np
 
-from .._agreement import answer_digest
-from .._budget_policy import ErrorBudget
+from .._agreement import Agreement, answer_digest
+from .._budget_policy import EntryRecord, ErrorBudget
 from .._cache import SemanticCache, engine_of
 from .._engine import Engine
 from .._guard_evidence import GuardParts, guard_parts, overruled, rejecting
@@ -26,7 +26,7 @@ from .._risk_model import features as risk_features
 from .._types import Hit
 from ._clusters import Judge, StreamPoint, StreamVectors
 
-__all__ = ["BudgetTrace", "budget_stream_replay"]
+__all__ = ["BudgetTrace", "budget_stream_replay", "hit_features"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,35 @@ def _overruled(eng: Engine, parts: GuardParts, query: str, head: list[Hit], hit:
     texts = [h.query for h in head]
     return overruled(
         checks, head.index(hit), texts, keys, (vectors @ vectors.T).tolist(), hit.similarity
+    )
+
+
+def hit_features(
+    query: str,
+    found: Sequence[Hit],
+    served: int,
+    ev: Agreement,
+    record: EntryRecord | None,
+    table: float,
+    moved: float,
+    floor: float,
+    idf: dict[str, float] | None = None,
+) -> list[float]:
+    """The risk model's features (:func:`semcache._risk_model.features`) of the
+    candidate ``found[served]``, from the replay's hits (answers keyed by
+    :func:`~semcache._agreement.answer_digest`)."""
+    return risk_features(
+        query,
+        [h.query for h in found],
+        [answer_digest(h.response) for h in found],
+        [h.similarity for h in found],
+        served,
+        ev,
+        record,
+        table,
+        moved,
+        floor=floor,
+        idf=idf,
     )
 
 
@@ -149,8 +178,7 @@ def budget_stream_replay(
             guards or the veto declined them all). For research policies that read
             more than the :class:`~semcache._agreement.Agreement` (None: not called).
     """
-    from .._agreement import ALONE, Agreement, Candidate, agreement, same_answer, voted
-    from .._budget_policy import EntryRecord
+    from .._agreement import ALONE, Candidate, agreement, same_answer, voted
 
     label = label or f"default, budget {budget}"
     report = as_progress(progress)
@@ -225,18 +253,8 @@ def budget_stream_replay(
                 inspect(text, found, served)
             x = None
             if policy.model is not None and ev is not None and served is not None:
-                x = risk_features(
-                    text,
-                    [h.query for h in found],
-                    [answer_digest(h.response) for h in found],
-                    [h.similarity for h in found],
-                    served,
-                    ev,
-                    record,
-                    policy.table_risk(ev, None)[0],
-                    policy.table_risk(ev, record)[0],
-                    floor=floor,
-                )
+                table, moved = policy.table_risks(ev, record)
+                x = hit_features(text, found, served, ev, record, table, moved, floor)
             decision = policy.decide(ev, record, x)
             times.append(perf_counter() - t0)
             if trace is not None and ev is not None and served is not None:
