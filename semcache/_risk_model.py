@@ -324,6 +324,8 @@ class RiskModel:
     def __init__(self, rows: int = ROWS) -> None:
         self.rows = rows
         self.log: deque[tuple[float, list[float], float]] = deque(maxlen=rows)
+        #: the wrong answers among :attr:`log`'s rows
+        self.wrong = 0.0
         self.outcomes = 0
         self.fitted_at = 0
         self.pending: deque[str] = deque(maxlen=rows)
@@ -340,7 +342,11 @@ class RiskModel:
         """Add one outcome: the candidate with features ``x`` had the right answer or
         not (counted ``weight`` times in the fit; the store's log keeps weight 1)."""
         row = [float(v) for v in x]
-        self.log.append((0.0 if correct else 1.0, row, weight))
+        y = 0.0 if correct else 1.0
+        if len(self.log) == self.log.maxlen:
+            self.wrong -= self.log[0][0]  # (the oldest row goes)
+        self.log.append((y, row, weight))
+        self.wrong += y
         self.outcomes += 1
         self.pending.append(encode_row(row, correct))
 
@@ -354,11 +360,11 @@ class RiskModel:
             if decoded is not None:
                 log.append((decoded[0], decoded[1], 1.0))
         self.log = log
+        self.wrong = sum(y for y, _, _ in log)
 
     def ready(self) -> bool:
         """Whether both outcomes were seen :data:`MIN_CLASS` times among the rows."""
-        wrong = sum(y for y, _, _ in self.log)
-        return min(wrong, len(self.log) - wrong) >= MIN_CLASS
+        return min(self.wrong, len(self.log) - self.wrong) >= MIN_CLASS
 
     def due(self) -> bool:
         """Whether :data:`REFIT` outcomes came in since the last fit and it can fit."""

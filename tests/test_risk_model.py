@@ -77,6 +77,20 @@ def test_no_fit_before_both_outcomes_were_seen_and_the_rows_are_bounded() -> Non
     assert len(model.pending) == 600  # (the newest: the store keeps no more)
 
 
+def test_the_wrong_answers_are_counted_among_the_rows_kept() -> None:
+    model = RiskModel(rows=50)
+    for i in range(100):
+        model.learn(_x(similarity=0.5), correct=i >= 40)  # 40 wrong, then 60 right
+    assert model.wrong == 0.0  # (the wrong ones were the oldest: gone)
+    assert not model.ready()
+    for _ in range(25):
+        model.learn(_x(similarity=0.5), correct=False)
+    assert model.wrong == sum(y for y, _, _ in model.log) == 25.0
+    assert model.ready()  # 25 wrong, 25 right among the 50 kept
+    model.replace([encode_row(_x(), correct=False)] * 3)
+    assert model.wrong == 3.0
+
+
 def test_the_features_read_the_candidates_words_and_agreement() -> None:
     ev = Agreement(0.9, 2, 3, 0.7, ALONE)
     x = features(
