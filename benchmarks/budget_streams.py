@@ -26,8 +26,9 @@ served through a guard the candidates' evidence overruled (semcache/_guard_evide
 right and wrong. ``--spare-sd N`` runs the budget with another ``SPARE_SD`` (the
 standard deviations of the wrong-answer count it keeps spare; shipped: 2);
 ``--entry-prior N`` with another ``ENTRY_PRIOR`` (the observations of an entry's own
-the table's estimate counts as; shipped: 4). ``--variant NAME`` runs the research
-replay with an estimator variant of ``budget_variants.py`` (``learnt-weight``,
+the table's estimate counts as; shipped: 4); ``--refit N`` refits the risk model
+every N outcomes (``semcache._risk_model.REFIT``; shipped: 500). ``--variant NAME``
+runs the research replay with an estimator variant of ``budget_variants.py`` (``learnt-weight``,
 ``below-prior``, ``learnt-prior``, ``learnt-prior-verified``, joined with ``+``); a last
 column gives the weight and the prior it ended the stream with.
 
@@ -49,6 +50,7 @@ from favoured_variants import _halves
 import semcache._budget_policy
 import semcache._budgets
 import semcache._get
+import semcache._risk_model
 from semcache._budget_policy import ErrorBudget
 from semcache.embedders import default_embedder
 from semcache.quality._budget_replay import budget_stream_replay
@@ -101,21 +103,26 @@ def stream_set(stream: str, path: str) -> tuple[ClusterSet, int]:
     return clusters, seed
 
 
-def set_constants(spare_sd: float | None, entry_prior: float | None) -> None:
-    """This worker process's budgets keep ``spare_sd`` standard deviations spare and
-    weigh the table as ``entry_prior`` observations of an entry's own (None: shipped)."""
+def set_constants(
+    spare_sd: float | None, entry_prior: float | None, refit: int | None = None
+) -> None:
+    """This worker process's budgets keep ``spare_sd`` standard deviations spare, weigh
+    the table as ``entry_prior`` observations of an entry's own and refit their risk
+    model every ``refit`` outcomes (None: shipped)."""
+    if refit is not None:
+        semcache._risk_model.REFIT = refit
     if spare_sd is not None:
         semcache._budget_policy.SPARE_SD = spare_sd
     if entry_prior is not None:
         semcache._budget_policy.ENTRY_PRIOR = entry_prior
 
 
-Job = tuple[str, float, str, str, bool, float | None, float | None, str | None]
+Job = tuple[str, float, str, str, bool, float | None, float | None, str | None, int | None]
 
 
 def _run(job: Job) -> tuple[str, float]:
-    stream, budget, path, cache_path, through_cache, spare_sd, entry_prior, variant = job
-    set_constants(spare_sd, entry_prior)
+    stream, budget, path, cache_path, through_cache, spare_sd, entry_prior, variant, refit = job
+    set_constants(spare_sd, entry_prior, refit)
     clusters, seed = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
     if through_cache:
@@ -183,6 +190,7 @@ def main() -> None:
     parser.add_argument("--spare-sd", type=float, default=None, help="the budget's SPARE_SD")
     parser.add_argument("--entry-prior", type=float, default=None, help="the budget's ENTRY_PRIOR")
     parser.add_argument("--variant", default=None, help="an estimator of budget_variants.py")
+    parser.add_argument("--refit", type=int, default=None, help="the risk model's REFIT")
     args = parser.parse_args()
     if args.variant is not None and args.cache:
         parser.error("--variant runs the research replay only (not with --cache)")
@@ -198,6 +206,7 @@ def main() -> None:
             args.spare_sd,
             args.entry_prior,
             args.variant,
+            args.refit,
         )
         for b in args.budget
         for s in args.streams

@@ -219,7 +219,11 @@ def _trained(path: Path, vectors: np.ndarray, **options: Any) -> SemanticCache:
     return cache
 
 
-def _get_or_put_semantic(benchmark, cache: SemanticCache, vectors: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+def _get_or_put_semantic(  # type: ignore[no-untyped-def]
+    benchmark, cache: SemanticCache, vectors: np.ndarray, words: str = "a paraphrase"
+) -> None:
+    """Time ``get_or_put`` of new texts (``words`` and a new word each, so that rows
+    sharing a cache pass different ones) near entry 4321: a semantic hit."""
     rng = np.random.default_rng(1)
     query = unit(vectors[4321] + 0.01 * rng.standard_normal(DIM))
     names = itertools.count()
@@ -232,7 +236,7 @@ def _get_or_put_semantic(benchmark, cache: SemanticCache, vectors: np.ndarray) -
     def ask() -> str:
         # a new text each time: the exact layer misses, the semantic layer answers (a
         # verification's put would make a repeated text an exact hit)
-        text = f"a paraphrase {_letters(next(names))} (variant 4321)"
+        text = f"{words} {_letters(next(names))} (variant 4321)"
         return cache.get_or_put(text, compute, embedding=query)
 
     for _ in range(64):  # the budget's level is set every 32 gets
@@ -289,7 +293,7 @@ def modelled(
     # that risk, and the model's upper bound (always above its mean) has every such get
     # verified (with a window of varied risks, as traffic has, a third still were). The
     # row times the work of a get the model decides (its features and estimate): its
-    # verifications are served instead (about 3 us of this wrapper are in the row).
+    # verifications are served instead (this wrapper is in the row too).
     decide = policy.decide
 
     def serving(ev: Any, record: Any = None, features: Any = None) -> Any:
@@ -319,7 +323,7 @@ def test_get_or_put_semantic_hit_10k_error_budget_model_off(  # type: ignore[no-
     policy = engine_of(modelled).budgets.policy("default")  # type: ignore[union-attr]
     model, policy.model = policy.model, None
     try:
-        _get_or_put_semantic(benchmark, modelled, vectors)
+        _get_or_put_semantic(benchmark, modelled, vectors, "another paraphrase")
     finally:
         policy.model = model
 

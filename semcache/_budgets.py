@@ -200,11 +200,6 @@ class Budgets:
         self.same: SameAnswer = same if same is not None else same_answer
         self.state: QualityState | None = quality_state(store)
         self.log: OutcomeLog | None = outcome_log(store)
-        #: The answers' keys the risk model's features group the candidates by, where
-        #: the get did not read them (:meth:`judge`'s ``keys``: the prototype veto's).
-        self.keys_of: Callable[[Sequence[StoredEntry]], Sequence[bytes]] = lambda entries: [
-            answer_digest(e.response) for e in entries
-        ]
         self._store = cast(Store, store)
         self.clock = clock
         self.floor = BUDGET_FLOOR
@@ -461,7 +456,7 @@ class Budgets:
         records: dict[int, EntryRecord] | None = None,
         answers: dict[int, Vector] | None = None,
         query: str | None = None,
-        keys: Mapping[int, bytes] | None = None,
+        keys: Sequence[bytes] | None = None,
     ) -> Judgement:
         """Decide a get from its candidates ``found`` (nearest first, at or above the
         floor): the vote picks the answer, ``serve(entry, similarity)`` (the guards,
@@ -469,8 +464,8 @@ class Budgets:
         others and the candidate's record the risk (the risk model's, from the
         candidates' features and ``query``, once it decides). ``records`` and
         ``answers``: the candidates' (:meth:`answers_of`), with ``answer_similarity``;
-        ``keys``: their answers' keys by entry id where the get has them (else
-        :attr:`keys_of` gives them)."""
+        ``keys``: their answers' keys (:func:`~semcache._agreement.answer_digest`), in
+        ``found``'s order, where the get read them (else made when needed)."""
         pol = self.policy(ns)
         order = list(found)
         same: Callable[[Any, Any], bool]
@@ -508,7 +503,9 @@ class Budgets:
                 records = {**(records or {}), served.id: self.record(served)}
             x = None
             if query is not None and pol.modelled:
-                x = self._features(pol, query, order, ev, records[served.id], keys)
+                ids = [e.id for e, _ in found]
+                known = None if keys is None else dict(zip(ids, keys, strict=True))
+                x = self._features(pol, query, order, ev, records[served.id], known)
             decision = pol.decide(ev, records[served.id], x)
             judged = Judgement(ns, decision, ev, order, records, hit, answers, query, x)
         self._add(ns, "gets", 1.0)
@@ -529,10 +526,8 @@ class Budgets:
         others after it as read): :func:`~semcache._risk_model.features`; ``keys``:
         the answers' keys by entry id, where known."""
         entries = [e for e, _ in order]
-        if keys is None or any(e.id not in keys for e in entries):
-            answer_keys = self.keys_of(entries)
-        else:
-            answer_keys = [keys[e.id] for e in entries]
+        known = keys or {}
+        answer_keys = [known.get(e.id) or answer_digest(e.response) for e in entries]
         table, moved = pol.table_risks(ev, record)
         memo = self._prompt_words
         texts = []

@@ -323,29 +323,25 @@ class RiskModel:
 
     def __init__(self, rows: int = ROWS) -> None:
         self.rows = rows
-        self.log: deque[tuple[float, list[float], float]] = deque(maxlen=rows)
+        #: the outcomes fitted on, oldest first: ``(wrong, features)``
+        self.log: deque[tuple[float, list[float]]] = deque(maxlen=rows)
         #: the wrong answers among :attr:`log`'s rows
         self.wrong = 0.0
         self.outcomes = 0
         self.fitted_at = 0
         self.pending: deque[str] = deque(maxlen=rows)
-        self.fit: tuple[Array, Array, Array, Array] | None = None
-        # the fit as lists, as :func:`logit` reads them
-        self._lists: tuple[list[float], list[float], list[float], list[list[float]]] = (
-            [],
-            [],
-            [],
-            [],
-        )
+        #: the last fit (None: none yet): the features' means and scales, the weights
+        #: (intercept last) and their covariance, as :func:`logit` reads them
+        self.fit: tuple[list[float], list[float], list[float], list[list[float]]] | None = None
 
-    def learn(self, x: Sequence[float], correct: bool, weight: float = 1.0) -> None:
+    def learn(self, x: Sequence[float], correct: bool) -> None:
         """Add one outcome: the candidate with features ``x`` had the right answer or
-        not (counted ``weight`` times in the fit; the store's log keeps weight 1)."""
+        not."""
         row = [float(v) for v in x]
         y = 0.0 if correct else 1.0
         if len(self.log) == self.log.maxlen:
             self.wrong -= self.log[0][0]  # (the oldest row goes)
-        self.log.append((y, row, weight))
+        self.log.append((y, row))
         self.wrong += y
         self.outcomes += 1
         self.pending.append(encode_row(row, correct))
@@ -354,13 +350,9 @@ class RiskModel:
         """Fit on ``rows`` (the store's log, oldest first) from now on: the newest
         :attr:`rows` of them that decode with this model's width."""
         width = len(self.log[0][1]) if self.log else len(FEATURES)
-        log: deque[tuple[float, list[float], float]] = deque(maxlen=self.rows)
-        for text in rows:
-            decoded = decode_row(text, width)
-            if decoded is not None:
-                log.append((decoded[0], decoded[1], 1.0))
-        self.log = log
-        self.wrong = sum(y for y, _, _ in log)
+        decoded = (decode_row(text, width) for text in rows)
+        self.log = deque((d for d in decoded if d is not None), maxlen=self.rows)
+        self.wrong = sum(y for y, _ in self.log)
 
     def ready(self) -> bool:
         """Whether both outcomes were seen :data:`MIN_CLASS` times among the rows."""
@@ -374,14 +366,12 @@ class RiskModel:
         """Fit on the rows now (nothing when :meth:`ready` is false)."""
         if not self.ready():
             return
-        x_all = np.asarray([x for _, x, _ in self.log])
+        x_all = np.asarray([x for _, x in self.log])
         mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
         scale[scale == 0] = 1.0
-        y = np.asarray([y for y, _, _ in self.log])
-        c = np.asarray([c for _, _, c in self.log])
-        w, cov = fit_logistic((x_all - mean) / scale, y, weights=c)
-        self.fit = (mean, scale, w, cov)
-        self._lists = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
+        y = np.asarray([y for y, _ in self.log])
+        w, cov = fit_logistic((x_all - mean) / scale, y)
+        self.fit = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
         self.fitted_at = self.outcomes
 
     def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
@@ -390,13 +380,5 @@ class RiskModel:
         fit = self.fit
         if fit is None or len(x) != len(fit[0]):
             return None
-        z, var = _LOGIT(x, *self._lists)
+        z, var = _LOGIT(x, *fit)
         return _sigmoid(z), _sigmoid(z + _Z_UPPER * math.sqrt(max(var, 0.0)))
-
-    def probabilities(self) -> Array:
-        """The fitted model's probability of a wrong answer for each row, in order."""
-        assert self.fit is not None
-        mean, scale, w, _ = self.fit
-        a = (np.asarray([x for _, x, _ in self.log]) - mean) / scale
-        out: Array = 1.0 / (1.0 + np.exp(-(a @ w[:-1] + w[-1])))
-        return out

@@ -85,7 +85,7 @@ def test_the_wrong_answers_are_counted_among_the_rows_kept() -> None:
     assert not model.ready()
     for _ in range(25):
         model.learn(_x(similarity=0.5), correct=False)
-    assert model.wrong == sum(y for y, _, _ in model.log) == 25.0
+    assert model.wrong == sum(y for y, _ in model.log) == 25.0
     assert model.ready()  # 25 wrong, 25 right among the 50 kept
     model.replace([encode_row(_x(), correct=False)] * 3)
     assert model.wrong == 3.0
@@ -200,7 +200,7 @@ def test_two_caches_on_one_file_fit_on_each_others_outcomes(tmp_path: Path, quic
         b.get_or_put("paraphrase 3", lambda: "B", embedding=vec(0, 103))  # the 4th: due
         assert model_b.fit is not None
         assert model_b.fitted_at == 4
-        assert [y for y, _, _ in model_b.log] == [0.0, 1.0, 0.0, 1.0]  # a's three, then b's
+        assert [y for y, _ in model_b.log] == [0.0, 1.0, 0.0, 1.0]  # a's three, then b's
 
 
 def test_a_checkpoint_carries_the_outcome_log(tmp_path: Path) -> None:
