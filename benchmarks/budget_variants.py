@@ -108,6 +108,8 @@ VARIANTS = (
     "model-rows-5000",
     "shipped-model",
     "platt",
+    "model-posterior-verify",
+    "model-squares",
 )
 
 
@@ -162,6 +164,12 @@ class VariantBudget(ErrorBudget):
         self.prior_from_verified = "learnt-prior-verified" in parts
         self.record_free_table = "record-free-table" in parts
         self.posterior_verify = "posterior-verify" in parts
+        #: with ``model-posterior-verify``: while the model decides, an uncertain
+        #: candidate is verified with its Laplace posterior's probability of a risk
+        #: above the level
+        self.model_posterior_verify = "model-posterior-verify" in parts
+        #: whether the last :meth:`risk` was a model's
+        self.from_model = False
         #: with ``model-risk``: the model, and the features of the get being decided
         self.research: RiskModel | None = None
         #: with ``model-axis``: the table on the model's axis (rebuilt at each fit)
@@ -183,7 +191,11 @@ class VariantBudget(ErrorBudget):
             local = "model-local-words" in parts
             rows = 5000 if "model-rows-5000" in parts else None
             self.research = RiskModel(
-                kwargs.get("floor", 0.5), without=without, local=local, rows=rows
+                kwargs.get("floor", 0.5),
+                without=without,
+                local=local,
+                rows=rows,
+                squares="model-squares" in parts,
             )
         if "shipped-model" in parts:
             kwargs["model"] = ShippedModel()
@@ -223,6 +235,7 @@ class VariantBudget(ErrorBudget):
     ) -> tuple[float, float]:
         """The table's (as shipped before the model); with ``model-risk``, the research
         model's once it is fitted."""
+        self.from_model = False
         if self.research is not None:
             estimate = self.research.estimate()
             if self.when_testable and self.predicted < TESTABLE:
@@ -230,12 +243,14 @@ class VariantBudget(ErrorBudget):
             if estimate is not None and self.axis_table is not None:
                 return self.axis_table.risk(ALONE, model_axis(estimate[0]))
             if estimate is not None:
+                self.from_model = True
                 return estimate
         if self.calibration is not None and features is not None and self.modelled:
             assert self.model is not None
             raw = self.model.estimate(features)
             if raw is not None:
                 return self._calibrated(raw[0])
+        self.from_model = features is not None and self.modelled
         return super().risk(ev, record, features)
 
     def _calibrated(self, p: float) -> tuple[float, float]:
@@ -296,6 +311,12 @@ class VariantBudget(ErrorBudget):
 
     def _doubt(self, mean: float, upper: float, level: float) -> float:
         """With ``posterior-verify``: P(risk > level) under a normal of the estimate."""
+        if self.model_posterior_verify and self.from_model:
+            # the model's bound is the logit's normal quantile: read its posterior
+            sd = (_logit(upper) - _logit(mean)) / semcache._budget_policy.Z_UPPER
+            if sd <= 0.0:
+                return 0.0
+            return 0.5 * math.erfc((_logit(level) - _logit(mean)) / (sd * math.sqrt(2.0)))
         if not self.posterior_verify:
             return super()._doubt(mean, upper, level)
         sd = (upper - mean) / semcache._budget_policy.Z_UPPER

@@ -60,8 +60,11 @@ class RiskModel:
         without: frozenset[str] = frozenset(),
         local: bool = False,
         rows: int | None = None,
+        squares: bool = False,
     ) -> None:
         self.floor = floor
+        #: True: each feature's square joins the features (a curve per feature)
+        self.squares = squares
         #: fit on the newest ``rows`` outcomes only (None: all)
         self.rows = rows
         #: True: a word's document frequency is counted over the get's candidates'
@@ -103,6 +106,8 @@ class RiskModel:
             moved = ErrorBudget.table_risk(budget, ev, record)[0]
             full = self.features(query, found, served, ev, record, table, moved)
             x = [full[i] for i in self.kept]
+            if self.squares:
+                x += [v * v for v in x]
         if query and not self.local:
             self.queries += 1
             self.df.update(words(query))

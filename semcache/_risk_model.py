@@ -16,7 +16,8 @@ among the candidates and in that of another answer, their difference, the share 
 in none of its answer's prompts; the words' Jaccard overlap with the judged prompt; the
 query's word count.
 
-The model (:class:`RiskModel`) is fitted on the newest :data:`ROWS` outcomes by
+The model (:class:`RiskModel`) is a logistic regression on each feature and its
+square (:func:`inputs`), fitted on the newest :data:`ROWS` outcomes by
 Newton's method (L2-penalized, standardized features), again every :data:`REFIT` new
 outcomes once both kinds were seen :data:`MIN_CLASS` times; its upper bound is the
 Laplace approximation's. The cache keeps the outcomes in the store's outcome log
@@ -66,6 +67,7 @@ __all__ = [
     "encode_row",
     "features",
     "fit_logistic",
+    "inputs",
     "lexical",
     "logit",
     "words",
@@ -263,6 +265,18 @@ _LEXICAL = _twin("lexical", lexical)
 _LOGIT = _twin("logit", logit)
 
 
+def inputs(x: Sequence[float], centre: Sequence[float], spread: Sequence[float]) -> list[float]:
+    """The model's inputs for the features ``x``: each feature standardized by the
+    ``centre`` and ``spread`` of the rows the model was fitted on, then each of those
+    squared. So the logit is a curve in each feature, not a line (one line was too
+    flat across the risks the budget serves at: docs/quality.md, "A curve per
+    feature"); centred, a square is nearly uncorrelated with its feature, and the L2
+    penalty weighs the curve itself, not two large weights that cancel. The log keeps
+    the features; the inputs are taken at each fit and estimate."""
+    z = [(v - c) / d for v, c, d in zip(x, centre, spread, strict=True)]
+    return [*z, *(v * v for v in z)]
+
+
 def fit_logistic(
     x: Array, y: Array, l2: float = L2, weights: Array | None = None
 ) -> tuple[Array, Array]:
@@ -333,6 +347,9 @@ class RiskModel:
         #: the last fit (None: none yet): the features' means and scales, the weights
         #: (intercept last) and their covariance, as :func:`logit` reads them
         self.fit: tuple[list[float], list[float], list[float], list[list[float]]] | None = None
+        #: the features' means and standard deviations over the rows of the last fit
+        #: (what :func:`inputs` centres them by)
+        self.basis: tuple[list[float], list[float]] = ([], [])
 
     def learn(self, x: Sequence[float], correct: bool) -> None:
         """Add one outcome: the candidate with features ``x`` had the right answer or
@@ -366,7 +383,12 @@ class RiskModel:
         """Fit on the rows now (nothing when :meth:`ready` is false)."""
         if not self.ready():
             return
-        x_all = np.asarray([x for _, x in self.log])
+        base = np.asarray([x for _, x in self.log])
+        centre, spread = base.mean(axis=0), base.std(axis=0)
+        spread[spread == 0] = 1.0
+        self.basis = (centre.tolist(), spread.tolist())
+        z = (base - centre) / spread  # (inputs(), a row at a time)
+        x_all = np.hstack([z, z * z])
         mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
         scale[scale == 0] = 1.0
         y = np.asarray([y for y, _ in self.log])
@@ -378,7 +400,7 @@ class RiskModel:
         """The probability that the candidate with features ``x`` has a wrong answer,
         and its upper bound; None before the first fit (or ``x`` of another width)."""
         fit = self.fit
-        if fit is None or len(x) != len(fit[0]):
+        if fit is None or 2 * len(x) != len(fit[0]):
             return None
-        z, var = _LOGIT(x, *fit)
+        z, var = _LOGIT(inputs(x, *self.basis), *fit)
         return _sigmoid(z), _sigmoid(z + _Z_UPPER * math.sqrt(max(var, 0.0)))

@@ -64,6 +64,39 @@ def test_the_fit_learns_a_risk_that_rises_with_a_feature() -> None:
     assert high[0] < high[1]  # the upper bound is above the mean
 
 
+def test_the_fit_follows_a_risk_that_is_no_line_in_the_logit() -> None:
+    # the logit falls steeply at first and then levels off (a floor of wrong answers that
+    # no similarity removes): a line through it misses the middle, the squares do not
+    rng = np.random.default_rng(5)
+    model = RiskModel()
+
+    def true_logit(s: float) -> float:
+        return -4.0 + 60.0 * (0.95 - s) ** 2
+
+    seen: list[tuple[float, float]] = []
+    for _ in range(4000):
+        s = float(rng.uniform(0.5, 1.0))
+        wrong = rng.random() < 1.0 / (1.0 + math.exp(-true_logit(s)))
+        model.learn(_x(similarity=s), correct=not wrong)
+        seen.append((s, float(wrong)))
+    model.refit()
+    assert model.fit is not None
+    assert len(model.fit[0]) == 2 * len(FEATURES)  # each feature and its square
+    assert risk_model.inputs([3.0, -3.0], [1.0, 0.0], [2.0, 1.0]) == [1.0, -3.0, 1.0, 9.0]
+    for s in (0.55, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0):
+        estimate = model.estimate(_x(similarity=s))
+        assert estimate is not None
+        assert estimate[0] == pytest.approx(1.0 / (1.0 + math.exp(-true_logit(s))), abs=0.03)
+    # a line in the similarity, fitted on the same outcomes, misses by more
+    s_all, y = np.array(seen).T
+    w, _ = risk_model.fit_logistic(((s_all - 0.75) * 4.0)[:, None], y)
+    points = (0.6, 0.75, 0.95)
+    line = [1.0 / (1.0 + math.exp(-(w[0] * (s - 0.75) * 4.0 + w[1]))) for s in points]
+    truth = [1.0 / (1.0 + math.exp(-true_logit(s))) for s in points]
+    assert max(abs(a - b) for a, b in zip(line, truth, strict=True)) > 0.05
+    assert line[2] < truth[2] / 4  # (the floor: a line's tail goes to 0)
+
+
 def test_no_fit_before_both_outcomes_were_seen_and_the_rows_are_bounded() -> None:
     model = RiskModel(rows=600)
     for i in range(700):
