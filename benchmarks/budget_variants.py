@@ -60,6 +60,15 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   to Kish's effective number; refitted every 25 once 10 were wrong), with that fit's
   Laplace upper bound. Without a model part the variants start from the table alone
   (the budget as shipped before the model).
+- ``model-squares``: a research model (``model-`` parts) whose features are joined by
+  their squares, raw (a curve per feature; the first try of docs/quality.md, "A curve
+  per feature"; the shipped model squares them centred). ``model-posterior-verify``:
+  while a model's estimate decides, an uncertain candidate is verified with the
+  probability its Laplace posterior (a normal on the logit, whose ``Z_UPPER`` quantile
+  is the upper bound) gives a risk above the level, not with the bound's reach past
+  the level over its reach past the estimate. ``model-untested``: the shipped model
+  (``shipped-model``) decides as soon as it is fitted, before the verified candidates'
+  predicted wrong answers reach ``TESTABLE``.
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -110,6 +119,7 @@ VARIANTS = (
     "platt",
     "model-posterior-verify",
     "model-squares",
+    "model-untested",
 )
 
 
@@ -170,6 +180,9 @@ class VariantBudget(ErrorBudget):
         self.model_posterior_verify = "model-posterior-verify" in parts
         #: whether the last :meth:`risk` was a model's
         self.from_model = False
+        #: with ``model-untested``: the shipped model decides once fitted, before the
+        #: verified gets' test could catch it (no :data:`TESTABLE`)
+        self.untested = "model-untested" in parts
         #: with ``model-risk``: the model, and the features of the get being decided
         self.research: RiskModel | None = None
         #: with ``model-axis``: the table on the model's axis (rebuilt at each fit)
@@ -209,6 +222,13 @@ class VariantBudget(ErrorBudget):
         super().__init__(budget, **kwargs)
         self.prior_loss = [0.0] * len(PRIORS)
         self._scoring = True
+
+    @property
+    def modelled(self) -> bool:
+        """As shipped; with ``model-untested``, as soon as the model is fitted."""
+        if self.untested:
+            return self.model is not None and self.model.fit is not None
+        return super().modelled
 
     @property
     def inspect(self) -> Callable[[str, Sequence[Hit], int | None], None] | None:

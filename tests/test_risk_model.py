@@ -95,6 +95,12 @@ def test_the_fit_follows_a_risk_that_is_no_line_in_the_logit() -> None:
     truth = [1.0 / (1.0 + math.exp(-true_logit(s))) for s in points]
     assert max(abs(a - b) for a, b in zip(line, truth, strict=True)) > 0.05
     assert line[2] < truth[2] / 4  # (the floor: a line's tail goes to 0)
+    # raw squares are nearly collinear with the similarity: the penalty keeps them a line
+    raw = np.stack([s_all, s_all * s_all], axis=1)
+    centre, spread = raw.mean(axis=0), raw.std(axis=0)
+    w, _ = risk_model.fit_logistic((raw - centre) / spread, y)
+    a = (np.array([0.95, 0.95 * 0.95]) - centre) / spread
+    assert 1.0 / (1.0 + math.exp(-(a @ w[:2] + w[2]))) < truth[2] / 4
 
 
 def test_no_fit_before_both_outcomes_were_seen_and_the_rows_are_bounded() -> None:
