@@ -62,13 +62,15 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   (the budget as shipped before the model).
 - ``model-squares``: a research model (``model-`` parts) whose features are joined by
   their squares, raw (a curve per feature; the first try of docs/quality.md, "A curve
-  per feature"; the shipped model squares them centred). ``model-posterior-verify``:
+  per feature"; the shipped model squares them centred). ``posterior-verify-model``:
   while a model's estimate decides, an uncertain candidate is verified with the
   probability its Laplace posterior (a normal on the logit, whose ``Z_UPPER`` quantile
   is the upper bound) gives a risk above the level, not with the bound's reach past
-  the level over its reach past the estimate. ``model-untested``: the shipped model
+  the level over its reach past the estimate. ``untested``: the shipped model
   (``shipped-model``) decides as soon as it is fitted, before the verified candidates'
-  predicted wrong answers reach ``TESTABLE``.
+  predicted wrong answers reach ``TESTABLE``; ``untested-bound``: and until
+  they do, its upper bound is its estimate as well (a bound that no test can check yet
+  decides on its pessimistic side).
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -117,9 +119,10 @@ VARIANTS = (
     "model-rows-5000",
     "shipped-model",
     "platt",
-    "model-posterior-verify",
+    "posterior-verify-model",
     "model-squares",
-    "model-untested",
+    "untested",
+    "untested-bound",
 )
 
 
@@ -174,15 +177,18 @@ class VariantBudget(ErrorBudget):
         self.prior_from_verified = "learnt-prior-verified" in parts
         self.record_free_table = "record-free-table" in parts
         self.posterior_verify = "posterior-verify" in parts
-        #: with ``model-posterior-verify``: while the model decides, an uncertain
+        #: with ``posterior-verify-model``: while the model decides, an uncertain
         #: candidate is verified with its Laplace posterior's probability of a risk
         #: above the level
-        self.model_posterior_verify = "model-posterior-verify" in parts
+        self.model_posterior_verify = "posterior-verify-model" in parts
         #: whether the last :meth:`risk` was a model's
         self.from_model = False
-        #: with ``model-untested``: the shipped model decides once fitted, before the
+        #: with ``untested``: the shipped model decides once fitted, before the
         #: verified gets' test could catch it (no :data:`TESTABLE`)
-        self.untested = "model-untested" in parts
+        self.untested = bool(parts & {"untested", "untested-bound"})
+        #: with ``untested-bound``: until the model is testable its upper bound
+        #: is its estimate
+        self.untested_bound = "untested-bound" in parts
         #: with ``model-risk``: the model, and the features of the get being decided
         self.research: RiskModel | None = None
         #: with ``model-axis``: the table on the model's axis (rebuilt at each fit)
@@ -225,7 +231,7 @@ class VariantBudget(ErrorBudget):
 
     @property
     def modelled(self) -> bool:
-        """As shipped; with ``model-untested``, as soon as the model is fitted."""
+        """As shipped; with ``untested``, as soon as the model is fitted."""
         if self.untested:
             return self.model is not None and self.model.fit is not None
         return super().modelled
@@ -271,7 +277,10 @@ class VariantBudget(ErrorBudget):
             if raw is not None:
                 return self._calibrated(raw[0])
         self.from_model = features is not None and self.modelled
-        return super().risk(ev, record, features)
+        mean, upper = super().risk(ev, record, features)
+        if self.from_model and self.untested_bound and self.predicted < TESTABLE:
+            return upper, upper
+        return mean, upper
 
     def _calibrated(self, p: float) -> tuple[float, float]:
         """``platt``: the model's estimate ``p`` through the recalibration, and the
