@@ -68,9 +68,7 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   is the upper bound) gives a risk above the level, not with the bound's reach past
   the level over its reach past the estimate. ``untested``: the shipped model
   (``shipped-model``) decides as soon as it is fitted, before the verified candidates'
-  predicted wrong answers reach ``TESTABLE``; ``untested-bound``: and until
-  they do, its upper bound is its estimate as well (a bound that no test can check yet
-  decides on its pessimistic side).
+  predicted wrong answers reach ``TESTABLE``.
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -122,7 +120,6 @@ VARIANTS = (
     "posterior-verify-model",
     "model-squares",
     "untested",
-    "untested-bound",
 )
 
 
@@ -185,10 +182,7 @@ class VariantBudget(ErrorBudget):
         self.from_model = False
         #: with ``untested``: the shipped model decides once fitted, before the
         #: verified gets' test could catch it (no :data:`TESTABLE`)
-        self.untested = bool(parts & {"untested", "untested-bound"})
-        #: with ``untested-bound``: until the model is testable its upper bound
-        #: is its estimate
-        self.untested_bound = "untested-bound" in parts
+        self.untested = "untested" in parts
         #: with ``model-risk``: the model, and the features of the get being decided
         self.research: RiskModel | None = None
         #: with ``model-axis``: the table on the model's axis (rebuilt at each fit)
@@ -277,10 +271,7 @@ class VariantBudget(ErrorBudget):
             if raw is not None:
                 return self._calibrated(raw[0])
         self.from_model = features is not None and self.modelled
-        mean, upper = super().risk(ev, record, features)
-        if self.from_model and self.untested_bound and self.predicted < TESTABLE:
-            return upper, upper
-        return mean, upper
+        return super().risk(ev, record, features)
 
     def _calibrated(self, p: float) -> tuple[float, float]:
         """``platt``: the model's estimate ``p`` through the recalibration, and the
