@@ -328,6 +328,23 @@ def test_get_or_put_semantic_hit_10k_error_budget_model_off(  # type: ignore[no-
         policy.model = model
 
 
+@pytest.fixture(scope="module")
+def modelled_plain(modelled: SemanticCache) -> Iterator[SemanticCache]:
+    """The ``modelled`` cache's file opened again without a budget: a plain get on the
+    same entries, answers and prototypes (``filled`` has no answer stored twice, so no
+    prototypes, and 600 entries fewer)."""
+    cache = SemanticCache(modelled.store.path)  # type: ignore[attr-defined]
+    yield cache
+    cache.close()
+
+
+def test_get_or_put_semantic_hit_10k_modelled_no_budget(  # type: ignore[no-untyped-def]
+    benchmark, modelled_plain: SemanticCache, vectors: np.ndarray
+) -> None:
+    """The plain get the two rows above add to: the same cache without a budget."""
+    _get_or_put_semantic(benchmark, modelled_plain, vectors, "a plain paraphrase")
+
+
 class _HashEmbedder:
     """A deterministic stand-in for a model (a vector per text from its hash), so that
     ``answer_similarity`` can embed answers at put; the gets below pass their query's
