@@ -30,7 +30,10 @@ the table's estimate counts as; shipped: 4); ``--refit N`` refits the risk model
 every N outcomes (``semcache._risk_model.REFIT``; shipped: 500). ``--variant NAME``
 runs the research replay with an estimator variant of ``budget_variants.py`` (``learnt-weight``,
 ``below-prior``, ``learnt-prior``, ``learnt-prior-verified``, joined with ``+``); a last
-column gives the weight and the prior it ended the stream with.
+column gives the weight and the prior it ended the stream with. ``--cosine`` adds,
+per stream and budget, cosine's best threshold in hindsight on the same stream (the
+``cosine`` family of ``semcache eval --protocol stream``; a seed's stream is the
+protocol's) and the budget's hit rate as a multiple of it.
 
 Run:  .venv/bin/python benchmarks/budget_streams.py ../shared/data/eval/clinc150.csv \\
           --embedding-cache /tmp/quality-emb/clinc150-minilm.npz [--jobs 2]
@@ -55,6 +58,7 @@ from semcache._budget_policy import ErrorBudget
 from semcache.embedders import default_embedder
 from semcache.quality._budget_replay import budget_stream_replay
 from semcache.quality._cache_replay import cache_stream_replay
+from semcache.quality._cluster_commands import STREAM_GRID, _best, _sweep
 from semcache.quality._clusters import (
     ClusterSet,
     StreamVectors,
@@ -173,6 +177,18 @@ def _run(job: Job) -> tuple[str, float]:
     return row, p.hit_rate
 
 
+def _cosine(job: tuple[str, str, str, tuple[float, ...]]) -> dict[float, tuple[float, float]]:
+    """Cosine's best threshold in hindsight within each budget on ``stream`` (the
+    ``cosine`` family of ``semcache eval --protocol stream``: the grid, then the
+    bisection): budget -> (hit rate, threshold); a budget never met is left out."""
+    stream, path, cache_path, budgets = job
+    clusters, _ = stream_set(stream, path)
+    data = StreamVectors(clusters, EmbeddingFile(default_embedder(), cache_path).embed)
+    points = _sweep(data, sorted(STREAM_GRID), (), None)
+    best = {b: _best(points, b) for b in budgets}
+    return {b: (p.hit_rate, p.min_similarity) for b, p in best.items() if p is not None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clusters")
@@ -191,6 +207,11 @@ def main() -> None:
     parser.add_argument("--entry-prior", type=float, default=None, help="the budget's ENTRY_PRIOR")
     parser.add_argument("--variant", default=None, help="an estimator of budget_variants.py")
     parser.add_argument("--refit", type=int, default=None, help="the risk model's REFIT")
+    parser.add_argument(
+        "--cosine",
+        action="store_true",
+        help="also cosine's best threshold in hindsight per stream, and the budget's multiple",
+    )
     args = parser.parse_args()
     if args.variant is not None and args.cache:
         parser.error("--variant runs the research replay only (not with --cache)")
@@ -222,12 +243,33 @@ def main() -> None:
     print(head)
     print(rule)
     rates: dict[float, list[float]] = {}
+    got: dict[tuple[str, float], float] = {}
     with ProcessPoolExecutor(args.jobs) as pool:
         for (row, rate), job in zip(pool.map(_run, jobs), jobs, strict=True):
             print(row, flush=True)
             rates.setdefault(job[1], []).append(rate)
-    for budget, got in rates.items():
-        print(f"\nmean hit rate at {budget:g}: {sum(got) / len(got):.3f} over {len(got)} streams")
+            got[(job[0], job[1])] = rate
+        # a verification seed's stream is the protocol's: its cosine is the protocol's
+        orders = {s: "protocol" if s.startswith("seed") else s for s in args.streams}
+        distinct = list(dict.fromkeys(orders.values())) if args.cosine else []
+        work = [(s, args.clusters, args.embedding_cache, tuple(args.budget)) for s in distinct]
+        cosine = dict(zip(distinct, pool.map(_cosine, work), strict=True))
+    for budget, hits in rates.items():
+        print(
+            f"\nmean hit rate at {budget:g}: {sum(hits) / len(hits):.3f} over {len(hits)} streams"
+        )
+    if cosine:
+        print("\n| stream | budget | hit rate | cosine's best in hindsight (cos >=) | x cosine |")
+        print("|---|---|---|---|---|")
+        for (stream, budget), rate in got.items():
+            best = cosine[orders[stream]].get(budget)
+            if best is None:
+                print(f"| {stream} | {budget:g} | {rate:.3f} | never within | |")
+                continue
+            print(
+                f"| {stream} | {budget:g} | {rate:.3f} | {best[0]:.3f} ({best[1]:.4f}) "
+                f"| {rate / best[0]:.2f}x |"
+            )
 
 
 if __name__ == "__main__":
