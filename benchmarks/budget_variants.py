@@ -68,7 +68,9 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   is the upper bound) gives a risk above the level, not with the bound's reach past
   the level over its reach past the estimate. ``untested``: the shipped model
   (``shipped-model``) decides as soon as it is fitted, before the verified candidates'
-  predicted wrong answers reach ``TESTABLE``.
+  predicted wrong answers reach ``TESTABLE``. ``similarity-cross`` (with
+  ``shipped-model``): the shipped model with the similarity's products with each other
+  feature (centred) among its inputs (:class:`CrossModel`).
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -91,7 +93,7 @@ from risk_model import LEXICAL, RiskModel
 import semcache._budget_policy
 from semcache._agreement import ALONE, Agreement
 from semcache._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable, _log_loss
-from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
+from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic, inputs
 from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
 
@@ -120,6 +122,7 @@ VARIANTS = (
     "posterior-verify-model",
     "model-squares",
     "untested",
+    "similarity-cross",
 )
 
 
@@ -157,6 +160,43 @@ class PriorTable(RiskTable):
             return self.risk(evidence, similarity)
         finally:
             self.mode = kept
+
+
+class CrossModel(ShippedModel):
+    """The shipped model with the similarity's products with each other feature (all
+    centred) among its inputs (``similarity-cross``)."""
+
+    @staticmethod
+    def _cross(z: Any) -> Any:
+        return z[..., :1] * z[..., 1:]
+
+    def refit(self) -> None:
+        if not self.ready():
+            return
+        base = np.asarray([x for _, x in self.log])
+        centre, spread = base.mean(axis=0), base.std(axis=0)
+        spread[spread == 0] = 1.0
+        self.basis = (centre.tolist(), spread.tolist())
+        z = (base - centre) / spread
+        x_all = np.hstack([z, z * z, self._cross(z)])
+        mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
+        scale[scale == 0] = 1.0
+        y = np.asarray([y for y, _ in self.log])
+        w, cov = fit_logistic((x_all - mean) / scale, y)
+        self.fit = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
+        self.fitted_at = self.outcomes
+
+    def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
+        fit = self.fit
+        if fit is None:
+            return None
+        a = inputs(x, *self.basis)
+        z = np.asarray(a[: len(x)])
+        mean, scale, w, cov = (np.asarray(v) for v in fit)
+        v = np.append((np.concatenate([a, self._cross(z)]) - mean) / scale, 1.0)
+        logit_ = float(v @ w)
+        sd = math.sqrt(max(float(v @ cov @ v), 0.0))
+        return _sigmoid(logit_), _sigmoid(logit_ + semcache._budget_policy.Z_UPPER * sd)
 
 
 class VariantBudget(ErrorBudget):
@@ -211,7 +251,7 @@ class VariantBudget(ErrorBudget):
                 squares="model-squares" in parts,
             )
         if "shipped-model" in parts:
-            kwargs["model"] = ShippedModel()
+            kwargs["model"] = CrossModel() if "similarity-cross" in parts else ShippedModel()
         #: with ``platt``: the verified candidates' (logit of the model's estimate,
         #: wrong, weight), and the recalibration fitted on them
         self.platt = "platt" in parts
