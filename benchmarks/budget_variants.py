@@ -170,21 +170,9 @@ class CrossModel(ShippedModel):
     def _cross(z: Any) -> Any:
         return z[..., :1] * z[..., 1:]
 
-    def refit(self) -> None:
-        if not self.ready():
-            return
-        base = np.asarray([x for _, x in self.log])
-        centre, spread = base.mean(axis=0), base.std(axis=0)
-        spread[spread == 0] = 1.0
-        self.basis = (centre.tolist(), spread.tolist())
-        z = (base - centre) / spread
-        x_all = np.hstack([z, z * z, self._cross(z)])
-        mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
-        scale[scale == 0] = 1.0
-        y = np.asarray([y for y, _ in self.log])
-        w, cov = fit_logistic((x_all - mean) / scale, y)
-        self.fit = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
-        self.fitted_at = self.outcomes
+    @staticmethod
+    def _design(z: Any) -> Any:
+        return np.hstack([z, z * z, CrossModel._cross(z)])
 
     def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
         fit = self.fit

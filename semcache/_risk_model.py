@@ -387,14 +387,19 @@ class RiskModel:
         centre, spread = base.mean(axis=0), base.std(axis=0)
         spread[spread == 0] = 1.0
         self.basis = (centre.tolist(), spread.tolist())
-        z = (base - centre) / spread  # (inputs(), a row at a time)
-        x_all = np.hstack([z, z * z])
+        x_all = self._design((base - centre) / spread)
         mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
         scale[scale == 0] = 1.0
         y = np.asarray([y for y, _ in self.log])
         w, cov = fit_logistic((x_all - mean) / scale, y)
         self.fit = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
         self.fitted_at = self.outcomes
+
+    @staticmethod
+    def _design(z: Array) -> Array:
+        """The inputs of the standardized features' rows ``z``: :func:`inputs`, all
+        rows at once."""
+        return np.hstack([z, z * z])
 
     def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
         """The probability that the candidate with features ``x`` has a wrong answer,
