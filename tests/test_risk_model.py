@@ -83,6 +83,11 @@ def test_the_fit_follows_a_risk_that_is_no_line_in_the_logit() -> None:
     assert model.fit is not None
     assert len(model.fit[0]) == 2 * len(FEATURES)  # each feature and its square
     assert risk_model.inputs([3.0, -3.0], [1.0, 0.0], [2.0, 1.0]) == [1.0, -3.0, 1.0, 9.0]
+    # the fit's inputs (all rows at once) are the estimate's (a row at a time), exactly
+    rows = np.array([x for _, x in list(model.log)[:50]])
+    centre, spread = (np.array(v) for v in model.basis)
+    design = RiskModel._design((rows - centre) / spread)
+    assert [list(r) for r in design] == [risk_model.inputs(list(r), *model.basis) for r in rows]
     for s in (0.55, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0):
         estimate = model.estimate(_x(similarity=s))
         assert estimate is not None
