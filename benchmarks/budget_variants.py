@@ -84,6 +84,7 @@ top bins' prior", measured on the build before) read, on this one: its shipped r
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -123,6 +124,8 @@ VARIANTS = (
     "model-squares",
     "untested",
     "similarity-cross",
+    "floor",
+    "window-slack",
 )
 
 
@@ -187,6 +190,65 @@ class CrossModel(ShippedModel):
         return _sigmoid(logit_), _sigmoid(logit_ + semcache._budget_policy.Z_UPPER * sd)
 
 
+class FloorModel(ShippedModel):
+    """The shipped model with a floor (``floor``): the risk is ``f + (1 - f) sigmoid(z)``,
+    ``f`` a share of wrong answers no feature removes, fitted with the curve by
+    expectation-maximization (a wrong outcome is the floor's with the posterior
+    probability ``f / (f + (1 - f) sigmoid(z))``; the curve is fitted on the rest,
+    each wrong row weighed by the complement). The upper bound is the floor's upper
+    Wilson bound joined with the curve's Laplace bound."""
+
+    #: EM rounds per fit
+    ROUNDS = 30
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: the floor and its upper bound (one-sided, ``Z_UPPER``)
+        self.floor = (0.0, 0.0)
+
+    def refit(self) -> None:
+        if not self.ready():
+            return
+        base = np.asarray([x for _, x in self.log])
+        centre, spread = base.mean(axis=0), base.std(axis=0)
+        spread[spread == 0] = 1.0
+        self.basis = (centre.tolist(), spread.tolist())
+        x_all = self._design((base - centre) / spread)
+        mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
+        scale[scale == 0] = 1.0
+        x = (x_all - mean) / scale
+        y = np.asarray([y for y, _ in self.log])
+        f = 0.0
+        weights = np.ones(len(y))
+        w, cov = fit_logistic(x, y)
+        a = np.hstack([x, np.ones((len(x), 1))])
+        for _ in range(self.ROUNDS):
+            s = 1.0 / (1.0 + np.exp(-(a @ w)))
+            r = np.where(y > 0, f / np.maximum(f + (1.0 - f) * s, 1e-300), 0.0)
+            f_new = float(r.mean()) if f > 0 else float(y.mean()) / 10.0
+            weights = 1.0 - r
+            w, cov = fit_logistic(x, y, weights=weights)
+            if abs(f_new - f) < 1e-7:
+                f = f_new
+                break
+            f = f_new
+        n = float(len(y))
+        z = semcache._budget_policy.Z_UPPER
+        k = f * n  # the floor's expected count of wrong answers
+        centre_ = (k + z * z / 2) / (n + z * z)
+        half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+        self.floor = (f, min(1.0, centre_ + half))
+        self.fit = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
+        self.fitted_at = self.outcomes
+
+    def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
+        raw = super().estimate(x)
+        if raw is None:
+            return None
+        f, f_up = self.floor
+        return f + (1.0 - f) * raw[0], f_up + (1.0 - f_up) * raw[1]
+
+
 class VariantBudget(ErrorBudget):
     """An :class:`ErrorBudget` with the parts ``variant`` names changed."""
 
@@ -239,7 +301,12 @@ class VariantBudget(ErrorBudget):
                 squares="model-squares" in parts,
             )
         if "shipped-model" in parts:
-            kwargs["model"] = CrossModel() if "similarity-cross" in parts else ShippedModel()
+            if "similarity-cross" in parts:
+                kwargs["model"] = CrossModel()
+            elif "floor" in parts:
+                kwargs["model"] = FloorModel()
+            else:
+                kwargs["model"] = ShippedModel()
         #: with ``platt``: the verified candidates' (logit of the model's estimate,
         #: wrong, weight), and the recalibration fitted on them
         self.platt = "platt" in parts
@@ -250,6 +317,31 @@ class VariantBudget(ErrorBudget):
         super().__init__(budget, **kwargs)
         self.prior_loss = [0.0] * len(PRIORS)
         self._scoring = True
+        #: with ``window-slack``: per recent get (as the window's risks), the risk of
+        #: the answer served, 0 where none was
+        self.window_slack: deque[float] | None = None
+        if "window-slack" in parts:
+            self.window_slack = deque(maxlen=kwargs.get("window", 4096))
+
+    def _update_level(self) -> None:
+        """As shipped; with ``window-slack`` the window's allowance is joined by what
+        the answers served in the window left of it, not by what every answer served
+        so far left of the allowance so far (:attr:`ErrorBudget.room`; the build
+        before)."""
+        if self.window_slack is None:
+            super()._update_level()
+            return
+        window = self.target * len(self._risks)
+        slack = window - sum(self.window_slack)
+        allowed = max(0.0, window + slack) / self.correction
+        total = 0.0
+        level = 0.0
+        for r in sorted(self._risks):
+            if total + r > allowed:
+                break
+            total += r
+            level = r
+        self._level = min(level, semcache._budget_policy.MAX_LEVEL)
 
     @property
     def modelled(self) -> bool:
@@ -273,7 +365,10 @@ class VariantBudget(ErrorBudget):
         get's features are taken first."""
         if self.research is not None:
             self.research.take(ev, record, self)
-        return super().decide(ev, record, features)
+        decision = super().decide(ev, record, features)
+        if self.window_slack is not None:
+            self.window_slack.append(decision.risk if decision.action == "serve" else 0.0)
+        return decision
 
     def risk(
         self,

@@ -27,8 +27,10 @@ not from its code. The pieces, each small and testable on its own:
   observation as well (the fresh answer is compared with the rejected candidate), so
   the risky region is learnt at no extra cost. The verified candidates check the
   estimates (their wrong answers against the risks predicted for them; the level is
-  scaled when a two-sided test rejects them), and the allowance the answers served in
-  the window left unspent is added to the next (at most doubling it).
+  scaled when a two-sided test rejects them), and the allowance the answers served so
+  far left unspent (the allowance of every get so far, less the served answers'
+  estimated risks: :attr:`ErrorBudget.room`) is added to the window's (at most
+  doubling it).
 
 What it guarantees, and under which assumptions, is in docs/quality.md ("An error
 budget the cache keeps"): the wrong answers per get stay within the budget in
@@ -399,11 +401,15 @@ class ErrorBudget:
         #: the same, measured: how many of the verified candidates were wrong (added
         #: when :meth:`observe` learns the answer)
         self.measured = 0.0
-        # per recent get (as ``_risks``): the risk of the answer served, 0 if none was
-        self._served: deque[float] = deque(maxlen=window)
         self._weight_loss = [0.0] * len(ENTRY_PRIORS)
         self._weight: float | None = None  # entry_prior, until the losses change
         self.model = model
+        #: the sum of the estimated risks of the answers served in the ledger's gets
+        #: (:attr:`spent_gets`): what their allowance was spent on (:attr:`room`)
+        self.spent = 0.0
+        #: the gets counted since the ledger began: :attr:`gets`, for a budget that
+        #: kept it from its first get (a namespace older than the ledger starts it at 0)
+        self.spent_gets = 0
 
     @property
     def level(self) -> float:
@@ -446,13 +452,26 @@ class ErrorBudget:
             return 0.0
         return spare_mean(self.budget * self.gets, SPARE_SD) / self.gets
 
+    @property
+    def room(self) -> float:
+        """What the answers served so far left of the allowance so far: the wrong
+        answers a Poisson count may expect over the ledger's gets (:attr:`spent_gets`,
+        as :attr:`target` counts them), less the sum of the served answers' estimated
+        risks (:attr:`spent`); negative where they spent more. A verified or missed
+        candidate serves no stored answer and a get without one cannot be wrong, yet
+        the allowance counts every get: this is what they left. 0 before the ledger's
+        first get."""
+        if self.spent_gets <= 0:
+            return 0.0
+        return spare_mean(self.budget * self.spent_gets, SPARE_SD) - self.spent
+
     def _update_level(self) -> None:
-        # the window's allowance, plus what the answers served in the window left of
-        # it (a verified or missed candidate serves no stored answer, and a get with
-        # none cannot be wrong; the allowance counts them all): at most one window's
-        # allowance more, less when the answers served spent more than it
+        # the window's allowance, plus what every answer served so far left of the
+        # allowance so far (the promise is on the count over every get, not over the
+        # window's: docs/quality.md, "The allowance left, carried"): at most one
+        # window's allowance more, less when the answers served spent more than it
         window = self.target * len(self._risks)
-        slack = window - sum(self._served)
+        slack = min(window, self.room)
         allowed = max(0.0, window + slack) / self.correction
         total = 0.0
         level = 0.0
@@ -578,6 +597,7 @@ class ErrorBudget:
         its features for the model (:func:`~semcache._risk_model.features`; None:
         the table's estimate decides)."""
         self.gets += 1
+        self.spent_gets += 1
         self._since += 1
         if self._since >= self._refresh:
             self._since = 0
@@ -585,12 +605,10 @@ class ErrorBudget:
         level = self._level
         if ev is None or ev.similarity < self.floor:
             self._risks.append(0.0)
-            self._served.append(0.0)
             return Decision("miss", 1.0, 1.0, level)
         mean, upper = self.risk(ev, record, features)
         self._risks.append(mean)
         if mean > level:
-            self._served.append(0.0)
             return Decision("miss", mean, upper, level)
         share = self.verify_share
         if upper > level:  # uncertain: verify in proportion to the doubt
@@ -598,9 +616,8 @@ class ErrorBudget:
         if self._rng.random() < share:
             self.verifications += 1
             self.predicted += mean
-            self._served.append(0.0)
             return Decision("verify", mean, upper, level, share)
-        self._served.append(mean)
+        self.spent += mean
         return Decision("serve", mean, upper, level, share)
 
     def _doubt(self, mean: float, upper: float, level: float) -> float:
@@ -638,8 +655,8 @@ class ErrorBudget:
 
     def to_json(self) -> dict[str, Any]:
         """What the budget has learnt, JSON-ready, to persist per namespace beside the
-        entries' records: the table, the correction's counts and the gets seen (the
-        window of recent risks is not kept: it refills)."""
+        entries' records: the table, the correction's counts, the gets seen and the
+        ledger (:attr:`room`; the window of recent risks is not kept: it refills)."""
         return {
             "budget": self.budget,
             "table": self.table.to_json(),
@@ -647,6 +664,8 @@ class ErrorBudget:
             "measured": self.measured,
             "gets": self.gets,
             "weight_loss": list(self.weight_loss),
+            "spent": self.spent,
+            "spent_gets": self.spent_gets,
         }
 
     @classmethod
@@ -662,6 +681,9 @@ class ErrorBudget:
             out.predicted = float(data["predicted"])
             out.measured = float(data["measured"])
             out.gets = int(data["gets"])
+            # (absent before the ledger: it starts now, with nothing carried)
+            out.spent = float(data.get("spent", 0.0))
+            out.spent_gets = int(data.get("spent_gets", 0))
             loss = data.get("weight_loss")  # (absent before the weight was learnt)
             if loss is not None:
                 if len(loss) != len(ENTRY_PRIORS):

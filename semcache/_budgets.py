@@ -289,6 +289,8 @@ class Budgets:
         pol.predicted = total("predicted")
         pol.measured = total("measured")
         pol.gets = round(total("gets"))
+        pol.spent = total("spent")
+        pol.spent_gets = round(total("spent_gets"))
         pol.weight_loss = [total(weight_counter(k)) for k in ENTRY_PRIORS]
         if pol.model is not None:
             pol.model.outcomes = round(total("outcomes"))
@@ -441,6 +443,7 @@ class Budgets:
         pol = self.policy(ns)
         pol.decide(None)
         self._add(ns, "gets", 1.0)
+        self._add(ns, "spent_gets", 1.0)
         self._tick(ns, 0)
 
     def empty(self, ns: str) -> None:
@@ -484,7 +487,7 @@ class Budgets:
             if hit is not None:
                 order = [order[j], *order[:j], *order[j + 1 :]]
                 break
-        predicted = pol.predicted
+        predicted, spent = pol.predicted, pol.spent
         if hit is None:
             decision = pol.decide(None)
             judged = Judgement(ns, decision, None, order, records or {}, answers=answers)
@@ -509,7 +512,9 @@ class Budgets:
             decision = pol.decide(ev, records[served.id], x)
             judged = Judgement(ns, decision, ev, order, records, hit, answers, query, x)
         self._add(ns, "gets", 1.0)
+        self._add(ns, "spent_gets", 1.0)
         self._add(ns, "predicted", pol.predicted - predicted)
+        self._add(ns, "spent", pol.spent - spent)
         self._tick(ns, 0)
         return judged
 

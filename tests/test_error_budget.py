@@ -33,7 +33,7 @@ from semcache import (
     SQLiteStore,
     StoreError,
 )
-from semcache._budget_policy import ENTRY_PRIORS, Decision
+from semcache._budget_policy import ENTRY_PRIORS, SPARE_SD, Decision, spare_mean
 from semcache._budgets import Budgets, weight_counter
 from semcache._cache import engine_of
 from semcache._engine import Engine
@@ -379,6 +379,37 @@ def test_the_records_weight_is_learnt_into_shared_counters(tmp_path: Path) -> No
         assert pol.weight_loss == pytest.approx(learnt)
         counts = cache.store.read_counts("default")  # type: ignore[attr-defined]
         assert counts[weight_counter(4.0)] == pytest.approx(learnt[ENTRY_PRIORS.index(4.0)])
+
+
+def test_the_allowance_left_is_a_shared_counter(tmp_path: Path) -> None:
+    """The ledger the level carries the unspent allowance by (the served answers'
+    estimated risks, the gets they were spent over) is the namespace's, as ``gets``
+    is: another cache on the file reads it, and so does a reopen."""
+    path = tmp_path / "c.db"
+    with two_shared_caches(path) as (a, b, hand_over):
+        a.put("topic 0", "A", embedding=vec(0, -1))
+        pol_a = engine(a).budgets.policy("default")  # type: ignore[union-attr]
+        real = pol_a.decide
+
+        def serving(ev: Any, record: Any = None, features: Any = None) -> Decision:
+            d = real(ev, record, features)
+            if ev is not None:  # as if each candidate were served at risk 1/8
+                pol_a.spent += 0.125
+            return d
+
+        pol_a.decide = serving  # type: ignore[method-assign]
+        for i in range(3):
+            a.get_or_put(f"q{i}", lambda: "A", embedding=vec(0, i))
+        assert (pol_a.spent, pol_a.spent_gets) == (0.375, 3)
+        hand_over()  # (a's get and b's count too: 4 and 5 gets)
+        pol_b = engine(b).budgets.policy("default")  # type: ignore[union-attr]
+        assert (pol_b.spent, pol_b.spent_gets, pol_b.gets) == (0.375, 5, 5)
+        assert pol_b.room == spare_mean(pol_b.budget * 5, SPARE_SD) - 0.375
+    with budget_cache(path) as cache:
+        pol = engine(cache).budgets.policy("default")  # type: ignore[union-attr]
+        assert (pol.spent, pol.spent_gets, pol.gets) == (0.375, 5, 5)
+        counts = cache.store.read_counts("default")  # type: ignore[attr-defined]
+        assert (counts["spent"], counts["spent_gets"]) == (0.375, 5.0)
 
 
 def test_counts_are_synced_every_32_observations(tmp_path: Path) -> None:

@@ -313,37 +313,75 @@ def test_the_correction_below_one_raises_the_level() -> None:
         budget._risks.clear()
         budget._risks.extend([0.001 * k for k in range(1, 51)] * 20)
         budget.predicted, budget.measured = predicted, measured
-        budget._served.clear()  # the window's answers spent its allowance: no slack
-        budget._served.extend([budget.target] * len(budget._risks))
+        # the answers served so far spent the allowance so far: no slack
+        budget.spent = spare_mean(0.01 * budget.spent_gets, SPARE_SD)
         budget._update_level()
         return budget.level
 
     assert level(40.0, 10.0) > level(10.0, 10.0) > 0
 
 
-def test_what_the_window_left_unspent_is_added_at_most_once() -> None:
-    def level(served: float) -> float:
-        """The level when the answers served in the window had ``served`` risk."""
+def test_what_the_allowance_left_unspent_is_added_at_most_once() -> None:
+    def level(spent: float) -> float:
+        """The level when the answers served so far had ``spent`` risk in all."""
         budget = ErrorBudget(0.01, refresh=10**9, window=1000)
         for _ in range(10_000):
             budget.decide(None)
         budget._risks.clear()
         budget._risks.extend([0.001 * k for k in range(1, 51)] * 20)
-        budget._served.clear()
-        budget._served.extend([served / 1000] * 1000)
+        budget.spent = spent
         budget._update_level()
         return budget.level
 
-    target = spare_mean(100, SPARE_SD) / 10_000  # 10,000 gets at 0.01
+    allowed = spare_mean(100, SPARE_SD)  # 10,000 gets at 0.01: what they may expect
+    target = allowed / 10_000
     allowance = target * 1000  # the window's (8.19)
-    even = level(allowance)  # the answers served spent it all: no slack
+    even = level(allowed)  # the answers served spent it all: no slack
     assert 0.02 < even < 0.04  # the window's allowance alone
     # a verified or missed candidate served nothing: what it left is added, up to the
     # window's allowance again (the level where the sorted risks sum to twice it,
     # 16.38: 20 each of 0.001 k sum to 15.6 up to k = 39, 16.4 up to 40)
     assert level(0.0) > even
     assert level(0.0) == pytest.approx(0.040)
-    assert 0 < level(1.5 * allowance) < even  # overspent: less
+    assert even < level(allowed - allowance / 2) < level(0.0)
+    assert 0 < level(allowed + 0.5 * allowance) < even  # overspent: less
+
+
+def test_the_allowance_left_before_the_window_is_carried() -> None:
+    """The promise is on the count over every get: what gets older than the window
+    left unspent is carried as well (the window's own answers spent all of theirs)."""
+    budget = ErrorBudget(0.01, refresh=10**9, window=1000)
+    for _ in range(9_000):  # nothing to serve: the allowance of 9,000 gets is left
+        budget.decide(None)
+    assert (budget.spent, budget.spent_gets) == (0.0, 9_000)
+    assert budget.room == pytest.approx(spare_mean(90, SPARE_SD))
+    for _ in range(1_000):  # the window: each get serves its own allowance
+        budget._risks.append(budget.target)
+        budget.spent += budget.target
+        budget.gets += 1
+        budget.spent_gets += 1
+    assert budget.room > 0.0
+    budget._risks.clear()
+    budget._risks.extend([0.001 * k for k in range(1, 51)] * 20)
+    budget._update_level()
+    carried = budget.level
+    budget.spent = spare_mean(100, SPARE_SD)  # as if the 9,000 had spent theirs too
+    budget._update_level()
+    assert carried > budget.level > 0
+
+
+def test_the_ledger_is_kept_in_the_budgets_json() -> None:
+    budget = ErrorBudget(0.001)
+    for i in range(50):
+        budget.decide(_ev(0.99) if i % 2 else None)
+    budget.spent = 0.125
+    back = ErrorBudget.from_json(json.loads(json.dumps(budget.to_json())))
+    assert (back.spent, back.spent_gets, back.gets) == (0.125, 50, 50)
+    older = budget.to_json()
+    del older["spent"], older["spent_gets"]  # written before the ledger
+    back = ErrorBudget.from_json(older)
+    # nothing is carried from gets whose spending is unknown: the ledger starts now
+    assert (back.spent, back.spent_gets, back.gets, back.room) == (0.0, 0, 50, 0.0)
 
 
 def test_a_served_bin_borrows_the_weight_of_the_bins_below_it() -> None:
