@@ -71,6 +71,13 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   predicted wrong answers reach ``TESTABLE``. ``similarity-cross`` (with
   ``shipped-model``): the shipped model with the similarity's products with each other
   feature (centred) among its inputs (:class:`CrossModel`).
+- ``floor`` (with ``shipped-model``): the shipped model with a floor, a risk of the
+  form ``f + (1 - f) sigmoid(z)`` fitted by expectation-maximization
+  (:class:`FloorModel`; with ``untested`` it decides at 0.001 before it can be
+  tested: docs/quality.md, "The allowance left, carried"). ``window-slack``: the
+  level's allowance joined by what the window's served answers left of the window's
+  allowance, not by what every answer served so far left of the allowance so far
+  (:attr:`~semcache._budget_policy.ErrorBudget.room`): the build before the ledger.
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
