@@ -213,28 +213,17 @@ class FloorModel(ShippedModel):
         #: the floor and its upper bound (one-sided, ``Z_UPPER``)
         self.floor = (0.0, 0.0)
 
-    def refit(self) -> None:
-        if not self.ready():
-            return
-        base = np.asarray([x for _, x in self.log])
-        centre, spread = base.mean(axis=0), base.std(axis=0)
-        spread[spread == 0] = 1.0
-        self.basis = (centre.tolist(), spread.tolist())
-        x_all = self._design((base - centre) / spread)
-        mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
-        scale[scale == 0] = 1.0
-        x = (x_all - mean) / scale
-        y = np.asarray([y for y, _ in self.log])
+    def _fit(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """The curve fitted with the floor (expectation-maximization), which it keeps
+        in :attr:`floor` with its upper Wilson bound."""
         f = 0.0
-        weights = np.ones(len(y))
         w, cov = fit_logistic(x, y)
         a = np.hstack([x, np.ones((len(x), 1))])
         for _ in range(self.ROUNDS):
             s = 1.0 / (1.0 + np.exp(-(a @ w)))
             r = np.where(y > 0, f / np.maximum(f + (1.0 - f) * s, 1e-300), 0.0)
             f_new = float(r.mean()) if f > 0 else float(y.mean()) / 10.0
-            weights = 1.0 - r
-            w, cov = fit_logistic(x, y, weights=weights)
+            w, cov = fit_logistic(x, y, weights=1.0 - r)
             if abs(f_new - f) < 1e-7:
                 f = f_new
                 break
@@ -242,11 +231,10 @@ class FloorModel(ShippedModel):
         n = float(len(y))
         z = semcache._budget_policy.Z_UPPER
         k = f * n  # the floor's expected count of wrong answers
-        centre_ = (k + z * z / 2) / (n + z * z)
+        centre = (k + z * z / 2) / (n + z * z)
         half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
-        self.floor = (f, min(1.0, centre_ + half))
-        self.fit = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
-        self.fitted_at = self.outcomes
+        self.floor = (f, min(1.0, centre + half))
+        return w, cov
 
     def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
         raw = super().estimate(x)
@@ -330,25 +318,13 @@ class VariantBudget(ErrorBudget):
         if "window-slack" in parts:
             self.window_slack = deque(maxlen=kwargs.get("window", 4096))
 
-    def _update_level(self) -> None:
-        """As shipped; with ``window-slack`` the window's allowance is joined by what
-        the answers served in the window left of it, not by what every answer served
-        so far left of the allowance so far (:attr:`ErrorBudget.room`; the build
-        before)."""
+    def _slack(self, window: float) -> float:
+        """As shipped; with ``window-slack`` what the answers served in the window left
+        of the ``window``'s allowance, not what every answer served so far left of the
+        allowance so far (:attr:`ErrorBudget.room`; the build before)."""
         if self.window_slack is None:
-            super()._update_level()
-            return
-        window = self.target * len(self._risks)
-        slack = window - sum(self.window_slack)
-        allowed = max(0.0, window + slack) / self.correction
-        total = 0.0
-        level = 0.0
-        for r in sorted(self._risks):
-            if total + r > allowed:
-                break
-            total += r
-            level = r
-        self._level = min(level, semcache._budget_policy.MAX_LEVEL)
+            return super()._slack(window)
+        return window - sum(self.window_slack)
 
     @property
     def modelled(self) -> bool:

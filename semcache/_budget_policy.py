@@ -471,8 +471,7 @@ class ErrorBudget:
         # window's: docs/quality.md, "The allowance left, carried"): at most one
         # window's allowance more, less when the answers served spent more than it
         window = self.target * len(self._risks)
-        slack = min(window, self.room)
-        allowed = max(0.0, window + slack) / self.correction
+        allowed = max(0.0, window + self._slack(window)) / self.correction
         total = 0.0
         level = 0.0
         for r in sorted(self._risks):
@@ -481,6 +480,11 @@ class ErrorBudget:
             total += r
             level = r
         self._level = min(level, MAX_LEVEL)
+
+    def _slack(self, window: float) -> float:
+        """What is added to the ``window``'s allowance: what every answer served so far
+        left of the allowance so far (:attr:`room`), at most the window's own."""
+        return min(window, self.room)
 
     @property
     def weight_loss(self) -> list[float]:

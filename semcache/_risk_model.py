@@ -391,9 +391,14 @@ class RiskModel:
         mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
         scale[scale == 0] = 1.0
         y = np.asarray([y for y, _ in self.log])
-        w, cov = fit_logistic((x_all - mean) / scale, y)
+        w, cov = self._fit((x_all - mean) / scale, y)
         self.fit = (mean.tolist(), scale.tolist(), w.tolist(), cov.tolist())
         self.fitted_at = self.outcomes
+
+    def _fit(self, x: Array, y: Array) -> tuple[Array, Array]:
+        """The weights and their covariance fitted on the standardized inputs ``x`` and
+        the outcomes ``y`` (1: wrong): :func:`fit_logistic`'s."""
+        return fit_logistic(x, y)
 
     @staticmethod
     def _design(z: Array) -> Array:
