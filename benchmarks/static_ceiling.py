@@ -17,6 +17,11 @@ Rows (every answer's prototype is the normalized sum of its stored texts' vector
   texts (a soft nearest neighbour);
 - ``centered``: the softmax over prototypes with every vector less the stored texts'
   mean (the embedding space's common direction removed);
+- ``all but the top D``: the same, and each vector's components along the stored
+  texts' D first principal directions removed too (Mu and Viswanath's post-processing
+  of word vectors), for the nearest text and the prototypes' softmax; ``whitened``:
+  centred, then whitened by the stored texts' covariance shrunk towards its mean
+  eigenvalue (``C + 0.3 mean(eig) I``), the same two rules;
 - ``words x prototypes, T``: the prototypes' softmax times a softmax (temperature T)
   over the cosines of TF-IDF word vectors (light stems) of the query and each answer's
   stored texts: a second, lexical opinion.
@@ -178,6 +183,24 @@ def main() -> None:
     for t in (0.05, 0.07):
         p = _softmax(centred, t)
         rows.append((f"centered, softmax {t}", p.max(axis=1), st.labels[p.argmax(axis=1)]))
+    _, _, axes = np.linalg.svd(st.vs - mean, full_matrices=False)
+    eig, basis = np.linalg.eigh(np.cov(st.vs - mean, rowvar=False, bias=True))
+    whiten = basis @ np.diag(1.0 / np.sqrt(eig + 0.3 * eig.mean())) @ basis.T
+    for name, post in (
+        *(
+            (f"all but the top {d}", lambda v, p=axes[:d]: (v - mean) - (v - mean) @ p.T @ p)
+            for d in (1, 3, 8)
+        ),
+        ("whitened", lambda v: (v - mean) @ whiten),
+    ):
+        ps, pq = _unit(post(st.vs)), _unit(post(st.vq))
+        sims = pq @ ps.T
+        rows.append((f"{name}, nearest text", sims.max(axis=1), answers[sims.argmax(axis=1)]))
+        sums = np.zeros((len(st.labels), ps.shape[1]))
+        np.add.at(sums, st.which, ps)
+        for t in (0.05, 0.07):
+            p = _softmax(pq @ _unit(sums).T, t)
+            rows.append((f"{name}, softmax {t}", p.max(axis=1), st.labels[p.argmax(axis=1)]))
     stored_rows = clusters.static_sample(args.per_cluster)
     query_rows = clusters.static_queries()
     ws, wq = _tfidf(
