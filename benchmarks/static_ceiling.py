@@ -22,6 +22,11 @@ Rows (every answer's prototype is the normalized sum of its stored texts' vector
   of word vectors), for the nearest text and the prototypes' softmax; ``whitened``:
   centred, then whitened by the stored texts' covariance shrunk towards its mean
   eigenvalue (``C + 0.3 mean(eig) I``), the same two rules;
+- ``softmax regression, s / L2``: a multinomial logistic regression of the answer on
+  the stored texts' vectors (each times ``s``; L2-penalized; 300 steps of full-batch
+  gradient descent from zero), the answer of highest probability at that probability:
+  a discriminative model of the answers learnt from the stored prompts alone (no
+  outcome of a query), where the prototypes are their centroids;
 - ``words x prototypes, T``: the prototypes' softmax times a softmax (temperature T)
   over the cosines of TF-IDF word vectors (light stems) of the query and each answer's
   stored texts: a second, lexical opinion.
@@ -69,6 +74,26 @@ def _softmax(x: np.ndarray, t: float) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _softmax_regression(
+    x: np.ndarray, y: np.ndarray, k: int, scale: float, l2: float, steps: int = 300
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weights and biases of a multinomial logistic regression of the classes ``y``
+    (0 to ``k - 1``) on the rows of ``x`` times ``scale``, L2-penalized by ``l2``:
+    ``steps`` of full-batch gradient descent (rate 0.5) from zero."""
+    xs = x * scale
+    w = np.zeros((x.shape[1], k))
+    b = np.zeros(k)
+    onehot = np.eye(k)[y]
+    for _ in range(steps):
+        z = xs @ w + b
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        g = (p - onehot) / len(x)
+        w -= 0.5 * (xs.T @ g + l2 * w)
+        b -= 0.5 * g.sum(axis=0)
+    return w, b
 
 
 def _words(text: str) -> list[str]:
@@ -201,6 +226,11 @@ def main() -> None:
         for t in (0.05, 0.07):
             p = _softmax(pq @ _unit(sums).T, t)
             rows.append((f"{name}, softmax {t}", p.max(axis=1), st.labels[p.argmax(axis=1)]))
+    for scale, l2 in ((10.0, 1e-3), (10.0, 1e-2), (20.0, 1e-2)):
+        w, b = _softmax_regression(st.vs, np.asarray(st.which), len(st.labels), scale, l2)
+        p = _softmax(st.vq * scale @ w + b, 1.0)
+        name = f"softmax regression, {scale:g} / {l2:g}"
+        rows.append((name, p.max(axis=1), st.labels[p.argmax(axis=1)]))
     stored_rows = clusters.static_sample(args.per_cluster)
     query_rows = clusters.static_queries()
     ws, wq = _tfidf(
