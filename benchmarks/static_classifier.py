@@ -22,48 +22,34 @@ Run:  PYTHONPATH=.:benchmarks .venv/bin/python benchmarks/static_classifier.py \
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from favoured_variants import _halves, _headlines, static_vectors
+from favoured_variants import _headlines, cluster_sets, static_vectors
 from static_ceiling import _softmax, _softmax_regression
-
-from semcache.embedders import default_embedder
-from semcache.quality._clusters import load_clusters
-from semcache.quality._embedding_cache import EmbeddingFile
 
 #: The regressions' (scale, L2).
 SETTINGS = ((10.0, 1e-3), (20.0, 1e-2))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clusters")
-    parser.add_argument("--embedding-cache", required=True)
-    parser.add_argument("--per-cluster", type=int, nargs="+", default=[5, 10, 20])
-    args = parser.parse_args()
-    embed = EmbeddingFile(default_embedder(), args.embedding_cache).embed
-    whole = load_clusters(args.clusters)
-    sets = _halves(whole)  # "all" (the whole file), "half A", "half B"
     columns = ["cosine", "prototypes 0.05", "prototypes 0.07"]
     columns += [f"regression {s:g} / {l2:g}" for s, l2 in SETTINGS]
-    print("| set | S | " + " | ".join(columns) + " |")
-    print("|---|---|" + "---|" * len(columns))
-    for name, clusters in sets.items():
-        for per in args.per_cluster:
-            st = static_vectors(clusters, per, embed)
-            asked = np.asarray(st.asked)
-            n_in = sum(not a.startswith("oos:") for a in st.asked)
-            nearest = np.asarray(st.answers)[st.sims.argmax(axis=1)]
-            cells = [_headlines(st.sims.max(axis=1), nearest == asked, n_in)]
-            for t in (0.05, 0.07):
-                p = _softmax(st.cosine, t)
-                cells.append(_headlines(p.max(axis=1), st.labels[p.argmax(axis=1)] == asked, n_in))
-            for scale, l2 in SETTINGS:
-                w, b = _softmax_regression(st.vs, np.asarray(st.which), len(st.labels), scale, l2)
-                p = _softmax(st.vq * scale @ w + b, 1.0)
-                cells.append(_headlines(p.max(axis=1), st.labels[p.argmax(axis=1)] == asked, n_in))
-            print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
+    for name, clusters, per, embed in cluster_sets(__doc__, columns):
+        st = static_vectors(clusters, per, embed)
+        asked = np.asarray(st.asked)
+        nearest = np.asarray(st.answers)[st.sims.argmax(axis=1)]
+        cells = [_headlines(st.sims.max(axis=1), nearest == asked, st.in_scope)]
+        for t in (0.05, 0.07):
+            p = _softmax(st.cosine, t)
+            cells.append(
+                _headlines(p.max(axis=1), st.labels[p.argmax(axis=1)] == asked, st.in_scope)
+            )
+        for scale, l2 in SETTINGS:
+            w, b = _softmax_regression(st.vs, np.asarray(st.which), len(st.labels), scale, l2)
+            p = _softmax(st.vq * scale @ w + b, 1.0)
+            cells.append(
+                _headlines(p.max(axis=1), st.labels[p.argmax(axis=1)] == asked, st.in_scope)
+            )
+        print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
