@@ -13,7 +13,16 @@ cache's:
   every prototype at temperature T;
 - ``regression s / L2``: the answer of highest probability in a multinomial logistic
   regression of the answer on the stored texts' vectors (``static_ceiling.py``'s
-  ``_softmax_regression``), at that probability.
+  ``_softmax_regression``), at that probability;
+- ``default``: the cache's own rule (``semcache eval``'s ``default`` family: the
+  support score, the shipped guards), from the same replay;
+- ``among the candidates``: the first regression's answer of highest probability among
+  the answers of the query's candidates as the cache finds them (the 8 nearest stored
+  texts at or above the support floor, 0.5, in ``semcache eval``'s static replay): an
+  answer the cache can serve;
+- ``+ the shipped guards``: the same, served only where one of its candidates with that
+  answer passes the shipped guards after they yield to the candidates' evidence, as
+  in the cache (``StaticResult.supported``'s ``yielding``).
 
 Run:  PYTHONPATH=.:benchmarks .venv/bin/python benchmarks/static_classifier.py \\
           ../shared/data/eval/clinc150.csv \\
@@ -22,17 +31,58 @@ Run:  PYTHONPATH=.:benchmarks .venv/bin/python benchmarks/static_classifier.py \
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from favoured_variants import _headlines, cluster_sets, static_vectors
+from favoured_variants import Static, _headlines, cluster_sets, static_vectors
 from static_ceiling import _softmax, _softmax_regression
+
+from semcache._agreement import SUPPORT_FLOOR, SUPPORT_K
+from semcache.quality._clusters import ClusterSet, shipped_defaults, static_replay
 
 #: The regressions' (scale, L2).
 SETTINGS = ((10.0, 1e-3), (20.0, 1e-2))
 
 
+def _in_the_cache(
+    clusters: ClusterSet, per: int, embed: Any, st: Static, p: np.ndarray
+) -> list[str]:
+    """The cells ``default``, ``among the candidates`` and ``+ the shipped guards`` for
+    the answers' probabilities ``p`` (queries x ``st.labels``)."""
+    _, guard = shipped_defaults()
+    assert guard is not None
+    guards = {"default": guard}
+    raw = static_replay(clusters, embed, per_cluster=per, floor=SUPPORT_FLOOR, guards=guards)
+    assert raw.answers is not None
+    assert raw.head_dots is not None
+    passed = raw._yielded(guards, SUPPORT_K, SUPPORT_FLOOR, raw.head_dots)["default"]
+    supported = raw.supported(yielding=guards)
+    points = [supported.headline(target, ("default",)) for target in (0.95, 0.99)]
+    default = " / ".join("never" if x is None else f"{x.hit_rate:.3f}" for x in points)
+    column = {label: i for i, label in enumerate(st.labels)}
+    n = len(st.asked)
+    among, guarded = np.full(n, -np.inf), np.full(n, -np.inf)
+    chosen = np.full(n, "", dtype=object)
+    for q, row in enumerate(raw.answers):
+        head = [j for j in range(min(SUPPORT_K, len(row))) if raw.similarity[q, j] >= SUPPORT_FLOOR]
+        if not head:
+            continue
+        best = max({row[j] for j in head}, key=lambda a: p[q, column[a]])
+        chosen[q], among[q] = best, p[q, column[best]]
+        if any(passed[q, j] for j in head if row[j] == best):
+            guarded[q] = among[q]
+    right = chosen == np.asarray(st.asked)
+    return [
+        default,
+        _headlines(among, right, st.in_scope),
+        _headlines(guarded, right, st.in_scope),
+    ]
+
+
 def main() -> None:
     columns = ["cosine", "prototypes 0.05", "prototypes 0.07"]
     columns += [f"regression {s:g} / {l2:g}" for s, l2 in SETTINGS]
+    columns += ["default", "among the candidates", "+ the shipped guards"]
     for name, clusters, per, embed in cluster_sets(__doc__, columns):
         st = static_vectors(clusters, per, embed)
         asked = np.asarray(st.asked)
@@ -43,12 +93,15 @@ def main() -> None:
             cells.append(
                 _headlines(p.max(axis=1), st.labels[p.argmax(axis=1)] == asked, st.in_scope)
             )
+        probabilities = []
         for scale, l2 in SETTINGS:
             w, b = _softmax_regression(st.vs, np.asarray(st.which), len(st.labels), scale, l2)
             p = _softmax(st.vq * scale @ w + b, 1.0)
+            probabilities.append(p)
             cells.append(
                 _headlines(p.max(axis=1), st.labels[p.argmax(axis=1)] == asked, st.in_scope)
             )
+        cells += _in_the_cache(clusters, per, embed, st, probabilities[0])
         print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
 
 
