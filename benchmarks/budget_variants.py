@@ -78,6 +78,9 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   level's allowance joined by what the window's served answers left of the window's
   allowance, not by what every answer served so far left of the allowance so far
   (:attr:`~semcache._budget_policy.ErrorBudget.room`): the build before the ledger.
+- Every variant builds on the shipped budget: the figures docs/quality.md gives for a
+  variant measured before the ledger (all of them up to "The allowance left,
+  carried") are its command's with ``+window-slack`` joined to the variant.
 - Joined with ``+``: ``fixed-weight+normal-spare`` is the build before this one,
   ``normal-spare+below-prior`` and so on.
 
@@ -100,8 +103,15 @@ from risk_model import LEXICAL, RiskModel
 
 import semcache._budget_policy
 from semcache._agreement import ALONE, Agreement
-from semcache._budget_policy import Decision, EntryRecord, ErrorBudget, RiskTable, _log_loss
-from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic, inputs
+from semcache._budget_policy import (
+    Decision,
+    EntryRecord,
+    ErrorBudget,
+    RiskTable,
+    _log_loss,
+    _wilson_upper,
+)
+from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
 from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
 
@@ -184,17 +194,9 @@ class CrossModel(ShippedModel):
     def _design(z: Any) -> Any:
         return np.hstack([z, z * z, CrossModel._cross(z)])
 
-    def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:
-        fit = self.fit
-        if fit is None:
-            return None
-        a = inputs(x, *self.basis)
-        z = np.asarray(a[: len(x)])
-        mean, scale, w, cov = (np.asarray(v) for v in fit)
-        v = np.append((np.concatenate([a, self._cross(z)]) - mean) / scale, 1.0)
-        logit_ = float(v @ w)
-        sd = math.sqrt(max(float(v @ cov @ v), 0.0))
-        return _sigmoid(logit_), _sigmoid(logit_ + semcache._budget_policy.Z_UPPER * sd)
+    def _inputs(self, x: Sequence[float]) -> list[float]:
+        a = super()._inputs(x)
+        return [*a, *self._cross(np.asarray(a[: len(x)])).tolist()]
 
 
 class FloorModel(ShippedModel):
@@ -229,11 +231,7 @@ class FloorModel(ShippedModel):
                 break
             f = f_new
         n = float(len(y))
-        z = semcache._budget_policy.Z_UPPER
-        k = f * n  # the floor's expected count of wrong answers
-        centre = (k + z * z / 2) / (n + z * z)
-        half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
-        self.floor = (f, min(1.0, centre + half))
+        self.floor = (f, _wilson_upper(f * n, n))  # (f n: the floor's wrong answers)
         return w, cov
 
     def estimate(self, x: Sequence[float]) -> tuple[float, float] | None:

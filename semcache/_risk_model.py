@@ -410,7 +410,12 @@ class RiskModel:
         """The probability that the candidate with features ``x`` has a wrong answer,
         and its upper bound; None before the first fit (or ``x`` of another width)."""
         fit = self.fit
-        if fit is None or 2 * len(x) != len(fit[0]):
+        if fit is None or len(x) != len(self.basis[0]):
             return None
-        z, var = _LOGIT(inputs(x, *self.basis), *fit)
+        z, var = _LOGIT(self._inputs(x), *fit)
         return _sigmoid(z), _sigmoid(z + _Z_UPPER * math.sqrt(max(var, 0.0)))
+
+    def _inputs(self, x: Sequence[float]) -> list[float]:
+        """The inputs of the features ``x``: :func:`inputs` (one row of what
+        :meth:`_design` makes of the fit's rows)."""
+        return inputs(x, *self.basis)
