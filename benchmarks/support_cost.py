@@ -7,9 +7,10 @@ than the difference measured. Here each setup has caches over the same 10k rows,
 ``answer_support`` on and off, and their gets alternate one by one, so that drift
 falls on both alike. The rows are those of the benchmark's ``clustered`` fixture (100
 clusters, 7 neighbours above the support floor): answers unique, repeated (one per
-cluster) and mixed (two per cluster). A third cache, answer support on without its
-prototypes (the rival answers' standing; the veto with an error budget), is interleaved
-too: their own share. Two more rows ask with a
+cluster) and mixed (two per cluster). A third cache, answer support on without the
+answer model (``answer_model=False``), and a fourth, without the model nor the
+prototypes (the rival answers' standing; the veto with an error budget), are
+interleaved too: their own shares. Two more rows ask with a
 number no stored prompt holds ("variant 99999"), so the numbers guard rejects every
 candidate and the head's evidence is weighed (semcache/_guard_evidence.py); there a
 fourth cache, answer support on with guards that never yield (``held``), gives the
@@ -30,16 +31,22 @@ from pathlib import Path
 import numpy as np
 
 from semcache import SemanticCache
+from semcache._answer_model import AnswerModels
 from semcache._cache import engine_of
+
+#: The answer model fitted in the warm-up's first get, not on its own thread: every
+#: timed get sees it.
+AnswerModels.background = False
 
 DIM = 384
 N = 10_000
 QUERY = "a paraphrase (variant 4321)"
 #: A query whose number no stored prompt holds: the numbers guard rejects every candidate.
 REJECTED = "a paraphrase (variant 99999)"
-#: Interleaved get by get: answer support on (as shipped), on without its prototypes
-#: (the rival answers), off; and where the guard rejects, on with guards that never yield.
-SETUPS = ("on", "no veto", "off", "held")
+#: Interleaved get by get: answer support on (as shipped), on without the answer model,
+#: on without its prototypes (the rival answers) nor the model, off; and where the guard
+#: rejects, on with guards that never yield.
+SETUPS = ("on", "no model", "no veto", "off", "held")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -70,16 +77,18 @@ def main() -> None:
             ("unique, the guard rejects", N, REJECTED),
             ("mixed, the guard rejects", 200, REJECTED),
         ):
-            setups = SETUPS if text == REJECTED else SETUPS[:3]
+            setups = SETUPS if text == REJECTED else SETUPS[:4]
             answers = [f"answer {i % every}" for i in range(N)]
             caches = {}
             for setup in setups:
                 cache = SemanticCache(
-                    str(Path(folder) / f"{name}-{setup}.db"), answer_support=setup != "off"
+                    str(Path(folder) / f"{name}-{setup}.db"),
+                    answer_support=setup != "off",
+                    answer_model=setup != "no model",
                 )
                 eng = engine_of(cache)
                 if setup == "no veto":  # (the prototypes' own share: the tables left out)
-                    eng.prototypes = eng.indexes.prototypes = None
+                    eng.prototypes = eng.indexes.prototypes = eng.answer_models = None
                 if setup == "held":  # (the evidence's own share: no guard yields)
                     eng.guards_yield = False
                 cache.put_many(prompts, answers, embeddings=rows)
@@ -96,9 +105,12 @@ def main() -> None:
                     served[setup] = hit is not None
             p50 = {setup: float(np.median(times[setup])) / 1000 for setup in setups}
             on, no_veto, off = p50["on"], p50["no veto"], p50["off"]
+            no_model = p50["no model"]
             line = (
                 f"{name}: on {on:.0f} us, off {off:.0f} us, +{on - off:.0f} us p50 "
-                f"(without the prototypes {no_veto:.0f} us: the rivals +{on - no_veto:.0f})"
+                f"(without the model {no_model:.0f} us: the model +{on - no_model:.0f}; "
+                f"without the prototypes {no_veto:.0f} us: the rivals "
+                f"+{no_model - no_veto:.0f})"
             )
             if "held" in p50:
                 line += (

@@ -86,6 +86,7 @@ class AsyncSemanticCache:
         same_answer: SameAnswer | None = None,
         answer_similarity: float | None = None,
         answer_support: bool = True,
+        answer_model: bool = True,
     ) -> None:
         self._engine = Engine(Options.from_call(locals(), async_embedder=True))
 

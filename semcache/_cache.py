@@ -103,8 +103,7 @@ class SemanticCache:
             used) and an error budget learnt online decides: serve, verify (only
             :meth:`get_or_put`: call ``compute()`` anyway, serve its fresh answer and
             learn whether the stored one was right) or miss. What it learns is kept in
-            the store and shared by the processes using it (docs/quality.md, "The
-            error budget in the cache").
+            the store, shared by processes (docs/quality.md).
         same_answer: ``same_answer(stored, fresh) -> bool``, whether a stored answer
             agrees with a fresh one (None: equal after normalization: NFKC, casefold,
             collapsed whitespace). One that raises makes nothing learnt from that call.
@@ -122,13 +121,13 @@ class SemanticCache:
             answer that repeats among them (``1 - (1 - s) * exp(-2 * net)``); the
             threshold is applied to that score and the candidates are tried best score
             first (``Hit.similarity`` stays the candidate's cosine). Where no stored
-            answer repeats (free-text LLM answers) every score is the similarity, so
-            this is the plain cosine threshold; where answers repeat (FAQ, intents) it
-            serves more, more safely (docs/quality.md, "Answers that agree by
-            default"). A candidate whose cosine reaches the threshold but whose
-            score does not is a miss, reason ``"support"``; so is one its rival
-            answers outweigh (docs/api.md). False: the plain cosine threshold. With
-            ``error_budget`` the budget decides; only the prototype veto applies.
+            answer repeats every score is the similarity (the plain cosine threshold);
+            where answers repeat it serves more, more safely (docs/quality.md). A
+            candidate whose cosine reaches the threshold but whose score does not, or
+            that its rival answers outweigh, is a miss, reason ``"support"``. False: the
+            plain cosine threshold. With ``error_budget`` the budget decides.
+        answer_model: with ``answer_support``, a classifier of the repeated answers
+            adds to their scores (docs/quality.md, "The answer model").
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.
@@ -140,7 +139,7 @@ class SemanticCache:
         ConfigurationError: also ``error_budget`` not None or a number in (0, 1), or
             ``same_answer`` not callable; ``answer_similarity`` not None or a number in
             (0, 1], or given with ``same_answer``, without an embedder or without
-            ``error_budget``; ``answer_support`` not a bool.
+            ``error_budget``; ``answer_support`` or ``answer_model`` not a bool.
         InvalidTTLError: a negative, non-finite or non-numeric ``default_ttl``.
         InvalidNamespaceError: a ``namespace_quotas`` key that is not a valid namespace.
         MissingDependencyError: ``index_options`` need an extra that is not installed.
@@ -182,6 +181,7 @@ class SemanticCache:
         same_answer: SameAnswer | None = None,
         answer_similarity: float | None = None,
         answer_support: bool = True,
+        answer_model: bool = True,
     ) -> None:
         self._engine = Engine(Options.from_call(locals(), async_embedder=False))
 

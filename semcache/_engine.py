@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._agreement import answer_digest
+from ._answer_model import AnswerModels
 from ._budgets import Budgets
 from ._checks import check_flag
 from ._deadline import call_with_deadline
@@ -152,6 +153,14 @@ class Engine:
             self.indexes.prototypes = self.prototypes
         self.owner = Ownership(None, self._child_reset)
         self.lock: threading.RLock = self.owner.lock
+        #: ``answer_support``: the answer model of each namespace whose answers repeat
+        #: (``semcache._answer_model``), where the prototypes are kept and no error
+        #: budget decides (None otherwise).
+        self.answer_models: AnswerModels | None = None
+        if self.prototypes is not None and self.budgets is None and options.answer_model:
+            self.answer_models = AnswerModels(
+                self.prototypes, lambda: self.lock, lambda: not self.closed
+            )
         try:
             self.owner.claim = claim(self.store, options.multi_process_mode)
             self.indexes.open(options.progress)
@@ -193,6 +202,8 @@ class Engine:
         self.forget_exact()
         if self.budgets is not None:
             self.budgets.forked()
+        if self.answer_models is not None:
+            self.answer_models.forked()
 
     def close(self) -> None:
         """Write pending recency, save the index snapshots, release the indexes and
@@ -263,6 +274,8 @@ class Engine:
                 self.prototypes.reset()
             else:
                 self.prototypes.drop(namespace)
+        if self.answer_models is not None:
+            self.answer_models.drop(namespace)
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Call the embedder (sync drivers), within ``embed_timeout``."""
@@ -464,6 +477,9 @@ class Engine:
                 "index_backend": backend if isinstance(backend, str) else "custom",
                 "budget": None if self.budgets is None else dict(self.budgets.counters),
                 "prototype_veto": None if self.prototypes is None else self.prototypes.summary(),
+                "answer_model": (
+                    None if self.answer_models is None else self.answer_models.summary()
+                ),
             }
 
     def feedback(self, hit: Hit, correct: bool) -> None:

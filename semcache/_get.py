@@ -31,8 +31,10 @@ from ._agreement import (
     standing_scores,
     support_scores,
 )
+from ._answer_model import Reading, combined
 from ._answer_steps import fill_steps
 from ._budgets import BUDGET_K, Judgement
+from ._candidates import checked_candidates, entries_by_id, own_score
 from ._checks import check_flag
 from ._drive import Unlocked
 from ._engine import Engine
@@ -50,9 +52,6 @@ logger = logging.getLogger("semcache")
 
 #: Candidates fetched per semantic lookup; widened when candidates turn out stale.
 _CANDIDATES: Final = 4
-#: A candidate's score from its stored vector may differ from the index's by this much
-#: (summation order, float16 rounding) and still be the entry the index holds.
-_SAME_SCORE: Final = 1e-3
 _OPEN: Final = Lifecycle.OPEN
 
 #: The rest of a get after its first step: yields texts to embed, returns the answer.
@@ -262,7 +261,7 @@ class _Scan(Unlocked):
     search again under the lock, as if there had been no scan outside it. Otherwise every id still
     names the entry (and vector) it named when scanned (ids are never reissued within
     one index object; a store that reissues them is resynced into new ones), and its
-    candidates are checked as any others are (:func:`_own_score`)."""
+    candidates are checked as any others are (:func:`own_score`)."""
 
     __slots__ = ("k", "reader", "vector")
 
@@ -355,7 +354,7 @@ def _search(
             if candidates:
                 reason = reason or "below_threshold"
             break
-        rows, fetched = _entries_by_id(eng, [i for i, _ in above])
+        rows, fetched = entries_by_id(eng, [i for i, _ in above])
         stale: list[int] = []
         for entry_id, sim in above:
             seen.add(entry_id)
@@ -363,7 +362,7 @@ def _search(
             if entry is None:  # deleted by another process; the index lags
                 stale.append(entry_id)
                 continue
-            score = _own_score(eng, entry, ns, vector, sim, entry_id in fetched)
+            score = own_score(eng, entry, ns, vector, sim, entry_id in fetched)
             if score is None:
                 stale.append(entry_id)  # the id now names another entry
                 continue
@@ -436,7 +435,7 @@ def _judge(
         for i, s in zip(ids.tolist(), sims.tolist(), strict=True)
         if i not in seen and s >= floor
     ]
-    found_, expired, _ = _checked(eng, ns, vector, index, above, now, floor)
+    found_, expired, _ = checked_candidates(eng, ns, vector, index, above, now, floor)
     if expired:
         reason = reason or "expired"
     found_.sort(key=lambda c: -c[1])
@@ -483,47 +482,6 @@ def _judge(
     return miss(eng, ns, reason or ("below_threshold" if len(sims) else "no_candidate"), best, t0)
 
 
-def _checked(
-    eng: Engine,
-    ns: str,
-    vector: npt.NDArray[np.float32],
-    index: SearchIndex,
-    candidates: list[tuple[int, float]],
-    now: float,
-    floor: float | None,
-) -> tuple[list[tuple[StoredEntry, float]], list[float], int]:
-    """Read the entries of ``candidates`` (ids with the index's scores) and check each:
-    its own score (:func:`_own_score`), expiry. Returns the live ones as ``(entry,
-    score)`` (the score clipped to [-1, 1]; only those at or above ``floor`` if given)
-    in the order given, the index's scores of those that had expired, and how many ids
-    were removed from the index: the stale (deleted by another process, or naming
-    another entry now) and the expired (expiry is final: a tombstone in memory only).
-    Entries read from the store go to the hot map."""
-    if not candidates:
-        return [], [], 0
-    rows, fetched = _entries_by_id(eng, [i for i, _ in candidates])
-    live: list[tuple[StoredEntry, float]] = []
-    expired: list[float] = []
-    stale: list[int] = []
-    for entry_id, sim in candidates:
-        entry = rows.get(entry_id)
-        fresh = entry_id in fetched
-        score = None if entry is None else _own_score(eng, entry, ns, vector, sim, fresh)
-        if entry is None or score is None:
-            stale.append(entry_id)
-            continue
-        if fresh and eng.hot.capacity:
-            eng.hot.remember(entry.key, entry)
-        if entry.expires_at is not None and entry.expires_at <= now:
-            stale.append(entry_id)
-            expired.append(sim)
-        elif floor is None or score >= floor:
-            live.append((entry, max(-1.0, min(1.0, score))))
-    if stale:
-        index.remove(stale)
-    return live, expired, len(stale)
-
-
 def _supported(
     eng: Engine,
     query: str,
@@ -546,7 +504,7 @@ def _supported(
     largest lead a favoured answer can have
     (:func:`~semcache._agreement.favoured_bound`), known from the index's scores alone.
     Otherwise the candidates that can count (above the floor) or be served are read
-    and checked (:func:`_checked`) and scored from their own similarities and answers;
+    and checked (:func:`checked_candidates`) and scored from their own similarities and answers;
     an expired or deleted one neither supports nor opposes. Where an answer repeats
     among those that count, the favoured answer decides
     (:func:`~semcache._agreement.favoured_scores`, from the candidates' vectors:
@@ -570,15 +528,21 @@ def _supported(
     if not candidates:
         return None
     near_ = [s for _, s in candidates]
+    models = eng.answer_models
+    model = None if models is None else models.model(ns)
+    # the support score a candidate needs: with the answer model, less (its score can
+    # be raised to the mean of it and its answer's, at most 1; the answer from beyond
+    # the candidates is nearer the query than none of them)
+    needed = threshold if model is None else min(threshold, 2.0 * threshold - 1.0)
     # (the bound is at least the highest similarity: it is worked out only when no
     # candidate reaches the threshold by its similarity alone)
-    if max(near_) < threshold and favoured_bound(near_) < threshold:
+    if max(near_) < needed and favoured_bound(near_) < needed:
         return None
     # those that count (at or above the floor) and those a cosine alone could serve (a
     # threshold below the floor); one below the floor is scored at its similarity
     read = [c for c in candidates if c[1] >= SUPPORT_FLOOR or c[1] >= threshold]
     seen.update(i for i, _ in read)
-    live, expired, removed = _checked(eng, ns, vector, index, read, now, None)
+    live, expired, removed = checked_candidates(eng, ns, vector, index, read, now, None)
     scores = [s for _, s in live]
     counted = [j for j, (_, s) in enumerate(live) if s >= SUPPORT_FLOOR]
     lead: Callable[[], list[float] | None] | None = None  # the lead, when still to apply
@@ -597,7 +561,7 @@ def _supported(
         # where an answer repeats, the favoured answer (and its lead) can still
         # decide; no score can pass its bound from these support scores
         distinct = len(set(keys))
-        if distinct < len(keys) and raised_bound(max(moved)) >= threshold:
+        if distinct < len(keys) and raised_bound(max(moved)) >= needed:
             if distinct == 1 and max(moved) >= threshold:
                 # one answer: its lead raises every score by one factor, so the order
                 # stays; it can matter only if none that reaches the threshold now is
@@ -608,7 +572,7 @@ def _supported(
         for j, score in zip(counted, moved, strict=True):
             scores[j] = score
     prototypes = eng.prototypes
-    if prototypes is not None and counted and (lead is not None or max(scores) >= threshold):
+    if prototypes is not None and counted and (lead is not None or max(scores) >= needed):
         # the rival answers' prototypes: each candidate's score lowered by its
         # answer's standing over them, or declined where they outweigh it
         standing = prototypes.standing(ns, vector, keys, near)
@@ -619,6 +583,7 @@ def _supported(
                 scores[j] = score
             if lead is not None:  # (it waits only where all share one answer)
                 lead = None if 0.0 in standing else _with_rivals(lead, standing)
+    wide = -1  # the answer model's answer from beyond the candidates: its place in live
     order = sorted(range(len(live)), key=lambda j: (-scores[j], -live[j][1]))
     evidence = head_evidence(eng, entries, keys) if eng.guards_yield else None
     # The reason of the best candidate rejected: those tried (best score first), an
@@ -644,21 +609,84 @@ def _supported(
                     rejected.append((j, "confidence"))
                     continue
                 hit.confidence = confidence
-            if accept(eng, query, hit, evidence):
+            if accept(eng, query, hit, None if j == wide else evidence):
                 return hit, None, removed, False
             rejected.append((j, "validator"))
         raised = None if lead is None else lead()
         lead = None
-        if raised is None:
+        if raised is not None:
+            for j, score in zip(counted, raised, strict=True):
+                scores[j] = score
+            continue
+        if model is None:
             break
-        for j, score in zip(counted, raised, strict=True):
-            scores[j] = score
+        # none served by its support score: the answer model raises those whose answer
+        # it knows, tried in the same order, then its answer from beyond them
+        reading = model.read(vector)
+        wide = _modelled(eng, ns, vector, index, reading, (keys, counted, live, scores), seen, now)
+        if wide >= 0:
+            order.append(wide)
+        model = None
     why: list[tuple[float, MissReason]] = [(s, "expired") for s in expired if s >= threshold]
     why += [(scores[j], reason) for j, reason in rejected]
     cosine = any(live[j][1] >= threshold for j in short)
     if short:
         why.append((scores[short[0]], "support" if cosine else "below_threshold"))
     return None, max(why, key=lambda w: w[0])[1] if why else None, removed, cosine
+
+
+def _beyond(
+    eng: Engine,
+    ns: str,
+    vector: npt.NDArray[np.float32],
+    index: SearchIndex,
+    reading: Reading,
+    seen: set[int],
+    now: float,
+) -> tuple[StoredEntry, float] | None:
+    """The answer model's answer (``reading.top``) from its stored prompt nearest the
+    query among those its fit read, read and checked as any candidate (one gone is
+    passed over): ``(entry, similarity)``, or None."""
+    for entry_id, sim in reading.model.nearest(reading.top, vector):
+        if entry_id in seen or entry_id not in index:
+            continue
+        seen.add(entry_id)
+        live, _, _ = checked_candidates(eng, ns, vector, index, [(entry_id, sim)], now, None)
+        if live:
+            return live[0]
+    return None
+
+
+def _modelled(
+    eng: Engine,
+    ns: str,
+    vector: npt.NDArray[np.float32],
+    index: SearchIndex,
+    reading: Reading,
+    scored: tuple[list[bytes], list[int], list[tuple[StoredEntry, float]], list[float]],
+    seen: set[int],
+    now: float,
+) -> int:
+    """The answer model's part of :func:`_supported`, once no candidate was served by
+    its support score: each candidate whose answer it knows raised to
+    :func:`~semcache._answer_model.combined` where that is higher (``scores`` in
+    place); its answer, where no candidate has it and it can reach the threshold, from
+    its nearest stored prompt (:func:`_beyond`), appended to ``live`` and ``scores``.
+    ``scored``: the candidates' answers' keys, the places in ``live`` of those that
+    count, ``live`` and ``scores``. Returns that one's place in ``live``, or -1."""
+    keys, counted, live, scores = scored
+    for j, key in zip(counted, keys, strict=True):
+        p = reading.of(key)
+        if p is not None:
+            scores[j] = max(scores[j], combined(scores[j], p))
+    if combined(1.0, reading.top_p) < eng.threshold or reading.top in keys:
+        return -1
+    got = _beyond(eng, ns, vector, index, reading, seen, now)
+    if got is None:
+        return -1
+    live.append(got)
+    scores.append(combined(got[1], reading.top_p))
+    return len(live) - 1
 
 
 def _with_rivals(
@@ -671,70 +699,6 @@ def _with_rivals(
         return None if raised is None else standing_scores(raised, standing)
 
     return rivalled
-
-
-def _own_score(
-    eng: Engine,
-    entry: StoredEntry,
-    ns: str,
-    vector: npt.NDArray[np.float32],
-    sim: float,
-    fetched: bool,
-) -> float | None:
-    """The similarity to serve ``entry`` at, the index having scored its id ``sim``;
-    None when the id names an entry the index cannot have held (another namespace, no
-    vector, another dimension).
-
-    An id alone proves nothing once a store lost its data or its tail and numbered its
-    entries again, so an entry just read from the store (``fetched``, with its vector)
-    is scored from its own stored vector. When that score differs from the index's by
-    more than :data:`_SAME_SCORE`, the index is out of date (or scores loosely) and is
-    rebuilt at the next get; the entry's own score is what the threshold sees. An entry
-    from the hot map (single mode) is one this process wrote or read and scored already.
-    """
-    indexes = eng.indexes
-    if entry.namespace != ns:
-        indexes.suspect = True
-        return None
-    if not fetched or eng.store_search:  # the store searched its own rows
-        return sim
-    blob, entry.vector = entry.vector, None  # the hot map keeps entries without it
-    dim, dtype = indexes.dim, indexes.dtype
-    if blob is None or dim is None or len(blob) != dim * dtype.itemsize:
-        indexes.suspect = True
-        return None
-    stored = np.frombuffer(blob, dtype=dtype).astype(np.float32)
-    if eng.answer_support:
-        _answer_memo.keep_vector(eng, entry.id, stored)
-    own = float(stored @ vector)
-    if abs(own - sim) <= _SAME_SCORE:
-        return sim
-    indexes.suspect = True
-    return max(-1.0, min(1.0, own))
-
-
-def _entries_by_id(eng: Engine, ids: list[int]) -> tuple[dict[int, StoredEntry], set[int]]:
-    """The entries of ``ids`` that exist, and which of them were read from the store
-    (with their vectors, for :func:`_own_score`): the hot map's where it has them
-    (single mode: exact, see :class:`~semcache._hot.HotMap`), the rest from the store."""
-    vectors = not eng.store_search
-    hot = eng.hot
-    if not hot.capacity:
-        fetched = eng.store.get_by_ids(ids, vectors=vectors)
-        return fetched, set(fetched)
-    found_: dict[int, StoredEntry] = {}
-    missing = []
-    for i in ids:
-        entry = hot.by_id(i)
-        if entry is None:
-            missing.append(i)
-        else:
-            found_[i] = entry
-    if not missing:
-        return found_, set()
-    fetched = eng.store.get_by_ids(missing, vectors=vectors)
-    found_.update(fetched)
-    return found_, set(fetched)
 
 
 def found(eng: Engine, entry_id: int, hit: Hit, now: float, t0: float) -> Hit:

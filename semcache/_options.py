@@ -81,6 +81,7 @@ def _reference(
     same_answer: SameAnswer | None = None,
     answer_similarity: float | None = None,
     answer_support: bool = True,
+    answer_model: bool = True,
 ) -> None:
     """The constructor's parameters (the body is never run)."""
 
@@ -126,6 +127,7 @@ class Options:
     same_answer: SameAnswer | None
     answer_similarity: float | None
     answer_support: bool
+    answer_model: bool
 
     @property
     def shared(self) -> bool:
@@ -225,6 +227,7 @@ class Options:
             same_answer=a["same_answer"],
             answer_similarity=_check_answer_similarity(a),
             answer_support=check_flag(a["answer_support"], "answer_support", ConfigurationError),
+            answer_model=check_flag(a["answer_model"], "answer_model", ConfigurationError),
         )
 
 

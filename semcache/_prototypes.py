@@ -107,7 +107,17 @@ Digest = Callable[[str], bytes]
 class _Table:
     """One namespace's answers: membership, sums and the prototypes' matrix."""
 
-    __slots__ = ("digest_of", "ghosts", "matrix", "members", "names", "rows", "stale", "sums")
+    __slots__ = (
+        "changes",
+        "digest_of",
+        "ghosts",
+        "matrix",
+        "members",
+        "names",
+        "rows",
+        "stale",
+        "sums",
+    )
 
     def __init__(self) -> None:
         self.digest_of: dict[int, bytes] = {}  # entry id -> its answer's digest
@@ -118,6 +128,7 @@ class _Table:
         self.rows: dict[bytes, int] = {}  # a prototype's row in the matrix
         self.names: list[bytes] = []
         self.matrix: npt.NDArray[np.float32] | None = None
+        self.changes = 0  # entries added and removed (the answer model's refits)
 
     def __len__(self) -> int:
         return len(self.digest_of)
@@ -128,6 +139,7 @@ class _Table:
         if entry_id in self.digest_of:
             return False
         self.digest_of[entry_id] = key
+        self.changes += 1
         members = self.members.get(key)
         if members is None:
             self.members[key] = {entry_id}
@@ -145,6 +157,7 @@ class _Table:
         key = self.digest_of.pop(entry_id, None)
         if key is None:
             return
+        self.changes += 1
         members = self.members[key]
         members.discard(entry_id)
         if len(members) < 2:
@@ -158,6 +171,10 @@ class _Table:
         ghosts = self.ghosts[key] = self.ghosts.get(key, 0) + 1
         if ghosts * GHOST_SHARE > len(members):
             self.stale.add(key)
+
+    def repeated(self) -> bool:
+        """Whether some answer is stored twice or more."""
+        return bool(self.names) or bool(self.stale)
 
     def _set_row(self, key: bytes, total: npt.NDArray[np.float64]) -> None:
         norm = float(np.sqrt(total @ total))
@@ -356,6 +373,36 @@ class Prototypes:
         self._tables, self._entries, self.off = tables, sum(map(len, tables.values())), False
         return True
 
+    # -- the answer model's reads ----------------------------------------------------------
+    def table(self, namespace: str) -> _Table | None:
+        """The namespace's table, built (or its stale sums read) first if need be; None
+        when none is kept (off) or the namespace has no entry."""
+        if self._tables is None:
+            if self.off:
+                return None
+            self._build()
+            if self._tables is None:
+                return None
+        table = self._tables.get(namespace)
+        if table is not None and table.stale:
+            self._reread(table)
+        return table
+
+    def vectors(self, ids: Sequence[int]) -> tuple[list[int], npt.NDArray[np.float64]]:
+        """The stored vectors of the entries of ``ids`` that have a readable one (in
+        that order), a batch at a time."""
+        here: list[int] = []
+        rows: list[npt.NDArray[np.float64]] = []
+        for start in range(0, len(ids), _READ_BATCH):
+            batch = list(ids[start : start + _READ_BATCH])
+            got, block = self._rows(batch, self.store.get_vectors(batch))
+            if got:
+                here += got
+                rows.append(block)
+        if not here:
+            return [], np.zeros((0, 0))
+        return here, np.concatenate(rows)
+
     # -- the veto -------------------------------------------------------------------------
     def standing(
         self,
@@ -416,15 +463,9 @@ class Prototypes:
         :data:`RIVALS` nearest prototypes of other answers, nearest first (past
         :data:`PROTOTYPE_ROWS` prototypes, only the candidates' answers' are compared).
         None when no prototypes are kept."""
-        if self._tables is None:
-            if self.off:
-                return None
-            self._build()
-            if self._tables is None:
-                return None
-        table = self._tables.get(namespace)
-        if table is not None and table.stale:
-            self._reread(table)
+        table = self.table(namespace)
+        if self._tables is None:  # (off)
+            return None
         if table is None or not table.names or table.matrix is None:
             return [(sim, []) for sim in sims]
         rows, matrix = table.rows, table.matrix

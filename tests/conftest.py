@@ -22,6 +22,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped under CI (skips are failures here): {reason}"
 
 
+@pytest.fixture(autouse=True)
+def _answer_model_fits_in_the_get(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer model is fitted in the get that starts its fit, not on a thread of its
+    own (``semcache._answer_model``), so that what a get serves does not depend on
+    timing; ``tests/test_answer_model.py`` tests the thread."""
+    from semcache._answer_model import AnswerModels
+
+    monkeypatch.setattr(AnswerModels, "background", False)
+
+
 # -- shared helpers (import them: ``from conftest import FakeClock, unit, unit_rows``) ----
 def unit(seed: int, dim: int) -> npt.NDArray[np.float32]:
     """A random unit vector of ``dim`` float32 values, fixed by ``seed``."""

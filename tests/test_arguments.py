@@ -106,6 +106,7 @@ CONSTRUCTOR_CASES = [
     *_cases("embed_timeout", [*NOT_NUMBERS, 0, -1], ConfigurationError),
     *_cases("normalize", NOT_FLAGS, ConfigurationError),
     *_cases("answer_support", NOT_FLAGS, ConfigurationError),
+    *_cases("answer_model", NOT_FLAGS, ConfigurationError),
     *_cases("error_budget", [*NOT_NUMBERS, 0, 1, -0.01, 1.5], ConfigurationError),
     *_cases("same_answer", [5, "exact", [len]], ConfigurationError),
     *_cases("answer_similarity", [*NOT_NUMBERS, 0, -0.5, 1.01, 2], ConfigurationError),

@@ -67,7 +67,7 @@ def test_agreement_classes() -> None:
 
 def test_agreement_reads_at_most_k_and_stops_at_the_time_budget() -> None:
     cands = _c((0.9, "a"), (0.89, "a"), (0.88, "a"), (0.87, "b"))
-    ev = agreement(cands, k=3)
+    ev = agreement(cands, k=3, clock=lambda: 0)  # (a stopped clock: k alone bounds it)
     assert (ev.examined, ev.evidence) == (3, UNANIMOUS)  # the "b" beyond k is not read
     ticks = iter(range(0, 10_000_000, 30_000))  # each read costs 30 us on this clock
     ev = agreement(cands, budget_us=50.0, clock=lambda: next(ticks))

@@ -45,6 +45,7 @@ from .._agreement import (
     standing_scores,
     support_scores,
 )
+from .._answer_model import combined
 from .._cache import SemanticCache, engine_of
 from .._errors import InvalidInputError
 from .._guard_evidence import guard_parts, overruled, rejecting
@@ -52,6 +53,7 @@ from .._progress import ProgressCallback, as_progress
 from .._prototypes import Prototypes
 from .._text import normalize_text
 from .._types import Hit
+from ._model_record import ModelRecord, model_record
 from ._replay import Embed, QualityPoint, ReplayResult, Rule, embed_all, timing_pass
 
 __all__ = [
@@ -269,6 +271,9 @@ class StaticResult(ReplayResult):
     #: Per query, its text and each candidate's prompt (set by :func:`static_replay`;
     #: :meth:`supported` reads them for the guards that yield to evidence).
     texts: list[tuple[str, list[str]]] | None = None
+    #: The answer model's record (:class:`ModelRecord`; set by :func:`static_replay`;
+    #: :meth:`supported` reads it; None: not recorded, or no model).
+    model: ModelRecord | None = None
 
     @property
     def in_scope(self) -> npt.NDArray[np.bool_]:
@@ -343,42 +348,67 @@ class StaticResult(ReplayResult):
             )
         verdicts = self._yielded(yielding or {}, k, floor, dots)
         sim = self.similarity.copy()
+        correct = self.correct
+        score = self.score
+        model = self.model
+        width = sim.shape[1]
+        if model is not None:  # the widened candidate: one more column, last
+            sim = np.concatenate([sim, model.wide_similarity[:, None]], axis=1)
+            correct = np.concatenate([correct, model.wide_correct[:, None]], axis=1)
+            score = np.concatenate([score, np.full((len(sim), 1), np.nan)], axis=1)
+            verdicts = {
+                g: np.concatenate([v, model.wide_guards[g][:, None]], axis=1)
+                for g, v in verdicts.items()
+            }
         standing = self.standing
         order = np.tile(np.arange(sim.shape[1]), (sim.shape[0], 1))
         for i, row in enumerate(answers):
             head = [j for j in range(min(k, len(row))) if sim[i, j] >= floor]
             vetoed = standing is not None and any(standing[i, j] < 1.0 for j in head)
-            if len(head) < 2 and not vetoed:
+            known = [] if model is None else [j for j in head if not np.isnan(model.p[i, j])]
+            wide = model is not None and model.wide_similarity[i] > -np.inf
+            if len(head) < 2 and not vetoed and not known and not wide:
                 continue  # (one alone: its similarity)
             near = [float(sim[i, j]) for j in head]
             keys = [answer_key(row[j]) for j in head]
-            scores = support_scores(near, keys, floor=floor, weight=weight)
-            if len(head) < 2:
-                scores = near
-            elif len(set(keys)) < len(keys):  # an answer repeats: the favoured one decides
-                scores = favoured_scores(
-                    scores, near, keys, _gram(dots[i], head), floor=floor, weight=weight
-                )
+            scores = near
+            if len(head) >= 2:
+                scores = support_scores(near, keys, floor=floor, weight=weight)
+                if len(set(keys)) < len(keys):  # an answer repeats: the favoured one decides
+                    scores = favoured_scores(
+                        scores, near, keys, _gram(dots[i], head), floor=floor, weight=weight
+                    )
             if vetoed:  # the rival answers' prototypes
                 assert standing is not None
                 scores = standing_scores(scores, [float(standing[i, j]) for j in head], floor=floor)
+            # tried in the order of these scores, the answer model's raised ones too
             ranked = sorted(range(len(head)), key=lambda r: (-scores[r], -sim[i, head[r]]))
+            if model is not None:  # the answer model (semcache._get._modelled)
+                scores = list(scores)
+                for j in known:
+                    scores[j] = max(scores[j], combined(scores[j], float(model.p[i, j])))
             # beyond the head the cache serves by cosine only if no head candidate was
             # declined by its score, i.e. at thresholds up to the lowest head score
-            lowest = min(scores)
-            for j in range(k, sim.shape[1]):
+            lowest = min(scores) if scores else -np.inf
+            for j in range(k, width):
                 sim[i, j] = min(sim[i, j], lowest)
             for r in range(len(head)):
                 sim[i, head[r]] = scores[r]
-            order[i, : len(head)] = [head[r] for r in ranked]
+            columns = [head[r] for r in ranked]
+            if wide:
+                assert model is not None
+                sim[i, width] = combined(float(model.wide_similarity[i]), float(model.top_p[i]))
+                columns.append(width)  # (tried after every candidate)
+            order[i, : len(columns)] = columns
+            order[i, len(columns) :] = [j for j in range(sim.shape[1]) if j not in columns]
         rows = np.arange(sim.shape[0])[:, None]
         view = StaticResult(
             floor=self.floor,
             exact=self.exact,
             should_hit=self.should_hit,
             similarity=sim[rows, order],
-            correct=self.correct[rows, order],
-            score=self.score[rows, order],
+            correct=correct[rows, order],
+            score=score[rows, order],
             guards={g: v[rows, order] for g, v in verdicts.items()},
             truncated=self.truncated,
             stored=self.stored,
@@ -596,6 +626,15 @@ def static_replay(
     result.texts = prompts
     result.head_dots = _head_dots(cache, ids, SUPPORT_K)
     result.standing = _prototype_standing(cache, records, [vec[texts[i]] for i in asked])
+    result.model = model_record(
+        cache,
+        records,
+        [vec[texts[i]] for i in asked],
+        [labels[i] for i in asked],
+        [texts[i] for i in asked],
+        guards,
+        extra=(AGREE,),
+    )
 
     recorder.serving = True
 

@@ -1,0 +1,255 @@
+"""The answer model (``semcache._answer_model``): a classifier of the stored answers
+fitted per namespace, read by a get (``semcache._get._supported``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from test_answer_support_replay import _embed
+
+from semcache import SemanticCache
+from semcache import _answer_model as am
+from semcache._agreement import answer_digest
+from semcache._cache import engine_of
+from semcache.quality._clusters import ClusterSet, static_replay
+from semcache.quality._replay import Rule
+
+DIM = 24
+
+
+def _unit(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _far_asked(seed: int) -> tuple[ClusterSet, dict[str, npt.NDArray[np.float32]]]:
+    """Eight clusters, 4 stored each, their asked texts scattered wider than the stored
+    ones: many asked have no stored prompt at or above the support floor near them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, DIM))
+    texts: list[str] = []
+    clusters: list[str] = []
+    splits: list[str] = []
+    vectors: dict[str, npt.NDArray[np.float32]] = {}
+    for c in range(8):
+        for k in range(12):
+            text = f"intent {c} phrasing {k}"
+            scale = 0.5 if k < 4 else 1.3
+            texts.append(text)
+            clusters.append(f"c{c}")
+            splits.append("train" if k < 4 else "test")
+            vectors[text] = _unit(centres[c] + rng.normal(scale=scale, size=DIM))
+    for k in range(6):
+        text = f"out of scope {k}"
+        texts.append(text)
+        clusters.append(f"oos:{k}")
+        splits.append("oos_test")
+        vectors[text] = _unit(rng.normal(size=DIM))
+    return ClusterSet(texts=texts, clusters=clusters, splits=splits), vectors
+
+
+def _cache_serves(
+    clusters: ClusterSet, vectors: dict[str, npt.NDArray[np.float32]], threshold: float
+) -> list[tuple[bool, bool]]:
+    stored = clusters.static_sample(10)
+    with SemanticCache(similarity_threshold=threshold, index_backend="flat", guards=None) as cache:
+        texts = [clusters.texts[i] for i in stored]
+        cache.put_many(
+            texts,
+            [clusters.clusters[i] for i in stored],
+            embeddings=np.stack([vectors[t] for t in texts]),
+        )
+        out = []
+        for i in clusters.static_queries():
+            hit = cache.get(clusters.texts[i], embedding=vectors[clusters.texts[i]])
+            out.append((hit is not None, hit is not None and hit.response == clusters.clusters[i]))
+        return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_record_serves_what_the_cache_serves_beyond_the_candidates(seed: int) -> None:
+    clusters, vectors = _far_asked(seed)
+    record = static_replay(clusters, _embed(vectors))
+    assert record.model is not None
+    wide = record.model.wide_similarity > -np.inf
+    assert wide.sum() >= 5  # the model's answer from beyond the candidates is in play
+    view = record.supported()
+    served_wide = 0
+    for threshold in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
+        served, right = view._served(Rule(threshold))
+        cache = _cache_serves(clusters, vectors, threshold)
+        assert [s for s, _ in cache] == served.tolist(), threshold
+        assert [r for _, r in cache] == right.tolist(), threshold
+        top = record.supported().similarity[:, 0]
+        served_wide += int((served & wide & (top >= threshold)).sum())
+    assert served_wide > 0
+
+
+def test_the_softmax_fit_learns_the_classes() -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(5, DIM))
+    y = np.repeat(np.arange(5), 6)
+    x = _unit(centres[y] + rng.normal(scale=0.4, size=(30, DIM)))
+    w, b = am.fit_softmax(x, y, 5)
+    z = x @ w + b
+    assert w.shape == (DIM, 5)
+    assert b.shape == (5,)
+    assert (z.argmax(axis=1) == y).all()
+
+
+def _store(cache: SemanticCache, groups: dict[str, npt.NDArray[np.float32]]) -> None:
+    for answer, rows in groups.items():
+        cache.put_many(
+            [f"{answer} prompt {k}" for k in range(len(rows))],
+            [answer] * len(rows),
+            embeddings=rows,
+        )
+
+
+def _groups(seed: int, n: int = 3, members: int = 5) -> dict[str, npt.NDArray[np.float32]]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n, DIM))
+    return {
+        f"answer {c}": _unit(centres[c] + rng.normal(scale=0.3, size=(members, DIM)))
+        for c in range(n)
+    }
+
+
+def _toward(target: npt.NDArray[np.float32], cosine: float, seed: int) -> npt.NDArray[np.float32]:
+    """A unit vector at ``cosine`` to the unit ``target``."""
+    other = np.random.default_rng(seed).normal(size=DIM)
+    other -= (other @ target) * target
+    other /= np.linalg.norm(other)
+    return _unit(cosine * target + np.sqrt(1 - cosine**2) * other)
+
+
+def test_the_models_answer_needs_the_neighbourhood_too() -> None:
+    """A query the model is sure of (an answer's own direction) but that no stored
+    prompt is near: not served at the shipped threshold (the model's score is averaged
+    with the candidate's own), served where the threshold lets a weaker neighbourhood
+    through."""
+    groups = _groups(0)
+    centre = _unit(groups["answer 0"].sum(axis=0))
+    query = _toward(centre, 0.45, seed=9)
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        _store(cache, groups)
+        assert cache.get("a new question", embedding=query) is None
+        model = engine_of(cache).answer_models
+        assert model is not None
+        fitted = model.model("default")
+        assert fitted is not None
+        assert fitted.read(query).top == answer_digest("answer 0")
+        cache.set_similarity_threshold(0.6)
+        hit = cache.get("a new question", embedding=query)
+        assert hit is not None
+        assert hit.response == "answer 0"
+        assert hit.score is not None
+        assert hit.score > hit.similarity + 0.1
+
+
+def test_one_repeated_answer_alone_fits_no_model() -> None:
+    rows = _groups(1, n=1)["answer 0"]
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        _store(cache, {"answer 0": rows})
+        cache.get("q", embedding=_unit(rows.sum(axis=0)))
+        assert cache.stats()["answer_model"]["models"] == {}
+        # an answer stored once makes a second class: the answers stored once
+        cache.put("alone", "something else", embedding=_unit(-rows.sum(axis=0)))
+        cache.get("q", embedding=_unit(rows.sum(axis=0)))
+        assert cache.stats()["answer_model"]["models"] == {"default": 2}
+
+
+def test_the_model_is_refit_once_an_eighth_of_the_entries_changed() -> None:
+    groups = _groups(2, n=4, members=8)  # 32 entries: a refit after 4 changes
+    probe = _unit(groups["answer 0"].sum(axis=0))
+    extra = _groups(20, n=1, members=4)["answer 0"]
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        _store(cache, groups)
+        cache.get("q", embedding=probe)
+        assert cache.stats()["answer_model"]["fits"] == 1
+        cache.put_many(["n1", "n2", "n3"], ["new"] * 3, embeddings=extra[:3])
+        cache.get("q", embedding=probe)
+        assert cache.stats()["answer_model"]["fits"] == 1
+        cache.put("n4", "new", embedding=extra[3])
+        cache.get("q", embedding=probe)
+        stats = cache.stats()["answer_model"]
+        assert stats["fits"] == 2
+        assert stats["models"] == {"default": 5}
+
+
+def test_a_cleared_namespace_keeps_no_model() -> None:
+    groups = _groups(4)
+    probe = _unit(groups["answer 1"].sum(axis=0))
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        _store(cache, groups)
+        assert cache.get("q", embedding=probe) is not None
+        cache.clear_namespace("default")
+        assert cache.get("q", embedding=probe) is None
+        assert cache.stats()["answer_model"]["models"] == {}
+
+
+def test_no_model_under_an_error_budget() -> None:
+    with SemanticCache(index_backend="flat", error_budget=0.01) as cache:
+        assert engine_of(cache).answer_models is None
+        assert cache.stats()["answer_model"] is None
+
+
+@pytest.fixture
+def on_a_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Fits on their own thread, each held until the event is set."""
+    monkeypatch.setattr(am.AnswerModels, "background", True)
+    release = threading.Event()
+    fit = am.fit_softmax
+
+    def held(*args):  # type: ignore[no-untyped-def]
+        release.wait()
+        return fit(*args)
+
+    monkeypatch.setattr(am, "fit_softmax", held)
+    yield release
+    release.set()
+
+
+def _join_fits() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "semcache-answer-model":
+            thread.join()
+
+
+def test_the_fit_runs_on_a_thread_of_its_own(on_a_thread: threading.Event) -> None:
+    groups = _groups(5)
+    centre = _unit(groups["answer 2"].sum(axis=0))
+    query = _toward(centre, 0.45, seed=4)  # no stored prompt near: the model decides
+    with SemanticCache(index_backend="flat", guards=None, similarity_threshold=0.6) as cache:
+        _store(cache, groups)
+        assert cache.get("q", embedding=query) is None  # the fit is held: no model yet
+        assert cache.stats()["answer_model"]["fits"] == 0
+        on_a_thread.set()
+        _join_fits()
+        assert cache.stats()["answer_model"]["fits"] == 1
+        hit = cache.get("q", embedding=query)
+        assert hit is not None
+        assert hit.response == "answer 2"
+
+
+def test_a_fit_that_fails_leaves_the_cache_serving(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args):  # type: ignore[no-untyped-def]
+        raise MemoryError("no room for the weights")
+
+    monkeypatch.setattr(am, "fit_softmax", broken)
+    groups = _groups(6)
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        _store(cache, groups)
+        row = groups["answer 1"][0]
+        with caplog.at_level(logging.ERROR, logger="semcache"):
+            hit = cache.get("answer 1 prompt 0 again", embedding=row)
+        assert hit is not None
+        assert hit.response == "answer 1"
+        assert cache.stats()["answer_model"] == {"models": {}, "fits": 0, "failed": 1}
+        assert "fitting the answer model failed" in caplog.text
