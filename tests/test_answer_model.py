@@ -163,6 +163,19 @@ def test_one_repeated_answer_alone_fits_no_model() -> None:
         assert cache.stats()["answer_model"]["models"] == {"default": 2}
 
 
+def test_answers_that_never_repeat_fit_no_model() -> None:
+    """Free-text answers (and the pair files' replay: each stored text its own answer):
+    nothing to learn, the gets as without the model."""
+    rows = _groups(7, n=4, members=3)
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        for answer, vectors in rows.items():
+            for k, row in enumerate(vectors):
+                cache.put(f"{answer} prompt {k}", f"{answer}, said the {k}th way", embedding=row)
+        for vectors in rows.values():
+            cache.get("q", embedding=_unit(vectors.sum(axis=0)))
+        assert cache.stats()["answer_model"] == {"models": {}, "fits": 0, "failed": 0}
+
+
 def test_the_model_is_refit_once_an_eighth_of_the_entries_changed() -> None:
     groups = _groups(2, n=4, members=8)  # 32 entries: a refit after 4 changes
     probe = _unit(groups["answer 0"].sum(axis=0))
