@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,7 @@ from semcache import SemanticCache
 from semcache import _answer_model as am
 from semcache._agreement import answer_digest
 from semcache._cache import engine_of
-from semcache.quality._clusters import ClusterSet, static_replay
+from semcache.quality._clusters import ClusterSet, shipped_defaults, static_replay
 from semcache.quality._replay import Rule
 
 DIM = 24
@@ -53,10 +54,15 @@ def _far_asked(seed: int) -> tuple[ClusterSet, dict[str, npt.NDArray[np.float32]
 
 
 def _cache_serves(
-    clusters: ClusterSet, vectors: dict[str, npt.NDArray[np.float32]], threshold: float
+    clusters: ClusterSet,
+    vectors: dict[str, npt.NDArray[np.float32]],
+    threshold: float,
+    guards: Literal["default"] | None = None,
 ) -> list[tuple[bool, bool]]:
     stored = clusters.static_sample(10)
-    with SemanticCache(similarity_threshold=threshold, index_backend="flat", guards=None) as cache:
+    with SemanticCache(
+        similarity_threshold=threshold, index_backend="flat", guards=guards
+    ) as cache:
         texts = [clusters.texts[i] for i in stored]
         cache.put_many(
             texts,
@@ -87,6 +93,26 @@ def test_the_record_serves_what_the_cache_serves_beyond_the_candidates(seed: int
         top = record.supported().similarity[:, 0]
         served_wide += int((served & wide & (top >= threshold)).sum())
     assert served_wide > 0
+
+
+def test_the_record_guards_the_answer_from_beyond_as_the_cache_does() -> None:
+    """Every text holds numbers ("intent 3 phrasing 7"): the shipped numbers guard
+    rejects a candidate whose numbers differ unless the head's evidence overrules it;
+    the answer from beyond the candidates has no evidence to yield to."""
+    clusters, vectors = _far_asked(0)
+    guard = shipped_defaults()[1]
+    assert guard is not None
+    record = static_replay(clusters, _embed(vectors), guards={"default": guard})
+    assert record.model is not None
+    wide = record.model.wide_similarity > -np.inf
+    assert wide.any()
+    assert not record.model.wide_guards["default"][wide].all()  # some rejected
+    view = record.supported(yielding={"default": guard})
+    for threshold in (0.6, 0.7, 0.8):
+        served, right = view._served(Rule(threshold, None, ("default",)))
+        cache = _cache_serves(clusters, vectors, threshold, guards="default")
+        assert [s for s, _ in cache] == served.tolist(), threshold
+        assert [r for _, r in cache] == right.tolist(), threshold
 
 
 def test_the_softmax_fit_learns_the_classes() -> None:
