@@ -30,8 +30,8 @@ Fitting reads the classes' prompts' vectors from the store (at most
 :data:`MODEL_MEMBERS` per answer, :data:`MODEL_UNIQUE` of the unique ones) and runs
 :data:`FIT_STEPS` steps of full-batch gradient descent: about 2 s for 1,500 prompts of
 150 answers on the 2-core VM. It runs on a thread of its own, never in a get: the first
-get of a namespace whose answers repeat starts it, and gets go on without a model until
-it is in; the gets after :data:`REFIT_SHARE` of the namespace's entries changed start a
+get of a namespace whose answers repeat starts it (one thread per cache fits the
+namespaces waiting one after another), and gets go on without a model until it is in; the gets after :data:`REFIT_SHARE` of the namespace's entries changed start a
 refit, and use the model before it meanwhile (an answer it does not know is scored as
 without it). A model is used only with the prototypes' table it was fitted from: one
 read again (the store changed under it) starts a fit anew. Each process fits its own
@@ -243,7 +243,9 @@ class AnswerModels:
         self._lock = lock  # () -> the engine's lock, as it is now (a fork replaces it)
         self._open = is_open
         self._fitted: dict[str, Fitted] = {}
-        self._fitting: set[str] = set()
+        self._fitting: set[str] = set()  # waiting or being fitted
+        self._queue: list[str] = []  # waiting, first come first fitted
+        self._worker = False  # a fitting thread runs
         #: Per namespace, the table (and its changes) of the last fit that failed: the
         #: next is tried once as much changed as a refit waits for.
         self._failed: dict[str, _Job] = {}
@@ -261,8 +263,10 @@ class AnswerModels:
             self._failed.pop(namespace, None)
 
     def forked(self) -> None:
-        """In a forked child: the parent's fitting threads are not here."""
+        """In a forked child: the parent's fitting thread is not here."""
         self._fitting.clear()
+        self._queue.clear()
+        self._worker = False
 
     def summary(self) -> dict[str, Any]:
         """For ``stats()``: per namespace with a model, its classes; fits done, failed."""
@@ -317,12 +321,24 @@ class AnswerModels:
                 self._failure(namespace)
             return
         self._fitting.add(namespace)
-        threading.Thread(
-            target=self._run, args=(namespace,), name="semcache-answer-model", daemon=True
-        ).start()
+        self._queue.append(namespace)
+        if not self._worker:  # one thread fits the namespaces one after another
+            self._worker = True
+            threading.Thread(target=self._work, name="semcache-answer-model", daemon=True).start()
 
-    def _run(self, namespace: str) -> None:
+    def _work(self) -> None:
         lock = self._lock()
+        while True:
+            with lock:
+                if not self._queue or not self._open():
+                    self._worker = False
+                    self._queue.clear()
+                    self._fitting.clear()
+                    return
+                namespace = self._queue.pop(0)
+            self._run(namespace, lock)
+
+    def _run(self, namespace: str, lock: Any) -> None:
         try:
             with lock:
                 table = self._prototypes.table(namespace) if self._open() else None

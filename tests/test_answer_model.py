@@ -275,6 +275,28 @@ def test_the_fit_runs_on_a_thread_of_its_own(on_a_thread: threading.Event) -> No
         assert hit.response == "answer 2"
 
 
+def test_one_thread_fits_the_namespaces_one_after_another(
+    on_a_thread: threading.Event,
+) -> None:
+    groups = _groups(8)
+    probe = _unit(groups["answer 0"].sum(axis=0))
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        for namespace in ("a", "b", "c"):
+            for answer, rows in groups.items():
+                cache.put_many(
+                    [f"{answer} prompt {k}" for k in range(len(rows))],
+                    [answer] * len(rows),
+                    embeddings=rows,
+                    namespace=namespace,
+                )
+            cache.get("q", embedding=probe, namespace=namespace)
+        fitting = [t for t in threading.enumerate() if t.name == "semcache-answer-model"]
+        assert len(fitting) == 1
+        on_a_thread.set()
+        _join_fits()
+        assert cache.stats()["answer_model"]["models"] == {"a": 3, "b": 3, "c": 3}
+
+
 def test_a_fit_that_fails_leaves_the_cache_serving(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
