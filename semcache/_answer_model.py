@@ -33,9 +33,10 @@ Fitting reads the classes' prompts' vectors from the store (at most
 never in a get: the first get of a namespace whose answers repeat starts it (one
 thread per cache fits the namespaces waiting one after another), and gets go on
 without a model until it is in; the gets after :data:`REFIT_SHARE` of the namespace's
-entries changed start a refit, and use the model before it meanwhile (an answer it does not know is scored as
-without it). A model is used only with the prototypes' table it was fitted from: one
-read again (the store changed under it) starts a fit anew. Each process fits its own
+entries changed start a refit, and use the model before it meanwhile (an answer it
+does not know is scored as without it). A model is used only with the prototypes'
+table it was fitted from: one read again (the store changed under it) starts a fit
+anew. Each process fits its own
 from the shared store: the same entries give the same model.
 """
 
