@@ -121,11 +121,12 @@ def set_constants(
         semcache._budget_policy.ENTRY_PRIOR = entry_prior
 
 
-Job = tuple[str, float, str, str, bool, float | None, float | None, str | None, int | None]
+Job = tuple[str, float, str, str, bool, float | None, float | None, str | None, int | None, bool]
 
 
 def _run(job: Job) -> tuple[str, float]:
-    stream, budget, path, cache_path, through_cache, spare_sd, entry_prior, variant, refit = job
+    stream, budget, path, cache_path, through_cache, spare_sd, entry_prior, variant, refit = job[:9]
+    answer_model = job[9]
     set_constants(spare_sd, entry_prior, refit)
     clusters, seed = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
@@ -163,6 +164,7 @@ def _run(job: Job) -> tuple[str, float]:
             seed=seed,
             policy=policy,
             inspect=policy.inspect if policy is not None else None,
+            answer_model=answer_model,
         )
         extra = ""
         if isinstance(policy, VariantBudget):
@@ -208,11 +210,19 @@ def main() -> None:
     parser.add_argument("--variant", default=None, help="an estimator of budget_variants.py")
     parser.add_argument("--refit", type=int, default=None, help="the risk model's REFIT")
     parser.add_argument(
+        "--answer-model",
+        action="store_true",
+        help="research: the answer model's probability of the candidate's answer as a "
+        "feature of the risk model (budget_stream_replay's answer_model)",
+    )
+    parser.add_argument(
         "--cosine",
         action="store_true",
         help="also cosine's best threshold in hindsight per stream, and the budget's multiple",
     )
     args = parser.parse_args()
+    if args.answer_model and args.cache:
+        parser.error("--answer-model runs the research replay only (not with --cache)")
     if args.variant is not None and args.cache:
         parser.error("--variant runs the research replay only (not with --cache)")
     if args.variant is not None:
@@ -228,6 +238,7 @@ def main() -> None:
             args.entry_prior,
             args.variant,
             args.refit,
+            args.answer_model,
         )
         for b in args.budget
         for s in args.streams

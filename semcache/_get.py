@@ -516,7 +516,11 @@ def _supported(
     reaches the threshold) lower each score, and decline those they outweigh. Those
     whose score reaches the threshold are tried best score first (ties: the higher
     similarity) through confidence_fn and the guards and validator; the first that
-    passes is served at its own similarity. Every candidate read joins ``seen``.
+    passes is served at its own similarity. Where none is and the namespace has an
+    answer model (``semcache._answer_model``), it raises the candidates whose answer it
+    knows and tries its own answer from beyond them (:func:`_modelled`); the bounds
+    above then read the support score it needs for that, ``2 * threshold - 1``. Every
+    candidate read joins ``seen``.
 
     Returns None when no candidate could reach the threshold (nothing was read); else
     the hit, or None and the miss's reason (that of the best candidate rejected; None:

@@ -15,6 +15,7 @@ from typing import TextIO
 import numpy as np
 
 from .._agreement import Agreement, answer_digest
+from .._answer_model import AnswerModels
 from .._budget_policy import EntryRecord, ErrorBudget
 from .._cache import SemanticCache, engine_of
 from .._engine import Engine
@@ -132,6 +133,7 @@ def budget_stream_replay(
     progress: ProgressCallback | TextIO | None = None,
     trace: list[BudgetTrace] | None = None,
     inspect: Callable[[str, Sequence[Hit], int | None], None] | None = None,
+    answer_model: bool = False,
 ) -> StreamPoint:
     """The stream replay with an :class:`~semcache._budget_policy.ErrorBudget`
     deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
@@ -177,6 +179,14 @@ def budget_stream_replay(
             voted one first), and the index of the one the budget judges (None: the
             guards or the veto declined them all). For research policies that read
             more than the :class:`~semcache._agreement.Agreement` (None: not called).
+        answer_model: research: the answer model (``semcache._answer_model``, fitted on
+            the entries stored so far and refitted when due, in the get) gives two more
+            features to the policy's model, the probability of the judged candidate's
+            answer (0 where the model does not know it) and whether it knows it.
+
+    Raises:
+        ValueError: ``answer_model`` without ``veto`` (the model reads the veto's
+            tables).
     """
     from .._agreement import ALONE, Candidate, agreement, same_answer, voted
 
@@ -198,6 +208,12 @@ def budget_stream_replay(
     if veto:  # kept in step with the cache's puts, as a cache's own are
         prototypes = Prototypes(eng.store, eng.indexes.decode, answer_digest, eng.clock)
         eng.prototypes = eng.indexes.prototypes = prototypes
+    models = None
+    if answer_model:
+        if prototypes is None:
+            raise ValueError("answer_model needs veto=True")
+        models = AnswerModels(prototypes, lambda: eng.lock, lambda: True)
+        models.background = False
     records: dict[str, EntryRecord] = {}
     parts = guard_parts(guard) or ()
     n = len(data.texts)
@@ -255,6 +271,13 @@ def budget_stream_replay(
             if policy.model is not None and ev is not None and served is not None:
                 table, moved = policy.table_risks(ev, record)
                 x = hit_features(text, found, served, ev, record, table, moved, floor)
+                if models is not None:
+                    fitted = models.model("default")
+                    p = None
+                    if fitted is not None:
+                        unit = eng.unit_rows(vector, 1, "embedding")[0]
+                        p = fitted.read(unit).of(answer_digest(found[served].response))
+                    x = [*x, 0.0 if p is None else p, 0.0 if p is None else 1.0]
             decision = policy.decide(ev, record, x)
             times.append(perf_counter() - t0)
             if trace is not None and ev is not None and served is not None:
