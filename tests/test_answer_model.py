@@ -6,12 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-from test_answer_support_replay import _embed
+from test_answer_support_replay import _embed, _served_by_the_cache
 
 from semcache import SemanticCache
 from semcache import _answer_model as am
@@ -53,29 +52,6 @@ def _far_asked(seed: int) -> tuple[ClusterSet, dict[str, npt.NDArray[np.float32]
     return ClusterSet(texts=texts, clusters=clusters, splits=splits), vectors
 
 
-def _cache_serves(
-    clusters: ClusterSet,
-    vectors: dict[str, npt.NDArray[np.float32]],
-    threshold: float,
-    guards: Literal["default"] | None = None,
-) -> list[tuple[bool, bool]]:
-    stored = clusters.static_sample(10)
-    with SemanticCache(
-        similarity_threshold=threshold, index_backend="flat", guards=guards
-    ) as cache:
-        texts = [clusters.texts[i] for i in stored]
-        cache.put_many(
-            texts,
-            [clusters.clusters[i] for i in stored],
-            embeddings=np.stack([vectors[t] for t in texts]),
-        )
-        out = []
-        for i in clusters.static_queries():
-            hit = cache.get(clusters.texts[i], embedding=vectors[clusters.texts[i]])
-            out.append((hit is not None, hit is not None and hit.response == clusters.clusters[i]))
-        return out
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_record_serves_what_the_cache_serves_beyond_the_candidates(seed: int) -> None:
     clusters, vectors = _far_asked(seed)
@@ -87,11 +63,10 @@ def test_the_record_serves_what_the_cache_serves_beyond_the_candidates(seed: int
     served_wide = 0
     for threshold in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
         served, right = view._served(Rule(threshold))
-        cache = _cache_serves(clusters, vectors, threshold)
+        cache = _served_by_the_cache(clusters, vectors, threshold)
         assert [s for s, _ in cache] == served.tolist(), threshold
         assert [r for _, r in cache] == right.tolist(), threshold
-        top = record.supported().similarity[:, 0]
-        served_wide += int((served & wide & (top >= threshold)).sum())
+        served_wide += int((served & wide & (view.similarity[:, 0] >= threshold)).sum())
     assert served_wide > 0
 
 
@@ -110,7 +85,7 @@ def test_the_record_guards_the_answer_from_beyond_as_the_cache_does() -> None:
     view = record.supported(yielding={"default": guard})
     for threshold in (0.6, 0.7, 0.8):
         served, right = view._served(Rule(threshold, None, ("default",)))
-        cache = _cache_serves(clusters, vectors, threshold, guards="default")
+        cache = _served_by_the_cache(clusters, vectors, threshold, guards="default")
         assert [s for s, _ in cache] == served.tolist(), threshold
         assert [r for _, r in cache] == right.tolist(), threshold
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -57,12 +58,16 @@ def _embed(vectors: dict[str, npt.NDArray[np.float32]]):  # type: ignore[no-unty
 
 
 def _served_by_the_cache(
-    clusters: ClusterSet, vectors: dict[str, npt.NDArray[np.float32]], threshold: float
+    clusters: ClusterSet,
+    vectors: dict[str, npt.NDArray[np.float32]],
+    threshold: float,
+    guards: Literal["default"] | None = None,
 ) -> list[tuple[bool, bool]]:
-    """(served a semantic hit, was it right) per asked query, from the cache itself."""
+    """(served a semantic hit, was it right) per asked query, from the cache itself
+    (``guards``: its own, as the constructor takes them)."""
     stored = clusters.static_sample(10)
     cache = SemanticCache(
-        similarity_threshold=threshold, index_backend="flat", guards=None, answer_support=True
+        similarity_threshold=threshold, index_backend="flat", guards=guards, answer_support=True
     )
     try:
         texts = [clusters.texts[i] for i in stored]
