@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -289,3 +290,50 @@ def test_a_fit_that_fails_leaves_the_cache_serving(
         assert hit.response == "answer 1"
         assert cache.stats()["answer_model"] == {"models": {}, "fits": 0, "failed": 1}
         assert "fitting the answer model failed" in caplog.text
+
+
+# -- the real default embedder --------------------------------------------------------------
+ASKED_BEFORE = {
+    "4": ["What is 2+2?", "what's two plus two", "2 + 2 = ?", "how much is 2 plus 2"],
+    "Paris": [
+        "What is the capital of France?",
+        "capital city of france",
+        "which city is france's capital",
+        "tell me the capital of France",
+    ],
+    "Go to Settings, then Reset password.": [
+        "How do I reset my password?",
+        "I forgot my password",
+        "password reset steps",
+        "change my password please",
+    ],
+}
+
+
+def test_with_the_default_embedder_other_questions_get_no_stored_answer(tmp_path: Path) -> None:
+    """As a new user would see it (the shipped settings, the default embedder): the
+    answer model is fitted, paraphrases are served, and questions the stored answers do
+    not answer are not, those the issue names among them ("What is 2+3?", a number
+    spelt out in a stored prompt)."""
+    from semcache.embedders import default_embedder
+
+    with SemanticCache(tmp_path / "c.db", default_embedder()) as cache:
+        for answer, prompts in ASKED_BEFORE.items():
+            cache.put_many(prompts, [answer] * len(prompts))
+        for question in (
+            "What is 2+3?",
+            "what's 3 times 3",
+            "capital of Germany",
+            "reset my router",
+            "how do I bake sourdough bread",
+        ):
+            assert cache.get(question) is None, question
+        assert cache.stats()["answer_model"]["models"] == {"default": 3}
+        for question, answer in (
+            ("name the French capital", "Paris"),
+            ("I can't remember my login password", "Go to Settings, then Reset password."),
+            ("sum of two and two", "4"),
+        ):
+            hit = cache.get(question)
+            assert hit is not None, question
+            assert hit.response == answer, question
