@@ -125,8 +125,8 @@ def model_score(p: float) -> float:
     """The score a candidate whose answer has probability ``p`` is served at, on the
     scale the threshold reads: the support floor plus ``p`` of the way from it to 1
     (the convention of the prototypes' standing, which scales a score's excess over
-    the floor by a share: ``semcache._agreement.standing_scores``). The shipped
-    threshold, 0.85, is then a probability of 0.7."""
+    the floor by a share: ``semcache._agreement.standing_scores``); a candidate is
+    served at the mean of it and its own score (:func:`combined`)."""
     return SUPPORT_FLOOR + (1.0 - SUPPORT_FLOOR) * p
 
 
@@ -204,16 +204,20 @@ class Reading:
     top: bytes
     top_p: float
 
-    @property
-    def top_score(self) -> float:
-        """The score of :attr:`top` (:func:`model_score`)."""
-        return model_score(self.top_p)
-
     def of(self, key: bytes) -> float | None:
         """The probability of the answer ``key``; None where it is no class (stored
         once, or after the fit)."""
         c = self.model.column.get(key)
         return None if c is None or key == UNIQUE else float(self.p[c])
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """A table as a fit found it: the table, its changes and its entries then."""
+
+    table: object
+    changes: int
+    entries: int
 
 
 @dataclass
@@ -250,7 +254,7 @@ class AnswerModels:
         self._worker = False  # a fitting thread runs
         #: Per namespace, the table (and its changes) of the last fit that failed: the
         #: next is tried once as much changed as a refit waits for.
-        self._failed: dict[str, _Job] = {}
+        self._failed: dict[str, _Mark] = {}
         self.fits = 0  # completed, for stats()
         self.failed = 0
 
@@ -364,17 +368,7 @@ class AnswerModels:
         logger.exception("semcache: fitting the answer model failed")
         table = self._prototypes.table(namespace)
         if table is not None:
-            empty = np.zeros(0, dtype=np.int64)
-            self._failed[namespace] = _Job(
-                namespace,
-                (),
-                empty,
-                np.zeros((0, 0), np.float32),
-                empty,
-                table,
-                table.changes,
-                len(table),
-            )
+            self._failed[namespace] = _Mark(table, table.changes, len(table))
 
     def _read(self, namespace: str, table: Any) -> _Job | None:
         """The examples of a fit, read from the store: None where no answer is stored

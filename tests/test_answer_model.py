@@ -290,6 +290,11 @@ def test_a_fit_that_fails_leaves_the_cache_serving(
         assert hit.response == "answer 1"
         assert cache.stats()["answer_model"] == {"models": {}, "fits": 0, "failed": 1}
         assert "fitting the answer model failed" in caplog.text
+        cache.get("answer 1 prompt 0 again", embedding=row)
+        assert cache.stats()["answer_model"]["failed"] == 1  # not tried at every get
+        cache.put_many(["x1", "x2"], ["answer 0", "answer 0"], embeddings=groups["answer 0"][:2])
+        cache.get("answer 1 prompt 0 again", embedding=row)
+        assert cache.stats()["answer_model"]["failed"] == 2  # tried once an eighth changed
 
 
 # -- the real default embedder --------------------------------------------------------------
