@@ -22,31 +22,9 @@ def _word_set(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-def _word_list(text: str) -> list[str]:
-    return text.split()
-
-
 _WORD: Final = re.compile("[^\\W_]+(?:['\u2019][^\\W_]+)*|\\d+(?:[.,]\\d+)*")
 _NUMBER: Final = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALIZED: Final = re.compile("\\b[A-Z][\\w'\u2019.-]*")
-#: Numbers spelt out (English): their values, read like digits ("two plus two" holds
-#: the number 2, as "2 + 2" does). "one" alone is left out: it is a pronoun as often
-#: ("which one is better").
-_UNITS: Final = {
-    w: v
-    for v, w in enumerate(
-        _word_list(
-            "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-            "fourteen fifteen sixteen seventeen eighteen nineteen"
-        )
-    )
-}
-_TENS: Final = {
-    w: 10 * v
-    for v, w in enumerate(_word_list("twenty thirty forty fifty sixty seventy eighty ninety"), 2)
-}
-_SCALES: Final = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 10**9}
-_NUMBER_WORDS: Final = frozenset(_UNITS) | frozenset(_TENS) | frozenset(_SCALES)
 _MONTHS: Final = _word_set(
     "january february march april may june july august september october november "
     "december jan feb mar apr jun jul aug sep sept oct nov dec"
@@ -155,58 +133,13 @@ def _starts_sentence(text: str, at: int) -> bool:
     return i < 0 or text[i] in ".?!:"
 
 
-def _spelt_numbers(words: tuple[str, ...]) -> set[str]:
-    """The values of the runs of number words among ``words`` ("twenty five" -> 25,
-    "two hundred and ten" -> 210; "nine eleven" -> 9 and 11), as digit strings; "one"
-    alone, and a scale word alone ("hundreds of", "a thousand"), are not numbers."""
-    found: set[str] = set()
-    runs: list[list[str]] = [[]]
-    for word in words:
-        if word in _NUMBER_WORDS or (word == "and" and runs[-1]):
-            runs[-1].append(word)
-        elif runs[-1]:
-            runs.append([])
-    for run in runs:
-        while run and run[-1] == "and":
-            run.pop()
-        if not run or run == ["one"] or (len(run) == 1 and run[0] in _SCALES):
-            continue
-        total = current = 0
-        last = ""  # the kind of the last number word: "unit", "tens" or "scale"
-        for w in run:
-            kind = _kind(w)
-            if kind in ("unit", "tens") and (last == "unit" or last == kind == "tens"):
-                found.add(str(total + current))  # ("nine eleven": two numbers)
-                total = current = 0
-            if kind == "unit":
-                current += _UNITS[w]
-            elif kind == "tens":
-                current += _TENS[w]
-            elif w == "hundred":
-                current = max(current, 1) * 100
-            elif kind == "scale":
-                total += max(current, 1) * _SCALES[w]
-                current = 0
-            last = kind or last
-        found.add(str(total + current))
-    return found
-
-
-def _kind(word: str) -> str:
-    if word in _UNITS:
-        return "unit"
-    if word in _TENS:
-        return "tens"
-    return "scale" if word in _SCALES else ""
-
-
 @lru_cache(maxsize=8192)
 def text_info(text: str) -> TextInfo:
     """Tokens, n-grams, numbers, dates, negations and entities of ``text`` (cached)."""
     lowered = text.lower()
     words = tuple(_WORD.findall(lowered))
     plain = [_apostrophe_free(w) for w in words]
-    numbers = frozenset({n.replace(",", "") for n in _NUMBER.findall(text)} | _spelt_numbers(words))
+    numbers = frozenset(n.replace(",", "") for n in _NUMBER.findall(text))
     years = {n for n in numbers if len(n) == 4 and n[:2] in ("19", "20")}
     months = {w for w in words if w in _MONTHS and w != "may"}
     negations = sum(1 for w in plain if w in _NEGATIONS) + sum(

@@ -27,13 +27,6 @@ def _hit(stored: str, layer: str = "semantic") -> Hit:
         (numbers_agree, "Top 10 movies", "top 10 movies!", True),
         (numbers_agree, "Price of iPhone 7", "Price of iPhone", False),
         (numbers_agree, "1,000 dollars in euros", "1000 dollars in euros", True),
-        # numbers spelt out are numbers too
-        (numbers_agree, "What is 2+3?", "what's two plus two", False),
-        (numbers_agree, "What is 2+2?", "what's two plus two", True),
-        (numbers_agree, "convert 200 usd to eur", "convert two hundred usd to eur", True),
-        (numbers_agree, "twenty-five dollars in euros", "25 dollars in euros", True),
-        (numbers_agree, "top ten movies", "top 5 movies", False),
-        (numbers_agree, "which one is better", "which is better", True),  # (a pronoun)
         (negation_agrees, "Can I eat eggs?", "Can't I eat eggs?", False),
         (negation_agrees, "Coffee with sugar", "Coffee without sugar", False),
         (negation_agrees, "Why is it not working?", "Why doesn't it work?", True),
@@ -115,23 +108,6 @@ def test_a_guard_blocks_a_hit_in_the_cache() -> None:
         assert c.stats()["misses"]["validator"] == 1
         hit = c.get("what are the top 10 movies of all time")
         assert hit is not None
-
-
-@pytest.mark.parametrize(
-    ("text", "numbers"),
-    [
-        ("two hundred and ten", {"210"}),
-        ("one thousand two hundred and thirty four", {"1234"}),
-        ("nine eleven", {"9", "11"}),
-        ("three and four", {"3", "4"}),
-        ("I have one question and two answers", {"2"}),
-        ("hundreds of people", set()),
-        ("one hundred", {"100"}),
-        ("2 plus two", {"2"}),
-    ],
-)
-def test_numbers_spelt_out_are_read(text: str, numbers: set[str]) -> None:
-    assert text_info(text).numbers == numbers
 
 
 @pytest.mark.parametrize(
