@@ -355,3 +355,25 @@ def test_a_number_spelt_out_in_a_stored_prompt_does_not_open_the_guard(tmp_path:
     with SemanticCache(tmp_path / "c.db", default_embedder()) as cache:
         cache.put_many(["What is 2+2?", "what's two plus two"], ["4", "4"])
         assert cache.get("What is 2+3?") is None
+
+
+def test_the_stream_replay_fits_the_answer_model_in_the_get() -> None:
+    """``semcache eval``'s stream replay measures what the cache serves without timing
+    in it: a fit there runs in the get that starts it."""
+    from semcache.quality._clusters import StreamVectors, stream_replay
+
+    clusters, vectors = _far_asked(1)
+    made: list[SemanticCache] = []
+
+    def make() -> SemanticCache:
+        made.append(SemanticCache(index_backend="flat", guards=None))
+        return made[-1]
+
+    data = StreamVectors(clusters, _embed(vectors))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(am.AnswerModels, "background", True)
+        stream_replay(data, make, label="t")
+    models = engine_of(made[0]).answer_models
+    assert models is not None
+    assert models.background is False
+    assert models.fits > 0

@@ -730,13 +730,18 @@ def stream_replay(
 
     Args:
         data: the texts, clusters and vectors in stream order.
-        make_cache: builds the configuration to measure.
+        make_cache: builds the configuration to measure. Its answer model, if any,
+            is fitted in the get that starts a fit, not on its own thread, so that the
+            replay does not depend on timing.
         label: names it in the result (and the progress stage).
         guards: the names of the guards it runs with (for the result).
         progress: a :data:`~semcache.ProgressCallback` or a stream (None: silent).
     """
     report = as_progress(progress)
     cache = make_cache()
+    models = engine_of(cache).answer_models
+    if models is not None:  # (fitted in the get that starts a fit: no timing in it)
+        models.background = False
     n = len(data.texts)
     hits = wrong = exact = 0
     times: list[float] = []
