@@ -13,7 +13,11 @@ candidates (the :data:`~semcache._agreement.SUPPORT_K` nearest at or above
 
 - **evidence for**: two candidates of answer ``A`` are told apart by that guard and are
   at least ``s`` similar to each other: prompts at least as close as the case at hand,
-  differing the same way, got the same answer; and
+  differing the same way, got the same answer. Where the guard reads less than a real
+  difference needs (the numbers guard reads digits), the pair must also differ by the
+  stricter reading (:data:`~semcache._guards.EVIDENCE_CHECKS`: numbers spelt out
+  count): "what's two plus two" stored beside "What is 2+2?" is no evidence that a
+  number changed and the answer held; and
 - **no evidence against**: no two candidates of *different* answers are told apart by
   it at least ``s`` similar to each other: nothing near the query shows that
   difference changing an answer.
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 
-from ._guards import PAIR_CHECKS, Validator, parts
+from ._guards import EVIDENCE_CHECKS, PAIR_CHECKS, Validator, parts
 from ._types import Hit
 
 __all__ = ["GuardParts", "PairCheck", "guard_parts", "overruled", "rejecting"]
@@ -87,6 +91,7 @@ def overruled(
     mine = keys[j]
     for check in checks:
         support = False
+        strict = EVIDENCE_CHECKS.get(check)
         for a in range(n):
             row = gram[a]
             for b in range(a + 1, n):
@@ -94,7 +99,8 @@ def overruled(
                     continue
                 if keys[a] != keys[b]:
                     return False  # that difference changed an answer nearby
-                support = support or keys[a] == mine
+                if not support and keys[a] == mine:
+                    support = strict is None or strict(texts[a], texts[b])
         if not support:
             return False
     return True

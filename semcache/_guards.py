@@ -32,6 +32,12 @@ def numbers_differ(a: str, b: str) -> bool:
     return text_info(a).numbers != text_info(b).numbers
 
 
+def values_differ(a: str, b: str) -> bool:
+    """Whether two texts hold different numbers when numbers spelt out count too ("What
+    is 2+2?" and "what's two plus two" do not; "five minutes" and "10 minutes" do)."""
+    return text_info(a).values != text_info(b).values
+
+
 def negation_differs(a: str, b: str) -> bool:
     """Whether exactly one of two texts is negated, and what it negates is something
     the other says (what :func:`negation_agrees` blocks): the first word after the
@@ -155,6 +161,13 @@ PAIR_CHECKS: dict[Validator, Callable[[str, str], bool]] = {
     numbers_agree: numbers_differ,
     negation_agrees: negation_differs,
     word_order_agrees: order_differs,
+}
+#: Where a pair check reads less than a pair of prompts must differ in to be evidence
+#: *for* a guard yielding (:mod:`semcache._guard_evidence`), the stricter check: a
+#: stored "what's two plus two" beside "What is 2+2?" differs from it in digits only,
+#: and shows nothing about a number changing an answer.
+EVIDENCE_CHECKS: dict[Callable[[str, str], bool], Callable[[str, str], bool]] = {
+    numbers_differ: values_differ,
 }
 
 

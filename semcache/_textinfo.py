@@ -15,6 +15,8 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Final
 
+from ._number_words import spelt_numbers
+
 __all__ = ["STOPWORDS", "TextInfo", "stem", "text_info"]
 
 
@@ -115,6 +117,9 @@ class TextInfo:
     char3: AbstractSet[str]
     char5: AbstractSet[str]
     numbers: frozenset[str]
+    #: The numbers it holds, spelt-out ones too ("two plus two" holds 2; see
+    #: :mod:`semcache._number_words`); ``numbers`` has the digits only.
+    values: frozenset[str]
     dates: frozenset[str]
     negations: int
     #: The stems of what the negations negate (:func:`_negated`; "" for one that
@@ -162,6 +167,7 @@ def text_info(text: str) -> TextInfo:
         char3={padded[i : i + 3] for i in range(len(padded) - 2)},
         char5={padded[i : i + 5] for i in range(len(padded) - 4)},
         numbers=numbers,
+        values=numbers | spelt_numbers(words),
         dates=frozenset(years | months),
         negations=negations,
         negated=_negated(words, plain) if negations else frozenset(),

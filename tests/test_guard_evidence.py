@@ -177,6 +177,26 @@ def test_overruled_needs_evidence_for_every_rejecting_guard() -> None:
     assert overruled([], 0, texts, keys, gram, 0.9)  # (nothing to overrule)
 
 
+def test_a_number_spelt_out_is_no_evidence_for_the_numbers_guard_yielding() -> None:
+    """Two prompts of one answer that differ in digits only because one spells its
+    numbers out show nothing about a number changing and the answer holding; two that
+    hold different numbers, spelt out or not, do. Evidence *against* reads the guard's
+    own check, so it is never narrowed."""
+    gram = [[1.0, 0.95, 0.5], [0.95, 1.0, 0.5], [0.5, 0.5, 1.0]]
+    keys = [b"4", b"4", b"x"]
+    assert not overruled(
+        [numbers_differ], 0, ["what is 2+2?", "what's two plus two", "x"], keys, gram, 0.9
+    )
+    for five in ("five", "5"):
+        texts = [f"timer for {five} minutes", "timer for 10 minutes", "x"]
+        assert overruled([numbers_differ], 0, texts, keys, gram, 0.9)
+    # a digit difference under another answer is evidence against, spelt out or not
+    texts = ["timer for 5 minutes", "timer for 10 minutes", "timer for five minutes"]
+    close = [[1.0, 0.95, 0.95], [0.95, 1.0, 0.95], [0.95, 0.95, 1.0]]
+    assert overruled([numbers_differ], 0, texts, [b"a", b"a", b"a"], close, 0.9)
+    assert not overruled([numbers_differ], 0, texts, [b"a", b"a", b"b"], close, 0.9)
+
+
 def test_where_no_answer_repeats_a_rejection_reads_nothing_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

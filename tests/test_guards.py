@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from semcache import Hit, SemanticCache
+from semcache._guards import numbers_differ, values_differ
 from semcache._textinfo import stem, text_info
 from semcache.embedders import HashingEmbedder
 from semcache.quality import (
@@ -108,6 +109,36 @@ def test_a_guard_blocks_a_hit_in_the_cache() -> None:
         assert c.stats()["misses"]["validator"] == 1
         hit = c.get("what are the top 10 movies of all time")
         assert hit is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("two hundred and ten", {"210"}),
+        ("one thousand two hundred and thirty four", {"1234"}),
+        ("twenty-five dollars", {"25"}),
+        ("nine eleven", {"9", "11"}),
+        ("three and four", {"3", "4"}),
+        ("I have one question and two answers", {"2"}),
+        ("which one is better", set()),
+        ("hundreds of people", set()),
+        ("one hundred", {"100"}),
+        ("2 plus two", {"2"}),
+        ("top 10 movies", {"10"}),
+    ],
+)
+def test_numbers_spelt_out_are_read_as_values(text: str, values: set[str]) -> None:
+    """What the guard evidence reads; the numbers guard itself reads digits only."""
+    assert text_info(text).values == values
+    assert text_info(text).numbers <= text_info(text).values
+
+
+def test_values_differ_reads_numbers_spelt_out_numbers_differ_does_not() -> None:
+    assert numbers_differ("What is 2+2?", "what's two plus two")
+    assert not values_differ("What is 2+2?", "what's two plus two")
+    assert values_differ("set a timer for five minutes", "set a timer for 10 minutes")
+    assert not numbers_differ("two plus two", "two plus three")  # (the guard: digits)
+    assert values_differ("two plus two", "two plus three")
 
 
 @pytest.mark.parametrize(
