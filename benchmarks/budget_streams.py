@@ -25,6 +25,9 @@ every shipped setting, the prototype veto included; and a last column counts the
 served through a guard the candidates' evidence overruled (semcache/_guard_evidence.py),
 right and wrong. ``--spare-sd N`` runs the budget with another ``SPARE_SD`` (the
 standard deviations of the wrong-answer count it keeps spare; shipped: 2);
+``--estimate-spread C`` with another ``ESTIMATE_SPREAD`` (the relative error of the
+served answers' summed risk estimates kept spare besides; shipped: 0.15, 0 for the
+Poisson count's spread alone);
 ``--entry-prior N`` with another ``ENTRY_PRIOR`` (the observations of an entry's own
 the table's estimate counts as; shipped: 4); ``--refit N`` refits the risk model
 every N outcomes (``semcache._risk_model.REFIT``; shipped: 500). ``--variant NAME``
@@ -108,26 +111,44 @@ def stream_set(stream: str, path: str) -> tuple[ClusterSet, int]:
 
 
 def set_constants(
-    spare_sd: float | None, entry_prior: float | None, refit: int | None = None
+    spare_sd: float | None,
+    entry_prior: float | None,
+    refit: int | None = None,
+    spread: float | None = None,
 ) -> None:
-    """This worker process's budgets keep ``spare_sd`` standard deviations spare, weigh
-    the table as ``entry_prior`` observations of an entry's own and refit their risk
-    model every ``refit`` outcomes (None: shipped)."""
+    """This worker process's budgets keep ``spare_sd`` standard deviations spare and
+    ``spread`` of their estimates' sum besides, weigh the table as ``entry_prior``
+    observations of an entry's own and refit their risk model every ``refit`` outcomes
+    (None: shipped)."""
     if refit is not None:
         semcache._risk_model.REFIT = refit
     if spare_sd is not None:
         semcache._budget_policy.SPARE_SD = spare_sd
+    if spread is not None:
+        semcache._budget_policy.ESTIMATE_SPREAD = spread
     if entry_prior is not None:
         semcache._budget_policy.ENTRY_PRIOR = entry_prior
 
 
-Job = tuple[str, float, str, str, bool, float | None, float | None, str | None, int | None, bool]
+Job = tuple[
+    str,
+    float,
+    str,
+    str,
+    bool,
+    float | None,
+    float | None,
+    str | None,
+    int | None,
+    bool,
+    float | None,
+]
 
 
 def _run(job: Job) -> tuple[str, float]:
     stream, budget, path, cache_path, through_cache, spare_sd, entry_prior, variant, refit = job[:9]
-    answer_model = job[9]
-    set_constants(spare_sd, entry_prior, refit)
+    answer_model, spread = job[9], job[10]
+    set_constants(spare_sd, entry_prior, refit, spread)
     clusters, seed = stream_set(stream, path)
     embed = EmbeddingFile(default_embedder(), cache_path).embed
     if through_cache:
@@ -206,6 +227,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--cache", action="store_true", help="through SemanticCache itself")
     parser.add_argument("--spare-sd", type=float, default=None, help="the budget's SPARE_SD")
+    parser.add_argument(
+        "--estimate-spread", type=float, default=None, help="the budget's ESTIMATE_SPREAD"
+    )
     parser.add_argument("--entry-prior", type=float, default=None, help="the budget's ENTRY_PRIOR")
     parser.add_argument("--variant", default=None, help="an estimator of budget_variants.py")
     parser.add_argument("--refit", type=int, default=None, help="the risk model's REFIT")
@@ -239,6 +263,7 @@ def main() -> None:
             args.variant,
             args.refit,
             args.answer_model,
+            args.estimate_spread,
         )
         for b in args.budget
         for s in args.streams
