@@ -13,11 +13,11 @@ candidates (the :data:`~semcache._agreement.SUPPORT_K` nearest at or above
 
 - **evidence for**: two candidates of answer ``A`` are told apart by that guard and are
   at least ``s`` similar to each other: prompts at least as close as the case at hand,
-  differing the same way, got the same answer. Where the guard reads less than a real
-  difference needs (the numbers guard reads digits), the pair must also differ by the
-  stricter reading (:data:`~semcache._guards.EVIDENCE_CHECKS`: numbers spelt out
-  count): "what's two plus two" stored beside "What is 2+2?" is no evidence that a
-  number changed and the answer held; and
+  differing the same way, got the same answer. Where the guard tells apart more than a real
+  difference (the numbers guard tells "2+2" from "two plus two"), the pair must also
+  differ by the stricter reading (:data:`~semcache._guards.EVIDENCE_CHECKS`: the
+  numbers, spelt out or not): "what's two plus two" stored beside "What is 2+2?" is no
+  evidence that a number changed and the answer held; and
 - **no evidence against**: no two candidates of *different* answers are told apart by
   it at least ``s`` similar to each other: nothing near the query shows that
   difference changing an answer.

@@ -28,13 +28,18 @@ Validator = Callable[[str, Hit], bool]
 
 def numbers_differ(a: str, b: str) -> bool:
     """Whether two texts hold different numbers, or only one of them holds any (what
-    :func:`numbers_agree` blocks)."""
-    return text_info(a).numbers != text_info(b).numbers
+    :func:`numbers_agree` blocks): their digits differ, or their numbers do with numbers
+    spelt out read as well ("two plus three" / "two plus two"). A number in digits in
+    one text and spelt out in the other ("2+2" / "two plus two") counts as a
+    difference, as it did when the guard read digits only."""
+    x, y = text_info(a), text_info(b)
+    return x.numbers != y.numbers or x.values != y.values
 
 
 def values_differ(a: str, b: str) -> bool:
-    """Whether two texts hold different numbers when numbers spelt out count too ("What
-    is 2+2?" and "what's two plus two" do not; "five minutes" and "10 minutes" do)."""
+    """Whether two texts hold different numbers when numbers spelt out count as the
+    digits they stand for ("What is 2+2?" and "what's two plus two" do not; "five
+    minutes" and "10 minutes" do)."""
     return text_info(a).values != text_info(b).values
 
 
@@ -57,7 +62,8 @@ def negation_differs(a: str, b: str) -> bool:
 
 def numbers_agree(query: str, hit: Hit) -> bool:
     """Block a semantic hit when the two texts hold different numbers ("top 10" vs
-    "top 5"; "iPhone 6" vs "iPhone 7"), or only one of them holds any."""
+    "top 5"; "iPhone 6" vs "iPhone 7"; "two plus three" vs "two plus two"), or only one
+    of them holds any (:func:`numbers_differ`)."""
     return hit.layer == "exact" or not numbers_differ(query, hit.query)
 
 
@@ -162,10 +168,10 @@ PAIR_CHECKS: dict[Validator, Callable[[str, str], bool]] = {
     negation_agrees: negation_differs,
     word_order_agrees: order_differs,
 }
-#: Where a pair check reads less than a pair of prompts must differ in to be evidence
-#: *for* a guard yielding (:mod:`semcache._guard_evidence`), the stricter check: a
-#: stored "what's two plus two" beside "What is 2+2?" differs from it in digits only,
-#: and shows nothing about a number changing an answer.
+#: Where a pair check tells apart more than a pair of prompts must differ in to be
+#: evidence *for* a guard yielding (:mod:`semcache._guard_evidence`), the stricter
+#: check: a stored "what's two plus two" beside "What is 2+2?" differs from it in
+#: digits only, and shows nothing about a number changing an answer.
 EVIDENCE_CHECKS: dict[Callable[[str, str], bool], Callable[[str, str], bool]] = {
     numbers_differ: values_differ,
 }

@@ -1,11 +1,11 @@
 """Numbers spelt out in English, read as the digits they stand for.
 
 ``spelt_numbers(("what's", "two", "plus", "two"))`` is ``{"2"}``, as "2 + 2" holds 2.
-The numbers guard itself reads digits only (:attr:`~semcache._textinfo.TextInfo.numbers`);
-what it reads here (:attr:`~semcache._textinfo.TextInfo.values`) decides whether two
-stored prompts are *evidence* that a number difference kept an answer
-(:mod:`semcache._guard_evidence`): "What is 2+2?" beside "what's two plus two" is no
-such evidence, though their digits differ.
+The numbers guard reads both the digits (:attr:`~semcache._textinfo.TextInfo.numbers`)
+and these (:attr:`~semcache._textinfo.TextInfo.values`): "two plus three" and "two plus
+two" differ. What it reads here also decides whether two stored prompts are *evidence*
+that a number difference kept an answer (:mod:`semcache._guard_evidence`): "What is
+2+2?" beside "what's two plus two" is no such evidence, though their digits differ.
 """
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ class TextInfo:
     char5: AbstractSet[str]
     numbers: frozenset[str]
     #: The numbers it holds, spelt-out ones too ("two plus two" holds 2; see
-    #: :mod:`semcache._number_words`); ``numbers`` has the digits only.
+    #: :mod:`semcache._number_words`); ``numbers`` has the digits only (what the
+    #: verifier's and the risk model's features read).
     values: frozenset[str]
     dates: frozenset[str]
     negations: int

@@ -347,12 +347,14 @@ def test_a_number_spelt_out_in_a_stored_prompt_does_not_open_the_guard(tmp_path:
     """The issue's example through a side door: "what's two plus two" beside "What is
     2+2?" differ in digits, but they are no evidence that a number changed and the
     answer held, so the numbers guard does not yield to them (it had: "4" to "What is
-    2+3?"). The paraphrases themselves are still served."""
+    2+3?"); and the guard reads numbers spelt out ("what is two plus three", 0.85 to
+    "what's two plus two", had been served "4"). The paraphrases are still served."""
     from semcache.embedders import default_embedder
 
     with SemanticCache(tmp_path / "c.db", default_embedder()) as cache:
         cache.put_many(["What is 2+2?", "what's two plus two"], ["4", "4"])
         assert cache.get("What is 2+3?") is None
+        assert cache.get("what is two plus three") is None
         hit = cache.get("what's 2+2")
         assert hit is not None
         assert hit.response == "4"
