@@ -95,7 +95,7 @@ SPARE_SD = 2.0
 #: ran 0.97-1.38 times their estimates' sum, and a spare of the count's Poisson spread
 #: alone let four of ten draws over at 0.01 (docs/quality.md, "The spare on the
 #: estimates"). It matters where the count is large: at 237 wrong answers allowed the
-#: aim is 177 (208 with the Poisson spread alone); at 23.7, 14 either way.
+#: aim is 177.5 (208.2 with the Poisson spread alone); at 23.7, 14.3 (15.2).
 ESTIMATE_SPREAD = 0.15
 
 Action = Literal["serve", "verify", "miss"]
@@ -116,8 +116,8 @@ def spare_mean(allowed: float, sd: float, spread: float | None = None) -> float:
     The Poisson count's own tail (:func:`poisson_spare`), scaled by what the estimates'
     error takes from a normal's: ``normal(spread) / normal(0)``, where ``normal(c)`` is
     the ``mu`` with ``mu + sd * sqrt(mu + (c * mu) ** 2) = allowed``. Where the count is
-    small its own spread dominates and the scale is about 1 (23.7 allowed: 14.8 of the
-    Poisson's 15.2); where it is large the estimates' does (237: 177 of 208).
+    small its own spread dominates and the scale is near 1 (23.7 allowed: 14.3 of the
+    Poisson's 15.2); where it is large the estimates' does (237: 177.5 of 208.2).
     """
     mu = poisson_spare(allowed, sd)
     c = ESTIMATE_SPREAD if spread is None else spread
