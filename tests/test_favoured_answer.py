@@ -51,10 +51,10 @@ def _vector(cosine: float, axis: int) -> npt.NDArray[np.float32]:
 #: local prototype is nearer the query than "tight"'s, so "spread" is favoured and
 #: served (its best support score reaches the threshold too).
 CONTEST = [
-    ("tight one", "tight", 0.80, 1),
-    ("tight two", "tight", 0.95, 1),
-    ("spread one", "spread", 0.75, 2),
-    ("spread two", "spread", 0.95, 3),
+    ("tight first", "tight", 0.80, 1),
+    ("tight second", "tight", 0.95, 1),
+    ("spread first", "spread", 0.75, 2),
+    ("spread second", "spread", 0.95, 3),
 ]
 #: Where "tight" was stored for prompts far from the query too (at cosine 0, never
 #: candidates): its prototype (every prompt of it) is then far (0.623), and "spread"'s
@@ -65,10 +65,10 @@ TIGHT_ELSEWHERE = [(f"tight elsewhere {i}", "tight", 0.0, 10 + i) for i in range
 #: As :data:`CONTEST`, but "spread"'s best score falls short of the threshold: a miss
 #: (by support: "tight"'s nearest passed it by its cosine and by its score).
 SHORT = [
-    ("tight one", "tight", 0.55, 1),
-    ("tight two", "tight", 0.93, 1),
-    ("spread one", "spread", 0.55, 2),
-    ("spread two", "spread", 0.80, 3),
+    ("tight first", "tight", 0.55, 1),
+    ("tight second", "tight", 0.93, 1),
+    ("spread first", "spread", 0.55, 2),
+    ("spread second", "spread", 0.80, 3),
 ]
 
 
@@ -259,7 +259,7 @@ def test_the_figures_of_tight_elsewhere() -> None:
 
 def test_where_the_other_answer_is_a_near_rival_the_contest_is_declined(tmp_path: Path) -> None:
     # "tight"'s prototype (0.887) weighs exp((0.887 - 0.919) / 0.05) = 0.53 against
-    # "spread"'s: standing 0.47, and "spread two"'s score (0.872) falls to 0.675
+    # "spread"'s: standing 0.47, and "spread second"'s score (0.872) falls to 0.675
     with _open(tmp_path) as cache:
         _fill(cache, CONTEST)
         assert _ask(cache) is None
@@ -365,7 +365,7 @@ def test_a_hit_carries_the_score_it_was_served_at(tmp_path: Path) -> None:
         _fill(cache, [*CONTEST, *TIGHT_ELSEWHERE])
         hit = _ask(cache)
         assert hit is not None
-        assert hit.query == "spread two"
+        assert hit.query == "spread second"
         assert hit.similarity == pytest.approx(0.95, abs=1e-6)
         assert hit.score == pytest.approx(expected[3], abs=1e-6)
         # lowered by "tight"'s prompts, raised by its lead: not its similarity
@@ -374,5 +374,5 @@ def test_a_hit_carries_the_score_it_was_served_at(tmp_path: Path) -> None:
         _fill(cache, [*CONTEST, *TIGHT_ELSEWHERE])
         hit = _ask(cache)
         assert hit is not None
-        assert hit.query == "tight two"
+        assert hit.query == "tight second"
         assert hit.score is None  # the similarity was the score
