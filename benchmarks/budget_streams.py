@@ -28,6 +28,8 @@ standard deviations of the wrong-answer count it keeps spare; shipped: 2);
 ``--estimate-spread C`` with another ``ESTIMATE_SPREAD`` (the relative error of the
 served answers' summed risk estimates kept spare besides; shipped: 0.15, 0 for the
 Poisson count's spread alone);
+``--no-answer-model`` without the answer model's features of the risk model (as the
+budget before they shipped);
 ``--entry-prior N`` with another ``ENTRY_PRIOR`` (the observations of an entry's own
 the table's estimate counts as; shipped: 4); ``--refit N`` refits the risk model
 every N outcomes (``semcache._risk_model.REFIT``; shipped: 500). ``--variant NAME``
@@ -234,10 +236,11 @@ def main() -> None:
     parser.add_argument("--variant", default=None, help="an estimator of budget_variants.py")
     parser.add_argument("--refit", type=int, default=None, help="the risk model's REFIT")
     parser.add_argument(
-        "--answer-model",
-        action="store_true",
-        help="research: the answer model's probability of the candidate's answer as a "
-        "feature of the risk model (budget_stream_replay's answer_model)",
+        "--no-answer-model",
+        dest="answer_model",
+        action="store_false",
+        help="research: without the answer model's features (the risk model's last two: "
+        "budget_stream_replay's answer_model=False, as the budget before they shipped)",
     )
     parser.add_argument(
         "--cosine",
@@ -245,8 +248,8 @@ def main() -> None:
         help="also cosine's best threshold in hindsight per stream, and the budget's multiple",
     )
     args = parser.parse_args()
-    if args.answer_model and args.cache:
-        parser.error("--answer-model runs the research replay only (not with --cache)")
+    if not args.answer_model and args.cache:
+        parser.error("--no-answer-model runs the research replay only (not with --cache)")
     if args.variant is not None and args.cache:
         parser.error("--variant runs the research replay only (not with --cache)")
     if args.variant is not None:

@@ -39,7 +39,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -58,6 +58,9 @@ from ._store import (
     record_update,
 )
 from ._types import Hit
+
+if TYPE_CHECKING:
+    from ._answer_model import AnswerModels, Fitted
 
 __all__ = [
     "BUDGET_FLOOR",
@@ -156,6 +159,8 @@ class Judgement:
         query: the get's query (what the risk model's features read).
         features: the served candidate's features, where the model decided the get
             (else made by ``learn`` if it learns from an LLM call).
+        model: the namespace's answer model at the get (None: none), and
+        vector: the get's unit query vector, for its reading among the features.
     """
 
     namespace: str
@@ -167,6 +172,8 @@ class Judgement:
     answers: dict[int, Vector] | None = None
     query: str | None = None
     features: list[float] | None = None
+    model: Fitted | None = None
+    vector: Vector | None = None
 
 
 def _adding(similarity: float, correct: bool) -> Callable[[EntryRecord], None]:
@@ -210,6 +217,10 @@ class Budgets:
         self._local: OrderedDict[int, str] = OrderedDict()
         self._decoded: dict[int, tuple[str, Vector]] = {}
         self._prompt_words: dict[str, frozenset[str]] = {}
+        #: The cache's answer models (``semcache._answer_model``; the engine sets them,
+        #: None: none): their reading of a get's query is two of the risk model's
+        #: features.
+        self.models: AnswerModels | None = None
         #: What of a stored text is the answer, by namespace prefix: the integrations'
         #: doors store whole completions (ids, timestamps, usage) and register how to
         #: read the answer from one (:meth:`same_in`).
@@ -460,6 +471,7 @@ class Budgets:
         answers: dict[int, Vector] | None = None,
         query: str | None = None,
         keys: Sequence[bytes] | None = None,
+        vector: Vector | None = None,
     ) -> Judgement:
         """Decide a get from its candidates ``found`` (nearest first, at or above the
         floor): the vote picks the answer, ``serve(entry, similarity)`` (the guards,
@@ -468,7 +480,10 @@ class Budgets:
         candidates' features and ``query``, once it decides). ``records`` and
         ``answers``: the candidates' (:meth:`answers_of`), with ``answer_similarity``;
         ``keys``: their answers' keys (:func:`~semcache._agreement.answer_digest`), in
-        ``found``'s order, where the get read them (else made when needed)."""
+        ``found``'s order, where the get read them (else made when needed);
+        ``vector``: the get's unit query vector, for the answer model's reading (where
+        there is a model: :attr:`models`; its fit starts here when due, at each get with a
+        candidate to serve)."""
         pol = self.policy(ns)
         order = list(found)
         same: Callable[[Any, Any], bool]
@@ -504,13 +519,18 @@ class Budgets:
             served = order[0][0]
             if records is None or served.id not in records:
                 records = {**(records or {}), served.id: self.record(served)}
+            fitted = None
+            if self.models is not None and vector is not None and pol.model is not None:
+                fitted = self.models.model(ns)
             x = None
             if query is not None and pol.modelled:
                 ids = [e.id for e, _ in found]
                 known = None if keys is None else dict(zip(ids, keys, strict=True))
-                x = self._features(pol, query, order, ev, records[served.id], known)
+                x = self._features(pol, query, order, ev, records[served.id], known, fitted, vector)
             decision = pol.decide(ev, records[served.id], x)
-            judged = Judgement(ns, decision, ev, order, records, hit, answers, query, x)
+            judged = Judgement(
+                ns, decision, ev, order, records, hit, answers, query, x, fitted, vector
+            )
         self._add(ns, "gets", 1.0)
         self._add(ns, "spent_gets", 1.0)
         self._add(ns, "predicted", pol.predicted - predicted)
@@ -526,13 +546,20 @@ class Budgets:
         ev: Agreement,
         record: EntryRecord | None,
         keys: Mapping[int, bytes] | None = None,
+        model: Fitted | None = None,
+        vector: Vector | None = None,
     ) -> list[float]:
         """The risk model's features of the candidate ``order[0]`` (the one judged, the
         others after it as read): :func:`~semcache._risk_model.features`; ``keys``:
-        the answers' keys by entry id, where known."""
+        the answers' keys by entry id, where known; ``model``: the answer model whose
+        reading of the unit query ``vector`` gives the candidate's answer's
+        probability (None: none, the features' 0)."""
         entries = [e for e, _ in order]
         known = keys or {}
         answer_keys = [known.get(e.id) or answer_digest(e.response) for e in entries]
+        p = None
+        if model is not None and vector is not None:
+            p = model.read(vector).of(answer_keys[0])
         table, moved = pol.table_risks(ev, record)
         memo = self._prompt_words
         texts = []
@@ -555,6 +582,7 @@ class Budgets:
             moved,
             floor=pol.floor,
             prompt_words=texts,
+            answer_p=p,
         )
 
     # -- records ---------------------------------------------------------------------------
@@ -700,7 +728,16 @@ class Budgets:
             and judged.query is not None
             and ev.similarity >= pol.floor
         ):
-            x = self._features(pol, judged.query, judged.candidates, ev, records.get(first.id))
+            x = self._features(
+                pol,
+                judged.query,
+                judged.candidates,
+                ev,
+                records.get(first.id),
+                None,
+                judged.model,
+                judged.vector,
+            )
         losses = pol.weight_losses(ev, records.get(first.id), verdicts[0])
         pol.observe(ev, None, verdicts[0], judged.decision, x)  # (its record: below)
         pol.learn_weight(losses)

@@ -154,13 +154,16 @@ class Engine:
         self.owner = Ownership(None, self._child_reset)
         self.lock: threading.RLock = self.owner.lock
         #: ``answer_support``: the answer model of each namespace whose answers repeat
-        #: (``semcache._answer_model``), where the prototypes are kept and no error
-        #: budget decides (None otherwise).
+        #: (``semcache._answer_model``), where the prototypes are kept (None
+        #: otherwise). Without an error budget it raises the candidates' scores; with
+        #: one, its reading is two of the budget's risk model's features.
         self.answer_models: AnswerModels | None = None
-        if self.prototypes is not None and self.budgets is None and options.answer_model:
+        if self.prototypes is not None and options.answer_model:
             self.answer_models = AnswerModels(
                 self.prototypes, lambda: self.lock, lambda: not self.closed
             )
+        if self.budgets is not None:
+            self.budgets.models = self.answer_models
         try:
             self.owner.claim = claim(self.store, options.multi_process_mode)
             self.indexes.open(options.progress)

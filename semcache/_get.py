@@ -469,7 +469,7 @@ def _judge(
         records, answers, missing = budgets.answers_of(entries, eng.indexes.dim)
         if missing:  # put before the option was on: embedded now, once
             answers.update((yield from fill_steps(eng, budgets, ns, missing, records)))
-    judgement = budgets.judge(ns, found_, serve, records, answers, query, keys)
+    judgement = budgets.judge(ns, found_, serve, records, answers, query, keys, vector)
     hit = judgement.hit
     if judgement.decision.action == "serve" and hit is not None:
         hit.runner_up = next((s for e, s in found_ if e.id != hit.entry_id), None)

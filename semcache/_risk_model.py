@@ -14,7 +14,9 @@ candidates' prompts (so no state is kept for them): the share of the query's wei
 found in the judged prompt, in the nearest (most overlapping) prompt of its answer
 among the candidates and in that of another answer, their difference, the share found
 in none of its answer's prompts; the words' Jaccard overlap with the judged prompt; the
-query's word count.
+query's word count; last, the answer model's reading of the query
+(``semcache._answer_model``): the probability of the candidate's answer (0 where the
+model does not know that answer, or there is no model) and whether it knows it.
 
 The model (:class:`RiskModel`) is a logistic regression on each feature and its
 square (:func:`inputs`), fitted on the newest :data:`ROWS` outcomes by
@@ -56,6 +58,7 @@ class EntryRecord(Protocol):
 
 
 __all__ = [
+    "ANSWER",
     "FEATURES",
     "LEXICAL",
     "MIN_CLASS",
@@ -96,9 +99,12 @@ FEATURES: Final = (
     *("table logit", "record logit"),
     *("words in judged", "words in own", "words in other", "words lead"),
     *("words missing", "jaccard", "query words"),
+    *("answer probability", "answer known"),
 )
 #: The lexical ones.
-LEXICAL: Final = frozenset(FEATURES[13:])
+LEXICAL: Final = frozenset(FEATURES[13:20])
+#: The answer model's.
+ANSWER: Final = frozenset(FEATURES[20:])
 
 Array = npt.NDArray[np.float64]
 
@@ -131,6 +137,7 @@ def features(
     floor: float,
     idf: dict[str, float] | None = None,
     prompt_words: Sequence[AbstractSet[str]] | None = None,
+    answer_p: float | None = None,
 ) -> list[float]:
     """The module docstring's features of the candidate ``served`` (an index into the
     candidates, given in the vote's order by their ``prompts``, answer ``keys`` and
@@ -138,7 +145,8 @@ def features(
     ``table`` and ``moved`` the budget's estimates of its risk without and with the
     record. ``idf``: the query's words' weights (None: counted among ``prompts``).
     ``prompt_words``: the prompts' :func:`words`, where the caller keeps them (None:
-    read from ``prompts`` here)."""
+    read from ``prompts`` here). ``answer_p``: the answer model's probability of the
+    candidate's answer (None: the model does not know it, or there is none)."""
     wrong, right = record.evidence(ev.similarity) if record is not None else (0, 0)
     order = [served, *(j for j in range(len(prompts)) if j != served)]
     support = support_scores([similarities[j] for j in order], [keys[j] for j in order])
@@ -168,6 +176,8 @@ def features(
         lex[3],
         lex[4],
         float(len(q)),
+        0.0 if answer_p is None else float(answer_p),
+        0.0 if answer_p is None else 1.0,
     ]
 
 

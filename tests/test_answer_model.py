@@ -207,8 +207,16 @@ def test_a_cleared_namespace_keeps_no_model() -> None:
         assert cache.stats()["answer_model"]["models"] == {}
 
 
-def test_no_model_under_an_error_budget() -> None:
+def test_under_an_error_budget_the_model_is_the_budgets_not_the_gets() -> None:
+    # with a budget the model's reading is two features of the budget's risk model
+    # (tests/test_risk_model.py); the get's scores are not raised by it (the budget's
+    # path never reads them), and answer_model=False keeps none
     with SemanticCache(index_backend="flat", error_budget=0.01) as cache:
+        eng = engine_of(cache)
+        assert eng.answer_models is not None
+        assert eng.budgets is not None
+        assert eng.budgets.models is eng.answer_models
+    with SemanticCache(index_backend="flat", error_budget=0.01, answer_model=False) as cache:
         assert engine_of(cache).answer_models is None
         assert cache.stats()["answer_model"] is None
 

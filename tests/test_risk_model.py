@@ -7,6 +7,7 @@ refit interval lowered (monkeypatched) where a test needs a fit from a few outco
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -16,9 +17,17 @@ from test_error_budget import Clock, budget_cache, engine, force, two_shared_cac
 
 import semcache._risk_model as risk_model
 from semcache import MemoryStore, SemanticCache, StoreError
-from semcache._agreement import ALONE, Agreement
+from semcache._agreement import ALONE, SPLIT, Agreement
 from semcache._budget_policy import ErrorBudget
-from semcache._risk_model import FEATURES, RiskModel, decode_row, encode_row, features
+from semcache._risk_model import (
+    ANSWER,
+    FEATURES,
+    LEXICAL,
+    RiskModel,
+    decode_row,
+    encode_row,
+    features,
+)
 
 
 @pytest.fixture
@@ -40,7 +49,13 @@ def test_a_row_round_trips_exactly_and_a_bad_row_is_skipped() -> None:
     x = [0.1 + 0.2, 1e-17, -3.5, *range(len(FEATURES) - 3)]
     assert decode_row(encode_row(x, correct=False)) == (1.0, [float(v) for v in x])
     assert decode_row(encode_row(x, correct=True)) == (0.0, [float(v) for v in x])
-    for bad in ("", "{}", "[1,2]", "[2" + ",0" * len(FEATURES) + "]", "[0,NaN" + ",0" * 19 + "]"):
+    for bad in (
+        "",
+        "{}",
+        "[1,2]",
+        "[2" + ",0" * len(FEATURES) + "]",
+        "[0,NaN" + ",0" * (len(FEATURES) - 1) + "]",
+    ):
         assert decode_row(bad) is None
 
 
@@ -167,6 +182,35 @@ def test_the_features_read_the_candidates_words_and_agreement() -> None:
     assert named["words lead"] == pytest.approx(named["words in own"] - named["words in other"])
     assert named["jaccard"] == pytest.approx(3 / 7)
     assert named["words missing"] == pytest.approx(1.0 - named["words in own"])
+    # no answer model's reading given: both of its features 0
+    assert (named["answer probability"], named["answer known"]) == (0.0, 0.0)
+
+
+def test_the_answer_models_reading_is_the_last_two_features() -> None:
+    ev = Agreement(0.9, 1, 2, 0.7, SPLIT)
+    args = ("reset my password", ["reset password", "my balance"], [b"a", b"b"], [0.9, 0.7])
+    plain = features(*args, 0, ev, None, 0.02, 0.02, floor=0.5)
+    read = features(*args, 0, ev, None, 0.02, 0.02, floor=0.5, answer_p=0.25)
+    unsure = features(*args, 0, ev, None, 0.02, 0.02, floor=0.5, answer_p=0.0)
+    assert len(read) == len(FEATURES)
+    assert read[:-2] == plain[:-2]
+    assert dict(zip(FEATURES, read, strict=True))["answer probability"] == 0.25
+    assert read[-1] == 1.0
+    assert plain[-1] == 0.0
+    # a known answer at probability 0 is told apart from no reading
+    assert unsure[-2:] == [0.0, 1.0]
+    assert {"answer probability", "answer known"} == ANSWER
+    assert not ANSWER & LEXICAL
+
+
+def test_rows_of_another_width_are_left_out_of_the_log() -> None:
+    # the outcome log of an earlier version (its rows two features short) is not fitted
+    # on: the model starts over on the rows of its own width
+    model = RiskModel()
+    old = json.dumps([1.0, *[0.5] * (len(FEATURES) - 2)])
+    model.replace([old, encode_row(_x(similarity=0.7), correct=True), old])
+    assert [x for _, x in model.log] == [_x(similarity=0.7)]
+    assert model.wrong == 0.0
 
 
 def test_the_model_decides_only_once_its_estimates_can_be_tested(quick: None) -> None:
@@ -210,6 +254,43 @@ def test_each_llm_call_is_logged_in_the_store_with_its_features(tmp_path: Path) 
     assert [n["similarity"] for n in named] == [pytest.approx(0.95, abs=1e-3)] * 2
     assert [n["query words"] for n in named] == [2.0, 2.0]
     assert [n["examined"] for n in named] == [1.0, 2.0]  # (the first paraphrase, put)
+
+
+def _two_answers(cache: SemanticCache) -> None:
+    """Topics 0 and 1 asked three ways each, answered "A" and "B"."""
+    for topic, answer in ((0, "A"), (1, "B")):
+        cache.put_many(
+            [f"topic {topic} way {i}" for i in range(3)],
+            [answer] * 3,
+            embeddings=np.stack([vec(topic, i) for i in range(3)]),
+        )
+
+
+@pytest.mark.parametrize("answer_model", [True, False])
+def test_the_answer_models_reading_is_logged_with_the_outcome(
+    tmp_path: Path, answer_model: bool
+) -> None:
+    path = tmp_path / "c.db"
+    with budget_cache(path, answer_model=answer_model) as cache:
+        models = engine(cache).answer_models
+        assert (models is not None) == answer_model
+        if models is not None:
+            models.background = False  # (fitted in the get that starts the fit)
+        _two_answers(cache)
+        force(cache, "verify")
+        assert cache.get_or_put("topic 0 again", lambda: "A", embedding=vec(0, 50)) == "A"
+        summary = cache.stats()["answer_model"]
+    with SemanticCache(path) as cache:
+        rows = [decode_row(r) for r in cache.store.read_outcomes("default")]  # type: ignore[attr-defined]
+    (row,) = [r for r in rows if r is not None]
+    named = dict(zip(FEATURES, row[1], strict=True))
+    if answer_model:  # the model of "A" and "B", fitted under the budget, read the query
+        assert summary["models"] == {"default": 2}
+        assert named["answer known"] == 1.0
+        assert named["answer probability"] > 0.5
+    else:
+        assert summary is None
+        assert (named["answer probability"], named["answer known"]) == (0.0, 0.0)
 
 
 def test_a_reopened_cache_refits_on_the_logged_outcomes(tmp_path: Path, quick: None) -> None:

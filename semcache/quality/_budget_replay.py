@@ -97,10 +97,12 @@ def hit_features(
     moved: float,
     floor: float,
     idf: dict[str, float] | None = None,
+    answer_p: float | None = None,
 ) -> list[float]:
     """The risk model's features (:func:`semcache._risk_model.features`) of the
     candidate ``found[served]``, from the replay's hits (answers keyed by
-    :func:`~semcache._agreement.answer_digest`)."""
+    :func:`~semcache._agreement.answer_digest`); ``answer_p``: the answer model's
+    probability of its answer (None: unknown, or no model)."""
     return risk_features(
         query,
         [h.query for h in found],
@@ -113,6 +115,7 @@ def hit_features(
         moved,
         floor=floor,
         idf=idf,
+        answer_p=answer_p,
     )
 
 
@@ -133,7 +136,7 @@ def budget_stream_replay(
     progress: ProgressCallback | TextIO | None = None,
     trace: list[BudgetTrace] | None = None,
     inspect: Callable[[str, Sequence[Hit], int | None], None] | None = None,
-    answer_model: bool = False,
+    answer_model: bool = True,
 ) -> StreamPoint:
     """The stream replay with an :class:`~semcache._budget_policy.ErrorBudget`
     deciding each get, the way ``get_or_put`` with ``error_budget=budget`` will.
@@ -179,10 +182,11 @@ def budget_stream_replay(
             voted one first), and the index of the one the budget judges (None: the
             guards or the veto declined them all). For research policies that read
             more than the :class:`~semcache._agreement.Agreement` (None: not called).
-        answer_model: research: the answer model (``semcache._answer_model``, fitted on
-            the entries stored so far and refitted when due, in the get) gives two more
-            features to the policy's model, the probability of the judged candidate's
-            answer (0 where the model does not know it) and whether it knows it.
+        answer_model: the answer model (``semcache._answer_model``, fitted on the
+            entries stored so far and refitted when due, in the get, as the cache's
+            is under a budget) gives the policy's model the features of its reading,
+            the probability of the judged candidate's answer and whether it knows it
+            (False: both 0 throughout, as in a cache without the model).
 
     Raises:
         ValueError: ``answer_model`` without ``veto`` (the model reads the veto's
@@ -270,14 +274,13 @@ def budget_stream_replay(
             x = None
             if policy.model is not None and ev is not None and served is not None:
                 table, moved = policy.table_risks(ev, record)
-                x = hit_features(text, found, served, ev, record, table, moved, floor)
+                p = None
                 if models is not None:
                     fitted = models.model("default")
-                    p = None
                     if fitted is not None:
                         unit = eng.unit_rows(vector, 1, "embedding")[0]
                         p = fitted.read(unit).of(answer_digest(found[served].response))
-                    x = [*x, 0.0 if p is None else p, 0.0 if p is None else 1.0]
+                x = hit_features(text, found, served, ev, record, table, moved, floor, None, p)
             decision = policy.decide(ev, record, x)
             times.append(perf_counter() - t0)
             if trace is not None and ev is not None and served is not None:

@@ -145,6 +145,9 @@ def _run(
     label = label or f"default, budget {budget}"
     report = as_progress(progress)
     cache = (make_cache or _shipped)(path, budget)
+    models = engine_of(cache).answer_models
+    if models is not None:  # (fitted in the get that starts a fit: no timing decides)
+        models.background = False
     llm = _LLM()
     n = len(data.texts)
     served: list[str | None] = []
