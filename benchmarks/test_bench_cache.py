@@ -289,6 +289,12 @@ def modelled(
     cache = SemanticCache(str(path), error_budget=0.01)
     policy = engine_of(cache).budgets.policy("default")  # type: ignore[union-attr]
     assert policy.modelled
+    # the verified gets stored their answers a second time: the namespace has an answer
+    # model, whose reading is among the features; fitted here, not on its thread during
+    # the timed rounds
+    models = engine_of(cache).answer_models
+    assert models is not None
+    assert models.fit("default") is not None
     # One query repeated fills the level's window with its own risk: the level is then
     # that risk, and the model's upper bound (always above its mean) has every such get
     # verified (with a window of varied risks, as traffic has, a third still were). The

@@ -179,6 +179,19 @@ class Fitted:
         z /= z.sum()
         return z
 
+    def probability(self, query: npt.NDArray[np.float32], key: bytes) -> float | None:
+        """The probability of the answer ``key`` for a unit ``query`` vector, as
+        ``read(query).of(key)`` gives it (the same arithmetic, so the same float), but
+        nothing is computed where the answer is no class (stored once, or since the
+        fit): None then."""
+        c = self.column.get(key)
+        if c is None or key == UNIQUE:
+            return None
+        z: npt.NDArray[np.float64] = (query @ self.weights + self.bias).astype(np.float64)
+        z -= z.max()
+        np.exp(z, out=z)
+        return float(z[c] / z.sum())
+
     def nearest(self, key: bytes, query: npt.NDArray[np.float32]) -> list[tuple[int, float]]:
         """The answer's prompts the fit read, nearest ``query`` first, with their
         cosines."""

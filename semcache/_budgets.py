@@ -559,7 +559,7 @@ class Budgets:
         answer_keys = [known.get(e.id) or answer_digest(e.response) for e in entries]
         p = None
         if model is not None and vector is not None:
-            p = model.read(vector).of(answer_keys[0])
+            p = model.probability(vector, answer_keys[0])
         table, moved = pol.table_risks(ev, record)
         memo = self._prompt_words
         texts = []

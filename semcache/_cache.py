@@ -127,10 +127,7 @@ class SemanticCache:
             that its rival answers outweigh, is a miss, reason ``"support"``. False: the
             plain cosine threshold. With ``error_budget`` the budget decides.
         answer_model: with ``answer_support``, a classifier of the repeated answers
-            adds to their scores (docs/quality.md, "The answer model"); with
-            ``error_budget``, its reading of the query is two of the budget's risk
-            model's features instead (its outcome log's rows of an earlier width are
-            then left out).
+            adds to their scores, or with ``error_budget`` informs its risk model.
 
     Every argument is checked before the store is opened or created (docs/api.md,
     "Inputs and their errors"); each error names the argument.

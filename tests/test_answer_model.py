@@ -153,6 +153,26 @@ def test_the_models_answer_needs_the_neighbourhood_too() -> None:
         assert hit.score > hit.similarity + 0.1
 
 
+def test_one_answers_probability_is_the_readings_and_none_for_no_class() -> None:
+    # (the error budget's features read one answer's probability: the same float as
+    # the whole reading gives, and nothing computed for an answer that is no class)
+    groups = _groups(5)
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        _store(cache, groups)
+        cache.put("a lone prompt", "stored once", embedding=_toward(groups["answer 0"][0], 0.2, 1))
+        fitted = engine_of(cache).answer_models.fit("default")  # type: ignore[union-attr]
+    assert fitted is not None
+    for seed in range(5):
+        query = _toward(groups[f"answer {seed % 3}"][0], 0.8, seed)
+        reading = fitted.read(query)
+        for answer in groups:
+            key = answer_digest(answer)
+            assert fitted.probability(query, key) == reading.of(key)
+        assert fitted.probability(query, answer_digest("stored once")) is None
+        assert fitted.probability(query, am.UNIQUE) is None
+        assert fitted.probability(query, answer_digest("never stored")) is None
+
+
 def test_one_repeated_answer_alone_fits_no_model() -> None:
     rows = _groups(1, n=1)["answer 0"]
     with SemanticCache(index_backend="flat", guards=None) as cache:

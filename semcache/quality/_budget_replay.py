@@ -279,7 +279,7 @@ def budget_stream_replay(
                     fitted = models.model("default")
                     if fitted is not None:
                         unit = eng.unit_rows(vector, 1, "embedding")[0]
-                        p = fitted.read(unit).of(answer_digest(found[served].response))
+                        p = fitted.probability(unit, answer_digest(found[served].response))
                 x = hit_features(text, found, served, ev, record, table, moved, floor, None, p)
             decision = policy.decide(ev, record, x)
             times.append(perf_counter() - t0)
