@@ -173,10 +173,15 @@ class Fitted:
 
     def probabilities(self, query: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """The classes' probabilities for a unit ``query`` vector."""
+        z = self._exps(query)
+        z /= z.sum()
+        return z
+
+    def _exps(self, query: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """The softmax's numerators: ``exp`` of each class's logit less the largest."""
         z: npt.NDArray[np.float64] = (query @ self.weights + self.bias).astype(np.float64)
         z -= z.max()
         np.exp(z, out=z)
-        z /= z.sum()
         return z
 
     def probability(self, query: npt.NDArray[np.float32], key: bytes) -> float | None:
@@ -187,9 +192,7 @@ class Fitted:
         c = self.column.get(key)
         if c is None or key == UNIQUE:
             return None
-        z: npt.NDArray[np.float64] = (query @ self.weights + self.bias).astype(np.float64)
-        z -= z.max()
-        np.exp(z, out=z)
+        z = self._exps(query)
         return float(z[c] / z.sum())
 
     def nearest(self, key: bytes, query: npt.NDArray[np.float32]) -> list[tuple[int, float]]:
