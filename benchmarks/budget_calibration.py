@@ -12,7 +12,10 @@ wrong answers there were. A calibrated estimate predicts about the count; the se
 rows are the ones the budget's promise is about. Then the answers served again, by
 their estimated risk (:data:`BANDS`): where in its range an estimate is off. The
 first line gives the verified candidates' test at the end (their predicted wrong
-answers, the measured ones, the correction the allowance is divided by). (With a
+answers, the measured ones, the correction the allowance is divided by). The last
+table groups the LLM calls' candidates (misses and verifications) by the risk model's
+estimate, read at each get once the model is fitted, whether or not it decided
+(:data:`SHADOW_BANDS`): the model's calibration where the table still decides. (With a
 ``model-*`` variant the table-alone column repeats the model's estimate.)
 
 Streams as in ``budget_streams.py`` (``protocol``, ``order N``, ``seed N``, ``half
@@ -33,6 +36,7 @@ import argparse
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
+from typing import Any
 
 from budget_streams import _stream_name, set_constants, stream_set
 from budget_variants import VariantBudget
@@ -69,6 +73,7 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
         if variant is None
         else VariantBudget(budget, variant=variant, seed=seed)
     )
+    shadow = _shadowing(policy)
     p = budget_stream_replay(
         StreamVectors(clusters, embed),
         budget,
@@ -90,7 +95,7 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
         f"\n{stream}, budget {budget:g}: hit rate {p.hit_rate:.3f}, {p.wrong} wrong "
         f"({budget * p.gets:.1f} allowed; {p.exact_hits} exact hits); the verified "
         f"candidates' test: {policy.predicted:.1f} wrong predicted, {policy.measured:.0f} "
-        f"measured, correction {policy.correction:.2f}\n",
+        f"measured, correction {policy.correction:.2f}; {_first_modelled(shadow)}\n",
         "| answers | evidence | record | count | predicted | by the table alone | wrong |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -112,7 +117,63 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
             predicted = sum(t.risk for t in band)
             wrong = sum(not t.correct for t in band)
             lines.append(f"| [{lo:g}, {hi:g}) | {len(band):,} | {predicted:.1f} | {wrong} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _shadow_lines(trace, shadow))
+
+
+#: The model's estimates the LLM calls' candidates are grouped by, lowest first.
+SHADOW_BANDS = (0.0, 0.0003, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 1.0)
+
+
+def _shadowing(policy: ErrorBudget) -> dict[int, tuple[float, bool]]:
+    """Per get (its position in the stream), the risk model's estimate of its candidate
+    whenever the model is fitted, whether or not it decides (``modelled``): filled in
+    as ``policy`` decides. Read before the get's outcome is learnt (the replay refits
+    after it), so each estimate is the one a get would have been served on."""
+    shadow: dict[int, tuple[float, bool]] = {}
+    decide = policy.decide
+
+    def noting(ev: Any, record: Any = None, features: Any = None) -> Any:
+        if features is not None and policy.model is not None:
+            estimate = policy.model.estimate(features)
+            if estimate is not None:
+                shadow[policy.gets] = (estimate[0], policy.modelled)
+        return decide(ev, record, features)
+
+    policy.decide = noting  # type: ignore[method-assign]
+    return shadow
+
+
+def _first_modelled(shadow: dict[int, tuple[float, bool]]) -> str:
+    """When the risk model began to decide (the first get it decided)."""
+    first = min((g for g, (_, modelled) in shadow.items() if modelled), default=None)
+    return "the model never decided" if first is None else f"the model decided from get {first:,}"
+
+
+def _shadow_lines(trace: list[BudgetTrace], shadow: dict[int, tuple[float, bool]]) -> list[str]:
+    """The LLM calls' candidates (misses and verifications: their outcome is known
+    whoever decided) by the risk model's estimate, while the table decided and while the
+    model did: where in its range the model is off, including where it did not decide."""
+    if not shadow:
+        return []
+    lines = [
+        "",
+        "| LLM calls, while deciding | the model's estimate | count | predicted by it | wrong |",
+        "|---|---|---|---|---|",
+    ]
+    for who in (False, True):
+        calls = [
+            (shadow[t.get][0], t.correct)
+            for t in trace
+            if t.action != "serve" and t.get in shadow and shadow[t.get][1] == who
+        ]
+        for lo, hi in pairwise(SHADOW_BANDS):
+            band = [(p, ok) for p, ok in calls if lo <= p < hi or (hi == 1.0 and p == 1.0)]
+            if band:
+                lines.append(
+                    f"| {'the model' if who else 'the table'} | [{lo:g}, {hi:g}) | {len(band):,} "
+                    f"| {sum(p for p, _ in band):.1f} | {sum(not ok for _, ok in band)} |"
+                )
+    return lines
 
 
 def main() -> None:

@@ -78,6 +78,13 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   level's allowance joined by what the window's served answers left of the window's
   allowance, not by what every answer served so far left of the allowance so far
   (:attr:`~semcache._budget_policy.ErrorBudget.room`): the build before the ledger.
+- ``own-testable`` (with the shipped model): the model decides once its own estimates
+  of the verified candidates' risks (from its first fit, whether or not it decided
+  them; each read before it learns the outcome) sum to ``Z_CORRECTION ** 2`` (2.71:
+  the least prediction at which the verified candidates' test rejects a count twice
+  as large), not once the deciding estimates' (the table's, until then) sum to
+  :data:`TESTABLE` (10). docs/quality.md, "The model, tested on its own estimates"
+  (not shipped: it goes over at 0.001).
 - Every variant builds on the shipped budget: the figures docs/quality.md gives for a
   variant measured before the ledger (all of them up to "The allowance left,
   carried") are its command's with ``+window-slack`` joined to the variant.
@@ -115,6 +122,12 @@ from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
 from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
 
+#: ``own-testable``'s gate: the least prediction at which the verified candidates' test
+#: (two-sided at ``Z_CORRECTION``) rejects a count twice as large, ``m + z^2 / 2 -
+#: z sqrt(2 m + z^2 / 4) = m``, i.e. ``m = z^2`` (2.71).
+OWN_TESTABLE = semcache._budget_policy.Z_CORRECTION**2
+
+
 #: The priors ``learnt-prior`` chooses among: None is 1/2 (shipped), c is c times the
 #: fitted risk of the bins below (at most 1/2).
 PRIORS: tuple[float | None, ...] = (None, 1.0, 2.0, 4.0, 8.0)
@@ -143,6 +156,7 @@ VARIANTS = (
     "similarity-cross",
     "floor",
     "window-slack",
+    "own-testable",
 )
 
 
@@ -266,6 +280,13 @@ class VariantBudget(ErrorBudget):
         #: with ``untested``: the shipped model decides once fitted, before the
         #: verified gets' test could catch it (no :data:`TESTABLE`)
         self.untested = "untested" in parts
+        #: with ``own-testable``: the model decides once its own estimates of the
+        #: verified candidates' risks (from its first fit, whether or not it decided
+        #: them) reach :data:`OWN_TESTABLE`, not once the deciding estimates' do
+        #: (:data:`TESTABLE`)
+        self.own_testable = "own-testable" in parts
+        #: the model's own estimates of the verified candidates' risks, so far
+        self.model_predicted = 0.0
         #: with ``model-risk``: the model, and the features of the get being decided
         self.research: RiskModel | None = None
         #: with ``model-axis``: the table on the model's axis (rebuilt at each fit)
@@ -329,6 +350,9 @@ class VariantBudget(ErrorBudget):
         """As shipped; with ``untested``, as soon as the model is fitted."""
         if self.untested:
             return self.model is not None and self.model.fit is not None
+        if self.own_testable:
+            fitted = self.model is not None and self.model.fit is not None
+            return fitted and self.model_predicted >= OWN_TESTABLE
         return super().modelled
 
     @property
@@ -495,6 +519,14 @@ class VariantBudget(ErrorBudget):
         table.frozen = self.record_free_table and told
         if self.platt:
             self._learn_calibration(decision, features, correct)
+        if (
+            verified
+            and features is not None
+            and self.model is not None
+            and ev.similarity >= self.floor
+        ):
+            estimate = self.model.estimate(features)  # (before it learns this outcome)
+            self.model_predicted += 0.0 if estimate is None else estimate[0]
         try:
             super().observe(ev, record, correct, decision, features)
         finally:
