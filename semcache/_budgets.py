@@ -779,3 +779,10 @@ class Budgets:
             self.policy(entry.namespace).feedback(record, similarity, correct)
         self.counters["feedback"] += 1
         self.write({entry.id: record}, [entry])
+
+
+def summary(budgets: Budgets) -> dict[str, Any]:
+    """``stats()["budget"]``: this process's counters, and ``modelled``: the namespaces
+    it has read whose risk model decides now (sorted)."""
+    modelled = sorted(ns for ns, pol in budgets._policies.items() if pol.modelled)
+    return {**budgets.counters, "modelled": modelled}

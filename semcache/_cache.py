@@ -527,8 +527,8 @@ class SemanticCache:
             ``fingerprint``, ``index_backend`` and ``budget`` (None without
             ``error_budget``; else ``verifications``: ``compute()`` calls made to
             verify, ``observations``, ``feedback``, ``feedback_stale``,
-            ``learn_errors``). Operation counters cover this process since the cache
-            was opened.
+            ``learn_errors``, ``modelled``: namespaces whose risk model decides).
+            Operation counters cover this process since the cache was opened.
 
         Raises:
             CacheClosedError, StoreError.

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from ._agreement import answer_digest
 from ._answer_model import AnswerModels
 from ._budgets import Budgets
+from ._budgets import summary as budget_summary
 from ._checks import check_flag
 from ._deadline import call_with_deadline
 from ._errors import (
@@ -478,7 +479,7 @@ class Engine:
                 "fingerprint": None if self.embedder is None else self.embedder.fingerprint,
                 "index_source": self.indexes.source,
                 "index_backend": backend if isinstance(backend, str) else "custom",
-                "budget": None if self.budgets is None else dict(self.budgets.counters),
+                "budget": None if self.budgets is None else budget_summary(self.budgets),
                 "prototype_veto": None if self.prototypes is None else self.prototypes.summary(),
                 "answer_model": (
                     None if self.answer_models is None else self.answer_models.summary()

@@ -313,6 +313,19 @@ def test_a_reopened_cache_refits_on_the_logged_outcomes(tmp_path: Path, quick: N
         assert again.estimate(x) == before
 
 
+def test_stats_name_the_namespaces_whose_model_decides(tmp_path: Path, quick: None) -> None:
+    with budget_cache(tmp_path / "c.db") as cache:
+        assert cache.stats()["budget"]["modelled"] == []
+        _verify_many(cache, 6)
+        policy = engine(cache).budgets.policy("default")  # type: ignore[union-attr]
+        assert policy.model is not None
+        assert policy.model.fit is not None
+        policy.predicted = 0.0
+        assert cache.stats()["budget"]["modelled"] == []  # fitted, not yet testable
+        policy.predicted = risk_model.TESTABLE
+        assert cache.stats()["budget"]["modelled"] == ["default"]
+
+
 def test_two_caches_on_one_file_fit_on_each_others_outcomes(tmp_path: Path, quick: None) -> None:
     with two_shared_caches(tmp_path / "c.db") as (a, b, hand_over):
         _verify_many(a, 3)  # 3 outcomes: no fit yet
