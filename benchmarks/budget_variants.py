@@ -85,11 +85,13 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   as large), not once the deciding estimates' (the table's, until then) sum to
   :data:`TESTABLE` (10). docs/quality.md, "The model, tested on its own estimates"
   (not shipped: it goes over at 0.001).
-- ``shrunk-correction``: where the verified candidates' test finds the estimates
-  too low, the correction is ``(upper + 1) / (predicted + 1)``, one wrong answer
-  predicted at the estimate joining both, not ``upper / predicted``: a single wrong
-  answer among verified candidates predicted at 0.04 no longer divides the allowance
-  by about 100 (half A at 0.001). Not shipped: measured at 0.001 only.
+- ``upper-correction``: where the verified candidates' test finds the estimates too
+  low, the correction is ``upper / predicted``, the build before "The correction of a
+  small prediction" in docs/quality.md (shipped now: ``(upper + 1) / (predicted +
+  1)``, one wrong answer predicted at the estimate joining both, so that a single
+  wrong answer among verified candidates predicted at 0.04 no longer divides the
+  allowance by about 100). It was measured the other way round, as a variant that
+  shrank the build before's correction; each reproduces the other's figures.
 - Every variant builds on the shipped budget: the figures docs/quality.md gives for a
   variant measured before the ledger (all of them up to "The allowance left,
   carried") are its command's with ``+window-slack`` joined to the variant.
@@ -162,7 +164,7 @@ VARIANTS = (
     "floor",
     "window-slack",
     "own-testable",
-    "shrunk-correction",
+    "upper-correction",
 )
 
 
@@ -342,21 +344,22 @@ class VariantBudget(ErrorBudget):
         self.window_slack: deque[float] | None = None
         if "window-slack" in parts:
             self.window_slack = deque(maxlen=kwargs.get("window", 4096))
-        #: with ``shrunk-correction``: where the verified candidates' test finds the
-        #: estimates too low, one wrong answer predicted as estimated joins the count
-        #: and the prediction before their ratio is taken
-        self.shrunk_correction = "shrunk-correction" in parts
+        #: with ``upper-correction``: where the verified candidates' test finds the
+        #: estimates too low, the correction is the count's upper bound over the
+        #: prediction (the build before), not with one wrong answer added to each
+        self.upper_correction = "upper-correction" in parts
 
     @property
     def correction(self) -> float:
-        """As shipped; with ``shrunk-correction``, where the count is significantly
-        above the prediction, ``(upper + 1) / (predicted + 1)`` instead of ``upper /
-        predicted`` (one verified wrong answer where 0.04 were predicted: 5.3, not 101)."""
+        """As shipped; with ``upper-correction``, where the count is significantly
+        above the prediction, ``upper / predicted`` (the build before) instead of
+        ``(upper + 1) / (predicted + 1)`` (one verified wrong answer where 0.04 were
+        predicted: 112, not 5.3)."""
         shipped = super().correction
         m = self.predicted
-        if not self.shrunk_correction or shipped <= 1.0 or m <= 0.0:
+        if not self.upper_correction or shipped <= 1.0 or m <= 0.0:
             return shipped
-        return (shipped * m + 1.0) / (m + 1.0)
+        return (shipped * (m + 1.0) - 1.0) / m
 
     def _slack(self, window: float) -> float:
         """As shipped; with ``window-slack`` what the answers served in the window left

@@ -470,7 +470,11 @@ class ErrorBudget:
         (a Poisson count, :data:`Z_CORRECTION`) rejects that expectation; then it is
         the count's upper confidence bound over the prediction, so that it is below 1
         (the estimates too high: the level rises) only when even that bound is below
-        the prediction, and above 1 when the count is significantly higher.
+        the prediction. When the count is significantly higher it is above 1: that
+        bound and the prediction, each with one wrong answer more, so that a count of
+        1 where 0.04 were predicted scales the estimates by 5.3, not by the 100 that
+        a ratio of so few wrong answers would give (docs/quality.md, "The correction
+        of a small prediction").
         """
         m, w = self.predicted, self.measured
         if m <= 0.0:
@@ -478,8 +482,10 @@ class ErrorBudget:
         z2 = Z_CORRECTION * Z_CORRECTION
         spread = Z_CORRECTION * math.sqrt(w + z2 / 4)
         upper, lower = w + z2 / 2 + spread, w + z2 / 2 - spread
-        if upper < m or lower > m:
+        if upper < m:
             return upper / m
+        if lower > m:
+            return (upper + 1.0) / (m + 1.0)
         return 1.0
 
     @property

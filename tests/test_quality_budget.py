@@ -337,6 +337,19 @@ def test_the_correction_is_two_sided_and_moves_only_on_significant_evidence() ->
     assert budget.correction == 1.0  # fewer, within chance
 
 
+def test_one_wrong_answer_against_a_small_prediction_does_not_stop_the_budget() -> None:
+    budget = ErrorBudget(0.001)
+    budget.predicted, budget.measured = 0.04, 1.0  # significant: P(>= 1) is 4%
+    z = 1.645
+    upper = 1 + z * z / 2 + z * math.sqrt(1 + z * z / 4)
+    assert budget.correction == pytest.approx((upper + 1) / 1.04)  # 5.3
+    assert budget.correction < upper / 0.04 / 10  # (the count over the prediction: 112)
+    budget.predicted, budget.measured = 10.0, 30.0  # many: about the ratio's bound
+    upper = 30 + z * z / 2 + z * math.sqrt(30 + z * z / 4)
+    assert budget.correction == pytest.approx((upper + 1) / 11)
+    assert budget.correction > 3.0
+
+
 def test_the_correction_below_one_raises_the_level() -> None:
     def level(predicted: float, measured: float) -> float:
         budget = ErrorBudget(0.01, refresh=10**9)
