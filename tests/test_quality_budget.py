@@ -343,7 +343,7 @@ def test_one_wrong_answer_against_a_small_prediction_does_not_stop_the_budget() 
     z = 1.645
     upper = 1 + z * z / 2 + z * math.sqrt(1 + z * z / 4)
     assert budget.correction == pytest.approx((upper + 1) / 1.04)  # 5.3
-    assert budget.correction < upper / 0.04 / 10  # (the count over the prediction: 112)
+    assert budget.correction < upper / 0.04 / 10  # (the bound over the prediction, as before: 112)
     budget.predicted, budget.measured = 10.0, 30.0  # many: about the ratio's bound
     upper = 30 + z * z / 2 + z * math.sqrt(30 + z * z / 4)
     assert budget.correction == pytest.approx((upper + 1) / 11)
