@@ -92,6 +92,17 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   wrong answer among verified candidates predicted at 0.04 no longer divides the
   allowance by about 100). It was measured the other way round, as a variant that
   shrank the build before's correction; each reproduces the other's figures.
+- ``range-check`` (with ``shipped-model``, and ``own-testable`` or the shipped gate):
+  the model decides only where it passes a test in the range the level serves from
+  (:class:`RangeCheck`): the LLM calls whose candidate it estimated in the bands
+  below the level and the level's own must predict at least ``Z_CORRECTION ** 2``
+  wrong answers, and the wrong answers found there must not be significantly more.
+  Not shipped: it refuses the model at 0.01 where the table's refused candidates
+  make it look low, and at 0.001 does not see the answers it serves
+  (docs/quality.md, "The model's lowest estimates, raised by band").
+- ``no-bands``: the model's estimates as fitted, not raised by their band's factor
+  (:mod:`semcache._model_bands`; the build before "The model's lowest estimates,
+  raised by band").
 - Every variant builds on the shipped budget: the figures docs/quality.md gives for a
   variant measured before the ledger (all of them up to "The allowance left,
   carried") are its command's with ``+window-slack`` joined to the variant.
@@ -107,6 +118,7 @@ top bins' prior", measured on the build before) read, on this one: its shipped r
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -125,6 +137,7 @@ from semcache._budget_policy import (
     _log_loss,
     _wilson_upper,
 )
+from semcache._model_bands import ModelBands
 from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
 from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
@@ -165,7 +178,45 @@ VARIANTS = (
     "window-slack",
     "own-testable",
     "upper-correction",
+    "range-check",
+    "no-bands",
 )
+
+
+class RangeCheck:
+    """``range-check``: the LLM calls' outcomes by the band of the model's estimate of
+    their candidate (three bands a decade), and the test the model must pass in the
+    range a level serves from: the bands below the level and its own predicted at
+    least ``Z_CORRECTION ** 2`` wrong answers, and the wrong answers found there are
+    not significantly more (one-sided, ``Z_CORRECTION``)."""
+
+    EDGES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+
+    def __init__(self) -> None:
+        self.predicted = [0.0] * (len(self.EDGES) + 1)
+        self.wrong = [0.0] * (len(self.EDGES) + 1)
+
+    def add(self, estimate: float, correct: bool) -> None:
+        """Count one outcome at the model's ``estimate``."""
+        b = bisect.bisect_right(self.EDGES, estimate)
+        self.predicted[b] += estimate
+        self.wrong[b] += 0.0 if correct else 1.0
+
+    def passes(self, level: float) -> bool:
+        """Whether the model may decide at ``level``."""
+        top = bisect.bisect_right(self.EDGES, level) + 1
+        m, w = sum(self.predicted[:top]), sum(self.wrong[:top])
+        z = semcache._budget_policy.Z_CORRECTION
+        return m >= z * z and w + z * z / 2 - z * math.sqrt(w + z * z / 4) <= m
+
+
+class FlatBands(ModelBands):
+    """``no-bands``: the bands counted, their factor always 1 (the build before "The
+    model's lowest estimates, raised by band")."""
+
+    def factor(self, estimate: float) -> float:
+        """1: the model's estimate as it is."""
+        return 1.0
 
 
 def model_axis(p: float) -> float:
@@ -348,6 +399,11 @@ class VariantBudget(ErrorBudget):
         #: estimates too low, the correction is the count's upper bound over the
         #: prediction (the build before), not with one wrong answer added to each
         self.upper_correction = "upper-correction" in parts
+        #: with ``range-check``: the LLM calls' outcomes by the band of the model's
+        #: estimate, which the model must pass in the range it would serve from
+        self.tested: RangeCheck | None = RangeCheck() if "range-check" in parts else None
+        if "no-bands" in parts:
+            self.bands = FlatBands()
 
     @property
     def correction(self) -> float:
@@ -371,13 +427,18 @@ class VariantBudget(ErrorBudget):
 
     @property
     def modelled(self) -> bool:
-        """As shipped; with ``untested``, as soon as the model is fitted."""
+        """As shipped; with ``untested``, as soon as the model is fitted; with
+        ``own-testable`` once its own estimates of the verified candidates reach
+        :data:`OWN_TESTABLE`; with ``range-check`` only where it passes the test of the
+        range the level serves from (:class:`RangeCheck`)."""
+        fitted = self.model is not None and self.model.fit is not None
         if self.untested:
-            return self.model is not None and self.model.fit is not None
-        if self.own_testable:
-            fitted = self.model is not None and self.model.fit is not None
-            return fitted and self.model_predicted >= OWN_TESTABLE
-        return super().modelled
+            gate = fitted
+        elif self.own_testable:
+            gate = fitted and self.model_predicted >= OWN_TESTABLE
+        else:
+            gate = super().modelled
+        return gate and (self.tested is None or self.tested.passes(self.level))
 
     @property
     def inspect(self) -> Callable[[str, Sequence[Hit], int | None], None] | None:
@@ -551,6 +612,15 @@ class VariantBudget(ErrorBudget):
         ):
             estimate = self.model.estimate(features)  # (before it learns this outcome)
             self.model_predicted += 0.0 if estimate is None else estimate[0]
+        if (
+            self.tested is not None
+            and features is not None
+            and self.model is not None
+            and ev.similarity >= self.floor
+        ):
+            estimate = self.model.estimate(features)  # (before it learns this outcome)
+            if estimate is not None:
+                self.tested.add(estimate[0], correct)
         try:
             super().observe(ev, record, correct, decision, features)
         finally:

@@ -30,7 +30,9 @@ not from its code. The pieces, each small and testable on its own:
   scaled when a two-sided test rejects them), and the allowance the answers served so
   far left unspent (the allowance of every get so far, less the served answers'
   estimated risks: :attr:`ErrorBudget.room`) is added to the window's (at most
-  doubling it).
+  doubling it). Where the risk model decides, its estimates are raised in the bands
+  where the LLM calls' candidates were wrong more often than it said
+  (:mod:`semcache._model_bands`).
 
 What it guarantees, and under which assumptions, is in docs/quality.md ("An error
 budget the cache keeps"): the wrong answers per get stay within the budget in
@@ -48,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._agreement import EVIDENCE_CLASSES, Agreement
+from ._model_bands import ModelBands
 from ._risk_model import TESTABLE, RiskModel
 
 __all__ = [
@@ -397,7 +400,8 @@ class ErrorBudget:
             (:class:`~semcache._risk_model.RiskModel`), whose estimate replaces the
             table's once it is fitted and the verified candidates' predicted wrong
             answers reach :data:`~semcache._risk_model.TESTABLE`, for a get whose
-            features are given (:meth:`decide`); None: the table's always.
+            features are given (:meth:`decide`), raised where its band's LLM calls
+            were wrong more often (:attr:`bands`); None: the table's always.
 
     Raises:
         ValueError: a setting out of range.
@@ -451,6 +455,9 @@ class ErrorBudget:
         #: the gets counted since the ledger began: :attr:`gets`, for a budget that
         #: kept it from its first get (a namespace older than the ledger starts it at 0)
         self.spent_gets = 0
+        #: the LLM calls' outcomes by the band of the model's estimate, which raise its
+        #: estimates where they were too low
+        self.bands = ModelBands()
 
     @property
     def level(self) -> float:
@@ -599,13 +606,16 @@ class ErrorBudget:
         features: Sequence[float] | None = None,
     ) -> tuple[float, float]:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper
-        bound: the model's for ``features`` when it decides (:attr:`modelled`), else
+        bound: the model's for ``features`` when it decides (:attr:`modelled`), each
+        multiplied by its band's factor (:meth:`ModelBands.factor
+        <semcache._model_bands.ModelBands.factor>`) and at most 1; else
         :meth:`table_risk`'s."""
         if features is not None and self.modelled:
             assert self.model is not None
             estimate = self.model.estimate(features)
             if estimate is not None:
-                return estimate
+                f = self.bands.factor(estimate[0])
+                return min(1.0, estimate[0] * f), min(1.0, estimate[1] * f)
         return self.table_risk(ev, record)
 
     def table_risks(self, ev: Agreement, record: EntryRecord | None) -> tuple[float, float]:
@@ -691,10 +701,14 @@ class ErrorBudget:
         ``record`` (the candidate's entry's) is scored for the record's weight
         (:meth:`weight_losses`) before it learns the outcome too. ``features``: the
         candidate's, which the model learns with the outcome (refitted by whoever
-        holds it, when :meth:`RiskModel.due <semcache._risk_model.RiskModel.due>`)."""
+        holds it, when :meth:`RiskModel.due <semcache._risk_model.RiskModel.due>`); once
+        it is fitted, its estimate of them is counted in its band first (:attr:`bands`)."""
         if ev.similarity < self.floor:
             return
         if self.model is not None and features is not None:
+            estimate = self.model.estimate(features)
+            if estimate is not None:
+                self.bands.add(estimate[0], correct)
             self.model.learn(features, correct)
         if decision is not None and decision.action == "verify" and not correct:
             self.measured += 1.0
@@ -706,8 +720,9 @@ class ErrorBudget:
 
     def to_json(self) -> dict[str, Any]:
         """What the budget has learnt, JSON-ready, to persist per namespace beside the
-        entries' records: the table, the correction's counts, the gets seen and the
-        ledger (:attr:`room`; the window of recent risks is not kept: it refills)."""
+        entries' records: the table, the correction's counts, the gets seen, the
+        ledger (:attr:`room`) and the model's bands (:attr:`bands`; the window of
+        recent risks is not kept: it refills)."""
         return {
             "budget": self.budget,
             "table": self.table.to_json(),
@@ -717,6 +732,7 @@ class ErrorBudget:
             "weight_loss": list(self.weight_loss),
             "spent": self.spent,
             "spent_gets": self.spent_gets,
+            "bands": self.bands.counts(),
         }
 
     @classmethod
@@ -735,6 +751,8 @@ class ErrorBudget:
             # (absent before the ledger: it starts now, with nothing carried)
             out.spent = float(data.get("spent", 0.0))
             out.spent_gets = int(data.get("spent_gets", 0))
+            bands = data.get("bands", {})  # (absent before the bands were kept)
+            out.bands = ModelBands.from_counts(lambda name: bands.get(name, 0.0))
             loss = data.get("weight_loss")  # (absent before the weight was learnt)
             if loss is not None:
                 if len(loss) != len(ENTRY_PRIORS):

@@ -47,6 +47,7 @@ import numpy.typing as npt
 from ._agreement import Agreement, Candidate, agreement, answer_digest, same_answer, voted
 from ._budget_policy import ENTRY_PRIORS, Decision, EntryRecord, ErrorBudget, RiskTable
 from ._errors import StoreError
+from ._model_bands import ModelBands
 from ._risk_model import ROWS, RiskModel, features, words
 from ._store import (
     OutcomeLog,
@@ -303,6 +304,7 @@ class Budgets:
         pol.spent = total("spent")
         pol.spent_gets = round(total("spent_gets"))
         pol.weight_loss = [total(weight_counter(k)) for k in ENTRY_PRIORS]
+        pol.bands = ModelBands.from_counts(total)
         if pol.model is not None:
             pol.model.outcomes = round(total("outcomes"))
 
@@ -381,19 +383,14 @@ class Budgets:
     def same_in(self, ns: str) -> SameAnswer:
         """``same_answer`` for the stored texts of namespace ``ns``: on the answers
         read from them where a view is registered for its prefix (:attr:`views`)."""
-        for prefix, view in self.views.items():
-            if ns.startswith(prefix):
-                same = self.same
-                return lambda a, b: same(view(a), view(b))
-        return self.same
+        view, same = next((v for p, v in self.views.items() if ns.startswith(p)), None), self.same
+        return same if view is None else lambda a, b: same(view(a), view(b))
 
     def answer_text(self, ns: str, text: str) -> str:
         """The answer in a stored (or fresh) text of namespace ``ns``: the registered
         view's (:attr:`views`), else the text: what ``answer_similarity`` embeds."""
-        for prefix, view in self.views.items():
-            if ns.startswith(prefix):
-                return view(text)
-        return text
+        view = next((v for p, v in self.views.items() if ns.startswith(p)), None)
+        return text if view is None else view(text)
 
     def answers_of(
         self, entries: Sequence[StoredEntry], dim: int | None
@@ -751,6 +748,8 @@ class Budgets:
         self._add(ns, cell("n", table, e, b), table.n[e][b] - n0)
         self._add(ns, cell("w", table, e, b), table.wrong[e][b] - w0)
         self._add(ns, "measured", pol.measured - m0)
+        for name, delta in pol.bands.drain().items():
+            self._add(ns, name, delta)
         if losses is not None:
             for k, loss in zip(ENTRY_PRIORS, losses, strict=True):
                 self._add(ns, weight_counter(k), loss)

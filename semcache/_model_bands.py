@@ -1,0 +1,100 @@
+"""The risk model's estimates, checked by band against the LLM calls' outcomes.
+
+The error budget's model (:mod:`semcache._risk_model`) is fitted on the LLM calls'
+outcomes, most of them risky candidates, and its lowest estimates are an extrapolation:
+on CLINC150 the candidates it rated below 0.001 were wrong 5 to 10 times as often as it
+said (docs/quality.md, "The model's lowest estimates, raised by band"). At 0.01 its
+estimates above 0.02, too high, made up for that in the sum the budget keeps; at 0.001
+every answer it serves is in its lowest range, and a namespace that had seen about
+three streams' traffic went over the budget once the model decided.
+
+So every LLM call (a miss or a verification) whose candidate the fitted model
+estimated, before it learnt the outcome, is counted in the band of that estimate
+(:data:`EDGES`, two a decade): the wrong answers the estimates predicted there and the
+wrong answers found. Where a band's count is higher, the model's estimates in it are
+raised by ``(found + 1) / (predicted + 1)`` (:meth:`ModelBands.factor`): one wrong
+answer predicted at the estimate joins both sides, the device the table's prior and
+the budget's correction use, so that a band that has seen little moves little. A band
+whose count is lower keeps its estimates: the LLM calls of a band are not the answers
+served there (where the table decides they are the candidates it refused), and a
+lower count is no reason to serve more.
+
+The counts are additive, named counters (:meth:`ModelBands.counts`), kept with the
+budget's others in the store and shared by every process.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["EDGES", "NAMES", "ModelBands"]
+
+#: The upper edges of the estimate's bands (the last band runs to 1).
+EDGES: Final = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3)
+#: The counters' names: ``bands.p.<band>`` (wrong answers predicted) and
+#: ``bands.w.<band>`` (found).
+NAMES: Final = tuple(f"bands.{k}.{b}" for k in "pw" for b in range(len(EDGES) + 1))
+
+
+class ModelBands:
+    """The LLM calls' outcomes by the band of the model's estimate of their candidate.
+
+    Attributes:
+        predicted: per band, the sum of the estimates counted.
+        wrong: per band, how many of their stored answers were wrong.
+        pending: the changes since :meth:`drain` (by counter name).
+    """
+
+    def __init__(self) -> None:
+        bands = len(EDGES) + 1
+        self.predicted = [0.0] * bands
+        self.wrong = [0.0] * bands
+        self.pending: dict[str, float] = {}
+
+    @staticmethod
+    def band(estimate: float) -> int:
+        """The band of an estimate."""
+        return bisect_right(EDGES, estimate)
+
+    def add(self, estimate: float, correct: bool) -> None:
+        """Count one outcome: the model estimated ``estimate``; the stored answer was
+        right or not."""
+        b = self.band(estimate)
+        self.predicted[b] += estimate
+        self._note(f"bands.p.{b}", estimate)
+        if not correct:
+            self.wrong[b] += 1.0
+            self._note(f"bands.w.{b}", 1.0)
+
+    def _note(self, name: str, delta: float) -> None:
+        self.pending[name] = self.pending.get(name, 0.0) + delta
+
+    def factor(self, estimate: float) -> float:
+        """What the model's estimates in ``estimate``'s band are multiplied by: the
+        wrong answers found there over those predicted, one more on each side, where
+        that is above 1; else 1."""
+        b = self.band(estimate)
+        return max(1.0, (self.wrong[b] + 1.0) / (self.predicted[b] + 1.0))
+
+    def drain(self) -> dict[str, float]:
+        """The changes since the last drain (by counter name), and none kept."""
+        out, self.pending = self.pending, {}
+        return out
+
+    def counts(self) -> dict[str, float]:
+        """Every counter by name (:data:`NAMES`)."""
+        return {
+            **{f"bands.p.{b}": v for b, v in enumerate(self.predicted)},
+            **{f"bands.w.{b}": v for b, v in enumerate(self.wrong)},
+        }
+
+    @classmethod
+    def from_counts(cls, count: Callable[[str], float]) -> ModelBands:
+        """The bands whose counter of each name (:data:`NAMES`) is ``count(name)``."""
+        out = cls()
+        for b in range(len(out.predicted)):
+            out.predicted[b] = float(count(f"bands.p.{b}"))
+            out.wrong[b] = float(count(f"bands.w.{b}"))
+        return out

@@ -1,0 +1,178 @@
+"""The risk model's estimates checked by band (``semcache._model_bands``): the bands,
+the factor that raises an estimate, the named counts; the budget raising the model's
+estimates by it and counting every LLM call's; the cache keeping the counts in the
+store, reading them back after a reopen and sharing them between caches. Real SQLite
+files in tmp_path, the clock injected; the model's refit interval lowered
+(monkeypatched) where a test needs a fit from a few outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_error_budget import budget_cache, engine, force, two_shared_caches, vec
+from test_risk_model import _verify_many, _x
+
+import semcache._risk_model as risk_model
+from semcache._agreement import ALONE, Agreement
+from semcache._budget_policy import ErrorBudget
+from semcache._model_bands import EDGES, NAMES, ModelBands
+from semcache._risk_model import RiskModel
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model refits every 4 outcomes, once it saw 2 of each kind."""
+    monkeypatch.setattr(risk_model, "REFIT", 4)
+    monkeypatch.setattr(risk_model, "MIN_CLASS", 2)
+
+
+# -- the bands alone ----------------------------------------------------------------------------
+def test_an_estimate_falls_in_the_band_its_upper_edge_closes() -> None:
+    assert ModelBands.band(0.0) == 0
+    assert ModelBands.band(0.99e-4) == 0
+    assert ModelBands.band(1e-4) == 1  # (an edge opens the band above it)
+    assert ModelBands.band(0.002) == EDGES.index(0.003)
+    assert ModelBands.band(0.9) == len(EDGES)
+    assert list(EDGES) == sorted(EDGES)
+    assert len(NAMES) == 2 * (len(EDGES) + 1)
+
+
+def test_a_band_whose_calls_were_wrong_more_often_raises_its_estimates() -> None:
+    bands = ModelBands()
+    assert bands.factor(0.00005) == 1.0  # nothing seen: as estimated
+    for i in range(2000):  # 0.2 wrong answers predicted, 4 found
+        bands.add(0.0001 if i % 2 else 0.0, correct=i >= 4)
+    assert bands.predicted[0] == pytest.approx(0.0)  # (the band below 1e-4: the zeros)
+    assert bands.wrong[0] == 2.0
+    assert bands.predicted[1] == pytest.approx(0.1)
+    assert bands.wrong[1] == 2.0
+    # one wrong answer predicted joins each side: (2 + 1) / (0.1 + 1), not 2 / 0.1
+    assert bands.factor(0.00015) == pytest.approx(3.0 / 1.1)
+    assert bands.factor(0.00005) == pytest.approx(3.0)
+    assert bands.factor(0.05) == 1.0  # (another band)
+
+
+def test_a_band_whose_calls_were_wrong_less_often_keeps_its_estimates() -> None:
+    bands = ModelBands()
+    for i in range(100):  # 5 predicted, 1 found
+        bands.add(0.05, correct=i > 0)
+    assert bands.factor(0.05) == 1.0
+
+
+def test_the_changes_are_drained_by_name_and_the_counts_round_trip() -> None:
+    bands = ModelBands()
+    bands.add(0.002, correct=False)
+    bands.add(0.002, correct=True)
+    bands.add(0.5, correct=True)
+    b, top = ModelBands.band(0.002), len(EDGES)
+    assert bands.drain() == pytest.approx(
+        {f"bands.p.{b}": 0.004, f"bands.w.{b}": 1.0, f"bands.p.{top}": 0.5}
+    )
+    assert bands.drain() == {}
+    counts = bands.counts()
+    assert set(counts) == set(NAMES)
+    again = ModelBands.from_counts(counts.__getitem__)
+    assert (again.predicted, again.wrong) == (bands.predicted, bands.wrong)
+    assert again.pending == {}
+
+
+# -- in the budget ------------------------------------------------------------------------------
+def _fitted_budget() -> ErrorBudget:
+    budget = ErrorBudget(0.01, model=RiskModel())
+    assert budget.model is not None
+    for i in range(8):
+        budget.model.learn(_x(similarity=0.6 + i / 40), correct=i % 2 == 0)
+    budget.model.refit()
+    return budget
+
+
+def test_the_models_estimate_is_raised_by_its_bands_factor(quick: None) -> None:
+    budget = _fitted_budget()
+    assert budget.model is not None
+    budget.predicted = risk_model.TESTABLE  # (the model decides)
+    ev = Agreement(0.7, 1, 1, None, ALONE)
+    x = _x(similarity=0.7)
+    mean, upper = budget.model.estimate(x)  # type: ignore[misc]
+    assert budget.risk(ev, None, x) == (mean, upper)  # nothing counted yet
+    b = ModelBands.band(mean)
+    budget.bands.predicted[b], budget.bands.wrong[b] = mean, 3.0
+    f = 4.0 / (mean + 1.0)
+    assert budget.risk(ev, None, x) == (
+        pytest.approx(min(1.0, mean * f)),
+        pytest.approx(min(1.0, upper * f)),
+    )
+    # the table's estimate, where the model does not decide, is not the bands' to move
+    budget.predicted = 0.0
+    assert budget.risk(ev, None, x) == budget.table_risk(ev, None)
+
+
+def test_every_llm_call_is_counted_at_the_estimate_made_before_it_is_learnt(quick: None) -> None:
+    budget = _fitted_budget()
+    assert budget.model is not None
+    ev = Agreement(0.8, 1, 1, None, ALONE)
+    x = _x(similarity=0.8)
+    before = budget.model.estimate(x)
+    assert before is not None
+    budget.observe(ev, None, False, None, x)  # a miss's LLM call, the stored answer wrong
+    b = ModelBands.band(before[0])
+    assert budget.bands.predicted[b] == pytest.approx(before[0])
+    assert budget.bands.wrong == [1.0 if i == b else 0.0 for i in range(len(EDGES) + 1)]
+    assert budget.model.outcomes == 9  # (and the model learnt it after)
+    # below the floor nothing is learnt, nor counted
+    budget.observe(Agreement(0.3, 1, 1, None, ALONE), None, False, None, _x(similarity=0.3))
+    assert sum(budget.bands.wrong) == 1.0
+
+
+def test_an_unfitted_model_counts_nothing() -> None:
+    budget = ErrorBudget(0.01, model=RiskModel())
+    budget.observe(Agreement(0.8, 1, 1, None, ALONE), None, False, None, _x(similarity=0.8))
+    assert sum(budget.bands.wrong) == 0.0
+    assert budget.bands.pending == {}
+
+
+def test_the_bands_round_trip_with_the_budget_and_an_older_budget_has_none(quick: None) -> None:
+    budget = _fitted_budget()
+    budget.observe(Agreement(0.8, 1, 1, None, ALONE), None, False, None, _x(similarity=0.8))
+    data = budget.to_json()
+    again = ErrorBudget.from_json(data)
+    assert (again.bands.predicted, again.bands.wrong) == (
+        budget.bands.predicted,
+        budget.bands.wrong,
+    )
+    del data["bands"]
+    older = ErrorBudget.from_json(data)
+    assert sum(older.bands.wrong) == 0.0
+
+
+# -- in the cache -------------------------------------------------------------------------------
+def test_the_cache_keeps_the_bands_in_the_store(tmp_path: Path, quick: None) -> None:
+    path = tmp_path / "c.db"
+    with budget_cache(path) as cache:
+        _verify_many(cache, 8)  # a fit at 4: the 4 after it are counted, 2 of them wrong
+        pol = engine(cache).budgets.policy("default")  # type: ignore[union-attr]
+        assert sum(pol.bands.wrong) == 2.0
+        assert sum(pol.bands.predicted) > 0.0
+        counted = pol.bands.counts()
+    with budget_cache(path) as cache:
+        again = engine(cache).budgets.policy("default")  # type: ignore[union-attr]
+        assert again.bands.counts() == pytest.approx(counted)
+        stored = cache.store.read_counts("default")  # type: ignore[attr-defined]
+    assert {k: v for k, v in stored.items() if k.startswith("bands.")} == pytest.approx(
+        {k: v for k, v in counted.items() if v}
+    )
+
+
+def test_two_caches_on_one_file_share_the_bands(tmp_path: Path, quick: None) -> None:
+    with two_shared_caches(tmp_path / "c.db") as (a, b, hand_over):
+        _verify_many(a, 6)  # a fit at 4: 2 counted, 1 wrong
+        hand_over()
+        pol_b = engine(b).budgets.policy("default")  # type: ignore[union-attr]
+        assert sum(pol_b.bands.wrong) == 1.0
+        force(b, "verify")  # b's own call, wrong, joins a's
+        b.get_or_put("paraphrase 7", lambda: "B", embedding=vec(0, 107))
+        assert sum(pol_b.bands.wrong) == 2.0
+        engine(b).budgets.sync("default")  # type: ignore[union-attr]
+        engine(a).budgets.sync("default")  # type: ignore[union-attr]
+        pol_a = engine(a).budgets.policy("default")  # type: ignore[union-attr]
+        assert sum(pol_a.bands.wrong) == 2.0
