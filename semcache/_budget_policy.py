@@ -752,6 +752,8 @@ class ErrorBudget:
             out.spent = float(data.get("spent", 0.0))
             out.spent_gets = int(data.get("spent_gets", 0))
             bands = data.get("bands", {})  # (absent before the bands were kept)
+            if not isinstance(bands, dict):
+                raise ValueError("bands is not a mapping of counters")
             out.bands = ModelBands.from_counts(lambda name: bands.get(name, 0.0))
             loss = data.get("weight_loss")  # (absent before the weight was learnt)
             if loss is not None:

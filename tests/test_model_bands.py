@@ -143,6 +143,8 @@ def test_the_bands_round_trip_with_the_budget_and_an_older_budget_has_none(quick
     del data["bands"]
     older = ErrorBudget.from_json(data)
     assert sum(older.bands.wrong) == 0.0
+    with pytest.raises(ValueError, match="bands"):
+        ErrorBudget.from_json({**data, "bands": [1.0, 2.0]})
 
 
 # -- in the cache -------------------------------------------------------------------------------
