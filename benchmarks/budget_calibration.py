@@ -12,7 +12,8 @@ wrong answers there were. A calibrated estimate predicts about the count; the se
 rows are the ones the budget's promise is about. Then the answers served again, by
 their estimated risk (:data:`BANDS`): where in its range an estimate is off. The
 first line gives the verified candidates' test at the end (their predicted wrong
-answers, the measured ones, the correction the allowance is divided by). The last
+answers, the measured ones, the correction the allowance is divided by) and the factors
+of the model's bands (``semcache._model_bands``, lowest first). The last
 table groups the LLM calls' candidates (misses and verifications) by the risk model's
 estimate, read at each get once the model is fitted, whether or not it decided
 (:data:`SHADOW_BANDS`): the model's calibration where the table still decides. (With a
@@ -43,6 +44,7 @@ from budget_variants import VariantBudget
 
 from semcache._agreement import ALONE, MIXED, SPLIT, UNANIMOUS
 from semcache._budget_policy import ErrorBudget
+from semcache._model_bands import EDGES
 from semcache._risk_model import RiskModel
 from semcache.embedders import default_embedder
 from semcache.quality._budget_replay import BudgetTrace, budget_stream_replay
@@ -95,7 +97,8 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
         f"\n{stream}, budget {budget:g}: hit rate {p.hit_rate:.3f}, {p.wrong} wrong "
         f"({budget * p.gets:.1f} allowed; {p.exact_hits} exact hits); the verified "
         f"candidates' test: {policy.predicted:.1f} wrong predicted, {policy.measured:.0f} "
-        f"measured, correction {policy.correction:.2f}; {_first_modelled(shadow)}\n",
+        f"measured, correction {policy.correction:.2f}; {_first_modelled(shadow)}; "
+        f"the model's bands' factors at the end: {_factors(policy)}\n",
         "| answers | evidence | record | count | predicted | by the table alone | wrong |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -118,6 +121,12 @@ def _run(job: tuple[str, float, str, str, float | None, str | None]) -> str:
             wrong = sum(not t.correct for t in band)
             lines.append(f"| [{lo:g}, {hi:g}) | {len(band):,} | {predicted:.1f} | {wrong} |")
     return "\n".join(lines + _shadow_lines(trace, shadow))
+
+
+def _factors(policy: ErrorBudget) -> str:
+    """The model's bands' factors (``semcache._model_bands``), lowest band first."""
+    bands = policy.bands
+    return " ".join(f"{bands.factor(lo):.2f}" for lo in (0.0, *EDGES))
 
 
 #: The model's estimates the LLM calls' candidates are grouped by, lowest first.
