@@ -103,6 +103,10 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
 - ``no-bands``: the model's estimates as fitted, not raised by their band's factor
   (:mod:`semcache._model_bands`; the build before "The model's lowest estimates,
   raised by band").
+- ``band-upper``: the model's upper bound raised by its band's factor at the Poisson
+  upper bound of the wrong answers found there (``Z_UPPER``), not by the estimate's:
+  a band that has seen little doubts more, and verifies more (docs/quality.md, "The
+  model's lowest estimates, raised by band").
 - Every variant builds on the shipped budget: the figures docs/quality.md gives for a
   variant measured before the ledger (all of them up to "The allowance left,
   carried") are its command's with ``+window-slack`` joined to the variant.
@@ -180,6 +184,7 @@ VARIANTS = (
     "upper-correction",
     "range-check",
     "no-bands",
+    "band-upper",
 )
 
 
@@ -404,6 +409,10 @@ class VariantBudget(ErrorBudget):
         self.tested: RangeCheck | None = RangeCheck() if "range-check" in parts else None
         if "no-bands" in parts:
             self.bands = FlatBands()
+        #: with ``band-upper``: the model's upper bound is raised by its band's upper
+        #: factor (the wrong answers found there, at their Poisson upper bound), not by
+        #: the estimate's
+        self.band_upper = "band-upper" in parts
 
     @property
     def correction(self) -> float:
@@ -478,6 +487,17 @@ class VariantBudget(ErrorBudget):
             if estimate is not None:
                 self.from_model = True
                 return estimate
+        if self.band_upper and features is not None and self.modelled:
+            assert self.model is not None
+            est = self.model.estimate(features)
+            if est is not None:
+                bands = self.bands
+                b = bands.band(est[0])
+                w, z = bands.wrong[b], semcache._budget_policy.Z_UPPER
+                high = w + z * z / 2 + z * math.sqrt(w + z * z / 4)
+                up = max(1.0, (high + 1.0) / (bands.predicted[b] + 1.0))
+                mean = min(1.0, est[0] * bands.factor(est[0]))
+                return mean, max(mean, min(1.0, est[1] * up))
         if self.calibration is not None and features is not None and self.modelled:
             assert self.model is not None
             raw = self.model.estimate(features)
