@@ -383,13 +383,13 @@ class Budgets:
     def same_in(self, ns: str) -> SameAnswer:
         """``same_answer`` for the stored texts of namespace ``ns``: on the answers
         read from them where a view is registered for its prefix (:attr:`views`)."""
-        view, same = next((v for p, v in self.views.items() if ns.startswith(p)), None), self.same
+        view, same = _view(self.views, ns), self.same
         return same if view is None else lambda a, b: same(view(a), view(b))
 
     def answer_text(self, ns: str, text: str) -> str:
         """The answer in a stored (or fresh) text of namespace ``ns``: the registered
         view's (:attr:`views`), else the text: what ``answer_similarity`` embeds."""
-        view = next((v for p, v in self.views.items() if ns.startswith(p)), None)
+        view = _view(self.views, ns)
         return text if view is None else view(text)
 
     def answers_of(
@@ -778,6 +778,11 @@ class Budgets:
             self.policy(entry.namespace).feedback(record, similarity, correct)
         self.counters["feedback"] += 1
         self.write({entry.id: record}, [entry])
+
+
+def _view(views: Mapping[str, Callable[[str], str]], ns: str) -> Callable[[str], str] | None:
+    """The view registered for the prefix of namespace ``ns`` (None: none)."""
+    return next((view for prefix, view in views.items() if ns.startswith(prefix)), None)
 
 
 def summary(budgets: Budgets) -> dict[str, Any]:

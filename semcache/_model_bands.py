@@ -84,17 +84,15 @@ class ModelBands:
         return out
 
     def counts(self) -> dict[str, float]:
-        """Every counter by name (:data:`NAMES`)."""
-        return {
-            **{f"bands.p.{b}": v for b, v in enumerate(self.predicted)},
-            **{f"bands.w.{b}": v for b, v in enumerate(self.wrong)},
-        }
+        """Every counter by name (:data:`NAMES`: the predictions, then the wrong
+        answers, each band in order)."""
+        return dict(zip(NAMES, [*self.predicted, *self.wrong], strict=True))
 
     @classmethod
     def from_counts(cls, count: Callable[[str], float]) -> ModelBands:
         """The bands whose counter of each name (:data:`NAMES`) is ``count(name)``."""
         out = cls()
-        for b in range(len(out.predicted)):
-            out.predicted[b] = float(count(f"bands.p.{b}"))
-            out.wrong[b] = float(count(f"bands.w.{b}"))
+        values = [float(count(name)) for name in NAMES]
+        bands = len(out.predicted)
+        out.predicted, out.wrong = values[:bands], values[bands:]
         return out

@@ -11,20 +11,13 @@ from pathlib import Path
 
 import pytest
 from test_error_budget import budget_cache, engine, force, two_shared_caches, vec
-from test_risk_model import _verify_many, _x
+from test_risk_model import _verify_many, _x, quick  # noqa: F401 (fixtures)
 
 import semcache._risk_model as risk_model
 from semcache._agreement import ALONE, Agreement
 from semcache._budget_policy import ErrorBudget
 from semcache._model_bands import EDGES, NAMES, ModelBands
 from semcache._risk_model import RiskModel
-
-
-@pytest.fixture
-def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model refits every 4 outcomes, once it saw 2 of each kind."""
-    monkeypatch.setattr(risk_model, "REFIT", 4)
-    monkeypatch.setattr(risk_model, "MIN_CLASS", 2)
 
 
 # -- the bands alone ----------------------------------------------------------------------------
@@ -87,7 +80,8 @@ def _fitted_budget() -> ErrorBudget:
     return budget
 
 
-def test_the_models_estimate_is_raised_by_its_bands_factor(quick: None) -> None:
+@pytest.mark.usefixtures("quick")
+def test_the_models_estimate_is_raised_by_its_bands_factor() -> None:
     budget = _fitted_budget()
     assert budget.model is not None
     budget.predicted = risk_model.TESTABLE  # (the model decides)
@@ -107,7 +101,8 @@ def test_the_models_estimate_is_raised_by_its_bands_factor(quick: None) -> None:
     assert budget.risk(ev, None, x) == budget.table_risk(ev, None)
 
 
-def test_every_llm_call_is_counted_at_the_estimate_made_before_it_is_learnt(quick: None) -> None:
+@pytest.mark.usefixtures("quick")
+def test_every_llm_call_is_counted_at_the_estimate_made_before_it_is_learnt() -> None:
     budget = _fitted_budget()
     assert budget.model is not None
     ev = Agreement(0.8, 1, 1, None, ALONE)
@@ -131,7 +126,8 @@ def test_an_unfitted_model_counts_nothing() -> None:
     assert budget.bands.pending == {}
 
 
-def test_the_bands_round_trip_with_the_budget_and_an_older_budget_has_none(quick: None) -> None:
+@pytest.mark.usefixtures("quick")
+def test_the_bands_round_trip_with_the_budget_and_an_older_budget_has_none() -> None:
     budget = _fitted_budget()
     budget.observe(Agreement(0.8, 1, 1, None, ALONE), None, False, None, _x(similarity=0.8))
     data = budget.to_json()
@@ -148,7 +144,8 @@ def test_the_bands_round_trip_with_the_budget_and_an_older_budget_has_none(quick
 
 
 # -- in the cache -------------------------------------------------------------------------------
-def test_the_cache_keeps_the_bands_in_the_store(tmp_path: Path, quick: None) -> None:
+@pytest.mark.usefixtures("quick")
+def test_the_cache_keeps_the_bands_in_the_store(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     with budget_cache(path) as cache:
         _verify_many(cache, 8)  # a fit at 4: the 4 after it are counted, 2 of them wrong
@@ -165,7 +162,8 @@ def test_the_cache_keeps_the_bands_in_the_store(tmp_path: Path, quick: None) -> 
     )
 
 
-def test_two_caches_on_one_file_share_the_bands(tmp_path: Path, quick: None) -> None:
+@pytest.mark.usefixtures("quick")
+def test_two_caches_on_one_file_share_the_bands(tmp_path: Path) -> None:
     with two_shared_caches(tmp_path / "c.db") as (a, b, hand_over):
         _verify_many(a, 6)  # a fit at 4: 2 counted, 1 wrong
         hand_over()
