@@ -14,7 +14,10 @@ Prints one row per chain and budget: each stream's hit rate and wrong answers (a
 its own share of the allowance), the chain's hit rate and wrong answers against its
 allowance, whether it is within, and the get from which the risk model decided (none:
 it never did). ``--variant NAME`` runs a variant of ``budget_variants.py``
-(``shipped-model+no-bands``: the build before the bands).
+(``shipped-model+no-bands``: the build before the bands). ``--by-band`` prints, after
+the rows, each stream's served answers by the band of the model's estimate
+(``semcache._model_bands``; ``table``: served while the table decided): how many, the
+wrong answers their estimates predicted, and those found.
 
 Run:  OPENBLAS_NUM_THREADS=1 PYTHONPATH=.:benchmarks .venv/bin/python \\
           benchmarks/budget_chains.py ../shared/data/eval/clinc150.csv \\
@@ -25,6 +28,7 @@ Run:  OPENBLAS_NUM_THREADS=1 PYTHONPATH=.:benchmarks .venv/bin/python \\
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -32,6 +36,7 @@ from budget_streams import stream_set
 from budget_variants import VariantBudget
 
 from semcache._budget_policy import ErrorBudget
+from semcache._model_bands import EDGES, ModelBands
 from semcache._risk_model import RiskModel
 from semcache.embedders import default_embedder
 from semcache.quality._budget_replay import budget_stream_replay
@@ -39,8 +44,8 @@ from semcache.quality._clusters import StreamVectors, shipped_defaults
 from semcache.quality._embedding_cache import EmbeddingFile
 
 
-def _run(job: tuple[str, float, str, str, str | None]) -> str:
-    chain, budget, path, cache_path, variant = job
+def _run(job: tuple[str, float, str, str, str | None, bool]) -> tuple[str, list[str]]:
+    chain, budget, path, cache_path, variant, by_band = job
     streams = [s.strip() for s in chain.split(">")]
     embed = EmbeddingFile(default_embedder(), cache_path).embed
     _, seed = stream_set(streams[0], path)
@@ -51,18 +56,29 @@ def _run(job: tuple[str, float, str, str, str | None]) -> str:
         policy = ErrorBudget(budget, floor=0.5, seed=seed, model=RiskModel())
     first: list[int] = []
     decide = policy.decide
+    bands: list[int | None] = []  # per get with features: the model's band, or None
 
     def noting(*args: Any, **kwargs: Any) -> Any:
+        features = kwargs.get("features", args[2] if len(args) > 2 else None)
+        band = None
+        if features is not None and policy.modelled and policy.model is not None:
+            estimate = policy.model.estimate(features)
+            band = None if estimate is None else ModelBands.band(estimate[0])
         decision = decide(*args, **kwargs)
         if not first and policy.modelled:
             first.append(policy.gets)
+        if features is not None:
+            bands.append(band)
         return decision
 
     policy.decide = noting  # type: ignore[method-assign]
     parts = []
+    detail: list[str] = []
     gets = wrong = hits = 0
     for stream in streams:
         clusters, stream_seed = stream_set(stream, path)
+        trace: list[Any] = []
+        bands.clear()
         p = budget_stream_replay(
             StreamVectors(clusters, embed),
             budget,
@@ -70,7 +86,10 @@ def _run(job: tuple[str, float, str, str, str | None]) -> str:
             seed=stream_seed,
             policy=policy,
             inspect=policy.inspect if isinstance(policy, VariantBudget) else None,
+            trace=trace if by_band else None,
         )
+        if by_band:
+            detail.append(f"{chain} ({budget:g}), {stream}: {_by_band(trace, bands)}")
         gets, wrong, hits = gets + p.gets, wrong + p.wrong, hits + p.hits
         parts.append(f"{stream}: {p.hit_rate:.3f}, {p.wrong} / {budget * p.gets:.1f}")
     within = "within" if wrong <= budget * gets else "**over**"
@@ -78,6 +97,27 @@ def _run(job: tuple[str, float, str, str, str | None]) -> str:
     return (
         f"| {' > '.join(streams)} | {budget:g} | {'; '.join(parts)} | {hits / gets:.3f} | "
         f"{wrong} / {budget * gets:.1f} | {within} | {decided} |"
+    ), detail
+
+
+def _by_band(trace: list[Any], bands: list[int | None]) -> str:
+    """The served answers of one stream by the band of the model's estimate (``table``
+    where it did not decide): count, predicted wrong answers, wrong answers found."""
+    assert len(trace) == len(bands)
+    served: dict[int, list[float]] = defaultdict(lambda: [0, 0.0, 0])
+    for t, band in zip(trace, bands, strict=True):
+        if t.action == "serve":
+            row = served[-1 if band is None else band]
+            row[0] += 1
+            row[1] += t.risk
+            row[2] += not t.correct
+    names = {-1: "table", 0: f"<{EDGES[0]:g}"} | {
+        b: f"{EDGES[b - 1]:g}-{EDGES[b]:g}" if b < len(EDGES) else f">={EDGES[-1]:g}"
+        for b in range(1, len(EDGES) + 1)
+    }
+    return "; ".join(
+        f"{names[b]}: {n:,.0f} served, {m:.1f} predicted, {w:.0f} wrong"
+        for b, (n, m, w) in sorted(served.items())
     )
 
 
@@ -89,6 +129,9 @@ def main() -> None:
     parser.add_argument("--chains", nargs="+", required=True, help='e.g. "order 3>order 4"')
     parser.add_argument("--variant", default=None, help="a variant of budget_variants.py")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--by-band", action="store_true", help="each stream's served answers by the model's band"
+    )
     args = parser.parse_args()
     if args.variant is not None:
         VariantBudget(0.01, variant=args.variant)  # a misspelt part fails here, not in a worker
@@ -98,13 +141,19 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     jobs = [
-        (c, b, args.clusters, args.embedding_cache, args.variant)
+        (c, b, args.clusters, args.embedding_cache, args.variant, args.by_band)
         for b in args.budget
         for c in args.chains
     ]
+    details = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        for row in pool.map(_run, jobs):
+        for row, detail in pool.map(_run, jobs):
             print(row, flush=True)
+            details.extend(detail)
+    if details:
+        print()
+        for line in details:
+            print(f"- {line}")
 
 
 if __name__ == "__main__":

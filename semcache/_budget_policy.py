@@ -31,7 +31,8 @@ not from its code. The pieces, each small and testable on its own:
   far left unspent (the allowance of every get so far, less the served answers'
   estimated risks: :attr:`ErrorBudget.room`) is added to the window's (at most
   doubling it). Where the risk model decides, its estimates are raised in the bands
-  where the LLM calls' candidates were wrong more often than it said
+  where the LLM calls' candidates were wrong more often than it said, and below the
+  lowest band those calls tested to that band's lowest estimate
   (:mod:`semcache._model_bands`).
 
 What it guarantees, and under which assumptions, is in docs/quality.md ("An error
@@ -608,14 +609,18 @@ class ErrorBudget:
         """The estimated risk of serving the candidate ``ev`` describes, and its upper
         bound: the model's for ``features`` when it decides (:attr:`modelled`), each
         multiplied by its band's factor (:meth:`ModelBands.factor
-        <semcache._model_bands.ModelBands.factor>`) and at most 1; else
-        :meth:`table_risk`'s."""
+        <semcache._model_bands.ModelBands.factor>`), at least the floor below the
+        lowest band tested (:meth:`ModelBands.floor
+        <semcache._model_bands.ModelBands.floor>`; the bound at least the estimate) and
+        at most 1; else :meth:`table_risk`'s."""
         if features is not None and self.modelled:
             assert self.model is not None
             estimate = self.model.estimate(features)
             if estimate is not None:
                 f = self.bands.factor(estimate[0])
-                return min(1.0, estimate[0] * f), min(1.0, estimate[1] * f)
+                least = self.bands.floor(estimate[0])
+                mean = min(1.0, max(estimate[0] * f, least))
+                return mean, min(1.0, max(estimate[1] * f, mean))
         return self.table_risk(ev, record)
 
     def table_risks(self, ev: Agreement, record: EntryRecord | None) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from test_risk_model import _verify_many, _x, quick  # noqa: F401 (fixtures)
 import semcache._risk_model as risk_model
 from semcache._agreement import ALONE, Agreement
 from semcache._budget_policy import ErrorBudget
-from semcache._model_bands import EDGES, NAMES, ModelBands
+from semcache._model_bands import EDGES, NAMES, TESTED, ModelBands
 from semcache._risk_model import RiskModel
 
 
@@ -51,6 +51,28 @@ def test_a_band_whose_calls_were_wrong_less_often_keeps_its_estimates() -> None:
     for i in range(100):  # 5 predicted, 1 found
         bands.add(0.05, correct=i > 0)
     assert bands.factor(0.05) == 1.0
+
+
+def test_below_the_lowest_band_tested_estimates_stand_for_its_lowest_raised() -> None:
+    bands = ModelBands()
+    assert bands.floor(0.00005) == 0.0  # nothing tested
+    for _ in range(400):  # 0.0002 predicted 400 times: 0.08, below TESTED
+        bands.add(0.0002, correct=True)
+    for i in range(1000):  # 0.002 predicted 1,000 times: 2 wrong answers, 7 found
+        bands.add(0.002, correct=i >= 7)
+    assert not bands.predicted[1] >= TESTED
+    t = ModelBands.band(0.002)
+    assert bands.predicted[t] == pytest.approx(2.0)
+    assert bands.predicted[t] >= TESTED
+    # the lowest band tested opens at 0.001, its factor (7 + 1) / (2 + 1)
+    assert bands.floor(0.00005) == pytest.approx(0.001 * 8 / 3)
+    assert bands.floor(0.0002) == pytest.approx(0.001 * 8 / 3)  # (a band seen, not tested)
+    assert bands.floor(0.002) == 0.0  # in the lowest band tested, or above: none
+    assert bands.floor(0.5) == 0.0
+    for _ in range(20000):  # the band below tested as well (2 predicted), none wrong
+        bands.add(0.0001, correct=True)
+    assert bands.floor(0.00005) == pytest.approx(0.0001)  # (factor 1)
+    assert bands.floor(0.0002) == 0.0
 
 
 def test_the_changes_are_drained_by_name_and_the_counts_round_trip() -> None:
@@ -88,10 +110,11 @@ def test_the_models_estimate_is_raised_by_its_bands_factor() -> None:
     ev = Agreement(0.7, 1, 1, None, ALONE)
     x = _x(similarity=0.7)
     mean, upper = budget.model.estimate(x)  # type: ignore[misc]
-    assert budget.risk(ev, None, x) == (mean, upper)  # nothing counted yet
     b = ModelBands.band(mean)
-    budget.bands.predicted[b], budget.bands.wrong[b] = mean, 3.0
-    f = 4.0 / (mean + 1.0)
+    budget.bands.predicted[b] = TESTED  # (tested: the model's estimate stands alone)
+    assert budget.risk(ev, None, x) == (mean, upper)
+    budget.bands.wrong[b] = 3.0
+    f = 4.0 / (TESTED + 1.0)
     assert budget.risk(ev, None, x) == (
         pytest.approx(min(1.0, mean * f)),
         pytest.approx(min(1.0, upper * f)),
@@ -99,6 +122,30 @@ def test_the_models_estimate_is_raised_by_its_bands_factor() -> None:
     # the table's estimate, where the model does not decide, is not the bands' to move
     budget.predicted = 0.0
     assert budget.risk(ev, None, x) == budget.table_risk(ev, None)
+
+
+@pytest.mark.usefixtures("quick")
+def test_below_the_lowest_band_tested_the_models_estimate_has_that_bands_floor() -> None:
+    budget = ErrorBudget(0.01, model=RiskModel())
+    assert budget.model is not None
+    for i in range(8):  # wrong below 0.8, right above: low estimates near 1
+        budget.model.learn(_x(similarity=0.6 + i / 20), correct=i >= 4)
+    budget.model.refit()
+    budget.predicted = risk_model.TESTABLE  # (the model decides)
+    ev = Agreement(1.0, 1, 1, None, ALONE)
+    x = _x(similarity=1.0)
+    mean, upper = budget.model.estimate(x)  # type: ignore[misc]
+    b = ModelBands.band(mean)
+    assert b < len(EDGES)  # (a band above it, to be the lowest tested)
+    budget.bands.predicted[b + 1], budget.bands.wrong[b + 1] = 4.0, 9.0  # factor 2
+    least = EDGES[b] * 2.0
+    assert budget.bands.floor(mean) == pytest.approx(least)
+    assert budget.risk(ev, None, x) == (
+        pytest.approx(max(mean, least)),
+        pytest.approx(max(upper, mean, least)),
+    )
+    budget.bands.predicted[b] = TESTED  # its own band tested: no floor
+    assert budget.risk(ev, None, x) == (mean, upper)
 
 
 @pytest.mark.usefixtures("quick")
