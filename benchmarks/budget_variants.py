@@ -107,6 +107,17 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   upper bound of the wrong answers found there (``Z_UPPER``), not by the estimate's:
   a band that has seen little doubts more, and verifies more (docs/quality.md, "The
   model's lowest estimates, raised by band").
+- ``no-floor``: the model's estimates below the lowest band its LLM calls tested not
+  raised to that band's floor (``ModelBands.floor``; the build before "Below the
+  lowest band tested, a floor" in docs/quality.md).
+- ``calls-floor``: instead of that floor, the share of wrong answers among the LLM
+  calls counted in the estimate's band and every band below (one call more on the
+  right side): tried first, not shipped (it includes the candidates the table refused,
+  and at 0.01 it cost 0.15 of hit rate).
+- ``table-untested``: instead of that floor, the table's estimate (and bound) as the
+  least the model's stand for in a band not tested: tried, not shipped (0.14 at 0.01).
+- ``tested-z2``: the floor with a band tested once its calls predicted
+  ``Z_CORRECTION ** 2`` wrong answers, not :data:`~semcache._model_bands.TESTED` (1).
 - Every variant builds on the shipped budget: the figures docs/quality.md gives for a
   variant measured before the ledger (all of them up to "The allowance left,
   carried") are its command's with ``+window-slack`` joined to the variant.
@@ -141,7 +152,7 @@ from semcache._budget_policy import (
     _log_loss,
     _wilson_upper,
 )
-from semcache._model_bands import ModelBands
+from semcache._model_bands import EDGES, TESTED, ModelBands
 from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
 from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
@@ -185,6 +196,10 @@ VARIANTS = (
     "range-check",
     "no-bands",
     "band-upper",
+    "no-floor",
+    "calls-floor",
+    "table-untested",
+    "tested-z2",
 )
 
 
@@ -222,6 +237,50 @@ class FlatBands(ModelBands):
     def factor(self, estimate: float) -> float:
         """1: the model's estimate as it is."""
         return 1.0
+
+    def floor(self, estimate: float) -> float:
+        """0: no floor either."""
+        return 0.0
+
+
+class NoFloorBands(ModelBands):
+    """``no-floor`` and ``table-untested``: the factor, no floor."""
+
+    def floor(self, estimate: float) -> float:
+        """0: the model's estimate, raised by its factor only."""
+        return 0.0
+
+
+class CallsFloorBands(ModelBands):
+    """``calls-floor``: the floor is the share of wrong answers among the LLM calls
+    counted in the estimate's band and every band below, one call more on the right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = [0.0] * len(self.predicted)
+
+    def add(self, estimate: float, correct: bool) -> None:
+        """As shipped, and the call counted."""
+        super().add(estimate, correct)
+        self.calls[self.band(estimate)] += 1.0
+
+    def floor(self, estimate: float) -> float:
+        """The wrong answers over the calls, in the band and below."""
+        top = self.band(estimate) + 1
+        return sum(self.wrong[:top]) / (sum(self.calls[:top]) + 1.0)
+
+
+class Z2TestedBands(ModelBands):
+    """``tested-z2``: a band tested once its calls predicted ``Z_CORRECTION ** 2``."""
+
+    def floor(self, estimate: float) -> float:
+        """As shipped, with that count."""
+        z2 = semcache._budget_policy.Z_CORRECTION**2
+        b = self.band(estimate)
+        for t, predicted in enumerate(self.predicted):
+            if predicted >= z2:
+                return 0.0 if b >= t else EDGES[t - 1] * self.factor(EDGES[t - 1])
+        return 0.0
 
 
 def model_axis(p: float) -> float:
@@ -409,6 +468,15 @@ class VariantBudget(ErrorBudget):
         self.tested: RangeCheck | None = RangeCheck() if "range-check" in parts else None
         if "no-bands" in parts:
             self.bands = FlatBands()
+        elif parts & {"no-floor", "table-untested"}:
+            self.bands = NoFloorBands()
+        elif "calls-floor" in parts:
+            self.bands = CallsFloorBands()
+        elif "tested-z2" in parts:
+            self.bands = Z2TestedBands()
+        #: with ``table-untested``: in a band not tested the table's estimate is the
+        #: least the model's stands for
+        self.table_untested = "table-untested" in parts
         #: with ``band-upper``: the model's upper bound is raised by its band's upper
         #: factor (the wrong answers found there, at their Poisson upper bound), not by
         #: the estimate's
@@ -487,6 +555,13 @@ class VariantBudget(ErrorBudget):
             if estimate is not None:
                 self.from_model = True
                 return estimate
+        if self.table_untested and features is not None and self.modelled:
+            assert self.model is not None
+            est = self.model.estimate(features)
+            if est is not None and self.bands.predicted[self.bands.band(est[0])] < TESTED:
+                mean, upper = super().risk(ev, record, features)
+                table = self.table_risk(ev, record)
+                return max(mean, table[0]), max(upper, table[1])
         if self.band_upper and features is not None and self.modelled:
             assert self.model is not None
             est = self.model.estimate(features)
