@@ -152,7 +152,7 @@ from semcache._budget_policy import (
     _log_loss,
     _wilson_upper,
 )
-from semcache._model_bands import EDGES, TESTED, ModelBands
+from semcache._model_bands import TESTED, ModelBands
 from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
 from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
@@ -273,14 +273,7 @@ class CallsFloorBands(ModelBands):
 class Z2TestedBands(ModelBands):
     """``tested-z2``: a band tested once its calls predicted ``Z_CORRECTION ** 2``."""
 
-    def floor(self, estimate: float) -> float:
-        """As shipped, with that count."""
-        z2 = semcache._budget_policy.Z_CORRECTION**2
-        b = self.band(estimate)
-        for t, predicted in enumerate(self.predicted):
-            if predicted >= z2:
-                return 0.0 if b >= t else EDGES[t - 1] * self.factor(EDGES[t - 1])
-        return 0.0
+    tested_at = semcache._budget_policy.Z_CORRECTION**2
 
 
 def model_axis(p: float) -> float:

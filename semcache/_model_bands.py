@@ -60,6 +60,9 @@ class ModelBands:
         pending: the changes since :meth:`drain` (by counter name).
     """
 
+    #: the wrong answers a band's calls must predict to count as tested (:meth:`floor`)
+    tested_at: float = TESTED
+
     def __init__(self) -> None:
         bands = len(EDGES) + 1
         self.predicted = [0.0] * bands
@@ -98,7 +101,7 @@ class ModelBands:
         :meth:`factor`."""
         b = self.band(estimate)
         for t in range(len(self.predicted)):
-            if self.predicted[t] >= TESTED:
+            if self.predicted[t] >= self.tested_at:
                 return 0.0 if b >= t else EDGES[t - 1] * self.factor(EDGES[t - 1])
         return 0.0
 
