@@ -22,12 +22,12 @@ lower count is no reason to serve more.
 That factor is drawn towards 1 where a band has seen little, and once the model decides
 its lowest bands see few LLM calls (the answers it serves there are verified at 0.5%
 at 0.001): over five streams' traffic at 0.001 it still went over, its answers below
-0.0001 wrong about 50 times as often as it said. A band whose calls predicted fewer than
-:data:`TESTED` wrong answers has not tested the model, and the model is not trusted to
-rank below the lowest band that has: an estimate below it is raised to that band's
-lowest estimate, raised by its factor (:meth:`ModelBands.floor`). It still orders the
-candidates above the floor, where its gain at 0.01 is, and the floor is far below the
-levels served at there.
+0.0001 wrong about 10 times as often as its raised estimates said. A band whose calls
+predicted fewer than :data:`TESTED` wrong answers has not tested the model, and the
+model is not trusted to rank below the lowest band that has: an estimate below it is
+raised to that band's lowest estimate, raised by its factor (:meth:`ModelBands.floor`).
+It still orders the candidates above the floor. The price, at 0.01, is about 0.03 of
+hit rate (docs/quality.md, "Below the lowest band tested, a floor").
 
 The counts are additive, named counters (:meth:`ModelBands.counts`), kept with the
 budget's others in the store and shared by every process.
