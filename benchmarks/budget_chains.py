@@ -56,19 +56,17 @@ def _run(job: tuple[str, float, str, str, str | None, bool]) -> tuple[str, list[
         policy = ErrorBudget(budget, floor=0.5, seed=seed, model=RiskModel())
     first: list[int] = []
     decide = policy.decide
-    bands: list[int | None] = []  # per get with features: the model's band, or None
+    bands: list[int | None] = []  # with by_band, per get with features: its band or None
 
     def noting(*args: Any, **kwargs: Any) -> Any:
         features = kwargs.get("features", args[2] if len(args) > 2 else None)
-        band = None
-        if features is not None and policy.modelled and policy.model is not None:
-            estimate = policy.model.estimate(features)
-            band = None if estimate is None else ModelBands.band(estimate[0])
+        if by_band and features is not None:  # (the model's estimate, only when asked)
+            model = policy.model if policy.modelled else None
+            estimate = None if model is None else model.estimate(features)
+            bands.append(None if estimate is None else ModelBands.band(estimate[0]))
         decision = decide(*args, **kwargs)
         if not first and policy.modelled:
             first.append(policy.gets)
-        if features is not None:
-            bands.append(band)
         return decision
 
     policy.decide = noting  # type: ignore[method-assign]
