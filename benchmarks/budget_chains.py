@@ -88,6 +88,7 @@ def _run(job: tuple[str, float, str, str, str | None, bool]) -> tuple[str, list[
         )
         if by_band:
             detail.append(f"{chain} ({budget:g}), {stream}: {_by_band(trace, bands)}")
+            detail.append(f"{chain} ({budget:g}), after {stream}: {_calls(policy)}")
         gets, wrong, hits = gets + p.gets, wrong + p.wrong, hits + p.hits
         parts.append(f"{stream}: {p.hit_rate:.3f}, {p.wrong} / {budget * p.gets:.1f}")
     within = "within" if wrong <= budget * gets else "**over**"
@@ -109,14 +110,39 @@ def _by_band(trace: list[Any], bands: list[int | None]) -> str:
             row[0] += 1
             row[1] += t.risk
             row[2] += not t.correct
-    names = {-1: "table", 0: f"<{EDGES[0]:g}"} | {
-        b: f"{EDGES[b - 1]:g}-{EDGES[b]:g}" if b < len(EDGES) else f">={EDGES[-1]:g}"
-        for b in range(1, len(EDGES) + 1)
-    }
+    names = _names()
     return "; ".join(
         f"{names[b]}: {n:,.0f} served, {m:.1f} predicted, {w:.0f} wrong"
         for b, (n, m, w) in sorted(served.items())
     )
+
+
+def _calls(policy: ErrorBudget) -> str:
+    """What the policy has learnt by band so far: the LLM calls' predicted and found
+    wrong answers in each band (:attr:`ErrorBudget.bands`), with the band's factor and
+    floor, and the verified candidates' correction."""
+    b = policy.bands
+    out = []
+    for i in range(len(b.predicted)):
+        if b.predicted[i] or b.wrong[i]:
+            low = 0.0 if i == 0 else EDGES[i - 1]
+            out.append(
+                f"{_names()[i]}: {b.predicted[i]:.2f} / {b.wrong[i]:.0f} "
+                f"(x{b.factor(low):.2f}, floor {b.floor(low):.2g})"
+            )
+    return (
+        f"calls by band (predicted / wrong): {'; '.join(out)}; correction "
+        f"{policy.correction:.2f} ({policy.predicted:.1f} predicted, {policy.measured:.0f} "
+        "wrong verified)"
+    )
+
+
+def _names() -> dict[int, str]:
+    """Each band's name (``table``: -1)."""
+    return {-1: "table", 0: f"<{EDGES[0]:g}"} | {
+        b: f"{EDGES[b - 1]:g}-{EDGES[b]:g}" if b < len(EDGES) else f">={EDGES[-1]:g}"
+        for b in range(1, len(EDGES) + 1)
+    }
 
 
 def main() -> None:
