@@ -118,6 +118,18 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
   least the model's stand for in a band not tested: tried, not shipped (0.14 at 0.01).
 - ``tested-z2``: the floor with a band tested once its calls predicted
   ``Z_CORRECTION ** 2`` wrong answers, not :data:`~semcache._model_bands.TESTED` (1).
+  ``no-floor``, ``calls-floor``, ``table-untested`` and ``tested-z2`` raise a band
+  only, as the build they were measured on did (``up-only``).
+- ``up-only``: a band's estimates raised where its calls were wrong more often, never
+  lowered (the build before "Bands lowered on the verified candidates' word" in
+  docs/quality.md).
+- ``band-down-calls``: a band lowered where every LLM call counted in it, misses too,
+  was wrong significantly less often, not only where its verified candidates were:
+  tried first, not shipped (it served answers wrong more often than the lowered
+  estimates said, where once a band is served its calls are few).
+- ``band-down-upper``: as ``band-down-calls``, lowered by the count's Poisson upper
+  bound over the prediction (as the correction is), not by ``(found + 1) / (predicted
+  + 1)``: tried, not shipped.
 - Every variant builds on the shipped budget: the figures docs/quality.md gives for a
   variant measured before the ledger (all of them up to "The allowance left,
   carried") are its command's with ``+window-slack`` joined to the variant.
@@ -143,6 +155,7 @@ import numpy as np
 from risk_model import LEXICAL, RiskModel
 
 import semcache._budget_policy
+import semcache._model_bands
 from semcache._agreement import ALONE, Agreement
 from semcache._budget_policy import (
     Decision,
@@ -200,6 +213,9 @@ VARIANTS = (
     "calls-floor",
     "table-untested",
     "tested-z2",
+    "up-only",
+    "band-down-upper",
+    "band-down-calls",
 )
 
 
@@ -243,15 +259,26 @@ class FlatBands(ModelBands):
         return 0.0
 
 
-class NoFloorBands(ModelBands):
-    """``no-floor`` and ``table-untested``: the factor, no floor."""
+class UpOnlyBands(ModelBands):
+    """``up-only``: a band is only raised, never lowered (the build before "Bands
+    lowered where their calls were wrong significantly less often"); the variants of
+    the floor below were measured on it, and keep it."""
+
+    def factor(self, estimate: float) -> float:
+        """``(found + 1) / (predicted + 1)`` where that is above 1; else 1."""
+        b = self.band(estimate)
+        return max(1.0, (self.wrong[b] + 1.0) / (self.predicted[b] + 1.0))
+
+
+class NoFloorBands(UpOnlyBands):
+    """``no-floor`` and ``table-untested``: the factor (raising only), no floor."""
 
     def floor(self, estimate: float) -> float:
         """0: the model's estimate, raised by its factor only."""
         return 0.0
 
 
-class CallsFloorBands(ModelBands):
+class CallsFloorBands(UpOnlyBands):
     """``calls-floor``: the floor is the share of wrong answers among the LLM calls
     counted in the estimate's band and every band below, one call more on the right."""
 
@@ -270,10 +297,44 @@ class CallsFloorBands(ModelBands):
         return sum(self.wrong[:top]) / (sum(self.calls[:top]) + 1.0)
 
 
-class Z2TestedBands(ModelBands):
+class Z2TestedBands(UpOnlyBands):
     """``tested-z2``: a band tested once its calls predicted ``Z_CORRECTION ** 2``."""
 
     tested_at = semcache._budget_policy.Z_CORRECTION**2
+
+
+class CallsDownBands(UpOnlyBands):
+    """``band-down-calls``: a band lowered where every LLM call counted in it, misses
+    and verifications, found significantly fewer wrong answers than predicted (its
+    Poisson upper bound at ``Z_LOWER`` below the prediction), by their ratio, one more
+    on each side; the verified candidates' own count not read."""
+
+    def factor(self, estimate: float) -> float:
+        """Raised as shipped; lowered on every call's count."""
+        b = self.band(estimate)
+        m, w = self.predicted[b], self.wrong[b]
+        if w + _spread(w) < m:
+            return (w + 1.0) / (m + 1.0)
+        return super().factor(estimate)
+
+
+class DownUpperBands(UpOnlyBands):
+    """``band-down-upper``: as ``band-down-calls``, but lowered by the count's upper
+    bound over the prediction (as the correction is), not by ``(found + 1) /
+    (predicted + 1)``."""
+
+    def factor(self, estimate: float) -> float:
+        """Raised as shipped; lowered on every call's count, to its upper bound."""
+        b = self.band(estimate)
+        m, w = self.predicted[b], self.wrong[b]
+        upper = w + _spread(w)
+        return upper / m if upper < m else super().factor(estimate)
+
+
+def _spread(w: float) -> float:
+    """What a Poisson count ``w``'s upper bound at ``Z_LOWER`` adds to it."""
+    z = semcache._model_bands.Z_LOWER
+    return z * z / 2 + z * math.sqrt(w + z * z / 4)
 
 
 def model_axis(p: float) -> float:
@@ -467,6 +528,12 @@ class VariantBudget(ErrorBudget):
             self.bands = CallsFloorBands()
         elif "tested-z2" in parts:
             self.bands = Z2TestedBands()
+        elif "up-only" in parts:
+            self.bands = UpOnlyBands()
+        elif "band-down-upper" in parts:
+            self.bands = DownUpperBands()
+        elif "band-down-calls" in parts:
+            self.bands = CallsDownBands()
         #: with ``table-untested``: in a band not tested the table's estimate is the
         #: least the model's stands for
         self.table_untested = "table-untested" in parts

@@ -713,7 +713,8 @@ class ErrorBudget:
         if self.model is not None and features is not None:
             estimate = self.model.estimate(features)
             if estimate is not None:
-                self.bands.add(estimate[0], correct)
+                verified = decision is not None and decision.action == "verify"
+                self.bands.add(estimate[0], correct, verified)
             self.model.learn(features, correct)
         if decision is not None and decision.action == "verify" and not correct:
             self.measured += 1.0

@@ -14,10 +14,20 @@ estimated, before it learnt the outcome, is counted in the band of that estimate
 wrong answers found. Where a band's count is higher, the model's estimates in it are
 raised by ``(found + 1) / (predicted + 1)`` (:meth:`ModelBands.factor`): one wrong
 answer predicted at the estimate joins both sides, the device the table's prior and
-the budget's correction use, so that a band that has seen little moves little. A band
-whose count is lower keeps its estimates: the LLM calls of a band are not the answers
-served there (where the table decides they are the candidates it refused), and a
-lower count is no reason to serve more.
+the budget's correction use, so that a band that has seen little moves little.
+
+A band whose count is lower is lowered only on the verified candidates' word: where
+those counted in it (each a candidate the budget was about to serve, verified at
+random given its estimate) were wrong significantly less often than predicted (a
+Poisson count's upper bound, :data:`Z_LOWER`, below the prediction), its estimates
+are lowered by the higher of the two ratios, every call's and theirs (one more on
+each side of each); else they are kept. At 0.01 the model's estimates from 0.03 up
+were too high, and the answers served there spent the allowance on that. A miss is
+no evidence for lowering: it is a candidate the budget refused (while the table
+decided, one the table rated riskier), and lowering a band on every call's count
+served, in one stream, answers wrong 1.8 times as often as the lowered estimates
+said, since once a band is served its own calls are few (docs/quality.md, "Bands
+lowered on the verified candidates' word").
 
 That factor is drawn towards 1 where a band has seen little, and once the model decides
 its lowest bands see few LLM calls (the answers it serves there are verified at 0.5%
@@ -35,20 +45,28 @@ budget's others in the store and shared by every process.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["EDGES", "NAMES", "TESTED", "ModelBands"]
+__all__ = ["EDGES", "NAMES", "TESTED", "Z_LOWER", "ModelBands"]
 
 #: The upper edges of the estimate's bands (the last band runs to 1).
 EDGES: Final = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3)
 #: The counters' names: ``bands.p.<band>`` (wrong answers predicted) and
-#: ``bands.w.<band>`` (found).
-NAMES: Final = tuple(f"bands.{k}.{b}" for k in "pw" for b in range(len(EDGES) + 1))
+#: ``bands.w.<band>`` (found) over every LLM call, ``bands.vp.<band>`` and
+#: ``bands.vw.<band>`` over the verifications alone.
+NAMES: Final = tuple(
+    f"bands.{k}.{b}" for k in ("p", "w", "vp", "vw") for b in range(len(EDGES) + 1)
+)
 #: The wrong answers a band's LLM calls must have predicted for it to count as tested:
 #: below the lowest band tested, the model's estimates have a floor (:meth:`ModelBands.floor`).
 TESTED: Final = 1.0
+#: The standard normal quantile of the test that lowers a band's estimates: the Poisson
+#: upper bound of the wrong answers its verified candidates were, at this many standard
+#: deviations, below those predicted for them (as the budget's correction tests).
+Z_LOWER: Final = 1.645
 
 
 class ModelBands:
@@ -57,6 +75,9 @@ class ModelBands:
     Attributes:
         predicted: per band, the sum of the estimates counted.
         wrong: per band, how many of their stored answers were wrong.
+        verified_predicted: per band, the sum of the verified candidates' estimates
+            (counted in :attr:`predicted` as well).
+        verified_wrong: per band, how many of those were wrong.
         pending: the changes since :meth:`drain` (by counter name).
     """
 
@@ -67,6 +88,8 @@ class ModelBands:
         bands = len(EDGES) + 1
         self.predicted = [0.0] * bands
         self.wrong = [0.0] * bands
+        self.verified_predicted = [0.0] * bands
+        self.verified_wrong = [0.0] * bands
         self.pending: dict[str, float] = {}
 
     @staticmethod
@@ -74,25 +97,41 @@ class ModelBands:
         """The band of an estimate."""
         return bisect_right(EDGES, estimate)
 
-    def add(self, estimate: float, correct: bool) -> None:
+    def add(self, estimate: float, correct: bool, verified: bool = False) -> None:
         """Count one outcome: the model estimated ``estimate``; the stored answer was
-        right or not."""
+        right or not; ``verified``: the call was a verification (the candidate was to
+        be served), not a miss."""
         b = self.band(estimate)
         self.predicted[b] += estimate
         self._note(f"bands.p.{b}", estimate)
         if not correct:
             self.wrong[b] += 1.0
             self._note(f"bands.w.{b}", 1.0)
+        if verified:
+            self.verified_predicted[b] += estimate
+            self._note(f"bands.vp.{b}", estimate)
+            if not correct:
+                self.verified_wrong[b] += 1.0
+                self._note(f"bands.vw.{b}", 1.0)
 
     def _note(self, name: str, delta: float) -> None:
         self.pending[name] = self.pending.get(name, 0.0) + delta
 
     def factor(self, estimate: float) -> float:
         """What the model's estimates in ``estimate``'s band are multiplied by: the
-        wrong answers found there over those predicted, one more on each side, where
-        that is above 1; else 1."""
+        wrong answers found among its LLM calls over those predicted, one more on each
+        side, where that is above 1. Where it is below 1 and the verified candidates'
+        count is significantly below their prediction (its Poisson upper bound at
+        :data:`Z_LOWER` is), the higher of that ratio and theirs, likewise; else 1."""
         b = self.band(estimate)
-        return max(1.0, (self.wrong[b] + 1.0) / (self.predicted[b] + 1.0))
+        ratio = (self.wrong[b] + 1.0) / (self.predicted[b] + 1.0)
+        if ratio >= 1.0:
+            return ratio
+        m, w = self.verified_predicted[b], self.verified_wrong[b]
+        z2 = Z_LOWER * Z_LOWER
+        if w + z2 / 2 + Z_LOWER * math.sqrt(w + z2 / 4) < m:
+            return max(ratio, (w + 1.0) / (m + 1.0))
+        return 1.0
 
     def floor(self, estimate: float) -> float:
         """The least an estimate of ``estimate`` stands for: 0 in the lowest band whose
@@ -112,14 +151,16 @@ class ModelBands:
 
     def counts(self) -> dict[str, float]:
         """Every counter by name (:data:`NAMES`: the predictions, then the wrong
-        answers, each band in order)."""
-        return dict(zip(NAMES, [*self.predicted, *self.wrong], strict=True))
+        answers, then the verified candidates' of each, each band in order)."""
+        values = [*self.predicted, *self.wrong, *self.verified_predicted, *self.verified_wrong]
+        return dict(zip(NAMES, values, strict=True))
 
     @classmethod
     def from_counts(cls, count: Callable[[str], float]) -> ModelBands:
         """The bands whose counter of each name (:data:`NAMES`) is ``count(name)``."""
         out = cls()
         values = [float(count(name)) for name in NAMES]
-        bands = len(out.predicted)
-        out.predicted, out.wrong = values[:bands], values[bands:]
+        n = len(out.predicted)
+        out.predicted, out.wrong = values[:n], values[n : 2 * n]
+        out.verified_predicted, out.verified_wrong = values[2 * n : 3 * n], values[3 * n :]
         return out

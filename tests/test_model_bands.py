@@ -15,8 +15,8 @@ from test_risk_model import _verify_many, _x, quick  # noqa: F401 (fixtures)
 
 import semcache._risk_model as risk_model
 from semcache._agreement import ALONE, Agreement
-from semcache._budget_policy import ErrorBudget
-from semcache._model_bands import EDGES, NAMES, TESTED, ModelBands
+from semcache._budget_policy import Decision, ErrorBudget
+from semcache._model_bands import EDGES, NAMES, TESTED, Z_LOWER, ModelBands
 from semcache._risk_model import RiskModel
 
 
@@ -28,7 +28,7 @@ def test_an_estimate_falls_in_the_band_its_upper_edge_closes() -> None:
     assert ModelBands.band(0.002) == EDGES.index(0.003)
     assert ModelBands.band(0.9) == len(EDGES)
     assert list(EDGES) == sorted(EDGES)
-    assert len(NAMES) == 2 * (len(EDGES) + 1)
+    assert len(NAMES) == 4 * (len(EDGES) + 1)
 
 
 def test_a_band_whose_calls_were_wrong_more_often_raises_its_estimates() -> None:
@@ -48,9 +48,41 @@ def test_a_band_whose_calls_were_wrong_more_often_raises_its_estimates() -> None
 
 def test_a_band_whose_calls_were_wrong_less_often_keeps_its_estimates() -> None:
     bands = ModelBands()
-    for i in range(100):  # 5 predicted, 1 found
-        bands.add(0.05, correct=i > 0)
+    for i in range(60):  # verified: 3 predicted, 1 found: fewer, not significantly
+        bands.add(0.05, correct=i > 0, verified=True)
     assert bands.factor(0.05) == 1.0
+    for _ in range(100):  # verified: 0.5 predicted, none found
+        bands.add(0.005, correct=True, verified=True)
+    assert bands.factor(0.005) == 1.0
+    for _ in range(1000):  # misses: 200 predicted, none found; the verified none
+        bands.add(0.2, correct=True)
+    assert bands.factor(0.2) == 1.0  # (a miss is no answer the budget would serve)
+
+
+def test_a_band_whose_verified_candidates_were_wrong_significantly_less_often() -> None:
+    bands = ModelBands()
+    for i in range(400):  # verified: 20 predicted, 5 found: the count's upper bound 10.3
+        bands.add(0.05, correct=i >= 5, verified=True)
+    upper = 5 + Z_LOWER**2 / 2 + Z_LOWER * (5 + Z_LOWER**2 / 4) ** 0.5
+    assert upper < 20.0
+    assert (bands.verified_predicted[6], bands.verified_wrong[6]) == pytest.approx((20.0, 5.0))
+    assert bands.factor(0.05) == pytest.approx(6.0 / 21.0)  # one more on each side
+    assert bands.factor(0.02) == 1.0  # (another band)
+    for i in range(200):  # misses in the same band: 10 predicted, 9 found
+        bands.add(0.05, correct=i >= 9)
+    # lowered by the higher ratio: every call's, (14 + 1) / (30 + 1), not the verified
+    assert bands.factor(0.05) == pytest.approx(15.0 / 31.0)
+    for _ in range(20):  # from 0.1 to 0.3, verified: 4 predicted, none found (the
+        bands.add(0.2, correct=True, verified=True)  # upper bound 2.7): lowered by 1 / 5
+    assert bands.factor(0.2) == pytest.approx(1.0 / 5.0)
+
+
+def test_the_floor_follows_a_lowered_band() -> None:
+    bands = ModelBands()
+    for _ in range(1000):  # from 0.01 to 0.03, the lowest band tested, verified:
+        bands.add(0.02, correct=True, verified=True)  # 20 predicted, none found
+    assert bands.factor(0.02) == pytest.approx(1.0 / 21.0)
+    assert bands.floor(0.0001) == pytest.approx(0.01 / 21.0)
 
 
 def test_below_the_lowest_band_tested_estimates_stand_for_its_lowest_raised() -> None:
@@ -80,15 +112,28 @@ def test_the_changes_are_drained_by_name_and_the_counts_round_trip() -> None:
     bands.add(0.002, correct=False)
     bands.add(0.002, correct=True)
     bands.add(0.5, correct=True)
-    b, top = ModelBands.band(0.002), len(EDGES)
+    bands.add(0.05, correct=False, verified=True)
+    b, top, v = ModelBands.band(0.002), len(EDGES), ModelBands.band(0.05)
     assert bands.drain() == pytest.approx(
-        {f"bands.p.{b}": 0.004, f"bands.w.{b}": 1.0, f"bands.p.{top}": 0.5}
+        {
+            f"bands.p.{b}": 0.004,
+            f"bands.w.{b}": 1.0,
+            f"bands.p.{top}": 0.5,
+            f"bands.p.{v}": 0.05,
+            f"bands.w.{v}": 1.0,
+            f"bands.vp.{v}": 0.05,
+            f"bands.vw.{v}": 1.0,
+        }
     )
     assert bands.drain() == {}
     counts = bands.counts()
     assert set(counts) == set(NAMES)
     again = ModelBands.from_counts(counts.__getitem__)
     assert (again.predicted, again.wrong) == (bands.predicted, bands.wrong)
+    assert (again.verified_predicted, again.verified_wrong) == (
+        bands.verified_predicted,
+        bands.verified_wrong,
+    )
     assert again.pending == {}
 
 
@@ -161,9 +206,18 @@ def test_every_llm_call_is_counted_at_the_estimate_made_before_it_is_learnt() ->
     assert budget.bands.predicted[b] == pytest.approx(before[0])
     assert budget.bands.wrong == [1.0 if i == b else 0.0 for i in range(len(EDGES) + 1)]
     assert budget.model.outcomes == 9  # (and the model learnt it after)
+    assert sum(budget.bands.verified_wrong) == 0.0  # (a miss is no verification)
+    again = budget.model.estimate(x)
+    assert again is not None
+    verify = Decision("verify", again[0], again[1], 0.5, 1.0)
+    budget.observe(ev, None, False, verify, x)  # a verification's, wrong as well
+    v = ModelBands.band(again[0])
+    assert budget.bands.verified_predicted[v] == pytest.approx(again[0])
+    assert budget.bands.verified_wrong[v] == 1.0
+    assert sum(budget.bands.wrong) == 2.0
     # below the floor nothing is learnt, nor counted
     budget.observe(Agreement(0.3, 1, 1, None, ALONE), None, False, None, _x(similarity=0.3))
-    assert sum(budget.bands.wrong) == 1.0
+    assert sum(budget.bands.wrong) == 2.0
 
 
 def test_an_unfitted_model_counts_nothing() -> None:
@@ -179,10 +233,7 @@ def test_the_bands_round_trip_with_the_budget_and_an_older_budget_has_none() -> 
     budget.observe(Agreement(0.8, 1, 1, None, ALONE), None, False, None, _x(similarity=0.8))
     data = budget.to_json()
     again = ErrorBudget.from_json(data)
-    assert (again.bands.predicted, again.bands.wrong) == (
-        budget.bands.predicted,
-        budget.bands.wrong,
-    )
+    assert again.bands.counts() == budget.bands.counts()  # (the verified counts with them)
     del data["bands"]
     older = ErrorBudget.from_json(data)
     assert sum(older.bands.wrong) == 0.0
@@ -199,6 +250,8 @@ def test_the_cache_keeps_the_bands_in_the_store(tmp_path: Path) -> None:
         pol = engine(cache).budgets.policy("default")  # type: ignore[union-attr]
         assert sum(pol.bands.wrong) == 2.0
         assert sum(pol.bands.predicted) > 0.0
+        assert sum(pol.bands.verified_wrong) == 2.0  # (verifications, all of them)
+        assert pol.bands.verified_predicted == pol.bands.predicted
         counted = pol.bands.counts()
     with budget_cache(path) as cache:
         again = engine(cache).budgets.policy("default")  # type: ignore[union-attr]
@@ -223,3 +276,4 @@ def test_two_caches_on_one_file_share_the_bands(tmp_path: Path) -> None:
         engine(a).budgets.sync("default")  # type: ignore[union-attr]
         pol_a = engine(a).budgets.policy("default")  # type: ignore[union-attr]
         assert sum(pol_a.bands.wrong) == 2.0
+        assert sum(pol_a.bands.verified_wrong) == 2.0
