@@ -17,7 +17,9 @@ it never did). ``--variant NAME`` runs a variant of ``budget_variants.py``
 (``shipped-model+no-bands``: the build before the bands). ``--by-band`` prints, after
 the rows, each stream's served answers by the band of the model's estimate
 (``semcache._model_bands``; ``table``: served while the table decided): how many, the
-wrong answers their estimates predicted, and those found.
+wrong answers their estimates predicted, and those found; and after each stream, the
+LLM calls counted by band (predicted / wrong), each band's factor and floor, and the
+verified candidates' correction.
 
 Run:  OPENBLAS_NUM_THREADS=1 PYTHONPATH=.:benchmarks .venv/bin/python \\
           benchmarks/budget_chains.py ../shared/data/eval/clinc150.csv \\
