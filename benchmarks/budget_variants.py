@@ -130,6 +130,10 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
 - ``band-down-upper``: as ``band-down-calls``, lowered by the count's Poisson upper
   bound over the prediction (as the correction is), not by ``(found + 1) / (predicted
   + 1)``: tried, not shipped.
+- ``band-up-bound``: a band whose calls found significantly more wrong answers than
+  predicted raised by the count's Poisson upper bound over the prediction, one more
+  on each side (as the correction is), not by ``(found + 1) / (predicted + 1)``.
+- The bands' variants are in ``budget_bands.py`` (:data:`budget_bands.BANDS`).
 - Every variant builds on the shipped budget: the figures docs/quality.md gives for a
   variant measured before the ledger (all of them up to "The allowance left,
   carried") are its command's with ``+window-slack`` joined to the variant.
@@ -152,6 +156,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from budget_bands import BANDS
 from risk_model import LEXICAL, RiskModel
 
 import semcache._budget_policy
@@ -165,7 +170,7 @@ from semcache._budget_policy import (
     _log_loss,
     _wilson_upper,
 )
-from semcache._model_bands import TESTED, ModelBands
+from semcache._model_bands import TESTED
 from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
 from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
@@ -216,6 +221,7 @@ VARIANTS = (
     "up-only",
     "band-down-upper",
     "band-down-calls",
+    "band-up-bound",
 )
 
 
@@ -244,97 +250,6 @@ class RangeCheck:
         m, w = sum(self.predicted[:top]), sum(self.wrong[:top])
         z = semcache._budget_policy.Z_CORRECTION
         return m >= z * z and w + z * z / 2 - z * math.sqrt(w + z * z / 4) <= m
-
-
-class FlatBands(ModelBands):
-    """``no-bands``: the bands counted, their factor always 1 (the build before "The
-    model's lowest estimates, raised by band")."""
-
-    def factor(self, estimate: float) -> float:
-        """1: the model's estimate as it is."""
-        return 1.0
-
-    def floor(self, estimate: float) -> float:
-        """0: no floor either."""
-        return 0.0
-
-
-class UpOnlyBands(ModelBands):
-    """``up-only``: a band is only raised, never lowered (the build before "Bands
-    lowered where their calls were wrong significantly less often"); the variants of
-    the floor below were measured on it, and keep it."""
-
-    def factor(self, estimate: float) -> float:
-        """``(found + 1) / (predicted + 1)`` where that is above 1; else 1."""
-        b = self.band(estimate)
-        return max(1.0, (self.wrong[b] + 1.0) / (self.predicted[b] + 1.0))
-
-
-class NoFloorBands(UpOnlyBands):
-    """``no-floor`` and ``table-untested``: the factor (raising only), no floor."""
-
-    def floor(self, estimate: float) -> float:
-        """0: the model's estimate, raised by its factor only."""
-        return 0.0
-
-
-class CallsFloorBands(UpOnlyBands):
-    """``calls-floor``: the floor is the share of wrong answers among the LLM calls
-    counted in the estimate's band and every band below, one call more on the right."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = [0.0] * len(self.predicted)
-
-    def add(self, estimate: float, correct: bool) -> None:
-        """As shipped, and the call counted."""
-        super().add(estimate, correct)
-        self.calls[self.band(estimate)] += 1.0
-
-    def floor(self, estimate: float) -> float:
-        """The wrong answers over the calls, in the band and below."""
-        top = self.band(estimate) + 1
-        return sum(self.wrong[:top]) / (sum(self.calls[:top]) + 1.0)
-
-
-class Z2TestedBands(UpOnlyBands):
-    """``tested-z2``: a band tested once its calls predicted ``Z_CORRECTION ** 2``."""
-
-    tested_at = semcache._budget_policy.Z_CORRECTION**2
-
-
-class CallsDownBands(UpOnlyBands):
-    """``band-down-calls``: a band lowered where every LLM call counted in it, misses
-    and verifications, found significantly fewer wrong answers than predicted (its
-    Poisson upper bound at ``Z_LOWER`` below the prediction), by their ratio, one more
-    on each side; the verified candidates' own count not read."""
-
-    def factor(self, estimate: float) -> float:
-        """Raised as shipped; lowered on every call's count."""
-        b = self.band(estimate)
-        m, w = self.predicted[b], self.wrong[b]
-        if w + _spread(w) < m:
-            return (w + 1.0) / (m + 1.0)
-        return super().factor(estimate)
-
-
-class DownUpperBands(UpOnlyBands):
-    """``band-down-upper``: as ``band-down-calls``, but lowered by the count's upper
-    bound over the prediction (as the correction is), not by ``(found + 1) /
-    (predicted + 1)``."""
-
-    def factor(self, estimate: float) -> float:
-        """Raised as shipped; lowered on every call's count, to its upper bound."""
-        b = self.band(estimate)
-        m, w = self.predicted[b], self.wrong[b]
-        upper = w + _spread(w)
-        return upper / m if upper < m else super().factor(estimate)
-
-
-def _spread(w: float) -> float:
-    """What a Poisson count ``w``'s upper bound at ``Z_LOWER`` adds to it."""
-    z = semcache._model_bands.Z_LOWER
-    return z * z / 2 + z * math.sqrt(w + z * z / 4)
 
 
 def model_axis(p: float) -> float:
@@ -520,20 +435,10 @@ class VariantBudget(ErrorBudget):
         #: with ``range-check``: the LLM calls' outcomes by the band of the model's
         #: estimate, which the model must pass in the range it would serve from
         self.tested: RangeCheck | None = RangeCheck() if "range-check" in parts else None
-        if "no-bands" in parts:
-            self.bands = FlatBands()
-        elif parts & {"no-floor", "table-untested"}:
-            self.bands = NoFloorBands()
-        elif "calls-floor" in parts:
-            self.bands = CallsFloorBands()
-        elif "tested-z2" in parts:
-            self.bands = Z2TestedBands()
-        elif "up-only" in parts:
-            self.bands = UpOnlyBands()
-        elif "band-down-upper" in parts:
-            self.bands = DownUpperBands()
-        elif "band-down-calls" in parts:
-            self.bands = CallsDownBands()
+        for part, bands in BANDS.items():  # (the first named)
+            if part in parts:
+                self.bands = bands()
+                break
         #: with ``table-untested``: in a band not tested the table's estimate is the
         #: least the model's stands for
         self.table_untested = "table-untested" in parts
