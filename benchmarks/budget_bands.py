@@ -6,11 +6,9 @@ model's lowest estimates, raised by band" and the sections after it).
 
 from __future__ import annotations
 
-import math
-
 import semcache._budget_policy
 import semcache._model_bands
-from semcache._model_bands import ModelBands
+from semcache._model_bands import ModelBands, _bounds
 
 __all__ = ["BANDS"]
 
@@ -75,14 +73,14 @@ class Z2TestedBands(UpOnlyBands):
 class CallsDownBands(UpOnlyBands):
     """``band-down-calls``: a band lowered where every LLM call counted in it, misses
     and verifications, found significantly fewer wrong answers than predicted (its
-    Poisson upper bound at ``Z_LOWER`` below the prediction), by their ratio, one more
+    Poisson upper bound at ``Z_BANDS`` below the prediction), by their ratio, one more
     on each side; the verified candidates' own count not read."""
 
     def factor(self, estimate: float) -> float:
         """Raised as shipped; lowered on every call's count."""
         b = self.band(estimate)
         m, w = self.predicted[b], self.wrong[b]
-        if w + _spread(w) < m:
+        if _bounds(w)[1] < m:
             return (w + 1.0) / (m + 1.0)
         return super().factor(estimate)
 
@@ -96,31 +94,23 @@ class DownUpperBands(UpOnlyBands):
         """Raised as shipped; lowered on every call's count, to its upper bound."""
         b = self.band(estimate)
         m, w = self.predicted[b], self.wrong[b]
-        upper = w + _spread(w)
+        upper = _bounds(w)[1]
         return upper / m if upper < m else super().factor(estimate)
 
 
-class UpBoundBands(ModelBands):
-    """``band-up-bound``: a band whose LLM calls found significantly more wrong answers
-    than predicted (the Poisson lower bound at ``Z_LOWER`` above the prediction) is
-    raised by the count's upper bound over the prediction, one more on each side, as
-    the correction is; else as shipped."""
+class PointUpBands(ModelBands):
+    """``point-up``: a band whose LLM calls found significantly more wrong answers
+    than predicted raised by ``(found + 1) / (predicted + 1)``, not by the count's
+    upper bound (the build before "A band raised to its count's upper bound" in
+    docs/quality.md); lowered as shipped."""
 
     def factor(self, estimate: float) -> float:
-        """The upper bound's ratio where the count is significantly high."""
+        """The count's ratio where it is significantly high; else as shipped."""
         b = self.band(estimate)
         m, w = self.predicted[b], self.wrong[b]
-        z = semcache._model_bands.Z_LOWER
-        lower = w + z * z / 2 - z * math.sqrt(w + z * z / 4)
-        if lower > m:
-            return (w + _spread(w) + 1.0) / (m + 1.0)
+        if _bounds(w)[0] > m:
+            return (w + 1.0) / (m + 1.0)
         return super().factor(estimate)
-
-
-def _spread(w: float) -> float:
-    """What a Poisson count ``w``'s upper bound at ``Z_LOWER`` adds to it."""
-    z = semcache._model_bands.Z_LOWER
-    return z * z / 2 + z * math.sqrt(w + z * z / 4)
 
 
 #: the variants' bands, by the part that names them
@@ -133,5 +123,5 @@ BANDS: dict[str, type[ModelBands]] = {
     "up-only": UpOnlyBands,
     "band-down-upper": DownUpperBands,
     "band-down-calls": CallsDownBands,
-    "band-up-bound": UpBoundBands,
+    "point-up": PointUpBands,
 }

@@ -130,9 +130,10 @@ Each variant is an :class:`~semcache._budget_policy.ErrorBudget` (or its
 - ``band-down-upper``: as ``band-down-calls``, lowered by the count's Poisson upper
   bound over the prediction (as the correction is), not by ``(found + 1) / (predicted
   + 1)``: tried, not shipped.
-- ``band-up-bound``: a band whose calls found significantly more wrong answers than
-  predicted raised by the count's Poisson upper bound over the prediction, one more
-  on each side (as the correction is), not by ``(found + 1) / (predicted + 1)``.
+- ``point-up``: a band whose calls found significantly more wrong answers than
+  predicted raised by ``(found + 1) / (predicted + 1)``, not by the count's Poisson
+  upper bound over the prediction (the build before "A band raised to its count's
+  upper bound" in docs/quality.md).
 - The bands' variants are in ``budget_bands.py`` (:data:`budget_bands.BANDS`).
 - Every variant builds on the shipped budget: the figures docs/quality.md gives for a
   variant measured before the ledger (all of them up to "The allowance left,
@@ -221,7 +222,7 @@ VARIANTS = (
     "up-only",
     "band-down-upper",
     "band-down-calls",
-    "band-up-bound",
+    "point-up",
 )
 
 

@@ -14,12 +14,17 @@ estimated, before it learnt the outcome, is counted in the band of that estimate
 wrong answers found. Where a band's count is higher, the model's estimates in it are
 raised by ``(found + 1) / (predicted + 1)`` (:meth:`ModelBands.factor`): one wrong
 answer predicted at the estimate joins both sides, the device the table's prior and
-the budget's correction use, so that a band that has seen little moves little.
+the budget's correction use, so that a band that has seen little moves little. Where
+it is significantly higher (its Poisson lower bound, :data:`Z_BANDS`, above the
+prediction), the found side is the count's upper bound, as the correction's is: the
+point ratio left the tested bands 1.3 to 1.45 times low over five streams at 0.001,
+and one such chain over the budget (docs/quality.md, "A band raised to its count's
+upper bound").
 
 A band whose count is lower is lowered only on the verified candidates' word: where
 those counted in it (each a candidate the budget was about to serve, verified at
 random given its estimate) were wrong significantly less often than predicted (a
-Poisson count's upper bound, :data:`Z_LOWER`, below the prediction), its estimates
+Poisson count's upper bound, :data:`Z_BANDS`, below the prediction), its estimates
 are lowered by the higher of the two ratios, every call's and theirs (one more on
 each side of each); else they are kept. At 0.01 the model's estimates from 0.03 up
 were too high, and the answers served there spent the allowance on that. A miss is
@@ -50,7 +55,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["EDGES", "NAMES", "TESTED", "Z_LOWER", "ModelBands"]
+__all__ = ["EDGES", "NAMES", "TESTED", "Z_BANDS", "ModelBands"]
 
 #: The upper edges of the estimate's bands (the last band runs to 1).
 EDGES: Final = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3)
@@ -63,10 +68,11 @@ NAMES: Final = tuple(
 #: The wrong answers a band's LLM calls must have predicted for it to count as tested:
 #: below the lowest band tested, the model's estimates have a floor (:meth:`ModelBands.floor`).
 TESTED: Final = 1.0
-#: The standard normal quantile of the test that lowers a band's estimates: the Poisson
-#: upper bound of the wrong answers its verified candidates were, at this many standard
-#: deviations, below those predicted for them (as the budget's correction tests).
-Z_LOWER: Final = 1.645
+#: The standard normal quantile of the bands' tests: a band is raised to the Poisson
+#: upper bound of the wrong answers its LLM calls found where their lower bound is above
+#: the prediction, and lowered where its verified candidates' upper bound is below
+#: theirs (as the budget's correction tests).
+Z_BANDS: Final = 1.645
 
 
 class ModelBands:
@@ -118,18 +124,24 @@ class ModelBands:
         self.pending[name] = self.pending.get(name, 0.0) + delta
 
     def factor(self, estimate: float) -> float:
-        """What the model's estimates in ``estimate``'s band are multiplied by: the
-        wrong answers found among its LLM calls over those predicted, one more on each
-        side, where that is above 1. Where it is below 1 and the verified candidates'
-        count is significantly below their prediction (its Poisson upper bound at
-        :data:`Z_LOWER` is), the higher of that ratio and theirs, likewise; else 1."""
+        """What the model's estimates in ``estimate``'s band are multiplied by: where
+        its LLM calls found significantly more wrong answers than predicted (the
+        count's Poisson lower bound at :data:`Z_BANDS` above the prediction), the
+        count's upper bound over the prediction, one more on each side; else the wrong
+        answers found over those predicted, one more on each side, where that is at
+        least 1. Where it is below 1 and the verified candidates' count is
+        significantly below their prediction (its upper bound is), the higher of that
+        ratio and theirs, likewise; else 1."""
         b = self.band(estimate)
-        ratio = (self.wrong[b] + 1.0) / (self.predicted[b] + 1.0)
+        m, w = self.predicted[b], self.wrong[b]
+        lower, upper = _bounds(w)
+        if lower > m:
+            return (upper + 1.0) / (m + 1.0)
+        ratio = (w + 1.0) / (m + 1.0)
         if ratio >= 1.0:
             return ratio
         m, w = self.verified_predicted[b], self.verified_wrong[b]
-        z2 = Z_LOWER * Z_LOWER
-        if w + z2 / 2 + Z_LOWER * math.sqrt(w + z2 / 4) < m:
+        if _bounds(w)[1] < m:
             return max(ratio, (w + 1.0) / (m + 1.0))
         return 1.0
 
@@ -164,3 +176,11 @@ class ModelBands:
         out.predicted, out.wrong = values[:n], values[n : 2 * n]
         out.verified_predicted, out.verified_wrong = values[2 * n : 3 * n], values[3 * n :]
         return out
+
+
+def _bounds(count: float) -> tuple[float, float]:
+    """A Poisson count's lower and upper confidence bounds at :data:`Z_BANDS` standard
+    deviations (Wilson's score form, as the budget's correction)."""
+    z2 = Z_BANDS * Z_BANDS
+    spread = Z_BANDS * math.sqrt(count + z2 / 4)
+    return count + z2 / 2 - spread, count + z2 / 2 + spread

@@ -16,7 +16,7 @@ from test_risk_model import _verify_many, _x, quick  # noqa: F401 (fixtures)
 import semcache._risk_model as risk_model
 from semcache._agreement import ALONE, Agreement
 from semcache._budget_policy import Decision, ErrorBudget
-from semcache._model_bands import EDGES, NAMES, TESTED, Z_LOWER, ModelBands
+from semcache._model_bands import EDGES, NAMES, TESTED, Z_BANDS, ModelBands
 from semcache._risk_model import RiskModel
 
 
@@ -31,6 +31,11 @@ def test_an_estimate_falls_in_the_band_its_upper_edge_closes() -> None:
     assert len(NAMES) == 4 * (len(EDGES) + 1)
 
 
+def _upper(count: float) -> float:
+    """A Poisson count's upper bound at Z_BANDS (the correction's form)."""
+    return count + Z_BANDS**2 / 2 + Z_BANDS * (count + Z_BANDS**2 / 4) ** 0.5
+
+
 def test_a_band_whose_calls_were_wrong_more_often_raises_its_estimates() -> None:
     bands = ModelBands()
     assert bands.factor(0.00005) == 1.0  # nothing seen: as estimated
@@ -40,10 +45,14 @@ def test_a_band_whose_calls_were_wrong_more_often_raises_its_estimates() -> None
     assert bands.wrong[0] == 2.0
     assert bands.predicted[1] == pytest.approx(0.1)
     assert bands.wrong[1] == 2.0
-    # one wrong answer predicted joins each side: (2 + 1) / (0.1 + 1), not 2 / 0.1
-    assert bands.factor(0.00015) == pytest.approx(3.0 / 1.1)
-    assert bands.factor(0.00005) == pytest.approx(3.0)
+    # significantly more (the count's lower bound, 0.66, above 0.1): raised to the
+    # count's upper bound, one wrong answer more on each side: (6.05 + 1) / (0.1 + 1)
+    assert bands.factor(0.00015) == pytest.approx((_upper(2.0) + 1.0) / 1.1)
+    assert bands.factor(0.00005) == pytest.approx(_upper(2.0) + 1.0)
     assert bands.factor(0.05) == 1.0  # (another band)
+    for i in range(60):  # from 0.03 to 0.1: 3 predicted, 5 found, not significantly
+        bands.add(0.05, correct=i >= 5)
+    assert bands.factor(0.05) == pytest.approx(6.0 / 4.0)  # the ratio, one more each side
 
 
 def test_a_band_whose_calls_were_wrong_less_often_keeps_its_estimates() -> None:
@@ -63,7 +72,7 @@ def test_a_band_whose_verified_candidates_were_wrong_significantly_less_often() 
     bands = ModelBands()
     for i in range(400):  # verified: 20 predicted, 5 found: the count's upper bound 10.3
         bands.add(0.05, correct=i >= 5, verified=True)
-    upper = 5 + Z_LOWER**2 / 2 + Z_LOWER * (5 + Z_LOWER**2 / 4) ** 0.5
+    upper = 5 + Z_BANDS**2 / 2 + Z_BANDS * (5 + Z_BANDS**2 / 4) ** 0.5
     assert upper < 20.0
     assert (bands.verified_predicted[6], bands.verified_wrong[6]) == pytest.approx((20.0, 5.0))
     assert bands.factor(0.05) == pytest.approx(6.0 / 21.0)  # one more on each side
@@ -96,9 +105,11 @@ def test_below_the_lowest_band_tested_estimates_stand_for_its_lowest_raised() ->
     t = ModelBands.band(0.002)
     assert bands.predicted[t] == pytest.approx(2.0)
     assert bands.predicted[t] >= TESTED
-    # the lowest band tested opens at 0.001, its factor (7 + 1) / (2 + 1)
-    assert bands.floor(0.00005) == pytest.approx(0.001 * 8 / 3)
-    assert bands.floor(0.0002) == pytest.approx(0.001 * 8 / 3)  # (a band seen, not tested)
+    # the lowest band tested opens at 0.001; 7 is significantly more than 2: its factor
+    # (upper bound of 7 + 1) / (2 + 1)
+    f = (_upper(7.0) + 1.0) / 3.0
+    assert bands.floor(0.00005) == pytest.approx(0.001 * f)
+    assert bands.floor(0.0002) == pytest.approx(0.001 * f)  # (a band seen, not tested)
     assert bands.floor(0.002) == 0.0  # in the lowest band tested, or above: none
     assert bands.floor(0.5) == 0.0
     for _ in range(20000):  # the band below tested as well (2 predicted), none wrong
@@ -158,8 +169,8 @@ def test_the_models_estimate_is_raised_by_its_bands_factor() -> None:
     b = ModelBands.band(mean)
     budget.bands.predicted[b] = TESTED  # (tested: the model's estimate stands alone)
     assert budget.risk(ev, None, x) == (mean, upper)
-    budget.bands.wrong[b] = 3.0
-    f = 4.0 / (TESTED + 1.0)
+    budget.bands.wrong[b] = 2.0  # more, not significantly: the ratio, one more each side
+    f = 3.0 / (TESTED + 1.0)
     assert budget.risk(ev, None, x) == (
         pytest.approx(min(1.0, mean * f)),
         pytest.approx(min(1.0, upper * f)),
@@ -182,8 +193,8 @@ def test_below_the_lowest_band_tested_the_models_estimate_has_that_bands_floor()
     mean, upper = budget.model.estimate(x)  # type: ignore[misc]
     b = ModelBands.band(mean)
     assert b < len(EDGES)  # (a band above it, to be the lowest tested)
-    budget.bands.predicted[b + 1], budget.bands.wrong[b + 1] = 4.0, 9.0  # factor 2
-    least = EDGES[b] * 2.0
+    budget.bands.predicted[b + 1], budget.bands.wrong[b + 1] = 4.0, 7.0  # factor 1.6
+    least = EDGES[b] * 1.6
     assert budget.bands.floor(mean) == pytest.approx(least)
     assert budget.risk(ev, None, x) == (
         pytest.approx(max(mean, least)),
