@@ -31,9 +31,10 @@ not from its code. The pieces, each small and testable on its own:
   far left unspent (the allowance of every get so far, less the served answers'
   estimated risks: :attr:`ErrorBudget.room`) is added to the window's (at most
   doubling it). Where the risk model decides, its estimates are raised in the bands
-  where the LLM calls' candidates were wrong more often than it said, and below the
-  lowest band those calls tested to that band's lowest estimate
-  (:mod:`semcache._model_bands`).
+  where the LLM calls' candidates were wrong more often than it said (to the count's
+  upper bound where significantly more), lowered where the verified candidates were
+  wrong significantly less often, and below the lowest band those calls tested raised
+  to that band's lowest estimate (:mod:`semcache._model_bands`).
 
 What it guarantees, and under which assumptions, is in docs/quality.md ("An error
 budget the cache keeps"): the wrong answers per get stay within the budget in
