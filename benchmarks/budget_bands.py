@@ -7,8 +7,7 @@ model's lowest estimates, raised by band" and the sections after it).
 from __future__ import annotations
 
 import semcache._budget_policy
-import semcache._model_bands
-from semcache._model_bands import ModelBands, _bounds
+from semcache._model_bands import Z_BANDS, ModelBands, poisson_bounds
 
 __all__ = ["BANDS"]
 
@@ -80,7 +79,7 @@ class CallsDownBands(UpOnlyBands):
         """Raised as shipped; lowered on every call's count."""
         b = self.band(estimate)
         m, w = self.predicted[b], self.wrong[b]
-        if _bounds(w)[1] < m:
+        if poisson_bounds(w, Z_BANDS)[1] < m:
             return (w + 1.0) / (m + 1.0)
         return super().factor(estimate)
 
@@ -94,7 +93,7 @@ class DownUpperBands(UpOnlyBands):
         """Raised as shipped; lowered on every call's count, to its upper bound."""
         b = self.band(estimate)
         m, w = self.predicted[b], self.wrong[b]
-        upper = _bounds(w)[1]
+        upper = poisson_bounds(w, Z_BANDS)[1]
         return upper / m if upper < m else super().factor(estimate)
 
 
@@ -108,7 +107,7 @@ class PointUpBands(ModelBands):
         """The count's ratio where it is significantly high; else as shipped."""
         b = self.band(estimate)
         m, w = self.predicted[b], self.wrong[b]
-        if _bounds(w)[0] > m:
+        if poisson_bounds(w, Z_BANDS)[0] > m:
             return (w + 1.0) / (m + 1.0)
         return super().factor(estimate)
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._agreement import EVIDENCE_CLASSES, Agreement
-from ._model_bands import ModelBands
+from ._model_bands import ModelBands, poisson_bounds
 from ._risk_model import TESTABLE, RiskModel
 
 __all__ = [
@@ -488,9 +488,7 @@ class ErrorBudget:
         m, w = self.predicted, self.measured
         if m <= 0.0:
             return 1.0
-        z2 = Z_CORRECTION * Z_CORRECTION
-        spread = Z_CORRECTION * math.sqrt(w + z2 / 4)
-        upper, lower = w + z2 / 2 + spread, w + z2 / 2 - spread
+        lower, upper = poisson_bounds(w, Z_CORRECTION)
         if upper < m:
             return upper / m
         if lower > m:

@@ -55,7 +55,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["EDGES", "NAMES", "TESTED", "Z_BANDS", "ModelBands"]
+__all__ = ["EDGES", "NAMES", "TESTED", "Z_BANDS", "ModelBands", "poisson_bounds"]
 
 #: The upper edges of the estimate's bands (the last band runs to 1).
 EDGES: Final = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3)
@@ -134,14 +134,14 @@ class ModelBands:
         ratio and theirs, likewise; else 1."""
         b = self.band(estimate)
         m, w = self.predicted[b], self.wrong[b]
-        lower, upper = _bounds(w)
+        lower, upper = poisson_bounds(w, Z_BANDS)
         if lower > m:
             return (upper + 1.0) / (m + 1.0)
         ratio = (w + 1.0) / (m + 1.0)
         if ratio >= 1.0:
             return ratio
         m, w = self.verified_predicted[b], self.verified_wrong[b]
-        if _bounds(w)[1] < m:
+        if poisson_bounds(w, Z_BANDS)[1] < m:
             return max(ratio, (w + 1.0) / (m + 1.0))
         return 1.0
 
@@ -178,9 +178,10 @@ class ModelBands:
         return out
 
 
-def _bounds(count: float) -> tuple[float, float]:
-    """A Poisson count's lower and upper confidence bounds at :data:`Z_BANDS` standard
-    deviations (Wilson's score form, as the budget's correction)."""
-    z2 = Z_BANDS * Z_BANDS
-    spread = Z_BANDS * math.sqrt(count + z2 / 4)
+def poisson_bounds(count: float, z: float) -> tuple[float, float]:
+    """A Poisson count's lower and upper confidence bounds at ``z`` standard deviations
+    (the score form: the means ``mu`` with ``(count - mu) ** 2 = z ** 2 mu``), which
+    the bands' tests and the budget's correction use."""
+    z2 = z * z
+    spread = z * math.sqrt(count + z2 / 4)
     return count + z2 / 2 - spread, count + z2 / 2 + spread
