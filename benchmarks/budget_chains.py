@@ -124,12 +124,13 @@ def _calls(policy: ErrorBudget) -> str:
     wrong answers in each band (:attr:`ErrorBudget.bands`), with the band's factor and
     floor, and the verified candidates' correction."""
     b = policy.bands
+    names = _names()
     out = []
     for i in range(len(b.predicted)):
         if b.predicted[i] or b.wrong[i]:
             low = 0.0 if i == 0 else EDGES[i - 1]
             out.append(
-                f"{_names()[i]}: {b.predicted[i]:.2f} / {b.wrong[i]:.0f} "
+                f"{names[i]}: {b.predicted[i]:.2f} / {b.wrong[i]:.0f} "
                 f"(x{b.factor(low):.2f}, floor {b.floor(low):.2g})"
             )
     return (

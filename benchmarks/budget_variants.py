@@ -171,7 +171,7 @@ from semcache._budget_policy import (
     _log_loss,
     _wilson_upper,
 )
-from semcache._model_bands import TESTED
+from semcache._model_bands import TESTED, poisson_bounds
 from semcache._risk_model import TESTABLE, _logit, _sigmoid, fit_logistic
 from semcache._risk_model import RiskModel as ShippedModel
 from semcache._types import Hit
@@ -250,7 +250,7 @@ class RangeCheck:
         top = bisect.bisect_right(self.EDGES, level) + 1
         m, w = sum(self.predicted[:top]), sum(self.wrong[:top])
         z = semcache._budget_policy.Z_CORRECTION
-        return m >= z * z and w + z * z / 2 - z * math.sqrt(w + z * z / 4) <= m
+        return m >= z * z and poisson_bounds(w, z)[0] <= m
 
 
 def model_axis(p: float) -> float:
@@ -535,7 +535,7 @@ class VariantBudget(ErrorBudget):
                 bands = self.bands
                 b = bands.band(est[0])
                 w, z = bands.wrong[b], semcache._budget_policy.Z_UPPER
-                high = w + z * z / 2 + z * math.sqrt(w + z * z / 4)
+                high = poisson_bounds(w, z)[1]
                 up = max(1.0, (high + 1.0) / (bands.predicted[b] + 1.0))
                 mean = min(1.0, est[0] * bands.factor(est[0]))
                 return mean, max(mean, min(1.0, est[1] * up))
