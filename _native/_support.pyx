@@ -8,10 +8,16 @@ left to right from 0.0, as the twins write them), ``exp`` and ``sqrt`` from the 
 library as Python's ``math`` takes them, and no contraction into fused multiply-adds
 (the extension is compiled with ``-ffp-contract=off``). ``tests/test_support_native.py``
 checks them against each other on seeded draws.
+
+The answer model's reading (:func:`softmax`, for ``semcache._answer_model.Fitted``) is
+here too: one call where NumPy makes nine, each slow inside a get whose search has
+left the CPU's caches cold.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport exp, log, sqrt
+
+import numpy as np
 
 NAME = "native"
 
@@ -289,3 +295,118 @@ def logit(x, list mean, list scale, list w, list cov):
         return z, var
     finally:
         PyMem_Free(a)
+
+
+cdef enum:
+    _LANES = 16
+
+
+def softmax(const float[:, ::1] weights, const float[::1] bias, const float[::1] query,
+            Py_ssize_t limit):
+    """See ``semcache._answer_model.Fitted.read`` (the answer model's probabilities).
+
+    ``weights``: float32 ``dim x classes``; ``bias``: float32 per class; ``query``:
+    float32 of ``dim``. Each class's logit is summed in float32 over the dimensions in
+    order, one rounding per product and per sum (``logit += w[d] * q[d]``), then the
+    bias added; the softmax is taken in double (the largest logit subtracted, ``exp``
+    from the C library, the sum left to right); ``tests/test_support_native.py`` checks it
+    bit for bit against that arithmetic written in Python (NumPy's own, the fallback
+    where the extension is not built, sums the product in another order).
+
+    Returns ``(p, top)``: the probabilities (a float64 array) and the class of highest
+    probability among the first ``limit`` (the first on ties).
+
+    Raises:
+        ValueError: shapes that do not agree, or ``limit`` not in 1 to the classes.
+    """
+    cdef Py_ssize_t dim = weights.shape[0]
+    cdef Py_ssize_t k = weights.shape[1]
+    if query.shape[0] != dim or bias.shape[0] != k:
+        raise ValueError("weights must be dim x classes, with a bias per class and a query of dim")
+    if limit < 1 or limit > k:
+        raise ValueError(f"limit must be in 1 to {k}, got {limit}")
+    p = np.empty(k, dtype=np.float64)
+    cdef double[::1] out = p
+    cdef float *acc = <float *>PyMem_Malloc(k * sizeof(float))
+    if acc == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t d, c, c0 = 0, top = 0
+    cdef float qd
+    cdef float lane[_LANES]
+    cdef const float *row
+    cdef double high, total, e
+    try:
+        with nogil:
+            # sixteen classes at a time, their sums held in registers down the
+            # dimensions (each sum still in order: the blocking changes no rounding)
+            while c0 + _LANES <= k:
+                for c in range(_LANES):
+                    lane[c] = 0.0
+                for d in range(dim):
+                    qd = query[d]
+                    row = &weights[d, c0]
+                    for c in range(_LANES):
+                        lane[c] = lane[c] + row[c] * qd
+                for c in range(_LANES):
+                    acc[c0 + c] = lane[c]
+                c0 += _LANES
+            for c in range(c0, k):
+                acc[c] = 0.0
+            for d in range(dim):
+                qd = query[d]
+                row = &weights[d, 0]
+                for c in range(c0, k):
+                    acc[c] = acc[c] + row[c] * qd
+            for c in range(k):
+                acc[c] = acc[c] + bias[c]
+            high = acc[0]
+            for c in range(1, k):
+                if acc[c] > high:
+                    high = acc[c]
+            total = 0.0
+            for c in range(k):
+                e = exp(<double>acc[c] - high)
+                out[c] = e
+                total = total + e
+            for c in range(k):
+                out[c] = out[c] / total
+            for c in range(1, limit):
+                if out[c] > out[top]:
+                    top = c
+    finally:
+        PyMem_Free(acc)
+    return p, top
+
+
+def largest(const float[::1] values, Py_ssize_t count):
+    """The ``count`` largest of ``values`` (all where fewer), highest first, as Python
+    floats: what ``sorted(values.tolist(), reverse=True)[:count]`` gives, by
+    ``count`` passes of selection (the rival answers' prototypes: ``count`` is 9, the
+    prototypes at most 512).
+
+    Raises:
+        ValueError: ``count`` below 0.
+    """
+    cdef Py_ssize_t n = values.shape[0]
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if count > n:
+        count = n
+    cdef unsigned char *taken = <unsigned char *>PyMem_Malloc(n if n > 0 else 1)
+    if taken == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t i, j, best
+    out = []
+    try:
+        for i in range(n):
+            taken[i] = 0
+        for j in range(count):
+            best = -1
+            for i in range(n):
+                if not taken[i] and (best < 0 or values[i] > values[best]):
+                    best = i
+            taken[best] = 1
+            out.append(<double>values[best])
+    finally:
+        PyMem_Free(taken)
+    return out

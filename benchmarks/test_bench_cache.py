@@ -28,6 +28,7 @@ from semcache._agreement import answer_digest
 from semcache._budget_policy import RiskTable
 from semcache._budgets import cell
 from semcache._cache import engine_of
+from semcache._model_bands import TESTED
 from semcache._risk_model import TESTABLE
 from semcache._store import SQLiteStore
 from semcache._store._sqlite import _INSERT_NEW, DEFAULT_PRAGMAS
@@ -276,8 +277,11 @@ def modelled(
     """``budgeted`` whose risk model decides: 600 verified gets near random entries
     (similarity 0.75 to 1) taught it, their fresh answer right at similarity 0.9 and
     above, wrong below, and the verified candidates' predicted wrong answers are set
-    at ``TESTABLE``; so each timed get computes its candidate's features and the
-    model's estimate (reopened: the model is fitted on the store's outcome log)."""
+    at ``TESTABLE``, and its lowest band's LLM calls at one wrong answer predicted and
+    found (``semcache._model_bands``: else the estimates below the bands the taught
+    gets tested are floored, and these near repeats refused); so each timed get
+    computes its candidate's features and the model's estimate (reopened: the model is
+    fitted on the store's outcome log)."""
     path = tmp_path_factory.mktemp("bench") / "modelled.db"
     rng = np.random.default_rng(2)
     with _trained(path, vectors) as cache:
@@ -297,7 +301,11 @@ def modelled(
             taught += [j] if right else []
             text = f"taught {_letters(i)} (variant {j})"  # (the numbers guard agrees)
             cache.get_or_put(text, lambda f=fresh: f, embedding=query)
-        cache.store.add_counts("default", {"predicted": TESTABLE})  # type: ignore[attr-defined]
+        # the lowest band of the model's estimates tested by LLM calls and held (one
+        # wrong answer predicted, one found), as over a long-running cache's traffic:
+        # no floor below the bands tested, so the model's low estimate decides
+        tested = {"predicted": TESTABLE, "bands.p.0": TESTED, "bands.w.0": TESTED}
+        cache.store.add_counts("default", tested)  # type: ignore[attr-defined]
     cache = SemanticCache(str(path), error_budget=0.01)
     policy = engine_of(cache).budgets.policy("default")  # type: ignore[union-attr]
     assert policy.modelled

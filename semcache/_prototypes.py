@@ -45,6 +45,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from . import _agreement
 from ._errors import StoreCorruptError
 from ._store import Store, answer_scan
 
@@ -473,16 +474,22 @@ class Prototypes:
         dots: npt.NDArray[np.float32] | None = None
         if count <= PROTOTYPE_ROWS:
             dots = matrix[:count] @ query
-            if count > RIVALS + 1:  # the RIVALS + 1 nearest (the own among them, or not)
-                top = np.partition(dots, count - RIVALS - 1)[count - RIVALS - 1 :].tolist()
-            else:
-                top = dots.tolist()
             whole = count <= RIVALS + 1  # (every prototype in ``top``)
+            # the RIVALS + 1 nearest, nearest first (the own among them, or not): in C
+            # where built (np.partition is slow inside a get, its caches cold)
+            largest = getattr(_agreement._NATIVE, "largest", None)
+            if largest is not None and dots.dtype == np.float32:
+                top = largest(dots, RIVALS + 1)
+            else:
+                if not whole:
+                    near = np.partition(dots, count - RIVALS - 1)[count - RIVALS - 1 :]
+                    top = sorted(near.tolist(), reverse=True)
+                else:
+                    top = sorted(dots.tolist(), reverse=True)
         else:  # the candidates' answers' prototypes only
             found = {row for row in map(rows.get, keys) if row is not None}
-            top = [float(matrix[r] @ query) for r in found]
+            top = sorted((float(matrix[r] @ query) for r in found), reverse=True)
             whole = True
-        top.sort(reverse=True)
         out: list[tuple[float, list[float]]] = []
         known: dict[bytes, tuple[float, list[float]]] = {}  # (an answer's candidates share it)
         for key, sim in zip(keys, sims, strict=True):

@@ -173,6 +173,34 @@ def test_one_answers_probability_is_the_readings_and_none_for_no_class() -> None
         assert fitted.probability(query, answer_digest("never stored")) is None
 
 
+def test_the_reading_in_c_and_in_numpy_agree_to_rounding(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (the C softmax, where the extension is built, against NumPy's, where it is not:
+    # the same probabilities to float32 rounding, the same answer on top, the unique
+    # answers' class never on top)
+    from semcache import _agreement
+
+    native = getattr(_agreement._NATIVE, "softmax", None)
+    if native is None:
+        pytest.skip("the native extension is not built")
+    groups = _groups(5)
+    with SemanticCache(index_backend="flat", guards=None) as cache:
+        _store(cache, groups)
+        cache.put("a lone prompt", "stored once", embedding=_toward(groups["answer 0"][0], 0.2, 1))
+        fitted = engine_of(cache).answer_models.fit("default")  # type: ignore[union-attr]
+    assert fitted is not None
+    assert fitted.keys[-1] == am.UNIQUE
+    readings = []
+    for seed in range(8):
+        query = _toward(groups[f"answer {seed % 3}"][0], 0.3 + 0.08 * seed, seed)
+        readings.append((query, fitted.read(query)))
+    monkeypatch.setattr(_agreement, "_NATIVE", None)
+    for query, reading in readings:
+        numpy = fitted.read(query)
+        assert numpy.top == reading.top != am.UNIQUE
+        np.testing.assert_allclose(numpy.p, reading.p, rtol=1e-5, atol=1e-9)
+        assert fitted.probabilities(query).tolist() == numpy.p.tolist()
+
+
 def test_one_repeated_answer_alone_fits_no_model() -> None:
     rows = _groups(1, n=1)["answer 0"]
     with SemanticCache(index_backend="flat", guards=None) as cache:

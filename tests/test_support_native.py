@@ -147,3 +147,113 @@ def test_the_logit_twins_give_the_same_values_bit_for_bit() -> None:
         native.logit([1.0], [0.0, 0.0], [1.0, 1.0], [0.0] * 3, [[0.0] * 3] * 3)
     with pytest.raises(ValueError, match="one feature"):
         _risk_model.logit([1.0], [0.0, 0.0], [1.0, 1.0], [0.0] * 3, [[0.0] * 3] * 3)
+
+
+def _softmax_twin(
+    weights: np.ndarray, bias: np.ndarray, query: np.ndarray, limit: int
+) -> tuple[list[float], int]:
+    """The answer model's softmax as ``_native/_support.pyx`` documents it: each
+    class's logit summed in float32 over the dimensions in order (one rounding per
+    product and per sum), the bias added; then in double, ``math.exp`` of each less
+    the largest, summed left to right, divided; the first highest among ``limit``."""
+    acc = np.zeros(weights.shape[1], dtype=np.float32)
+    for d in range(weights.shape[0]):
+        acc = acc + weights[d] * query[d]  # (float32 x float32 scalar: float32)
+    logits = [float(x) for x in acc + bias]
+    high = max(logits)
+    exps = [math.exp(z - high) for z in logits]
+    total = 0.0
+    for e in exps:
+        total += e
+    p = [e / total for e in exps]
+    top = 0
+    for c in range(1, limit):
+        if p[c] > p[top]:
+            top = c
+    return p, top
+
+
+def test_the_softmax_twins_give_the_same_probabilities_bit_for_bit() -> None:
+    """Any number of classes about the C loop's blocks of 16 (fewer, exactly, one
+    over, many), short and full dimensions, ties (equal columns)."""
+    rng = np.random.default_rng(20261209)
+    for k in (1, 2, 15, 16, 17, 33, 200):
+        for dim in (1, 7, 384):
+            w = (rng.standard_normal((dim, k)) * 4).astype(np.float32)
+            if k > 2:
+                w[:, 2] = w[:, 0]  # (a tie for the highest, sometimes)
+            b = rng.standard_normal(k).astype(np.float32)
+            q = rng.standard_normal(dim).astype(np.float32)
+            q /= np.linalg.norm(q)
+            for limit in {1, max(1, k - 1), k}:
+                p, top = native.softmax(w, b, q, limit)
+                want, want_top = _softmax_twin(w, b, q, limit)
+                assert p.dtype == np.float64
+                assert p.tolist() == want
+                assert top == want_top
+                assert math.isclose(float(p.sum()), 1.0, rel_tol=1e-12)
+
+
+def test_the_softmax_refuses_shapes_that_do_not_agree() -> None:
+    w = np.zeros((4, 3), dtype=np.float32)
+    b, q = np.zeros(3, dtype=np.float32), np.zeros(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="dim x classes"):
+        native.softmax(w, b, np.zeros(5, dtype=np.float32), 3)
+    with pytest.raises(ValueError, match="dim x classes"):
+        native.softmax(w, np.zeros(2, dtype=np.float32), q, 3)
+    for limit in (0, 4):
+        with pytest.raises(ValueError, match="limit must be in 1 to 3"):
+            native.softmax(w, b, q, limit)
+    p, top = native.softmax(w, b, q, 3)  # all logits equal: uniform, the first
+    assert p.tolist() == [1 / 3] * 3
+    assert top == 0
+
+
+def test_the_largest_values_are_those_sorting_gives() -> None:
+    rng = np.random.default_rng(20261210)
+    for n in (0, 1, 5, 9, 10, 200, 512):
+        values = rng.standard_normal(n).astype(np.float32)
+        if n > 4:
+            values[3] = values[1]  # (ties)
+        for count in (0, 1, 9, n, n + 3):
+            assert native.largest(values, count) == sorted(values.tolist(), reverse=True)[:count]
+    with pytest.raises(ValueError, match="count must be >= 0"):
+        native.largest(np.zeros(3, dtype=np.float32), -1)
+
+
+def test_the_rivals_standing_is_the_same_with_and_without_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Prototypes.standing`` takes the nearest prototypes in C where built, else by
+    NumPy's partition: the same floats."""
+    from semcache import SemanticCache
+    from semcache._cache import engine_of
+
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((300, 16)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    with SemanticCache(index_backend="flat") as cache:
+        cache.put_many(
+            [f"prompt {i}" for i in range(300)],
+            [f"answer {i % 30}" for i in range(300)],
+            embeddings=rows,
+        )
+        prototypes = engine_of(cache).prototypes
+        assert prototypes is not None
+        keys = [_agreement.answer_digest(f"answer {i}") for i in (0, 0, 7, 12)]
+        sims = [0.9, 0.85, 0.8, 0.7]
+        got = []
+        for q in rows[:20]:
+            got.append(
+                (
+                    prototypes.standing("default", q, keys, sims),
+                    prototypes.declined("default", q, keys, sims),
+                )
+            )
+        monkeypatch.setattr(_agreement, "_NATIVE", None)
+        for q, want in zip(rows[:20], got, strict=True):
+            assert (
+                prototypes.standing("default", q, keys, sims),
+                prototypes.declined("default", q, keys, sims),
+            ) == want
+    assert any(0.0 < s < 1.0 for standing, _ in got for s in standing)  # (rivals weighed)
