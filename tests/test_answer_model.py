@@ -153,15 +153,22 @@ def test_the_models_answer_needs_the_neighbourhood_too() -> None:
         assert hit.score > hit.similarity + 0.1
 
 
-def test_one_answers_probability_is_the_readings_and_none_for_no_class() -> None:
-    # (the error budget's features read one answer's probability: the same float as
-    # the whole reading gives, and nothing computed for an answer that is no class)
+def _fitted_with_a_lone_answer() -> tuple[dict[str, npt.NDArray[np.float32]], am.Fitted]:
+    """The groups of ``_groups(5)`` stored, one answer stored once more: a fitted model
+    with the unique answers' class."""
     groups = _groups(5)
     with SemanticCache(index_backend="flat", guards=None) as cache:
         _store(cache, groups)
         cache.put("a lone prompt", "stored once", embedding=_toward(groups["answer 0"][0], 0.2, 1))
         fitted = engine_of(cache).answer_models.fit("default")  # type: ignore[union-attr]
     assert fitted is not None
+    return groups, fitted
+
+
+def test_one_answers_probability_is_the_readings_and_none_for_no_class() -> None:
+    # (the error budget's features read one answer's probability: the same float as
+    # the whole reading gives, and nothing computed for an answer that is no class)
+    groups, fitted = _fitted_with_a_lone_answer()
     for seed in range(5):
         query = _toward(groups[f"answer {seed % 3}"][0], 0.8, seed)
         reading = fitted.read(query)
@@ -182,12 +189,7 @@ def test_the_reading_in_c_and_in_numpy_agree_to_rounding(monkeypatch: pytest.Mon
     native = getattr(_agreement._NATIVE, "softmax", None)
     if native is None:
         pytest.skip("the native extension is not built")
-    groups = _groups(5)
-    with SemanticCache(index_backend="flat", guards=None) as cache:
-        _store(cache, groups)
-        cache.put("a lone prompt", "stored once", embedding=_toward(groups["answer 0"][0], 0.2, 1))
-        fitted = engine_of(cache).answer_models.fit("default")  # type: ignore[union-attr]
-    assert fitted is not None
+    groups, fitted = _fitted_with_a_lone_answer()
     assert fitted.keys[-1] == am.UNIQUE
     readings = []
     for seed in range(8):
