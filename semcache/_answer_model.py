@@ -178,9 +178,9 @@ class Fitted:
     def _softmax(self, query: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float64], int]:
         """The classes' probabilities and the repeated answer of highest probability
         (the unique answers' class left out; the first on ties): in C where the
-        extension is built (``_native/_support.pyx``, one call, 3 to 4 times faster
-        inside a get than NumPy's nine; bit for bit :func:`_softmax_exact`), else in
-        NumPy (the same to float32 rounding: its product sums in another order)."""
+        extension is built (``_native/_support.pyx``: one call, about twice as fast
+        inside a get as NumPy's nine), else in NumPy (the same to float32 rounding: its
+        product sums in another order)."""
         limit = (
             len(self.keys) - 1 if self.keys[-1] == UNIQUE and len(self.keys) > 1 else len(self.keys)
         )

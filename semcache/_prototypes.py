@@ -481,11 +481,8 @@ class Prototypes:
             if largest is not None and dots.dtype == np.float32:
                 top = largest(dots, RIVALS + 1)
             else:
-                if not whole:
-                    near = np.partition(dots, count - RIVALS - 1)[count - RIVALS - 1 :]
-                    top = sorted(near.tolist(), reverse=True)
-                else:
-                    top = sorted(dots.tolist(), reverse=True)
+                near = dots if whole else np.partition(dots, count - RIVALS - 1)[-RIVALS - 1 :]
+                top = sorted(near.tolist(), reverse=True)
         else:  # the candidates' answers' prototypes only
             found = {row for row in map(rows.get, keys) if row is not None}
             top = sorted((float(matrix[r] @ query) for r in found), reverse=True)
