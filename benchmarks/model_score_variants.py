@@ -7,8 +7,8 @@ whose answer the model knows to ``combined(score, p)`` where that is higher, and
 the model's most likely answer from beyond the candidates at ``combined(similarity,
 p)`` (``semcache._get._modelled``; the replay's record does the same). Per variant of
 ``combined``, the ``default`` family's hit rate at precision >= 0.95 / >= 0.99 (its
-threshold swept, as ``semcache eval`` sweeps it), and its hit rate and precision at the
-shipped threshold (0.85):
+threshold swept, as ``semcache eval`` sweeps it), and its hit rate, precision and false
+hits per get at the shipped threshold (0.85):
 
 - ``mean`` (shipped): the mean of the score and the model's score ``0.5 + 0.5 p``, so
   that a query far from every stored prompt of the answer is not served on the model's
@@ -65,7 +65,7 @@ def main() -> None:
             points = [result.headline(target, ("default",)) for target in (0.95, 0.99)]
             cells.append(" / ".join("never" if x is None else f"{x.hit_rate:.3f}" for x in points))
             at = result.evaluate(Rule(threshold, None, ("default",)))
-            cells.append(f"{at.hit_rate:.3f}, {at.precision:.4f}")
+            cells.append(f"{at.hit_rate:.3f}, {at.precision:.4f}, {at.false_hits_per_get:.4f}")
         print(f"| {name} | {per} | " + " | ".join(cells) + " |", flush=True)
 
 
