@@ -96,6 +96,15 @@ def _load_native() -> ModuleType | None:
 _NATIVE = _load_native()
 
 
+def native_twin(name: str, python: Callable[..., Any]) -> Callable[..., Any]:
+    """The C twin of ``python`` (the function of that ``name`` in ``_native/_support``,
+    same signature and errors) where the extension is built and
+    ``SEMCACHE_PURE_PYTHON`` is not set, else ``python``: resolved once, at import, by
+    the module that keeps it."""
+    native = getattr(_NATIVE, name, None)
+    return native if callable(native) else python
+
+
 def same_answer(a: object, b: object) -> bool:
     """Whether two answers are the same: equal after normalization (NFKC, casefold,
     collapsed whitespace) when both are text, equal otherwise."""

@@ -141,6 +141,38 @@ def combined(score: float, p: float) -> float:
     return 0.5 * (score + model_score(p))
 
 
+def _softmax_numpy(
+    weights: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32],
+    query: npt.NDArray[np.float32],
+    limit: int,
+) -> tuple[npt.NDArray[np.float64], int]:
+    """The probabilities of a softmax over ``query @ weights + bias`` (float64) and the
+    class of highest probability among the first ``limit`` (the first on ties): the
+    NumPy twin of ``_native/_support.pyx``'s ``softmax``, the same to float32 rounding
+    (BLAS sums the product in another order), the same errors.
+
+    Raises:
+        ValueError: shapes that do not agree, or ``limit`` not in 1 to the classes.
+    """
+    dim, k = weights.shape
+    if query.shape != (dim,) or bias.shape != (k,):
+        raise ValueError("weights must be dim x classes, with a bias per class and a query of dim")
+    if not 1 <= limit <= k:
+        raise ValueError(f"limit must be in 1 to {k}, got {limit}")
+    z: npt.NDArray[np.float64] = (query @ weights + bias).astype(np.float64)
+    z -= z.max()
+    np.exp(z, out=z)
+    z /= z.sum()
+    return z, int(np.argmax(z[:limit]))
+
+
+#: The answer model's reading (:func:`_softmax_numpy`'s signature): in C where the
+#: extension is built (one call, about twice as fast inside a get as NumPy's nine, whose
+#: caches the search has left cold), else :func:`_softmax_numpy`.
+_SOFTMAX = _agreement.native_twin("softmax", _softmax_numpy)
+
+
 @dataclass(frozen=True)
 class Fitted:
     """One namespace's model.
@@ -177,24 +209,14 @@ class Fitted:
 
     def _softmax(self, query: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float64], int]:
         """The classes' probabilities and the repeated answer of highest probability
-        (the unique answers' class left out; the first on ties): in C where the
-        extension is built (``_native/_support.pyx``: one call, about twice as fast
-        inside a get as NumPy's nine), else in NumPy (the same to float32 rounding: its
-        product sums in another order)."""
+        (the unique answers' class left out; the first on ties): :data:`_SOFTMAX`."""
         limit = (
             len(self.keys) - 1 if self.keys[-1] == UNIQUE and len(self.keys) > 1 else len(self.keys)
         )
-        native = getattr(_agreement._NATIVE, "softmax", None)
-        q = np.ascontiguousarray(query, dtype=np.float32)
-        if native is not None:
-            return cast(
-                "tuple[npt.NDArray[np.float64], int]", native(self.weights, self.bias, q, limit)
-            )
-        z: npt.NDArray[np.float64] = (q @ self.weights + self.bias).astype(np.float64)
-        z -= z.max()
-        np.exp(z, out=z)
-        z /= z.sum()
-        return z, int(np.argmax(z[:limit]))
+        return cast(
+            "tuple[npt.NDArray[np.float64], int]",
+            _SOFTMAX(self.weights, self.bias, np.ascontiguousarray(query, dtype=np.float32), limit),
+        )
 
     def probability(self, query: npt.NDArray[np.float32], key: bytes) -> float | None:
         """The probability of the answer ``key`` for a unit ``query`` vector, as

@@ -99,6 +99,29 @@ _DIGEST: Final = 16
 #: that tables saved by another version are read again rather than mixed with new keys.
 _SAVED_FORMAT: Final = 1
 
+
+def _largest_numpy(values: npt.NDArray[np.float32], count: int) -> list[float]:
+    """The ``count`` largest of ``values`` (all where fewer), highest first, as Python
+    floats: the NumPy twin of ``_native/_support.pyx``'s ``largest`` (the same floats:
+    a selection, no arithmetic), the same errors.
+
+    Raises:
+        ValueError: ``count`` below 0.
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    n = len(values)
+    if 0 < count < n:
+        values = np.partition(values, n - count)[n - count :]
+    return sorted(values.tolist(), reverse=True)[:count]
+
+
+#: The rival answers' nearest prototypes (:func:`_largest_numpy`'s signature; the
+#: values float32, as ``unit_rows`` gives the query): in C where the extension is built
+#: (``np.partition`` takes 10 us inside a get, its caches cold), else
+#: :func:`_largest_numpy`.
+_LARGEST = _agreement.native_twin("largest", _largest_numpy)
+
 #: ``decode(blobs)``: stored vectors (bytes) as rows (``IndexSet.decode``).
 Decode = Callable[[Sequence[bytes]], npt.NDArray[Any]]
 #: ``digest(response)``: a stored answer's key (``_answer_memo.answer_digest``).
@@ -475,14 +498,7 @@ class Prototypes:
         if count <= PROTOTYPE_ROWS:
             dots = matrix[:count] @ query
             whole = count <= RIVALS + 1  # (every prototype in ``top``)
-            # the RIVALS + 1 nearest, nearest first (the own among them, or not): in C
-            # where built (np.partition is slow inside a get, its caches cold)
-            largest = getattr(_agreement._NATIVE, "largest", None)
-            if largest is not None and dots.dtype == np.float32:
-                top = largest(dots, RIVALS + 1)
-            else:
-                near = dots if whole else np.partition(dots, count - RIVALS - 1)[-RIVALS - 1 :]
-                top = sorted(near.tolist(), reverse=True)
+            top = _LARGEST(dots, RIVALS + 1)  # (the own among them, or not)
         else:  # the candidates' answers' prototypes only
             found = {row for row in map(rows.get, keys) if row is not None}
             top = sorted((float(matrix[r] @ query) for r in found), reverse=True)

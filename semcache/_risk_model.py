@@ -34,9 +34,9 @@ import json
 import math
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -264,15 +264,8 @@ def logit(
     return z, var
 
 
-def _twin(name: str, python: Callable[..., Any]) -> Callable[..., Any]:
-    """The C twin of ``python`` (the function of that ``name`` in ``_native/_support``)
-    where the extension is built and ``SEMCACHE_PURE_PYTHON`` is not set, else it."""
-    native = getattr(_agreement._NATIVE, name, None)
-    return native if callable(native) else python
-
-
-_LEXICAL = _twin("lexical", lexical)
-_LOGIT = _twin("logit", logit)
+_LEXICAL = _agreement.native_twin("lexical", lexical)
+_LOGIT = _agreement.native_twin("logit", logit)
 
 
 def inputs(x: Sequence[float], centre: Sequence[float], spread: Sequence[float]) -> list[float]:

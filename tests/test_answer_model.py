@@ -184,10 +184,7 @@ def test_the_reading_in_c_and_in_numpy_agree_to_rounding(monkeypatch: pytest.Mon
     # (the C softmax, where the extension is built, against NumPy's, where it is not:
     # the same probabilities to float32 rounding, the same answer on top, the unique
     # answers' class never on top)
-    from semcache import _agreement
-
-    native = getattr(_agreement._NATIVE, "softmax", None)
-    if native is None:
+    if am._SOFTMAX is am._softmax_numpy:
         pytest.skip("the native extension is not built")
     groups, fitted = _fitted_with_a_lone_answer()
     assert fitted.keys[-1] == am.UNIQUE
@@ -195,7 +192,7 @@ def test_the_reading_in_c_and_in_numpy_agree_to_rounding(monkeypatch: pytest.Mon
     for seed in range(8):
         query = _toward(groups[f"answer {seed % 3}"][0], 0.3 + 0.08 * seed, seed)
         readings.append((query, fitted.read(query)))
-    monkeypatch.setattr(_agreement, "_NATIVE", None)
+    monkeypatch.setattr(am, "_SOFTMAX", am._softmax_numpy)
     for query, reading in readings:
         numpy = fitted.read(query)
         assert numpy.top == reading.top != am.UNIQUE

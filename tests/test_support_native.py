@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from semcache import _agreement
+from semcache import _agreement, _answer_model, _prototypes
 
 native = pytest.importorskip("semcache._support", reason="the native extension is not built")
 
@@ -183,9 +183,9 @@ def test_the_softmax_twins_give_the_same_probabilities_bit_for_bit() -> None:
     for k in (1, 2, 15, 16, 17, 33, 200):
         for dim in (1, 7, 384):
             w = (rng.standard_normal((dim, k)) * 4).astype(np.float32)
-            if k > 2:
-                w[:, 2] = w[:, 0]  # (a tie for the highest, sometimes)
             b = rng.standard_normal(k).astype(np.float32)
+            if k > 2:  # (classes 0 and 2 tie: the first is on top where they lead)
+                w[:, 2], b[2] = w[:, 0], b[0]
             q = rng.standard_normal(dim).astype(np.float32)
             q /= np.linalg.norm(q)
             for limit in {1, max(1, k - 1), k}:
@@ -195,40 +195,51 @@ def test_the_softmax_twins_give_the_same_probabilities_bit_for_bit() -> None:
                 assert p.tolist() == want
                 assert top == want_top
                 assert math.isclose(float(p.sum()), 1.0, rel_tol=1e-12)
+                # NumPy's, where the extension is not built: the same to rounding
+                numpy, numpy_top = _answer_model._softmax_numpy(w, b, q, limit)
+                np.testing.assert_allclose(numpy, p, rtol=1e-5, atol=1e-12)
+                assert numpy_top == top
+    # (the cache reads the C twin, unless SEMCACHE_PURE_PYTHON keeps it out)
+    assert _answer_model._SOFTMAX is (_answer_model._softmax_numpy if _PURE else native.softmax)
 
 
-def test_the_softmax_refuses_shapes_that_do_not_agree() -> None:
+def test_the_softmax_twins_refuse_the_same_shapes() -> None:
     w = np.zeros((4, 3), dtype=np.float32)
     b, q = np.zeros(3, dtype=np.float32), np.zeros(4, dtype=np.float32)
-    with pytest.raises(ValueError, match="dim x classes"):
-        native.softmax(w, b, np.zeros(5, dtype=np.float32), 3)
-    with pytest.raises(ValueError, match="dim x classes"):
-        native.softmax(w, np.zeros(2, dtype=np.float32), q, 3)
-    for limit in (0, 4):
-        with pytest.raises(ValueError, match="limit must be in 1 to 3"):
-            native.softmax(w, b, q, limit)
-    p, top = native.softmax(w, b, q, 3)  # all logits equal: uniform, the first
-    assert p.tolist() == [1 / 3] * 3
-    assert top == 0
+    for impl in (native.softmax, _answer_model._softmax_numpy):
+        with pytest.raises(ValueError, match="dim x classes"):
+            impl(w, b, np.zeros(5, dtype=np.float32), 3)
+        with pytest.raises(ValueError, match="dim x classes"):
+            impl(w, np.zeros(2, dtype=np.float32), q, 3)
+        for limit in (0, 4):
+            with pytest.raises(ValueError, match="limit must be in 1 to 3"):
+                impl(w, b, q, limit)
+        p, top = impl(w, b, q, 3)  # all logits equal: uniform, the first
+        assert p.tolist() == [1 / 3] * 3
+        assert top == 0
 
 
-def test_the_largest_values_are_those_sorting_gives() -> None:
+def test_the_largest_twins_give_what_sorting_gives() -> None:
     rng = np.random.default_rng(20261210)
     for n in (0, 1, 5, 9, 10, 200, 512):
         values = rng.standard_normal(n).astype(np.float32)
         if n > 4:
             values[3] = values[1]  # (ties)
-        for count in (0, 1, 9, n, n + 3):
-            assert native.largest(values, count) == sorted(values.tolist(), reverse=True)[:count]
-    with pytest.raises(ValueError, match="count must be >= 0"):
-        native.largest(np.zeros(3, dtype=np.float32), -1)
+        for count in {0, 1, 9, max(n - 1, 0), n, n + 3}:
+            want = sorted(values.tolist(), reverse=True)[:count]
+            assert native.largest(values, count) == want
+            assert _prototypes._largest_numpy(values, count) == want
+    for impl in (native.largest, _prototypes._largest_numpy):
+        with pytest.raises(ValueError, match="count must be >= 0"):
+            impl(np.zeros(3, dtype=np.float32), -1)
+    assert _prototypes._LARGEST is (_prototypes._largest_numpy if _PURE else native.largest)
 
 
 def test_the_rivals_standing_is_the_same_with_and_without_c(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``Prototypes.standing`` takes the nearest prototypes in C where built, else by
-    NumPy's partition: the same floats."""
+    NumPy's partition (``_largest_numpy``): the same floats."""
     from semcache import SemanticCache
     from semcache._cache import engine_of
 
@@ -253,7 +264,7 @@ def test_the_rivals_standing_is_the_same_with_and_without_c(
                     prototypes.declined("default", q, keys, sims),
                 )
             )
-        monkeypatch.setattr(_agreement, "_NATIVE", None)
+        monkeypatch.setattr(_prototypes, "_LARGEST", _prototypes._largest_numpy)
         for q, want in zip(rows[:20], got, strict=True):
             assert (
                 prototypes.standing("default", q, keys, sims),
